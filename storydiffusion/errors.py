@@ -1,0 +1,29 @@
+"""Typed errors whose messages a user can act on; the CLI and UI turn them into exit code 2 / gr.Error."""
+
+
+class StoryDiffusionError(Exception):
+    """Base class: every message names the problem and the fix."""
+
+
+class StoryError(StoryDiffusionError, ValueError):
+    """A story file or story text is invalid. ``line`` is 1-based when the problem sits on one line."""
+
+    def __init__(self, message: str, line: int | None = None):
+        self.line = line
+        super().__init__(f"line {line}: {message}" if line is not None else message)
+
+
+class ModelError(StoryDiffusionError):
+    """A model could not be found, loaded or recognised."""
+
+
+class SettingsError(StoryDiffusionError, ValueError):
+    """Generation settings are out of range or do not fit together."""
+
+
+class BankError(StoryDiffusionError):
+    """An identity bank does not match the run that wants to read it."""
+
+
+class GenerationCancelled(StoryDiffusionError):
+    """Raised inside a run when the caller asked it to stop; the pipeline catches it and keeps finished panels."""
