@@ -1,0 +1,277 @@
+"""Consistent Self-Attention (StoryDiffusion) as diffusers attention processors.
+
+Inside a self-attention layer, each image's keys and values are its own tokens plus a random sample
+of the tokens of the other images it should stay consistent with; queries are unchanged. The sample
+of an image depends only on (run seed, step, layer, image), so every reader of that image sees the
+same tokens whether the image is in the same batch or cached in an identity bank.
+
+The per-run state (``ConsistencyContext``) reaches the processors through the pipeline's
+``cross_attention_kwargs={"story_context": context}``: the processors themselves hold no run state,
+so two stories can be generated at once with the same UNet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+
+from .bank import IdentityBank
+
+LAYER_SETS = ("up", "down", "mid", "all")
+
+
+@dataclass(frozen=True)
+class ImageSlot:
+    """What one image of a batch does in consistent attention.
+
+    ``source_id`` names the image in the story (its sample is keyed by it); ``reads_batch`` are the
+    slots of the same batch whose sampled tokens it attends to; ``reads_bank`` are source ids whose
+    cached tokens it attends to; ``writes`` stores its own sample into the bank.
+    """
+
+    source_id: int
+    reads_batch: tuple[int, ...] = ()
+    reads_bank: tuple[int, ...] = ()
+    writes: bool = False
+
+
+def _unit_hash(*parts: object) -> int:
+    """A 63-bit integer from the parts, stable across processes (unlike ``hash``)."""
+    digest = hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+class ConsistencyContext:
+    """Per-batch state of one run: slots, the current step, sampling rates, the bank.
+
+    The pipeline advances ``step`` from its step callback; it is never inferred from processor calls.
+    """
+
+    def __init__(
+        self,
+        slots: list[ImageSlot],
+        *,
+        seed: int,
+        latent_tokens: int,
+        total_steps: int,
+        rate_for_factor: Callable[[int], float] = lambda factor: 0.5,
+        first_consistent_step: int = 0,
+        skip_early: float = 0.0,
+        skip_late: float = 0.0,
+        bank: IdentityBank | None = None,
+    ):
+        self.slots = list(slots)
+        self.seed = int(seed)
+        self.latent_tokens = int(latent_tokens)
+        self.total_steps = int(total_steps)
+        self.rate_for_factor = rate_for_factor
+        self.first_consistent_step = int(first_consistent_step)
+        self.skip_early = float(skip_early)
+        self.skip_late = float(skip_late)
+        self.bank = bank
+        self.step = 0
+        for slot in self.slots:
+            if (slot.writes or slot.reads_bank) and bank is None:
+                raise ValueError("a slot reads or writes the identity bank but the context has none")
+
+    @property
+    def num_images(self) -> int:
+        return len(self.slots)
+
+    def is_active(self, layer_index: int) -> bool:
+        """Consistent attention at this step and layer, or plain (warm-up steps, random skip)?"""
+        if self.step < self.first_consistent_step:
+            return False
+        skip = self.skip_early if self.step < 0.4 * self.total_steps else self.skip_late
+        if skip <= 0.0:
+            return True
+        draw = _unit_hash(self.seed, "skip", self.step, layer_index) / float(2**63)
+        return draw >= skip
+
+    def sample_count(self, num_tokens: int) -> int:
+        """How many tokens of each source image a reader gets at this layer's resolution."""
+        factor = max(1, round(math.sqrt(self.latent_tokens / num_tokens)))
+        return int(round(self.rate_for_factor(factor) * num_tokens))
+
+    def sample_indices(self, layer_index: int, source_id: int, num_tokens: int, device: torch.device) -> torch.Tensor:
+        """Sorted token indices of ``source_id`` that readers see at the current step and layer."""
+        generator = torch.Generator(device="cpu").manual_seed(_unit_hash(self.seed, self.step, layer_index, source_id))
+        chosen = torch.randperm(num_tokens, generator=generator)[: self.sample_count(num_tokens)]
+        return chosen.sort().values.to(device)
+
+
+def gather_extra_tokens(
+    grouped: torch.Tensor, context: ConsistencyContext, layer_index: int
+) -> list[torch.Tensor | None]:
+    """The other images' sampled tokens each image attends to, before projection.
+
+    ``grouped`` is (halves, images, tokens, channels): CFG halves are kept apart, so a sample never
+    crosses from the unconditional half to the conditional one. Returns per image a tensor
+    (halves, extra tokens, channels), or None when it reads nothing. Writes the bank on the way.
+    """
+    _, _, num_tokens, _ = grouped.shape
+    if context.sample_count(num_tokens) == 0:
+        return [None] * context.num_images
+    needed = {q for slot in context.slots for q in slot.reads_batch}
+    needed |= {index for index, slot in enumerate(context.slots) if slot.writes}
+    samples: dict[int, torch.Tensor] = {}
+    for index in sorted(needed):
+        slot = context.slots[index]
+        chosen = context.sample_indices(layer_index, slot.source_id, num_tokens, grouped.device)
+        samples[index] = grouped[:, index].index_select(1, chosen)
+        if slot.writes:
+            context.bank.put(slot.source_id, context.step, layer_index, samples[index])
+    extras: list[torch.Tensor | None] = []
+    for slot in context.slots:
+        parts = [samples[q] for q in slot.reads_batch]
+        parts += [context.bank.get(sid, context.step, layer_index, grouped.device) for sid in slot.reads_bank]
+        extras.append(torch.cat(parts, dim=1) if parts else None)
+    return extras
+
+
+class StoryAttnProcessor(AttnProcessor2_0):
+    """Plain SDPA attention that accepts the ``story_context`` keyword.
+
+    Installed on every layer that consistent attention leaves alone, so diffusers neither warns about
+    nor drops the keyword on its way to the layers that use it.
+    """
+
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+        story_context: ConsistencyContext | None = None,
+    ) -> torch.Tensor:
+        return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+
+
+class ConsistentSelfAttnProcessor(StoryAttnProcessor):
+    """Consistent Self-Attention for one self-attention (``attn1``) layer.
+
+    Without a context, before the first consistent step, or at a skipped layer it is exactly
+    diffusers' ``AttnProcessor2_0``.
+    """
+
+    def __init__(self, layer_index: int, layer_name: str = ""):
+        super().__init__()
+        self.layer_index = layer_index
+        self.layer_name = layer_name
+
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+        story_context: ConsistencyContext | None = None,
+    ) -> torch.Tensor:
+        plain = (
+            story_context is None
+            or encoder_hidden_states is not None
+            or attention_mask is not None
+            or hidden_states.ndim != 3
+            or attn.spatial_norm is not None
+            or attn.group_norm is not None
+            or not story_context.is_active(self.layer_index)
+        )
+        if plain:
+            return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+        return consistent_self_attention(attn, hidden_states, story_context, self.layer_index)
+
+
+def consistent_self_attention(
+    attn: Attention, hidden_states: torch.Tensor, context: ConsistencyContext, layer_index: int
+) -> torch.Tensor:
+    """Self-attention where image i's keys/values also include its sampled tokens of other images."""
+    batch, num_tokens, channels = hidden_states.shape
+    images = context.num_images
+    if batch % images != 0:
+        raise ValueError(f"batch of {batch} does not split into {images} images per CFG half")
+    halves = batch // images
+    grouped = hidden_states.view(halves, images, num_tokens, channels)
+    extras = gather_extra_tokens(grouped, context, layer_index)
+
+    query = attn.to_q(hidden_states)
+    key = attn.to_k(hidden_states)
+    value = attn.to_v(hidden_states)
+    inner_dim = key.shape[-1]
+    head_dim = inner_dim // attn.heads
+
+    def heads(tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.reshape(halves, -1, attn.heads, head_dim).transpose(1, 2)
+
+    query = query.view(halves, images, num_tokens, inner_dim)
+    key = key.view(halves, images, num_tokens, inner_dim)
+    value = value.view(halves, images, num_tokens, inner_dim)
+    outputs = []
+    for index, extra in enumerate(extras):
+        image_key, image_value = key[:, index], value[:, index]
+        if extra is not None:
+            image_key = torch.cat([image_key, attn.to_k(extra)], dim=1)
+            image_value = torch.cat([image_value, attn.to_v(extra)], dim=1)
+        q, k, v = heads(query[:, index]), heads(image_key), heads(image_value)
+        if attn.norm_q is not None:
+            q = attn.norm_q(q)
+        if attn.norm_k is not None:
+            k = attn.norm_k(k)
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=0.0, is_causal=False)
+        outputs.append(out.transpose(1, 2).reshape(halves, num_tokens, inner_dim))
+
+    output = torch.stack(outputs, dim=1).reshape(batch, num_tokens, inner_dim).to(query.dtype)
+    output = attn.to_out[0](output)
+    output = attn.to_out[1](output)
+    if attn.residual_connection:
+        output = output + hidden_states
+    return output / attn.rescale_output_factor
+
+
+def consistent_layer_names(unet: torch.nn.Module, blocks: str = "up") -> list[str]:
+    """Names of the self-attention processors that get consistent attention.
+
+    ``blocks`` is "up" (decoder, the paper's default), "down", "mid", "all", or a comma-separated mix.
+    """
+    wanted = set(part.strip() for part in blocks.split(","))
+    unknown = wanted - set(LAYER_SETS)
+    if unknown:
+        raise ValueError(f"unknown block set(s) {sorted(unknown)}; choose from {', '.join(LAYER_SETS)}")
+    prefixes = {"up": ("up_blocks",), "down": ("down_blocks",), "mid": ("mid_block",)}
+    chosen = (
+        tuple(p for values in prefixes.values() for p in values)
+        if "all" in wanted
+        else tuple(p for name in wanted for p in prefixes[name])
+    )
+    return [
+        name
+        for name in unet.attn_processors
+        if name.endswith("attn1.processor") and name.startswith(chosen)
+    ]
+
+
+def install_consistent_attention(unet: torch.nn.Module, blocks: str = "up") -> list[str]:
+    """Put ConsistentSelfAttnProcessor on the chosen ``attn1`` layers and StoryAttnProcessor elsewhere.
+
+    Returns the names of the consistent layers, in the UNet's order (their index is their layer id).
+    """
+    consistent = consistent_layer_names(unet, blocks)
+    index_of = {name: index for index, name in enumerate(consistent)}
+    processors = {
+        name: ConsistentSelfAttnProcessor(index_of[name], name) if name in index_of else StoryAttnProcessor()
+        for name in unet.attn_processors
+    }
+    unet.set_attn_processor(processors)
+    return consistent
+
+
+def count_consistent_layers(unet: torch.nn.Module) -> int:
+    return sum(isinstance(p, ConsistentSelfAttnProcessor) for p in unet.attn_processors.values())
+

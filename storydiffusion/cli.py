@@ -1,0 +1,167 @@
+"""Command line: argument parsing and progress only; the work is done by the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from pathlib import Path
+
+from .errors import StoryDiffusionError
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def _rate(text: str) -> float | dict[int, float]:
+    """``0.5`` or per downsampling factor ``1:0.5,2:0.3``."""
+    try:
+        if ":" in text:
+            return {int(k): float(v) for k, v in (part.split(":") for part in text.split(","))}
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a rate such as 0.5 or 1:0.5,2:0.3, got {text!r}") from None
+
+
+def _panel_list(text: str) -> list[int]:
+    try:
+        return [int(part) - 1 for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 1-based panel numbers such as 2,5, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m storydiffusion", description="Character-consistent visual stories.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    generate = commands.add_parser("generate", help="generate the panels of a story file")
+    generate.add_argument("story", help="story file (.yaml/.json) or a story.json written by an earlier run")
+    generate.add_argument("--out", required=True, help="output folder (panels/, story.json)")
+    generate.add_argument("--model", help="registry name (configs/models.yaml), hub id, local folder, .safetensors file, or tiny-sdxl / tiny-sd15")
+    generate.add_argument("--steps", type=int)
+    generate.add_argument("--guidance", type=float)
+    generate.add_argument("--seed", type=int)
+    generate.add_argument("--height", type=int)
+    generate.add_argument("--width", type=int)
+    generate.add_argument("--sampling-rate", type=_rate, help="share of other images' tokens each image attends to (default 0.5)")
+    generate.add_argument("--id-images", type=int, help="panels per character in its identity set (default 3)")
+    generate.add_argument("--window", type=int, help="panels per batch / sliding window length (default 4)")
+    generate.add_argument("--mode", choices=["identity", "window"], help="identity bank (default) or sliding window")
+    generate.add_argument("--first-consistent-step", type=int, help="plain attention before this step (default 2)")
+    generate.add_argument("--style", help="style preset from configs/styles.yaml")
+    generate.add_argument("--negative-prompt")
+    generate.add_argument("--scheduler", help="euler, euler-a, ddim, dpm++, dpm++-karras, unipc")
+    generate.add_argument("--no-consistency", action="store_true", help="plain diffusion, no consistent attention")
+    generate.add_argument("--panels", type=_panel_list, help="only these 1-based panels, e.g. 2,5 (with --bank: keep the characters)")
+    generate.add_argument("--bank", help="identity bank (.safetensors) from an earlier run, for --panels")
+    generate.add_argument("--save-bank", action="store_true", help="also write identity_bank.safetensors")
+    generate.add_argument("--overwrite", action="store_true", help="replace the outputs already in --out")
+    generate.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
+    generate.add_argument("--dtype", default="auto", help="auto, float16, bfloat16 or float32")
+    generate.add_argument("--bank-on-device", action="store_true", help="keep the identity bank in GPU memory (faster, more memory)")
+    generate.add_argument("--cpu-offload", action="store_true", help="diffusers model CPU offload (less GPU memory)")
+    generate.add_argument("--vae-slicing", action="store_true")
+    generate.add_argument("--vae-tiling", action="store_true")
+    generate.add_argument("--lora", help="LoRA weights (hub id or file) loaded with diffusers' load_lora_weights")
+    generate.add_argument("--lora-scale", type=float, default=1.0)
+    generate.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def _load_story_and_model(path: str):
+    """A story file, or the manifest of an earlier run (then its model too)."""
+    from .story import Story, load_story
+
+    if path.endswith(".json"):
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            data = None
+        if isinstance(data, dict) and str(data.get("format", "")).startswith("storydiffusion-run/"):
+            story = Story.from_dict(data["story"])
+            from .settings import GenerationSettings
+
+            story.settings = GenerationSettings.from_dict(data["settings"])
+            return story, data.get("model", {}).get("name")
+    return load_story(path), None
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .bank import IdentityBank
+    from .output import prepare_output_dir, save_panel, save_result
+    from .pipeline import StoryPipeline
+
+    story, manifest_model = _load_story_and_model(args.story)
+    settings = story.settings.merged(
+        steps=args.steps,
+        guidance=args.guidance,
+        seed=args.seed,
+        height=args.height,
+        width=args.width,
+        sampling_rate=args.sampling_rate,
+        id_images=args.id_images,
+        window=args.window,
+        mode="off" if args.no_consistency else args.mode,
+        first_consistent_step=args.first_consistent_step,
+        style=args.style,
+        negative_prompt=args.negative_prompt,
+        scheduler=args.scheduler,
+    )
+    settings.validate()
+    out = prepare_output_dir(args.out, overwrite=args.overwrite)
+    bank = IdentityBank.load(args.bank) if args.bank else None
+    pipeline = StoryPipeline.from_pretrained(
+        args.model or manifest_model,
+        device=args.device,
+        dtype=args.dtype,
+        cpu_offload=args.cpu_offload,
+        vae_slicing=args.vae_slicing,
+        vae_tiling=args.vae_tiling,
+        lora=args.lora,
+        lora_scale=args.lora_scale,
+    )
+    bar = tqdm(total=None, unit="step", disable=args.quiet, file=sys.stderr)
+
+    def progress(update) -> None:
+        if bar.total is None:
+            bar.total = update.batches * update.steps
+        bar.n = update.batch * update.steps + update.step
+        bar.set_postfix_str(f"{update.kind} panels {','.join(str(i + 1) for i in update.panels) or 'ref'}")
+        bar.refresh()
+
+    cancel = threading.Event()
+    try:
+        result = pipeline.generate(
+            story,
+            settings,
+            panels=args.panels,
+            bank=bank,
+            bank_storage="device" if args.bank_on_device else "auto",
+            callback=progress,
+            on_panel=lambda panel: save_panel(panel, out),
+            cancel=cancel,
+        )
+    finally:
+        bar.close()
+    manifest = save_result(result, out, save_bank=args.save_bank)
+    for message in result.warnings:
+        print(f"warning: {message}", file=sys.stderr)
+    print(f"{len(result.panels)} panels in {out / 'panels'}; manifest {manifest}")
+    return EXIT_INTERRUPTED if result.cancelled else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "generate":
+            return run_generate(args)
+    except StoryDiffusionError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted: the panels already finished are in the output folder", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_BAD_INPUT
