@@ -14,6 +14,7 @@ supported, because Consistent Self-Attention is installed into their UNet's self
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import re
@@ -398,6 +399,23 @@ def _spec_for_loaded(name: str, source: str, pipe: Any, spec: ModelSpec | None) 
     return derived
 
 
+def align_cpu_weights(pipe: Any) -> Any:
+    """Copy CPU weights that sit at addresses not aligned to 64 bytes; returns ``pipe``.
+
+    Tensors memory-mapped from .safetensors files can start at any byte offset, and CPU matmul
+    kernels then take a different path and round differently (about 1e-7). Copying them makes a
+    loaded pipeline bitwise identical to the one that was saved, so runs are reproducible.
+    """
+    for component in pipe.components.values():
+        if not isinstance(component, torch.nn.Module):
+            continue
+        with torch.no_grad():
+            for tensor in itertools.chain(component.parameters(), component.buffers()):
+                if tensor.device.type == "cpu" and tensor.numel() and tensor.data_ptr() % 64:
+                    tensor.data = tensor.data.clone()
+    return pipe
+
+
 def _load_failed(what: str, exc: BaseException) -> ModelError:
     return ModelError(f"Could not load {what}: {type(exc).__name__}: {exc}\n{_OFFLINE_HINT}")
 
@@ -452,7 +470,7 @@ def load_diffusers_pipeline(
             )
         except Exception as exc:
             raise _load_failed(f"the diffusers folder {path}", exc) from exc
-        return pipe, _spec_for_loaded(model, str(path), pipe, spec)
+        return align_cpu_weights(pipe), _spec_for_loaded(model, str(path), pipe, spec)
 
     if path.is_file():
         if path.suffix.lower() != ".safetensors":
@@ -470,7 +488,7 @@ def load_diffusers_pipeline(
                 "(it needs the model's configuration files from the hub or its cache)",
                 exc,
             ) from exc
-        return pipe, _spec_for_loaded(model, str(path), pipe, spec)
+        return align_cpu_weights(pipe), _spec_for_loaded(model, str(path), pipe, spec)
 
     looks_like_path = source.startswith((".", "~", "/")) or "\\" in source or path.suffix.lower() in (
         ".safetensors",
@@ -505,7 +523,7 @@ def load_diffusers_pipeline(
     except Exception as exc:
         label = f"{model!r} ({source})" if source != model else repr(model)
         raise _load_failed(f"{label} from {where}", exc) from exc
-    return pipe, _spec_for_loaded(model, source, pipe, spec)
+    return align_cpu_weights(pipe), _spec_for_loaded(model, source, pipe, spec)
 
 
 # --------------------------------------------------------------------------------------------

@@ -167,6 +167,8 @@ class StoryPipeline:
             if getattr(settings, name) is None:
                 setattr(settings, name, value)
         settings.validate()
+        # Warm-up steps never take more than half of a short run, so consistency never silently vanishes.
+        settings.first_consistent_step = min(settings.first_consistent_step, settings.steps // 2)
         multiple = self.pipe.vae_scale_factor * 2 ** (len(self.pipe.unet.config.block_out_channels) - 1)
         for name in ("height", "width"):
             if getattr(settings, name) % multiple:

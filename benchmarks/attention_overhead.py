@@ -1,0 +1,526 @@
+"""Cost of Consistent Self-Attention on the real SDXL base UNet: time per step and identity-bank memory.
+
+Builds the SDXL base 1.0 UNet (2.57 B parameters) from its public config with random weights (speed does
+not depend on the values), installs consistent attention on the 36 up-block ``attn1`` layers and times
+one UNet forward with classifier-free guidance (two batch rows per panel) for four variants, interleaved
+in rounds so that drift of the machine hits all of them:
+
+1. plain, 1 panel            batch 2, no story context
+2. bank read, 1 panel        batch 2, one slot reading 3 identity images from the bank
+3. plain, 3 panels           batch 6, no story context
+4. identity write, 3 panels  batch 6, each image reads the other two and writes the bank (CPU storage)
+
+It then compares the identity bank with the original StoryDiffusion cache, analytically from the layer
+shapes seen by a forward hook, and checks the analytic size against ``IdentityBank.nbytes``.
+
+    python benchmarks/attention_overhead.py --height 512 --width 512 --repeats 1 --out benchmarks/RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import math
+import os
+import platform
+import resource
+import shlex
+import statistics
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import diffusers  # noqa: E402
+from diffusers import UNet2DConditionModel  # noqa: E402
+
+from storydiffusion.attention import (  # noqa: E402
+    ConsistencyContext,
+    ConsistentSelfAttnProcessor,
+    ImageSlot,
+    install_consistent_attention,
+)
+from storydiffusion.bank import IdentityBank  # noqa: E402
+from storydiffusion.models import full_size_unet_config  # noqa: E402
+
+VAE_FACTOR = 8  # SDXL VAE: latent side = image side / 8
+TEXT_TOKENS, TEXT_DIM, POOLED_DIM, TIME_IDS = 77, 2048, 1280, 6
+ID_IMAGES = 3
+READER_ID = 100
+# The original StoryDiffusion settings the bank is compared with.
+ORIGINAL_HEIGHT = ORIGINAL_WIDTH = 768
+ORIGINAL_STEPS = 35
+ORIGINAL_BYTES = 2  # fp16
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+@dataclass(frozen=True)
+class LayerShape:
+    """One consistent layer: its index, the tokens and channels of its pre-projection hidden states."""
+
+    index: int
+    name: str
+    tokens: int
+    channels: int
+    factor: int  # how many times coarser than the latent, per side
+
+    def tokens_at(self, latent_h: int, latent_w: int) -> int:
+        """Tokens of this layer for another latent size (SDXL halves the side at each level)."""
+        return math.ceil(latent_h / self.factor) * math.ceil(latent_w / self.factor)
+
+
+@dataclass
+class Variant:
+    """One timed configuration: a batch of inputs and the story context passed to the UNet."""
+
+    name: str
+    panels: int
+    inputs: dict[str, Any]
+    context: ConsistencyContext | None
+
+    @property
+    def batch(self) -> int:
+        return self.inputs["sample"].shape[0]
+
+
+# ------------------------------------------------------------------------------------------------
+# Setup
+# ------------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--height", type=int, default=512)
+    parser.add_argument("--width", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds after the warm-up round")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--dtype", default="auto", choices=["auto", *DTYPES], help="auto: float16 on CUDA, bfloat16 on CPU")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rate", type=float, default=0.5, help="sampling rate of consistent attention")
+    parser.add_argument("--steps", type=int, default=ORIGINAL_STEPS, help="steps of the full run the bank is projected to")
+    parser.add_argument("--first-consistent-step", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/RESULTS.md"))
+    return parser.parse_args(argv)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def pick_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.float16 if device.type == "cuda" else torch.bfloat16
+    return DTYPES[name]
+
+
+def build_unet(device: torch.device, dtype: torch.dtype, seed: int) -> UNet2DConditionModel:
+    """The SDXL base UNet with seeded random weights, built directly in ``dtype`` on ``device``."""
+    torch.manual_seed(seed)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.no_grad(), device:
+            unet = UNet2DConditionModel(**full_size_unet_config("sdxl"))
+    finally:
+        torch.set_default_dtype(previous)
+    return unet.eval().requires_grad_(False)
+
+
+def make_inputs(batch: int, latent_h: int, latent_w: int, device: torch.device, dtype: torch.dtype, seed: int) -> dict[str, Any]:
+    """Random UNet inputs of SDXL's shapes; rows are (uncond panels..., cond panels...)."""
+    generator = torch.Generator("cpu").manual_seed(seed)
+
+    def randn(*shape: int) -> torch.Tensor:
+        return torch.randn(shape, generator=generator).to(device, dtype)
+
+    return {
+        "sample": randn(batch, 4, latent_h, latent_w),
+        "timestep": torch.tensor(500, device=device),
+        "encoder_hidden_states": randn(batch, TEXT_TOKENS, TEXT_DIM),
+        "added_cond_kwargs": {
+            "text_embeds": randn(batch, POOLED_DIM),
+            "time_ids": torch.tensor([[768.0, 768.0, 0.0, 0.0, 768.0, 768.0]] * batch, device=device, dtype=dtype),
+        },
+    }
+
+
+def make_context(slots: list[ImageSlot], bank: IdentityBank, args: argparse.Namespace, latent_tokens: int) -> ConsistencyContext:
+    """A context at the first consistent step, as the pipeline builds it."""
+    context = ConsistencyContext(
+        slots,
+        seed=args.seed,
+        latent_tokens=latent_tokens,
+        total_steps=args.steps,
+        rate_for_factor=lambda factor: args.rate,
+        first_consistent_step=args.first_consistent_step,
+        bank=bank,
+    )
+    context.step = args.first_consistent_step  # writers and readers must be at the same step
+    return context
+
+
+def write_slots() -> list[ImageSlot]:
+    """Identity pass: each identity image reads the other two of its batch and writes the bank."""
+    ids = range(ID_IMAGES)
+    return [ImageSlot(i, reads_batch=tuple(j for j in ids if j != i), writes=True) for i in ids]
+
+
+def read_slots() -> list[ImageSlot]:
+    """A later panel: reads the identity images from the bank."""
+    return [ImageSlot(READER_ID, reads_bank=tuple(range(ID_IMAGES)))]
+
+
+# ------------------------------------------------------------------------------------------------
+# Measuring
+# ------------------------------------------------------------------------------------------------
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def forward(unet: UNet2DConditionModel, variant: Variant) -> None:
+    """One denoising step: one UNet forward, the context reaching the processors as in the pipeline."""
+    kwargs = {"story_context": variant.context} if variant.context is not None else None
+    unet(**variant.inputs, cross_attention_kwargs=kwargs, return_dict=False)
+
+
+def timed_forward(unet: UNet2DConditionModel, variant: Variant, device: torch.device) -> tuple[float, int | None]:
+    """Seconds of one forward and, on CUDA, its peak allocated GPU memory in bytes."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    synchronize(device)
+    started = time.perf_counter()
+    forward(unet, variant)
+    synchronize(device)
+    seconds = time.perf_counter() - started
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    return seconds, peak
+
+
+def run_rounds(
+    unet: UNet2DConditionModel, variants: list[Variant], repeats: int, device: torch.device
+) -> tuple[dict[str, list[float]], dict[str, int]]:
+    """Interleave the variants ``repeats`` times (the order rotates each round); seconds and peak bytes per variant."""
+    seconds: dict[str, list[float]] = {v.name: [] for v in variants}
+    peaks: dict[str, int] = {}
+    for round_index in range(repeats):
+        shift = round_index % len(variants)
+        for variant in variants[shift:] + variants[:shift]:
+            elapsed, peak = timed_forward(unet, variant, device)
+            seconds[variant.name].append(elapsed)
+            if peak is not None:
+                peaks[variant.name] = max(peak, peaks.get(variant.name, 0))
+            print(f"  round {round_index + 1}/{repeats}  {variant.name:<40} {elapsed:8.2f} s", flush=True)
+    return seconds, peaks
+
+
+def capture_layer_shapes(unet: UNet2DConditionModel, variant: Variant, latent_tokens: int) -> list[LayerShape]:
+    """Run one forward with hooks on the consistent layers and record their hidden-state shapes."""
+    shapes: dict[int, LayerShape] = {}
+    handles = []
+    for name, processor in unet.attn_processors.items():
+        if not isinstance(processor, ConsistentSelfAttnProcessor):
+            continue
+        module = unet.get_submodule(name.removesuffix(".processor"))
+
+        def hook(module, args, kwargs, processor=processor, name=name):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            _, tokens, channels = hidden.shape
+            factor = round(math.sqrt(latent_tokens / tokens))
+            shapes[processor.layer_index] = LayerShape(processor.layer_index, name, tokens, channels, factor)
+
+        handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
+    try:
+        forward(unet, variant)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [shapes[index] for index in sorted(shapes)]
+
+
+# ------------------------------------------------------------------------------------------------
+# Bank sizes, analytically
+# ------------------------------------------------------------------------------------------------
+
+
+def sampled_tokens(tokens: int, rate: float) -> int:
+    """Tokens of one image a reader sees at a layer (as ``ConsistencyContext.sample_count``)."""
+    return int(round(rate * tokens))
+
+
+def original_bytes_per_image(layers: list[LayerShape], latent_h: int, latent_w: int, steps: int, itemsize: int) -> int:
+    """Original StoryDiffusion: all hidden states of both CFG halves, every step, every CSA layer."""
+    per_step = sum(2 * layer.tokens_at(latent_h, latent_w) * layer.channels * itemsize for layer in layers)
+    return steps * per_step
+
+
+def ours_layer_bytes(layer: LayerShape, latent_h: int, latent_w: int, rate: float, itemsize: int) -> int:
+    """Ours, one identity image at one step and layer: its sampled tokens, both CFG halves."""
+    return sampled_tokens(layer.tokens_at(latent_h, latent_w), rate) * layer.channels * 2 * itemsize
+
+
+def ours_bytes_per_step(layers: list[LayerShape], latent_h: int, latent_w: int, rate: float, itemsize: int) -> int:
+    """Ours, one identity image at one consistent step, all CSA layers."""
+    return sum(ours_layer_bytes(layer, latent_h, latent_w, rate, itemsize) for layer in layers)
+
+
+def bank_table(layers: list[LayerShape], args: argparse.Namespace) -> dict[str, int]:
+    """Bank bytes at the original's settings (768x768, 35 steps, fp16): original vs ours in both storages."""
+    h, w = ORIGINAL_HEIGHT // VAE_FACTOR, ORIGINAL_WIDTH // VAE_FACTOR
+    consistent_steps = ORIGINAL_STEPS - args.first_consistent_step
+    original = original_bytes_per_image(layers, h, w, ORIGINAL_STEPS, ORIGINAL_BYTES)
+    ours = consistent_steps * ours_bytes_per_step(layers, h, w, args.rate, ORIGINAL_BYTES)
+    largest_layer = max(ours_layer_bytes(layer, h, w, args.rate, ORIGINAL_BYTES) for layer in layers)
+    return {
+        "original_per_image": original,
+        "original_resident": ID_IMAGES * original,
+        "ours_per_image": ours,
+        "ours_stored": ID_IMAGES * ours,
+        "ours_resident_cpu_storage": ID_IMAGES * largest_layer,
+        "ours_resident_on_device": ID_IMAGES * ours,
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# Report
+# ------------------------------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_lines(device: torch.device, dtype: torch.dtype) -> list[str]:
+    lines = [
+        f"- CPU: {cpu_model()}, {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()}",
+        f"- torch {torch.__version__}, diffusers {diffusers.__version__}, Python {platform.python_version()}",
+        f"- device: {device.type}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
+        f"- dtype: {str(dtype).removeprefix('torch.')}",
+    ]
+    return lines
+
+
+def human(nbytes: float) -> str:
+    return f"{nbytes / 1e9:.2f} GB" if nbytes >= 1e9 else f"{nbytes / 1e6:.2f} MB"
+
+
+def command_line() -> str:
+    """The command as run, with the script path relative to the repository (no machine paths)."""
+    script = Path(sys.argv[0]).resolve()
+    try:
+        script_text = str(script.relative_to(ROOT))
+    except ValueError:
+        script_text = script.name
+    return " ".join(["python", script_text, *map(shlex.quote, sys.argv[1:])])
+
+
+def layer_summary(layers: list[LayerShape], latent_h: int, latent_w: int) -> str:
+    groups = Counter((layer.tokens_at(latent_h, latent_w), layer.channels) for layer in layers)
+    side = lambda tokens: int(math.isqrt(tokens))  # noqa: E731
+    return ", ".join(f"{n} at {side(t)}x{side(t)} tokens x {c} ch" for (t, c), n in sorted(groups.items(), key=lambda kv: kv[0][1], reverse=True))
+
+
+def render(report: dict[str, Any]) -> str:
+    """The Markdown results page."""
+    args, times, peaks = report["args"], report["times"], report["peaks"]
+    median = {name: statistics.median(values) for name, values in times.items()}
+    plain1, read1, plain3, write3 = report["names"][:4]
+    read_ratio = median[read1] / median[plain1]
+    write_ratio = median[write3] / median[plain3]
+    latent_h, latent_w = args.height // VAE_FACTOR, args.width // VAE_FACTOR
+    bank = report["bank"]
+    lines = [
+        "# Consistent Self-Attention overhead on the SDXL base UNet",
+        "",
+        f"Recorded {report['date']} with:",
+        "",
+        f"    {report['command']}",
+        "",
+        "## Machine",
+        "",
+        *machine_lines(report["device"], report["dtype"]),
+        "",
+        "## Settings",
+        "",
+        f"- UNet: SDXL base 1.0 architecture from `configs/unet/sdxl-base.json`, {report['params'] / 1e9:.2f} B parameters, random weights (seed {args.seed})",
+        f"- {args.width}x{args.height} (latent {latent_w}x{latent_h}), one denoising step = one UNet forward, CFG: 2 batch rows per panel",
+        f"- consistent attention on {len(report['layers'])} up-block `attn1` layers: {layer_summary(report['layers'], latent_h, latent_w)}",
+        f"- sampling rate {args.rate}, {ID_IMAGES} identity images, timed step = first consistent step ({args.first_consistent_step}), bank storage CPU",
+        f"- variants interleaved, order rotated each round; 1 warm-up round, then {args.repeats} timed round(s); medians below",
+        f"- model build {report['build_seconds']:.0f} s; process peak RSS {human(report['max_rss'])}",
+        "",
+        "## Time per denoising step",
+        "",
+        "| variant | batch rows | median s | min s | max s | s per panel | runs |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for variant in report["variants"]:
+        values = times[variant.name]
+        lines.append(
+            f"| {variant.name} | {variant.batch} | {median[variant.name]:.2f} | {min(values):.2f} | {max(values):.2f} "
+            f"| {median[variant.name] / variant.panels:.2f} | {len(values)} |"
+        )
+    verdict = "meets" if read_ratio <= 1.5 else "misses"
+    lines += [
+        "",
+        f"- **bank read / plain, 1 panel: {read_ratio:.3f}x** (target at most 1.5x: {verdict} it)",
+        f"- **identity write / plain, 3 panels: {write_ratio:.3f}x**",
+    ]
+    if len(report["names"]) > 4:
+        on_device = report["names"][4]
+        lines.append(f"- bank on {report['device'].type} / bank on CPU, 1-panel read: {median[on_device] / median[read1]:.3f}x")
+    else:
+        lines.append("- bank on the compute device vs on CPU: the same thing here (the compute device is the CPU), so not timed separately")
+    if peaks:
+        lines += ["", "Peak GPU memory allocated per forward (`torch.cuda.max_memory_allocated`):", ""]
+        lines += [f"- {name}: {human(peak)}" for name, peak in peaks.items()]
+    consistent_steps = args.steps - args.first_consistent_step
+    lines += [
+        "",
+        "## Identity bank memory",
+        "",
+        f"Measured at {args.width}x{args.height}, {str(report['dtype']).removeprefix('torch.')}: `bank.nbytes(source_id)` after one write step = "
+        f"{report['measured']:,} bytes per identity image; analytic per step = {report['analytic_step']:,} bytes "
+        f"({'exact match' if report['measured'] == report['analytic_step'] else 'MISMATCH'}). "
+        f"Projected to a full run of {args.steps} steps ({consistent_steps} consistent): "
+        f"{human(consistent_steps * report['measured'])} per identity image, {human(ID_IMAGES * consistent_steps * report['measured'])} for {ID_IMAGES}.",
+        "",
+        f"At the original StoryDiffusion settings ({ORIGINAL_WIDTH}x{ORIGINAL_HEIGHT}, {ORIGINAL_STEPS} steps, fp16, "
+        f"{len(report['layers'])} CSA layers: {layer_summary(report['layers'], ORIGINAL_HEIGHT // VAE_FACTOR, ORIGINAL_WIDTH // VAE_FACTOR)}), "
+        f"computed from the layer shapes above. The original keeps, per identity image, all hidden states of both CFG halves "
+        f"at every step and CSA layer, on the GPU; ours keeps round({args.rate} x tokens) sampled tokens per layer for the "
+        f"{ORIGINAL_STEPS - args.first_consistent_step} consistent steps.",
+        "",
+        "| bank | bytes | vs original (3 identity images on GPU) |",
+        "|---|---:|---:|",
+    ]
+    reference = bank["original_resident"]
+    rows = [
+        ("original, per identity image", bank["original_per_image"]),
+        (f"original, {ID_IMAGES} identity images (GPU-resident)", bank["original_resident"]),
+        ("ours stored, per identity image", bank["ours_per_image"]),
+        (f"ours stored, {ID_IMAGES} identity images", bank["ours_stored"]),
+        (f"ours GPU-resident, default CPU storage (largest (step, layer) set of {ID_IMAGES} images a reader moves in)", bank["ours_resident_cpu_storage"]),
+        (f"ours GPU-resident with `--bank-on-device` ({ID_IMAGES} images, all of it)", bank["ours_resident_on_device"]),
+    ]
+    lines += [f"| {label} | {human(value)} | {value / reference:.4f}x |" for label, value in rows]
+    cpu_ok = bank["ours_resident_cpu_storage"] <= reference / 4
+    device_ok = bank["ours_resident_on_device"] <= reference / 4
+    lines += [
+        "",
+        f"Target: GPU-resident bank at most a quarter of the original's. The default CPU storage "
+        f"{'meets' if cpu_ok else 'misses'} it ({bank['ours_resident_cpu_storage'] / reference:.4f}x; the whole bank, "
+        f"{human(bank['ours_stored'])}, sits in host RAM and each reader copies one layer at a time to the GPU). "
+        f"`--bank-on-device` {'meets' if device_ok else 'misses'} it ({bank['ours_resident_on_device'] / reference:.3f}x: "
+        f"sampling halves the tokens and the 2 warm-up steps are not stored, nothing more).",
+        "",
+        "The resident figure for CPU storage counts the bank tensors only: while a layer runs, `torch.cat` of the "
+        "three sources and their `to_k`/`to_v` projections are transient activations of about the same size.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------
+# Main
+# ------------------------------------------------------------------------------------------------
+
+
+def build_variants(args: argparse.Namespace, device: torch.device, dtype: torch.dtype, bank: IdentityBank, device_bank: IdentityBank | None) -> list[Variant]:
+    """The timed variants, plus a device-bank read when the compute device is not the CPU."""
+    latent_h, latent_w = args.height // VAE_FACTOR, args.width // VAE_FACTOR
+    tokens = latent_h * latent_w
+    one = make_inputs(2, latent_h, latent_w, device, dtype, args.seed + 1)
+    three = make_inputs(2 * ID_IMAGES, latent_h, latent_w, device, dtype, args.seed + 2)
+    variants = [
+        Variant("plain, 1 panel", 1, one, None),
+        Variant("bank read, 1 panel", 1, one, make_context(read_slots(), bank, args, tokens)),
+        Variant("plain, 3 panels", ID_IMAGES, three, None),
+        Variant("identity write, 3 panels", ID_IMAGES, three, make_context(write_slots(), bank, args, tokens)),
+    ]
+    if device_bank is not None:
+        variants.append(Variant(f"bank read, 1 panel, bank on {device.type}", 1, one, make_context(read_slots(), device_bank, args, tokens)))
+    return variants
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    device = pick_device(args.device)
+    dtype = pick_dtype(args.dtype, device)
+    torch.set_flush_denormal(True)  # random weights must not hit slow denormal paths on CPU
+
+    print(f"building the SDXL base UNet ({str(dtype).removeprefix('torch.')}, {device.type}) ...", flush=True)
+    started = time.perf_counter()
+    unet = build_unet(device, dtype, args.seed)
+    build_seconds = time.perf_counter() - started
+    params = sum(p.numel() for p in unet.parameters())
+    install_consistent_attention(unet, "up")
+    print(f"  {params / 1e9:.2f} B parameters in {build_seconds:.0f} s", flush=True)
+
+    bank = IdentityBank(storage="cpu")
+    device_bank = IdentityBank(storage=device) if device.type != "cpu" else None
+    variants = build_variants(args, device, dtype, bank, device_bank)
+    latent_tokens = (args.height // VAE_FACTOR) * (args.width // VAE_FACTOR)
+
+    with torch.no_grad():
+        print("warm-up (the write fills the bank first) ...", flush=True)
+        writer = variants[3]
+        layers = capture_layer_shapes(unet, writer, latent_tokens)
+        if device_bank is not None:
+            forward(unet, Variant(writer.name, writer.panels, writer.inputs, make_context(write_slots(), device_bank, args, latent_tokens)))
+        for variant in variants:
+            if variant is not writer:
+                forward(unet, variant)
+        synchronize(device)
+        print("timing ...", flush=True)
+        times, peaks = run_rounds(unet, variants, args.repeats, device)
+
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    latent_h, latent_w = args.height // VAE_FACTOR, args.width // VAE_FACTOR
+    report = {
+        "args": args,
+        "device": device,
+        "dtype": dtype,
+        "params": params,
+        "build_seconds": build_seconds,
+        "layers": layers,
+        "variants": variants,
+        "names": [v.name for v in variants],
+        "times": times,
+        "peaks": peaks,
+        "measured": bank.nbytes(0),
+        "analytic_step": ours_bytes_per_step(layers, latent_h, latent_w, args.rate, itemsize),
+        "bank": bank_table(layers, args),
+        "max_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": command_line(),
+    }
+    text = render(report)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text, encoding="utf-8")
+    print()
+    print(text)
+    if report["measured"] != report["analytic_step"]:
+        raise SystemExit("the measured bank size does not match the analytic one")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""The command line: files written, manifest contents, exit codes and messages for bad input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from storydiffusion.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST = ["--model", "tiny-sdxl", "--steps", "2", "--quiet", "--device", "cpu"]
+
+
+def write_story(path: Path, panels: list[str], **extra) -> Path:
+    lines = ["title: Test", "characters:", "  Bob: a man in a red coat", "panels:"]
+    lines += [f"  - {json.dumps(panel)}" for panel in panels]
+    lines += [f"{key}: {json.dumps(value)}" for key, value in extra.items()]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_generate_writes_panels_and_a_reproducible_manifest(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["generate", str(ROOT / "examples" / "lighthouse.yaml"), "--out", str(out), *FAST, "--save-bank"]) == 0
+    panels = sorted((out / "panels").glob("*.png"))
+    manifest = json.loads((out / "story.json").read_text(encoding="utf-8"))
+    assert [p.name for p in panels] == [f"panel_{i:03d}.png" for i in range(1, len(panels) + 1)]
+    assert len(panels) == len(manifest["story"]["panels"]) == len(manifest["panels"])
+    assert Image.open(panels[0]).size == (64, 64)
+    assert manifest["model"]["name"] == "tiny-sdxl"
+    assert manifest["settings"]["steps"] == 2
+    assert all(isinstance(p["seed"], int) for p in manifest["panels"])
+    assert {"torch", "diffusers", "transformers", "storydiffusion"} <= set(manifest["versions"])
+    assert manifest["identity_bank"] == "identity_bank.safetensors" and (out / "identity_bank.safetensors").exists()
+    assert not list(out.rglob("*.tmp"))
+
+    # The manifest alone reproduces the run byte for byte.
+    again = tmp_path / "again"
+    assert main(["generate", str(out / "story.json"), "--out", str(again), "--quiet", "--device", "cpu"]) == 0
+    for panel in panels:
+        assert (again / "panels" / panel.name).read_bytes() == panel.read_bytes()
+
+
+def test_regenerate_one_panel_from_a_saved_bank(tmp_path):
+    story = write_story(tmp_path / "s.yaml", ["[Bob] walks", "[Bob] eats", "[Bob] sits", "[Bob] sleeps"])
+    out = tmp_path / "out"
+    assert main(["generate", str(story), "--out", str(out), *FAST, "--id-images", "2", "--save-bank"]) == 0
+    redo = tmp_path / "redo"
+    code = main(["generate", str(story), "--out", str(redo), *FAST, "--id-images", "2", "--panels", "4", "--bank", str(out / "identity_bank.safetensors")])
+    assert code == 0
+    assert [p.name for p in (redo / "panels").iterdir()] == ["panel_004.png"]
+
+
+def test_existing_output_is_not_overwritten_without_the_flag(tmp_path, capsys):
+    story = write_story(tmp_path / "s.yaml", ["[Bob] walks"])
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert main(["generate", str(story), "--out", str(out), *FAST]) == 2
+    error = capsys.readouterr().err
+    assert "--overwrite" in error and "Traceback" not in error
+    assert main(["generate", str(story), "--out", str(out), *FAST, "--overwrite"]) == 0
+    assert (out / "keep.txt").read_text() == "mine"
+    assert (out / "panels" / "panel_001.png").exists()
+
+
+@pytest.mark.parametrize(
+    "panels,extra,args,expected",
+    [
+        (["[Carol] walks"], {}, [], "unknown character"),
+        ([], {}, [], "no panels"),
+        (["[Bob] walks"], {}, ["--sampling-rate", "1.5"], "sampling_rate"),
+        (["[Bob] walks"], {}, ["--style", "baroque"], "unknown style"),
+        (["[Bob] walks"], {}, ["--height", "100"], "multiple of"),
+        (["[Bob] walks"], {}, ["--model", "no-such-model"], "tiny-sdxl"),
+        (["[Bob] walks"], {"settings": {"max_panels": 0}}, [], "max_panels"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_message(tmp_path, capsys, panels, extra, args, expected):
+    story = write_story(tmp_path / "s.yaml", panels, **extra)
+    options = [a for a in FAST if a not in ("tiny-sdxl", "--model")] if "--model" in args else FAST
+    assert main(["generate", str(story), "--out", str(tmp_path / "o"), *options, *args]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error:") and expected in error
+    assert len(error.splitlines()) == 1
+
+
+def test_missing_story_file_is_a_clear_error(tmp_path, capsys):
+    assert main(["generate", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "o"), *FAST]) == 2
+    assert "nope.yaml" in capsys.readouterr().err
+
+
+def test_module_entry_point_runs(tmp_path):
+    story = write_story(tmp_path / "s.yaml", ["[Bob] walks", "[NC] a street"])
+    done = subprocess.run(
+        [sys.executable, "-m", "storydiffusion", "generate", str(story), "--out", str(tmp_path / "o"), *FAST],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "o" / "panels" / "panel_002.png").exists()
+    bad = subprocess.run(
+        [sys.executable, "-m", "storydiffusion", "generate", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "p")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
