@@ -12,6 +12,10 @@ from .errors import StoryDiffusionError
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+OUT_OF_MEMORY_HINT = (
+    "lower --height/--width, --window or --id-images, or add --cpu-offload and --vae-tiling; "
+    "the panels finished so far are in the output folder"
+)
 
 
 def _rate(text: str) -> float | dict[int, float]:
@@ -150,7 +154,14 @@ def run_generate(args: argparse.Namespace) -> int:
     for message in result.warnings:
         print(f"warning: {message}", file=sys.stderr)
     print(f"{len(result.panels)} panels in {out / 'panels'}; manifest {manifest}")
+    if result.bank is not None and len(result.bank):
+        print(f"identity bank: {result.bank.nbytes() / 2**20:.1f} MiB for {len(result.bank.sources())} identity images")
     return EXIT_INTERRUPTED if result.cancelled else 0
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    """CUDA and MPS report exhaustion as RuntimeError subclasses; the CPU as MemoryError."""
+    return isinstance(error, MemoryError) or "out of memory" in str(error).lower()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,6 +171,11 @@ def main(argv: list[str] | None = None) -> int:
             return run_generate(args)
     except StoryDiffusionError as error:
         print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (MemoryError, RuntimeError) as error:
+        if not _is_out_of_memory(error):
+            raise
+        print(f"error: out of memory ({str(error).splitlines()[0] if str(error) else 'no detail'}): {OUT_OF_MEMORY_HINT}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted: the panels already finished are in the output folder", file=sys.stderr)

@@ -13,8 +13,12 @@ import importlib.util
 import json
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import ModelError
+
+if TYPE_CHECKING:  # pragma: no cover - for type hints only
+    from transformers import CLIPTokenizer
 
 _BPE_FILE = "bpe_simple_vocab_16e6.txt.gz"
 # CLIP keeps the first 49152 - 256 - 2 merges of the file (what open_clip and OpenAI's code do).
@@ -56,7 +60,7 @@ def find_bpe_vocab_file() -> Path:
     )
 
 
-def build_clip_tokenizer(pad_token: str = "<|endoftext|>"):
+def build_clip_tokenizer(pad_token: str = "<|endoftext|>") -> "CLIPTokenizer":
     """A ``transformers.CLIPTokenizer`` identical to the one of Stable Diffusion, built without network.
 
     ``pad_token`` is "<|endoftext|>" for SD 1.5 and SDXL's first tokenizer, "!" for SDXL's second.

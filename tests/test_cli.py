@@ -112,3 +112,16 @@ def test_module_entry_point_runs(tmp_path):
         timeout=300,
     )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_out_of_memory_becomes_a_message_with_settings_to_lower(tmp_path, capsys, monkeypatch):
+    from storydiffusion.pipeline import StoryPipeline
+
+    def exhausted(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(StoryPipeline, "generate", exhausted)
+    story = write_story(tmp_path / "s.yaml", ["[Bob] walks"])
+    assert main(["generate", str(story), "--out", str(tmp_path / "o"), *FAST]) == 2
+    error = capsys.readouterr().err
+    assert "out of memory" in error and "--height" in error and "Traceback" not in error
