@@ -308,12 +308,14 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def machine_lines(device: torch.device, dtype: torch.dtype) -> list[str]:
+def machine_lines(device: torch.device, dtype: torch.dtype, loads: tuple[float, float]) -> list[str]:
+    shared = " (above the core count: other jobs shared the CPU)" if max(loads) > (os.cpu_count() or 1) else ""
     lines = [
         f"- CPU: {cpu_model()}, {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()}",
         f"- torch {torch.__version__}, diffusers {diffusers.__version__}, Python {platform.python_version()}",
         f"- device: {device.type}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
         f"- dtype: {str(dtype).removeprefix('torch.')}",
+        f"- 1-minute load average before / after timing: {loads[0]:.2f} / {loads[1]:.2f}{shared}",
     ]
     return lines
 
@@ -356,7 +358,7 @@ def render(report: dict[str, Any]) -> str:
         "",
         "## Machine",
         "",
-        *machine_lines(report["device"], report["dtype"]),
+        *machine_lines(report["device"], report["dtype"], report["loads"]),
         "",
         "## Settings",
         "",
@@ -489,7 +491,9 @@ def main(argv: list[str] | None = None) -> None:
                 forward(unet, variant)
         synchronize(device)
         print("timing ...", flush=True)
+        load_before = os.getloadavg()[0]
         times, peaks = run_rounds(unet, variants, args.repeats, device)
+        load_after = os.getloadavg()[0]
 
     itemsize = torch.empty((), dtype=dtype).element_size()
     latent_h, latent_w = args.height // VAE_FACTOR, args.width // VAE_FACTOR
@@ -507,6 +511,7 @@ def main(argv: list[str] | None = None) -> None:
         "measured": bank.nbytes(0),
         "analytic_step": ours_bytes_per_step(layers, latent_h, latent_w, args.rate, itemsize),
         "bank": bank_table(layers, args),
+        "loads": (load_before, load_after),
         "max_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": command_line(),

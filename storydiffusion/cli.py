@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "generate":
             return run_generate(args)
     except StoryDiffusionError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print("error: " + " ".join(str(error).split()), file=sys.stderr)
         return EXIT_BAD_INPUT
     except (MemoryError, RuntimeError) as error:
         if not _is_out_of_memory(error):

@@ -417,7 +417,8 @@ def align_cpu_weights(pipe: Any) -> Any:
 
 
 def _load_failed(what: str, exc: BaseException) -> ModelError:
-    return ModelError(f"Could not load {what}: {type(exc).__name__}: {exc}\n{_OFFLINE_HINT}")
+    detail = " ".join(str(exc).split())  # one line: the CLI prints a single line per error
+    return ModelError(f"Could not load {what}: {type(exc).__name__}: {detail} {_OFFLINE_HINT}")
 
 
 def _local_folder_kwargs(folder: Path) -> dict[str, Any]:
@@ -431,7 +432,7 @@ def _local_folder_kwargs(folder: Path) -> dict[str, Any]:
 
 
 def load_diffusers_pipeline(
-    model: str,
+    model: str | None,
     *,
     torch_dtype: torch.dtype | None = None,
     registry: dict[str, ModelSpec] | None = None,
@@ -442,6 +443,7 @@ def load_diffusers_pipeline(
     Every failure becomes a ModelError that says what was tried and how to run offline.
     """
     registry = registry if registry is not None else load_model_registry()
+    model = model or default_model_name(registry)
     spec = registry.get(model)
     source = spec.source if spec is not None else model
 
