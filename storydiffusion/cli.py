@@ -133,7 +133,8 @@ def run_generate(args: argparse.Namespace) -> int:
         if bar.total is None:
             bar.total = update.batches * update.steps
         bar.n = update.batch * update.steps + update.step
-        bar.set_postfix_str(f"{update.kind} panels {','.join(str(i + 1) for i in update.panels) or 'ref'}")
+        shown = ",".join(str(i + 1) for i in update.panels) or "reference portraits"
+        bar.set_postfix_str(f"panels {shown}" + (" (identity set)" if update.kind == "identity" else ""))
         bar.refresh()
 
     cancel = threading.Event()
