@@ -1,0 +1,86 @@
+"""Project files: round trip, and refusal of anything that is not one."""
+
+import json
+import pickle
+import zipfile
+
+import pytest
+import torch
+from PIL import Image
+
+from storydiffusion.bank import IdentityBank
+from storydiffusion.project import Project, ProjectError, load_project, save_project
+from storydiffusion.settings import GenerationSettings
+from storydiffusion.story import story_from_text
+
+
+def make_project(with_bank=True):
+    story = story_from_text("[Bob] a man in a red coat", "[Bob] walks # Off he goes.\n[NC] a street", settings=GenerationSettings(seed=4, steps=3))
+    bank = None
+    if with_bank:
+        bank = IdentityBank({"model": "tiny-sdxl", "steps": 3})
+        bank.put(0, 1, 2, torch.arange(24, dtype=torch.float32).reshape(2, 3, 4))
+        bank.characters = {"Bob": [0]}
+    panels = {0: Image.new("RGB", (64, 64), (200, 10, 10)), 1: Image.new("RGB", (64, 64), (10, 200, 10))}
+    return Project(story, story.settings, "tiny-sdxl", panels, {0: 11, 1: 12}, bank, "classic")
+
+
+def test_project_round_trip(tmp_path):
+    original = make_project()
+    path = save_project(original, tmp_path / "story.zip")
+    loaded = load_project(path)
+    assert loaded.story.to_dict() == original.story.to_dict()
+    assert loaded.settings == original.settings and loaded.model == "tiny-sdxl" and loaded.layout == "classic"
+    assert loaded.seeds == {0: 11, 1: 12}
+    assert loaded.panels[1].getpixel((5, 5)) == (10, 200, 10)
+    assert loaded.bank.characters == {"Bob": [0]}
+    assert torch.equal(loaded.bank.get(0, 1, 2, torch.device("cpu")), torch.arange(24, dtype=torch.float32).reshape(2, 3, 4))
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_project_without_bank(tmp_path):
+    loaded = load_project(save_project(make_project(with_bank=False), tmp_path / "p.zip"))
+    assert loaded.bank is None and len(loaded.panels) == 2
+
+
+def test_a_pickle_is_refused(tmp_path):
+    path = tmp_path / "evil.zip"
+    path.write_bytes(pickle.dumps({"story": 1}))
+    with pytest.raises(ProjectError, match="not a project file"):
+        load_project(path)
+
+
+def test_a_zip_without_project_json_is_refused(tmp_path):
+    path = tmp_path / "other.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("data.pkl", pickle.dumps([1, 2]))
+    with pytest.raises(ProjectError, match="project.json"):
+        load_project(path)
+
+
+def test_wrong_format_and_broken_members_are_refused(tmp_path):
+    good = save_project(make_project(), tmp_path / "good.zip")
+    with zipfile.ZipFile(good) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+
+    def rewrite(name, **changes):
+        path = tmp_path / name
+        with zipfile.ZipFile(path, "w") as archive:
+            for member, data in {**members, **changes}.items():
+                if data is not None:
+                    archive.writestr(member, data)
+        return path
+
+    document = json.loads(members["project.json"])
+    with pytest.raises(ProjectError, match="not a StoryDiffusion project"):
+        load_project(rewrite("a.zip", **{"project.json": json.dumps({**document, "format": "other/1"})}))
+    with pytest.raises(ProjectError, match="not valid JSON"):
+        load_project(rewrite("b.zip", **{"project.json": "{broken"}))
+    with pytest.raises(ProjectError, match="PNG"):
+        load_project(rewrite("c.zip", **{"panels/panel_001.png": b"GIF89a not a png"}))
+    with pytest.raises(ProjectError, match="does not match"):
+        load_project(rewrite("d.zip", **{"panels/panel_002.png": None}))
+    from storydiffusion.errors import BankError
+
+    with pytest.raises(BankError):
+        load_project(rewrite("e.zip", **{"identity_bank.safetensors": b"junk"}))
