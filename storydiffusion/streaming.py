@@ -1,0 +1,72 @@
+"""Run a generation in a worker thread and hand its progress out as a stream of events.
+
+Web UIs consume generators; the pipeline works with callbacks. This bridges the two, once, in the
+library: each finished panel and each step become events, a cancel event stops the run between
+steps, and the run's result or error always arrives last.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .pipeline import PanelImage, Progress, StoryResult
+
+
+@dataclass
+class PanelDone:
+    panel: PanelImage
+
+
+@dataclass
+class StepDone:
+    progress: Progress
+
+
+@dataclass
+class RunFinished:
+    result: StoryResult
+
+
+@dataclass
+class RunFailed:
+    error: BaseException
+
+
+Event = PanelDone | StepDone | RunFinished | RunFailed
+
+
+def stream_generation(run: Callable[..., StoryResult], cancel: threading.Event, **kwargs: Any) -> Iterator[Event]:
+    """Call ``run(callback=..., on_panel=..., cancel=cancel, **kwargs)`` in a thread; yield its events.
+
+    If the consumer stops iterating (a closed browser tab), the run is cancelled so the GPU is freed.
+    """
+    events: queue.Queue[Event] = queue.Queue()
+
+    def work() -> None:
+        try:
+            result = run(
+                callback=lambda progress: events.put(StepDone(progress)),
+                on_panel=lambda panel: events.put(PanelDone(panel)),
+                cancel=cancel,
+                **kwargs,
+            )
+            events.put(RunFinished(result))
+        except BaseException as error:  # handed to the consumer, who decides how to show it
+            events.put(RunFailed(error))
+
+    worker = threading.Thread(target=work, name="storydiffusion-run", daemon=True)
+    worker.start()
+    try:
+        while True:
+            event = events.get()
+            yield event
+            if isinstance(event, (RunFinished, RunFailed)):
+                return
+    finally:
+        if worker.is_alive():
+            cancel.set()
+            worker.join()
