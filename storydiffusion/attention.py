@@ -106,33 +106,46 @@ class ConsistencyContext:
         return chosen.sort().values.to(device)
 
 
-def gather_extra_tokens(
+SourceKey = tuple[str, int]  # ("batch", slot) or ("bank", source id)
+
+
+def gather_sources(
     grouped: torch.Tensor, context: ConsistencyContext, layer_index: int
-) -> list[torch.Tensor | None]:
-    """The other images' sampled tokens each image attends to, before projection.
+) -> tuple[dict[SourceKey, torch.Tensor], list[list[SourceKey]]]:
+    """Each source's sampled tokens (once), and per image the sources it reads, in order.
 
     ``grouped`` is (halves, images, tokens, channels): CFG halves are kept apart, so a sample never
-    crosses from the unconditional half to the conditional one. Returns per image a tensor
-    (halves, extra tokens, channels), or None when it reads nothing. Writes the bank on the way.
+    crosses from the unconditional half to the conditional one. Tokens are (halves, sampled,
+    channels), before projection. Writing images store their sample in the bank on the way.
     """
     _, _, num_tokens, _ = grouped.shape
     if context.sample_count(num_tokens) == 0:
-        return [None] * context.num_images
-    needed = {q for slot in context.slots for q in slot.reads_batch}
-    needed |= {index for index, slot in enumerate(context.slots) if slot.writes}
-    samples: dict[int, torch.Tensor] = {}
-    for index in sorted(needed):
+        return {}, [[] for _ in context.slots]
+    reads = [
+        [("batch", q) for q in slot.reads_batch] + [("bank", sid) for sid in slot.reads_bank]
+        for slot in context.slots
+    ]
+    sampled = {q for slot in context.slots for q in slot.reads_batch}
+    sampled |= {index for index, slot in enumerate(context.slots) if slot.writes}
+    sources: dict[SourceKey, torch.Tensor] = {}
+    for index in sorted(sampled):
         slot = context.slots[index]
         chosen = context.sample_indices(layer_index, slot.source_id, num_tokens, grouped.device)
-        samples[index] = grouped[:, index].index_select(1, chosen)
+        tokens = grouped[:, index].index_select(1, chosen)
         if slot.writes:
-            context.bank.put(slot.source_id, context.step, layer_index, samples[index])
-    extras: list[torch.Tensor | None] = []
-    for slot in context.slots:
-        parts = [samples[q] for q in slot.reads_batch]
-        parts += [context.bank.get(sid, context.step, layer_index, grouped.device) for sid in slot.reads_bank]
-        extras.append(torch.cat(parts, dim=1) if parts else None)
-    return extras
+            context.bank.put(slot.source_id, context.step, layer_index, tokens)
+        sources[("batch", index)] = tokens
+    for sid in sorted({sid for slot in context.slots for sid in slot.reads_bank}):
+        sources[("bank", sid)] = context.bank.get(sid, context.step, layer_index, grouped.device)
+    return sources, reads
+
+
+def gather_extra_tokens(
+    grouped: torch.Tensor, context: ConsistencyContext, layer_index: int
+) -> list[torch.Tensor | None]:
+    """Per image, the other images' sampled tokens it attends to (halves, extra, channels), or None."""
+    sources, reads = gather_sources(grouped, context, layer_index)
+    return [torch.cat([sources[key] for key in keys], dim=1) if keys else None for keys in reads]
 
 
 class StoryAttnProcessor(AttnProcessor2_0):
@@ -199,7 +212,10 @@ def consistent_self_attention(
         raise ValueError(f"batch of {batch} does not split into {images} images per CFG half")
     halves = batch // images
     grouped = hidden_states.view(halves, images, num_tokens, channels)
-    extras = gather_extra_tokens(grouped, context, layer_index)
+    sources, reads = gather_sources(grouped, context, layer_index)
+    # Each source is projected once per layer, however many images read it.
+    read_keys = {key for keys in reads for key in keys}
+    projected = {key: (attn.to_k(tokens), attn.to_v(tokens)) for key, tokens in sources.items() if key in read_keys}
 
     query = attn.to_q(hidden_states)
     key = attn.to_k(hidden_states)
@@ -214,11 +230,11 @@ def consistent_self_attention(
     key = key.view(halves, images, num_tokens, inner_dim)
     value = value.view(halves, images, num_tokens, inner_dim)
     outputs = []
-    for index, extra in enumerate(extras):
+    for index, keys in enumerate(reads):
         image_key, image_value = key[:, index], value[:, index]
-        if extra is not None:
-            image_key = torch.cat([image_key, attn.to_k(extra)], dim=1)
-            image_value = torch.cat([image_value, attn.to_v(extra)], dim=1)
+        if keys:
+            image_key = torch.cat([image_key] + [projected[k][0] for k in keys], dim=1)
+            image_value = torch.cat([image_value] + [projected[k][1] for k in keys], dim=1)
         q, k, v = heads(query[:, index]), heads(image_key), heads(image_value)
         if attn.norm_q is not None:
             q = attn.norm_q(q)

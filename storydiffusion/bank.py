@@ -37,13 +37,9 @@ class IdentityBank:
 
     def put(self, source_id: int, step: int, layer: int, tokens: torch.Tensor) -> None:
         """Keep ``tokens`` (halves, sampled, channels) of one source image at one step and layer."""
-        stored = tokens.detach()
-        if stored.device != self.storage:
-            stored = stored.to(self.storage)
-            if self.storage.type == "cpu" and tokens.device.type == "cuda":
-                stored = stored.pin_memory()
-        else:
-            stored = stored.clone()
+        pinned = self.storage.type == "cpu" and tokens.device.type == "cuda"
+        stored = torch.empty(tokens.shape, dtype=tokens.dtype, device=self.storage, pin_memory=pinned)
+        stored.copy_(tokens.detach())
         self._tokens[(source_id, step, layer)] = stored
 
     def get(self, source_id: int, step: int, layer: int, device: torch.device) -> torch.Tensor:
@@ -56,6 +52,16 @@ class IdentityBank:
                 "it was made with other settings; regenerate the identity images"
             ) from None
         return tokens.to(device, non_blocking=tokens.is_pinned())
+
+    def move_to(self, storage: str | torch.device, pin: bool = False) -> "IdentityBank":
+        """Keep the tokens on ``storage`` from now on; ``pin`` pins CPU tokens for fast GPU reads."""
+        self.storage = torch.device(storage)
+        for key, tokens in self._tokens.items():
+            moved = tokens.to(self.storage)
+            if pin and self.storage.type == "cpu" and not moved.is_pinned():
+                moved = moved.pin_memory()
+            self._tokens[key] = moved
+        return self
 
     def sources(self) -> set[int]:
         return {key[0] for key in self._tokens}

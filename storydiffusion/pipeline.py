@@ -222,6 +222,8 @@ class StoryPipeline:
         storage = self.device if bank_storage == "device" else torch.device("cpu")
         if bank is None:
             bank = IdentityBank(signature, storage)
+        elif bank.storage != storage or (self.device.type == "cuda" and storage.type == "cpu"):
+            bank.move_to(storage, pin=self.device.type == "cuda")
         banked = {name: sources for name, sources in bank.characters.items() if settings.mode == "identity"}
         plan = plan_story(story, settings, panels, banked)
         wanted = set(range(len(story.panels)) if panels is None else panels)
