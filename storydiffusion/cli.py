@@ -70,6 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--lora", help="LoRA weights (hub id or file) loaded with diffusers' load_lora_weights")
     generate.add_argument("--lora-scale", type=float, default=1.0)
     generate.add_argument("--quiet", action="store_true", help="no progress bar")
+    generate.add_argument("--layout", help="also compose comic pages with this template of layouts/ (default: panels only)")
+    generate.add_argument("--export", help="with --layout: also write pdf, cbz and/or zip, e.g. pdf,cbz")
+
+    compose = commands.add_parser("compose", help="lay out the panels of a run folder as comic pages (no image is regenerated)")
+    compose.add_argument("run_dir", help="a folder written by generate (story.json, panels/)")
+    compose.add_argument("--layout", default="classic", help="template name from layouts/ or a template file (default classic)")
+    compose.add_argument("--export", default="png", help="png (always), pdf, cbz, zip; comma-separated, e.g. pdf,cbz")
+    compose.add_argument("--no-title", action="store_true", help="no title band on the first page")
+    compose.add_argument("--no-lettering", action="store_true", help="pictures only: no captions, speech bubbles or title")
+    compose.add_argument("--fit", choices=["crop", "letterbox"], help="fill each cell (crop, the default) or show whole panels (letterbox)")
+    compose.add_argument("--dpi", type=int, help="page resolution (default: the template's, usually 150)")
     return parser
 
 
@@ -92,6 +103,13 @@ def _load_story_and_model(path: str):
 
 
 def run_generate(args: argparse.Namespace) -> int:
+    if args.export and not args.layout:
+        args.layout = "classic"
+    if args.layout:  # a bad layout or export list fails now, not after the panels are generated
+        from .layout.compose import check_options
+
+        check_options(args.layout, args.export)
+
     from tqdm import tqdm
 
     from .bank import IdentityBank
@@ -157,7 +175,37 @@ def run_generate(args: argparse.Namespace) -> int:
     print(f"{len(result.panels)} panels in {out / 'panels'}; manifest {manifest}")
     if result.bank is not None and len(result.bank):
         print(f"identity bank: {result.bank.nbytes() / 2**20:.1f} MiB for {len(result.bank.sources())} identity images")
-    return EXIT_INTERRUPTED if result.cancelled else 0
+    if result.cancelled:
+        return EXIT_INTERRUPTED
+    if args.layout:
+        from .layout.compose import compose_run
+
+        _report_compose(compose_run(out, layout=args.layout, export=args.export or ()))
+    return 0
+
+
+def run_compose(args: argparse.Namespace) -> int:
+    from .layout.compose import compose_run
+
+    result = compose_run(
+        args.run_dir,
+        layout=args.layout,
+        export=args.export,
+        title=not args.no_title,
+        fit=args.fit,
+        dpi=args.dpi,
+        lettering=not args.no_lettering,
+    )
+    _report_compose(result)
+    return 0
+
+
+def _report_compose(result) -> None:
+    for message in result.warnings:
+        print(f"warning: {message}", file=sys.stderr)
+    extra = "".join(f", {path}" for kind, path in result.files.items() if kind != "pages")
+    count = len(result.pages)
+    print(f"{count} {result.template} page{'s' if count != 1 else ''} in {result.run_dir / 'pages'}{extra} ({result.seconds:.1f} s)")
 
 
 def _is_out_of_memory(error: BaseException) -> bool:
@@ -170,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "generate":
             return run_generate(args)
+        if args.command == "compose":
+            return run_compose(args)
     except StoryDiffusionError as error:
         print("error: " + " ".join(str(error).split()), file=sys.stderr)
         return EXIT_BAD_INPUT

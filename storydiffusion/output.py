@@ -21,6 +21,11 @@ MANIFEST_FORMAT = "storydiffusion-run/1"
 MANIFEST_NAME = "story.json"
 BANK_NAME = "identity_bank.safetensors"
 PANELS_DIR = "panels"
+PAGES_DIR = "pages"
+PDF_NAME = "comic.pdf"
+CBZ_NAME = "comic.cbz"
+ZIP_NAME = "panels.zip"
+EXPORT_FILES = (PDF_NAME, CBZ_NAME, ZIP_NAME)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -61,8 +66,9 @@ def prepare_output_dir(out_dir: str | os.PathLike, overwrite: bool = False) -> P
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise StoryDiffusionError(f"{out} already holds files: pass --overwrite to replace them, or choose another --out")
-        shutil.rmtree(out / PANELS_DIR, ignore_errors=True)
-        for name in (MANIFEST_NAME, BANK_NAME):
+        for folder in (PANELS_DIR, PAGES_DIR):
+            shutil.rmtree(out / folder, ignore_errors=True)
+        for name in (MANIFEST_NAME, BANK_NAME, *EXPORT_FILES):
             (out / name).unlink(missing_ok=True)
     (out / PANELS_DIR).mkdir(parents=True, exist_ok=True)
     return out

@@ -1,0 +1,159 @@
+"""Compose a run folder into pages: ``python -m storydiffusion compose out/ --layout manga --export pdf,cbz``.
+
+Reads ``story.json`` (so captions edited there are used) and ``panels/panel_NNN.png``, never the
+model: changing the layout re-typesets existing panels in seconds. Writes ``pages/page_01.png`` …,
+``pages/pages.json`` (template, direction, cells and reading order per page) and, by the export
+list, ``comic.pdf``, ``comic.cbz`` and ``panels.zip``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from PIL import Image
+
+from ..output import CBZ_NAME, MANIFEST_NAME, PAGES_DIR, PANELS_DIR, PDF_NAME, ZIP_NAME, panel_filename, read_manifest, write_json
+from ..story import DEFAULT_TITLE, Story
+from . import LayoutError
+from .export import EXPORTS, encode_png, page_filenames, write_cbz, write_pages_png, write_panels_zip, write_pdf
+from .paginate import PageLayout, paginate
+from .render import make_lettering, render_pages
+from .templates import load_template
+
+__all__ = ["ComposeResult", "check_options", "compose_run", "parse_exports", "PAGES_DIR", "PAGES_FORMAT", "PDF_NAME", "CBZ_NAME", "ZIP_NAME"]
+
+PAGES_INDEX = "pages.json"
+PAGES_FORMAT = "storydiffusion-pages/1"
+
+
+@dataclass
+class ComposeResult:
+    """What a composition wrote, for the CLI and UI to report."""
+
+    run_dir: Path
+    template: str
+    layouts: list[PageLayout]
+    pages: list[Path]
+    files: dict[str, Path] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def parse_exports(value: str | Iterable[str] | None) -> tuple[str, ...]:
+    """``"pdf,cbz"`` or ``["pdf", "cbz"]`` to a checked tuple; PNG pages are always written."""
+    if value is None:
+        return ()
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    names = []
+    for part in parts:
+        name = str(part).strip().lower()
+        if not name:
+            continue
+        if name not in EXPORTS:
+            raise LayoutError(f"unknown export {name!r}: choose from {', '.join(EXPORTS)}, separated by commas (e.g. pdf,cbz)")
+        if name not in names:
+            names.append(name)
+    return tuple(names)
+
+
+def check_options(layout: str, export: str | Iterable[str] | None = None, *, fit: str | None = None, dpi: int | None = None) -> None:
+    """Raise LayoutError for options compose would refuse, so a caller can fail before long work."""
+    load_template(layout, dpi=dpi).with_options(fit=fit)
+    parse_exports(export)
+
+
+def _title_text(story: Story, title: str | bool | None) -> str | None:
+    """``True``: the story's title (none for an untitled story); a string: that; False/None: none."""
+    if title is True:
+        return story.title if story.title and story.title != DEFAULT_TITLE else None
+    if isinstance(title, str):
+        return " ".join(title.split()) or None
+    return None
+
+
+def compose_run(
+    run_dir: str | os.PathLike,
+    layout: str = "classic",
+    export: str | Iterable[str] = ("png",),
+    title: str | bool | None = True,
+    fit: str | None = None,
+    dpi: int | None = None,
+    *,
+    lettering: bool = True,
+) -> ComposeResult:
+    """Lay out, draw and export the panels of a run folder written by ``generate``.
+
+    Missing panels are left out with a warning; no panel at all is an error. Earlier pages are
+    replaced; exports not asked for this time are left as they were.
+    """
+    started = time.perf_counter()
+    run = Path(run_dir)
+    manifest_path = run / MANIFEST_NAME
+    if not manifest_path.is_file():
+        raise LayoutError(f"{run} has no {MANIFEST_NAME}: compose a folder written by 'generate' (its --out)")
+    story = Story.from_dict(read_manifest(manifest_path).get("story"))
+    exports = parse_exports(export)
+    template = load_template(layout, dpi=dpi).with_options(fit=fit)
+
+    warnings: list[str] = []
+    indices, paths, sizes = [], [], []
+    for i in range(len(story.panels)):
+        path = run / PANELS_DIR / panel_filename(i)
+        if not path.is_file():
+            warnings.append(f"panel {i + 1} is missing ({PANELS_DIR}/{path.name}): left out of the pages")
+            continue
+        try:
+            with Image.open(path) as image:
+                sizes.append(image.size)
+        except OSError as error:
+            warnings.append(f"panel {i + 1} could not be read ({PANELS_DIR}/{path.name}: {error}): left out of the pages")
+            continue
+        indices.append(i)
+        paths.append(path)
+    if not paths:
+        raise LayoutError(f"{run / PANELS_DIR} holds no panels of this story (panel_001.png …): generate them first")
+
+    letterer = None
+    if lettering:
+        try:
+            letterer = make_lettering(template)
+        except ModuleNotFoundError as error:
+            if error.name != "storydiffusion.layout.lettering":
+                raise
+            warnings.append("lettering is not available: pages drawn without captions, speech or title")
+    title_text = _title_text(story, title) if letterer is not None and template.kind != "none" else None
+
+    layouts = paginate(template, sizes, panel_indices=indices, title=title_text is not None)
+    images = render_pages(
+        layouts, dict(zip(indices, paths)), story, template, title=title_text, lettering=letterer or False, warnings=warnings
+    )
+    encoded = [encode_png(page) for page in images]
+
+    pages = write_pages_png(encoded, run / PAGES_DIR)
+    write_json(run / PAGES_DIR / PAGES_INDEX, _pages_index(template, layouts, title_text, warnings))
+    files: dict[str, Path] = {"pages": run / PAGES_DIR}
+    if "pdf" in exports:
+        files["pdf"] = write_pdf(images, run / PDF_NAME, template.dpi, title=story.title)
+    if "cbz" in exports:
+        files["cbz"] = write_cbz(encoded, run / CBZ_NAME, story.title, template.direction == "rtl", characters=story.characters)
+    if "zip" in exports:
+        files["zip"] = write_panels_zip(paths, run / ZIP_NAME)
+    return ComposeResult(run, template.name, layouts, pages, files, warnings, time.perf_counter() - started)
+
+
+def _pages_index(template, layouts: list[PageLayout], title: str | None, warnings: list[str]) -> dict:
+    """``pages/pages.json``: how the pages were made and in which order their panels are read."""
+    return {
+        "format": PAGES_FORMAT,
+        "template": template.name,
+        "direction": template.direction,
+        "dpi": template.dpi,
+        "fit": template.fit,
+        "title": title,
+        "pages": [{"file": name, **layout.to_dict()} for name, layout in zip(page_filenames(len(layouts)), layouts)],
+        "warnings": warnings,
+    }

@@ -1,0 +1,133 @@
+"""Drawing pages: background, each panel fitted into its cell inside the border, then the lettering.
+
+Panels are given as images or as files; a file is opened only when its cell is drawn, so composing
+a long story holds one panel in memory at a time, never all of them.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence, Union
+
+from PIL import Image, ImageDraw
+
+from .fit import fit_image
+from .paginate import Cell, PageLayout
+from .templates import PageTemplate
+
+if TYPE_CHECKING:
+    from ..story import Story
+
+__all__ = ["render_page", "render_pages", "make_lettering", "lettering_scale"]
+
+PanelSource = Union[Image.Image, str, "os.PathLike[str]"]
+PanelImages = Union[Mapping[int, PanelSource], Sequence[PanelSource]]
+# Lettering sizes are designed for 150 dpi pages and scale with the page resolution.
+LETTERING_DPI = 150
+
+
+def lettering_scale(template: PageTemplate) -> float:
+    return template.dpi / LETTERING_DPI
+
+
+def make_lettering(template: PageTemplate) -> Any:
+    """The lettering engine for this template's resolution (it loads its fonts once)."""
+    from .lettering import Lettering
+
+    return Lettering(scale=lettering_scale(template))
+
+
+def render_pages(
+    layouts: Sequence[PageLayout],
+    panel_images: PanelImages,
+    story: "Story | None",
+    template: PageTemplate,
+    *,
+    title: str | None = None,
+    lettering: bool | Any = True,
+    warnings: list[str] | None = None,
+) -> list[Image.Image]:
+    """Every page as an RGB image. ``panel_images[i]`` is panel ``i`` (as the cells number them).
+
+    ``lettering`` is True (captions and speech from ``story``, title on the first page), False
+    (pictures only) or a ready lettering object. ``title`` is drawn in the first page's title band.
+    Text cut short for lack of room, or without a font, is reported into ``warnings``.
+    """
+    letterer = make_lettering(template) if lettering is True else (lettering or None)
+    if letterer is not None and story is None:
+        raise ValueError("lettering needs the story (its captions and dialogue)")
+    return [
+        render_page(layout, panel_images, template, story=story, letterer=letterer, title=title if n == 0 else None, warnings=warnings)
+        for n, layout in enumerate(layouts)
+    ]
+
+
+def render_page(
+    layout: PageLayout,
+    panel_images: PanelImages,
+    template: PageTemplate,
+    *,
+    story: "Story | None" = None,
+    letterer: Any = None,
+    title: str | None = None,
+    warnings: list[str] | None = None,
+) -> Image.Image:
+    """One page: background, panels, borders; lettering last so bubbles may overlap borders."""
+    page = Image.new("RGB", (layout.width, layout.height), template.background)
+    draw = ImageDraw.Draw(page)
+    bw = template.border_width
+    for cell in layout.cells:
+        inner_w, inner_h = cell.w - 2 * bw, cell.h - 2 * bw
+        with _open(panel_images[cell.panel_index]) as image:
+            fitted = fit_image(image, inner_w, inner_h, template.fit, template.background)
+        page.paste(fitted, (cell.x + bw, cell.y + bw))
+        if bw > 0:
+            draw.rectangle((cell.x, cell.y, cell.x + cell.w - 1, cell.y + cell.h - 1), outline=template.border_color, width=bw)
+    if letterer is not None and story is not None:
+        for cell in layout.cells:
+            report = _letter_cell(letterer, page, cell, story, template)
+            _note(report, f"panel {cell.panel_index + 1}", warnings)
+        if title and layout.title_box is not None:
+            _note(letterer.draw_title(page, layout.title_box, title), "the title", warnings)
+    return page
+
+
+def _note(report: Any, label: str, warnings: list[str] | None) -> None:
+    """Turn a lettering report into warnings a user can act on."""
+    if warnings is None or report is None:
+        return
+    if getattr(report, "truncated", False):
+        warnings.append(f"{label}: text cut short or left out for lack of room: shorten it, or use a layout with bigger cells")
+    missing = getattr(report, "missing_characters", None)
+    if missing:
+        warnings.append(f"{label}: no bundled font has {' '.join(sorted(missing))}: those characters are not drawn")
+
+
+def _letter_cell(letterer: Any, page: Image.Image, cell: Cell, story: "Story", template: PageTemplate) -> Any:
+    i = cell.panel_index
+    if not 0 <= i < len(story.panels):
+        return None
+    dialogue = [(line.speaker, line.text) for line in story.panel_dialogue(i)]
+    caption = story.panel_caption(i)
+    if caption is None and not dialogue:
+        return None
+    return letterer.draw_panel_text(
+        page,
+        cell.box,
+        caption,
+        dialogue,
+        list(story.panels[i].characters),
+        caption_position=template.caption_position,
+        direction=template.direction,
+    )
+
+
+@contextmanager
+def _open(source: PanelSource) -> Iterator[Image.Image]:
+    """An image as given, or a file opened now and closed after use."""
+    if isinstance(source, Image.Image):
+        yield source
+        return
+    with Image.open(source) as image:
+        yield image

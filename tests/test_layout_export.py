@@ -1,0 +1,267 @@
+"""Exports (PNG pages, PDF, CBZ with ComicInfo.xml, ZIP of panels), composing a run folder, and the CLI."""
+
+import json
+import re
+import zipfile
+from pathlib import Path
+from xml.etree import ElementTree
+
+import pytest
+from PIL import Image
+
+from storydiffusion.cli import main
+from storydiffusion.layout import LayoutError
+from storydiffusion.layout.compose import compose_run, parse_exports
+from storydiffusion.layout.export import comic_info_xml, page_filename, write_cbz, write_pages_png, write_panels_zip, write_pdf
+from storydiffusion.layout.templates import list_templates
+from storydiffusion.output import MANIFEST_FORMAT, panel_filename, write_json
+from storydiffusion.story import story_from_text
+
+ROOT = Path(__file__).resolve().parent.parent
+COLOURS = [(200, 30, 30), (30, 30, 200), (230, 200, 0), (0, 160, 80), (150, 0, 150), (0, 150, 150), (90, 90, 90)]
+
+
+def pages_of(count, size=(300, 200)):
+    return [Image.new("RGB", size, COLOURS[i % len(COLOURS)]) for i in range(count)]
+
+
+def pdf_pages(path):
+    """(width, height) in points of every page of a PDF, read from its MediaBox entries."""
+    data = Path(path).read_bytes()
+    assert data.startswith(b"%PDF-")
+    boxes = re.findall(rb"/MediaBox\s*\[\s*0\s+0\s+([\d.]+)\s+([\d.]+)\s*\]", data)
+    count = re.search(rb"/Type\s*/Pages\b.*?/Count\s+(\d+)", data, re.S)
+    assert count and int(count.group(1)) == len(boxes)
+    return [(float(w), float(h)) for w, h in boxes]
+
+
+def no_temporaries(folder):
+    return not [p for p in Path(folder).rglob("*") if p.name.endswith(".tmp")]
+
+
+def make_run(folder, panels=7, size=(96, 64), missing=(), title="A Test Story"):
+    """A run folder as generate writes it: story.json (format storydiffusion-run/1) and panels/."""
+    lines = "\n".join(f"[Bob] does thing {i + 1} # Caption {i + 1}. @Bob: Line {i + 1}!" for i in range(panels))
+    story = story_from_text("[Bob] a man in a red coat", lines, title=title)
+    folder = Path(folder)
+    write_json(folder / "story.json", {"format": MANIFEST_FORMAT, "story": story.to_dict()})
+    for i in range(panels):
+        if i not in missing:
+            path = folder / "panels" / panel_filename(i)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", size, COLOURS[i % len(COLOURS)]).save(path)
+    return folder
+
+
+# ------------------------------------------------------------------------------------------- exports
+
+
+def test_png_pages_are_numbered_and_stale_pages_removed(tmp_path):
+    paths = write_pages_png(pages_of(3), tmp_path / "pages")
+    assert [p.name for p in paths] == ["page_01.png", "page_02.png", "page_03.png"]
+    assert Image.open(paths[1]).getpixel((5, 5)) == COLOURS[1]
+    (tmp_path / "pages" / "notes.txt").write_text("mine")
+    write_pages_png(pages_of(2), tmp_path / "pages")
+    assert sorted(p.name for p in (tmp_path / "pages").iterdir()) == ["notes.txt", "page_01.png", "page_02.png"]
+    assert no_temporaries(tmp_path)
+    assert page_filename(0, 5) == "page_01.png" and page_filename(99, 120) == "page_100.png" and page_filename(0, 120) == "page_001.png"
+
+
+def test_pdf_has_one_page_per_image_at_the_right_size(tmp_path):
+    pages = pages_of(3, (300, 450)) + [Image.new("RGB", (600, 150), "white")]
+    path = write_pdf(pages, tmp_path / "comic.pdf", dpi=150, title="Title")
+    sizes = pdf_pages(path)
+    assert len(sizes) == 4
+    assert sizes[0] == pytest.approx((300 / 150 * 72, 450 / 150 * 72), abs=0.01)
+    assert sizes[3] == pytest.approx((600 / 150 * 72, 150 / 150 * 72), abs=0.01)
+    assert no_temporaries(tmp_path)
+
+
+@pytest.mark.parametrize("manga", [False, True])
+def test_cbz_opens_and_its_comic_info_parses(tmp_path, manga):
+    path = write_cbz(pages_of(3), tmp_path / "comic.cbz", "Über & <Title>", manga, characters=["Bob", "지민"])
+    with zipfile.ZipFile(path) as archive:
+        assert archive.testzip() is None
+        names = archive.namelist()
+        assert names == ["ComicInfo.xml", "page_01.png", "page_02.png", "page_03.png"]
+        info = ElementTree.fromstring(archive.read("ComicInfo.xml"))
+        with archive.open("page_02.png") as handle:
+            assert Image.open(handle).getpixel((1, 1)) == COLOURS[1]
+    assert info.tag == "ComicInfo"
+    assert info.findtext("Title") == "Über & <Title>"
+    assert info.findtext("PageCount") == "3"
+    assert info.findtext("Manga") == ("YesAndRightToLeft" if manga else "No")
+    assert info.findtext("Characters") == "Bob, 지민"
+    pages = info.find("Pages").findall("Page")
+    assert [p.get("Image") for p in pages] == ["0", "1", "2"]
+    assert pages[0].get("ImageWidth") == "300" and pages[0].get("ImageHeight") == "200"
+    # ComicRack's schema is a sequence: Title before PageCount before Manga before Pages
+    order = [child.tag for child in info]
+    assert order.index("Title") < order.index("PageCount") < order.index("Manga") < order.index("Pages")
+    assert no_temporaries(tmp_path)
+
+
+def test_comic_info_of_pages_given_as_png_bytes():
+    xml = comic_info_xml("T", [(10, 20)], False, page_bytes=[1234])
+    page = ElementTree.fromstring(xml).find("Pages/Page")
+    assert page.get("ImageSize") == "1234" and page.get("Type") == "FrontCover"
+
+
+def test_panels_zip_lists_the_panel_files(tmp_path):
+    run = make_run(tmp_path / "run", panels=3)
+    panels = sorted((run / "panels").glob("*.png"))
+    path = write_panels_zip(panels, tmp_path / "panels.zip")
+    with zipfile.ZipFile(path) as archive:
+        assert archive.namelist() == [f"panels/panel_00{i}.png" for i in (1, 2, 3)]
+        assert archive.read("panels/panel_002.png") == panels[1].read_bytes()
+
+
+def test_export_lists_are_checked():
+    assert parse_exports("pdf, CBZ,pdf") == ("pdf", "cbz")
+    assert parse_exports(["zip"]) == ("zip",) and parse_exports(None) == ()
+    with pytest.raises(LayoutError, match="unknown export 'epub'"):
+        parse_exports("pdf,epub")
+
+
+# ------------------------------------------------------------------------------------------- compose
+
+
+def test_compose_run_writes_pages_index_and_every_export(tmp_path):
+    run = make_run(tmp_path / "run", panels=7)
+    result = compose_run(run, layout="four-panel", export="png,pdf,cbz,zip", lettering=False)
+    assert [p.name for p in result.pages] == ["page_01.png", "page_02.png"]
+    assert set(result.files) == {"pages", "pdf", "cbz", "zip"} and not result.warnings
+    index = json.loads((run / "pages" / "pages.json").read_text(encoding="utf-8"))
+    assert index["format"] == "storydiffusion-pages/1" and index["template"] == "four-panel" and index["direction"] == "ltr"
+    assert [page["file"] for page in index["pages"]] == ["page_01.png", "page_02.png"]
+    assert [page["reading_order"] for page in index["pages"]] == [[1, 2, 3, 4], [5, 6, 7]]
+    assert index["pages"][0]["cells"][0]["panel"] == 1
+    page = Image.open(run / "pages" / "page_02.png")
+    cell = index["pages"][1]["cells"][0]
+    assert page.getpixel((cell["x"] + cell["w"] // 2, cell["y"] + cell["h"] // 2)) == COLOURS[4]
+    assert len(pdf_pages(run / "comic.pdf")) == 2
+    assert pdf_pages(run / "comic.pdf")[0] == pytest.approx((200 / 25.4 * 72, 200 / 25.4 * 72), abs=0.5)
+    with zipfile.ZipFile(run / "comic.cbz") as archive:
+        info = ElementTree.fromstring(archive.read("ComicInfo.xml"))
+        assert info.findtext("Title") == "A Test Story" and info.findtext("PageCount") == "2" and info.findtext("Manga") == "No"
+    with zipfile.ZipFile(run / "panels.zip") as archive:
+        assert len(archive.namelist()) == 7
+    assert no_temporaries(run)
+
+
+def test_recomposing_replaces_pages_and_manga_is_right_to_left(tmp_path):
+    run = make_run(tmp_path / "run", panels=13)
+    first = compose_run(run, layout="four-panel", export="png", lettering=False)
+    assert len(first.pages) == 4
+    again = compose_run(run, layout="manga", export="cbz", lettering=False, dpi=60)
+    assert len(again.pages) == 3
+    assert sorted(p.name for p in (run / "pages").glob("page_*.png")) == ["page_01.png", "page_02.png", "page_03.png"]
+    index = json.loads((run / "pages" / "pages.json").read_text(encoding="utf-8"))
+    assert index["direction"] == "rtl" and index["dpi"] == 60
+    row = [c for c in index["pages"][0]["cells"] if c["y"] == index["pages"][0]["cells"][1]["y"]]
+    assert row[0]["x"] > row[1]["x"]  # the first panel of the row is on the right
+    with zipfile.ZipFile(run / "comic.cbz") as archive:
+        assert ElementTree.fromstring(archive.read("ComicInfo.xml")).findtext("Manga") == "YesAndRightToLeft"
+
+
+def test_missing_panels_are_left_out_with_a_warning(tmp_path):
+    run = make_run(tmp_path / "run", panels=5, missing=(1, 3))
+    result = compose_run(run, layout="grid", lettering=False)
+    assert result.layouts[0].reading_order == [0, 2, 4]
+    assert any("panel 2 is missing" in w for w in result.warnings) and any("panel 4" in w for w in result.warnings)
+    empty = make_run(tmp_path / "empty", panels=2, missing=(0, 1))
+    with pytest.raises(LayoutError, match="no panels"):
+        compose_run(empty, lettering=False)
+    with pytest.raises(LayoutError, match="story.json"):
+        compose_run(tmp_path / "nowhere")
+
+
+def test_letterbox_fit_and_dpi_options(tmp_path):
+    run = make_run(tmp_path / "run", panels=1, size=(200, 50))
+    result = compose_run(run, layout="four-panel", fit="letterbox", dpi=50, lettering=False)
+    layout = result.layouts[0]
+    page = Image.open(result.pages[0])
+    assert page.size == (round(200 / 25.4 * 50), round(200 / 25.4 * 50))
+    cell = layout.cells[0]
+    assert page.getpixel((cell.x + cell.w // 2, cell.y + cell.h // 2)) == COLOURS[0]
+    assert page.getpixel((cell.x + cell.w // 2, cell.y + 4)) == (255, 255, 255)  # bar above the panel
+    with pytest.raises(LayoutError, match="fit"):
+        compose_run(run, fit="stretch", lettering=False)
+
+
+def test_compose_letters_edited_captions_and_the_title(tmp_path):
+    pytest.importorskip("storydiffusion.layout.lettering")
+    run = make_run(tmp_path / "run", panels=2, size=(256, 256))
+    plain = compose_run(run, layout="strip", lettering=False)
+    plain_page = Image.open(plain.pages[0]).copy()
+    lettered = compose_run(run, layout="strip")
+    index = json.loads((run / "pages" / "pages.json").read_text(encoding="utf-8"))
+    assert index["title"] == "A Test Story" and lettered.layouts[0].title_box is not None
+    lettered_page = Image.open(lettered.pages[0]).copy()
+    assert lettered_page.size == plain_page.size or lettered_page.height == plain_page.height
+    # captions are read again from story.json: an edited caption changes the page
+    manifest = json.loads((run / "story.json").read_text(encoding="utf-8"))
+    manifest["story"]["panels"][0]["caption"] = "An entirely different and much longer caption than before."
+    write_json(run / "story.json", manifest)
+    edited = compose_run(run, layout="strip")
+    assert Image.open(edited.pages[0]).tobytes() != lettered_page.tobytes()
+    untitled = compose_run(run, layout="strip", title=False)
+    assert untitled.layouts[0].title_box is None
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+
+def test_cli_compose(tmp_path, capsys):
+    run = make_run(tmp_path / "run", panels=6)
+    assert main(["compose", str(run), "--layout", "manga", "--export", "pdf,cbz", "--dpi", "60", "--no-lettering"]) == 0
+    out = capsys.readouterr().out
+    assert "2 manga pages" in out and "comic.pdf" in out
+    assert (run / "pages" / "page_02.png").exists() and (run / "comic.cbz").exists()
+    assert len(pdf_pages(run / "comic.pdf")) == 2
+    assert main(["compose", str(run), "--layout", "none", "--no-title", "--fit", "letterbox", "--no-lettering"]) == 0
+    assert len(list((run / "pages").glob("page_*.png"))) == 6
+
+
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["--layout", "mangaa"], "unknown layout 'mangaa'"),
+        (["--export", "pdf,epub"], "unknown export 'epub'"),
+        (["--dpi", "5"], "dpi"),
+    ],
+)
+def test_cli_compose_bad_input_exits_2_with_one_line(tmp_path, capsys, args, expected):
+    run = make_run(tmp_path / "run", panels=2)
+    assert main(["compose", str(run), *args]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error:") and expected in error and len(error.splitlines()) == 1
+    if "layout" in expected:
+        assert all(name in error for name in list_templates())
+    assert not (run / "pages").exists()
+
+
+def test_cli_compose_of_a_folder_without_a_run(tmp_path, capsys):
+    assert main(["compose", str(tmp_path)]) == 2
+    assert "story.json" in capsys.readouterr().err
+
+
+def test_generate_with_a_bad_layout_fails_before_generating(tmp_path, capsys):
+    story = ROOT / "examples" / "lighthouse.yaml"
+    assert main(["generate", str(story), "--out", str(tmp_path / "o"), "--model", "tiny-sdxl", "--layout", "nope"]) == 2
+    assert "unknown layout 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_generate_with_layout_and_export(tmp_path, capsys):
+    story = tmp_path / "s.yaml"
+    story.write_text('title: Test\ncharacters:\n  Bob: a man in a red coat\npanels:\n  - "[Bob] walks # Off he goes."\n  - "[NC] a street"\n  - "[Bob] sits"\n')
+    out = tmp_path / "out"
+    fast = ["--model", "tiny-sdxl", "--steps", "2", "--quiet", "--device", "cpu"]
+    assert main(["generate", str(story), "--out", str(out), *fast, "--layout", "yonkoma", "--export", "pdf,cbz"]) == 0
+    assert (out / "panels" / "panel_003.png").exists()
+    assert (out / "pages" / "page_01.png").exists() and (out / "pages" / "pages.json").exists()
+    assert len(pdf_pages(out / "comic.pdf")) == 1
+    with zipfile.ZipFile(out / "comic.cbz") as archive:
+        assert ElementTree.fromstring(archive.read("ComicInfo.xml")).findtext("PageCount") == "1"
+    assert "yonkoma page in" in capsys.readouterr().out
