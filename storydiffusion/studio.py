@@ -1,0 +1,246 @@
+"""What the web studio does, as a library: models shared by all users, one session per user.
+
+A session owns a run folder in the same format as the CLI's ``--out`` (panels/, story.json), so
+every capability of the UI is the library's: generating, regenerating one panel with the kept
+identity bank, re-typesetting pages, exporting, saving and loading project files.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .bank import IdentityBank
+from .errors import ModelError, StoryDiffusionError
+from .layout.compose import ComposeResult, compose_run
+from .models import load_model_registry
+from .output import PANELS_DIR, save_panel, save_result
+from .pipeline import PanelImage, StoryPipeline, StoryResult
+from .project import Project, load_project, save_project
+from .settings import GenerationSettings
+from .story import Story, story_from_text
+from .streaming import Event, PanelDone, RunFinished, stream_generation
+
+OFFLINE_MODEL = "tiny-sdxl"
+MAX_SEED = 2**31 - 1
+OUT_OF_MEMORY_MESSAGE = (
+    "Out of GPU memory. Lower the width and height, the window (panels per batch) or the identity "
+    "images, or start the app with a smaller model. The panels already made are kept."
+)
+
+
+def random_seed() -> int:
+    """A fresh story seed for the dice button: always a valid seed (0 .. 2**31-1)."""
+    return secrets.randbelow(MAX_SEED + 1)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, MemoryError) or "out of memory" in str(error).lower()
+
+
+class ModelPool:
+    """Loaded StoryPipelines by model name, shared by every session, each loaded once.
+
+    When the requested model cannot be loaded (no network, no weights) and ``fallback`` is on,
+    the offline demo model is used instead and ``notice`` says so and how to choose a real model.
+    """
+
+    def __init__(
+        self,
+        default_model: str,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        fallback: bool = True,
+        loader: Callable[..., StoryPipeline] = StoryPipeline.from_pretrained,
+    ):
+        self.default_model = default_model
+        self.device, self.dtype, self.fallback = device, dtype, fallback
+        self._loader = loader
+        self._pipelines: dict[str, StoryPipeline] = {}
+        self._lock = threading.Lock()
+        self.notice = ""
+
+    def get(self, name: str | None = None) -> StoryPipeline:
+        name = name or self.default_model
+        with self._lock:
+            if name not in self._pipelines:
+                try:
+                    self._pipelines[name] = self._loader(name, device=self.device, dtype=self.dtype)
+                except ModelError as error:
+                    if not self.fallback or name == OFFLINE_MODEL:
+                        raise
+                    self.notice = (
+                        f"Could not load {name!r} ({error}). Running the offline demo model {OFFLINE_MODEL!r}: "
+                        "its pictures are random patterns. To use a real model, start the app with internet "
+                        "access or pass --model with a local diffusers folder or .safetensors checkpoint."
+                    )
+                    if OFFLINE_MODEL not in self._pipelines:
+                        self._pipelines[OFFLINE_MODEL] = self._loader(OFFLINE_MODEL, device="cpu", dtype="float32")
+                    self._pipelines[name] = self._pipelines[OFFLINE_MODEL]
+                if self._pipelines[name].spec.source == "tiny" and not self.notice:
+                    self.notice = (
+                        f"Offline demo: the model is {name!r}, a tiny random-weight model, so panels are random "
+                        "patterns. For real pictures start the app with a GPU and `--model sdxl-base` (or a local "
+                        "diffusers folder or .safetensors checkpoint)."
+                    )
+            return self._pipelines[name]
+
+    def choices(self) -> list[str]:
+        names = list(load_model_registry())
+        if self.default_model not in names:
+            names.insert(0, self.default_model)
+        return names
+
+
+@dataclass
+class StudioSession:
+    """One user's work: the story, its panels on disk, the identity bank, the pages."""
+
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="storydiffusion-")))
+    story: Story | None = None
+    model: str = ""
+    result: StoryResult | None = None
+    layout: str = "classic"
+    cancel: threading.Event = field(default_factory=threading.Event)
+    pages: ComposeResult | None = None
+
+    @property
+    def run_dir(self) -> Path:
+        return self.workdir / "run"
+
+    def panels(self) -> list[PanelImage]:
+        return list(self.result.panels) if self.result else []
+
+    def close(self) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # -- generating -------------------------------------------------------------------------
+    def generate(self, pipeline: StoryPipeline, story: Story, settings: GenerationSettings, model: str) -> Iterator[Event]:
+        """Generate every panel, streaming events; panels are written as they finish."""
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        (self.run_dir / PANELS_DIR).mkdir(parents=True)
+        self.story, self.model, self.result, self.pages = story, model, None, None
+        self.cancel = threading.Event()
+        for event in stream_generation(pipeline.generate, self.cancel, story=story, settings=settings):
+            if isinstance(event, PanelDone):
+                save_panel(event.panel, self.run_dir)
+            if isinstance(event, RunFinished):
+                self.result = event.result
+                save_result(self.result, self.run_dir)
+            yield event
+
+    def stop(self) -> None:
+        self.cancel.set()
+
+    def regenerate_panel(self, pipeline: StoryPipeline, index: int, prompt: str | None = None, seed: int | None = None) -> PanelImage:
+        """Redraw one panel (new seed and/or edited prompt) reading the kept identity bank."""
+        if self.result is None or self.story is None:
+            raise StoryDiffusionError("generate the story first, then regenerate single panels")
+        if not 0 <= index < len(self.story.panels):
+            raise StoryDiffusionError(f"there is no panel {index + 1}: the story has {len(self.story.panels)} panels")
+        story = Story.from_dict(self.story.to_dict())
+        story.settings = self.result.settings
+        if prompt is not None and prompt.strip() and prompt.strip() != story.panels[index].prompt:
+            edited = story_from_text(_characters_text(story), prompt.strip()).panels[0]
+            edited.caption, edited.dialogue = story.panels[index].caption, story.panels[index].dialogue
+            story.panels[index] = edited
+        story.panels[index].seed = seed if seed is not None else random_seed()
+        result = pipeline.generate(story, self.result.settings, panels=[index], bank=self.result.bank)
+        panel = result.panel(index)
+        self.story = story
+        self.result.story = story
+        self.result.panels = sorted([p for p in self.result.panels if p.index != index] + [panel], key=lambda p: p.index)
+        if result.bank is not None:
+            self.result.bank = result.bank
+        self.result.warnings = result.warnings
+        save_result(self.result, self.run_dir)
+        return panel
+
+    # -- pages and files ----------------------------------------------------------------------
+    def retypeset(self, layout: str | None = None, story: Story | None = None, export: tuple[str, ...] = ("pdf", "cbz", "zip")) -> ComposeResult:
+        """Compose pages again (another layout, edited captions) without touching the images."""
+        if self.result is None:
+            raise StoryDiffusionError("there are no panels yet: generate the story first")
+        if story is not None:
+            self._accept_text_edits(story)
+        self.layout = layout or self.layout
+        self.pages = compose_run(self.run_dir, layout=self.layout, export=export)
+        return self.pages
+
+    def _accept_text_edits(self, story: Story) -> None:
+        """Captions, dialogue and title may change freely; prompts may not (that needs regeneration)."""
+        current = self.story
+        if len(story.panels) != len(current.panels) or any(
+            a.prompt != b.prompt for a, b in zip(story.panels, current.panels)
+        ):
+            raise StoryDiffusionError(
+                "the panel prompts changed: re-typesetting only takes new captions and speech; "
+                "press Generate (or regenerate the changed panel) to redraw pictures"
+            )
+        for mine, theirs in zip(current.panels, story.panels):
+            mine.caption, mine.dialogue = theirs.caption, theirs.dialogue
+        current.title = story.title
+        save_result(self.result, self.run_dir)
+
+    def save_project(self) -> Path:
+        if self.result is None:
+            raise StoryDiffusionError("there is nothing to save yet: generate the story first")
+        project = Project(
+            story=self.story,
+            settings=self.result.settings,
+            model=self.model,
+            panels={p.index: p.image for p in self.result.panels},
+            seeds={p.index: p.seed for p in self.result.panels},
+            bank=self.result.bank,
+            layout=self.layout,
+        )
+        return save_project(project, self.workdir / f"{_slug(self.story.title)}.storydiffusion.zip")
+
+    def load_project(self, path: str | Path, pipeline: StoryPipeline) -> Project:
+        """Continue a saved project: its panels, seeds and bank become this session's."""
+        project = load_project(path)
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        (self.run_dir / PANELS_DIR).mkdir(parents=True)
+        panels = [
+            PanelImage(
+                index=i,
+                image=image,
+                seed=project.seeds.get(i, 0),
+                prompt=project.story.panel_prompt(i),
+                negative_prompt=project.settings.negative_prompt,
+                characters=tuple(project.story.panels[i].characters),
+                identity=False,
+            )
+            for i, image in sorted(project.panels.items())
+        ]
+        self.story, self.model, self.layout = project.story, project.model, project.layout or self.layout
+        self.result = StoryResult(
+            story=project.story,
+            settings=project.settings,
+            model=pipeline.spec,
+            panels=panels,
+            bank=project.bank or IdentityBank(),
+        )
+        save_result(self.result, self.run_dir)
+        return project
+
+    def download(self, kind: str) -> Path | None:
+        if self.pages is None:
+            return None
+        return self.pages.files.get(kind)
+
+
+def _characters_text(story: Story) -> str:
+    return "\n".join(f"[{c.name}] {c.description}" for c in story.characters.values())
+
+
+def _slug(title: str) -> str:
+    cleaned = "".join(ch if ch.isalnum() else "-" for ch in title.lower()).strip("-")
+    return "-".join(part for part in cleaned.split("-") if part)[:60] or "story"
+
