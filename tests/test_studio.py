@@ -1,0 +1,134 @@
+"""The studio session behind the web app: every UI action as a library call."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from storydiffusion.errors import ModelError, StoryDiffusionError
+from storydiffusion.settings import GenerationSettings
+from storydiffusion.story import story_from_text
+from storydiffusion.streaming import PanelDone, RunFinished
+from storydiffusion.studio import MAX_SEED, ModelPool, StudioSession, is_out_of_memory, random_seed
+
+CHARACTERS = "[Mia] a girl with curly black hair and a red dress\n[Leo] a boy with blond hair and round glasses"
+STORY = "[Mia] flies a kite # A windy day. @Mia: Look!\n[Leo] reads # Leo reads.\n[Mia] and [Leo] talk # @Leo: Hi!"
+
+
+def make_story(text=STORY):
+    settings = GenerationSettings(style="none", id_images=1, window=2, steps=2)
+    return story_from_text(CHARACTERS, text, title="Kite Day", settings=settings)
+
+
+@pytest.fixture
+def session(tmp_path, tiny_sdxl):
+    studio = StudioSession(workdir=tmp_path / "session")
+    story = make_story()
+    events = list(studio.generate(tiny_sdxl, story, story.settings, "tiny-sdxl"))
+    assert isinstance(events[-1], RunFinished)
+    yield studio
+    studio.close()
+
+
+def pixels(path):
+    return np.asarray(Image.open(path).convert("RGB"), dtype=int)
+
+
+def test_generation_writes_each_panel_as_it_finishes(session):
+    panels = sorted((session.run_dir / "panels").glob("*.png"))
+    assert [p.name for p in panels] == ["panel_001.png", "panel_002.png", "panel_003.png"]
+    assert (session.run_dir / "story.json").exists()
+
+
+def test_retypeset_with_another_layout_or_new_captions_keeps_the_images(session):
+    before = {p.name: p.read_bytes() for p in (session.run_dir / "panels").glob("*.png")}
+    first = session.retypeset("classic")
+    assert first.files["pdf"].exists() and first.files["cbz"].exists() and len(first.pages) >= 1
+    strip = session.retypeset("strip")
+    assert strip.template == "strip"
+    edited = make_story(STORY.replace("A windy day.", "A very, very windy day indeed."))
+    page_before = pixels(session.retypeset("classic").pages[0])
+    page_after = pixels(session.retypeset("classic", edited).pages[0])
+    assert np.abs(page_before - page_after).max() > 0
+    assert session.story.panels[0].caption == "A very, very windy day indeed."
+    assert {p.name: p.read_bytes() for p in (session.run_dir / "panels").glob("*.png")} == before
+
+
+def test_retypeset_refuses_changed_prompts(session):
+    with pytest.raises(StoryDiffusionError, match="regenerate"):
+        session.retypeset("classic", make_story(STORY.replace("flies a kite", "eats cake")))
+
+
+def test_regenerate_one_panel_changes_only_that_panel(session, tiny_sdxl):
+    before = {p.index: p.image.tobytes() for p in session.panels()}
+    bank = session.result.bank
+    panel = session.regenerate_panel(tiny_sdxl, 2, seed=77)
+    after = {p.index: p.image.tobytes() for p in session.panels()}
+    assert panel.seed == 77 and after[2] != before[2]
+    assert after[0] == before[0] and after[1] == before[1]
+    assert session.result.bank is bank  # the identity bank was kept, not rebuilt
+    edited = session.regenerate_panel(tiny_sdxl, 1, prompt="[Leo] climbs a tree", seed=5)
+    assert "climbs a tree" in edited.prompt and session.story.panels[1].caption == "Leo reads."
+    with pytest.raises(StoryDiffusionError, match="no panel 9"):
+        session.regenerate_panel(tiny_sdxl, 8)
+
+
+def test_project_round_trip_continues_in_a_new_session(session, tiny_sdxl, tmp_path):
+    path = session.save_project()
+    assert path.suffix == ".zip"
+    other = StudioSession(workdir=tmp_path / "other")
+    project = other.load_project(path, tiny_sdxl)
+    assert project.story.title == "Kite Day"
+    assert [p.image.tobytes() for p in other.panels()] == [p.image.tobytes() for p in session.panels()]
+    assert other.result.bank.characters == session.result.bank.characters
+    assert other.retypeset("classic").files["pdf"].exists()
+    redrawn = other.regenerate_panel(tiny_sdxl, 0, seed=session.result.panel(0).seed)
+    assert np.abs(np.asarray(redrawn.image, dtype=int) - np.asarray(session.result.panel(0).image, dtype=int)).max() <= 1
+
+
+def test_stop_keeps_the_panels_already_made(tmp_path, tiny_sdxl):
+    studio = StudioSession(workdir=tmp_path / "s")
+    story = make_story()
+    events = []
+    for event in studio.generate(tiny_sdxl, story, story.settings, "tiny-sdxl"):
+        events.append(event)
+        if isinstance(event, PanelDone):
+            studio.stop()
+    assert events[-1].result.cancelled and 1 <= len(studio.panels()) < 3
+
+
+def test_actions_before_generating_are_clear_errors(tmp_path, tiny_sdxl):
+    studio = StudioSession(workdir=tmp_path / "empty")
+    for action in (lambda: studio.retypeset("classic"), studio.save_project, lambda: studio.regenerate_panel(tiny_sdxl, 0)):
+        with pytest.raises(StoryDiffusionError, match="generate"):
+            action()
+
+
+def test_model_pool_falls_back_to_the_offline_demo_with_a_notice():
+    loaded = []
+
+    def loader(name, **options):
+        loaded.append(name)
+        if name != "tiny-sdxl":
+            raise ModelError("no internet")
+        return type("Fake", (), {"spec": type("Spec", (), {"source": "tiny"})()})()
+
+    pool = ModelPool("sdxl-base", loader=loader)
+    first = pool.get()
+    assert pool.get("sdxl-base") is first and loaded == ["sdxl-base", "tiny-sdxl"]
+    assert "offline demo" in pool.notice and "--model" in pool.notice
+    strict = ModelPool("sdxl-base", loader=loader, fallback=False)
+    with pytest.raises(ModelError):
+        strict.get()
+
+
+def test_dice_seeds_are_always_valid():
+    for _ in range(500):
+        seed = random_seed()
+        assert 0 <= seed <= MAX_SEED
+        GenerationSettings(seed=seed).validate()
+
+
+def test_out_of_memory_is_recognised():
+    assert is_out_of_memory(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"))
+    assert is_out_of_memory(MemoryError())
+    assert not is_out_of_memory(ValueError("bad"))
