@@ -132,10 +132,10 @@ def build_app(pool: ModelPool) -> gr.Blocks:
                     project_file = gr.File(label="Project", elem_id="project", interactive=False)
                 with gr.Accordion("Change one panel or the lettering", open=False):
                     with gr.Row():
-                        panel_number = gr.Number(value=1, precision=0, minimum=1, label="Panel")
+                        panel_number = gr.Number(value=1, precision=0, minimum=1, label="Panel", elem_id="panel-number")
                         panel_prompt = gr.Textbox(label="New prompt (empty: keep it, new seed)", scale=3)
-                    regenerate = gr.Button("Regenerate panel")
-                    retypeset = gr.Button("Re-typeset pages (layout, captions, speech)")
+                    regenerate = gr.Button("Regenerate panel", elem_id="regenerate")
+                    retypeset = gr.Button("Re-typeset pages (layout, captions, speech)", elem_id="retypeset")
                 with gr.Accordion("Save or continue a project", open=False):
                     save = gr.Button("Download project")
                     upload = gr.File(label="Load a project file (.zip)", file_types=[".zip"], elem_id="upload")
@@ -247,6 +247,13 @@ def build_app(pool: ModelPool) -> gr.Blocks:
                 return gr.update(), gr.update(), gr.update()
             return examples[name]
 
+        def pick_panel(selected: gr.SelectData):
+            """Clicking a panel in the gallery selects it for regeneration (captions read 'Panel N')."""
+            caption = (selected.value or {}).get("caption") if isinstance(selected.value, dict) else None
+            if caption and caption.split()[-1].isdigit():
+                return int(caption.split()[-1])
+            return selected.index + 1
+
         advanced = [negative, steps, guidance, width, height, seed, rate, id_images, window]
         outputs = [session, status, gallery, pages, pdf, cbz, panels_zip, notice]
         checked = generate.click(validate_inputs, [title, characters, story_text, style, *advanced], [status], concurrency_limit=None)
@@ -254,6 +261,7 @@ def build_app(pool: ModelPool) -> gr.Blocks:
                         concurrency_limit=1, concurrency_id="gpu")
         stop.click(stop_run, [session], [status], concurrency_limit=None)
         dice.click(random_seed, None, [seed], queue=False)
+        gallery.select(pick_panel, None, [panel_number], queue=False)
         example.change(pick_example, [example], [title, characters, story_text], queue=False)
         regenerate.click(regenerate_panel, [session, panel_number, panel_prompt, model, layout],
                          [session, status, gallery, pages, pdf, cbz, panels_zip], concurrency_limit=1, concurrency_id="gpu")

@@ -106,6 +106,18 @@ def test_generate_a_two_character_story_and_download_the_pdf(page, tmp_path):
     page.screenshot(path=str(ARTIFACTS / "studio.png"), full_page=True)
 
 
+def test_regenerate_a_selected_panel_and_retypeset_without_starting_over(page):
+    page.get_by_text("Change one panel or the lettering").click()
+    page.locator("#panels img").nth(1).click()
+    page.wait_for_function("document.querySelector('#panel-number input').value === '2'", timeout=10_000)
+    page.click("#regenerate")
+    page.get_by_text("Panel 2 redrawn.").wait_for(timeout=120_000)
+    page.keyboard.press("Escape")
+    page.click("#retypeset")
+    page.get_by_text("Pages typeset with the classic layout.").wait_for(timeout=60_000)
+    assert "Traceback" not in page.inner_text("body")
+
+
 def test_an_empty_story_shows_a_readable_error(page):
     page.fill("#story textarea", "")
     page.click("#generate")
