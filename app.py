@@ -28,7 +28,7 @@ from storydiffusion.studio import (  # noqa: E402
     is_out_of_memory,
     random_seed,
 )
-from storydiffusion.story import load_story, story_from_text  # noqa: E402
+from storydiffusion.story import load_story, story_from_text, story_to_text  # noqa: E402
 from storydiffusion.styles import load_styles  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -57,16 +57,7 @@ def example_texts() -> dict[str, tuple[str, str, str]]:
     found = {}
     for path in sorted(EXAMPLES.glob("*.yaml")):
         story = load_story(path)
-        characters = "\n".join(f"[{c.name}] {c.description}" for c in story.characters.values())
-        lines = []
-        for i, panel in enumerate(story.panels):
-            line = panel.prompt
-            caption = story.panel_caption(i)
-            speech = " ".join(f"@{d.speaker}: {d.text}" for d in panel.dialogue)
-            if caption or speech:
-                line += " # " + " ".join(part for part in (caption, speech) if part)
-            lines.append(line)
-        found[story.title] = (story.title, characters, "\n".join(lines))
+        found[story.title] = (story.title, *story_to_text(story))
     return found
 
 
@@ -233,13 +224,8 @@ def build_app(pool: ModelPool) -> gr.Blocks:
             except Exception as error:
                 raise friendly(error) from None
             story = project.story
-            characters_text = "\n".join(f"[{c.name}] {c.description}" for c in story.characters.values())
-            lines = []
-            for i, panel in enumerate(story.panels):
-                extra = " ".join(part for part in (story.panel_caption(i), " ".join(f"@{d.speaker}: {d.text}" for d in panel.dialogue)) if part)
-                lines.append(panel.prompt + (f" # {extra}" if extra else ""))
             images = [(p.image, f"Panel {p.index + 1}") for p in state.panels()]
-            return (state, story.title, characters_text, "\n".join(lines), project.settings.seed,
+            return (state, story.title, *story_to_text(story), project.settings.seed,
                     f"Loaded project {story.title!r}: {len(images)} panels.", images, *files_of(state))
 
         def pick_example(name):

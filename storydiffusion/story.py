@@ -34,6 +34,7 @@ __all__ = [
     "parse_characters",
     "parse_panels",
     "story_from_text",
+    "story_to_text",
     "validate_story",
     "NO_CHARACTER",
     "DEFAULT_TITLE",
@@ -440,6 +441,18 @@ def story_from_text(
     )
     validate_story(story)
     return story
+
+
+def story_to_text(story: Story) -> tuple[str, str]:
+    """The characters and panels text boxes for ``story``: what ``story_from_text`` reads back."""
+    characters = "\n".join(f"[{c.name}] {c.description}" for c in story.characters.values())
+    lines = []
+    for panel in story.panels:
+        extra = " ".join(
+            part for part in [panel.caption or ""] + [f"@{d.speaker}: {d.text}" for d in panel.dialogue] if part
+        )
+        lines.append(f"{panel.prompt} # {extra}" if extra else panel.prompt)
+    return characters, "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------- file form

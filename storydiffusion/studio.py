@@ -23,7 +23,7 @@ from .output import PANELS_DIR, save_panel, save_result
 from .pipeline import PanelImage, StoryPipeline, StoryResult
 from .project import Project, load_project, save_project
 from .settings import GenerationSettings
-from .story import Story, story_from_text
+from .story import Story, story_from_text, story_to_text
 from .streaming import Event, PanelDone, RunFinished, stream_generation
 
 OFFLINE_MODEL = "tiny-sdxl"
@@ -147,7 +147,7 @@ class StudioSession:
         story = Story.from_dict(self.story.to_dict())
         story.settings = self.result.settings
         if prompt is not None and prompt.strip() and prompt.strip() != story.panels[index].prompt:
-            edited = story_from_text(_characters_text(story), prompt.strip()).panels[0]
+            edited = story_from_text(story_to_text(story)[0], prompt.strip()).panels[0]
             edited.caption, edited.dialogue = story.panels[index].caption, story.panels[index].dialogue
             story.panels[index] = edited
         story.panels[index].seed = seed if seed is not None else random_seed()
@@ -234,10 +234,6 @@ class StudioSession:
         if self.pages is None:
             return None
         return self.pages.files.get(kind)
-
-
-def _characters_text(story: Story) -> str:
-    return "\n".join(f"[{c.name}] {c.description}" for c in story.characters.values())
 
 
 def _slug(title: str) -> str:

@@ -606,3 +606,15 @@ def test_example_details():
     korean = load_story(EXAMPLES / "korean.yaml")
     assert any(any("\uac00" <= ch <= "\ud7a3" for ch in name) for name in korean.characters)
     assert any(p.dialogue for p in korean.panels)
+
+
+@pytest.mark.parametrize("name", ["lighthouse.yaml", "two_friends.yaml", "korean.yaml"])
+def test_story_to_text_reads_back_as_the_same_story(name):
+    from storydiffusion.story import story_to_text
+
+    story = load_story(Path(__file__).resolve().parent.parent / "examples" / name)
+    again = story_from_text(*story_to_text(story), title=story.title, settings=story.settings)
+    assert [(p.prompt, p.caption, p.dialogue, p.characters) for p in again.panels] == [
+        (p.prompt, p.caption, p.dialogue, p.characters) for p in story.panels
+    ]
+    assert again.characters == story.characters

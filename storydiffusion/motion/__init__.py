@@ -1,0 +1,1 @@
+"""Animated transitions between panels (placeholder docstring, completed below)."""
