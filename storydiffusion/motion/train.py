@@ -1,0 +1,366 @@
+"""Train the Semantic Motion Predictor on a folder of videos.
+
+    python -m storydiffusion.motion.train --videos clips/ --out predictor/
+    accelerate launch -m storydiffusion.motion.train --videos clips/ --out predictor/ --mixed-precision bf16
+
+Each step samples clips (start, end and evenly spaced frames in between) from the cached CLIP token
+embeddings of the videos and minimises the MSE between predicted and true embeddings of the
+intermediate frames. The batch of a step depends only on (seed, step, process), and checkpoints hold
+the model, the optimizer state (safetensors) and the RNG state (JSON), so ``--resume`` continues
+exactly where the run stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from ..errors import SettingsError, StoryDiffusionError
+from .data import MotionClipDataset
+from .encoder import DEFAULT_MODEL, DEFAULT_PRETRAINED, TINY_MODEL, ClipImageEncoder
+from .predictor import CONFIG_NAME, WEIGHTS_NAME, PredictorConfig, SemanticMotionPredictor
+
+LOG_NAME = "train_log.jsonl"
+STATE_NAME = "trainer_state.json"
+OPTIMIZER_NAME = "optimizer.safetensors"
+CHECKPOINT_PREFIX = "checkpoint-"
+MIXED_PRECISION = ("no", "fp16", "bf16")
+# A loss on the generated video (paper): predicted (B, L, N, D) embeddings and the batch -> scalar.
+VideoLossFn = Callable[[torch.Tensor, tuple[torch.Tensor, ...]], torch.Tensor]
+
+
+@dataclass
+class TrainingOptions:
+    """Everything a training run depends on; defaults follow the paper (ViT-H-14, 8 layers, hidden 1024)."""
+
+    encoder: str = DEFAULT_MODEL
+    pretrained: str | None = DEFAULT_PRETRAINED
+    tiny_encoder: bool = False  # random-weight tiny OpenCLIP ViT, offline (tests, demos)
+    frames: int = 16
+    tokens: int = 16
+    token_selection: str = "cls+pooled"
+    layers: int = 8
+    hidden: int = 1024
+    heads: int = 16
+    dropout: float = 0.0
+    steps: int = 2000
+    batch_size: int = 8  # per process
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    mixed_precision: str = "no"
+    save_every: int = 500
+    resume: bool = False
+    seed: int = 0
+    max_video_frames: int = 256
+    progress: bool = True
+    cpu: bool = False
+    video_loss_weight: float = 0.0  # paper's loss on the generated video; needs the video pipeline
+    video_loss_fn: VideoLossFn | None = field(default=None, repr=False, compare=False)
+
+    def validate(self) -> None:
+        if self.frames < 3:
+            raise SettingsError(f"--frames must be at least 3 (start, end and an intermediate frame), got {self.frames}")
+        if self.steps < 1 or self.batch_size < 1 or self.save_every < 1:
+            raise SettingsError("--steps, --batch-size and --save-every must be positive")
+        if self.lr <= 0:
+            raise SettingsError(f"--lr must be positive, got {self.lr}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise SettingsError(f"--mixed-precision must be one of {', '.join(MIXED_PRECISION)}")
+        if self.hidden % self.heads:
+            raise SettingsError(f"--hidden ({self.hidden}) must be divisible by --heads ({self.heads})")
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("video_loss_fn")
+        return data
+
+
+@dataclass
+class TrainingReport:
+    """What a run did: steps, losses of this run (one per step), where the model went."""
+
+    out_dir: Path
+    steps: int
+    start_step: int
+    losses: list[float]
+    checkpoints: list[Path]
+    seconds: float
+    config: PredictorConfig
+
+    @property
+    def first_loss(self) -> float | None:
+        return self.losses[0] if self.losses else None
+
+    @property
+    def final_loss(self) -> float | None:
+        return self.losses[-1] if self.losses else None
+
+
+# --------------------------------------------------------------------------- checkpoints
+def latest_checkpoint(out_dir: Path) -> Path | None:
+    """The complete checkpoint (one with its trainer state) with the highest step, if any."""
+    found = []
+    for path in out_dir.glob(f"{CHECKPOINT_PREFIX}*"):
+        suffix = path.name[len(CHECKPOINT_PREFIX):]
+        if suffix.isdigit() and (path / STATE_NAME).is_file():
+            found.append((int(suffix), path))
+    return max(found)[1] if found else None
+
+
+def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Optimizer state_dict -> (tensors for safetensors, JSON for the rest): no pickles."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, entry in state["state"].items():
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"state.{pid}.{key}"] = value.detach().contiguous().cpu()
+            else:
+                scalars.setdefault(str(pid), {})[key] = value
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in state["param_groups"]]
+    return tensors, {"param_groups": groups, "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        _, pid, key = name.split(".", 2)
+        state.setdefault(int(pid), {})[key] = value
+    for pid, entry in meta.get("scalars", {}).items():
+        state.setdefault(int(pid), {}).update(entry)
+    groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in meta["param_groups"]]
+    return {"state": state, "param_groups": groups}
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state().tolist()}
+    if torch.cuda.is_available():
+        state["cuda"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["cuda"]])
+
+
+def _save_checkpoint(folder: Path, model: SemanticMotionPredictor, optimizer: Any, scaler: Any, step: int, options: TrainingOptions) -> None:
+    """Write into a temporary folder and rename, so a checkpoint is either complete or absent."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tensors, meta = _flatten_optimizer(optimizer.state_dict())
+    save_file(tensors, str(tmp / OPTIMIZER_NAME))
+    state = {
+        "step": step, "seed": options.seed, "rng": _rng_state(), "optimizer": meta,
+        "scaler": scaler.state_dict() if scaler is not None else None, "options": options.to_json(),
+    }
+    (tmp / STATE_NAME).write_text(json.dumps(state) + "\n", encoding="utf-8")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+
+
+def _truncate_log(log_path: Path, step: int) -> None:
+    """Drop log lines past ``step`` (written after the checkpoint a resumed run starts from)."""
+    if not log_path.is_file():
+        return
+    keep = [line for line in log_path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and json.loads(line)["step"] <= step]
+    log_path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- training
+def _video_loss(options: TrainingOptions) -> VideoLossFn | None:
+    """The optional paper loss on the generated video, from the video pipeline; off by default."""
+    if options.video_loss_weight <= 0:
+        return None
+    if options.video_loss_fn is not None:
+        return options.video_loss_fn
+    try:
+        from . import video
+
+        return video.motion_video_loss  # type: ignore[attr-defined]
+    except (ImportError, AttributeError) as exc:
+        raise SettingsError(
+            "--video-loss-weight needs the video pipeline's loss on the generated clip "
+            "(storydiffusion.motion.video.motion_video_loss), which is not available here; "
+            "train with the embedding MSE alone (--video-loss-weight 0)."
+        ) from exc
+
+
+def _load_encoder(options: TrainingOptions, device: torch.device) -> ClipImageEncoder:
+    if options.tiny_encoder or options.encoder == TINY_MODEL:
+        return ClipImageEncoder.tiny(seed=options.seed).to(device)
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    return ClipImageEncoder.from_pretrained(options.encoder, options.pretrained, device=device, dtype=dtype)
+
+
+def train_predictor(videos_dir: str | Path, out_dir: str | Path, options: TrainingOptions | None = None) -> TrainingReport:
+    """Train (or resume training) a predictor on ``videos_dir``; write checkpoints and the final model to ``out_dir``."""
+    from accelerate import Accelerator
+
+    options = options or TrainingOptions()
+    options.validate()
+    out = Path(out_dir)
+    resume_from = latest_checkpoint(out) if out.is_dir() else None
+    if options.resume and resume_from is None:
+        raise SettingsError(f"--resume: no checkpoint-STEP folder with {STATE_NAME} in {out}.")
+    if not options.resume and out.is_dir() and (latest_checkpoint(out) or (out / LOG_NAME).exists()):
+        raise SettingsError(f"{out} already holds a training run; pass --resume to continue it or choose another --out.")
+    video_loss_fn = _video_loss(options)
+
+    accelerator = Accelerator(mixed_precision=options.mixed_precision, cpu=options.cpu)
+    torch.manual_seed(options.seed + accelerator.process_index)
+    encoder = _load_encoder(options, accelerator.device)
+    dataset = MotionClipDataset.from_folder(
+        videos_dir, encoder, options.frames, options.tokens, options.token_selection,
+        max_video_frames=options.max_video_frames, seed=options.seed,
+        progress=options.progress and accelerator.is_local_main_process,
+    )
+    config = PredictorConfig(
+        embed_dim=encoder.width, tokens=options.tokens, hidden=options.hidden, layers=options.layers,
+        heads=options.heads, max_frames=max(64, options.frames), token_selection=options.token_selection,
+        dropout=options.dropout, encoder_model=TINY_MODEL if options.tiny_encoder else options.encoder,
+        encoder_pretrained=None if options.tiny_encoder else options.pretrained,
+    )
+    del encoder  # embeddings are cached; free the (large) CLIP tower
+    model = SemanticMotionPredictor(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+
+    start_step = 0
+    state: dict[str, Any] | None = None
+    if options.resume and resume_from is not None:
+        saved = PredictorConfig.from_dict(json.loads((resume_from / CONFIG_NAME).read_text(encoding="utf-8")))
+        if saved != config:
+            raise SettingsError(f"{resume_from} was trained with another architecture ({saved}); resume with the same options.")
+        state = json.loads((resume_from / STATE_NAME).read_text(encoding="utf-8"))
+        model.load_state_dict(load_file(str(resume_from / WEIGHTS_NAME)))
+        optimizer.load_state_dict(_unflatten_optimizer(load_file(str(resume_from / OPTIMIZER_NAME)), state["optimizer"]))
+        start_step = int(state["step"])
+    model, optimizer = accelerator.prepare(model, optimizer)
+    if state is not None:
+        if state.get("scaler") and accelerator.scaler is not None:
+            accelerator.scaler.load_state_dict(state["scaler"])
+        _set_rng_state(state["rng"])
+
+    log_path = out / LOG_NAME
+    checkpoints: list[Path] = []
+    losses: list[float] = []
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        _truncate_log(log_path, start_step)
+    progress = None
+    if options.progress and accelerator.is_local_main_process:
+        from tqdm.auto import tqdm
+
+        progress = tqdm(total=options.steps, initial=start_step, desc="training motion predictor", unit="step")
+    began = time.perf_counter()
+    model.train()
+    world, rank, size = accelerator.num_processes, accelerator.process_index, options.batch_size
+    for step in range(start_step, options.steps):
+        first = (step * world + rank) * size
+        start, end, target = (t.to(accelerator.device) for t in dataset.batch(range(first, first + size)))
+        lr = options.lr * min(1.0, (step + 1) / max(1, options.warmup_steps))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        with accelerator.autocast():
+            predicted = model(start, end, options.frames)
+            loss = F.mse_loss(predicted[:, 1:-1].float(), target[:, 1:-1].float())
+            if video_loss_fn is not None:
+                loss = loss + options.video_loss_weight * video_loss_fn(predicted, (start, end, target))
+        accelerator.backward(loss)
+        if options.grad_clip > 0 and accelerator.sync_gradients:
+            accelerator.clip_grad_norm_(model.parameters(), options.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        value = float(accelerator.gather(loss.detach().float().reshape(1)).mean())
+        if not math.isfinite(value):
+            raise StoryDiffusionError(f"training diverged at step {step + 1} (loss {value}); lower --lr or use bf16/no mixed precision.")
+        losses.append(value)
+        done = step + 1
+        if accelerator.is_main_process:
+            with log_path.open("a", encoding="utf-8") as log:
+                log.write(json.dumps({"step": done, "loss": value, "lr": lr}) + "\n")
+        if progress is not None:
+            progress.update(1)
+            progress.set_postfix(loss=f"{value:.4g}")
+        if done % options.save_every == 0 or done == options.steps:
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                folder = out / f"{CHECKPOINT_PREFIX}{done}"
+                _save_checkpoint(folder, accelerator.unwrap_model(model), optimizer, accelerator.scaler, done, options)
+                checkpoints.append(folder)
+    if progress is not None:
+        progress.close()
+    accelerator.wait_for_everyone()
+    final = accelerator.unwrap_model(model)
+    if accelerator.is_main_process:
+        final.save_pretrained(out)
+        (out / "training_options.json").write_text(json.dumps(options.to_json(), indent=2) + "\n", encoding="utf-8")
+    return TrainingReport(out, options.steps, start_step, losses, checkpoints, time.perf_counter() - began, config)
+
+
+# --------------------------------------------------------------------------- command line
+def build_parser() -> argparse.ArgumentParser:
+    d = TrainingOptions()
+    p = argparse.ArgumentParser(
+        prog="python -m storydiffusion.motion.train",
+        description="Train the Semantic Motion Predictor (CLIP image space) on a folder of videos.",
+    )
+    p.add_argument("--videos", required=True, help="folder of videos (mp4, webm, mov, gif, avi, mkv)")
+    p.add_argument("--out", required=True, help="output folder: checkpoints, train_log.jsonl, config.json + model.safetensors")
+    p.add_argument("--encoder", default=d.encoder, help=f"OpenCLIP model name (default {d.encoder})")
+    p.add_argument("--pretrained", default=d.pretrained, help=f"OpenCLIP pretrained tag (default {d.pretrained})")
+    p.add_argument("--tiny-encoder", action="store_true", help="tiny random-weight encoder, offline (tests and demos only)")
+    for name, kind, help_text in [
+        ("frames", int, "frames per clip, start and end included"), ("tokens", int, "tokens kept per frame"),
+        ("layers", int, "transformer layers (paper: 8)"), ("hidden", int, "transformer width (paper: 1024)"),
+        ("heads", int, "attention heads"), ("steps", int, "total optimisation steps"),
+        ("batch-size", int, "clips per step and process"), ("lr", float, "AdamW learning rate"),
+        ("weight-decay", float, "AdamW weight decay"), ("warmup-steps", int, "linear learning-rate warm-up"),
+        ("save-every", int, "checkpoint interval in steps"), ("seed", int, "seed for weights and clip sampling"),
+        ("max-video-frames", int, "frames read per video at most"),
+        ("video-loss-weight", float, "weight of the paper's loss on the generated video (needs the video pipeline; 0 = off)"),
+    ]:
+        attr = name.replace("-", "_")
+        p.add_argument(f"--{name}", type=kind, default=getattr(d, attr), help=f"{help_text} (default {getattr(d, attr)})")
+    p.add_argument("--token-selection", default=d.token_selection, choices=["cls+pooled", "pooled", "cls", "all"])
+    p.add_argument("--mixed-precision", default=d.mixed_precision, choices=list(MIXED_PRECISION))
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    p.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    keys = {f for f in TrainingOptions.__dataclass_fields__ if f not in ("video_loss_fn", "progress")}
+    options = TrainingOptions(**{k: v for k, v in vars(args).items() if k in keys}, progress=not args.no_progress)
+    try:
+        report = train_predictor(args.videos, args.out, options)
+    except StoryDiffusionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"trained {report.steps} steps (from {report.start_step}) in {report.seconds:.1f} s; "
+          f"final loss {report.final_loss}; model in {report.out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

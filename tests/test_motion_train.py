@@ -1,0 +1,189 @@
+"""Training the motion predictor on a synthetic video set: it learns curved motion, resumes exactly."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw
+
+from storydiffusion.errors import SettingsError
+from storydiffusion.motion.data import MotionClipDataset, list_videos, read_frames, sample_clip
+from storydiffusion.motion.encoder import ClipImageEncoder
+from storydiffusion.motion.predictor import SemanticMotionPredictor, linear_interpolation
+from storydiffusion.motion.train import TrainingOptions, latest_checkpoint, train_predictor
+
+ROOT = Path(__file__).resolve().parent.parent
+PALETTE = [(255, 60, 60), (60, 220, 60), (80, 120, 255)]
+FRAMES, TOKENS = 8, 5
+
+
+def _write_clip(path: Path, rng: np.random.Generator, size: int = 64) -> None:
+    """A coloured disc or square travelling along an arc of a circle around the centre, at its own speed."""
+    import imageio.v3 as iio
+
+    count = int(rng.integers(16, 25))
+    colour = PALETTE[int(rng.integers(0, len(PALETTE)))]
+    angle0 = rng.uniform(0, 2 * math.pi)
+    sweep = rng.uniform(0.6, 1.0) * math.pi * rng.choice([-1, 1])
+    square = bool(rng.integers(0, 2))
+    frames = []
+    for i in range(count):
+        angle = angle0 + sweep * i / (count - 1)
+        x, y = size / 2 + 18 * math.cos(angle), size / 2 + 18 * math.sin(angle)
+        image = Image.new("RGB", (size, size), (0, 0, 0))
+        draw = ImageDraw.Draw(image)
+        (draw.rectangle if square else draw.ellipse)((x - 7, y - 7, x + 7, y + 7), fill=colour)
+        frames.append(np.asarray(image))
+    iio.imwrite(path, np.stack(frames), fps=8)
+
+
+def _write_set(folder: Path, count: int, seed: int) -> Path:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for k in range(count):
+        _write_clip(folder / f"clip_{k:02d}.mp4", rng)
+    return folder
+
+
+def _tiny_options(**overrides) -> TrainingOptions:
+    base = dict(tiny_encoder=True, frames=FRAMES, tokens=TOKENS, layers=2, hidden=64, heads=4, steps=800,
+                batch_size=16, lr=2e-3, warmup_steps=20, save_every=400, progress=False, cpu=True, seed=0)
+    base.update(overrides)
+    return TrainingOptions(**base)
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("motion_videos")
+    return _write_set(root / "train", 24, seed=0), _write_set(root / "held_out", 6, seed=1)
+
+
+@pytest.fixture(scope="module")
+def trained(videos, tmp_path_factory):
+    out = tmp_path_factory.mktemp("motion_run") / "predictor"
+    return train_predictor(videos[0], out, _tiny_options())
+
+
+def test_reading_and_sampling(videos):
+    paths = list_videos(videos[0])
+    assert len(paths) == 24
+    frames = read_frames(paths[0])
+    assert 16 <= len(frames) <= 24 and frames[0].size == (64, 64)
+    assert len(read_frames(paths[0], max_frames=5)) == 5
+    indices = sample_clip(20, 8, torch.Generator().manual_seed(0))
+    steps = {b - a for a, b in zip(indices, indices[1:])}
+    assert len(indices) == 8 and len(steps) == 1 and steps.pop() >= 1 and indices[-1] < 20
+
+
+def test_unreadable_video_is_a_clear_error(tmp_path):
+    from storydiffusion.motion.data import VideoDataError
+
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"not a video")
+    with pytest.raises(VideoDataError, match="Cannot read video"):
+        read_frames(bad)
+
+
+def test_training_lowers_loss_and_beats_linear_interpolation(trained, videos):
+    losses = trained.losses
+    assert len(losses) == 800
+    first, last = np.mean(losses[:20]), np.mean(losses[-20:])
+    print(f"\ntraining loss: first-20 mean {first:.5f}, last-20 mean {last:.5f} ({last / first:.2f}x)")
+    assert last < 0.5 * first
+
+    model = SemanticMotionPredictor.from_pretrained(trained.out_dir)
+    held = MotionClipDataset.from_folder(videos[1], ClipImageEncoder.tiny(seed=0), FRAMES, TOKENS, seed=123)
+    start, end, target = held.batch(range(256))
+    predicted = model.predict(start, end, FRAMES)
+    linear = linear_interpolation(start, end, FRAMES).transpose(0, 1)
+    mse_model = F.mse_loss(predicted[:, 1:-1], target[:, 1:-1]).item()
+    mse_linear = F.mse_loss(linear[:, 1:-1], target[:, 1:-1]).item()
+    print(f"held-out MSE: predictor {mse_model:.5f}, linear {mse_linear:.5f} ({mse_model / mse_linear:.2f}x)")
+    assert mse_model < 0.8 * mse_linear
+    assert torch.equal(predicted[:, 0], start) and torch.equal(predicted[:, -1], end)
+
+
+def test_outputs_are_safetensors_and_json_only(trained):
+    out = trained.out_dir
+    assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-400", "checkpoint-800"]
+    assert {p.name for p in (out / "checkpoint-400").iterdir()} == {
+        "config.json", "model.safetensors", "optimizer.safetensors", "trainer_state.json"}
+    suffixes = {p.suffix for p in out.rglob("*") if p.is_file()}
+    assert suffixes <= {".json", ".jsonl", ".safetensors"}, suffixes
+    assert not [p for p in out.rglob("*") if p.suffix in {".bin", ".pt", ".pth", ".pkl", ".ckpt"}]
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, 801))
+    state = json.loads((out / "checkpoint-400" / "trainer_state.json").read_text())
+    assert state["step"] == 400 and state["seed"] == 0 and isinstance(state["rng"]["torch"], list)
+
+
+def test_resume_continues_exactly(videos, tmp_path):
+    straight = train_predictor(videos[0], tmp_path / "straight", _tiny_options(steps=40, save_every=20))
+    part = tmp_path / "resumed"
+    train_predictor(videos[0], part, _tiny_options(steps=20, save_every=20))
+    with (part / "train_log.jsonl").open("a") as log:  # a step logged after the checkpoint, then interrupted
+        log.write(json.dumps({"step": 21, "loss": 1.0, "lr": 0.0}) + "\n")
+    with pytest.raises(SettingsError, match="--resume"):
+        train_predictor(videos[0], part, _tiny_options(steps=40, save_every=20))
+    resumed = train_predictor(videos[0], part, _tiny_options(steps=40, save_every=20, resume=True))
+    assert resumed.start_step == 20 and len(resumed.losses) == 20
+    assert latest_checkpoint(part).name == "checkpoint-40"
+    log = [json.loads(line) for line in (part / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, 41))
+    assert resumed.losses == pytest.approx(straight.losses[20:], rel=1e-5, abs=1e-8)
+    a = SemanticMotionPredictor.from_pretrained(straight.out_dir).state_dict()
+    b = SemanticMotionPredictor.from_pretrained(part).state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_resume_without_checkpoint_is_refused(videos, tmp_path):
+    with pytest.raises(SettingsError, match="no checkpoint"):
+        train_predictor(videos[0], tmp_path / "empty", _tiny_options(steps=2, resume=True))
+
+
+def test_video_loss_without_video_pipeline_is_a_clear_error(videos, tmp_path, monkeypatch):
+    import storydiffusion.motion as motion
+
+    monkeypatch.setitem(sys.modules, "storydiffusion.motion.video", None)
+    monkeypatch.delattr(motion, "video", raising=False)
+    with pytest.raises(SettingsError, match="video pipeline"):
+        train_predictor(videos[0], tmp_path / "v", _tiny_options(steps=2, video_loss_weight=0.1))
+
+
+def test_video_loss_hook_is_called(videos, tmp_path):
+    calls = []
+
+    def loss_fn(predicted, batch):
+        calls.append(predicted.shape)
+        return predicted.float().pow(2).mean() * 0
+
+    train_predictor(videos[0], tmp_path / "hook", _tiny_options(steps=3, video_loss_weight=0.5, video_loss_fn=loss_fn))
+    assert len(calls) == 3 and tuple(calls[0]) == (16, FRAMES, TOKENS, 64)
+
+
+def test_cli_help_and_tiny_run(videos, tmp_path):
+    env_cmd = [sys.executable, "-m", "storydiffusion.motion.train"]
+    help_run = subprocess.run(env_cmd + ["--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert help_run.returncode == 0 and "--resume" in help_run.stdout and "--mixed-precision" in help_run.stdout
+    out = tmp_path / "cli"
+    run = subprocess.run(
+        env_cmd + ["--videos", str(videos[0]), "--out", str(out), "--tiny-encoder", "--frames", "6", "--tokens", "5",
+                   "--layers", "1", "--hidden", "32", "--heads", "2", "--steps", "5", "--batch-size", "4",
+                   "--save-every", "5", "--no-progress", "--cpu"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert (out / "model.safetensors").is_file() and (out / "checkpoint-5" / "optimizer.safetensors").is_file()
+    assert SemanticMotionPredictor.from_pretrained(out).config.layers == 1
+    again = subprocess.run(env_cmd + ["--videos", str(videos[0]), "--out", str(out), "--tiny-encoder", "--no-progress"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "--resume" in again.stderr
