@@ -81,6 +81,24 @@ def build_parser() -> argparse.ArgumentParser:
     compose.add_argument("--no-lettering", action="store_true", help="pictures only: no captions, speech bubbles or title")
     compose.add_argument("--fit", choices=["crop", "letterbox"], help="fill each cell (crop, the default) or show whole panels (letterbox)")
     compose.add_argument("--dpi", type=int, help="page resolution (default: the template's, usually 150)")
+
+    animate = commands.add_parser("animate", help="animate the transition between two panels of a run folder (MP4 and GIF)")
+    animate.add_argument("run_dir", help="a folder written by generate (story.json, panels/)")
+    animate.add_argument("--from", dest="start", type=int, required=True, help="1-based number of the first panel")
+    animate.add_argument("--to", dest="end", type=int, required=True, help="1-based number of the last panel")
+    animate.add_argument("--frames", type=int, default=16, help="frames including both panels (default 16, at most 32)")
+    animate.add_argument("--fps", type=float, default=8, help="frames per second of the MP4 and GIF (default 8)")
+    animate.add_argument("--model", default="default", help="default (SD 1.5 + AnimateDiff + IP-Adapter Plus), tiny (offline, random weights), or an SD 1.5 hub id / folder")
+    animate.add_argument("--predictor", help="folder of a trained semantic motion predictor (config.json + model.safetensors); without it, linear interpolation")
+    animate.add_argument("--prompt", help="text for the clip (default: the two panels' prompts)")
+    animate.add_argument("--negative-prompt")
+    animate.add_argument("--seed", type=int, default=0)
+    animate.add_argument("--steps", type=int, help="denoising steps (default 25; tiny: 4)")
+    animate.add_argument("--guidance", type=float, default=7.5)
+    animate.add_argument("--strength", type=float, default=0.9, help="noise on the in-between frames: 1 = most motion, lower = closer to a cross-fade")
+    animate.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
+    animate.add_argument("--dtype", default="auto", help="auto, float16, bfloat16 or float32")
+    animate.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -200,6 +218,45 @@ def run_compose(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_animate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .motion.animate import animate_run, check_request, read_run_panels
+
+    check_request(args.frames, args.fps)  # bad input fails before any model is loaded
+    read_run_panels(args.run_dir, args.start, args.end)
+    bar = tqdm(total=None, unit="step", disable=args.quiet, file=sys.stderr)
+
+    def progress(update) -> None:
+        bar.total = update.steps
+        bar.n = update.step
+        bar.refresh()
+
+    try:
+        result = animate_run(
+            args.run_dir,
+            args.start,
+            args.end,
+            frames=args.frames,
+            fps=args.fps,
+            model=args.model,
+            predictor=args.predictor,
+            prompt=args.prompt,
+            negative_prompt=args.negative_prompt,
+            seed=args.seed,
+            steps=args.steps,
+            guidance=args.guidance,
+            strength=args.strength,
+            device=args.device,
+            dtype=args.dtype,
+            callback=progress,
+        )
+    finally:
+        bar.close()
+    print(f"{len(result.frames)} frames: {result.mp4}, {result.gif} ({result.note}; {result.seconds:.1f} s)")
+    return 0
+
+
 def _report_compose(result) -> None:
     for message in result.warnings:
         print(f"warning: {message}", file=sys.stderr)
@@ -220,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_generate(args)
         if args.command == "compose":
             return run_compose(args)
+        if args.command == "animate":
+            return run_animate(args)
     except StoryDiffusionError as error:
         print("error: " + " ".join(str(error).split()), file=sys.stderr)
         return EXIT_BAD_INPUT

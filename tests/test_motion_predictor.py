@@ -152,3 +152,27 @@ def test_config_validation():
         PredictorConfig(token_selection="random")
     defaults = PredictorConfig()
     assert (defaults.embed_dim, defaults.hidden, defaults.layers, defaults.encoder_model) == (1280, 1024, 8, "ViT-H-14")
+
+
+def test_encoder_can_return_the_penultimate_layer_ip_adapter_plus_expects():
+    from PIL import Image
+
+    from storydiffusion.motion.encoder import ClipImageEncoder
+
+    encoder = ClipImageEncoder.tiny(seed=0)
+    image = [Image.new("RGB", (40, 40), (200, 30, 90))]
+    last = encoder.encode(image)
+    encoder.layer = "penultimate"
+    penultimate = encoder.encode(image)
+    assert penultimate.shape == last.shape
+    assert not torch.allclose(penultimate, last)
+    # The penultimate block's raw output: running the tower by hand to that block gives the same tokens.
+    visual = encoder.visual
+    with torch.no_grad():
+        x = visual.conv1(encoder.preprocess(image))
+        x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
+        x = torch.cat([visual.class_embedding.view(1, 1, -1).expand(x.shape[0], -1, -1), x], dim=1)
+        x = visual.ln_pre(x + visual.positional_embedding)
+        for block in visual.transformer.resblocks[:-1]:
+            x = block(x)
+    torch.testing.assert_close(penultimate, x.float(), rtol=1e-4, atol=1e-5)

@@ -18,6 +18,7 @@ from ..errors import ModelError
 DEFAULT_MODEL = "ViT-H-14"
 DEFAULT_PRETRAINED = "laion2b_s32b_b79k"
 TINY_MODEL = "tiny"
+ENCODER_LAYERS = ("penultimate", "last")
 _CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -39,6 +40,7 @@ class ClipImageEncoder(torch.nn.Module):
         self.visual = visual.eval().requires_grad_(False)
         self.model_name = model_name
         self.pretrained = pretrained
+        self.layer = "last"
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
 
@@ -50,8 +52,15 @@ class ClipImageEncoder(torch.nn.Module):
         pretrained: str | None = DEFAULT_PRETRAINED,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
+        layer: str = "penultimate",
     ) -> "ClipImageEncoder":
-        """Load a real OpenCLIP model (open_clip downloads its weights); ``"tiny"`` gives ``tiny()``."""
+        """Load a real OpenCLIP model (open_clip downloads its weights); ``"tiny"`` gives ``tiny()``.
+
+        ``layer`` picks the tokens: "penultimate" (default, what public IP-Adapter Plus weights expect)
+        or "last" (after the final layer norm).
+        """
+        if layer not in ENCODER_LAYERS:
+            raise ModelError(f"unknown encoder layer {layer!r}: choose {' or '.join(ENCODER_LAYERS)}")
         if model_name == TINY_MODEL:
             return cls.tiny().to(device=device, dtype=dtype)
         import open_clip
@@ -69,6 +78,7 @@ class ClipImageEncoder(torch.nn.Module):
             raise ModelError(f"OpenCLIP model {model_name!r} has no ViT image tower; pick a ViT model such as ViT-H-14.")
         cfg = getattr(visual, "preprocess_cfg", None) or {}
         encoder = cls(visual, cfg.get("mean", _CLIP_MEAN), cfg.get("std", _CLIP_STD), model_name, pretrained)
+        encoder.layer = layer
         del model  # the text tower is not needed
         return encoder.to(device=device, dtype=dtype)
 
@@ -141,11 +151,15 @@ class ClipImageEncoder(torch.nn.Module):
 
     @torch.no_grad()
     def _forward(self, images: ImageInput) -> tuple[torch.Tensor, torch.Tensor]:
+        # "penultimate": the second-to-last block's output without the final norm, the tokens IP-Adapter
+        # Plus was trained on; "last": the last block after the final norm.
+        penultimate = self.layer == "penultimate"
         out = self.visual.forward_intermediates(
-            self.preprocess(images), indices=1, normalize_intermediates=True,
+            self.preprocess(images), indices=2 if penultimate else 1, normalize_intermediates=not penultimate,
             output_fmt="NLC", output_extra_tokens=True,
         )
-        tokens = torch.cat([out["image_intermediates_prefix"][-1], out["image_intermediates"][-1]], dim=1)
+        pick = 0 if penultimate else -1
+        tokens = torch.cat([out["image_intermediates_prefix"][pick], out["image_intermediates"][pick]], dim=1)
         return tokens.float(), out["image_features"].float()
 
     def encode(self, images: ImageInput) -> torch.Tensor:

@@ -44,6 +44,7 @@ class PredictorConfig:
     mlp_ratio: float = 4.0
     encoder_model: str = "ViT-H-14"
     encoder_pretrained: str | None = "laion2b_s32b_b79k"
+    encoder_layer: str = "penultimate"  # which encoder tokens it was trained on
 
     def __post_init__(self) -> None:
         if self.token_selection not in TOKEN_SELECTIONS:
@@ -66,7 +67,7 @@ class PredictorConfig:
     def tiny(cls, embed_dim: int = 64, tokens: int = 5) -> "PredictorConfig":
         """A small config for CPU tests."""
         return cls(embed_dim=embed_dim, tokens=tokens, hidden=64, layers=2, heads=4, max_frames=16,
-                   encoder_model="tiny", encoder_pretrained=None)
+                   encoder_model="tiny", encoder_pretrained=None, encoder_layer="last")
 
 
 # --------------------------------------------------------------------------- token selection

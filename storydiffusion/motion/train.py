@@ -238,6 +238,7 @@ def train_predictor(videos_dir: str | Path, out_dir: str | Path, options: Traini
         heads=options.heads, max_frames=max(64, options.frames), token_selection=options.token_selection,
         dropout=options.dropout, encoder_model=TINY_MODEL if options.tiny_encoder else options.encoder,
         encoder_pretrained=None if options.tiny_encoder else options.pretrained,
+        encoder_layer=encoder.layer,
     )
     del encoder  # embeddings are cached; free the (large) CLIP tower
     model = SemanticMotionPredictor(config)

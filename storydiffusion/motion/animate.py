@@ -1,0 +1,197 @@
+"""Animating the transition between two panels of a run folder: the library side of ``animate`` and the web tab.
+
+``animate_run(out, 3, 4)`` reads ``out/story.json`` and ``out/panels/panel_003.png`` /
+``panel_004.png`` and writes ``out/video/03-04.mp4``, ``03-04.gif`` and ``03-04.json`` (how it
+was made). ``animate_images`` does the same for two images from anywhere (the web app).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from PIL import Image
+
+from ..output import MANIFEST_NAME, PANELS_DIR, panel_filename, read_manifest, write_json
+from .export import write_gif, write_mp4
+from .video import AnimationError, TransitionPipeline, TransitionProgress
+
+VIDEO_DIR = "video"
+
+
+class PanelNumberError(AnimationError):
+    """A panel number that the run does not have (numbers are 1-based, as in the file names)."""
+
+
+class MissingPanelError(AnimationError):
+    """The run's manifest names a panel whose image file is not there."""
+
+
+@dataclass
+class AnimationResult:
+    """Files written and the frames, with a note on how the in-between embeddings were made."""
+
+    mp4: Path
+    gif: Path
+    note: str
+    frames: list[Image.Image] = field(repr=False)
+    seconds: float = 0.0
+    info: Path | None = None
+
+
+def transition_name(start: int, end: int) -> str:
+    """``03-04`` for panels 3 and 4 (1-based, two digits at least)."""
+    return f"{start:02d}-{end:02d}"
+
+
+def check_request(frames: int, fps: float) -> None:
+    """Fail before any model is loaded on settings that can never work."""
+    if frames < 2:
+        raise AnimationError(f"--frames must be at least 2 (the two panels), got {frames}")
+    if not fps or fps <= 0:
+        raise AnimationError(f"--fps must be positive, got {fps}")
+
+
+def load_transition_pipeline(
+    model: str | None = "default",
+    predictor: str | Path | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    **kwargs: Any,
+) -> TransitionPipeline:
+    """``tiny`` (offline, random weights), ``default`` (SD 1.5 + AnimateDiff v1-5-2 + IP-Adapter Plus) or an SD 1.5 hub id / folder."""
+    if model == "tiny":
+        return TransitionPipeline.tiny(predictor=predictor)
+    if model in (None, "", "default"):
+        return TransitionPipeline.from_pretrained(predictor=predictor, device=device, dtype=dtype, **kwargs)
+    return TransitionPipeline.from_pretrained(base=model, predictor=predictor, device=device, dtype=dtype, **kwargs)
+
+
+def read_run_panels(run_dir: str | Path, start: int, end: int) -> tuple[dict[str, Any], dict[str, Any], Path, Path]:
+    """The manifest entries and image paths of panels ``start`` and ``end`` (1-based) of a run folder."""
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise AnimationError(f"{run} is not a folder: pass the output folder of `generate` (it holds story.json and panels/)")
+    if not (run / MANIFEST_NAME).is_file():
+        raise AnimationError(f"{run} has no {MANIFEST_NAME}: pass the output folder of `generate`")
+    manifest = read_manifest(run / MANIFEST_NAME)
+    entries = {int(entry["panel"]): entry for entry in manifest.get("panels", []) if "panel" in entry}
+    total = len(manifest.get("story", {}).get("panels", [])) or (max(entries) if entries else 0)
+    if start == end:
+        raise PanelNumberError(f"--from and --to are both {start}: animate between two different panels")
+    chosen = []
+    for number in (start, end):
+        if number < 1 or number > total:
+            raise PanelNumberError(f"panel {number} does not exist: this run has panels 1 to {total} (numbers are 1-based)")
+        entry = entries.get(number)
+        relative = entry.get("file") if entry else None
+        path = run / (relative or f"{PANELS_DIR}/{panel_filename(number - 1)}")
+        if entry is None or not path.is_file():
+            raise MissingPanelError(
+                f"panel {number} has no image ({path.relative_to(run).as_posix()}): generate it first, e.g. "
+                f"`generate {run / MANIFEST_NAME} --out {run} --overwrite --panels {number}`"
+            )
+        chosen.append((entry, path))
+    return chosen[0][0], chosen[1][0], chosen[0][1], chosen[1][1]
+
+
+def _open_image(path: Path) -> Image.Image:
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except OSError as exc:
+        raise MissingPanelError(f"{path} cannot be read as an image: {exc}") from exc
+
+
+def animate_images(
+    pipeline: TransitionPipeline,
+    start_image: Image.Image,
+    end_image: Image.Image,
+    prompt: str,
+    out_dir: str | Path,
+    frames: int = 16,
+    fps: float = 8,
+    name: str = "transition",
+    callback: Callable[[TransitionProgress], None] | None = None,
+    cancel: Any = None,
+    **settings: Any,
+) -> AnimationResult:
+    """Animate between two images and write ``out_dir/name.mp4`` and ``.gif``: the web app's entry point.
+
+    ``settings`` go to the pipeline (negative_prompt, steps, guidance, seed, height, width, strength).
+    """
+    check_request(frames, fps)
+    began = time.perf_counter()
+    result = pipeline(start_image, end_image, prompt, frames=frames, callback=callback, cancel=cancel, **settings)
+    out = Path(out_dir)
+    mp4 = write_mp4(result.frames, out / f"{name}.mp4", fps)
+    gif = write_gif(result.frames, out / f"{name}.gif", fps)
+    return AnimationResult(mp4=mp4, gif=gif, note=result.note, frames=result.frames, seconds=time.perf_counter() - began)
+
+
+def animate_run(
+    run_dir: str | Path,
+    start: int,
+    end: int,
+    frames: int = 16,
+    fps: float = 8,
+    model: str | None = "default",
+    predictor: str | Path | None = None,
+    prompt: str | None = None,
+    negative_prompt: str | None = None,
+    seed: int = 0,
+    steps: int | None = None,
+    guidance: float = 7.5,
+    strength: float = 0.9,
+    device: str = "auto",
+    dtype: str = "auto",
+    pipeline: TransitionPipeline | None = None,
+    callback: Callable[[TransitionProgress], None] | None = None,
+    cancel: Any = None,
+) -> AnimationResult:
+    """Animate panel ``start`` -> ``end`` (1-based) of a run folder into ``run_dir/video/SS-EE.mp4`` / ``.gif``.
+
+    The prompt defaults to the two panels' prompts joined; a loaded ``pipeline`` may be passed to
+    animate several pairs without reloading the models.
+    """
+    check_request(frames, fps)
+    first, last, start_path, end_path = read_run_panels(run_dir, start, end)
+    start_image, end_image = _open_image(start_path), _open_image(end_path)
+    if prompt is None:
+        prompt = "; ".join(p for p in (first.get("prompt"), last.get("prompt")) if p)
+    if negative_prompt is None:
+        negative_prompt = first.get("negative_prompt") or None
+    pipe = pipeline if pipeline is not None else load_transition_pipeline(model, predictor, device, dtype)
+    settings: dict[str, Any] = dict(seed=seed, steps=steps, guidance=guidance, strength=strength)
+    if negative_prompt:
+        settings["negative_prompt"] = negative_prompt
+    name = transition_name(start, end)
+    out = Path(run_dir) / VIDEO_DIR
+    result = animate_images(
+        pipe, start_image, end_image, prompt, out, frames=frames, fps=fps, name=name, callback=callback, cancel=cancel, **settings
+    )
+    info = out / f"{name}.json"
+    write_json(
+        info,
+        {
+            "from": start,
+            "to": end,
+            "frames": frames,
+            "fps": fps,
+            "prompt": prompt,
+            "negative_prompt": negative_prompt,
+            "seed": seed,
+            "steps": steps if steps is not None else pipe.default_steps,
+            "guidance": guidance,
+            "strength": strength,
+            "model": pipe.name,
+            "embeddings": "semantic motion predictor" if pipe.uses_predictor else "linear interpolation",
+            "note": result.note,
+            "files": [result.mp4.name, result.gif.name],
+            "seconds": round(result.seconds, 3),
+        },
+    )
+    result.info = info
+    return result
