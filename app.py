@@ -80,7 +80,7 @@ def build_app(pool: ModelPool) -> gr.Blocks:
         session = gr.State(lambda: StudioSession(), delete_callback=StudioSession.close)
         gr.Markdown("# StoryDiffusion studio\nCharacter-consistent comics from text, with Consistent Self-Attention.")
         notice = gr.Markdown(f"**Note:** {pool.notice}" if pool.notice else "", visible=bool(pool.notice), elem_id="model-notice")
-        with gr.Row():
+        with gr.Tab("Story"), gr.Row():
             with gr.Column(scale=2):
                 title = gr.Textbox(label="Title", value="My story", elem_id="title")
                 characters = gr.Textbox(label="Characters", lines=4, elem_id="characters",
@@ -130,6 +130,20 @@ def build_app(pool: ModelPool) -> gr.Blocks:
                 with gr.Accordion("Save or continue a project", open=False):
                     save = gr.Button("Download project")
                     upload = gr.File(label="Load a project file (.zip)", file_types=[".zip"], elem_id="upload")
+
+        with gr.Tab("Animate", elem_id="animate-tab"):
+            gr.Markdown("Animate the transition between two generated panels (AnimateDiff on SD 1.5, conditioned "
+                        "frame by frame on CLIP image embeddings interpolated by the Semantic Motion Predictor).")
+            with gr.Row():
+                from_panel = gr.Number(value=1, precision=0, minimum=1, label="From panel", elem_id="from-panel")
+                to_panel = gr.Number(value=2, precision=0, minimum=1, label="To panel", elem_id="to-panel")
+                frames = gr.Slider(2, 32, value=16, step=1, label="Frames")
+                fps = gr.Slider(1, 30, value=8, step=1, label="Frames per second")
+            animate = gr.Button("Animate", variant="primary", elem_id="animate")
+            animation_note = gr.Markdown(elem_id="animation-note")
+            with gr.Row():
+                video = gr.Video(label="MP4", elem_id="video", interactive=False)
+                gif = gr.Image(label="GIF", type="filepath", elem_id="gif", interactive=False)
 
         def settings_from(style_name, negative_text, steps_value, guidance_value, width_value, height_value,
                           seed_value, rate_value, id_value, window_value) -> GenerationSettings:
@@ -186,6 +200,19 @@ def build_app(pool: ModelPool) -> gr.Blocks:
             except Exception as error:
                 raise friendly(error) from None
             return f"Queued: {len(story.panels)} panels, {len(story.characters)} characters."
+
+        @gpu_task
+        def animate_panels(state, start, end, frame_count, rate, progress=gr.Progress()):
+            try:
+                transition = pool.transition()
+                result = state.animate(
+                    transition, int(start), int(end), int(frame_count), float(rate),
+                    callback=lambda p: progress(p.step / max(p.steps, 1), desc=f"Step {p.step}/{p.steps}"),
+                )
+            except Exception as error:
+                raise friendly(error) from None
+            note = f"Panels {int(start)} → {int(end)}: {len(result.frames)} frames in {result.seconds:.1f} s ({result.note})."
+            return note, str(result.mp4), str(result.gif)
 
         def stop_run(state: StudioSession):
             state.stop()
@@ -248,6 +275,8 @@ def build_app(pool: ModelPool) -> gr.Blocks:
         stop.click(stop_run, [session], [status], concurrency_limit=None)
         dice.click(random_seed, None, [seed], queue=False)
         gallery.select(pick_panel, None, [panel_number], queue=False)
+        animate.click(animate_panels, [session, from_panel, to_panel, frames, fps], [animation_note, video, gif],
+                      concurrency_limit=1, concurrency_id="gpu")
         example.change(pick_example, [example], [title, characters, story_text], queue=False)
         regenerate.click(regenerate_panel, [session, panel_number, panel_prompt, model, layout],
                          [session, status, gallery, pages, pdf, cbz, panels_zip], concurrency_limit=1, concurrency_id="gpu")

@@ -63,6 +63,7 @@ class ModelPool:
         self.device, self.dtype, self.fallback = device, dtype, fallback
         self._loader = loader
         self._pipelines: dict[str, StoryPipeline] = {}
+        self._transition = None
         self._lock = threading.Lock()
         self.notice = ""
 
@@ -90,6 +91,25 @@ class ModelPool:
                         "diffusers folder or .safetensors checkpoint)."
                     )
             return self._pipelines[name]
+
+    def transition(self, predictor: str | None = None):
+        """The video pipeline for the Animate tab, loaded on first use: tiny when the story model is."""
+        from .motion.animate import load_transition_pipeline
+
+        with self._lock:
+            if self._transition is None:
+                offline = self.get_loaded_source() == "tiny"
+                try:
+                    self._transition = load_transition_pipeline("tiny" if offline else "default", predictor, device=self.device, dtype=self.dtype)
+                except ModelError:
+                    if not self.fallback:
+                        raise
+                    self._transition = load_transition_pipeline("tiny", predictor)
+            return self._transition
+
+    def get_loaded_source(self) -> str:
+        pipeline = self._pipelines.get(self.default_model)
+        return pipeline.spec.source if pipeline is not None else ""
 
     def choices(self) -> list[str]:
         names = list(load_model_registry())
@@ -229,6 +249,24 @@ class StudioSession:
         )
         save_result(self.result, self.run_dir)
         return project
+
+    def animate(self, transition, start: int, end: int, frames: int = 16, fps: float = 8, callback=None, **settings):
+        """Animate from panel ``start`` to panel ``end`` (1-based): ``run/video/03-04.mp4`` and ``.gif``."""
+        from .motion.animate import animate_images
+
+        if self.result is None:
+            raise StoryDiffusionError("generate the story first, then animate between two of its panels")
+        made = {panel.index + 1: panel for panel in self.result.panels}
+        for number in (start, end):
+            if number not in made:
+                raise StoryDiffusionError(f"there is no panel {number}: choose panels between 1 and {len(self.story.panels)} that were generated")
+        if start == end:
+            raise StoryDiffusionError("choose two different panels to animate between")
+        prompt = ", ".join(dict.fromkeys((made[start].prompt, made[end].prompt)))
+        return animate_images(
+            transition, made[start].image, made[end].image, prompt, self.run_dir / "video",
+            frames=frames, fps=fps, name=f"{start:02d}-{end:02d}", callback=callback, cancel=self.cancel, **settings,
+        )
 
     def download(self, kind: str) -> Path | None:
         if self.pages is None:

@@ -118,6 +118,18 @@ def test_regenerate_a_selected_panel_and_retypeset_without_starting_over(page):
     assert "Traceback" not in page.inner_text("body")
 
 
+def test_animate_tab_makes_a_video_between_two_panels(page):
+    page.get_by_role("tab", name="Animate").click()
+    page.fill("#from-panel input", "1")
+    page.fill("#to-panel input", "3")
+    page.click("#animate")
+    page.get_by_text(re.compile(r"Panels 1 → 3: 16 frames")).wait_for(timeout=180_000)
+    assert "linear interpolation" in page.inner_text("#animation-note")
+    page.wait_for_selector("#video video", timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "studio-animate.png"), full_page=True)
+    page.get_by_role("tab", name="Story").click()
+
+
 def test_an_empty_story_shows_a_readable_error(page):
     page.fill("#story textarea", "")
     page.click("#generate")

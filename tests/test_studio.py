@@ -132,3 +132,16 @@ def test_out_of_memory_is_recognised():
     assert is_out_of_memory(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"))
     assert is_out_of_memory(MemoryError())
     assert not is_out_of_memory(ValueError("bad"))
+
+
+def test_animate_between_two_panels_writes_mp4_and_gif(session):
+    import imageio.v3 as iio
+
+    from storydiffusion.motion.animate import load_transition_pipeline
+
+    result = session.animate(load_transition_pipeline("tiny"), 1, 3, frames=6, fps=4, steps=2)
+    assert result.mp4.name == "01-03.mp4" and result.gif.exists()
+    assert len(list(iio.imiter(result.mp4))) == 6
+    assert "linear interpolation" in result.note
+    with pytest.raises(StoryDiffusionError, match="no panel 7"):
+        session.animate(load_transition_pipeline("tiny"), 1, 7)
