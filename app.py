@@ -15,7 +15,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
-from storydiffusion.errors import StoryDiffusionError  # noqa: E402
+from storydiffusion.errors import StoryDiffusionError, is_out_of_memory  # noqa: E402
 from storydiffusion.layout.templates import list_templates  # noqa: E402
 from storydiffusion.models import default_model_name  # noqa: E402
 from storydiffusion.settings import GenerationSettings  # noqa: E402
@@ -25,7 +25,6 @@ from storydiffusion.studio import (  # noqa: E402
     OUT_OF_MEMORY_MESSAGE,
     ModelPool,
     StudioSession,
-    is_out_of_memory,
     random_seed,
 )
 from storydiffusion.story import load_story, story_from_text, story_to_text  # noqa: E402

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
-from pathlib import Path
 
-from .errors import StoryDiffusionError
+from .errors import StoryDiffusionError, is_out_of_memory
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -104,19 +102,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _load_story_and_model(path: str):
     """A story file, or the manifest of an earlier run (then its model too)."""
+    from .output import read_manifest
+    from .settings import GenerationSettings
     from .story import Story, load_story
 
     if path.endswith(".json"):
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            data = None
-        if isinstance(data, dict) and str(data.get("format", "")).startswith("storydiffusion-run/"):
-            story = Story.from_dict(data["story"])
-            from .settings import GenerationSettings
-
-            story.settings = GenerationSettings.from_dict(data["settings"])
-            return story, data.get("model", {}).get("name")
+            manifest = read_manifest(path)
+        except StoryDiffusionError:
+            manifest = None  # a story file in JSON, or unreadable: load_story says which
+        if manifest is not None:
+            story = Story.from_dict(manifest["story"])
+            story.settings = GenerationSettings.from_dict(manifest["settings"])
+            return story, manifest.get("model", {}).get("name")
     return load_story(path), None
 
 
@@ -265,11 +263,6 @@ def _report_compose(result) -> None:
     print(f"{count} {result.template} page{'s' if count != 1 else ''} in {result.run_dir / 'pages'}{extra} ({result.seconds:.1f} s)")
 
 
-def _is_out_of_memory(error: BaseException) -> bool:
-    """CUDA and MPS report exhaustion as RuntimeError subclasses; the CPU as MemoryError."""
-    return isinstance(error, MemoryError) or "out of memory" in str(error).lower()
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -283,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: " + " ".join(str(error).split()), file=sys.stderr)
         return EXIT_BAD_INPUT
     except (MemoryError, RuntimeError) as error:
-        if not _is_out_of_memory(error):
+        if not is_out_of_memory(error):
             raise
         print(f"error: out of memory ({str(error).splitlines()[0] if str(error) else 'no detail'}): {OUT_OF_MEMORY_HINT}", file=sys.stderr)
         return EXIT_BAD_INPUT

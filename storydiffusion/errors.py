@@ -27,3 +27,8 @@ class BankError(StoryDiffusionError):
 
 class GenerationCancelled(StoryDiffusionError):
     """Raised inside a run when the caller asked it to stop; the pipeline catches it and keeps finished panels."""
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """CUDA and MPS report exhaustion as RuntimeError subclasses; the CPU as MemoryError."""
+    return isinstance(error, MemoryError) or "out of memory" in str(error).lower()

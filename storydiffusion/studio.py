@@ -39,10 +39,6 @@ def random_seed() -> int:
     return secrets.randbelow(MAX_SEED + 1)
 
 
-def is_out_of_memory(error: BaseException) -> bool:
-    return isinstance(error, MemoryError) or "out of memory" in str(error).lower()
-
-
 class ModelPool:
     """Loaded StoryPipelines by model name, shared by every session, each loaded once.
 

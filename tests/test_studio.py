@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from storydiffusion.errors import ModelError, StoryDiffusionError
+from storydiffusion.errors import ModelError, StoryDiffusionError, is_out_of_memory
 from storydiffusion.settings import GenerationSettings
 from storydiffusion.story import story_from_text
 from storydiffusion.streaming import PanelDone, RunFinished
-from storydiffusion.studio import MAX_SEED, ModelPool, StudioSession, is_out_of_memory, random_seed
+from storydiffusion.studio import MAX_SEED, ModelPool, StudioSession, random_seed
 
 CHARACTERS = "[Mia] a girl with curly black hair and a red dress\n[Leo] a boy with blond hair and round glasses"
 STORY = "[Mia] flies a kite # A windy day. @Mia: Look!\n[Leo] reads # Leo reads.\n[Mia] and [Leo] talk # @Leo: Hi!"
