@@ -41,7 +41,7 @@ class ImageSlot:
     writes: bool = False
 
 
-def _unit_hash(*parts: object) -> int:
+def stable_hash(*parts: object) -> int:
     """A 63-bit integer from the parts, stable across processes (unlike ``hash``)."""
     digest = hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") >> 1
@@ -91,7 +91,7 @@ class ConsistencyContext:
         skip = self.skip_early if self.step < 0.4 * self.total_steps else self.skip_late
         if skip <= 0.0:
             return True
-        draw = _unit_hash(self.seed, "skip", self.step, layer_index) / float(2**63)
+        draw = stable_hash(self.seed, "skip", self.step, layer_index) / float(2**63)
         return draw >= skip
 
     def sample_count(self, num_tokens: int) -> int:
@@ -101,7 +101,7 @@ class ConsistencyContext:
 
     def sample_indices(self, layer_index: int, source_id: int, num_tokens: int, device: torch.device) -> torch.Tensor:
         """Sorted token indices of ``source_id`` that readers see at the current step and layer."""
-        generator = torch.Generator(device="cpu").manual_seed(_unit_hash(self.seed, self.step, layer_index, source_id))
+        generator = torch.Generator(device="cpu").manual_seed(stable_hash(self.seed, self.step, layer_index, source_id))
         chosen = torch.randperm(num_tokens, generator=generator)[: self.sample_count(num_tokens)]
         return chosen.sort().values.to(device)
 

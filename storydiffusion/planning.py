@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .attention import ImageSlot, _unit_hash
+from .attention import ImageSlot, stable_hash
 from .errors import StoryError
 from .settings import GenerationSettings
 
@@ -39,7 +39,7 @@ class Batch:
 
 def derive_seed(story_seed: int, *parts: object) -> int:
     """A per-panel seed from the story seed: stable, independent of the other panels."""
-    return _unit_hash(story_seed, *parts) % 2**32
+    return stable_hash(story_seed, *parts) % 2**32
 
 
 def panel_seed(story, index: int, settings: GenerationSettings) -> int:
