@@ -1,8 +1,8 @@
 """StoryDiffusion studio: the Gradio web UI. Wiring only; every action is a library call.
 
-    python app.py                    # the default SDXL model (GPU + internet), else the offline demo
-    python app.py --offline-demo     # tiny random-weight model, CPU, no downloads
-    python app.py --share            # a public Gradio link
+python app.py                    # the default SDXL model (GPU + internet), else the offline demo
+python app.py --offline-demo     # tiny random-weight model, CPU, no downloads
+python app.py --share            # a public Gradio link
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from storydiffusion.errors import StoryDiffusionError, is_out_of_memory  # noqa:
 from storydiffusion.layout.templates import list_templates  # noqa: E402
 from storydiffusion.models import default_model_name  # noqa: E402
 from storydiffusion.settings import GenerationSettings  # noqa: E402
+from storydiffusion.story import load_story, story_from_text, story_to_text  # noqa: E402
 from storydiffusion.streaming import PanelDone, RunFailed, RunFinished, StepDone  # noqa: E402
 from storydiffusion.studio import (  # noqa: E402
     OFFLINE_MODEL,
@@ -27,7 +28,6 @@ from storydiffusion.studio import (  # noqa: E402
     StudioSession,
     random_seed,
 )
-from storydiffusion.story import load_story, story_from_text, story_to_text  # noqa: E402
 from storydiffusion.styles import load_styles  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
@@ -78,20 +78,32 @@ def build_app(pool: ModelPool) -> gr.Blocks:
     with gr.Blocks(title="StoryDiffusion studio") as demo:
         session = gr.State(lambda: StudioSession(), delete_callback=StudioSession.close)
         gr.Markdown("# StoryDiffusion studio\nCharacter-consistent comics from text, with Consistent Self-Attention.")
-        notice = gr.Markdown(f"**Note:** {pool.notice}" if pool.notice else "", visible=bool(pool.notice), elem_id="model-notice")
+        notice = gr.Markdown(
+            f"**Note:** {pool.notice}" if pool.notice else "", visible=bool(pool.notice), elem_id="model-notice"
+        )
         with gr.Tab("Story"), gr.Row():
             with gr.Column(scale=2):
                 title = gr.Textbox(label="Title", value="My story", elem_id="title")
-                characters = gr.Textbox(label="Characters", lines=4, elem_id="characters",
-                                        placeholder="[Bob] a tall man with red hair and a green jacket")
-                story_text = gr.Textbox(label="Story (one panel per line)", lines=8, elem_id="story",
-                                        placeholder="[Bob] opens the door # Late again. @Bob: Sorry!")
+                characters = gr.Textbox(
+                    label="Characters",
+                    lines=4,
+                    elem_id="characters",
+                    placeholder="[Bob] a tall man with red hair and a green jacket",
+                )
+                story_text = gr.Textbox(
+                    label="Story (one panel per line)",
+                    lines=8,
+                    elem_id="story",
+                    placeholder="[Bob] opens the door # Late again. @Bob: Sorry!",
+                )
                 with gr.Accordion("How to write a story", open=False):
                     gr.Markdown(SYNTAX_HELP)
                 example = gr.Dropdown(list(examples), label="Examples", value=None, elem_id="examples")
                 with gr.Row():
                     style = gr.Dropdown(list(styles), value=default_style, label="Style")
-                    model = gr.Dropdown(pool.choices(), value=pool.default_model, label="Model", allow_custom_value=True)
+                    model = gr.Dropdown(
+                        pool.choices(), value=pool.default_model, label="Model", allow_custom_value=True
+                    )
                     layout = gr.Dropdown(templates, value="classic", label="Layout", elem_id="layout")
                 with gr.Accordion("Advanced", open=False):
                     negative = gr.Textbox(label="Negative prompt")
@@ -131,8 +143,10 @@ def build_app(pool: ModelPool) -> gr.Blocks:
                     upload = gr.File(label="Load a project file (.zip)", file_types=[".zip"], elem_id="upload")
 
         with gr.Tab("Animate", elem_id="animate-tab"):
-            gr.Markdown("Animate the transition between two generated panels (AnimateDiff on SD 1.5, conditioned "
-                        "frame by frame on CLIP image embeddings interpolated by the Semantic Motion Predictor).")
+            gr.Markdown(
+                "Animate the transition between two generated panels (AnimateDiff on SD 1.5, conditioned "
+                "frame by frame on CLIP image embeddings interpolated by the Semantic Motion Predictor)."
+            )
             with gr.Row():
                 from_panel = gr.Number(value=1, precision=0, minimum=1, label="From panel", elem_id="from-panel")
                 to_panel = gr.Number(value=2, precision=0, minimum=1, label="To panel", elem_id="to-panel")
@@ -144,12 +158,29 @@ def build_app(pool: ModelPool) -> gr.Blocks:
                 video = gr.Video(label="MP4", elem_id="video", interactive=False)
                 gif = gr.Image(label="GIF", type="filepath", elem_id="gif", interactive=False)
 
-        def settings_from(style_name, negative_text, steps_value, guidance_value, width_value, height_value,
-                          seed_value, rate_value, id_value, window_value) -> GenerationSettings:
+        def settings_from(
+            style_name,
+            negative_text,
+            steps_value,
+            guidance_value,
+            width_value,
+            height_value,
+            seed_value,
+            rate_value,
+            id_value,
+            window_value,
+        ) -> GenerationSettings:
             return GenerationSettings(
-                steps=int(steps_value), guidance=float(guidance_value), width=int(width_value), height=int(height_value),
-                seed=int(seed_value or 0), sampling_rate=float(rate_value), id_images=int(id_value),
-                window=int(window_value), style=style_name, negative_prompt=negative_text or "",
+                steps=int(steps_value),
+                guidance=float(guidance_value),
+                width=int(width_value),
+                height=int(height_value),
+                seed=int(seed_value or 0),
+                sampling_rate=float(rate_value),
+                id_images=int(id_value),
+                window=int(window_value),
+                style=style_name,
+                negative_prompt=negative_text or "",
             )
 
         def files_of(state: StudioSession):
@@ -158,16 +189,36 @@ def build_app(pool: ModelPool) -> gr.Blocks:
             return page_images, *[str(f) if f else None for f in files]
 
         @gpu_task
-        def run_story(state, title_text, characters_text, story_lines, style_name, model_name, layout_name, *advanced,
-                      progress=gr.Progress()):
+        def run_story(
+            state,
+            title_text,
+            characters_text,
+            story_lines,
+            style_name,
+            model_name,
+            layout_name,
+            *advanced,
+            progress=gr.Progress(),
+        ):
             try:
                 settings = settings_from(style_name, *advanced)
-                story = story_from_text(characters_text, story_lines, title=title_text or "Untitled story", settings=settings)
+                story = story_from_text(
+                    characters_text, story_lines, title=title_text or "Untitled story", settings=settings
+                )
                 pipeline = pool.get(model_name)
             except Exception as error:
                 raise friendly(error) from None
             finished: list = []
-            yield state, "Starting…", [], [], None, None, None, gr.update(visible=bool(pool.notice), value=f"**Note:** {pool.notice}")
+            yield (
+                state,
+                "Starting…",
+                [],
+                [],
+                None,
+                None,
+                None,
+                gr.update(visible=bool(pool.notice), value=f"**Note:** {pool.notice}"),
+            )
             for event in state.generate(pipeline, story, settings, model_name):
                 if isinstance(event, StepDone):
                     p = event.progress
@@ -176,7 +227,16 @@ def build_app(pool: ModelPool) -> gr.Blocks:
                 elif isinstance(event, PanelDone):
                     finished.append((event.panel.image, f"Panel {event.panel.index + 1}"))
                     finished.sort(key=lambda item: int(item[1].split()[1]))
-                    yield state, f"{len(finished)} of {len(story.panels)} panels done", finished, [], None, None, None, gr.update()
+                    yield (
+                        state,
+                        f"{len(finished)} of {len(story.panels)} panels done",
+                        finished,
+                        [],
+                        None,
+                        None,
+                        None,
+                        gr.update(),
+                    )
                 elif isinstance(event, RunFailed):
                     raise friendly(event.error) from None
                 elif isinstance(event, RunFinished):
@@ -195,7 +255,9 @@ def build_app(pool: ModelPool) -> gr.Blocks:
             """Checked before the GPU queue, so a typo is reported at once and next to the status line."""
             try:
                 settings = settings_from(style_name, *advanced)
-                story = story_from_text(characters_text, story_lines, title=title_text or "Untitled story", settings=settings)
+                story = story_from_text(
+                    characters_text, story_lines, title=title_text or "Untitled story", settings=settings
+                )
             except Exception as error:
                 raise friendly(error) from None
             return f"Queued: {len(story.panels)} panels, {len(story.characters)} characters."
@@ -205,7 +267,11 @@ def build_app(pool: ModelPool) -> gr.Blocks:
             try:
                 transition = pool.transition()
                 result = state.animate(
-                    transition, int(start), int(end), int(frame_count), float(rate),
+                    transition,
+                    int(start),
+                    int(end),
+                    int(frame_count),
+                    float(rate),
                     callback=lambda p: progress(p.step / max(p.steps, 1), desc=f"Step {p.step}/{p.steps}"),
                 )
             except Exception as error:
@@ -251,8 +317,15 @@ def build_app(pool: ModelPool) -> gr.Blocks:
                 raise friendly(error) from None
             story = project.story
             images = [(p.image, f"Panel {p.index + 1}") for p in state.panels()]
-            return (state, story.title, *story_to_text(story), project.settings.seed,
-                    f"Loaded project {story.title!r}: {len(images)} panels.", images, *files_of(state))
+            return (
+                state,
+                story.title,
+                *story_to_text(story),
+                project.settings.seed,
+                f"Loaded project {story.title!r}: {len(images)} panels.",
+                images,
+                *files_of(state),
+            )
 
         def pick_example(name):
             if not name:
@@ -268,28 +341,58 @@ def build_app(pool: ModelPool) -> gr.Blocks:
 
         advanced = [negative, steps, guidance, width, height, seed, rate, id_images, window]
         outputs = [session, status, gallery, pages, pdf, cbz, panels_zip, notice]
-        checked = generate.click(validate_inputs, [title, characters, story_text, style, *advanced], [status], concurrency_limit=None)
-        checked.success(run_story, [session, title, characters, story_text, style, model, layout, *advanced], outputs,
-                        concurrency_limit=1, concurrency_id="gpu")
+        checked = generate.click(
+            validate_inputs, [title, characters, story_text, style, *advanced], [status], concurrency_limit=None
+        )
+        checked.success(
+            run_story,
+            [session, title, characters, story_text, style, model, layout, *advanced],
+            outputs,
+            concurrency_limit=1,
+            concurrency_id="gpu",
+        )
         stop.click(stop_run, [session], [status], concurrency_limit=None)
         dice.click(random_seed, None, [seed], queue=False)
         gallery.select(pick_panel, None, [panel_number], queue=False)
-        animate.click(animate_panels, [session, from_panel, to_panel, frames, fps], [animation_note, video, gif],
-                      concurrency_limit=1, concurrency_id="gpu")
+        animate.click(
+            animate_panels,
+            [session, from_panel, to_panel, frames, fps],
+            [animation_note, video, gif],
+            concurrency_limit=1,
+            concurrency_id="gpu",
+        )
         example.change(pick_example, [example], [title, characters, story_text], queue=False)
-        regenerate.click(regenerate_panel, [session, panel_number, panel_prompt, model, layout],
-                         [session, status, gallery, pages, pdf, cbz, panels_zip], concurrency_limit=1, concurrency_id="gpu")
-        retypeset.click(retypeset_pages, [session, title, characters, story_text, layout], [session, status, pages, pdf, cbz, panels_zip])
-        layout.change(retypeset_pages, [session, title, characters, story_text, layout], [session, status, pages, pdf, cbz, panels_zip])
+        regenerate.click(
+            regenerate_panel,
+            [session, panel_number, panel_prompt, model, layout],
+            [session, status, gallery, pages, pdf, cbz, panels_zip],
+            concurrency_limit=1,
+            concurrency_id="gpu",
+        )
+        retypeset.click(
+            retypeset_pages,
+            [session, title, characters, story_text, layout],
+            [session, status, pages, pdf, cbz, panels_zip],
+        )
+        layout.change(
+            retypeset_pages,
+            [session, title, characters, story_text, layout],
+            [session, status, pages, pdf, cbz, panels_zip],
+        )
         save.click(save_project, [session], [project_file])
-        upload.upload(load_project_file, [session, upload, model, layout],
-                      [session, title, characters, story_text, seed, status, gallery, pages, pdf, cbz, panels_zip])
+        upload.upload(
+            load_project_file,
+            [session, upload, model, layout],
+            [session, title, characters, story_text, seed, status, gallery, pages, pdf, cbz, panels_zip],
+        )
     return demo
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="StoryDiffusion studio web app")
-    parser.add_argument("--model", help="registry name, hub id, local folder or .safetensors file (default: configs/models.yaml)")
+    parser.add_argument(
+        "--model", help="registry name, hub id, local folder or .safetensors file (default: configs/models.yaml)"
+    )
     parser.add_argument("--offline-demo", action="store_true", help=f"use the tiny offline model {OFFLINE_MODEL!r}")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7860)

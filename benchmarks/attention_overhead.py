@@ -102,10 +102,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--width", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds after the warm-up round")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--dtype", default="auto", choices=["auto", *DTYPES], help="auto: float16 on CUDA, bfloat16 on CPU")
+    parser.add_argument(
+        "--dtype", default="auto", choices=["auto", *DTYPES], help="auto: float16 on CUDA, bfloat16 on CPU"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rate", type=float, default=0.5, help="sampling rate of consistent attention")
-    parser.add_argument("--steps", type=int, default=ORIGINAL_STEPS, help="steps of the full run the bank is projected to")
+    parser.add_argument(
+        "--steps", type=int, default=ORIGINAL_STEPS, help="steps of the full run the bank is projected to"
+    )
     parser.add_argument("--first-consistent-step", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/RESULTS.md"))
     return parser.parse_args(argv)
@@ -136,7 +140,9 @@ def build_unet(device: torch.device, dtype: torch.dtype, seed: int) -> UNet2DCon
     return unet.eval().requires_grad_(False)
 
 
-def make_inputs(batch: int, latent_h: int, latent_w: int, device: torch.device, dtype: torch.dtype, seed: int) -> dict[str, Any]:
+def make_inputs(
+    batch: int, latent_h: int, latent_w: int, device: torch.device, dtype: torch.dtype, seed: int
+) -> dict[str, Any]:
     """Random UNet inputs of SDXL's shapes; rows are (uncond panels..., cond panels...)."""
     generator = torch.Generator("cpu").manual_seed(seed)
 
@@ -154,7 +160,9 @@ def make_inputs(batch: int, latent_h: int, latent_w: int, device: torch.device, 
     }
 
 
-def make_context(slots: list[ImageSlot], bank: IdentityBank, args: argparse.Namespace, latent_tokens: int) -> ConsistencyContext:
+def make_context(
+    slots: list[ImageSlot], bank: IdentityBank, args: argparse.Namespace, latent_tokens: int
+) -> ConsistencyContext:
     """A context at the first consistent step, as the pipeline builds it."""
     context = ConsistencyContext(
         slots,
@@ -336,7 +344,10 @@ def command_line() -> str:
 def layer_summary(layers: list[LayerShape], latent_h: int, latent_w: int) -> str:
     groups = Counter((layer.tokens_at(latent_h, latent_w), layer.channels) for layer in layers)
     side = lambda tokens: int(math.isqrt(tokens))  # noqa: E731
-    return ", ".join(f"{n} at {side(t)}x{side(t)} tokens x {c} ch" for (t, c), n in sorted(groups.items(), key=lambda kv: kv[0][1], reverse=True))
+    return ", ".join(
+        f"{n} at {side(t)}x{side(t)} tokens x {c} ch"
+        for (t, c), n in sorted(groups.items(), key=lambda kv: kv[0][1], reverse=True)
+    )
 
 
 def round_ratios(numerator: list[float], denominator: list[float]) -> list[float]:
@@ -406,9 +417,13 @@ def render(report: dict[str, Any]) -> str:
         )
     if len(report["names"]) > 4:
         on_device = report["names"][4]
-        lines.append(f"- bank on {report['device'].type} / bank on CPU, 1-panel read: {median[on_device] / median[read1]:.3f}x")
+        lines.append(
+            f"- bank on {report['device'].type} / bank on CPU, 1-panel read: {median[on_device] / median[read1]:.3f}x"
+        )
     else:
-        lines.append("- bank on the compute device vs on CPU: the same thing here (the compute device is the CPU), so not timed separately")
+        lines.append(
+            "- bank on the compute device vs on CPU: the same thing here (the compute device is the CPU), so not timed separately"
+        )
     if peaks:
         lines += ["", "Peak GPU memory allocated per forward (`torch.cuda.max_memory_allocated`):", ""]
         lines += [f"- {name}: {human(peak)}" for name, peak in peaks.items()]
@@ -436,10 +451,20 @@ def render(report: dict[str, Any]) -> str:
     rows = [
         ("original, all of it on the GPU", human(bank["original_per_image"]), bank["original_resident"]),
         ("ours, stored in total (host RAM by default)", human(bank["ours_per_image"]), bank["ours_stored"]),
-        ("ours, GPU-resident with the default CPU storage (largest (step, layer) set a reader moves in)", "-", bank["ours_resident_cpu_storage"]),
-        ("ours, GPU-resident with `--bank-on-device` (all of it)", human(bank["ours_per_image"]), bank["ours_resident_on_device"]),
+        (
+            "ours, GPU-resident with the default CPU storage (largest (step, layer) set a reader moves in)",
+            "-",
+            bank["ours_resident_cpu_storage"],
+        ),
+        (
+            "ours, GPU-resident with `--bank-on-device` (all of it)",
+            human(bank["ours_per_image"]),
+            bank["ours_resident_on_device"],
+        ),
     ]
-    lines += [f"| {label} | {per_image} | {human(value)} | {value / reference:.4f}x |" for label, per_image, value in rows]
+    lines += [
+        f"| {label} | {per_image} | {human(value)} | {value / reference:.4f}x |" for label, per_image, value in rows
+    ]
     cpu_ok = bank["ours_resident_cpu_storage"] <= reference / 4
     device_ok = bank["ours_resident_on_device"] <= reference / 4
     lines += [
@@ -462,7 +487,13 @@ def render(report: dict[str, Any]) -> str:
 # ------------------------------------------------------------------------------------------------
 
 
-def build_variants(args: argparse.Namespace, device: torch.device, dtype: torch.dtype, bank: IdentityBank, device_bank: IdentityBank | None) -> list[Variant]:
+def build_variants(
+    args: argparse.Namespace,
+    device: torch.device,
+    dtype: torch.dtype,
+    bank: IdentityBank,
+    device_bank: IdentityBank | None,
+) -> list[Variant]:
     """The timed variants, plus a device-bank read when the compute device is not the CPU."""
     latent_h, latent_w = args.height // VAE_FACTOR, args.width // VAE_FACTOR
     tokens = latent_h * latent_w
@@ -475,7 +506,14 @@ def build_variants(args: argparse.Namespace, device: torch.device, dtype: torch.
         Variant("identity write, 3 panels", ID_IMAGES, three, make_context(write_slots(), bank, args, tokens)),
     ]
     if device_bank is not None:
-        variants.append(Variant(f"bank read, 1 panel, bank on {device.type}", 1, one, make_context(read_slots(), device_bank, args, tokens)))
+        variants.append(
+            Variant(
+                f"bank read, 1 panel, bank on {device.type}",
+                1,
+                one,
+                make_context(read_slots(), device_bank, args, tokens),
+            )
+        )
     return variants
 
 
@@ -503,7 +541,15 @@ def main(argv: list[str] | None = None) -> None:
         writer = variants[3]
         layers = capture_layer_shapes(unet, writer, latent_tokens)
         if device_bank is not None:
-            forward(unet, Variant(writer.name, writer.panels, writer.inputs, make_context(write_slots(), device_bank, args, latent_tokens)))
+            forward(
+                unet,
+                Variant(
+                    writer.name,
+                    writer.panels,
+                    writer.inputs,
+                    make_context(write_slots(), device_bank, args, latent_tokens),
+                ),
+            )
         for variant in variants:
             if variant is not writer:
                 forward(unet, variant)

@@ -25,8 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from PIL import Image, ImageChops, ImageDraw, features  # noqa: E402
 import PIL  # noqa: E402
+from PIL import Image, ImageChops, ImageDraw, features  # noqa: E402
 
 from storydiffusion.layout.compose import compose_run  # noqa: E402
 from storydiffusion.layout.export import encode_png, write_cbz, write_pages_png, write_pdf  # noqa: E402
@@ -48,7 +48,9 @@ def random_panel(seed: int, size: int) -> Image.Image:
     draw = ImageDraw.Draw(image)
     for _ in range(12):
         x, y, r = rng.randrange(size), rng.randrange(size), rng.randrange(size // 40, size // 6)
-        draw.ellipse((x - r, y - r, x + r, y + r), fill=tuple(rng.randrange(256) for _ in range(3)), outline=(0, 0, 0), width=3)
+        draw.ellipse(
+            (x - r, y - r, x + r, y + r), fill=tuple(rng.randrange(256) for _ in range(3)), outline=(0, 0, 0), width=3
+        )
     grain = Image.effect_noise((size, size), 18).convert("RGB")
     return ImageChops.add(image, grain, scale=1.0, offset=-128)
 
@@ -56,7 +58,8 @@ def random_panel(seed: int, size: int) -> Image.Image:
 def story_for(count: int):
     """A story with a caption and a speech line on every panel, so lettering is timed too."""
     lines = "\n".join(
-        f"[Ada] walks through scene {i + 1} # Day {i + 1}: the road goes on. @Ada: Still {count - i} to go!" for i in range(count)
+        f"[Ada] walks through scene {i + 1} # Day {i + 1}: the road goes on. @Ada: Still {count - i} to go!"
+        for i in range(count)
     )
     return story_from_text("[Ada] a woman with a red scarf", lines, title="Benchmark Story")
 
@@ -92,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
 
     med, low, layouts = timed(lambda: paginate(template, sizes, title=True), args.repeats)
     rows.append(("paginate", med, low))
-    med, low, plain = timed(lambda: render_pages(layouts, panels, story, template, title=title, lettering=False), args.repeats)
+    med, low, plain = timed(
+        lambda: render_pages(layouts, panels, story, template, title=title, lettering=False), args.repeats
+    )
     rows.append(("draw pages: fit panels (Lanczos) + borders", med, low))
     try:
         letterer = make_lettering(template)
@@ -100,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     except ModuleNotFoundError:
         letterer, lettering_note = None, "lettering module not available: not timed"
     if letterer is not None:
-        med, low, pages = timed(lambda: render_pages(layouts, panels, story, template, title=title, lettering=letterer), args.repeats)
+        med, low, pages = timed(
+            lambda: render_pages(layouts, panels, story, template, title=title, lettering=letterer), args.repeats
+        )
         rows.append(("draw pages with lettering", med, low))
     else:
         pages = plain
@@ -125,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
             path.parent.mkdir(parents=True, exist_ok=True)
             panel.save(path, compress_level=1)
         panels = plain = pages = encoded = []  # free the images before the end-to-end run
-        e2e_med, e2e_low, result = timed(lambda: compose_run(run, layout=args.layout, export=("png", "pdf"), dpi=args.dpi), args.repeats)
+        e2e_med, e2e_low, result = timed(
+            lambda: compose_run(run, layout=args.layout, export=("png", "pdf"), dpi=args.dpi), args.repeats
+        )
         page_count = len(result.pages)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -135,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Recorded {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC with:",
         "",
         f"    python benchmarks/compose_pages.py --panels {args.panels} --size {args.size} --layout {args.layout}"
-        + (f" --dpi {args.dpi}" if args.dpi else "") + f" --repeats {args.repeats} --out benchmarks/RESULTS.md",
+        + (f" --dpi {args.dpi}" if args.dpi else "")
+        + f" --repeats {args.repeats} --out benchmarks/RESULTS.md",
         "",
         f"- {args.panels} random {args.size}x{args.size} panels (colour fields, shapes, grain; made in {make_s:.1f} s, not timed below)",
         f"- layout `{template.name}`: {template.width}x{template.height} px pages at {template.dpi} dpi, {page_count} pages, title band on page 1",
@@ -169,7 +179,10 @@ def write_section(path: Path, section: str) -> None:
     if start is None:
         new = text.rstrip("\n") + ("\n\n" if text.strip() else "") + section
     else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ") or lines[i].startswith("# ")), len(lines))
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ") or lines[i].startswith("# ")),
+            len(lines),
+        )
         rest = "".join(lines[end:])
         new = "".join(lines[:start]) + section + ("\n" + rest if rest else "")
     tmp = path.with_name(f".{path.name}.tmp")

@@ -122,8 +122,7 @@ def gather_sources(
     if context.sample_count(num_tokens) == 0:
         return {}, [[] for _ in context.slots]
     reads = [
-        [("batch", q) for q in slot.reads_batch] + [("bank", sid) for sid in slot.reads_bank]
-        for slot in context.slots
+        [("batch", q) for q in slot.reads_batch] + [("bank", sid) for sid in slot.reads_bank] for slot in context.slots
     ]
     sampled = {q for slot in context.slots for q in slot.reads_batch}
     sampled |= {index for index, slot in enumerate(context.slots) if slot.writes}
@@ -266,11 +265,7 @@ def consistent_layer_names(unet: torch.nn.Module, blocks: str = "up") -> list[st
         if "all" in wanted
         else tuple(p for name in wanted for p in prefixes[name])
     )
-    return [
-        name
-        for name in unet.attn_processors
-        if name.endswith("attn1.processor") and name.startswith(chosen)
-    ]
+    return [name for name in unet.attn_processors if name.endswith("attn1.processor") and name.startswith(chosen)]
 
 
 def install_consistent_attention(unet: torch.nn.Module, blocks: str = "up") -> list[str]:
@@ -290,4 +285,3 @@ def install_consistent_attention(unet: torch.nn.Module, blocks: str = "up") -> l
 
 def count_consistent_layers(unet: torch.nn.Module) -> int:
     return sum(isinstance(p, ConsistentSelfAttnProcessor) for p in unet.attn_processors.values())
-

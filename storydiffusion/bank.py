@@ -53,7 +53,7 @@ class IdentityBank:
             ) from None
         return tokens.to(device, non_blocking=tokens.is_pinned())
 
-    def move_to(self, storage: str | torch.device, pin: bool = False) -> "IdentityBank":
+    def move_to(self, storage: str | torch.device, pin: bool = False) -> IdentityBank:
         """Keep the tokens on ``storage`` from now on; ``pin`` pins CPU tokens for fast GPU reads."""
         self.storage = torch.device(storage)
         for key, tokens in self._tokens.items():
@@ -115,7 +115,7 @@ class IdentityBank:
         os.replace(temporary, path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, storage: str | torch.device = "cpu") -> "IdentityBank":
+    def load(cls, path: str | os.PathLike, storage: str | torch.device = "cpu") -> IdentityBank:
         """Read a bank written by ``save``; anything else is refused with a BankError."""
         try:
             with safe_open(str(path), framework="pt", device="cpu") as handle:

@@ -34,19 +34,26 @@ def _panel_list(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m storydiffusion", description="Character-consistent visual stories.")
+    parser = argparse.ArgumentParser(
+        prog="python -m storydiffusion", description="Character-consistent visual stories."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     generate = commands.add_parser("generate", help="generate the panels of a story file")
     generate.add_argument("story", help="story file (.yaml/.json) or a story.json written by an earlier run")
     generate.add_argument("--out", required=True, help="output folder (panels/, story.json)")
-    generate.add_argument("--model", help="registry name (configs/models.yaml), hub id, local folder, .safetensors file, or tiny-sdxl / tiny-sd15")
+    generate.add_argument(
+        "--model",
+        help="registry name (configs/models.yaml), hub id, local folder, .safetensors file, or tiny-sdxl / tiny-sd15",
+    )
     generate.add_argument("--steps", type=int)
     generate.add_argument("--guidance", type=float)
     generate.add_argument("--seed", type=int)
     generate.add_argument("--height", type=int)
     generate.add_argument("--width", type=int)
-    generate.add_argument("--sampling-rate", type=_rate, help="share of other images' tokens each image attends to (default 0.5)")
+    generate.add_argument(
+        "--sampling-rate", type=_rate, help="share of other images' tokens each image attends to (default 0.5)"
+    )
     generate.add_argument("--id-images", type=int, help="panels per character in its identity set (default 3)")
     generate.add_argument("--window", type=int, help="panels per batch / sliding window length (default 4)")
     generate.add_argument("--mode", choices=["identity", "window"], help="identity bank (default) or sliding window")
@@ -55,45 +62,75 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--negative-prompt")
     generate.add_argument("--scheduler", help="euler, euler-a, ddim, dpm++, dpm++-karras, unipc")
     generate.add_argument("--no-consistency", action="store_true", help="plain diffusion, no consistent attention")
-    generate.add_argument("--panels", type=_panel_list, help="only these 1-based panels, e.g. 2,5 (with --bank: keep the characters)")
+    generate.add_argument(
+        "--panels", type=_panel_list, help="only these 1-based panels, e.g. 2,5 (with --bank: keep the characters)"
+    )
     generate.add_argument("--bank", help="identity bank (.safetensors) from an earlier run, for --panels")
     generate.add_argument("--save-bank", action="store_true", help="also write identity_bank.safetensors")
     generate.add_argument("--overwrite", action="store_true", help="replace the outputs already in --out")
     generate.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
     generate.add_argument("--dtype", default="auto", help="auto, float16, bfloat16 or float32")
-    generate.add_argument("--bank-on-device", action="store_true", help="keep the identity bank in GPU memory (faster, more memory)")
+    generate.add_argument(
+        "--bank-on-device", action="store_true", help="keep the identity bank in GPU memory (faster, more memory)"
+    )
     generate.add_argument("--cpu-offload", action="store_true", help="diffusers model CPU offload (less GPU memory)")
     generate.add_argument("--vae-slicing", action="store_true")
     generate.add_argument("--vae-tiling", action="store_true")
     generate.add_argument("--lora", help="LoRA weights (hub id or file) loaded with diffusers' load_lora_weights")
     generate.add_argument("--lora-scale", type=float, default=1.0)
     generate.add_argument("--quiet", action="store_true", help="no progress bar")
-    generate.add_argument("--layout", help="also compose comic pages with this template of layouts/ (default: panels only)")
+    generate.add_argument(
+        "--layout", help="also compose comic pages with this template of layouts/ (default: panels only)"
+    )
     generate.add_argument("--export", help="with --layout: also write pdf, cbz and/or zip, e.g. pdf,cbz")
 
-    compose = commands.add_parser("compose", help="lay out the panels of a run folder as comic pages (no image is regenerated)")
+    compose = commands.add_parser(
+        "compose", help="lay out the panels of a run folder as comic pages (no image is regenerated)"
+    )
     compose.add_argument("run_dir", help="a folder written by generate (story.json, panels/)")
-    compose.add_argument("--layout", default="classic", help="template name from layouts/ or a template file (default classic)")
+    compose.add_argument(
+        "--layout", default="classic", help="template name from layouts/ or a template file (default classic)"
+    )
     compose.add_argument("--export", default="png", help="png (always), pdf, cbz, zip; comma-separated, e.g. pdf,cbz")
     compose.add_argument("--no-title", action="store_true", help="no title band on the first page")
-    compose.add_argument("--no-lettering", action="store_true", help="pictures only: no captions, speech bubbles or title")
-    compose.add_argument("--fit", choices=["crop", "letterbox"], help="fill each cell (crop, the default) or show whole panels (letterbox)")
+    compose.add_argument(
+        "--no-lettering", action="store_true", help="pictures only: no captions, speech bubbles or title"
+    )
+    compose.add_argument(
+        "--fit",
+        choices=["crop", "letterbox"],
+        help="fill each cell (crop, the default) or show whole panels (letterbox)",
+    )
     compose.add_argument("--dpi", type=int, help="page resolution (default: the template's, usually 150)")
 
-    animate = commands.add_parser("animate", help="animate the transition between two panels of a run folder (MP4 and GIF)")
+    animate = commands.add_parser(
+        "animate", help="animate the transition between two panels of a run folder (MP4 and GIF)"
+    )
     animate.add_argument("run_dir", help="a folder written by generate (story.json, panels/)")
     animate.add_argument("--from", dest="start", type=int, required=True, help="1-based number of the first panel")
     animate.add_argument("--to", dest="end", type=int, required=True, help="1-based number of the last panel")
     animate.add_argument("--frames", type=int, default=16, help="frames including both panels (default 16, at most 32)")
     animate.add_argument("--fps", type=float, default=8, help="frames per second of the MP4 and GIF (default 8)")
-    animate.add_argument("--model", default="default", help="default (SD 1.5 + AnimateDiff + IP-Adapter Plus), tiny (offline, random weights), or an SD 1.5 hub id / folder")
-    animate.add_argument("--predictor", help="folder of a trained semantic motion predictor (config.json + model.safetensors); without it, linear interpolation")
+    animate.add_argument(
+        "--model",
+        default="default",
+        help="default (SD 1.5 + AnimateDiff + IP-Adapter Plus), tiny (offline, random weights), or an SD 1.5 hub id / folder",
+    )
+    animate.add_argument(
+        "--predictor",
+        help="folder of a trained semantic motion predictor (config.json + model.safetensors); without it, linear interpolation",
+    )
     animate.add_argument("--prompt", help="text for the clip (default: the two panels' prompts)")
     animate.add_argument("--negative-prompt")
     animate.add_argument("--seed", type=int, default=0)
     animate.add_argument("--steps", type=int, help="denoising steps (default 25; tiny: 4)")
     animate.add_argument("--guidance", type=float, default=7.5)
-    animate.add_argument("--strength", type=float, default=0.9, help="noise on the in-between frames: 1 = most motion, lower = closer to a cross-fade")
+    animate.add_argument(
+        "--strength",
+        type=float,
+        default=0.9,
+        help="noise on the in-between frames: 1 = most motion, lower = closer to a cross-fade",
+    )
     animate.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
     animate.add_argument("--dtype", default="auto", help="auto, float16, bfloat16 or float32")
     animate.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -260,7 +297,9 @@ def _report_compose(result) -> None:
         print(f"warning: {message}", file=sys.stderr)
     extra = "".join(f", {path}" for kind, path in result.files.items() if kind != "pages")
     count = len(result.pages)
-    print(f"{count} {result.template} page{'s' if count != 1 else ''} in {result.run_dir / 'pages'}{extra} ({result.seconds:.1f} s)")
+    print(
+        f"{count} {result.template} page{'s' if count != 1 else ''} in {result.run_dir / 'pages'}{extra} ({result.seconds:.1f} s)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -278,7 +317,10 @@ def main(argv: list[str] | None = None) -> int:
     except (MemoryError, RuntimeError) as error:
         if not is_out_of_memory(error):
             raise
-        print(f"error: out of memory ({str(error).splitlines()[0] if str(error) else 'no detail'}): {OUT_OF_MEMORY_HINT}", file=sys.stderr)
+        print(
+            f"error: out of memory ({str(error).splitlines()[0] if str(error) else 'no detail'}): {OUT_OF_MEMORY_HINT}",
+            file=sys.stderr,
+        )
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted: the panels already finished are in the output folder", file=sys.stderr)

@@ -274,7 +274,7 @@ def tiny_unet_config(family: str) -> dict[str, Any]:
     )
 
 
-def build_tiny_sdxl_pipeline(seed: int = 0) -> "StableDiffusionXLPipeline":
+def build_tiny_sdxl_pipeline(seed: int = 0) -> StableDiffusionXLPipeline:
     """A ~5 M parameter SDXL-architecture pipeline with seeded random weights, for offline tests and demos."""
     from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
@@ -304,7 +304,7 @@ def build_tiny_sdxl_pipeline(seed: int = 0) -> "StableDiffusionXLPipeline":
     )
 
 
-def build_tiny_sd15_pipeline(seed: int = 0) -> "StableDiffusionPipeline":
+def build_tiny_sd15_pipeline(seed: int = 0) -> StableDiffusionPipeline:
     """A tiny SD 1.5-architecture pipeline with seeded random weights (no safety checker), for offline tests."""
     from diffusers import PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel
@@ -333,7 +333,7 @@ def build_tiny_sd15_pipeline(seed: int = 0) -> "StableDiffusionPipeline":
 
 
 def detect_checkpoint_family(path: str | Path) -> str:
-    """"sdxl" or "sd15" for a single-file ``.safetensors`` checkpoint, from its key names (no weights are read)."""
+    """ "sdxl" or "sd15" for a single-file ``.safetensors`` checkpoint, from its key names (no weights are read)."""
     from safetensors import safe_open
 
     path = Path(path)
@@ -366,7 +366,7 @@ def _dtype_kwargs(torch_dtype: torch.dtype | None) -> dict[str, Any]:
 
 
 def pipeline_family(pipe: Any) -> str:
-    """"sdxl" or "sd15" from the pipeline class; ModelError for classes Consistent Self-Attention does not support."""
+    """ "sdxl" or "sd15" from the pipeline class; ModelError for classes Consistent Self-Attention does not support."""
     from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
     if isinstance(pipe, StableDiffusionXLPipeline):
@@ -437,7 +437,7 @@ def load_diffusers_pipeline(
     torch_dtype: torch.dtype | None = None,
     registry: dict[str, ModelSpec] | None = None,
     local_files_only: bool = False,
-) -> tuple["DiffusionPipeline", ModelSpec]:
+) -> tuple[DiffusionPipeline, ModelSpec]:
     """Load ``model`` (registry name, diffusers folder, .safetensors file or hub id) and its default settings.
 
     Every failure becomes a ModelError that says what was tried and how to run offline.
@@ -492,9 +492,14 @@ def load_diffusers_pipeline(
             ) from exc
         return align_cpu_weights(pipe), _spec_for_loaded(model, str(path), pipe, spec)
 
-    looks_like_path = source.startswith((".", "~", "/")) or "\\" in source or path.suffix.lower() in (
-        ".safetensors",
-        ".ckpt",
+    looks_like_path = (
+        source.startswith((".", "~", "/"))
+        or "\\" in source
+        or path.suffix.lower()
+        in (
+            ".safetensors",
+            ".ckpt",
+        )
     )
     if spec is None and looks_like_path:
         raise ModelError(
@@ -557,9 +562,7 @@ def select_device(preference: str = "auto") -> torch.device:
         if not torch.cuda.is_available():
             raise ModelError(f"Device {preference!r} was requested but CUDA is not available here; use --device cpu.")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ModelError(
-                f"Device {preference!r} does not exist: {torch.cuda.device_count()} CUDA device(s) found."
-            )
+            raise ModelError(f"Device {preference!r} does not exist: {torch.cuda.device_count()} CUDA device(s) found.")
         return device
     if device.type == "mps":
         if not _mps_available():

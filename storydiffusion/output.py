@@ -65,7 +65,9 @@ def prepare_output_dir(out_dir: str | os.PathLike, overwrite: bool = False) -> P
         raise StoryDiffusionError(f"{out} is a file, not a folder: choose another --out")
     if out.exists() and any(out.iterdir()):
         if not overwrite:
-            raise StoryDiffusionError(f"{out} already holds files: pass --overwrite to replace them, or choose another --out")
+            raise StoryDiffusionError(
+                f"{out} already holds files: pass --overwrite to replace them, or choose another --out"
+            )
         for folder in (PANELS_DIR, PAGES_DIR):
             shutil.rmtree(out / folder, ignore_errors=True)
         for name in (MANIFEST_NAME, BANK_NAME, *EXPORT_FILES):

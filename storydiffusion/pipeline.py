@@ -131,7 +131,7 @@ class StoryPipeline:
         lora_scale: float = 1.0,
         consistent_blocks: str = "up",
         local_files_only: bool = False,
-    ) -> "StoryPipeline":
+    ) -> StoryPipeline:
         """Load a registry name, hub id, local diffusers folder, single ``.safetensors`` file or tiny model."""
         torch_device = select_device(device)
         torch_dtype = select_dtype(torch_device, dtype)
@@ -143,7 +143,9 @@ class StoryPipeline:
                 pipe.load_lora_weights(lora, adapter_name="story_lora")
                 pipe.set_adapters(["story_lora"], adapter_weights=[lora_scale])
             except Exception as error:  # diffusers raises many types for a bad LoRA
-                raise ModelError(f"could not load LoRA {lora!r}: {error}. Check the path or hub id and that it fits {spec.family}") from None
+                raise ModelError(
+                    f"could not load LoRA {lora!r}: {error}. Check the path or hub id and that it fits {spec.family}"
+                ) from None
         if cpu_offload and torch_device.type == "cuda":
             pipe.enable_model_cpu_offload(device=torch_device)
         else:
@@ -162,7 +164,12 @@ class StoryPipeline:
         """Story settings, then explicit overrides, then the model's defaults for what is still unset."""
         settings = overrides if overrides is not None else story.settings
         settings = settings.merged()
-        defaults = {"steps": self.spec.steps, "guidance": self.spec.guidance, "height": self.spec.height, "width": self.spec.width}
+        defaults = {
+            "steps": self.spec.steps,
+            "guidance": self.spec.guidance,
+            "height": self.spec.height,
+            "width": self.spec.width,
+        }
         for name, value in defaults.items():
             if getattr(settings, name) is None:
                 setattr(settings, name, value)
@@ -172,7 +179,9 @@ class StoryPipeline:
         multiple = self.pipe.vae_scale_factor * 2 ** (len(self.pipe.unet.config.block_out_channels) - 1)
         for name in ("height", "width"):
             if getattr(settings, name) % multiple:
-                raise SettingsError(f"{name} must be a multiple of {multiple} for this model, got {getattr(settings, name)}")
+                raise SettingsError(
+                    f"{name} must be a multiple of {multiple} for this model, got {getattr(settings, name)}"
+                )
         return settings
 
     def bank_signature(self, settings: GenerationSettings) -> dict[str, Any]:
@@ -185,7 +194,9 @@ class StoryPipeline:
             "steps": settings.steps,
             "cfg": settings.guidance > 1.0,
             "seed": settings.seed,
-            "sampling_rate": settings.sampling_rate if not isinstance(settings.sampling_rate, dict) else {str(k): v for k, v in sorted(settings.sampling_rate.items())},
+            "sampling_rate": settings.sampling_rate
+            if not isinstance(settings.sampling_rate, dict)
+            else {str(k): v for k, v in sorted(settings.sampling_rate.items())},
             "first_consistent_step": settings.first_consistent_step,
             "skip": [settings.random_skip_early, settings.random_skip_late],
             "layers": len(self.consistent_layer_names),
@@ -241,7 +252,9 @@ class StoryPipeline:
         self._warn_long_prompts(story, style, wanted, warnings)
         for number, batch in enumerate(plan):
             try:
-                images = self._run_batch(story, settings, style, batch, bank, number, len(plan), callback, cancel, len(result.panels), total)
+                images = self._run_batch(
+                    story, settings, style, batch, bank, number, len(plan), callback, cancel, len(result.panels), total
+                )
             except GenerationCancelled:
                 result.cancelled = True
                 break
@@ -313,7 +326,10 @@ class StoryPipeline:
         shape = (1, self.pipe.unet.config.in_channels, settings.height // factor, settings.width // factor)
         dtype = self.pipe.unet.dtype
         return torch.cat(
-            [randn_tensor(shape, generator=torch.Generator("cpu").manual_seed(seed), device=self.device, dtype=dtype) for seed in seeds]
+            [
+                randn_tensor(shape, generator=torch.Generator("cpu").manual_seed(seed), device=self.device, dtype=dtype)
+                for seed in seeds
+            ]
         )
 
     def _run_batch(self, story, settings, style, batch: Batch, bank, number, batches, callback, cancel, done, total):
@@ -329,7 +345,9 @@ class StoryPipeline:
         if _is_cancelled(cancel):
             raise GenerationCancelled()
         slots = batch.slots if batch.consistent else None
-        return self.denoise(list(prompts), list(negatives), [i.seed for i in batch.images], settings, slots, bank, on_step)
+        return self.denoise(
+            list(prompts), list(negatives), [i.seed for i in batch.images], settings, slots, bank, on_step
+        )
 
     def denoise(
         self,

@@ -137,9 +137,7 @@ def _window_plan(story, settings: GenerationSettings, wanted: list[int]) -> list
     return batches
 
 
-def _identity_plan(
-    story, settings: GenerationSettings, wanted: list[int], banked: dict[str, list[int]]
-) -> list[Batch]:
+def _identity_plan(story, settings: GenerationSettings, wanted: list[int], banked: dict[str, list[int]]) -> list[Batch]:
     sets = identity_sets(story, settings)
     needed_characters = {name for i in wanted for name in story.panels[i].characters}
     sources: dict[str, list[int]] = {}

@@ -93,7 +93,9 @@ def load_project(path: str | os.PathLike) -> Project:
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise ProjectError(f"{path.name}: {PROJECT_JSON} is not valid JSON ({error})") from None
         if not isinstance(document, dict) or document.get("format") != PROJECT_FORMAT:
-            raise ProjectError(f"{path.name} is not a StoryDiffusion project file (format {document.get('format') if isinstance(document, dict) else None!r})")
+            raise ProjectError(
+                f"{path.name} is not a StoryDiffusion project file (format {document.get('format') if isinstance(document, dict) else None!r})"
+            )
         story = Story.from_dict(document["story"])
         settings = GenerationSettings.from_dict(document["settings"])
         story.settings = settings

@@ -52,6 +52,7 @@ class GenerationSettings:
 
     def validate(self) -> None:
         """Raise SettingsError naming the first setting that is out of range and its valid range."""
+
         def need(ok: bool, message: str) -> None:
             if not ok:
                 raise SettingsError(message)
@@ -67,11 +68,17 @@ class GenerationSettings:
                     isinstance(value, int) and 64 <= value <= 4096 and value % 8 == 0,
                     f"{name} must be a multiple of 8 between 64 and 4096, got {value!r}",
                 )
-        need(isinstance(self.seed, int) and 0 <= self.seed < 2**63, f"seed must be an integer 0..2**63-1, got {self.seed!r}")
+        need(
+            isinstance(self.seed, int) and 0 <= self.seed < 2**63,
+            f"seed must be an integer 0..2**63-1, got {self.seed!r}",
+        )
         rates = self.sampling_rate.values() if isinstance(self.sampling_rate, dict) else [self.sampling_rate]
         for rate in rates:
             need(0.0 <= float(rate) <= 1.0, f"sampling_rate must be between 0 and 1, got {rate!r}")
-        need(isinstance(self.id_images, int) and 1 <= self.id_images <= 16, f"id_images must be 1..16, got {self.id_images!r}")
+        need(
+            isinstance(self.id_images, int) and 1 <= self.id_images <= 16,
+            f"id_images must be 1..16, got {self.id_images!r}",
+        )
         need(isinstance(self.window, int) and 1 <= self.window <= 64, f"window must be 1..64, got {self.window!r}")
         need(self.mode in CONSISTENCY_MODES, f"mode must be one of {', '.join(CONSISTENCY_MODES)}, got {self.mode!r}")
         need(
@@ -81,13 +88,16 @@ class GenerationSettings:
         for name in ("random_skip_early", "random_skip_late"):
             value = getattr(self, name)
             need(0.0 <= float(value) < 1.0, f"{name} must be in [0, 1), got {value!r}")
-        need(isinstance(self.max_panels, int) and self.max_panels >= 1, f"max_panels must be 1 or more, got {self.max_panels!r}")
+        need(
+            isinstance(self.max_panels, int) and self.max_panels >= 1,
+            f"max_panels must be 1 or more, got {self.max_panels!r}",
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "GenerationSettings":
+    def from_dict(cls, data: dict[str, Any]) -> GenerationSettings:
         """Build from a mapping, refusing unknown keys with the list of known ones."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
@@ -98,7 +108,6 @@ class GenerationSettings:
             values["sampling_rate"] = {int(k): float(v) for k, v in values["sampling_rate"].items()}
         return cls(**values)
 
-    def merged(self, **overrides: Any) -> "GenerationSettings":
+    def merged(self, **overrides: Any) -> GenerationSettings:
         """A copy with the given fields replaced; ``None`` values leave the field as it is."""
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
-

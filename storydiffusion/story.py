@@ -131,7 +131,9 @@ class Story:
             return self.characters[name].description
 
         text = _TAG.sub(replace, panel.prompt)
-        untagged = [self.characters[n].description for n in panel.characters if n not in tagged and n in self.characters]
+        untagged = [
+            self.characters[n].description for n in panel.characters if n not in tagged and n in self.characters
+        ]
         return _tidy_prompt(", ".join([*untagged, text]))
 
     def panel_caption(self, i: int) -> str | None:
@@ -171,7 +173,7 @@ class Story:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Story":
+    def from_dict(cls, data: dict[str, Any]) -> Story:
         """Build and validate a story from a dict in the story file format (what :meth:`to_dict` gives)."""
         if not isinstance(data, dict):
             raise StoryError(f"a story must be a mapping of keys ({', '.join(STORY_KEYS)}), not {_kind(data)}")
@@ -496,9 +498,7 @@ def load_story(path: str | os.PathLike[str]) -> Story:
     if data is None:
         raise StoryError(f"{path.name} is empty: a story file needs at least 'characters' and 'panels'")
     if not isinstance(data, dict):
-        raise StoryError(
-            f"{path.name} must be a mapping of keys ({', '.join(STORY_KEYS)}), not {_kind(data)}"
-        )
+        raise StoryError(f"{path.name} must be a mapping of keys ({', '.join(STORY_KEYS)}), not {_kind(data)}")
     return _story_from_mapping(data, lines)
 
 
@@ -562,7 +562,9 @@ def _settings_from(data: dict[str, Any], key_lines: dict[str, int]) -> Generatio
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise StoryError(f"settings must be a mapping of setting names to values, not {_kind(raw)}", key_lines.get("settings"))
+        raise StoryError(
+            f"settings must be a mapping of setting names to values, not {_kind(raw)}", key_lines.get("settings")
+        )
     try:
         settings = GenerationSettings.from_dict(raw)
     except SettingsError as exc:
@@ -630,7 +632,7 @@ def _panel_from_item(item: Any, characters: dict[str, Character], label: str, li
     if isinstance(item, list):
         raise StoryError(
             f"{label} is a list, not text: put the panel in quotes when it starts with a [Name] tag, "
-            "e.g. - \"[Bob] opens the door\"",
+            'e.g. - "[Bob] opens the door"',
             line,
         )
     if not isinstance(item, dict):
@@ -684,7 +686,9 @@ def _identity_from(raw: Any, characters: dict[str, Character], line: int | None)
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise StoryError(f"identity_panels must be a mapping of character name to panel numbers, not {_kind(raw)}", line)
+        raise StoryError(
+            f"identity_panels must be a mapping of character name to panel numbers, not {_kind(raw)}", line
+        )
     identity: dict[str, list[int]] = {}
     for name, numbers in raw.items():
         label = f"identity_panels for {name}"
@@ -692,9 +696,7 @@ def _identity_from(raw: Any, characters: dict[str, Character], line: int | None)
             raise StoryError(f"identity_panels: character name {name!r} must be text: put it in quotes", line)
         canonical = _name_index(characters).get(_key(name))
         if canonical is None:
-            raise StoryError(
-                f"{label} names an unknown character; known characters: {_known(characters)}", line
-            )
+            raise StoryError(f"{label} names an unknown character; known characters: {_known(characters)}", line)
         if isinstance(numbers, int) and not isinstance(numbers, bool):
             numbers = [numbers]
         if not isinstance(numbers, list):
@@ -743,7 +745,9 @@ def validate_story(story: Story) -> None:
         if "[" in character.description or "]" in character.description:
             raise StoryError(f"the description of character {name} may not contain '[' or ']': remove the brackets")
         if _key(name) in seen:
-            raise StoryError(f"character {name} is defined twice (names are case-insensitive): define each character once")
+            raise StoryError(
+                f"character {name} is defined twice (names are case-insensitive): define each character once"
+            )
         seen[_key(name)] = name
 
     if not story.panels:
@@ -796,7 +800,9 @@ def validate_story(story: Story) -> None:
         if name not in story.characters:
             raise StoryError(f"{label} names an unknown character; known characters: {_known(story.characters)}")
         if not indices:
-            raise StoryError(f"{label} is empty: list at least one panel number, or leave {name} out to choose automatically")
+            raise StoryError(
+                f"{label} is empty: list at least one panel number, or leave {name} out to choose automatically"
+            )
         if len(set(indices)) != len(indices):
             raise StoryError(f"{label} lists the same panel twice: list each panel once")
         for index in indices:

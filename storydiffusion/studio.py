@@ -96,7 +96,9 @@ class ModelPool:
             if self._transition is None:
                 offline = self.get_loaded_source() == "tiny"
                 try:
-                    self._transition = load_transition_pipeline("tiny" if offline else "default", predictor, device=self.device, dtype=self.dtype)
+                    self._transition = load_transition_pipeline(
+                        "tiny" if offline else "default", predictor, device=self.device, dtype=self.dtype
+                    )
                 except ModelError:
                     if not self.fallback:
                         raise
@@ -137,7 +139,9 @@ class StudioSession:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     # -- generating -------------------------------------------------------------------------
-    def generate(self, pipeline: StoryPipeline, story: Story, settings: GenerationSettings, model: str) -> Iterator[Event]:
+    def generate(
+        self, pipeline: StoryPipeline, story: Story, settings: GenerationSettings, model: str
+    ) -> Iterator[Event]:
         """Generate every panel, streaming events; panels are written as they finish."""
         shutil.rmtree(self.run_dir, ignore_errors=True)
         (self.run_dir / PANELS_DIR).mkdir(parents=True)
@@ -154,7 +158,9 @@ class StudioSession:
     def stop(self) -> None:
         self.cancel.set()
 
-    def regenerate_panel(self, pipeline: StoryPipeline, index: int, prompt: str | None = None, seed: int | None = None) -> PanelImage:
+    def regenerate_panel(
+        self, pipeline: StoryPipeline, index: int, prompt: str | None = None, seed: int | None = None
+    ) -> PanelImage:
         """Redraw one panel (new seed and/or edited prompt) reading the kept identity bank."""
         if self.result is None or self.story is None:
             raise StoryDiffusionError("generate the story first, then regenerate single panels")
@@ -171,7 +177,9 @@ class StudioSession:
         panel = result.panel(index)
         self.story = story
         self.result.story = story
-        self.result.panels = sorted([p for p in self.result.panels if p.index != index] + [panel], key=lambda p: p.index)
+        self.result.panels = sorted(
+            [p for p in self.result.panels if p.index != index] + [panel], key=lambda p: p.index
+        )
         if result.bank is not None:
             self.result.bank = result.bank
         self.result.warnings = result.warnings
@@ -179,7 +187,9 @@ class StudioSession:
         return panel
 
     # -- pages and files ----------------------------------------------------------------------
-    def retypeset(self, layout: str | None = None, story: Story | None = None, export: tuple[str, ...] = ("pdf", "cbz", "zip")) -> ComposeResult:
+    def retypeset(
+        self, layout: str | None = None, story: Story | None = None, export: tuple[str, ...] = ("pdf", "cbz", "zip")
+    ) -> ComposeResult:
         """Compose pages again (another layout, edited captions) without touching the images."""
         if self.result is None:
             raise StoryDiffusionError("there are no panels yet: generate the story first")
@@ -255,13 +265,24 @@ class StudioSession:
         made = {panel.index + 1: panel for panel in self.result.panels}
         for number in (start, end):
             if number not in made:
-                raise StoryDiffusionError(f"there is no panel {number}: choose panels between 1 and {len(self.story.panels)} that were generated")
+                raise StoryDiffusionError(
+                    f"there is no panel {number}: choose panels between 1 and {len(self.story.panels)} that were generated"
+                )
         if start == end:
             raise StoryDiffusionError("choose two different panels to animate between")
         prompt = ", ".join(dict.fromkeys((made[start].prompt, made[end].prompt)))
         return animate_images(
-            transition, made[start].image, made[end].image, prompt, self.run_dir / "video",
-            frames=frames, fps=fps, name=f"{start:02d}-{end:02d}", callback=callback, cancel=self.cancel, **settings,
+            transition,
+            made[start].image,
+            made[end].image,
+            prompt,
+            self.run_dir / "video",
+            frames=frames,
+            fps=fps,
+            name=f"{start:02d}-{end:02d}",
+            callback=callback,
+            cancel=self.cancel,
+            **settings,
         )
 
     def download(self, kind: str) -> Path | None:
@@ -273,4 +294,3 @@ class StudioSession:
 def _slug(title: str) -> str:
     cleaned = "".join(ch if ch.isalnum() else "-" for ch in title.lower()).strip("-")
     return "-".join(part for part in cleaned.split("-") if part)[:60] or "story"
-

@@ -60,7 +60,7 @@ def find_bpe_vocab_file() -> Path:
     )
 
 
-def build_clip_tokenizer(pad_token: str = "<|endoftext|>") -> "CLIPTokenizer":
+def build_clip_tokenizer(pad_token: str = "<|endoftext|>") -> CLIPTokenizer:
     """A ``transformers.CLIPTokenizer`` identical to the one of Stable Diffusion, built without network.
 
     ``pad_token`` is "<|endoftext|>" for SD 1.5 and SDXL's first tokenizer, "!" for SDXL's second.

@@ -31,7 +31,9 @@ def make_attention(seed: int = 0) -> Attention:
 
 
 def batch_context(slots, bank=None, rate=0.5, step=3):
-    context = ConsistencyContext(slots, seed=7, latent_tokens=TOKENS, total_steps=10, rate_for_factor=lambda f: rate, bank=bank)
+    context = ConsistencyContext(
+        slots, seed=7, latent_tokens=TOKENS, total_steps=10, rate_for_factor=lambda f: rate, bank=bank
+    )
     context.step = step
     return context
 
@@ -112,13 +114,20 @@ def test_zero_rate_is_plain_attention():
     attn = make_attention()
     hidden = torch.randn(4, TOKENS, CHANNELS)
     context = batch_context(all_others(2), rate=0.0)
-    assert torch.equal(ConsistentSelfAttnProcessor(0)(attn, hidden, story_context=context), AttnProcessor2_0()(attn, hidden))
+    assert torch.equal(
+        ConsistentSelfAttnProcessor(0)(attn, hidden, story_context=context), AttnProcessor2_0()(attn, hidden)
+    )
 
 
 def test_key_length_is_own_plus_sampled_tokens_from_other_images_of_same_half():
     images, halves = 4, 2
     hidden = torch.randn(halves, images, TOKENS, CHANNELS)  # every row is unique
-    slots = [ImageSlot(0, reads_batch=(1, 2)), ImageSlot(1, reads_batch=(0,)), ImageSlot(2), ImageSlot(3, reads_batch=(0, 1, 2))]
+    slots = [
+        ImageSlot(0, reads_batch=(1, 2)),
+        ImageSlot(1, reads_batch=(0,)),
+        ImageSlot(2),
+        ImageSlot(3, reads_batch=(0, 1, 2)),
+    ]
     context = batch_context(slots, rate=0.25)
     per_source = context.sample_count(TOKENS)
     assert per_source == 4
@@ -152,7 +161,9 @@ def test_samples_depend_on_seed_step_layer_and_source_only():
 
 def test_rate_per_resolution():
     rates = {1: 0.5, 2: 0.25}
-    context = ConsistencyContext([], seed=0, latent_tokens=64 * 64, total_steps=4, rate_for_factor=lambda f: rates.get(f, 0.0))
+    context = ConsistencyContext(
+        [], seed=0, latent_tokens=64 * 64, total_steps=4, rate_for_factor=lambda f: rates.get(f, 0.0)
+    )
     assert context.sample_count(64 * 64) == 2048
     assert context.sample_count(32 * 32) == 256
     assert context.sample_count(16 * 16) == 0

@@ -49,7 +49,21 @@ def test_regenerate_one_panel_from_a_saved_bank(tmp_path):
     out = tmp_path / "out"
     assert main(["generate", str(story), "--out", str(out), *FAST, "--id-images", "2", "--save-bank"]) == 0
     redo = tmp_path / "redo"
-    code = main(["generate", str(story), "--out", str(redo), *FAST, "--id-images", "2", "--panels", "4", "--bank", str(out / "identity_bank.safetensors")])
+    code = main(
+        [
+            "generate",
+            str(story),
+            "--out",
+            str(redo),
+            *FAST,
+            "--id-images",
+            "2",
+            "--panels",
+            "4",
+            "--bank",
+            str(out / "identity_bank.safetensors"),
+        ]
+    )
     assert code == 0
     assert [p.name for p in (redo / "panels").iterdir()] == ["panel_004.png"]
 
@@ -105,7 +119,15 @@ def test_module_entry_point_runs(tmp_path):
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "o" / "panels" / "panel_002.png").exists()
     bad = subprocess.run(
-        [sys.executable, "-m", "storydiffusion", "generate", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "p")],
+        [
+            sys.executable,
+            "-m",
+            "storydiffusion",
+            "generate",
+            str(tmp_path / "missing.yaml"),
+            "--out",
+            str(tmp_path / "p"),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

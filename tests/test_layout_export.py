@@ -12,7 +12,14 @@ from PIL import Image
 from storydiffusion.cli import main
 from storydiffusion.layout import LayoutError
 from storydiffusion.layout.compose import compose_run, parse_exports
-from storydiffusion.layout.export import comic_info_xml, page_filename, write_cbz, write_pages_png, write_panels_zip, write_pdf
+from storydiffusion.layout.export import (
+    comic_info_xml,
+    page_filename,
+    write_cbz,
+    write_pages_png,
+    write_panels_zip,
+    write_pdf,
+)
 from storydiffusion.layout.templates import list_templates
 from storydiffusion.output import MANIFEST_FORMAT, panel_filename, write_json
 from storydiffusion.story import story_from_text
@@ -64,7 +71,11 @@ def test_png_pages_are_numbered_and_stale_pages_removed(tmp_path):
     write_pages_png(pages_of(2), tmp_path / "pages")
     assert sorted(p.name for p in (tmp_path / "pages").iterdir()) == ["notes.txt", "page_01.png", "page_02.png"]
     assert no_temporaries(tmp_path)
-    assert page_filename(0, 5) == "page_01.png" and page_filename(99, 120) == "page_100.png" and page_filename(0, 120) == "page_001.png"
+    assert (
+        page_filename(0, 5) == "page_01.png"
+        and page_filename(99, 120) == "page_100.png"
+        and page_filename(0, 120) == "page_001.png"
+    )
 
 
 def test_pdf_has_one_page_per_image_at_the_right_size(tmp_path):
@@ -132,7 +143,11 @@ def test_compose_run_writes_pages_index_and_every_export(tmp_path):
     assert [p.name for p in result.pages] == ["page_01.png", "page_02.png"]
     assert set(result.files) == {"pages", "pdf", "cbz", "zip"} and not result.warnings
     index = json.loads((run / "pages" / "pages.json").read_text(encoding="utf-8"))
-    assert index["format"] == "storydiffusion-pages/1" and index["template"] == "four-panel" and index["direction"] == "ltr"
+    assert (
+        index["format"] == "storydiffusion-pages/1"
+        and index["template"] == "four-panel"
+        and index["direction"] == "ltr"
+    )
     assert [page["file"] for page in index["pages"]] == ["page_01.png", "page_02.png"]
     assert [page["reading_order"] for page in index["pages"]] == [[1, 2, 3, 4], [5, 6, 7]]
     assert index["pages"][0]["cells"][0]["panel"] == 1
@@ -143,7 +158,11 @@ def test_compose_run_writes_pages_index_and_every_export(tmp_path):
     assert pdf_pages(run / "comic.pdf")[0] == pytest.approx((200 / 25.4 * 72, 200 / 25.4 * 72), abs=0.5)
     with zipfile.ZipFile(run / "comic.cbz") as archive:
         info = ElementTree.fromstring(archive.read("ComicInfo.xml"))
-        assert info.findtext("Title") == "A Test Story" and info.findtext("PageCount") == "2" and info.findtext("Manga") == "No"
+        assert (
+            info.findtext("Title") == "A Test Story"
+            and info.findtext("PageCount") == "2"
+            and info.findtext("Manga") == "No"
+        )
     with zipfile.ZipFile(run / "panels.zip") as archive:
         assert len(archive.namelist()) == 7
     assert no_temporaries(run)
@@ -255,7 +274,9 @@ def test_generate_with_a_bad_layout_fails_before_generating(tmp_path, capsys):
 
 def test_generate_with_layout_and_export(tmp_path, capsys):
     story = tmp_path / "s.yaml"
-    story.write_text('title: Test\ncharacters:\n  Bob: a man in a red coat\npanels:\n  - "[Bob] walks # Off he goes."\n  - "[NC] a street"\n  - "[Bob] sits"\n')
+    story.write_text(
+        'title: Test\ncharacters:\n  Bob: a man in a red coat\npanels:\n  - "[Bob] walks # Off he goes."\n  - "[NC] a street"\n  - "[Bob] sits"\n'
+    )
     out = tmp_path / "out"
     fast = ["--model", "tiny-sdxl", "--steps", "2", "--quiet", "--device", "cpu"]
     assert main(["generate", str(story), "--out", str(out), *fast, "--layout", "yonkoma", "--export", "pdf,cbz"]) == 0

@@ -22,7 +22,9 @@ def square_marker(size, square, background=WHITE):
     """A white image with a black square of side ``square`` in the middle: shows scale and aspect."""
     image = Image.new("RGB", size, background)
     w, h = size
-    ImageDraw.Draw(image).rectangle(((w - square) // 2, (h - square) // 2, (w + square) // 2 - 1, (h + square) // 2 - 1), fill=(0, 0, 0))
+    ImageDraw.Draw(image).rectangle(
+        ((w - square) // 2, (h - square) // 2, (w + square) // 2 - 1, (h + square) // 2 - 1), fill=(0, 0, 0)
+    )
     return image
 
 
@@ -76,9 +78,13 @@ def test_same_size_crop_is_an_exact_copy():
 def _page_template(direction="ltr"):
     return parse_template(
         {
-            "description": "test", "page": {"width": "400px", "height": "300px", "dpi": 72},
-            "margins": "20px", "gutter": "10px", "border": {"width": "3px", "color": "#102030"},
-            "background": "#f0e8d0", "direction": direction,
+            "description": "test",
+            "page": {"width": "400px", "height": "300px", "dpi": 72},
+            "margins": "20px",
+            "gutter": "10px",
+            "border": {"width": "3px", "color": "#102030"},
+            "background": "#f0e8d0",
+            "direction": direction,
             "pages": [{"rows": [{"cells": [1, 1]}, {"cells": [1, 1, 1]}]}],
         },
         name="test",
@@ -99,9 +105,20 @@ def test_rendered_page_pixels(direction):
         cx, cy = cell.x + cell.w // 2, cell.y + cell.h // 2
         assert page.getpixel((cx, cy)) == colour
         bw = template.border_width
-        for inside in ((cell.x + bw, cy), (cell.x + cell.w - 1 - bw, cy), (cx, cell.y + bw), (cx, cell.y + cell.h - 1 - bw)):
+        for inside in (
+            (cell.x + bw, cy),
+            (cell.x + cell.w - 1 - bw, cy),
+            (cx, cell.y + bw),
+            (cx, cell.y + cell.h - 1 - bw),
+        ):
             assert page.getpixel(inside) == colour  # the panel fills the frame up to the border
-        for edge in ((cell.x, cy), (cell.x + cell.w - 1, cy), (cx, cell.y), (cx, cell.y + cell.h - 1), (cell.x + bw - 1, cy)):
+        for edge in (
+            (cell.x, cy),
+            (cell.x + cell.w - 1, cy),
+            (cx, cell.y),
+            (cx, cell.y + cell.h - 1),
+            (cell.x + bw - 1, cy),
+        ):
             assert page.getpixel(edge) == border
         for outside in ((cell.x - 1, cy), (cx, cell.y - 1), (cell.x + cell.w, cy), (cx, cell.y + cell.h)):
             assert page.getpixel(outside) == background  # gutter or margin

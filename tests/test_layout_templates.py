@@ -93,14 +93,18 @@ def _check_pages(template, pages, count, size, title):
             assert not (title and n == 0 and template.kind != "none"), f"{label}: no title band"
         for x, y, w, h in boxes:
             assert w >= 2 * template.border_width + 1 and h >= 2 * template.border_width + 1, f"{label}: empty cell"
-            assert left <= x and x + w <= right and top <= y and y + h <= bottom, f"{label}: {(x, y, w, h)} outside the content area"
+            assert left <= x and x + w <= right and top <= y and y + h <= bottom, (
+                f"{label}: {(x, y, w, h)} outside the content area"
+            )
         for a in range(len(boxes)):
             for b in range(a + 1, len(boxes)):
                 ax, ay, aw, ah = boxes[a]
                 bx, by, bw, bh = boxes[b]
                 gap_x = max(bx - (ax + aw), ax - (bx + bw))
                 gap_y = max(by - (ay + ah), ay - (by + bh))
-                assert gap_x >= template.gutter_x or gap_y >= template.gutter_y, f"{label}: {boxes[a]} and {boxes[b]} closer than the gutter"
+                assert gap_x >= template.gutter_x or gap_y >= template.gutter_y, (
+                    f"{label}: {boxes[a]} and {boxes[b]} closer than the gutter"
+                )
                 assert gap_x > 0 or gap_y > 0, f"{label}: {boxes[a]} and {boxes[b]} overlap"
         # reading order: rows top to bottom; within a row left to right (ltr) or right to left (rtl)
         for a, b in zip(page.cells, page.cells[1:]):
@@ -130,7 +134,12 @@ def test_last_page_is_rebalanced_not_padded():
     assert [len(p.cells) for p in pages] == [4, 1]
     only = pages[1].cells[0]
     m = four.margins
-    assert (only.x, only.y, only.w, only.h) == (m.left, m.top, four.width - m.left - m.right, four.height - m.top - m.bottom)
+    assert (only.x, only.y, only.w, only.h) == (
+        m.left,
+        m.top,
+        four.width - m.left - m.right,
+        four.height - m.top - m.bottom,
+    )
     # three square panels on a square 2x2 page keep two square cells and one wide one
     three = paginate(four, [(512, 512)] * 3)[0].cells
     assert abs(three[0].w - three[0].h) <= 1 and three[2].w > 1.9 * three[2].h
@@ -160,7 +169,9 @@ def test_webtoon_stacks_panels_at_page_width_with_their_aspect():
     assert [c.w for c in page.cells] == [width] * 3
     assert [c.h for c in page.cells] == [width, round(width * 768 / 1344), round(width * 1344 / 768)]
     assert page.title_box is not None and page.title_box[1] == webtoon.margins.top
-    chapters = parse_template({"kind": "webtoon", "page": {"width": "800px"}, "chapter_panels": 4}, name="w", source="test")
+    chapters = parse_template(
+        {"kind": "webtoon", "page": {"width": "800px"}, "chapter_panels": 4}, name="w", source="test"
+    )
     assert [len(p.cells) for p in paginate(chapters, [(64, 64)] * 10)] == [4, 4, 2]
 
 
@@ -179,10 +190,16 @@ def test_panel_indices_label_cells_for_runs_with_missing_panels():
 
 def test_a_template_in_another_folder_and_in_json(tmp_path):
     path = tmp_path / "tiny.json"
-    path.write_text(json.dumps({
-        "description": "test", "page": {"width": "100px", "height": "100px", "dpi": 72},
-        "gutter": "4px", "pages": [{"rows": [{"cells": [1, 2]}]}],
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "description": "test",
+                "page": {"width": "100px", "height": "100px", "dpi": 72},
+                "gutter": "4px",
+                "pages": [{"rows": [{"cells": [1, 2]}]}],
+            }
+        )
+    )
     template = load_template(str(path))
     assert template.name == "tiny" and template.width == 100
     cells = paginate(template, [(10, 10)] * 2)[0].cells
@@ -210,8 +227,13 @@ def test_a_template_in_another_folder_and_in_json(tmp_path):
     ],
 )
 def test_bad_templates_are_clear_layout_errors(change, message):
-    data = {"description": "x", "page": {"size": "a4", "dpi": 150}, "margins": "10mm", "gutter": "4mm",
-            "pages": [{"rows": [{"cells": 2}]}]}
+    data = {
+        "description": "x",
+        "page": {"size": "a4", "dpi": 150},
+        "margins": "10mm",
+        "gutter": "4mm",
+        "pages": [{"rows": [{"cells": 2}]}],
+    }
     data.update(change)
     with pytest.raises(LayoutError) as caught:
         parse_template(data, name="mine", source="mine.yaml")
@@ -228,8 +250,25 @@ def test_unknown_layout_name_lists_the_templates():
 
 def test_readme_documents_every_key_and_template():
     readme = (LAYOUTS_DIR / "README.md").read_text(encoding="utf-8")
-    for key in ("page", "margins", "gutter", "border", "background", "direction", "caption_position", "fit",
-                "title_height", "last_page", "pages", "rows", "cells", "height", "kind", "chapter_panels", "dpi"):
+    for key in (
+        "page",
+        "margins",
+        "gutter",
+        "border",
+        "background",
+        "direction",
+        "caption_position",
+        "fit",
+        "title_height",
+        "last_page",
+        "pages",
+        "rows",
+        "cells",
+        "height",
+        "kind",
+        "chapter_panels",
+        "dpi",
+    ):
         assert f"`{key}" in readme, key
     for name in REQUIRED:
         assert f"`{name}`" in readme, name

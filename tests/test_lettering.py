@@ -159,8 +159,12 @@ def test_caption_pixels_are_real_glyphs_not_boxes(lettering: Lettering, text: st
     def one_font(font: ImageFont.FreeTypeFont, string: str) -> bytes:
         other = _page(cell)
         draw = ImageDraw.Draw(other)
-        draw.rectangle((x, y, x + w - 1, y + h - 1), fill=STYLE.caption_fill,
-                       outline=STYLE.caption_border_color, width=STYLE.caption_border)
+        draw.rectangle(
+            (x, y, x + w - 1, y + h - 1),
+            fill=STYLE.caption_fill,
+            outline=STYLE.caption_border_color,
+            width=STYLE.caption_border,
+        )
         draw.text(baseline, string, font=font, fill=STYLE.text_color, anchor="ls")
         return other.crop(region).tobytes()
 
@@ -178,8 +182,8 @@ def test_caption_pixels_are_real_glyphs_not_boxes(lettering: Lettering, text: st
 
 def test_characters_no_font_has_are_left_out_not_boxed(lettering: Lettering) -> None:
     cell = (0, 0, 400, 200)
-    report = lettering.draw_panel_text(_page(cell), cell, "Look \U0001F600 there", [("A", "Wow \U0001F680!")], ["A"])
-    assert report.missing_characters == {"\U0001F600", "\U0001F680"}
+    report = lettering.draw_panel_text(_page(cell), cell, "Look \U0001f600 there", [("A", "Wow \U0001f680!")], ["A"])
+    assert report.missing_characters == {"\U0001f600", "\U0001f680"}
     assert report.caption is not None and report.caption.lines == ("Look there",)
     assert report.bubbles[0].lines == ("Wow !",)
 
@@ -280,7 +284,7 @@ def test_too_much_text_is_cut_with_an_ellipsis_and_reported(lettering: Lettering
     assert report.truncated
     assert report.caption.truncated and report.caption.lines[-1].endswith("\u2026")
     assert report.caption.font_size == STYLE.min_size
-    assert report.dropped == dialogue[len(report.bubbles):] and report.dropped
+    assert report.dropped == dialogue[len(report.bubbles) :] and report.dropped
     assert report.bubbles[-1].truncated and report.bubbles[-1].lines[-1].endswith("\u2026")
 
 
@@ -301,8 +305,9 @@ def test_reading_order_and_rtl_mirrors_ltr(lettering: Lettering) -> None:
 
 def test_tails_lean_toward_their_speakers(lettering: Lettering) -> None:
     cell = (0, 0, 700, 400)
-    report = lettering.draw_panel_text(_page(cell), cell, None, [("Left", "Hello, over there!"), ("Right", "Hello back!")],
-                                       ["Left", "Right"])
+    report = lettering.draw_panel_text(
+        _page(cell), cell, None, [("Left", "Hello, over there!"), ("Right", "Hello back!")], ["Left", "Right"]
+    )
     left, right = report.bubbles
     assert left.tail[2][0] <= left.box[0] + left.box[2] / 2
     assert right.tail[2][0] >= right.box[0] + right.box[2] / 2
@@ -375,8 +380,12 @@ def test_caption_box_pixels(lettering: Lettering) -> None:
     x, y, w, h = report.caption.box
     border = STYLE.caption_border
     # Fill just inside the border at all four corners; border colour on every edge.
-    for cx, cy in ((x + border, y + border), (x + w - 1 - border, y + border),
-                   (x + border, y + h - 1 - border), (x + w - 1 - border, y + h - 1 - border)):
+    for cx, cy in (
+        (x + border, y + border),
+        (x + w - 1 - border, y + border),
+        (x + border, y + h - 1 - border),
+        (x + w - 1 - border, y + h - 1 - border),
+    ):
         assert page.getpixel((cx, cy)) == STYLE.caption_fill
     for ex, ey in ((x, y + h // 2), (x + w - 1, y + h // 2), (x + w // 2, y), (x + w // 2, y + h - 1)):
         assert page.getpixel((ex, ey)) == STYLE.caption_border_color
@@ -390,7 +399,9 @@ def test_page_with_caption_and_bubbles_pixels(lettering: Lettering) -> None:
     cell = (10, 10, 560, 380)
     page = _page(cell)
     report = lettering.draw_panel_text(
-        page, cell, "Meanwhile, in the harbour town...",
+        page,
+        cell,
+        "Meanwhile, in the harbour town...",
         [("Bob", "Did you hear that?"), ("Alice", "Just the wind. Go back to sleep!"), ("Minji", "무슨 일이에요?")],
         ["Bob", "Alice", "Minji"],
     )

@@ -210,7 +210,9 @@ def test_registry_entries():
 
 def test_registry_bad_file(tmp_path):
     bad = tmp_path / "models.yaml"
-    bad.write_text("models:\n  x:\n    source: a/b\n    family: flux\n    steps: 1\n    guidance: 1\n    height: 8\n    width: 8\n")
+    bad.write_text(
+        "models:\n  x:\n    source: a/b\n    family: flux\n    steps: 1\n    guidance: 1\n    height: 8\n    width: 8\n"
+    )
     with pytest.raises(ModelError, match="flux"):
         load_model_registry(bad)
     with pytest.raises(ModelError):

@@ -69,7 +69,13 @@ def test_three_frames_by_hand():
     assert clipsim_first(frames, encoder) == pytest.approx(0.5 / math.sqrt(2), abs=1e-6)
     assert clipsim_frames(frames, encoder) == pytest.approx(1 / math.sqrt(2), abs=1e-6)
     assert transition_metrics(frames, net, encoder) == pytest.approx(
-        {"LPIPS-first": 2.0, "LPIPS-frames": 4 / 3, "CLIPSIM-first": 0.5 / math.sqrt(2), "CLIPSIM-frames": 1 / math.sqrt(2)}, abs=1e-5
+        {
+            "LPIPS-first": 2.0,
+            "LPIPS-frames": 4 / 3,
+            "CLIPSIM-first": 0.5 / math.sqrt(2),
+            "CLIPSIM-frames": 1 / math.sqrt(2),
+        },
+        abs=1e-5,
     )
 
 
@@ -98,7 +104,9 @@ def test_distance_grows_with_the_change_and_is_symmetric():
     assert lpips_first([start, end], net) == pytest.approx(lpips_first([end, start], net), rel=1e-5)
     frames = [blend(start, end, t) for t in (0.0, 0.2, 0.5, 1.0)]
     assert lpips_frames(frames, net) == pytest.approx(lpips_frames(frames[::-1], net), rel=1e-5)
-    similarities = [clipsim_first([solid((200, 40, 40)), solid((200, 40 + s, 40))], MeanColourEncoder()) for s in (20, 80, 160)]
+    similarities = [
+        clipsim_first([solid((200, 40, 40)), solid((200, 40 + s, 40))], MeanColourEncoder()) for s in (20, 80, 160)
+    ]
     assert similarities == sorted(similarities, reverse=True)
 
 

@@ -54,8 +54,22 @@ def _write_set(folder: Path, count: int, seed: int) -> Path:
 
 
 def _tiny_options(**overrides) -> TrainingOptions:
-    base = dict(tiny_encoder=True, frames=FRAMES, tokens=TOKENS, layers=2, hidden=64, heads=4, steps=800,
-                batch_size=16, lr=2e-3, warmup_steps=20, save_every=400, progress=False, cpu=True, seed=0)
+    base = dict(
+        tiny_encoder=True,
+        frames=FRAMES,
+        tokens=TOKENS,
+        layers=2,
+        hidden=64,
+        heads=4,
+        steps=800,
+        batch_size=16,
+        lr=2e-3,
+        warmup_steps=20,
+        save_every=400,
+        progress=False,
+        cpu=True,
+        seed=0,
+    )
     base.update(overrides)
     return TrainingOptions(**base)
 
@@ -116,7 +130,11 @@ def test_outputs_are_safetensors_and_json_only(trained):
     assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-400", "checkpoint-800"]
     assert {p.name for p in (out / "checkpoint-400").iterdir()} == {
-        "config.json", "model.safetensors", "optimizer.safetensors", "trainer_state.json"}
+        "config.json",
+        "model.safetensors",
+        "optimizer.safetensors",
+        "trainer_state.json",
+    }
     suffixes = {p.suffix for p in out.rglob("*") if p.is_file()}
     assert suffixes <= {".json", ".jsonl", ".safetensors"}, suffixes
     assert not [p for p in out.rglob("*") if p.suffix in {".bin", ".pt", ".pth", ".pkl", ".ckpt"}]
@@ -176,14 +194,45 @@ def test_cli_help_and_tiny_run(videos, tmp_path):
     assert help_run.returncode == 0 and "--resume" in help_run.stdout and "--mixed-precision" in help_run.stdout
     out = tmp_path / "cli"
     run = subprocess.run(
-        env_cmd + ["--videos", str(videos[0]), "--out", str(out), "--tiny-encoder", "--frames", "6", "--tokens", "5",
-                   "--layers", "1", "--hidden", "32", "--heads", "2", "--steps", "5", "--batch-size", "4",
-                   "--save-every", "5", "--no-progress", "--cpu"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env_cmd
+        + [
+            "--videos",
+            str(videos[0]),
+            "--out",
+            str(out),
+            "--tiny-encoder",
+            "--frames",
+            "6",
+            "--tokens",
+            "5",
+            "--layers",
+            "1",
+            "--hidden",
+            "32",
+            "--heads",
+            "2",
+            "--steps",
+            "5",
+            "--batch-size",
+            "4",
+            "--save-every",
+            "5",
+            "--no-progress",
+            "--cpu",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert run.returncode == 0, run.stderr
     assert (out / "model.safetensors").is_file() and (out / "checkpoint-5" / "optimizer.safetensors").is_file()
     assert SemanticMotionPredictor.from_pretrained(out).config.layers == 1
-    again = subprocess.run(env_cmd + ["--videos", str(videos[0]), "--out", str(out), "--tiny-encoder", "--no-progress"],
-                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+    again = subprocess.run(
+        env_cmd + ["--videos", str(videos[0]), "--out", str(out), "--tiny-encoder", "--no-progress"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert again.returncode == 2 and "--resume" in again.stderr

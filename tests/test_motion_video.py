@@ -64,7 +64,9 @@ def test_each_frame_reads_its_own_semantic_tokens(pipe):
     start, end = pattern(6), pattern(7)
     name = next(iter(pipe.ip_adapter.layer_ids))
     seen = []
-    hook = pipe.ip_adapter.processor(name).to_k_ip.register_forward_hook(lambda m, args, out: seen.append(args[0].clone()))
+    hook = pipe.ip_adapter.processor(name).to_k_ip.register_forward_hook(
+        lambda m, args, out: seen.append(args[0].clone())
+    )
     try:
         pipe(start, end, "", frames=4, steps=1, guidance=7.5)
     finally:
@@ -161,7 +163,15 @@ def fake_run(folder, count: int = 3, missing: tuple[int, ...] = ()):
     for i in range(count):
         if i + 1 not in missing:
             pattern(10 + i).save(folder / "panels" / panel_filename(i))
-        entries.append({"panel": i + 1, "file": f"panels/{panel_filename(i)}", "seed": i, "prompt": story.panel_prompt(i), "negative_prompt": ""})
+        entries.append(
+            {
+                "panel": i + 1,
+                "file": f"panels/{panel_filename(i)}",
+                "seed": i,
+                "prompt": story.panel_prompt(i),
+                "negative_prompt": "",
+            }
+        )
     write_json(folder / "story.json", {"format": MANIFEST_FORMAT, "story": story.to_dict(), "panels": entries})
     return folder
 
@@ -201,7 +211,27 @@ def test_animate_run_refuses_bad_panels(tmp_path, pipe):
 
 def test_cli_animate_tiny_and_bad_input(tmp_path, capsys):
     run = fake_run(tmp_path / "out")
-    code = main(["animate", str(run), "--from", "2", "--to", "3", "--frames", "4", "--fps", "4", "--model", "tiny", "--steps", "2", "--guidance", "1", "--quiet"])
+    code = main(
+        [
+            "animate",
+            str(run),
+            "--from",
+            "2",
+            "--to",
+            "3",
+            "--frames",
+            "4",
+            "--fps",
+            "4",
+            "--model",
+            "tiny",
+            "--steps",
+            "2",
+            "--guidance",
+            "1",
+            "--quiet",
+        ]
+    )
     assert code == 0
     assert (run / "video" / "02-03.mp4").is_file() and (run / "video" / "02-03.gif").is_file()
     assert "linear interpolation" in capsys.readouterr().out
@@ -225,18 +255,29 @@ def test_ip_adapter_layout_is_the_public_sd15_plus_one(tmp_path):
         full = IPAdapter.build(UNet2DConditionModel(**full_size_unet_config("sd15")), Resampler())
     state = full.state_dict()
     assert sorted(int(k) for k in full.ip_adapter) == list(range(1, 32, 2))
-    assert state["ip_adapter.1.to_k_ip.weight"].shape == (320, 768) and state["ip_adapter.31.to_v_ip.weight"].shape == (1280, 768)
+    assert state["ip_adapter.1.to_k_ip.weight"].shape == (320, 768) and state["ip_adapter.31.to_v_ip.weight"].shape == (
+        1280,
+        768,
+    )
     assert state["image_proj.latents"].shape == (1, 16, 768) and state["image_proj.proj_in.weight"].shape == (768, 1280)
-    assert state["image_proj.layers.3.0.to_kv.weight"].shape == (1536, 768) and "image_proj.layers.3.1.3.weight" in state
+    assert (
+        state["image_proj.layers.3.0.to_kv.weight"].shape == (1536, 768) and "image_proj.layers.3.1.3.weight" in state
+    )
 
     # A checkpoint in that layout loads strictly into a (tiny) SD 1.5 UNet; base adapters and pickles are refused.
     unet2d = build_tiny_sd15_pipeline().unet
-    tiny = IPAdapter.build(unet2d, Resampler(dim=32, depth=2, dim_head=16, heads=2, num_queries=4, embedding_dim=64, output_dim=32, ff_mult=2))
+    tiny = IPAdapter.build(
+        unet2d,
+        Resampler(dim=32, depth=2, dim_head=16, heads=2, num_queries=4, embedding_dim=64, output_dim=32, ff_mult=2),
+    )
     weights = {k: torch.randn(v.shape) for k, v in tiny.state_dict().items()}
     save_file(weights, str(tmp_path / "ip.safetensors"))
     loaded = load_ip_adapter(unet2d, tmp_path / "ip.safetensors")
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in weights.items())
-    base = {"image_proj.proj.weight": torch.zeros(4 * 32, 64), **{k: v for k, v in weights.items() if k.startswith("ip_adapter.")}}
+    base = {
+        "image_proj.proj.weight": torch.zeros(4 * 32, 64),
+        **{k: v for k, v in weights.items() if k.startswith("ip_adapter.")},
+    }
     save_file(base, str(tmp_path / "base.safetensors"))
     with pytest.raises(ModelError, match="IP-Adapter Plus"):
         load_ip_adapter(unet2d, tmp_path / "base.safetensors")

@@ -85,14 +85,20 @@ def test_panel_read_from_bank_equals_panel_generated_with_identity_images_in_its
     identity_prompts, identity_seeds = ["a man walks", "a man eats", "a man runs"], [1, 2, 3]
     writers = [ImageSlot(i, reads_batch=tuple(q for q in range(3) if q != i), writes=True) for i in range(3)]
     bank = IdentityBank()
-    identity_images = tiny_sdxl.denoise(identity_prompts, [""] * 3, identity_seeds, settings, writers, bank, output_type="np")
+    identity_images = tiny_sdxl.denoise(
+        identity_prompts, [""] * 3, identity_seeds, settings, writers, bank, output_type="np"
+    )
     assert bank.sources() == {0, 1, 2}
 
-    from_bank = tiny_sdxl.denoise(["a man sleeps"], [""], [9], settings, [ImageSlot(9, reads_bank=(0, 1, 2))], bank, output_type="np")
+    from_bank = tiny_sdxl.denoise(
+        ["a man sleeps"], [""], [9], settings, [ImageSlot(9, reads_bank=(0, 1, 2))], bank, output_type="np"
+    )
 
     uncached_slots = [ImageSlot(i, reads_batch=tuple(q for q in range(3) if q != i)) for i in range(3)]
     uncached_slots.append(ImageSlot(9, reads_batch=(0, 1, 2)))
-    uncached = tiny_sdxl.denoise(identity_prompts + ["a man sleeps"], [""] * 4, identity_seeds + [9], settings, uncached_slots, output_type="np")
+    uncached = tiny_sdxl.denoise(
+        identity_prompts + ["a man sleeps"], [""] * 4, identity_seeds + [9], settings, uncached_slots, output_type="np"
+    )
 
     np.testing.assert_allclose(from_bank[0], uncached[3], atol=1e-5)
     np.testing.assert_allclose(np.stack(identity_images), np.stack(uncached[:3]), atol=1e-5)
@@ -144,7 +150,9 @@ class RecordingBank(IdentityBank):
 
 
 def test_identity_mode_builds_one_bank_per_character_and_panels_read_every_bank_they_show(tiny_sdxl):
-    story = make_story("[Bob] and [Alice] share an umbrella\n[Bob] walks\n[Alice] reads\n[Bob] eats\n[Alice] sings\n[NC] a street")
+    story = make_story(
+        "[Bob] and [Alice] share an umbrella\n[Bob] walks\n[Alice] reads\n[Bob] eats\n[Alice] sings\n[NC] a street"
+    )
     settings = tiny_sdxl.resolve_settings(story)
     bank = RecordingBank(tiny_sdxl.bank_signature(settings))
     calls = []
@@ -165,8 +173,12 @@ def test_identity_mode_builds_one_bank_per_character_and_panels_read_every_bank_
 
 
 def test_bank_size_does_not_grow_with_the_number_of_panels(tiny_sdxl):
-    short = tiny_sdxl.generate(make_story("\n".join(["[Bob] walks"] * 2 + ["[Bob] and [Alice] talk"] * 2 + ["[Alice] reads"] * 2)))
-    long = tiny_sdxl.generate(make_story("\n".join(["[Bob] walks"] * 2 + ["[Bob] and [Alice] talk"] * 10 + ["[Alice] reads"] * 2)))
+    short = tiny_sdxl.generate(
+        make_story("\n".join(["[Bob] walks"] * 2 + ["[Bob] and [Alice] talk"] * 2 + ["[Alice] reads"] * 2))
+    )
+    long = tiny_sdxl.generate(
+        make_story("\n".join(["[Bob] walks"] * 2 + ["[Bob] and [Alice] talk"] * 10 + ["[Alice] reads"] * 2))
+    )
     assert short.bank.nbytes() == long.bank.nbytes() > 0
     assert len(long.panels) == 14
 

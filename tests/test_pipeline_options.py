@@ -18,7 +18,9 @@ from storydiffusion.styles import get_style, load_styles
 def small_story(**settings):
     options = dict(style="none", id_images=1, window=2, steps=2)
     options.update(settings)
-    return story_from_text("[Bob] a man in a red coat", "[Bob] walks\n[Bob] sits", settings=GenerationSettings(**options))
+    return story_from_text(
+        "[Bob] a man in a red coat", "[Bob] walks\n[Bob] sits", settings=GenerationSettings(**options)
+    )
 
 
 def write_tiny_lora(directory):

@@ -15,7 +15,11 @@ from storydiffusion.story import story_from_text
 
 
 def make_project(with_bank=True):
-    story = story_from_text("[Bob] a man in a red coat", "[Bob] walks # Off he goes.\n[NC] a street", settings=GenerationSettings(seed=4, steps=3))
+    story = story_from_text(
+        "[Bob] a man in a red coat",
+        "[Bob] walks # Off he goes.\n[NC] a street",
+        settings=GenerationSettings(seed=4, steps=3),
+    )
     bank = None
     if with_bank:
         bank = IdentityBank({"model": "tiny-sdxl", "steps": 3})
@@ -34,7 +38,9 @@ def test_project_round_trip(tmp_path):
     assert loaded.seeds == {0: 11, 1: 12}
     assert loaded.panels[1].getpixel((5, 5)) == (10, 200, 10)
     assert loaded.bank.characters == {"Bob": [0]}
-    assert torch.equal(loaded.bank.get(0, 1, 2, torch.device("cpu")), torch.arange(24, dtype=torch.float32).reshape(2, 3, 4))
+    assert torch.equal(
+        loaded.bank.get(0, 1, 2, torch.device("cpu")), torch.arange(24, dtype=torch.float32).reshape(2, 3, 4)
+    )
     assert not list(tmp_path.glob(".*.tmp"))
 
 

@@ -435,14 +435,14 @@ def test_yaml_syntax_error(tmp_path):
 
 
 def test_unquoted_tag_only_panel_is_a_list(tmp_path):
-    text = "characters:\n  Bob: a man\n  Al: b\npanels:\n  - \"[Bob] ok\"\n  - [Bob]\n"
+    text = 'characters:\n  Bob: a man\n  Al: b\npanels:\n  - "[Bob] ok"\n  - [Bob]\n'
     assert_message(error(load_story, write(tmp_path, "s.yaml", text)), "panel 2 is a list", "quotes", line=6)
 
 
 def test_panel_errors_point_into_yaml_file(tmp_path):
-    text = "characters:\n  Bob: a man\n  Al: b\npanels:\n  - \"[Bob] ok\"\n\n  - \"[Carol] sings\"\n"
+    text = 'characters:\n  Bob: a man\n  Al: b\npanels:\n  - "[Bob] ok"\n\n  - "[Carol] sings"\n'
     assert_message(error(load_story, write(tmp_path, "s.yaml", text)), "panel 2", "[Carol]", "Bob, Al", line=7)
-    text = "characters:\n  Bob: a man\n  Al: b\npanels:\n  - \"[Bob] ok\"\n  - an empty room\n"
+    text = 'characters:\n  Bob: a man\n  Al: b\npanels:\n  - "[Bob] ok"\n  - an empty room\n'
     assert_message(error(load_story, write(tmp_path, "t.yaml", text)), "panel 2 names no character", line=6)
 
 
@@ -565,7 +565,9 @@ def test_validate_code_built_unknown_tag_and_characters():
     assert_message(error(validate_story, story), "panel 1 lists characters", "[Name] tags")
     story = Story(characters=chars, panels=[Panel("rain")])
     assert_message(error(validate_story, story), "names no character", "[NC]")
-    story = Story(characters=chars, panels=[Panel("[Bob] sings", characters=("Bob",), dialogue=[DialogueLine("Eve", "x")])])
+    story = Story(
+        characters=chars, panels=[Panel("[Bob] sings", characters=("Bob",), dialogue=[DialogueLine("Eve", "x")])]
+    )
     assert_message(error(validate_story, story), "@Eve", "Bob, Alice")
     story = Story(characters=chars, panels=[Panel("[Bob] sings", characters=("Bob",), seed=-3)])
     assert "seed must be" in str(error(validate_story, story))

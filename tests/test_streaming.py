@@ -2,8 +2,6 @@
 
 import threading
 
-import pytest
-
 from storydiffusion.settings import GenerationSettings
 from storydiffusion.story import story_from_text
 from storydiffusion.streaming import PanelDone, RunFailed, RunFinished, StepDone, stream_generation

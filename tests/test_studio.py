@@ -82,7 +82,9 @@ def test_project_round_trip_continues_in_a_new_session(session, tiny_sdxl, tmp_p
     assert other.result.bank.characters == session.result.bank.characters
     assert other.retypeset("classic").files["pdf"].exists()
     redrawn = other.regenerate_panel(tiny_sdxl, 0, seed=session.result.panel(0).seed)
-    assert np.abs(np.asarray(redrawn.image, dtype=int) - np.asarray(session.result.panel(0).image, dtype=int)).max() <= 1
+    assert (
+        np.abs(np.asarray(redrawn.image, dtype=int) - np.asarray(session.result.panel(0).image, dtype=int)).max() <= 1
+    )
 
 
 def test_stop_keeps_the_panels_already_made(tmp_path, tiny_sdxl):
@@ -98,7 +100,11 @@ def test_stop_keeps_the_panels_already_made(tmp_path, tiny_sdxl):
 
 def test_actions_before_generating_are_clear_errors(tmp_path, tiny_sdxl):
     studio = StudioSession(workdir=tmp_path / "empty")
-    for action in (lambda: studio.retypeset("classic"), studio.save_project, lambda: studio.regenerate_panel(tiny_sdxl, 0)):
+    for action in (
+        lambda: studio.retypeset("classic"),
+        studio.save_project,
+        lambda: studio.regenerate_panel(tiny_sdxl, 0),
+    ):
         with pytest.raises(StoryDiffusionError, match="generate"):
             action()
 

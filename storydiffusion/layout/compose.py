@@ -10,13 +10,23 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from PIL import Image
 
-from ..output import CBZ_NAME, MANIFEST_NAME, PAGES_DIR, PANELS_DIR, PDF_NAME, ZIP_NAME, panel_filename, read_manifest, write_json
+from ..output import (
+    CBZ_NAME,
+    MANIFEST_NAME,
+    PAGES_DIR,
+    PANELS_DIR,
+    PDF_NAME,
+    ZIP_NAME,
+    panel_filename,
+    read_manifest,
+    write_json,
+)
 from ..story import DEFAULT_TITLE, Story
 from . import LayoutError
 from .export import EXPORTS, encode_png, page_filenames, write_cbz, write_pages_png, write_panels_zip, write_pdf
@@ -24,7 +34,17 @@ from .paginate import PageLayout, paginate
 from .render import make_lettering, render_pages
 from .templates import load_template
 
-__all__ = ["ComposeResult", "check_options", "compose_run", "parse_exports", "PAGES_DIR", "PAGES_FORMAT", "PDF_NAME", "CBZ_NAME", "ZIP_NAME"]
+__all__ = [
+    "ComposeResult",
+    "check_options",
+    "compose_run",
+    "parse_exports",
+    "PAGES_DIR",
+    "PAGES_FORMAT",
+    "PDF_NAME",
+    "CBZ_NAME",
+    "ZIP_NAME",
+]
 
 PAGES_INDEX = "pages.json"
 PAGES_FORMAT = "storydiffusion-pages/1"
@@ -54,13 +74,17 @@ def parse_exports(value: str | Iterable[str] | None) -> tuple[str, ...]:
         if not name:
             continue
         if name not in EXPORTS:
-            raise LayoutError(f"unknown export {name!r}: choose from {', '.join(EXPORTS)}, separated by commas (e.g. pdf,cbz)")
+            raise LayoutError(
+                f"unknown export {name!r}: choose from {', '.join(EXPORTS)}, separated by commas (e.g. pdf,cbz)"
+            )
         if name not in names:
             names.append(name)
     return tuple(names)
 
 
-def check_options(layout: str, export: str | Iterable[str] | None = None, *, fit: str | None = None, dpi: int | None = None) -> None:
+def check_options(
+    layout: str, export: str | Iterable[str] | None = None, *, fit: str | None = None, dpi: int | None = None
+) -> None:
     """Raise LayoutError for options compose would refuse, so a caller can fail before long work."""
     load_template(layout, dpi=dpi).with_options(fit=fit)
     parse_exports(export)
@@ -110,7 +134,9 @@ def compose_run(
             with Image.open(path) as image:
                 sizes.append(image.size)
         except OSError as error:
-            warnings.append(f"panel {i + 1} could not be read ({PANELS_DIR}/{path.name}: {error}): left out of the pages")
+            warnings.append(
+                f"panel {i + 1} could not be read ({PANELS_DIR}/{path.name}: {error}): left out of the pages"
+            )
             continue
         indices.append(i)
         paths.append(path)
@@ -129,7 +155,13 @@ def compose_run(
 
     layouts = paginate(template, sizes, panel_indices=indices, title=title_text is not None)
     images = render_pages(
-        layouts, dict(zip(indices, paths)), story, template, title=title_text, lettering=letterer or False, warnings=warnings
+        layouts,
+        dict(zip(indices, paths)),
+        story,
+        template,
+        title=title_text,
+        lettering=letterer or False,
+        warnings=warnings,
     )
     encoded = [encode_png(page) for page in images]
 
@@ -139,7 +171,9 @@ def compose_run(
     if "pdf" in exports:
         files["pdf"] = write_pdf(images, run / PDF_NAME, template.dpi, title=story.title)
     if "cbz" in exports:
-        files["cbz"] = write_cbz(encoded, run / CBZ_NAME, story.title, template.direction == "rtl", characters=story.characters)
+        files["cbz"] = write_cbz(
+            encoded, run / CBZ_NAME, story.title, template.direction == "rtl", characters=story.characters
+        )
     if "zip" in exports:
         files["zip"] = write_panels_zip(paths, run / ZIP_NAME)
     return ComposeResult(run, template.name, layouts, pages, files, warnings, time.perf_counter() - started)

@@ -11,8 +11,8 @@ import io
 import os
 import re
 import zipfile
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence, Union
 from xml.etree import ElementTree
 
 from PIL import Image
@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 EXPORTS = ("png", "pdf", "cbz", "zip")
-PageData = Union[Image.Image, bytes]
+PageData = Image.Image | bytes
 PDF_JPEG_QUALITY = 92  # Pillow stores RGB pages in a PDF as JPEG; 92 keeps lettering edges clean
 # zlib level 3 encodes comic pages about 40 % faster than Pillow's default 6 for a few % more bytes:
 # PNG encoding is the slowest step of composing (benchmarks/RESULTS.md).
@@ -190,6 +190,11 @@ def write_panels_zip(panel_paths: Sequence[str | os.PathLike], path: str | os.Pa
     with zipfile.ZipFile(buffer, "w") as archive:
         for panel in panel_paths:
             panel = Path(panel)
-            _zip_entry(archive, f"panels/{panel.name}", panel.read_bytes(), compress=panel.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"))
+            _zip_entry(
+                archive,
+                f"panels/{panel.name}",
+                panel.read_bytes(),
+                compress=panel.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"),
+            )
     atomic_write_bytes(path, buffer.getvalue())
     return Path(path)

@@ -58,7 +58,11 @@ def fit_image(
         return source.resize((width, height), Image.Resampling.LANCZOS, box=box, reducing_gap=_REDUCING_GAP)
     scale = min(width / iw, height / ih)
     fit_w, fit_h = max(1, min(width, round(iw * scale))), max(1, min(height, round(ih * scale)))
-    scaled = source if (fit_w, fit_h) == (iw, ih) else source.resize((fit_w, fit_h), Image.Resampling.LANCZOS, reducing_gap=_REDUCING_GAP)
+    scaled = (
+        source
+        if (fit_w, fit_h) == (iw, ih)
+        else source.resize((fit_w, fit_h), Image.Resampling.LANCZOS, reducing_gap=_REDUCING_GAP)
+    )
     if (fit_w, fit_h) == (width, height):
         return scaled.copy() if scaled is source else scaled
     canvas = Image.new("RGB", (width, height), background)

@@ -50,9 +50,21 @@ _PROBE = "ÁÉÎÕÜÅÇgjpqy|()[]{}ЙЁщДЦ가힣뷁읗ΏΆ"
 _INVISIBLE = frozenset("\u200b\u200c\u200d\u2060\ufeff\u00ad")
 # Stand-ins when no face has a character (the result is checked against the chain again).
 _SUBSTITUTES = {
-    "\u2018": "'", "\u2019": "'", "\u201a": ",", "\u201c": '"', "\u201d": '"', "\u201e": '"',
-    "\u2013": "-", "\u2014": "-", "\u2015": "-", "\u2212": "-", "\u2026": "...", "\u00a0": " ",
-    "\u3000": " ", "\u2022": "*", "\u00b7": "*",
+    "\u2018": "'",
+    "\u2019": "'",
+    "\u201a": ",",
+    "\u201c": '"',
+    "\u201d": '"',
+    "\u201e": '"',
+    "\u2013": "-",
+    "\u2014": "-",
+    "\u2015": "-",
+    "\u2212": "-",
+    "\u2026": "...",
+    "\u00a0": " ",
+    "\u3000": " ",
+    "\u2022": "*",
+    "\u00b7": "*",
 }
 # A line may not start with these: they stay with the character before them.
 _NO_LINE_START = frozenset(",.;:!?)]}%\u2019\u201d\u00bb\u2026、。，．！？：；）」』】〉》〕｝～ー")
@@ -345,10 +357,13 @@ class FontChain:
         for face, run in self.runs(text):
             font = face.font(size)
             if run.strip():
-                l, t, r, b = font.getbbox(run, anchor="ls")
-                part = [x + l, baseline + t, x + r, baseline + b]
-                box = part if box is None else [min(box[0], part[0]), min(box[1], part[1]),
-                                                max(box[2], part[2]), max(box[3], part[3])]
+                left, top, right, bottom = font.getbbox(run, anchor="ls")
+                part = [x + left, baseline + top, x + right, baseline + bottom]
+                box = (
+                    part
+                    if box is None
+                    else [min(box[0], part[0]), min(box[1], part[1]), max(box[2], part[2]), max(box[3], part[3])]
+                )
             x += face.advance(run, size)
         if box is None:
             return None

@@ -275,7 +275,9 @@ class Lettering:
         inner_w, inner_h = band[2] - 2 * pad, band[3] - 2 * pad
         if not text or inner_w <= 0 or inner_h <= 0:
             return report
-        sizes = [s for s in self._sizes(self.style.title_size) if s <= inner_h] or [self._sizes(self.style.title_size)[-1]]
+        sizes = [s for s in self._sizes(self.style.title_size) if s <= inner_h] or [
+            self._sizes(self.style.title_size)[-1]
+        ]
         fitted = _fit_block(self.fonts, text, sizes, inner_w, inner_h)
         if fitted is None:
             return report
@@ -335,8 +337,13 @@ class Lettering:
         )
         color = _color(page, st.text_color)
         for i, line in enumerate(caption.lines):
-            chain.draw_text(draw, (x + inset, y + inset + i * chain.line_height(caption.font_size)), line,
-                            caption.font_size, fill=color)
+            chain.draw_text(
+                draw,
+                (x + inset, y + inset + i * chain.line_height(caption.font_size)),
+                line,
+                caption.font_size,
+                fill=color,
+            )
 
     # ------------------------------------------------------------------------------ bubbles
 
@@ -483,8 +490,10 @@ class Lettering:
             if keep < len(lines) or ellipsis or any(chain.text_width(ln, size) > max_text_w for ln in lines):
                 lines = lines[:keep]
                 lines[-1] = _ellipsize(chain, lines[-1], size, max_text_w, force=ellipsis or keep < len(wraps[key]))
-                lines = [ln if chain.text_width(ln, size) <= max_text_w else _ellipsize(chain, ln, size, max_text_w)
-                         for ln in lines]
+                lines = [
+                    ln if chain.text_width(ln, size) <= max_text_w else _ellipsize(chain, ln, size, max_text_w)
+                    for ln in lines
+                ]
                 truncated = True
         if not lines or any(not ln or chain.text_width(ln, size) > max_text_w for ln in lines):
             return None
@@ -589,7 +598,7 @@ class Lettering:
         chain = self.fonts
         tail = self._tail_length(size)
         row_bottom: dict[int, int] = {}
-        for (x, y, r), s in zip(placed, shapes):
+        for (_x, y, r), s in zip(placed, shapes):
             row_bottom[r] = max(row_bottom.get(r, 0), y + s.height)
         last_row = max(row_bottom)
         spare = region.h - (row_bottom[last_row] + tail)
@@ -627,8 +636,19 @@ class Lettering:
             for i, (lx, ly) in enumerate(self._text_origins(body, s)):
                 ink = _union(ink, chain.ink_box((lx, ly), s.lines[i], size))
             bubbles.append(
-                Bubble(s.speaker, s.text, s.lines, body, s.shape, tuple(page_pts), tail_box, ink,  # type: ignore[arg-type]
-                       size, s.truncated, s.order)
+                Bubble(
+                    s.speaker,
+                    s.text,
+                    s.lines,
+                    body,
+                    s.shape,
+                    tuple(page_pts),
+                    tail_box,
+                    ink,  # type: ignore[arg-type]
+                    size,
+                    s.truncated,
+                    s.order,
+                )
             )
         return bubbles
 
@@ -736,9 +756,9 @@ def _union(a: Box | None, ink: tuple[int, int, int, int] | None) -> Box | None:
         return a
     if a is None:
         return (ink[0], ink[1], ink[2] - ink[0], ink[3] - ink[1])
-    l, t = min(a[0], ink[0]), min(a[1], ink[1])
-    r, b = max(a[0] + a[2], ink[2]), max(a[1] + a[3], ink[3])
-    return (l, t, r - l, b - t)
+    left, top = min(a[0], ink[0]), min(a[1], ink[1])
+    right, bottom = max(a[0] + a[2], ink[2]), max(a[1] + a[3], ink[3])
+    return (left, top, right - left, bottom - top)
 
 
 def _inset_triangle(points: list[tuple[float, float]], d: float) -> list[tuple[float, float]] | None:
@@ -760,4 +780,4 @@ def _inset_triangle(points: list[tuple[float, float]], d: float) -> list[tuple[f
 
 def _color(page: Image.Image, rgb: tuple[int, int, int]) -> int | tuple[int, ...]:
     """An RGB colour in the page's mode (grey level for "L", opaque for "RGBA")."""
-    return ImageColor.getcolor("#%02x%02x%02x" % rgb, page.mode)
+    return ImageColor.getcolor("#{:02x}{:02x}{:02x}".format(*rgb), page.mode)

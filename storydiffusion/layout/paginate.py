@@ -7,8 +7,9 @@ redrawn without touching a panel. All positions are integers computed so that gu
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from . import LayoutError
 from .templates import PageTemplate, Row
@@ -61,7 +62,7 @@ class PageLayout:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PageLayout":
+    def from_dict(cls, data: dict[str, Any]) -> PageLayout:
         cells = tuple(Cell(c["x"], c["y"], c["w"], c["h"], c["panel"] - 1) for c in data["cells"])
         title = data.get("title_box")
         return cls(data["width"], data["height"], cells, tuple(title) if title else None)
@@ -106,7 +107,7 @@ def paginate(
     if template.kind == "webtoon":
         step = template.chapter_panels or len(sizes)
         return [
-            _webtoon_page(template, sizes[start:start + step], indices[start:start + step], title and start == 0)
+            _webtoon_page(template, sizes[start : start + step], indices[start : start + step], title and start == 0)
             for start in range(0, len(sizes), step)
         ]
     pages = []
@@ -114,7 +115,7 @@ def paginate(
     while start < len(sizes):
         pattern = template.patterns[len(pages) % len(template.patterns)]
         take = min(pattern.capacity, len(sizes) - start)
-        chunk, labels = sizes[start:start + take], indices[start:start + take]
+        chunk, labels = sizes[start : start + take], indices[start : start + take]
         with_title = title and not pages
         if take == pattern.capacity:
             page = _pattern_page(template, pattern.rows, labels, with_title)
@@ -152,16 +153,20 @@ def _content_box(template: PageTemplate, width: int, height: int, title: bool) -
     return (x, y + shift, w, h - shift), band
 
 
-def _place_rows(box: Box, rows: Sequence[tuple[float, Sequence[float]]], gx: int, gy: int, min_size: int) -> list[list[Box]]:
+def _place_rows(
+    box: Box, rows: Sequence[tuple[float, Sequence[float]]], gx: int, gy: int, min_size: int
+) -> list[list[Box]]:
     """Boxes row by row, left to right, filling ``box`` with exact gutters between them."""
     x0, y0, w, h = box
     heights = _split(h - (len(rows) - 1) * gy, [height for height, _ in rows])
     placed = []
     y = y0
-    for (height, cells), row_h in zip(rows, heights):
+    for (_height, cells), row_h in zip(rows, heights):
         widths = _split(w - (len(cells) - 1) * gx, cells)
         if row_h < min_size or min(widths) < min_size:
-            raise LayoutError(f"the page has no room for a row of {len(cells)} cells: use a bigger page, a smaller gutter or fewer cells")
+            raise LayoutError(
+                f"the page has no room for a row of {len(cells)} cells: use a bigger page, a smaller gutter or fewer cells"
+            )
         x = x0
         line = []
         for cell_w in widths:
@@ -190,7 +195,9 @@ def _min_size(template: PageTemplate) -> int:
 
 def _pattern_page(template: PageTemplate, rows: Sequence[Row], labels: Sequence[int], title: bool) -> PageLayout:
     box, band = _content_box(template, template.width, template.height, title)
-    placed = _place_rows(box, [(r.height, r.cells) for r in rows], template.gutter_x, template.gutter_y, _min_size(template))
+    placed = _place_rows(
+        box, [(r.height, r.cells) for r in rows], template.gutter_x, template.gutter_y, _min_size(template)
+    )
     return PageLayout(template.width, template.height, _cells(placed, labels, box, template.direction == "rtl"), band)
 
 
@@ -212,7 +219,9 @@ def _shrunk_page(template: PageTemplate, rows: Sequence[Row], labels: Sequence[i
             kept.append(line[:left])
         else:
             x, y, w, h = box[0], line[0][1], box[2], line[0][3]
-            kept.append(_place_rows((x, y, w, h), [(1.0, rows[r].cells[:left])], t.gutter_x, t.gutter_y, _min_size(t))[0])
+            kept.append(
+                _place_rows((x, y, w, h), [(1.0, rows[r].cells[:left])], t.gutter_x, t.gutter_y, _min_size(t))[0]
+            )
         left -= len(kept[-1])
     right = max(b[0] + b[2] for line in kept for b in line)
     bottom = max(b[1] + b[3] for line in kept for b in line)
@@ -235,7 +244,9 @@ def _compositions(total: int, max_part: int, max_parts: int) -> Iterator[tuple[i
             yield (first, *rest)
 
 
-def _balanced_page(template: PageTemplate, pattern: Sequence[Row], sizes: Sequence[tuple[int, int]], labels: Sequence[int], title: bool) -> PageLayout:
+def _balanced_page(
+    template: PageTemplate, pattern: Sequence[Row], sizes: Sequence[tuple[int, int]], labels: Sequence[int], title: bool
+) -> PageLayout:
     """The last page, re-laid for its panel count so no cell is empty and the page stays full.
 
     Candidates: the pattern cut after its last panel (rows dropped, the partly used row's cells
@@ -259,7 +270,7 @@ def _balanced_page(template: PageTemplate, pattern: Sequence[Row], sizes: Sequen
         start = 0
         for k in parts:
             cell_w = max(1.0, (w - (k - 1) * t.gutter_x) / k)
-            rows.append((sum(cell_w * ph / pw for pw, ph in sizes[start:start + k]) / k, [1.0] * k))
+            rows.append((sum(cell_w * ph / pw for pw, ph in sizes[start : start + k]) / k, [1.0] * k))
             start += k
         candidates.append(rows)
     best: tuple[float, list[list[Box]]] | None = None
@@ -273,11 +284,15 @@ def _balanced_page(template: PageTemplate, pattern: Sequence[Row], sizes: Sequen
         if best is None or cost < best[0] - 1e-9:
             best = (cost, placed)
     if best is None:
-        raise LayoutError(f"the page has no room for {len(sizes)} cells: use a bigger page, a smaller gutter or a smaller title band")
+        raise LayoutError(
+            f"the page has no room for {len(sizes)} cells: use a bigger page, a smaller gutter or a smaller title band"
+        )
     return PageLayout(t.width, t.height, _cells(best[1], labels, box, t.direction == "rtl"), band)
 
 
-def _webtoon_page(template: PageTemplate, sizes: Sequence[tuple[int, int]], labels: Sequence[int], title: bool) -> PageLayout:
+def _webtoon_page(
+    template: PageTemplate, sizes: Sequence[tuple[int, int]], labels: Sequence[int], title: bool
+) -> PageLayout:
     """One chapter as one tall page: panels at the page width, each as tall as its aspect asks."""
     t = template
     m = t.margins

@@ -7,8 +7,9 @@ a long story holds one panel in memory at a time, never all of them.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from PIL import Image, ImageDraw
 
@@ -21,8 +22,8 @@ if TYPE_CHECKING:
 
 __all__ = ["render_page", "render_pages", "make_lettering", "lettering_scale"]
 
-PanelSource = Union[Image.Image, str, "os.PathLike[str]"]
-PanelImages = Union[Mapping[int, PanelSource], Sequence[PanelSource]]
+PanelSource = Union[Image.Image, str, "os.PathLike[str]"]  # noqa: UP007 (a string member needs Union)
+PanelImages = Mapping[int, PanelSource] | Sequence[PanelSource]
 # Lettering sizes are designed for 150 dpi pages and scale with the page resolution.
 LETTERING_DPI = 150
 
@@ -41,7 +42,7 @@ def make_lettering(template: PageTemplate) -> Any:
 def render_pages(
     layouts: Sequence[PageLayout],
     panel_images: PanelImages,
-    story: "Story | None",
+    story: Story | None,
     template: PageTemplate,
     *,
     title: str | None = None,
@@ -58,7 +59,15 @@ def render_pages(
     if letterer is not None and story is None:
         raise ValueError("lettering needs the story (its captions and dialogue)")
     return [
-        render_page(layout, panel_images, template, story=story, letterer=letterer, title=title if n == 0 else None, warnings=warnings)
+        render_page(
+            layout,
+            panel_images,
+            template,
+            story=story,
+            letterer=letterer,
+            title=title if n == 0 else None,
+            warnings=warnings,
+        )
         for n, layout in enumerate(layouts)
     ]
 
@@ -68,7 +77,7 @@ def render_page(
     panel_images: PanelImages,
     template: PageTemplate,
     *,
-    story: "Story | None" = None,
+    story: Story | None = None,
     letterer: Any = None,
     title: str | None = None,
     warnings: list[str] | None = None,
@@ -83,7 +92,9 @@ def render_page(
             fitted = fit_image(image, inner_w, inner_h, template.fit, template.background)
         page.paste(fitted, (cell.x + bw, cell.y + bw))
         if bw > 0:
-            draw.rectangle((cell.x, cell.y, cell.x + cell.w - 1, cell.y + cell.h - 1), outline=template.border_color, width=bw)
+            draw.rectangle(
+                (cell.x, cell.y, cell.x + cell.w - 1, cell.y + cell.h - 1), outline=template.border_color, width=bw
+            )
     if letterer is not None and story is not None:
         for cell in layout.cells:
             report = _letter_cell(letterer, page, cell, story, template)
@@ -98,13 +109,15 @@ def _note(report: Any, label: str, warnings: list[str] | None) -> None:
     if warnings is None or report is None:
         return
     if getattr(report, "truncated", False):
-        warnings.append(f"{label}: text cut short or left out for lack of room: shorten it, or use a layout with bigger cells")
+        warnings.append(
+            f"{label}: text cut short or left out for lack of room: shorten it, or use a layout with bigger cells"
+        )
     missing = getattr(report, "missing_characters", None)
     if missing:
         warnings.append(f"{label}: no bundled font has {' '.join(sorted(missing))}: those characters are not drawn")
 
 
-def _letter_cell(letterer: Any, page: Image.Image, cell: Cell, story: "Story", template: PageTemplate) -> Any:
+def _letter_cell(letterer: Any, page: Image.Image, cell: Cell, story: Story, template: PageTemplate) -> Any:
     i = cell.panel_index
     if not 0 <= i < len(story.panels):
         return None

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 from PIL import ImageColor
@@ -40,18 +41,33 @@ CAPTION_POSITIONS = ("top", "bottom")
 FITS = ("crop", "letterbox")
 LAST_PAGE = ("stretch", "shrink")
 TOP_KEYS = (
-    "name", "description", "kind", "page", "margins", "gutter", "border", "background", "direction",
-    "caption_position", "fit", "title_height", "last_page", "pages", "chapter_panels",
+    "name",
+    "description",
+    "kind",
+    "page",
+    "margins",
+    "gutter",
+    "border",
+    "background",
+    "direction",
+    "caption_position",
+    "fit",
+    "title_height",
+    "last_page",
+    "pages",
+    "chapter_panels",
 )
 # Named paper sizes (portrait, width x height); "us-comic" is the American comic book trim size.
-PAGE_SIZES: Mapping[str, tuple[str, str]] = MappingProxyType({
-    "a4": ("210mm", "297mm"),
-    "a5": ("148mm", "210mm"),
-    "b5": ("182mm", "257mm"),
-    "b6": ("128mm", "182mm"),
-    "letter": ("8.5in", "11in"),
-    "us-comic": ("6.625in", "10.25in"),
-})
+PAGE_SIZES: Mapping[str, tuple[str, str]] = MappingProxyType(
+    {
+        "a4": ("210mm", "297mm"),
+        "a5": ("148mm", "210mm"),
+        "b5": ("182mm", "257mm"),
+        "b6": ("128mm", "182mm"),
+        "letter": ("8.5in", "11in"),
+        "us-comic": ("6.625in", "10.25in"),
+    }
+)
 MAX_DPI = 1200
 MAX_PAGE_PX = 60000
 # Inches per unit; a bare number is millimetres, "px" is taken as device pixels (not scaled by dpi).
@@ -132,7 +148,7 @@ class PageTemplate:
     def max_columns(self) -> int:
         return max((len(r.cells) for p in self.patterns for r in p.rows), default=1)
 
-    def with_options(self, *, fit: str | None = None, direction: str | None = None) -> "PageTemplate":
+    def with_options(self, *, fit: str | None = None, direction: str | None = None) -> PageTemplate:
         """A copy with options a user may override per run (``--fit``), checked like the file's."""
         if fit is not None and fit not in FITS:
             raise LayoutError(f"fit must be one of {', '.join(FITS)}, not {fit!r}")
@@ -149,7 +165,9 @@ def list_templates(directory: str | Path | None = None) -> list[str]:
     folder = Path(directory) if directory is not None else LAYOUTS_DIR
     if not folder.is_dir():
         return []
-    return sorted({p.stem for p in folder.iterdir() if p.suffix in SUFFIXES and p.is_file() and not p.name.startswith(".")})
+    return sorted(
+        {p.stem for p in folder.iterdir() if p.suffix in SUFFIXES and p.is_file() and not p.name.startswith(".")}
+    )
 
 
 def template_path(name_or_path: str | Path) -> Path:
@@ -160,7 +178,9 @@ def template_path(name_or_path: str | Path) -> Path:
         if not candidate.is_file() and candidate.name == text and (LAYOUTS_DIR / text).is_file():
             return LAYOUTS_DIR / text  # "classic.yaml" names the bundled file too
         if not candidate.is_file():
-            raise LayoutError(f"layout file {text} does not exist: give an existing .yaml/.json file or a name ({_names()})")
+            raise LayoutError(
+                f"layout file {text} does not exist: give an existing .yaml/.json file or a name ({_names()})"
+            )
         return candidate
     for suffix in SUFFIXES:
         path = LAYOUTS_DIR / f"{text}{suffix}"
@@ -196,9 +216,13 @@ def parse_template(data: Any, *, name: str, source: str, dpi: int | None = None)
         raise LayoutError(f"{where}: a template must be a mapping of keys ({', '.join(TOP_KEYS)})")
     unknown = [str(k) for k in data if k not in TOP_KEYS]
     if unknown:
-        raise LayoutError(f"{where}: unknown key {unknown[0]!r}; the keys are {', '.join(TOP_KEYS)} (see layouts/README.md)")
+        raise LayoutError(
+            f"{where}: unknown key {unknown[0]!r}; the keys are {', '.join(TOP_KEYS)} (see layouts/README.md)"
+        )
     if "name" in data and data["name"] != name:
-        raise LayoutError(f"{where}: name {data['name']!r} differs from the file name {name!r}: rename the file or fix 'name'")
+        raise LayoutError(
+            f"{where}: name {data['name']!r} differs from the file name {name!r}: rename the file or fix 'name'"
+        )
     description = data.get("description", "")
     if not isinstance(description, str):
         raise LayoutError(f"{where}: description must be text")
@@ -206,7 +230,9 @@ def parse_template(data: Any, *, name: str, source: str, dpi: int | None = None)
 
     page = data.get("page", {})
     if not isinstance(page, dict):
-        raise LayoutError(f"{where}: page must be a mapping such as {{size: a4, dpi: 150}} or {{width: 800px, dpi: 96}}")
+        raise LayoutError(
+            f"{where}: page must be a mapping such as {{size: a4, dpi: 150}} or {{width: 800px, dpi: 96}}"
+        )
     unknown = [str(k) for k in page if k not in ("size", "width", "height", "dpi")]
     if unknown:
         raise LayoutError(f"{where}: page: unknown key {unknown[0]!r}; use size, width, height and dpi")
@@ -225,7 +251,9 @@ def parse_template(data: Any, *, name: str, source: str, dpi: int | None = None)
     gutter_x, gutter_y = _gutter(data.get("gutter", 0), length, where)
     border = data.get("border", {})
     if not isinstance(border, dict) or set(border) - {"width", "color"}:
-        raise LayoutError(f"{where}: border must be a mapping with width and color, e.g. {{width: 0.6mm, color: black}}")
+        raise LayoutError(
+            f"{where}: border must be a mapping with width and color, e.g. {{width: 0.6mm, color: black}}"
+        )
     border_width = length(border.get("width", 0), "border.width")
     border_color = _colour(border.get("color", "black"), f"{where}: border.color")
     background = _colour(data.get("background", "white"), f"{where}: background")
@@ -239,13 +267,17 @@ def parse_template(data: Any, *, name: str, source: str, dpi: int | None = None)
     if kind == "pages":
         patterns = _patterns(data.get("pages"), where)
     elif "pages" in data:
-        raise LayoutError(f"{where}: 'pages' is only for kind 'pages'; a {kind} template takes its cells from the panels")
+        raise LayoutError(
+            f"{where}: 'pages' is only for kind 'pages'; a {kind} template takes its cells from the panels"
+        )
     chapter_panels = data.get("chapter_panels")
     if chapter_panels is not None:
         if kind != "webtoon":
             raise LayoutError(f"{where}: chapter_panels is only for kind 'webtoon'")
         if isinstance(chapter_panels, bool) or not isinstance(chapter_panels, int) or chapter_panels < 1:
-            raise LayoutError(f"{where}: chapter_panels must be a whole number of panels, at least 1 (or left out: one chapter)")
+            raise LayoutError(
+                f"{where}: chapter_panels must be a whole number of panels, at least 1 (or left out: one chapter)"
+            )
 
     template = PageTemplate(
         name=name,
@@ -294,7 +326,9 @@ def _page_size(page: dict, kind: str, length, where: str) -> tuple[int, int]:
     size = page.get("size")
     if kind == "none":
         if size is not None or "width" in page or "height" in page:
-            raise LayoutError(f"{where}: a 'none' template has no page size (each page is one panel at its own size): keep only page.dpi")
+            raise LayoutError(
+                f"{where}: a 'none' template has no page size (each page is one panel at its own size): keep only page.dpi"
+            )
         return 0, 0
     if size is not None:
         if "width" in page or "height" in page:
@@ -303,7 +337,9 @@ def _page_size(page: dict, kind: str, length, where: str) -> tuple[int, int]:
         landscape = key.endswith(" landscape")
         key = key.removesuffix(" landscape").strip()
         if key not in PAGE_SIZES:
-            raise LayoutError(f"{where}: unknown page.size {size!r}: choose one of {', '.join(PAGE_SIZES)} (add ' landscape' to turn it), or give width and height")
+            raise LayoutError(
+                f"{where}: unknown page.size {size!r}: choose one of {', '.join(PAGE_SIZES)} (add ' landscape' to turn it), or give width and height"
+            )
         w, h = PAGE_SIZES[key]
         width, height = length(w, "page.size"), length(h, "page.size")
         if landscape:
@@ -314,7 +350,9 @@ def _page_size(page: dict, kind: str, length, where: str) -> tuple[int, int]:
         width = length(page["width"], "page.width")
         if kind == "webtoon":
             if "height" in page:
-                raise LayoutError(f"{where}: a webtoon page has no fixed height (it grows with its panels): remove page.height")
+                raise LayoutError(
+                    f"{where}: a webtoon page has no fixed height (it grows with its panels): remove page.height"
+                )
             height = 0
         else:
             if "height" not in page:
@@ -323,7 +361,9 @@ def _page_size(page: dict, kind: str, length, where: str) -> tuple[int, int]:
     if kind == "webtoon" and size is not None:
         height = 0
     if not 1 <= width <= MAX_PAGE_PX or (kind == "pages" and not 1 <= height <= MAX_PAGE_PX):
-        raise LayoutError(f"{where}: the page must be from 1 to {MAX_PAGE_PX} pixels wide and high at this dpi, got {width}x{height}")
+        raise LayoutError(
+            f"{where}: the page must be from 1 to {MAX_PAGE_PX} pixels wide and high at this dpi, got {width}x{height}"
+        )
     return width, height
 
 
@@ -343,8 +383,12 @@ def _margins(value: Any, length, where: str) -> Margins:
 def _gutter(value: Any, length, where: str) -> tuple[int, int]:
     if isinstance(value, dict):
         if set(value) - {"horizontal", "vertical"}:
-            raise LayoutError(f"{where}: gutter is one length, or a mapping {{horizontal, vertical}} (space between columns, between rows)")
-        return length(value.get("horizontal", 0), "gutter.horizontal"), length(value.get("vertical", 0), "gutter.vertical")
+            raise LayoutError(
+                f"{where}: gutter is one length, or a mapping {{horizontal, vertical}} (space between columns, between rows)"
+            )
+        return length(value.get("horizontal", 0), "gutter.horizontal"), length(
+            value.get("vertical", 0), "gutter.vertical"
+        )
     one = length(value, "gutter")
     return one, one
 
@@ -388,7 +432,9 @@ def _patterns(raw: Any, where: str) -> tuple[PagePattern, ...]:
         for r, row in enumerate(rows_raw):
             row_label = f"{label}.rows[{r}]"
             if not isinstance(row, dict) or "cells" not in row or set(row) - {"height", "cells"}:
-                raise LayoutError(f"{row_label} must be a mapping with 'cells' (and optionally 'height'), e.g. {{height: 1, cells: [2, 1]}}")
+                raise LayoutError(
+                    f"{row_label} must be a mapping with 'cells' (and optionally 'height'), e.g. {{height: 1, cells: [2, 1]}}"
+                )
             height = _weight(row.get("height", 1), f"{row_label}.height")
             cells_raw = row["cells"]
             if isinstance(cells_raw, int) and not isinstance(cells_raw, bool):
@@ -398,7 +444,9 @@ def _patterns(raw: Any, where: str) -> tuple[PagePattern, ...]:
             elif isinstance(cells_raw, list) and cells_raw:
                 cells = tuple(_weight(c, f"{row_label}.cells[{i}]") for i, c in enumerate(cells_raw))
             else:
-                raise LayoutError(f"{row_label}.cells must be a count of equal cells (3) or a list of relative widths ([2, 1])")
+                raise LayoutError(
+                    f"{row_label}.cells must be a count of equal cells (3) or a list of relative widths ([2, 1])"
+                )
             rows.append(Row(height, cells))
         patterns.append(PagePattern(tuple(rows)))
     return tuple(patterns)
@@ -412,7 +460,9 @@ def _check_room(t: PageTemplate, where: str) -> None:
         return
     content_w = t.width - m.left - m.right
     if content_w < inner:
-        raise LayoutError(f"{where}: the left and right margins ({m.left}+{m.right} px) leave no room on a {t.width} px wide page")
+        raise LayoutError(
+            f"{where}: the left and right margins ({m.left}+{m.right} px) leave no room on a {t.width} px wide page"
+        )
     if t.kind == "webtoon":
         return
     for p, pattern in enumerate(t.patterns):
@@ -421,8 +471,12 @@ def _check_room(t: PageTemplate, where: str) -> None:
             rows = len(pattern.rows)
             if content_h - (rows - 1) * t.gutter_y < rows * inner:
                 band = " with the title band (title_height)" if title else ""
-                raise LayoutError(f"{where}: pages[{p}] has {rows} rows that do not fit between the top and bottom margins{band}: use fewer rows or smaller margins/gutter")
+                raise LayoutError(
+                    f"{where}: pages[{p}] has {rows} rows that do not fit between the top and bottom margins{band}: use fewer rows or smaller margins/gutter"
+                )
             for row in pattern.rows:
                 k = len(row.cells)
                 if content_w - (k - 1) * t.gutter_x < k * inner:
-                    raise LayoutError(f"{where}: pages[{p}] has a row of {k} cells that do not fit between the margins: use fewer cells or a smaller gutter")
+                    raise LayoutError(
+                        f"{where}: pages[{p}] has a row of {k} cells that do not fit between the margins: use fewer cells or a smaller gutter"
+                    )

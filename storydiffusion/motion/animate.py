@@ -8,9 +8,10 @@ was made). ``animate_images`` does the same for two images from anywhere (the we
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from PIL import Image
 
@@ -73,7 +74,9 @@ def read_run_panels(run_dir: str | Path, start: int, end: int) -> tuple[dict[str
     """The manifest entries and image paths of panels ``start`` and ``end`` (1-based) of a run folder."""
     run = Path(run_dir)
     if not run.is_dir():
-        raise AnimationError(f"{run} is not a folder: pass the output folder of `generate` (it holds story.json and panels/)")
+        raise AnimationError(
+            f"{run} is not a folder: pass the output folder of `generate` (it holds story.json and panels/)"
+        )
     if not (run / MANIFEST_NAME).is_file():
         raise AnimationError(f"{run} has no {MANIFEST_NAME}: pass the output folder of `generate`")
     manifest = read_manifest(run / MANIFEST_NAME)
@@ -84,7 +87,9 @@ def read_run_panels(run_dir: str | Path, start: int, end: int) -> tuple[dict[str
     chosen = []
     for number in (start, end):
         if number < 1 or number > total:
-            raise PanelNumberError(f"panel {number} does not exist: this run has panels 1 to {total} (numbers are 1-based)")
+            raise PanelNumberError(
+                f"panel {number} does not exist: this run has panels 1 to {total} (numbers are 1-based)"
+            )
         entry = entries.get(number)
         relative = entry.get("file") if entry else None
         path = run / (relative or f"{PANELS_DIR}/{panel_filename(number - 1)}")
@@ -128,7 +133,9 @@ def animate_images(
     out = Path(out_dir)
     mp4 = write_mp4(result.frames, out / f"{name}.mp4", fps)
     gif = write_gif(result.frames, out / f"{name}.gif", fps)
-    return AnimationResult(mp4=mp4, gif=gif, note=result.note, frames=result.frames, seconds=time.perf_counter() - began)
+    return AnimationResult(
+        mp4=mp4, gif=gif, note=result.note, frames=result.frames, seconds=time.perf_counter() - began
+    )
 
 
 def animate_run(
@@ -170,7 +177,17 @@ def animate_run(
     name = transition_name(start, end)
     out = Path(run_dir) / VIDEO_DIR
     result = animate_images(
-        pipe, start_image, end_image, prompt, out, frames=frames, fps=fps, name=name, callback=callback, cancel=cancel, **settings
+        pipe,
+        start_image,
+        end_image,
+        prompt,
+        out,
+        frames=frames,
+        fps=fps,
+        name=name,
+        callback=callback,
+        cancel=cancel,
+        **settings,
     )
     info = out / f"{name}.json"
     write_json(

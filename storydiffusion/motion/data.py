@@ -120,7 +120,7 @@ class MotionClipDataset(torch.utils.data.Dataset):
         max_video_frames: int | None = 256,
         seed: int = 0,
         progress: bool = False,
-    ) -> "MotionClipDataset":
+    ) -> MotionClipDataset:
         """Read and encode every video of ``folder`` once."""
         paths = list_videos(folder)
         if not paths:

@@ -53,7 +53,7 @@ class ClipImageEncoder(torch.nn.Module):
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         layer: str = "penultimate",
-    ) -> "ClipImageEncoder":
+    ) -> ClipImageEncoder:
         """Load a real OpenCLIP model (open_clip downloads its weights); ``"tiny"`` gives ``tiny()``.
 
         ``layer`` picks the tokens: "penultimate" (default, what public IP-Adapter Plus weights expect)
@@ -75,7 +75,9 @@ class ClipImageEncoder(torch.nn.Module):
             ) from exc
         visual = model.visual
         if not hasattr(visual, "forward_intermediates") or not hasattr(visual, "class_embedding"):
-            raise ModelError(f"OpenCLIP model {model_name!r} has no ViT image tower; pick a ViT model such as ViT-H-14.")
+            raise ModelError(
+                f"OpenCLIP model {model_name!r} has no ViT image tower; pick a ViT model such as ViT-H-14."
+            )
         cfg = getattr(visual, "preprocess_cfg", None) or {}
         encoder = cls(visual, cfg.get("mean", _CLIP_MEAN), cfg.get("std", _CLIP_STD), model_name, pretrained)
         encoder.layer = layer
@@ -83,15 +85,22 @@ class ClipImageEncoder(torch.nn.Module):
         return encoder.to(device=device, dtype=dtype)
 
     @classmethod
-    def tiny(cls, seed: int = 0, image_size: int = 32, patch_size: int = 8, width: int = 64, layers: int = 2) -> "ClipImageEncoder":
+    def tiny(
+        cls, seed: int = 0, image_size: int = 32, patch_size: int = 8, width: int = 64, layers: int = 2
+    ) -> ClipImageEncoder:
         """A tiny random-weight OpenCLIP ViT built offline, for tests (same code path as the real tower)."""
         from open_clip.transformer import VisionTransformer
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             visual = VisionTransformer(
-                image_size=image_size, patch_size=patch_size, width=width, layers=layers,
-                heads=max(1, width // 32), mlp_ratio=4.0, output_dim=32,
+                image_size=image_size,
+                patch_size=patch_size,
+                width=width,
+                layers=layers,
+                heads=max(1, width // 32),
+                mlp_ratio=4.0,
+                output_dim=32,
             )
         return cls(visual, model_name=TINY_MODEL, pretrained=None)
 
@@ -145,7 +154,9 @@ class ClipImageEncoder(torch.nn.Module):
         scale = size / min(height, width)
         new_h, new_w = max(size, round(height * scale)), max(size, round(width * scale))
         if (new_h, new_w) != (height, width):
-            image = F.interpolate(image[None], size=(new_h, new_w), mode="bicubic", antialias=True, align_corners=False)[0]
+            image = F.interpolate(
+                image[None], size=(new_h, new_w), mode="bicubic", antialias=True, align_corners=False
+            )[0]
         top, left = (new_h - size) // 2, (new_w - size) // 2
         return image[:, top : top + size, left : left + size].clamp(0.0, 1.0)
 
@@ -155,8 +166,11 @@ class ClipImageEncoder(torch.nn.Module):
         # Plus was trained on; "last": the last block after the final norm.
         penultimate = self.layer == "penultimate"
         out = self.visual.forward_intermediates(
-            self.preprocess(images), indices=2 if penultimate else 1, normalize_intermediates=not penultimate,
-            output_fmt="NLC", output_extra_tokens=True,
+            self.preprocess(images),
+            indices=2 if penultimate else 1,
+            normalize_intermediates=not penultimate,
+            output_fmt="NLC",
+            output_extra_tokens=True,
         )
         pick = 0 if penultimate else -1
         tokens = torch.cat([out["image_intermediates_prefix"][pick], out["image_intermediates"][pick]], dim=1)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -65,7 +65,9 @@ def write_mp4(frames: Sequence[Image.Image], path: str | os.PathLike, fps: float
             for frame in frames:
                 array = _even_rgb(frame)
                 if array.shape != first.shape:
-                    raise ExportError(f"frames differ in size: {array.shape[1]}x{array.shape[0]} vs {first.shape[1]}x{first.shape[0]}")
+                    raise ExportError(
+                        f"frames differ in size: {array.shape[1]}x{array.shape[0]} vs {first.shape[1]}x{first.shape[0]}"
+                    )
                 writer.append_data(array)
         finally:
             writer.close()
@@ -75,7 +77,9 @@ def write_mp4(frames: Sequence[Image.Image], path: str | os.PathLike, fps: float
         raise
     except Exception as exc:
         temporary.unlink(missing_ok=True)
-        raise ExportError(f"could not write {path} with ffmpeg: {type(exc).__name__}: {' '.join(str(exc).split())}") from exc
+        raise ExportError(
+            f"could not write {path} with ffmpeg: {type(exc).__name__}: {' '.join(str(exc).split())}"
+        ) from exc
     return path
 
 

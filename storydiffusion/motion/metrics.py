@@ -15,7 +15,8 @@ weights are available, or an injected network, e.g. ``TinyPerceptualNet`` in off
 from __future__ import annotations
 
 import math
-from typing import Callable, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -70,7 +71,10 @@ class PerceptualDistance(torch.nn.Module):
                 if (torch.as_tensor(w) < 0).any():
                     raise MetricError(f"LPIPS layer weights must be non-negative (layer {i})")
             self.weights = torch.nn.ParameterList(
-                [torch.nn.Parameter(torch.as_tensor(w, dtype=torch.float32).flatten(), requires_grad=False) for w in weights]
+                [
+                    torch.nn.Parameter(torch.as_tensor(w, dtype=torch.float32).flatten(), requires_grad=False)
+                    for w in weights
+                ]
             )
         else:
             self.weights = None
@@ -190,7 +194,9 @@ def clipsim_frames(frames: Sequence[Image.Image], encoder: PooledEncoder) -> flo
     return float((e[:-1] * e[1:]).sum(dim=-1).mean())
 
 
-def transition_metrics(frames: Sequence[Image.Image], net: Distance | None = None, encoder: PooledEncoder | None = None) -> dict[str, float]:
+def transition_metrics(
+    frames: Sequence[Image.Image], net: Distance | None = None, encoder: PooledEncoder | None = None
+) -> dict[str, float]:
     """All four metrics that the given networks allow, keyed as in the paper."""
     result: dict[str, float] = {}
     if net is not None:

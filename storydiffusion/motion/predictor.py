@@ -58,16 +58,25 @@ class PredictorConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PredictorConfig":
+    def from_dict(cls, data: dict[str, Any]) -> PredictorConfig:
         """Build from a dict, ignoring unknown keys (written by newer versions)."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
     @classmethod
-    def tiny(cls, embed_dim: int = 64, tokens: int = 5) -> "PredictorConfig":
+    def tiny(cls, embed_dim: int = 64, tokens: int = 5) -> PredictorConfig:
         """A small config for CPU tests."""
-        return cls(embed_dim=embed_dim, tokens=tokens, hidden=64, layers=2, heads=4, max_frames=16,
-                   encoder_model="tiny", encoder_pretrained=None, encoder_layer="last")
+        return cls(
+            embed_dim=embed_dim,
+            tokens=tokens,
+            hidden=64,
+            layers=2,
+            heads=4,
+            max_frames=16,
+            encoder_model="tiny",
+            encoder_pretrained=None,
+            encoder_layer="last",
+        )
 
 
 # --------------------------------------------------------------------------- token selection
@@ -146,8 +155,13 @@ class SemanticMotionPredictor(torch.nn.Module):
         self.frame_embedding = torch.nn.Parameter(torch.randn(c.max_frames, c.hidden) * 0.02)
         self.token_embedding = torch.nn.Parameter(torch.randn(c.tokens, c.hidden) * 0.02)
         layer = torch.nn.TransformerEncoderLayer(
-            c.hidden, c.heads, dim_feedforward=int(c.hidden * c.mlp_ratio), dropout=c.dropout,
-            activation="gelu", batch_first=True, norm_first=True,
+            c.hidden,
+            c.heads,
+            dim_feedforward=int(c.hidden * c.mlp_ratio),
+            dropout=c.dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
         )
         self.transformer = torch.nn.TransformerEncoder(layer, c.layers, enable_nested_tensor=False)
         self.output_norm = torch.nn.LayerNorm(c.hidden)
@@ -156,7 +170,7 @@ class SemanticMotionPredictor(torch.nn.Module):
         torch.nn.init.zeros_(self.output_proj.bias)
 
     @classmethod
-    def tiny(cls, embed_dim: int = 64, tokens: int = 5) -> "SemanticMotionPredictor":
+    def tiny(cls, embed_dim: int = 64, tokens: int = 5) -> SemanticMotionPredictor:
         return cls(PredictorConfig.tiny(embed_dim, tokens))
 
     def _frame_positions(self, frames: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -177,7 +191,11 @@ class SemanticMotionPredictor(torch.nn.Module):
         if frames == 2:
             return base
         x = self.input_proj(self.input_norm(base))
-        x = x + self._frame_positions(frames, x.device, x.dtype)[None, :, None] + self.token_embedding.to(x.dtype)[None, None]
+        x = (
+            x
+            + self._frame_positions(frames, x.device, x.dtype)[None, :, None]
+            + self.token_embedding.to(x.dtype)[None, None]
+        )
         x = self.transformer(x.reshape(batch, frames * tokens, -1))
         residual = self.output_proj(self.output_norm(x)).reshape(batch, frames, tokens, dim)
         t = _frame_times(frames, start.device, residual.dtype)[1:-1]
@@ -214,19 +232,29 @@ class SemanticMotionPredictor(torch.nn.Module):
     @classmethod
     def from_pretrained(
         cls, folder: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
-    ) -> "SemanticMotionPredictor":
+    ) -> SemanticMotionPredictor:
         """Load a folder written by ``save_pretrained`` or the trainer; only safetensors weights are read."""
         folder = Path(folder)
         if not folder.is_dir():
-            raise ModelError(f"Motion predictor folder {folder} does not exist; train one with `python -m storydiffusion.motion.train`.")
+            raise ModelError(
+                f"Motion predictor folder {folder} does not exist; train one with `python -m storydiffusion.motion.train`."
+            )
         weights, config_path = folder / WEIGHTS_NAME, folder / CONFIG_NAME
         if not weights.is_file():
             pickles = sorted(p.name for p in folder.iterdir() if p.suffix in _PICKLE_SUFFIXES)
-            hint = (f" It holds {', '.join(pickles)}: pickle checkpoints are never loaded (they can run code); "
-                    "convert them to safetensors.") if pickles else ""
+            hint = (
+                (
+                    f" It holds {', '.join(pickles)}: pickle checkpoints are never loaded (they can run code); "
+                    "convert them to safetensors."
+                )
+                if pickles
+                else ""
+            )
             raise ModelError(f"Motion predictor folder {folder} has no {WEIGHTS_NAME}.{hint}")
         if not config_path.is_file():
-            raise ModelError(f"Motion predictor folder {folder} has no {CONFIG_NAME}; it is written next to the weights by save_pretrained.")
+            raise ModelError(
+                f"Motion predictor folder {folder} has no {CONFIG_NAME}; it is written next to the weights by save_pretrained."
+            )
         try:
             config = PredictorConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
         except (ValueError, TypeError) as exc:

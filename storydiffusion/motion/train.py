@@ -74,7 +74,9 @@ class TrainingOptions:
 
     def validate(self) -> None:
         if self.frames < 3:
-            raise SettingsError(f"--frames must be at least 3 (start, end and an intermediate frame), got {self.frames}")
+            raise SettingsError(
+                f"--frames must be at least 3 (start, end and an intermediate frame), got {self.frames}"
+            )
         if self.steps < 1 or self.batch_size < 1 or self.save_every < 1:
             raise SettingsError("--steps, --batch-size and --save-every must be positive")
         if self.lr <= 0:
@@ -116,7 +118,7 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
     """The complete checkpoint (one with its trainer state) with the highest step, if any."""
     found = []
     for path in out_dir.glob(f"{CHECKPOINT_PREFIX}*"):
-        suffix = path.name[len(CHECKPOINT_PREFIX):]
+        suffix = path.name[len(CHECKPOINT_PREFIX) :]
         if suffix.isdigit() and (path / STATE_NAME).is_file():
             found.append((int(suffix), path))
     return max(found)[1] if found else None
@@ -160,7 +162,9 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["cuda"]])
 
 
-def _save_checkpoint(folder: Path, model: SemanticMotionPredictor, optimizer: Any, scaler: Any, step: int, options: TrainingOptions) -> None:
+def _save_checkpoint(
+    folder: Path, model: SemanticMotionPredictor, optimizer: Any, scaler: Any, step: int, options: TrainingOptions
+) -> None:
     """Write into a temporary folder and rename, so a checkpoint is either complete or absent."""
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -168,8 +172,12 @@ def _save_checkpoint(folder: Path, model: SemanticMotionPredictor, optimizer: An
     tensors, meta = _flatten_optimizer(optimizer.state_dict())
     save_file(tensors, str(tmp / OPTIMIZER_NAME))
     state = {
-        "step": step, "seed": options.seed, "rng": _rng_state(), "optimizer": meta,
-        "scaler": scaler.state_dict() if scaler is not None else None, "options": options.to_json(),
+        "step": step,
+        "seed": options.seed,
+        "rng": _rng_state(),
+        "optimizer": meta,
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "options": options.to_json(),
     }
     (tmp / STATE_NAME).write_text(json.dumps(state) + "\n", encoding="utf-8")
     shutil.rmtree(folder, ignore_errors=True)
@@ -180,8 +188,11 @@ def _truncate_log(log_path: Path, step: int) -> None:
     """Drop log lines past ``step`` (written after the checkpoint a resumed run starts from)."""
     if not log_path.is_file():
         return
-    keep = [line for line in log_path.read_text(encoding="utf-8").splitlines()
-            if line.strip() and json.loads(line)["step"] <= step]
+    keep = [
+        line
+        for line in log_path.read_text(encoding="utf-8").splitlines()
+        if line.strip() and json.loads(line)["step"] <= step
+    ]
     log_path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
 
 
@@ -211,7 +222,9 @@ def _load_encoder(options: TrainingOptions, device: torch.device) -> ClipImageEn
     return ClipImageEncoder.from_pretrained(options.encoder, options.pretrained, device=device, dtype=dtype)
 
 
-def train_predictor(videos_dir: str | Path, out_dir: str | Path, options: TrainingOptions | None = None) -> TrainingReport:
+def train_predictor(
+    videos_dir: str | Path, out_dir: str | Path, options: TrainingOptions | None = None
+) -> TrainingReport:
     """Train (or resume training) a predictor on ``videos_dir``; write checkpoints and the final model to ``out_dir``."""
     from accelerate import Accelerator
 
@@ -222,21 +235,34 @@ def train_predictor(videos_dir: str | Path, out_dir: str | Path, options: Traini
     if options.resume and resume_from is None:
         raise SettingsError(f"--resume: no checkpoint-STEP folder with {STATE_NAME} in {out}.")
     if not options.resume and out.is_dir() and (latest_checkpoint(out) or (out / LOG_NAME).exists()):
-        raise SettingsError(f"{out} already holds a training run; pass --resume to continue it or choose another --out.")
+        raise SettingsError(
+            f"{out} already holds a training run; pass --resume to continue it or choose another --out."
+        )
     video_loss_fn = _video_loss(options)
 
     accelerator = Accelerator(mixed_precision=options.mixed_precision, cpu=options.cpu)
     torch.manual_seed(options.seed + accelerator.process_index)
     encoder = _load_encoder(options, accelerator.device)
     dataset = MotionClipDataset.from_folder(
-        videos_dir, encoder, options.frames, options.tokens, options.token_selection,
-        max_video_frames=options.max_video_frames, seed=options.seed,
+        videos_dir,
+        encoder,
+        options.frames,
+        options.tokens,
+        options.token_selection,
+        max_video_frames=options.max_video_frames,
+        seed=options.seed,
         progress=options.progress and accelerator.is_local_main_process,
     )
     config = PredictorConfig(
-        embed_dim=encoder.width, tokens=options.tokens, hidden=options.hidden, layers=options.layers,
-        heads=options.heads, max_frames=max(64, options.frames), token_selection=options.token_selection,
-        dropout=options.dropout, encoder_model=TINY_MODEL if options.tiny_encoder else options.encoder,
+        embed_dim=encoder.width,
+        tokens=options.tokens,
+        hidden=options.hidden,
+        layers=options.layers,
+        heads=options.heads,
+        max_frames=max(64, options.frames),
+        token_selection=options.token_selection,
+        dropout=options.dropout,
+        encoder_model=TINY_MODEL if options.tiny_encoder else options.encoder,
         encoder_pretrained=None if options.tiny_encoder else options.pretrained,
         encoder_layer=encoder.layer,
     )
@@ -249,10 +275,14 @@ def train_predictor(videos_dir: str | Path, out_dir: str | Path, options: Traini
     if options.resume and resume_from is not None:
         saved = PredictorConfig.from_dict(json.loads((resume_from / CONFIG_NAME).read_text(encoding="utf-8")))
         if saved != config:
-            raise SettingsError(f"{resume_from} was trained with another architecture ({saved}); resume with the same options.")
+            raise SettingsError(
+                f"{resume_from} was trained with another architecture ({saved}); resume with the same options."
+            )
         state = json.loads((resume_from / STATE_NAME).read_text(encoding="utf-8"))
         model.load_state_dict(load_file(str(resume_from / WEIGHTS_NAME)))
-        optimizer.load_state_dict(_unflatten_optimizer(load_file(str(resume_from / OPTIMIZER_NAME)), state["optimizer"]))
+        optimizer.load_state_dict(
+            _unflatten_optimizer(load_file(str(resume_from / OPTIMIZER_NAME)), state["optimizer"])
+        )
         start_step = int(state["step"])
     model, optimizer = accelerator.prepare(model, optimizer)
     if state is not None:
@@ -292,7 +322,9 @@ def train_predictor(videos_dir: str | Path, out_dir: str | Path, options: Traini
         optimizer.zero_grad(set_to_none=True)
         value = float(accelerator.gather(loss.detach().float().reshape(1)).mean())
         if not math.isfinite(value):
-            raise StoryDiffusionError(f"training diverged at step {step + 1} (loss {value}); lower --lr or use bf16/no mixed precision.")
+            raise StoryDiffusionError(
+                f"training diverged at step {step + 1} (loss {value}); lower --lr or use bf16/no mixed precision."
+            )
         losses.append(value)
         done = step + 1
         if accelerator.is_main_process:
@@ -325,22 +357,38 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train the Semantic Motion Predictor (CLIP image space) on a folder of videos.",
     )
     p.add_argument("--videos", required=True, help="folder of videos (mp4, webm, mov, gif, avi, mkv)")
-    p.add_argument("--out", required=True, help="output folder: checkpoints, train_log.jsonl, config.json + model.safetensors")
+    p.add_argument(
+        "--out", required=True, help="output folder: checkpoints, train_log.jsonl, config.json + model.safetensors"
+    )
     p.add_argument("--encoder", default=d.encoder, help=f"OpenCLIP model name (default {d.encoder})")
     p.add_argument("--pretrained", default=d.pretrained, help=f"OpenCLIP pretrained tag (default {d.pretrained})")
-    p.add_argument("--tiny-encoder", action="store_true", help="tiny random-weight encoder, offline (tests and demos only)")
+    p.add_argument(
+        "--tiny-encoder", action="store_true", help="tiny random-weight encoder, offline (tests and demos only)"
+    )
     for name, kind, help_text in [
-        ("frames", int, "frames per clip, start and end included"), ("tokens", int, "tokens kept per frame"),
-        ("layers", int, "transformer layers (paper: 8)"), ("hidden", int, "transformer width (paper: 1024)"),
-        ("heads", int, "attention heads"), ("steps", int, "total optimisation steps"),
-        ("batch-size", int, "clips per step and process"), ("lr", float, "AdamW learning rate"),
-        ("weight-decay", float, "AdamW weight decay"), ("warmup-steps", int, "linear learning-rate warm-up"),
-        ("save-every", int, "checkpoint interval in steps"), ("seed", int, "seed for weights and clip sampling"),
+        ("frames", int, "frames per clip, start and end included"),
+        ("tokens", int, "tokens kept per frame"),
+        ("layers", int, "transformer layers (paper: 8)"),
+        ("hidden", int, "transformer width (paper: 1024)"),
+        ("heads", int, "attention heads"),
+        ("steps", int, "total optimisation steps"),
+        ("batch-size", int, "clips per step and process"),
+        ("lr", float, "AdamW learning rate"),
+        ("weight-decay", float, "AdamW weight decay"),
+        ("warmup-steps", int, "linear learning-rate warm-up"),
+        ("save-every", int, "checkpoint interval in steps"),
+        ("seed", int, "seed for weights and clip sampling"),
         ("max-video-frames", int, "frames read per video at most"),
-        ("video-loss-weight", float, "weight of the paper's loss on the generated video (needs the video pipeline; 0 = off)"),
+        (
+            "video-loss-weight",
+            float,
+            "weight of the paper's loss on the generated video (needs the video pipeline; 0 = off)",
+        ),
     ]:
         attr = name.replace("-", "_")
-        p.add_argument(f"--{name}", type=kind, default=getattr(d, attr), help=f"{help_text} (default {getattr(d, attr)})")
+        p.add_argument(
+            f"--{name}", type=kind, default=getattr(d, attr), help=f"{help_text} (default {getattr(d, attr)})"
+        )
     p.add_argument("--token-selection", default=d.token_selection, choices=["cls+pooled", "pooled", "cls", "all"])
     p.add_argument("--mixed-precision", default=d.mixed_precision, choices=list(MIXED_PRECISION))
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
@@ -358,8 +406,10 @@ def main(argv: list[str] | None = None) -> int:
     except StoryDiffusionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"trained {report.steps} steps (from {report.start_step}) in {report.seconds:.1f} s; "
-          f"final loss {report.final_loss}; model in {report.out_dir}")
+    print(
+        f"trained {report.steps} steps (from {report.start_step}) in {report.seconds:.1f} s; "
+        f"final loss {report.final_loss}; model in {report.out_dir}"
+    )
     return 0
 
 

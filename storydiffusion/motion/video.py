@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -234,11 +235,7 @@ def cross_attention_ids(unet2d: torch.nn.Module) -> dict[str, int]:
     The public checkpoints number ``ip_adapter.N`` by the position of the layer in the SD 1.5
     ``UNet2DConditionModel.attn_processors`` order (attn1 and attn2 together: 1, 3, ..., 31).
     """
-    return {
-        name: position
-        for position, name in enumerate(unet2d.attn_processors)
-        if name.endswith("attn2.processor")
-    }
+    return {name: position for position, name in enumerate(unet2d.attn_processors) if name.endswith("attn2.processor")}
 
 
 def _layer_widths(unet2d: torch.nn.Module) -> dict[str, int]:
@@ -259,7 +256,7 @@ class IPAdapter(torch.nn.Module):
         self.layer_ids = dict(ids)
 
     @classmethod
-    def build(cls, unet2d: torch.nn.Module, image_proj: Resampler, scale: float = 1.0) -> "IPAdapter":
+    def build(cls, unet2d: torch.nn.Module, image_proj: Resampler, scale: float = 1.0) -> IPAdapter:
         """Empty weights shaped for ``unet2d`` (SD 1.5 layout); fill them with ``load_state_dict``."""
         ids = cross_attention_ids(unet2d)
         widths = _layer_widths(unet2d)
@@ -310,7 +307,12 @@ def resampler_from_state_dict(state: dict[str, torch.Tensor]) -> Resampler:
     )
 
 
-def load_ip_adapter(unet2d: torch.nn.Module, source: str | Path | tuple[str, str, str], scale: float = 1.0, local_files_only: bool = False) -> IPAdapter:
+def load_ip_adapter(
+    unet2d: torch.nn.Module,
+    source: str | Path | tuple[str, str, str],
+    scale: float = 1.0,
+    local_files_only: bool = False,
+) -> IPAdapter:
     """An IP-Adapter Plus from a local ``.safetensors`` file or ``(repo, subfolder, file)`` on the hub; pickles are refused."""
     from safetensors.torch import load_file
 
@@ -323,7 +325,9 @@ def load_ip_adapter(unet2d: torch.nn.Module, source: str | Path | tuple[str, str
         try:
             path = hf_hub_download(repo, filename, subfolder=subfolder or None, local_files_only=local_files_only)
         except Exception as exc:
-            raise ModelError(f"Could not download {repo}/{subfolder}/{filename}: {type(exc).__name__}: {' '.join(str(exc).split())} {_OFFLINE_HINT}") from exc
+            raise ModelError(
+                f"Could not download {repo}/{subfolder}/{filename}: {type(exc).__name__}: {' '.join(str(exc).split())} {_OFFLINE_HINT}"
+            ) from exc
     else:
         path = str(source)
         if not path.endswith(".safetensors"):
@@ -336,7 +340,9 @@ def load_ip_adapter(unet2d: torch.nn.Module, source: str | Path | tuple[str, str
     try:
         adapter.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise ModelError(f"The IP-Adapter {path} does not fit this SD 1.5 UNet: {' '.join(str(exc).split())[:400]}") from exc
+        raise ModelError(
+            f"The IP-Adapter {path} does not fit this SD 1.5 UNet: {' '.join(str(exc).split())[:400]}"
+        ) from exc
     return adapter
 
 
@@ -395,7 +401,13 @@ def _animatediff_scheduler(config: dict[str, Any] | None = None):
         prediction_type="epsilon",
     )
     if config:
-        settings.update({k: v for k, v in config.items() if k in ("num_train_timesteps", "beta_start", "beta_end", "prediction_type")})
+        settings.update(
+            {
+                k: v
+                for k, v in config.items()
+                if k in ("num_train_timesteps", "beta_start", "beta_end", "prediction_type")
+            }
+        )
     return DDIMScheduler(**settings)
 
 
@@ -451,7 +463,7 @@ class TransitionPipeline:
 
     # ----------------------------------------------------------------- construction
     @classmethod
-    def tiny(cls, seed: int = 0, predictor: str | Path | Any | None = None, tokens: int = 5) -> "TransitionPipeline":
+    def tiny(cls, seed: int = 0, predictor: str | Path | Any | None = None, tokens: int = 5) -> TransitionPipeline:
         """Every part tiny, random and built offline (about 3 M parameters): tests and the offline demo."""
         from diffusers import MotionAdapter, UNetMotionModel
 
@@ -474,7 +486,14 @@ class TransitionPipeline:
             encoder = ClipImageEncoder.tiny(seed=seed)
             cross_dim = int(sd.unet.config.cross_attention_dim)
             resampler = Resampler(
-                dim=32, depth=1, dim_head=16, heads=2, num_queries=4, embedding_dim=encoder.width, output_dim=cross_dim, ff_mult=2
+                dim=32,
+                depth=1,
+                dim_head=16,
+                heads=2,
+                num_queries=4,
+                embedding_dim=encoder.width,
+                output_dim=cross_dim,
+                ff_mult=2,
             )
             ip_adapter = IPAdapter.build(sd.unet, resampler)
             randomize_weights(ip_adapter, generator)
@@ -506,7 +525,7 @@ class TransitionPipeline:
         dtype: str | torch.dtype = "auto",
         ip_scale: float = 1.0,
         local_files_only: bool = False,
-    ) -> "TransitionPipeline":
+    ) -> TransitionPipeline:
         """Load the real models from the hub (or local folders), as a user with internet would."""
         from diffusers import AutoencoderKL, MotionAdapter, UNet2DConditionModel, UNetMotionModel
         from transformers import CLIPTextModel, CLIPTokenizer
@@ -520,19 +539,29 @@ class TransitionPipeline:
         try:
             unet2d = UNet2DConditionModel.from_pretrained(base, subfolder="unet", **kwargs)
             vae = AutoencoderKL.from_pretrained(base, subfolder="vae", **kwargs)
-            text_encoder = CLIPTextModel.from_pretrained(base, subfolder="text_encoder", local_files_only=local_files_only)
+            text_encoder = CLIPTextModel.from_pretrained(
+                base, subfolder="text_encoder", local_files_only=local_files_only
+            )
             tokenizer = CLIPTokenizer.from_pretrained(base, subfolder="tokenizer", local_files_only=local_files_only)
         except Exception as exc:
-            raise ModelError(f"Could not load the SD 1.5 model {base!r}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]} {_OFFLINE_HINT}") from exc
+            raise ModelError(
+                f"Could not load the SD 1.5 model {base!r}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]} {_OFFLINE_HINT}"
+            ) from exc
         if int(unet2d.config.cross_attention_dim) != 768:
-            raise ModelError(f"{base!r} is not an SD 1.5 model (cross-attention width {unet2d.config.cross_attention_dim}); AnimateDiff v1.5 adapters need SD 1.5.")
+            raise ModelError(
+                f"{base!r} is not an SD 1.5 model (cross-attention width {unet2d.config.cross_attention_dim}); AnimateDiff v1.5 adapters need SD 1.5."
+            )
         try:
             adapter = MotionAdapter.from_pretrained(motion_adapter, **kwargs)
         except Exception as exc:
-            raise ModelError(f"Could not load the motion adapter {motion_adapter!r}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]} {_OFFLINE_HINT}") from exc
+            raise ModelError(
+                f"Could not load the motion adapter {motion_adapter!r}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]} {_OFFLINE_HINT}"
+            ) from exc
         ip = load_ip_adapter(unet2d, ip_adapter, ip_scale, local_files_only)
         unet = UNetMotionModel.from_unet2d(unet2d, adapter)
-        image_encoder = ClipImageEncoder.from_pretrained(encoder, encoder_weights, device=torch_device, dtype=torch_dtype)
+        image_encoder = ClipImageEncoder.from_pretrained(
+            encoder, encoder_weights, device=torch_device, dtype=torch_dtype
+        )
         pipeline = cls(
             vae=vae.to(torch_device, torch_dtype).eval(),
             text_encoder=text_encoder.to(torch_device, torch_dtype).eval(),
@@ -566,7 +595,11 @@ class TransitionPipeline:
     def encode_prompt(self, prompt: str) -> torch.Tensor:
         """(1, 77, D) CLIP text tokens (prompts longer than 77 tokens are cut, as in SD)."""
         ids = self.tokenizer(
-            prompt, padding="max_length", max_length=self.tokenizer.model_max_length, truncation=True, return_tensors="pt"
+            prompt,
+            padding="max_length",
+            max_length=self.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
         ).input_ids.to(self.device)
         return self.text_encoder(ids)[0].to(self.dtype)
 
@@ -601,7 +634,8 @@ class TransitionPipeline:
     def _decode(self, latents: torch.Tensor, chunk: int = 8) -> torch.Tensor:
         """(F, C, h, w) latents -> (F, 3, H, W) pixels in [-1, 1], a few frames at a time (bounded memory)."""
         pieces = [
-            self.vae.decode(latents[i : i + chunk] / self.vae.config.scaling_factor).sample for i in range(0, latents.shape[0], chunk)
+            self.vae.decode(latents[i : i + chunk] / self.vae.config.scaling_factor).sample
+            for i in range(0, latents.shape[0], chunk)
         ]
         return torch.cat(pieces)
 
@@ -614,7 +648,9 @@ class TransitionPipeline:
         if frames < 2:
             raise AnimationError(f"--frames must be at least 2 (the two panels), got {frames}")
         if frames > self.max_frames:
-            raise AnimationError(f"--frames {frames} is more than the motion adapter handles ({self.max_frames}); use at most {self.max_frames}")
+            raise AnimationError(
+                f"--frames {frames} is more than the motion adapter handles ({self.max_frames}); use at most {self.max_frames}"
+            )
         if steps < 1:
             raise AnimationError(f"--steps must be at least 1, got {steps}")
         if height < 8 or width < 8 or height % 8 or width % 8:
