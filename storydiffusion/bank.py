@@ -17,6 +17,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from .atomic import atomic_path
 from .errors import BankError
 
 BANK_FORMAT = "storydiffusion-identity-bank/1"
@@ -110,9 +111,8 @@ class IdentityBank:
             "signature": json.dumps(self.signature, sort_keys=True),
             "characters": json.dumps(self.characters),
         }
-        temporary = path.with_name(path.name + ".tmp")
-        save_file(tensors, str(temporary), metadata=metadata)
-        os.replace(temporary, path)
+        with atomic_path(path) as temporary:
+            save_file(tensors, str(temporary), metadata=metadata)
 
     @classmethod
     def load(cls, path: str | os.PathLike, storage: str | torch.device = "cpu") -> IdentityBank:

@@ -19,9 +19,10 @@ from typing import Any
 
 from PIL import Image
 
+from .atomic import atomic_path
 from .bank import IdentityBank
 from .errors import StoryDiffusionError
-from .output import panel_filename
+from .rundir import panel_filename
 from .settings import GenerationSettings
 from .story import Story
 
@@ -62,8 +63,11 @@ def save_project(project: Project, path: str | os.PathLike) -> Path:
         ],
         "identity_bank": BANK_NAME if project.bank is not None and len(project.bank) else None,
     }
-    temporary = path.with_name(f".{path.name}.tmp")
-    with tempfile.TemporaryDirectory() as folder, zipfile.ZipFile(temporary, "w") as archive:
+    with (
+        atomic_path(path) as temporary,
+        tempfile.TemporaryDirectory() as folder,
+        zipfile.ZipFile(temporary, "w") as archive,
+    ):
         archive.writestr(PROJECT_JSON, json.dumps(document, indent=2, ensure_ascii=False), zipfile.ZIP_DEFLATED)
         for index in sorted(project.panels):
             png = io.BytesIO()
@@ -73,7 +77,6 @@ def save_project(project: Project, path: str | os.PathLike) -> Path:
             bank_path = Path(folder) / BANK_NAME
             project.bank.save(bank_path)
             archive.write(bank_path, BANK_NAME, zipfile.ZIP_STORED)
-    os.replace(temporary, path)
     return path
 
 
@@ -98,6 +101,7 @@ def load_project(path: str | os.PathLike) -> Project:
             )
         story = Story.from_dict(document["story"])
         settings = GenerationSettings.from_dict(document["settings"])
+        settings.validate()  # the ranges of settings.SETTING_RANGES, as for a story file
         story.settings = settings
         panels: dict[int, Image.Image] = {}
         seeds: dict[int, int] = {}

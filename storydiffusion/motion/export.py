@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..atomic import atomic_path, atomic_write_bytes
 from ..errors import StoryDiffusionError
-from ..output import atomic_write_bytes
 
 
 class ExportError(StoryDiffusionError):
@@ -38,45 +38,42 @@ def _even_rgb(image: Image.Image) -> np.ndarray:
 def write_mp4(frames: Sequence[Image.Image], path: str | os.PathLike, fps: float = 8, quality: int = 8) -> Path:
     """H.264 MP4 in yuv420p (plays in browsers and phones), through the ffmpeg that imageio-ffmpeg bundles.
 
-    ffmpeg writes to a temporary name beside ``path`` (same folder, same suffix so the container
-    is chosen right), renamed into place only when complete.
+    ffmpeg writes to a temporary name beside ``path`` (``atomic_path``), renamed into place only
+    when complete.
     """
     _check(frames, fps)
     import imageio.v2 as imageio
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.tmp{path.suffix or '.mp4'}")
     first = _even_rgb(frames[0])
     try:
-        writer = imageio.get_writer(
-            str(temporary),
-            format="FFMPEG",
-            mode="I",
-            fps=float(fps),
-            codec="libx264",
-            pixelformat="yuv420p",
-            quality=quality,
-            macro_block_size=1,  # sizes are made even here; no silent resizing to multiples of 16
-            ffmpeg_log_level="error",
-            output_params=["-movflags", "+faststart"],
-        )
-        try:
-            for frame in frames:
-                array = _even_rgb(frame)
-                if array.shape != first.shape:
-                    raise ExportError(
-                        f"frames differ in size: {array.shape[1]}x{array.shape[0]} vs {first.shape[1]}x{first.shape[0]}"
-                    )
-                writer.append_data(array)
-        finally:
-            writer.close()
-        os.replace(temporary, path)
+        with atomic_path(path) as temporary:
+            writer = imageio.get_writer(
+                str(temporary),
+                format="FFMPEG",
+                mode="I",
+                fps=float(fps),
+                codec="libx264",
+                pixelformat="yuv420p",
+                quality=quality,
+                macro_block_size=1,  # sizes are made even here; no silent resizing to multiples of 16
+                ffmpeg_log_level="error",
+                output_params=["-movflags", "+faststart", "-f", "mp4"],
+            )
+            try:
+                for frame in frames:
+                    array = _even_rgb(frame)
+                    if array.shape != first.shape:
+                        raise ExportError(
+                            f"frames differ in size: {array.shape[1]}x{array.shape[0]} "
+                            f"vs {first.shape[1]}x{first.shape[0]}"
+                        )
+                    writer.append_data(array)
+            finally:
+                writer.close()
     except ExportError:
-        temporary.unlink(missing_ok=True)
         raise
     except Exception as exc:
-        temporary.unlink(missing_ok=True)
         raise ExportError(
             f"could not write {path} with ffmpeg: {type(exc).__name__}: {' '.join(str(exc).split())}"
         ) from exc

@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -28,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from ..atomic import atomic_path
 from ..errors import SettingsError, StoryDiffusionError
 from .data import MotionClipDataset
 from .encoder import DEFAULT_MODEL, DEFAULT_PRETRAINED, TINY_MODEL, ClipImageEncoder
@@ -166,22 +165,19 @@ def _save_checkpoint(
     folder: Path, model: SemanticMotionPredictor, optimizer: Any, scaler: Any, step: int, options: TrainingOptions
 ) -> None:
     """Write into a temporary folder and rename, so a checkpoint is either complete or absent."""
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tensors, meta = _flatten_optimizer(optimizer.state_dict())
-    save_file(tensors, str(tmp / OPTIMIZER_NAME))
-    state = {
-        "step": step,
-        "seed": options.seed,
-        "rng": _rng_state(),
-        "optimizer": meta,
-        "scaler": scaler.state_dict() if scaler is not None else None,
-        "options": options.to_json(),
-    }
-    (tmp / STATE_NAME).write_text(json.dumps(state) + "\n", encoding="utf-8")
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
+    with atomic_path(folder) as tmp:
+        model.save_pretrained(tmp)
+        tensors, meta = _flatten_optimizer(optimizer.state_dict())
+        save_file(tensors, str(tmp / OPTIMIZER_NAME))
+        state = {
+            "step": step,
+            "seed": options.seed,
+            "rng": _rng_state(),
+            "optimizer": meta,
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "options": options.to_json(),
+        }
+        (tmp / STATE_NAME).write_text(json.dumps(state) + "\n", encoding="utf-8")
 
 
 def _truncate_log(log_path: Path, step: int) -> None:
