@@ -33,7 +33,7 @@ from storydiffusion.layout.export import encode_png, write_cbz, write_pages_png,
 from storydiffusion.layout.paginate import paginate  # noqa: E402
 from storydiffusion.layout.render import make_lettering, render_pages  # noqa: E402
 from storydiffusion.layout.templates import load_template  # noqa: E402
-from storydiffusion.output import MANIFEST_FORMAT, panel_filename, write_json  # noqa: E402
+from storydiffusion.rundir import MANIFEST_FORMAT, panel_filename, write_json  # noqa: E402
 from storydiffusion.story import story_from_text  # noqa: E402
 
 SECTION = "## Composing pages"

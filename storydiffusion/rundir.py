@@ -1,20 +1,22 @@
-"""Writing a run to disk: panels, the story.json manifest and the identity bank, each atomically."""
+"""The output folder of a run: what lives in it, what this tool wrote there, and writing it.
+
+A run folder holds ``story.json`` (the manifest), ``panels/``, optionally ``identity_bank.safetensors``,
+and what later commands add: ``pages/`` and the exports (compose), ``video/`` (animate). This module
+is the one place that knows those names; every file is written through :mod:`storydiffusion.atomic`.
+"""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import platform
-import shutil
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from . import __version__
+from .atomic import write_json, write_png
 from .errors import StoryDiffusionError
 
 MANIFEST_FORMAT = "storydiffusion-run/1"
@@ -26,28 +28,9 @@ PDF_NAME = "comic.pdf"
 CBZ_NAME = "comic.cbz"
 ZIP_NAME = "panels.zip"
 EXPORT_FILES = (PDF_NAME, CBZ_NAME, ZIP_NAME)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temporary name beside ``path``, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
-def save_image(image: Image.Image, path: str | os.PathLike) -> None:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def write_json(path: str | os.PathLike, data: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+VIDEO_DIR = "video"
+PAGES_INDEX = "pages.json"
+PAGES_FORMAT = "storydiffusion-pages/1"
 
 
 def panel_filename(index: int) -> str:
@@ -58,7 +41,8 @@ def panel_filename(index: int) -> str:
 def prepare_output_dir(out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
     """Create ``out_dir``; refuse one that already holds files unless ``overwrite``.
 
-    With ``overwrite`` only this tool's own outputs are removed, never other files of the folder.
+    With ``overwrite`` only the files this tool wrote there (:func:`written_files`) are removed,
+    never other files of the folder.
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -68,12 +52,63 @@ def prepare_output_dir(out_dir: str | os.PathLike, overwrite: bool = False) -> P
             raise StoryDiffusionError(
                 f"{out} already holds files: pass --overwrite to replace them, or choose another --out"
             )
-        for folder in (PANELS_DIR, PAGES_DIR):
-            shutil.rmtree(out / folder, ignore_errors=True)
-        for name in (MANIFEST_NAME, BANK_NAME, *EXPORT_FILES):
-            (out / name).unlink(missing_ok=True)
+        for path in written_files(out):
+            path.unlink(missing_ok=True)
+        for folder in (PAGES_DIR, VIDEO_DIR):
+            if (out / folder).is_dir() and not any((out / folder).iterdir()):
+                (out / folder).rmdir()
     (out / PANELS_DIR).mkdir(parents=True, exist_ok=True)
     return out
+
+
+def written_files(run_dir: str | os.PathLike) -> list[Path]:
+    """The files of ``run_dir`` that this tool wrote, as its own records name them.
+
+    Read from ``story.json`` (panels, identity bank), ``pages/pages.json`` (pages and exports) and
+    ``video/*.json`` (clips); a file the records do not name is the user's and is never listed.
+    Only existing files inside ``run_dir`` are returned.
+    """
+    run = Path(run_dir)
+    names: list[str] = []
+    manifest = _read_json(run / MANIFEST_NAME)
+    if manifest is not None and manifest.get("format") == MANIFEST_FORMAT:
+        names.append(MANIFEST_NAME)
+        names += [str(entry.get("file")) for entry in manifest.get("panels") or [] if isinstance(entry, dict)]
+        if isinstance(manifest.get("identity_bank"), str):
+            names.append(manifest["identity_bank"])
+    pages = _read_json(run / PAGES_DIR / PAGES_INDEX)
+    if pages is not None and pages.get("format") == PAGES_FORMAT:
+        names.append(f"{PAGES_DIR}/{PAGES_INDEX}")
+        names += [f"{PAGES_DIR}/{entry.get('file')}" for entry in pages.get("pages") or [] if isinstance(entry, dict)]
+    names += recorded_exports(run)
+    for info in sorted((run / VIDEO_DIR).glob("*.json")) if (run / VIDEO_DIR).is_dir() else []:
+        clip = _read_json(info)
+        if clip is not None and isinstance(clip.get("files"), list):
+            names.append(f"{VIDEO_DIR}/{info.name}")
+            names += [f"{VIDEO_DIR}/{name}" for name in clip["files"]]
+    inside = run.resolve()
+    found: list[Path] = []
+    for name in dict.fromkeys(names):
+        path = run / name
+        if path.is_file() and not path.is_symlink() and path.resolve().is_relative_to(inside):
+            found.append(path)
+    return found
+
+
+def recorded_exports(run_dir: str | os.PathLike) -> list[str]:
+    """The export files (PDF, CBZ, ZIP) that ``pages/pages.json`` says compose wrote."""
+    pages = _read_json(Path(run_dir) / PAGES_DIR / PAGES_INDEX)
+    if pages is None or pages.get("format") != PAGES_FORMAT or not isinstance(pages.get("exports"), list):
+        return []
+    return [name for name in EXPORT_FILES if name in pages["exports"]]
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def package_versions() -> dict[str, str]:
@@ -120,7 +155,7 @@ def build_manifest(result, bank_file: str | None = None) -> dict[str, Any]:
 
 def save_panel(panel, out_dir: str | os.PathLike) -> Path:
     path = Path(out_dir) / PANELS_DIR / panel_filename(panel.index)
-    save_image(panel.image, path)
+    write_png(panel.image, path)
     return path
 
 

@@ -19,9 +19,9 @@ from .bank import IdentityBank
 from .errors import ModelError, StoryDiffusionError
 from .layout.compose import ComposeResult, compose_run
 from .models import load_model_registry
-from .output import PANELS_DIR, save_panel, save_result
 from .pipeline import PanelImage, StoryPipeline, StoryResult
 from .project import Project, load_project, save_project
+from .rundir import PANELS_DIR, save_panel, save_result
 from .settings import GenerationSettings
 from .story import Story, story_from_text, story_to_text
 from .streaming import Event, PanelDone, RunFinished, stream_generation

@@ -21,7 +21,7 @@ from storydiffusion.layout.export import (
     write_pdf,
 )
 from storydiffusion.layout.templates import list_templates
-from storydiffusion.output import MANIFEST_FORMAT, panel_filename, write_json
+from storydiffusion.rundir import MANIFEST_FORMAT, panel_filename, write_json
 from storydiffusion.story import story_from_text
 
 ROOT = Path(__file__).resolve().parent.parent

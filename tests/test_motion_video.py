@@ -13,7 +13,7 @@ from storydiffusion.errors import ModelError
 from storydiffusion.motion.animate import MissingPanelError, PanelNumberError, animate_run
 from storydiffusion.motion.export import ExportError, write_gif, write_mp4
 from storydiffusion.motion.video import AnimationError, TransitionPipeline, fit_panel
-from storydiffusion.output import MANIFEST_FORMAT, panel_filename, write_json
+from storydiffusion.rundir import MANIFEST_FORMAT, panel_filename, write_json
 from storydiffusion.story import story_from_text
 
 FAST = dict(steps=2, guidance=1.0)  # no CFG: half the UNet batch, same code path otherwise

@@ -16,16 +16,20 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..output import (
+from ..atomic import write_json
+from ..rundir import (
     CBZ_NAME,
+    EXPORT_FILES,
     MANIFEST_NAME,
     PAGES_DIR,
+    PAGES_FORMAT,
+    PAGES_INDEX,
     PANELS_DIR,
     PDF_NAME,
     ZIP_NAME,
     panel_filename,
     read_manifest,
-    write_json,
+    recorded_exports,
 )
 from ..story import DEFAULT_TITLE, Story
 from . import LayoutError
@@ -45,9 +49,6 @@ __all__ = [
     "CBZ_NAME",
     "ZIP_NAME",
 ]
-
-PAGES_INDEX = "pages.json"
-PAGES_FORMAT = "storydiffusion-pages/1"
 
 
 @dataclass
@@ -122,6 +123,7 @@ def compose_run(
     story = Story.from_dict(read_manifest(manifest_path).get("story"))
     exports = parse_exports(export)
     template = load_template(layout, dpi=dpi).with_options(fit=fit)
+    earlier = recorded_exports(run)
 
     warnings: list[str] = []
     indices, paths, sizes = [], [], []
@@ -143,14 +145,7 @@ def compose_run(
     if not paths:
         raise LayoutError(f"{run / PANELS_DIR} holds no panels of this story (panel_001.png …): generate them first")
 
-    letterer = None
-    if lettering:
-        try:
-            letterer = make_lettering(template)
-        except ModuleNotFoundError as error:
-            if error.name != "storydiffusion.layout.lettering":
-                raise
-            warnings.append("lettering is not available: pages drawn without captions, speech or title")
+    letterer = make_lettering(template) if lettering else None
     title_text = _title_text(story, title) if letterer is not None and template.kind != "none" else None
 
     layouts = paginate(template, sizes, panel_indices=indices, title=title_text is not None)
@@ -166,7 +161,6 @@ def compose_run(
     encoded = [encode_png(page) for page in images]
 
     pages = write_pages_png(encoded, run / PAGES_DIR)
-    write_json(run / PAGES_DIR / PAGES_INDEX, _pages_index(template, layouts, title_text, warnings))
     files: dict[str, Path] = {"pages": run / PAGES_DIR}
     if "pdf" in exports:
         files["pdf"] = write_pdf(images, run / PDF_NAME, template.dpi, title=story.title)
@@ -176,10 +170,16 @@ def compose_run(
         )
     if "zip" in exports:
         files["zip"] = write_panels_zip(paths, run / ZIP_NAME)
+    # Exports of earlier compositions stay on disk, so they stay on the record of what this tool wrote.
+    written = {path.name for kind, path in files.items() if kind != "pages"}
+    exported = [name for name in EXPORT_FILES if name in written or (name in earlier and (run / name).is_file())]
+    write_json(run / PAGES_DIR / PAGES_INDEX, _pages_index(template, layouts, title_text, warnings, exported))
     return ComposeResult(run, template.name, layouts, pages, files, warnings, time.perf_counter() - started)
 
 
-def _pages_index(template, layouts: list[PageLayout], title: str | None, warnings: list[str]) -> dict:
+def _pages_index(
+    template, layouts: list[PageLayout], title: str | None, warnings: list[str], exports: list[str]
+) -> dict:
     """``pages/pages.json``: how the pages were made and in which order their panels are read."""
     return {
         "format": PAGES_FORMAT,
@@ -189,5 +189,6 @@ def _pages_index(template, layouts: list[PageLayout], title: str | None, warning
         "fit": template.fit,
         "title": title,
         "pages": [{"file": name, **layout.to_dict()} for name, layout in zip(page_filenames(len(layouts)), layouts)],
+        "exports": exports,
         "warnings": warnings,
     }

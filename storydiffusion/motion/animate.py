@@ -15,7 +15,7 @@ from typing import Any
 
 from PIL import Image
 
-from ..output import MANIFEST_NAME, PANELS_DIR, panel_filename, read_manifest, write_json
+from ..rundir import MANIFEST_NAME, PANELS_DIR, panel_filename, read_manifest, write_json
 from .export import write_gif, write_mp4
 from .video import AnimationError, TransitionPipeline, TransitionProgress
 
