@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -18,6 +17,7 @@ import gradio as gr  # noqa: E402
 from storydiffusion.errors import StoryDiffusionError, is_out_of_memory  # noqa: E402
 from storydiffusion.layout.templates import list_templates  # noqa: E402
 from storydiffusion.models import default_model_name  # noqa: E402
+from storydiffusion.resources import data_path  # noqa: E402
 from storydiffusion.settings import GenerationSettings  # noqa: E402
 from storydiffusion.story import load_story, story_from_text, story_to_text  # noqa: E402
 from storydiffusion.streaming import PanelDone, RunFailed, RunFinished, StepDone  # noqa: E402
@@ -30,8 +30,7 @@ from storydiffusion.studio import (  # noqa: E402
 )
 from storydiffusion.styles import load_styles  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent
-EXAMPLES = ROOT / "examples"
+EXAMPLES = data_path("examples")
 SYNTAX_HELP = """
 **Characters**: one per line, `[Name] description`, e.g. `[Bob] a tall man with red hair and a green jacket`.
 

@@ -25,12 +25,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .errors import ModelError
+from .resources import data_path
 
 if TYPE_CHECKING:  # pragma: no cover - imports for type hints only
     from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
 
 FAMILIES = ("sdxl", "sd15")
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_DIR = data_path("configs")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _OFFLINE_HINT = (
     "For an offline demo use `--model tiny-sdxl` (a tiny random-weight model), "

@@ -8,8 +8,9 @@ from pathlib import Path
 import yaml
 
 from .errors import SettingsError
+from .resources import data_path
 
-STYLES_FILE = Path(__file__).resolve().parent.parent / "configs" / "styles.yaml"
+STYLES_FILE = data_path("configs", "styles.yaml")
 
 
 @dataclass(frozen=True)

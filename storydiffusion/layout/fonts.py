@@ -25,6 +25,8 @@ from pathlib import Path
 
 from PIL import ImageDraw, ImageFont
 
+from ..resources import data_path
+
 __all__ = [
     "FONT_DIR",
     "FontChain",
@@ -35,7 +37,7 @@ __all__ = [
 ]
 
 #: Where the bundled fonts and their licences live (``assets/fonts`` at the repository root).
-FONT_DIR = Path(__file__).resolve().parents[2] / "assets" / "fonts"
+FONT_DIR = data_path("assets", "fonts")
 
 #: Bundled faces per weight, in fallback order: comic face, broad Latin/Greek/Cyrillic face, Hangul face.
 #: Noto Sans comes before Nanum so Cyrillic and Greek get a Western design, not a CJK font's.

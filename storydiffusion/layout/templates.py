@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 from PIL import ImageColor
 
+from ..resources import data_path
 from . import LayoutError
 
 __all__ = [
@@ -33,7 +34,7 @@ __all__ = [
     "template_path",
 ]
 
-LAYOUTS_DIR = Path(__file__).resolve().parent.parent.parent / "layouts"
+LAYOUTS_DIR = data_path("layouts")
 SUFFIXES = (".yaml", ".yml", ".json")
 KINDS = ("pages", "webtoon", "none")
 DIRECTIONS = ("ltr", "rtl")
