@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 
 from .errors import StoryDiffusionError, is_out_of_memory
+from .settings import SETTING_RANGES
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -33,10 +33,14 @@ def _panel_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected 1-based panel numbers such as 2,5, got {text!r}") from None
 
 
+def _allowed(name: str, text: str = "") -> str:
+    """Help text ending in the setting's allowed range, read from settings.SETTING_RANGES."""
+    allowed = f"allowed {SETTING_RANGES[name].describe()}"
+    return f"{text} ({allowed})" if text else allowed
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m storydiffusion", description="Character-consistent visual stories."
-    )
+    parser = argparse.ArgumentParser(prog="storydiffusion", description="Character-consistent visual stories.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     generate = commands.add_parser("generate", help="generate the panels of a story file")
@@ -46,18 +50,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         help="registry name (configs/models.yaml), hub id, local folder, .safetensors file, or tiny-sdxl / tiny-sd15",
     )
-    generate.add_argument("--steps", type=int)
-    generate.add_argument("--guidance", type=float)
-    generate.add_argument("--seed", type=int)
-    generate.add_argument("--height", type=int)
-    generate.add_argument("--width", type=int)
+    generate.add_argument("--steps", type=int, help=_allowed("steps", "denoising steps (default: the model's)"))
+    generate.add_argument("--guidance", type=float, help=_allowed("guidance", "guidance scale (default: the model's)"))
+    generate.add_argument("--seed", type=int, help=_allowed("seed", "story seed (default 0)"))
+    generate.add_argument("--height", type=int, help=_allowed("height", "pixels (default: the model's)"))
+    generate.add_argument("--width", type=int, help=_allowed("width", "pixels (default: the model's)"))
     generate.add_argument(
-        "--sampling-rate", type=_rate, help="share of other images' tokens each image attends to (default 0.5)"
+        "--sampling-rate",
+        type=_rate,
+        help=_allowed("sampling_rate", "share of other images' tokens each image attends to (default 0.5)"),
     )
-    generate.add_argument("--id-images", type=int, help="panels per character in its identity set (default 3)")
-    generate.add_argument("--window", type=int, help="panels per batch / sliding window length (default 4)")
+    generate.add_argument(
+        "--id-images", type=int, help=_allowed("id_images", "panels per character in its identity set (default 3)")
+    )
+    generate.add_argument(
+        "--window", type=int, help=_allowed("window", "panels per batch / sliding window length (default 4)")
+    )
     generate.add_argument("--mode", choices=["identity", "window"], help="identity bank (default) or sliding window")
-    generate.add_argument("--first-consistent-step", type=int, help="plain attention before this step (default 2)")
+    generate.add_argument(
+        "--first-consistent-step",
+        type=int,
+        help=_allowed("first_consistent_step", "plain attention before this step (default 2)"),
+    )
     generate.add_argument("--style", help="style preset from configs/styles.yaml")
     generate.add_argument("--negative-prompt")
     generate.add_argument("--scheduler", help="euler, euler-a, ddim, dpm++, dpm++-karras, unipc")
@@ -109,8 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     animate.add_argument("run_dir", help="a folder written by generate (story.json, panels/)")
     animate.add_argument("--from", dest="start", type=int, required=True, help="1-based number of the first panel")
     animate.add_argument("--to", dest="end", type=int, required=True, help="1-based number of the last panel")
-    animate.add_argument("--frames", type=int, default=16, help="frames including both panels (default 16, at most 32)")
-    animate.add_argument("--fps", type=float, default=8, help="frames per second of the MP4 and GIF (default 8)")
+    animate.add_argument(
+        "--frames", type=int, default=16, help=_allowed("frames", "frames including both panels (default 16)")
+    )
+    animate.add_argument(
+        "--fps", type=float, default=8, help=_allowed("fps", "frames per second of the MP4 and GIF (default 8)")
+    )
     animate.add_argument(
         "--model",
         default="default",
@@ -122,14 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     animate.add_argument("--prompt", help="text for the clip (default: the two panels' prompts)")
     animate.add_argument("--negative-prompt")
-    animate.add_argument("--seed", type=int, default=0)
-    animate.add_argument("--steps", type=int, help="denoising steps (default 25; tiny: 4)")
-    animate.add_argument("--guidance", type=float, default=7.5)
+    animate.add_argument("--seed", type=int, default=0, help=_allowed("seed"))
+    animate.add_argument("--steps", type=int, help=_allowed("animation_steps", "denoising steps (default 25; tiny: 4)"))
+    animate.add_argument("--guidance", type=float, default=7.5, help=_allowed("guidance"))
     animate.add_argument(
         "--strength",
         type=float,
         default=0.9,
-        help="noise on the in-between frames: 1 = most motion, lower = closer to a cross-fade",
+        help=_allowed("strength", "noise on the in-between frames: 1 = most motion, lower = closer to a cross-fade"),
     )
     animate.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
     animate.add_argument("--dtype", default="auto", help="auto, float16, bfloat16 or float32")
@@ -139,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _load_story_and_model(path: str):
     """A story file, or the manifest of an earlier run (then its model too)."""
-    from .output import read_manifest
+    from .rundir import read_manifest
     from .settings import GenerationSettings
     from .story import Story, load_story
 
@@ -166,8 +184,8 @@ def run_generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .bank import IdentityBank
-    from .output import prepare_output_dir, save_panel, save_result
     from .pipeline import StoryPipeline
+    from .rundir import prepare_output_dir, save_panel, save_result
 
     story, manifest_model = _load_story_and_model(args.story)
     settings = story.settings.merged(
@@ -208,7 +226,6 @@ def run_generate(args: argparse.Namespace) -> int:
         bar.set_postfix_str(f"panels {shown}" + (" (identity set)" if update.kind == "identity" else ""))
         bar.refresh()
 
-    cancel = threading.Event()
     try:
         result = pipeline.generate(
             story,
@@ -218,7 +235,6 @@ def run_generate(args: argparse.Namespace) -> int:
             bank_storage="device" if args.bank_on_device else "auto",
             callback=progress,
             on_panel=lambda panel: save_panel(panel, out),
-            cancel=cancel,
         )
     finally:
         bar.close()
@@ -228,8 +244,6 @@ def run_generate(args: argparse.Namespace) -> int:
     print(f"{len(result.panels)} panels in {out / 'panels'}; manifest {manifest}")
     if result.bank is not None and len(result.bank):
         print(f"identity bank: {result.bank.nbytes() / 2**20:.1f} MiB for {len(result.bank.sources())} identity images")
-    if result.cancelled:
-        return EXIT_INTERRUPTED
     if args.layout:
         from .layout.compose import compose_run
 

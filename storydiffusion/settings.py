@@ -1,14 +1,101 @@
-"""Generation settings shared by story files, the CLI and the UI, with their documented defaults."""
+"""Every generation setting once: its type, default and allowed range.
+
+``SETTING_RANGES`` is the one table of ranges: :meth:`GenerationSettings.validate`, the CLI's help,
+the studio's sliders, the animate checks and the project loader all read it, so they cannot disagree.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import SettingsError
 
 CONSISTENCY_MODES = ("identity", "window", "off")
+MAX_SEED = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class SettingRange:
+    """The allowed values of one numeric setting, and how a slider should step through them."""
+
+    low: float
+    high: float
+    integer: bool = False
+    multiple: int = 1  # integers only: the value must be a multiple of this (image sizes: 8)
+    high_inclusive: bool = True
+    low_inclusive: bool = True
+    ui_step: float | None = None  # the studio slider's step; None: 1 for integers, 0.05 otherwise
+
+    def describe(self) -> str:
+        """``1..1000``, ``a multiple of 8 between 64 and 4096``, ``[0, 1)``: as messages and help show it."""
+        low, high = _number(self.low), _number(self.high)
+        if self.multiple > 1:
+            return f"a multiple of {self.multiple} between {low} and {high}"
+        if self.integer:
+            return f"{low}..{high if self.high < MAX_SEED else '2**63-1'}"
+        if self.high_inclusive and self.low_inclusive:
+            return f"between {low} and {high}"
+        return f"{'[' if self.low_inclusive else '('}{low}, {high}{']' if self.high_inclusive else ')'}"
+
+    def contains(self, value: Any) -> bool:
+        """True for a value of the right type inside the range (booleans, NaN and infinity never are)."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if self.integer and not isinstance(value, int):
+            return False
+        if not math.isfinite(value):
+            return False
+        above = value >= self.low if self.low_inclusive else value > self.low
+        below = value <= self.high if self.high_inclusive else value < self.high
+        return above and below and (not self.integer or value % self.multiple == 0)
+
+    def check(self, name: str, value: Any) -> None:
+        """Raise SettingsError naming the setting, the allowed range and the value given."""
+        if not self.contains(value):
+            raise SettingsError(f"{name} must be {self.describe()}, got {value!r}")
+
+    @property
+    def step(self) -> float:
+        if self.ui_step is not None:
+            return self.ui_step
+        return self.multiple if self.integer else 0.05
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+SETTING_RANGES: dict[str, SettingRange] = {
+    # story generation (GenerationSettings)
+    "steps": SettingRange(1, 1000, integer=True),
+    "guidance": SettingRange(0.0, 50.0, ui_step=0.5),
+    "height": SettingRange(64, 4096, integer=True, multiple=8, ui_step=64),
+    "width": SettingRange(64, 4096, integer=True, multiple=8, ui_step=64),
+    "seed": SettingRange(0, MAX_SEED, integer=True),
+    "sampling_rate": SettingRange(0.0, 1.0),
+    "id_images": SettingRange(1, 16, integer=True),
+    "window": SettingRange(1, 64, integer=True),
+    "first_consistent_step": SettingRange(0, 1000, integer=True),
+    "random_skip_early": SettingRange(0.0, 1.0, high_inclusive=False),
+    "random_skip_late": SettingRange(0.0, 1.0, high_inclusive=False),
+    "max_panels": SettingRange(1, 10_000, integer=True),
+    # transitions (animate)
+    "frames": SettingRange(2, 32, integer=True),
+    "fps": SettingRange(1.0, 60.0, ui_step=1),
+    "strength": SettingRange(0.0, 1.0, low_inclusive=False),
+    "animation_steps": SettingRange(1, 200, integer=True),
+}
+
+
+def setting_range(name: str) -> SettingRange:
+    """The range of a setting by name (KeyError names the known ones)."""
+    try:
+        return SETTING_RANGES[name]
+    except KeyError:
+        raise KeyError(f"no range for {name!r}; known: {', '.join(SETTING_RANGES)}") from None
 
 
 @dataclass
@@ -52,46 +139,17 @@ class GenerationSettings:
 
     def validate(self) -> None:
         """Raise SettingsError naming the first setting that is out of range and its valid range."""
-
-        def need(ok: bool, message: str) -> None:
-            if not ok:
-                raise SettingsError(message)
-
-        if self.steps is not None:
-            need(isinstance(self.steps, int) and 1 <= self.steps <= 1000, f"steps must be 1..1000, got {self.steps!r}")
-        if self.guidance is not None:
-            need(0.0 <= float(self.guidance) <= 50.0, f"guidance must be 0..50, got {self.guidance!r}")
-        for name in ("height", "width"):
-            value = getattr(self, name)
-            if value is not None:
-                need(
-                    isinstance(value, int) and 64 <= value <= 4096 and value % 8 == 0,
-                    f"{name} must be a multiple of 8 between 64 and 4096, got {value!r}",
-                )
-        need(
-            isinstance(self.seed, int) and 0 <= self.seed < 2**63,
-            f"seed must be an integer 0..2**63-1, got {self.seed!r}",
-        )
+        for name in ("steps", "guidance", "height", "width"):
+            if getattr(self, name) is not None:
+                SETTING_RANGES[name].check(name, getattr(self, name))
         rates = self.sampling_rate.values() if isinstance(self.sampling_rate, dict) else [self.sampling_rate]
         for rate in rates:
-            need(0.0 <= float(rate) <= 1.0, f"sampling_rate must be between 0 and 1, got {rate!r}")
-        need(
-            isinstance(self.id_images, int) and 1 <= self.id_images <= 16,
-            f"id_images must be 1..16, got {self.id_images!r}",
-        )
-        need(isinstance(self.window, int) and 1 <= self.window <= 64, f"window must be 1..64, got {self.window!r}")
-        need(self.mode in CONSISTENCY_MODES, f"mode must be one of {', '.join(CONSISTENCY_MODES)}, got {self.mode!r}")
-        need(
-            isinstance(self.first_consistent_step, int) and self.first_consistent_step >= 0,
-            f"first_consistent_step must be 0 or more, got {self.first_consistent_step!r}",
-        )
-        for name in ("random_skip_early", "random_skip_late"):
-            value = getattr(self, name)
-            need(0.0 <= float(value) < 1.0, f"{name} must be in [0, 1), got {value!r}")
-        need(
-            isinstance(self.max_panels, int) and self.max_panels >= 1,
-            f"max_panels must be 1 or more, got {self.max_panels!r}",
-        )
+            SETTING_RANGES["sampling_rate"].check("sampling_rate", rate)
+        for name in ("seed", "id_images", "window", "first_consistent_step", "random_skip_early", "random_skip_late"):
+            SETTING_RANGES[name].check(name, getattr(self, name))
+        if self.mode not in CONSISTENCY_MODES:
+            raise SettingsError(f"mode must be one of {', '.join(CONSISTENCY_MODES)}, got {self.mode!r}")
+        SETTING_RANGES["max_panels"].check("max_panels", self.max_panels)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
