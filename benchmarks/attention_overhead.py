@@ -33,23 +33,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import diffusers
 import torch
+from diffusers import UNet2DConditionModel
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import diffusers  # noqa: E402
-from diffusers import UNet2DConditionModel  # noqa: E402
-
-from storydiffusion.attention import (  # noqa: E402
+from storydiffusion.attention import (
     ConsistencyContext,
     ConsistentSelfAttnProcessor,
     ImageSlot,
     install_consistent_attention,
 )
-from storydiffusion.bank import IdentityBank  # noqa: E402
-from storydiffusion.models import full_size_unet_config  # noqa: E402
+from storydiffusion.bank import IdentityBank
+from storydiffusion.models import full_size_unet_config
+
+ROOT = Path(__file__).resolve().parent.parent  # the checkout, for naming this script in RESULTS.md
 
 VAE_FACTOR = 8  # SDXL VAE: latent side = image side / 8
 TEXT_TOKENS, TEXT_DIM, POOLED_DIM, TIME_IDS = 77, 2048, 1280, 6

@@ -22,19 +22,17 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import PIL
+from PIL import Image, ImageChops, ImageDraw, features
 
-import PIL  # noqa: E402
-from PIL import Image, ImageChops, ImageDraw, features  # noqa: E402
-
-from storydiffusion.layout.compose import compose_run  # noqa: E402
-from storydiffusion.layout.export import encode_png, write_cbz, write_pages_png, write_pdf  # noqa: E402
-from storydiffusion.layout.paginate import paginate  # noqa: E402
-from storydiffusion.layout.render import make_lettering, render_pages  # noqa: E402
-from storydiffusion.layout.templates import load_template  # noqa: E402
-from storydiffusion.rundir import MANIFEST_FORMAT, panel_filename, write_json  # noqa: E402
-from storydiffusion.story import story_from_text  # noqa: E402
+from storydiffusion.atomic import write_json
+from storydiffusion.layout.compose import compose_run
+from storydiffusion.layout.export import encode_png, write_cbz, write_pages_png, write_pdf
+from storydiffusion.layout.paginate import paginate
+from storydiffusion.layout.render import make_lettering, render_pages
+from storydiffusion.layout.templates import load_template
+from storydiffusion.rundir import MANIFEST_FORMAT, panel_filename
+from storydiffusion.story import story_from_text
 
 SECTION = "## Composing pages"
 

@@ -1,15 +1,12 @@
 """Tests never reach a hub: everything runs on tiny models built offline."""
 
 import os
-import sys
-from pathlib import Path
+
+import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")
