@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from .attention import ImageSlot, stable_hash
 from .errors import StoryError
 from .settings import GenerationSettings
+from .story import Story
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,8 @@ class PlannedImage:
 
 @dataclass
 class Batch:
+    """Images generated together and what each reads and writes; ``forget_after``: bank entries to drop after it."""
+
     kind: str  # "identity", "panels", "window" or "plain"
     images: list[PlannedImage]
     slots: list[ImageSlot]
@@ -42,7 +45,7 @@ def derive_seed(story_seed: int, *parts: object) -> int:
     return stable_hash(story_seed, *parts) % 2**32
 
 
-def panel_seed(story, index: int, settings: GenerationSettings) -> int:
+def panel_seed(story: Story, index: int, settings: GenerationSettings) -> int:
     explicit = story.panels[index].seed
     return int(explicit) if explicit is not None else derive_seed(settings.seed, "panel", index)
 
@@ -52,7 +55,7 @@ def reference_source_id(character_number: int, image_number: int) -> int:
     return -(1 + character_number * 64 + image_number)
 
 
-def identity_sets(story, settings: GenerationSettings) -> dict[str, list[int]]:
+def identity_sets(story: Story, settings: GenerationSettings) -> dict[str, list[int]]:
     """Panel indices forming each character's identity set (empty list: it needs reference portraits).
 
     Explicit ``identity_panels`` win; otherwise the first ``id_images`` panels where the character
@@ -78,7 +81,7 @@ def identity_sets(story, settings: GenerationSettings) -> dict[str, list[int]]:
 
 
 def plan_story(
-    story,
+    story: Story,
     settings: GenerationSettings,
     panels: list[int] | None = None,
     banked: dict[str, list[int]] | None = None,
@@ -100,11 +103,11 @@ def plan_story(
     return _identity_plan(story, settings, wanted, dict(banked or {}))
 
 
-def _image(story, settings: GenerationSettings, index: int) -> PlannedImage:
+def _image(story: Story, settings: GenerationSettings, index: int) -> PlannedImage:
     return PlannedImage(source_id=index, seed=panel_seed(story, index, settings), panel_index=index)
 
 
-def _chunks(story, settings: GenerationSettings, wanted: list[int], kind: str) -> list[Batch]:
+def _chunks(story: Story, settings: GenerationSettings, wanted: list[int], kind: str) -> list[Batch]:
     return [
         Batch(kind, [_image(story, settings, i) for i in chunk], [ImageSlot(i) for i in chunk])
         for chunk in _split(wanted, settings.window)
@@ -115,7 +118,7 @@ def _split(items: list[int], size: int) -> list[list[int]]:
     return [items[start : start + size] for start in range(0, len(items), size)]
 
 
-def _window_plan(story, settings: GenerationSettings, wanted: list[int]) -> list[Batch]:
+def _window_plan(story: Story, settings: GenerationSettings, wanted: list[int]) -> list[Batch]:
     """Consecutive windows: each panel reads its window-mates and the previous window's samples."""
     batches: list[Batch] = []
     previous: list[int] = []
@@ -137,7 +140,9 @@ def _window_plan(story, settings: GenerationSettings, wanted: list[int]) -> list
     return batches
 
 
-def _identity_plan(story, settings: GenerationSettings, wanted: list[int], banked: dict[str, list[int]]) -> list[Batch]:
+def _identity_plan(
+    story: Story, settings: GenerationSettings, wanted: list[int], banked: dict[str, list[int]]
+) -> list[Batch]:
     sets = identity_sets(story, settings)
     needed_characters = {name for i in wanted for name in story.panels[i].characters}
     sources: dict[str, list[int]] = {}

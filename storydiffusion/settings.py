@@ -112,7 +112,7 @@ class GenerationSettings:
     seed: int = 0
     # Share of another image's tokens that each image also attends to. A float applies to every
     # attention resolution; a dict maps the downsampling factor of the layer relative to the latent
-    # (1, 2, 4, ...) to a rate, and factors it does not name use ``sampling_rate_default``.
+    # (1, 2, 4, ...) to a rate; factors it does not name use its key 0, else 0.5.
     sampling_rate: float | dict[int, float] = 0.5
     # Panels generated together per character to form its identity bank.
     id_images: int = 3

@@ -1,0 +1,92 @@
+"""Character names and ``[Name]`` tags: how names are tidied, matched and put in place of tags.
+
+Every reader of a story (the text syntax, the file reader, the validator, the prompt builder) matches
+names the same way, so the rules live here once: names match case-insensitively with runs of spaces
+collapsed, and ``[NC]`` marks a panel without characters.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+NO_CHARACTER = "NC"
+
+TAG = re.compile(r"\[([^\[\]]*)\]")
+_SPACES = re.compile(r"\s+")
+_COMMAS = re.compile(r"\s*,[\s,]*")
+
+
+def norm(text: str) -> str:
+    """Trim and collapse runs of whitespace."""
+    return _SPACES.sub(" ", text).strip()
+
+
+def name_key(name: str) -> str:
+    """Lookup key for a character name: names match case-insensitively."""
+    return norm(name).casefold()
+
+
+def is_no_character(tag: str) -> bool:
+    """True for the ``[NC]`` tag, in any case."""
+    return name_key(tag) == NO_CHARACTER.casefold()
+
+
+def name_index(characters: Mapping[str, Any]) -> dict[str, str]:
+    """Lookup key -> canonical name, for every character."""
+    return {name_key(name): name for name in characters}
+
+
+def kind_of(value: Any) -> str:
+    """What a value is, in the words a user knows ("text", "a list"), for "must be X, not Y" messages."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def known_names(characters: Mapping[str, Any]) -> str:
+    return ", ".join(characters) if characters else "none defined yet"
+
+
+def unknown_character_message(label: str, tag: str, characters: Mapping[str, Any]) -> str:
+    name = norm(tag)
+    return (
+        f"{label} names unknown character [{name}]; known characters: {known_names(characters)}. "
+        f"Add it to the characters (e.g. '[{name}] a short description') or fix the spelling"
+    )
+
+
+def unknown_speaker_message(label: str, speaker: str, characters: Mapping[str, Any]) -> str:
+    return (
+        f"{label} has a speech line by unknown speaker @{speaker}; known characters: {known_names(characters)}. "
+        "Speakers must be characters: add it to the characters or fix the spelling"
+    )
+
+
+def tidy_prompt(text: str) -> str:
+    """No doubled spaces, no empty comma runs, no leading or trailing commas or spaces."""
+    text = _COMMAS.sub(", ", norm(text))
+    return text.strip(" ,")
+
+
+def names_for_tags(text: str, characters: Mapping[str, Any]) -> str:
+    """Replace ``[Name]`` tags by the canonical name (``[NC]`` and unknown-case tags handled)."""
+    index = name_index(characters)
+
+    def replace(match: re.Match[str]) -> str:
+        if is_no_character(match.group(1)):
+            return ""
+        return index.get(name_key(match.group(1)), norm(match.group(1)))
+
+    return norm(TAG.sub(replace, text))

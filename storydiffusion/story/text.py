@@ -1,0 +1,124 @@
+"""The text syntax of the web UI's two boxes: one character per line, one panel per line.
+
+A panel line is ``prompt with [Name] tags # caption @Name: speech @Name: speech``; errors name the
+line of the box they sit on.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..errors import StoryError
+from ..settings import GenerationSettings
+from .model import DEFAULT_TITLE, Character, DialogueLine, Panel, Story
+from .names import norm
+from .validation import (
+    NO_PANELS,
+    add_character,
+    check_brackets,
+    check_name,
+    check_text_tags,
+    panel_characters,
+    resolve_speaker,
+    validate_story,
+)
+
+_CHARACTER_LINE = re.compile(r"\[([^\[\]]*)\](.*)\Z", re.S)
+# "@Name:" starts a speech line; the "@" may not follow a letter or digit, so "bob@example.com:" is text.
+_SPEECH = re.compile(r"(?<![\w@])@([^\s@:\[\]][^@:\[\]\n]*?)\s*:")
+
+
+def parse_characters(text: str) -> dict[str, Character]:
+    """Characters from text, one per line: ``[Name] description``. Lines starting with '#' are comments."""
+    characters: dict[str, Character] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        stripped = raw.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        match = _CHARACTER_LINE.match(stripped)
+        if match is None:
+            raise StoryError(
+                "a character line must start with a [Name] tag followed by a description, "
+                "e.g. '[Bob] a tall man with red hair'",
+                number,
+            )
+        name = check_name(match.group(1), number)
+        add_character(characters, name, match.group(2), number)
+    return characters
+
+
+def parse_panels(text: str, characters: dict[str, Character]) -> list[Panel]:
+    """Panels from text, one per non-blank line: ``prompt with [Name] tags # caption @Name: speech``."""
+    panels = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        if raw.strip():
+            panels.append(parse_panel_line(raw, characters, "panel", number))
+    if not panels:
+        raise StoryError(NO_PANELS)
+    return panels
+
+
+def parse_panel_line(text: str, characters: dict[str, Character], label: str, line: int | None) -> Panel:
+    """One panel line; story files use it too, for panels written as a single string."""
+    check_brackets(text, label, line)
+    prompt, has_caption, rest = text.partition("#")
+    prompt = prompt.strip()
+    names = panel_characters(prompt, characters, label, line)
+    caption, dialogue = _split_caption(rest, characters, label, line) if has_caption else (None, [])
+    return Panel(prompt=prompt, caption=caption, dialogue=dialogue, characters=names)
+
+
+def _split_caption(
+    text: str, characters: dict[str, Character], label: str, line: int | None
+) -> tuple[str | None, list[DialogueLine]]:
+    """Caption part of a panel line: the text up to the first '@Name:', then speech lines."""
+    speeches = list(_SPEECH.finditer(text))
+    caption = norm(text[: speeches[0].start()] if speeches else text) or None
+    if caption is not None:
+        check_text_tags(caption, characters, label, line)
+    dialogue = []
+    for n, match in enumerate(speeches):
+        speaker = resolve_speaker(match.group(1), characters, label, line)
+        end = speeches[n + 1].start() if n + 1 < len(speeches) else len(text)
+        said = norm(text[match.end() : end])
+        if not said:
+            raise StoryError(
+                f"{label} has an empty speech line for @{speaker}: write what they say after "
+                f"'@{speaker}:' or remove it",
+                line,
+            )
+        check_text_tags(said, characters, label, line)
+        dialogue.append(DialogueLine(speaker, said))
+    return caption, dialogue
+
+
+def story_from_text(
+    characters_text: str,
+    panels_text: str,
+    *,
+    title: str = DEFAULT_TITLE,
+    settings: GenerationSettings | None = None,
+) -> Story:
+    """A validated story from the two text boxes of the web UI."""
+    characters = parse_characters(characters_text)
+    panels = parse_panels(panels_text, characters)
+    story = Story(
+        title=norm(title) or DEFAULT_TITLE,
+        characters=characters,
+        panels=panels,
+        settings=settings if settings is not None else GenerationSettings(),
+    )
+    validate_story(story)
+    return story
+
+
+def story_to_text(story: Story) -> tuple[str, str]:
+    """The characters and panels text boxes for ``story``: what ``story_from_text`` reads back."""
+    characters = "\n".join(f"[{c.name}] {c.description}" for c in story.characters.values())
+    lines = []
+    for panel in story.panels:
+        extra = " ".join(
+            part for part in [panel.caption or ""] + [f"@{d.speaker}: {d.text}" for d in panel.dialogue] if part
+        )
+        lines.append(f"{panel.prompt} # {extra}" if extra else panel.prompt)
+    return characters, "\n".join(lines)

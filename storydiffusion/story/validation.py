@@ -1,0 +1,277 @@
+"""What makes a story valid: the checks the text and file readers share, and :func:`validate_story`.
+
+The readers run these checks as they go, so an error can name the line it sits on; ``validate_story``
+runs them again on the finished story, which also catches stories built in code.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+from ..errors import SettingsError, StoryError
+from .model import Character, DialogueLine, Panel, Story
+from .names import (
+    NO_CHARACTER,
+    TAG,
+    is_no_character,
+    kind_of,
+    known_names,
+    name_index,
+    name_key,
+    norm,
+    tidy_prompt,
+    unknown_character_message,
+    unknown_speaker_message,
+)
+
+NO_PANELS = "the story has no panels: write one panel per line (in a story file, list them under 'panels:')"
+NO_CHARACTER_MESSAGE = "names no character: add a [Name] tag, or [NC] for a panel without characters"
+_NAME_PUNCTUATION = frozenset(" -_.'\u2019")
+_MAX_PANEL_SEED = 2**63
+
+
+# ------------------------------------------------------------------------------------ shared checks
+
+
+def check_name(raw: str, line: int | None) -> str:
+    """A valid character name, trimmed; StoryError otherwise."""
+    name = norm(raw)
+    if not name:
+        raise StoryError("a character name is empty: write the name inside the brackets, e.g. '[Bob] a tall man'", line)
+    if name.casefold() == NO_CHARACTER.casefold():
+        raise StoryError("NC is reserved for panels without characters: choose another character name", line)
+    for ch in name:
+        if ch not in _NAME_PUNCTUATION and unicodedata.category(ch)[0] not in "LMN":
+            raise StoryError(
+                f"character name {name!r} contains {ch!r}: names may only use letters, digits, spaces and - _ . '",
+                line,
+            )
+    return name
+
+
+def add_character(characters: dict[str, Character], name: str, description: Any, line: int | None) -> None:
+    """Add ``name`` with its description to ``characters``, refusing empty descriptions and duplicates."""
+    if description is None or (isinstance(description, str) and not description.strip()):
+        raise StoryError(
+            f"character {name} has no description: write what they look like, e.g. '[{name}] a tall man with red hair'",
+            line,
+        )
+    if not isinstance(description, str):
+        raise StoryError(f"the description of character {name} must be text, not {kind_of(description)}", line)
+    description = norm(description)
+    if "[" in description or "]" in description:
+        raise StoryError(f"the description of character {name} may not contain '[' or ']': remove the brackets", line)
+    for existing in characters:
+        if name_key(existing) == name_key(name):
+            raise StoryError(
+                f"character {name} is defined twice (names are case-insensitive): define each character once", line
+            )
+    characters[name] = Character(name, description)
+
+
+def check_brackets(text: str, label: str, line: int | None) -> None:
+    """Every '[' closes with ']' before the next one opens."""
+    open_at = None
+    for column, ch in enumerate(text, 1):
+        if ch == "[":
+            if open_at is not None:
+                raise StoryError(
+                    f"{label} has an unbalanced '[' (column {open_at}): close each [Name] tag with ']' before the next '['",
+                    line,
+                )
+            open_at = column
+        elif ch == "]":
+            if open_at is None:
+                raise StoryError(f"{label} has an unbalanced ']' (column {column}): write tags as [Name]", line)
+            open_at = None
+    if open_at is not None:
+        raise StoryError(f"{label} has an unbalanced '[' (column {open_at}): close the [Name] tag with ']'", line)
+
+
+def resolve_tag(tag: str, characters: dict[str, Character], label: str, line: int | None) -> str:
+    """Canonical name for a tag, case-insensitively; StoryError naming the known characters otherwise."""
+    if not norm(tag):
+        raise StoryError(
+            f"{label} has an empty tag []: write a character name inside the brackets, or [NC] for a panel without characters",
+            line,
+        )
+    name = name_index(characters).get(name_key(tag))
+    if name is None:
+        raise StoryError(unknown_character_message(label, tag, characters), line)
+    return name
+
+
+def resolve_speaker(raw: str, characters: dict[str, Character], label: str, line: int | None) -> str:
+    """Canonical name of a speaker, case-insensitively; speakers must be characters."""
+    name = name_index(characters).get(name_key(raw))
+    if name is None:
+        raise StoryError(unknown_speaker_message(label, norm(raw), characters), line)
+    return name
+
+
+def check_text_tags(text: str, characters: dict[str, Character], label: str, line: int | None) -> None:
+    """Tags in captions and speech must name known characters (they are shown as the bare name)."""
+    for tag in TAG.findall(text):
+        if not is_no_character(tag):
+            resolve_tag(tag, characters, label, line)
+
+
+def panel_characters(prompt: str, characters: dict[str, Character], label: str, line: int | None) -> tuple[str, ...]:
+    """The characters a prompt shows, by the rules of the text syntax (tags, [NC], implicit single character)."""
+    names: list[str] = []
+    no_character = False
+    for tag in TAG.findall(prompt):
+        if is_no_character(tag):
+            no_character = True
+            continue
+        name = resolve_tag(tag, characters, label, line)
+        if name not in names:
+            names.append(name)
+    if no_character and names:
+        raise StoryError(
+            f"{label} has [NC] together with [{names[0]}]: [NC] marks a panel without characters, "
+            "so remove either [NC] or the other tags",
+            line,
+        )
+    if not tidy_prompt(TAG.sub(" ", prompt)):
+        raise StoryError(
+            f"{label} has an empty prompt: describe what the panel shows after the [Name] tags and before any '#' caption",
+            line,
+        )
+    if not names and not no_character:
+        if len(characters) == 1:
+            names = list(characters)
+        else:
+            raise StoryError(f"{label} {NO_CHARACTER_MESSAGE}", line)
+    return tuple(names)
+
+
+# ------------------------------------------------------------------------------------ validate_story
+
+
+def validate_story(story: Story) -> None:
+    """Raise StoryError for anything that would stop or spoil a run; do nothing for a good story.
+
+    Catches what the parsers catch, for stories built in code, plus the settings, the panel limit
+    and ``identity_panels``.
+    """
+    _validate_settings(story)
+    _validate_characters(story.characters)
+    _validate_panel_count(story)
+    for i, panel in enumerate(story.panels):
+        _validate_panel(panel, story.characters, f"panel {i + 1}")
+    _validate_identity_panels(story)
+
+
+def _validate_settings(story: Story) -> None:
+    try:
+        story.settings.validate()
+    except SettingsError as exc:
+        raise StoryError(str(exc)) from None
+    except (TypeError, ValueError) as exc:
+        raise StoryError(f"invalid settings: {exc}") from None
+    settings = story.settings
+    if settings.style is not None and (not isinstance(settings.style, str) or not settings.style.strip()):
+        raise StoryError(f"style must be the name of a style preset, got {settings.style!r}")
+    if not isinstance(settings.negative_prompt, str):
+        raise StoryError(f"negative_prompt must be text, not {kind_of(settings.negative_prompt)}")
+    if not isinstance(story.title, str):
+        raise StoryError(f"title must be text, not {kind_of(story.title)}")
+
+
+def _validate_characters(characters: dict[str, Character]) -> None:
+    seen: set[str] = set()
+    for name, character in characters.items():
+        if not isinstance(character, Character) or character.name != name:
+            raise StoryError(f"characters[{name!r}] must be Character({name!r}, description)")
+        check_name(name, None)
+        if norm(name) != name:
+            raise StoryError(f"character name {name!r} has extra spaces: write it as {norm(name)!r}")
+        if not isinstance(character.description, str) or not character.description.strip():
+            raise StoryError(f"character {name} has no description: write what they look like")
+        if "[" in character.description or "]" in character.description:
+            raise StoryError(f"the description of character {name} may not contain '[' or ']': remove the brackets")
+        if name_key(name) in seen:
+            raise StoryError(
+                f"character {name} is defined twice (names are case-insensitive): define each character once"
+            )
+        seen.add(name_key(name))
+
+
+def _validate_panel_count(story: Story) -> None:
+    if not story.panels:
+        raise StoryError(NO_PANELS)
+    count = len(story.panels)
+    if count > story.settings.max_panels:
+        raise StoryError(
+            f"the story has {count} panels but max_panels is {story.settings.max_panels}: "
+            "split it into several stories or raise max_panels"
+        )
+
+
+def _validate_panel(panel: Panel, characters: dict[str, Character], label: str) -> None:
+    if not isinstance(panel.prompt, str):
+        raise StoryError(f"{label} prompt must be text, not {kind_of(panel.prompt)}")
+    check_brackets(panel.prompt, label, None)
+    expected = panel_characters(panel.prompt, characters, label, None)
+    for name in panel.characters:
+        if name not in characters:
+            raise StoryError(unknown_character_message(label, name, characters))
+    if tuple(panel.characters) != expected:
+        raise StoryError(
+            f"{label} lists characters ({', '.join(panel.characters) or 'none'}) but its prompt shows "
+            f"({', '.join(expected) or 'none'}): make the characters match the [Name] tags of the prompt "
+            "(and write [NC] in the prompt of a panel without characters)"
+        )
+    if panel.caption is not None:
+        if not isinstance(panel.caption, str):
+            raise StoryError(f"{label} caption must be text, not {kind_of(panel.caption)}")
+        check_brackets(panel.caption, label, None)
+        check_text_tags(panel.caption, characters, label, None)
+    for line in panel.dialogue:
+        _validate_speech(line, characters, label)
+    seed = panel.seed
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < _MAX_PANEL_SEED):
+        raise StoryError(f"{label} seed must be an integer 0..2**63-1, got {seed!r}")
+
+
+def _validate_speech(line: DialogueLine, characters: dict[str, Character], label: str) -> None:
+    if line.speaker not in characters:
+        raise StoryError(unknown_speaker_message(label, line.speaker, characters))
+    if not isinstance(line.text, str) or not line.text.strip():
+        raise StoryError(f"{label} has an empty speech line for @{line.speaker}: write what they say")
+    check_brackets(line.text, label, None)
+    check_text_tags(line.text, characters, label, None)
+
+
+def _validate_identity_panels(story: Story) -> None:
+    """Each listed panel exists, shows its character, and belongs to one character only."""
+    owner: dict[int, str] = {}
+    for name, indices in story.identity_panels.items():
+        label = f"identity_panels for {name}"
+        if name not in story.characters:
+            raise StoryError(f"{label} names an unknown character; known characters: {known_names(story.characters)}")
+        if not indices:
+            raise StoryError(
+                f"{label} is empty: list at least one panel number, or leave {name} out to choose automatically"
+            )
+        if len(set(indices)) != len(indices):
+            raise StoryError(f"{label} lists the same panel twice: list each panel once")
+        for index in indices:
+            _validate_identity_index(story, name, index, label)
+            if index in owner:
+                raise StoryError(
+                    f"panel {index + 1} is in the identity_panels of both {owner[index]} and {name}: "
+                    "give each character its own identity panels"
+                )
+            owner[index] = name
+
+
+def _validate_identity_index(story: Story, name: str, index: Any, label: str) -> None:
+    count = len(story.panels)
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < count:
+        shown = index + 1 if isinstance(index, int) and not isinstance(index, bool) else index
+        raise StoryError(f"{label}: panel {shown} does not exist; the story has {count} panels, numbered from 1")
+    if name not in story.panels[index].characters:
+        raise StoryError(f"{label}: panel {index + 1} does not show {name}: pick panels tagged [{name}]")

@@ -1,0 +1,270 @@
+"""Story files (storydiffusion/story/files.py, mapping.py): YAML and JSON, line numbers, every file error."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from storydiffusion.errors import StoryError
+from storydiffusion.resources import data_path
+from storydiffusion.story import STORY_KEYS, DialogueLine, Story, load_story, story_from_text
+
+
+def error(fn, *args, **kwargs) -> StoryError:
+    with pytest.raises(StoryError) as info:
+        fn(*args, **kwargs)
+    return info.value
+
+
+def assert_message(err: StoryError, *words: str, line: int | None = None) -> None:
+    text = str(err)
+    if line is not None:
+        assert err.line == line
+        assert f"line {line}" in text
+    for word in words:
+        assert word in text, f"{word!r} not in {text!r}"
+
+
+# --------------------------------------------------------------------------------------- files
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+FULL_YAML = """\
+title: A walk
+style: comic
+negative_prompt: blurry
+seed: 42
+characters:
+  Bob: a tall man with red hair
+  Alice: a young woman in a blue coat
+panels:
+  - "[Bob] walks to the park # Sunday. @Bob: Nice day."
+  - prompt: "[Alice] and [bob] sit on a bench"
+    caption: "[Alice] listens."
+    dialogue:
+      - {speaker: alice, text: "Really?"}
+      - {speaker: Bob, text: "Really."}
+    seed: 5
+  - "[NC] a pond with ducks"
+settings:
+  steps: 20
+  sampling_rate: {1: 0.3, 2: 0.6}
+identity_panels:
+  alice: [2]
+  Bob: 1
+"""
+
+
+def test_load_yaml_full(tmp_path):
+    story = load_story(write(tmp_path, "story.yaml", FULL_YAML))
+    assert story.title == "A walk"
+    assert story.settings.style == "comic"
+    assert story.settings.negative_prompt == "blurry"
+    assert story.settings.seed == 42
+    assert story.settings.steps == 20
+    assert story.settings.sampling_rate == {1: 0.3, 2: 0.6}
+    assert list(story.characters) == ["Bob", "Alice"]
+    p0, p1, p2 = story.panels
+    assert p0.characters == ("Bob",) and p0.caption == "Sunday." and p0.dialogue == [DialogueLine("Bob", "Nice day.")]
+    assert p1.characters == ("Alice", "Bob") and p1.seed == 5 and p1.caption == "[Alice] listens."
+    assert p1.dialogue == [DialogueLine("Alice", "Really?"), DialogueLine("Bob", "Really.")]
+    assert p2.characters == ()
+    assert story.identity_panels == {"Alice": [1], "Bob": [0]}  # stored 0-based
+    assert story.panel_caption(1) == "Alice listens."
+
+
+def test_load_yml_suffix_and_character_list(tmp_path):
+    text = """\
+characters:
+  - {name: Bob, description: a tall man}
+  - name: 지민
+    description: a young woman
+panels:
+  - "[지민] and [Bob] wave # 안녕!"
+"""
+    story = load_story(write(tmp_path, "s.yml", text))
+    assert list(story.characters) == ["Bob", "지민"]
+    assert story.title == "Untitled story"
+
+
+def test_load_json(tmp_path):
+    data = {
+        "title": "Json story",
+        "characters": {"Bob": "a tall man"},
+        "panels": ["walks # Hello", {"prompt": "[Bob] sits", "dialogue": [{"speaker": "Bob", "text": "Ah."}]}],
+        "settings": {"steps": 10},
+    }
+    story = load_story(write(tmp_path, "s.json", json.dumps(data, ensure_ascii=False)))
+    assert story.panels[0].characters == ("Bob",)
+    assert story.panels[1].dialogue == [DialogueLine("Bob", "Ah.")]
+    assert story.settings.steps == 10
+
+
+def test_load_path_as_str(tmp_path):
+    story = load_story(str(write(tmp_path, "s.yaml", "characters: {Bob: a man}\npanels: [walks]\n")))
+    assert story.panels[0].characters == ("Bob",)
+
+
+def test_round_trip_to_dict_from_dict(tmp_path):
+    story = load_story(write(tmp_path, "story.yaml", FULL_YAML))
+    data = json.loads(json.dumps(story.to_dict(), ensure_ascii=False))
+    assert data["identity_panels"] == {"Alice": [2], "Bob": [1]}  # 1-based, as in files
+    assert data["panels"][1] == {
+        "prompt": "[Alice] and [bob] sit on a bench",
+        "caption": "[Alice] listens.",
+        "dialogue": [{"speaker": "Alice", "text": "Really?"}, {"speaker": "Bob", "text": "Really."}],
+        "seed": 5,
+    }
+    assert data["characters"] == {"Bob": "a tall man with red hair", "Alice": "a young woman in a blue coat"}
+    again = Story.from_dict(data)
+    assert again == story
+    # and the dict is a valid story file
+    assert load_story(write(tmp_path, "again.json", json.dumps(data))) == story
+
+
+def test_round_trip_text_story():
+    story = story_from_text("[지민] a woman", "walks # 안녕\n[NC] rain")
+    assert Story.from_dict(json.loads(json.dumps(story.to_dict()))) == story
+
+
+def test_from_dict_not_mapping():
+    assert "mapping" in str(error(Story.from_dict, ["x"]))
+
+
+def test_unknown_top_level_keys(tmp_path):
+    err = error(load_story, write(tmp_path, "s.yaml", "title: x\ncharacterz: {}\npanels: [x]\n"))
+    assert_message(err, "unknown key", "characterz", "known keys", *STORY_KEYS, line=2)
+
+
+def test_settings_error_becomes_story_error(tmp_path):
+    err = error(load_story, write(tmp_path, "s.yaml", "characters: {Bob: a}\npanels: [x]\nsettings: {stepz: 3}\n"))
+    assert isinstance(err, StoryError)
+    assert_message(err, "stepz", "known settings")
+    err = error(load_story, write(tmp_path, "t.yaml", "characters: {Bob: a}\npanels: [x]\nsettings: {steps: 0}\n"))
+    assert "steps must be 1..1000" in str(err)
+    err = error(load_story, write(tmp_path, "u.yaml", "characters: {Bob: a}\npanels: [x]\nseed: -1\n"))
+    assert "seed must be" in str(err)
+    err = error(load_story, write(tmp_path, "v.yaml", "characters: {Bob: a}\npanels: [x]\nsettings: 3\n"))
+    assert "settings must be a mapping" in str(err)
+
+
+def test_top_level_and_settings_conflict(tmp_path):
+    text = "characters: {Bob: a}\npanels: [x]\nstyle: comic\nsettings: {style: manga}\n"
+    assert_message(error(load_story, write(tmp_path, "s.yaml", text)), "style", "keep only one", line=3)
+
+
+def test_yaml_syntax_error(tmp_path):
+    text = "title: x\ncharacters:\n  Bob: a man\npanels:\n  - [Bob] walks away\n"
+    err = error(load_story, write(tmp_path, "bad.yaml", text))
+    assert_message(err, "not valid YAML", "quotes", line=5)
+
+
+def test_unquoted_tag_only_panel_is_a_list(tmp_path):
+    text = 'characters:\n  Bob: a man\n  Al: b\npanels:\n  - "[Bob] ok"\n  - [Bob]\n'
+    assert_message(error(load_story, write(tmp_path, "s.yaml", text)), "panel 2 is a list", "quotes", line=6)
+
+
+def test_panel_errors_point_into_yaml_file(tmp_path):
+    text = 'characters:\n  Bob: a man\n  Al: b\npanels:\n  - "[Bob] ok"\n\n  - "[Carol] sings"\n'
+    assert_message(error(load_story, write(tmp_path, "s.yaml", text)), "panel 2", "[Carol]", "Bob, Al", line=7)
+    text = 'characters:\n  Bob: a man\n  Al: b\npanels:\n  - "[Bob] ok"\n  - an empty room\n'
+    assert_message(error(load_story, write(tmp_path, "t.yaml", text)), "panel 2 names no character", line=6)
+
+
+def test_json_syntax_error(tmp_path):
+    err = error(load_story, write(tmp_path, "bad.json", '{\n  "title": "x",\n}\n'))
+    assert_message(err, "not valid JSON", line=3)
+
+
+def test_file_problems(tmp_path):
+    assert "does not exist" in str(error(load_story, tmp_path / "missing.yaml"))
+    assert ".yaml, .yml or .json" in str(error(load_story, write(tmp_path, "s.txt", "x")))
+    assert "is empty" in str(error(load_story, write(tmp_path, "e.yaml", "# nothing\n")))
+    assert "must be a mapping" in str(error(load_story, write(tmp_path, "l.yaml", "- a\n- b\n")))
+    bad = tmp_path / "latin.yaml"
+    bad.write_bytes("title: caf\xe9\n".encode("latin-1"))
+    assert "UTF-8" in str(error(load_story, bad))
+    assert "cannot read" in str(error(load_story, tmp_path.joinpath("dir.yaml").mkdir() or tmp_path / "dir.yaml"))
+
+
+def test_file_no_panels(tmp_path):
+    assert "no panels" in str(error(load_story, write(tmp_path, "s.yaml", "characters: {Bob: a}\n")))
+    assert "no panels" in str(error(load_story, write(tmp_path, "t.yaml", "characters: {Bob: a}\npanels: []\n")))
+
+
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        ("characters: [a, b]\npanels: [x]", ["character 1 must be a mapping"]),
+        ("characters: [{name: Bob, description: a, age: 3}]\npanels: [x]", ["unknown key", "age"]),
+        ("characters: Bob\npanels: [x]", ["characters must be a mapping"]),
+        ("characters: {Bob: }\npanels: [x]", ["Bob has no description"]),
+        ("characters: {Bob: a, BOB: b}\npanels: [x]", ["defined twice"]),
+        ("characters: {NC: a}\npanels: ['[NC] x']", ["NC is reserved"]),
+        ("characters: {7: a}\npanels: [x]", ["must be text", "quotes"]),
+        ("characters: {Bob: a}\npanels: x", ["panels must be a list"]),
+        ("characters: {Bob: a}\npanels: [3]", ["panel 1 must be text or a mapping"]),
+        ("characters: {Bob: a}\npanels: [{prompt: x, captoin: y}]", ["unknown key", "captoin", "prompt"]),
+        ("characters: {Bob: a}\npanels: [{caption: y}]", ["panel 1 needs a 'prompt'"]),
+        ("characters: {Bob: a}\npanels: [{prompt: x, seed: 1.5}]", ["seed must be a whole number"]),
+        ("characters: {Bob: a}\npanels: [{prompt: x, dialogue: hi}]", ["dialogue must be a list"]),
+        ("characters: {Bob: a}\npanels: [{prompt: x, dialogue: [hi]}]", ["'speaker' and 'text'"]),
+        ("characters: {Bob: a}\npanels: [{prompt: x, dialogue: [{speaker: Al, text: hi}]}]", ["@Al", "Bob"]),
+        ("characters: {Bob: a}\npanels: [{prompt: x, dialogue: [{speaker: Bob, text: ' '}]}]", ["empty speech"]),
+        ("characters: {Bob: a}\npanels: [{prompt: x, caption: '[Al] hi'}]", ["[Al]"]),
+        ("characters: {Bob: a}\npanels: [{prompt: x, caption: [1]}]", ["caption must be text"]),
+        ("title: [1]\ncharacters: {Bob: a}\npanels: [x]", ["title must be text"]),
+        ("characters: {Bob: a}\npanels: [x]\nidentity_panels: [1]", ["identity_panels must be a mapping"]),
+        ("characters: {Bob: a}\npanels: [x]\nidentity_panels: {Al: [1]}", ["unknown character", "Bob"]),
+        ("characters: {Bob: a}\npanels: [x]\nidentity_panels: {Bob: [0]}", ["starting at 1"]),
+        ("characters: {Bob: a}\npanels: [x]\nidentity_panels: {Bob: one}", ["list of panel numbers"]),
+        ("characters: {Bob: a}\npanels: [x]\nidentity_panels: {Bob: [2]}", ["panel 2 does not exist", "1 panels"]),
+        ("characters: {Bob: a}\npanels: ['[NC] x']\nidentity_panels: {Bob: [1]}", ["panel 1 does not show Bob"]),
+        ("characters: {Bob: a}\npanels: [x]\nidentity_panels: {Bob: []}", ["is empty"]),
+        ("characters: {Bob: a}\npanels: [x, y]\nidentity_panels: {Bob: [1, 1]}", ["twice"]),
+        ("characters: {Bob: a}\npanels: [x, y]\nsettings: {max_panels: 1}", ["2 panels but max_panels is 1"]),
+    ],
+)
+def test_file_errors(tmp_path, body, words):
+    err = error(load_story, write(tmp_path, "s.yaml", body + "\n"))
+    assert_message(err, *words)
+
+
+def test_identity_panels_single_number(tmp_path):
+    story = load_story(write(tmp_path, "s.yaml", "characters: {Bob: a}\npanels: [x, y]\nidentity_panels: {bob: 2}\n"))
+    assert story.identity_panels == {"Bob": [1]}
+
+
+# ------------------------------------------------------------------------------------- examples
+
+
+@pytest.mark.parametrize("name", ["lighthouse.yaml", "two_friends.yaml", "korean.yaml"])
+def test_examples_load(name):
+    story = load_story(data_path("examples", name))
+    assert story.panels
+    for i in range(len(story.panels)):
+        assert "[" not in story.panel_prompt(i)
+        caption = story.panel_caption(i)
+        assert caption is None or "[" not in caption
+
+
+def test_example_details():
+    lighthouse = load_story(data_path("examples", "lighthouse.yaml"))
+    assert len(lighthouse.characters) == 1 and len(lighthouse.panels) == 6
+    assert lighthouse.settings.style == "comic"
+    assert any(p.characters == () for p in lighthouse.panels)
+    assert any(p.dialogue for p in lighthouse.panels)
+    friends = load_story(data_path("examples", "two_friends.yaml"))
+    assert len(friends.characters) == 2 and len(friends.panels) == 6
+    assert any(len(p.characters) == 2 for p in friends.panels)
+    assert friends.identity_panels == {"Mia": [0], "Leo": [1]}
+    korean = load_story(data_path("examples", "korean.yaml"))
+    assert any(any("\uac00" <= ch <= "\ud7a3" for ch in name) for name in korean.characters)
+    assert any(p.dialogue for p in korean.panels)

@@ -1,0 +1,51 @@
+"""Names and tags (storydiffusion/story/names.py): how every reader of a story matches and shows names."""
+
+from __future__ import annotations
+
+import pytest
+
+from storydiffusion.story import Character
+from storydiffusion.story.names import (
+    is_no_character,
+    kind_of,
+    name_index,
+    name_key,
+    names_for_tags,
+    norm,
+    tidy_prompt,
+)
+
+CAST = {"Bob": Character("Bob", "a man"), "Mary Jane": Character("Mary Jane", "a woman")}
+
+
+def test_norm_trims_and_collapses_whitespace():
+    assert norm("  a \t tall\n\nman  ") == "a tall man"
+
+
+def test_names_match_ignoring_case_and_extra_spaces():
+    assert name_key("  MARY   jane ") == name_key("Mary Jane")
+    assert name_index(CAST) == {"bob": "Bob", "mary jane": "Mary Jane"}
+
+
+@pytest.mark.parametrize("tag, expected", [("NC", True), (" nc ", True), ("Nc", True), ("NCO", False), ("", False)])
+def test_no_character_tag(tag, expected):
+    assert is_no_character(tag) is expected
+
+
+@pytest.mark.parametrize(
+    "value, kind",
+    [(None, "nothing"), ("x", "text"), (True, "true/false"), (3, "a number"), (1.5, "a number"), ([], "a list")],
+)
+def test_kind_of_uses_words_a_user_knows(value, kind):
+    assert kind_of(value) == kind
+    assert kind_of({}) == "a mapping"
+
+
+def test_tidy_prompt_removes_empty_comma_runs():
+    assert tidy_prompt(" ,  a man ,, , walks  ,") == "a man, walks"
+    assert tidy_prompt(" , , ") == ""
+
+
+def test_names_for_tags_shows_canonical_names_and_drops_nc():
+    assert names_for_tags("[bob] waves at [MARY  JANE] [NC]", CAST) == "Bob waves at Mary Jane"
+    assert names_for_tags("[Carol] waits", CAST) == "Carol waits"  # unknown: shown as written
