@@ -9,6 +9,7 @@ from xml.etree import ElementTree
 import pytest
 from PIL import Image
 
+from storydiffusion.atomic import TEMPORARY_MARK
 from storydiffusion.cli import main
 from storydiffusion.layout import LayoutError
 from storydiffusion.layout.compose import compose_run, parse_exports
@@ -43,7 +44,8 @@ def pdf_pages(path):
 
 
 def no_temporaries(folder):
-    return not [p for p in Path(folder).rglob("*") if p.name.endswith(".tmp")]
+    """No file left behind by an atomic write (``.page_01.tmp.png`` while ``page_01.png`` is written)."""
+    return not [p for p in Path(folder).rglob("*") if TEMPORARY_MARK in p.name]
 
 
 def make_run(folder, panels=7, size=(96, 64), missing=(), title="A Test Story"):
@@ -68,6 +70,8 @@ def test_png_pages_are_numbered_and_stale_pages_removed(tmp_path):
     assert [p.name for p in paths] == ["page_01.png", "page_02.png", "page_03.png"]
     assert Image.open(paths[1]).getpixel((5, 5)) == COLOURS[1]
     (tmp_path / "pages" / "notes.txt").write_text("mine")
+    (tmp_path / "pages" / ".page_07.tmp.png").write_bytes(b"left by an interrupted run")
+    assert not no_temporaries(tmp_path)
     write_pages_png(pages_of(2), tmp_path / "pages")
     assert sorted(p.name for p in (tmp_path / "pages").iterdir()) == ["notes.txt", "page_01.png", "page_02.png"]
     assert no_temporaries(tmp_path)

@@ -11,7 +11,6 @@ import itertools
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from storydiffusion.layout.fonts import BUNDLED_FACES, FONT_DIR, FontChain, FontFace, default_font_chain, read_cmap
 from storydiffusion.layout.lettering import (
     Lettering,
     LetteringReport,
@@ -35,18 +34,8 @@ def lettering() -> Lettering:
     return Lettering(scale=1.0)
 
 
-@pytest.fixture(scope="module")
-def chain() -> FontChain:
-    return default_font_chain("bold")
-
-
 def _page(cell: tuple[int, int, int, int], color: tuple[int, int, int] = WHITE) -> Image.Image:
     return Image.new("RGB", (cell[0] + cell[2] + 20, cell[1] + cell[3] + 20), color)
-
-
-def _mask(face: FontFace, text: str, size: int = 32) -> tuple[tuple[int, int], bytes]:
-    mask = face.font(size).getmask(text, mode="L")
-    return mask.size, bytes(mask)
 
 
 def _check_report(report: LetteringReport, cell: tuple[int, int, int, int], direction: str, n_lines: int) -> None:
@@ -82,61 +71,7 @@ def _check_report(report: LetteringReport, cell: tuple[int, int, int, int], dire
         assert report.truncated
 
 
-# ------------------------------------------------------------------------------------------- fonts
-
-
-def test_bundled_fonts_and_licences_are_present() -> None:
-    readme = (FONT_DIR / "README.md").read_text(encoding="utf-8")
-    for names in BUNDLED_FACES.values():
-        for name in names:
-            assert (FONT_DIR / name).is_file(), name
-            assert name in readme
-    for licence in ("OFL-ComicNeue.txt", "OFL-NotoSans.txt", "OFL-Nanum.txt"):
-        text = (FONT_DIR / licence).read_text(encoding="utf-8")
-        assert "SIL OPEN FONT LICENSE" in text.upper() and "Version 1.1" in text
-        assert licence in readme
-    total = sum(p.stat().st_size for p in FONT_DIR.iterdir())
-    assert total < 6_000_000, "keep the font bundle small"
-
-
-def test_cmap_agrees_with_missing_glyph_rendering(chain: FontChain) -> None:
-    """The character map read from the file says the same as comparing with the .notdef drawing."""
-    for face in chain.faces:
-        notdef = face.missing_glyph_mask()
-        for char in "Aañ가Жé—…":
-            rendered_real = _mask(face, char) != notdef
-            assert face.has_glyph(char) == rendered_real, (face, char)
-
-
-def test_read_cmap_rejects_non_fonts() -> None:
-    with pytest.raises(ValueError):
-        read_cmap(b"not a font at all")
-
-
-def test_fallback_chain_picks_the_face_per_glyph(chain: FontChain) -> None:
-    comic, noto, nanum = chain.faces
-    assert chain.face_for("a") is comic
-    assert chain.face_for("ñ") is comic  # Comic Neue has Latin-1 accents
-    assert chain.face_for("Ж") is noto
-    assert chain.face_for("ł") is comic or chain.face_for("ł") is noto
-    assert chain.face_for("가") is nanum
-    runs = chain.runs("Hi 안녕 Привет!")
-    assert [face for face, _ in runs] == [comic, nanum, noto, comic]
-
-
-@pytest.mark.parametrize("text", [HANGUL, SPANISH, RUSSIAN])
-def test_every_character_gets_a_real_glyph(chain: FontChain, text: str) -> None:
-    prepared, missing = chain.prepare(text)
-    assert prepared == text and not missing
-    comic_box = chain.faces[0].missing_glyph_mask()
-    for char in text:
-        if char.isspace():
-            continue
-        face = chain.face_for(char)
-        assert face is not None, char
-        glyph = _mask(face, char)
-        assert glyph != face.missing_glyph_mask(), f"{char!r} drawn as {face.name}'s missing glyph"
-        assert glyph != comic_box, f"{char!r} drawn as a box"
+# ------------------------------------------------------------------------------------------- glyphs
 
 
 @pytest.mark.parametrize("text", [HANGUL, SPANISH, RUSSIAN])
@@ -186,40 +121,6 @@ def test_characters_no_font_has_are_left_out_not_boxed(lettering: Lettering) -> 
     assert report.missing_characters == {"\U0001f600", "\U0001f680"}
     assert report.caption is not None and report.caption.lines == ("Look there",)
     assert report.bubbles[0].lines == ("Wow !",)
-
-
-def test_decomposed_accents_are_composed(chain: FontChain) -> None:
-    prepared, missing = chain.prepare("sen\u0303or")
-    assert prepared == "señor" and not missing
-
-
-# ------------------------------------------------------------------------------------------- wrapping
-
-
-def test_wrap_respects_width_with_real_metrics(chain: FontChain) -> None:
-    for text in (LONG, HANGUL * 4, SPANISH * 3, RUSSIAN * 5):
-        for width in (60, 120, 300):
-            lines = chain.wrap(text, 20, width)
-            assert lines
-            assert all(chain.text_width(line, 20) <= width for line in lines), (text, width, lines)
-    assert chain.wrap("one two", 20, 1000) == ["one two"]
-    assert chain.wrap("one\ntwo", 20, 1000) == ["one", "two"]
-
-
-def test_long_words_break_hangul_between_syllables_latin_with_hyphen(chain: FontChain) -> None:
-    hangul = chain.wrap("가나다라마바사아자차카타파하", 20, 70)
-    assert len(hangul) > 1 and "".join(hangul) == "가나다라마바사아자차카타파하"
-    latin = chain.wrap("Supercalifragilisticexpialidocious", 20, 90)
-    assert len(latin) > 1 and all(line.endswith("-") for line in latin[:-1])
-    assert "".join(line.rstrip("-") for line in latin) == "Supercalifragilisticexpialidocious"
-
-
-def test_line_metrics_fit_every_face(chain: FontChain) -> None:
-    m = chain.metrics(20)
-    assert m.height == chain.line_height(20) > m.ascent + m.descent > 20
-    for text in ("ÁÉgjpy", HANGUL, RUSSIAN):
-        left, top, right, bottom = chain.ink_box((0, 0), text, 20)
-        assert top >= 0 and bottom <= m.ascent + m.descent
 
 
 # ------------------------------------------------------------------------------------------- layout

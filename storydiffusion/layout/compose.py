@@ -36,7 +36,7 @@ from . import LayoutError
 from .export import EXPORTS, encode_png, page_filenames, write_cbz, write_pages_png, write_panels_zip, write_pdf
 from .paginate import PageLayout, paginate
 from .render import make_lettering, render_pages
-from .templates import load_template
+from .templates import PageTemplate, load_template
 
 __all__ = [
     "ComposeResult",
@@ -117,15 +117,45 @@ def compose_run(
     """
     started = time.perf_counter()
     run = Path(run_dir)
-    manifest_path = run / MANIFEST_NAME
-    if not manifest_path.is_file():
-        raise LayoutError(f"{run} has no {MANIFEST_NAME}: compose a folder written by 'generate' (its --out)")
-    story = Story.from_dict(read_manifest(manifest_path).get("story"))
+    story = _read_story(run)
     exports = parse_exports(export)
     template = load_template(layout, dpi=dpi).with_options(fit=fit)
     earlier = recorded_exports(run)
 
     warnings: list[str] = []
+    indices, paths, sizes = _find_panels(run, story, warnings)
+    letterer = make_lettering(template) if lettering else None
+    title_text = _title_text(story, title) if letterer is not None and template.kind != "none" else None
+
+    layouts = paginate(template, sizes, panel_indices=indices, title=title_text is not None)
+    images = render_pages(
+        layouts,
+        dict(zip(indices, paths)),
+        story,
+        template,
+        title=title_text,
+        lettering=letterer or False,
+        warnings=warnings,
+    )
+    encoded = [encode_png(page) for page in images]
+    pages = write_pages_png(encoded, run / PAGES_DIR)
+    files = {"pages": run / PAGES_DIR, **_write_exports(run, exports, story, template, images, encoded, paths)}
+    # Exports of earlier compositions stay on disk, so they stay on the record of what this tool wrote.
+    written = {path.name for kind, path in files.items() if kind != "pages"}
+    exported = [name for name in EXPORT_FILES if name in written or (name in earlier and (run / name).is_file())]
+    write_json(run / PAGES_DIR / PAGES_INDEX, _pages_index(template, layouts, title_text, warnings, exported))
+    return ComposeResult(run, template.name, layouts, pages, files, warnings, time.perf_counter() - started)
+
+
+def _read_story(run: Path) -> Story:
+    manifest_path = run / MANIFEST_NAME
+    if not manifest_path.is_file():
+        raise LayoutError(f"{run} has no {MANIFEST_NAME}: compose a folder written by 'generate' (its --out)")
+    return Story.from_dict(read_manifest(manifest_path).get("story"))
+
+
+def _find_panels(run: Path, story: Story, warnings: list[str]) -> tuple[list[int], list[Path], list[tuple[int, int]]]:
+    """(indices, files, sizes) of the story's panels that exist and open; the others are warned about."""
     indices, paths, sizes = [], [], []
     for i in range(len(story.panels)):
         path = run / PANELS_DIR / panel_filename(i)
@@ -144,24 +174,20 @@ def compose_run(
         paths.append(path)
     if not paths:
         raise LayoutError(f"{run / PANELS_DIR} holds no panels of this story (panel_001.png …): generate them first")
+    return indices, paths, sizes
 
-    letterer = make_lettering(template) if lettering else None
-    title_text = _title_text(story, title) if letterer is not None and template.kind != "none" else None
 
-    layouts = paginate(template, sizes, panel_indices=indices, title=title_text is not None)
-    images = render_pages(
-        layouts,
-        dict(zip(indices, paths)),
-        story,
-        template,
-        title=title_text,
-        lettering=letterer or False,
-        warnings=warnings,
-    )
-    encoded = [encode_png(page) for page in images]
-
-    pages = write_pages_png(encoded, run / PAGES_DIR)
-    files: dict[str, Path] = {"pages": run / PAGES_DIR}
+def _write_exports(
+    run: Path,
+    exports: tuple[str, ...],
+    story: Story,
+    template: PageTemplate,
+    images: list[Image.Image],
+    encoded: list[bytes],
+    panel_paths: list[Path],
+) -> dict[str, Path]:
+    """The PDF, CBZ and panels ZIP asked for, by kind."""
+    files: dict[str, Path] = {}
     if "pdf" in exports:
         files["pdf"] = write_pdf(images, run / PDF_NAME, template.dpi, title=story.title)
     if "cbz" in exports:
@@ -169,16 +195,12 @@ def compose_run(
             encoded, run / CBZ_NAME, story.title, template.direction == "rtl", characters=story.characters
         )
     if "zip" in exports:
-        files["zip"] = write_panels_zip(paths, run / ZIP_NAME)
-    # Exports of earlier compositions stay on disk, so they stay on the record of what this tool wrote.
-    written = {path.name for kind, path in files.items() if kind != "pages"}
-    exported = [name for name in EXPORT_FILES if name in written or (name in earlier and (run / name).is_file())]
-    write_json(run / PAGES_DIR / PAGES_INDEX, _pages_index(template, layouts, title_text, warnings, exported))
-    return ComposeResult(run, template.name, layouts, pages, files, warnings, time.perf_counter() - started)
+        files["zip"] = write_panels_zip(panel_paths, run / ZIP_NAME)
+    return files
 
 
 def _pages_index(
-    template, layouts: list[PageLayout], title: str | None, warnings: list[str], exports: list[str]
+    template: PageTemplate, layouts: list[PageLayout], title: str | None, warnings: list[str], exports: list[str]
 ) -> dict:
     """``pages/pages.json``: how the pages were made and in which order their panels are read."""
     return {

@@ -110,7 +110,14 @@ def paginate(
             _webtoon_page(template, sizes[start : start + step], indices[start : start + step], title and start == 0)
             for start in range(0, len(sizes), step)
         ]
-    pages = []
+    return _pattern_pages(template, sizes, indices, title)
+
+
+def _pattern_pages(
+    template: PageTemplate, sizes: list[tuple[int, int]], indices: list[int], title: bool
+) -> list[PageLayout]:
+    """Full pages follow the patterns in turn; the last page is re-laid for its own panel count."""
+    pages: list[PageLayout] = []
     start = 0
     while start < len(sizes):
         pattern = template.patterns[len(pages) % len(template.patterns)]
@@ -256,25 +263,8 @@ def _balanced_page(
     """
     t = template
     box, band = _content_box(t, t.width, t.height, title)
-    _, _, w, h = box
-    pattern_rows = []
-    left = len(sizes)
-    for row in pattern:
-        if left <= 0:
-            break
-        pattern_rows.append((row.height, list(row.cells[:left])))
-        left -= len(row.cells)
-    candidates = [pattern_rows]
-    for parts in _compositions(len(sizes), t.max_columns, max(t.max_rows, 1)):
-        rows = []
-        start = 0
-        for k in parts:
-            cell_w = max(1.0, (w - (k - 1) * t.gutter_x) / k)
-            rows.append((sum(cell_w * ph / pw for pw, ph in sizes[start : start + k]) / k, [1.0] * k))
-            start += k
-        candidates.append(rows)
     best: tuple[float, list[list[Box]]] | None = None
-    for rows in candidates:
+    for rows in _candidate_rows(t, pattern, sizes, box[2]):
         try:
             placed = _place_rows(box, rows, t.gutter_x, t.gutter_y, _min_size(t))
         except LayoutError:
@@ -288,6 +278,30 @@ def _balanced_page(
             f"the page has no room for {len(sizes)} cells: use a bigger page, a smaller gutter or a smaller title band"
         )
     return PageLayout(t.width, t.height, _cells(best[1], labels, box, t.direction == "rtl"), band)
+
+
+def _candidate_rows(
+    t: PageTemplate, pattern: Sequence[Row], sizes: Sequence[tuple[int, int]], width: int
+) -> list[list[tuple[float, list[float]]]]:
+    """Row plans for the last page: the pattern cut after its last panel, then every split into
+    rows of equal cells, each row as tall as its panels' average height at the cell width."""
+    pattern_rows = []
+    left = len(sizes)
+    for row in pattern:
+        if left <= 0:
+            break
+        pattern_rows.append((row.height, list(row.cells[:left])))
+        left -= len(row.cells)
+    candidates = [pattern_rows]
+    for parts in _compositions(len(sizes), t.max_columns, max(t.max_rows, 1)):
+        rows = []
+        start = 0
+        for k in parts:
+            cell_w = max(1.0, (width - (k - 1) * t.gutter_x) / k)
+            rows.append((sum(cell_w * ph / pw for pw, ph in sizes[start : start + k]) / k, [1.0] * k))
+            start += k
+        candidates.append(rows)
+    return candidates
 
 
 def _webtoon_page(

@@ -1,9 +1,9 @@
 """Font fallback chains: every character is drawn with the first bundled face that really has it.
 
 One comic face cannot letter a Korean, Spanish or Russian story on its own, and a face that lacks a
-glyph draws a box ("tofu").  A :class:`FontChain` asks each face's character map (read from the font
-file once, with no dependency beyond Pillow) which characters it covers, splits text into runs of one
-face each, measures them with real FreeType metrics and draws them on one shared baseline.
+glyph draws a box ("tofu"). A :class:`FontChain` asks each face's character map (read once with
+fontTools) which characters it covers, splits text into runs of one face each, measures them with
+real FreeType metrics and draws them on one shared baseline.
 
 The bundled faces (see ``assets/fonts/README.md``) are all SIL Open Font License 1.1:
 
@@ -16,18 +16,20 @@ from __future__ import annotations
 
 import io
 import math
-import re
-import struct
+import os
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from fontTools.ttLib import TTFont
 from PIL import ImageDraw, ImageFont
 
-from ..resources import data_path
+from ...resources import data_path
+from .linebreak import wrap_text
 
 __all__ = [
+    "BUNDLED_FACES",
     "FONT_DIR",
     "FontChain",
     "FontFace",
@@ -68,88 +70,24 @@ _SUBSTITUTES = {
     "\u2022": "*",
     "\u00b7": "*",
 }
-# A line may not start with these: they stay with the character before them.
-_NO_LINE_START = frozenset(",.;:!?)]}%\u2019\u201d\u00bb\u2026、。，．！？：；）」』】〉》〕｝～ー")
-_SPACE = re.compile(r"[ \t\u00a0\u3000]+")
 
 
-def read_cmap(data: bytes) -> frozenset[int]:
-    """Code points that an OpenType/TrueType font maps to a real glyph (glyph id > 0).
+def read_cmap(font: bytes | str | os.PathLike[str]) -> frozenset[int]:
+    """Code points that an OpenType/TrueType font (its bytes or its file) maps to a real glyph,
+    not to ``.notdef``; the first font of a collection.
 
-    Reads the font's Unicode ``cmap`` subtables (formats 0, 4, 6, 12 and 13) with :mod:`struct`, so no
-    font library beyond Pillow is needed at run time.  Raises ``ValueError`` for data that is not an
-    sfnt font or has no Unicode character map.
+    Raises ``ValueError`` for data that is not a readable font or has no Unicode character map.
     """
-    if data[:4] == b"ttcf":  # a collection: use its first font
-        (offset,) = struct.unpack_from(">I", data, 12)
-    else:
-        offset = 0
-    if data[offset : offset + 4] not in (b"\x00\x01\x00\x00", b"OTTO", b"true"):
-        raise ValueError("not an OpenType/TrueType font")
-    (num_tables,) = struct.unpack_from(">H", data, offset + 4)
-    cmap_at = None
-    for i in range(num_tables):
-        tag, _checksum, table_offset, _length = struct.unpack_from(">4sIII", data, offset + 12 + 16 * i)
-        if tag == b"cmap":
-            cmap_at = table_offset
-    if cmap_at is None:
-        raise ValueError("font has no cmap table")
-    _version, count = struct.unpack_from(">HH", data, cmap_at)
-    covered: set[int] = set()
-    found = False
-    for i in range(count):
-        platform, encoding, sub_offset = struct.unpack_from(">HHI", data, cmap_at + 4 + 8 * i)
-        unicode_table = platform == 0 or (platform == 3 and encoding in (1, 10))
-        if not unicode_table:
-            continue
-        if _read_subtable(data, cmap_at + sub_offset, covered):
-            found = True
-    if not found:
+    source = io.BytesIO(font) if isinstance(font, (bytes, bytearray)) else font
+    try:
+        with TTFont(source, lazy=True, fontNumber=0) as tt:
+            cmap = tt.getBestCmap()
+            notdef = tt.getGlyphOrder()[0] if cmap else None
+    except Exception as error:  # fontTools raises many kinds of error for damaged files
+        raise ValueError(f"not a readable OpenType/TrueType font: {error}") from error
+    if cmap is None:
         raise ValueError("font has no Unicode cmap subtable")
-    return frozenset(covered)
-
-
-def _read_subtable(data: bytes, at: int, covered: set[int]) -> bool:
-    """Adds the code points of one cmap subtable to ``covered``; False for formats it cannot read."""
-    (fmt,) = struct.unpack_from(">H", data, at)
-    if fmt == 0:
-        glyphs = data[at + 6 : at + 6 + 256]
-        covered.update(c for c, g in enumerate(glyphs) if g)
-    elif fmt == 4:
-        seg_x2 = struct.unpack_from(">H", data, at + 6)[0]
-        segs = seg_x2 // 2
-        ends = struct.unpack_from(f">{segs}H", data, at + 14)
-        starts = struct.unpack_from(f">{segs}H", data, at + 16 + seg_x2)
-        deltas = struct.unpack_from(f">{segs}h", data, at + 16 + 2 * seg_x2)
-        range_at = at + 16 + 3 * seg_x2
-        range_offsets = struct.unpack_from(f">{segs}H", data, range_at)
-        for s in range(segs):
-            start, end, delta, ro = starts[s], ends[s], deltas[s], range_offsets[s]
-            if start == 0xFFFF:
-                continue
-            for c in range(start, end + 1):
-                if ro == 0:
-                    glyph = (c + delta) & 0xFFFF
-                else:
-                    glyph_at = range_at + 2 * s + ro + 2 * (c - start)
-                    glyph = struct.unpack_from(">H", data, glyph_at)[0] if glyph_at + 2 <= len(data) else 0
-                    glyph = (glyph + delta) & 0xFFFF if glyph else 0
-                if glyph:
-                    covered.add(c)
-    elif fmt == 6:
-        first, n = struct.unpack_from(">HH", data, at + 6)
-        glyph_ids = struct.unpack_from(f">{n}H", data, at + 10)
-        covered.update(first + i for i, g in enumerate(glyph_ids) if g)
-    elif fmt in (12, 13):
-        (groups,) = struct.unpack_from(">I", data, at + 12)
-        for g in range(groups):
-            start, end, glyph = struct.unpack_from(">III", data, at + 16 + 12 * g)
-            if fmt == 13 and glyph == 0:
-                continue
-            covered.update(range(start + (1 if fmt == 12 and glyph == 0 else 0), end + 1))
-    else:
-        return False
-    return True
+    return frozenset(code for code, glyph in cmap.items() if glyph != notdef)
 
 
 class FontFace:
@@ -165,7 +103,7 @@ class FontFace:
         self._data = self.path.read_bytes()
         try:
             self._cmap: frozenset[int] | None = read_cmap(self._data)
-        except (ValueError, struct.error):
+        except ValueError:
             self._cmap = None  # unreadable map: fall back to comparing with the missing-glyph drawing
         self._fonts: dict[int, ImageFont.FreeTypeFont] = {}
         self._advances: dict[int, dict[str, float]] = {}
@@ -185,7 +123,7 @@ class FontFace:
 
     def advance(self, text: str, size: int) -> float:
         """Advance width of ``text`` in this face: the sum of its characters' advances, each measured
-        once per size.  Basic layout does not kern, so this equals Pillow's own measure (to a
+        once per size. Basic layout does not kern, so this equals Pillow's own measure (to a
         fraction of a pixel) at a fraction of its cost; wrapping measures text many times."""
         table = self._advances.setdefault(max(1, int(size)), {})
         total = 0.0
@@ -271,7 +209,7 @@ class FontChain:
         out: list[str] = []
         missing: set[str] = set()
         for char in unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n")):
-            if char == "\n" or char == "\t":
+            if char in ("\n", "\t"):
                 out.append(char if char == "\n" else " ")
             elif char in _INVISIBLE:
                 continue
@@ -325,15 +263,12 @@ class FontChain:
         if found is None:
             up, down = 1, 0
             for face in self.faces:
-                font = face.font(size)
                 probe = "".join(c for c in _PROBE if face.has_glyph(c))
-                if not probe:
-                    continue
-                left, top, right, bottom = font.getbbox(probe, anchor="ls")
-                up, down = max(up, math.ceil(-top)), max(down, math.ceil(bottom))
+                if probe:
+                    _, top, _, bottom = face.font(size).getbbox(probe, anchor="ls")
+                    up, down = max(up, math.ceil(-top)), max(down, math.ceil(bottom))
             leading = max(1, round(size * self.leading))
-            found = LineMetrics(ascent=up, descent=down, height=up + down + leading)
-            self._metrics[size] = found
+            found = self._metrics[size] = LineMetrics(ascent=up, descent=down, height=up + down + leading)
         return found
 
     def line_height(self, size: int) -> int:
@@ -355,21 +290,17 @@ class FontChain:
         """Bounding box (left, top, right, bottom) of the pixels :meth:`draw_text` would touch;
         None for blank text."""
         x, baseline = xy[0], xy[1] + self.metrics(size).ascent
-        box: list[float] | None = None
+        left = top = math.inf
+        right = bottom = -math.inf
         for face, run in self.runs(text):
-            font = face.font(size)
             if run.strip():
-                left, top, right, bottom = font.getbbox(run, anchor="ls")
-                part = [x + left, baseline + top, x + right, baseline + bottom]
-                box = (
-                    part
-                    if box is None
-                    else [min(box[0], part[0]), min(box[1], part[1]), max(box[2], part[2]), max(box[3], part[3])]
-                )
+                x0, y0, x1, y1 = face.font(size).getbbox(run, anchor="ls")
+                left, top = min(left, x + x0), min(top, baseline + y0)
+                right, bottom = max(right, x + x1), max(bottom, baseline + y1)
             x += face.advance(run, size)
-        if box is None:
+        if left == math.inf:
             return None
-        return (math.floor(box[0]), math.floor(box[1]), math.ceil(box[2]), math.ceil(box[3]))
+        return (math.floor(left), math.floor(top), math.ceil(right), math.ceil(bottom))
 
     # ------------------------------------------------------------------------------ drawing
 
@@ -382,120 +313,18 @@ class FontChain:
         fill: str | int | tuple[int, ...] = "black",
     ) -> int:
         """Draws one line with its top-left corner at ``xy``; each run in its own face, all on the
-        chain's baseline.  Returns the advance width drawn."""
+        chain's baseline. Returns the advance width drawn."""
         x, baseline = float(xy[0]), float(xy[1]) + self.metrics(size).ascent
         for face, run in self.runs(text):
-            font = face.font(size)
             if run.strip():
-                draw.text((x, baseline), run, font=font, fill=fill, anchor="ls")
+                draw.text((x, baseline), run, font=face.font(size), fill=fill, anchor="ls")
             x += face.advance(run, size)
         return math.ceil(x - xy[0])
 
-    # ------------------------------------------------------------------------------ wrapping
-
     def wrap(self, text: str, size: int, max_width: float) -> list[str]:
-        """Word-wraps ``text`` into lines no wider than ``max_width`` at ``size`` (real metrics).
-
-        Breaks at spaces; between CJK ideographs and kana, which need none; and inside a word only
-        when the word alone is too wide (Hangul between syllables, Latin with a hyphen).  Explicit
-        newlines are kept.  A single character wider than ``max_width`` still gets its own line:
-        callers compare :meth:`text_width` with their box to know whether the text fits.
-        """
-        lines: list[str] = []
-        for paragraph in text.split("\n"):
-            lines.extend(self._wrap_paragraph(paragraph, size, max_width))
-        while lines and not lines[-1]:
-            lines.pop()
-        while lines and not lines[0]:
-            lines.pop(0)
-        return lines
-
-    def _wrap_paragraph(self, paragraph: str, size: int, max_width: float) -> list[str]:
-        lines: list[str] = []
-        line = ""
-        for token, spaced in _tokens(paragraph):
-            candidate = f"{line} {token}" if (line and spaced) else line + token
-            if self.text_width(candidate, size) <= max_width:
-                line = candidate
-                continue
-            if line:
-                lines.append(line)
-            if self.text_width(token, size) <= max_width:
-                line = token
-            else:
-                pieces = self._break_word(token, size, max_width)
-                lines.extend(pieces[:-1])
-                line = pieces[-1]
-        if line or not lines:
-            lines.append(line)
-        return lines
-
-    def _break_word(self, word: str, size: int, max_width: float) -> list[str]:
-        """Splits a word too wide for one line; Latin pieces end with a hyphen when one fits."""
-        pieces: list[str] = []
-        rest = word
-        while rest and self.text_width(rest, size) > max_width:
-            n = 1
-            while n < len(rest) and self.text_width(rest[: n + 1], size) <= max_width:
-                n += 1
-            # Keep closing punctuation with the character before it.
-            while 1 < n < len(rest) and rest[n] in _NO_LINE_START:
-                n -= 1
-            piece = rest[:n]
-            if (
-                n < len(rest)
-                and piece[-1].isalpha()
-                and rest[n].isalpha()
-                and not _is_cjk(piece[-1])
-                and self.face_for("-") is not None
-            ):
-                while len(piece) > 1 and self.text_width(piece + "-", size) > max_width:
-                    piece = piece[:-1]
-                if len(piece) > 1 or self.text_width(piece + "-", size) <= max_width:
-                    n = len(piece)
-                    piece += "-"
-            pieces.append(piece)
-            rest = rest[n:]
-        pieces.append(rest)
-        return pieces
-
-
-def _is_cjk(char: str) -> bool:
-    """Ideographs, kana and Hangul: scripts where a word may break between characters."""
-    o = ord(char)
-    return (
-        0x1100 <= o <= 0x11FF
-        or 0x2E80 <= o <= 0x9FFF
-        or 0xA960 <= o <= 0xA97F
-        or 0xAC00 <= o <= 0xD7FF
-        or 0xF900 <= o <= 0xFAFF
-        or 0xFF00 <= o <= 0xFFEF
-        or 0x20000 <= o <= 0x3FFFF
-    )
-
-
-def _breaks_anywhere(char: str) -> bool:
-    """Han and kana break between any two characters (Hangul words use spaces instead)."""
-    o = ord(char)
-    return 0x3040 <= o <= 0x30FF or 0x3400 <= o <= 0x9FFF or 0xF900 <= o <= 0xFAFF or 0x20000 <= o <= 0x3FFFF
-
-
-def _tokens(paragraph: str) -> list[tuple[str, bool]]:
-    """Break units of a paragraph as (token, preceded by a space)."""
-    tokens: list[tuple[str, bool]] = []
-    for w, word in enumerate(t for t in _SPACE.split(paragraph) if t):
-        spaced = w > 0
-        current = ""
-        for char in word:
-            if current and (_breaks_anywhere(char) or _breaks_anywhere(current[-1])) and char not in _NO_LINE_START:
-                tokens.append((current, spaced))
-                spaced = False
-                current = char
-            else:
-                current += char
-        if current:
-            tokens.append((current, spaced))
-    return tokens
+        """``text`` word-wrapped into lines no wider than ``max_width`` at ``size``, measured with
+        real metrics (see :func:`~storydiffusion.layout.lettering.linebreak.wrap_text`)."""
+        return wrap_text(text, max_width, lambda s: self.text_width(s, size), hyphen=self.face_for("-") is not None)
 
 
 def default_font_chain(weight: str = "bold", font_dir: str | Path | None = None) -> FontChain:

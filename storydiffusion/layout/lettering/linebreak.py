@@ -1,0 +1,131 @@
+"""Line breaking for lettering: where a line may end in Latin, Cyrillic, Hangul, Han and kana text.
+
+Kept apart from the fonts: it only needs a way to measure a string, so the rules read on their own
+and are tested with any measure.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+__all__ = ["NO_LINE_START", "wrap_text"]
+
+#: A line may not start with these: they stay with the character before them.
+NO_LINE_START = frozenset(",.;:!?)]}%\u2019\u201d\u00bb\u2026、。，．！？：；）」』】〉》〕｝～ー")
+_SPACE = re.compile(r"[ \t\u00a0\u3000]+")
+
+Measure = Callable[[str], float]
+
+
+def wrap_text(text: str, max_width: float, width_of: Measure, hyphen: bool = True) -> list[str]:
+    """``text`` word-wrapped into lines no wider than ``max_width`` as ``width_of`` measures them.
+
+    Breaks at spaces; between CJK ideographs and kana, which need none; and inside a word only when
+    the word alone is too wide (Hangul between syllables, Latin with a hyphen when ``hyphen``).
+    Explicit newlines are kept. A single character wider than ``max_width`` still gets its own
+    line: callers measure the lines against their box to know whether the text fits.
+    """
+    lines: list[str] = []
+    for paragraph in text.split("\n"):
+        lines.extend(_wrap_paragraph(paragraph, max_width, width_of, hyphen))
+    while lines and not lines[-1]:
+        lines.pop()
+    while lines and not lines[0]:
+        lines.pop(0)
+    return lines
+
+
+def _wrap_paragraph(paragraph: str, max_width: float, width_of: Measure, hyphen: bool) -> list[str]:
+    lines: list[str] = []
+    line = ""
+    for token, spaced in _tokens(paragraph):
+        candidate = f"{line} {token}" if (line and spaced) else line + token
+        if width_of(candidate) <= max_width:
+            line = candidate
+            continue
+        if line:
+            lines.append(line)
+        if width_of(token) <= max_width:
+            line = token
+        else:
+            pieces = _break_word(token, max_width, width_of, hyphen)
+            lines.extend(pieces[:-1])
+            line = pieces[-1]
+    if line or not lines:
+        lines.append(line)
+    return lines
+
+
+def _break_word(word: str, max_width: float, width_of: Measure, hyphen: bool) -> list[str]:
+    """Splits a word too wide for one line; Latin pieces end with a hyphen when one fits."""
+    pieces: list[str] = []
+    rest = word
+    while rest and width_of(rest) > max_width:
+        n = _longest_prefix(rest, max_width, width_of)
+        piece = rest[:n]
+        if hyphen and n < len(rest) and piece[-1].isalpha() and rest[n].isalpha() and not _is_cjk(piece[-1]):
+            hyphenated = _hyphenated(piece, max_width, width_of)
+            if hyphenated is not None:
+                piece, n = hyphenated, len(hyphenated) - 1
+        pieces.append(piece)
+        rest = rest[n:]
+    pieces.append(rest)
+    return pieces
+
+
+def _longest_prefix(word: str, max_width: float, width_of: Measure) -> int:
+    """How many characters of ``word`` fit (at least one), keeping closing punctuation with the
+    character before it."""
+    n = 1
+    while n < len(word) and width_of(word[: n + 1]) <= max_width:
+        n += 1
+    while 1 < n < len(word) and word[n] in NO_LINE_START:
+        n -= 1
+    return n
+
+
+def _hyphenated(piece: str, max_width: float, width_of: Measure) -> str | None:
+    """``piece`` shortened until it fits with a hyphen, hyphen included; None when not even one
+    letter and the hyphen fit (the piece then breaks without one)."""
+    while len(piece) > 1 and width_of(piece + "-") > max_width:
+        piece = piece[:-1]
+    return piece + "-" if width_of(piece + "-") <= max_width else None
+
+
+def _is_cjk(char: str) -> bool:
+    """Ideographs, kana and Hangul: scripts where a word may break between characters."""
+    o = ord(char)
+    return (
+        0x1100 <= o <= 0x11FF
+        or 0x2E80 <= o <= 0x9FFF
+        or 0xA960 <= o <= 0xA97F
+        or 0xAC00 <= o <= 0xD7FF
+        or 0xF900 <= o <= 0xFAFF
+        or 0xFF00 <= o <= 0xFFEF
+        or 0x20000 <= o <= 0x3FFFF
+    )
+
+
+def _breaks_anywhere(char: str) -> bool:
+    """Han and kana break between any two characters (Hangul words use spaces instead)."""
+    o = ord(char)
+    return 0x3040 <= o <= 0x30FF or 0x3400 <= o <= 0x9FFF or 0xF900 <= o <= 0xFAFF or 0x20000 <= o <= 0x3FFFF
+
+
+def _tokens(paragraph: str) -> list[tuple[str, bool]]:
+    """Break units of a paragraph as (token, preceded by a space)."""
+    tokens: list[tuple[str, bool]] = []
+    for w, word in enumerate(t for t in _SPACE.split(paragraph) if t):
+        spaced = w > 0
+        current = ""
+        for char in word:
+            if current and (_breaks_anywhere(char) or _breaks_anywhere(current[-1])) and char not in NO_LINE_START:
+                tokens.append((current, spaced))
+                spaced = False
+                current = char
+            else:
+                current += char
+        if current:
+            tokens.append((current, spaced))
+    return tokens

@@ -1,0 +1,204 @@
+"""Fonts: the bundled faces, their character maps (read with fontTools) and the per-glyph fallback chain.
+
+Everything draws with the bundled fonts or with tiny fonts built here in memory, so the tests are
+fast and need no model.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from fontTools.fontBuilder import FontBuilder
+from fontTools.pens.ttGlyphPen import TTGlyphPen
+from fontTools.ttLib import TTCollection, TTFont
+from fontTools.ttLib.tables._c_m_a_p import cmap_format_0
+
+from storydiffusion.layout.lettering.fonts import (
+    BUNDLED_FACES,
+    FONT_DIR,
+    FontChain,
+    FontFace,
+    default_font_chain,
+    read_cmap,
+)
+
+HANGUL = "안녕하세요, 세상!"
+SPANISH = "¡Qué sorpresa, señor Muñoz!"
+RUSSIAN = "Привет, мир"
+
+
+@pytest.fixture(scope="module")
+def chain() -> FontChain:
+    return default_font_chain("bold")
+
+
+def _mask(face: FontFace, text: str, size: int = 32) -> tuple[tuple[int, int], bytes]:
+    mask = face.font(size).getmask(text, mode="L")
+    return mask.size, bytes(mask)
+
+
+def _tiny_font(cmap: dict[int, str]) -> bytes:
+    """A TrueType font with one square glyph "A" and the given character map."""
+    builder = FontBuilder(1000, isTTF=True)
+    names = [".notdef", "A"]
+    builder.setupGlyphOrder(names)
+    builder.setupCharacterMap(cmap)
+    pen = TTGlyphPen(None)
+    pen.moveTo((0, 0))
+    pen.lineTo((0, 500))
+    pen.lineTo((500, 500))
+    pen.closePath()
+    builder.setupGlyf({name: pen.glyph() for name in names})
+    builder.setupHorizontalMetrics({name: (600, 0) for name in names})
+    builder.setupHorizontalHeader(ascent=800, descent=-200)
+    builder.setupNameTable({"familyName": "Tiny", "styleName": "Regular"})
+    builder.setupOS2()
+    builder.setupPost()
+    buffer = io.BytesIO()
+    builder.save(buffer)
+    return buffer.getvalue()
+
+
+# ------------------------------------------------------------------------------------------- bundle
+
+
+def test_bundled_fonts_and_licences_are_present() -> None:
+    readme = (FONT_DIR / "README.md").read_text(encoding="utf-8")
+    for names in BUNDLED_FACES.values():
+        for name in names:
+            assert (FONT_DIR / name).is_file(), name
+            assert name in readme
+    for licence in ("OFL-ComicNeue.txt", "OFL-NotoSans.txt", "OFL-Nanum.txt"):
+        text = (FONT_DIR / licence).read_text(encoding="utf-8")
+        assert "SIL OPEN FONT LICENSE" in text.upper() and "Version 1.1" in text
+        assert licence in readme
+    total = sum(p.stat().st_size for p in FONT_DIR.iterdir())
+    assert total < 6_000_000, "keep the font bundle small"
+
+
+def test_bundled_coverage_matches_the_fonts_readme() -> None:
+    for weight in BUNDLED_FACES:
+        comic, noto, nanum = (read_cmap(FONT_DIR / name) for name in BUNDLED_FACES[weight])
+        assert set(range(0x20, 0x7F)) | set(range(0xA0, 0x100)) <= comic  # ASCII and Latin-1
+        assert not comic & set(range(0x400, 0x500)) and not comic & set(range(0xAC00, 0xD7A4))
+        assert set(range(0x400, 0x500)) <= noto and set(range(0x100, 0x180)) <= noto  # Cyrillic, Latin Ext-A
+        assert set(range(0xAC00, 0xAC00 + 11172)) <= nanum  # every Hangul syllable
+        assert set(range(0x3131, 0x3131 + 94)) <= nanum  # the compatibility jamo
+
+
+# ------------------------------------------------------------------------------------------- cmap
+
+
+def test_cmap_agrees_with_missing_glyph_rendering(chain: FontChain) -> None:
+    """The character map read from the file says the same as comparing with the .notdef drawing."""
+    for face in chain.faces:
+        notdef = face.missing_glyph_mask()
+        for char in "Aañ가Жé—…":
+            rendered_real = _mask(face, char) != notdef
+            assert face.has_glyph(char) == rendered_real, (face, char)
+
+
+def test_read_cmap_rejects_non_fonts() -> None:
+    with pytest.raises(ValueError):
+        read_cmap(b"not a font at all")
+    data = (FONT_DIR / BUNDLED_FACES["bold"][1]).read_bytes()
+    with pytest.raises(ValueError):
+        read_cmap(data[:200])
+
+
+def test_read_cmap_leaves_out_characters_mapped_to_notdef() -> None:
+    data = _tiny_font({ord("A"): "A", ord("B"): ".notdef", 0x1F600: "A"})
+    assert read_cmap(data) == {ord("A"), 0x1F600}
+
+
+def test_read_cmap_takes_bytes_or_a_file(tmp_path) -> None:
+    path = tmp_path / "tiny.ttf"
+    path.write_bytes(_tiny_font({ord("A"): "A", ord("Z"): "A"}))
+    assert read_cmap(path) == read_cmap(str(path)) == read_cmap(path.read_bytes()) == {ord("A"), ord("Z")}
+    face = FontFace(path)
+    assert face.has_glyph("Z") and not face.has_glyph("B")
+
+
+def test_read_cmap_of_a_collection_reads_its_first_font() -> None:
+    collection = TTCollection()
+    collection.fonts = [TTFont(io.BytesIO(_tiny_font({ord(c): "A"}))) for c in "CD"]
+    buffer = io.BytesIO()
+    collection.save(buffer)
+    assert buffer.getvalue()[:4] == b"ttcf"
+    assert read_cmap(buffer.getvalue()) == {ord("C")}
+
+
+def test_read_cmap_needs_a_unicode_map() -> None:
+    font = TTFont(io.BytesIO(_tiny_font({ord("A"): "A"})))
+    mac_roman = cmap_format_0(0)
+    mac_roman.platformID, mac_roman.platEncID, mac_roman.language, mac_roman.cmap = 1, 0, 0, {ord("A"): "A"}
+    font["cmap"].tables = [mac_roman]
+    buffer = io.BytesIO()
+    font.save(buffer)
+    with pytest.raises(ValueError, match="Unicode"):
+        read_cmap(buffer.getvalue())
+
+
+# ------------------------------------------------------------------------------------------- chain
+
+
+def test_fallback_chain_picks_the_face_per_glyph(chain: FontChain) -> None:
+    comic, noto, nanum = chain.faces
+    assert chain.face_for("a") is comic
+    assert chain.face_for("ñ") is comic  # Comic Neue has Latin-1 accents
+    assert chain.face_for("Ж") is noto
+    assert chain.face_for("ł") is comic or chain.face_for("ł") is noto
+    assert chain.face_for("가") is nanum
+    runs = chain.runs("Hi 안녕 Привет!")
+    assert [face for face, _ in runs] == [comic, nanum, noto, comic]
+
+
+@pytest.mark.parametrize("text", [HANGUL, SPANISH, RUSSIAN])
+def test_every_character_gets_a_real_glyph(chain: FontChain, text: str) -> None:
+    prepared, missing = chain.prepare(text)
+    assert prepared == text and not missing
+    comic_box = chain.faces[0].missing_glyph_mask()
+    for char in text:
+        if char.isspace():
+            continue
+        face = chain.face_for(char)
+        assert face is not None, char
+        glyph = _mask(face, char)
+        assert glyph != face.missing_glyph_mask(), f"{char!r} drawn as {face.name}'s missing glyph"
+        assert glyph != comic_box, f"{char!r} drawn as a box"
+
+
+def test_decomposed_accents_are_composed(chain: FontChain) -> None:
+    prepared, missing = chain.prepare("sen\u0303or")
+    assert prepared == "señor" and not missing
+
+
+def test_characters_no_face_has_get_a_stand_in_or_are_reported(chain: FontChain) -> None:
+    assert chain.face_for("\U0001d400") is None  # mathematical bold A
+    prepared, missing = chain.prepare("a\u200bb \U0001f600 \U0001d400")  # zero-width space, emoji
+    assert missing == {"\U0001f600"}
+    assert prepared == "ab  A"
+
+
+def test_unknown_weight_is_refused() -> None:
+    with pytest.raises(ValueError, match="bold"):
+        default_font_chain("light")
+
+
+# ------------------------------------------------------------------------------------------- metrics
+
+
+def test_line_metrics_fit_every_face(chain: FontChain) -> None:
+    m = chain.metrics(20)
+    assert m.height == chain.line_height(20) > m.ascent + m.descent > 20
+    for text in ("ÁÉgjpy", HANGUL, RUSSIAN):
+        left, top, right, bottom = chain.ink_box((0, 0), text, 20)
+        assert top >= 0 and bottom <= m.ascent + m.descent
+
+
+def test_text_width_is_the_sum_of_runs_in_their_own_faces(chain: FontChain) -> None:
+    text = "Hi 안녕 Привет!"
+    expected = sum(face.font(20).getlength(run) for face, run in chain.runs(text))
+    assert abs(chain.text_width(text, 20) - expected) <= 1
+    assert chain.ink_box((0, 0), "   ", 20) is None
