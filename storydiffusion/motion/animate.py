@@ -16,8 +16,9 @@ from typing import Any
 from PIL import Image
 
 from ..rundir import MANIFEST_NAME, PANELS_DIR, panel_filename, read_manifest, write_json
+from .checks import AnimationError, check_denoising, check_frames, check_setting
 from .export import write_gif, write_mp4
-from .video import AnimationError, TransitionPipeline, TransitionProgress
+from .video import TransitionPipeline, TransitionProgress
 
 VIDEO_DIR = "video"
 
@@ -47,12 +48,18 @@ def transition_name(start: int, end: int) -> str:
     return f"{start:02d}-{end:02d}"
 
 
-def check_request(frames: int, fps: float) -> None:
-    """Fail before any model is loaded on settings that can never work."""
-    if frames < 2:
-        raise AnimationError(f"--frames must be at least 2 (the two panels), got {frames}")
-    if not fps or fps <= 0:
-        raise AnimationError(f"--fps must be positive, got {fps}")
+def check_request(
+    frames: int,
+    fps: float,
+    *,
+    steps: int | None = None,
+    guidance: float | None = None,
+    strength: float | None = None,
+) -> None:
+    """Fail before any model is loaded on settings that can never work (ranges: ``SETTING_RANGES``)."""
+    check_frames(frames)
+    check_setting("fps", "--fps", fps)
+    check_denoising(steps, guidance, strength)
 
 
 def load_transition_pipeline(
@@ -163,7 +170,7 @@ def animate_run(
     The prompt defaults to the two panels' prompts joined; a loaded ``pipeline`` may be passed to
     animate several pairs without reloading the models.
     """
-    check_request(frames, fps)
+    check_request(frames, fps, steps=steps, guidance=guidance, strength=strength)
     first, last, start_path, end_path = read_run_panels(run_dir, start, end)
     start_image, end_image = _open_image(start_path), _open_image(end_path)
     if prompt is None:

@@ -7,7 +7,8 @@ Each step samples clips (start, end and evenly spaced frames in between) from th
 embeddings of the videos and minimises the MSE between predicted and true embeddings of the
 intermediate frames. The batch of a step depends only on (seed, step, process), and checkpoints hold
 the model, the optimizer state (safetensors) and the RNG state (JSON), so ``--resume`` continues
-exactly where the run stopped.
+exactly where the run stopped. The paper's additional loss through the video model is not
+implemented: training uses the embedding loss only.
 """
 
 from __future__ import annotations
@@ -17,28 +18,31 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
-from ..atomic import atomic_path
+from ..atomic import write_json
 from ..errors import SettingsError, StoryDiffusionError
+from .checkpoints import (
+    CHECKPOINT_PREFIX,
+    LOG_NAME,
+    STATE_NAME,
+    latest_checkpoint,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+    truncate_log,
+)
 from .data import MotionClipDataset
 from .encoder import DEFAULT_MODEL, DEFAULT_PRETRAINED, TINY_MODEL, ClipImageEncoder
-from .predictor import CONFIG_NAME, WEIGHTS_NAME, PredictorConfig, SemanticMotionPredictor
+from .predictor import PredictorConfig, SemanticMotionPredictor
 
-LOG_NAME = "train_log.jsonl"
-STATE_NAME = "trainer_state.json"
-OPTIMIZER_NAME = "optimizer.safetensors"
-CHECKPOINT_PREFIX = "checkpoint-"
+OPTIONS_NAME = "training_options.json"
 MIXED_PRECISION = ("no", "fp16", "bf16")
-# A loss on the generated video (paper): predicted (B, L, N, D) embeddings and the batch -> scalar.
-VideoLossFn = Callable[[torch.Tensor, tuple[torch.Tensor, ...]], torch.Tensor]
 
 
 @dataclass
@@ -68,8 +72,6 @@ class TrainingOptions:
     max_video_frames: int = 256
     progress: bool = True
     cpu: bool = False
-    video_loss_weight: float = 0.0  # paper's loss on the generated video; needs the video pipeline
-    video_loss_fn: VideoLossFn | None = field(default=None, repr=False, compare=False)
 
     def validate(self) -> None:
         if self.frames < 3:
@@ -86,9 +88,7 @@ class TrainingOptions:
             raise SettingsError(f"--hidden ({self.hidden}) must be divisible by --heads ({self.heads})")
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("video_loss_fn")
-        return data
+        return asdict(self)
 
 
 @dataclass
@@ -112,110 +112,66 @@ class TrainingReport:
         return self.losses[-1] if self.losses else None
 
 
-# --------------------------------------------------------------------------- checkpoints
-def latest_checkpoint(out_dir: Path) -> Path | None:
-    """The complete checkpoint (one with its trainer state) with the highest step, if any."""
-    found = []
-    for path in out_dir.glob(f"{CHECKPOINT_PREFIX}*"):
-        suffix = path.name[len(CHECKPOINT_PREFIX) :]
-        if suffix.isdigit() and (path / STATE_NAME).is_file():
-            found.append((int(suffix), path))
-    return max(found)[1] if found else None
-
-
-def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Optimizer state_dict -> (tensors for safetensors, JSON for the rest): no pickles."""
-    tensors: dict[str, torch.Tensor] = {}
-    scalars: dict[str, dict[str, Any]] = {}
-    for pid, entry in state["state"].items():
-        for key, value in entry.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"state.{pid}.{key}"] = value.detach().contiguous().cpu()
-            else:
-                scalars.setdefault(str(pid), {})[key] = value
-    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in state["param_groups"]]
-    return tensors, {"param_groups": groups, "scalars": scalars}
-
-
-def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
-    state: dict[int, dict[str, Any]] = {}
-    for name, value in tensors.items():
-        _, pid, key = name.split(".", 2)
-        state.setdefault(int(pid), {})[key] = value
-    for pid, entry in meta.get("scalars", {}).items():
-        state.setdefault(int(pid), {}).update(entry)
-    groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in meta["param_groups"]]
-    return {"state": state, "param_groups": groups}
-
-
-def _rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {"torch": torch.get_rng_state().tolist()}
-    if torch.cuda.is_available():
-        state["cuda"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
-    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["cuda"]])
-
-
-def _save_checkpoint(
-    folder: Path, model: SemanticMotionPredictor, optimizer: Any, scaler: Any, step: int, options: TrainingOptions
-) -> None:
-    """Write into a temporary folder and rename, so a checkpoint is either complete or absent."""
-    with atomic_path(folder) as tmp:
-        model.save_pretrained(tmp)
-        tensors, meta = _flatten_optimizer(optimizer.state_dict())
-        save_file(tensors, str(tmp / OPTIMIZER_NAME))
-        state = {
-            "step": step,
-            "seed": options.seed,
-            "rng": _rng_state(),
-            "optimizer": meta,
-            "scaler": scaler.state_dict() if scaler is not None else None,
-            "options": options.to_json(),
-        }
-        (tmp / STATE_NAME).write_text(json.dumps(state) + "\n", encoding="utf-8")
-
-
-def _truncate_log(log_path: Path, step: int) -> None:
-    """Drop log lines past ``step`` (written after the checkpoint a resumed run starts from)."""
-    if not log_path.is_file():
-        return
-    keep = [
-        line
-        for line in log_path.read_text(encoding="utf-8").splitlines()
-        if line.strip() and json.loads(line)["step"] <= step
-    ]
-    log_path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
-
-
 # --------------------------------------------------------------------------- training
-def _video_loss(options: TrainingOptions) -> VideoLossFn | None:
-    """The optional paper loss on the generated video, from the video pipeline; off by default."""
-    if options.video_loss_weight <= 0:
-        return None
-    if options.video_loss_fn is not None:
-        return options.video_loss_fn
-    try:
-        from . import video
-
-        return video.motion_video_loss  # type: ignore[attr-defined]
-    except (ImportError, AttributeError) as exc:
-        raise SettingsError(
-            "--video-loss-weight needs the video pipeline's loss on the generated clip "
-            "(storydiffusion.motion.video.motion_video_loss), which is not available here; "
-            "train with the embedding MSE alone (--video-loss-weight 0)."
-        ) from exc
-
-
 def _load_encoder(options: TrainingOptions, device: torch.device) -> ClipImageEncoder:
     if options.tiny_encoder or options.encoder == TINY_MODEL:
         return ClipImageEncoder.tiny(seed=options.seed).to(device)
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     return ClipImageEncoder.from_pretrained(options.encoder, options.pretrained, device=device, dtype=dtype)
+
+
+def _check_out_dir(out: Path, resume: bool) -> Path | None:
+    """The checkpoint to resume from; refuse to resume from nothing or to train over an earlier run."""
+    resume_from = latest_checkpoint(out) if out.is_dir() else None
+    if resume and resume_from is None:
+        raise SettingsError(f"--resume: no checkpoint-STEP folder with {STATE_NAME} in {out}.")
+    if not resume and out.is_dir() and (resume_from or (out / LOG_NAME).exists()):
+        raise SettingsError(
+            f"{out} already holds a training run; pass --resume to continue it or choose another --out."
+        )
+    return resume_from if resume else None
+
+
+def _predictor_config(options: TrainingOptions, encoder: ClipImageEncoder) -> PredictorConfig:
+    return PredictorConfig(
+        embed_dim=encoder.width,
+        tokens=options.tokens,
+        hidden=options.hidden,
+        layers=options.layers,
+        heads=options.heads,
+        max_frames=max(64, options.frames),
+        token_selection=options.token_selection,
+        dropout=options.dropout,
+        encoder_model=TINY_MODEL if options.tiny_encoder else options.encoder,
+        encoder_pretrained=None if options.tiny_encoder else options.pretrained,
+        encoder_layer=encoder.layer,
+    )
+
+
+def _train_step(
+    accelerator: Any, model: Any, optimizer: Any, batch: tuple[torch.Tensor, ...], lr: float, options: TrainingOptions
+) -> float:
+    """One AdamW step on the MSE of the intermediate frames' embeddings; the loss averaged over processes."""
+    start, end, target = (t.to(accelerator.device) for t in batch)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    with accelerator.autocast():
+        predicted = model(start, end, options.frames)
+        loss = F.mse_loss(predicted[:, 1:-1].float(), target[:, 1:-1].float())
+    accelerator.backward(loss)
+    if options.grad_clip > 0 and accelerator.sync_gradients:
+        accelerator.clip_grad_norm_(model.parameters(), options.grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(accelerator.gather(loss.detach().float().reshape(1)).mean())
+
+
+def _progress_bar(options: TrainingOptions, accelerator: Any, start_step: int) -> Any:
+    if not (options.progress and accelerator.is_local_main_process):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=options.steps, initial=start_step, desc="training motion predictor", unit="step")
 
 
 def train_predictor(
@@ -227,14 +183,7 @@ def train_predictor(
     options = options or TrainingOptions()
     options.validate()
     out = Path(out_dir)
-    resume_from = latest_checkpoint(out) if out.is_dir() else None
-    if options.resume and resume_from is None:
-        raise SettingsError(f"--resume: no checkpoint-STEP folder with {STATE_NAME} in {out}.")
-    if not options.resume and out.is_dir() and (latest_checkpoint(out) or (out / LOG_NAME).exists()):
-        raise SettingsError(
-            f"{out} already holds a training run; pass --resume to continue it or choose another --out."
-        )
-    video_loss_fn = _video_loss(options)
+    resume_from = _check_out_dir(out, options.resume)
 
     accelerator = Accelerator(mixed_precision=options.mixed_precision, cpu=options.cpu)
     torch.manual_seed(options.seed + accelerator.process_index)
@@ -249,74 +198,32 @@ def train_predictor(
         seed=options.seed,
         progress=options.progress and accelerator.is_local_main_process,
     )
-    config = PredictorConfig(
-        embed_dim=encoder.width,
-        tokens=options.tokens,
-        hidden=options.hidden,
-        layers=options.layers,
-        heads=options.heads,
-        max_frames=max(64, options.frames),
-        token_selection=options.token_selection,
-        dropout=options.dropout,
-        encoder_model=TINY_MODEL if options.tiny_encoder else options.encoder,
-        encoder_pretrained=None if options.tiny_encoder else options.pretrained,
-        encoder_layer=encoder.layer,
-    )
+    config = _predictor_config(options, encoder)
     del encoder  # embeddings are cached; free the (large) CLIP tower
     model = SemanticMotionPredictor(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
-
-    start_step = 0
-    state: dict[str, Any] | None = None
-    if options.resume and resume_from is not None:
-        saved = PredictorConfig.from_dict(json.loads((resume_from / CONFIG_NAME).read_text(encoding="utf-8")))
-        if saved != config:
-            raise SettingsError(
-                f"{resume_from} was trained with another architecture ({saved}); resume with the same options."
-            )
-        state = json.loads((resume_from / STATE_NAME).read_text(encoding="utf-8"))
-        model.load_state_dict(load_file(str(resume_from / WEIGHTS_NAME)))
-        optimizer.load_state_dict(
-            _unflatten_optimizer(load_file(str(resume_from / OPTIMIZER_NAME)), state["optimizer"])
-        )
-        start_step = int(state["step"])
+    state = load_checkpoint(resume_from, config, model, optimizer) if resume_from is not None else None
+    start_step = int(state["step"]) if state is not None else 0
     model, optimizer = accelerator.prepare(model, optimizer)
     if state is not None:
         if state.get("scaler") and accelerator.scaler is not None:
             accelerator.scaler.load_state_dict(state["scaler"])
-        _set_rng_state(state["rng"])
+        restore_rng_state(state["rng"])
 
     log_path = out / LOG_NAME
     checkpoints: list[Path] = []
     losses: list[float] = []
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
-        _truncate_log(log_path, start_step)
-    progress = None
-    if options.progress and accelerator.is_local_main_process:
-        from tqdm.auto import tqdm
-
-        progress = tqdm(total=options.steps, initial=start_step, desc="training motion predictor", unit="step")
+        truncate_log(log_path, start_step)
+    progress = _progress_bar(options, accelerator, start_step)
     began = time.perf_counter()
     model.train()
     world, rank, size = accelerator.num_processes, accelerator.process_index, options.batch_size
     for step in range(start_step, options.steps):
         first = (step * world + rank) * size
-        start, end, target = (t.to(accelerator.device) for t in dataset.batch(range(first, first + size)))
         lr = options.lr * min(1.0, (step + 1) / max(1, options.warmup_steps))
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        with accelerator.autocast():
-            predicted = model(start, end, options.frames)
-            loss = F.mse_loss(predicted[:, 1:-1].float(), target[:, 1:-1].float())
-            if video_loss_fn is not None:
-                loss = loss + options.video_loss_weight * video_loss_fn(predicted, (start, end, target))
-        accelerator.backward(loss)
-        if options.grad_clip > 0 and accelerator.sync_gradients:
-            accelerator.clip_grad_norm_(model.parameters(), options.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        value = float(accelerator.gather(loss.detach().float().reshape(1)).mean())
+        value = _train_step(accelerator, model, optimizer, dataset.batch(range(first, first + size)), lr, options)
         if not math.isfinite(value):
             raise StoryDiffusionError(
                 f"training diverged at step {step + 1} (loss {value}); lower --lr or use bf16/no mixed precision."
@@ -333,15 +240,16 @@ def train_predictor(
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
                 folder = out / f"{CHECKPOINT_PREFIX}{done}"
-                _save_checkpoint(folder, accelerator.unwrap_model(model), optimizer, accelerator.scaler, done, options)
+                save_checkpoint(
+                    folder, accelerator.unwrap_model(model), optimizer, accelerator.scaler, done, options.to_json()
+                )
                 checkpoints.append(folder)
     if progress is not None:
         progress.close()
     accelerator.wait_for_everyone()
-    final = accelerator.unwrap_model(model)
     if accelerator.is_main_process:
-        final.save_pretrained(out)
-        (out / "training_options.json").write_text(json.dumps(options.to_json(), indent=2) + "\n", encoding="utf-8")
+        accelerator.unwrap_model(model).save_pretrained(out)
+        write_json(out / OPTIONS_NAME, options.to_json())
     return TrainingReport(out, options.steps, start_step, losses, checkpoints, time.perf_counter() - began, config)
 
 
@@ -375,11 +283,6 @@ def build_parser() -> argparse.ArgumentParser:
         ("save-every", int, "checkpoint interval in steps"),
         ("seed", int, "seed for weights and clip sampling"),
         ("max-video-frames", int, "frames read per video at most"),
-        (
-            "video-loss-weight",
-            float,
-            "weight of the paper's loss on the generated video (needs the video pipeline; 0 = off)",
-        ),
     ]:
         attr = name.replace("-", "_")
         p.add_argument(
@@ -395,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    keys = {f for f in TrainingOptions.__dataclass_fields__ if f not in ("video_loss_fn", "progress")}
+    keys = {f for f in TrainingOptions.__dataclass_fields__ if f != "progress"}
     options = TrainingOptions(**{k: v for k, v in vars(args).items() if k in keys}, progress=not args.no_progress)
     try:
         report = train_predictor(args.videos, args.out, options)

@@ -1,0 +1,121 @@
+"""The training run folder: checkpoints (safetensors + JSON, no pickles) and the step log.
+
+A checkpoint holds the model, the AdamW state (tensors in safetensors, the rest in JSON) and the
+RNG state, so a resumed run continues exactly; it is written to a temporary folder and renamed, so
+it is complete or absent.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..atomic import atomic_path, atomic_write_bytes
+from ..errors import SettingsError
+from .predictor import CONFIG_NAME, WEIGHTS_NAME, PredictorConfig, SemanticMotionPredictor
+
+LOG_NAME = "train_log.jsonl"
+STATE_NAME = "trainer_state.json"
+OPTIMIZER_NAME = "optimizer.safetensors"
+CHECKPOINT_PREFIX = "checkpoint-"
+
+
+def latest_checkpoint(out_dir: Path) -> Path | None:
+    """The complete checkpoint (one with its trainer state) with the highest step, if any."""
+    found = []
+    for path in out_dir.glob(f"{CHECKPOINT_PREFIX}*"):
+        suffix = path.name[len(CHECKPOINT_PREFIX) :]
+        if suffix.isdigit() and (path / STATE_NAME).is_file():
+            found.append((int(suffix), path))
+    return max(found)[1] if found else None
+
+
+def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Optimizer state_dict -> (tensors for safetensors, JSON for the rest): no pickles."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, entry in state["state"].items():
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"state.{pid}.{key}"] = value.detach().contiguous().cpu()
+            else:
+                scalars.setdefault(str(pid), {})[key] = value
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in state["param_groups"]]
+    return tensors, {"param_groups": groups, "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        _, pid, key = name.split(".", 2)
+        state.setdefault(int(pid), {})[key] = value
+    for pid, entry in meta.get("scalars", {}).items():
+        state.setdefault(int(pid), {}).update(entry)
+    groups = [{k: (tuple(v) if k == "betas" else v) for k, v in g.items()} for g in meta["param_groups"]]
+    return {"state": state, "param_groups": groups}
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state().tolist()}
+    if torch.cuda.is_available():
+        state["cuda"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Put back the RNG state a checkpoint saved (CUDA only on the same number of GPUs)."""
+    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["cuda"]])
+
+
+def save_checkpoint(
+    folder: Path, model: SemanticMotionPredictor, optimizer: Any, scaler: Any, step: int, options: dict[str, Any]
+) -> None:
+    """Write into a temporary folder and rename, so a checkpoint is either complete or absent."""
+    with atomic_path(folder) as tmp:
+        model.save_pretrained(tmp)
+        tensors, meta = _flatten_optimizer(optimizer.state_dict())
+        save_file(tensors, str(tmp / OPTIMIZER_NAME))
+        state = {
+            "step": step,
+            "seed": options["seed"],
+            "rng": _rng_state(),
+            "optimizer": meta,
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "options": options,
+        }
+        (tmp / STATE_NAME).write_text(json.dumps(state) + "\n", encoding="utf-8")
+
+
+def truncate_log(log_path: Path, step: int) -> None:
+    """Drop log lines past ``step`` (written after the checkpoint a resumed run starts from)."""
+    if not log_path.is_file():
+        return
+    keep = [
+        line
+        for line in log_path.read_text(encoding="utf-8").splitlines()
+        if line.strip() and json.loads(line)["step"] <= step
+    ]
+    atomic_write_bytes(log_path, "".join(line + "\n" for line in keep).encode("utf-8"))
+
+
+def load_checkpoint(
+    folder: Path, config: PredictorConfig, model: SemanticMotionPredictor, optimizer: Any
+) -> dict[str, Any]:
+    """Load the weights and optimizer state of ``folder`` and return its trainer state (step, RNG, scaler).
+
+    The options saved with the state are not read back: the command line decides them, and keys
+    that older versions wrote are simply ignored.
+    """
+    saved = PredictorConfig.from_dict(json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8")))
+    if saved != config:
+        raise SettingsError(f"{folder} was trained with another architecture ({saved}); resume with the same options.")
+    state = json.loads((folder / STATE_NAME).read_text(encoding="utf-8"))
+    model.load_state_dict(load_file(str(folder / WEIGHTS_NAME)))
+    optimizer.load_state_dict(_unflatten_optimizer(load_file(str(folder / OPTIMIZER_NAME)), state["optimizer"]))
+    return state
