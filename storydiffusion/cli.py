@@ -272,7 +272,8 @@ def run_animate(args: argparse.Namespace) -> int:
 
     from .motion.animate import animate_run, check_request, read_run_panels
 
-    check_request(args.frames, args.fps)  # bad input fails before any model is loaded
+    # bad input fails before any model is loaded
+    check_request(args.frames, args.fps, steps=args.steps, guidance=args.guidance, strength=args.strength)
     read_run_panels(args.run_dir, args.start, args.end)
     bar = tqdm(total=None, unit="step", disable=args.quiet, file=sys.stderr)
 
