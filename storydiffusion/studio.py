@@ -7,6 +7,7 @@ identity bank, re-typesetting pages, exporting, saving and loading project files
 
 from __future__ import annotations
 
+import logging
 import secrets
 import shutil
 import tempfile
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from .bank import IdentityBank
 from .errors import ModelError, StoryDiffusionError
+from .hub import hub_is_reachable, hub_repo, is_in_hub_cache
 from .layout.compose import ComposeResult, compose_run
 from .models import load_model_registry
 from .pipeline import PanelImage, StoryPipeline, StoryResult
@@ -27,23 +29,27 @@ from .story import Story, story_from_text, story_to_text
 from .streaming import Event, PanelDone, RunFinished, stream_generation
 
 OFFLINE_MODEL = "tiny-sdxl"
-MAX_SEED = 2**31 - 1
-OUT_OF_MEMORY_MESSAGE = (
-    "Out of GPU memory. Lower the width and height, the window (panels per batch) or the identity "
-    "images, or start the app with a smaller model. The panels already made are kept."
-)
+MAX_DICE_SEED = 2**31 - 1  # the dice stays below 2**53 so a browser's number field holds it exactly
+
+logger = logging.getLogger(__name__)
 
 
 def random_seed() -> int:
-    """A fresh story seed for the dice button: always a valid seed (0 .. 2**31-1)."""
-    return secrets.randbelow(MAX_SEED + 1)
+    """A fresh story seed for the dice button: a valid seed (0 .. 2**31-1) that a web page keeps exactly."""
+    return secrets.randbelow(MAX_DICE_SEED + 1)
+
+
+class HubUnreachable(ModelError):
+    """A hub model is neither cached nor downloadable right now: loading it is not even tried."""
 
 
 class ModelPool:
     """Loaded StoryPipelines by model name, shared by every session, each loaded once.
 
     When the requested model cannot be loaded (no network, no weights) and ``fallback`` is on,
-    the offline demo model is used instead and ``notice`` says so and how to choose a real model.
+    the offline demo model is used instead and ``notice`` says so in one line. Without network a
+    hub model is loaded from the cache only, and one that is not cached is not tried at all, so the
+    app starts at once instead of waiting on the hub's retries.
     """
 
     def __init__(
@@ -54,10 +60,14 @@ class ModelPool:
         dtype: str = "auto",
         fallback: bool = True,
         loader: Callable[..., StoryPipeline] = StoryPipeline.from_pretrained,
+        hub_online: Callable[[], bool] = hub_is_reachable,
+        in_cache: Callable[[str], bool] = is_in_hub_cache,
     ):
         self.default_model = default_model
         self.device, self.dtype, self.fallback = device, dtype, fallback
         self._loader = loader
+        self._hub_online, self._in_cache = hub_online, in_cache
+        self._online: bool | None = None
         self._pipelines: dict[str, StoryPipeline] = {}
         self._transition = None
         self._lock = threading.Lock()
@@ -67,26 +77,44 @@ class ModelPool:
         name = name or self.default_model
         with self._lock:
             if name not in self._pipelines:
-                try:
-                    self._pipelines[name] = self._loader(name, device=self.device, dtype=self.dtype)
-                except ModelError as error:
-                    if not self.fallback or name == OFFLINE_MODEL:
-                        raise
-                    self.notice = (
-                        f"Could not load {name!r} ({error}). Running the offline demo model {OFFLINE_MODEL!r}: "
-                        "its pictures are random patterns. To use a real model, start the app with internet "
-                        "access or pass --model with a local diffusers folder or .safetensors checkpoint."
-                    )
-                    if OFFLINE_MODEL not in self._pipelines:
-                        self._pipelines[OFFLINE_MODEL] = self._loader(OFFLINE_MODEL, device="cpu", dtype="float32")
-                    self._pipelines[name] = self._pipelines[OFFLINE_MODEL]
-                if self._pipelines[name].spec.source == "tiny" and not self.notice:
-                    self.notice = (
-                        f"Offline demo: the model is {name!r}, a tiny random-weight model, so panels are random "
-                        "patterns. For real pictures start the app with a GPU and `--model sdxl-base` (or a local "
-                        "diffusers folder or .safetensors checkpoint)."
-                    )
+                self._pipelines[name] = self._load_or_fall_back(name)
             return self._pipelines[name]
+
+    def _load_or_fall_back(self, name: str) -> StoryPipeline:
+        try:
+            pipeline = self._load(name)
+        except ModelError as error:
+            if not self.fallback or name == OFFLINE_MODEL:
+                raise
+            logger.warning("Could not load %r, using the offline demo model %r: %s", name, OFFLINE_MODEL, error)
+            reason = "no network, no cached weights" if isinstance(error, HubUnreachable) else "see the log"
+            self.notice = (
+                f"Offline demo: could not load {name!r} ({reason}); running the tiny random-weight offline demo "
+                "model. Start with --model NAME_OR_PATH for real pictures."
+            )
+            if OFFLINE_MODEL not in self._pipelines:
+                self._pipelines[OFFLINE_MODEL] = self._loader(OFFLINE_MODEL, device="cpu", dtype="float32")
+            return self._pipelines[OFFLINE_MODEL]
+        if pipeline.spec.source == "tiny" and not self.notice:
+            self.notice = (
+                f"Offline demo: {name!r} is a tiny random-weight model (panels are random patterns). "
+                "Start with --model sdxl-base for real pictures."
+            )
+        return pipeline
+
+    def _load(self, name: str) -> StoryPipeline:
+        """Load from the hub when it answers, else from the cache only (and not at all when nothing is cached)."""
+        repo = hub_repo(name)
+        if repo is None or self._is_online():
+            return self._loader(name, device=self.device, dtype=self.dtype)
+        if self.fallback and not self._in_cache(repo):
+            raise HubUnreachable(f"{name!r} ({repo}) is not in the Hugging Face cache and the hub cannot be reached")
+        return self._loader(name, device=self.device, dtype=self.dtype, local_files_only=True)
+
+    def _is_online(self) -> bool:
+        if self._online is None:
+            self._online = self._hub_online()
+        return self._online
 
     def transition(self, predictor: str | None = None):
         """The video pipeline for the Animate tab, loaded on first use: tiny when the story model is."""
@@ -127,13 +155,17 @@ class StudioSession:
     layout: str = "classic"
     cancel: threading.Event = field(default_factory=threading.Event)
     pages: ComposeResult | None = None
+    _drawn: dict[int, PanelImage] = field(default_factory=dict, repr=False)  # panels of the run in progress
 
     @property
     def run_dir(self) -> Path:
         return self.workdir / "run"
 
     def panels(self) -> list[PanelImage]:
-        return list(self.result.panels) if self.result else []
+        """The panels made so far, in story order: while a run is going too, so the page can show them."""
+        if self.result is not None:
+            return list(self.result.panels)
+        return [self._drawn[index] for index in sorted(self._drawn)]
 
     def close(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
@@ -146,10 +178,11 @@ class StudioSession:
         shutil.rmtree(self.run_dir, ignore_errors=True)
         (self.run_dir / PANELS_DIR).mkdir(parents=True)
         self.story, self.model, self.result, self.pages = story, model, None, None
-        self.cancel = threading.Event()
+        self.cancel, self._drawn = threading.Event(), {}
         for event in stream_generation(pipeline.generate, self.cancel, story=story, settings=settings):
             if isinstance(event, PanelDone):
                 save_panel(event.panel, self.run_dir)
+                self._drawn[event.panel.index] = event.panel
             if isinstance(event, RunFinished):
                 self.result = event.result
                 save_result(self.result, self.run_dir)
@@ -289,6 +322,30 @@ class StudioSession:
         if self.pages is None:
             return None
         return self.pages.files.get(kind)
+
+    def downloads(self) -> Downloads:
+        """The composed pages and the PDF, CBZ and panels ZIP, as the page's file widgets take them."""
+        return Downloads(
+            pages=[str(page) for page in self.pages.pages] if self.pages else [],
+            pdf=_text(self.download("pdf")),
+            cbz=_text(self.download("cbz")),
+            panels_zip=_text(self.download("zip")),
+        )
+
+
+@dataclass
+class Downloads:
+    pages: list[str]
+    pdf: str | None
+    cbz: str | None
+    panels_zip: str | None
+
+    def as_tuple(self) -> tuple[list[str], str | None, str | None, str | None]:
+        return self.pages, self.pdf, self.cbz, self.panels_zip
+
+
+def _text(path: Path | None) -> str | None:
+    return str(path) if path is not None else None
 
 
 def _slug(title: str) -> str:

@@ -35,6 +35,8 @@ STORY = "\n".join(
 )
 
 playwright_api = pytest.importorskip("playwright.sync_api")
+pytestmark = pytest.mark.slow
+MAX_DICE_SEED = 2**31 - 1
 
 
 def free_port() -> int:
@@ -43,63 +45,97 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def start_studio(log_path: Path, attempts: int = 3) -> tuple[subprocess.Popen, str]:
+    """Start ``app.py --offline-demo`` on a free port; try another port if another process took it first."""
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    for _ in range(attempts):
+        port = free_port()
+        with open(log_path, "w") as log:
+            server = subprocess.Popen(
+                [sys.executable, "app.py", "--offline-demo", "--port", str(port)],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + 180
+        while server.poll() is None and time.monotonic() < deadline:
+            # Our own server said it listens on this port: the page that answers is ours, not another run's.
+            if f"127.0.0.1:{port}" in log_path.read_text():
+                try:
+                    urllib.request.urlopen(url, timeout=2)
+                    return server, url
+                except OSError:
+                    pass
+            time.sleep(0.5)
+        stop_studio(server)
+        if "port" not in log_path.read_text().lower():
+            break
+    pytest.fail(f"the app did not start:\n{log_path.read_text()}")
+
+
+def stop_studio(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
 @pytest.fixture(scope="module")
 def studio_url(tmp_path_factory):
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI"):
             pytest.fail("Chromium is missing: .ci/run installs Debian's chromium package")
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    port = free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
-    log_path = tmp_path_factory.mktemp("app") / "app.log"
-    log = open(log_path, "w")
-    server = subprocess.Popen(
-        [sys.executable, "app.py", "--offline-demo", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                pytest.fail(f"the app did not start:\n{log_path.read_text()}")
-            time.sleep(0.5)
+    server, url = start_studio(tmp_path_factory.mktemp("app") / "app.log")
     yield url
-    server.terminate()
-    try:
-        server.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        server.kill()
-    log.close()
+    stop_studio(server)
 
 
 @pytest.fixture(scope="module")
-def page(studio_url):
+def browser(studio_url):
     with playwright_api.sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_FLAGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 1800}, accept_downloads=True)
-        tab = context.new_page()
-        tab.goto(studio_url)
-        tab.wait_for_selector("#generate")
-        yield tab
-        browser.close()
+        chromium = driver.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_FLAGS)
+        yield chromium
+        chromium.close()
 
 
-def test_generate_a_two_character_story_and_download_the_pdf(page, tmp_path):
+def open_studio(browser, url: str, width: int = 1400, height: int = 1800):
+    """A fresh tab in a fresh browser context: a new studio session that shares nothing with other tests."""
+    context = browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True)
+    tab = context.new_page()
+    tab.goto(url)
+    tab.wait_for_selector("#generate")
+    return tab
+
+
+@pytest.fixture
+def page(browser, studio_url):
+    tab = open_studio(browser, studio_url)
+    yield tab
+    tab.context.close()
+
+
+def generate_story(page) -> None:
+    """Generate the three-panel test story and wait until its pages and the PDF are offered."""
     page.fill("#characters textarea", CHARACTERS)
     page.fill("#story textarea", STORY)
     page.fill("#title textarea, #title input", "Kite Day")
     page.click("#generate")
     page.wait_for_selector("#pages img", timeout=240_000)
     page.wait_for_selector("#pdf a", timeout=60_000)
+
+
+def seed_field_value(page) -> str:
+    return page.input_value("#seed input")
+
+
+def test_generate_a_two_character_story_and_download_the_pdf(page, tmp_path):
+    generate_story(page)
     assert page.locator("#panels img").count() >= 3
     assert "Offline demo" in page.inner_text("#model-notice")
     assert re.search(r"Done: 3 of 3 panels", page.inner_text("#status"))
@@ -117,6 +153,7 @@ def test_generate_a_two_character_story_and_download_the_pdf(page, tmp_path):
 
 
 def test_regenerate_a_selected_panel_and_retypeset_without_starting_over(page):
+    generate_story(page)
     page.get_by_text("Change one panel or the lettering").click()
     page.locator("#panels img").nth(1).click()
     page.wait_for_function("document.querySelector('#panel-number input').value === '2'", timeout=10_000)
@@ -129,6 +166,7 @@ def test_regenerate_a_selected_panel_and_retypeset_without_starting_over(page):
 
 
 def test_animate_tab_makes_a_video_between_two_panels(page):
+    generate_story(page)
     page.get_by_role("tab", name="Animate").click()
     page.fill("#from-panel input", "1")
     page.fill("#to-panel input", "3")
@@ -136,6 +174,7 @@ def test_animate_tab_makes_a_video_between_two_panels(page):
     page.get_by_text(re.compile(r"Panels 1 → 3: 16 frames")).wait_for(timeout=180_000)
     assert "linear interpolation" in page.inner_text("#animation-note")
     page.wait_for_selector("#video video", timeout=30_000)
+    ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "studio-animate.png"), full_page=True)
     page.get_by_role("tab", name="Story").click()
 
@@ -148,4 +187,31 @@ def test_an_empty_story_shows_a_readable_error(page):
     body = page.inner_text("body")
     assert "write one panel per line" in body
     assert "Traceback" not in body
+    ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "studio-error.png"), full_page=True)
+
+
+def test_the_dice_puts_a_new_valid_seed_in_the_seed_field(page):
+    page.get_by_text("Advanced", exact=True).click()
+    before = seed_field_value(page)
+    page.click("#dice")
+    page.wait_for_function(f"document.querySelector('#seed input').value !== {before!r}", timeout=10_000)
+    first = seed_field_value(page)
+    assert first.isdigit() and 0 <= int(first) <= MAX_DICE_SEED
+    page.click("#dice")
+    page.wait_for_function(f"document.querySelector('#seed input').value !== {first!r}", timeout=10_000)
+    second = seed_field_value(page)
+    assert second.isdigit() and 0 <= int(second) <= MAX_DICE_SEED
+
+
+def test_the_story_tab_fits_a_phone_screen(browser, studio_url):
+    phone = open_studio(browser, studio_url, width=390, height=844)
+    try:
+        overflow = phone.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 1, f"the page is {overflow}px wider than a 390px phone screen"
+        assert phone.locator("#generate").is_visible() and phone.locator("#story textarea").is_visible()
+        assert "Offline demo" in phone.inner_text("#model-notice")
+        ARTIFACTS.mkdir(exist_ok=True)
+        phone.screenshot(path=str(ARTIFACTS / "studio-phone.png"), full_page=True)
+    finally:
+        phone.context.close()

@@ -8,7 +8,7 @@ from storydiffusion.errors import ModelError, StoryDiffusionError, is_out_of_mem
 from storydiffusion.settings import GenerationSettings
 from storydiffusion.story import story_from_text
 from storydiffusion.streaming import PanelDone, RunFinished
-from storydiffusion.studio import MAX_SEED, ModelPool, StudioSession, random_seed
+from storydiffusion.studio import MAX_DICE_SEED, OFFLINE_MODEL, HubUnreachable, ModelPool, StudioSession, random_seed
 
 CHARACTERS = "[Mia] a girl with curly black hair and a red dress\n[Leo] a boy with blond hair and round glasses"
 STORY = "[Mia] flies a kite # A windy day. @Mia: Look!\n[Leo] reads # Leo reads.\n[Mia] and [Leo] talk # @Leo: Hi!"
@@ -109,29 +109,103 @@ def test_actions_before_generating_are_clear_errors(tmp_path, tiny_sdxl):
             action()
 
 
-def test_model_pool_falls_back_to_the_offline_demo_with_a_notice():
-    loaded = []
+class FakeLoader:
+    """Records what the pool asks for; only the offline demo model loads, anything else has no weights."""
 
-    def loader(name, **options):
-        loaded.append(name)
-        if name != "tiny-sdxl":
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, name, **options):
+        self.calls.append((name, options))
+        if name != OFFLINE_MODEL:
             raise ModelError("no internet")
         return type("Fake", (), {"spec": type("Spec", (), {"source": "tiny"})()})()
 
-    pool = ModelPool("sdxl-base", loader=loader)
+    @property
+    def names(self):
+        return [name for name, _ in self.calls]
+
+
+def test_model_pool_falls_back_to_the_offline_demo_with_a_notice():
+    loader = FakeLoader()
+    pool = ModelPool("sdxl-base", loader=loader, hub_online=lambda: True)
     first = pool.get()
+    loaded = loader.names
     assert pool.get("sdxl-base") is first and loaded == ["sdxl-base", "tiny-sdxl"]
     assert "offline demo" in pool.notice and "--model" in pool.notice
-    strict = ModelPool("sdxl-base", loader=loader, fallback=False)
+    assert "\n" not in pool.notice and len(pool.notice) < 200  # one short banner line
+    strict = ModelPool("sdxl-base", loader=loader, fallback=False, hub_online=lambda: True)
     with pytest.raises(ModelError):
         strict.get()
 
 
-def test_dice_seeds_are_always_valid():
-    for _ in range(500):
-        seed = random_seed()
-        assert 0 <= seed <= MAX_SEED
+def test_without_network_an_uncached_hub_model_is_not_even_tried():
+    loader = FakeLoader()
+    pool = ModelPool("sdxl-base", loader=loader, hub_online=lambda: False, in_cache=lambda repo: False)
+    assert pool.get().spec.source == "tiny"
+    assert loader.names == [OFFLINE_MODEL]
+    assert "no network" in pool.notice and "--model" in pool.notice
+    strict = ModelPool(
+        "sdxl-base", loader=FakeLoader(), fallback=False, hub_online=lambda: False, in_cache=lambda repo: False
+    )
+    with pytest.raises(ModelError) as raised:
+        strict.get()
+    assert not isinstance(raised.value, HubUnreachable)  # without fallback the loader itself says why
+
+
+def test_without_network_a_cached_hub_model_loads_from_the_cache_only():
+    loader = FakeLoader()
+    asked = []
+    pool = ModelPool(
+        "sdxl-base", loader=loader, hub_online=lambda: False, in_cache=lambda repo: asked.append(repo) or True
+    )
+    pool.get()
+    assert asked == ["stabilityai/stable-diffusion-xl-base-1.0"]
+    assert loader.calls[0] == ("sdxl-base", {"device": "auto", "dtype": "auto", "local_files_only": True})
+
+
+def test_the_hub_is_asked_once_and_never_for_tiny_or_local_models(tmp_path):
+    probes = []
+
+    def online():
+        probes.append(1)
+        return True
+
+    pool = ModelPool(OFFLINE_MODEL, loader=FakeLoader(), hub_online=online)
+    pool.get()
+    pool.get(str(tmp_path))  # a local folder: the loader reports what is wrong with it, no hub involved
+    assert probes == []
+    pool.get("sdxl-base")
+    pool.get("sd15")
+    assert probes == [1]
+
+
+def test_dice_draws_different_seeds_that_settings_and_a_web_page_accept():
+    seeds = [random_seed() for _ in range(50)]
+    assert len(set(seeds)) > 1  # the dice changes the seed
+    for seed in seeds:
         GenerationSettings(seed=seed).validate()
+    assert MAX_DICE_SEED < 2**53  # a browser's number field keeps every dice seed exactly
+
+
+def test_panels_are_visible_while_the_run_is_going(tmp_path, tiny_sdxl):
+    studio = StudioSession(workdir=tmp_path / "live")
+    story = make_story()
+    counts = []
+    for event in studio.generate(tiny_sdxl, story, story.settings, "tiny-sdxl"):
+        if isinstance(event, PanelDone):
+            shown = [panel.index for panel in studio.panels()]
+            assert event.panel.index in shown and shown == sorted(shown)
+            counts.append(len(shown))
+    assert counts == [1, 2, 3]
+
+
+def test_downloads_are_the_composed_pages_and_files(session):
+    assert session.downloads().as_tuple() == ([], None, None, None)
+    session.retypeset("classic")
+    pages, pdf, cbz, panels_zip = session.downloads().as_tuple()
+    assert pages and all(isinstance(page, str) for page in pages)
+    assert pdf.endswith(".pdf") and cbz.endswith(".cbz") and panels_zip.endswith(".zip")
 
 
 def test_out_of_memory_is_recognised():

@@ -1,0 +1,67 @@
+"""Every failure of a studio action reaches the page as one readable message, never a traceback.
+
+The web app wraps each event handler with :func:`shown_on_page`, so the mapping from the library's
+typed errors to what the user reads lives here, once.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from .errors import StoryDiffusionError, is_out_of_memory
+
+OUT_OF_MEMORY_MESSAGE = (
+    "Out of GPU memory. Lower the width and height, the window (panels per batch) or the identity "
+    "images, or start the app with a smaller model. The panels already made are kept."
+)
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+
+def page_message(error: BaseException) -> str:
+    """What the page says about ``error``: the library's own message, or a short note on the unexpected."""
+    if is_out_of_memory(error):
+        return OUT_OF_MEMORY_MESSAGE
+    if isinstance(error, StoryDiffusionError):
+        return str(error)
+    return f"Something went wrong: {type(error).__name__}: {error}"
+
+
+def page_error(error: Exception) -> Exception:
+    """The ``gr.Error`` for ``error``; the server log keeps the traceback of unexpected errors only."""
+    import gradio as gr
+
+    if isinstance(error, gr.Error):
+        return error
+    expected = isinstance(error, StoryDiffusionError) or is_out_of_memory(error)
+    return gr.Error(page_message(error), print_exception=not expected)
+
+
+def shown_on_page(handler: Handler) -> Handler:
+    """Wrap a Gradio event handler so any exception it raises becomes a ``gr.Error`` with a readable message.
+
+    Generator handlers stay generator functions (Gradio streams only those), and the wrapper keeps the
+    signature, so a ``progress=gr.Progress()`` parameter is still found.
+    """
+    if inspect.isgeneratorfunction(handler):
+
+        @functools.wraps(handler)
+        def streaming(*args: Any, **kwargs: Any):
+            try:
+                yield from handler(*args, **kwargs)
+            except Exception as error:
+                raise page_error(error) from None
+
+        return streaming  # type: ignore[return-value]
+
+    @functools.wraps(handler)
+    def plain(*args: Any, **kwargs: Any):
+        try:
+            return handler(*args, **kwargs)
+        except Exception as error:
+            raise page_error(error) from None
+
+    return plain  # type: ignore[return-value]

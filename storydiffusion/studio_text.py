@@ -1,0 +1,162 @@
+"""What the studio page reads and writes: widget values to settings, and every line of text it shows.
+
+Kept out of ``app.py`` so that the page's wording and the reading of its widgets are tested like the
+rest of the library, and the web app stays wiring only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image
+
+from .errors import StoryDiffusionError
+from .pipeline import PanelImage, Progress, StoryResult
+from .resources import data_path
+from .settings import SETTING_RANGES, GenerationSettings
+from .story import Story, load_story, story_from_text, story_to_text
+
+if TYPE_CHECKING:
+    from .motion.animate import AnimationResult
+
+# The numeric settings the studio shows, in the order of its widgets (each reads its range from SETTING_RANGES).
+UI_SETTINGS = ("steps", "guidance", "width", "height", "seed", "sampling_rate", "id_images", "window")
+ANIMATE_SETTINGS = ("frames", "fps")
+SETTING_LABELS = {
+    "steps": "Steps",
+    "guidance": "Guidance",
+    "width": "Width",
+    "height": "Height",
+    "seed": "Seed",
+    "sampling_rate": "Sampling rate",
+    "id_images": "Identity images",
+    "window": "Window (panels per batch)",
+    "frames": "Frames",
+    "fps": "Frames per second",
+}
+
+SYNTAX_HELP = """
+**Characters**: one per line, `[Name] description`, e.g. `[Bob] a tall man with red hair and a green jacket`.
+
+**Story**: one panel per line. `[Name]` tags (any number) are replaced by the description; `[NC]` marks a
+panel without characters; the caption follows `#`; speech lines `@Name: text` follow the caption.
+
+`[Bob] opens the door, [Alice] waits outside # Late again. @Bob: Sorry! @Alice: Come in.`
+"""
+
+
+def setting_value(name: str, value: Any) -> int | float | None:
+    """A widget's number as the setting wants it: integers rounded (sliders send floats), empty as None."""
+    if value is None or value == "":
+        return None
+    if not SETTING_RANGES[name].integer:
+        return float(value)
+    return value if isinstance(value, int) else round(float(value))  # big seeds must not pass through a float
+
+
+def settings_from_ui(style: str | None, negative_prompt: str | None, values: Sequence[Any]) -> GenerationSettings:
+    """GenerationSettings from the Advanced widgets, ``values`` in the order of UI_SETTINGS.
+
+    Empty steps, guidance or sizes mean the model's default; an empty seed means 0.
+    """
+    numbers = {name: setting_value(name, value) for name, value in zip(UI_SETTINGS, values, strict=True)}
+    numbers["seed"] = numbers["seed"] or 0
+    return GenerationSettings(style=style, negative_prompt=negative_prompt or "").merged(**numbers)
+
+
+def story_from_ui(
+    title: str | None, characters: str | None, panels: str | None, settings: GenerationSettings | None = None
+) -> Story:
+    """The validated story in the Title, Characters and Story boxes (an empty title gets the default one)."""
+    return story_from_text(characters or "", panels or "", title=title or "", settings=settings)
+
+
+def example_stories() -> dict[str, tuple[str, str, str]]:
+    """The packaged example stories by title, as the three text boxes show them: (title, characters, story)."""
+    found = {}
+    for path in sorted(data_path("examples").glob("*.yaml")):
+        story = load_story(path)
+        found[story.title] = (story.title, *story_to_text(story))
+    return found
+
+
+def panel_number_from_ui(value: Any, field: str = "Panel") -> int:
+    """A 1-based panel number from a number box; an empty box is a message, not a TypeError."""
+    if value is None or value == "":
+        raise StoryDiffusionError(f"{field}: enter a panel number (1 is the first panel)")
+    return round(float(value))
+
+
+def panel_caption(index: int) -> str:
+    """The gallery caption of the panel with 0-based ``index``; ``selected_panel_number`` reads it back."""
+    return f"Panel {index + 1}"
+
+
+def gallery_items(panels: Iterable[PanelImage]) -> list[tuple[Image.Image, str]]:
+    return [(panel.image, panel_caption(panel.index)) for panel in sorted(panels, key=lambda p: p.index)]
+
+
+def selected_panel_number(position: int, value: Any) -> int:
+    """The 1-based panel number of a gallery click: from its caption, else from its position in the gallery.
+
+    The caption wins because a gallery of a cancelled run may skip panels, so position 2 is not always panel 3.
+    """
+    caption = value.get("caption") if isinstance(value, dict) else None
+    last_word = caption.split()[-1] if caption and caption.split() else ""
+    return int(last_word) if last_word.isdigit() else position + 1
+
+
+def notice_markdown(notice: str) -> str:
+    """The model banner: its lead (``Offline demo:``) in bold, the rest plain, so it reads as one line."""
+    lead, colon, rest = notice.partition(": ")
+    return f"**{lead}:** {rest}" if colon else notice
+
+
+STARTING_MESSAGE = "Starting…"
+STOPPING_MESSAGE = "Stopping after the current step…"
+
+
+def queued_message(story: Story) -> str:
+    return f"Queued: {len(story.panels)} panels, {len(story.characters)} characters."
+
+
+def step_message(progress: Progress) -> str:
+    """``Panels 1, 2: step 3/30``; the identity pass draws reference portraits, not story panels."""
+    shown = ", ".join(str(index + 1) for index in progress.panels) or "reference portraits"
+    return f"Panels {shown}: step {progress.step}/{progress.steps}"
+
+
+def panels_done_message(done: int, total: int) -> str:
+    return f"{done} of {total} panels done"
+
+
+def finished_message(result: StoryResult, total: int) -> str:
+    """``Done: 3 of 3 panels in 5.2 s.`` (or ``Stopped: ...``), then the run's warnings as a list."""
+    words = "Stopped" if result.cancelled else "Done"
+    message = f"{words}: {len(result.panels)} of {total} panels in {result.seconds:.1f} s."
+    if result.warnings:
+        message += "\n\n" + "\n".join(f"- {warning}" for warning in result.warnings)
+    return message
+
+
+def regenerated_message(number: int) -> str:
+    return f"Panel {number} redrawn."
+
+
+def typeset_message(layout: str) -> str:
+    return f"Pages typeset with the {layout} layout."
+
+
+def loaded_message(story: Story, panels: int) -> str:
+    return f"Loaded project {story.title!r}: {panels} panels."
+
+
+def animation_note(start: int, end: int, result: AnimationResult) -> str:
+    """One line under the video: which panels, how many frames, how long, how the motion was made."""
+    return f"Panels {start} → {end}: {len(result.frames)} frames in {result.seconds:.1f} s ({result.note})."
+
+
+def animation_progress(step: int, steps: int) -> tuple[float, str]:
+    """The progress bar's fraction and text after denoising step ``step`` of ``steps``."""
+    return step / max(steps, 1), f"Step {step}/{steps}"

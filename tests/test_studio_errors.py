@@ -1,0 +1,74 @@
+"""Every failure of a studio action reaches the page as one readable message."""
+
+import inspect
+
+import gradio as gr
+import pytest
+
+from storydiffusion.errors import SettingsError
+from storydiffusion.studio_errors import OUT_OF_MEMORY_MESSAGE, page_message, shown_on_page
+
+
+def test_page_messages():
+    assert page_message(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB")) == OUT_OF_MEMORY_MESSAGE
+    assert page_message(SettingsError("steps must be 1..1000, got 0")) == "steps must be 1..1000, got 0"
+    assert page_message(KeyError("x")) == "Something went wrong: KeyError: 'x'"
+
+
+def test_a_plain_handler_raises_gr_error_with_the_message():
+    @shown_on_page
+    def handler(value):
+        raise SettingsError(f"bad {value}")
+
+    with pytest.raises(gr.Error) as raised:
+        handler(3)
+    assert raised.value.message == "bad 3" and raised.value.__cause__ is None
+
+
+def test_a_streaming_handler_stays_a_generator_and_keeps_its_progress_parameter():
+    @shown_on_page
+    def handler(state, *numbers, progress=gr.Progress()):
+        yield "first"
+        raise MemoryError()
+
+    assert inspect.isgeneratorfunction(handler)
+    assert "progress" in inspect.signature(handler).parameters
+    stream = handler(1)
+    assert next(stream) == "first"
+    with pytest.raises(gr.Error) as raised:
+        next(stream)
+    assert raised.value.message == OUT_OF_MEMORY_MESSAGE
+
+
+def test_gr_error_and_results_pass_through_unchanged():
+    original = gr.Error("already readable")
+
+    @shown_on_page
+    def failing():
+        raise original
+
+    @shown_on_page
+    def working(a, b=2):
+        return a + b
+
+    with pytest.raises(gr.Error) as raised:
+        failing()
+    assert raised.value is original
+    assert working(1) == 3
+
+
+def test_closing_a_stream_is_not_an_error():
+    closed = []
+
+    @shown_on_page
+    def handler():
+        try:
+            yield 1
+            yield 2
+        finally:
+            closed.append(True)
+
+    stream = handler()
+    next(stream)
+    stream.close()
+    assert closed == [True]

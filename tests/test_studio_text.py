@@ -1,0 +1,124 @@
+"""What the studio page reads from its widgets and the lines of text it shows."""
+
+import pytest
+from PIL import Image
+
+from storydiffusion.errors import StoryDiffusionError
+from storydiffusion.pipeline import PanelImage, Progress
+from storydiffusion.settings import SETTING_RANGES
+from storydiffusion.story import story_from_text
+from storydiffusion.studio_text import (
+    UI_SETTINGS,
+    animation_progress,
+    example_stories,
+    finished_message,
+    gallery_items,
+    notice_markdown,
+    panel_number_from_ui,
+    queued_message,
+    selected_panel_number,
+    settings_from_ui,
+    step_message,
+    story_from_ui,
+)
+
+WIDGETS = (30.0, 5.5, 768.0, 512.0, 42, 0.25, 2.0, 3.0)  # as Gradio hands them over, in UI_SETTINGS order
+
+
+def panel(index):
+    image = Image.new("RGB", (8, 8))
+    return PanelImage(index, image, seed=index, prompt="p", negative_prompt="", characters=(), identity=False)
+
+
+def progress(panels, step=3, steps=30):
+    return Progress(batch=0, batches=1, step=step, steps=steps, panels=panels, kind="k", panels_done=0, panels_total=3)
+
+
+def test_every_ui_setting_has_a_range():
+    assert all(name in SETTING_RANGES for name in UI_SETTINGS)
+
+
+def test_settings_from_ui_rounds_integer_settings_and_keeps_the_rest():
+    settings = settings_from_ui("comic", "blurry", WIDGETS)
+    assert (settings.steps, settings.width, settings.height, settings.id_images, settings.window) == (
+        30,
+        768,
+        512,
+        2,
+        3,
+    )
+    assert all(isinstance(v, int) for v in (settings.steps, settings.width, settings.seed, settings.window))
+    assert settings.guidance == 5.5 and settings.sampling_rate == 0.25 and settings.seed == 42
+    assert settings.style == "comic" and settings.negative_prompt == "blurry"
+
+
+def test_a_large_seed_is_kept_exactly():
+    seed = 2**62 + 1
+    assert settings_from_ui("none", "", (30, 5, 512, 512, seed, 0.5, 3, 4)).seed == seed
+
+
+def test_empty_widgets_mean_model_defaults_and_seed_zero():
+    settings = settings_from_ui("none", None, (None, None, None, None, None, 0.5, 3, 4))
+    assert settings.steps is None and settings.width is None and settings.seed == 0
+    assert settings.negative_prompt == ""
+
+
+def test_settings_from_ui_wants_every_widget():
+    with pytest.raises(ValueError):
+        settings_from_ui("none", "", WIDGETS[:-1])
+
+
+def test_out_of_range_values_are_reported_by_the_story_check():
+    settings = settings_from_ui("none", "", (30, 5, 100, 512, 0, 0.5, 3, 4))
+    with pytest.raises(StoryDiffusionError, match="width"):
+        story_from_ui("T", "[Bob] a man", "[Bob] walks", settings)
+
+
+def test_story_from_ui_gives_an_empty_title_the_default_one():
+    story = story_from_ui("", "[Bob] a man", "[Bob] walks\n[Bob] sits")
+    assert story.title and len(story.panels) == 2
+    assert queued_message(story) == "Queued: 2 panels, 1 characters."
+
+
+def test_a_gallery_click_picks_the_panel_of_its_caption():
+    items = gallery_items([panel(2), panel(0)])
+    assert [caption for _, caption in items] == ["Panel 1", "Panel 3"]
+    assert selected_panel_number(1, {"caption": items[1][1]}) == 3  # panel 2 is missing: the caption wins
+    assert selected_panel_number(1, {"caption": None}) == 2
+    assert selected_panel_number(4, "not a dict") == 5
+
+
+def test_panel_numbers_from_a_number_box():
+    assert panel_number_from_ui(2.0) == 2
+    with pytest.raises(StoryDiffusionError, match="From panel"):
+        panel_number_from_ui(None, "From panel")
+
+
+def test_progress_lines():
+    assert step_message(progress([0, 2])) == "Panels 1, 3: step 3/30"
+    assert step_message(progress([])) == "Panels reference portraits: step 3/30"
+    assert animation_progress(4, 8) == (0.5, "Step 4/8")
+    assert animation_progress(0, 0) == (0.0, "Step 0/0")
+
+
+def test_finished_message_says_done_or_stopped_and_lists_warnings():
+    result = type("Result", (), {"panels": [1, 2], "seconds": 5.25, "warnings": [], "cancelled": False})()
+    assert finished_message(result, 2) == "Done: 2 of 2 panels in 5.2 s."
+    result.cancelled, result.warnings = True, ["prompt truncated"]
+    assert finished_message(result, 3) == "Stopped: 2 of 3 panels in 5.2 s.\n\n- prompt truncated"
+
+
+def test_example_stories_fill_the_three_boxes_with_valid_stories():
+    examples = example_stories()
+    assert examples
+    for title, (same_title, characters, panels) in examples.items():
+        assert same_title == title
+        assert story_from_text(characters, panels, title=title).title == title
+
+
+def test_the_model_banner_puts_its_lead_in_bold():
+    assert (
+        notice_markdown("Offline demo: tiny model. Start with --model x.")
+        == "**Offline demo:** tiny model. Start with --model x."
+    )
+    assert notice_markdown("") == ""
