@@ -220,27 +220,13 @@ def consistent_self_attention(
     key = attn.to_k(hidden_states)
     value = attn.to_v(hidden_states)
     inner_dim = key.shape[-1]
-    head_dim = inner_dim // attn.heads
-
-    def heads(tensor: torch.Tensor) -> torch.Tensor:
-        return tensor.reshape(halves, -1, attn.heads, head_dim).transpose(1, 2)
-
     query = query.view(halves, images, num_tokens, inner_dim)
     key = key.view(halves, images, num_tokens, inner_dim)
     value = value.view(halves, images, num_tokens, inner_dim)
-    outputs = []
-    for index, keys in enumerate(reads):
-        image_key, image_value = key[:, index], value[:, index]
-        if keys:
-            image_key = torch.cat([image_key] + [projected[k][0] for k in keys], dim=1)
-            image_value = torch.cat([image_value] + [projected[k][1] for k in keys], dim=1)
-        q, k, v = heads(query[:, index]), heads(image_key), heads(image_value)
-        if attn.norm_q is not None:
-            q = attn.norm_q(q)
-        if attn.norm_k is not None:
-            k = attn.norm_k(k)
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=0.0, is_causal=False)
-        outputs.append(out.transpose(1, 2).reshape(halves, num_tokens, inner_dim))
+    outputs = [
+        _attend(attn, query[:, index], key[:, index], value[:, index], [projected[k] for k in keys])
+        for index, keys in enumerate(reads)
+    ]
 
     output = torch.stack(outputs, dim=1).reshape(batch, num_tokens, inner_dim).to(query.dtype)
     output = attn.to_out[0](output)
@@ -248,6 +234,32 @@ def consistent_self_attention(
     if attn.residual_connection:
         output = output + hidden_states
     return output / attn.rescale_output_factor
+
+
+def _attend(
+    attn: Attention,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    extra: list[tuple[torch.Tensor, torch.Tensor]],
+) -> torch.Tensor:
+    """Multi-head SDPA of one image (halves, tokens, inner) over its own keys/values and the ``extra`` ones it reads."""
+    halves, num_tokens, inner_dim = query.shape
+    head_dim = inner_dim // attn.heads
+    if extra:
+        key = torch.cat([key] + [extra_key for extra_key, _ in extra], dim=1)
+        value = torch.cat([value] + [extra_value for _, extra_value in extra], dim=1)
+
+    def heads(tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.reshape(halves, -1, attn.heads, head_dim).transpose(1, 2)
+
+    q, k, v = heads(query), heads(key), heads(value)
+    if attn.norm_q is not None:
+        q = attn.norm_q(q)
+    if attn.norm_k is not None:
+        k = attn.norm_k(k)
+    out = F.scaled_dot_product_attention(q, k, v, dropout_p=0.0, is_causal=False)
+    return out.transpose(1, 2).reshape(halves, num_tokens, inner_dim)
 
 
 def consistent_layer_names(unet: torch.nn.Module, blocks: str = "up") -> list[str]:
@@ -281,7 +293,3 @@ def install_consistent_attention(unet: torch.nn.Module, blocks: str = "up") -> l
     }
     unet.set_attn_processor(processors)
     return consistent
-
-
-def count_consistent_layers(unet: torch.nn.Module) -> int:
-    return sum(isinstance(p, ConsistentSelfAttnProcessor) for p in unet.attn_processors.values())

@@ -1,9 +1,9 @@
 """StoryPipeline: a story in, character-consistent panels out.
 
 Read top to bottom: load a diffusers pipeline and install consistent attention once; for each run,
-plan the batches (identity sets, then panels reading the banks), and run each batch through a
-per-run copy of the diffusers pipeline with the run's ``ConsistencyContext`` in
-``cross_attention_kwargs``. The UNet is shared; everything that changes during a run is per run.
+resolve the settings, plan the batches (identity sets, then panels reading the banks), and draw each
+batch through a per-run copy of the diffusers pipeline (``denoising.py``) with the run's
+``ConsistencyContext``. The UNet is shared; everything that changes during a run is per run.
 """
 
 from __future__ import annotations
@@ -13,41 +13,33 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 import torch
-from diffusers import (
-    DDIMScheduler,
-    DPMSolverMultistepScheduler,
-    EulerAncestralDiscreteScheduler,
-    EulerDiscreteScheduler,
-    UniPCMultistepScheduler,
-)
-from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
-from .attention import ConsistencyContext, ImageSlot, install_consistent_attention
+from . import denoising
+from .attention import ImageSlot, install_consistent_attention
 from .bank import IdentityBank
-from .errors import GenerationCancelled, ModelError, SettingsError
-from .models import ModelSpec, load_diffusers_pipeline, select_device, select_dtype
-from .planning import Batch, plan_story
+from .errors import GenerationCancelled, SettingsError
+from .models import (
+    ModelSpec,
+    load_diffusers_pipeline,
+    load_lora,
+    make_scheduler,
+    place_pipeline,
+    select_device,
+    select_dtype,
+)
+from .planning import Batch, PlannedImage, plan_story
+from .prompts import image_prompts, long_prompt_warnings
 from .settings import GenerationSettings
-from .styles import get_style
+from .story import Story
+from .styles import Style, get_style
 
 logger = logging.getLogger(__name__)
 
-SCHEDULERS = MappingProxyType(
-    {
-        "euler": (EulerDiscreteScheduler, {}),
-        "euler-a": (EulerAncestralDiscreteScheduler, {}),
-        "ddim": (DDIMScheduler, {}),
-        "dpm++": (DPMSolverMultistepScheduler, {}),
-        "dpm++-karras": (DPMSolverMultistepScheduler, {"use_karras_sigmas": True}),
-        "unipc": (UniPCMultistepScheduler, {}),
-    }
-)
-CLIP_MAX_TOKENS = 77
+Cancel = threading.Event | Callable[[], bool] | None
 
 
 @dataclass
@@ -83,7 +75,7 @@ class PanelImage:
 class StoryResult:
     """Panels of one run plus everything needed to reproduce or continue it."""
 
-    story: Any
+    story: Story
     settings: GenerationSettings
     model: ModelSpec
     panels: list[PanelImage]
@@ -101,10 +93,75 @@ class StoryResult:
         raise KeyError(f"panel {index + 1} was not generated in this run")
 
 
-def _is_cancelled(cancel: threading.Event | Callable[[], bool] | None) -> bool:
+def _is_cancelled(cancel: Cancel) -> bool:
     if cancel is None:
         return False
     return cancel.is_set() if isinstance(cancel, threading.Event) else bool(cancel())
+
+
+@dataclass
+class _Run:
+    """One ``generate`` call while it walks its plan: what to draw, for whom, and whom to tell."""
+
+    story: Story
+    settings: GenerationSettings
+    style: Style
+    bank: IdentityBank
+    plan: list[Batch]
+    wanted: set[int]
+    callback: Callable[[Progress], None] | None
+    on_panel: Callable[[PanelImage], None] | None
+    cancel: Cancel
+
+    @property
+    def total(self) -> int:
+        return sum(1 for batch in self.plan for image in batch.images if image.panel_index in self.wanted)
+
+    def prompts(self, planned: PlannedImage) -> tuple[str, str]:
+        return image_prompts(self.story, self.style, self.settings, planned)
+
+    def raise_if_cancelled(self) -> None:
+        if _is_cancelled(self.cancel):
+            raise GenerationCancelled()
+
+    def step_callback(self, number: int, batch: Batch, done: int) -> Callable[[int], None]:
+        """Called after each step of batch ``number``: report progress, then stop if cancelled."""
+        panels = [image.panel_index for image in batch.images if image.panel_index is not None]
+        batches, steps, total = len(self.plan), self.settings.steps, self.total
+
+        def on_step(step: int) -> None:
+            if self.callback is not None:
+                self.callback(Progress(number, batches, step, steps, panels, batch.kind, done, total))
+            self.raise_if_cancelled()
+
+        return on_step
+
+    def remember(self, batch: Batch) -> None:
+        """Record a finished identity set in the bank, and forget the sources the plan no longer needs."""
+        if batch.kind == "identity":
+            self.bank.characters[batch.character] = [image.source_id for image in batch.images]
+        if batch.forget_after:
+            self.bank.drop(batch.forget_after)
+
+    def finished_panels(self, batch: Batch, images: list[Image.Image]) -> list[PanelImage]:
+        """The wanted story panels among a batch's images (reference portraits are not panels)."""
+        panels = []
+        for planned, image in zip(batch.images, images):
+            if planned.panel_index is None or planned.panel_index not in self.wanted:
+                continue
+            prompt, negative = self.prompts(planned)
+            panels.append(
+                PanelImage(
+                    index=planned.panel_index,
+                    image=image,
+                    seed=planned.seed,
+                    prompt=prompt,
+                    negative_prompt=negative,
+                    characters=tuple(self.story.panels[planned.panel_index].characters),
+                    identity=batch.kind == "identity",
+                )
+            )
+        return panels
 
 
 class StoryPipeline:
@@ -139,53 +196,40 @@ class StoryPipeline:
         if scheduler:
             pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
         if lora:
-            try:
-                pipe.load_lora_weights(lora, adapter_name="story_lora")
-                pipe.set_adapters(["story_lora"], adapter_weights=[lora_scale])
-            except Exception as error:  # diffusers raises many types for a bad LoRA
-                raise ModelError(
-                    f"could not load LoRA {lora!r}: {error}. Check the path or hub id and that it fits {spec.family}"
-                ) from None
-        if cpu_offload and torch_device.type == "cuda":
-            pipe.enable_model_cpu_offload(device=torch_device)
-        else:
-            pipe.to(torch_device)
-        if vae_slicing:
-            pipe.vae.enable_slicing()
-        if vae_tiling:
-            pipe.vae.enable_tiling()
+            load_lora(pipe, lora, lora_scale, spec.family)
+        place_pipeline(pipe, torch_device, cpu_offload=cpu_offload, vae_slicing=vae_slicing, vae_tiling=vae_tiling)
         return cls(pipe, spec, consistent_blocks)
 
     @property
     def device(self) -> torch.device:
         return self.pipe._execution_device
 
-    def resolve_settings(self, story, overrides: GenerationSettings | None = None) -> GenerationSettings:
+    def resolve_settings(self, story: Story, overrides: GenerationSettings | None = None) -> GenerationSettings:
         """Story settings, then explicit overrides, then the model's defaults for what is still unset."""
-        settings = overrides if overrides is not None else story.settings
-        settings = settings.merged()
-        defaults = {
-            "steps": self.spec.steps,
-            "guidance": self.spec.guidance,
-            "height": self.spec.height,
-            "width": self.spec.width,
-        }
+        settings = (overrides if overrides is not None else story.settings).merged()
+        defaults = {"steps": self.spec.steps, "guidance": self.spec.guidance}
+        defaults.update(height=self.spec.height, width=self.spec.width)
         for name, value in defaults.items():
             if getattr(settings, name) is None:
                 setattr(settings, name, value)
         settings.validate()
         # Warm-up steps never take more than half of a short run, so consistency never silently vanishes.
         settings.first_consistent_step = min(settings.first_consistent_step, settings.steps // 2)
+        self._check_size(settings)
+        return settings
+
+    def _check_size(self, settings: GenerationSettings) -> None:
+        """Height and width must survive the VAE and every UNet downsampling without rounding."""
         multiple = self.pipe.vae_scale_factor * 2 ** (len(self.pipe.unet.config.block_out_channels) - 1)
         for name in ("height", "width"):
             if getattr(settings, name) % multiple:
                 raise SettingsError(
                     f"{name} must be a multiple of {multiple} for this model, got {getattr(settings, name)}"
                 )
-        return settings
 
     def bank_signature(self, settings: GenerationSettings) -> dict[str, Any]:
         """Every setting that decides the sampled identity tokens."""
+        rate = settings.sampling_rate
         return {
             "model": self.spec.name,
             "scheduler": self._scheduler_name(settings),
@@ -194,9 +238,7 @@ class StoryPipeline:
             "steps": settings.steps,
             "cfg": settings.guidance > 1.0,
             "seed": settings.seed,
-            "sampling_rate": settings.sampling_rate
-            if not isinstance(settings.sampling_rate, dict)
-            else {str(k): v for k, v in sorted(settings.sampling_rate.items())},
+            "sampling_rate": {str(k): v for k, v in sorted(rate.items())} if isinstance(rate, dict) else rate,
             "first_consistent_step": settings.first_consistent_step,
             "skip": [settings.random_skip_early, settings.random_skip_late],
             "layers": len(self.consistent_layer_names),
@@ -204,7 +246,7 @@ class StoryPipeline:
 
     def generate(
         self,
-        story,
+        story: Story,
         settings: GenerationSettings | None = None,
         *,
         panels: list[int] | None = None,
@@ -212,7 +254,7 @@ class StoryPipeline:
         bank_storage: str = "auto",
         callback: Callable[[Progress], None] | None = None,
         on_panel: Callable[[PanelImage], None] | None = None,
-        cancel: threading.Event | Callable[[], bool] | None = None,
+        cancel: Cancel = None,
     ) -> StoryResult:
         """Generate the story's panels (or only ``panels``, 0-based) with consistent characters.
 
@@ -223,6 +265,23 @@ class StoryPipeline:
         settings = self.resolve_settings(story, settings)
         style = get_style(settings.style)
         warnings: list[str] = []
+        bank = self._bank_for_run(bank, settings, bank_storage, warnings)
+        banked = dict(bank.characters) if settings.mode == "identity" else {}
+        plan = plan_story(story, settings, panels, banked)
+        wanted = set(range(len(story.panels)) if panels is None else panels)
+        result = self._start_result(story, settings, bank, warnings)
+        warnings.extend(long_prompt_warnings(self.pipe.tokenizer, story, style, wanted))
+        self._draw_plan(_Run(story, settings, style, bank, plan, wanted, callback, on_panel, cancel), result)
+        result.panels.sort(key=lambda panel: panel.index)
+        result.seconds = time.perf_counter() - started
+        for message in warnings:
+            logger.warning(message)
+        return result
+
+    def _bank_for_run(
+        self, bank: IdentityBank | None, settings: GenerationSettings, bank_storage: str, warnings: list[str]
+    ) -> IdentityBank:
+        """The caller's bank if it fits these settings (else a new one, with a warning), on the chosen storage."""
         signature = self.bank_signature(settings)
         if bank is not None and settings.mode == "identity":
             try:
@@ -232,13 +291,15 @@ class StoryPipeline:
                 bank = None
         storage = self.device if bank_storage == "device" else torch.device("cpu")
         if bank is None:
-            bank = IdentityBank(signature, storage)
-        elif bank.storage != storage or (self.device.type == "cuda" and storage.type == "cpu"):
+            return IdentityBank(signature, storage)
+        if bank.storage != storage or (self.device.type == "cuda" and storage.type == "cpu"):
             bank.move_to(storage, pin=self.device.type == "cuda")
-        banked = {name: sources for name, sources in bank.characters.items() if settings.mode == "identity"}
-        plan = plan_story(story, settings, panels, banked)
-        wanted = set(range(len(story.panels)) if panels is None else panels)
-        result = StoryResult(
+        return bank
+
+    def _start_result(
+        self, story: Story, settings: GenerationSettings, bank: IdentityBank, warnings: list[str]
+    ) -> StoryResult:
+        return StoryResult(
             story=story,
             settings=settings,
             model=self.spec,
@@ -248,106 +309,35 @@ class StoryPipeline:
             scheduler=self._scheduler_name(settings),
             consistent_layers=len(self.consistent_layer_names),
         )
-        total = sum(1 for batch in plan for image in batch.images if image.panel_index in wanted)
-        self._warn_long_prompts(story, style, wanted, warnings)
-        for number, batch in enumerate(plan):
+
+    def _draw_plan(self, run: _Run, result: StoryResult) -> None:
+        """Draw the batches in order, adding the wanted panels to ``result``; a cancel keeps those finished."""
+        for number, batch in enumerate(run.plan):
             try:
-                images = self._run_batch(
-                    story, settings, style, batch, bank, number, len(plan), callback, cancel, len(result.panels), total
-                )
+                images = self._draw_batch(run, number, batch, done=len(result.panels))
             except GenerationCancelled:
                 result.cancelled = True
-                break
-            if batch.kind == "identity":
-                bank.characters[batch.character] = [image.source_id for image in batch.images]
-            if batch.forget_after:
-                bank.drop(batch.forget_after)
-            for planned, image in zip(batch.images, images):
-                if planned.panel_index is None or planned.panel_index not in wanted:
-                    continue
-                prompt, negative = self._prompts(story, style, settings, planned)
-                panel = PanelImage(
-                    index=planned.panel_index,
-                    image=image,
-                    seed=planned.seed,
-                    prompt=prompt,
-                    negative_prompt=negative,
-                    characters=tuple(story.panels[planned.panel_index].characters),
-                    identity=batch.kind == "identity",
-                )
+                return
+            run.remember(batch)
+            for panel in run.finished_panels(batch, images):
                 result.panels.append(panel)
-                if on_panel is not None:
-                    on_panel(panel)
-        result.panels.sort(key=lambda panel: panel.index)
-        result.seconds = time.perf_counter() - started
-        for message in warnings:
-            logger.warning(message)
-        return result
+                if run.on_panel is not None:
+                    run.on_panel(panel)
 
-    def _prompts(self, story, style, settings: GenerationSettings, planned) -> tuple[str, str]:
-        if planned.panel_index is not None:
-            text = story.panel_prompt(planned.panel_index)
-        else:
-            text = f"portrait of {story.characters[planned.character].description}, facing the viewer"
-        return style.apply(text, settings.negative_prompt)
-
-    def _warn_long_prompts(self, story, style, wanted: set[int], warnings: list[str]) -> None:
-        """CLIP reads 77 tokens: say which panels lose words instead of cutting them silently."""
-        tokenizer = self.pipe.tokenizer
-        for index in sorted(wanted):
-            prompt, _ = style.apply(story.panel_prompt(index))
-            count = len(tokenizer(prompt, truncation=False).input_ids)
-            if count > CLIP_MAX_TOKENS:
-                warnings.append(
-                    f"panel {index + 1}: the prompt is {count - 2} tokens but CLIP reads {CLIP_MAX_TOKENS - 2}; "
-                    f"the last {count - CLIP_MAX_TOKENS} tokens are dropped. Shorten the prompt or the character description."
-                )
+    def _draw_batch(self, run: _Run, number: int, batch: Batch, done: int) -> list[Image.Image]:
+        prompts, negatives = zip(*(run.prompts(image) for image in batch.images))
+        on_step = run.step_callback(number, batch, done)
+        run.raise_if_cancelled()
+        slots = batch.slots if batch.consistent else None
+        seeds = [image.seed for image in batch.images]
+        return self.denoise(list(prompts), list(negatives), seeds, run.settings, slots, run.bank, on_step)
 
     def _scheduler_name(self, settings: GenerationSettings) -> str:
         return settings.scheduler or type(self.pipe.scheduler).__name__
 
-    def _run_pipe(self, settings: GenerationSettings):
-        """A shallow per-run copy: shares the models, owns its scheduler and call state."""
-        components = dict(self.pipe.components)
-        if settings.scheduler:
-            components["scheduler"] = make_scheduler(settings.scheduler, self.pipe.scheduler.config)
-        else:
-            components["scheduler"] = type(self.pipe.scheduler).from_config(self.pipe.scheduler.config)
-        extra = {}
-        if "force_zeros_for_empty_prompt" in self.pipe.config:
-            extra["force_zeros_for_empty_prompt"] = self.pipe.config.force_zeros_for_empty_prompt
-        run_pipe = type(self.pipe)(**components, **extra)
-        run_pipe.set_progress_bar_config(disable=True)
-        return run_pipe
-
     def initial_latents(self, seeds: list[int], settings: GenerationSettings) -> torch.Tensor:
         """One latent per panel from its own CPU generator: a panel's noise never depends on its batch."""
-        factor = self.pipe.vae_scale_factor
-        shape = (1, self.pipe.unet.config.in_channels, settings.height // factor, settings.width // factor)
-        dtype = self.pipe.unet.dtype
-        return torch.cat(
-            [
-                randn_tensor(shape, generator=torch.Generator("cpu").manual_seed(seed), device=self.device, dtype=dtype)
-                for seed in seeds
-            ]
-        )
-
-    def _run_batch(self, story, settings, style, batch: Batch, bank, number, batches, callback, cancel, done, total):
-        prompts, negatives = zip(*(self._prompts(story, style, settings, image) for image in batch.images))
-        panel_indices = [image.panel_index for image in batch.images if image.panel_index is not None]
-
-        def on_step(step: int) -> None:
-            if callback is not None:
-                callback(Progress(number, batches, step, settings.steps, panel_indices, batch.kind, done, total))
-            if _is_cancelled(cancel):
-                raise GenerationCancelled()
-
-        if _is_cancelled(cancel):
-            raise GenerationCancelled()
-        slots = batch.slots if batch.consistent else None
-        return self.denoise(
-            list(prompts), list(negatives), [i.seed for i in batch.images], settings, slots, bank, on_step
-        )
+        return denoising.initial_latents(self.pipe, seeds, settings)
 
     def denoise(
         self,
@@ -365,47 +355,6 @@ class StoryPipeline:
         ``settings`` must be resolved (see ``resolve_settings``). Without slots it is the plain
         diffusers pipeline with per-image seeds.
         """
-        latents = self.initial_latents(seeds, settings)
-        context = None
-        if slots is not None:
-            factor = self.pipe.vae_scale_factor
-            context = ConsistencyContext(
-                slots,
-                seed=settings.seed,
-                latent_tokens=(settings.height // factor) * (settings.width // factor),
-                total_steps=settings.steps,
-                rate_for_factor=settings.rate_for_factor,
-                first_consistent_step=settings.first_consistent_step,
-                skip_early=settings.random_skip_early,
-                skip_late=settings.random_skip_late,
-                bank=bank,
-            )
-
-        def on_step_end(pipe, step, timestep, tensors):
-            if context is not None:
-                context.step = step + 1
-            if on_step is not None:
-                on_step(step + 1)
-            return tensors
-
-        output = self._run_pipe(settings)(
-            prompt=list(prompts),
-            negative_prompt=list(negative_prompts) if any(negative_prompts) else None,
-            num_inference_steps=settings.steps,
-            guidance_scale=settings.guidance,
-            height=settings.height,
-            width=settings.width,
-            latents=latents,
-            cross_attention_kwargs={"story_context": context} if context is not None else None,
-            callback_on_step_end=on_step_end,
-            output_type=output_type,
+        return denoising.denoise(
+            self.pipe, prompts, negative_prompts, seeds, settings, slots, bank, on_step, output_type
         )
-        return list(output.images)
-
-
-def make_scheduler(name: str, config) -> Any:
-    """A scheduler by short name (euler, euler-a, ddim, dpm++, dpm++-karras, unipc) from the model's config."""
-    if name not in SCHEDULERS:
-        raise SettingsError(f"unknown scheduler {name!r}; choose one of: {', '.join(SCHEDULERS)}")
-    scheduler_class, options = SCHEDULERS[name]
-    return scheduler_class.from_config(config, **options)

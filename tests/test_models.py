@@ -1,4 +1,4 @@
-"""Model registry, offline tokenizer, tiny pipelines, checkpoint detection, full-size UNet configs, devices."""
+"""Tiny pipelines, loading from folders, checkpoints and the hub, checkpoint detection, full-size UNet configs."""
 
 import os
 
@@ -13,23 +13,11 @@ from storydiffusion.models import (
     ModelSpec,
     build_tiny_sd15_pipeline,
     build_tiny_sdxl_pipeline,
-    default_model_name,
     detect_checkpoint_family,
     full_size_unet_config,
     load_diffusers_pipeline,
-    load_model_registry,
     pipeline_family,
-    select_device,
-    select_dtype,
 )
-from storydiffusion.tokenizer import build_clip_tokenizer
-
-SENTENCES = [
-    "a photo of a cat",
-    "A man with a red hat walks through the rainy city at night, cinematic lighting.",
-    "The girl, 12 years old; smiles!! (comic style) #panel-3",
-    "Dr. Watson's dog can't stop barking at the moon",
-]
 
 
 def _generate(pipe, seed=1, prompts=("a cat in a hat",)):
@@ -73,46 +61,6 @@ def tiny_sd15():
 def tiny_images(tiny_sdxl, tiny_sd15):
     """One seeded generation per tiny pipeline, shared by the tests (CPU time is scarce)."""
     return {"sdxl": _generate(tiny_sdxl), "sd15": _generate(tiny_sd15)}
-
-
-# ---------------------------------------------------------------------------- tokenizer
-
-
-def test_tokenizer_special_ids_and_size():
-    tok = build_clip_tokenizer()
-    assert tok.bos_token_id == 49406
-    assert tok.eos_token_id == 49407
-    assert len(tok) == 49408
-    assert tok.model_max_length == 77
-    assert tok.pad_token_id == 49407
-    tok2 = build_clip_tokenizer(pad_token="!")
-    assert tok2.pad_token_id == tok2.convert_tokens_to_ids("!") == 0
-
-
-def test_tokenizer_matches_open_clip():
-    from open_clip.tokenizer import SimpleTokenizer
-
-    reference = SimpleTokenizer()
-    tok = build_clip_tokenizer()
-    for sentence in SENTENCES:
-        ids = tok(sentence).input_ids
-        assert ids[0] == 49406 and ids[-1] == 49407
-        assert ids[1:-1] == reference.encode(sentence), sentence
-    padded = tok(SENTENCES[0], padding="max_length", max_length=77, truncation=True).input_ids
-    assert len(padded) == 77
-
-
-def test_tokenizer_without_open_clip_is_a_model_error(monkeypatch):
-    import importlib.util
-
-    from storydiffusion import tokenizer as tokenizer_module
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        tokenizer_module.importlib.util, "find_spec", lambda name, *a: None if name == "open_clip" else real(name, *a)
-    )
-    with pytest.raises(ModelError, match="open_clip_torch"):
-        build_clip_tokenizer()
 
 
 # ---------------------------------------------------------------------------- tiny pipelines
@@ -192,31 +140,79 @@ def test_load_tiny_by_registry_name():
     assert half.unet.dtype == torch.bfloat16 and half.text_encoder.dtype == torch.bfloat16
 
 
-# ---------------------------------------------------------------------------- registry and loading
+def test_local_folder_loads_in_the_requested_dtype(tmp_path, tiny_sd15):
+    tiny_sd15.save_pretrained(tmp_path)
+    loaded, _ = load_diffusers_pipeline(str(tmp_path), torch_dtype=torch.bfloat16)
+    assert loaded.unet.dtype == torch.bfloat16 and loaded.vae.dtype == torch.bfloat16
 
 
-def test_registry_entries():
-    registry = load_model_registry()
-    assert default_model_name(registry) == "sdxl-base"
-    assert {"sdxl-base", "realvisxl-v4", "sd15", "tiny-sdxl", "tiny-sd15"} <= set(registry)
-    assert all(isinstance(spec, ModelSpec) for spec in registry.values())
-    assert registry["tiny-sdxl"].family == "sdxl" and registry["tiny-sd15"].family == "sd15"
-    assert registry["tiny-sdxl"].source == "tiny" and registry["tiny-sdxl"].height == 64
-    assert registry["sdxl-base"].source == "stabilityai/stable-diffusion-xl-base-1.0"
-    assert (registry["sdxl-base"].height, registry["sdxl-base"].width) == (768, 768)
-    assert registry["realvisxl-v4"].source == "SG161222/RealVisXL_V4.0"
-    assert registry["sd15"].family == "sd15" and registry["sd15"].guidance == 7.0
+@pytest.mark.parametrize("version, keyword", [("0.42.0", "dtype"), ("0.41.0", "torch_dtype")])
+def test_single_file_checkpoint_gets_the_dtype_keyword_of_the_installed_diffusers(
+    monkeypatch, tmp_path, tiny_sd15, version, keyword
+):
+    import diffusers
+    from diffusers import StableDiffusionPipeline
+    from safetensors.torch import save_file
+
+    checkpoint = tmp_path / "model.safetensors"
+    save_file({"cond_stage_model.transformer.text_model.final_layer_norm.weight": torch.zeros(2)}, str(checkpoint))
+    calls = []
+
+    def from_single_file(path, **kwargs):
+        calls.append((path, kwargs))
+        return tiny_sd15
+
+    monkeypatch.setattr(diffusers, "__version__", version)
+    monkeypatch.setattr(StableDiffusionPipeline, "from_single_file", from_single_file)
+    pipe, spec = load_diffusers_pipeline(str(checkpoint), torch_dtype=torch.float16, local_files_only=True)
+    assert pipe is tiny_sd15 and spec.family == "sd15"
+    assert calls == [
+        (
+            str(checkpoint),
+            {
+                "local_files_only": True,
+                keyword: torch.float16,
+                "safety_checker": None,
+                "requires_safety_checker": False,
+            },
+        )
+    ]
 
 
-def test_registry_bad_file(tmp_path):
-    bad = tmp_path / "models.yaml"
-    bad.write_text(
-        "models:\n  x:\n    source: a/b\n    family: flux\n    steps: 1\n    guidance: 1\n    height: 8\n    width: 8\n"
-    )
-    with pytest.raises(ModelError, match="flux"):
-        load_model_registry(bad)
-    with pytest.raises(ModelError):
-        load_model_registry(tmp_path / "missing.yaml")
+@pytest.mark.parametrize("version, keyword", [("0.42.0", "dtype"), ("0.41.0", "torch_dtype")])
+def test_hub_model_without_the_variant_falls_back_to_its_regular_weights(monkeypatch, tiny_sdxl, version, keyword):
+    import diffusers
+    from diffusers import DiffusionPipeline
+
+    registry = {"mine": ModelSpec("mine", "owner/mine", "sdxl", 20, 4.0, 512, 512, variant="fp16")}
+    calls = []
+
+    def from_pretrained(source, **kwargs):
+        calls.append((source, kwargs))
+        if "variant" in kwargs:
+            raise ValueError("no files of variant fp16 in owner/mine")
+        return tiny_sdxl
+
+    monkeypatch.setattr(diffusers, "__version__", version)
+    monkeypatch.setattr(DiffusionPipeline, "from_pretrained", from_pretrained)
+    pipe, spec = load_diffusers_pipeline("mine", torch_dtype=torch.float16, registry=registry)
+    assert pipe is tiny_sdxl and spec is registry["mine"]
+    expected = {"local_files_only": False, keyword: torch.float16}
+    assert calls == [("owner/mine", {"variant": "fp16", **expected}), ("owner/mine", expected)]
+
+
+def test_hub_failure_other_than_the_variant_is_a_model_error(monkeypatch):
+    from diffusers import DiffusionPipeline
+
+    def from_pretrained(source, **kwargs):
+        raise OSError("connection refused")
+
+    monkeypatch.setattr(DiffusionPipeline, "from_pretrained", from_pretrained)
+    with pytest.raises(ModelError, match="connection refused.*tiny-sdxl"):
+        load_diffusers_pipeline("owner/elsewhere")
+
+
+# ---------------------------------------------------------------------------- loading
 
 
 def test_unknown_model_lists_registry_names():
@@ -309,33 +305,3 @@ def test_full_size_unet_configs_on_meta(family, low, high, attn1, attn1_up):
 def test_full_size_unet_config_bad_family():
     with pytest.raises(ModelError):
         full_size_unet_config("sd3")
-
-
-# ---------------------------------------------------------------------------- devices
-
-
-def test_select_device_and_dtype_cpu():
-    assert select_device("cpu") == torch.device("cpu")
-    auto = select_device()
-    assert auto.type in ("cpu", "cuda", "mps")
-    cpu = torch.device("cpu")
-    assert select_dtype(cpu) == torch.float32
-    assert select_dtype("cpu", "auto") == torch.float32
-    assert select_dtype(cpu, "bfloat16") == torch.bfloat16
-    assert select_dtype(cpu, "float16") == torch.float16
-    assert select_dtype(cpu, "float32") == torch.float32
-    assert select_dtype(torch.device("cuda"), "auto") == torch.float16
-    assert select_dtype(torch.device("cuda"), "bfloat16") == torch.bfloat16
-    assert select_dtype(torch.device("mps")) == torch.float16
-
-
-def test_select_device_and_dtype_bad_names():
-    with pytest.raises(ModelError):
-        select_device("gpu-please")
-    with pytest.raises(ModelError):
-        select_device("xla")
-    if not torch.cuda.is_available():
-        with pytest.raises(ModelError, match="CUDA"):
-            select_device("cuda")
-    with pytest.raises(ModelError):
-        select_dtype(torch.device("cpu"), "float8")

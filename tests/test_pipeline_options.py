@@ -8,7 +8,7 @@ from peft.utils import get_peft_model_state_dict
 
 from storydiffusion.attention import ConsistentSelfAttnProcessor
 from storydiffusion.errors import ModelError, SettingsError
-from storydiffusion.models import build_tiny_sdxl_pipeline
+from storydiffusion.models import SCHEDULERS, build_tiny_sdxl_pipeline, fresh_scheduler, make_scheduler
 from storydiffusion.pipeline import StoryPipeline
 from storydiffusion.settings import GenerationSettings
 from storydiffusion.story import story_from_text
@@ -67,6 +67,20 @@ def test_scheduler_choice_per_run(tiny_sdxl, scheduler):
 def test_unknown_scheduler_is_refused(tiny_sdxl):
     with pytest.raises(SettingsError, match="choose one of"):
         tiny_sdxl.generate(small_story(scheduler="warp-drive"))
+
+
+def test_schedulers_by_short_name_keep_the_model_config(tiny_sdxl):
+    current = tiny_sdxl.pipe.scheduler
+    for name, (class_name, _) in SCHEDULERS.items():
+        scheduler = make_scheduler(name, current.config)
+        assert type(scheduler).__name__ == class_name
+        assert scheduler.config.beta_schedule == current.config.beta_schedule == "scaled_linear"
+    assert make_scheduler("dpm++-karras", current.config).config.use_karras_sigmas
+    assert not make_scheduler("dpm++", current.config).config.use_karras_sigmas
+    fresh = fresh_scheduler(None, current)
+    assert type(fresh) is type(current) and fresh is not current
+    with pytest.raises(SettingsError, match="choose one of"):
+        fresh_scheduler("warp-drive", current)
 
 
 def test_vae_memory_options_keep_the_pictures(tiny_sdxl):

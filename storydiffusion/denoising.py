@@ -1,0 +1,100 @@
+"""One batch of images through a per-run copy of the diffusers pipeline.
+
+The copy shares the models (UNet, VAE, text encoders) with the loaded pipeline but owns its
+scheduler and call state, so several stories can be drawn at once. Each image starts from noise of
+its own seed, and the batch's ``ConsistencyContext`` reaches the attention processors through
+``cross_attention_kwargs``; the step callback advances it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from diffusers.utils.torch_utils import randn_tensor
+
+from .attention import ConsistencyContext, ImageSlot
+from .bank import IdentityBank
+from .models import fresh_scheduler
+from .settings import GenerationSettings
+
+
+def run_copy(pipe: Any, scheduler: str | None = None) -> Any:
+    """A shallow copy of ``pipe`` for one run: shares the models, owns a fresh scheduler (``scheduler`` if named)."""
+    components = dict(pipe.components)
+    components["scheduler"] = fresh_scheduler(scheduler, pipe.scheduler)
+    extra = {}
+    if "force_zeros_for_empty_prompt" in pipe.config:
+        extra["force_zeros_for_empty_prompt"] = pipe.config.force_zeros_for_empty_prompt
+    copy = type(pipe)(**components, **extra)
+    copy.set_progress_bar_config(disable=True)
+    return copy
+
+
+def initial_latents(pipe: Any, seeds: list[int], settings: GenerationSettings) -> torch.Tensor:
+    """One latent per image from its own CPU generator: an image's noise never depends on its batch."""
+    factor = pipe.vae_scale_factor
+    shape = (1, pipe.unet.config.in_channels, settings.height // factor, settings.width // factor)
+    device, dtype = pipe._execution_device, pipe.unet.dtype
+    return torch.cat(
+        [
+            randn_tensor(shape, generator=torch.Generator("cpu").manual_seed(seed), device=device, dtype=dtype)
+            for seed in seeds
+        ]
+    )
+
+
+def consistency_context(
+    pipe: Any, slots: list[ImageSlot], settings: GenerationSettings, bank: IdentityBank | None
+) -> ConsistencyContext:
+    """The per-batch state consistent attention reads: slots, sampling rates, skips and the bank."""
+    factor = pipe.vae_scale_factor
+    return ConsistencyContext(
+        slots,
+        seed=settings.seed,
+        latent_tokens=(settings.height // factor) * (settings.width // factor),
+        total_steps=settings.steps,
+        rate_for_factor=settings.rate_for_factor,
+        first_consistent_step=settings.first_consistent_step,
+        skip_early=settings.random_skip_early,
+        skip_late=settings.random_skip_late,
+        bank=bank,
+    )
+
+
+def denoise(
+    pipe: Any,
+    prompts: list[str],
+    negative_prompts: list[str],
+    seeds: list[int],
+    settings: GenerationSettings,
+    slots: list[ImageSlot] | None = None,
+    bank: IdentityBank | None = None,
+    on_step: Callable[[int], None] | None = None,
+    output_type: str = "pil",
+) -> list:
+    """Draw one batch with ``pipe``; ``slots`` say what each image reads and writes (None: plain diffusers)."""
+    latents = initial_latents(pipe, seeds, settings)
+    context = consistency_context(pipe, slots, settings, bank) if slots is not None else None
+
+    def on_step_end(_pipe: Any, step: int, _timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        if context is not None:
+            context.step = step + 1
+        if on_step is not None:
+            on_step(step + 1)
+        return tensors
+
+    output = run_copy(pipe, settings.scheduler)(
+        prompt=list(prompts),
+        negative_prompt=list(negative_prompts) if any(negative_prompts) else None,
+        num_inference_steps=settings.steps,
+        guidance_scale=settings.guidance,
+        height=settings.height,
+        width=settings.width,
+        latents=latents,
+        cross_attention_kwargs={"story_context": context} if context is not None else None,
+        callback_on_step_end=on_step_end,
+        output_type=output_type,
+    )
+    return list(output.images)

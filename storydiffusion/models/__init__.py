@@ -1,0 +1,46 @@
+"""Finding, building and loading the diffusion models a story is drawn with.
+
+Three kinds of models are supported:
+
+* named entries of ``configs/models.yaml`` (hub checkpoints with their default settings): ``registry``,
+* local diffusers folders, single ``.safetensors`` checkpoints and hub ids: ``loading``,
+* tiny random-weight SDXL / SD 1.5 pipelines built offline, so that tests and demos run on a CPU
+  without downloading anything: ``tiny`` (their configs, and the real ones, in ``architectures``).
+
+``devices`` picks the device and dtype, ``schedulers`` makes schedulers by short name.
+"""
+
+from .architectures import full_size_unet_config, tiny_unet_config
+from .devices import dtype_kwargs, place_pipeline, select_device, select_dtype
+from .loading import align_cpu_weights, detect_checkpoint_family, load_diffusers_pipeline, load_lora, pipeline_family
+from .registry import FAMILIES, ModelSpec, default_model_name, family_spec, load_model_registry
+from .schedulers import SCHEDULERS, fresh_scheduler, make_scheduler
+from .tiny import build_tiny_pipeline, build_tiny_sd15_pipeline, build_tiny_sdxl_pipeline, randomize_weights
+
+# The old private name, still imported by storydiffusion/motion/video.py: remove once it imports dtype_kwargs.
+
+__all__ = [
+    "FAMILIES",
+    "SCHEDULERS",
+    "ModelSpec",
+    "align_cpu_weights",
+    "build_tiny_pipeline",
+    "build_tiny_sd15_pipeline",
+    "build_tiny_sdxl_pipeline",
+    "default_model_name",
+    "detect_checkpoint_family",
+    "dtype_kwargs",
+    "family_spec",
+    "fresh_scheduler",
+    "full_size_unet_config",
+    "load_diffusers_pipeline",
+    "load_lora",
+    "load_model_registry",
+    "make_scheduler",
+    "pipeline_family",
+    "place_pipeline",
+    "randomize_weights",
+    "select_device",
+    "select_dtype",
+    "tiny_unet_config",
+]
