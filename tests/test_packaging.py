@@ -6,7 +6,6 @@ import os
 import re
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
@@ -15,6 +14,11 @@ from packaging.requirements import Requirement
 
 import storydiffusion
 from storydiffusion.resources import DATA_FOLDERS, data_path, data_root
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 

@@ -17,8 +17,6 @@ from .registry import FAMILIES, ModelSpec, default_model_name, family_spec, load
 from .schedulers import SCHEDULERS, fresh_scheduler, make_scheduler
 from .tiny import build_tiny_pipeline, build_tiny_sd15_pipeline, build_tiny_sdxl_pipeline, randomize_weights
 
-# The old private name, still imported by storydiffusion/motion/video.py: remove once it imports dtype_kwargs.
-
 __all__ = [
     "FAMILIES",
     "SCHEDULERS",
