@@ -9,6 +9,16 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 
+def pytest_configure(config):
+    """Under pytest-xdist each worker gets its share of the cores, not all of them each: two workers
+    on two cores that each start two torch threads spend their time waiting for one another."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers)))
+
+
 @pytest.fixture(scope="session")
 def tiny_sdxl():
     """One StoryPipeline on the tiny SDXL model, shared: runs own no state of the pipeline."""

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from storydiffusion.atomic import TEMPORARY_MARK
 from storydiffusion.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,7 +36,7 @@ def test_generate_writes_panels_and_a_reproducible_manifest(tmp_path, capsys):
     assert all(isinstance(p["seed"], int) for p in manifest["panels"])
     assert {"torch", "diffusers", "transformers", "storydiffusion"} <= set(manifest["versions"])
     assert manifest["identity_bank"] == "identity_bank.safetensors" and (out / "identity_bank.safetensors").exists()
-    assert not list(out.rglob("*.tmp"))
+    assert not [p for p in out.rglob("*") if TEMPORARY_MARK in p.name]
 
     # The manifest alone reproduces the run byte for byte.
     again = tmp_path / "again"
@@ -107,6 +108,7 @@ def test_missing_story_file_is_a_clear_error(tmp_path, capsys):
     assert "nope.yaml" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_module_entry_point_runs(tmp_path):
     story = write_story(tmp_path / "s.yaml", ["[Bob] walks", "[NC] a street"])
     done = subprocess.run(

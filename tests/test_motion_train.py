@@ -107,6 +107,7 @@ def test_unreadable_video_is_a_clear_error(tmp_path):
         read_frames(bad)
 
 
+@pytest.mark.slow
 def test_training_lowers_loss_and_beats_linear_interpolation(trained, videos):
     losses = trained.losses
     assert len(losses) == 800
@@ -145,6 +146,7 @@ def test_outputs_are_safetensors_and_json_only(trained):
     assert state["step"] == 400 and state["seed"] == 0 and isinstance(state["rng"]["torch"], list)
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(videos, tmp_path):
     straight = train_predictor(videos[0], tmp_path / "straight", _tiny_options(steps=40, save_every=20))
     part = tmp_path / "resumed"
@@ -173,6 +175,7 @@ def test_resume_without_checkpoint_is_refused(videos, tmp_path):
         train_predictor(videos[0], tmp_path / "empty", _tiny_options(steps=2, resume=True))
 
 
+@pytest.mark.slow
 def test_cli_help_and_tiny_run(videos, tmp_path):
     env_cmd = [sys.executable, "-m", "storydiffusion.motion.train"]
     help_run = subprocess.run(env_cmd + ["--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)

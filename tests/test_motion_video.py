@@ -31,6 +31,7 @@ def pipe() -> TransitionPipeline:
     return TransitionPipeline.tiny(seed=0)
 
 
+@pytest.mark.slow
 def test_frames_endpoints_and_resized_panels(pipe):
     start, end = pattern(1), pattern(2, size=(128, 96))  # an SDXL-like panel of another size and aspect
     result = pipe(start, end, "a lighthouse at night", frames=8, steps=2, guidance=7.5, seed=3)

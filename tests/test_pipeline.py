@@ -54,7 +54,7 @@ def test_consistency_off_gives_the_plain_diffusers_images(tiny_sdxl):
         assert np.array_equal(pixels(panel.image), pixels(image))
 
 
-@pytest.mark.parametrize("family", ["sdxl", "sd15"])
+@pytest.mark.parametrize("family", ["sdxl", pytest.param("sd15", marks=pytest.mark.slow)])
 def test_zero_sampling_rate_gives_the_plain_diffusers_images(family, tiny_sdxl, tiny_sd15):
     pipeline = tiny_sdxl if family == "sdxl" else tiny_sd15
     plain = build_tiny_sdxl_pipeline() if family == "sdxl" else build_tiny_sd15_pipeline()
@@ -105,6 +105,7 @@ def test_panel_read_from_bank_equals_panel_generated_with_identity_images_in_its
     assert np.abs(from_bank[0] - alone[0]).max() > 1e-3
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes_other_seed_other_images(tiny_sdxl):
     first = tiny_sdxl.generate(make_story())
     again = tiny_sdxl.generate(make_story())
@@ -114,6 +115,7 @@ def test_same_seed_same_bytes_other_seed_other_images(tiny_sdxl):
     assert [p.seed for p in first.panels] != [p.seed for p in other.panels]
 
 
+@pytest.mark.slow
 def test_two_stories_in_two_threads_equal_the_sequential_results(tiny_sdxl):
     stories = [make_story(), make_story(seed=3, sampling_rate=0.3)]
     sequential = [tiny_sdxl.generate(story) for story in stories]
@@ -171,6 +173,7 @@ def test_identity_mode_builds_one_bank_per_character_and_panels_read_every_bank_
     assert [p.identity for p in result.panels] == [False, True, True, True, True, False]
 
 
+@pytest.mark.slow
 def test_bank_size_does_not_grow_with_the_number_of_panels(tiny_sdxl):
     short = tiny_sdxl.generate(
         make_story("\n".join(["[Bob] walks"] * 2 + ["[Bob] and [Alice] talk"] * 2 + ["[Alice] reads"] * 2))
@@ -267,6 +270,7 @@ def test_long_prompts_are_reported_with_the_panel_and_dropped_tokens(tiny_sdxl):
     assert result.warnings[0].startswith("panel 1:") and "dropped" in result.warnings[0]
 
 
+@pytest.mark.slow
 def test_sd15_story_runs_in_identity_mode(tiny_sd15):
     result = tiny_sd15.generate(make_story())
     assert len(result.panels) == 7 and result.bank.nbytes() > 0

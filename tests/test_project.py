@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+from storydiffusion.atomic import TEMPORARY_MARK
 from storydiffusion.bank import IdentityBank
 from storydiffusion.project import Project, ProjectError, load_project, save_project
 from storydiffusion.settings import GenerationSettings
@@ -41,7 +42,7 @@ def test_project_round_trip(tmp_path):
     assert torch.equal(
         loaded.bank.get(0, 1, 2, torch.device("cpu")), torch.arange(24, dtype=torch.float32).reshape(2, 3, 4)
     )
-    assert not list(tmp_path.glob(".*.tmp"))
+    assert not [p for p in tmp_path.rglob("*") if TEMPORARY_MARK in p.name]
 
 
 def test_project_without_bank(tmp_path):

@@ -214,6 +214,7 @@ def test_out_of_memory_is_recognised():
     assert not is_out_of_memory(ValueError("bad"))
 
 
+@pytest.mark.slow
 def test_animate_between_two_panels_writes_mp4_and_gif(session):
     import imageio.v3 as iio
 
