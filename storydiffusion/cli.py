@@ -42,8 +42,19 @@ def _allowed(name: str, text: str = "") -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="storydiffusion", description="Character-consistent visual stories.")
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_generate(commands.add_parser("generate", help="generate the panels of a story file"))
+    _add_compose(
+        commands.add_parser(
+            "compose", help="lay out the panels of a run folder as comic pages (no image is regenerated)"
+        )
+    )
+    _add_animate(
+        commands.add_parser("animate", help="animate the transition between two panels of a run folder (MP4 and GIF)")
+    )
+    return parser
 
-    generate = commands.add_parser("generate", help="generate the panels of a story file")
+
+def _add_generate(generate: argparse.ArgumentParser) -> None:
     generate.add_argument("story", help="story file (.yaml/.json) or a story.json written by an earlier run")
     generate.add_argument("--out", required=True, help="output folder (panels/, story.json)")
     generate.add_argument(
@@ -98,9 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     generate.add_argument("--export", help="with --layout: also write pdf, cbz and/or zip, e.g. pdf,cbz")
 
-    compose = commands.add_parser(
-        "compose", help="lay out the panels of a run folder as comic pages (no image is regenerated)"
-    )
+
+def _add_compose(compose: argparse.ArgumentParser) -> None:
     compose.add_argument("run_dir", help="a folder written by generate (story.json, panels/)")
     compose.add_argument(
         "--layout", default="classic", help="template name from layouts/ or a template file (default classic)"
@@ -117,9 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compose.add_argument("--dpi", type=int, help="page resolution (default: the template's, usually 150)")
 
-    animate = commands.add_parser(
-        "animate", help="animate the transition between two panels of a run folder (MP4 and GIF)"
-    )
+
+def _add_animate(animate: argparse.ArgumentParser) -> None:
     animate.add_argument("run_dir", help="a folder written by generate (story.json, panels/)")
     animate.add_argument("--from", dest="start", type=int, required=True, help="1-based number of the first panel")
     animate.add_argument("--to", dest="end", type=int, required=True, help="1-based number of the last panel")
@@ -152,7 +161,6 @@ def build_parser() -> argparse.ArgumentParser:
     animate.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
     animate.add_argument("--dtype", default="auto", help="auto, float16, bfloat16 or float32")
     animate.add_argument("--quiet", action="store_true", help="no progress bar")
-    return parser
 
 
 def _load_story_and_model(path: str):
@@ -174,21 +182,53 @@ def _load_story_and_model(path: str):
 
 
 def run_generate(args: argparse.Namespace) -> int:
+    """Check everything, load the model, generate, write the run folder, then compose if asked."""
+    from .bank import IdentityBank
+    from .pipeline import StoryPipeline
+    from .rundir import check_output_dir, prepare_output_dir, save_panel, save_result
+
     if args.export and not args.layout:
         args.layout = "classic"
     if args.layout:  # a bad layout or export list fails now, not after the panels are generated
         from .layout.compose import check_options
 
         check_options(args.layout, args.export)
-
-    from tqdm import tqdm
-
-    from .bank import IdentityBank
-    from .pipeline import StoryPipeline
-    from .rundir import prepare_output_dir, save_panel, save_result
-
     story, manifest_model = _load_story_and_model(args.story)
-    settings = story.settings.merged(
+    settings = _generation_settings(story.settings, args)
+    check_output_dir(args.out, overwrite=args.overwrite)  # refuses before a model is loaded, deletes nothing
+    bank = IdentityBank.load(args.bank) if args.bank else None
+    pipeline = StoryPipeline.from_pretrained(
+        args.model or manifest_model,
+        device=args.device,
+        dtype=args.dtype,
+        cpu_offload=args.cpu_offload,
+        vae_slicing=args.vae_slicing,
+        vae_tiling=args.vae_tiling,
+        lora=args.lora,
+        lora_scale=args.lora_scale,
+    )
+    out = prepare_output_dir(args.out, overwrite=args.overwrite)
+    with _StepBar(args.quiet) as bar:
+        result = pipeline.generate(
+            story,
+            settings,
+            panels=args.panels,
+            bank=bank,
+            bank_storage="device" if args.bank_on_device else "auto",
+            callback=bar.update,
+            on_panel=lambda panel: save_panel(panel, out),
+        )
+    _report_generation(result, out, save_result(result, out, save_bank=args.save_bank))
+    if args.layout:
+        from .layout.compose import compose_run
+
+        _report_compose(compose_run(out, layout=args.layout, export=args.export or ()))
+    return 0
+
+
+def _generation_settings(base, args: argparse.Namespace):
+    """The story's settings with the command line's options on top, checked against SETTING_RANGES."""
+    settings = base.merged(
         steps=args.steps,
         guidance=args.guidance,
         seed=args.seed,
@@ -204,51 +244,38 @@ def run_generate(args: argparse.Namespace) -> int:
         scheduler=args.scheduler,
     )
     settings.validate()
-    out = prepare_output_dir(args.out, overwrite=args.overwrite)
-    bank = IdentityBank.load(args.bank) if args.bank else None
-    pipeline = StoryPipeline.from_pretrained(
-        args.model or manifest_model,
-        device=args.device,
-        dtype=args.dtype,
-        cpu_offload=args.cpu_offload,
-        vae_slicing=args.vae_slicing,
-        vae_tiling=args.vae_tiling,
-        lora=args.lora,
-        lora_scale=args.lora_scale,
-    )
-    bar = tqdm(total=None, unit="step", disable=args.quiet, file=sys.stderr)
+    return settings
 
-    def progress(update) -> None:
-        if bar.total is None:
-            bar.total = update.batches * update.steps
-        bar.n = update.batch * update.steps + update.step
-        shown = ",".join(str(i + 1) for i in update.panels) or "reference portraits"
-        bar.set_postfix_str(f"panels {shown}" + (" (identity set)" if update.kind == "identity" else ""))
-        bar.refresh()
 
-    try:
-        result = pipeline.generate(
-            story,
-            settings,
-            panels=args.panels,
-            bank=bank,
-            bank_storage="device" if args.bank_on_device else "auto",
-            callback=progress,
-            on_panel=lambda panel: save_panel(panel, out),
-        )
-    finally:
-        bar.close()
-    manifest = save_result(result, out, save_bank=args.save_bank)
+class _StepBar:
+    """A tqdm bar over every denoising step of a story run, naming the panels being drawn."""
+
+    def __init__(self, quiet: bool):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=None, unit="step", disable=quiet, file=sys.stderr)
+
+    def update(self, progress) -> None:
+        if self.bar.total is None:
+            self.bar.total = progress.batches * progress.steps
+        self.bar.n = progress.batch * progress.steps + progress.step
+        shown = ",".join(str(i + 1) for i in progress.panels) or "reference portraits"
+        self.bar.set_postfix_str(f"panels {shown}" + (" (identity set)" if progress.kind == "identity" else ""))
+        self.bar.refresh()
+
+    def __enter__(self) -> _StepBar:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.bar.close()
+
+
+def _report_generation(result, out, manifest) -> None:
     for message in result.warnings:
         print(f"warning: {message}", file=sys.stderr)
     print(f"{len(result.panels)} panels in {out / 'panels'}; manifest {manifest}")
     if result.bank is not None and len(result.bank):
         print(f"identity bank: {result.bank.nbytes() / 2**20:.1f} MiB for {len(result.bank.sources())} identity images")
-    if args.layout:
-        from .layout.compose import compose_run
-
-        _report_compose(compose_run(out, layout=args.layout, export=args.export or ()))
-    return 0
 
 
 def run_compose(args: argparse.Namespace) -> int:

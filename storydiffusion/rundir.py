@@ -44,20 +44,26 @@ def prepare_output_dir(out_dir: str | os.PathLike, overwrite: bool = False) -> P
     With ``overwrite`` only the files this tool wrote there (:func:`written_files`) are removed,
     never other files of the folder.
     """
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise StoryDiffusionError(f"{out} is a file, not a folder: choose another --out")
+    out = check_output_dir(out_dir, overwrite)
     if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise StoryDiffusionError(
-                f"{out} already holds files: pass --overwrite to replace them, or choose another --out"
-            )
         for path in written_files(out):
             path.unlink(missing_ok=True)
         for folder in (PAGES_DIR, VIDEO_DIR):
             if (out / folder).is_dir() and not any((out / folder).iterdir()):
                 (out / folder).rmdir()
     (out / PANELS_DIR).mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def check_output_dir(out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Refuse an output folder that ``prepare_output_dir`` would refuse, without touching anything."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise StoryDiffusionError(f"{out} is a file, not a folder: choose another --out")
+    if out.exists() and not overwrite and any(out.iterdir()):
+        raise StoryDiffusionError(
+            f"{out} already holds files: pass --overwrite to replace them, or choose another --out"
+        )
     return out
 
 

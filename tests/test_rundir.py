@@ -1,0 +1,124 @@
+"""The output folder: what this tool wrote there is known from its own records, and only that is replaced."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from storydiffusion.atomic import write_json
+from storydiffusion.errors import StoryDiffusionError
+from storydiffusion.rundir import (
+    MANIFEST_FORMAT,
+    PAGES_FORMAT,
+    check_output_dir,
+    prepare_output_dir,
+    recorded_exports,
+    written_files,
+)
+
+
+def make_run(run):
+    """A run folder as generate, compose --export pdf and animate leave it, plus files of the user's."""
+    (run / "panels").mkdir(parents=True)
+    for name in ("panel_001.png", "panel_002.png"):
+        Image.new("RGB", (8, 8), "red").save(run / "panels" / name)
+    write_json(
+        run / "story.json",
+        {
+            "format": MANIFEST_FORMAT,
+            "panels": [{"file": "panels/panel_001.png"}, {"file": "panels/panel_002.png"}],
+            "identity_bank": "identity_bank.safetensors",
+        },
+    )
+    (run / "identity_bank.safetensors").write_bytes(b"bank")
+    (run / "pages").mkdir()
+    (run / "pages" / "page_01.png").write_bytes(b"page")
+    write_json(
+        run / "pages" / "pages.json",
+        {"format": PAGES_FORMAT, "pages": [{"file": "page_01.png"}], "exports": ["comic.pdf"]},
+    )
+    (run / "comic.pdf").write_bytes(b"pdf")
+    (run / "video").mkdir()
+    (run / "video" / "01-02.mp4").write_bytes(b"mp4")
+    (run / "video" / "01-02.gif").write_bytes(b"gif")
+    write_json(run / "video" / "01-02.json", {"files": ["01-02.mp4", "01-02.gif"]})
+    users = {
+        run / "notes.txt": b"my notes",
+        run / "panels" / "sketch.png": b"my sketch",
+        run / "pages" / "cover.png": b"my cover",
+        run / "comic.cbz": b"a cbz compose never wrote here",
+        run / "video" / "mine.mp4": b"my clip",
+    }
+    for path, data in users.items():
+        path.write_bytes(data)
+    return users
+
+
+def test_written_files_are_exactly_what_the_records_name(tmp_path):
+    users = make_run(tmp_path)
+    names = sorted(p.relative_to(tmp_path).as_posix() for p in written_files(tmp_path))
+    assert names == sorted(
+        [
+            "story.json",
+            "panels/panel_001.png",
+            "panels/panel_002.png",
+            "identity_bank.safetensors",
+            "pages/pages.json",
+            "pages/page_01.png",
+            "comic.pdf",
+            "video/01-02.json",
+            "video/01-02.mp4",
+            "video/01-02.gif",
+        ]
+    )
+    assert not set(users) & set(written_files(tmp_path))
+
+
+def test_records_cannot_point_outside_the_folder(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    outside = tmp_path / "precious.png"
+    outside.write_bytes(b"not yours")
+    write_json(run / "story.json", {"format": MANIFEST_FORMAT, "panels": [{"file": "../precious.png"}]})
+    (run / "link.png").symlink_to(outside)
+    write_json(run / "video" / "x.json", {"files": ["../../precious.png", "../link.png"]})
+    assert written_files(run) == [run / "story.json", run / "video" / "x.json"]
+    prepare_output_dir(run, overwrite=True)
+    assert outside.read_bytes() == b"not yours"
+
+
+def test_overwrite_removes_only_what_this_tool_wrote(tmp_path):
+    users = make_run(tmp_path)
+    before = {path: path.read_bytes() for path in users}
+    prepare_output_dir(tmp_path, overwrite=True)
+    assert {path: path.read_bytes() for path in users} == before
+    assert not (tmp_path / "story.json").exists() and not (tmp_path / "comic.pdf").exists()
+    assert not (tmp_path / "panels" / "panel_001.png").exists()
+    assert (tmp_path / "panels").is_dir()
+
+
+def test_a_folder_with_files_is_refused_without_overwrite_and_left_untouched(tmp_path):
+    make_run(tmp_path)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    for check in (check_output_dir, prepare_output_dir):
+        with pytest.raises(StoryDiffusionError, match="--overwrite"):
+            check(tmp_path)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_a_file_in_the_way_is_refused(tmp_path):
+    (tmp_path / "out").write_text("a file")
+    with pytest.raises(StoryDiffusionError, match="is a file, not a folder"):
+        check_output_dir(tmp_path / "out", overwrite=True)
+    assert (tmp_path / "out").read_text() == "a file"
+
+
+def test_recorded_exports_come_only_from_a_pages_index(tmp_path):
+    assert recorded_exports(tmp_path) == []
+    (tmp_path / "pages").mkdir()
+    (tmp_path / "pages" / "pages.json").write_text(json.dumps({"format": "other", "exports": ["comic.pdf"]}))
+    assert recorded_exports(tmp_path) == []
+    write_json(tmp_path / "pages" / "pages.json", {"format": PAGES_FORMAT, "exports": ["comic.cbz", "../x", "a.pdf"]})
+    assert recorded_exports(tmp_path) == ["comic.cbz"]
