@@ -32,3 +32,13 @@ def tiny_sd15():
     from storydiffusion.pipeline import StoryPipeline
 
     return StoryPipeline.from_pretrained("tiny-sd15", device="cpu")
+
+
+@pytest.fixture
+def cast():
+    """Bob and Alice, the characters of the story tests."""
+    from story_helpers import CHARACTERS
+
+    from storydiffusion.story import parse_characters
+
+    return parse_characters(CHARACTERS)

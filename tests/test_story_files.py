@@ -6,26 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from story_helpers import assert_message, error
 
 from storydiffusion.errors import StoryError
 from storydiffusion.resources import data_path
 from storydiffusion.story import STORY_KEYS, DialogueLine, Story, load_story, story_from_text
-
-
-def error(fn, *args, **kwargs) -> StoryError:
-    with pytest.raises(StoryError) as info:
-        fn(*args, **kwargs)
-    return info.value
-
-
-def assert_message(err: StoryError, *words: str, line: int | None = None) -> None:
-    text = str(err)
-    if line is not None:
-        assert err.line == line
-        assert f"line {line}" in text
-    for word in words:
-        assert word in text, f"{word!r} not in {text!r}"
-
 
 # --------------------------------------------------------------------------------------- files
 

@@ -3,20 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from story_helpers import CHARACTERS
 
 from storydiffusion.errors import StoryError
-from storydiffusion.story import DialogueLine, Panel, Story, parse_characters, parse_panels, story_from_text
-
-CHARACTERS = """\
-[Bob] a tall man with red hair
-[Alice] a young woman in a blue coat
-"""
-
-
-@pytest.fixture
-def cast():
-    return parse_characters(CHARACTERS)
-
+from storydiffusion.story import DialogueLine, Panel, Story, parse_panels, story_from_text
 
 # ------------------------------------------------------------------------------------ prompts
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from story_helpers import CHARACTERS, assert_message, error
 
-from storydiffusion.errors import StoryError
 from storydiffusion.resources import data_path
 from storydiffusion.settings import GenerationSettings
 from storydiffusion.story import (
@@ -17,32 +17,6 @@ from storydiffusion.story import (
     story_from_text,
     story_to_text,
 )
-
-CHARACTERS = """\
-[Bob] a tall man with red hair
-[Alice] a young woman in a blue coat
-"""
-
-
-@pytest.fixture
-def cast():
-    return parse_characters(CHARACTERS)
-
-
-def error(fn, *args, **kwargs) -> StoryError:
-    with pytest.raises(StoryError) as info:
-        fn(*args, **kwargs)
-    return info.value
-
-
-def assert_message(err: StoryError, *words: str, line: int | None = None) -> None:
-    text = str(err)
-    if line is not None:
-        assert err.line == line
-        assert f"line {line}" in text
-    for word in words:
-        assert word in text, f"{word!r} not in {text!r}"
-
 
 # ------------------------------------------------------------------------------------ characters
 
