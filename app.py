@@ -329,6 +329,11 @@ def wire_panel_editing(studio: Studio, pool: ModelPool) -> None:
         state.retypeset(layout, text.story_from_ui(title, characters, story_text))
         return state, text.typeset_message(layout), *state.downloads().as_tuple()
 
+    @shown_on_page
+    def change_layout(state, layout):
+        pages = state.choose_layout(layout)
+        return state, text.layout_chosen_message(layout, pages is not None), *state.downloads().as_tuple()
+
     def pick_panel(selected: gr.SelectData) -> int:
         """Clicking a panel in the gallery selects it for regeneration."""
         return text.selected_panel_number(selected.index, selected.value)
@@ -344,7 +349,7 @@ def wire_panel_editing(studio: Studio, pool: ModelPool) -> None:
     retypeset_inputs = [studio.session, *inputs.texts(), inputs.layout]
     retypeset_outputs = [studio.session, results.status, *results.downloads()]
     editing.retypeset.click(retypeset_pages, retypeset_inputs, retypeset_outputs)
-    inputs.layout.change(retypeset_pages, retypeset_inputs, retypeset_outputs)
+    inputs.layout.change(change_layout, [studio.session, inputs.layout], retypeset_outputs)
 
 
 def wire_project(studio: Studio, pool: ModelPool) -> None:

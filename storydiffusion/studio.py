@@ -19,7 +19,7 @@ from pathlib import Path
 from .bank import IdentityBank
 from .errors import ModelError, StoryDiffusionError
 from .hub import hub_is_reachable, hub_repo, is_in_hub_cache
-from .layout.compose import ComposeResult, compose_run
+from .layout.compose import ComposeResult, check_options, compose_run
 from .models import load_model_registry
 from .pipeline import PanelImage, StoryPipeline, StoryResult
 from .project import Project, load_project, save_project
@@ -231,6 +231,13 @@ class StudioSession:
         self.layout = layout or self.layout
         self.pages = compose_run(self.run_dir, layout=self.layout, export=export)
         return self.pages
+
+    def choose_layout(self, layout: str) -> ComposeResult | None:
+        """The layout picker: checked at once, kept for this session, and the pages typeset again when
+        there are panels (before the first run there is nothing to typeset yet, which is no error)."""
+        check_options(layout)
+        self.layout = layout
+        return self.retypeset(layout) if self.result is not None else None
 
     def _accept_text_edits(self, story: Story) -> None:
         """Captions, dialogue and title may change freely; prompts may not (that needs regeneration)."""

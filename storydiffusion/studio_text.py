@@ -148,6 +148,13 @@ def typeset_message(layout: str) -> str:
     return f"Pages typeset with the {layout} layout."
 
 
+def layout_chosen_message(layout: str, typeset: bool) -> str:
+    """What the status line says after the layout picker changed."""
+    if typeset:
+        return typeset_message(layout)
+    return f"Layout {layout}: the pages are typeset with it when the story is generated."
+
+
 def loaded_message(story: Story, panels: int) -> str:
     return f"Loaded project {story.title!r}: {panels} panels."
 

@@ -215,3 +215,14 @@ def test_the_story_tab_fits_a_phone_screen(browser, studio_url):
         phone.screenshot(path=str(ARTIFACTS / "studio-phone.png"), full_page=True)
     finally:
         phone.context.close()
+
+
+def test_choosing_a_layout_before_generating_is_remembered_not_an_error(page):
+    page.click("#layout input")
+    page.get_by_role("option", name="manga").click()
+    page.get_by_text("Layout manga: the pages are typeset with it when the story is generated.").wait_for(
+        timeout=30_000
+    )
+    assert "no panels yet" not in page.inner_text("body")
+    generate_story(page)
+    assert re.search(r"Done: 3 of 3 panels", page.inner_text("#status"))

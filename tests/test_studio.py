@@ -53,6 +53,19 @@ def test_retypeset_with_another_layout_or_new_captions_keeps_the_images(session)
     assert {p.name: p.read_bytes() for p in (session.run_dir / "panels").glob("*.png")} == before
 
 
+def test_choosing_a_layout_before_any_panel_is_kept_for_later_not_an_error(tmp_path, tiny_sdxl):
+    studio = StudioSession(workdir=tmp_path / "fresh")
+    assert studio.choose_layout("manga") is None
+    assert studio.layout == "manga" and studio.pages is None
+    with pytest.raises(StoryDiffusionError, match="unknown"):
+        studio.choose_layout("no-such-layout")
+    story = make_story()
+    list(studio.generate(tiny_sdxl, story, story.settings, "tiny-sdxl"))
+    assert studio.retypeset().template == "manga"
+    assert studio.choose_layout("strip").template == "strip"
+    studio.close()
+
+
 def test_retypeset_refuses_changed_prompts(session):
     with pytest.raises(StoryDiffusionError, match="regenerate"):
         session.retypeset("classic", make_story(STORY.replace("flies a kite", "eats cake")))
