@@ -45,7 +45,7 @@ def setting_slider(name: str, value: float) -> gr.Slider:
     allowed = SETTING_RANGES[name]
     return gr.Slider(
         allowed.low,
-        allowed.high,
+        allowed.ui_maximum,
         value=value,
         step=allowed.step,
         label=text.SETTING_LABELS[name],
@@ -179,7 +179,12 @@ def advanced_settings(spec: ModelSpec) -> AdvancedSettings:
             height = setting_slider("height", spec.height)
         with gr.Row():
             seed = gr.Number(
-                value=0, precision=0, minimum=seed_range.low, maximum=seed_range.high, label="Seed", elem_id="seed"
+                value=0,
+                precision=0,
+                minimum=seed_range.low,
+                maximum=seed_range.ui_maximum,
+                label="Seed",
+                elem_id="seed",
             )
             dice = gr.Button("🎲", scale=0, elem_id="dice")
         with gr.Row():

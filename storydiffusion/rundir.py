@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .atomic import write_json, write_png
+from .atomic import TEMPORARY_MARK, write_json, write_png
 from .errors import StoryDiffusionError
 
 MANIFEST_FORMAT = "storydiffusion-run/1"
@@ -31,6 +32,9 @@ EXPORT_FILES = (PDF_NAME, CBZ_NAME, ZIP_NAME)
 VIDEO_DIR = "video"
 PAGES_INDEX = "pages.json"
 PAGES_FORMAT = "storydiffusion-pages/1"
+
+
+_PANEL_FILE = re.compile(r"panel_\d{3,}\.png")
 
 
 def panel_filename(index: int) -> str:
@@ -71,7 +75,9 @@ def written_files(run_dir: str | os.PathLike) -> list[Path]:
     """The files of ``run_dir`` that this tool wrote, as its own records name them.
 
     Read from ``story.json`` (panels, identity bank), ``pages/pages.json`` (pages and exports) and
-    ``video/*.json`` (clips); a file the records do not name is the user's and is never listed.
+    ``video/*.json`` (clips). Two kinds of file carry no record yet and are this tool's by their
+    names alone: panels of a run stopped before its manifest (``panels/panel_001.png``) and the
+    temporaries of interrupted atomic writes. Anything else is the user's and is never listed.
     Only existing files inside ``run_dir`` are returned.
     """
     run = Path(run_dir)
@@ -92,6 +98,7 @@ def written_files(run_dir: str | os.PathLike) -> list[Path]:
         if clip is not None and isinstance(clip.get("files"), list):
             names.append(f"{VIDEO_DIR}/{info.name}")
             names += [f"{VIDEO_DIR}/{name}" for name in clip["files"]]
+    names += _unrecorded_outputs(run)
     inside = run.resolve()
     found: list[Path] = []
     for name in dict.fromkeys(names):
@@ -102,11 +109,34 @@ def written_files(run_dir: str | os.PathLike) -> list[Path]:
 
 
 def recorded_exports(run_dir: str | os.PathLike) -> list[str]:
-    """The export files (PDF, CBZ, ZIP) that ``pages/pages.json`` says compose wrote."""
+    """The export files (PDF, CBZ, ZIP) that ``pages/pages.json`` says compose wrote.
+
+    A ``pages.json`` of version 0.1.0 has no ``exports`` entry: then every export file present is
+    taken as compose's, as 0.1.0 itself did.
+    """
     pages = _read_json(Path(run_dir) / PAGES_DIR / PAGES_INDEX)
-    if pages is None or pages.get("format") != PAGES_FORMAT or not isinstance(pages.get("exports"), list):
+    if pages is None or pages.get("format") != PAGES_FORMAT:
         return []
-    return [name for name in EXPORT_FILES if name in pages["exports"]]
+    if "exports" not in pages:
+        return [name for name in EXPORT_FILES if (Path(run_dir) / name).is_file()]
+    exports = pages["exports"] if isinstance(pages["exports"], list) else []
+    return [name for name in EXPORT_FILES if name in exports]
+
+
+def _unrecorded_outputs(run: Path) -> list[str]:
+    """Panel files named as this tool names them, and temporaries of its atomic writes."""
+    names = [f"{PANELS_DIR}/{p.name}" for p in _listing(run / PANELS_DIR) if _PANEL_FILE.fullmatch(p.name)]
+    for folder in ("", PANELS_DIR, PAGES_DIR, VIDEO_DIR):
+        names += [
+            f"{folder}/{p.name}".lstrip("/")
+            for p in _listing(run / folder)
+            if p.name.startswith(".") and TEMPORARY_MARK in p.name
+        ]
+    return names
+
+
+def _listing(folder: Path) -> list[Path]:
+    return sorted(folder.iterdir()) if folder.is_dir() else []
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

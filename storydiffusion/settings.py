@@ -15,6 +15,8 @@ from .errors import SettingsError
 
 CONSISTENCY_MODES = ("identity", "window", "off")
 MAX_SEED = 2**63 - 1
+# JavaScript numbers hold integers exactly only up to 2**53 - 1: a seed typed into the page stays below.
+MAX_BROWSER_INTEGER = 2**53 - 1
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class SettingRange:
     high_inclusive: bool = True
     low_inclusive: bool = True
     ui_step: float | None = None  # the studio slider's step; None: 1 for integers, 0.05 otherwise
+    ui_high: float | None = None  # a lower top for the studio's field, where a browser cannot hold ``high``
 
     def describe(self) -> str:
         """``1..1000``, ``a multiple of 8 between 64 and 4096``, ``[0, 1)``: as messages and help show it."""
@@ -58,6 +61,11 @@ class SettingRange:
             raise SettingsError(f"{name} must be {self.describe()}, got {value!r}")
 
     @property
+    def ui_maximum(self) -> float:
+        """The top of the studio's slider or number field."""
+        return self.high if self.ui_high is None else self.ui_high
+
+    @property
     def step(self) -> float:
         if self.ui_step is not None:
             return self.ui_step
@@ -74,7 +82,7 @@ SETTING_RANGES: dict[str, SettingRange] = {
     "guidance": SettingRange(0.0, 50.0, ui_step=0.5),
     "height": SettingRange(64, 4096, integer=True, multiple=8, ui_step=64),
     "width": SettingRange(64, 4096, integer=True, multiple=8, ui_step=64),
-    "seed": SettingRange(0, MAX_SEED, integer=True),
+    "seed": SettingRange(0, MAX_SEED, integer=True, ui_high=MAX_BROWSER_INTEGER),
     "sampling_rate": SettingRange(0.0, 1.0),
     "id_images": SettingRange(1, 16, integer=True),
     "window": SettingRange(1, 64, integer=True),

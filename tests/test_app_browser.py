@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from storydiffusion.studio import MAX_DICE_SEED
+
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -36,7 +38,6 @@ STORY = "\n".join(
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.slow
-MAX_DICE_SEED = 2**31 - 1
 
 
 def free_port() -> int:

@@ -122,3 +122,23 @@ def test_recorded_exports_come_only_from_a_pages_index(tmp_path):
     assert recorded_exports(tmp_path) == []
     write_json(tmp_path / "pages" / "pages.json", {"format": PAGES_FORMAT, "exports": ["comic.cbz", "../x", "a.pdf"]})
     assert recorded_exports(tmp_path) == ["comic.cbz"]
+
+
+def test_overwrite_after_an_interrupted_run_clears_its_panels_and_temporaries(tmp_path):
+    """A run stopped before its manifest left panels and a half-written temporary, nothing else."""
+    (tmp_path / "panels").mkdir()
+    for name in ("panel_001.png", "panel_002.png", ".panel_003.tmp.png"):
+        (tmp_path / "panels" / name).write_bytes(b"from the stopped run")
+    mine = {tmp_path / "panels" / "panel_1.png": b"mine", tmp_path / "panels" / "my.tmp": b"mine too"}
+    for path, data in mine.items():
+        path.write_bytes(data)
+    prepare_output_dir(tmp_path, overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "panels").iterdir()) == ["my.tmp", "panel_1.png"]
+    assert {path: path.read_bytes() for path in mine} == mine
+
+
+def test_exports_of_a_pages_index_from_before_the_exports_record_count_as_composes(tmp_path):
+    (tmp_path / "pages").mkdir()
+    write_json(tmp_path / "pages" / "pages.json", {"format": PAGES_FORMAT, "pages": []})
+    (tmp_path / "comic.pdf").write_bytes(b"pdf")
+    assert recorded_exports(tmp_path) == ["comic.pdf"]

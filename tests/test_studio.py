@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from storydiffusion.errors import ModelError, StoryDiffusionError, is_out_of_memory
-from storydiffusion.settings import GenerationSettings
+from storydiffusion.settings import SETTING_RANGES, GenerationSettings
 from storydiffusion.story import story_from_text
 from storydiffusion.streaming import PanelDone, RunFinished
 from storydiffusion.studio import MAX_DICE_SEED, OFFLINE_MODEL, HubUnreachable, ModelPool, StudioSession, random_seed
@@ -197,8 +197,9 @@ def test_dice_draws_different_seeds_that_settings_and_a_web_page_accept():
     seeds = [random_seed() for _ in range(50)]
     assert len(set(seeds)) > 1  # the dice changes the seed
     for seed in seeds:
+        assert 0 <= seed <= MAX_DICE_SEED
         GenerationSettings(seed=seed).validate()
-    assert MAX_DICE_SEED < 2**53  # a browser's number field keeps every dice seed exactly
+    assert MAX_DICE_SEED <= SETTING_RANGES["seed"].ui_maximum  # the page's seed field takes every dice seed
 
 
 def test_panels_are_visible_while_the_run_is_going(tmp_path, tiny_sdxl):
