@@ -18,7 +18,7 @@ import gradio as gr  # noqa: E402
 from storydiffusion import studio_text as text  # noqa: E402
 from storydiffusion.layout.templates import list_templates  # noqa: E402
 from storydiffusion.models import ModelSpec, default_model_name  # noqa: E402
-from storydiffusion.settings import SETTING_RANGES  # noqa: E402
+from storydiffusion.settings import DEFAULT_FPS, DEFAULT_FRAMES, SETTING_RANGES  # noqa: E402
 from storydiffusion.story import story_to_text  # noqa: E402
 from storydiffusion.streaming import PanelDone, RunFailed, RunFinished, StepDone  # noqa: E402
 from storydiffusion.studio import OFFLINE_MODEL, ModelPool, StudioSession, random_seed  # noqa: E402
@@ -239,8 +239,8 @@ def animate_tab() -> AnimateTab:
     with gr.Row():
         from_panel = gr.Number(value=1, precision=0, minimum=1, label="From panel", elem_id="from-panel")
         to_panel = gr.Number(value=2, precision=0, minimum=1, label="To panel", elem_id="to-panel")
-        frames = setting_slider("frames", 16)
-        fps = setting_slider("fps", 8)
+        frames = setting_slider("frames", DEFAULT_FRAMES)
+        fps = setting_slider("fps", DEFAULT_FPS)
     animate = gr.Button("Animate", variant="primary", elem_id="animate")
     note = gr.Markdown(elem_id="animation-note")
     with gr.Row():

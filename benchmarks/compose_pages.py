@@ -25,7 +25,7 @@ from pathlib import Path
 import PIL
 from PIL import Image, ImageChops, ImageDraw, features
 
-from storydiffusion.atomic import write_json
+from storydiffusion.atomic import atomic_write_bytes, write_json
 from storydiffusion.layout.compose import compose_run
 from storydiffusion.layout.export import encode_png, write_cbz, write_pages_png, write_pdf
 from storydiffusion.layout.paginate import paginate
@@ -183,9 +183,7 @@ def write_section(path: Path, section: str) -> None:
         )
         rest = "".join(lines[end:])
         new = "".join(lines[:start]) + section + ("\n" + rest if rest else "")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(new.rstrip("\n") + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_bytes(path, (new.rstrip("\n") + "\n").encode("utf-8"))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from .errors import StoryDiffusionError, is_out_of_memory
-from .settings import SETTING_RANGES
+from .settings import DEFAULT_FPS, DEFAULT_FRAMES, SETTING_RANGES
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -133,10 +133,16 @@ def _add_animate(animate: argparse.ArgumentParser) -> None:
     animate.add_argument("--from", dest="start", type=int, required=True, help="1-based number of the first panel")
     animate.add_argument("--to", dest="end", type=int, required=True, help="1-based number of the last panel")
     animate.add_argument(
-        "--frames", type=int, default=16, help=_allowed("frames", "frames including both panels (default 16)")
+        "--frames",
+        type=int,
+        default=DEFAULT_FRAMES,
+        help=_allowed("frames", f"frames including both panels (default {DEFAULT_FRAMES})"),
     )
     animate.add_argument(
-        "--fps", type=float, default=8, help=_allowed("fps", "frames per second of the MP4 and GIF (default 8)")
+        "--fps",
+        type=float,
+        default=DEFAULT_FPS,
+        help=_allowed("fps", f"frames per second of the MP4 and GIF (default {DEFAULT_FPS:g})"),
     )
     animate.add_argument(
         "--model",

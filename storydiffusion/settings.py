@@ -15,6 +15,9 @@ from .errors import SettingsError
 
 CONSISTENCY_MODES = ("identity", "window", "off")
 MAX_SEED = 2**63 - 1
+# Defaults of a transition clip (animate command and tab); their ranges are SETTING_RANGES' "frames" and "fps".
+DEFAULT_FRAMES = 16
+DEFAULT_FPS = 8.0
 # JavaScript numbers hold integers exactly only up to 2**53 - 1: a seed typed into the page stays below.
 MAX_BROWSER_INTEGER = 2**53 - 1
 
@@ -96,14 +99,6 @@ SETTING_RANGES: dict[str, SettingRange] = {
     "strength": SettingRange(0.0, 1.0, low_inclusive=False),
     "animation_steps": SettingRange(1, 200, integer=True),
 }
-
-
-def setting_range(name: str) -> SettingRange:
-    """The range of a setting by name (KeyError names the known ones)."""
-    try:
-        return SETTING_RANGES[name]
-    except KeyError:
-        raise KeyError(f"no range for {name!r}; known: {', '.join(SETTING_RANGES)}") from None
 
 
 @dataclass

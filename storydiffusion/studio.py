@@ -23,8 +23,8 @@ from .layout.compose import ComposeResult, check_options, compose_run
 from .models import load_model_registry
 from .pipeline import PanelImage, StoryPipeline, StoryResult
 from .project import Project, load_project, save_project
-from .rundir import PANELS_DIR, save_panel, save_result
-from .settings import GenerationSettings
+from .rundir import PANELS_DIR, VIDEO_DIR, save_panel, save_result
+from .settings import DEFAULT_FPS, DEFAULT_FRAMES, GenerationSettings
 from .story import Story, story_from_text, story_to_text
 from .streaming import Event, PanelDone, RunFinished, stream_generation
 
@@ -296,7 +296,16 @@ class StudioSession:
         save_result(self.result, self.run_dir)
         return project
 
-    def animate(self, transition, start: int, end: int, frames: int = 16, fps: float = 8, callback=None, **settings):
+    def animate(
+        self,
+        transition,
+        start: int,
+        end: int,
+        frames: int = DEFAULT_FRAMES,
+        fps: float = DEFAULT_FPS,
+        callback=None,
+        **settings,
+    ):
         """Animate from panel ``start`` to panel ``end`` (1-based): ``run/video/03-04.mp4`` and ``.gif``."""
         from .motion.animate import animate_images
 
@@ -316,7 +325,7 @@ class StudioSession:
             made[start].image,
             made[end].image,
             prompt,
-            self.run_dir / "video",
+            self.run_dir / VIDEO_DIR,
             frames=frames,
             fps=fps,
             name=f"{start:02d}-{end:02d}",

@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 
 # The numeric settings the studio shows, in the order of its widgets (each reads its range from SETTING_RANGES).
 UI_SETTINGS = ("steps", "guidance", "width", "height", "seed", "sampling_rate", "id_images", "window")
-ANIMATE_SETTINGS = ("frames", "fps")
 SETTING_LABELS = {
     "steps": "Steps",
     "guidance": "Guidance",

@@ -9,7 +9,7 @@ from xml.etree import ElementTree
 import pytest
 from PIL import Image
 
-from storydiffusion.atomic import TEMPORARY_MARK
+from storydiffusion.atomic import TEMPORARY_MARK, write_json
 from storydiffusion.cli import main
 from storydiffusion.layout import LayoutError
 from storydiffusion.layout.compose import compose_run, parse_exports
@@ -22,7 +22,7 @@ from storydiffusion.layout.export import (
     write_pdf,
 )
 from storydiffusion.layout.templates import list_templates
-from storydiffusion.rundir import MANIFEST_FORMAT, panel_filename, write_json
+from storydiffusion.rundir import MANIFEST_FORMAT, panel_filename
 from storydiffusion.story import story_from_text
 
 ROOT = Path(__file__).resolve().parent.parent

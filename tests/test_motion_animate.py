@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from storydiffusion.atomic import write_json
 from storydiffusion.cli import main
 from storydiffusion.motion.animate import MissingPanelError, PanelNumberError, animate_run
 from storydiffusion.motion.checks import AnimationError
 from storydiffusion.motion.video import TransitionPipeline
-from storydiffusion.rundir import MANIFEST_FORMAT, panel_filename, write_json
+from storydiffusion.rundir import MANIFEST_FORMAT, panel_filename
 from storydiffusion.story import story_from_text
 
 FAST = dict(steps=2, guidance=1.0)

@@ -14,7 +14,6 @@ from storydiffusion.settings import (
     SETTING_RANGES,
     GenerationSettings,
     SettingRange,
-    setting_range,
 )
 
 # Ranged fields of GenerationSettings; the other ranges belong to transitions (animate).
@@ -193,13 +192,6 @@ def test_describe_keeps_fractional_bounds():
 @pytest.mark.parametrize("name, step", [("steps", 1), ("height", 64), ("guidance", 0.5), ("sampling_rate", 0.05)])
 def test_slider_step(name, step):
     assert SETTING_RANGES[name].step == step
-
-
-def test_setting_range_by_name():
-    assert setting_range("window") is SETTING_RANGES["window"]
-    with pytest.raises(KeyError) as info:
-        setting_range("windoe")
-    assert "windoe" in str(info.value) and "window" in str(info.value) and "max_panels" in str(info.value)
 
 
 # ---------------------------------------------------------------------------- from_dict, merged

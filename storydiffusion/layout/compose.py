@@ -43,11 +43,6 @@ __all__ = [
     "check_options",
     "compose_run",
     "parse_exports",
-    "PAGES_DIR",
-    "PAGES_FORMAT",
-    "PDF_NAME",
-    "CBZ_NAME",
-    "ZIP_NAME",
 ]
 
 

@@ -17,7 +17,7 @@ from xml.etree import ElementTree
 
 from PIL import Image
 
-from ..atomic import atomic_write_bytes
+from ..atomic import TEMPORARY_MARK, atomic_write_bytes
 
 __all__ = [
     "EXPORTS",
@@ -37,7 +37,7 @@ PDF_JPEG_QUALITY = 92  # Pillow stores RGB pages in a PDF as JPEG; 92 keeps lett
 # zlib level 3 encodes comic pages about 40 % faster than Pillow's default 6 for a few % more bytes:
 # PNG encoding is the slowest step of composing (benchmarks/RESULTS.md).
 PNG_COMPRESS_LEVEL = 3
-_STALE_PAGE = re.compile(r"\.?page_\d+(\.tmp)?\.png\Z")
+_STALE_PAGE = re.compile(rf"\.?page_\d+({re.escape(TEMPORARY_MARK)})?\.png\Z")
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 

@@ -15,12 +15,12 @@ from typing import Any
 
 from PIL import Image
 
-from ..rundir import MANIFEST_NAME, PANELS_DIR, panel_filename, read_manifest, write_json
+from ..atomic import write_json
+from ..rundir import MANIFEST_NAME, PANELS_DIR, VIDEO_DIR, panel_filename, read_manifest
+from ..settings import DEFAULT_FPS, DEFAULT_FRAMES
 from .checks import AnimationError, check_denoising, check_frames, check_setting
 from .export import write_gif, write_mp4
 from .video import TransitionPipeline, TransitionProgress
-
-VIDEO_DIR = "video"
 
 
 class PanelNumberError(AnimationError):
@@ -123,8 +123,8 @@ def animate_images(
     end_image: Image.Image,
     prompt: str,
     out_dir: str | Path,
-    frames: int = 16,
-    fps: float = 8,
+    frames: int = DEFAULT_FRAMES,
+    fps: float = DEFAULT_FPS,
     name: str = "transition",
     callback: Callable[[TransitionProgress], None] | None = None,
     cancel: Any = None,
@@ -149,8 +149,8 @@ def animate_run(
     run_dir: str | Path,
     start: int,
     end: int,
-    frames: int = 16,
-    fps: float = 8,
+    frames: int = DEFAULT_FRAMES,
+    fps: float = DEFAULT_FPS,
     model: str | None = "default",
     predictor: str | Path | None = None,
     prompt: str | None = None,

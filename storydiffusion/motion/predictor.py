@@ -17,8 +17,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
+from ..atomic import atomic_write_bytes, write_json
 from ..errors import ModelError
 
 CONFIG_NAME = "config.json"
@@ -221,12 +222,11 @@ class SemanticMotionPredictor(torch.nn.Module):
 
     # ----------------------------------------------------------------- persistence
     def save_pretrained(self, folder: str | Path) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` (no pickles)."""
+        """Write ``config.json`` and ``model.safetensors`` (no pickles), each atomically."""
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(state, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
-        (folder / CONFIG_NAME).write_text(json.dumps(self.config.to_dict(), indent=2) + "\n", encoding="utf-8")
+        atomic_write_bytes(folder / WEIGHTS_NAME, save(state, metadata={"format": "pt"}))
+        write_json(folder / CONFIG_NAME, self.config.to_dict())
         return folder
 
     @classmethod

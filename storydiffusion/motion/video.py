@@ -33,6 +33,7 @@ import torch
 from PIL import Image
 
 from ..errors import GenerationCancelled, ModelError
+from ..settings import DEFAULT_FRAMES
 from .checks import check_denoising, check_frames, check_video_size
 from .frames import fit_panel, slerp, to_images, to_pixels
 from .ip_adapter import IPAdapter
@@ -316,7 +317,7 @@ class TransitionPipeline:
         end_image: Image.Image,
         prompt: str = "",
         negative_prompt: str = DEFAULT_NEGATIVE,
-        frames: int = 16,
+        frames: int = DEFAULT_FRAMES,
         steps: int | None = None,
         guidance: float = 7.5,
         seed: int = 0,

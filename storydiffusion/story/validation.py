@@ -10,6 +10,7 @@ import unicodedata
 from typing import Any
 
 from ..errors import SettingsError, StoryError
+from ..settings import SETTING_RANGES
 from .model import Character, DialogueLine, Panel, Story
 from .names import (
     NO_CHARACTER,
@@ -28,7 +29,6 @@ from .names import (
 NO_PANELS = "the story has no panels: write one panel per line (in a story file, list them under 'panels:')"
 NO_CHARACTER_MESSAGE = "names no character: add a [Name] tag, or [NC] for a panel without characters"
 _NAME_PUNCTUATION = frozenset(" -_.'\u2019")
-_MAX_PANEL_SEED = 2**63
 
 
 # ------------------------------------------------------------------------------------ shared checks
@@ -232,8 +232,8 @@ def _validate_panel(panel: Panel, characters: dict[str, Character], label: str) 
     for line in panel.dialogue:
         _validate_speech(line, characters, label)
     seed = panel.seed
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < _MAX_PANEL_SEED):
-        raise StoryError(f"{label} seed must be an integer 0..2**63-1, got {seed!r}")
+    if seed is not None and not SETTING_RANGES["seed"].contains(seed):
+        raise StoryError(f"{label} seed must be an integer {SETTING_RANGES['seed'].describe()}, got {seed!r}")
 
 
 def _validate_speech(line: DialogueLine, characters: dict[str, Character], label: str) -> None:
