@@ -101,6 +101,18 @@ SETTING_RANGES: dict[str, SettingRange] = {
 }
 
 
+def _factor(key: Any) -> int:
+    """A sampling-rate key: the layer's downsampling factor, written as a whole number (JSON keys are text)."""
+    try:
+        if isinstance(key, bool):
+            raise ValueError
+        return int(key)
+    except (TypeError, ValueError):
+        raise SettingsError(
+            f"sampling_rate keys must be whole numbers (downsampling factors such as 1, 2, 4), got {key!r}"
+        ) from None
+
+
 @dataclass
 class GenerationSettings:
     """Everything that decides the pixels of a run besides the story text and the model weights.
@@ -166,7 +178,7 @@ class GenerationSettings:
             raise SettingsError(f"unknown setting(s) {', '.join(unknown)}; known settings: {', '.join(sorted(known))}")
         values = dict(data)
         if isinstance(values.get("sampling_rate"), dict):
-            values["sampling_rate"] = {int(k): float(v) for k, v in values["sampling_rate"].items()}
+            values["sampling_rate"] = {_factor(k): v for k, v in values["sampling_rate"].items()}
         return cls(**values)
 
     def merged(self, **overrides: Any) -> GenerationSettings:

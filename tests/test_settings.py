@@ -244,3 +244,10 @@ def test_rate_for_factor_dict_key_0_is_the_default_for_unnamed_factors():
     assert settings.rate_for_factor(1) == 0.3
     assert settings.rate_for_factor(4) == 0.2
     assert isinstance(settings.rate_for_factor(4), float)
+
+
+def test_from_dict_keeps_sampling_rate_values_for_validation_and_names_bad_keys():
+    with pytest.raises(SettingsError, match="sampling_rate must be between 0 and 1, got True"):
+        GenerationSettings.from_dict({"sampling_rate": {"1": True}}).validate()
+    with pytest.raises(SettingsError, match="sampling_rate keys must be whole numbers.*'x'"):
+        GenerationSettings.from_dict({"sampling_rate": {"x": 0.5}})
