@@ -37,6 +37,7 @@ import diffusers
 import torch
 from diffusers import UNet2DConditionModel
 
+from storydiffusion.atomic import atomic_write_bytes
 from storydiffusion.attention import (
     ConsistencyContext,
     ConsistentSelfAttnProcessor,
@@ -578,8 +579,7 @@ def main(argv: list[str] | None = None) -> None:
         "command": command_line(),
     }
     text = render(report)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
+    atomic_write_bytes(args.out, text.encode("utf-8"))
     print()
     print(text)
     if report["measured"] != report["analytic_step"]:
