@@ -22,9 +22,10 @@ from PIL import Image
 from .atomic import atomic_path
 from .bank import IdentityBank
 from .errors import StoryDiffusionError
-from .rundir import panel_filename
+from .rundir import MAX_MANIFEST_BYTES, panel_filename
 from .settings import GenerationSettings
 from .story import Story
+from .structured import InputFileError, parse_json
 
 PROJECT_FORMAT = "storydiffusion-project/1"
 PROJECT_JSON = "project.json"
@@ -91,9 +92,11 @@ def load_project(path: str | os.PathLike) -> Project:
             raise ProjectError(f"{path.name} has no {PROJECT_JSON}: it is not a StoryDiffusion project file")
         if sum(info.file_size for info in members.values()) > MAX_PROJECT_BYTES:
             raise ProjectError(f"{path.name} unpacks to more than {MAX_PROJECT_BYTES // 2**30} GB: refusing it")
+        if members[PROJECT_JSON].file_size > MAX_MANIFEST_BYTES:
+            raise ProjectError(f"{path.name}: {PROJECT_JSON} is larger than a project's description can be")
         try:
-            document = json.loads(archive.read(PROJECT_JSON).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            document = parse_json(archive.read(PROJECT_JSON).decode("utf-8"), PROJECT_JSON)
+        except (UnicodeDecodeError, InputFileError) as error:
             raise ProjectError(f"{path.name}: {PROJECT_JSON} is not valid JSON ({error})") from None
         if not isinstance(document, dict) or document.get("format") != PROJECT_FORMAT:
             raise ProjectError(

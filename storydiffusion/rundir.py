@@ -19,6 +19,7 @@ from typing import Any
 from . import __version__
 from .atomic import TEMPORARY_MARK, write_json, write_png
 from .errors import StoryDiffusionError
+from .structured import InputFileError, parse_json, read_text
 
 MANIFEST_FORMAT = "storydiffusion-run/1"
 MANIFEST_NAME = "story.json"
@@ -32,6 +33,7 @@ EXPORT_FILES = (PDF_NAME, CBZ_NAME, ZIP_NAME)
 VIDEO_DIR = "video"
 PAGES_INDEX = "pages.json"
 PAGES_FORMAT = "storydiffusion-pages/1"
+MAX_MANIFEST_BYTES = 64 * 2**20  # a story.json of 10,000 panels is about 10 MB
 
 
 _PANEL_FILE = re.compile(r"panel_\d{3,}\.png")
@@ -212,8 +214,8 @@ def save_result(result, out_dir: str | os.PathLike, save_bank: bool = False) -> 
 def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     """A story.json written by ``save_result``; other JSON is refused with a clear error."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
+        data = parse_json(read_text(path, "run manifest", MAX_MANIFEST_BYTES), Path(path).name)
+    except InputFileError as error:
         raise StoryDiffusionError(f"could not read {path}: {error}") from None
     if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
         raise StoryDiffusionError(f"{path} is not a StoryDiffusion run manifest")

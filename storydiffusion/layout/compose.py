@@ -112,9 +112,9 @@ def compose_run(
     """
     started = time.perf_counter()
     run = Path(run_dir)
-    story = _read_story(run)
-    exports = parse_exports(export)
+    exports = parse_exports(export)  # the options first: they are checked without reading the run
     template = load_template(layout, dpi=dpi).with_options(fit=fit)
+    story = _read_story(run)
     earlier = recorded_exports(run)
 
     warnings: list[str] = []

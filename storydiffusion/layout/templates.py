@@ -8,14 +8,12 @@ The schema is documented in ``layouts/README.md``; single values (lengths, colou
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..resources import data_path
+from ..structured import InputFileError, parse_json, parse_yaml, read_text
 from . import LayoutError
 from .template_values import (
     PAGE_SIZES,
@@ -186,11 +184,10 @@ def load_template(name_or_path: str | Path, *, dpi: int | None = None) -> PageTe
     path = template_path(name_or_path)
     label = path.name if path.parent == LAYOUTS_DIR else str(path)
     try:
-        text = path.read_text(encoding="utf-8")
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as error:
-        detail = " ".join(str(error).split())
-        raise LayoutError(f"could not read layout {label}: {detail}") from None
+        text = read_text(path, "layout")
+        data = parse_json(text, label) if path.suffix == ".json" else parse_yaml(text, label)
+    except InputFileError as error:
+        raise LayoutError(f"could not read layout {label}: {' '.join(str(error).split())}") from None
     return parse_template(data, name=path.stem, source=label, dpi=dpi)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import yaml
 
 from ..errors import StoryError
+from ..structured import InputFileError, parse_json, parse_yaml, read_text
 from .mapping import STORY_KEYS, story_from_mapping
 from .model import Story
 from .names import kind_of
@@ -36,37 +36,26 @@ def load_story(path: str | os.PathLike[str]) -> Story:
 
 
 def _read_text(path: Path) -> str:
-    """The file as text; ``utf-8-sig`` so a byte-order mark from a Windows editor is not part of the first key."""
     try:
-        return path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise StoryError(f"story file {path} does not exist: check the path") from None
-    except UnicodeDecodeError:
-        raise StoryError(f"story file {path.name} is not UTF-8 text: save it as UTF-8") from None
-    except OSError as exc:
-        raise StoryError(f"cannot read story file {path}: {exc.strerror or exc}") from None
+        return read_text(path, "story file")
+    except InputFileError as error:
+        raise StoryError(error.message, error.line) from None
 
 
 def _parse_json(text: str, name: str) -> Any:
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise StoryError(f"{name} is not valid JSON: {exc.msg} (column {exc.colno})", exc.lineno) from None
+        return parse_json(text, name)
+    except InputFileError as error:
+        raise StoryError(error.message, error.line) from None
 
 
 def _parse_yaml(text: str, name: str) -> Any:
     try:
-        return yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or exc.context or "syntax error"
-        raise StoryError(
-            f"{name} is not valid YAML: {problem}. Put panel lines in quotes, "
-            "especially when they start with '[' or contain ': ' or ' #'",
-            mark.line + 1 if mark is not None else None,
-        ) from None
-    except yaml.YAMLError as exc:
-        raise StoryError(f"{name} is not valid YAML: {exc}") from None
+        return parse_yaml(text, name)
+    except InputFileError as error:
+        hint = ". Put panel lines in quotes, especially when they start with '[' or contain ': ' or ' #'"
+        message = error.message + (hint if "is not valid YAML" in error.message else "")
+        raise StoryError(message, error.line) from None
 
 
 def yaml_lines(text: str) -> dict[str, Any]:

@@ -1,0 +1,204 @@
+"""Reading YAML and JSON that users hand us: bounded in size, depth and expansion, and unambiguous.
+
+Story files, layout templates, run manifests and project files all come through here, so the same
+limits hold everywhere: the file's size is checked before it is read, nesting depth before it is
+parsed (deep nesting is an input error, never a RecursionError), YAML aliases may not expand past
+a node budget (the "billion laughs"), explicit YAML tags and duplicate keys are refused, and JSON's
+non-standard NaN and Infinity are refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import StoryDiffusionError
+
+MAX_FILE_BYTES = 4 * 2**20
+MAX_DEPTH = 32
+MAX_NODES = 100_000
+
+__all__ = ["MAX_DEPTH", "MAX_FILE_BYTES", "MAX_NODES", "InputFileError", "parse_json", "parse_yaml", "read_text"]
+
+_DEPTH_UP = (
+    yaml.BlockMappingStartToken,
+    yaml.BlockSequenceStartToken,
+    yaml.FlowMappingStartToken,
+    yaml.FlowSequenceStartToken,
+)
+_DEPTH_DOWN = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
+_JSON_STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.S)
+
+
+class InputFileError(StoryDiffusionError, ValueError):
+    """A structured file is too large, too deep, ambiguous or not valid; ``line`` is 1-based when known."""
+
+    def __init__(self, message: str, line: int | None = None):
+        self.message, self.line = message, line
+        super().__init__(f"line {line}: {message}" if line is not None else message)
+
+
+def read_text(path: str | os.PathLike[str], what: str, max_bytes: int = MAX_FILE_BYTES) -> str:
+    """The file as UTF-8 text (a byte-order mark is dropped), refused before reading when too large."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise InputFileError(
+                f"{what} {path.name} is {_size(size)}, more than the {_size(max_bytes)} allowed: "
+                "check that it is the right file"
+            )
+        with path.open("rb") as handle:
+            data = handle.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise InputFileError(f"{what} {path} does not exist: check the path") from None
+    except IsADirectoryError:
+        raise InputFileError(f"cannot read {what} {path}: it is a folder, give the path of a file") from None
+    except OSError as error:
+        raise InputFileError(f"cannot read {what} {path}: {error.strerror or error}") from None
+    if len(data) > max_bytes:  # the file grew while we looked
+        raise InputFileError(f"{what} {path.name} is more than the {_size(max_bytes)} allowed")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputFileError(f"{what} {path.name} is not UTF-8 text: save it as UTF-8") from None
+
+
+def parse_yaml(text: str, name: str) -> Any:
+    """Safe YAML with the limits above; syntax errors keep PyYAML's line."""
+    try:
+        _check_yaml_tokens(text, name)
+        loader = yaml.SafeLoader(text)
+        try:
+            root = loader.get_single_node()
+            if root is None:
+                return None
+            _check_yaml_nodes(root, name)
+            return loader.construct_document(root)
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        problem = error.problem or error.context or "syntax error"
+        raise InputFileError(f"{name} is not valid YAML: {problem}", _line(mark)) from None
+    except yaml.YAMLError as error:
+        raise InputFileError(f"{name} is not valid YAML: {error}") from None
+    except RecursionError:  # a guard behind the depth check, never expected
+        raise InputFileError(f"{name} is nested too deeply: at most {MAX_DEPTH} levels") from None
+
+
+def parse_json(text: str, name: str) -> Any:
+    """Standard JSON with the limits above: no duplicate keys, no NaN or Infinity."""
+    depth = 0
+    for match in _JSON_STRING_OR_BRACKET.finditer(text):
+        bracket = match.group()
+        if bracket in ("[", "{"):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise InputFileError(_too_deep(name), text.count("\n", 0, match.start()) + 1)
+        elif bracket in ("]", "}"):
+            depth -= 1
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys(name), parse_constant=_no_constant(name))
+    except json.JSONDecodeError as error:
+        raise InputFileError(f"{name} is not valid JSON: {error.msg} (column {error.colno})", error.lineno) from None
+    except RecursionError:
+        raise InputFileError(_too_deep(name)) from None
+
+
+def _check_yaml_tokens(text: str, name: str) -> None:
+    """Depth and tags, from the token stream: the scanner is not recursive, the composer is."""
+    depth = 0
+    for token in yaml.scan(text, Loader=yaml.SafeLoader):
+        if isinstance(token, _DEPTH_UP):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise InputFileError(_too_deep(name), _line(token.start_mark))
+        elif isinstance(token, _DEPTH_DOWN):
+            depth -= 1
+        elif isinstance(token, yaml.TagToken):
+            handle, suffix = token.value
+            raise InputFileError(
+                f"{name} uses the YAML tag {(handle or '') + suffix!r}: tags are not allowed here, remove it "
+                "(quote the value if it should be text)",
+                _line(token.start_mark),
+            )
+
+
+def _check_yaml_nodes(root: yaml.Node, name: str) -> None:
+    """Duplicate keys, and how many values the document holds once its aliases are expanded."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        children = _children(node)
+        if not children_done:
+            if isinstance(node, yaml.MappingNode):
+                _check_unique_yaml_keys(node, name)
+            stack.append((node, True))
+            stack.extend((child, False) for child in children if id(child) not in sizes)
+            continue
+        sizes[id(node)] = 1 + sum(sizes.get(id(child), 1) for child in children)
+        if sizes[id(node)] > MAX_NODES:
+            raise InputFileError(
+                f"{name} expands to more than {MAX_NODES:,} values through YAML aliases (*name): "
+                "write the values out instead of repeating an anchor",
+                _line(node.start_mark),
+            )
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_unique_yaml_keys(node: yaml.MappingNode, name: str) -> None:
+    seen: set[tuple[str, str]] = set()
+    for key, _ in node.value:
+        if isinstance(key, yaml.ScalarNode) and key.value != "<<":
+            if (key.tag, key.value) in seen:
+                raise InputFileError(
+                    f"{name} has the key {key.value!r} twice in one mapping: keep only one", _line(key.start_mark)
+                )
+            seen.add((key.tag, key.value))
+
+
+def _unique_keys(name: str):
+    def pairs_to_dict(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in result:
+                raise InputFileError(f"{name} has the key {key!r} twice in one object: keep only one")
+            result[key] = value
+        return result
+
+    return pairs_to_dict
+
+
+def _no_constant(name: str):
+    def refuse(constant: str) -> Any:
+        raise InputFileError(f"{name} holds {constant}, which is not a number: write a finite number")
+
+    return refuse
+
+
+def _too_deep(name: str) -> str:
+    return f"{name} is nested more than {MAX_DEPTH} levels deep: check for runaway brackets or indentation"
+
+
+def _line(mark: Any) -> int | None:
+    return mark.line + 1 if mark is not None else None
+
+
+def _size(size: int) -> str:
+    return f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{size:,} bytes"

@@ -1,0 +1,93 @@
+"""Structured input files: size, depth, alias expansion, duplicate keys, tags and non-finite numbers."""
+
+from __future__ import annotations
+
+import pytest
+
+from storydiffusion.structured import MAX_DEPTH, MAX_NODES, InputFileError, parse_json, parse_yaml, read_text
+
+LAUGHS = "\n".join(
+    ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    + [f"{b}: &{b} [{', '.join([f'*{a}'] * 10)}]" for a, b in zip("abcde", "bcdef")]
+    + ["g: [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]"]
+)
+
+
+def refused(parse, text: str) -> InputFileError:
+    with pytest.raises(InputFileError) as info:
+        parse(text, "story.yaml")
+    return info.value
+
+
+def test_plain_yaml_and_json_read_as_before():
+    assert parse_yaml("title: T\npanels: ['[Bob] walks']\n", "s.yaml") == {"title": "T", "panels": ["[Bob] walks"]}
+    assert parse_json('{"a": [1, {"b": "[[[{{{"}]}', "s.json") == {"a": [1, {"b": "[[[{{{"}]}
+    assert parse_yaml("", "s.yaml") is None
+
+
+def test_yaml_anchors_and_merges_within_the_budget_still_work():
+    assert parse_yaml("base: &b {x: 1}\nother:\n  <<: *b\n  y: 2\n", "s.yaml")["other"] == {"x": 1, "y": 2}
+
+
+def test_billion_laughs_is_refused_without_expanding():
+    error = refused(parse_yaml, LAUGHS)
+    assert f"more than {MAX_NODES:,} values" in str(error) and "alias" in str(error)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: " + "[" * (MAX_DEPTH + 5) + "]" * (MAX_DEPTH + 5),
+        "".join("  " * i + f"k{i}:\n" for i in range(MAX_DEPTH + 5)) + "  " * (MAX_DEPTH + 5) + "x: 1\n",
+        "a: " + "[" * 100_000,
+    ],
+    ids=["flow", "block", "unclosed"],
+)
+def test_deep_yaml_is_an_input_error_not_a_recursion_error(text):
+    assert "nested more than" in str(refused(parse_yaml, text))
+
+
+def test_deep_json_is_an_input_error_with_its_line():
+    error = refused(parse_json, '{\n"a":\n' + "[" * 100_000)
+    assert "nested more than" in str(error) and error.line == 3
+
+
+def test_brackets_inside_json_strings_do_not_count_as_depth():
+    assert parse_json('{"a": "' + "[" * 100 + '"}', "s.json") == {"a": "[" * 100}
+
+
+@pytest.mark.parametrize("tag", ["!!python/object:os.system", "!!str", "!custom", "!!binary"])
+def test_yaml_tags_are_refused_with_their_line(tag):
+    error = refused(parse_yaml, f"title: T\nseed: {tag} 5\n")
+    assert tag in str(error) and error.line == 2
+
+
+def test_duplicate_keys_are_refused_in_yaml_and_json():
+    error = refused(parse_yaml, "title: A\npanels: [x]\ntitle: B\n")
+    assert "'title' twice" in str(error) and error.line == 3
+    assert "'title' twice" in str(refused(parse_json, '{"title": "A", "title": "B"}'))
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_json_nan_and_infinity_are_refused(constant):
+    assert constant in str(refused(parse_json, f'{{"settings": {{"guidance": {constant}}}}}'))
+
+
+def test_size_is_checked_before_reading(tmp_path):
+    path = tmp_path / "big.yaml"
+    path.write_text("a: 1\n" * 100)
+    with pytest.raises(InputFileError, match=r"big.yaml is 500 bytes, more than the 10 bytes allowed"):
+        read_text(path, "story file", max_bytes=10)
+    assert read_text(path, "story file", max_bytes=10_000).startswith("a: 1")
+
+
+def test_read_text_names_missing_folders_and_bad_encodings(tmp_path):
+    with pytest.raises(InputFileError, match="does not exist"):
+        read_text(tmp_path / "nope.yaml", "story file")
+    with pytest.raises(InputFileError, match="is a folder"):
+        read_text(tmp_path, "story file")
+    (tmp_path / "latin.yaml").write_bytes("title: caf\xe9".encode("latin-1"))
+    with pytest.raises(InputFileError, match="not UTF-8"):
+        read_text(tmp_path / "latin.yaml", "story file")
+    (tmp_path / "bom.yaml").write_bytes(b"\xef\xbb\xbftitle: T")
+    assert read_text(tmp_path / "bom.yaml", "story file") == "title: T"
