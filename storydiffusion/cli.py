@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .errors import StoryDiffusionError, is_out_of_memory
+from .errors import ModelOutOfMemory, StoryDiffusionError, model_memory
 from .settings import DEFAULT_FPS, DEFAULT_FRAMES, SETTING_RANGES
 
 EXIT_BAD_INPUT = 2
@@ -102,7 +102,7 @@ def _add_generate(generate: argparse.ArgumentParser) -> None:
     generate.add_argument("--vae-slicing", action="store_true")
     generate.add_argument("--vae-tiling", action="store_true")
     generate.add_argument("--lora", help="LoRA weights (hub id or file) loaded with diffusers' load_lora_weights")
-    generate.add_argument("--lora-scale", type=float, default=1.0)
+    generate.add_argument("--lora-scale", type=float, default=1.0, help=_allowed("lora_scale", "(default 1)"))
     generate.add_argument("--quiet", action="store_true", help="no progress bar")
     generate.add_argument(
         "--layout", help="also compose comic pages with this template of layouts/ (default: panels only)"
@@ -202,19 +202,21 @@ def run_generate(args: argparse.Namespace) -> int:
     story, manifest_model = _load_story_and_model(args.story)
     settings = _generation_settings(story.settings, args)
     check_output_dir(args.out, overwrite=args.overwrite)  # refuses before a model is loaded, deletes nothing
+    SETTING_RANGES["lora_scale"].check("--lora-scale", args.lora_scale)
     bank = IdentityBank.load(args.bank) if args.bank else None
-    pipeline = StoryPipeline.from_pretrained(
-        args.model or manifest_model,
-        device=args.device,
-        dtype=args.dtype,
-        cpu_offload=args.cpu_offload,
-        vae_slicing=args.vae_slicing,
-        vae_tiling=args.vae_tiling,
-        lora=args.lora,
-        lora_scale=args.lora_scale,
-    )
+    with model_memory():
+        pipeline = StoryPipeline.from_pretrained(
+            args.model or manifest_model,
+            device=args.device,
+            dtype=args.dtype,
+            cpu_offload=args.cpu_offload,
+            vae_slicing=args.vae_slicing,
+            vae_tiling=args.vae_tiling,
+            lora=args.lora,
+            lora_scale=args.lora_scale,
+        )
     out = prepare_output_dir(args.out, overwrite=args.overwrite)
-    with _StepBar(args.quiet) as bar:
+    with _StepBar(args.quiet) as bar, model_memory():
         result = pipeline.generate(
             story,
             settings,
@@ -316,24 +318,25 @@ def run_animate(args: argparse.Namespace) -> int:
         bar.refresh()
 
     try:
-        result = animate_run(
-            args.run_dir,
-            args.start,
-            args.end,
-            frames=args.frames,
-            fps=args.fps,
-            model=args.model,
-            predictor=args.predictor,
-            prompt=args.prompt,
-            negative_prompt=args.negative_prompt,
-            seed=args.seed,
-            steps=args.steps,
-            guidance=args.guidance,
-            strength=args.strength,
-            device=args.device,
-            dtype=args.dtype,
-            callback=progress,
-        )
+        with model_memory():
+            result = animate_run(
+                args.run_dir,
+                args.start,
+                args.end,
+                frames=args.frames,
+                fps=args.fps,
+                model=args.model,
+                predictor=args.predictor,
+                prompt=args.prompt,
+                negative_prompt=args.negative_prompt,
+                seed=args.seed,
+                steps=args.steps,
+                guidance=args.guidance,
+                strength=args.strength,
+                device=args.device,
+                dtype=args.dtype,
+                callback=progress,
+            )
     finally:
         bar.close()
     print(f"{len(result.frames)} frames: {result.mp4}, {result.gif} ({result.note}; {result.seconds:.1f} s)")
@@ -359,16 +362,18 @@ def main(argv: list[str] | None = None) -> int:
             return run_compose(args)
         if args.command == "animate":
             return run_animate(args)
+    except ModelOutOfMemory as error:
+        print(f"error: out of memory ({error}): {OUT_OF_MEMORY_HINT}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except StoryDiffusionError as error:
         print("error: " + " ".join(str(error).split()), file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (MemoryError, RuntimeError) as error:
-        if not is_out_of_memory(error):
-            raise
-        print(
-            f"error: out of memory ({str(error).splitlines()[0] if str(error) else 'no detail'}): {OUT_OF_MEMORY_HINT}",
-            file=sys.stderr,
-        )
+    except MemoryError:
+        print("error: out of memory while reading the input: check the size of the files given", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as error:
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"error: {where}{error.strerror or error}: check the path and its permissions", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted: the panels already finished are in the output folder", file=sys.stderr)

@@ -33,6 +33,7 @@ EXPORT_FILES = (PDF_NAME, CBZ_NAME, ZIP_NAME)
 VIDEO_DIR = "video"
 PAGES_INDEX = "pages.json"
 PAGES_FORMAT = "storydiffusion-pages/1"
+MAX_NAME_BYTES = 255  # the longest file name ext4, APFS and NTFS accept
 MAX_MANIFEST_BYTES = 64 * 2**20  # a story.json of 10,000 panels is about 10 MB
 
 
@@ -57,15 +58,37 @@ def prepare_output_dir(out_dir: str | os.PathLike, overwrite: bool = False) -> P
         for folder in (PAGES_DIR, VIDEO_DIR):
             if (out / folder).is_dir() and not any((out / folder).iterdir()):
                 (out / folder).rmdir()
-    (out / PANELS_DIR).mkdir(parents=True, exist_ok=True)
+    try:
+        (out / PANELS_DIR).mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise StoryDiffusionError(
+            f"{out / PANELS_DIR} is a file, not a folder: move it or choose another --out"
+        ) from None
+    except OSError as error:
+        raise StoryDiffusionError(
+            f"cannot create {out / PANELS_DIR}: {error.strerror or error}: choose another --out"
+        ) from None
     return out
 
 
 def check_output_dir(out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Refuse an output folder that ``prepare_output_dir`` would refuse, without touching anything."""
+    """Refuse an output folder that ``prepare_output_dir`` would refuse, without touching anything.
+
+    Also refused before any work: a name longer than file systems allow, a file where a folder of the
+    path should be, and a place this process may not write to.
+    """
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise StoryDiffusionError(f"{out} is a file, not a folder: choose another --out")
+    long_name = next((part for part in out.parts if len(os.fsencode(part)) > MAX_NAME_BYTES), None)
+    if long_name is not None:
+        raise StoryDiffusionError(
+            f"the output path has a name of {len(os.fsencode(long_name))} bytes ({long_name[:24]}…), "
+            f"more than the {MAX_NAME_BYTES} a file system allows: choose a shorter --out"
+        )
+    existing = next((folder for folder in (out, *out.parents) if folder.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise StoryDiffusionError(f"{existing} is a file, not a folder: choose another --out")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise StoryDiffusionError(f"cannot write in {existing}: choose another --out, or a folder you may write to")
     if out.exists() and not overwrite and any(out.iterdir()):
         raise StoryDiffusionError(
             f"{out} already holds files: pass --overwrite to replace them, or choose another --out"

@@ -93,6 +93,7 @@ SETTING_RANGES: dict[str, SettingRange] = {
     "random_skip_early": SettingRange(0.0, 1.0, high_inclusive=False),
     "random_skip_late": SettingRange(0.0, 1.0, high_inclusive=False),
     "max_panels": SettingRange(1, 10_000, integer=True),
+    "lora_scale": SettingRange(-10.0, 10.0),
     # transitions (animate)
     "frames": SettingRange(2, 32, integer=True),
     "fps": SettingRange(1.0, 60.0, ui_step=1),

@@ -1,0 +1,64 @@
+"""Output paths that cannot work are refused before any model loads, naming the path; nothing is lost."""
+
+from __future__ import annotations
+
+import pytest
+
+from storydiffusion.cli import main
+
+STORY = "characters:\n  Bob: a tall man\npanels:\n  - '[Bob] walks'\n"
+FAST = ["--model", "tiny-sdxl", "--steps", "2", "--quiet"]
+
+
+@pytest.fixture
+def story(tmp_path):
+    path = tmp_path / "story.yaml"
+    path.write_text(STORY)
+    return path
+
+
+def run(story, out, capsys, *extra) -> str:
+    assert main(["generate", str(story), "--out", str(out), *FAST, *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1 and err.startswith("error: "), err
+    return err
+
+
+def test_a_file_in_the_way_of_the_folder_is_named(story, tmp_path, capsys):
+    blocker = tmp_path / "taken"
+    blocker.write_text("mine")
+    assert f"{blocker} is a file, not a folder" in run(story, blocker / "out", capsys)
+    assert f"{blocker} is a file, not a folder" in run(story, blocker, capsys, "--overwrite")
+    assert blocker.read_text() == "mine"
+
+
+def test_a_file_named_panels_inside_the_folder_is_named(story, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "panels").write_text("not a folder")
+    assert "panels is a file, not a folder" in run(story, out, capsys, "--overwrite")
+    assert (out / "panels").read_text() == "not a folder"
+
+
+def test_a_name_too_long_for_the_file_system_is_refused(story, tmp_path, capsys):
+    err = run(story, tmp_path / ("x" * 300), capsys)
+    assert "300 bytes" in err and "shorter --out" in err
+    assert list(tmp_path.iterdir()) == [story]
+
+
+@pytest.mark.parametrize("flag, value", [("--guidance", "nan"), ("--guidance", "inf"), ("--lora-scale", "nan")])
+def test_non_finite_numbers_on_the_command_line_are_refused(story, tmp_path, capsys, flag, value):
+    err = run(story, tmp_path / "out", capsys, flag, value)
+    assert (flag in err or flag.lstrip("-").replace("-", "_") in err) and f"got {value}" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_out_of_memory_while_reading_input_is_not_blamed_on_the_model(story, tmp_path, capsys, monkeypatch):
+    import storydiffusion.cli as cli
+
+    def exhausted(path):
+        raise MemoryError
+
+    monkeypatch.setattr(cli, "_load_story_and_model", exhausted)
+    err = run(story, tmp_path / "out", capsys)
+    assert "reading the input" in err and "--height" not in err
