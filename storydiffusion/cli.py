@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
+from pathlib import Path
 
 from .errors import ModelOutOfMemory, StoryDiffusionError, model_memory
+from .rundir import RunWriter, check_output_dir, prepare_output_dir
 from .settings import DEFAULT_FPS, DEFAULT_FRAMES, SETTING_RANGES
 
 EXIT_BAD_INPUT = 2
@@ -188,10 +192,10 @@ def _load_story_and_model(path: str):
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    """Check everything, load the model, generate, write the run folder, then compose if asked."""
+    """Check everything, load the model, generate (or continue the run in --out), then compose if asked."""
     from .bank import IdentityBank
     from .pipeline import StoryPipeline
-    from .rundir import check_output_dir, prepare_output_dir, save_panel, save_result
+    from .resume import earlier_run, is_incomplete
 
     if args.export and not args.layout:
         args.layout = "classic"
@@ -201,7 +205,9 @@ def run_generate(args: argparse.Namespace) -> int:
         check_options(args.layout, args.export)
     story, manifest_model = _load_story_and_model(args.story)
     settings = _generation_settings(story.settings, args)
-    check_output_dir(args.out, overwrite=args.overwrite)  # refuses before a model is loaded, deletes nothing
+    earlier = earlier_run(args.out)
+    continuing = earlier is not None and (args.panels is not None or is_incomplete(earlier))
+    check_output_dir(args.out, overwrite=args.overwrite or continuing)  # before any model loads; deletes nothing
     SETTING_RANGES["lora_scale"].check("--lora-scale", args.lora_scale)
     bank = IdentityBank.load(args.bank) if args.bank else None
     with model_memory():
@@ -215,23 +221,42 @@ def run_generate(args: argparse.Namespace) -> int:
             lora=args.lora,
             lora_scale=args.lora_scale,
         )
-    out = prepare_output_dir(args.out, overwrite=args.overwrite)
+    out, writer, panels = _run_folder(args, earlier if continuing else None, story, settings, pipeline)
     with _StepBar(args.quiet) as bar, model_memory():
         result = pipeline.generate(
             story,
             settings,
-            panels=args.panels,
+            panels=panels,
             bank=bank,
             bank_storage="device" if args.bank_on_device else "auto",
             callback=bar.update,
-            on_panel=lambda panel: save_panel(panel, out),
+            on_start=writer.start,
+            on_panel=writer.panel,
         )
-    _report_generation(result, out, save_result(result, out, save_bank=args.save_bank))
+    _report_generation(result, out, writer.finish(result, save_bank=args.save_bank))
     if args.layout:
         from .layout.compose import compose_run
 
         _report_compose(compose_run(out, layout=args.layout, export=args.export or ()))
     return 0
+
+
+def _run_folder(args: argparse.Namespace, earlier, story, settings, pipeline):
+    """The output folder, its writer and the panels to draw: a continued run keeps what it may keep;
+    a new run (or --overwrite of another one) starts from a prepared, empty folder."""
+    from .resume import plan_continuation
+
+    if earlier is not None:
+        resolved = pipeline.resolve_settings(story, settings)
+        try:
+            plan = plan_continuation(args.out, earlier, story, resolved, pipeline.spec.name, args.panels)
+        except StoryDiffusionError:
+            if not args.overwrite:
+                raise
+        else:
+            return Path(args.out), RunWriter(args.out, plan.keep, plan.bank_file), plan.panels
+    out = prepare_output_dir(args.out, overwrite=args.overwrite)
+    return out, RunWriter(out), args.panels
 
 
 def _generation_settings(base, args: argparse.Namespace):
@@ -353,8 +378,20 @@ def _report_compose(result) -> None:
     )
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a closed terminal, a cluster's time limit) stops a run as Ctrl+C does: the finished
+    panels and a manifest that says the run is incomplete stay in the folder."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _stop_on_sigterm()
     try:
         if args.command == "generate":
             return run_generate(args)
@@ -376,6 +413,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {where}{error.strerror or error}: check the path and its permissions", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("interrupted: the panels already finished are in the output folder", file=sys.stderr)
+        print(
+            "interrupted: the finished panels are in the output folder and listed in its story.json; "
+            "run the same command again to draw the rest",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     return EXIT_BAD_INPUT

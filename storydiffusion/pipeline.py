@@ -254,12 +254,14 @@ class StoryPipeline:
         bank_storage: str = "auto",
         callback: Callable[[Progress], None] | None = None,
         on_panel: Callable[[PanelImage], None] | None = None,
+        on_start: Callable[[StoryResult], None] | None = None,
         cancel: Cancel = None,
     ) -> StoryResult:
         """Generate the story's panels (or only ``panels``, 0-based) with consistent characters.
 
         ``bank`` from an earlier result lets single panels be regenerated without the identity pass.
         ``cancel`` stops cleanly between steps: the result keeps the panels already finished.
+        ``on_start`` receives the result before the first batch; it fills as panels finish (``on_panel``).
         """
         started = time.perf_counter()
         settings = self.resolve_settings(story, settings)
@@ -271,6 +273,8 @@ class StoryPipeline:
         wanted = set(range(len(story.panels)) if panels is None else panels)
         result = self._start_result(story, settings, bank, warnings)
         warnings.extend(long_prompt_warnings(self.pipe.tokenizer, story, style, wanted))
+        if on_start is not None:
+            on_start(result)
         self._draw_plan(_Run(story, settings, style, bank, plan, wanted, callback, on_panel, cancel), result)
         result.panels.sort(key=lambda panel: panel.index)
         result.seconds = time.perf_counter() - started

@@ -182,9 +182,18 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def build_manifest(result, bank_file: str | None = None) -> dict[str, Any]:
-    """Everything needed to reproduce the run: story, resolved settings, model, seeds, versions."""
+def build_manifest(
+    result, bank_file: str | None = None, *, complete: bool = True, earlier: list[dict[str, Any]] = ()
+) -> dict[str, Any]:
+    """Everything needed to reproduce the run: story, resolved settings, model, seeds, versions.
+
+    ``complete`` is False while a run is under way (and stays so if it is interrupted); ``earlier``
+    are panel entries of an earlier run of the same story that this run keeps.
+    """
     spec = result.model
+    drawn = [_panel_entry(panel) for panel in result.panels]
+    redrawn = {entry["panel"] for entry in drawn}
+    panels = sorted([e for e in earlier if e.get("panel") not in redrawn] + drawn, key=lambda e: e["panel"])
     return {
         "format": MANIFEST_FORMAT,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -193,18 +202,8 @@ def build_manifest(result, bank_file: str | None = None) -> dict[str, Any]:
         "model": {"name": spec.name, "source": spec.source, "family": spec.family},
         "scheduler": result.scheduler,
         "consistent_layers": result.consistent_layers,
-        "panels": [
-            {
-                "panel": panel.index + 1,
-                "file": f"{PANELS_DIR}/{panel_filename(panel.index)}",
-                "seed": panel.seed,
-                "prompt": panel.prompt,
-                "negative_prompt": panel.negative_prompt,
-                "characters": list(panel.characters),
-                "identity_image": panel.identity,
-            }
-            for panel in result.panels
-        ],
+        "panels": panels,
+        "complete": complete,
         "identity_bank": bank_file,
         "identity_bank_bytes": result.bank.nbytes() if result.bank is not None else 0,
         "warnings": list(result.warnings),
@@ -212,6 +211,49 @@ def build_manifest(result, bank_file: str | None = None) -> dict[str, Any]:
         "seconds": round(result.seconds, 3),
         "versions": package_versions(),
     }
+
+
+def _panel_entry(panel) -> dict[str, Any]:
+    return {
+        "panel": panel.index + 1,
+        "file": f"{PANELS_DIR}/{panel_filename(panel.index)}",
+        "seed": panel.seed,
+        "prompt": panel.prompt,
+        "negative_prompt": panel.negative_prompt,
+        "characters": list(panel.characters),
+        "identity_image": panel.identity,
+    }
+
+
+class RunWriter:
+    """Writes a run as it happens: each panel at once, then a manifest that lists the panels finished
+    so far and says the run is not complete, so an interrupted run leaves a valid, resumable folder."""
+
+    def __init__(self, out_dir: str | os.PathLike, earlier: list[dict[str, Any]] = (), bank_file: str | None = None):
+        self.out = Path(out_dir)
+        self.earlier, self.bank_file = list(earlier), bank_file
+        self.result = None
+
+    def start(self, result) -> None:
+        self.result = result
+        self._write(complete=False)
+
+    def panel(self, panel) -> None:
+        save_panel(panel, self.out)
+        self._write(complete=False)
+
+    def finish(self, result, save_bank: bool = False) -> Path:
+        """The last manifest, marked complete unless the run was cancelled; the bank too if asked."""
+        self.result = result
+        if save_bank and result.bank is not None and len(result.bank):
+            result.bank.save(self.out / BANK_NAME)
+            self.bank_file = BANK_NAME
+        return self._write(complete=not result.cancelled)
+
+    def _write(self, complete: bool) -> Path:
+        manifest = self.out / MANIFEST_NAME
+        write_json(manifest, build_manifest(self.result, self.bank_file, complete=complete, earlier=self.earlier))
+        return manifest
 
 
 def save_panel(panel, out_dir: str | os.PathLike) -> Path:

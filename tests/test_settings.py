@@ -32,6 +32,7 @@ STORY_RANGED = (
     "max_panels",
 )
 ANIMATE_RANGED = ("frames", "fps", "strength", "animation_steps")
+LOADING_RANGED = ("lora_scale",)  # checked by the CLI before a model loads
 OPTIONAL = ("steps", "guidance", "height", "width")  # None: the model's default
 
 
@@ -81,7 +82,7 @@ def refused(name: str, value) -> str:
 def test_every_ranged_generation_setting_is_a_field():
     fields = {f.name for f in dataclasses.fields(GenerationSettings)}
     assert {name for name in SETTING_RANGES if name in fields} == set(STORY_RANGED)
-    assert set(SETTING_RANGES) == set(STORY_RANGED) | set(ANIMATE_RANGED)
+    assert set(SETTING_RANGES) == set(STORY_RANGED) | set(ANIMATE_RANGED) | set(LOADING_RANGED)
 
 
 def test_default_settings_are_valid():

@@ -1,0 +1,138 @@
+"""Interrupted runs leave a valid, resumable folder; redrawing some panels in place keeps all the rest."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import storydiffusion.cli as cli
+from storydiffusion.cli import main
+
+FAST = ["--model", "tiny-sdxl", "--steps", "2", "--quiet", "--device", "cpu"]
+STORY = """\
+title: Two walkers
+characters:
+  Bob: a man in a red coat
+  Ann: a woman with a blue scarf
+panels:
+  - "[Bob] walks"
+  - "[Ann] reads"
+  - "[Bob] sits on a bench"
+  - "[Ann] waves"
+  - "[Bob] and [Ann] share an umbrella"
+settings: {id_images: 1, window: 2, first_consistent_step: 0}
+"""
+
+
+@pytest.fixture
+def story(tmp_path):
+    path = tmp_path / "story.yaml"
+    path.write_text(STORY, encoding="utf-8")
+    return path
+
+
+def files(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def panels(folder):
+    return {name: data for name, data in files(folder).items() if name.startswith("panels/")}
+
+
+def manifest(folder):
+    return json.loads((folder / "story.json").read_text(encoding="utf-8"))
+
+
+def interrupt_after(monkeypatch, finished: int) -> None:
+    """Ctrl+C as soon as ``finished`` panels are done (the progress bar sees every step)."""
+    original = cli._StepBar.update
+
+    def update(self, progress):
+        if progress.panels_done >= finished:
+            raise KeyboardInterrupt
+        original(self, progress)
+
+    monkeypatch.setattr(cli._StepBar, "update", update)
+
+
+def test_an_interrupted_run_is_valid_and_the_same_command_finishes_it_with_identical_pixels(
+    story, tmp_path, monkeypatch, capsys
+):
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert main(["generate", str(story), "--out", str(full), *FAST]) == 0
+
+    with monkeypatch.context() as patch:
+        interrupt_after(patch, 2)
+        assert main(["generate", str(story), "--out", str(part), *FAST]) == cli.EXIT_INTERRUPTED
+    assert "run the same command again" in capsys.readouterr().err
+    record = manifest(part)
+    listed = {entry["file"] for entry in record["panels"]}
+    assert record["complete"] is False and 2 <= len(listed) < 5
+    assert listed == set(panels(part))  # every listed panel exists and every panel is listed
+    assert main(["compose", str(part)]) == 0  # the finished panels compose
+    before = files(part)
+
+    assert main(["generate", str(story), "--out", str(part), *FAST]) == 0  # no --overwrite needed
+    assert manifest(part)["complete"] is True and len(manifest(part)["panels"]) == 5
+    assert panels(part) == panels(full)
+    assert all(files(part)[name] == data for name, data in before.items() if name.startswith("panels/"))
+
+
+def test_an_unfinished_run_of_another_story_is_refused_and_left_as_it_is(story, tmp_path, monkeypatch, capsys):
+    part = tmp_path / "part"
+    with monkeypatch.context() as patch:
+        interrupt_after(patch, 1)
+        main(["generate", str(story), "--out", str(part), *FAST])
+    before = files(part)
+    other = tmp_path / "other.yaml"
+    other.write_text(STORY.replace("walks", "runs"), encoding="utf-8")
+    capsys.readouterr()
+    assert main(["generate", str(other), "--out", str(part), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "unfinished run" in err and "--overwrite" in err and "Traceback" not in err
+    assert files(part) == before
+
+
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]], ids=["plain", "overwrite"])
+def test_redrawing_some_panels_in_place_keeps_every_other_panel_the_bank_and_their_records(story, tmp_path, overwrite):
+    out = tmp_path / "out"
+    assert main(["generate", str(story), "--out", str(out), *FAST, "--save-bank"]) == 0
+    (out / "notes.txt").write_text("mine")
+    before, records = files(out), {e["panel"]: e for e in manifest(out)["panels"]}
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(STORY.replace("[Ann] reads", "[Ann] reads a map"), encoding="utf-8")
+    bank = str(out / "identity_bank.safetensors")
+    assert main(["generate", str(edited), "--out", str(out), *FAST, "--panels", "2", "--bank", bank, *overwrite]) == 0
+    after = files(out)
+    assert after["panels/panel_002.png"] != before["panels/panel_002.png"]
+    unchanged = [name for name in before if name not in ("panels/panel_002.png", "story.json")]
+    assert all(after[name] == before[name] for name in unchanged)  # other panels, the bank, the user's file
+    new_records = {e["panel"]: e for e in manifest(out)["panels"]}
+    assert {k: v for k, v in new_records.items() if k != 2} == {k: v for k, v in records.items() if k != 2}
+    assert "reads a map" in new_records[2]["prompt"] and manifest(out)["identity_bank"] == "identity_bank.safetensors"
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_run_like_ctrl_c_and_leaves_a_resumable_folder(story, tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "storydiffusion", "generate", str(story), "--out", str(out), *FAST]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not (out / "panels" / "panel_001.png").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == cli.EXIT_INTERRUPTED, err
+    record = manifest(out)
+    assert {entry["file"] for entry in record["panels"]} == set(panels(out))
+    if len(record["panels"]) < 5:
+        assert record["complete"] is False
+    assert main(["generate", str(story), "--out", str(out), *FAST]) == 0
+    assert manifest(out)["complete"] is True and len(panels(out)) == 5
