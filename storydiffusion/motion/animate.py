@@ -103,7 +103,8 @@ def read_run_panels(run_dir: str | Path, start: int, end: int) -> tuple[dict[str
         if entry is None or not path.is_file():
             raise MissingPanelError(
                 f"panel {number} has no image ({path.relative_to(run).as_posix()}): generate it first, e.g. "
-                f"`generate {run / MANIFEST_NAME} --out {run} --overwrite --panels {number}`"
+                f"`storydiffusion generate {run / MANIFEST_NAME} --out {run} --panels {number}` "
+                "(it redraws that panel in place and keeps the others)"
             )
         chosen.append((entry, path))
     return chosen[0][0], chosen[1][0], chosen[0][1], chosen[1][1]

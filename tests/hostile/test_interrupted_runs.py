@@ -136,3 +136,21 @@ def test_sigterm_stops_a_run_like_ctrl_c_and_leaves_a_resumable_folder(story, tm
         assert record["complete"] is False
     assert main(["generate", str(story), "--out", str(out), *FAST]) == 0
     assert manifest(out)["complete"] is True and len(panels(out)) == 5
+
+
+def test_the_command_animate_suggests_for_a_missing_panel_redraws_only_that_panel(story, tmp_path, capsys):
+    import shlex
+
+    out = tmp_path / "out"
+    assert main(["generate", str(story), "--out", str(out), *FAST]) == 0
+    (out / "panels" / "panel_003.png").unlink()
+    before = files(out)
+    capsys.readouterr()
+    assert main(["animate", str(out), "--from", "3", "--to", "4", "--model", "tiny"]) == 2
+    err = capsys.readouterr().err
+    suggested = shlex.split(err.split("`")[1])
+    assert suggested[:2] == ["storydiffusion", "generate"]
+    assert main([*suggested[1:], *FAST]) == 0
+    after = files(out)
+    assert "panels/panel_003.png" in after
+    assert all(after[name] == data for name, data in before.items() if name != "story.json")
