@@ -1,4 +1,7 @@
-"""Command line: argument parsing and progress only; the work is done by the library."""
+"""The ``storydiffusion`` command: runs the subcommands, shows progress, maps errors to exit codes.
+
+The arguments are in ``cli_parser.py``; the work is done by the library.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +11,10 @@ import sys
 import threading
 from pathlib import Path
 
+from .cli_parser import build_parser
 from .errors import ModelOutOfMemory, StoryDiffusionError, model_memory
 from .rundir import RunWriter, check_output_dir, prepare_output_dir
-from .settings import DEFAULT_FPS, DEFAULT_FRAMES, SETTING_RANGES
+from .settings import SETTING_RANGES
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -18,159 +22,6 @@ OUT_OF_MEMORY_HINT = (
     "lower --height/--width, --window or --id-images, or add --cpu-offload and --vae-tiling; "
     "the panels finished so far are in the output folder"
 )
-
-
-def _rate(text: str) -> float | dict[int, float]:
-    """``0.5`` or per downsampling factor ``1:0.5,2:0.3``."""
-    try:
-        if ":" in text:
-            return {int(k): float(v) for k, v in (part.split(":") for part in text.split(","))}
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a rate such as 0.5 or 1:0.5,2:0.3, got {text!r}") from None
-
-
-def _panel_list(text: str) -> list[int]:
-    try:
-        return [int(part) - 1 for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 1-based panel numbers such as 2,5, got {text!r}") from None
-
-
-def _allowed(name: str, text: str = "") -> str:
-    """Help text ending in the setting's allowed range, read from settings.SETTING_RANGES."""
-    allowed = f"allowed {SETTING_RANGES[name].describe()}"
-    return f"{text} ({allowed})" if text else allowed
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="storydiffusion", description="Character-consistent visual stories.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    _add_generate(commands.add_parser("generate", help="generate the panels of a story file"))
-    _add_compose(
-        commands.add_parser(
-            "compose", help="lay out the panels of a run folder as comic pages (no image is regenerated)"
-        )
-    )
-    _add_animate(
-        commands.add_parser("animate", help="animate the transition between two panels of a run folder (MP4 and GIF)")
-    )
-    return parser
-
-
-def _add_generate(generate: argparse.ArgumentParser) -> None:
-    generate.add_argument("story", help="story file (.yaml/.json) or a story.json written by an earlier run")
-    generate.add_argument("--out", required=True, help="output folder (panels/, story.json)")
-    generate.add_argument(
-        "--model",
-        help="registry name (configs/models.yaml), hub id, local folder, .safetensors file, or tiny-sdxl / tiny-sd15",
-    )
-    generate.add_argument("--steps", type=int, help=_allowed("steps", "denoising steps (default: the model's)"))
-    generate.add_argument("--guidance", type=float, help=_allowed("guidance", "guidance scale (default: the model's)"))
-    generate.add_argument("--seed", type=int, help=_allowed("seed", "story seed (default 0)"))
-    generate.add_argument("--height", type=int, help=_allowed("height", "pixels (default: the model's)"))
-    generate.add_argument("--width", type=int, help=_allowed("width", "pixels (default: the model's)"))
-    generate.add_argument(
-        "--sampling-rate",
-        type=_rate,
-        help=_allowed("sampling_rate", "share of other images' tokens each image attends to (default 0.5)"),
-    )
-    generate.add_argument(
-        "--id-images", type=int, help=_allowed("id_images", "panels per character in its identity set (default 3)")
-    )
-    generate.add_argument(
-        "--window", type=int, help=_allowed("window", "panels per batch / sliding window length (default 4)")
-    )
-    generate.add_argument("--mode", choices=["identity", "window"], help="identity bank (default) or sliding window")
-    generate.add_argument(
-        "--first-consistent-step",
-        type=int,
-        help=_allowed("first_consistent_step", "plain attention before this step (default 2)"),
-    )
-    generate.add_argument("--style", help="style preset from configs/styles.yaml")
-    generate.add_argument("--negative-prompt")
-    generate.add_argument("--scheduler", help="euler, euler-a, ddim, dpm++, dpm++-karras, unipc")
-    generate.add_argument("--no-consistency", action="store_true", help="plain diffusion, no consistent attention")
-    generate.add_argument(
-        "--panels", type=_panel_list, help="only these 1-based panels, e.g. 2,5 (with --bank: keep the characters)"
-    )
-    generate.add_argument("--bank", help="identity bank (.safetensors) from an earlier run, for --panels")
-    generate.add_argument("--save-bank", action="store_true", help="also write identity_bank.safetensors")
-    generate.add_argument("--overwrite", action="store_true", help="replace the outputs already in --out")
-    generate.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
-    generate.add_argument("--dtype", default="auto", help="auto, float16, bfloat16 or float32")
-    generate.add_argument(
-        "--bank-on-device", action="store_true", help="keep the identity bank in GPU memory (faster, more memory)"
-    )
-    generate.add_argument("--cpu-offload", action="store_true", help="diffusers model CPU offload (less GPU memory)")
-    generate.add_argument("--vae-slicing", action="store_true")
-    generate.add_argument("--vae-tiling", action="store_true")
-    generate.add_argument("--lora", help="LoRA weights (hub id or file) loaded with diffusers' load_lora_weights")
-    generate.add_argument("--lora-scale", type=float, default=1.0, help=_allowed("lora_scale", "(default 1)"))
-    generate.add_argument("--quiet", action="store_true", help="no progress bar")
-    generate.add_argument(
-        "--layout", help="also compose comic pages with this template of layouts/ (default: panels only)"
-    )
-    generate.add_argument("--export", help="with --layout: also write pdf, cbz and/or zip, e.g. pdf,cbz")
-
-
-def _add_compose(compose: argparse.ArgumentParser) -> None:
-    compose.add_argument("run_dir", help="a folder written by generate (story.json, panels/)")
-    compose.add_argument(
-        "--layout", default="classic", help="template name from layouts/ or a template file (default classic)"
-    )
-    compose.add_argument("--export", default="png", help="png (always), pdf, cbz, zip; comma-separated, e.g. pdf,cbz")
-    compose.add_argument("--no-title", action="store_true", help="no title band on the first page")
-    compose.add_argument(
-        "--no-lettering", action="store_true", help="pictures only: no captions, speech bubbles or title"
-    )
-    compose.add_argument(
-        "--fit",
-        choices=["crop", "letterbox"],
-        help="fill each cell (crop, the default) or show whole panels (letterbox)",
-    )
-    compose.add_argument("--dpi", type=int, help="page resolution (default: the template's, usually 150)")
-
-
-def _add_animate(animate: argparse.ArgumentParser) -> None:
-    animate.add_argument("run_dir", help="a folder written by generate (story.json, panels/)")
-    animate.add_argument("--from", dest="start", type=int, required=True, help="1-based number of the first panel")
-    animate.add_argument("--to", dest="end", type=int, required=True, help="1-based number of the last panel")
-    animate.add_argument(
-        "--frames",
-        type=int,
-        default=DEFAULT_FRAMES,
-        help=_allowed("frames", f"frames including both panels (default {DEFAULT_FRAMES})"),
-    )
-    animate.add_argument(
-        "--fps",
-        type=float,
-        default=DEFAULT_FPS,
-        help=_allowed("fps", f"frames per second of the MP4 and GIF (default {DEFAULT_FPS:g})"),
-    )
-    animate.add_argument(
-        "--model",
-        default="default",
-        help="default (SD 1.5 + AnimateDiff + IP-Adapter Plus), tiny (offline, random weights), or an SD 1.5 hub id / folder",
-    )
-    animate.add_argument(
-        "--predictor",
-        help="folder of a trained semantic motion predictor (config.json + model.safetensors); without it, linear interpolation",
-    )
-    animate.add_argument("--prompt", help="text for the clip (default: the two panels' prompts)")
-    animate.add_argument("--negative-prompt")
-    animate.add_argument("--seed", type=int, default=0, help=_allowed("seed"))
-    animate.add_argument("--steps", type=int, help=_allowed("animation_steps", "denoising steps (default 25; tiny: 4)"))
-    animate.add_argument("--guidance", type=float, default=7.5, help=_allowed("guidance"))
-    animate.add_argument(
-        "--strength",
-        type=float,
-        default=0.9,
-        help=_allowed("strength", "noise on the in-between frames: 1 = most motion, lower = closer to a cross-fade"),
-    )
-    animate.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
-    animate.add_argument("--dtype", default="auto", help="auto, float16, bfloat16 or float32")
-    animate.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _load_story_and_model(path: str):

@@ -187,8 +187,9 @@ def build_manifest(
 ) -> dict[str, Any]:
     """Everything needed to reproduce the run: story, resolved settings, model, seeds, versions.
 
-    ``complete`` is False while a run is under way (and stays so if it is interrupted); ``earlier``
-    are panel entries of an earlier run of the same story that this run keeps.
+    ``complete`` is False while a run is under way (and stays so if it is interrupted), and never
+    True while a panel of the story is missing; ``earlier`` are panel entries of an earlier run of
+    the same story that this run keeps.
     """
     spec = result.model
     drawn = [_panel_entry(panel) for panel in result.panels]
@@ -203,7 +204,7 @@ def build_manifest(
         "scheduler": result.scheduler,
         "consistent_layers": result.consistent_layers,
         "panels": panels,
-        "complete": complete,
+        "complete": complete and len(panels) == len(result.story.panels),
         "identity_bank": bank_file,
         "identity_bank_bytes": result.bank.nbytes() if result.bank is not None else 0,
         "warnings": list(result.warnings),

@@ -154,3 +154,13 @@ def test_the_command_animate_suggests_for_a_missing_panel_redraws_only_that_pane
     after = files(out)
     assert "panels/panel_003.png" in after
     assert all(after[name] == data for name, data in before.items() if name != "story.json")
+
+
+def test_redrawing_one_panel_of_an_unfinished_run_does_not_call_it_complete(story, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    with monkeypatch.context() as patch:
+        interrupt_after(patch, 2)
+        main(["generate", str(story), "--out", str(out), *FAST])
+    finished = {entry["panel"] for entry in manifest(out)["panels"]}
+    assert main(["generate", str(story), "--out", str(out), *FAST, "--panels", str(min(finished))]) == 0
+    assert manifest(out)["complete"] is False and {e["panel"] for e in manifest(out)["panels"]} == finished
