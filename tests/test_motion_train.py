@@ -127,6 +127,7 @@ def test_training_lowers_loss_and_beats_linear_interpolation(trained, videos):
     assert torch.equal(predicted[:, 0], start) and torch.equal(predicted[:, -1], end)
 
 
+@pytest.mark.slow
 def test_outputs_are_safetensors_and_json_only(trained):
     out = trained.out_dir
     assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()

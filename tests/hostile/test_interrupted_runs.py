@@ -61,6 +61,7 @@ def interrupt_after(monkeypatch, finished: int) -> None:
     monkeypatch.setattr(cli._StepBar, "update", update)
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_is_valid_and_the_same_command_finishes_it_with_identical_pixels(
     story, tmp_path, monkeypatch, capsys
 ):
@@ -99,6 +100,7 @@ def test_an_unfinished_run_of_another_story_is_refused_and_left_as_it_is(story, 
     assert files(part) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overwrite", [[], ["--overwrite"]], ids=["plain", "overwrite"])
 def test_redrawing_some_panels_in_place_keeps_every_other_panel_the_bank_and_their_records(story, tmp_path, overwrite):
     out = tmp_path / "out"
@@ -138,6 +140,7 @@ def test_sigterm_stops_a_run_like_ctrl_c_and_leaves_a_resumable_folder(story, tm
     assert manifest(out)["complete"] is True and len(panels(out)) == 5
 
 
+@pytest.mark.slow
 def test_the_command_animate_suggests_for_a_missing_panel_redraws_only_that_panel(story, tmp_path, capsys):
     import shlex
 
@@ -156,6 +159,7 @@ def test_the_command_animate_suggests_for_a_missing_panel_redraws_only_that_pane
     assert all(after[name] == data for name, data in before.items() if name != "story.json")
 
 
+@pytest.mark.slow
 def test_redrawing_one_panel_of_an_unfinished_run_does_not_call_it_complete(story, tmp_path, monkeypatch):
     out = tmp_path / "out"
     with monkeypatch.context() as patch:
