@@ -135,8 +135,8 @@ class GenerationSettings:
     # Panels per batch after the identity pass, and the window length in "window" mode.
     window: int = 4
     mode: str = "identity"
-    # Plain self-attention for the first k denoising steps (the paper's code uses 2), when the
-    # layout of the image is still noise and sharing tokens only blurs it. Capped at half the steps.
+    # Plain self-attention for the first k denoising steps, while the layout of each image is still
+    # noise and sharing tokens only blurs it; capped at half the steps. The original code uses 1.
     first_consistent_step: int = 2
     # Probability of plain attention for one layer at one step, as the original code does
     # (0.3 in the first 40% of steps, 0.1 after). Off by default: 0.0.

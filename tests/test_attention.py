@@ -217,3 +217,19 @@ def test_unknown_block_set_is_refused():
         unet = UNet2DConditionModel(**full_size_unet_config("sd15"))
     with pytest.raises(ValueError, match="choose from"):
         consistent_layer_names(unet, "middle")
+
+
+def test_the_warm_up_is_what_the_readme_says_default_two_plain_steps_capped_at_half(tiny_sdxl):
+    from storydiffusion.settings import GenerationSettings
+    from storydiffusion.story import story_from_text
+
+    story = story_from_text("[Bob] a man", "[Bob] walks")
+    assert GenerationSettings().first_consistent_step == 2
+    assert tiny_sdxl.resolve_settings(story, GenerationSettings(steps=30)).first_consistent_step == 2
+    assert tiny_sdxl.resolve_settings(story, GenerationSettings(steps=3)).first_consistent_step == 1
+    original = ConsistencyContext(all_others(2), seed=1, latent_tokens=TOKENS, total_steps=10, first_consistent_step=1)
+    active = []
+    for step in range(3):
+        original.step = step
+        active.append(original.is_active(0))
+    assert active == [False, True, True]  # --first-consistent-step 1: the original's one plain step
