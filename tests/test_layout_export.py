@@ -290,3 +290,19 @@ def test_generate_with_layout_and_export(tmp_path, capsys):
     with zipfile.ZipFile(out / "comic.cbz") as archive:
         assert ElementTree.fromstring(archive.read("ComicInfo.xml")).findtext("PageCount") == "1"
     assert "yonkoma page in" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "title",
+    ["Evil \x01\x0b <&> \x7f \ufffe \ud800 end", "<![CDATA[x]]> & </Title>", "\x00\x00", "漢字 · Ñandú"],
+    ids=["controls", "markup", "nul", "unicode"],
+)
+def test_metadata_from_any_title_keeps_comicinfo_and_the_pdf_valid(title, tmp_path):
+    from storydiffusion.layout.export import metadata_text
+
+    xml = comic_info_xml(title, [(10, 10)], False, characters=["A\x02B"], summary=title)
+    root = ElementTree.fromstring(xml)  # well-formed XML whatever the title holds
+    assert root.findtext("Title") == metadata_text(title)
+    assert all(ch.isprintable() for ch in root.findtext("Title"))
+    pdf = write_pdf([Image.new("RGB", (16, 16), "white")], tmp_path / "c.pdf", 150, title=title)
+    assert pdf.read_bytes().startswith(b"%PDF") and pdf.read_bytes().rstrip().endswith(b"%%EOF")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import unicodedata
 import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -22,6 +23,7 @@ from ..atomic import TEMPORARY_MARK, atomic_write_bytes
 __all__ = [
     "EXPORTS",
     "comic_info_xml",
+    "metadata_text",
     "encode_png",
     "page_filename",
     "page_filenames",
@@ -39,6 +41,19 @@ PDF_JPEG_QUALITY = 92  # Pillow stores RGB pages in a PDF as JPEG; 92 keeps lett
 PNG_COMPRESS_LEVEL = 3
 _STALE_PAGE = re.compile(rf"\.?page_\d+({re.escape(TEMPORARY_MARK)})?\.png\Z")
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+def metadata_text(text: str) -> str:
+    """Text that every metadata format holds: control characters and what XML 1.0 cannot carry
+    (NUL, lone surrogates, U+FFFE/U+FFFF) become spaces, runs of spaces one. ElementTree escapes
+    ``<`` and ``&`` itself; the characters removed here it would write as they are, breaking the file."""
+    cleaned = "".join(" " if _unprintable(ch) else ch for ch in str(text))
+    return " ".join(cleaned.split())
+
+
+def _unprintable(ch: str) -> bool:
+    code = ord(ch)
+    return unicodedata.category(ch) in ("Cc", "Cs") or code in (0xFFFE, 0xFFFF)
 
 
 def encode_png(page: PageData) -> bytes:
@@ -96,7 +111,7 @@ def write_pdf(pages: Sequence[PageData], path: str | os.PathLike, dpi: int, *, t
         raise ValueError("a PDF needs at least one page")
     images = [_image(p) for p in pages]
     buffer = io.BytesIO()
-    extra = {"title": title} if title else {}
+    extra = {"title": metadata_text(title)} if title and metadata_text(title) else {}
     images[0].save(
         buffer,
         format="PDF",
@@ -131,7 +146,7 @@ def comic_info_xml(
     )
 
     def add(tag: str, text: str) -> None:
-        ElementTree.SubElement(root, tag).text = text
+        ElementTree.SubElement(root, tag).text = metadata_text(text)
 
     add("Title", title)
     if summary:
