@@ -56,6 +56,7 @@ def run_generate(args: argparse.Namespace) -> int:
         check_options(args.layout, args.export)
     story, manifest_model = _load_story_and_model(args.story)
     settings = _generation_settings(story.settings, args)
+    _check_panel_numbers(args.panels, len(story.panels))
     earlier = earlier_run(args.out)
     continuing = earlier is not None and (args.panels is not None or is_incomplete(earlier))
     check_output_dir(args.out, overwrite=args.overwrite or continuing)  # before any model loads; deletes nothing
@@ -108,6 +109,19 @@ def _run_folder(args: argparse.Namespace, earlier, story, settings, pipeline):
             return Path(args.out), RunWriter(args.out, plan.keep, plan.bank_file), plan.panels
     out = prepare_output_dir(args.out, overwrite=args.overwrite)
     return out, RunWriter(out), args.panels
+
+
+def _check_panel_numbers(panels: list[int] | None, count: int) -> None:
+    """--panels names panels of this story: checked before the model loads or the folder changes."""
+    if panels is None:
+        return
+    if not panels:
+        raise StoryDiffusionError("--panels names no panel: give 1-based panel numbers such as 2,5")
+    missing = [index + 1 for index in panels if not 0 <= index < count]
+    if missing:
+        raise StoryDiffusionError(
+            f"--panels {missing[0]} does not exist: the story has {count} panels, numbered from 1"
+        )
 
 
 def _generation_settings(base, args: argparse.Namespace):

@@ -62,3 +62,16 @@ def test_out_of_memory_while_reading_input_is_not_blamed_on_the_model(story, tmp
     monkeypatch.setattr(cli, "_load_story_and_model", exhausted)
     err = run(story, tmp_path / "out", capsys)
     assert "reading the input" in err and "--height" not in err
+
+
+@pytest.mark.parametrize(
+    "value, expected", [("9", "--panels 9 does not exist"), ("0", "--panels 0 does not exist"), (",", "names no panel")]
+)
+def test_panel_numbers_outside_the_story_are_refused_before_the_folder_changes(
+    story, tmp_path, capsys, value, expected
+):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "story.json").write_text("{}")
+    assert expected in run(story, out, capsys, "--panels", value, "--overwrite")
+    assert (out / "story.json").read_text() == "{}"
