@@ -7,7 +7,6 @@ is the one place that knows those names; every file is written through :mod:`sto
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import re
@@ -165,9 +164,12 @@ def _listing(folder: Path) -> list[Path]:
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
+    """One of this tool's own records, read through ``structured`` like any file; None if unreadable."""
+    if not path.is_file():
+        return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = parse_json(read_text(path, "record", MAX_MANIFEST_BYTES), path.name)
+    except InputFileError:
         return None
     return data if isinstance(data, dict) else None
 
