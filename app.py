@@ -2,28 +2,42 @@
 
 python app.py                    # the default SDXL model (GPU + internet), else the offline demo
 python app.py --offline-demo     # tiny random-weight model, CPU, no downloads
-python app.py --share            # a public Gradio link
+python app.py --share            # a public Gradio link (a shared server: listed models only)
+python app.py --help             # every option: custom models, queue size, upload limit
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-from dataclasses import dataclass
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
 from storydiffusion import studio_text as text  # noqa: E402
-from storydiffusion.layout.templates import list_templates  # noqa: E402
-from storydiffusion.models import ModelSpec, default_model_name  # noqa: E402
-from storydiffusion.settings import DEFAULT_FPS, DEFAULT_FRAMES, SETTING_RANGES  # noqa: E402
+from storydiffusion.errors import StoryDiffusionError  # noqa: E402
+from storydiffusion.model_pool import ModelPool  # noqa: E402
 from storydiffusion.story import story_to_text  # noqa: E402
 from storydiffusion.streaming import PanelDone, RunFailed, RunFinished, StepDone  # noqa: E402
-from storydiffusion.studio import OFFLINE_MODEL, ModelPool, StudioSession, random_seed  # noqa: E402
+from storydiffusion.studio import StudioSession, close_session, random_seed, session_of  # noqa: E402
 from storydiffusion.studio_errors import shown_on_page  # noqa: E402
-from storydiffusion.styles import load_styles  # noqa: E402
+from storydiffusion.studio_server import (  # noqa: E402
+    CACHE_MAX_AGE_SECONDS,
+    CACHE_SWEEP_SECONDS,
+    SESSION_TTL_SECONDS,
+    ServerOptions,
+    server_options,
+)
+from storydiffusion.studio_widgets import (  # noqa: E402
+    Studio,
+    advanced_settings,
+    animate_tab,
+    panel_editing,
+    project_panel,
+    results_panel,
+    run_buttons,
+    story_inputs,
+)
 
 try:  # Hugging Face ZeroGPU: GPU work must run inside spaces.GPU; elsewhere this is a no-op.
     import spaces
@@ -35,228 +49,22 @@ except ImportError:
         return function
 
 
-def setting_id(name: str) -> str:
-    """The page id of a setting's widget: ``sampling_rate`` -> ``#sampling-rate``."""
-    return name.replace("_", "-")
-
-
-def setting_slider(name: str, value: float) -> gr.Slider:
-    """A slider over exactly the range validation accepts (settings.SETTING_RANGES)."""
-    allowed = SETTING_RANGES[name]
-    return gr.Slider(
-        allowed.low,
-        allowed.ui_maximum,
-        value=value,
-        step=allowed.step,
-        label=text.SETTING_LABELS[name],
-        elem_id=setting_id(name),
-    )
-
-
-# -- components, one function per panel ------------------------------------------------------
-
-
-@dataclass
-class StoryInputs:
-    title: gr.Textbox
-    characters: gr.Textbox
-    story: gr.Textbox
-    example: gr.Dropdown
-    style: gr.Dropdown
-    model: gr.Dropdown
-    layout: gr.Dropdown
-
-    def texts(self) -> list[gr.Textbox]:
-        return [self.title, self.characters, self.story]
-
-
-@dataclass
-class AdvancedSettings:
-    negative: gr.Textbox
-    numbers: dict[str, gr.Slider | gr.Number]  # by setting name, in the order of text.UI_SETTINGS
-    dice: gr.Button
-
-    def values(self) -> list:
-        """The widgets whose values ``text.settings_from_ui`` reads after the style: negative prompt, then numbers."""
-        return [self.negative, *(self.numbers[name] for name in text.UI_SETTINGS)]
-
-
-@dataclass
-class RunButtons:
-    generate: gr.Button
-    stop: gr.Button
-
-
-@dataclass
-class Results:
-    status: gr.Markdown
-    gallery: gr.Gallery
-    pages: gr.Gallery
-    pdf: gr.File
-    cbz: gr.File
-    panels_zip: gr.File
-    project_file: gr.File
-
-    def downloads(self) -> list:
-        """The widgets filled by ``StudioSession.downloads()``, in its order."""
-        return [self.pages, self.pdf, self.cbz, self.panels_zip]
-
-
-@dataclass
-class PanelEditing:
-    number: gr.Number
-    prompt: gr.Textbox
-    regenerate: gr.Button
-    retypeset: gr.Button
-
-
-@dataclass
-class ProjectFiles:
-    save: gr.Button
-    upload: gr.File
-
-
-@dataclass
-class AnimateTab:
-    from_panel: gr.Number
-    to_panel: gr.Number
-    frames: gr.Slider
-    fps: gr.Slider
-    animate: gr.Button
-    note: gr.Markdown
-    video: gr.Video
-    gif: gr.Image
-
-
-@dataclass
-class Studio:
-    session: gr.State
-    notice: gr.Markdown
-    inputs: StoryInputs
-    advanced: AdvancedSettings
-    buttons: RunButtons
-    results: Results
-    editing: PanelEditing
-    project: ProjectFiles
-    animate: AnimateTab
-
-
-def story_inputs(pool: ModelPool, examples: list[str]) -> StoryInputs:
-    title = gr.Textbox(label="Title", value="My story", elem_id="title")
-    characters = gr.Textbox(
-        label="Characters",
-        lines=4,
-        elem_id="characters",
-        placeholder="[Bob] a tall man with red hair and a green jacket",
-    )
-    story = gr.Textbox(
-        label="Story (one panel per line)",
-        lines=8,
-        elem_id="story",
-        placeholder="[Bob] opens the door # Late again. @Bob: Sorry!",
-    )
-    with gr.Accordion("How to write a story", open=False):
-        gr.Markdown(text.SYNTAX_HELP)
-    example = gr.Dropdown(examples, label="Examples", value=None, elem_id="examples")
-    styles, default_style = load_styles()
-    with gr.Row():
-        style = gr.Dropdown(list(styles), value=default_style, label="Style")
-        model = gr.Dropdown(pool.choices(), value=pool.default_model, label="Model", allow_custom_value=True)
-        layout = gr.Dropdown(list_templates(), value="classic", label="Layout", elem_id="layout")
-    return StoryInputs(title, characters, story, example, style, model, layout)
-
-
-def advanced_settings(spec: ModelSpec) -> AdvancedSettings:
-    """The numeric settings, each over its range in SETTING_RANGES, starting at the model's defaults."""
-    seed_range = SETTING_RANGES["seed"]
-    with gr.Accordion("Advanced", open=False):
-        negative = gr.Textbox(label="Negative prompt")
-        with gr.Row():
-            steps = setting_slider("steps", spec.steps)
-            guidance = setting_slider("guidance", spec.guidance)
-        with gr.Row():
-            width = setting_slider("width", spec.width)
-            height = setting_slider("height", spec.height)
-        with gr.Row():
-            seed = gr.Number(
-                value=0,
-                precision=0,
-                minimum=seed_range.low,
-                maximum=seed_range.ui_maximum,
-                label="Seed",
-                elem_id="seed",
-            )
-            dice = gr.Button("🎲", scale=0, elem_id="dice")
-        with gr.Row():
-            sampling_rate = setting_slider("sampling_rate", 0.5)
-            id_images = setting_slider("id_images", 3)
-            window = setting_slider("window", 4)
-    numbers = dict(zip(text.UI_SETTINGS, (steps, guidance, width, height, seed, sampling_rate, id_images, window)))
-    return AdvancedSettings(negative, numbers, dice)
-
-
-def run_buttons() -> RunButtons:
-    with gr.Row():
-        generate = gr.Button("Generate", variant="primary", elem_id="generate")
-        stop = gr.Button("Stop", variant="stop", elem_id="stop")
-    return RunButtons(generate, stop)
-
-
-def results_panel() -> Results:
-    status = gr.Markdown("", elem_id="status")
-    gallery = gr.Gallery(label="Panels", columns=4, height=360, elem_id="panels", type="pil")
-    pages = gr.Gallery(label="Comic pages", columns=2, height=640, object_fit="contain", elem_id="pages")
-    with gr.Row():
-        pdf = gr.File(label="PDF", elem_id="pdf", interactive=False)
-        cbz = gr.File(label="CBZ", interactive=False)
-        panels_zip = gr.File(label="Panels (ZIP)", interactive=False)
-        project_file = gr.File(label="Project", elem_id="project", interactive=False)
-    return Results(status, gallery, pages, pdf, cbz, panels_zip, project_file)
-
-
-def panel_editing() -> PanelEditing:
-    with gr.Accordion("Change one panel or the lettering", open=False):
-        with gr.Row():
-            number = gr.Number(value=1, precision=0, minimum=1, label="Panel", elem_id="panel-number")
-            prompt = gr.Textbox(label="New prompt (empty: keep it, new seed)", scale=3)
-        regenerate = gr.Button("Regenerate panel", elem_id="regenerate")
-        retypeset = gr.Button("Re-typeset pages (layout, captions, speech)", elem_id="retypeset")
-    return PanelEditing(number, prompt, regenerate, retypeset)
-
-
-def project_panel() -> ProjectFiles:
-    with gr.Accordion("Save or continue a project", open=False):
-        save = gr.Button("Download project")
-        upload = gr.File(label="Load a project file (.zip)", file_types=[".zip"], type="filepath", elem_id="upload")
-    return ProjectFiles(save, upload)
-
-
-def animate_tab() -> AnimateTab:
-    gr.Markdown(
-        "Animate the transition between two generated panels (AnimateDiff on SD 1.5, conditioned "
-        "frame by frame on CLIP image embeddings interpolated by the Semantic Motion Predictor)."
-    )
-    with gr.Row():
-        from_panel = gr.Number(value=1, precision=0, minimum=1, label="From panel", elem_id="from-panel")
-        to_panel = gr.Number(value=2, precision=0, minimum=1, label="To panel", elem_id="to-panel")
-        frames = setting_slider("frames", DEFAULT_FRAMES)
-        fps = setting_slider("fps", DEFAULT_FPS)
-    animate = gr.Button("Animate", variant="primary", elem_id="animate")
-    note = gr.Markdown(elem_id="animation-note")
-    with gr.Row():
-        video = gr.Video(label="MP4", elem_id="video", interactive=False)
-        gif = gr.Image(label="GIF", type="filepath", elem_id="gif", interactive=False)
-    return AnimateTab(from_panel, to_panel, frames, fps, animate, note, video, gif)
-
-
 # -- events ------------------------------------------------------------------------------------
+# Every event takes its widgets' raw values (preprocess=False) and checks them in the library
+# (studio_text), so an API client sending a wrong type gets a message naming the field. The
+# session state starts empty; session_of() gives each user (browser or API client) their own.
 
 
 def wire_story_inputs(studio: Studio, examples: dict[str, tuple[str, str, str]]) -> None:
-    def pick_example(name: str | None):
-        return examples[name] if name else (gr.update(), gr.update(), gr.update())
+    @shown_on_page
+    def pick_example(name):
+        if name is None or name == "":
+            return gr.update(), gr.update(), gr.update()
+        return examples[text.choice_value("Examples", name, list(examples))]
 
-    studio.inputs.example.change(pick_example, [studio.inputs.example], studio.inputs.texts(), queue=False)
+    studio.inputs.example.change(
+        pick_example, [studio.inputs.example], studio.inputs.texts(), queue=False, preprocess=False
+    )
     studio.advanced.dice.click(random_seed, None, [studio.advanced.numbers["seed"]], queue=False)
 
 
@@ -264,53 +72,94 @@ def wire_generation(studio: Studio, pool: ModelPool) -> None:
     inputs, results = studio.inputs, studio.results
 
     @shown_on_page
-    def check_story(title, characters, story_text, style, negative, *numbers):
+    def check_story(
+        title,
+        characters,
+        story_text,
+        style,
+        negative,
+        steps,
+        guidance,
+        width,
+        height,
+        seed,
+        sampling_rate,
+        id_images,
+        window,
+    ):
         """Checked before the GPU queue, so a typo is reported at once and next to the status line."""
-        return text.queued_message(
-            text.story_from_ui(title, characters, story_text, text.settings_from_ui(style, negative, numbers))
-        )
+        numbers = (steps, guidance, width, height, seed, sampling_rate, id_images, window)
+        settings = text.settings_from_ui(style, negative, numbers)
+        return text.queued_message(text.story_from_ui(title, characters, story_text, settings))
 
     @gpu_task
     @shown_on_page
-    def run_story(
-        state, title, characters, story_text, style, model, layout, negative, *numbers, progress=gr.Progress()
+    def generate(
+        state,
+        title,
+        characters,
+        story_text,
+        style,
+        model,
+        layout,
+        negative,
+        steps,
+        guidance,
+        width,
+        height,
+        seed,
+        sampling_rate,
+        id_images,
+        window,
+        progress=gr.Progress(),
     ):
+        numbers = (steps, guidance, width, height, seed, sampling_rate, id_images, window)
         settings = text.settings_from_ui(style, negative, numbers)
         story = text.story_from_ui(title, characters, story_text, settings)
-        pipeline = pool.get(model)
-        notice = gr.update(visible=bool(pool.notice), value=text.notice_markdown(pool.notice))
-        yield state, text.STARTING_MESSAGE, [], [], None, None, None, notice
-        for event in state.generate(pipeline, story, settings, model):
+        layout = text.layout_value(layout)
+        session, pipeline, notice = session_of(state), pool.get(model), pool.notice(model)
+        banner = gr.update(visible=bool(notice), value=text.notice_markdown(notice))
+        yield session, text.STARTING_MESSAGE, [], [], None, None, None, banner
+        for event in session.generate(pipeline, story, settings, pool.check_choice(model)):
             if isinstance(event, StepDone):
                 progress(event.progress.fraction, desc=text.step_message(event.progress))
             elif isinstance(event, PanelDone):
-                done = text.panels_done_message(len(state.panels()), len(story.panels))
-                yield state, done, text.gallery_items(state.panels()), [], None, None, None, gr.update()
+                done = text.panels_done_message(len(session.panels()), len(story.panels))
+                yield session, done, text.gallery_items(session.panels()), [], None, None, None, gr.update()
             elif isinstance(event, RunFailed):
                 raise event.error
             elif isinstance(event, RunFinished):
-                state.retypeset(layout)
+                session.retypeset(layout)
                 finished = text.finished_message(event.result, len(story.panels))
-                yield state, finished, text.gallery_items(state.panels()), *state.downloads().as_tuple(), gr.update()
+                panels = text.gallery_items(session.panels())
+                yield session, finished, panels, *session.downloads().as_tuple(), gr.update()
 
-    def stop_run(state: StudioSession) -> str:
+    def stop(state: StudioSession | None) -> str:
+        if state is None:
+            return text.NOTHING_RUNNING_MESSAGE
         state.stop()
         return text.STOPPING_MESSAGE
 
+    story_widgets = [*inputs.texts(), inputs.style]
     checked = studio.buttons.generate.click(
         check_story,
-        [*inputs.texts(), inputs.style, *studio.advanced.values()],
+        [*story_widgets, *studio.advanced.values()],
         [results.status],
         concurrency_limit=None,
+        preprocess=False,
+        api_name="check_story",
     )
     checked.success(
-        run_story,
-        [studio.session, *inputs.texts(), inputs.style, inputs.model, inputs.layout, *studio.advanced.values()],
+        generate,
+        [studio.session, *story_widgets, inputs.model, inputs.layout, *studio.advanced.values()],
         [studio.session, results.status, results.gallery, *results.downloads(), studio.notice],
         concurrency_limit=1,
         concurrency_id="gpu",
+        preprocess=False,
+        api_name="generate",
     )
-    studio.buttons.stop.click(stop_run, [studio.session], [results.status], concurrency_limit=None)
+    # Stop skips the queue: it must reach a run even when the queue is full.
+    studio.buttons.stop.click(stop, [studio.session], [results.status], queue=False, api_name="stop")
 
 
 def wire_panel_editing(studio: Studio, pool: ModelPool) -> None:
@@ -319,69 +168,76 @@ def wire_panel_editing(studio: Studio, pool: ModelPool) -> None:
     @gpu_task
     @shown_on_page
     def regenerate_panel(state, number, prompt, model, layout):
-        number = text.panel_number_from_ui(number)
-        state.regenerate_panel(pool.get(model), number - 1, prompt or None)
-        state.retypeset(layout)
-        return (
-            state,
-            text.regenerated_message(number),
-            text.gallery_items(state.panels()),
-            *state.downloads().as_tuple(),
-        )
+        session, number = session_of(state), text.panel_number_from_ui(number)
+        prompt, layout = text.text_value("New prompt", prompt), text.layout_value(layout)
+        session.regenerate_panel(pool.get(model), number - 1, prompt or None)
+        session.retypeset(layout)
+        panels = text.gallery_items(session.panels())
+        return session, text.regenerated_message(number), panels, *session.downloads().as_tuple()
 
     @shown_on_page
-    def retypeset_pages(state, title, characters, story_text, layout):
-        state.retypeset(layout, text.story_from_ui(title, characters, story_text))
-        return state, text.typeset_message(layout), *state.downloads().as_tuple()
+    def retypeset(state, title, characters, story_text, layout):
+        session, layout = session_of(state), text.layout_value(layout)
+        session.retypeset(layout, text.story_from_ui(title, characters, story_text))
+        return session, text.typeset_message(layout), *session.downloads().as_tuple()
 
     @shown_on_page
     def change_layout(state, layout):
-        pages = state.choose_layout(layout)
-        return state, text.layout_chosen_message(layout, pages is not None), *state.downloads().as_tuple()
+        session, layout = session_of(state), text.layout_value(layout)
+        pages = session.choose_layout(layout)
+        return session, text.layout_chosen_message(layout, pages is not None), *session.downloads().as_tuple()
 
     def pick_panel(selected: gr.SelectData) -> int:
         """Clicking a panel in the gallery selects it for regeneration."""
         return text.selected_panel_number(selected.index, selected.value)
 
-    studio.results.gallery.select(pick_panel, None, [editing.number], queue=False)
+    studio.results.gallery.select(pick_panel, None, [editing.number], queue=False, api_visibility="private")
     editing.regenerate.click(
         regenerate_panel,
         [studio.session, editing.number, editing.prompt, inputs.model, inputs.layout],
         [studio.session, results.status, results.gallery, *results.downloads()],
         concurrency_limit=1,
         concurrency_id="gpu",
+        preprocess=False,
+        api_name="regenerate_panel",
     )
     retypeset_inputs = [studio.session, *inputs.texts(), inputs.layout]
     retypeset_outputs = [studio.session, results.status, *results.downloads()]
-    editing.retypeset.click(retypeset_pages, retypeset_inputs, retypeset_outputs)
-    inputs.layout.change(change_layout, [studio.session, inputs.layout], retypeset_outputs)
+    editing.retypeset.click(retypeset, retypeset_inputs, retypeset_outputs, preprocess=False, api_name="retypeset")
+    inputs.layout.change(
+        change_layout, [studio.session, inputs.layout], retypeset_outputs, preprocess=False, api_name="change_layout"
+    )
 
 
 def wire_project(studio: Studio, pool: ModelPool) -> None:
     inputs, results = studio.inputs, studio.results
 
     @shown_on_page
-    def save_project(state: StudioSession) -> str:
-        return str(state.save_project())
+    def save_project(state: StudioSession | None) -> str:
+        return str(session_of(state).save_project())
 
     @shown_on_page
-    def load_project_file(state, path, model, layout):
-        project = state.load_project(path, pool.get(model))
-        state.retypeset(project.layout or layout)
-        panels = state.panels()
+    def load_project(state, path, model, layout):
+        """Gradio checks the upload (its size, that it is an uploaded file); the library checks the archive."""
+        session, layout = session_of(state), text.layout_value(layout)
+        if not path:
+            raise StoryDiffusionError("Project: choose a project file (.zip) to load")
+        project = session.load_project(path, pool.get(model))
+        session.retypeset(project.layout or layout)
+        panels = session.panels()
         return (
-            state,
+            session,
             project.story.title,
             *story_to_text(project.story),
             project.settings.seed,
             text.loaded_message(project.story, len(panels)),
             text.gallery_items(panels),
-            *state.downloads().as_tuple(),
+            *session.downloads().as_tuple(),
         )
 
-    studio.project.save.click(save_project, [studio.session], [results.project_file])
+    studio.project.save.click(save_project, [studio.session], [results.project_file], api_name="save_project")
     studio.project.upload.upload(
-        load_project_file,
+        load_project,
         [studio.session, studio.project.upload, inputs.model, inputs.layout],
         [
             studio.session,
@@ -391,6 +247,7 @@ def wire_project(studio: Studio, pool: ModelPool) -> None:
             results.gallery,
             *results.downloads(),
         ],
+        api_name="load_project",
     )
 
 
@@ -399,24 +256,28 @@ def wire_animate(studio: Studio, pool: ModelPool) -> None:
 
     @gpu_task
     @shown_on_page
-    def animate_panels(state, start, end, frames, fps, progress=gr.Progress()):
-        start, end = text.panel_number_from_ui(start, "From panel"), text.panel_number_from_ui(end, "To panel")
-        result = state.animate(
+    def animate(state, from_panel, to_panel, frames, fps, progress=gr.Progress()):
+        start = text.panel_number_from_ui(from_panel, "From panel")
+        end = text.panel_number_from_ui(to_panel, "To panel")
+        frames, fps = text.setting_value("frames", frames), text.setting_value("fps", fps)
+        result = session_of(state).animate(
             pool.transition(),
             start,
             end,
-            text.setting_value("frames", frames),
-            text.setting_value("fps", fps),
+            frames,
+            fps,
             callback=lambda step: progress(*text.animation_progress(step.step, step.steps)),
         )
         return text.animation_note(start, end, result), str(result.mp4), str(result.gif)
 
     tab.animate.click(
-        animate_panels,
+        animate,
         [studio.session, tab.from_panel, tab.to_panel, tab.frames, tab.fps],
         [tab.note, tab.video, tab.gif],
         concurrency_limit=1,
         concurrency_id="gpu",
+        preprocess=False,
+        api_name="animate",
     )
 
 
@@ -427,10 +288,12 @@ def build_app(pool: ModelPool) -> gr.Blocks:
     """The studio page for ``pool``'s default model (loaded here, so the page knows its defaults and notice)."""
     spec = pool.get().spec
     examples = text.example_stories()
-    with gr.Blocks(title="StoryDiffusion studio") as demo:
-        session = gr.State(lambda: StudioSession(), delete_callback=StudioSession.close)
+    delete_cache = (CACHE_SWEEP_SECONDS, CACHE_MAX_AGE_SECONDS)
+    with gr.Blocks(title="StoryDiffusion studio", delete_cache=delete_cache) as demo:
+        session = gr.State(None, time_to_live=SESSION_TTL_SECONDS, delete_callback=close_session)
         gr.Markdown("# StoryDiffusion studio\nCharacter-consistent comics from text, with Consistent Self-Attention.")
-        notice = gr.Markdown(text.notice_markdown(pool.notice), visible=bool(pool.notice), elem_id="model-notice")
+        notice = pool.notice()
+        banner = gr.Markdown(text.notice_markdown(notice), visible=bool(notice), elem_id="model-notice")
         with gr.Tab("Story"), gr.Row():
             with gr.Column(scale=2):
                 inputs = story_inputs(pool, list(examples))
@@ -442,7 +305,7 @@ def build_app(pool: ModelPool) -> gr.Blocks:
                 project = project_panel()
         with gr.Tab("Animate", elem_id="animate-tab"):
             animate = animate_tab()
-        studio = Studio(session, notice, inputs, advanced, buttons, results, editing, project, animate)
+        studio = Studio(session, banner, inputs, advanced, buttons, results, editing, project, animate)
         wire_story_inputs(studio, examples)
         wire_generation(studio, pool)
         wire_panel_editing(studio, pool)
@@ -451,22 +314,15 @@ def build_app(pool: ModelPool) -> gr.Blocks:
     return demo
 
 
+def make_app(options: ServerOptions, pool: ModelPool | None = None) -> gr.Blocks:
+    """The page with its queue: one GPU job at a time, at most ``options.max_queue`` waiting (more are told so)."""
+    pool = pool or ModelPool(options.model, device=options.device, allow_custom=options.allow_custom_models)
+    return build_app(pool).queue(default_concurrency_limit=1, max_size=options.max_queue)
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="StoryDiffusion studio web app")
-    parser.add_argument(
-        "--model", help="registry name, hub id, local folder or .safetensors file (default: configs/models.yaml)"
-    )
-    parser.add_argument("--offline-demo", action="store_true", help=f"use the tiny offline model {OFFLINE_MODEL!r}")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--share", action="store_true", help="create a public Gradio link")
-    parser.add_argument("--device", default="auto")
-    args = parser.parse_args(argv)
-    model = OFFLINE_MODEL if args.offline_demo else (args.model or default_model_name())
-    pool = ModelPool(model, device="cpu" if args.offline_demo else args.device)
-    demo = build_app(pool)
-    demo.queue(default_concurrency_limit=1, max_size=32)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=False)
+    options = server_options(argv)
+    make_app(options).launch(**options.launch_options())
 
 
 if __name__ == "__main__":

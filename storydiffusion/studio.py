@@ -1,4 +1,4 @@
-"""What the web studio does, as a library: models shared by all users, one session per user.
+"""What the web studio does for one user, as a library: one session per user (models: model_pool.py).
 
 A session owns a run folder in the same format as the CLI's ``--out`` (panels/, story.json), so
 every capability of the UI is the library's: generating, regenerating one panel with the kept
@@ -7,20 +7,17 @@ identity bank, re-typesetting pages, exporting, saving and loading project files
 
 from __future__ import annotations
 
-import logging
 import secrets
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .bank import IdentityBank
-from .errors import ModelError, StoryDiffusionError
-from .hub import hub_is_reachable, hub_repo, is_in_hub_cache
+from .errors import StoryDiffusionError
 from .layout.compose import ComposeResult, check_options, compose_run
-from .models import load_model_registry
 from .pipeline import PanelImage, StoryPipeline, StoryResult
 from .project import Project, load_project, save_project
 from .rundir import PANELS_DIR, VIDEO_DIR, save_panel, save_result
@@ -28,10 +25,7 @@ from .settings import DEFAULT_FPS, DEFAULT_FRAMES, GenerationSettings
 from .story import Story, story_from_text, story_to_text
 from .streaming import Event, PanelDone, RunFinished, stream_generation
 
-OFFLINE_MODEL = "tiny-sdxl"
 MAX_DICE_SEED = 2**31 - 1  # the dice stays below 2**53 so a browser's number field holds it exactly
-
-logger = logging.getLogger(__name__)
 
 
 def random_seed() -> int:
@@ -39,109 +33,19 @@ def random_seed() -> int:
     return secrets.randbelow(MAX_DICE_SEED + 1)
 
 
-class HubUnreachable(ModelError):
-    """A hub model is neither cached nor downloadable right now: loading it is not even tried."""
+def session_of(state: StudioSession | None) -> StudioSession:
+    """This user's session: the one Gradio keeps for them, or a new one on their first call.
 
-
-class ModelPool:
-    """Loaded StoryPipelines by model name, shared by every session, each loaded once.
-
-    When the requested model cannot be loaded (no network, no weights) and ``fallback`` is on,
-    the offline demo model is used instead and ``notice`` says so in one line. Without network a
-    hub model is loaded from the cache only, and one that is not cached is not tried at all, so the
-    app starts at once instead of waiting on the hub's retries.
+    The page's ``gr.State`` starts empty rather than with a session, so that API clients, which never
+    load the page, get a working session on any endpoint (Gradio deep-copies a non-empty default).
     """
+    return state if isinstance(state, StudioSession) else StudioSession()
 
-    def __init__(
-        self,
-        default_model: str,
-        *,
-        device: str = "auto",
-        dtype: str = "auto",
-        fallback: bool = True,
-        loader: Callable[..., StoryPipeline] = StoryPipeline.from_pretrained,
-        hub_online: Callable[[], bool] = hub_is_reachable,
-        in_cache: Callable[[str], bool] = is_in_hub_cache,
-    ):
-        self.default_model = default_model
-        self.device, self.dtype, self.fallback = device, dtype, fallback
-        self._loader = loader
-        self._hub_online, self._in_cache = hub_online, in_cache
-        self._online: bool | None = None
-        self._pipelines: dict[str, StoryPipeline] = {}
-        self._transition = None
-        self._lock = threading.Lock()
-        self.notice = ""
 
-    def get(self, name: str | None = None) -> StoryPipeline:
-        name = name or self.default_model
-        with self._lock:
-            if name not in self._pipelines:
-                self._pipelines[name] = self._load_or_fall_back(name)
-            return self._pipelines[name]
-
-    def _load_or_fall_back(self, name: str) -> StoryPipeline:
-        try:
-            pipeline = self._load(name)
-        except ModelError as error:
-            if not self.fallback or name == OFFLINE_MODEL:
-                raise
-            logger.warning("Could not load %r, using the offline demo model %r: %s", name, OFFLINE_MODEL, error)
-            reason = "no network, no cached weights" if isinstance(error, HubUnreachable) else "see the log"
-            self.notice = (
-                f"Offline demo: could not load {name!r} ({reason}); running the tiny random-weight offline demo "
-                "model. Start with --model NAME_OR_PATH for real pictures."
-            )
-            if OFFLINE_MODEL not in self._pipelines:
-                self._pipelines[OFFLINE_MODEL] = self._loader(OFFLINE_MODEL, device="cpu", dtype="float32")
-            return self._pipelines[OFFLINE_MODEL]
-        if pipeline.spec.source == "tiny" and not self.notice:
-            self.notice = (
-                f"Offline demo: {name!r} is a tiny random-weight model (panels are random patterns). "
-                "Start with --model sdxl-base for real pictures."
-            )
-        return pipeline
-
-    def _load(self, name: str) -> StoryPipeline:
-        """Load from the hub when it answers, else from the cache only (and not at all when nothing is cached)."""
-        repo = hub_repo(name)
-        if repo is None or self._is_online():
-            return self._loader(name, device=self.device, dtype=self.dtype)
-        if self.fallback and not self._in_cache(repo):
-            raise HubUnreachable(f"{name!r} ({repo}) is not in the Hugging Face cache and the hub cannot be reached")
-        return self._loader(name, device=self.device, dtype=self.dtype, local_files_only=True)
-
-    def _is_online(self) -> bool:
-        if self._online is None:
-            self._online = self._hub_online()
-        return self._online
-
-    def transition(self, predictor: str | None = None):
-        """The video pipeline for the Animate tab, loaded on first use: tiny when the story model is."""
-        from .motion.animate import load_transition_pipeline
-
-        with self._lock:
-            if self._transition is None:
-                offline = self.get_loaded_source() == "tiny"
-                try:
-                    self._transition = load_transition_pipeline(
-                        "tiny" if offline else "default", predictor, device=self.device, dtype=self.dtype
-                    )
-                except ModelError:
-                    if not self.fallback:
-                        raise
-                    self._transition = load_transition_pipeline("tiny", predictor)
-            return self._transition
-
-    def get_loaded_source(self) -> str:
-        pipeline = self._pipelines.get(self.default_model)
-        return pipeline.spec.source if pipeline is not None else ""
-
-    def choices(self) -> list[str]:
-        names = list(load_model_registry())
-        if self.default_model not in names:
-            names.insert(0, self.default_model)
-        return names
+def close_session(state: StudioSession | None) -> None:
+    """Gradio's state delete callback: the session's files go when the user leaves or the state expires."""
+    if isinstance(state, StudioSession):
+        state.close()
 
 
 @dataclass

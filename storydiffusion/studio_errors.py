@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -21,13 +22,32 @@ OUT_OF_MEMORY_MESSAGE = (
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 
+# An absolute path (POSIX, home or Windows), not the tail of a relative one, a hub id or a URL.
+_SERVER_PATH = re.compile(r"(?<![\w.:/\\~-])(?:~?/|[A-Za-z]:[\\/])[^\s'\"`<>|]*")
+
+
+def without_server_paths(message: str) -> str:
+    """``message`` with every absolute path cut to its last part, so a page never shows the server's folders."""
+
+    def last_part(match: re.Match[str]) -> str:
+        path = match.group(0).rstrip(".,;:)]}")
+        tail = match.group(0)[len(path) :]
+        name = re.split(r"[\\/]", path.rstrip("/\\"))[-1]
+        return (name or "…") + tail
+
+    return _SERVER_PATH.sub(last_part, message)
+
+
 def page_message(error: BaseException) -> str:
-    """What the page says about ``error``: the library's own message, or a short note on the unexpected."""
+    """What the page says about ``error``: the library's own message, or a short note on the unexpected.
+
+    Either way without server paths: a message may name a file, never where it lies on the server.
+    """
     if is_out_of_memory(error):
         return OUT_OF_MEMORY_MESSAGE
     if isinstance(error, StoryDiffusionError):
-        return str(error)
-    return f"Something went wrong: {type(error).__name__}: {error}"
+        return without_server_paths(str(error))
+    return without_server_paths(f"Something went wrong: {type(error).__name__}: {error}")
 
 
 def page_error(error: Exception) -> Exception:

@@ -6,16 +6,19 @@ rest of the library, and the web app stays wiring only.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from .errors import StoryDiffusionError
+from .errors import SettingsError, StoryDiffusionError, shown
+from .layout.templates import list_templates
 from .pipeline import PanelImage, Progress, StoryResult
 from .resources import data_path
 from .settings import SETTING_RANGES, GenerationSettings
 from .story import Story, load_story, story_from_text, story_to_text
+from .styles import load_styles
 
 if TYPE_CHECKING:
     from .motion.animate import AnimationResult
@@ -45,30 +48,73 @@ panel without characters; the caption follows `#`; speech lines `@Name: text` fo
 """
 
 
-def setting_value(name: str, value: Any) -> int | float | None:
-    """A widget's number as the setting wants it: integers rounded (sliders send floats), empty as None."""
-    if value is None or value == "":
-        return None
-    if not SETTING_RANGES[name].integer:
-        return float(value)
-    return value if isinstance(value, int) else round(float(value))  # big seeds must not pass through a float
+MAX_BOX_CHARS = 200_000  # one text box: far above any story, far below what would hurt a shared server
+_EMPTY_MEANS_ZERO = ("seed",)  # a number box the user may clear; sliders always hold a value
+
+
+def setting_value(name: str, value: Any) -> int | float:
+    """A widget's number as the setting wants it, checked against SETTING_RANGES under the widget's label.
+
+    Values also arrive from API clients, so anything that is not a number is refused by name here,
+    before Gradio or the settings see it. Integers are rounded (sliders send floats), except whole
+    ints, which pass as they are (big seeds must not pass through a float).
+    """
+    allowed, label = SETTING_RANGES[name], SETTING_LABELS[name]
+    if (value is None or value == "") and name in _EMPTY_MEANS_ZERO:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SettingsError(f"{label}: {shown(value)} is not a number (allowed {allowed.describe()})")
+    if allowed.integer and isinstance(value, float) and math.isfinite(value):
+        value = round(value)
+    allowed.check(label, value)
+    return value
+
+
+def text_value(label: str, value: Any) -> str:
+    """A text box's content: text of a sensible length (None, as an API client may send, is empty)."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise StoryDiffusionError(f"{label}: expected text, got {type(value).__name__} {shown(value)}")
+    if len(value) > MAX_BOX_CHARS:
+        raise StoryDiffusionError(f"{label}: {len(value)} characters is too long (at most {MAX_BOX_CHARS})")
+    return value
+
+
+def choice_value(label: str, value: Any, choices: Sequence[str]) -> str:
+    """A dropdown's value, which must be one of its choices (API clients can send anything)."""
+    if not isinstance(value, str) or value not in choices:
+        raise StoryDiffusionError(f"{label}: {shown(value)} is not one of {', '.join(choices)}")
+    return value
+
+
+def layout_value(value: Any) -> str:
+    """The Layout dropdown's value: one of the page templates."""
+    return choice_value("Layout", value, list_templates())
 
 
 def settings_from_ui(style: str | None, negative_prompt: str | None, values: Sequence[Any]) -> GenerationSettings:
     """GenerationSettings from the Advanced widgets, ``values`` in the order of UI_SETTINGS.
 
-    Empty steps, guidance or sizes mean the model's default; an empty seed means 0.
+    Every value is checked under its widget's label; an empty seed means 0.
     """
     numbers = {name: setting_value(name, value) for name, value in zip(UI_SETTINGS, values, strict=True)}
-    numbers["seed"] = numbers["seed"] or 0
-    return GenerationSettings(style=style, negative_prompt=negative_prompt or "").merged(**numbers)
+    style = None if style is None else choice_value("Style", style, list(load_styles()[0]))
+    return GenerationSettings(style=style, negative_prompt=text_value("Negative prompt", negative_prompt)).merged(
+        **numbers
+    )
 
 
 def story_from_ui(
     title: str | None, characters: str | None, panels: str | None, settings: GenerationSettings | None = None
 ) -> Story:
     """The validated story in the Title, Characters and Story boxes (an empty title gets the default one)."""
-    return story_from_text(characters or "", panels or "", title=title or "", settings=settings)
+    return story_from_text(
+        text_value("Characters", characters),
+        text_value("Story", panels),
+        title=text_value("Title", title),
+        settings=settings,
+    )
 
 
 def example_stories() -> dict[str, tuple[str, str, str]]:
@@ -81,10 +127,12 @@ def example_stories() -> dict[str, tuple[str, str, str]]:
 
 
 def panel_number_from_ui(value: Any, field: str = "Panel") -> int:
-    """A 1-based panel number from a number box; an empty box is a message, not a TypeError."""
+    """A 1-based panel number from a number box; an empty box or a non-number is a message, not a TypeError."""
     if value is None or value == "":
         raise StoryDiffusionError(f"{field}: enter a panel number (1 is the first panel)")
-    return round(float(value))
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise StoryDiffusionError(f"{field}: {shown(value)} is not a panel number (1 is the first panel)")
+    return round(value)
 
 
 def panel_caption(index: int) -> str:
@@ -114,6 +162,7 @@ def notice_markdown(notice: str) -> str:
 
 STARTING_MESSAGE = "Starting…"
 STOPPING_MESSAGE = "Stopping after the current step…"
+NOTHING_RUNNING_MESSAGE = "Nothing is running."
 
 
 def queued_message(story: Story) -> str:

@@ -3,8 +3,10 @@
 import pytest
 
 from storydiffusion.errors import ModelError
+from storydiffusion.model_pool import OFFLINE_MODEL, ModelPool
 from storydiffusion.settings import SETTING_RANGES
-from storydiffusion.studio import MAX_DICE_SEED, OFFLINE_MODEL, ModelPool, random_seed
+from storydiffusion.studio import MAX_DICE_SEED, random_seed
+from storydiffusion.studio_widgets import setting_id
 
 app = pytest.importorskip("app")
 
@@ -28,7 +30,7 @@ def widgets(tiny_sdxl):
 
 @pytest.mark.parametrize("name", SLIDERS)
 def test_each_slider_spans_exactly_the_allowed_range(widgets, name):
-    slider, allowed = widgets[app.setting_id(name)], SETTING_RANGES[name]
+    slider, allowed = widgets[setting_id(name)], SETTING_RANGES[name]
     assert (slider.minimum, slider.maximum, slider.step) == (allowed.low, allowed.ui_maximum, allowed.step)
     assert allowed.contains(slider.value) or allowed.contains(round(slider.value))
 

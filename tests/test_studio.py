@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from storydiffusion.errors import ModelError, StoryDiffusionError, is_out_of_memory
+from storydiffusion.errors import StoryDiffusionError, is_out_of_memory
 from storydiffusion.settings import SETTING_RANGES, GenerationSettings
 from storydiffusion.story import story_from_text
 from storydiffusion.streaming import PanelDone, RunFinished
-from storydiffusion.studio import MAX_DICE_SEED, OFFLINE_MODEL, HubUnreachable, ModelPool, StudioSession, random_seed
+from storydiffusion.studio import MAX_DICE_SEED, StudioSession, close_session, random_seed, session_of
 
 CHARACTERS = "[Mia] a girl with curly black hair and a red dress\n[Leo] a boy with blond hair and round glasses"
 STORY = "[Mia] flies a kite # A windy day. @Mia: Look!\n[Leo] reads # Leo reads.\n[Mia] and [Leo] talk # @Leo: Hi!"
@@ -122,77 +122,6 @@ def test_actions_before_generating_are_clear_errors(tmp_path, tiny_sdxl):
             action()
 
 
-class FakeLoader:
-    """Records what the pool asks for; only the offline demo model loads, anything else has no weights."""
-
-    def __init__(self):
-        self.calls = []
-
-    def __call__(self, name, **options):
-        self.calls.append((name, options))
-        if name != OFFLINE_MODEL:
-            raise ModelError("no internet")
-        return type("Fake", (), {"spec": type("Spec", (), {"source": "tiny"})()})()
-
-    @property
-    def names(self):
-        return [name for name, _ in self.calls]
-
-
-def test_model_pool_falls_back_to_the_offline_demo_with_a_notice():
-    loader = FakeLoader()
-    pool = ModelPool("sdxl-base", loader=loader, hub_online=lambda: True)
-    first = pool.get()
-    loaded = loader.names
-    assert pool.get("sdxl-base") is first and loaded == ["sdxl-base", "tiny-sdxl"]
-    assert "offline demo" in pool.notice and "--model" in pool.notice
-    assert "\n" not in pool.notice and len(pool.notice) < 200  # one short banner line
-    strict = ModelPool("sdxl-base", loader=loader, fallback=False, hub_online=lambda: True)
-    with pytest.raises(ModelError):
-        strict.get()
-
-
-def test_without_network_an_uncached_hub_model_is_not_even_tried():
-    loader = FakeLoader()
-    pool = ModelPool("sdxl-base", loader=loader, hub_online=lambda: False, in_cache=lambda repo: False)
-    assert pool.get().spec.source == "tiny"
-    assert loader.names == [OFFLINE_MODEL]
-    assert "no network" in pool.notice and "--model" in pool.notice
-    strict = ModelPool(
-        "sdxl-base", loader=FakeLoader(), fallback=False, hub_online=lambda: False, in_cache=lambda repo: False
-    )
-    with pytest.raises(ModelError) as raised:
-        strict.get()
-    assert not isinstance(raised.value, HubUnreachable)  # without fallback the loader itself says why
-
-
-def test_without_network_a_cached_hub_model_loads_from_the_cache_only():
-    loader = FakeLoader()
-    asked = []
-    pool = ModelPool(
-        "sdxl-base", loader=loader, hub_online=lambda: False, in_cache=lambda repo: asked.append(repo) or True
-    )
-    pool.get()
-    assert asked == ["stabilityai/stable-diffusion-xl-base-1.0"]
-    assert loader.calls[0] == ("sdxl-base", {"device": "auto", "dtype": "auto", "local_files_only": True})
-
-
-def test_the_hub_is_asked_once_and_never_for_tiny_or_local_models(tmp_path):
-    probes = []
-
-    def online():
-        probes.append(1)
-        return True
-
-    pool = ModelPool(OFFLINE_MODEL, loader=FakeLoader(), hub_online=online)
-    pool.get()
-    pool.get(str(tmp_path))  # a local folder: the loader reports what is wrong with it, no hub involved
-    assert probes == []
-    pool.get("sdxl-base")
-    pool.get("sd15")
-    assert probes == [1]
-
-
 def test_dice_draws_different_seeds_that_settings_and_a_web_page_accept():
     seeds = [random_seed() for _ in range(50)]
     assert len(set(seeds)) > 1  # the dice changes the seed
@@ -240,3 +169,15 @@ def test_animate_between_two_panels_writes_mp4_and_gif(session):
     assert "linear interpolation" in result.note
     with pytest.raises(StoryDiffusionError, match="no panel 7"):
         session.animate(load_transition_pipeline("tiny"), 1, 7)
+
+
+def test_every_caller_without_a_session_gets_a_fresh_one_of_their_own(tmp_path):
+    first, second = session_of(None), session_of(None)
+    try:
+        assert isinstance(first, StudioSession) and first is not second and first.workdir != second.workdir
+        assert session_of(first) is first
+    finally:
+        close_session(first)
+        close_session(second)
+    assert not first.workdir.exists() and not second.workdir.exists()
+    close_session(None)  # a state that never held a session expires quietly

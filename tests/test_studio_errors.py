@@ -5,8 +5,8 @@ import inspect
 import gradio as gr
 import pytest
 
-from storydiffusion.errors import SettingsError
-from storydiffusion.studio_errors import OUT_OF_MEMORY_MESSAGE, page_message, shown_on_page
+from storydiffusion.errors import SettingsError, StoryDiffusionError
+from storydiffusion.studio_errors import OUT_OF_MEMORY_MESSAGE, page_message, shown_on_page, without_server_paths
 
 
 def test_page_messages():
@@ -72,3 +72,24 @@ def test_closing_a_stream_is_not_an_error():
     next(stream)
     stream.close()
     assert closed == [True]
+
+
+@pytest.mark.parametrize(
+    ("message", "shown"),
+    [
+        ("could not read identity bank /tmp/abc/run/bank.safetensors: bad", "bank.safetensors: bad"),
+        ("'/srv/models/x.safetensors' is missing", "'x.safetensors' is missing"),
+        ("file C:\\Users\\me\\a.png is truncated", "a.png is truncated"),
+        ("~/models/sdxl is not a model", "sdxl is not a model"),
+    ],
+)
+def test_messages_on_the_page_never_show_a_server_path(message, shown):
+    for error in (StoryDiffusionError(message), RuntimeError(message)):
+        assert shown in page_message(error)
+        assert "/tmp" not in page_message(error) and "/srv" not in page_message(error)
+        assert "Users" not in page_message(error) and "~" not in page_message(error)
+
+
+def test_hub_ids_urls_and_relative_names_stay_as_they_are():
+    text = "stabilityai/sdxl-base at https://huggingface.co/x/y, panels/panel_001.png, 1/2"
+    assert without_server_paths(text) == text

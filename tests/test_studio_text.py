@@ -13,6 +13,7 @@ from storydiffusion.studio_text import (
     example_stories,
     finished_message,
     gallery_items,
+    layout_value,
     notice_markdown,
     panel_number_from_ui,
     queued_message,
@@ -57,10 +58,46 @@ def test_a_large_seed_is_kept_exactly():
     assert settings_from_ui("none", "", (30, 5, 512, 512, seed, 0.5, 3, 4)).seed == seed
 
 
-def test_empty_widgets_mean_model_defaults_and_seed_zero():
-    settings = settings_from_ui("none", None, (None, None, None, None, None, 0.5, 3, 4))
-    assert settings.steps is None and settings.width is None and settings.seed == 0
-    assert settings.negative_prompt == ""
+def test_an_empty_seed_box_means_seed_zero_and_an_empty_negative_prompt_none():
+    settings = settings_from_ui("none", None, (30, 5, 512, 512, None, 0.5, 3, 4))
+    assert settings.seed == 0 and settings.negative_prompt == ""
+
+
+@pytest.mark.parametrize(
+    ("position", "value", "label"),
+    [(0, "abc", "Steps"), (1, None, "Guidance"), (2, [512], "Width"), (5, True, "Sampling rate"), (4, "7", "Seed")],
+)
+def test_a_value_that_is_not_a_number_is_refused_under_its_label(position, value, label):
+    """What an API client can send where a slider would send a number."""
+    values = list(WIDGETS)
+    values[position] = value
+    with pytest.raises(StoryDiffusionError) as refused:
+        settings_from_ui("none", "", values)
+    assert str(refused.value).startswith(f"{label}: ") and "is not a number" in str(refused.value)
+    assert "allowed" in str(refused.value)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1, 10**6])
+def test_numbers_outside_the_range_are_refused_under_the_label(value):
+    with pytest.raises(StoryDiffusionError, match="^Guidance must be"):
+        settings_from_ui("none", "", (30, value, 512, 512, 0, 0.5, 3, 4))
+
+
+@pytest.mark.parametrize(("style", "negative"), [(["comic"], ""), ("no-such-style", ""), ("none", 5)])
+def test_style_and_negative_prompt_of_the_wrong_kind_are_named(style, negative):
+    with pytest.raises(StoryDiffusionError, match="^(Style|Negative prompt): "):
+        settings_from_ui(style, negative, WIDGETS)
+
+
+@pytest.mark.parametrize(("field", "values"), [("Title", (5, "", "")), ("Story", ("", "", {"a": 1}))])
+def test_text_boxes_take_text_only(field, values):
+    with pytest.raises(StoryDiffusionError, match=f"^{field}: expected text"):
+        story_from_ui(*values)
+
+
+def test_a_huge_text_box_is_refused_before_parsing():
+    with pytest.raises(StoryDiffusionError, match="^Story: .* too long"):
+        story_from_ui("T", "[Bob] a man", "[Bob] walks\n" * 100_000)
 
 
 def test_settings_from_ui_wants_every_widget():
@@ -68,10 +105,9 @@ def test_settings_from_ui_wants_every_widget():
         settings_from_ui("none", "", WIDGETS[:-1])
 
 
-def test_out_of_range_values_are_reported_by_the_story_check():
-    settings = settings_from_ui("none", "", (30, 5, 100, 512, 0, 0.5, 3, 4))
-    with pytest.raises(StoryDiffusionError, match="width"):
-        story_from_ui("T", "[Bob] a man", "[Bob] walks", settings)
+def test_out_of_range_values_are_reported_under_the_widgets_label():
+    with pytest.raises(StoryDiffusionError, match="^Width must be a multiple of 8"):
+        settings_from_ui("none", "", (30, 5, 100, 512, 0, 0.5, 3, 4))
 
 
 def test_story_from_ui_gives_an_empty_title_the_default_one():
@@ -122,3 +158,16 @@ def test_the_model_banner_puts_its_lead_in_bold():
         == "**Offline demo:** tiny model. Start with --model x."
     )
     assert notice_markdown("") == ""
+
+
+@pytest.mark.parametrize("value", ["2", True, float("nan"), [2]])
+def test_a_panel_number_that_is_not_a_number_is_named(value):
+    with pytest.raises(StoryDiffusionError, match="^To panel: .* is not a panel number"):
+        panel_number_from_ui(value, "To panel")
+
+
+def test_dropdown_values_must_be_among_the_choices():
+    assert layout_value("manga") == "manga"
+    for value in ("no-such-layout", None, ["manga"], 3):
+        with pytest.raises(StoryDiffusionError, match="^Layout: "):
+            layout_value(value)

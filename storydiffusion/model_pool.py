@@ -1,0 +1,176 @@
+"""The studio's loaded models: shared by every user, chosen from the operator's list, each loaded once.
+
+On a shared server (Spaces, a share link, ``--host 0.0.0.0``) a user picks a model by name from the
+registry only; hub ids and server paths are accepted only when the operator allows custom models.
+A refused name is refused by its spelling alone, before the file system or the hub is asked, so the
+answer never tells whether a server path exists. What the pool says about a model (its notice) is a
+function of that model's name only, never of another user's earlier request.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from .errors import ModelError, StoryDiffusionError
+from .hub import hub_is_reachable, hub_repo, is_in_hub_cache
+from .models import load_model_registry
+from .pipeline import StoryPipeline
+
+OFFLINE_MODEL = "tiny-sdxl"
+MAX_MODEL_NAME_CHARS = 500
+
+logger = logging.getLogger(__name__)
+
+
+class HubUnreachable(ModelError):
+    """A hub model is neither cached nor downloadable right now: loading it is not even tried."""
+
+
+class ModelNotOffered(StoryDiffusionError, ValueError):
+    """A user asked for a model that this server does not offer."""
+
+
+class ModelPool:
+    """Loaded StoryPipelines by model name, shared by every session; at most ``max_loaded`` stay loaded.
+
+    When the requested model cannot be loaded (no network, no weights) and ``fallback`` is on, the
+    offline demo model is used instead and :meth:`notice` says so in one line. Without network a hub
+    model is loaded from the cache only, and one that is not cached is not tried at all, so the app
+    starts at once instead of waiting on the hub's retries.
+    """
+
+    def __init__(
+        self,
+        default_model: str,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        fallback: bool = True,
+        allow_custom: bool = False,
+        max_loaded: int = 2,
+        loader: Callable[..., StoryPipeline] = StoryPipeline.from_pretrained,
+        hub_online: Callable[[], bool] = hub_is_reachable,
+        in_cache: Callable[[str], bool] = is_in_hub_cache,
+    ):
+        self.default_model = default_model
+        self.device, self.dtype, self.fallback = device, dtype, fallback
+        self.allow_custom, self.max_loaded = allow_custom, max(1, max_loaded)
+        self._loader = loader
+        self._hub_online, self._in_cache = hub_online, in_cache
+        self._online: bool | None = None
+        self._pipelines: OrderedDict[str, StoryPipeline] = OrderedDict()
+        self._notices: dict[str, str] = {}  # by model name: why that name runs the offline demo, if it does
+        self._transition = None
+        self._lock = threading.Lock()
+
+    def choices(self) -> list[str]:
+        """The model names users may pick: the operator's default first, then the registry."""
+        names = list(load_model_registry())
+        if self.default_model not in names:
+            names.insert(0, self.default_model)
+        return names
+
+    def check_choice(self, name: Any) -> str:
+        """``name`` if users may load it here, else ModelNotOffered; decided by the name alone."""
+        if name is None or name == "":
+            return self.default_model
+        if not isinstance(name, str) or len(name) > MAX_MODEL_NAME_CHARS:
+            raise ModelNotOffered(f"Model: expected a model name (text), got {type(name).__name__}")
+        if name in self.choices() or self.allow_custom:
+            return name
+        raise ModelNotOffered(
+            f"Model: {name!r} is not offered on this server; choose one of {', '.join(self.choices())}. "
+            "(Custom models and paths are allowed only when the operator starts the app with --allow-custom-models.)"
+        )
+
+    def get(self, name: str | None = None) -> StoryPipeline:
+        """The pipeline for ``name`` (checked with :meth:`check_choice`), loading it on first use."""
+        name = self.check_choice(name)
+        with self._lock:
+            if name in self._pipelines:
+                self._pipelines.move_to_end(name)
+                return self._pipelines[name]
+            pipeline = self._load_or_fall_back(name)
+            self._keep(name, pipeline)
+            return pipeline
+
+    def notice(self, name: str | None = None) -> str:
+        """One banner line when ``name`` runs a tiny random-weight model, else empty."""
+        name = name or self.default_model
+        if name in self._notices:
+            return self._notices[name]
+        pipeline = self._pipelines.get(name)
+        if pipeline is not None and pipeline.spec.source == "tiny":
+            return (
+                f"Offline demo: {shown_name(name)!r} is a tiny random-weight model (panels are random patterns). "
+                "Start with --model sdxl-base for real pictures."
+            )
+        return ""
+
+    def _keep(self, name: str, pipeline: StoryPipeline) -> None:
+        self._pipelines[name] = pipeline
+        while len(self._pipelines) > self.max_loaded:
+            evicted, _ = self._pipelines.popitem(last=False)
+            logger.info("Unloaded model %r to keep at most %d loaded", evicted, self.max_loaded)
+
+    def _load_or_fall_back(self, name: str) -> StoryPipeline:
+        try:
+            return self._load(name)
+        except ModelError as error:
+            if not self.fallback or name == OFFLINE_MODEL:
+                raise
+            logger.warning("Could not load %r, using the offline demo model %r: %s", name, OFFLINE_MODEL, error)
+            reason = "no network, no cached weights" if isinstance(error, HubUnreachable) else "see the server log"
+            self._notices[name] = (
+                f"Offline demo: could not load {shown_name(name)!r} ({reason}); running the tiny random-weight "
+                "offline demo model. Start with --model NAME_OR_PATH for real pictures."
+            )
+            fallback = self._pipelines.get(OFFLINE_MODEL)
+            return fallback if fallback is not None else self._loader(OFFLINE_MODEL, device="cpu", dtype="float32")
+
+    def _load(self, name: str) -> StoryPipeline:
+        """Load from the hub when it answers, else from the cache only (and not at all when nothing is cached)."""
+        repo = hub_repo(name)
+        if repo is None or self._is_online():
+            return self._loader(name, device=self.device, dtype=self.dtype)
+        if self.fallback and not self._in_cache(repo):
+            raise HubUnreachable(f"{name!r} ({repo}) is not in the Hugging Face cache and the hub cannot be reached")
+        return self._loader(name, device=self.device, dtype=self.dtype, local_files_only=True)
+
+    def _is_online(self) -> bool:
+        if self._online is None:
+            self._online = self._hub_online()
+        return self._online
+
+    def transition(self, predictor: str | None = None):
+        """The video pipeline for the Animate tab, loaded on first use: tiny when the story model is."""
+        from .motion.animate import load_transition_pipeline
+
+        offline = self.get().spec.source == "tiny"
+        with self._lock:
+            if self._transition is None:
+                try:
+                    self._transition = load_transition_pipeline(
+                        "tiny" if offline else "default", predictor, device=self.device, dtype=self.dtype
+                    )
+                except ModelError:
+                    if not self.fallback:
+                        raise
+                    self._transition = load_transition_pipeline("tiny", predictor)
+            return self._transition
+
+
+def shown_name(name: str) -> str:
+    """A model name as a page may show it: a file or folder path is cut to its last part."""
+    from pathlib import PurePath
+
+    if "/" in name or "\\" in name:
+        parts = PurePath(name.replace("\\", "/")).parts
+        looks_like_hub_id = len(parts) == 2 and not name.startswith(("/", "~", ".")) and ":" not in name
+        if not looks_like_hub_id:
+            return parts[-1] if parts else name
+    return name

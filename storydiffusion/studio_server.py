@@ -1,0 +1,103 @@
+"""How the studio is served: who may load which models, how much may wait, how long files live.
+
+A studio on the loopback interface is one person's tool; one reachable by others (``--share``,
+``--host 0.0.0.0``, Hugging Face Spaces) is shared ground. The defaults follow from that: custom
+models and server paths are allowed only on loopback unless the operator says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import ipaddress
+import os
+from dataclasses import dataclass
+
+from .model_pool import OFFLINE_MODEL
+from .models import default_model_name
+
+SESSION_TTL_SECONDS = 6 * 3600  # a session's files live this long after its last action
+CACHE_SWEEP_SECONDS = 3600  # how often Gradio's file cache is swept ...
+CACHE_MAX_AGE_SECONDS = 24 * 3600  # ... for files older than this
+SPACES_ENV = "SPACE_ID"  # set by Hugging Face Spaces
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """Everything ``python app.py`` decides before the page is built."""
+
+    model: str
+    device: str = "auto"
+    host: str = "127.0.0.1"
+    port: int = 7860
+    share: bool = False
+    allow_custom_models: bool = False
+    max_queue: int = 16
+    max_upload_mb: int = 2048
+
+    @property
+    def shared(self) -> bool:
+        """Whether people other than the operator can reach the page."""
+        return self.share or not is_loopback(self.host) or SPACES_ENV in os.environ
+
+    def launch_options(self) -> dict:
+        """Keyword arguments for ``gr.Blocks.launch``."""
+        return {
+            "server_name": self.host,
+            "server_port": self.port,
+            "share": self.share,
+            "show_error": False,
+            "max_file_size": f"{self.max_upload_mb}mb",
+        }
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.1, ::1 and localhost: addresses only this machine can reach."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="StoryDiffusion studio web app")
+    parser.add_argument(
+        "--model", help="registry name, hub id, local folder or .safetensors file (default: configs/models.yaml)"
+    )
+    parser.add_argument("--offline-demo", action="store_true", help=f"use the tiny offline model {OFFLINE_MODEL!r}")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--share", action="store_true", help="create a public Gradio link")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--allow-custom-models",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="let users load hub ids and server paths, not only the listed models "
+        "(default: on for 127.0.0.1 without --share, off for a shared server)",
+    )
+    parser.add_argument("--max-queue", type=int, default=16, help="GPU jobs that may wait; more are told to come back")
+    parser.add_argument("--max-upload-mb", type=int, default=2048, help="largest project file a user may upload")
+    return parser
+
+
+def server_options(argv: list[str] | None = None) -> ServerOptions:
+    """The options of ``python app.py ARGS``, with the defaults that depend on who can reach the page."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for name in ("max_queue", "max_upload_mb"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    options = ServerOptions(
+        model=OFFLINE_MODEL if args.offline_demo else (args.model or default_model_name()),
+        device="cpu" if args.offline_demo else args.device,
+        host=args.host,
+        port=args.port,
+        share=args.share,
+        max_queue=args.max_queue,
+        max_upload_mb=args.max_upload_mb,
+    )
+    allow = args.allow_custom_models if args.allow_custom_models is not None else not options.shared
+    return dataclasses.replace(options, allow_custom_models=allow)

@@ -1,0 +1,231 @@
+"""The studio page's widgets: one function per panel of the page, each returning its components.
+
+Declarations only (labels, ranges from SETTING_RANGES, element ids the browser tests use); what the
+widgets do is wired in ``app.py`` and done by the library.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from . import studio_text as text
+from .layout.templates import list_templates
+from .model_pool import ModelPool
+from .models import ModelSpec
+from .settings import DEFAULT_FPS, DEFAULT_FRAMES, SETTING_RANGES
+from .styles import load_styles
+
+
+def setting_id(name: str) -> str:
+    """The page id of a setting's widget: ``sampling_rate`` -> ``#sampling-rate``."""
+    return name.replace("_", "-")
+
+
+def setting_slider(name: str, value: float) -> gr.Slider:
+    """A slider over exactly the range validation accepts (settings.SETTING_RANGES)."""
+    allowed = SETTING_RANGES[name]
+    return gr.Slider(
+        allowed.low,
+        allowed.ui_maximum,
+        value=value,
+        step=allowed.step,
+        label=text.SETTING_LABELS[name],
+        elem_id=setting_id(name),
+    )
+
+
+@dataclass
+class StoryInputs:
+    title: gr.Textbox
+    characters: gr.Textbox
+    story: gr.Textbox
+    example: gr.Dropdown
+    style: gr.Dropdown
+    model: gr.Dropdown
+    layout: gr.Dropdown
+
+    def texts(self) -> list[gr.Textbox]:
+        return [self.title, self.characters, self.story]
+
+
+@dataclass
+class AdvancedSettings:
+    negative: gr.Textbox
+    numbers: dict[str, gr.Slider | gr.Number]  # by setting name, in the order of text.UI_SETTINGS
+    dice: gr.Button
+
+    def values(self) -> list:
+        """The widgets whose values ``text.settings_from_ui`` reads after the style: negative prompt, then numbers."""
+        return [self.negative, *(self.numbers[name] for name in text.UI_SETTINGS)]
+
+
+@dataclass
+class RunButtons:
+    generate: gr.Button
+    stop: gr.Button
+
+
+@dataclass
+class Results:
+    status: gr.Markdown
+    gallery: gr.Gallery
+    pages: gr.Gallery
+    pdf: gr.File
+    cbz: gr.File
+    panels_zip: gr.File
+    project_file: gr.File
+
+    def downloads(self) -> list:
+        """The widgets filled by ``StudioSession.downloads()``, in its order."""
+        return [self.pages, self.pdf, self.cbz, self.panels_zip]
+
+
+@dataclass
+class PanelEditing:
+    number: gr.Number
+    prompt: gr.Textbox
+    regenerate: gr.Button
+    retypeset: gr.Button
+
+
+@dataclass
+class ProjectFiles:
+    save: gr.Button
+    upload: gr.File
+
+
+@dataclass
+class AnimateTab:
+    from_panel: gr.Number
+    to_panel: gr.Number
+    frames: gr.Slider
+    fps: gr.Slider
+    animate: gr.Button
+    note: gr.Markdown
+    video: gr.Video
+    gif: gr.Image
+
+
+@dataclass
+class Studio:
+    session: gr.State
+    notice: gr.Markdown
+    inputs: StoryInputs
+    advanced: AdvancedSettings
+    buttons: RunButtons
+    results: Results
+    editing: PanelEditing
+    project: ProjectFiles
+    animate: AnimateTab
+
+
+def story_inputs(pool: ModelPool, examples: list[str]) -> StoryInputs:
+    title = gr.Textbox(label="Title", value="My story", elem_id="title")
+    characters = gr.Textbox(
+        label="Characters",
+        lines=4,
+        elem_id="characters",
+        placeholder="[Bob] a tall man with red hair and a green jacket",
+    )
+    story = gr.Textbox(
+        label="Story (one panel per line)",
+        lines=8,
+        elem_id="story",
+        placeholder="[Bob] opens the door # Late again. @Bob: Sorry!",
+    )
+    with gr.Accordion("How to write a story", open=False):
+        gr.Markdown(text.SYNTAX_HELP)
+    example = gr.Dropdown(examples, label="Examples", value=None, elem_id="examples")
+    styles, default_style = load_styles()
+    with gr.Row():
+        style = gr.Dropdown(list(styles), value=default_style, label="Style")
+        model = gr.Dropdown(
+            pool.choices(), value=pool.default_model, label="Model", allow_custom_value=pool.allow_custom
+        )
+        layout = gr.Dropdown(list_templates(), value="classic", label="Layout", elem_id="layout")
+    return StoryInputs(title, characters, story, example, style, model, layout)
+
+
+def advanced_settings(spec: ModelSpec) -> AdvancedSettings:
+    """The numeric settings, each over its range in SETTING_RANGES, starting at the model's defaults."""
+    seed_range = SETTING_RANGES["seed"]
+    with gr.Accordion("Advanced", open=False):
+        negative = gr.Textbox(label="Negative prompt")
+        with gr.Row():
+            steps = setting_slider("steps", spec.steps)
+            guidance = setting_slider("guidance", spec.guidance)
+        with gr.Row():
+            width = setting_slider("width", spec.width)
+            height = setting_slider("height", spec.height)
+        with gr.Row():
+            seed = gr.Number(
+                value=0,
+                precision=0,
+                minimum=seed_range.low,
+                maximum=seed_range.ui_maximum,
+                label="Seed",
+                elem_id="seed",
+            )
+            dice = gr.Button("🎲", scale=0, elem_id="dice")
+        with gr.Row():
+            sampling_rate = setting_slider("sampling_rate", 0.5)
+            id_images = setting_slider("id_images", 3)
+            window = setting_slider("window", 4)
+    numbers = dict(zip(text.UI_SETTINGS, (steps, guidance, width, height, seed, sampling_rate, id_images, window)))
+    return AdvancedSettings(negative, numbers, dice)
+
+
+def run_buttons() -> RunButtons:
+    with gr.Row():
+        generate = gr.Button("Generate", variant="primary", elem_id="generate")
+        stop = gr.Button("Stop", variant="stop", elem_id="stop")
+    return RunButtons(generate, stop)
+
+
+def results_panel() -> Results:
+    status = gr.Markdown("", elem_id="status")
+    gallery = gr.Gallery(label="Panels", columns=4, height=360, elem_id="panels", type="pil")
+    pages = gr.Gallery(label="Comic pages", columns=2, height=640, object_fit="contain", elem_id="pages")
+    with gr.Row():
+        pdf = gr.File(label="PDF", elem_id="pdf", interactive=False)
+        cbz = gr.File(label="CBZ", interactive=False)
+        panels_zip = gr.File(label="Panels (ZIP)", interactive=False)
+        project_file = gr.File(label="Project", elem_id="project", interactive=False)
+    return Results(status, gallery, pages, pdf, cbz, panels_zip, project_file)
+
+
+def panel_editing() -> PanelEditing:
+    with gr.Accordion("Change one panel or the lettering", open=False):
+        with gr.Row():
+            number = gr.Number(value=1, precision=0, minimum=1, label="Panel", elem_id="panel-number")
+            prompt = gr.Textbox(label="New prompt (empty: keep it, new seed)", scale=3)
+        regenerate = gr.Button("Regenerate panel", elem_id="regenerate")
+        retypeset = gr.Button("Re-typeset pages (layout, captions, speech)", elem_id="retypeset")
+    return PanelEditing(number, prompt, regenerate, retypeset)
+
+
+def project_panel() -> ProjectFiles:
+    with gr.Accordion("Save or continue a project", open=False):
+        save = gr.Button("Download project")
+        upload = gr.File(label="Load a project file (.zip)", file_types=[".zip"], type="filepath", elem_id="upload")
+    return ProjectFiles(save, upload)
+
+
+def animate_tab() -> AnimateTab:
+    gr.Markdown(
+        "Animate the transition between two generated panels (AnimateDiff on SD 1.5, conditioned "
+        "frame by frame on CLIP image embeddings interpolated by the Semantic Motion Predictor)."
+    )
+    with gr.Row():
+        from_panel = gr.Number(value=1, precision=0, minimum=1, label="From panel", elem_id="from-panel")
+        to_panel = gr.Number(value=2, precision=0, minimum=1, label="To panel", elem_id="to-panel")
+        frames = setting_slider("frames", DEFAULT_FRAMES)
+        fps = setting_slider("fps", DEFAULT_FPS)
+    animate = gr.Button("Animate", variant="primary", elem_id="animate")
+    note = gr.Markdown(elem_id="animation-note")
+    with gr.Row():
+        video = gr.Video(label="MP4", elem_id="video", interactive=False)
+        gif = gr.Image(label="GIF", type="filepath", elem_id="gif", interactive=False)
+    return AnimateTab(from_panel, to_panel, frames, fps, animate, note, video, gif)

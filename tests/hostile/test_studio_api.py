@@ -1,0 +1,196 @@
+"""The studio as a stranger on a shared server meets it: through gradio_client, against a live offline app.
+
+Every call comes from a fresh ``Client`` that never loaded the page (so no hidden load event ran),
+the way a script or another user's browser would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from storydiffusion.model_pool import OFFLINE_MODEL, ModelPool
+from storydiffusion.studio_server import ServerOptions
+
+app = pytest.importorskip("app")
+gradio_client = pytest.importorskip("gradio_client")
+
+PUBLIC_ENDPOINTS = {
+    "/pick_example",
+    "/random_seed",
+    "/check_story",
+    "/generate",
+    "/stop",
+    "/regenerate_panel",
+    "/retypeset",
+    "/change_layout",
+    "/save_project",
+    "/load_project",
+    "/animate",
+}
+STORY = {"title": "Kite", "characters": "[Mia] a girl in a red dress", "story_text": "[Mia] runs\n[Mia] sits # Rest."}
+SMALL = {
+    "style": "none",
+    "negative": "",
+    "steps": 2,
+    "guidance": 5.0,
+    "width": 64,
+    "height": 64,
+    "seed": 3,
+    "sampling_rate": 0.5,
+    "id_images": 1,
+    "window": 2,
+}
+ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])(/[\w.-]+){2,}")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_sdxl):
+    """A shared-server studio (listed models only) on the tiny offline model."""
+    options = ServerOptions(model=OFFLINE_MODEL, host="0.0.0.0", max_queue=4)
+    pool = ModelPool(OFFLINE_MODEL, loader=lambda name, **_: tiny_sdxl, allow_custom=options.allow_custom_models)
+    demo = app.make_app(options, pool)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, show_error=False, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+def client(url: str, downloads: Path | None = None):
+    return gradio_client.Client(url, verbose=False, download_files=str(downloads) if downloads else False)
+
+
+def refusal(url: str, endpoint: str, **arguments) -> str:
+    """The message a fresh client gets back from a refused call."""
+    with pytest.raises(Exception) as raised:
+        client(url).predict(api_name=endpoint, **arguments)
+    message = str(raised.value)
+    assert "verbose error reporting" not in message, f"{endpoint} answered Gradio's generic error"
+    assert not ABSOLUTE_PATH.search(message), f"a server path in {message!r}"
+    return message
+
+
+def test_every_endpoint_is_named_with_named_parameters(server):
+    api = client(server).view_api(return_format="dict", print_info=False)
+    named = api["named_endpoints"]
+    assert set(named) == PUBLIC_ENDPOINTS and not api["unnamed_endpoints"]
+    for endpoint, description in named.items():
+        names = [parameter["parameter_name"] for parameter in description["parameters"]]
+        assert not any(re.fullmatch(r"param_\d+", name) for name in names), f"{endpoint}: {names}"
+
+
+def test_the_readme_documents_every_endpoint_by_name():
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    missing = [endpoint for endpoint in PUBLIC_ENDPOINTS if f"`{endpoint}`" not in readme]
+    assert not missing, f"README.md does not document {missing}"
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"steps": "abc"}, "Steps"),
+        ({"guidance": None}, "Guidance"),
+        ({"width": [64]}, "Width"),
+        ({"seed": "7"}, "Seed"),
+        ({"sampling_rate": True}, "Sampling rate"),
+        ({"title": 5}, "Title"),
+        ({"story_text": {"a": 1}}, "Story"),
+        ({"style": ["comic"]}, "Style"),
+    ],
+)
+def test_wrong_types_are_refused_naming_the_field(server, changes, field):
+    message = refusal(server, "/check_story", **{**STORY, **SMALL, **changes})
+    assert f"{field}:" in message or f"{field} must" in message
+
+
+@pytest.mark.parametrize("model", ["stabilityai/sdxl-turbo", "/etc/passwd", "/definitely/missing", "../models"])
+def test_a_shared_server_offers_only_its_listed_models(server, model):
+    message = refusal(server, "/generate", **STORY, **SMALL, model=model, layout="classic")
+    assert "is not offered on this server" in message and "--allow-custom-models" in message
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "arguments", "expected"),
+    [
+        ("/regenerate_panel", {"number": 1, "prompt": "", "model": OFFLINE_MODEL, "layout": "classic"}, "first"),
+        ("/retypeset", {**STORY, "layout": "classic"}, "no panels yet"),
+        ("/save_project", {}, "nothing to save"),
+        ("/animate", {"from_panel": 1, "to_panel": 2, "frames": 4, "fps": 8}, "generate the story first"),
+        ("/regenerate_panel", {"number": "x", "prompt": "", "model": OFFLINE_MODEL, "layout": "classic"}, "Panel:"),
+        ("/change_layout", {"layout": "no-such"}, "Layout:"),
+        ("/pick_example", {"name": "no such example"}, "Examples:"),
+    ],
+)
+def test_stateful_endpoints_answer_a_fresh_client_with_a_message(server, endpoint, arguments, expected):
+    assert expected in refusal(server, endpoint, **arguments)
+
+
+def test_stateless_endpoints_work_from_a_fresh_client(server):
+    assert client(server).predict(api_name="/stop") == "Nothing is running."
+    assert "Layout manga" in client(server).predict("manga", api_name="/change_layout")[0]
+    assert 0 <= client(server).predict(api_name="/random_seed") < 2**31
+    assert client(server).predict(**STORY, **SMALL, api_name="/check_story").startswith("Queued: 2 panels")
+
+
+def test_a_broken_upload_is_refused_by_its_name_only(server, tmp_path):
+    fake = tmp_path / "holiday.zip"
+    fake.write_bytes(b"not a zip at all")
+    arguments = {"path": gradio_client.handle_file(str(fake)), "model": OFFLINE_MODEL, "layout": "classic"}
+    message = refusal(server, "/load_project", **arguments)
+    assert "holiday.zip" in message and "not a project file" in message
+
+
+@pytest.mark.slow
+def test_a_fresh_client_makes_edits_saves_and_reloads_a_story(server, tmp_path):
+    """The whole flow over the API, one session per Client, without the page's load event."""
+    maker = client(server, tmp_path)
+    status, panels, pages, pdf, *_ = maker.predict(
+        **STORY, **SMALL, model=OFFLINE_MODEL, layout="classic", api_name="/generate"
+    )
+    assert status.startswith("Done: 2 of 2 panels") and len(panels) == 2 and pages and pdf
+    assert maker.predict(2, "", OFFLINE_MODEL, "classic", api_name="/regenerate_panel")[0] == "Panel 2 redrawn."
+    assert "manga" in maker.predict(**STORY, layout="manga", api_name="/retypeset")[0]
+    saved = maker.predict(api_name="/save_project")
+    assert zipfile.is_zipfile(saved)
+
+    stranger = client(server)  # another user: none of the maker's work is theirs
+    assert "nothing to save" in refusal(server, "/save_project")
+    loaded = stranger.predict(gradio_client.handle_file(saved), OFFLINE_MODEL, "classic", api_name="/load_project")
+    assert loaded[0] == "Kite" and "2 panels" in loaded[4]
+
+
+@pytest.mark.slow
+def test_a_full_queue_tells_the_user_the_server_is_busy(tiny_sdxl):
+    options = ServerOptions(model=OFFLINE_MODEL, host="0.0.0.0", max_queue=1)
+    demo = app.make_app(options, ModelPool(OFFLINE_MODEL, loader=lambda name, **_: tiny_sdxl))
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, show_error=False, quiet=True)
+    url = f"http://127.0.0.1:{port}/"
+    users = [client(url) for _ in range(3)]
+    long_story = {**STORY, **SMALL, "steps": 12, "model": OFFLINE_MODEL, "layout": "none"}
+    jobs = []
+    try:
+        jobs.append(users[0].submit(**long_story, api_name="/generate"))
+        while jobs[0].status().code.name not in ("PROCESSING", "ITERATING"):
+            time.sleep(0.1)
+        with pytest.raises(Exception, match="(?i)queue is full"):
+            for user in users[1:]:  # the one queue place is taken by the running job or the next waiting one
+                jobs.append(user.submit(**long_story, api_name="/generate"))
+                jobs[-1].result(timeout=0.5) if len(jobs) == 3 else time.sleep(0.5)
+    finally:  # the client's calls all pass through the full queue, so the runs are waited for, not stopped
+        for job in jobs:
+            with contextlib.suppress(Exception):
+                job.result(timeout=120)
+        demo.close()

@@ -1,0 +1,139 @@
+"""The models the studio shares between its users: loading, falling back, and who may pick what."""
+
+import pytest
+
+from storydiffusion.errors import ModelError, StoryDiffusionError
+from storydiffusion.model_pool import OFFLINE_MODEL, HubUnreachable, ModelNotOffered, ModelPool, shown_name
+
+
+class FakeLoader:
+    """Records what the pool asks for; only the offline demo model loads, anything else has no weights."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, name, **options):
+        self.calls.append((name, options))
+        if name != OFFLINE_MODEL:
+            raise ModelError("no internet")
+        return type("Fake", (), {"spec": type("Spec", (), {"source": "tiny"})()})()
+
+    @property
+    def names(self):
+        return [name for name, _ in self.calls]
+
+
+def test_model_pool_falls_back_to_the_offline_demo_with_a_notice():
+    loader = FakeLoader()
+    pool = ModelPool("sdxl-base", loader=loader, hub_online=lambda: True)
+    first = pool.get()
+    loaded = loader.names
+    assert pool.get("sdxl-base") is first and loaded == ["sdxl-base", "tiny-sdxl"]
+    notice = pool.notice("sdxl-base")
+    assert "offline demo" in notice and "--model" in notice
+    assert "\n" not in notice and len(notice) < 200  # one short banner line
+    strict = ModelPool("sdxl-base", loader=loader, fallback=False, hub_online=lambda: True)
+    with pytest.raises(ModelError):
+        strict.get()
+
+
+def test_without_network_an_uncached_hub_model_is_not_even_tried():
+    loader = FakeLoader()
+    pool = ModelPool("sdxl-base", loader=loader, hub_online=lambda: False, in_cache=lambda repo: False)
+    assert pool.get().spec.source == "tiny"
+    assert loader.names == [OFFLINE_MODEL]
+    assert "no network" in pool.notice() and "--model" in pool.notice()
+    strict = ModelPool(
+        "sdxl-base", loader=FakeLoader(), fallback=False, hub_online=lambda: False, in_cache=lambda repo: False
+    )
+    with pytest.raises(ModelError) as raised:
+        strict.get()
+    assert not isinstance(raised.value, HubUnreachable)  # without fallback the loader itself says why
+
+
+def test_without_network_a_cached_hub_model_loads_from_the_cache_only():
+    loader = FakeLoader()
+    asked = []
+    pool = ModelPool(
+        "sdxl-base", loader=loader, hub_online=lambda: False, in_cache=lambda repo: asked.append(repo) or True
+    )
+    pool.get()
+    assert asked == ["stabilityai/stable-diffusion-xl-base-1.0"]
+    assert loader.calls[0] == ("sdxl-base", {"device": "auto", "dtype": "auto", "local_files_only": True})
+
+
+def test_the_hub_is_asked_once_and_never_for_tiny_or_local_models(tmp_path):
+    probes = []
+
+    def online():
+        probes.append(1)
+        return True
+
+    pool = ModelPool(OFFLINE_MODEL, loader=FakeLoader(), hub_online=online, allow_custom=True)
+    pool.get()
+    pool.get(str(tmp_path))  # a local folder: the loader reports what is wrong with it, no hub involved
+    assert probes == []
+    pool.get("sdxl-base")
+    pool.get("sd15")
+    assert probes == [1]
+
+
+@pytest.mark.parametrize("name", ["stabilityai/sdxl-turbo", "/etc", "/root/models/x.safetensors", "../x", "~"])
+def test_a_shared_server_refuses_unlisted_models_by_name_without_looking(name, tmp_path):
+    loader = FakeLoader()
+    pool = ModelPool(OFFLINE_MODEL, loader=loader)
+    with pytest.raises(ModelNotOffered) as refused:
+        pool.get(name)
+    message = str(refused.value)
+    assert message.startswith("Model:") and "--allow-custom-models" in message and "sdxl-base" in message
+    assert loader.calls == []  # refused by its spelling: nothing was loaded or looked up
+    assert "exist" not in message and "not found" not in message  # says nothing of the server's files
+
+
+def test_an_existing_and_a_missing_server_path_get_the_same_answer(tmp_path):
+    pool = ModelPool(OFFLINE_MODEL, loader=FakeLoader())
+    answers = []
+    for path in (tmp_path, tmp_path / "missing"):
+        with pytest.raises(ModelNotOffered) as refused:
+            pool.get(str(path))
+        answers.append(str(refused.value).replace(str(path), "PATH"))
+    assert answers[0] == answers[1]
+
+
+@pytest.mark.parametrize("value", [5, ["sdxl-base"], {"a": 1}, True, "x" * 10_000])
+def test_a_model_that_is_not_a_name_is_refused_by_field(value):
+    with pytest.raises(StoryDiffusionError, match="^Model:"):
+        ModelPool(OFFLINE_MODEL, loader=FakeLoader(), allow_custom=True).check_choice(value)
+
+
+def test_listed_models_and_the_default_are_always_offered():
+    pool = ModelPool("my-org/my-model", loader=FakeLoader())
+    assert pool.choices()[0] == "my-org/my-model" and "sdxl-base" in pool.choices()
+    assert pool.check_choice(None) == pool.check_choice("") == "my-org/my-model"
+    assert pool.check_choice("sd15") == "sd15"
+
+
+def test_one_users_model_notice_never_reaches_another_user():
+    pool = ModelPool(OFFLINE_MODEL, loader=FakeLoader(), allow_custom=True, hub_online=lambda: True)
+    pool.get()
+    default_notice = pool.notice()
+    pool.get("someone/private-model")  # another user's choice falls back to the demo model
+    assert "someone/private-model" in pool.notice("someone/private-model")
+    assert pool.notice() == default_notice and "private-model" not in default_notice
+
+
+def test_a_notice_names_a_server_path_by_its_last_part_only():
+    pool = ModelPool("/srv/models/secret/sdxl.safetensors", loader=FakeLoader(), hub_online=lambda: True)
+    pool.get()
+    assert "sdxl.safetensors" in pool.notice() and "/srv" not in pool.notice()
+    assert shown_name("C:\\models\\x.safetensors") == "x.safetensors"
+    assert shown_name("stabilityai/sdxl-turbo") == "stabilityai/sdxl-turbo"
+
+
+def test_at_most_max_loaded_models_stay_loaded():
+    loader = FakeLoader()
+    pool = ModelPool(OFFLINE_MODEL, loader=loader, max_loaded=1, hub_online=lambda: True)
+    pool.get()
+    pool.get("sdxl-base")  # falls back to the loaded demo model, then keeps only that name
+    pool.get()  # the demo model's own entry went out to make room: loaded again
+    assert loader.names == [OFFLINE_MODEL, "sdxl-base", OFFLINE_MODEL]
