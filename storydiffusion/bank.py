@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from .atomic import atomic_path
 from .errors import BankError
 
 BANK_FORMAT = "storydiffusion-identity-bank/1"
+_TOKEN_KEY = re.compile(r"-?[0-9]{1,9}\.[0-9]{1,6}\.[0-9]{1,6}")
 
 
 class IdentityBank:
@@ -100,6 +103,38 @@ class IdentityBank:
                 "use the same settings or regenerate the identity images"
             )
 
+    def check_mode(self, mode: str) -> None:
+        """Only identity mode reads a bank as it is: window mode fills its own and drops each window as
+        it goes (it would empty a bank it was given), and plain mode reads none."""
+        if len(self) and mode != "identity":
+            effect = "would empty it" if mode == "window" else "does not read it"
+            raise BankError(
+                f"an identity bank (--bank) is read only in --mode identity; --mode {mode} {effect}: "
+                "leave out --bank or use --mode identity"
+            )
+
+    def check_characters(self, story_characters: Iterable[str], needed: Iterable[str] = ()) -> None:
+        """Refuse a bank holding characters the story does not have, or lacking one the panels to draw show."""
+        unknown = sorted(set(self.characters) - set(story_characters))
+        if unknown:
+            raise BankError(
+                f"the identity bank holds {', '.join(unknown)}, not a character of this story: "
+                "use the bank of a run of this story"
+            )
+        missing = sorted(set(needed) - set(self.characters))
+        if missing:
+            raise BankError(
+                f"the identity bank has no identity images of {', '.join(missing)}, shown in the panels to draw: "
+                "use the bank of a run that drew them, or leave out the bank"
+            )
+
+    def cast(self, dtype: torch.dtype) -> IdentityBank:
+        """Tokens in ``dtype``: a bank saved by a run of another compute dtype reads like its own."""
+        for key, tokens in self._tokens.items():
+            if tokens.dtype != dtype:
+                self._tokens[key] = tokens.to(dtype)
+        return self
+
     def save(self, path: str | os.PathLike) -> None:
         """Write a safetensors file atomically (temporary name, then rename)."""
         path = Path(path)
@@ -115,20 +150,81 @@ class IdentityBank:
             save_file(tensors, str(temporary), metadata=metadata)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, storage: str | torch.device = "cpu") -> IdentityBank:
-        """Read a bank written by ``save``; anything else is refused with a BankError."""
+    def load(
+        cls, path: str | os.PathLike, storage: str | torch.device = "cpu", dtype: torch.dtype | None = None
+    ) -> IdentityBank:
+        """Read a bank written by ``save``; anything else is refused with a BankError naming the file.
+
+        Float tokens of any width are accepted and cast to ``dtype`` when given (a bank saved by a
+        float16 GPU run read by a float32 CPU run); the pipeline also casts to its compute dtype on use.
+        """
         try:
             with safe_open(str(path), framework="pt", device="cpu") as handle:
                 metadata = handle.metadata() or {}
                 if metadata.get("format") != BANK_FORMAT:
                     raise BankError(f"{path} is not a StoryDiffusion identity bank (format {metadata.get('format')!r})")
-                bank = cls(json.loads(metadata["signature"]), storage)
-                bank.characters = {k: list(v) for k, v in json.loads(metadata.get("characters", "{}")).items()}
+                bank = cls(_metadata_field(metadata, "signature"), storage)
+                bank.characters = _characters(_metadata_field(metadata, "characters", "{}"))
                 for key in handle.keys():
-                    sid, step, layer = (int(part) for part in key.split("."))
-                    bank._tokens[(sid, step, layer)] = handle.get_tensor(key).to(bank.storage)
+                    bank._tokens[_token_key(key)] = _checked_tokens(handle.get_tensor(key), key).to(bank.storage)
+            bank._check_layout()
         except BankError:
             raise
+        except ValueError as error:
+            raise BankError(f"{path} is not a usable identity bank: {error}; regenerate it with --save-bank") from None
         except Exception as error:  # safetensors raises several types for a bad file
             raise BankError(f"could not read identity bank {path}: {error}") from None
-        return bank
+        return bank.cast(dtype) if dtype is not None else bank
+
+    def _check_layout(self) -> None:
+        """Every source holds the same steps and layers, each layer one shape, each character real sources:
+        a bank with holes would fail half-way through a run instead of before it."""
+        grid: dict[int, set[tuple[int, int]]] = {}
+        shapes: dict[int, tuple[int, ...]] = {}
+        for (source, step, layer), tokens in self._tokens.items():
+            grid.setdefault(source, set()).add((step, layer))
+            if shapes.setdefault(layer, tuple(tokens.shape)) != tuple(tokens.shape):
+                raise ValueError(f"layer {layer} holds tokens of shapes {shapes[layer]} and {tuple(tokens.shape)}")
+        if len({frozenset(keys) for keys in grid.values()}) > 1:
+            raise ValueError("its identity images do not all hold the same steps and layers")
+        halves = {shape[0] for shape in shapes.values()}
+        if "cfg" in self.signature and halves and halves != {2 if self.signature["cfg"] else 1}:
+            raise ValueError(f"its tokens have {halves.pop()} guidance halves, its settings say otherwise")
+        for name, sources in self.characters.items():
+            if not sources or not set(sources) <= set(grid):
+                raise ValueError(f"character {name!r} names identity images the bank does not hold")
+
+
+def _metadata_field(metadata: dict[str, str], name: str, default: str | None = None) -> dict[str, Any]:
+    text = metadata.get(name, default)
+    if text is None:
+        raise ValueError(f"it has no {name}")
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError(f"its {name} is not a mapping")
+    return value
+
+
+def _characters(value: dict[str, Any]) -> dict[str, list[int]]:
+    if not all(isinstance(s, list) and all(type(i) is int for i in s) for s in value.values()):
+        raise ValueError("its characters are not lists of identity image numbers")
+    return {str(name): list(sources) for name, sources in value.items()}
+
+
+def _token_key(key: str) -> tuple[int, int, int]:
+    """``"3.12.40"``: source image, step, layer."""
+    if not _TOKEN_KEY.fullmatch(key):
+        raise ValueError(f"tensor {key[:40]!r} is not named source.step.layer")
+    source, step, layer = (int(part) for part in key.split("."))
+    return source, step, layer
+
+
+def _checked_tokens(tokens: torch.Tensor, key: str) -> torch.Tensor:
+    """(halves, sampled, channels) floats: what ``put`` stores, whatever float width it was saved in."""
+    if not tokens.is_floating_point():
+        raise ValueError(f"tensor {key!r} holds {str(tokens.dtype).removeprefix('torch.')}, not floating-point tokens")
+    if tokens.dim() != 3 or tokens.shape[0] not in (1, 2) or 0 in tokens.shape:
+        raise ValueError(f"tensor {key!r} has shape {tuple(tokens.shape)}, not (halves, sampled tokens, channels)")
+    if not torch.isfinite(tokens).all():
+        raise ValueError(f"tensor {key!r} holds NaN or infinite values")
+    return tokens

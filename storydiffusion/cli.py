@@ -9,6 +9,7 @@ import argparse
 import signal
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from .cli_parser import build_parser
@@ -26,9 +27,9 @@ OUT_OF_MEMORY_HINT = (
 
 def _load_story_and_model(path: str):
     """A story file, or the manifest of an earlier run (then its model too)."""
-    from .rundir import read_manifest
-    from .settings import GenerationSettings
-    from .story import Story, load_story
+    from .errors import StoryError, wrong_kind
+    from .rundir import read_manifest, story_from_manifest
+    from .story import load_story
 
     if path.endswith(".json"):
         try:
@@ -36,16 +37,18 @@ def _load_story_and_model(path: str):
         except StoryDiffusionError:
             manifest = None  # a story file in JSON, or unreadable: load_story says which
         if manifest is not None:
-            story = Story.from_dict(manifest["story"])
-            story.settings = GenerationSettings.from_dict(manifest["settings"])
-            return story, manifest.get("model", {}).get("name")
+            story = story_from_manifest(manifest, Path(path).name)
+            model = manifest.get("model")
+            name = model.get("name") if isinstance(model, dict) else None
+            if name is not None and not isinstance(name, str):
+                raise StoryError(f"{Path(path).name}: {wrong_kind('model.name', 'the name of a model', name)}")
+            return story, name
     return load_story(path), None
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    """Check everything, load the model, generate (or continue the run in --out), then compose if asked."""
-    from .bank import IdentityBank
-    from .pipeline import StoryPipeline
+    """Check everything (story, options, bank, model, folder) before the folder changes, then generate
+    into --out: continuing the run there, or with --overwrite staging its replacement; compose if asked."""
     from .resume import earlier_run, is_incomplete
 
     if args.export and not args.layout:
@@ -61,9 +64,37 @@ def run_generate(args: argparse.Namespace) -> int:
     continuing = earlier is not None and (args.panels is not None or is_incomplete(earlier))
     check_output_dir(args.out, overwrite=args.overwrite or continuing)  # before any model loads; deletes nothing
     SETTING_RANGES["lora_scale"].check("--lora-scale", args.lora_scale)
-    bank = IdentityBank.load(args.bank) if args.bank else None
+    bank = _read_bank(args.bank, settings.mode) if args.bank else None
+    pipeline = _load_pipeline(args, manifest_model)
+    settings = pipeline.resolve_settings(story, settings)
+    if bank is not None:  # does it fit the model, settings and characters? before any step runs
+        pipeline.check_bank(bank, story, settings, args.panels)
+    target = _run_folder(args, earlier if continuing else None, story, settings, pipeline)
+    result = _draw(args, pipeline, story, settings, bank, target)
+    if result is None:
+        return EXIT_INTERRUPTED
+    _report_generation(result, target.out, target.finish(result, args.save_bank, args.bank))
+    if args.layout:
+        from .layout.compose import compose_run
+
+        _report_compose(compose_run(target.out, layout=args.layout, export=args.export or ()))
+    return 0
+
+
+def _read_bank(path: str, mode: str):
+    """--bank, read and checked against --mode before any model loads (its fit to the model comes after)."""
+    from .bank import IdentityBank
+
+    bank = IdentityBank.load(path)
+    bank.check_mode(mode)
+    return bank
+
+
+def _load_pipeline(args: argparse.Namespace, manifest_model: str | None):
+    from .pipeline import StoryPipeline
+
     with model_memory():
-        pipeline = StoryPipeline.from_pretrained(
+        return StoryPipeline.from_pretrained(
             args.model or manifest_model,
             device=args.device,
             dtype=args.dtype,
@@ -73,42 +104,82 @@ def run_generate(args: argparse.Namespace) -> int:
             lora=args.lora,
             lora_scale=args.lora_scale,
         )
-    out, writer, panels = _run_folder(args, earlier if continuing else None, story, settings, pipeline)
-    with _StepBar(args.quiet) as bar, model_memory():
-        result = pipeline.generate(
-            story,
-            settings,
-            panels=panels,
-            bank=bank,
-            bank_storage="device" if args.bank_on_device else "auto",
-            callback=bar.update,
-            on_start=writer.start,
-            on_panel=writer.panel,
+
+
+@dataclass
+class _RunTarget:
+    """Where a run is written: ``out`` itself, or (--overwrite of an earlier run) a staging folder inside
+    it that replaces the earlier run only once the new one is finished."""
+
+    out: Path
+    writer: RunWriter
+    panels: list[int] | None
+    staged: bool = False
+
+    def kept_note(self) -> str:
+        return (
+            f"{self.out} still holds the earlier run, unchanged; the new run so far is in {self.writer.out}: "
+            "run the same command again to finish it and replace the earlier run"
         )
-    _report_generation(result, out, writer.finish(result, save_bank=args.save_bank))
-    if args.layout:
-        from .layout.compose import compose_run
 
-        _report_compose(compose_run(out, layout=args.layout, export=args.export or ()))
-    return 0
+    def finish(self, result, save_bank: bool, bank_file: str | None) -> Path:
+        """The last manifest; a finished staged run then replaces the earlier run (never the --bank it read)."""
+        manifest = self.writer.finish(result, save_bank=save_bank)
+        if not self.staged or result.cancelled:
+            return manifest
+        from .staging import swap_in_staged_run
+
+        return swap_in_staged_run(self.out, keep=(Path(bank_file),) if bank_file else ())
 
 
-def _run_folder(args: argparse.Namespace, earlier, story, settings, pipeline):
-    """The output folder, its writer and the panels to draw: a continued run keeps what it may keep;
-    a new run (or --overwrite of another one) starts from a prepared, empty folder."""
+def _draw(args: argparse.Namespace, pipeline, story, settings, bank, target: _RunTarget):
+    """Generate into the target's folder; None when a staged run was interrupted (its note is printed)."""
+    try:
+        with _StepBar(args.quiet) as bar, model_memory():
+            return pipeline.generate(
+                story,
+                settings,
+                panels=target.panels,
+                bank=bank,
+                bank_storage="device" if args.bank_on_device else "auto",
+                callback=bar.update,
+                on_start=target.writer.start,
+                on_panel=target.writer.panel,
+            )
+    except KeyboardInterrupt:
+        if not target.staged:
+            raise
+        print(f"interrupted: {target.kept_note()}", file=sys.stderr)
+        return None
+    except BaseException:
+        if target.staged:
+            print(f"note: {target.kept_note()}", file=sys.stderr)
+        raise
+
+
+def _run_folder(args: argparse.Namespace, earlier, story, settings, pipeline) -> _RunTarget:
+    """Where to write and which panels to draw: a continued run keeps what it may keep in place; an
+    --overwrite that would replace an earlier run is staged (or its staged run continued); anything
+    else starts in a prepared folder. ``settings`` are resolved."""
     from .resume import plan_continuation
+    from .staging import needs_staging, start_staged_run
 
+    out = Path(args.out)
     if earlier is not None:
-        resolved = pipeline.resolve_settings(story, settings)
         try:
-            plan = plan_continuation(args.out, earlier, story, resolved, pipeline.spec.name, args.panels)
+            plan = plan_continuation(out, earlier, story, settings, pipeline.spec.name, args.panels)
         except StoryDiffusionError:
             if not args.overwrite:
                 raise
         else:
-            return Path(args.out), RunWriter(args.out, plan.keep, plan.bank_file), plan.panels
-    out = prepare_output_dir(args.out, overwrite=args.overwrite)
-    return out, RunWriter(out), args.panels
+            return _RunTarget(out, RunWriter(out, plan.keep, plan.bank_file), plan.panels)
+    if args.overwrite and needs_staging(out):
+        staging, plan = start_staged_run(out, story, settings, pipeline.spec.name, args.panels)
+        if plan is None:
+            return _RunTarget(out, RunWriter(staging), args.panels, staged=True)
+        return _RunTarget(out, RunWriter(staging, plan.keep, plan.bank_file), plan.panels, staged=True)
+    out = prepare_output_dir(out, overwrite=args.overwrite)
+    return _RunTarget(out, RunWriter(out), args.panels)
 
 
 def _check_panel_numbers(panels: list[int] | None, count: int) -> None:
@@ -125,7 +196,16 @@ def _check_panel_numbers(panels: list[int] | None, count: int) -> None:
 
 
 def _generation_settings(base, args: argparse.Namespace):
-    """The story's settings with the command line's options on top, checked against SETTING_RANGES."""
+    """The story's settings with the command line's options on top, checked against SETTING_RANGES.
+
+    Each option given is checked under its flag first (``--guidance must be ...``), so a message
+    names what the user typed rather than the setting behind it.
+    """
+    for name in ("steps", "guidance", "seed", "height", "width", "id_images", "window", "first_consistent_step"):
+        if getattr(args, name) is not None:
+            SETTING_RANGES[name].check("--" + name.replace("_", "-"), getattr(args, name))
+    if isinstance(args.sampling_rate, float):
+        SETTING_RANGES["sampling_rate"].check("--sampling-rate", args.sampling_rate)
     settings = base.merged(
         steps=args.steps,
         guidance=args.guidance,

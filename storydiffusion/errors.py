@@ -2,6 +2,7 @@
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 
 class StoryDiffusionError(Exception):
@@ -36,6 +37,14 @@ class GenerationCancelled(StoryDiffusionError):
     """Raised inside a run when the caller asked it to stop; the pipeline catches it and keeps finished panels."""
 
 
+class ImageInputError(StoryDiffusionError, ValueError):
+    """An image a user gave (a panel file, an upload) is broken, of an unknown kind or too large to decode."""
+
+
+class ProjectError(StoryDiffusionError, ValueError):
+    """An uploaded file is not a project file, is damaged, or is shaped to exhaust the disk or memory."""
+
+
 def is_out_of_memory(error: BaseException) -> bool:
     """CUDA and MPS report exhaustion as RuntimeError subclasses; the CPU as MemoryError."""
     return isinstance(error, (MemoryError, ModelOutOfMemory)) or "out of memory" in str(error).lower()
@@ -51,3 +60,34 @@ def model_memory() -> Iterator[None]:
         if not is_out_of_memory(error):
             raise
         raise ModelOutOfMemory(str(error).splitlines()[0] if str(error) else "no detail") from error
+
+
+def kind_of(value: Any) -> str:
+    """What a value is, in the words a user knows ("text", "a list"), for "must be X, not Y" messages."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """A value as an error message shows it: its repr, cut short so that a huge value keeps the message one line."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = f"{len(value):,} characters" if isinstance(value, str) else f"{len(text):,} characters written out"
+    return f"{text[:limit]}... ({size})"
+
+
+def wrong_kind(path: str, expected: str, value: Any) -> str:
+    """``title must be text, not a mapping ({'a': 1})``: the key path, what it takes, and what it got."""
+    return f"{path} must be {expected}, not {kind_of(value)} ({shown(value)})"

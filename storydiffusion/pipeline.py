@@ -267,7 +267,7 @@ class StoryPipeline:
         settings = self.resolve_settings(story, settings)
         style = get_style(settings.style)
         warnings: list[str] = []
-        bank = self._bank_for_run(bank, settings, bank_storage, warnings)
+        bank = self._bank_for_run(bank, story, settings, bank_storage)
         banked = dict(bank.characters) if settings.mode == "identity" else {}
         plan = plan_story(story, settings, panels, banked)
         wanted = set(range(len(story.panels)) if panels is None else panels)
@@ -282,20 +282,47 @@ class StoryPipeline:
             logger.warning(message)
         return result
 
+    def check_bank(
+        self,
+        bank: IdentityBank,
+        story: Story,
+        settings: GenerationSettings | None = None,
+        panels: list[int] | None = None,
+    ) -> None:
+        """Refuse, before any step runs or any file changes, a bank this run cannot read as it is: made
+        for another mode, model or settings, holding other characters, or lacking one ``panels`` show.
+
+        ``generate`` makes the same checks except the last: there a missing character's identity set is
+        drawn into the bank, as when a session's own bank meets a panel of a character not yet drawn.
+        """
+        settings = self.resolve_settings(story, settings)
+        self._check_bank_fits(bank, story, settings)
+        wanted = range(len(story.panels)) if panels is None else panels
+        needed = {name for index in wanted if 0 <= index < len(story.panels) for name in story.panels[index].characters}
+        if len(bank):
+            bank.check_characters(story.characters, needed)
+
+    def _check_bank_fits(self, bank: IdentityBank, story: Story, settings: GenerationSettings) -> None:
+        """An empty bank is a container this run fills; a filled one must be this run's own kind."""
+        if not len(bank):
+            return
+        bank.check_mode(settings.mode)
+        bank.check_compatible(self.bank_signature(settings))
+        bank.check_characters(story.characters)
+
     def _bank_for_run(
-        self, bank: IdentityBank | None, settings: GenerationSettings, bank_storage: str, warnings: list[str]
+        self, bank: IdentityBank | None, story: Story, settings: GenerationSettings, bank_storage: str
     ) -> IdentityBank:
-        """The caller's bank if it fits these settings (else a new one, with a warning), on the chosen storage."""
+        """The caller's bank, checked (BankError if it does not fit) and cast to the compute dtype, on the
+        chosen storage; an empty or missing one gets this run's signature."""
         signature = self.bank_signature(settings)
-        if bank is not None and settings.mode == "identity":
-            try:
-                bank.check_compatible(signature)
-            except Exception as error:
-                warnings.append(f"identity bank not reused: {error}")
-                bank = None
         storage = self.device if bank_storage == "device" else torch.device("cpu")
         if bank is None:
             return IdentityBank(signature, storage)
+        self._check_bank_fits(bank, story, settings)
+        if not len(bank):
+            bank.signature = signature
+        bank.cast(self.pipe.unet.dtype)
         if bank.storage != storage or (self.device.type == "cuda" and storage.type == "cpu"):
             bank.move_to(storage, pin=self.device.type == "cuda")
         return bank

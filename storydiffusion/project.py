@@ -2,7 +2,8 @@
 
 Contents: ``project.json`` (story, resolved settings, model, seeds, layout), ``panels/panel_NNN.png``
 and, when there is one, ``identity_bank.safetensors``. Loading reads JSON, PNG and safetensors
-only (never pickles) and refuses any archive that is not a project file.
+only (never pickles) and refuses any archive that is not a project file; an upload's archive is
+checked by ``archive_checks`` before any member is read, and its panels by ``images`` before decoding.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
@@ -19,11 +19,13 @@ from typing import Any
 
 from PIL import Image
 
+from .archive_checks import check_archive, copy_member, read_member
 from .atomic import atomic_path
 from .bank import IdentityBank
-from .errors import StoryDiffusionError
-from .rundir import MAX_MANIFEST_BYTES, panel_filename
-from .settings import GenerationSettings
+from .errors import ImageInputError, ProjectError, SettingsError, StoryError, kind_of, shown
+from .images import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, read_image
+from .rundir import MAX_MANIFEST_BYTES, panel_filename, story_from_manifest
+from .settings import MAX_SEED, GenerationSettings
 from .story import Story
 from .structured import InputFileError, parse_json
 
@@ -31,11 +33,25 @@ PROJECT_FORMAT = "storydiffusion-project/1"
 PROJECT_JSON = "project.json"
 BANK_NAME = "identity_bank.safetensors"
 MAX_PROJECT_BYTES = 16 * 2**30  # uncompressed; a real SDXL bank of two characters is several GB
-MAX_IMAGE_PIXELS = 8192 * 8192
+MAX_PROJECT_PANELS = 10_000  # as many as a story.json of MAX_MANIFEST_BYTES can describe
+MAX_COMPRESSION_RATIO = 200.0  # JSON deflates about 10 times; PNGs and the bank are stored
 
 
-class ProjectError(StoryDiffusionError, ValueError):
-    """The file is not a project file, or it is damaged."""
+@dataclass(frozen=True)
+class ProjectLimits:
+    """What an uploaded project may hold; a shared server may pass smaller ones to ``load_project``."""
+
+    max_panels: int = MAX_PROJECT_PANELS
+    max_total_bytes: int = MAX_PROJECT_BYTES
+    max_ratio: float = MAX_COMPRESSION_RATIO
+    max_json_bytes: int = MAX_MANIFEST_BYTES
+    max_image_bytes: int = MAX_IMAGE_BYTES
+    max_image_pixels: int = MAX_IMAGE_PIXELS
+
+    @property
+    def max_entries(self) -> int:
+        """project.json, one PNG per panel, the bank, and the panels/ folder some ZIP tools add."""
+        return self.max_panels + 3
 
 
 @dataclass
@@ -81,65 +97,114 @@ def save_project(project: Project, path: str | os.PathLike) -> Path:
     return path
 
 
-def load_project(path: str | os.PathLike) -> Project:
-    """Read a project ZIP written by ``save_project``; anything else raises ProjectError."""
-    path = Path(path)
+def load_project(path: str | os.PathLike, limits: ProjectLimits | None = None) -> Project:
+    """Read a project ZIP written by ``save_project``; anything else raises ProjectError.
+
+    The archive's directory is checked before any member is read, every member is read with a cap,
+    and each panel's size is checked before it is decoded (``limits``: smaller ones for a shared server).
+    """
+    path, limits = Path(path), limits or ProjectLimits()
+    label = path.name  # an upload sits under a server's temporary folder: its own name is what the user knows
     if not zipfile.is_zipfile(path):
-        raise ProjectError(f"{path.name} is not a project file (a .zip written by 'Download project')")
-    with zipfile.ZipFile(path) as archive:
-        members = {info.filename: info for info in archive.infolist()}
+        raise ProjectError(f"{label} is not a project file (a .zip written by 'Download project')")
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError) as error:
+        raise ProjectError(f"{label} is a damaged ZIP file ({error})") from None
+    with archive:
+        members = check_archive(
+            archive,
+            label,
+            max_entries=limits.max_entries,
+            max_total_bytes=limits.max_total_bytes,
+            max_ratio=limits.max_ratio,
+        )
         if PROJECT_JSON not in members:
-            raise ProjectError(f"{path.name} has no {PROJECT_JSON}: it is not a StoryDiffusion project file")
-        if sum(info.file_size for info in members.values()) > MAX_PROJECT_BYTES:
-            raise ProjectError(f"{path.name} unpacks to more than {MAX_PROJECT_BYTES // 2**30} GB: refusing it")
-        if members[PROJECT_JSON].file_size > MAX_MANIFEST_BYTES:
-            raise ProjectError(f"{path.name}: {PROJECT_JSON} is larger than a project's description can be")
-        try:
-            document = parse_json(archive.read(PROJECT_JSON).decode("utf-8"), PROJECT_JSON)
-        except (UnicodeDecodeError, InputFileError) as error:
-            raise ProjectError(f"{path.name}: {PROJECT_JSON} is not valid JSON ({error})") from None
-        if not isinstance(document, dict) or document.get("format") != PROJECT_FORMAT:
+            raise ProjectError(f"{label} has no {PROJECT_JSON}: it is not a StoryDiffusion project file")
+        document = _read_document(read_member(archive, members[PROJECT_JSON], label, limits.max_json_bytes), label)
+        story, settings = _read_story(document, label)
+        if len(story.panels) > limits.max_panels:
             raise ProjectError(
-                f"{path.name} is not a StoryDiffusion project file (format {document.get('format') if isinstance(document, dict) else None!r})"
+                f"{label}: {PROJECT_JSON} describes {len(story.panels):,} panels, more than the {limits.max_panels:,} "
+                "a project file may have"
             )
-        story = Story.from_dict(document["story"])
-        settings = GenerationSettings.from_dict(document["settings"])
-        settings.validate()  # the ranges of settings.SETTING_RANGES, as for a story file
-        story.settings = settings
-        panels: dict[int, Image.Image] = {}
-        seeds: dict[int, int] = {}
-        for entry in document.get("panels", []):
-            index = int(entry["panel"]) - 1
-            name = f"panels/{panel_filename(index)}"
-            if entry.get("file") != name or name not in members or not 0 <= index < len(story.panels):
-                raise ProjectError(f"{path.name}: panel entry {entry!r} does not match a panel image of the story")
-            panels[index] = _read_png(archive.read(name), name)
-            if entry.get("seed") is not None:
-                seeds[index] = int(entry["seed"])
+        panels, seeds = _read_panels(archive, members, document, len(story.panels), label, limits)
         bank = None
         if document.get("identity_bank"):
             if document["identity_bank"] != BANK_NAME or BANK_NAME not in members:
-                raise ProjectError(f"{path.name}: the identity bank it names is missing")
-            bank = _read_bank(archive)
+                raise ProjectError(f"{label}: the identity bank it names is missing")
+            bank = _read_bank(archive, members[BANK_NAME], label, limits.max_total_bytes)
     return Project(story, settings, str(document.get("model") or ""), panels, seeds, bank, document.get("layout"))
 
 
-def _read_png(data: bytes, name: str) -> Image.Image:
+def _read_document(data: bytes, label: str) -> dict[str, Any]:
     try:
-        image = Image.open(io.BytesIO(data))
-        if image.format != "PNG" or image.width * image.height > MAX_IMAGE_PIXELS:
-            raise ProjectError(f"{name} is not a PNG panel of a sensible size")
-        image.load()
-    except ProjectError:
-        raise
-    except Exception as error:  # Pillow raises several types for broken images
-        raise ProjectError(f"{name} is not a readable PNG ({error})") from None
-    return image.convert("RGB")
+        document = parse_json(data.decode("utf-8"), PROJECT_JSON)
+    except (UnicodeDecodeError, InputFileError) as error:
+        raise ProjectError(f"{label}: {PROJECT_JSON} is not valid JSON ({error})") from None
+    if not isinstance(document, dict) or document.get("format") != PROJECT_FORMAT:
+        found = document.get("format") if isinstance(document, dict) else None
+        raise ProjectError(f"{label} is not a StoryDiffusion project file (format {shown(found)})")
+    return document
 
 
-def _read_bank(archive: zipfile.ZipFile) -> IdentityBank:
+def _read_story(document: dict[str, Any], label: str) -> tuple[Story, GenerationSettings]:
+    """The story and its settings, checked as a story file's are; their messages name the upload."""
+    try:
+        story = story_from_manifest(document, PROJECT_JSON)  # validated as a story file is
+        settings = story.settings
+    except (StoryError, SettingsError) as error:
+        raise ProjectError(f"{label}: {error}") from None
+    story.settings = settings
+    return story, settings
+
+
+def _read_panels(
+    archive: zipfile.ZipFile,
+    members: dict[str, zipfile.ZipInfo],
+    document: dict[str, Any],
+    count: int,
+    label: str,
+    limits: ProjectLimits,
+) -> tuple[dict[int, Image.Image], dict[int, int]]:
+    """Panel images (0-based index -> RGB image) and their seeds, each entry checked against the story."""
+    entries = document.get("panels") or []
+    if not isinstance(entries, list):
+        raise ProjectError(f"{label}: {PROJECT_JSON}: 'panels' must be a list, not {kind_of(entries)}")
+    panels: dict[int, Image.Image] = {}
+    seeds: dict[int, int] = {}
+    for entry in entries:
+        number = entry.get("panel") if isinstance(entry, dict) else None
+        seed = entry.get("seed") if isinstance(entry, dict) else None
+        valid = isinstance(number, int) and not isinstance(number, bool) and 1 <= number <= count
+        name = f"panels/{panel_filename(number - 1)}" if valid else None
+        if not valid or entry.get("file") != name or name not in members or number - 1 in panels:
+            raise ProjectError(f"{label}: panel entry {shown(entry)} does not match a panel image of the story")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED):
+            raise ProjectError(f"{label}: panel {number} has the seed {shown(seed)}: a seed is 0 to {MAX_SEED}")
+        panels[number - 1] = _read_png(archive, members[name], label, limits)
+        if seed is not None:
+            seeds[number - 1] = seed
+    return panels, seeds
+
+
+def _read_png(archive: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, limits: ProjectLimits) -> Image.Image:
+    data = read_member(archive, info, label, limits.max_image_bytes)
+    try:
+        return read_image(
+            data,
+            info.filename,
+            max_bytes=limits.max_image_bytes,
+            max_pixels=limits.max_image_pixels,
+            formats=("PNG",),
+        )
+    except ImageInputError as error:
+        raise ProjectError(f"{label}: {error} (a project's panels are PNG files)") from None
+
+
+def _read_bank(archive: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, max_bytes: int) -> IdentityBank:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / BANK_NAME
-        with archive.open(BANK_NAME) as source, open(path, "wb") as target:
-            shutil.copyfileobj(source, target, 2**20)
+        with open(path, "wb") as target:
+            copy_member(archive, info, target, label, max_bytes)
         return IdentityBank.load(path)

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import StoryDiffusionError
-from .rundir import BANK_NAME, MANIFEST_FORMAT, MANIFEST_NAME, read_manifest
+from .errors import StoryDiffusionError, shown
+from .rundir import BANK_NAME, MANIFEST_FORMAT, MANIFEST_NAME, manifest_panels, read_manifest, story_from_manifest
 from .settings import GenerationSettings
 from .story import Story
 
@@ -59,6 +59,7 @@ def plan_continuation(
 
     Raises StoryDiffusionError naming the difference when the folder holds another drawing.
     """
+    recorded = manifest_panels(manifest)  # a hand-edited entry is refused before anything else is read
     difference = _difference(manifest, story, settings, model_name, set(redo or ()))
     if difference:
         state = "an unfinished run" if is_incomplete(manifest) else "a run"
@@ -66,12 +67,8 @@ def plan_continuation(
             f"{out_dir} holds {state} with {difference}: pass --overwrite to replace it, or choose another --out"
         )
     out = Path(out_dir)
-    finished = {
-        entry["panel"] - 1: entry
-        for entry in manifest.get("panels") or []
-        if isinstance(entry, dict) and isinstance(entry.get("panel"), int) and (out / str(entry.get("file"))).is_file()
-    }
-    bank_file = manifest.get("identity_bank") if (out / BANK_NAME).is_file() else None
+    finished = {index: entry for index, entry in recorded.items() if (out / entry["file"]).is_file()}
+    bank_file = BANK_NAME if manifest.get("identity_bank") == BANK_NAME and (out / BANK_NAME).is_file() else None
     if redo is None:
         redo = [i for i in range(len(story.panels)) if i not in finished]
         if settings.mode == "window" and redo:
@@ -85,22 +82,20 @@ def _difference(
     manifest: dict[str, Any], story: Story, settings: GenerationSettings, model_name: str, redo: set[int]
 ) -> str | None:
     """A short description of what differs between the folder's run and this one, or None."""
-    old_story = manifest.get("story") or {}
     if (manifest.get("model") or {}).get("name") != model_name:
-        return f"another model ({(manifest.get('model') or {}).get('name')!r})"
+        return f"another model ({shown((manifest.get('model') or {}).get('name'))})"
     try:
-        same_settings = GenerationSettings.from_dict(manifest.get("settings") or {}).to_dict() == settings.to_dict()
-    except (StoryDiffusionError, TypeError, ValueError):
-        same_settings = False
-    if not same_settings:
+        old = story_from_manifest(manifest)  # validated, and in the same form as the new story
+    except StoryDiffusionError:
+        return "a story.json that is not valid"
+    if old.settings.to_dict() != settings.to_dict():
         return "other settings"
-    new_story = story.to_dict()
-    if old_story.get("characters") != new_story["characters"]:
+    old_story, new_story = old.to_dict(), story.to_dict()
+    if old_story["characters"] != new_story["characters"]:
         return "other characters"
-    old_panels = old_story.get("panels") or []
-    if len(old_panels) != len(new_story["panels"]):
-        return f"{len(old_panels)} panels, not {len(new_story['panels'])}"
-    for index, (old, new) in enumerate(zip(old_panels, new_story["panels"])):
-        if index not in redo and (old.get("prompt"), old.get("seed")) != (new["prompt"], new["seed"]):
+    if len(old_story["panels"]) != len(new_story["panels"]):
+        return f"{len(old_story['panels'])} panels, not {len(new_story['panels'])}"
+    for index, (before, now) in enumerate(zip(old_story["panels"], new_story["panels"])):
+        if index not in redo and (before["prompt"], before["seed"]) != (now["prompt"], now["seed"]):
             return f"another panel {index + 1} (prompt or seed)"
     return None

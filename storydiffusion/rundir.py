@@ -17,7 +17,9 @@ from typing import Any
 
 from . import __version__
 from .atomic import TEMPORARY_MARK, write_json, write_png
-from .errors import StoryDiffusionError
+from .errors import StoryDiffusionError, StoryError, shown, wrong_kind
+from .settings import GenerationSettings
+from .story import Story, validate_story
 from .structured import InputFileError, parse_json, read_text
 
 MANIFEST_FORMAT = "storydiffusion-run/1"
@@ -32,11 +34,22 @@ EXPORT_FILES = (PDF_NAME, CBZ_NAME, ZIP_NAME)
 VIDEO_DIR = "video"
 PAGES_INDEX = "pages.json"
 PAGES_FORMAT = "storydiffusion-pages/1"
+STAGING_DIR = ".storydiffusion-staging"  # an --overwrite run is drawn here, then replaces the old one
 MAX_NAME_BYTES = 255  # the longest file name ext4, APFS and NTFS accept
 MAX_MANIFEST_BYTES = 64 * 2**20  # a story.json of 10,000 panels is about 10 MB
 
 
 _PANEL_FILE = re.compile(r"panel_\d{3,}\.png")
+# The shapes of the names this tool gives files under a run folder; a record naming anything else
+# (a hand-edited story.json, pages.json or clip record) is not believed.
+_OWN_NAME_SHAPES = (
+    re.compile(rf"{PANELS_DIR}/panel_\d{{3,}}\.png"),
+    re.compile(rf"{PAGES_DIR}/page_\d{{2,}}\.png"),
+    re.compile(rf"{VIDEO_DIR}/\d{{2,}}-\d{{2,}}\.(mp4|gif|json)"),
+)
+
+
+MAX_PANEL_NUMBER = 99_999  # beyond any story's max_panels; keeps a hand-edited number from naming absurd files
 
 
 def panel_filename(index: int) -> str:
@@ -51,12 +64,7 @@ def prepare_output_dir(out_dir: str | os.PathLike, overwrite: bool = False) -> P
     never other files of the folder.
     """
     out = check_output_dir(out_dir, overwrite)
-    if out.exists() and any(out.iterdir()):
-        for path in written_files(out):
-            path.unlink(missing_ok=True)
-        for folder in (PAGES_DIR, VIDEO_DIR):
-            if (out / folder).is_dir() and not any((out / folder).iterdir()):
-                (out / folder).rmdir()
+    remove_written_files(out)
     try:
         (out / PANELS_DIR).mkdir(parents=True, exist_ok=True)
     except FileExistsError:
@@ -68,6 +76,21 @@ def prepare_output_dir(out_dir: str | os.PathLike, overwrite: bool = False) -> P
             f"cannot create {out / PANELS_DIR}: {error.strerror or error}: choose another --out"
         ) from None
     return out
+
+
+def remove_written_files(run_dir: str | os.PathLike, keep: tuple[Path, ...] = ()) -> None:
+    """Delete what :func:`written_files` lists (the manifest first, so no record outlives its files)
+    except ``keep``, and the ``pages``/``video`` folders this leaves empty; nothing else of the folder."""
+    run = Path(run_dir)
+    if not run.is_dir():
+        return
+    kept = {path.resolve() for path in keep}
+    for path in written_files(run):
+        if path.resolve() not in kept:
+            path.unlink(missing_ok=True)
+    for folder in (PAGES_DIR, VIDEO_DIR):
+        if (run / folder).is_dir() and not any((run / folder).iterdir()):
+            (run / folder).rmdir()
 
 
 def check_output_dir(out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -91,6 +114,13 @@ def check_output_dir(out_dir: str | os.PathLike, overwrite: bool = False) -> Pat
     if out.exists() and not overwrite and any(out.iterdir()):
         raise StoryDiffusionError(
             f"{out} already holds files: pass --overwrite to replace them, or choose another --out"
+        )
+    if (out / PANELS_DIR).exists() and not (out / PANELS_DIR).is_dir():
+        raise StoryDiffusionError(f"{out / PANELS_DIR} is a file, not a folder: move it or choose another --out")
+    staging = out / STAGING_DIR
+    if staging.is_symlink() or (staging.exists() and not staging.is_dir()):
+        raise StoryDiffusionError(
+            f"{staging} is in the way: this tool stages --overwrite runs under that name; move it or choose another --out"
         )
     return out
 
@@ -122,7 +152,7 @@ def written_files(run_dir: str | os.PathLike) -> list[Path]:
         if clip is not None and isinstance(clip.get("files"), list):
             names.append(f"{VIDEO_DIR}/{info.name}")
             names += [f"{VIDEO_DIR}/{name}" for name in clip["files"]]
-    names += _unrecorded_outputs(run)
+    names = [name for name in names if _shaped_like_ours(name)] + _unrecorded_outputs(run)
     inside = run.resolve()
     found: list[Path] = []
     for name in dict.fromkeys(names):
@@ -130,6 +160,11 @@ def written_files(run_dir: str | os.PathLike) -> list[Path]:
         if path.is_file() and not path.is_symlink() and path.resolve().is_relative_to(inside):
             found.append(path)
     return found
+
+
+def _shaped_like_ours(name: str) -> bool:
+    fixed = (MANIFEST_NAME, BANK_NAME, f"{PAGES_DIR}/{PAGES_INDEX}", *EXPORT_FILES)
+    return name in fixed or any(shape.fullmatch(name) for shape in _OWN_NAME_SHAPES)
 
 
 def recorded_exports(run_dir: str | os.PathLike) -> list[str]:
@@ -288,3 +323,46 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
         raise StoryDiffusionError(f"{path} is not a StoryDiffusion run manifest")
     return data
+
+
+def manifest_panels(manifest: dict[str, Any], name: str = MANIFEST_NAME) -> dict[int, dict[str, Any]]:
+    """The finished panels a manifest lists, by 0-based index, each checked like the rest of the file.
+
+    An entry names its panel (a whole number from 1) and the file this tool gave it, exactly
+    ``panels/panel_NNN.png``: a hand-edited name can never point a reader outside the run folder.
+    """
+    entries = manifest.get("panels", [])
+    if not isinstance(entries, list):
+        raise StoryError(f"{name}: {wrong_kind('panels', 'a list of panel entries', entries)}")
+    found: dict[int, dict[str, Any]] = {}
+    for position, entry in enumerate(entries):
+        where = f"{name}: panels[{position}]"
+        if not isinstance(entry, dict):
+            raise StoryError(f"{where} {wrong_kind('', 'a mapping', entry).strip()}")
+        number = entry.get("panel")
+        if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= MAX_PANEL_NUMBER:
+            raise StoryError(f"{where}.panel must be a panel number from 1, got {shown(number)}")
+        expected = f"{PANELS_DIR}/{panel_filename(number - 1)}"
+        if entry.get("file") != expected:
+            raise StoryError(
+                f"{where}.file must be {expected!r} (the name this tool gives panel {number}), got {shown(entry.get('file'))}"
+            )
+        found[number - 1] = entry
+    return found
+
+
+def story_from_manifest(manifest: dict[str, Any], name: str = MANIFEST_NAME) -> Story:
+    """The story of a run manifest (or project file) drawn with the run's settings, validated exactly
+    like a story file: a hand-edited story.json is refused naming the key path, e.g.
+    ``story.json: settings.steps must be 1..1000, got 0``."""
+    try:
+        story = Story.from_dict(manifest.get("story"))
+    except StoryError as error:
+        raise StoryError(f"{name}: story: {error}") from None
+    try:
+        if "settings" in manifest:
+            story.settings = GenerationSettings.from_dict(manifest["settings"], where="settings")
+        validate_story(story)  # the run's settings may limit what its story holds (max_panels)
+    except StoryDiffusionError as error:
+        raise StoryError(f"{name}: {error}") from None
+    return story

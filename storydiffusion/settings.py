@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import SettingsError
+from .errors import SettingsError, kind_of, shown
 
 CONSISTENCY_MODES = ("identity", "window", "off")
 MAX_SEED = 2**63 - 1
@@ -20,6 +20,10 @@ DEFAULT_FRAMES = 16
 DEFAULT_FPS = 8.0
 # JavaScript numbers hold integers exactly only up to 2**53 - 1: a seed typed into the page stays below.
 MAX_BROWSER_INTEGER = 2**53 - 1
+# Longest text a setting or a story's text field may hold; the text encoder reads only the first 77 tokens.
+MAX_TEXT_CHARS = 20_000
+# Largest sampling-rate key: a layer's downsampling factor relative to the latent (a UNet has 1 to 8).
+MAX_FACTOR = 1024
 
 
 @dataclass(frozen=True)
@@ -59,9 +63,19 @@ class SettingRange:
         return above and below and (not self.integer or value % self.multiple == 0)
 
     def check(self, name: str, value: Any) -> None:
-        """Raise SettingsError naming the setting, the allowed range and the value given."""
+        """Raise SettingsError naming the setting (or its key path in a file), the allowed range and the value."""
         if not self.contains(value):
-            raise SettingsError(f"{name} must be {self.describe()}, got {value!r}")
+            raise SettingsError(f"{name} must be {self.describe()}, got {shown(value)}{self._why_not(value)}")
+
+    def _why_not(self, value: Any) -> str:
+        """Why a value of the wrong kind is refused; nothing for a number outside the range, which says it all."""
+        if value is None:
+            return ""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f" ({kind_of(value)} is not a number)"
+        if self.integer and isinstance(value, float) and math.isfinite(value) and not value.is_integer():
+            return " (not a whole number)"
+        return ""
 
     @property
     def ui_maximum(self) -> float:
@@ -77,6 +91,14 @@ class SettingRange:
 
 def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def key_path(where: str | None, *keys: Any) -> str:
+    """``settings.sampling_rate.12``: where a value sits in a file. Without ``where`` (settings built in
+    code or typed in the studio) only the setting's own name, as it has no file to point into."""
+    if where is None:
+        return str(keys[0])
+    return ".".join(str(part) for part in (where, *keys) if part != "")
 
 
 SETTING_RANGES: dict[str, SettingRange] = {
@@ -102,16 +124,20 @@ SETTING_RANGES: dict[str, SettingRange] = {
 }
 
 
-def _factor(key: Any) -> int:
+def _factor(key: Any, path: str) -> int:
     """A sampling-rate key: the layer's downsampling factor, written as a whole number (JSON keys are text)."""
     try:
-        if isinstance(key, bool):
+        if isinstance(key, bool) or isinstance(key, float):
             raise ValueError
-        return int(key)
+        factor = int(key)
     except (TypeError, ValueError):
+        factor = -1
+    if not 0 <= factor <= MAX_FACTOR:
         raise SettingsError(
-            f"sampling_rate keys must be whole numbers (downsampling factors such as 1, 2, 4), got {key!r}"
-        ) from None
+            f"{path} keys must be whole numbers 0..{MAX_FACTOR} (downsampling factors such as 1, 2, 4; "
+            f"0 for the others), got {shown(key)}"
+        )
+    return factor
 
 
 @dataclass
@@ -153,34 +179,75 @@ class GenerationSettings:
             return float(self.sampling_rate.get(factor, self.sampling_rate.get(0, 0.5)))
         return float(self.sampling_rate)
 
-    def validate(self) -> None:
-        """Raise SettingsError naming the first setting that is out of range and its valid range."""
+    def validate(self, where: str | None = None) -> None:
+        """Raise SettingsError naming the first setting that is out of range, its value and its valid range.
+
+        ``where`` is the key that holds these settings in a file ("settings", "" for a file of settings
+        only): messages then name the setting's key path in that file, e.g. ``settings.sampling_rate.2``.
+        """
         for name in ("steps", "guidance", "height", "width"):
             if getattr(self, name) is not None:
-                SETTING_RANGES[name].check(name, getattr(self, name))
-        rates = self.sampling_rate.values() if isinstance(self.sampling_rate, dict) else [self.sampling_rate]
-        for rate in rates:
-            SETTING_RANGES["sampling_rate"].check("sampling_rate", rate)
+                SETTING_RANGES[name].check(key_path(where, name), getattr(self, name))
+        if isinstance(self.sampling_rate, dict):
+            for factor, rate in self.sampling_rate.items():
+                SETTING_RANGES["sampling_rate"].check(key_path(where, "sampling_rate", factor), rate)
+        else:
+            SETTING_RANGES["sampling_rate"].check(key_path(where, "sampling_rate"), self.sampling_rate)
         for name in ("seed", "id_images", "window", "first_consistent_step", "random_skip_early", "random_skip_late"):
-            SETTING_RANGES[name].check(name, getattr(self, name))
-        if self.mode not in CONSISTENCY_MODES:
-            raise SettingsError(f"mode must be one of {', '.join(CONSISTENCY_MODES)}, got {self.mode!r}")
-        SETTING_RANGES["max_panels"].check("max_panels", self.max_panels)
+            SETTING_RANGES[name].check(key_path(where, name), getattr(self, name))
+        if not isinstance(self.mode, str) or self.mode not in CONSISTENCY_MODES:
+            raise SettingsError(
+                f"{key_path(where, 'mode')} must be one of {', '.join(CONSISTENCY_MODES)}, got {shown(self.mode)}"
+            )
+        SETTING_RANGES["max_panels"].check(key_path(where, "max_panels"), self.max_panels)
+        self._validate_texts(where)
+
+    def _validate_texts(self, where: str | None) -> None:
+        """The settings that are names or text: a style or scheduler name (or None), a negative prompt."""
+        for name in ("style", "scheduler"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise SettingsError(
+                    f"{key_path(where, name)} must be the name of a {name} or left out, got {shown(value)}"
+                )
+        if not isinstance(self.negative_prompt, str):
+            raise SettingsError(
+                f"{key_path(where, 'negative_prompt')} must be text, not {kind_of(self.negative_prompt)}"
+                f" ({shown(self.negative_prompt)})"
+            )
+        for name in ("style", "scheduler", "negative_prompt"):
+            value = getattr(self, name)
+            if isinstance(value, str) and len(value) > MAX_TEXT_CHARS:
+                raise SettingsError(
+                    f"{key_path(where, name)} is {len(value):,} characters long; at most {MAX_TEXT_CHARS:,} are allowed"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> GenerationSettings:
-        """Build from a mapping, refusing unknown keys with the list of known ones."""
+    def from_dict(cls, data: Any, where: str | None = None) -> GenerationSettings:
+        """Build and validate settings from a mapping (a file's ``settings``), refusing unknown keys with
+        the list of known ones; ``where`` is that mapping's key, so every message names its key path."""
+        if not isinstance(data, dict):
+            raise SettingsError(
+                f"{where or 'settings'} must be a mapping of setting names to values, "
+                f"not {kind_of(data)} ({shown(data)})"
+            )
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(str(key) for key in data if key not in known)
         if unknown:
-            raise SettingsError(f"unknown setting(s) {', '.join(unknown)}; known settings: {', '.join(sorted(known))}")
+            raise SettingsError(
+                f"{where + ': ' if where else ''}unknown setting(s) {', '.join(unknown)}; "
+                f"known settings: {', '.join(sorted(known))}"
+            )
         values = dict(data)
         if isinstance(values.get("sampling_rate"), dict):
-            values["sampling_rate"] = {_factor(k): v for k, v in values["sampling_rate"].items()}
-        return cls(**values)
+            rates = values["sampling_rate"].items()
+            values["sampling_rate"] = {_factor(k, key_path(where, "sampling_rate")): v for k, v in rates}
+        settings = cls(**values)
+        settings.validate(where)
+        return settings
 
     def merged(self, **overrides: Any) -> GenerationSettings:
         """A copy with the given fields replaced; ``None`` values leave the field as it is."""

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from storydiffusion.bank import IdentityBank
+from storydiffusion.bank import BANK_FORMAT, IdentityBank
 from storydiffusion.errors import BankError
 
 
@@ -60,3 +60,79 @@ def test_bank_load_refuses_other_files(tmp_path):
     (tmp_path / "junk.safetensors").write_bytes(b"not safetensors at all")
     with pytest.raises(BankError, match="could not read"):
         IdentityBank.load(tmp_path / "junk.safetensors")
+
+
+def save_raw(path, tensors, signature='{"steps": 4}', characters='{"Bob": [1]}'):
+    """A file in the bank format whatever its contents: how a hostile or foreign bank looks."""
+    from safetensors.torch import save_file
+
+    metadata = {"format": BANK_FORMAT, "signature": signature, "characters": characters}
+    save_file(tensors, str(path), metadata=metadata)
+    return path
+
+
+def test_a_float16_bank_loads_and_casts_to_the_dtype_asked_for(tmp_path):
+    bank = filled_bank().cast(torch.float16)
+    bank.save(tmp_path / "half.safetensors")
+    assert IdentityBank.load(tmp_path / "half.safetensors").get(1, 1, 0, torch.device("cpu")).dtype == torch.float16
+    loaded = IdentityBank.load(tmp_path / "half.safetensors", dtype=torch.float32)
+    tokens_read = loaded.get(1, 1, 0, torch.device("cpu"))
+    assert tokens_read.dtype == torch.float32 and torch.allclose(tokens_read, tokens(1.1), atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "tensors, expected",
+    [
+        ({"1.0.0": torch.ones(2, 3, 4, dtype=torch.int32)}, "int32, not floating-point"),
+        ({"1.0.0": torch.ones(2, 3, 4, dtype=torch.bool)}, "bool, not floating-point"),
+        ({"1.0.0": torch.ones(3, 4)}, "shape (3, 4)"),
+        ({"1.0.0": torch.ones(5, 3, 4)}, "shape (5, 3, 4)"),
+        ({"1.0.0": torch.full((2, 3, 4), float("nan"))}, "NaN or infinite"),
+        ({"1.0": torch.ones(2, 3, 4)}, "not named source.step.layer"),
+        ({"a.b.c": torch.ones(2, 3, 4)}, "not named source.step.layer"),
+        ({"1.0.0": torch.ones(2, 3, 4), "1.1.0": torch.ones(2, 5, 4)}, "layer 0 holds tokens of shapes"),
+        ({"1.0.0": torch.ones(2, 3, 4), "2.1.0": torch.ones(2, 3, 4)}, "same steps and layers"),
+        ({"2.0.0": torch.ones(2, 3, 4)}, "'Bob' names identity images the bank does not hold"),
+    ],
+    ids=["int", "bool", "2d", "halves", "nan", "short-key", "text-key", "shapes", "holes", "orphan-character"],
+)
+def test_a_bank_that_cannot_be_read_as_it_is_is_refused_naming_the_file(tmp_path, tensors, expected):
+    path = save_raw(tmp_path / "odd.safetensors", tensors)
+    with pytest.raises(BankError) as info:
+        IdentityBank.load(path)
+    assert str(path) in str(info.value) and expected in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "signature, characters, expected",
+    [
+        ("[1, 2]", "{}", "signature is not a mapping"),
+        ("{not json", "{}", "not a usable identity bank"),
+        ("{}", '{"Bob": "1"}', "characters are not lists"),
+        ('{"cfg": true}', '{"Bob": [1]}', "guidance halves"),
+    ],
+)
+def test_a_bank_with_broken_records_is_refused_naming_the_file(tmp_path, signature, characters, expected):
+    tensors = {"1.0.0": torch.ones(1, 3, 4)}
+    path = save_raw(tmp_path / "odd.safetensors", tensors, signature=signature, characters=characters)
+    with pytest.raises(BankError, match="odd.safetensors") as info:
+        IdentityBank.load(path)
+    assert expected in str(info.value)
+
+
+def test_only_identity_mode_takes_a_filled_bank(tmp_path):
+    filled_bank().check_mode("identity")
+    IdentityBank().check_mode("window")  # an empty bank is a container the run fills
+    with pytest.raises(BankError, match="--bank.*--mode window would empty it"):
+        filled_bank().check_mode("window")
+    with pytest.raises(BankError, match="--mode off does not read it"):
+        filled_bank().check_mode("off")
+
+
+def test_check_characters_refuses_strangers_and_missing_characters():
+    bank = filled_bank()
+    bank.check_characters(["Bob", "Alice", "Carol"], needed=["Bob"])
+    with pytest.raises(BankError, match="holds Alice, not a character of this story"):
+        bank.check_characters(["Bob"])
+    with pytest.raises(BankError, match="no identity images of Carol"):
+        bank.check_characters(["Bob", "Alice", "Carol"], needed=["Bob", "Carol"])

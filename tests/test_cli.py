@@ -87,7 +87,7 @@ def test_existing_output_is_not_overwritten_without_the_flag(tmp_path, capsys):
     [
         (["[Carol] walks"], {}, [], "unknown character"),
         ([], {}, [], "no panels"),
-        (["[Bob] walks"], {}, ["--sampling-rate", "1.5"], "sampling_rate"),
+        (["[Bob] walks"], {}, ["--sampling-rate", "1.5"], "--sampling-rate"),
         (["[Bob] walks"], {}, ["--style", "baroque"], "unknown style"),
         (["[Bob] walks"], {}, ["--height", "100"], "multiple of"),
         (["[Bob] walks"], {}, ["--model", "no-such-model"], "tiny-sdxl"),

@@ -8,6 +8,7 @@ import torch
 
 from storydiffusion.attention import ImageSlot
 from storydiffusion.bank import IdentityBank
+from storydiffusion.errors import BankError
 from storydiffusion.models import build_tiny_sd15_pipeline, build_tiny_sdxl_pipeline
 from storydiffusion.planning import identity_sets
 from storydiffusion.settings import GenerationSettings
@@ -222,12 +223,15 @@ def test_bank_round_trips_through_safetensors(tiny_sdxl, tmp_path):
     assert np.abs(pixels(again.panels[0].image) - pixels(full.panel(6).image)).max() <= 1
 
 
-def test_a_bank_from_other_settings_is_rebuilt_with_a_warning(tiny_sdxl):
+def test_a_bank_from_other_settings_is_refused_naming_them_before_any_step(tiny_sdxl):
     story = make_story()
     full = tiny_sdxl.generate(story)
-    other = tiny_sdxl.generate(story, story.settings.merged(steps=3), panels=[6], bank=full.bank)
-    assert any("not reused" in w and "steps" in w for w in other.warnings)
-    assert len(other.panels) == 1
+    steps = []
+    with pytest.raises(BankError, match=r"steps: bank \d+, now 3"):
+        tiny_sdxl.generate(story, story.settings.merged(steps=3), panels=[6], bank=full.bank, callback=steps.append)
+    assert steps == []
+    with pytest.raises(BankError, match="steps: bank"):
+        tiny_sdxl.check_bank(full.bank, story, story.settings.merged(steps=3), panels=[6])
 
 
 def test_cancel_keeps_the_finished_panels(tiny_sdxl):

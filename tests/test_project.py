@@ -10,7 +10,8 @@ from PIL import Image
 
 from storydiffusion.atomic import TEMPORARY_MARK
 from storydiffusion.bank import IdentityBank
-from storydiffusion.project import Project, ProjectError, load_project, save_project
+from storydiffusion.errors import ProjectError
+from storydiffusion.project import Project, ProjectLimits, load_project, save_project
 from storydiffusion.settings import GenerationSettings
 from storydiffusion.story import story_from_text
 
@@ -91,3 +92,61 @@ def test_wrong_format_and_broken_members_are_refused(tmp_path):
 
     with pytest.raises(BankError):
         load_project(rewrite("e.zip", **{"identity_bank.safetensors": b"junk"}))
+
+
+def test_a_project_rezipped_with_a_folder_entry_still_loads(tmp_path):
+    good = save_project(make_project(with_bank=False), tmp_path / "good.zip")
+    path = tmp_path / "rezipped.zip"
+    with zipfile.ZipFile(good) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
+        target.writestr(zipfile.ZipInfo("panels/"), b"")
+        for name in source.namelist():
+            target.writestr(name, source.read(name))
+    assert sorted(load_project(path).panels) == [0, 1]
+
+
+def test_smaller_limits_can_be_passed_for_a_shared_server(tmp_path):
+    path = save_project(make_project(), tmp_path / "p.zip")
+    assert load_project(path, ProjectLimits()).seeds == {0: 11, 1: 12}
+    with pytest.raises(ProjectError, match=r"p\.zip: panels/panel_001\.png: the image is 64 x 64 pixels"):
+        load_project(path, ProjectLimits(max_image_pixels=64 * 63))
+    with pytest.raises(ProjectError, match=r"^p\.zip unpacks to .* more than the 1,000 bytes"):
+        load_project(path, ProjectLimits(max_total_bytes=1000))
+    with pytest.raises(ProjectError, match="2 panels, more than the 1"):
+        load_project(path, ProjectLimits(max_panels=1))
+
+
+@pytest.mark.parametrize(
+    "entries, expected",
+    [
+        ([{"panel": True, "file": "panels/panel_001.png"}], "does not match"),
+        ([{"panel": "1", "file": "panels/panel_001.png"}], "does not match"),
+        (["panels/panel_001.png"], "does not match"),
+        ([{"panel": 1, "file": "panels/panel_001.png"}] * 2, "does not match"),
+        ([{"panel": 1, "file": "panels/panel_001.png", "seed": -1}], "seed -1"),
+        ([{"panel": 1, "file": "panels/panel_001.png", "seed": "7"}], "seed '7'"),
+        ({"panel": 1}, "'panels' must be a list"),
+    ],
+)
+def test_malformed_panel_entries_are_refused(entries, expected, tmp_path):
+    good = save_project(make_project(with_bank=False), tmp_path / "good.zip")
+    with zipfile.ZipFile(good) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    document = {**json.loads(members["project.json"]), "panels": entries}
+    path = tmp_path / "bad.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in {**members, "project.json": json.dumps(document)}.items():
+            archive.writestr(name, data)
+    with pytest.raises(ProjectError, match=expected):
+        load_project(path)
+
+
+def test_a_broken_story_inside_names_the_upload_and_project_json(tmp_path):
+    good = save_project(make_project(with_bank=False), tmp_path / "good.zip")
+    with zipfile.ZipFile(good) as archive:
+        document = json.loads(archive.read("project.json"))
+    for key, value in (("story", None), ("settings", {"steps": "many"})):
+        path = tmp_path / f"no_{key}.zip"
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("project.json", json.dumps({**document, key: value}))
+        with pytest.raises(ProjectError, match=rf"^no_{key}\.zip: project\.json: "):
+            load_project(path)

@@ -84,9 +84,32 @@ def test_records_cannot_point_outside_the_folder(tmp_path):
     write_json(run / "story.json", {"format": MANIFEST_FORMAT, "panels": [{"file": "../precious.png"}]})
     (run / "link.png").symlink_to(outside)
     write_json(run / "video" / "x.json", {"files": ["../../precious.png", "../link.png"]})
-    assert written_files(run) == [run / "story.json", run / "video" / "x.json"]
+    assert written_files(run) == [run / "story.json"]  # x.json is not a name this tool gives a clip record
     prepare_output_dir(run, overwrite=True)
     assert outside.read_bytes() == b"not yours"
+
+
+def test_records_naming_the_users_own_files_are_not_believed(tmp_path):
+    """A hand-edited record can name only files shaped like this tool's: never notes.txt or a sketch."""
+    run = tmp_path / "run"
+    users = {"notes.txt": b"notes", "panels/sketch.png": b"sketch", "pages/cover.png": b"cover", "video/a.mp4": b"a"}
+    for name, data in users.items():
+        (run / name).parent.mkdir(parents=True, exist_ok=True)
+        (run / name).write_bytes(data)
+    panels = [{"file": "notes.txt"}, {"file": "panels/sketch.png"}, {"file": "panels/../notes.txt"}]
+    write_json(run / "story.json", {"format": MANIFEST_FORMAT, "panels": panels, "identity_bank": "notes.txt"})
+    write_json(
+        run / "pages" / "pages.json",
+        {"format": PAGES_FORMAT, "pages": [{"file": "cover.png"}, {"file": "../notes.txt"}]},
+    )
+    write_json(run / "video" / "01-02.json", {"files": ["a.mp4", "../notes.txt"]})
+    assert sorted(p.relative_to(run).as_posix() for p in written_files(run)) == [
+        "pages/pages.json",
+        "story.json",
+        "video/01-02.json",
+    ]
+    prepare_output_dir(run, overwrite=True)
+    assert {name: (run / name).read_bytes() for name in users} == users
 
 
 def test_overwrite_removes_only_what_this_tool_wrote(tmp_path):

@@ -11,6 +11,7 @@ from storydiffusion.errors import SettingsError
 from storydiffusion.settings import (
     CONSISTENCY_MODES,
     MAX_SEED,
+    MAX_TEXT_CHARS,
     SETTING_RANGES,
     GenerationSettings,
     SettingRange,
@@ -252,3 +253,55 @@ def test_from_dict_keeps_sampling_rate_values_for_validation_and_names_bad_keys(
         GenerationSettings.from_dict({"sampling_rate": {"1": True}}).validate()
     with pytest.raises(SettingsError, match="sampling_rate keys must be whole numbers.*'x'"):
         GenerationSettings.from_dict({"sampling_rate": {"x": 0.5}})
+
+
+# ------------------------------------------------------------------------ key paths of file values
+
+
+@pytest.mark.parametrize(
+    "data, start, value",
+    [
+        ({"guidance": "abc"}, "settings.guidance must be between 0 and 50", "got 'abc' (text is not a number)"),
+        ({"guidance": True}, "settings.guidance must be", "got True (true/false is not a number)"),
+        ({"guidance": math.nan}, "settings.guidance must be", "got nan"),
+        ({"steps": 1.5}, "settings.steps must be 1..1000", "got 1.5 (not a whole number)"),
+        ({"steps": [3]}, "settings.steps must be", "got [3] (a list is not a number)"),
+        ({"seed": "7"}, "settings.seed must be 0..2**63-1", "got '7' (text is not a number)"),
+        ({"sampling_rate": {"12": 2}}, "settings.sampling_rate.12 must be between 0 and 1", "got 2"),
+        ({"sampling_rate": {"-1": 0.5}}, "settings.sampling_rate keys must be whole numbers", "got '-1'"),
+        ({"mode": ["window"]}, "settings.mode must be one of identity, window, off", "got ['window']"),
+        ({"style": 5}, "settings.style must be the name of a style", "got 5"),
+        ({"scheduler": {}}, "settings.scheduler must be the name of a scheduler", "got {}"),
+        ({"negative_prompt": ["ugly"]}, "settings.negative_prompt must be text", "(['ugly'])"),
+    ],
+)
+def test_from_dict_names_the_key_path_in_the_file_and_the_value(data, start, value):
+    with pytest.raises(SettingsError) as info:
+        GenerationSettings.from_dict(data, where="settings")
+    assert str(info.value).startswith(start) and str(info.value).endswith(value), str(info.value)
+
+
+def test_from_dict_validates_and_refuses_what_is_not_a_mapping():
+    with pytest.raises(SettingsError, match=r"^settings\.steps must be 1\.\.1000, got 0$"):
+        GenerationSettings.from_dict({"steps": 0}, where="settings")
+    with pytest.raises(SettingsError, match=r"^settings must be a mapping of setting names to values, not a list"):
+        GenerationSettings.from_dict([], where="settings")
+    with pytest.raises(SettingsError, match=r"^settings: unknown setting\(s\) 1, stepz; known settings: "):
+        GenerationSettings.from_dict({"stepz": 1, 1: 2}, where="settings")
+
+
+def test_an_empty_where_names_top_level_keys_alone():
+    with pytest.raises(SettingsError, match=r"^window must be 1\.\.64, got 0$"):
+        GenerationSettings.from_dict({"window": 0}, where="")
+
+
+def test_text_settings_have_a_length_limit():
+    GenerationSettings(negative_prompt="x" * MAX_TEXT_CHARS).validate()
+    with pytest.raises(SettingsError, match=r"^negative_prompt is 20,001 characters long; at most 20,000"):
+        GenerationSettings(negative_prompt="x" * (MAX_TEXT_CHARS + 1)).validate()
+
+
+def test_huge_values_are_cut_short_in_messages():
+    with pytest.raises(SettingsError) as info:
+        GenerationSettings.from_dict({"guidance": "9" * 100_000}, where="settings")
+    assert len(str(info.value)) < 200 and "100,000 characters" in str(info.value)

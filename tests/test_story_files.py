@@ -253,3 +253,48 @@ def test_example_details():
     korean = load_story(data_path("examples", "korean.yaml"))
     assert any(any("\uac00" <= ch <= "\ud7a3" for ch in name) for name in korean.characters)
     assert any(p.dialogue for p in korean.panels)
+
+
+# ------------------------------------------------------------------ key paths and values in messages
+
+
+@pytest.mark.parametrize(
+    "body, words, line",
+    [
+        ("settings: {guidance: abc}", ["settings.guidance must be", "'abc'", "not a number"], 3),
+        ("settings: {sampling_rate: {12: 2}}", ["settings.sampling_rate.12 must be between 0 and 1, got 2"], 3),
+        ("seed: '7'", ["seed must be 0..2**63-1, got '7'"], 3),
+        ("negative_prompt: [ugly]", ["negative_prompt must be text, not a list (['ugly'])"], 3),
+        ("settings: []", ["settings must be a mapping", "[]"], 3),
+        ("title: {a: 1}", ["title must be text, not a mapping ({'a': 1})"], 3),
+    ],
+)
+def test_top_level_values_name_their_key_path_value_and_line(tmp_path, body, words, line):
+    text = "characters: {Bob: a}\npanels: [x]\n" + body + "\n"
+    assert_message(error(load_story, write(tmp_path, "s.yaml", text)), *words, line=line)
+
+
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        ("characters: [1, 2]\npanels: [x]", ["characters: character 1 must be a mapping", "(1)"]),
+        ("characters: {Bob: [tall]}\npanels: [x]", ["characters.Bob.description must be text", "(['tall'])"]),
+        ("characters: [{name: Bob, description: 3}]\npanels: [x]", ["characters.Bob.description", "(3)"]),
+        ("characters: {Bob: a}\npanels: {a: 1}", ["panels must be a list of panels, not a mapping ({'a': 1})"]),
+        ("characters: {Bob: a}\npanels: [x, 5]", ["panels: panel 2 must be text or a mapping", "(5)"]),
+        ("characters: {Bob: a}\npanels: [{prompt: x, seed: '7'}]", ["panel 1: seed must be a whole number", "'7'"]),
+        ("characters: {Bob: a}\npanels: [{prompt: x, seed: true}]", ["panel 1: seed", "True"]),
+        ("characters: {Bob: a}\npanels: [{prompt: [x]}]", ["panel 1: prompt must be text", "(['x'])"]),
+        ("characters: {Bob: a}\npanels: [{prompt: x, dialogue: [{speaker: Bob, text: 1}]}]", ["dialogue 1: text"]),
+        ("characters: {Bob: a}\npanels: [{prompt: x, dialogue: [{speaker: 1}]}]", ["panel 1: dialogue 1: speaker"]),
+        ("characters: {Bob: a}\npanels: [x]\nidentity_panels: {Bob: [x]}", ["identity_panels.Bob has 'x'"]),
+    ],
+)
+def test_values_inside_characters_and_panels_name_their_place(tmp_path, body, words):
+    assert_message(error(load_story, write(tmp_path, "s.yaml", body + "\n")), *words)
+
+
+def test_json_story_values_name_their_key_path(tmp_path):
+    data = {"characters": {"Bob": "a"}, "panels": ["x"], "settings": {"width": 1e9, "steps": 3}}
+    err = error(load_story, write(tmp_path, "s.json", json.dumps(data)))
+    assert_message(err, "settings.width must be a multiple of 8 between 64 and 4096, got 1000000000.0")

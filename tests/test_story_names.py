@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from storydiffusion.errors import kind_of
 from storydiffusion.story import Character
 from storydiffusion.story.names import (
     is_no_character,
-    kind_of,
     name_index,
     name_key,
     names_for_tags,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from story_helpers import CHARACTERS, assert_message, error
 
+from storydiffusion.settings import MAX_TEXT_CHARS
 from storydiffusion.story import Character, DialogueLine, Panel, Story, story_from_text, validate_story
 
 # ------------------------------------------------------------------------------ validate_story
@@ -69,3 +70,22 @@ def test_validate_code_built_unknown_tag_and_characters():
     assert "seed must be" in str(error(validate_story, story))
     story = Story(characters={"Bob": Character("Robert", "a man")}, panels=[Panel("[NC] x")])
     assert "Character('Bob'" in str(error(validate_story, story))
+
+
+def test_text_longer_than_a_prompt_can_use_is_refused_with_its_place_and_length():
+    long = "x" * (MAX_TEXT_CHARS + 1)
+    err = error(story_from_text, CHARACTERS, "[Bob] " + long)
+    assert_message(err, "panel 1: prompt is 20,007 characters long", f"at most {MAX_TEXT_CHARS:,}")
+    assert len(str(err)) < 200
+    assert_message(error(story_from_text, "[Bob] " + long, "[Bob] x"), "characters.Bob.description is 20,001")
+    assert_message(error(story_from_text, CHARACTERS, "[Bob] x # " + long), "panel 1: caption is 20,001")
+    assert_message(error(story_from_text, CHARACTERS, "[Bob] x # @Bob: " + long), "panel 1: dialogue 1: text")
+    assert_message(error(story_from_text, CHARACTERS, "[Bob] x", title=long), "title is 20,001")
+    story_from_text(CHARACTERS, "[Bob] " + "x" * (MAX_TEXT_CHARS - 6))
+
+
+def test_long_names_are_refused_and_cut_short_in_messages():
+    name = "B" * 101
+    assert_message(error(story_from_text, f"[{name}] a man", "x"), "is 101 characters long; at most 100")
+    err = error(story_from_text, CHARACTERS, f"[{'C' * 5000}] sings")
+    assert "unknown character" in str(err) and len(str(err)) < 400

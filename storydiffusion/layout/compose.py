@@ -17,6 +17,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..atomic import write_json
+from ..images import image_size
 from ..rundir import (
     CBZ_NAME,
     EXPORT_FILES,
@@ -30,6 +31,7 @@ from ..rundir import (
     panel_filename,
     read_manifest,
     recorded_exports,
+    story_from_manifest,
 )
 from ..story import DEFAULT_TITLE, Story
 from . import LayoutError
@@ -107,7 +109,7 @@ def compose_run(
 ) -> ComposeResult:
     """Lay out, draw and export the panels of a run folder written by ``generate``.
 
-    Missing panels are left out with a warning; no panel at all is an error. Earlier pages are
+    Missing panels are left out with a warning; no panel at all, or a broken one, is an error. Earlier pages are
     replaced; exports not asked for this time are left as they were.
     """
     started = time.perf_counter()
@@ -146,25 +148,19 @@ def _read_story(run: Path) -> Story:
     manifest_path = run / MANIFEST_NAME
     if not manifest_path.is_file():
         raise LayoutError(f"{run} has no {MANIFEST_NAME}: compose a folder written by 'generate' (its --out)")
-    return Story.from_dict(read_manifest(manifest_path).get("story"))
+    return story_from_manifest(read_manifest(manifest_path))
 
 
 def _find_panels(run: Path, story: Story, warnings: list[str]) -> tuple[list[int], list[Path], list[tuple[int, int]]]:
-    """(indices, files, sizes) of the story's panels that exist and open; the others are warned about."""
+    """(indices, files, sizes) of the story's panels that exist; missing ones are warned about, and a
+    panel file that is there but is not a readable image of a sensible size raises ImageInputError."""
     indices, paths, sizes = [], [], []
     for i in range(len(story.panels)):
         path = run / PANELS_DIR / panel_filename(i)
         if not path.is_file():
             warnings.append(f"panel {i + 1} is missing ({PANELS_DIR}/{path.name}): left out of the pages")
             continue
-        try:
-            with Image.open(path) as image:
-                sizes.append(image.size)
-        except OSError as error:
-            warnings.append(
-                f"panel {i + 1} could not be read ({PANELS_DIR}/{path.name}: {error}): left out of the pages"
-            )
-            continue
+        sizes.append(image_size(path))  # header only: a broken or oversized panel stops before any page is drawn
         indices.append(i)
         paths.append(path)
     if not paths:

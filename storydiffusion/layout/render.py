@@ -1,18 +1,19 @@
 """Drawing pages: background, each panel fitted into its cell inside the border, then the lettering.
 
-Panels are given as images or as files; a file is opened only when its cell is drawn, so composing
-a long story holds one panel in memory at a time, never all of them.
+Panels are given as images or as files; a file is read only when its cell is drawn, so composing
+a long story holds one panel in memory at a time, never all of them. Files go through
+``images.read_image``: a broken or oversized one raises ImageInputError naming it.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Union
 
 from PIL import Image, ImageDraw
 
+from ..images import read_image
 from .fit import fit_image
 from .paginate import Cell, PageLayout
 from .templates import PageTemplate
@@ -88,8 +89,8 @@ def render_page(
     bw = template.border_width
     for cell in layout.cells:
         inner_w, inner_h = cell.w - 2 * bw, cell.h - 2 * bw
-        with _open(panel_images[cell.panel_index]) as image:
-            fitted = fit_image(image, inner_w, inner_h, template.fit, template.background)
+        image = _panel_image(panel_images[cell.panel_index], template.background)
+        fitted = fit_image(image, inner_w, inner_h, template.fit, template.background)
         page.paste(fitted, (cell.x + bw, cell.y + bw))
         if bw > 0:
             draw.rectangle(
@@ -136,11 +137,8 @@ def _letter_cell(letterer: Any, page: Image.Image, cell: Cell, story: Story, tem
     )
 
 
-@contextmanager
-def _open(source: PanelSource) -> Iterator[Image.Image]:
-    """An image as given, or a file opened now and closed after use."""
+def _panel_image(source: PanelSource, background: tuple[int, int, int]) -> Image.Image:
+    """An image as given, or a user's file read now through the one checked gate (``images.read_image``)."""
     if isinstance(source, Image.Image):
-        yield source
-        return
-    with Image.open(source) as image:
-        yield image
+        return source
+    return read_image(source, background=background)

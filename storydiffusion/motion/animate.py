@@ -16,7 +16,16 @@ from typing import Any
 from PIL import Image
 
 from ..atomic import write_json
-from ..rundir import MANIFEST_NAME, PANELS_DIR, VIDEO_DIR, panel_filename, read_manifest
+from ..images import read_image
+from ..rundir import (
+    MANIFEST_NAME,
+    PANELS_DIR,
+    VIDEO_DIR,
+    manifest_panels,
+    panel_filename,
+    read_manifest,
+    story_from_manifest,
+)
 from ..settings import DEFAULT_FPS, DEFAULT_FRAMES
 from .checks import AnimationError, check_denoising, check_frames, check_setting
 from .export import write_gif, write_mp4
@@ -87,8 +96,8 @@ def read_run_panels(run_dir: str | Path, start: int, end: int) -> tuple[dict[str
     if not (run / MANIFEST_NAME).is_file():
         raise AnimationError(f"{run} has no {MANIFEST_NAME}: pass the output folder of `generate`")
     manifest = read_manifest(run / MANIFEST_NAME)
-    entries = {int(entry["panel"]): entry for entry in manifest.get("panels", []) if "panel" in entry}
-    total = len(manifest.get("story", {}).get("panels", [])) or (max(entries) if entries else 0)
+    total = len(story_from_manifest(manifest).panels)  # a hand-edited story.json is validated first
+    entries = {index + 1: entry for index, entry in manifest_panels(manifest).items()}
     if start == end:
         raise PanelNumberError(f"--from and --to are both {start}: animate between two different panels")
     chosen = []
@@ -98,8 +107,7 @@ def read_run_panels(run_dir: str | Path, start: int, end: int) -> tuple[dict[str
                 f"panel {number} does not exist: this run has panels 1 to {total} (numbers are 1-based)"
             )
         entry = entries.get(number)
-        relative = entry.get("file") if entry else None
-        path = run / (relative or f"{PANELS_DIR}/{panel_filename(number - 1)}")
+        path = run / PANELS_DIR / panel_filename(number - 1)
         if entry is None or not path.is_file():
             raise MissingPanelError(
                 f"panel {number} has no image ({path.relative_to(run).as_posix()}): generate it first, e.g. "
@@ -108,14 +116,6 @@ def read_run_panels(run_dir: str | Path, start: int, end: int) -> tuple[dict[str
             )
         chosen.append((entry, path))
     return chosen[0][0], chosen[1][0], chosen[0][1], chosen[1][1]
-
-
-def _open_image(path: Path) -> Image.Image:
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except OSError as exc:
-        raise MissingPanelError(f"{path} cannot be read as an image: {exc}") from exc
 
 
 def animate_images(
@@ -173,7 +173,7 @@ def animate_run(
     """
     check_request(frames, fps, steps=steps, guidance=guidance, strength=strength)
     first, last, start_path, end_path = read_run_panels(run_dir, start, end)
-    start_image, end_image = _open_image(start_path), _open_image(end_path)
+    start_image, end_image = read_image(start_path), read_image(end_path)  # ImageInputError names a broken one
     if prompt is None:
         prompt = "; ".join(p for p in (first.get("prompt"), last.get("prompt")) if p)
     if negative_prompt is None:

@@ -8,11 +8,10 @@ from typing import Any
 
 import yaml
 
-from ..errors import StoryError
+from ..errors import StoryError, wrong_kind
 from ..structured import InputFileError, parse_json, parse_yaml, read_text
 from .mapping import STORY_KEYS, story_from_mapping
 from .model import Story
-from .names import kind_of
 
 STORY_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -31,7 +30,7 @@ def load_story(path: str | os.PathLike[str]) -> Story:
     if data is None:
         raise StoryError(f"{path.name} is empty: a story file needs at least 'characters' and 'panels'")
     if not isinstance(data, dict):
-        raise StoryError(f"{path.name} must be a mapping of keys ({', '.join(STORY_KEYS)}), not {kind_of(data)}")
+        raise StoryError(wrong_kind(path.name, f"a mapping of keys ({', '.join(STORY_KEYS)})", data))
     return story_from_mapping(data, lines)
 
 

@@ -1,17 +1,19 @@
 """The story file format as a mapping (what YAML or JSON gives) -> a validated :class:`Story`.
 
 ``lines`` maps parts of the mapping to the lines of the file they came from (see ``files.yaml_lines``),
-so an error can point into the file; it is empty for JSON and for ``Story.from_dict``.
+so an error can point into the file; it is empty for JSON and for ``Story.from_dict``. Every message
+names the value's place in the file the same way: a key path such as ``settings.sampling_rate.2`` or
+``characters.Bob.description``, and ``panel 3: seed`` inside the (1-based) third panel.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..errors import SettingsError, StoryError
-from ..settings import GenerationSettings
+from ..errors import SettingsError, StoryError, shown, wrong_kind
+from ..settings import SETTING_RANGES, GenerationSettings
 from .model import DEFAULT_TITLE, Character, DialogueLine, Panel, Story
-from .names import kind_of, known_names, name_index, name_key, norm
+from .names import known_names, name_index, name_key, norm
 from .text import parse_panel_line
 from .validation import (
     add_character,
@@ -32,7 +34,7 @@ _TOP_LEVEL_SETTINGS = ("style", "negative_prompt", "seed")
 def story_from_dict(data: Any) -> Story:
     """What ``Story.from_dict`` does: a validated story from a mapping in the story file format."""
     if not isinstance(data, dict):
-        raise StoryError(f"a story must be a mapping of keys ({', '.join(STORY_KEYS)}), not {kind_of(data)}")
+        raise StoryError(wrong_kind("a story", f"a mapping of keys ({', '.join(STORY_KEYS)})", data))
     return story_from_mapping(data, {})
 
 
@@ -48,7 +50,7 @@ def story_from_mapping(data: dict[str, Any], lines: dict[str, Any]) -> Story:
     if isinstance(title, (int, float)) and not isinstance(title, bool):
         title = str(title)
     if not isinstance(title, str):
-        raise StoryError(f"title must be text, not {kind_of(title)}", key_lines.get("title"))
+        raise StoryError(wrong_kind("title", "text", title), key_lines.get("title"))
     settings = _settings_from(data, key_lines)
     characters = _characters_from(data.get("characters"), lines, key_lines.get("characters"))
     panels = _panels_from(data.get("panels"), characters, lines, key_lines.get("panels"))
@@ -71,29 +73,24 @@ def _at(lines: dict[str, Any], group: str, i: int) -> int | None:
 
 
 def _settings_from(data: dict[str, Any], key_lines: dict[str, int]) -> GenerationSettings:
+    """The ``settings`` mapping, then the settings a story may also give at the top level."""
     raw = data.get("settings")
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise StoryError(
-            f"settings must be a mapping of setting names to values, not {kind_of(raw)}", key_lines.get("settings")
-        )
     try:
-        settings = GenerationSettings.from_dict(raw)
+        settings = GenerationSettings.from_dict({} if raw is None else raw, where="settings")
     except SettingsError as exc:
         raise StoryError(str(exc), key_lines.get("settings")) from None
-    except (TypeError, ValueError) as exc:
-        raise StoryError(f"invalid settings: {exc}", key_lines.get("settings")) from None
     for name in _TOP_LEVEL_SETTINGS:
         if name in data:
-            if name in raw:
+            if isinstance(raw, dict) and name in raw:
                 raise StoryError(
                     f"'{name}' is given both at the top level and under settings: keep only one", key_lines.get(name)
                 )
             value = data[name]
-            if name == "negative_prompt" and value is None:
-                value = ""
-            setattr(settings, name, value)
+            setattr(settings, name, "" if name == "negative_prompt" and value is None else value)
+            try:
+                settings.validate(where="")  # the others passed already: an error names this key
+            except SettingsError as exc:
+                raise StoryError(str(exc), key_lines.get(name)) from None
     return settings
 
 
@@ -110,14 +107,12 @@ def _characters_from(raw: Any, lines: dict[str, Any], line: int | None) -> dict[
         entries = _character_list_entries(raw, lines)
     else:
         raise StoryError(
-            "characters must be a mapping of name to description, or a list of {name, description}, "
-            f"not {kind_of(raw)}",
-            line,
+            wrong_kind("characters", "a mapping of name to description, or a list of {name, description}", raw), line
         )
     for i, (name, description) in enumerate(entries):
         where = _at(lines, "characters", i)
         if not isinstance(name, str):
-            raise StoryError(f"character name {name!r} must be text: put it in quotes", where)
+            raise StoryError(f"characters: character name {shown(name)} must be text: put it in quotes", where)
         add_character(characters, check_name(name, where), description, where)
     return characters
 
@@ -129,12 +124,13 @@ def _character_list_entries(raw: list[Any], lines: dict[str, Any]) -> list[tuple
         where = _at(lines, "characters", i)
         if not isinstance(item, dict) or "name" not in item:
             raise StoryError(
-                f"character {i + 1} must be a mapping with 'name' and 'description', not {kind_of(item)}", where
+                wrong_kind(f"characters: character {i + 1}", "a mapping with 'name' and 'description'", item), where
             )
         extra = sorted(str(k) for k in item if k not in ("name", "description"))
         if extra:
             raise StoryError(
-                f"character {i + 1} has unknown key(s) {', '.join(extra)}; known keys: name, description", where
+                f"characters: character {i + 1} has unknown key(s) {', '.join(extra)}; known keys: name, description",
+                where,
             )
         entries.append((item["name"], item.get("description")))
     return entries
@@ -147,7 +143,7 @@ def _panels_from(raw: Any, characters: dict[str, Character], lines: dict[str, An
     if raw is None:
         return []
     if not isinstance(raw, list):
-        raise StoryError(f"panels must be a list of panels, not {kind_of(raw)}", line)
+        raise StoryError(wrong_kind("panels", "a list of panels", raw), line)
     return [_panel_from_item(item, characters, f"panel {i + 1}", _at(lines, "panels", i)) for i, item in enumerate(raw)]
 
 
@@ -162,20 +158,24 @@ def _panel_from_item(item: Any, characters: dict[str, Character], label: str, li
             line,
         )
     if not isinstance(item, dict):
-        raise StoryError(f"{label} must be text or a mapping with {', '.join(PANEL_KEYS)}, not {kind_of(item)}", line)
+        raise StoryError(wrong_kind(f"panels: {label}", f"text or a mapping with {', '.join(PANEL_KEYS)}", item), line)
     extra = [str(k) for k in item if k not in PANEL_KEYS]
     if extra:
         raise StoryError(f"{label} has unknown key(s) {', '.join(extra)}; known keys: {', '.join(PANEL_KEYS)}", line)
     prompt = item.get("prompt")
+    if prompt is None:
+        raise StoryError(f"{label} needs a 'prompt' with the text of the panel", line)
     if not isinstance(prompt, str):
-        raise StoryError(f"{label} needs a 'prompt' with the text of the panel, got {kind_of(prompt)}", line)
+        raise StoryError(wrong_kind(f"{label}: prompt", "text", prompt), line)
     check_brackets(prompt, label, line)
     names = panel_characters(prompt, characters, label, line)
     caption = _caption_from(item.get("caption"), characters, label, line)
     dialogue = _dialogue_from(item.get("dialogue"), characters, label, line)
     seed = item.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise StoryError(f"{label} seed must be a whole number, not {kind_of(seed)}", line)
+    if seed is not None and not SETTING_RANGES["seed"].contains(seed):
+        raise StoryError(
+            f"{label}: seed must be a whole number {SETTING_RANGES['seed'].describe()}, got {shown(seed)}", line
+        )
     return Panel(prompt=prompt.strip(), caption=caption, dialogue=dialogue, seed=seed, characters=names)
 
 
@@ -185,7 +185,7 @@ def _caption_from(caption: Any, characters: dict[str, Character], label: str, li
     if isinstance(caption, (int, float)) and not isinstance(caption, bool):
         caption = str(caption)
     if not isinstance(caption, str):
-        raise StoryError(f"{label} caption must be text, not {kind_of(caption)}", line)
+        raise StoryError(wrong_kind(f"{label}: caption", "text", caption), line)
     check_brackets(caption, label, line)
     check_text_tags(caption, characters, label, line)
     return norm(caption) or None
@@ -195,17 +195,20 @@ def _dialogue_from(raw: Any, characters: dict[str, Character], label: str, line:
     if raw is None:
         return []
     if not isinstance(raw, list):
-        raise StoryError(f"{label} dialogue must be a list of {{speaker, text}}, not {kind_of(raw)}", line)
+        raise StoryError(wrong_kind(f"{label}: dialogue", "a list of {speaker, text}", raw), line)
     dialogue = []
-    for entry in raw:
+    for n, entry in enumerate(raw, 1):
+        path = f"{label}: dialogue {n}"
         if not isinstance(entry, dict) or set(entry) - {"speaker", "text"} or "speaker" not in entry:
-            raise StoryError(f"{label} dialogue entries must be mappings with 'speaker' and 'text'", line)
-        if not isinstance(entry["speaker"], str):
             raise StoryError(
-                f"{label} dialogue speaker must be a character name, not {kind_of(entry['speaker'])}", line
+                f"{path} must be a mapping with 'speaker' and 'text' (nothing else), got {shown(entry)}", line
             )
+        if not isinstance(entry["speaker"], str):
+            raise StoryError(wrong_kind(f"{path}: speaker", "a character name", entry["speaker"]), line)
         speaker = resolve_speaker(entry["speaker"], characters, label, line)
         said = entry.get("text")
+        if said is not None and not isinstance(said, str):
+            raise StoryError(wrong_kind(f"{path}: text", "text", said), line)
         if not isinstance(said, str) or not said.strip():
             raise StoryError(f"{label} has an empty speech line for @{speaker}: give it a 'text'", line)
         check_brackets(said, label, line)
@@ -222,14 +225,12 @@ def _identity_from(raw: Any, characters: dict[str, Character], line: int | None)
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise StoryError(
-            f"identity_panels must be a mapping of character name to panel numbers, not {kind_of(raw)}", line
-        )
+        raise StoryError(wrong_kind("identity_panels", "a mapping of character name to panel numbers", raw), line)
     identity: dict[str, list[int]] = {}
     for name, numbers in raw.items():
         if not isinstance(name, str):
-            raise StoryError(f"identity_panels: character name {name!r} must be text: put it in quotes", line)
-        label = f"identity_panels for {name}"
+            raise StoryError(f"identity_panels: character name {shown(name)} must be text: put it in quotes", line)
+        label = f"identity_panels.{name}"
         canonical = name_index(characters).get(name_key(name))
         if canonical is None:
             raise StoryError(f"{label} names an unknown character; known characters: {known_names(characters)}", line)
@@ -242,10 +243,10 @@ def _identity_indices(numbers: Any, label: str, line: int | None) -> list[int]:
     if isinstance(numbers, int) and not isinstance(numbers, bool):
         numbers = [numbers]
     if not isinstance(numbers, list):
-        raise StoryError(f"{label} must be a list of panel numbers, e.g. [1, 3, 4], not {kind_of(numbers)}", line)
+        raise StoryError(wrong_kind(label, "a list of panel numbers, e.g. [1, 3, 4]", numbers), line)
     indices = []
     for number in numbers:
         if isinstance(number, bool) or not isinstance(number, int) or number < 1:
-            raise StoryError(f"{label} has {number!r}: panel numbers are whole numbers starting at 1", line)
+            raise StoryError(f"{label} has {shown(number)}: panel numbers are whole numbers starting at 1", line)
         indices.append(number - 1)
     return indices

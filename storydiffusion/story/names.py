@@ -38,29 +38,12 @@ def name_index(characters: Mapping[str, Any]) -> dict[str, str]:
     return {name_key(name): name for name in characters}
 
 
-def kind_of(value: Any) -> str:
-    """What a value is, in the words a user knows ("text", "a list"), for "must be X, not Y" messages."""
-    if value is None:
-        return "nothing"
-    if isinstance(value, str):
-        return "text"
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__
-
-
 def known_names(characters: Mapping[str, Any]) -> str:
     return ", ".join(characters) if characters else "none defined yet"
 
 
 def unknown_character_message(label: str, tag: str, characters: Mapping[str, Any]) -> str:
-    name = norm(tag)
+    name = _short(norm(tag))
     return (
         f"{label} names unknown character [{name}]; known characters: {known_names(characters)}. "
         f"Add it to the characters (e.g. '[{name}] a short description') or fix the spelling"
@@ -68,10 +51,16 @@ def unknown_character_message(label: str, tag: str, characters: Mapping[str, Any
 
 
 def unknown_speaker_message(label: str, speaker: str, characters: Mapping[str, Any]) -> str:
+    speaker = _short(speaker)
     return (
         f"{label} has a speech line by unknown speaker @{speaker}; known characters: {known_names(characters)}. "
         "Speakers must be characters: add it to the characters or fix the spelling"
     )
+
+
+def _short(name: str, limit: int = 60) -> str:
+    """A name as a message shows it: a pasted paragraph in a tag keeps the message one short line."""
+    return name if len(name) <= limit else f"{name[:limit]}..."
 
 
 def tidy_prompt(text: str) -> str:

@@ -9,14 +9,13 @@ from __future__ import annotations
 import unicodedata
 from typing import Any
 
-from ..errors import SettingsError, StoryError
-from ..settings import SETTING_RANGES
+from ..errors import SettingsError, StoryError, shown, wrong_kind
+from ..settings import MAX_TEXT_CHARS, SETTING_RANGES
 from .model import Character, DialogueLine, Panel, Story
 from .names import (
     NO_CHARACTER,
     TAG,
     is_no_character,
-    kind_of,
     known_names,
     name_index,
     name_key,
@@ -29,6 +28,7 @@ from .names import (
 NO_PANELS = "the story has no panels: write one panel per line (in a story file, list them under 'panels:')"
 NO_CHARACTER_MESSAGE = "names no character: add a [Name] tag, or [NC] for a panel without characters"
 _NAME_PUNCTUATION = frozenset(" -_.'\u2019")
+MAX_NAME_CHARS = 100  # a name is shown in bubbles and messages: longer is a mistake
 
 
 # ------------------------------------------------------------------------------------ shared checks
@@ -39,6 +39,11 @@ def check_name(raw: str, line: int | None) -> str:
     name = norm(raw)
     if not name:
         raise StoryError("a character name is empty: write the name inside the brackets, e.g. '[Bob] a tall man'", line)
+    if len(name) > MAX_NAME_CHARS:
+        raise StoryError(
+            f"character name {shown(name)} is {len(name):,} characters long; at most {MAX_NAME_CHARS} are allowed",
+            line,
+        )
     if name.casefold() == NO_CHARACTER.casefold():
         raise StoryError("NC is reserved for panels without characters: choose another character name", line)
     for ch in name:
@@ -58,7 +63,7 @@ def add_character(characters: dict[str, Character], name: str, description: Any,
             line,
         )
     if not isinstance(description, str):
-        raise StoryError(f"the description of character {name} must be text, not {kind_of(description)}", line)
+        raise StoryError(wrong_kind(f"characters.{name}.description", "text", description), line)
     description = norm(description)
     if "[" in description or "]" in description:
         raise StoryError(f"the description of character {name} may not contain '[' or ']': remove the brackets", line)
@@ -169,15 +174,18 @@ def _validate_settings(story: Story) -> None:
         story.settings.validate()
     except SettingsError as exc:
         raise StoryError(str(exc)) from None
-    except (TypeError, ValueError) as exc:
-        raise StoryError(f"invalid settings: {exc}") from None
-    settings = story.settings
-    if settings.style is not None and (not isinstance(settings.style, str) or not settings.style.strip()):
-        raise StoryError(f"style must be the name of a style preset, got {settings.style!r}")
-    if not isinstance(settings.negative_prompt, str):
-        raise StoryError(f"negative_prompt must be text, not {kind_of(settings.negative_prompt)}")
     if not isinstance(story.title, str):
-        raise StoryError(f"title must be text, not {kind_of(story.title)}")
+        raise StoryError(wrong_kind("title", "text", story.title))
+    check_length(story.title, "title")
+
+
+def check_length(text: str, path: str) -> None:
+    """Text longer than any prompt or caption can use is a mistake (a pasted file?), refused before it is stored."""
+    if len(text) > MAX_TEXT_CHARS:
+        raise StoryError(
+            f"{path} is {len(text):,} characters long (it starts {shown(text[:40])}); "
+            f"at most {MAX_TEXT_CHARS:,} are allowed"
+        )
 
 
 def _validate_characters(characters: dict[str, Character]) -> None:
@@ -192,6 +200,7 @@ def _validate_characters(characters: dict[str, Character]) -> None:
             raise StoryError(f"character {name} has no description: write what they look like")
         if "[" in character.description or "]" in character.description:
             raise StoryError(f"the description of character {name} may not contain '[' or ']': remove the brackets")
+        check_length(character.description, f"characters.{name}.description")
         if name_key(name) in seen:
             raise StoryError(
                 f"character {name} is defined twice (names are case-insensitive): define each character once"
@@ -212,7 +221,8 @@ def _validate_panel_count(story: Story) -> None:
 
 def _validate_panel(panel: Panel, characters: dict[str, Character], label: str) -> None:
     if not isinstance(panel.prompt, str):
-        raise StoryError(f"{label} prompt must be text, not {kind_of(panel.prompt)}")
+        raise StoryError(wrong_kind(f"{label}: prompt", "text", panel.prompt))
+    check_length(panel.prompt, f"{label}: prompt")
     check_brackets(panel.prompt, label, None)
     expected = panel_characters(panel.prompt, characters, label, None)
     for name in panel.characters:
@@ -226,14 +236,16 @@ def _validate_panel(panel: Panel, characters: dict[str, Character], label: str) 
         )
     if panel.caption is not None:
         if not isinstance(panel.caption, str):
-            raise StoryError(f"{label} caption must be text, not {kind_of(panel.caption)}")
+            raise StoryError(wrong_kind(f"{label}: caption", "text", panel.caption))
+        check_length(panel.caption, f"{label}: caption")
         check_brackets(panel.caption, label, None)
         check_text_tags(panel.caption, characters, label, None)
-    for line in panel.dialogue:
+    for n, line in enumerate(panel.dialogue, 1):
         _validate_speech(line, characters, label)
+        check_length(line.text, f"{label}: dialogue {n}: text")
     seed = panel.seed
     if seed is not None and not SETTING_RANGES["seed"].contains(seed):
-        raise StoryError(f"{label} seed must be an integer {SETTING_RANGES['seed'].describe()}, got {seed!r}")
+        raise StoryError(f"{label}: seed must be a whole number {SETTING_RANGES['seed'].describe()}, got {shown(seed)}")
 
 
 def _validate_speech(line: DialogueLine, characters: dict[str, Character], label: str) -> None:
@@ -249,7 +261,7 @@ def _validate_identity_panels(story: Story) -> None:
     """Each listed panel exists, shows its character, and belongs to one character only."""
     owner: dict[int, str] = {}
     for name, indices in story.identity_panels.items():
-        label = f"identity_panels for {name}"
+        label = f"identity_panels.{name}"
         if name not in story.characters:
             raise StoryError(f"{label} names an unknown character; known characters: {known_names(story.characters)}")
         if not indices:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from file_helpers import one_line_error, snapshot, write_recorded_run
 
-from storydiffusion.atomic import write_json
 from storydiffusion.cli import main
 from storydiffusion.rundir import MANIFEST_FORMAT
 from storydiffusion.structured import MAX_DEPTH, MAX_FILE_BYTES
@@ -38,22 +38,8 @@ HOSTILE_STORIES["block.yaml"] = (HOSTILE_STORIES["block.yaml"], "nested more tha
 @pytest.fixture
 def finished_run(tmp_path):
     """An output folder holding an earlier run and a file of the user's, and a snapshot of its bytes."""
-    out = tmp_path / "out"
-    (out / "panels").mkdir(parents=True)
-    (out / "panels" / "panel_001.png").write_bytes(b"an earlier panel")
-    write_json(out / "story.json", {"format": MANIFEST_FORMAT, "panels": [{"file": "panels/panel_001.png"}]})
-    (out / "notes.txt").write_text("the user's own notes")
+    out = write_recorded_run(tmp_path / "out")
     return out, snapshot(out)
-
-
-def snapshot(folder):
-    return {path: path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
-
-
-def one_line_error(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err and err.startswith("error: ") and len(err.splitlines()) == 1, err
-    return err
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE_STORIES))

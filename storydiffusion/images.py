@@ -1,0 +1,169 @@
+"""Reading an image that a user gave: one gate, with every limit checked before any pixel is decoded.
+
+Panels in a run folder (compose, animate) and in an uploaded project come from outside this tool,
+so they go through ``read_image``: the file size is checked before reading, the width and height
+from the header before decoding, and every failure is an ImageInputError that names the file as
+the user gave it. Any colour mode becomes RGB; an animated file (GIF, APNG, WebP) gives its first frame.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import warnings
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import BinaryIO, Union
+
+import numpy as np
+from PIL import Image
+
+from .errors import ImageInputError
+
+__all__ = [
+    "IMAGE_FORMATS",
+    "MAX_IMAGE_BYTES",
+    "MAX_IMAGE_PIXELS",
+    "MAX_IMAGE_SIDE",
+    "ImageSource",
+    "image_size",
+    "read_image",
+    "to_rgb",
+]
+
+MAX_IMAGE_BYTES = 256 * 2**20  # an uncompressed 8192 x 8192 RGB PNG is 192 MiB
+MAX_IMAGE_PIXELS = 8192 * 8192  # decoded as RGBA that is 256 MiB; below Pillow's own bomb warning
+MAX_IMAGE_SIDE = 32768
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
+WHITE = (255, 255, 255)
+
+ImageSource = Union[str, "os.PathLike[str]", bytes]  # noqa: UP007 (a string member needs Union)
+
+
+def image_size(
+    source: ImageSource,
+    name: str | None = None,
+    *,
+    max_bytes: int = MAX_IMAGE_BYTES,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    formats: tuple[str, ...] = IMAGE_FORMATS,
+) -> tuple[int, int]:
+    """(width, height) from the header alone, with the same checks as ``read_image``: cheap enough to
+    look at every panel before drawing any."""
+    with _open_checked(source, name, max_bytes, max_pixels, formats) as image:
+        return image.size
+
+
+def read_image(
+    source: ImageSource,
+    name: str | None = None,
+    *,
+    max_bytes: int = MAX_IMAGE_BYTES,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    formats: tuple[str, ...] = IMAGE_FORMATS,
+    background: tuple[int, int, int] = WHITE,
+) -> Image.Image:
+    """A path or the bytes of a file as a fully loaded RGB image, or ImageInputError naming ``name``.
+
+    ``name`` is how the user knows the file (the path they typed, an entry of their upload); it
+    defaults to the path. Transparent pixels are laid over ``background``.
+    """
+    with _open_checked(source, name, max_bytes, max_pixels, formats) as image:
+        image.load()
+        return to_rgb(image, background)
+
+
+def to_rgb(image: Image.Image, background: tuple[int, int, int] = WHITE) -> Image.Image:
+    """A new RGB image: alpha laid over ``background``, 16-bit and float greys scaled to 8 bits."""
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        return _grey_to_8_bits(image).convert("RGB")
+    if image.mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        flat = Image.new("RGBA", rgba.size, (*background, 255))
+        flat.alpha_composite(rgba)
+        return flat.convert("RGB")
+    return image.convert("RGB")
+
+
+def _grey_to_8_bits(image: Image.Image) -> Image.Image:
+    """Pillow's own conversion clips at 255, which turns a 16-bit photograph white."""
+    values = np.asarray(image, dtype=np.float64)
+    full_scale = 65535.0 if image.mode.startswith("I;16") or values.max(initial=0.0) > 255 else 255.0
+    return Image.fromarray(np.clip(values * (255.0 / full_scale) + 0.5, 0, 255).astype(np.uint8), "L")
+
+
+@contextmanager
+def _open_checked(
+    source: ImageSource, name: str | None, max_bytes: int, max_pixels: int, formats: tuple[str, ...]
+) -> Iterator[Image.Image]:
+    """The image with only its header read and its size checked; errors inside become ImageInputError."""
+    label = name if name is not None else ("the image" if isinstance(source, bytes) else os.fspath(source))
+    with ExitStack() as stack:
+        handle = stack.enter_context(_open_source(source, label, max_bytes))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                image = stack.enter_context(Image.open(handle, formats=formats))
+            _check_dimensions(image, label, max_pixels)
+            yield image
+        except ImageInputError:
+            raise
+        except MemoryError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+            raise ImageInputError(
+                f"{label}: the image has more than the {max_pixels:,} pixels an image may have, "
+                f"refused before decoding ({error})"
+            ) from None
+        except Image.UnidentifiedImageError:
+            raise ImageInputError(f"{label}: not an image this tool reads: give a {', '.join(formats)} file") from None
+        except Exception as error:  # Pillow's decoders raise OSError, SyntaxError, ValueError and others
+            raise ImageInputError(f"{label}: the image cannot be read ({_reason(error)})") from None
+
+
+def _open_source(source: ImageSource, label: str, max_bytes: int) -> BinaryIO:
+    """A binary file object for the source, once its size is known to be within the limit."""
+    if isinstance(source, bytes):
+        _check_file_size(len(source), label, max_bytes)
+        return io.BytesIO(source)
+    try:
+        status = os.stat(source)
+    except FileNotFoundError:
+        raise ImageInputError(f"{label}: no such file") from None
+    except OSError as error:
+        raise ImageInputError(f"{label}: cannot be read ({error.strerror or error})") from None
+    if not stat.S_ISREG(status.st_mode):
+        raise ImageInputError(f"{label}: not a plain file, so not an image")
+    _check_file_size(status.st_size, label, max_bytes)
+    try:
+        return open(source, "rb")  # closed by the caller's ExitStack
+    except OSError as error:
+        raise ImageInputError(f"{label}: cannot be read ({error.strerror or error})") from None
+
+
+def _check_file_size(size: int, label: str, max_bytes: int) -> None:
+    if size == 0:
+        raise ImageInputError(f"{label}: the file is empty (0 bytes), not an image")
+    if size > max_bytes:
+        raise ImageInputError(f"{label}: the file is {_mib(size)}, larger than the {_mib(max_bytes)} an image may be")
+
+
+def _check_dimensions(image: Image.Image, label: str, max_pixels: int) -> None:
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise ImageInputError(f"{label}: the image is {width} x {height} pixels: it has no pixels")
+    if width * height > max_pixels or max(width, height) > MAX_IMAGE_SIDE:
+        raise ImageInputError(
+            f"{label}: the image is {width} x {height} pixels, more than the {max_pixels:,} pixels "
+            f"(and {MAX_IMAGE_SIDE} per side) an image may have, refused before decoding: scale it down first"
+        )
+
+
+def _reason(error: Exception) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return f"the file is cut short: {text}" if "truncated" in text else text
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{size:,} bytes"

@@ -1,0 +1,84 @@
+"""--overwrite stages the new run inside the folder and swaps it in only when finished: only runs' files move."""
+
+from __future__ import annotations
+
+import pytest
+
+from storydiffusion.atomic import write_json
+from storydiffusion.errors import StoryDiffusionError
+from storydiffusion.rundir import MANIFEST_FORMAT, STAGING_DIR, check_output_dir
+from storydiffusion.settings import GenerationSettings
+from storydiffusion.staging import needs_staging, start_staged_run, swap_in_staged_run
+from storydiffusion.story import story_from_text
+
+
+def write_run(folder, panels: dict[str, bytes], bank: bytes | None = None):
+    (folder / "panels").mkdir(parents=True, exist_ok=True)
+    for name, data in panels.items():
+        (folder / "panels" / name).write_bytes(data)
+    if bank is not None:
+        (folder / "identity_bank.safetensors").write_bytes(bank)
+    record = {"format": MANIFEST_FORMAT, "panels": [{"file": f"panels/{name}"} for name in panels]}
+    record["identity_bank"] = "identity_bank.safetensors" if bank is not None else None
+    write_json(folder / "story.json", record)
+
+
+def snapshot(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_only_a_folder_with_something_to_lose_is_staged(tmp_path):
+    assert not needs_staging(tmp_path / "new")
+    (tmp_path / "notes.txt").write_text("mine")
+    assert not needs_staging(tmp_path)
+    (tmp_path / STAGING_DIR).mkdir()
+    assert needs_staging(tmp_path)
+    (tmp_path / STAGING_DIR).rmdir()
+    write_run(tmp_path, {"panel_001.png": b"old"})
+    assert needs_staging(tmp_path)
+
+
+def test_swap_replaces_exactly_the_old_run_and_keeps_the_users_files_and_the_bank_read(tmp_path):
+    write_run(tmp_path, {"panel_001.png": b"old 1", "panel_002.png": b"old 2", "panel_003.png": b"old 3"}, b"old bank")
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "panels" / "sketch.png").write_bytes(b"my sketch")
+    staging = tmp_path / STAGING_DIR
+    write_run(staging, {"panel_001.png": b"new 1", "panel_002.png": b"new 2"})
+    (staging / "panels" / ".panel_003.tmp.png").write_bytes(b"half a panel")
+    staged = snapshot(staging)
+    manifest = swap_in_staged_run(tmp_path, keep=(tmp_path / "identity_bank.safetensors",))
+    after = snapshot(tmp_path)
+    assert manifest == tmp_path / "story.json" and not staging.exists()
+    assert {name: after[name] for name in ("story.json", "panels/panel_001.png", "panels/panel_002.png")} == {
+        name: staged[name] for name in ("story.json", "panels/panel_001.png", "panels/panel_002.png")
+    }
+    assert "panels/panel_003.png" not in after and "panels/.panel_003.tmp.png" not in after
+    assert after["notes.txt"] == b"mine" and after["panels/sketch.png"] == b"my sketch"
+    assert after["identity_bank.safetensors"] == b"old bank"
+
+
+def test_a_staged_run_of_another_drawing_is_discarded_and_the_old_run_left_alone(tmp_path):
+    write_run(tmp_path, {"panel_001.png": b"old"})
+    before = snapshot(tmp_path)
+    staging = tmp_path / STAGING_DIR
+    write_run(staging, {"panel_001.png": b"another story's panel"})
+    story = story_from_text("[Bob] a man", "[Bob] walks")
+    settings = GenerationSettings(steps=2, height=64, width=64, guidance=5.0)
+    folder, plan = start_staged_run(tmp_path, story, settings, "tiny-sdxl", None)
+    assert folder == staging and plan is None
+    assert list(staging.rglob("*")) == [staging / "panels"]
+    assert {k: v for k, v in snapshot(tmp_path).items() if not k.startswith(STAGING_DIR)} == before
+
+
+@pytest.mark.parametrize("kind", ["file", "symlink"])
+def test_something_else_under_the_staging_name_is_refused_before_any_work(tmp_path, kind):
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (target / "precious.txt").write_text("mine")
+    if kind == "file":
+        (tmp_path / STAGING_DIR).write_text("mine")
+    else:
+        (tmp_path / STAGING_DIR).symlink_to(target)
+    with pytest.raises(StoryDiffusionError, match="is in the way"):
+        check_output_dir(tmp_path, overwrite=True)
+    assert (target / "precious.txt").read_text() == "mine"
