@@ -135,10 +135,8 @@ def wire_generation(studio: Studio, pool: ModelPool) -> None:
                 yield session, finished, panels, *session.downloads().as_tuple(), gr.update()
 
     def stop(state: StudioSession | None) -> str:
-        if state is None:
-            return text.NOTHING_RUNNING_MESSAGE
-        state.stop()
-        return text.STOPPING_MESSAGE
+        stopping = state is not None and state.stop()
+        return text.STOPPING_MESSAGE if stopping else text.NOTHING_RUNNING_MESSAGE
 
     story_widgets = [*inputs.texts(), inputs.style]
     checked = studio.buttons.generate.click(

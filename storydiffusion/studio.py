@@ -12,6 +12,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +59,7 @@ class StudioSession:
     result: StoryResult | None = None
     layout: str = "classic"
     cancel: threading.Event = field(default_factory=threading.Event)
+    running: bool = False
     pages: ComposeResult | None = None
     _drawn: dict[int, PanelImage] = field(default_factory=dict, repr=False)  # panels of the run in progress
 
@@ -81,19 +83,32 @@ class StudioSession:
         """Generate every panel, streaming events; panels are written as they finish."""
         shutil.rmtree(self.run_dir, ignore_errors=True)
         (self.run_dir / PANELS_DIR).mkdir(parents=True)
-        self.story, self.model, self.result, self.pages = story, model, None, None
-        self.cancel, self._drawn = threading.Event(), {}
-        for event in stream_generation(pipeline.generate, self.cancel, story=story, settings=settings):
-            if isinstance(event, PanelDone):
-                save_panel(event.panel, self.run_dir)
-                self._drawn[event.panel.index] = event.panel
-            if isinstance(event, RunFinished):
-                self.result = event.result
-                save_result(self.result, self.run_dir)
-            yield event
+        self.story, self.model, self.result, self.pages, self._drawn = story, model, None, None, {}
+        with self._work() as cancel:
+            for event in stream_generation(pipeline.generate, cancel, story=story, settings=settings):
+                if isinstance(event, PanelDone):
+                    save_panel(event.panel, self.run_dir)
+                    self._drawn[event.panel.index] = event.panel
+                if isinstance(event, RunFinished):
+                    self.result = event.result
+                    save_result(self.result, self.run_dir)
+                yield event
 
-    def stop(self) -> None:
+    def stop(self) -> bool:
+        """Ask the run in progress to end after its current step; False when nothing is running."""
+        if not self.running:
+            return False
         self.cancel.set()
+        return True
+
+    @contextmanager
+    def _work(self) -> Iterator[threading.Event]:
+        """A run (story or clip) with a fresh cancel flag, so an earlier Stop never cancels the next run."""
+        self.cancel, self.running = threading.Event(), True
+        try:
+            yield self.cancel
+        finally:
+            self.running = False
 
     def regenerate_panel(
         self, pipeline: StoryPipeline, index: int, prompt: str | None = None, seed: int | None = None
@@ -224,19 +239,20 @@ class StudioSession:
         if start == end:
             raise StoryDiffusionError("choose two different panels to animate between")
         prompt = ", ".join(dict.fromkeys((made[start].prompt, made[end].prompt)))
-        return animate_images(
-            transition,
-            made[start].image,
-            made[end].image,
-            prompt,
-            self.run_dir / VIDEO_DIR,
-            frames=frames,
-            fps=fps,
-            name=f"{start:02d}-{end:02d}",
-            callback=callback,
-            cancel=self.cancel,
-            **settings,
-        )
+        with self._work() as cancel:
+            return animate_images(
+                transition,
+                made[start].image,
+                made[end].image,
+                prompt,
+                self.run_dir / VIDEO_DIR,
+                frames=frames,
+                fps=fps,
+                name=f"{start:02d}-{end:02d}",
+                callback=callback,
+                cancel=cancel,
+                **settings,
+            )
 
     def download(self, kind: str) -> Path | None:
         if self.pages is None:

@@ -107,8 +107,17 @@ def test_stop_keeps_the_panels_already_made(tmp_path, tiny_sdxl):
     for event in studio.generate(tiny_sdxl, story, story.settings, "tiny-sdxl"):
         events.append(event)
         if isinstance(event, PanelDone):
-            studio.stop()
+            assert studio.stop()  # a run was going
     assert events[-1].result.cancelled and 1 <= len(studio.panels()) < 3
+    assert not studio.running and not studio.stop()  # nothing to stop afterwards
+
+
+def test_a_stop_with_nothing_running_never_cancels_the_next_run(tmp_path, tiny_sdxl):
+    studio = StudioSession(workdir=tmp_path / "s")
+    assert not studio.stop()
+    story = make_story()
+    events = list(studio.generate(tiny_sdxl, story, story.settings, "tiny-sdxl"))
+    assert not events[-1].result.cancelled and len(studio.panels()) == 3
 
 
 def test_actions_before_generating_are_clear_errors(tmp_path, tiny_sdxl):
