@@ -15,7 +15,6 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
 from storydiffusion import studio_text as text  # noqa: E402
-from storydiffusion.errors import StoryDiffusionError  # noqa: E402
 from storydiffusion.model_pool import ModelPool  # noqa: E402
 from storydiffusion.story import story_to_text  # noqa: E402
 from storydiffusion.streaming import PanelDone, RunFailed, RunFinished, StepDone  # noqa: E402
@@ -217,9 +216,7 @@ def wire_project(studio: Studio, pool: ModelPool) -> None:
     @shown_on_page
     def load_project(state, path, model, layout):
         """Gradio checks the upload (its size, that it is an uploaded file); the library checks the archive."""
-        session, layout = session_of(state), text.layout_value(layout)
-        if not path:
-            raise StoryDiffusionError("Project: choose a project file (.zip) to load")
+        session, layout, path = session_of(state), text.layout_value(layout), text.uploaded_path("Project", path)
         project = session.load_project(path, pool.get(model))
         session.retypeset(project.layout or layout)
         panels = session.panels()
@@ -245,6 +242,7 @@ def wire_project(studio: Studio, pool: ModelPool) -> None:
             results.gallery,
             *results.downloads(),
         ],
+        preprocess=False,
         api_name="load_project",
     )
 

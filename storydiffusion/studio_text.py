@@ -88,6 +88,17 @@ def choice_value(label: str, value: Any, choices: Sequence[str]) -> str:
     return value
 
 
+def uploaded_path(label: str, value: Any) -> str:
+    """The server-side path of an upload as Gradio hands it over unprocessed (a file record with a
+    ``path``, already checked by Gradio to be an upload), or a message naming the field."""
+    if value is None or value == "":
+        raise StoryDiffusionError(f"{label}: choose a file to upload")
+    path = value.get("path") if isinstance(value, dict) else None
+    if not isinstance(path, str) or not path:  # a bare path is never taken: only Gradio's checked upload record
+        raise StoryDiffusionError(f"{label}: expected an uploaded file, got {type(value).__name__} {shown(value)}")
+    return path
+
+
 def layout_value(value: Any) -> str:
     """The Layout dropdown's value: one of the page templates."""
     return choice_value("Layout", value, list_templates())

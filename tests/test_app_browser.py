@@ -227,3 +227,28 @@ def test_choosing_a_layout_before_generating_is_remembered_not_an_error(page):
     assert "no panels yet" not in page.inner_text("body")
     generate_story(page)
     assert re.search(r"Done: 3 of 3 panels", page.inner_text("#status"))
+
+
+def test_a_saved_project_loads_in_another_session_and_stop_says_nothing_runs(page, browser, studio_url, tmp_path):
+    generate_story(page)
+    page.get_by_text("Save or continue a project").click()
+    page.get_by_text("Download project").click()
+    page.wait_for_selector("#project a", timeout=60_000)
+    with page.expect_download() as download_info:
+        page.click("#project a")
+    project = tmp_path / "kite.storydiffusion.zip"
+    download_info.value.save_as(project)
+
+    other = open_studio(browser, studio_url, width=390, height=844)  # another user, on a phone
+    try:
+        other.click("#stop")
+        other.wait_for_function("document.querySelector('#status').innerText.includes('Nothing is running')")
+        other.get_by_text("Save or continue a project").click()
+        other.locator("#upload input[type=file]").set_input_files(str(project))
+        other.wait_for_function(
+            "document.querySelector('#status').innerText.includes('Loaded project')", timeout=60_000
+        )
+        assert other.input_value("#title textarea, #title input") == "Kite Day"
+        assert other.locator("#panels img").count() >= 3
+    finally:
+        other.context.close()

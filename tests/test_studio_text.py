@@ -21,6 +21,7 @@ from storydiffusion.studio_text import (
     settings_from_ui,
     step_message,
     story_from_ui,
+    uploaded_path,
 )
 
 WIDGETS = (30.0, 5.5, 768.0, 512.0, 42, 0.25, 2.0, 3.0)  # as Gradio hands them over, in UI_SETTINGS order
@@ -171,3 +172,12 @@ def test_dropdown_values_must_be_among_the_choices():
     for value in ("no-such-layout", None, ["manga"], 3):
         with pytest.raises(StoryDiffusionError, match="^Layout: "):
             layout_value(value)
+
+
+def test_an_upload_is_taken_only_as_gradios_upload_record():
+    assert uploaded_path("Project", {"path": "x/y.zip", "orig_name": "y.zip"}) == "x/y.zip"
+    with pytest.raises(StoryDiffusionError, match="^Project: choose a file"):
+        uploaded_path("Project", None)
+    for value in ("/etc/passwd", {"url": "http://x"}, 5, ["a.zip"]):  # a bare path is never a file to read
+        with pytest.raises(StoryDiffusionError, match="^Project: expected an uploaded file"):
+            uploaded_path("Project", value)

@@ -131,6 +131,8 @@ def test_a_shared_server_offers_only_its_listed_models(server, model):
         ("/regenerate_panel", {"number": "x", "prompt": "", "model": OFFLINE_MODEL, "layout": "classic"}, "Panel:"),
         ("/change_layout", {"layout": "no-such"}, "Layout:"),
         ("/pick_example", {"name": "no such example"}, "Examples:"),
+        ("/load_project", {"path": None, "model": OFFLINE_MODEL, "layout": "classic"}, "Project: choose a file"),
+        ("/animate", {"from_panel": 1, "to_panel": 2, "frames": "many", "fps": 8}, "Frames:"),
     ],
 )
 def test_stateful_endpoints_answer_a_fresh_client_with_a_message(server, endpoint, arguments, expected):
