@@ -16,6 +16,7 @@ import gradio as gr  # noqa: E402
 
 from storydiffusion import studio_text as text  # noqa: E402
 from storydiffusion.model_pool import ModelPool  # noqa: E402
+from storydiffusion.project import ProjectLimits  # noqa: E402
 from storydiffusion.story import story_to_text  # noqa: E402
 from storydiffusion.streaming import PanelDone, RunFailed, RunFinished, StepDone  # noqa: E402
 from storydiffusion.studio import StudioSession, close_session, random_seed, session_of  # noqa: E402
@@ -206,7 +207,7 @@ def wire_panel_editing(studio: Studio, pool: ModelPool) -> None:
     )
 
 
-def wire_project(studio: Studio, pool: ModelPool) -> None:
+def wire_project(studio: Studio, pool: ModelPool, limits: ProjectLimits | None) -> None:
     inputs, results = studio.inputs, studio.results
 
     @shown_on_page
@@ -217,7 +218,7 @@ def wire_project(studio: Studio, pool: ModelPool) -> None:
     def load_project(state, path, model, layout):
         """Gradio checks the upload (its size, that it is an uploaded file); the library checks the archive."""
         session, layout, path = session_of(state), text.layout_value(layout), text.uploaded_path("Project", path)
-        project = session.load_project(path, pool.get(model))
+        project = session.load_project(path, pool.get(model), limits)
         session.retypeset(project.layout or layout)
         panels = session.panels()
         return (
@@ -280,7 +281,7 @@ def wire_animate(studio: Studio, pool: ModelPool) -> None:
 # -- the page ------------------------------------------------------------------------------------
 
 
-def build_app(pool: ModelPool) -> gr.Blocks:
+def build_app(pool: ModelPool, project_limits: ProjectLimits | None = None) -> gr.Blocks:
     """The studio page for ``pool``'s default model (loaded here, so the page knows its defaults and notice)."""
     spec = pool.get().spec
     examples = text.example_stories()
@@ -305,7 +306,7 @@ def build_app(pool: ModelPool) -> gr.Blocks:
         wire_story_inputs(studio, examples)
         wire_generation(studio, pool)
         wire_panel_editing(studio, pool)
-        wire_project(studio, pool)
+        wire_project(studio, pool, project_limits)
         wire_animate(studio, pool)
     return demo
 
@@ -313,7 +314,7 @@ def build_app(pool: ModelPool) -> gr.Blocks:
 def make_app(options: ServerOptions, pool: ModelPool | None = None) -> gr.Blocks:
     """The page with its queue: one GPU job at a time, at most ``options.max_queue`` waiting (more are told so)."""
     pool = pool or ModelPool(options.model, device=options.device, allow_custom=options.allow_custom_models)
-    return build_app(pool).queue(default_concurrency_limit=1, max_size=options.max_queue)
+    return build_app(pool, options.project_limits()).queue(default_concurrency_limit=1, max_size=options.max_queue)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,7 +20,7 @@ from .bank import IdentityBank
 from .errors import StoryDiffusionError
 from .layout.compose import ComposeResult, check_options, compose_run
 from .pipeline import PanelImage, StoryPipeline, StoryResult
-from .project import Project, load_project, save_project
+from .project import Project, ProjectLimits, load_project, save_project
 from .rundir import PANELS_DIR, VIDEO_DIR, save_panel, save_result
 from .settings import DEFAULT_FPS, DEFAULT_FRAMES, GenerationSettings
 from .story import Story, story_from_text, story_to_text
@@ -187,9 +187,12 @@ class StudioSession:
         )
         return save_project(project, self.workdir / f"{_slug(self.story.title)}.storydiffusion.zip")
 
-    def load_project(self, path: str | Path, pipeline: StoryPipeline) -> Project:
-        """Continue a saved project: its panels, seeds and bank become this session's."""
-        project = load_project(path)
+    def load_project(self, path: str | Path, pipeline: StoryPipeline, limits: ProjectLimits | None = None) -> Project:
+        """Continue a saved project: its panels, seeds and bank become this session's.
+
+        ``limits`` bound what the archive may unpack to (a shared server ties them to its upload limit).
+        """
+        project = load_project(path, limits)
         shutil.rmtree(self.run_dir, ignore_errors=True)
         (self.run_dir / PANELS_DIR).mkdir(parents=True)
         panels = [

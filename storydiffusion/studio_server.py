@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from .model_pool import OFFLINE_MODEL
 from .models import default_model_name
+from .project import ProjectLimits
 
 SESSION_TTL_SECONDS = 6 * 3600  # a session's files live this long after its last action
 CACHE_SWEEP_SECONDS = 3600  # how often Gradio's file cache is swept ...
@@ -39,6 +40,11 @@ class ServerOptions:
     def shared(self) -> bool:
         """Whether people other than the operator can reach the page."""
         return self.share or not is_loopback(self.host) or SPACES_ENV in os.environ
+
+    def project_limits(self) -> ProjectLimits:
+        """What an uploaded project may unpack to: its panels and bank are stored, not compressed, so
+        twice the upload limit leaves room for any real project and none for a disk-filling one."""
+        return ProjectLimits(max_total_bytes=2 * self.max_upload_mb * 2**20)
 
     def launch_options(self) -> dict:
         """Keyword arguments for ``gr.Blocks.launch``."""

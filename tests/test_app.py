@@ -49,3 +49,25 @@ def test_without_weights_the_page_shows_one_offline_banner_line(tiny_sdxl):
     banner = next(block for block in demo.blocks.values() if getattr(block, "elem_id", None) == "model-notice")
     assert banner.visible and "Offline demo" in banner.value and "--model" in banner.value
     assert "\n" not in banner.value.strip()
+
+
+def test_sessions_expire_with_their_files_and_the_queue_is_bounded(tiny_sdxl):
+    import gradio as gr
+
+    from storydiffusion.studio import close_session
+    from storydiffusion.studio_server import CACHE_MAX_AGE_SECONDS, SESSION_TTL_SECONDS, ServerOptions
+
+    demo = app.make_app(ServerOptions(model=OFFLINE_MODEL, max_queue=5), tiny_pool(tiny_sdxl))
+    state = next(block for block in demo.blocks.values() if isinstance(block, gr.State))
+    assert state.value is None  # no default to deep-copy: API clients get a session on first use
+    assert state.time_to_live == SESSION_TTL_SECONDS and state.delete_callback is close_session
+    assert demo.delete_cache[1] == CACHE_MAX_AGE_SECONDS
+    assert demo._queue.max_size == 5
+
+
+def test_a_shared_server_offers_no_free_text_model_box(tiny_sdxl):
+    shared = app.build_app(tiny_pool(tiny_sdxl, allow_custom=False))
+    local = app.build_app(tiny_pool(tiny_sdxl, allow_custom=True))
+    for demo, custom in ((shared, False), (local, True)):
+        model = next(block for block in demo.blocks.values() if getattr(block, "label", None) == "Model")
+        assert model.allow_custom_value is custom

@@ -1,0 +1,59 @@
+"""How app.py serves the studio: who may load which models, and the limits of a shared server."""
+
+import pytest
+
+from storydiffusion.model_pool import OFFLINE_MODEL
+from storydiffusion.studio_server import SPACES_ENV, ServerOptions, is_loopback, server_options
+
+
+@pytest.fixture(autouse=True)
+def not_on_spaces(monkeypatch):
+    monkeypatch.delenv(SPACES_ENV, raising=False)
+
+
+@pytest.mark.parametrize(
+    ("argv", "custom"),
+    [
+        ([], True),  # one person's tool on 127.0.0.1
+        (["--host", "localhost"], True),
+        (["--host", "::1"], True),
+        (["--host", "0.0.0.0"], False),  # reachable by others
+        (["--host", "192.168.1.20"], False),
+        (["--share"], False),  # a public link
+        (["--share", "--allow-custom-models"], True),  # the operator says so
+        (["--no-allow-custom-models"], False),
+    ],
+)
+def test_custom_models_are_allowed_by_default_only_where_no_one_else_can_reach_the_page(argv, custom):
+    assert server_options(["--offline-demo", *argv]).allow_custom_models is custom
+
+
+def test_on_hugging_face_spaces_the_server_is_shared(monkeypatch):
+    monkeypatch.setenv(SPACES_ENV, "someone/storydiffusion")
+    options = server_options([])
+    assert options.shared and not options.allow_custom_models
+
+
+def test_the_offline_demo_runs_the_tiny_model_on_the_cpu():
+    options = server_options(["--offline-demo", "--device", "cuda"])
+    assert (options.model, options.device) == (OFFLINE_MODEL, "cpu")
+
+
+@pytest.mark.parametrize("flag", ["--max-queue", "--max-upload-mb"])
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_limits_below_one_are_refused_with_exit_2(flag, value, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        server_options([flag, value])
+    assert stopped.value.code == 2 and flag in capsys.readouterr().err
+
+
+def test_uploads_are_limited_and_a_project_may_unpack_to_twice_the_upload_limit():
+    options = ServerOptions(model=OFFLINE_MODEL, max_upload_mb=100)
+    assert options.launch_options()["max_file_size"] == "100mb"
+    assert options.launch_options()["show_error"] is False
+    assert options.project_limits().max_total_bytes == 200 * 2**20
+
+
+def test_loopback_addresses():
+    assert is_loopback("127.0.0.1") and is_loopback("127.1.2.3") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("example.org") and not is_loopback("")
