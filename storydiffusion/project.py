@@ -22,7 +22,7 @@ from PIL import Image
 from .archive_checks import check_archive, copy_member, read_member
 from .atomic import atomic_path
 from .bank import IdentityBank
-from .errors import ImageInputError, ProjectError, SettingsError, StoryError, kind_of, shown
+from .errors import ImageInputError, ProjectError, SettingsError, StoryError, kind_of, shown, wrong_kind
 from .images import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, read_image
 from .rundir import MAX_MANIFEST_BYTES, panel_filename, story_from_manifest
 from .settings import MAX_SEED, GenerationSettings
@@ -134,7 +134,23 @@ def load_project(path: str | os.PathLike, limits: ProjectLimits | None = None) -
             if document["identity_bank"] != BANK_NAME or BANK_NAME not in members:
                 raise ProjectError(f"{label}: the identity bank it names is missing")
             bank = _read_bank(archive, members[BANK_NAME], label, limits.max_total_bytes)
-    return Project(story, settings, str(document.get("model") or ""), panels, seeds, bank, document.get("layout"))
+    model, layout = _read_names(document, label)
+    return Project(story, settings, model, panels, seeds, bank, layout)
+
+
+def _read_names(document: dict[str, Any], label: str) -> tuple[str, str | None]:
+    """The model name and layout a project records: text, and a layout only by one of this tool's names
+    (never a path, so a project cannot make a server read a file or say whether one exists)."""
+    from .layout.templates import list_templates
+
+    model, layout = document.get("model") or "", document.get("layout")
+    if not isinstance(model, str):
+        raise ProjectError(f"{label}: {PROJECT_JSON}: {wrong_kind('model', 'the name of a model', model)}")
+    if layout is not None and (not isinstance(layout, str) or layout not in list_templates()):
+        raise ProjectError(
+            f"{label}: {PROJECT_JSON}: layout {shown(layout)} is not one of {', '.join(list_templates())}"
+        )
+    return model, layout
 
 
 def _read_document(data: bytes, label: str) -> dict[str, Any]:

@@ -6,7 +6,6 @@ rest of the library, and the web app stays wiring only.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -64,8 +63,8 @@ def setting_value(name: str, value: Any) -> int | float:
         return 0
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise SettingsError(f"{label}: {shown(value)} is not a number (allowed {allowed.describe()})")
-    if allowed.integer and isinstance(value, float) and math.isfinite(value):
-        value = round(value)
+    if allowed.integer and isinstance(value, float) and value.is_integer():
+        value = int(value)  # a slider's 3.0; 1.5 stays a float and is refused as not whole below
     allowed.check(label, value)
     return value
 
@@ -141,9 +140,10 @@ def panel_number_from_ui(value: Any, field: str = "Panel") -> int:
     """A 1-based panel number from a number box; an empty box or a non-number is a message, not a TypeError."""
     if value is None or value == "":
         raise StoryDiffusionError(f"{field}: enter a panel number (1 is the first panel)")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if isinstance(value, bool) or not whole:
         raise StoryDiffusionError(f"{field}: {shown(value)} is not a panel number (1 is the first panel)")
-    return round(value)
+    return int(value)
 
 
 def panel_caption(index: int) -> str:

@@ -150,3 +150,31 @@ def test_a_broken_story_inside_names_the_upload_and_project_json(tmp_path):
             archive.writestr("project.json", json.dumps({**document, key: value}))
         with pytest.raises(ProjectError, match=rf"^no_{key}\.zip: project\.json: "):
             load_project(path)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("layout", "/etc/passwd"),
+        ("layout", "/missing/x.yaml"),
+        ("layout", "../layouts/classic.yaml"),
+        ("layout", ["classic"]),
+        ("model", {"name": "x"}),
+    ],
+)
+def test_a_project_names_its_layout_and_model_by_name_only(key, value, tmp_path):
+    """A layout is one of this tool's names, never a path: a project cannot make a server read a file,
+    and the answer is the same whether that path exists or not."""
+    good = save_project(make_project(with_bank=False), tmp_path / "good.zip")
+    with zipfile.ZipFile(good) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    document = {**json.loads(members["project.json"]), key: value}
+    path = tmp_path / "edited.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in {**members, "project.json": json.dumps(document)}.items():
+            archive.writestr(name, data)
+    with pytest.raises(ProjectError) as refused:
+        load_project(path)
+    message = str(refused.value)
+    assert message.startswith("edited.zip: project.json:") and key in message
+    assert "exist" not in message and "not found" not in message and "template must" not in message

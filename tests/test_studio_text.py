@@ -161,7 +161,7 @@ def test_the_model_banner_puts_its_lead_in_bold():
     assert notice_markdown("") == ""
 
 
-@pytest.mark.parametrize("value", ["2", True, float("nan"), [2]])
+@pytest.mark.parametrize("value", ["2", True, float("nan"), [2], 2.5])
 def test_a_panel_number_that_is_not_a_number_is_named(value):
     with pytest.raises(StoryDiffusionError, match="^To panel: .* is not a panel number"):
         panel_number_from_ui(value, "To panel")
@@ -181,3 +181,13 @@ def test_an_upload_is_taken_only_as_gradios_upload_record():
     for value in ("/etc/passwd", {"url": "http://x"}, 5, ["a.zip"]):  # a bare path is never a file to read
         with pytest.raises(StoryDiffusionError, match="^Project: expected an uploaded file"):
             uploaded_path("Project", value)
+
+
+@pytest.mark.parametrize(("position", "label"), [(0, "Steps"), (6, "Identity images"), (7, r"Window \(panels per batch\)")])
+def test_whole_number_settings_refuse_fractions_but_take_a_sliders_float(position, label):
+    values = list(WIDGETS)
+    values[position] = 2.0
+    assert settings_from_ui("none", "", values).to_dict()[UI_SETTINGS[position]] == 2
+    values[position] = 1.5
+    with pytest.raises(StoryDiffusionError, match=f"^{label} must be .*1.5"):
+        settings_from_ui("none", "", values)
