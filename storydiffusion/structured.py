@@ -3,15 +3,20 @@
 Story files, layout templates, run manifests and project files all come through here, so the same
 limits hold everywhere: the file's size is checked before it is read, nesting depth before it is
 parsed (deep nesting is an input error, never a RecursionError), YAML aliases may not expand past
-a node budget (the "billion laughs"), explicit YAML tags and duplicate keys are refused, and JSON's
-non-standard NaN and Infinity are refused.
+a node budget (the "billion laughs"), explicit YAML tags and duplicate keys are refused, JSON's
+non-standard NaN and Infinity are refused naming their key path, and so is text that is not text
+(a lone surrogate such as ``"\\ud800"``, which no file can hold). Only regular files are read: a named
+pipe or a device would block or never end.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
+import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +28,16 @@ MAX_FILE_BYTES = 4 * 2**20
 MAX_DEPTH = 32
 MAX_NODES = 100_000
 
-__all__ = ["MAX_DEPTH", "MAX_FILE_BYTES", "MAX_NODES", "InputFileError", "parse_json", "parse_yaml", "read_text"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_FILE_BYTES",
+    "MAX_NODES",
+    "InputFileError",
+    "check_regular_file",
+    "parse_json",
+    "parse_yaml",
+    "read_text",
+]
 
 _DEPTH_UP = (
     yaml.BlockMappingStartToken,
@@ -43,22 +57,37 @@ class InputFileError(StoryDiffusionError, ValueError):
         super().__init__(f"line {line}: {message}" if line is not None else message)
 
 
+def check_regular_file(path: str | os.PathLike[str], what: str) -> int:
+    """The size of ``path``, refused unless it is a regular file: opening a named pipe blocks until
+    someone writes to it, and a device may never end, so this runs before any reader opens a user's file."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        raise InputFileError(f"{what} {path} does not exist: check the path") from None
+    except OSError as error:
+        raise InputFileError(f"cannot read {what} {path}: {error.strerror or error}") from None
+    if stat.S_ISDIR(status.st_mode):
+        raise InputFileError(f"cannot read {what} {path}: it is a folder, give the path of a file")
+    if not stat.S_ISREG(status.st_mode):
+        raise InputFileError(
+            f"cannot read {what} {path}: it is not a regular file (a pipe, socket or device): give the path of a file"
+        )
+    return status.st_size
+
+
 def read_text(path: str | os.PathLike[str], what: str, max_bytes: int = MAX_FILE_BYTES) -> str:
     """The file as UTF-8 text (a byte-order mark is dropped), refused before reading when too large."""
     path = Path(path)
+    size = check_regular_file(path, what)
+    if size > max_bytes:
+        raise InputFileError(
+            f"{what} {path.name} is {_size(size)}, more than the {_size(max_bytes)} allowed: check that it is the right file"
+        )
     try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise InputFileError(
-                f"{what} {path.name} is {_size(size)}, more than the {_size(max_bytes)} allowed: "
-                "check that it is the right file"
-            )
         with path.open("rb") as handle:
             data = handle.read(max_bytes + 1)
     except FileNotFoundError:
         raise InputFileError(f"{what} {path} does not exist: check the path") from None
-    except IsADirectoryError:
-        raise InputFileError(f"cannot read {what} {path}: it is a folder, give the path of a file") from None
     except OSError as error:
         raise InputFileError(f"cannot read {what} {path}: {error.strerror or error}") from None
     if len(data) > max_bytes:  # the file grew while we looked
@@ -79,7 +108,7 @@ def parse_yaml(text: str, name: str) -> Any:
             if root is None:
                 return None
             _check_yaml_nodes(root, name)
-            return loader.construct_document(root)
+            data = loader.construct_document(root)
         finally:
             loader.dispose()
     except yaml.MarkedYAMLError as error:
@@ -90,10 +119,12 @@ def parse_yaml(text: str, name: str) -> Any:
         raise InputFileError(f"{name} is not valid YAML: {error}") from None
     except RecursionError:  # a guard behind the depth check, never expected
         raise InputFileError(f"{name} is nested too deeply: at most {MAX_DEPTH} levels") from None
+    _check_text(data, name)
+    return data
 
 
 def parse_json(text: str, name: str) -> Any:
-    """Standard JSON with the limits above: no duplicate keys, no NaN or Infinity."""
+    """Standard JSON with the limits above: no duplicate keys, no NaN or Infinity, only encodable text."""
     depth = 0
     for match in _JSON_STRING_OR_BRACKET.finditer(text):
         bracket = match.group()
@@ -104,11 +135,62 @@ def parse_json(text: str, name: str) -> Any:
         elif bracket in ("]", "}"):
             depth -= 1
     try:
-        return json.loads(text, object_pairs_hook=_unique_keys(name), parse_constant=_no_constant(name))
+        data = json.loads(text, object_pairs_hook=_unique_keys(name))
     except json.JSONDecodeError as error:
         raise InputFileError(f"{name} is not valid JSON: {error.msg} (column {error.colno})", error.lineno) from None
     except RecursionError:
         raise InputFileError(_too_deep(name)) from None
+    _check_numbers(data, name)
+    _check_text(data, name)
+    return data
+
+
+def _values(data: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """Every (key path, value) of parsed data, keys included, depth first; depth is bounded by MAX_DEPTH."""
+    yield path, data
+    if isinstance(data, dict):
+        for key, value in data.items():
+            yield from _values(key, f"{path} key" if path else "a key")
+            yield from _values(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            yield from _values(value, f"{path}[{i}]")
+
+
+def _check_numbers(data: Any, name: str) -> None:
+    """NaN, Infinity and numbers too large for a float (1e999) are not JSON numbers: refused by key path."""
+    for path, value in _values(data):
+        if isinstance(value, float) and not math.isfinite(value):
+            spelled = "NaN" if math.isnan(value) else ("-Infinity" if value < 0 else "Infinity")
+            where = _shown_path(path) if path else "the file"
+            raise InputFileError(f"{name}: {where} is {spelled}, which is not a number: write a finite number")
+
+
+def _check_text(data: Any, name: str) -> None:
+    """A lone surrogate (``"\\ud800"`` in JSON) parses but cannot be written back as UTF-8: refused here,
+    not by the writer of a manifest half-way through a run."""
+    for path, value in _values(data):
+        if isinstance(value, str) and not _is_encodable(value):
+            surrogate = next(ch for ch in value if not _is_encodable(ch))
+            where = _shown_path(path) if path else "the file"
+            raise InputFileError(
+                f"{name}: {where} holds a lone surrogate {surrogate.encode('unicode_escape').decode()}, "
+                "which is not text: write the character itself or remove it"
+            )
+
+
+def _is_encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown_path(path: str) -> str:
+    """A key path as a message can print it: surrogates in keys escaped, very long keys cut short."""
+    shown = path.encode("utf-8", "backslashreplace").decode("utf-8")
+    return shown if len(shown) <= 200 else shown[:200] + "..."
 
 
 def _check_yaml_tokens(text: str, name: str) -> None:
@@ -183,13 +265,6 @@ def _unique_keys(name: str):
         return result
 
     return pairs_to_dict
-
-
-def _no_constant(name: str):
-    def refuse(constant: str) -> Any:
-        raise InputFileError(f"{name} holds {constant}, which is not a number: write a finite number")
-
-    return refuse
 
 
 def _too_deep(name: str) -> str:

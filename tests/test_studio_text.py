@@ -183,7 +183,9 @@ def test_an_upload_is_taken_only_as_gradios_upload_record():
             uploaded_path("Project", value)
 
 
-@pytest.mark.parametrize(("position", "label"), [(0, "Steps"), (6, "Identity images"), (7, r"Window \(panels per batch\)")])
+@pytest.mark.parametrize(
+    ("position", "label"), [(0, "Steps"), (6, "Identity images"), (7, r"Window \(panels per batch\)")]
+)
 def test_whole_number_settings_refuse_fractions_but_take_a_sliders_float(position, label):
     values = list(WIDGETS)
     values[position] = 2.0
