@@ -129,10 +129,10 @@ def wire_generation(studio: Studio, pool: ModelPool) -> None:
             elif isinstance(event, RunFailed):
                 raise event.error
             elif isinstance(event, RunFinished):
-                session.retypeset(layout)
+                downloads = session.typeset_if_drawn(layout)  # a run stopped before its first panel has no pages
                 finished = text.finished_message(event.result, len(story.panels))
                 panels = text.gallery_items(session.panels())
-                yield session, finished, panels, *session.downloads().as_tuple(), gr.update()
+                yield session, finished, panels, *downloads.as_tuple(), gr.update()
 
     def stop(state: StudioSession | None) -> str:
         stopping = state is not None and state.stop()
@@ -147,7 +147,9 @@ def wire_generation(studio: Studio, pool: ModelPool) -> None:
         preprocess=False,
         api_name="check_story",
     )
-    checked.success(
+    buttons = [studio.buttons.generate, studio.buttons.stop]
+    running = checked.success(lambda: text.run_buttons(True), None, buttons, queue=False, api_visibility="private")
+    running.then(
         generate,
         [studio.session, *story_widgets, inputs.model, inputs.layout, *studio.advanced.values()],
         [studio.session, results.status, results.gallery, *results.downloads(), studio.notice],
@@ -155,7 +157,7 @@ def wire_generation(studio: Studio, pool: ModelPool) -> None:
         concurrency_id="gpu",
         preprocess=False,
         api_name="generate",
-    )
+    ).then(lambda: text.run_buttons(False), None, buttons, queue=False, api_visibility="private")
     # Stop skips the queue: it must reach a run even when the queue is full.
     studio.buttons.stop.click(stop, [studio.session], [results.status], queue=False, api_name="stop")
 

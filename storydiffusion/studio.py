@@ -151,6 +151,12 @@ class StudioSession:
         self.pages = compose_run(self.run_dir, layout=self.layout, export=export)
         return self.pages
 
+    def typeset_if_drawn(self, layout: str | None = None) -> Downloads:
+        """After a run: the pages and files when it drew any panel; a run stopped before its first has none."""
+        if self.result is not None and self.result.panels:
+            self.retypeset(layout)
+        return self.downloads()
+
     def choose_layout(self, layout: str) -> ComposeResult | None:
         """The layout picker: checked at once, kept for this session, and the pages typeset again when
         there are panels (before the first run there is nothing to typeset yet, which is no error)."""

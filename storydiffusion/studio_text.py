@@ -191,12 +191,24 @@ def panels_done_message(done: int, total: int) -> str:
 
 
 def finished_message(result: StoryResult, total: int) -> str:
-    """``Done: 3 of 3 panels in 5.2 s.`` (or ``Stopped: ...``), then the run's warnings as a list."""
-    words = "Stopped" if result.cancelled else "Done"
-    message = f"{words}: {len(result.panels)} of {total} panels in {result.seconds:.1f} s."
+    """``Done: 3 of 3 panels in 5.2 s.`` or ``Stopped after 1 of 3 panels …``, then the run's warnings as a list."""
+    done, seconds = len(result.panels), result.seconds
+    if result.cancelled:
+        message = f"Stopped after {done} of {total} panels ({seconds:.1f} s)" + (
+            "; the finished panels are kept." if done else "."
+        )
+    else:
+        message = f"Done: {done} of {total} panels in {seconds:.1f} s."
     if result.warnings:
         message += "\n\n" + "\n".join(f"- {warning}" for warning in result.warnings)
     return message
+
+
+def run_buttons(running: bool) -> tuple[dict, dict]:
+    """Generate and Stop while a run goes (Generate off, Stop on) and when idle (the other way round)."""
+    import gradio as gr
+
+    return gr.update(interactive=not running), gr.update(interactive=running)
 
 
 def regenerated_message(number: int) -> str:

@@ -180,7 +180,7 @@ def advanced_settings(spec: ModelSpec) -> AdvancedSettings:
 def run_buttons() -> RunButtons:
     with gr.Row():
         generate = gr.Button("Generate", variant="primary", elem_id="generate")
-        stop = gr.Button("Stop", variant="stop", elem_id="stop")
+        stop = gr.Button("Stop", variant="stop", elem_id="stop", interactive=False)  # on only while a run goes
     return RunButtons(generate, stop)
 
 

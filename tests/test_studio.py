@@ -190,3 +190,14 @@ def test_every_caller_without_a_session_gets_a_fresh_one_of_their_own(tmp_path):
         close_session(second)
     assert not first.workdir.exists() and not second.workdir.exists()
     close_session(None)  # a state that never held a session expires quietly
+
+
+def test_a_run_stopped_before_its_first_panel_has_no_pages_and_no_error(tmp_path, tiny_sdxl):
+    studio = StudioSession(workdir=tmp_path / "s")
+    story = make_story()
+    events = []
+    for event in studio.generate(tiny_sdxl, story, story.settings, "tiny-sdxl"):
+        events.append(event)
+        studio.stop()  # at the very first step
+    assert events[-1].result.cancelled and studio.panels() == []
+    assert studio.typeset_if_drawn("classic").as_tuple() == ([], None, None, None)

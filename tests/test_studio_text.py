@@ -142,7 +142,9 @@ def test_finished_message_says_done_or_stopped_and_lists_warnings():
     result = type("Result", (), {"panels": [1, 2], "seconds": 5.25, "warnings": [], "cancelled": False})()
     assert finished_message(result, 2) == "Done: 2 of 2 panels in 5.2 s."
     result.cancelled, result.warnings = True, ["prompt truncated"]
-    assert finished_message(result, 3) == "Stopped: 2 of 3 panels in 5.2 s.\n\n- prompt truncated"
+    assert finished_message(result, 3) == "Stopped after 2 of 3 panels (5.2 s); the finished panels are kept.\n\n- prompt truncated"
+    result.panels = []
+    assert finished_message(result, 3).startswith("Stopped after 0 of 3 panels (5.2 s).")
 
 
 def test_example_stories_fill_the_three_boxes_with_valid_stories():
