@@ -167,13 +167,16 @@ def wire_panel_editing(studio: Studio, pool: ModelPool) -> None:
 
     @gpu_task
     @shown_on_page
-    def regenerate_panel(state, number, prompt, model, layout):
+    def regenerate_panel(state, number, prompt, model, layout, story_box):
+        """Redraw one panel and write its (possibly new) prompt back to the Story box, so that later
+        re-typesetting reads the story as it now is."""
         session, number = session_of(state), text.panel_number_from_ui(number)
         prompt, layout = text.text_value("New prompt", prompt), text.layout_value(layout)
         session.regenerate_panel(pool.get(model), number - 1, prompt or None)
         session.retypeset(layout)
         panels = text.gallery_items(session.panels())
-        return session, text.regenerated_message(number), panels, *session.downloads().as_tuple()
+        story_box = text.story_box_after_redraw(text.text_value("Story", story_box), session.story, number - 1)
+        return session, text.regenerated_message(number), panels, *session.downloads().as_tuple(), story_box
 
     @shown_on_page
     def retypeset(state, title, characters, story_text, layout):
@@ -194,8 +197,8 @@ def wire_panel_editing(studio: Studio, pool: ModelPool) -> None:
     studio.results.gallery.select(pick_panel, None, [editing.number], queue=False, api_visibility="private")
     editing.regenerate.click(
         regenerate_panel,
-        [studio.session, editing.number, editing.prompt, inputs.model, inputs.layout],
-        [studio.session, results.status, results.gallery, *results.downloads()],
+        [studio.session, editing.number, editing.prompt, inputs.model, inputs.layout, inputs.story],
+        [studio.session, results.status, results.gallery, *results.downloads(), inputs.story],
         concurrency_limit=1,
         concurrency_id="gpu",
         preprocess=False,

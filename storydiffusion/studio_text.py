@@ -204,6 +204,21 @@ def finished_message(result: StoryResult, total: int) -> str:
     return message
 
 
+def story_box_after_redraw(box: Any, story: Story, index: int) -> str:
+    """The Story box with panel ``index``'s line written back after a redraw (its prompt may have changed).
+
+    Only that line changes, so edits typed in other lines and not yet typeset are kept; when the box
+    no longer has one line per panel, the whole story is written back.
+    """
+    lines = str(box or "").split("\n")
+    filled = [number for number, line in enumerate(lines) if line.strip()]
+    redrawn = story_to_text(story)[1].split("\n")
+    if len(filled) != len(redrawn):
+        return "\n".join(redrawn)
+    lines[filled[index]] = redrawn[index]
+    return "\n".join(lines)
+
+
 def run_buttons(running: bool) -> tuple[dict, dict]:
     """Generate and Stop while a run goes (Generate off, Stop on) and when idle (the other way round)."""
     import gradio as gr

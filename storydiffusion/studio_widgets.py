@@ -200,7 +200,7 @@ def panel_editing() -> PanelEditing:
     with gr.Accordion("Change one panel or the lettering", open=False):
         with gr.Row():
             number = gr.Number(value=1, precision=0, minimum=1, label="Panel", elem_id="panel-number")
-            prompt = gr.Textbox(label="New prompt (empty: keep it, new seed)", scale=3)
+            prompt = gr.Textbox(label="New prompt (empty: keep it, new seed)", scale=3, elem_id="new-prompt")
         regenerate = gr.Button("Regenerate panel", elem_id="regenerate")
         retypeset = gr.Button("Re-typeset pages (layout, captions, speech)", elem_id="retypeset")
     return PanelEditing(number, prompt, regenerate, retypeset)

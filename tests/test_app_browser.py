@@ -271,3 +271,16 @@ def test_stop_before_the_first_panel_ends_calmly_and_the_buttons_follow_the_run(
     assert page.locator("#generate").is_enabled()
     assert not page.locator(".toast-body").count()  # no error toast, no server path
     assert "Error" not in page.inner_text("body").replace("Errors", "")
+
+
+def test_a_panel_redrawn_from_an_edited_prompt_updates_the_story_and_pages_typeset_again(page):
+    generate_story(page)
+    page.get_by_text("Change one panel or the lettering").click()
+    page.fill("#panel-number input", "2")
+    page.fill("#new-prompt textarea", "[Leo] sleeps under a tree")
+    page.click("#regenerate")
+    page.get_by_text("Panel 2 redrawn.").wait_for(timeout=120_000)
+    lines = page.input_value("#story textarea").split("\n")
+    assert lines[1] == "[Leo] sleeps under a tree # Leo preferred books." and lines[0] == STORY.split("\n")[0]
+    page.click("#retypeset")
+    page.get_by_text("Pages typeset with the classic layout.").wait_for(timeout=60_000)

@@ -20,6 +20,7 @@ from storydiffusion.studio_text import (
     selected_panel_number,
     settings_from_ui,
     step_message,
+    story_box_after_redraw,
     story_from_ui,
     uploaded_path,
 )
@@ -142,7 +143,10 @@ def test_finished_message_says_done_or_stopped_and_lists_warnings():
     result = type("Result", (), {"panels": [1, 2], "seconds": 5.25, "warnings": [], "cancelled": False})()
     assert finished_message(result, 2) == "Done: 2 of 2 panels in 5.2 s."
     result.cancelled, result.warnings = True, ["prompt truncated"]
-    assert finished_message(result, 3) == "Stopped after 2 of 3 panels (5.2 s); the finished panels are kept.\n\n- prompt truncated"
+    assert (
+        finished_message(result, 3)
+        == "Stopped after 2 of 3 panels (5.2 s); the finished panels are kept.\n\n- prompt truncated"
+    )
     result.panels = []
     assert finished_message(result, 3).startswith("Stopped after 0 of 3 panels (5.2 s).")
 
@@ -195,3 +199,10 @@ def test_whole_number_settings_refuse_fractions_but_take_a_sliders_float(positio
     values[position] = 1.5
     with pytest.raises(StoryDiffusionError, match=f"^{label} must be .*1.5"):
         settings_from_ui("none", "", values)
+
+
+def test_a_redrawn_panel_writes_only_its_own_line_back_to_the_story_box():
+    story = story_from_ui("T", "[Bob] a man", "[Bob] naps # Zzz.\n[Bob] walks")
+    box = "[Bob] sits # Typed, not yet typeset.\n\n[Bob] walks"
+    assert story_box_after_redraw(box, story, 0) == "[Bob] naps # Zzz.\n\n[Bob] walks"
+    assert story_box_after_redraw("one line only", story, 1) == "[Bob] naps # Zzz.\n[Bob] walks"

@@ -124,11 +124,19 @@ def test_a_shared_server_offers_only_its_listed_models(server, model):
 @pytest.mark.parametrize(
     ("endpoint", "arguments", "expected"),
     [
-        ("/regenerate_panel", {"number": 1, "prompt": "", "model": OFFLINE_MODEL, "layout": "classic"}, "first"),
+        (
+            "/regenerate_panel",
+            {"number": 1, "prompt": "", "model": OFFLINE_MODEL, "layout": "classic", "story_box": ""},
+            "first",
+        ),
         ("/retypeset", {**STORY, "layout": "classic"}, "no panels yet"),
         ("/save_project", {}, "nothing to save"),
         ("/animate", {"from_panel": 1, "to_panel": 2, "frames": 4, "fps": 8}, "generate the story first"),
-        ("/regenerate_panel", {"number": "x", "prompt": "", "model": OFFLINE_MODEL, "layout": "classic"}, "Panel:"),
+        (
+            "/regenerate_panel",
+            {"number": "x", "prompt": "", "model": OFFLINE_MODEL, "layout": "classic", "story_box": ""},
+            "Panel:",
+        ),
         ("/change_layout", {"layout": "no-such"}, "Layout:"),
         ("/pick_example", {"name": "no such example"}, "Examples:"),
         ("/load_project", {"path": None, "model": OFFLINE_MODEL, "layout": "classic"}, "Project: choose a file"),
@@ -162,8 +170,12 @@ def test_a_fresh_client_makes_edits_saves_and_reloads_a_story(server, tmp_path):
         **STORY, **SMALL, model=OFFLINE_MODEL, layout="classic", api_name="/generate"
     )
     assert status.startswith("Done: 2 of 2 panels") and len(panels) == 2 and pages and pdf
-    assert maker.predict(2, "", OFFLINE_MODEL, "classic", api_name="/regenerate_panel")[0] == "Panel 2 redrawn."
-    assert "manga" in maker.predict(**STORY, layout="manga", api_name="/retypeset")[0]
+    redrawn = maker.predict(
+        2, "[Mia] naps", OFFLINE_MODEL, "classic", STORY["story_text"], api_name="/regenerate_panel"
+    )
+    assert redrawn[0] == "Panel 2 redrawn." and redrawn[-1] == "[Mia] runs\n[Mia] naps # Rest."
+    edited = {**STORY, "story_text": redrawn[-1].replace("Rest.", "A nap.")}  # the box as the page now shows it
+    assert "manga" in maker.predict(**edited, layout="manga", api_name="/retypeset")[0]
     saved = maker.predict(api_name="/save_project")
     assert zipfile.is_zipfile(saved)
 
