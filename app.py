@@ -55,16 +55,18 @@ except ImportError:
 # session state starts empty; session_of() gives each user (browser or API client) their own.
 
 
-def wire_story_inputs(studio: Studio, examples: dict[str, tuple[str, str, str]]) -> None:
+def wire_story_inputs(studio: Studio, examples: dict[str, tuple]) -> None:
+    inputs = studio.inputs
+    filled = [*inputs.texts(), inputs.style, studio.advanced.numbers["seed"], inputs.layout]
+
     @shown_on_page
     def pick_example(name):
+        """An example sets everything it needs: the texts, its style and seed, and a layout that suits it."""
         if name is None or name == "":
-            return gr.update(), gr.update(), gr.update()
+            return tuple(gr.update() for _ in filled)
         return examples[text.choice_value("Examples", name, list(examples))]
 
-    studio.inputs.example.change(
-        pick_example, [studio.inputs.example], studio.inputs.texts(), queue=False, preprocess=False
-    )
+    inputs.example.change(pick_example, [inputs.example], filled, queue=False, preprocess=False)
     studio.advanced.dice.click(random_seed, None, [studio.advanced.numbers["seed"]], queue=False)
 
 

@@ -127,12 +127,18 @@ def story_from_ui(
     )
 
 
-def example_stories() -> dict[str, tuple[str, str, str]]:
-    """The packaged example stories by title, as the three text boxes show them: (title, characters, story)."""
+def example_stories() -> dict[str, tuple[str, str, str, str, int, str]]:
+    """The packaged example stories by title, as the page shows them: everything an example needs, in
+    the order of the widgets it fills (title, characters, story, style, seed, layout).
+
+    An example's layout follows its style: a manga story is typeset right to left as manga.
+    """
     found = {}
     for path in sorted(data_path("examples").glob("*.yaml")):
         story = load_story(path)
-        found[story.title] = (story.title, *story_to_text(story))
+        style = story.settings.style or load_styles()[1]
+        layout = "manga" if style == "manga" else "classic"
+        found[story.title] = (story.title, *story_to_text(story), style, story.settings.seed or 0, layout)
     return found
 
 

@@ -140,7 +140,7 @@ def story_inputs(pool: ModelPool, examples: list[str]) -> StoryInputs:
     example = gr.Dropdown(examples, label="Examples", value=None, elem_id="examples")
     styles, default_style = load_styles()
     with gr.Row():
-        style = gr.Dropdown(list(styles), value=default_style, label="Style")
+        style = gr.Dropdown(list(styles), value=default_style, label="Style", elem_id="style")
         model = gr.Dropdown(
             pool.choices(), value=pool.default_model, label="Model", allow_custom_value=pool.allow_custom
         )

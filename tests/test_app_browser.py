@@ -284,3 +284,17 @@ def test_a_panel_redrawn_from_an_edited_prompt_updates_the_story_and_pages_types
     assert lines[1] == "[Leo] sleeps under a tree # Leo preferred books." and lines[0] == STORY.split("\n")[0]
     page.click("#retypeset")
     page.get_by_text("Pages typeset with the classic layout.").wait_for(timeout=60_000)
+
+
+def test_an_example_sets_its_story_style_seed_and_layout(page):
+    page.get_by_text("Advanced").click()  # the seed field lives there
+    page.click("#examples input")
+    page.get_by_role("option", name="The Lighthouse Keeper").click()
+    page.wait_for_function("document.querySelector('#seed input').value === '7'", timeout=30_000)
+    assert page.input_value("#style input") == "comic" and page.input_value("#layout input") == "classic"
+    page.click("#examples input")
+    page.get_by_role("option", name="지민의 하루").click()
+    page.wait_for_function("document.querySelector('#style input').value === 'manga'", timeout=30_000)
+    assert page.input_value("#layout input") == "manga" and page.input_value("#seed input") == "0"
+    assert page.input_value("#title textarea, #title input") == "지민의 하루"
+    assert "[" in page.input_value("#characters textarea") and page.input_value("#story textarea")

@@ -10,6 +10,7 @@ from storydiffusion.story import story_from_text
 from storydiffusion.studio_text import (
     UI_SETTINGS,
     animation_progress,
+    choice_value,
     example_stories,
     finished_message,
     gallery_items,
@@ -18,12 +19,14 @@ from storydiffusion.studio_text import (
     panel_number_from_ui,
     queued_message,
     selected_panel_number,
+    setting_value,
     settings_from_ui,
     step_message,
     story_box_after_redraw,
     story_from_ui,
     uploaded_path,
 )
+from storydiffusion.styles import load_styles
 
 WIDGETS = (30.0, 5.5, 768.0, 512.0, 42, 0.25, 2.0, 3.0)  # as Gradio hands them over, in UI_SETTINGS order
 
@@ -151,12 +154,16 @@ def test_finished_message_says_done_or_stopped_and_lists_warnings():
     assert finished_message(result, 3).startswith("Stopped after 0 of 3 panels (5.2 s).")
 
 
-def test_example_stories_fill_the_three_boxes_with_valid_stories():
+def test_example_stories_set_everything_they_need_with_valid_values():
     examples = example_stories()
     assert examples
-    for title, (same_title, characters, panels) in examples.items():
+    for title, (same_title, characters, panels, style, seed, layout) in examples.items():
         assert same_title == title
         assert story_from_text(characters, panels, title=title).title == title
+        assert choice_value("Style", style, list(load_styles()[0])) and setting_value("seed", seed) == seed
+        assert layout_value(layout) == layout
+    assert examples["The Lighthouse Keeper"][3:] == ("comic", 7, "classic")  # as examples/lighthouse.yaml says
+    assert examples["지민의 하루"][3] == "manga" and examples["지민의 하루"][5] == "manga"
 
 
 def test_the_model_banner_puts_its_lead_in_bold():
