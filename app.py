@@ -19,7 +19,7 @@ from storydiffusion.model_pool import ModelPool  # noqa: E402
 from storydiffusion.project import ProjectLimits  # noqa: E402
 from storydiffusion.story import story_to_text  # noqa: E402
 from storydiffusion.streaming import PanelDone, RunFailed, RunFinished, StepDone  # noqa: E402
-from storydiffusion.studio import StudioSession, close_session, random_seed, session_of  # noqa: E402
+from storydiffusion.studio import Downloads, StudioSession, close_session, random_seed, session_of  # noqa: E402
 from storydiffusion.studio_errors import shown_on_page  # noqa: E402
 from storydiffusion.studio_server import (  # noqa: E402
     CACHE_MAX_AGE_SECONDS,
@@ -121,20 +121,21 @@ def wire_generation(studio: Studio, pool: ModelPool) -> None:
         layout = text.layout_value(layout)
         session, pipeline, notice = session_of(state), pool.get(model), pool.notice(model)
         banner = gr.update(visible=bool(notice), value=text.notice_markdown(notice))
-        yield session, text.STARTING_MESSAGE, [], [], None, None, None, banner
+        nothing = text.shown_downloads(Downloads([], None, None, None))  # a new run: the last run's files go
+        yield session, text.STARTING_MESSAGE, [], *nothing, banner
         for event in session.generate(pipeline, story, settings, pool.check_choice(model)):
             if isinstance(event, StepDone):
                 progress(event.progress.fraction, desc=text.step_message(event.progress))
             elif isinstance(event, PanelDone):
                 done = text.panels_done_message(len(session.panels()), len(story.panels))
-                yield session, done, text.gallery_items(session.panels()), [], None, None, None, gr.update()
+                yield session, done, text.gallery_items(session.panels()), *nothing, gr.update()
             elif isinstance(event, RunFailed):
                 raise event.error
             elif isinstance(event, RunFinished):
                 downloads = session.typeset_if_drawn(layout)  # a run stopped before its first panel has no pages
                 finished = text.finished_message(event.result, len(story.panels))
                 panels = text.gallery_items(session.panels())
-                yield session, finished, panels, *downloads.as_tuple(), gr.update()
+                yield session, finished, panels, *text.shown_downloads(downloads), gr.update()
 
     def stop(state: StudioSession | None) -> str:
         stopping = state is not None and state.stop()
@@ -178,19 +179,23 @@ def wire_panel_editing(studio: Studio, pool: ModelPool) -> None:
         session.retypeset(layout)
         panels = text.gallery_items(session.panels())
         story_box = text.story_box_after_redraw(text.text_value("Story", story_box), session.story, number - 1)
-        return session, text.regenerated_message(number), panels, *session.downloads().as_tuple(), story_box
+        return session, text.regenerated_message(number), panels, *text.shown_downloads(session.downloads()), story_box
 
     @shown_on_page
     def retypeset(state, title, characters, story_text, layout):
         session, layout = session_of(state), text.layout_value(layout)
         session.retypeset(layout, text.story_from_ui(title, characters, story_text))
-        return session, text.typeset_message(layout), *session.downloads().as_tuple()
+        return session, text.typeset_message(layout), *text.shown_downloads(session.downloads())
 
     @shown_on_page
     def change_layout(state, layout):
         session, layout = session_of(state), text.layout_value(layout)
         pages = session.choose_layout(layout)
-        return session, text.layout_chosen_message(layout, pages is not None), *session.downloads().as_tuple()
+        return (
+            session,
+            text.layout_chosen_message(layout, pages is not None),
+            *text.shown_downloads(session.downloads()),
+        )
 
     def pick_panel(selected: gr.SelectData) -> int:
         """Clicking a panel in the gallery selects it for regeneration."""
@@ -218,8 +223,8 @@ def wire_project(studio: Studio, pool: ModelPool, limits: ProjectLimits | None) 
     inputs, results = studio.inputs, studio.results
 
     @shown_on_page
-    def save_project(state: StudioSession | None) -> str:
-        return str(session_of(state).save_project())
+    def save_project(state: StudioSession | None):
+        return gr.update(value=str(session_of(state).save_project()), visible=True)
 
     @shown_on_page
     def load_project(state, path, model, layout):
@@ -235,7 +240,7 @@ def wire_project(studio: Studio, pool: ModelPool, limits: ProjectLimits | None) 
             project.settings.seed,
             text.loaded_message(project.story, len(panels)),
             text.gallery_items(panels),
-            *session.downloads().as_tuple(),
+            *text.shown_downloads(session.downloads()),
         )
 
     studio.project.save.click(save_project, [studio.session], [results.project_file], api_name="save_project")

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .atomic import atomic_write_bytes
 from .bank import IdentityBank
 from .errors import StoryDiffusionError
 from .layout.compose import ComposeResult, check_options, compose_run
@@ -26,6 +27,7 @@ from .settings import DEFAULT_FPS, DEFAULT_FRAMES, GenerationSettings
 from .story import Story, story_from_text, story_to_text
 from .streaming import Event, PanelDone, RunFinished, stream_generation
 
+DOWNLOADS_DIR = "downloads"  # in a session's folder: the files offered for download, named after the story
 MAX_DICE_SEED = 2**31 - 1  # the dice stays below 2**53 so a browser's number field holds it exactly
 
 
@@ -191,7 +193,8 @@ class StudioSession:
             bank=self.result.bank,
             layout=self.layout,
         )
-        return save_project(project, self.workdir / f"{_slug(self.story.title)}.storydiffusion.zip")
+        (self.workdir / DOWNLOADS_DIR).mkdir(exist_ok=True)
+        return save_project(project, self.workdir / DOWNLOADS_DIR / f"{_slug(self.story.title)}-project.zip")
 
     def load_project(self, path: str | Path, pipeline: StoryPipeline, limits: ProjectLimits | None = None) -> Project:
         """Continue a saved project: its panels, seeds and bank become this session's.
@@ -269,13 +272,22 @@ class StudioSession:
         return self.pages.files.get(kind)
 
     def downloads(self) -> Downloads:
-        """The composed pages and the PDF, CBZ and panels ZIP, as the page's file widgets take them."""
+        """The composed pages and the PDF, CBZ and panels ZIP, as the page's file widgets take them,
+        named after the story (``a-windy-day.pdf``) as a reader expects to find them among their files."""
         return Downloads(
             pages=[str(page) for page in self.pages.pages] if self.pages else [],
-            pdf=_text(self.download("pdf")),
-            cbz=_text(self.download("cbz")),
-            panels_zip=_text(self.download("zip")),
+            pdf=self._named_copy(self.download("pdf"), ".pdf"),
+            cbz=self._named_copy(self.download("cbz"), ".cbz"),
+            panels_zip=self._named_copy(self.download("zip"), "-panels.zip"),
         )
+
+    def _named_copy(self, path: Path | None, suffix: str) -> str | None:
+        if path is None:
+            return None
+        target = self.workdir / DOWNLOADS_DIR / f"{_slug(self.story.title)}{suffix}"
+        target.parent.mkdir(exist_ok=True)
+        atomic_write_bytes(target, path.read_bytes())
+        return str(target)
 
 
 @dataclass
@@ -287,10 +299,6 @@ class Downloads:
 
     def as_tuple(self) -> tuple[list[str], str | None, str | None, str | None]:
         return self.pages, self.pdf, self.cbz, self.panels_zip
-
-
-def _text(path: Path | None) -> str | None:
-    return str(path) if path is not None else None
 
 
 def _slug(title: str) -> str:

@@ -21,6 +21,7 @@ from .styles import load_styles
 
 if TYPE_CHECKING:
     from .motion.animate import AnimationResult
+    from .studio import Downloads
 
 # The numeric settings the studio shows, in the order of its widgets (each reads its range from SETTING_RANGES).
 UI_SETTINGS = ("steps", "guidance", "width", "height", "seed", "sampling_rate", "id_images", "window")
@@ -223,6 +224,14 @@ def story_box_after_redraw(box: Any, story: Story, index: int) -> str:
         return "\n".join(redrawn)
     lines[filled[index]] = redrawn[index]
     return "\n".join(lines)
+
+
+def shown_downloads(downloads: Downloads) -> tuple:
+    """The pages, then each file box shown only when it has a file (no empty boxes before there is one)."""
+    import gradio as gr
+
+    pages, *files = downloads.as_tuple()
+    return pages, *(gr.update(value=file, visible=file is not None) for file in files)
 
 
 def run_buttons(running: bool) -> tuple[dict, dict]:

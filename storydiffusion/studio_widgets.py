@@ -189,10 +189,11 @@ def results_panel() -> Results:
     gallery = gr.Gallery(label="Panels", columns=4, height=360, elem_id="panels", type="pil")
     pages = gr.Gallery(label="Comic pages", columns=2, height=640, object_fit="contain", elem_id="pages")
     with gr.Row():
-        pdf = gr.File(label="PDF", elem_id="pdf", interactive=False)
-        cbz = gr.File(label="CBZ", interactive=False)
-        panels_zip = gr.File(label="Panels (ZIP)", interactive=False)
-        project_file = gr.File(label="Project", elem_id="project", interactive=False)
+        # Hidden until there is a file to offer (shown by studio_text.shown_downloads).
+        pdf = gr.File(label="PDF", elem_id="pdf", interactive=False, visible=False)
+        cbz = gr.File(label="CBZ", elem_id="cbz", interactive=False, visible=False)
+        panels_zip = gr.File(label="Panels (ZIP)", elem_id="panels-zip", interactive=False, visible=False)
+        project_file = gr.File(label="Project", elem_id="project", interactive=False, visible=False)
     return Results(status, gallery, pages, pdf, cbz, panels_zip, project_file)
 
 

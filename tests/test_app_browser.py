@@ -143,6 +143,7 @@ def test_generate_a_two_character_story_and_download_the_pdf(page, tmp_path):
 
     with page.expect_download() as download_info:
         page.click("#pdf a")
+    assert download_info.value.suggested_filename == "kite-day.pdf"  # named after the story
     pdf_path = tmp_path / "comic.pdf"
     download_info.value.save_as(pdf_path)
     data = pdf_path.read_bytes()
@@ -236,6 +237,7 @@ def test_a_saved_project_loads_in_another_users_session_on_a_phone(page, browser
     page.wait_for_selector("#project a", timeout=60_000)
     with page.expect_download() as download_info:
         page.click("#project a")
+    assert download_info.value.suggested_filename == "kite-day-project.zip"
     project = tmp_path / "kite.storydiffusion.zip"
     download_info.value.save_as(project)
 
@@ -256,6 +258,7 @@ def test_a_saved_project_loads_in_another_users_session_on_a_phone(page, browser
 def test_stop_before_the_first_panel_ends_calmly_and_the_buttons_follow_the_run(page):
     """Generate is off and Stop on only while a run goes; stopping at once leaves no error anywhere."""
     assert page.locator("#stop").is_disabled()
+    assert not page.locator("#pdf").is_visible() and not page.locator("#project").is_visible()  # nothing yet
     page.fill("#characters textarea", "[Mia] a girl in a red dress")
     page.fill("#story textarea", "\n".join(["[Mia] runs"] * 6))
     page.get_by_text("Advanced").click()
@@ -270,6 +273,7 @@ def test_stop_before_the_first_panel_ends_calmly_and_the_buttons_follow_the_run(
     page.wait_for_function("document.querySelector('#stop').disabled", timeout=10_000)
     assert page.locator("#generate").is_enabled()
     assert not page.locator(".toast-body").count()  # no error toast, no server path
+    assert not page.locator("#pdf").is_visible()  # no panels, so no file boxes
     assert "Error" not in page.inner_text("body").replace("Errors", "")
 
 

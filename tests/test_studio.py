@@ -1,5 +1,7 @@
 """The studio session behind the web app: every UI action as a library call."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -157,7 +159,9 @@ def test_downloads_are_the_composed_pages_and_files(session):
     session.retypeset("classic")
     pages, pdf, cbz, panels_zip = session.downloads().as_tuple()
     assert pages and all(isinstance(page, str) for page in pages)
-    assert pdf.endswith(".pdf") and cbz.endswith(".cbz") and panels_zip.endswith(".zip")
+    names = [Path(path).name for path in (pdf, cbz, panels_zip, session.save_project())]
+    assert names == ["kite-day.pdf", "kite-day.cbz", "kite-day-panels.zip", "kite-day-project.zip"]
+    assert Path(pdf).read_bytes() == (session.run_dir / "comic.pdf").read_bytes()
 
 
 def test_out_of_memory_is_recognised():
