@@ -19,7 +19,7 @@ from storydiffusion.model_pool import ModelPool  # noqa: E402
 from storydiffusion.project import ProjectLimits  # noqa: E402
 from storydiffusion.story import story_to_text  # noqa: E402
 from storydiffusion.streaming import PanelDone, RunFailed, RunFinished, StepDone  # noqa: E402
-from storydiffusion.studio import Downloads, StudioSession, close_session, random_seed, session_of  # noqa: E402
+from storydiffusion.studio import StudioSession, close_session, random_seed, session_of  # noqa: E402
 from storydiffusion.studio_errors import shown_on_page  # noqa: E402
 from storydiffusion.studio_server import (  # noqa: E402
     CACHE_MAX_AGE_SECONDS,
@@ -47,6 +47,12 @@ except ImportError:
 
     def gpu_task(function):
         return function
+
+
+def show_filled(event, boxes: list) -> None:
+    """After ``event``, show each file box only once it holds a file (a private follow-up, so that the
+    event itself returns plain paths, as API clients want them)."""
+    event.then(text.shown_if_filled, boxes, boxes, queue=False, api_visibility="private")
 
 
 # -- events ------------------------------------------------------------------------------------
@@ -121,7 +127,7 @@ def wire_generation(studio: Studio, pool: ModelPool) -> None:
         layout = text.layout_value(layout)
         session, pipeline, notice = session_of(state), pool.get(model), pool.notice(model)
         banner = gr.update(visible=bool(notice), value=text.notice_markdown(notice))
-        nothing = text.shown_downloads(Downloads([], None, None, None))  # a new run: the last run's files go
+        nothing = ([], None, None, None)  # a new run: the last run's pages and files go
         yield session, text.STARTING_MESSAGE, [], *nothing, banner
         for event in session.generate(pipeline, story, settings, pool.check_choice(model)):
             if isinstance(event, StepDone):
@@ -135,7 +141,7 @@ def wire_generation(studio: Studio, pool: ModelPool) -> None:
                 downloads = session.typeset_if_drawn(layout)  # a run stopped before its first panel has no pages
                 finished = text.finished_message(event.result, len(story.panels))
                 panels = text.gallery_items(session.panels())
-                yield session, finished, panels, *text.shown_downloads(downloads), gr.update()
+                yield session, finished, panels, *downloads.as_tuple(), gr.update()
 
     def stop(state: StudioSession | None) -> str:
         stopping = state is not None and state.stop()
@@ -152,7 +158,7 @@ def wire_generation(studio: Studio, pool: ModelPool) -> None:
     )
     buttons = [studio.buttons.generate, studio.buttons.stop]
     running = checked.success(lambda: text.run_buttons(True), None, buttons, queue=False, api_visibility="private")
-    running.then(
+    run_ended = running.then(
         generate,
         [studio.session, *story_widgets, inputs.model, inputs.layout, *studio.advanced.values()],
         [studio.session, results.status, results.gallery, *results.downloads(), studio.notice],
@@ -161,6 +167,7 @@ def wire_generation(studio: Studio, pool: ModelPool) -> None:
         preprocess=False,
         api_name="generate",
     ).then(lambda: text.run_buttons(False), None, buttons, queue=False, api_visibility="private")
+    show_filled(run_ended, results.files())
     # Stop skips the queue: it must reach a run even when the queue is full.
     studio.buttons.stop.click(stop, [studio.session], [results.status], queue=False, api_name="stop")
 
@@ -179,13 +186,13 @@ def wire_panel_editing(studio: Studio, pool: ModelPool) -> None:
         session.retypeset(layout)
         panels = text.gallery_items(session.panels())
         story_box = text.story_box_after_redraw(text.text_value("Story", story_box), session.story, number - 1)
-        return session, text.regenerated_message(number), panels, *text.shown_downloads(session.downloads()), story_box
+        return session, text.regenerated_message(number), panels, *session.downloads().as_tuple(), story_box
 
     @shown_on_page
     def retypeset(state, title, characters, story_text, layout):
         session, layout = session_of(state), text.layout_value(layout)
         session.retypeset(layout, text.story_from_ui(title, characters, story_text))
-        return session, text.typeset_message(layout), *text.shown_downloads(session.downloads())
+        return session, text.typeset_message(layout), *session.downloads().as_tuple()
 
     @shown_on_page
     def change_layout(state, layout):
@@ -194,7 +201,7 @@ def wire_panel_editing(studio: Studio, pool: ModelPool) -> None:
         return (
             session,
             text.layout_chosen_message(layout, pages is not None),
-            *text.shown_downloads(session.downloads()),
+            *session.downloads().as_tuple(),
         )
 
     def pick_panel(selected: gr.SelectData) -> int:
@@ -202,7 +209,7 @@ def wire_panel_editing(studio: Studio, pool: ModelPool) -> None:
         return text.selected_panel_number(selected.index, selected.value)
 
     studio.results.gallery.select(pick_panel, None, [editing.number], queue=False, api_visibility="private")
-    editing.regenerate.click(
+    regenerated = editing.regenerate.click(
         regenerate_panel,
         [studio.session, editing.number, editing.prompt, inputs.model, inputs.layout, inputs.story],
         [studio.session, results.status, results.gallery, *results.downloads(), inputs.story],
@@ -213,18 +220,22 @@ def wire_panel_editing(studio: Studio, pool: ModelPool) -> None:
     )
     retypeset_inputs = [studio.session, *inputs.texts(), inputs.layout]
     retypeset_outputs = [studio.session, results.status, *results.downloads()]
-    editing.retypeset.click(retypeset, retypeset_inputs, retypeset_outputs, preprocess=False, api_name="retypeset")
-    inputs.layout.change(
+    retypeset_click = editing.retypeset.click(
+        retypeset, retypeset_inputs, retypeset_outputs, preprocess=False, api_name="retypeset"
+    )
+    layout_changed = inputs.layout.change(
         change_layout, [studio.session, inputs.layout], retypeset_outputs, preprocess=False, api_name="change_layout"
     )
+    for event in (regenerated, retypeset_click, layout_changed):
+        show_filled(event, results.files())
 
 
 def wire_project(studio: Studio, pool: ModelPool, limits: ProjectLimits | None) -> None:
     inputs, results = studio.inputs, studio.results
 
     @shown_on_page
-    def save_project(state: StudioSession | None):
-        return gr.update(value=str(session_of(state).save_project()), visible=True)
+    def save_project(state: StudioSession | None) -> str:
+        return str(session_of(state).save_project())
 
     @shown_on_page
     def load_project(state, path, model, layout):
@@ -240,11 +251,12 @@ def wire_project(studio: Studio, pool: ModelPool, limits: ProjectLimits | None) 
             project.settings.seed,
             text.loaded_message(project.story, len(panels)),
             text.gallery_items(panels),
-            *text.shown_downloads(session.downloads()),
+            *session.downloads().as_tuple(),
         )
 
-    studio.project.save.click(save_project, [studio.session], [results.project_file], api_name="save_project")
-    studio.project.upload.upload(
+    saved = studio.project.save.click(save_project, [studio.session], [results.project_file], api_name="save_project")
+    show_filled(saved, [results.project_file])
+    loaded = studio.project.upload.upload(
         load_project,
         [studio.session, studio.project.upload, inputs.model, inputs.layout],
         [
@@ -258,6 +270,7 @@ def wire_project(studio: Studio, pool: ModelPool, limits: ProjectLimits | None) 
         preprocess=False,
         api_name="load_project",
     )
+    show_filled(loaded, results.files())
 
 
 def wire_animate(studio: Studio, pool: ModelPool) -> None:

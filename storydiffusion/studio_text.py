@@ -21,7 +21,6 @@ from .styles import load_styles
 
 if TYPE_CHECKING:
     from .motion.animate import AnimationResult
-    from .studio import Downloads
 
 # The numeric settings the studio shows, in the order of its widgets (each reads its range from SETTING_RANGES).
 UI_SETTINGS = ("steps", "guidance", "width", "height", "seed", "sampling_rate", "id_images", "window")
@@ -226,12 +225,15 @@ def story_box_after_redraw(box: Any, story: Story, index: int) -> str:
     return "\n".join(lines)
 
 
-def shown_downloads(downloads: Downloads) -> tuple:
-    """The pages, then each file box shown only when it has a file (no empty boxes before there is one)."""
+def shown_if_filled(*files: str | None) -> tuple[dict, ...] | dict:
+    """Each file box shown only when it holds a file: no empty boxes before there is anything to download.
+
+    A follow-up of the events that fill them, so that API clients still get plain file paths.
+    """
     import gradio as gr
 
-    pages, *files = downloads.as_tuple()
-    return pages, *(gr.update(value=file, visible=file is not None) for file in files)
+    updates = tuple(gr.update(visible=bool(file)) for file in files)
+    return updates if len(updates) > 1 else updates[0]  # Gradio reads one output's value as is
 
 
 def run_buttons(running: bool) -> tuple[dict, dict]:

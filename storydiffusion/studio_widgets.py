@@ -77,6 +77,10 @@ class Results:
     panels_zip: gr.File
     project_file: gr.File
 
+    def files(self) -> list:
+        """The file boxes, shown only once they hold a file."""
+        return [self.pdf, self.cbz, self.panels_zip]
+
     def downloads(self) -> list:
         """The widgets filled by ``StudioSession.downloads()``, in its order."""
         return [self.pages, self.pdf, self.cbz, self.panels_zip]

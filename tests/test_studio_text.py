@@ -21,6 +21,7 @@ from storydiffusion.studio_text import (
     selected_panel_number,
     setting_value,
     settings_from_ui,
+    shown_if_filled,
     step_message,
     story_box_after_redraw,
     story_from_ui,
@@ -213,3 +214,8 @@ def test_a_redrawn_panel_writes_only_its_own_line_back_to_the_story_box():
     box = "[Bob] sits # Typed, not yet typeset.\n\n[Bob] walks"
     assert story_box_after_redraw(box, story, 0) == "[Bob] naps # Zzz.\n\n[Bob] walks"
     assert story_box_after_redraw("one line only", story, 1) == "[Bob] naps # Zzz.\n[Bob] walks"
+
+
+def test_file_boxes_are_shown_only_once_they_hold_a_file():
+    assert [update["visible"] for update in shown_if_filled("a.pdf", None, "")] == [True, False, False]
+    assert shown_if_filled("p.zip")["visible"] is True  # one box: one update, not a tuple
