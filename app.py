@@ -61,6 +61,25 @@ def show_filled(event, boxes: list) -> None:
 # session state starts empty; session_of() gives each user (browser or API client) their own.
 
 
+def remember_story(demo: gr.Blocks, studio: Studio) -> None:
+    """Keep the title, characters and story in the browser's own storage, so a reload loses no typing.
+
+    Restored when the page loads; the server keeps nothing of it (the browser stores what it returns).
+    """
+    boxes = studio.inputs.texts()
+    saved = gr.BrowserState(["", "", ""], storage_key="storydiffusion-story")
+    gr.on(
+        [box.change for box in boxes],
+        lambda *texts: list(texts),
+        boxes,
+        saved,
+        queue=False,
+        trigger_mode="always_last",
+        api_visibility="private",
+    )
+    demo.load(text.restored_story, [saved], boxes, queue=False, api_visibility="private")
+
+
 def wire_story_inputs(studio: Studio, examples: dict[str, tuple]) -> None:
     inputs = studio.inputs
     filled = [*inputs.texts(), inputs.style, studio.advanced.numbers["seed"], inputs.layout]
@@ -328,6 +347,7 @@ def build_app(pool: ModelPool, project_limits: ProjectLimits | None = None) -> g
         with gr.Tab("Animate", elem_id="animate-tab"):
             animate = animate_tab()
         studio = Studio(session, banner, inputs, advanced, buttons, results, editing, project, animate)
+        remember_story(demo, studio)
         wire_story_inputs(studio, examples)
         wire_generation(studio, pool)
         wire_panel_editing(studio, pool)

@@ -98,6 +98,16 @@ def uploaded_path(label: str, value: Any) -> str:
     return path
 
 
+def restored_story(saved: Any) -> tuple:
+    """The title, characters and story boxes from what the browser kept, or unchanged when it kept none."""
+    import gradio as gr
+
+    kept = saved if isinstance(saved, list) and len(saved) == 3 and all(isinstance(v, str) for v in saved) else []
+    if not any(kept[1:]):  # nothing typed yet: keep the page's own defaults
+        return gr.update(), gr.update(), gr.update()
+    return tuple(value[:MAX_BOX_CHARS] for value in kept)
+
+
 def layout_value(value: Any) -> str:
     """The Layout dropdown's value: one of the page templates."""
     return choice_value("Layout", value, list_templates())

@@ -302,3 +302,19 @@ def test_an_example_sets_its_story_style_seed_and_layout(page):
     assert page.input_value("#layout input") == "manga" and page.input_value("#seed input") == "0"
     assert page.input_value("#title textarea, #title input") == "지민의 하루"
     assert "[" in page.input_value("#characters textarea") and page.input_value("#story textarea")
+
+
+def test_a_reload_keeps_the_story_typed_in_this_browser_only(page, browser, studio_url):
+    page.fill("#characters textarea", "[Mia] a girl in a red dress")
+    page.fill("#story textarea", "[Mia] runs\n[Mia] sits")
+    page.wait_for_timeout(1500)  # the browser stores what the page sent back
+    page.reload()
+    page.wait_for_selector("#generate")
+    page.wait_for_function("document.querySelector('#story textarea').value.includes('[Mia] sits')", timeout=30_000)
+    assert page.input_value("#characters textarea") == "[Mia] a girl in a red dress"
+    stranger = open_studio(browser, studio_url)  # another browser profile: nothing of it
+    try:
+        stranger.wait_for_timeout(1500)
+        assert stranger.input_value("#story textarea") == ""
+    finally:
+        stranger.context.close()

@@ -18,6 +18,7 @@ from storydiffusion.studio_text import (
     notice_markdown,
     panel_number_from_ui,
     queued_message,
+    restored_story,
     selected_panel_number,
     setting_value,
     settings_from_ui,
@@ -219,3 +220,9 @@ def test_a_redrawn_panel_writes_only_its_own_line_back_to_the_story_box():
 def test_file_boxes_are_shown_only_once_they_hold_a_file():
     assert [update["visible"] for update in shown_if_filled("a.pdf", None, "")] == [True, False, False]
     assert shown_if_filled("p.zip")["visible"] is True  # one box: one update, not a tuple
+
+
+def test_a_story_kept_by_the_browser_comes_back_and_nothing_else_does():
+    assert restored_story(["T", "[Bob] a man", "[Bob] walks"]) == ("T", "[Bob] a man", "[Bob] walks")
+    for kept in (["", "", ""], None, "junk", [1, 2, 3], ["a", "b"]):
+        assert all(update == {"__type__": "update"} for update in restored_story(kept))
