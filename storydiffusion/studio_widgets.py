@@ -172,7 +172,7 @@ def advanced_settings(spec: ModelSpec) -> AdvancedSettings:
                 label="Seed",
                 elem_id="seed",
             )
-            dice = gr.Button("🎲", scale=0, elem_id="dice")
+            dice = gr.Button("🎲 Random seed", scale=0, elem_id="dice")
         with gr.Row():
             sampling_rate = setting_slider("sampling_rate", 0.5)
             id_images = setting_slider("id_images", 3)

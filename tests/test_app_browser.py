@@ -196,7 +196,7 @@ def test_an_empty_story_shows_a_readable_error(page):
 def test_the_dice_puts_a_new_valid_seed_in_the_seed_field(page):
     page.get_by_text("Advanced", exact=True).click()
     before = seed_field_value(page)
-    page.click("#dice")
+    page.get_by_role("button", name="Random seed").click()  # the dice has a name a screen reader can say
     page.wait_for_function(f"document.querySelector('#seed input').value !== {before!r}", timeout=10_000)
     first = seed_field_value(page)
     assert first.isdigit() and 0 <= int(first) <= MAX_DICE_SEED
