@@ -29,6 +29,7 @@ from storydiffusion.studio_server import (  # noqa: E402
     server_options,
 )
 from storydiffusion.studio_widgets import (  # noqa: E402
+    KEYBOARD_SHORTCUTS,
     Studio,
     advanced_settings,
     animate_tab,
@@ -364,7 +365,7 @@ def make_app(options: ServerOptions, pool: ModelPool | None = None) -> gr.Blocks
 
 def main(argv: list[str] | None = None) -> None:
     options = server_options(argv)
-    make_app(options).launch(**options.launch_options())
+    make_app(options).launch(**options.launch_options(), js=KEYBOARD_SHORTCUTS)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,21 @@ from .models import ModelSpec
 from .settings import DEFAULT_FPS, DEFAULT_FRAMES, SETTING_RANGES
 from .styles import load_styles
 
+# Ctrl+Enter (Cmd+Enter on a Mac) anywhere on the page presses Generate, when Generate can be pressed.
+KEYBOARD_SHORTCUTS = """
+() => {
+  document.addEventListener("keydown", (event) => {
+    if ((event.ctrlKey || event.metaKey) && event.key === "Enter") {
+      const generate = document.querySelector("#generate");
+      if (generate && !generate.disabled) {
+        event.preventDefault();
+        generate.click();
+      }
+    }
+  });
+}
+"""
+
 
 def setting_id(name: str) -> str:
     """The page id of a setting's widget: ``sampling_rate`` -> ``#sampling-rate``."""

@@ -318,3 +318,10 @@ def test_a_reload_keeps_the_story_typed_in_this_browser_only(page, browser, stud
         assert stranger.input_value("#story textarea") == ""
     finally:
         stranger.context.close()
+
+
+def test_ctrl_enter_generates(page):
+    page.fill("#characters textarea", "[Mia] a girl in a red dress")
+    page.fill("#story textarea", "[Mia] runs")
+    page.locator("#story textarea").press("Control+Enter")
+    page.wait_for_function("document.querySelector('#status').innerText.includes('Done: 1 of 1')", timeout=120_000)
