@@ -26,6 +26,7 @@ from storydiffusion.studio_server import (  # noqa: E402
     CACHE_SWEEP_SECONDS,
     SESSION_TTL_SECONDS,
     ServerOptions,
+    gpu_seconds_for,
     server_options,
 )
 from storydiffusion.studio_widgets import (  # noqa: E402
@@ -40,10 +41,12 @@ from storydiffusion.studio_widgets import (  # noqa: E402
     story_inputs,
 )
 
-try:  # Hugging Face ZeroGPU: GPU work must run inside spaces.GPU; elsewhere this is a no-op.
+try:  # Hugging Face ZeroGPU: GPU work runs inside spaces.GPU, for a time computed from the work; elsewhere a no-op.
     import spaces
 
-    gpu_task = spaces.GPU(duration=120)
+    def gpu_task(function):
+        return spaces.GPU(duration=gpu_seconds_for(function))(function)
+
 except ImportError:
 
     def gpu_task(function):

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import ipaddress
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from .model_pool import OFFLINE_MODEL
 from .models import default_model_name
@@ -21,6 +24,11 @@ SESSION_TTL_SECONDS = 6 * 3600  # a session's files live this long after its las
 CACHE_SWEEP_SECONDS = 3600  # how often Gradio's file cache is swept ...
 CACHE_MAX_AGE_SECONDS = 24 * 3600  # ... for files older than this
 SPACES_ENV = "SPACE_ID"  # set by Hugging Face Spaces
+# ZeroGPU time asked per run: a fixed start plus a rate per image, denoising step and megapixel.
+# The rate is an SDXL estimate for a ZeroGPU slice, to be replaced by a measured one (benchmarks/).
+GPU_START_SECONDS = 20
+GPU_SECONDS_PER_STEP_MEGAPIXEL = 0.15
+GPU_SECONDS_RANGE = (30, 600)
 
 
 @dataclass(frozen=True)
@@ -107,3 +115,30 @@ def server_options(argv: list[str] | None = None) -> ServerOptions:
     )
     allow = args.allow_custom_models if args.allow_custom_models is not None else not options.shared
     return dataclasses.replace(options, allow_custom_models=allow)
+
+
+def gpu_seconds(images: int, steps: int, width: int, height: int) -> int:
+    """The ZeroGPU duration to ask for ``images`` images of ``steps`` steps at ``width`` x ``height``."""
+    work = images * steps * width * height / 1e6 * GPU_SECONDS_PER_STEP_MEGAPIXEL
+    low, high = GPU_SECONDS_RANGE
+    return int(min(high, max(low, GPU_START_SECONDS + work)))
+
+
+def gpu_seconds_for(handler: Callable[..., Any]) -> Callable[..., int]:
+    """A duration function for ``spaces.GPU(duration=...)``: called with the handler's own arguments,
+    it reads the work from them (story lines or one panel or a clip's frames, steps, size)."""
+    signature = inspect.signature(handler)
+
+    def seconds(*args: Any, **kwargs: Any) -> int:
+        values = signature.bind_partial(*args, **kwargs).arguments
+        images = _number(values.get("frames"), 0) or max(1, len(str(values.get("story_text") or "").splitlines()))
+        if "number" in values:  # one panel redrawn (with its identity images at most)
+            images = 4
+        steps = _number(values.get("steps"), 30)
+        return gpu_seconds(images, steps, _number(values.get("width"), 1024), _number(values.get("height"), 1024))
+
+    return seconds
+
+
+def _number(value: Any, default: int) -> int:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else default

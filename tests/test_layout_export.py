@@ -70,10 +70,16 @@ def test_png_pages_are_numbered_and_stale_pages_removed(tmp_path):
     assert [p.name for p in paths] == ["page_01.png", "page_02.png", "page_03.png"]
     assert Image.open(paths[1]).getpixel((5, 5)) == COLOURS[1]
     (tmp_path / "pages" / "notes.txt").write_text("mine")
+    (tmp_path / "pages" / "page_99.png").write_bytes(b"the user's own page, named like ours")
     (tmp_path / "pages" / ".page_07.tmp.png").write_bytes(b"left by an interrupted run")
     assert not no_temporaries(tmp_path)
-    write_pages_png(pages_of(2), tmp_path / "pages")
-    assert sorted(p.name for p in (tmp_path / "pages").iterdir()) == ["notes.txt", "page_01.png", "page_02.png"]
+    write_pages_png(pages_of(2), tmp_path / "pages", earlier=[p.name for p in paths])
+    assert sorted(p.name for p in (tmp_path / "pages").iterdir()) == [
+        "notes.txt",
+        "page_01.png",
+        "page_02.png",
+        "page_99.png",
+    ]
     assert no_temporaries(tmp_path)
     assert (
         page_filename(0, 5) == "page_01.png"

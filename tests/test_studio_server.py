@@ -3,7 +3,15 @@
 import pytest
 
 from storydiffusion.model_pool import OFFLINE_MODEL
-from storydiffusion.studio_server import SPACES_ENV, ServerOptions, is_loopback, server_options
+from storydiffusion.studio_server import (
+    GPU_SECONDS_RANGE,
+    SPACES_ENV,
+    ServerOptions,
+    gpu_seconds,
+    gpu_seconds_for,
+    is_loopback,
+    server_options,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -57,3 +65,20 @@ def test_uploads_are_limited_and_a_project_may_unpack_to_twice_the_upload_limit(
 def test_loopback_addresses():
     assert is_loopback("127.0.0.1") and is_loopback("127.1.2.3") and is_loopback("::1")
     assert not is_loopback("0.0.0.0") and not is_loopback("example.org") and not is_loopback("")
+
+
+def test_zerogpu_time_follows_the_work_and_stays_within_bounds():
+    def generate(state, title, characters, story_text, style, model, layout, negative, steps, guidance, width, height):
+        """The studio's generate handler's parameters, as spaces.GPU passes them on."""
+
+    def regenerate(state, number, prompt, model, layout, story_box):
+        """The regenerate handler's parameters."""
+
+    seconds = gpu_seconds_for(generate)
+    small = seconds(None, "T", "[Bob] a man", "[Bob] walks\n[Bob] sits", "comic", "m", "classic", "", 30, 5, 768, 768)
+    many = "\n".join(["[Bob] walks"] * 12)
+    large = seconds(None, "T", "[Bob] a man", many, "comic", "m", "classic", "", 50, 5, 1024, 1024)
+    assert GPU_SECONDS_RANGE[0] <= small < large <= GPU_SECONDS_RANGE[1]
+    assert seconds(None, "T", "", "x", "comic", "m", "classic", "", "abc", None, [1], True) >= GPU_SECONDS_RANGE[0]
+    assert gpu_seconds(10_000, 1000, 4096, 4096) == GPU_SECONDS_RANGE[1]
+    assert gpu_seconds_for(regenerate)(None, 2, "", "m", "classic", "") < large

@@ -32,6 +32,7 @@ from ..rundir import (
     read_manifest,
     recorded_exports,
     story_from_manifest,
+    written_files,
 )
 from ..story import DEFAULT_TITLE, Story
 from . import LayoutError
@@ -118,6 +119,9 @@ def compose_run(
     template = load_template(layout, dpi=dpi).with_options(fit=fit)
     story = _read_story(run)
     earlier = recorded_exports(run)
+    earlier_pages = [
+        path.name for path in written_files(run) if path.parent.name == PAGES_DIR and path.suffix == ".png"
+    ]
 
     warnings: list[str] = []
     indices, paths, sizes = _find_panels(run, story, warnings)
@@ -135,7 +139,7 @@ def compose_run(
         warnings=warnings,
     )
     encoded = [encode_png(page) for page in images]
-    pages = write_pages_png(encoded, run / PAGES_DIR)
+    pages = write_pages_png(encoded, run / PAGES_DIR, earlier_pages)
     files = {"pages": run / PAGES_DIR, **_write_exports(run, exports, story, template, images, encoded, paths)}
     # Exports of earlier compositions stay on disk, so they stay on the record of what this tool wrote.
     written = {path.name for kind, path in files.items() if kind != "pages"}

@@ -12,7 +12,7 @@ import os
 import re
 import unicodedata
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -39,7 +39,7 @@ PDF_JPEG_QUALITY = 92  # Pillow stores RGB pages in a PDF as JPEG; 92 keeps lett
 # zlib level 3 encodes comic pages about 40 % faster than Pillow's default 6 for a few % more bytes:
 # PNG encoding is the slowest step of composing (benchmarks/RESULTS.md).
 PNG_COMPRESS_LEVEL = 3
-_STALE_PAGE = re.compile(rf"\.?page_\d+({re.escape(TEMPORARY_MARK)})?\.png\Z")
+_PAGE_TEMPORARY = re.compile(rf"\.page_\d+{re.escape(TEMPORARY_MARK)}\.png\Z")
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
@@ -89,8 +89,12 @@ def page_filenames(total: int) -> list[str]:
     return [page_filename(i, total) for i in range(total)]
 
 
-def write_pages_png(pages: Sequence[PageData], directory: str | os.PathLike) -> list[Path]:
-    """``page_01.png`` … in ``directory``; page files of an earlier, longer composition are removed."""
+def write_pages_png(
+    pages: Sequence[PageData], directory: str | os.PathLike, earlier: Collection[str] = ()
+) -> list[Path]:
+    """``page_01.png`` … in ``directory``. Of the files there, only pages an earlier composition wrote
+    (``earlier``, as its ``pages.json`` records them) and not written again go, and temporaries of this
+    tool's page writes: a user's own ``page_99.png`` stays."""
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     names = page_filenames(len(pages))
@@ -100,7 +104,8 @@ def write_pages_png(pages: Sequence[PageData], directory: str | os.PathLike) -> 
         paths.append(folder / name)
     keep = set(names)
     for old in folder.iterdir():
-        if old.name not in keep and _STALE_PAGE.match(old.name) and old.is_file():
+        ours = old.name in earlier or _PAGE_TEMPORARY.match(old.name)
+        if old.name not in keep and ours and old.is_file() and not old.is_symlink():
             old.unlink()
     return paths
 
