@@ -10,12 +10,14 @@ import io
 import json
 import os
 import shutil
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "atomic_write_bytes", "temporary_name", "write_json", "write_png"]
+__all__ = ["atomic_path", "atomic_write_bytes", "interrupts_deferred", "temporary_name", "write_json", "write_png"]
 
 TEMPORARY_MARK = ".tmp"
 
@@ -24,6 +26,21 @@ def temporary_name(path: Path) -> Path:
     """``.page_01.tmp.png`` for ``page_01.png``: hidden, recognisable, and with the same suffix,
     so writers that choose a format by suffix (ffmpeg, Pillow) still choose the right one."""
     return path.with_name(f".{path.stem}{TEMPORARY_MARK}{path.suffix}")
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Ctrl+C and SIGTERM wait until the block is done, so a file and the record naming it are written
+    together: a run stopped there stops just after, never between the two. Only the main thread
+    receives signals, so elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 @contextmanager

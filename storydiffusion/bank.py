@@ -21,6 +21,7 @@ from safetensors.torch import save_file
 
 from .atomic import atomic_path
 from .errors import BankError
+from .structured import InputFileError, check_regular_file
 
 BANK_FORMAT = "storydiffusion-identity-bank/1"
 _TOKEN_KEY = re.compile(r"-?[0-9]{1,9}\.[0-9]{1,6}\.[0-9]{1,6}")
@@ -38,6 +39,7 @@ class IdentityBank:
         self.storage = torch.device(storage)
         self.characters: dict[str, list[int]] = {}
         self._tokens: dict[tuple[int, int, int], torch.Tensor] = {}
+        self.path: Path | None = None  # the file it was loaded from, for messages
 
     def put(self, source_id: int, step: int, layer: int, tokens: torch.Tensor) -> None:
         """Keep ``tokens`` (halves, sampled, channels) of one source image at one step and layer."""
@@ -128,6 +130,31 @@ class IdentityBank:
                 "use the bank of a run that drew them, or leave out the bank"
             )
 
+    def check_shapes(self, expected: dict[tuple[int, int], tuple[int, ...]]) -> None:
+        """Refuse tokens a run cannot read as it is: every image must hold exactly the (step, layer)
+        tensors of ``expected`` (what the run's model and settings write), each of exactly its shape.
+        A misfit would otherwise fail half-way through the run, or be read as if it fitted."""
+        name = f"identity bank {self.path}" if self.path is not None else "the identity bank"
+        advice = "it was made with another model or other settings; regenerate it with --save-bank"
+        for (source, step, layer), tokens in sorted(self._tokens.items()):
+            wanted = expected.get((step, layer))
+            if wanted is None:
+                raise BankError(
+                    f"{name} holds tokens of image {source} at step {step}, layer {layer}, "
+                    f"where this model and these settings sample none: {advice}"
+                )
+            if tuple(tokens.shape) != tuple(wanted):
+                raise BankError(
+                    f"{name} holds tokens of image {source} at step {step}, layer {layer} of shape "
+                    f"{tuple(tokens.shape)}; this model and these settings give {tuple(wanted)}: {advice}"
+                )
+        for source in sorted(self.sources()):
+            held = {(step, layer) for (held_source, step, layer) in self._tokens if held_source == source}
+            missing = sorted(set(expected) - held)
+            if missing:
+                step, layer = missing[0]
+                raise BankError(f"{name} has no tokens of image {source} at step {step}, layer {layer}: {advice}")
+
     def cast(self, dtype: torch.dtype) -> IdentityBank:
         """Tokens in ``dtype``: a bank saved by a run of another compute dtype reads like its own."""
         for key, tokens in self._tokens.items():
@@ -159,6 +186,10 @@ class IdentityBank:
         float16 GPU run read by a float32 CPU run); the pipeline also casts to its compute dtype on use.
         """
         try:
+            check_regular_file(path, "the file")  # a named pipe would block safe_open forever
+        except InputFileError as error:
+            raise BankError(f"could not read identity bank: {error}") from None
+        try:
             with safe_open(str(path), framework="pt", device="cpu") as handle:
                 metadata = handle.metadata() or {}
                 if metadata.get("format") != BANK_FORMAT:
@@ -168,6 +199,7 @@ class IdentityBank:
                 for key in handle.keys():
                     bank._tokens[_token_key(key)] = _checked_tokens(handle.get_tensor(key), key).to(bank.storage)
             bank._check_layout()
+            bank.path = Path(path)
         except BankError:
             raise
         except ValueError as error:

@@ -9,12 +9,15 @@ import argparse
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from .cli_checks import check_model_flag, check_panel_numbers, generation_settings
 from .cli_parser import build_parser
 from .errors import ModelOutOfMemory, StoryDiffusionError, model_memory
-from .rundir import RunWriter, check_output_dir, prepare_output_dir
+from .rundir import MANIFEST_NAME, RunWriter, check_output_dir, manifest_model_name, prepare_output_dir
 from .settings import SETTING_RANGES
 
 EXIT_BAD_INPUT = 2
@@ -27,7 +30,6 @@ OUT_OF_MEMORY_HINT = (
 
 def _load_story_and_model(path: str):
     """A story file, or the manifest of an earlier run (then its model too)."""
-    from .errors import StoryError, wrong_kind
     from .rundir import read_manifest, story_from_manifest
     from .story import load_story
 
@@ -38,11 +40,7 @@ def _load_story_and_model(path: str):
             manifest = None  # a story file in JSON, or unreadable: load_story says which
         if manifest is not None:
             story = story_from_manifest(manifest, Path(path).name)
-            model = manifest.get("model")
-            name = model.get("name") if isinstance(model, dict) else None
-            if name is not None and not isinstance(name, str):
-                raise StoryError(f"{Path(path).name}: {wrong_kind('model.name', 'the name of a model', name)}")
-            return story, name
+            return story, manifest_model_name(manifest, Path(path).name)
     return load_story(path), None
 
 
@@ -57,11 +55,15 @@ def run_generate(args: argparse.Namespace) -> int:
         from .layout.compose import check_options
 
         check_options(args.layout, args.export)
+    check_model_flag(args.model)
+    check_model_flag(args.lora, "--lora")
     story, manifest_model = _load_story_and_model(args.story)
-    settings = _generation_settings(story.settings, args)
-    _check_panel_numbers(args.panels, len(story.panels))
+    settings = generation_settings(story.settings, args)
+    check_panel_numbers(args.panels, len(story.panels))
     earlier = earlier_run(args.out)
     continuing = earlier is not None and (args.panels is not None or is_incomplete(earlier))
+    if continuing and not args.overwrite:
+        manifest_model_name(earlier, str(Path(args.out) / MANIFEST_NAME))  # a broken record fails before the model
     check_output_dir(args.out, overwrite=args.overwrite or continuing)  # before any model loads; deletes nothing
     SETTING_RANGES["lora_scale"].check("--lora-scale", args.lora_scale)
     bank = _read_bank(args.bank, settings.mode) if args.bank else None
@@ -93,7 +95,7 @@ def _read_bank(path: str, mode: str):
 def _load_pipeline(args: argparse.Namespace, manifest_model: str | None):
     from .pipeline import StoryPipeline
 
-    with model_memory():
+    with model_memory(), _quiet_model_libraries():
         return StoryPipeline.from_pretrained(
             args.model or manifest_model,
             device=args.device,
@@ -104,6 +106,26 @@ def _load_pipeline(args: argparse.Namespace, manifest_model: str | None):
             lora=args.lora,
             lora_scale=args.lora_scale,
         )
+
+
+@contextmanager
+def _quiet_model_libraries() -> Iterator[None]:
+    """While models load, the hub, diffusers and transformers log only errors: their warnings (a model
+    not found offline, a config key ignored) would bury the one line the CLI prints for a bad input.
+    The levels are put back afterwards, as the CLI may run inside another program."""
+    from diffusers.utils import logging as diffusers_logging
+    from huggingface_hub.utils import logging as hub_logging
+    from transformers.utils import logging as transformers_logging
+
+    libraries = (diffusers_logging, hub_logging, transformers_logging)
+    levels = [library.get_verbosity() for library in libraries]
+    for library in libraries:
+        library.set_verbosity_error()
+    try:
+        yield
+    finally:
+        for library, level in zip(libraries, levels):
+            library.set_verbosity(level)
 
 
 @dataclass
@@ -182,49 +204,6 @@ def _run_folder(args: argparse.Namespace, earlier, story, settings, pipeline) ->
     return _RunTarget(out, RunWriter(out), args.panels)
 
 
-def _check_panel_numbers(panels: list[int] | None, count: int) -> None:
-    """--panels names panels of this story: checked before the model loads or the folder changes."""
-    if panels is None:
-        return
-    if not panels:
-        raise StoryDiffusionError("--panels names no panel: give 1-based panel numbers such as 2,5")
-    missing = [index + 1 for index in panels if not 0 <= index < count]
-    if missing:
-        raise StoryDiffusionError(
-            f"--panels {missing[0]} does not exist: the story has {count} panels, numbered from 1"
-        )
-
-
-def _generation_settings(base, args: argparse.Namespace):
-    """The story's settings with the command line's options on top, checked against SETTING_RANGES.
-
-    Each option given is checked under its flag first (``--guidance must be ...``), so a message
-    names what the user typed rather than the setting behind it.
-    """
-    for name in ("steps", "guidance", "seed", "height", "width", "id_images", "window", "first_consistent_step"):
-        if getattr(args, name) is not None:
-            SETTING_RANGES[name].check("--" + name.replace("_", "-"), getattr(args, name))
-    if isinstance(args.sampling_rate, float):
-        SETTING_RANGES["sampling_rate"].check("--sampling-rate", args.sampling_rate)
-    settings = base.merged(
-        steps=args.steps,
-        guidance=args.guidance,
-        seed=args.seed,
-        height=args.height,
-        width=args.width,
-        sampling_rate=args.sampling_rate,
-        id_images=args.id_images,
-        window=args.window,
-        mode="off" if args.no_consistency else args.mode,
-        first_consistent_step=args.first_consistent_step,
-        style=args.style,
-        negative_prompt=args.negative_prompt,
-        scheduler=args.scheduler,
-    )
-    settings.validate()
-    return settings
-
-
 class _StepBar:
     """A tqdm bar over every denoising step of a story run, naming the panels being drawn."""
 
@@ -259,6 +238,8 @@ def _report_generation(result, out, manifest) -> None:
 def run_compose(args: argparse.Namespace) -> int:
     from .layout.compose import compose_run
 
+    if args.dpi is not None:
+        SETTING_RANGES["dpi"].check("--dpi", args.dpi)
     result = compose_run(
         args.run_dir,
         layout=args.layout,
@@ -278,7 +259,18 @@ def run_animate(args: argparse.Namespace) -> int:
     from .motion.animate import animate_run, check_request, read_run_panels
 
     # bad input fails before any model is loaded
-    check_request(args.frames, args.fps, steps=args.steps, guidance=args.guidance, strength=args.strength)
+    check_model_flag(args.model)
+    check_request(
+        args.frames,
+        args.fps,
+        steps=args.steps,
+        guidance=args.guidance,
+        strength=args.strength,
+        seed=args.seed,
+        prompt=args.prompt,
+        negative_prompt=args.negative_prompt,
+        predictor=args.predictor,
+    )
     read_run_panels(args.run_dir, args.start, args.end)
     bar = tqdm(total=None, unit="step", disable=args.quiet, file=sys.stderr)
 
@@ -288,7 +280,7 @@ def run_animate(args: argparse.Namespace) -> int:
         bar.refresh()
 
     try:
-        with model_memory():
+        with model_memory(), _quiet_model_libraries():
             result = animate_run(
                 args.run_dir,
                 args.start,
@@ -335,7 +327,10 @@ def _stop_on_sigterm() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # --help (0), or a usage error already printed as one line (2)
+        return stop.code if isinstance(stop.code, int) else EXIT_BAD_INPUT
     _stop_on_sigterm()
     try:
         if args.command == "generate":

@@ -3,20 +3,49 @@
 from __future__ import annotations
 
 import argparse
+import re
+from typing import NoReturn
 
-from .settings import DEFAULT_FPS, DEFAULT_FRAMES, SETTING_RANGES
+from .settings import DEFAULT_FPS, DEFAULT_FRAMES, MAX_FACTOR, SETTING_RANGES
 
-__all__ = ["build_parser"]
+__all__ = ["CommandParser", "build_parser"]
+
+EXIT_USAGE = 2
+_MISSING_VALUE = re.compile(r"argument (-[-\w]+)(?:/-[-\w]+)*: expected one argument")
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse with the CLI's error rule: one ``error:`` line that says what to type, then exit code 2.
+
+    argparse's own error prints the whole usage block, which hides the one line that matters.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"error: {_with_hint(message)} (see {self.prog} --help)\n")
+
+
+def _with_hint(message: str) -> str:
+    """A value that starts with '-' (``-inf``, ``-1e3``) reads as an option name unless written with '='."""
+    missing = _MISSING_VALUE.fullmatch(message)
+    if missing is None:
+        return " ".join(message.split())
+    flag = missing.group(1)
+    return f"{message}: give a value after {flag}; a value starting with '-' is written with '=', e.g. {flag}=-1"
 
 
 def _rate(text: str) -> float | dict[int, float]:
-    """``0.5`` or per downsampling factor ``1:0.5,2:0.3``."""
+    """``0.5`` or per downsampling factor ``1:0.5,2:0.3`` (factors 0..MAX_FACTOR)."""
     try:
         if ":" in text:
-            return {int(k): float(v) for k, v in (part.split(":") for part in text.split(","))}
+            rates = {int(k): float(v) for k, v in (part.split(":") for part in text.split(","))}
+            if all(0 <= factor <= MAX_FACTOR for factor in rates):
+                return rates
+            raise ValueError
         return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a rate such as 0.5 or 1:0.5,2:0.3, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a rate such as 0.5 or 1:0.5,2:0.3 (factors 0..{MAX_FACTOR}), got {text!r}"
+        ) from None
 
 
 def _panel_list(text: str) -> list[int]:
@@ -33,7 +62,7 @@ def _allowed(name: str, text: str = "") -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="storydiffusion", description="Character-consistent visual stories.")
+    parser = CommandParser(prog="storydiffusion", description="Character-consistent visual stories.")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_generate(commands.add_parser("generate", help="generate the panels of a story file"))
     _add_compose(

@@ -21,6 +21,7 @@ from PIL import Image
 from . import denoising
 from .attention import ImageSlot, install_consistent_attention
 from .bank import IdentityBank
+from .bank_layout import expected_bank_layout
 from .errors import GenerationCancelled, SettingsError
 from .models import (
     ModelSpec,
@@ -290,7 +291,8 @@ class StoryPipeline:
         panels: list[int] | None = None,
     ) -> None:
         """Refuse, before any step runs or any file changes, a bank this run cannot read as it is: made
-        for another mode, model or settings, holding other characters, or lacking one ``panels`` show.
+        for another mode, model or settings, holding other characters or tensors of other shapes than
+        this model and these settings write, or lacking a character ``panels`` show.
 
         ``generate`` makes the same checks except the last: there a missing character's identity set is
         drawn into the bank, as when a session's own bank meets a panel of a character not yet drawn.
@@ -303,12 +305,14 @@ class StoryPipeline:
             bank.check_characters(story.characters, needed)
 
     def _check_bank_fits(self, bank: IdentityBank, story: Story, settings: GenerationSettings) -> None:
-        """An empty bank is a container this run fills; a filled one must be this run's own kind."""
+        """An empty bank is a container this run fills; a filled one must be this run's own kind, down
+        to the shape of every tensor (a file's signature says nothing of what its tensors hold)."""
         if not len(bank):
             return
         bank.check_mode(settings.mode)
         bank.check_compatible(self.bank_signature(settings))
         bank.check_characters(story.characters)
+        bank.check_shapes(expected_bank_layout(self.pipe, self.consistent_layer_names, settings))
 
     def _bank_for_run(
         self, bank: IdentityBank | None, story: Story, settings: GenerationSettings, bank_storage: str

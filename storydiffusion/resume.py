@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from .errors import StoryDiffusionError, shown
-from .rundir import BANK_NAME, MANIFEST_FORMAT, MANIFEST_NAME, manifest_panels, read_manifest, story_from_manifest
+from .rundir import (
+    BANK_NAME,
+    MANIFEST_FORMAT,
+    MANIFEST_NAME,
+    manifest_model_name,
+    manifest_panels,
+    read_manifest,
+    story_from_manifest,
+)
 from .settings import GenerationSettings
 from .story import Story
 
@@ -82,8 +90,12 @@ def _difference(
     manifest: dict[str, Any], story: Story, settings: GenerationSettings, model_name: str, redo: set[int]
 ) -> str | None:
     """A short description of what differs between the folder's run and this one, or None."""
-    if (manifest.get("model") or {}).get("name") != model_name:
-        return f"another model ({shown((manifest.get('model') or {}).get('name'))})"
+    try:
+        recorded_model = manifest_model_name(manifest)
+    except StoryDiffusionError as error:
+        return f"a story.json that is not valid ({error})"
+    if recorded_model != model_name:
+        return f"another model ({shown(recorded_model)})"
     try:
         old = story_from_manifest(manifest)  # validated, and in the same form as the new story
     except StoryDiffusionError:

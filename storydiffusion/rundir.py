@@ -7,6 +7,7 @@ is the one place that knows those names; every file is written through :mod:`sto
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import re
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .atomic import TEMPORARY_MARK, write_json, write_png
+from .atomic import TEMPORARY_MARK, interrupts_deferred, temporary_name, write_json, write_png
 from .errors import StoryDiffusionError, StoryError, shown, wrong_kind
 from .settings import GenerationSettings
 from .story import Story, validate_story
@@ -39,7 +40,7 @@ MAX_NAME_BYTES = 255  # the longest file name ext4, APFS and NTFS accept
 MAX_MANIFEST_BYTES = 64 * 2**20  # a story.json of 10,000 panels is about 10 MB
 
 
-_PANEL_FILE = re.compile(r"panel_\d{3,}\.png")
+_TEMPORARY = re.compile(rf"\.(?P<stem>.+){re.escape(TEMPORARY_MARK)}(?P<suffix>\.[^.]+)?")
 # The shapes of the names this tool gives files under a run folder; a record naming anything else
 # (a hand-edited story.json, pages.json or clip record) is not believed.
 _OWN_NAME_SHAPES = (
@@ -122,6 +123,12 @@ def check_output_dir(out_dir: str | os.PathLike, overwrite: bool = False) -> Pat
         raise StoryDiffusionError(
             f"{staging} is in the way: this tool stages --overwrite runs under that name; move it or choose another --out"
         )
+    foreign = unrecorded_files(staging) if staging.is_dir() else []
+    if foreign:
+        raise StoryDiffusionError(
+            f"{staging} holds {foreign[0].relative_to(staging).as_posix()}, which this tool has no record of writing: "
+            "it stages --overwrite runs in that folder; move your files out of it or choose another --out"
+        )
     return out
 
 
@@ -129,10 +136,10 @@ def written_files(run_dir: str | os.PathLike) -> list[Path]:
     """The files of ``run_dir`` that this tool wrote, as its own records name them.
 
     Read from ``story.json`` (panels, identity bank), ``pages/pages.json`` (pages and exports) and
-    ``video/*.json`` (clips). Two kinds of file carry no record yet and are this tool's by their
-    names alone: panels of a run stopped before its manifest (``panels/panel_001.png``) and the
-    temporaries of interrupted atomic writes. Anything else is the user's and is never listed.
-    Only existing files inside ``run_dir`` are returned.
+    ``video/*.json`` (clips). Only the temporaries of interrupted atomic writes of those files carry
+    no record (``panels/.panel_001.tmp.png``); a run writes its manifest before its first panel, so
+    no panel is ever unrecorded. Anything else is the user's and is never listed, however its name
+    looks. Only existing files inside ``run_dir`` are returned.
     """
     run = Path(run_dir)
     names: list[str] = []
@@ -152,7 +159,7 @@ def written_files(run_dir: str | os.PathLike) -> list[Path]:
         if clip is not None and isinstance(clip.get("files"), list):
             names.append(f"{VIDEO_DIR}/{info.name}")
             names += [f"{VIDEO_DIR}/{name}" for name in clip["files"]]
-    names = [name for name in names if _shaped_like_ours(name)] + _unrecorded_outputs(run)
+    names = [name for name in names if _shaped_like_ours(name)] + _own_temporaries(run)
     inside = run.resolve()
     found: list[Path] = []
     for name in dict.fromkeys(names):
@@ -182,15 +189,27 @@ def recorded_exports(run_dir: str | os.PathLike) -> list[str]:
     return [name for name in EXPORT_FILES if name in exports]
 
 
-def _unrecorded_outputs(run: Path) -> list[str]:
-    """Panel files named as this tool names them, and temporaries of its atomic writes."""
-    names = [f"{PANELS_DIR}/{p.name}" for p in _listing(run / PANELS_DIR) if _PANEL_FILE.fullmatch(p.name)]
+def unrecorded_files(folder: str | os.PathLike) -> list[Path]:
+    """Every file (and link) under ``folder`` that :func:`written_files` does not list: the user's files,
+    which this tool never deletes and never mixes a run of its own with."""
+    root = Path(folder)
+    ours = set(written_files(root))
+    found: list[Path] = []
+    for parent, folders, files in os.walk(root):
+        found += [Path(parent) / name for name in files if Path(parent) / name not in ours]
+        found += [Path(parent) / name for name in folders if (Path(parent) / name).is_symlink()]
+    return sorted(found)
+
+
+def _own_temporaries(run: Path) -> list[str]:
+    """Temporaries an interrupted atomic write of one of this tool's own files left (``.story.tmp.json``)."""
+    names = []
     for folder in ("", PANELS_DIR, PAGES_DIR, VIDEO_DIR):
-        names += [
-            f"{folder}/{p.name}".lstrip("/")
-            for p in _listing(run / folder)
-            if p.name.startswith(".") and TEMPORARY_MARK in p.name
-        ]
+        for path in _listing(run / folder):
+            match = _TEMPORARY.fullmatch(path.name)
+            target = f"{folder}/{match['stem']}{match['suffix'] or ''}".lstrip("/") if match else ""
+            if match and _shaped_like_ours(target) and temporary_name(Path(target)).name == path.name:
+                names.append(f"{folder}/{path.name}".lstrip("/"))
     return names
 
 
@@ -277,8 +296,9 @@ class RunWriter:
         self._write(complete=False)
 
     def panel(self, panel) -> None:
-        save_panel(panel, self.out)
-        self._write(complete=False)
+        with interrupts_deferred():  # the panel and the manifest listing it, or neither
+            save_panel(panel, self.out)
+            self._write(complete=False)
 
     def finish(self, result, save_bank: bool = False) -> Path:
         """The last manifest, marked complete unless the run was cancelled; the bank too if asked."""
@@ -301,17 +321,15 @@ def save_panel(panel, out_dir: str | os.PathLike) -> Path:
 
 
 def save_result(result, out_dir: str | os.PathLike, save_bank: bool = False) -> Path:
-    """Write every panel, the bank if asked, and then the manifest (last, so it never names a missing file)."""
-    out = Path(out_dir)
+    """Write a finished result as ``RunWriter`` writes a run: a manifest before the first panel, each panel
+    then the manifest that lists it, the bank if asked, and the last manifest. No file is ever unrecorded,
+    and no record ever names a missing file."""
+    writer = RunWriter(out_dir)
+    writer.start(dataclasses.replace(result, panels=[]))
     for panel in result.panels:
-        save_panel(panel, out)
-    bank_file = None
-    if save_bank and result.bank is not None and len(result.bank):
-        result.bank.save(out / BANK_NAME)
-        bank_file = BANK_NAME
-    manifest = out / MANIFEST_NAME
-    write_json(manifest, build_manifest(result, bank_file))
-    return manifest
+        writer.result.panels.append(panel)
+        writer.panel(panel)
+    return writer.finish(result, save_bank=save_bank)
 
 
 def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
@@ -349,6 +367,20 @@ def manifest_panels(manifest: dict[str, Any], name: str = MANIFEST_NAME) -> dict
             )
         found[number - 1] = entry
     return found
+
+
+def manifest_model_name(manifest: dict[str, Any], name: str = MANIFEST_NAME) -> str | None:
+    """The name of the model a run manifest records (None when it records none), or a StoryError
+    naming ``story.json: model ...`` for a hand-edited record that is not ``{"name": "..."}``."""
+    model = manifest.get("model")
+    if model is None:
+        return None
+    if not isinstance(model, dict):
+        raise StoryError(f"{name}: " + wrong_kind("model", 'a mapping such as {"name": "tiny-sdxl"}', model))
+    model_name = model.get("name")
+    if model_name is not None and (not isinstance(model_name, str) or not model_name.strip()):
+        raise StoryError(f"{name}: {wrong_kind('model.name', 'the name of a model', model_name)}")
+    return model_name
 
 
 def story_from_manifest(manifest: dict[str, Any], name: str = MANIFEST_NAME) -> Story:

@@ -93,6 +93,19 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
+def check_text(name: str, value: Any) -> None:
+    """Text a setting or prompt may hold: a string no longer than MAX_TEXT_CHARS that can be written
+    as UTF-8 (a lone surrogate from a mis-decoded command line cannot), named by its flag or key path."""
+    if not isinstance(value, str):
+        raise SettingsError(f"{name} must be text, not {kind_of(value)} ({shown(value)})")
+    if len(value) > MAX_TEXT_CHARS:
+        raise SettingsError(f"{name} is {len(value):,} characters long; at most {MAX_TEXT_CHARS:,} are allowed")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SettingsError(f"{name} {shown(value)} holds characters that are not text (lone surrogates)") from None
+
+
 def key_path(where: str | None, *keys: Any) -> str:
     """``settings.sampling_rate.12``: where a value sits in a file. Without ``where`` (settings built in
     code or typed in the studio) only the setting's own name, as it has no file to point into."""
@@ -121,6 +134,8 @@ SETTING_RANGES: dict[str, SettingRange] = {
     "fps": SettingRange(1.0, 60.0, ui_step=1),
     "strength": SettingRange(0.0, 1.0, low_inclusive=False),
     "animation_steps": SettingRange(1, 200, integer=True),
+    # pages (compose): dots per inch of the page images and the PDF
+    "dpi": SettingRange(10, 1200, integer=True),
 }
 
 
@@ -210,17 +225,22 @@ class GenerationSettings:
                 raise SettingsError(
                     f"{key_path(where, name)} must be the name of a {name} or left out, got {shown(value)}"
                 )
-        if not isinstance(self.negative_prompt, str):
-            raise SettingsError(
-                f"{key_path(where, 'negative_prompt')} must be text, not {kind_of(self.negative_prompt)}"
-                f" ({shown(self.negative_prompt)})"
-            )
         for name in ("style", "scheduler", "negative_prompt"):
-            value = getattr(self, name)
-            if isinstance(value, str) and len(value) > MAX_TEXT_CHARS:
-                raise SettingsError(
-                    f"{key_path(where, name)} is {len(value):,} characters long; at most {MAX_TEXT_CHARS:,} are allowed"
-                )
+            if getattr(self, name) is not None or name == "negative_prompt":
+                check_text(key_path(where, name), getattr(self, name))
+
+    def validate_names(self, where: str | None = None) -> None:
+        """The style and scheduler must exist. Files (``from_dict``) and the CLI check this with the other
+        settings, so a typo is refused before a model loads and before the output folder is prepared;
+        settings built in code meet the same check when the pipeline draws with them."""
+        if self.style is not None:
+            from .styles import check_style_name
+
+            check_style_name(self.style, key_path(where, "style"))
+        if self.scheduler is not None:
+            from .models.schedulers import check_scheduler_name  # imports torch: only when a scheduler is named
+
+            check_scheduler_name(self.scheduler, key_path(where, "scheduler"))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -247,6 +267,7 @@ class GenerationSettings:
             values["sampling_rate"] = {_factor(k, key_path(where, "sampling_rate")): v for k, v in rates}
         settings = cls(**values)
         settings.validate(where)
+        settings.validate_names(where)
         return settings
 
     def merged(self, **overrides: Any) -> GenerationSettings:

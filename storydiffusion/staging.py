@@ -8,12 +8,20 @@ failed or interrupted new run is continued by the same command, as an interrupte
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
+from .atomic import interrupts_deferred
 from .errors import StoryDiffusionError
 from .resume import Continuation, earlier_run, plan_continuation
-from .rundir import MANIFEST_NAME, STAGING_DIR, prepare_output_dir, remove_written_files, written_files
+from .rundir import (
+    MANIFEST_NAME,
+    PANELS_DIR,
+    STAGING_DIR,
+    check_output_dir,
+    prepare_output_dir,
+    remove_written_files,
+    written_files,
+)
 from .settings import GenerationSettings
 from .story import Story
 
@@ -41,7 +49,9 @@ def start_staged_run(
 
     Any other staged run (another story, settings or model, or one of ``--panels``) is discarded: the
     staging folder is this tool's alone, and only ever holds a run that has not replaced anything yet.
+    A staging folder holding a file this tool has no record of is refused, never mixed with nor deleted.
     """
+    check_output_dir(out_dir, overwrite=True)
     staging = staging_dir(out_dir)
     staged = earlier_run(staging) if panels is None else None
     if staged is not None:
@@ -50,7 +60,7 @@ def start_staged_run(
         except StoryDiffusionError:
             pass  # another drawing: start again below
     discard_staged_run(out_dir)
-    return prepare_output_dir(staging), None
+    return prepare_output_dir(staging, overwrite=True), None  # what is left there is the user's empty folders
 
 
 def swap_in_staged_run(out_dir: str | os.PathLike, keep: tuple[Path, ...] = ()) -> Path:
@@ -63,16 +73,25 @@ def swap_in_staged_run(out_dir: str | os.PathLike, keep: tuple[Path, ...] = ()) 
     out, staging = Path(out_dir), staging_dir(out_dir)
     manifest = staging / MANIFEST_NAME
     staged = [path for path in written_files(staging) if not path.name.startswith(".")]  # no temporaries
-    remove_written_files(out, keep)
-    for path in sorted(staged, key=lambda path: path == manifest):
-        target = out / path.relative_to(staging)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(path, target)
-    discard_staged_run(out)
+    with interrupts_deferred():  # a stop waits for the swap, so the folder never holds half of each run
+        remove_written_files(out, keep)
+        for path in sorted(staged, key=lambda path: path == manifest):
+            target = out / path.relative_to(staging)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+        discard_staged_run(out)
     return out / MANIFEST_NAME
 
 
 def discard_staged_run(out_dir: str | os.PathLike) -> None:
+    """Remove a staged run: the files its records name and its temporaries, then the folders that leaves
+    empty. A file of the user's under the staging folder stays, and so does every folder holding one."""
     staging = staging_dir(out_dir)
-    if staging.is_dir() and not staging.is_symlink():
-        shutil.rmtree(staging)
+    if not staging.is_dir() or staging.is_symlink():
+        return
+    remove_written_files(staging)
+    for folder in (staging / PANELS_DIR, staging):
+        try:
+            folder.rmdir()  # only ever succeeds on an empty folder
+        except OSError:
+            pass

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import SettingsError
+from .errors import SettingsError, shown
 from .resources import data_path
 
 STYLES_FILE = data_path("configs", "styles.yaml")
@@ -45,5 +45,13 @@ def get_style(name: str | None, path: str | Path | None = None) -> Style:
     styles, default = load_styles(path)
     key = default if name is None else name
     if key not in styles:
-        raise SettingsError(f"unknown style {name!r}; choose one of: {', '.join(styles)}")
+        raise SettingsError(f"unknown style {shown(name)}; choose one of: {', '.join(styles)}")
     return styles[key]
+
+
+def check_style_name(name: str, label: str = "style") -> None:
+    """Refuse a style the presets do not have, naming ``label`` (a flag or a key path): checked with the
+    other settings, before a model loads or an output folder changes."""
+    styles, _ = load_styles()
+    if name not in styles:
+        raise SettingsError(f"{label}: unknown style {shown(name)}; choose one of: {', '.join(styles)}")

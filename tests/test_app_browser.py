@@ -280,7 +280,9 @@ def test_stop_before_the_first_panel_ends_calmly_and_the_buttons_follow_the_run(
 def test_a_panel_redrawn_from_an_edited_prompt_updates_the_story_and_pages_typeset_again(page):
     generate_story(page)
     page.get_by_text("Change one panel or the lettering").click()
-    page.fill("#panel-number input", "2")
+    page.locator("#panels img").nth(1).click()
+    page.wait_for_function("document.querySelector('#panel-number input').value === '2'", timeout=10_000)
+    page.keyboard.press("Escape")  # close the gallery's preview
     page.fill("#new-prompt textarea", "[Leo] sleeps under a tree")
     page.click("#regenerate")
     page.get_by_text("Panel 2 redrawn.").wait_for(timeout=120_000)

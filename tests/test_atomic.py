@@ -55,3 +55,23 @@ def test_a_stale_temporary_from_an_earlier_crash_is_not_an_obstacle(tmp_path):
     temporary_name(target).write_bytes(b"left by a crash")
     atomic_write_bytes(target, b"png")
     assert target.read_bytes() == b"png" and leftovers(tmp_path) == []
+
+
+def test_a_signal_waits_until_a_file_and_its_record_are_both_written(tmp_path):
+    """SIGTERM raised inside the block is delivered only after it: both files exist when it lands."""
+    import os
+    import signal
+
+    from storydiffusion.atomic import interrupts_deferred
+
+    landed = []
+    previous = signal.signal(signal.SIGTERM, lambda *_: landed.append((tmp_path / "b").exists()))
+    try:
+        with interrupts_deferred():
+            (tmp_path / "a").write_text("panel")
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert landed == []  # still waiting
+            (tmp_path / "b").write_text("record")
+        assert landed == [True]
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -136,3 +136,32 @@ def test_check_characters_refuses_strangers_and_missing_characters():
         bank.check_characters(["Bob"])
     with pytest.raises(BankError, match="no identity images of Carol"):
         bank.check_characters(["Bob", "Alice", "Carol"], needed=["Bob", "Carol"])
+
+
+FILLED_LAYOUT = {(0, 0): (2, 3, 4), (1, 0): (2, 3, 4)}  # what filled_bank holds for each image
+
+
+@pytest.mark.parametrize(
+    "layout, expected",
+    [
+        ({(0, 0): (2, 3, 4), (1, 0): (2, 3, 8)}, "image 1 at step 1, layer 0 of shape (2, 3, 4); this model"),
+        ({(0, 0): (2, 6, 4), (1, 0): (2, 6, 4)}, "give (2, 6, 4)"),
+        ({(0, 0): (1, 3, 4), (1, 0): (1, 3, 4)}, "give (1, 3, 4)"),
+        ({(0, 0): (2, 3, 4)}, "image 1 at step 1, layer 0, where this model and these settings sample none"),
+        ({**FILLED_LAYOUT, (1, 1): (2, 3, 4)}, "has no tokens of image 1 at step 1, layer 1"),
+    ],
+    ids=["channels", "sampled", "halves", "extra-step", "missing-layer"],
+)
+def test_check_shapes_refuses_tokens_the_run_would_not_write(layout, expected):
+    bank = filled_bank()
+    bank.check_shapes(FILLED_LAYOUT)
+    with pytest.raises(BankError, match="the identity bank") as info:
+        bank.check_shapes(layout)
+    assert expected in str(info.value) and "regenerate it" in str(info.value)
+
+
+def test_check_shapes_names_the_file_a_bank_was_loaded_from(tmp_path):
+    filled_bank().save(tmp_path / "mine.safetensors")
+    loaded = IdentityBank.load(tmp_path / "mine.safetensors")
+    with pytest.raises(BankError, match=f"identity bank {tmp_path / 'mine.safetensors'} holds"):
+        loaded.check_shapes({(0, 0): (2, 3, 5), (1, 0): (2, 3, 5)})

@@ -4,6 +4,7 @@ import pytest
 
 from storydiffusion.layout import LayoutError
 from storydiffusion.layout.template_values import (
+    MAX_PAGE_PX,
     PAGE_SIZES,
     Margins,
     colour,
@@ -64,3 +65,15 @@ def test_colours_and_weights():
     for bad in (0, -1, True, "2", 1001):
         with pytest.raises(LayoutError, match="positive number"):
             weight(bad, "test")
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), 10**400, "9" * 400 + "mm"])
+def test_non_finite_and_huge_lengths_are_layout_errors_naming_the_key(value):
+    with pytest.raises(LayoutError) as caught:
+        length_px(value, 150, "layout x.yaml: gutter")
+    assert "layout x.yaml: gutter" in str(caught.value)
+
+
+def test_a_length_larger_than_any_page_is_refused():
+    with pytest.raises(LayoutError, match=f"more than the {MAX_PAGE_PX}"):
+        length_px("1000in", 150, "layout x.yaml: margins")

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 from PIL import Image
 
+from storydiffusion import rundir
 from storydiffusion.atomic import write_json
 from storydiffusion.errors import StoryDiffusionError
+from storydiffusion.models import ModelSpec
+from storydiffusion.pipeline import PanelImage, StoryResult
 from storydiffusion.rundir import (
     MANIFEST_FORMAT,
     PAGES_FORMAT,
@@ -17,6 +21,8 @@ from storydiffusion.rundir import (
     recorded_exports,
     written_files,
 )
+from storydiffusion.settings import GenerationSettings
+from storydiffusion.story import story_from_text
 
 
 def make_run(run):
@@ -147,17 +153,66 @@ def test_recorded_exports_come_only_from_a_pages_index(tmp_path):
     assert recorded_exports(tmp_path) == ["comic.cbz"]
 
 
-def test_overwrite_after_an_interrupted_run_clears_its_panels_and_temporaries(tmp_path):
-    """A run stopped before its manifest left panels and a half-written temporary, nothing else."""
+def test_overwrite_clears_temporaries_of_this_tools_files_but_never_unrecorded_look_alikes(tmp_path):
+    """A run writes its manifest before its first panel, so a panel file no record names is the user's;
+    only a temporary of a name this tool gives its files is its own without a record."""
     (tmp_path / "panels").mkdir()
-    for name in ("panel_001.png", "panel_002.png", ".panel_003.tmp.png"):
-        (tmp_path / "panels" / name).write_bytes(b"from the stopped run")
-    mine = {tmp_path / "panels" / "panel_1.png": b"mine", tmp_path / "panels" / "my.tmp": b"mine too"}
-    for path, data in mine.items():
-        path.write_bytes(data)
+    ours = ["panels/.panel_003.tmp.png", ".story.tmp.json", ".identity_bank.tmp.safetensors", ".comic.tmp.pdf"]
+    mine = {
+        name: b"mine"
+        for name in (
+            "panels/panel_001.png",
+            "panels/panel_099.png",
+            "panels/panel_1.png",
+            "panels/my.tmp",
+            "panels/.sketch.tmp.png",
+            ".notes.tmp.txt",
+        )
+    }
+    for name in [*ours, *mine]:
+        (tmp_path / name).write_bytes(b"mine" if name in mine else b"from a stopped write")
     prepare_output_dir(tmp_path, overwrite=True)
-    assert sorted(p.name for p in (tmp_path / "panels").iterdir()) == ["my.tmp", "panel_1.png"]
-    assert {path: path.read_bytes() for path in mine} == mine
+    assert not any((tmp_path / name).exists() for name in ours)
+    assert {name: (tmp_path / name).read_bytes() for name in mine} == mine
+
+
+def finished_result(count: int) -> StoryResult:
+    story = story_from_text("[Bob] a man", "\n".join(["[Bob] walks"] * count))
+    image = Image.new("RGB", (8, 8), "red")
+    panels = [PanelImage(index, image, index, "walks", "", ("Bob",), False) for index in range(count)]
+    spec = ModelSpec("tiny-sdxl", "tiny", "sdxl", 2, 5.0, 64, 64)
+    return StoryResult(story=story, settings=GenerationSettings(steps=2), model=spec, panels=panels, bank=None)
+
+
+def test_a_run_is_recorded_before_its_first_panel_and_each_panel_as_it_is_written(tmp_path, monkeypatch):
+    recorded_before_each_panel = []
+    original = rundir.save_panel
+
+    def save_panel(panel, out_dir):
+        manifest = json.loads((out_dir / "story.json").read_text(encoding="utf-8"))
+        recorded_before_each_panel.append([entry["file"] for entry in manifest["panels"]])
+        return original(panel, out_dir)
+
+    monkeypatch.setattr(rundir, "save_panel", save_panel)
+    manifest = rundir.save_result(finished_result(3), tmp_path)
+    assert recorded_before_each_panel == [
+        [],
+        ["panels/panel_001.png"],
+        ["panels/panel_001.png", "panels/panel_002.png"],
+    ]
+    assert json.loads(manifest.read_text(encoding="utf-8"))["complete"] is True
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in written_files(tmp_path)) == [
+        "panels/panel_001.png",
+        "panels/panel_002.png",
+        "panels/panel_003.png",
+        "story.json",
+    ]
+
+    writer, live = rundir.RunWriter(tmp_path / "live"), finished_result(1)
+    writer.start(dataclasses.replace(live, panels=[]))
+    writer.result.panels.append(live.panels[0])
+    writer.panel(live.panels[0])
+    assert recorded_before_each_panel[-1] == []
 
 
 def test_exports_of_a_pages_index_from_before_the_exports_record_count_as_composes(tmp_path):

@@ -34,6 +34,7 @@ STORY_RANGED = (
 )
 ANIMATE_RANGED = ("frames", "fps", "strength", "animation_steps")
 LOADING_RANGED = ("lora_scale",)  # checked by the CLI before a model loads
+PAGE_RANGED = ("dpi",)  # compose's --dpi and a template's page.dpi
 OPTIONAL = ("steps", "guidance", "height", "width")  # None: the model's default
 
 
@@ -83,7 +84,7 @@ def refused(name: str, value) -> str:
 def test_every_ranged_generation_setting_is_a_field():
     fields = {f.name for f in dataclasses.fields(GenerationSettings)}
     assert {name for name in SETTING_RANGES if name in fields} == set(STORY_RANGED)
-    assert set(SETTING_RANGES) == set(STORY_RANGED) | set(ANIMATE_RANGED) | set(LOADING_RANGED)
+    assert set(SETTING_RANGES) == set(STORY_RANGED) | set(ANIMATE_RANGED) | set(LOADING_RANGED) | set(PAGE_RANGED)
 
 
 def test_default_settings_are_valid():

@@ -8,7 +8,7 @@ from storydiffusion.atomic import write_json
 from storydiffusion.errors import StoryDiffusionError
 from storydiffusion.rundir import MANIFEST_FORMAT, STAGING_DIR, check_output_dir
 from storydiffusion.settings import GenerationSettings
-from storydiffusion.staging import needs_staging, start_staged_run, swap_in_staged_run
+from storydiffusion.staging import discard_staged_run, needs_staging, start_staged_run, swap_in_staged_run
 from storydiffusion.story import story_from_text
 
 
@@ -82,3 +82,47 @@ def test_something_else_under_the_staging_name_is_refused_before_any_work(tmp_pa
     with pytest.raises(StoryDiffusionError, match="is in the way"):
         check_output_dir(tmp_path, overwrite=True)
     assert (target / "precious.txt").read_text() == "mine"
+
+
+def test_discarding_a_staged_run_removes_only_its_files_and_the_folders_it_leaves_empty(tmp_path):
+    staging = tmp_path / STAGING_DIR
+    write_run(staging, {"panel_001.png": b"staged 1"}, b"staged bank")
+    (staging / ".story.tmp.json").write_bytes(b"half a record")
+    discard_staged_run(tmp_path)
+    assert not staging.exists()
+
+    write_run(staging, {"panel_001.png": b"staged 1"})
+    mine = {"keep.txt": b"mine", "panels/panel_099.png": b"my look-alike", "panels/.panel_1.tmp.png": b"mine"}
+    for name, data in mine.items():
+        (staging / name).write_bytes(data)
+    discard_staged_run(tmp_path)
+    assert snapshot(staging) == mine
+
+
+@pytest.mark.parametrize("name", ["keep.txt", "panels/panel_099.png", "notes/plan.txt"])
+def test_a_staging_folder_holding_a_file_this_tool_did_not_write_is_refused_and_left_as_it_is(tmp_path, name):
+    write_run(tmp_path, {"panel_001.png": b"old"})
+    staging = tmp_path / STAGING_DIR
+    write_run(staging, {"panel_001.png": b"staged"})
+    (staging / name).parent.mkdir(parents=True, exist_ok=True)
+    (staging / name).write_bytes(b"mine")
+    before = snapshot(tmp_path)
+    story = story_from_text("[Bob] a man", "[Bob] walks")
+    settings = GenerationSettings(steps=2, height=64, width=64, guidance=5.0)
+    for attempt in (
+        lambda: check_output_dir(tmp_path, overwrite=True),
+        lambda: start_staged_run(tmp_path, story, settings, "tiny-sdxl", None),
+    ):
+        with pytest.raises(StoryDiffusionError, match=f"{STAGING_DIR} holds {name}, which this tool has no record"):
+            attempt()
+    assert snapshot(tmp_path) == before
+
+
+def test_swap_keeps_a_users_file_shaped_like_a_panel_the_new_run_does_not_draw(tmp_path):
+    write_run(tmp_path, {"panel_001.png": b"old 1", "panel_002.png": b"old 2", "panel_003.png": b"old 3"})
+    (tmp_path / "panels" / "panel_099.png").write_bytes(b"my look-alike")
+    write_run(tmp_path / STAGING_DIR, {"panel_001.png": b"new 1", "panel_002.png": b"new 2", "panel_003.png": b"n3"})
+    swap_in_staged_run(tmp_path)
+    after = snapshot(tmp_path)
+    assert after["panels/panel_099.png"] == b"my look-alike" and after["panels/panel_001.png"] == b"new 1"
+    assert not (tmp_path / STAGING_DIR).exists()

@@ -1,10 +1,20 @@
-"""Structured input files: size, depth, alias expansion, duplicate keys, tags and non-finite numbers."""
+"""Structured input files: size, depth, alias expansion, duplicate keys, tags, non-finite numbers, text, file kinds."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from storydiffusion.structured import MAX_DEPTH, MAX_NODES, InputFileError, parse_json, parse_yaml, read_text
+from storydiffusion.structured import (
+    MAX_DEPTH,
+    MAX_NODES,
+    InputFileError,
+    check_regular_file,
+    parse_json,
+    parse_yaml,
+    read_text,
+)
 
 LAUGHS = "\n".join(
     ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
@@ -91,3 +101,37 @@ def test_read_text_names_missing_folders_and_bad_encodings(tmp_path):
         read_text(tmp_path / "latin.yaml", "story file")
     (tmp_path / "bom.yaml").write_bytes(b"\xef\xbb\xbftitle: T")
     assert read_text(tmp_path / "bom.yaml", "story file") == "title: T"
+
+
+@pytest.mark.parametrize(
+    "text, where",
+    [
+        ('{"settings": {"guidance": Infinity}}', "settings.guidance is Infinity"),
+        ('{"panels": [{"seed": -Infinity}]}', "panels[0].seed is -Infinity"),
+        ('{"a": 1e999}', "a is Infinity"),
+        ("NaN", "the file is NaN"),
+    ],
+)
+def test_json_non_finite_numbers_are_named_by_their_key_path(text, where):
+    assert where in str(refused(parse_json, text)) and "not a number" in str(refused(parse_json, text))
+
+
+@pytest.mark.parametrize("parse", [parse_json, parse_yaml])
+def test_lone_surrogates_are_refused_by_key_path_in_yaml_and_json(parse):
+    error = refused(parse, '{"title": "bad \\ud800"}')
+    assert "title holds a lone surrogate \\ud800" in str(error) and "not text" in str(error)
+    assert "a key holds a lone surrogate" in str(refused(parse, '{"\\udc80": 1}'))
+
+
+def test_paired_surrogates_are_text():
+    assert parse_json('{"title": "\\ud83d\\ude00"}', "s.json") == {"title": "\U0001f600"}
+
+
+def test_only_regular_files_are_read_and_a_pipe_is_never_opened(tmp_path):
+    os.mkfifo(tmp_path / "pipe.yaml")
+    with pytest.raises(InputFileError, match="pipe.yaml: it is not a regular file"):
+        read_text(tmp_path / "pipe.yaml", "story file")
+    with pytest.raises(InputFileError, match="it is a folder"):
+        check_regular_file(tmp_path, "story file")
+    (tmp_path / "s.yaml").write_text("a: 1")
+    assert check_regular_file(tmp_path / "s.yaml", "story file") == 4

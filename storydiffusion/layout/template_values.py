@@ -7,6 +7,7 @@ fix and says what to write instead.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -65,15 +66,21 @@ def length_px(value: Any, dpi: int, where: str) -> int:
     if isinstance(value, bool) or value is None:
         raise LayoutError(f"{where}: {value!r} is not a length: {_LENGTH_HINT}")
     if isinstance(value, (int, float)):
-        number, unit = float(value), "mm"
+        number, unit = (float(value) if abs(value) < 1e300 else math.inf), "mm"
     else:
         match = _LENGTH.match(str(value))
         if match is None:
             raise LayoutError(f"{where}: {value!r} is not a length: {_LENGTH_HINT}")
         number, unit = float(match.group(1)), match.group(2) or "mm"
+    if not math.isfinite(number):
+        raise LayoutError(f"{where}: {value!r} is not a length (not a finite number): {_LENGTH_HINT}")
     if number < 0:
         raise LayoutError(f"{where}: a length cannot be negative")
     pixels = number if unit == "px" else number * _INCHES[unit] * dpi
+    if pixels > MAX_PAGE_PX:
+        raise LayoutError(
+            f"{where}: {value!r} is {pixels:,.0f} pixels at {dpi} dpi, more than the {MAX_PAGE_PX} a page may have"
+        )
     return int(round(pixels))
 
 

@@ -12,7 +12,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ..errors import SettingsError
 from ..resources import data_path
+from ..settings import SETTING_RANGES
 from ..structured import InputFileError, parse_json, parse_yaml, read_text
 from . import LayoutError
 from .template_values import (
@@ -66,7 +68,7 @@ TOP_KEYS = (
     "pages",
     "chapter_panels",
 )
-MAX_DPI = 1200
+MAX_DPI = int(SETTING_RANGES["dpi"].high)
 _PATTERN_EXAMPLE = "pages: [{rows: [{height: 1, cells: [1, 1]}, {height: 1, cells: 3}]}]"
 
 
@@ -163,6 +165,10 @@ def template_path(name_or_path: str | Path) -> Path:
     if candidate.suffix in SUFFIXES or "/" in text or "\\" in text:
         if not candidate.is_file() and candidate.name == text and (LAYOUTS_DIR / text).is_file():
             return LAYOUTS_DIR / text  # "classic.yaml" names the bundled file too
+        if candidate.exists() and not candidate.is_file():
+            raise LayoutError(
+                f"layout file {text} is not a regular file (a folder, pipe or device): give a .yaml/.json file"
+            )
         if not candidate.is_file():
             raise LayoutError(
                 f"layout file {text} does not exist: give an existing .yaml/.json file or a name ({_names()})"
@@ -267,17 +273,16 @@ def _page_mapping(data: dict, where: str) -> dict:
 
 
 def _dpi(page: dict, override: int | None, where: str) -> int:
-    """The file's page.dpi (150 when left out), or ``override`` when given; both checked."""
+    """The file's page.dpi (150 when left out), or ``override`` when given; both checked against
+    SETTING_RANGES["dpi"] (the CLI checks its --dpi there first, so its message names the flag)."""
     file_dpi = page.get("dpi", 150)
-    if not _is_dpi(file_dpi):
-        raise LayoutError(f"{where}: page.dpi must be a whole number from 10 to {MAX_DPI}, not {file_dpi!r}")
-    if override is not None and not _is_dpi(override):
-        raise LayoutError(f"dpi must be a whole number from 10 to {MAX_DPI}, not {override!r}")
+    try:
+        SETTING_RANGES["dpi"].check(f"{where}: page.dpi", file_dpi)
+        if override is not None:
+            SETTING_RANGES["dpi"].check("dpi", override)
+    except SettingsError as error:
+        raise LayoutError(str(error)) from None
     return override or file_dpi
-
-
-def _is_dpi(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int) and 10 <= value <= MAX_DPI
 
 
 def _border(data: dict, length: Length, where: str) -> tuple[int, tuple[int, int, int]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Any
 
-from ..errors import SettingsError
+from ..errors import SettingsError, shown
 
 # Short name -> (diffusers scheduler class name, options on top of the model's config).
 SCHEDULERS = MappingProxyType(
@@ -20,12 +20,17 @@ SCHEDULERS = MappingProxyType(
 )
 
 
+def check_scheduler_name(name: str, label: str = "scheduler") -> None:
+    """Refuse a scheduler name that SCHEDULERS does not have, naming ``label`` (a flag or a key path)."""
+    if name not in SCHEDULERS:
+        raise SettingsError(f"{label}: unknown scheduler {shown(name)}; choose one of: {', '.join(SCHEDULERS)}")
+
+
 def make_scheduler(name: str, config: Any) -> Any:
     """A scheduler by short name (euler, euler-a, ddim, dpm++, dpm++-karras, unipc) from the model's config."""
     import diffusers
 
-    if name not in SCHEDULERS:
-        raise SettingsError(f"unknown scheduler {name!r}; choose one of: {', '.join(SCHEDULERS)}")
+    check_scheduler_name(name)
     class_name, options = SCHEDULERS[name]
     return getattr(diffusers, class_name).from_config(config, **options)
 

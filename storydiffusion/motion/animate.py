@@ -27,7 +27,8 @@ from ..rundir import (
     story_from_manifest,
 )
 from ..settings import DEFAULT_FPS, DEFAULT_FRAMES
-from .checks import AnimationError, check_denoising, check_frames, check_setting
+from .checkpoints import read_predictor_config
+from .checks import AnimationError, check_denoising, check_frames, check_setting, check_text
 from .export import write_gif, write_mp4
 from .video import TransitionPipeline, TransitionProgress
 
@@ -64,11 +65,23 @@ def check_request(
     steps: int | None = None,
     guidance: float | None = None,
     strength: float | None = None,
+    seed: int | None = None,
+    prompt: str | None = None,
+    negative_prompt: str | None = None,
+    predictor: str | Path | Any = None,
 ) -> None:
-    """Fail before any model is loaded on settings that can never work (ranges: ``SETTING_RANGES``)."""
+    """Fail before any model is loaded on settings that can never work (ranges: ``SETTING_RANGES``),
+    on prompts longer than a story's, and on a predictor folder that cannot be read."""
     check_frames(frames)
     check_setting("fps", "--fps", fps)
     check_denoising(steps, guidance, strength)
+    if seed is not None:
+        check_setting("seed", "--seed", seed)
+    for label, text in (("--prompt", prompt), ("--negative-prompt", negative_prompt)):
+        if text is not None:
+            check_text(label, text)
+    if isinstance(predictor, (str, Path)):
+        read_predictor_config(predictor)
 
 
 def load_transition_pipeline(
@@ -171,7 +184,17 @@ def animate_run(
     The prompt defaults to the two panels' prompts joined; a loaded ``pipeline`` may be passed to
     animate several pairs without reloading the models.
     """
-    check_request(frames, fps, steps=steps, guidance=guidance, strength=strength)
+    check_request(
+        frames,
+        fps,
+        steps=steps,
+        guidance=guidance,
+        strength=strength,
+        seed=seed,
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        predictor=predictor,
+    )
     first, last, start_path, end_path = read_run_panels(run_dir, start, end)
     start_image, end_image = read_image(start_path), read_image(end_path)  # ImageInputError names a broken one
     if prompt is None:

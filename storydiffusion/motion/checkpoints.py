@@ -7,7 +7,10 @@ it is complete or absent.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +18,61 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..atomic import atomic_path, atomic_write_bytes
-from ..errors import SettingsError
+from ..errors import SettingsError, shown
+from ..structured import InputFileError, check_regular_file, parse_json, read_text
+from .checks import AnimationError
 from .predictor import CONFIG_NAME, WEIGHTS_NAME, PredictorConfig, SemanticMotionPredictor
 
 LOG_NAME = "train_log.jsonl"
 STATE_NAME = "trainer_state.json"
 OPTIMIZER_NAME = "optimizer.safetensors"
 CHECKPOINT_PREFIX = "checkpoint-"
+MAX_CONFIG_INTEGER = 2**16  # widths, layers, heads and tokens of a predictor that fits in memory
+MAX_CONFIG_FLOAT = 64.0  # dropout and mlp_ratio
+
+
+def read_predictor_config(folder: str | os.PathLike, label: str = "--predictor") -> PredictorConfig:
+    """The checked config of a predictor folder (``config.json`` beside ``model.safetensors``), read
+    through the structured-file limits, so a broken folder is refused before any model loads."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        what = "does not exist" if not folder.exists() else "is not a folder"
+        raise AnimationError(
+            f"{label} {folder} {what}: give the folder of a trained motion predictor ({CONFIG_NAME} + {WEIGHTS_NAME})"
+        )
+    try:
+        check_regular_file(folder / WEIGHTS_NAME, f"{label} weights")
+        path = folder / CONFIG_NAME
+        data = parse_json(read_text(path, f"{label} config"), f"{label} {path}")
+    except InputFileError as error:
+        raise AnimationError(str(error)) from None
+    if not isinstance(data, dict):
+        raise AnimationError(f"{label} {path} must hold a mapping of settings, not {shown(data)}")
+    for field in dataclasses.fields(PredictorConfig):
+        if field.name in data:
+            optional = "None" in str(field.type)  # e.g. encoder_pretrained: str | None
+            _check_config_value(field.name, field.default, data[field.name], f"{label} {path}", optional)
+    try:
+        return PredictorConfig.from_dict(data)
+    except (TypeError, ValueError) as error:
+        raise AnimationError(f"{label} {path}: {error}") from None
+
+
+def _check_config_value(name: str, default: Any, value: Any, where: str, optional: bool) -> None:
+    """A value of the kind its default is: whole numbers, numbers or text, each of a sane size."""
+    if value is None and optional:
+        return
+    if isinstance(default, str):
+        fits, expected = isinstance(value, str), "text"
+    elif isinstance(default, int):
+        fits = isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_CONFIG_INTEGER
+        expected = f"a whole number 1..{MAX_CONFIG_INTEGER}"
+    else:
+        fits = isinstance(value, (int, float)) and not isinstance(value, bool)
+        fits = fits and math.isfinite(value) and 0 <= value <= MAX_CONFIG_FLOAT
+        expected = f"a number between 0 and {MAX_CONFIG_FLOAT:g}"
+    if not fits:
+        raise AnimationError(f"{where}: {name} must be {expected}, got {shown(value)}")
 
 
 def latest_checkpoint(out_dir: Path) -> Path | None:
@@ -112,7 +163,7 @@ def load_checkpoint(
     The options saved with the state are not read back: the command line decides them, and keys
     that older versions wrote are simply ignored.
     """
-    saved = PredictorConfig.from_dict(json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8")))
+    saved = read_predictor_config(folder, "checkpoint")
     if saved != config:
         raise SettingsError(f"{folder} was trained with another architecture ({saved}); resume with the same options.")
     state = json.loads((folder / STATE_NAME).read_text(encoding="utf-8"))

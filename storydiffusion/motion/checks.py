@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import settings
 from ..errors import SettingsError, StoryDiffusionError
 from ..settings import SETTING_RANGES
 
@@ -48,3 +49,11 @@ def check_video_size(height: int, width: int) -> None:
     """The VAE works on multiples of 8; the image-size ranges of generation apply to the video too."""
     check_setting("height", "video height", height)
     check_setting("width", "video width", width)
+
+
+def check_text(label: str, text: Any) -> None:
+    """A prompt of a clip: the same rule as a story's text (settings.check_text), named by its flag."""
+    try:
+        settings.check_text(label, text)
+    except SettingsError as error:
+        raise AnimationError(str(error)) from error

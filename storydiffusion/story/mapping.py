@@ -8,6 +8,7 @@ names the value's place in the file the same way: a key path such as ``settings.
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from ..errors import SettingsError, StoryError, shown, wrong_kind
@@ -46,11 +47,7 @@ def story_from_mapping(data: dict[str, Any], lines: dict[str, Any]) -> Story:
             f"unknown key(s) in the story: {', '.join(unknown)}; known keys: {', '.join(STORY_KEYS)}",
             key_lines.get(unknown[0]),
         )
-    title = data.get("title", DEFAULT_TITLE)
-    if isinstance(title, (int, float)) and not isinstance(title, bool):
-        title = str(title)
-    if not isinstance(title, str):
-        raise StoryError(wrong_kind("title", "text", title), key_lines.get("title"))
+    title = _text(data.get("title", DEFAULT_TITLE), "title", key_lines.get("title"))
     settings = _settings_from(data, key_lines)
     characters = _characters_from(data.get("characters"), lines, key_lines.get("characters"))
     panels = _panels_from(data.get("panels"), characters, lines, key_lines.get("panels"))
@@ -64,6 +61,14 @@ def story_from_mapping(data: dict[str, Any], lines: dict[str, Any]) -> Story:
     )
     validate_story(story)
     return story
+
+
+def _text(value: Any, path: str, line: int | None) -> str:
+    """Text as the file wrote it: a number or a date is refused, not turned into text behind the user's back."""
+    if isinstance(value, str):
+        return value
+    hint = ": put it in quotes" if isinstance(value, (int, float, datetime.date)) else ""
+    raise StoryError(wrong_kind(path, "text", value) + hint, line)
 
 
 def _at(lines: dict[str, Any], group: str, i: int) -> int | None:
@@ -89,6 +94,7 @@ def _settings_from(data: dict[str, Any], key_lines: dict[str, int]) -> Generatio
             setattr(settings, name, "" if name == "negative_prompt" and value is None else value)
             try:
                 settings.validate(where="")  # the others passed already: an error names this key
+                settings.validate_names(where="")
             except SettingsError as exc:
                 raise StoryError(str(exc), key_lines.get(name)) from None
     return settings
@@ -165,8 +171,7 @@ def _panel_from_item(item: Any, characters: dict[str, Character], label: str, li
     prompt = item.get("prompt")
     if prompt is None:
         raise StoryError(f"{label} needs a 'prompt' with the text of the panel", line)
-    if not isinstance(prompt, str):
-        raise StoryError(wrong_kind(f"{label}: prompt", "text", prompt), line)
+    prompt = _text(prompt, f"{label}: prompt", line)
     check_brackets(prompt, label, line)
     names = panel_characters(prompt, characters, label, line)
     caption = _caption_from(item.get("caption"), characters, label, line)
@@ -182,10 +187,7 @@ def _panel_from_item(item: Any, characters: dict[str, Character], label: str, li
 def _caption_from(caption: Any, characters: dict[str, Character], label: str, line: int | None) -> str | None:
     if caption is None:
         return None
-    if isinstance(caption, (int, float)) and not isinstance(caption, bool):
-        caption = str(caption)
-    if not isinstance(caption, str):
-        raise StoryError(wrong_kind(f"{label}: caption", "text", caption), line)
+    caption = _text(caption, f"{label}: caption", line)
     check_brackets(caption, label, line)
     check_text_tags(caption, characters, label, line)
     return norm(caption) or None
@@ -207,8 +209,8 @@ def _dialogue_from(raw: Any, characters: dict[str, Character], label: str, line:
             raise StoryError(wrong_kind(f"{path}: speaker", "a character name", entry["speaker"]), line)
         speaker = resolve_speaker(entry["speaker"], characters, label, line)
         said = entry.get("text")
-        if said is not None and not isinstance(said, str):
-            raise StoryError(wrong_kind(f"{path}: text", "text", said), line)
+        if said is not None:
+            said = _text(said, f"{path}: text", line)
         if not isinstance(said, str) or not said.strip():
             raise StoryError(f"{label} has an empty speech line for @{speaker}: give it a 'text'", line)
         check_brackets(said, label, line)

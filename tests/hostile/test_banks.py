@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from file_helpers import one_line_error, snapshot
+from file_helpers import one_line_error, snapshot, write_recorded_run
+from safetensors import safe_open
 from safetensors.torch import save_file
 from test_interrupted_runs import FAST, STORY, files
 
 from storydiffusion.atomic import write_json
 from storydiffusion.bank import BANK_FORMAT, IdentityBank
+from storydiffusion.bank_layout import expected_bank_layout
 from storydiffusion.cli import main
 from storydiffusion.errors import BankError
 from storydiffusion.pipeline import StoryPipeline
@@ -32,12 +34,15 @@ def setup(tmp_path):
 
 
 def fitting_bank(pipeline, story_path, characters=("Bob", "Ann"), **changes) -> IdentityBank:
-    """A bank with the signature a FAST run of the story has (``changes`` on top): no drawing needed."""
+    """A bank with the signature and tensor shapes a FAST run of the story has (``changes`` on top): no
+    drawing needed."""
     story = load_story(story_path)
-    signature = pipeline.bank_signature(pipeline.resolve_settings(story, story.settings.merged(steps=2)))
-    bank = IdentityBank({**signature, **changes})
+    settings = pipeline.resolve_settings(story, story.settings.merged(steps=2))
+    bank = IdentityBank({**pipeline.bank_signature(settings), **changes})
+    layout = expected_bank_layout(pipeline.pipe, pipeline.consistent_layer_names, settings)
     for source, name in enumerate(characters):
-        bank.put(source, 0, 0, torch.zeros(2, 3, 4))
+        for (step, layer), shape in layout.items():
+            bank.put(source, step, layer, torch.zeros(shape))
         bank.characters[name] = [source]
     return bank
 
@@ -135,3 +140,103 @@ def test_a_float16_bank_is_cast_and_used_by_a_float32_run(tmp_path, capsys):
     redo = tmp_path / "redo"
     assert main(["generate", str(story), "--out", str(redo), *FAST, "--panels", "4", "--bank", str(half)]) == 0
     assert list(files(redo / "panels")) == ["panel_004.png"] and half.read_bytes() == half_bytes
+
+
+@pytest.fixture(scope="module")
+def real_bank(tiny_sdxl, tmp_path_factory):
+    """The bank a 2-step tiny run of the story writes (its identity images only), as a file's bytes."""
+    folder = tmp_path_factory.mktemp("real-bank")
+    (folder / "story.yaml").write_text(STORY, encoding="utf-8")
+    story = load_story(folder / "story.yaml")
+    result = tiny_sdxl.generate(story, story.settings.merged(steps=2), panels=[0, 1])
+    result.bank.save(folder / "bank.safetensors")
+    return (folder / "bank.safetensors").read_bytes()
+
+
+def rewrite_tensors(path, edit, keys=lambda key: True) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Rewrite a bank file with ``edit`` applied to the tensors ``keys`` picks and the same metadata, as
+    a hand-edit would; returns one tensor's shape before and after."""
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    edited = {key: edit(value).contiguous() if keys(key) else value for key, value in tensors.items()}
+    picked = next(key for key in tensors if keys(key))
+    save_file(edited, str(path), metadata=metadata)
+    return tuple(tensors[picked].shape), tuple(edited[picked].shape)
+
+
+def test_the_real_bank_of_a_run_fits_that_run(real_bank, tiny_sdxl, tmp_path):
+    (tmp_path / "bank.safetensors").write_bytes(real_bank)
+    (tmp_path / "story.yaml").write_text(STORY, encoding="utf-8")
+    story = load_story(tmp_path / "story.yaml")
+    tiny_sdxl.check_bank(IdentityBank.load(tmp_path / "bank.safetensors"), story, story.settings.merged(steps=2), [1])
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [lambda v: v[:, :, :8], lambda v: v[:, :3], lambda v: torch.cat([v, v], 1), lambda v: v[:, :, :-1]],
+    ids=["channels-cut", "sampled-cut", "sampled-doubled", "one-channel-less"],
+)
+def test_a_bank_whose_tensors_do_not_fit_the_model_is_refused_naming_layer_step_and_shapes(
+    real_bank, tmp_path, monkeypatch, capsys, edit
+):
+    story = tmp_path / "story.yaml"
+    story.write_text(STORY, encoding="utf-8")
+    out = write_recorded_run(tmp_path / "out")
+    bank = out / "identity_bank.safetensors"
+    bank.write_bytes(real_bank)
+    found, wanted = rewrite_tensors(bank, edit)
+    before = snapshot(out)
+    never_generate(monkeypatch)
+    err = refused(story, out, capsys, "--panels", "2", "--bank", str(bank), "--overwrite")
+    assert f"identity bank {bank}" in err and "step" in err and "layer" in err
+    assert f"of shape {wanted}; this model and these settings give {found}" in err
+    assert snapshot(out) == before and not (out / STAGING_DIR).exists()
+
+
+@pytest.mark.parametrize(
+    "rename, expected",
+    [
+        (lambda s, st, la: (s, st, la + 40), "layer 40, where this model and these settings sample none"),
+        (lambda s, st, la: (s, st + 7, la), "step 7, layer 0, where this model and these settings sample none"),
+    ],
+    ids=["foreign-layer", "foreign-step"],
+)
+def test_a_bank_with_tensors_at_steps_or_layers_the_run_never_samples_is_refused(
+    real_bank, tmp_path, monkeypatch, capsys, rename, expected
+):
+    story = tmp_path / "story.yaml"
+    story.write_text(STORY, encoding="utf-8")
+    bank = tmp_path / "bank.safetensors"
+    bank.write_bytes(real_bank)
+    with safe_open(str(bank), framework="pt") as handle:
+        metadata = handle.metadata()
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    renamed = {}
+    for key, value in tensors.items():
+        source, step, layer = (int(part) for part in key.split("."))
+        renamed[".".join(map(str, rename(source, step, layer) if layer == 0 else (source, step, layer)))] = value
+    save_file(renamed, str(bank), metadata=metadata)
+    out = write_recorded_run(tmp_path / "out")
+    before, bank_bytes = snapshot(out), bank.read_bytes()
+    never_generate(monkeypatch)
+    err = refused(story, out, capsys, "--panels", "2", "--bank", str(bank), "--overwrite")
+    assert expected in err and str(bank) in err
+    assert snapshot(out) == before and bank.read_bytes() == bank_bytes and not (out / STAGING_DIR).exists()
+
+
+def test_a_bank_lacking_a_layer_the_run_reads_is_refused(real_bank, tmp_path, monkeypatch, capsys):
+    story = tmp_path / "story.yaml"
+    story.write_text(STORY, encoding="utf-8")
+    bank = tmp_path / "bank.safetensors"
+    bank.write_bytes(real_bank)
+    with safe_open(str(bank), framework="pt") as handle:
+        metadata = handle.metadata()
+        tensors = {key: handle.get_tensor(key) for key in handle.keys() if not key.endswith(".3")}
+    save_file(tensors, str(bank), metadata=metadata)
+    out = write_recorded_run(tmp_path / "out")
+    before = snapshot(out)
+    never_generate(monkeypatch)
+    err = refused(story, out, capsys, "--panels", "2", "--bank", str(bank), "--overwrite")
+    assert "has no tokens of image 0 at step 0, layer 3" in err
+    assert snapshot(out) == before

@@ -161,3 +161,36 @@ def test_an_overwrite_refused_for_its_model_bank_or_settings_touches_nothing(
     assert main(["generate", str(story), "--out", str(out), *base, *options, "--overwrite"]) == 2
     assert expected in one_line_error(capsys)
     assert snapshot(out) == before and not (out / STAGING_DIR).exists()
+
+
+@pytest.mark.parametrize(
+    "name", ["keep.txt", "panels/panel_099.png", "panels/.keep.tmp.png", "notes/keep.txt"], ids=lambda n: n
+)
+def test_an_overwrite_refuses_a_staging_folder_holding_the_users_files_and_touches_nothing(
+    recorded_run, tmp_path, monkeypatch, capsys, name
+):
+    out, _ = recorded_run
+    staging = out / STAGING_DIR
+    (staging / name).parent.mkdir(parents=True)
+    (staging / name).write_bytes(b"the user's, not a staged run's")
+    before = snapshot(out)
+    story = tmp_path / "story.yaml"
+    story.write_text(STORY, encoding="utf-8")
+    never_generate(monkeypatch)
+    assert main(["generate", str(story), "--out", str(out), *FAST, "--overwrite", "--seed", "4"]) == 2
+    err = one_line_error(capsys)
+    assert f"{staging} holds {name}, which this tool has no record of writing" in err
+    assert snapshot(out) == before
+
+
+@pytest.mark.slow
+def test_an_overwrite_keeps_the_users_file_shaped_like_a_panel_the_run_does_not_draw(earlier, tmp_path, capsys):
+    out, before, _ = earlier
+    (out / "panels" / "panel_099.png").write_bytes(b"the user's, not a panel of this run")
+    story = tmp_path / "story.yaml"
+    story.write_text(STORY, encoding="utf-8")
+    assert main(["generate", str(story), "--out", str(out), *FAST, "--overwrite", "--seed", "4"]) == 0
+    after = files(out)
+    assert after["panels/panel_099.png"] == b"the user's, not a panel of this run"
+    assert after["notes.txt"] == before["notes.txt"] and manifest(out)["settings"]["seed"] == 4
+    assert after["panels/panel_001.png"] != before["panels/panel_001.png"] and not (out / STAGING_DIR).exists()

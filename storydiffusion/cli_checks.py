@@ -1,0 +1,82 @@
+"""The command line's own checks: each flag is checked under its name (``--guidance must be ...``)
+before any model loads or the output folder changes, so a message names what the user typed."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from .errors import StoryDiffusionError
+from .settings import SETTING_RANGES, GenerationSettings, check_text
+from .structured import check_regular_file
+from .styles import check_style_name
+
+__all__ = ["check_model_flag", "check_panel_numbers", "generation_settings"]
+
+
+def check_model_flag(model: str | None, flag: str = "--model") -> None:
+    """An empty --model (an unset shell variable) would silently mean the default model, and a local
+    path that is neither a folder nor a regular file (a named pipe) would block the loader forever."""
+    if model is None:
+        return
+    if not model.strip():
+        raise StoryDiffusionError(
+            f"{flag} is empty: give a name from configs/models.yaml, a hub id, a folder or a file, or leave {flag} out"
+        )
+    if os.path.exists(model) and not os.path.isdir(model):
+        check_regular_file(model, flag)
+
+
+def check_panel_numbers(panels: list[int] | None, count: int) -> None:
+    """--panels names panels of this story: checked before the model loads or the folder changes."""
+    if panels is None:
+        return
+    if not panels:
+        raise StoryDiffusionError("--panels names no panel: give 1-based panel numbers such as 2,5")
+    missing = [index + 1 for index in panels if not 0 <= index < count]
+    if missing:
+        raise StoryDiffusionError(
+            f"--panels {missing[0]} does not exist: the story has {count} panels, numbered from 1"
+        )
+
+
+def generation_settings(base: GenerationSettings, args: argparse.Namespace) -> GenerationSettings:
+    """The story's settings with the command line's options on top, checked against SETTING_RANGES.
+
+    Each option given is checked under its flag first (``--guidance must be ...``), so a message
+    names what the user typed rather than the setting behind it.
+    """
+    for name in ("steps", "guidance", "seed", "height", "width", "id_images", "window", "first_consistent_step"):
+        if getattr(args, name) is not None:
+            SETTING_RANGES[name].check("--" + name.replace("_", "-"), getattr(args, name))
+    if isinstance(args.sampling_rate, float):
+        SETTING_RANGES["sampling_rate"].check("--sampling-rate", args.sampling_rate)
+    elif isinstance(args.sampling_rate, dict):
+        for factor, rate in args.sampling_rate.items():
+            SETTING_RANGES["sampling_rate"].check(f"--sampling-rate {factor}:", rate)
+    for name in ("style", "scheduler", "negative_prompt"):
+        if getattr(args, name) is not None:
+            check_text("--" + name.replace("_", "-"), getattr(args, name))
+    if args.style is not None:
+        check_style_name(args.style, "--style")
+    if args.scheduler is not None:
+        from .models.schedulers import check_scheduler_name
+
+        check_scheduler_name(args.scheduler, "--scheduler")
+    settings = base.merged(
+        steps=args.steps,
+        guidance=args.guidance,
+        seed=args.seed,
+        height=args.height,
+        width=args.width,
+        sampling_rate=args.sampling_rate,
+        id_images=args.id_images,
+        window=args.window,
+        mode="off" if args.no_consistency else args.mode,
+        first_consistent_step=args.first_consistent_step,
+        style=args.style,
+        negative_prompt=args.negative_prompt,
+        scheduler=args.scheduler,
+    )
+    settings.validate()
+    return settings
