@@ -20,6 +20,7 @@ from .styles import load_styles
 # Ctrl+Enter (Cmd+Enter on a Mac) anywhere on the page presses Generate, when Generate can be pressed.
 KEYBOARD_SHORTCUTS = """
 () => {
+  window.storydiffusionShortcuts = true;
   document.addEventListener("keydown", (event) => {
     if ((event.ctrlKey || event.metaKey) && event.key === "Enter") {
       const generate = document.querySelector("#generate");

@@ -325,5 +325,12 @@ def test_a_reload_keeps_the_story_typed_in_this_browser_only(page, browser, stud
 def test_ctrl_enter_generates(page):
     page.fill("#characters textarea", "[Mia] a girl in a red dress")
     page.fill("#story textarea", "[Mia] runs")
+    page.wait_for_function("window.storydiffusionShortcuts === true", timeout=30_000)  # the page's script ran
+    page.wait_for_function("!document.querySelector('#generate').disabled", timeout=30_000)
     page.locator("#story textarea").press("Control+Enter")
-    page.wait_for_function("document.querySelector('#status').innerText.includes('Done: 1 of 1')", timeout=120_000)
+    page.wait_for_function(
+        "document.querySelector('#stop').disabled === false || "
+        "document.querySelector('#status').innerText.includes('Done')",
+        timeout=60_000,
+    )
+    page.wait_for_function("document.querySelector('#status').innerText.includes('Done: 1 of 1')", timeout=180_000)
