@@ -31,16 +31,24 @@ def temporary_name(path: Path) -> Path:
 @contextmanager
 def interrupts_deferred() -> Iterator[None]:
     """Ctrl+C and SIGTERM wait until the block is done, so a file and the record naming it are written
-    together: a run stopped there stops just after, never between the two. Only the main thread
-    receives signals, so elsewhere this does nothing."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+    together: a run stopped there stops just after, never between the two.
+
+    The handlers are swapped for ones that only note the signal (a signal mask would not do: the
+    kernel hands a process signal to any thread that does not block it, and torch starts many).
+    Python runs handlers only in the main thread, so elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    caught: list[int] = []
+    deferred = (signal.SIGINT, signal.SIGTERM)
+    previous = {number: signal.signal(number, lambda number, _frame: caught.append(number)) for number in deferred}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for number, handler in previous.items():
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)
+        for number in dict.fromkeys(caught):
+            signal.raise_signal(number)
 
 
 @contextmanager

@@ -75,3 +75,29 @@ def test_a_signal_waits_until_a_file_and_its_record_are_both_written(tmp_path):
         assert landed == [True]
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_signal_that_lands_on_another_thread_also_waits(tmp_path):
+    """torch runs worker threads; the kernel may hand SIGTERM to one of them instead of the main thread."""
+    import signal
+    import threading
+
+    from storydiffusion.atomic import interrupts_deferred
+
+    landed = []
+    previous = signal.signal(signal.SIGTERM, lambda *_: landed.append((tmp_path / "b").exists()))
+    release = threading.Event()
+    worker = threading.Thread(target=release.wait)
+    worker.start()
+    try:
+        with interrupts_deferred():
+            (tmp_path / "a").write_text("panel")
+            signal.pthread_kill(worker.ident, signal.SIGTERM)
+            sum(range(100_000))  # the main thread runs Python handlers between bytecodes
+            assert landed == []
+            (tmp_path / "b").write_text("record")
+        assert landed == [True]
+    finally:
+        release.set()
+        worker.join()
+        signal.signal(signal.SIGTERM, previous)
