@@ -13,6 +13,7 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
+from gradio.utils import get_upload_folder  # noqa: E402
 
 from storydiffusion import studio_text as text  # noqa: E402
 from storydiffusion.model_pool import ModelPool  # noqa: E402
@@ -263,7 +264,8 @@ def wire_project(studio: Studio, pool: ModelPool, limits: ProjectLimits | None) 
     @shown_on_page
     def load_project(state, path, model, layout):
         """Gradio checks the upload (its size, that it is an uploaded file); the library checks the archive."""
-        session, layout, path = session_of(state), text.layout_value(layout), text.uploaded_path("Project", path)
+        path = text.uploaded_path("Project", path, get_upload_folder())
+        session, layout = session_of(state), text.layout_value(layout)
         project = session.load_project(path, pool.get(model), limits)
         session.retypeset(project.layout or layout)
         panels = session.panels()

@@ -7,6 +7,7 @@ rest of the library, and the web app stays wiring only.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image
@@ -87,15 +88,29 @@ def choice_value(label: str, value: Any, choices: Sequence[str]) -> str:
     return value
 
 
-def uploaded_path(label: str, value: Any) -> str:
-    """The server-side path of an upload as Gradio hands it over unprocessed (a file record with a
-    ``path``, already checked by Gradio to be an upload), or a message naming the field."""
+def uploaded_path(label: str, value: Any, upload_folder: str | Path) -> str:
+    """The server-side path of an upload as Gradio hands it over unprocessed, or a message naming the field.
+
+    Only Gradio's own upload record is taken (a ``gradio.FileData`` with a path, which Gradio has checked
+    to be an upload), and only inside ``upload_folder``: its names carry a hash of the content salted
+    with the server's secret, so a session can name only files it uploaded or was given. The message
+    never says whether a path exists.
+    """
     if value is None or value == "":
         raise StoryDiffusionError(f"{label}: choose a file to upload")
-    path = value.get("path") if isinstance(value, dict) else None
-    if not isinstance(path, str) or not path:  # a bare path is never taken: only Gradio's checked upload record
-        raise StoryDiffusionError(f"{label}: expected an uploaded file, got {type(value).__name__} {shown(value)}")
-    return path
+    record = value if isinstance(value, dict) else {}
+    path, meta = record.get("path"), record.get("meta")
+    if not (isinstance(meta, dict) and meta.get("_type") == "gradio.FileData") or not isinstance(path, str):
+        shape = f"a record with {sorted(map(str, record))[:4]}" if record else f"{type(value).__name__} {shown(value)}"
+        raise StoryDiffusionError(
+            f"{label}: expected an uploaded file, got {shape}; upload it with the page, "
+            "or send gradio_client.handle_file(path) from a script"
+        )
+    folder = Path(upload_folder).resolve()
+    resolved = Path(path).resolve()
+    if not resolved.is_relative_to(folder) or not resolved.is_file():
+        raise StoryDiffusionError(f"{label}: that file was not uploaded to this studio; upload it again")
+    return str(resolved)
 
 
 def restored_story(saved: Any) -> tuple:

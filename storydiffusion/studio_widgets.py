@@ -7,8 +7,10 @@ widgets do is wired in ``app.py`` and done by the library.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import gradio as gr
+from gradio.data_classes import FileData, GradioRootModel
 
 from . import studio_text as text
 from .layout.templates import list_templates
@@ -227,10 +229,19 @@ def panel_editing() -> PanelEditing:
     return PanelEditing(number, prompt, regenerate, retypeset)
 
 
+class AnyUploadValue(GradioRootModel):
+    """A file uploaded to this studio: from a script, send gradio_client.handle_file("my-story-project.zip").
+
+    Any other value is let through to the studio's own check, which refuses it naming the field."""
+
+    root: FileData | Any = None
+
+
 def project_panel() -> ProjectFiles:
     with gr.Accordion("Save or continue a project", open=False):
         save = gr.Button("Download project")
         upload = gr.File(label="Load a project file (.zip)", file_types=[".zip"], type="filepath", elem_id="upload")
+        upload.data_model = AnyUploadValue  # the studio checks the value itself (events take raw values)
     return ProjectFiles(save, upload)
 
 

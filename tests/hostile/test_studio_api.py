@@ -154,6 +154,37 @@ def test_stateless_endpoints_work_from_a_fresh_client(server):
     assert client(server).predict(**STORY, **SMALL, api_name="/check_story").startswith("Queued: 2 panels")
 
 
+def raw_answer(url: str, endpoint: str, data: list) -> str:
+    """What the server answers to exactly ``data`` (no client-side handling of file records)."""
+    import httpx
+
+    event = httpx.post(f"{url}gradio_api/call{endpoint}", json={"data": data}).json()["event_id"]
+    return httpx.get(f"{url}gradio_api/call{endpoint}/{event}", timeout=60).text
+
+
+@pytest.mark.parametrize("value", ["abc", 5, [1], "/etc/hostname", {"url": "http://x"}, {"path": "/etc/hostname"}])
+def test_an_upload_of_the_wrong_type_is_refused_naming_the_field(server, value):
+    message = refusal(server, "/load_project", path=value, model=OFFLINE_MODEL, layout="classic")
+    assert message.startswith("Project: expected an uploaded file") and "handle_file" in message
+
+
+def test_a_forged_upload_record_reveals_nothing_of_the_servers_files(server, tmp_path):
+    """A record naming a server file that was never uploaded gets one answer whether the file exists or not."""
+    present = tmp_path / "their-project.zip"
+    present.write_bytes(b"PK\x05\x06" + bytes(18))
+    meta = {"_type": "gradio.FileData"}
+    answers = {
+        raw_answer(server, "/load_project", [{"path": path, "meta": meta}, OFFLINE_MODEL, "classic"])
+        for path in (str(present), str(tmp_path / "missing.zip"), "/etc/hostname")
+    }
+    assert len(answers) == 1 and "event: error" in answers.pop()
+    from gradio.utils import get_upload_folder
+
+    inside = str(Path(get_upload_folder()) / ("0" * 64) / "guess.zip")
+    answer = raw_answer(server, "/load_project", [{"path": inside, "meta": meta}, OFFLINE_MODEL, "classic"])
+    assert "Project: that file was not uploaded to this studio" in answer and not ABSOLUTE_PATH.search(answer)
+
+
 def test_a_broken_upload_is_refused_by_its_name_only(server, tmp_path):
     fake = tmp_path / "holiday.zip"
     fake.write_bytes(b"not a zip at all")
