@@ -21,7 +21,8 @@ from storydiffusion.project import ProjectLimits  # noqa: E402
 from storydiffusion.story import story_to_text  # noqa: E402
 from storydiffusion.streaming import PanelDone, RunFailed, RunFinished, StepDone  # noqa: E402
 from storydiffusion.studio import StudioSession, close_session, random_seed, session_of  # noqa: E402
-from storydiffusion.studio_errors import shown_on_page  # noqa: E402
+from storydiffusion.studio_errors import action  # noqa: E402
+from storydiffusion.studio_mcp import add_mcp_tools  # noqa: E402
 from storydiffusion.studio_server import (  # noqa: E402
     CACHE_MAX_AGE_SECONDS,
     CACHE_SWEEP_SECONDS,
@@ -32,6 +33,7 @@ from storydiffusion.studio_server import (  # noqa: E402
 )
 from storydiffusion.studio_widgets import (  # noqa: E402
     KEYBOARD_SHORTCUTS,
+    STUDIO_CSS,
     Studio,
     advanced_settings,
     animate_tab,
@@ -60,6 +62,14 @@ def show_filled(event, boxes: list) -> None:
     event.then(text.shown_if_filled, boxes, boxes, queue=False, api_visibility="private")
 
 
+def start_if_checked(status: str):
+    """The page's gate between the check and the run: a failed check (its line starts with ⚠) stops the
+    chain silently (the status line already says why); a passed one turns Generate off and Stop on."""
+    if str(status or "").startswith("⚠"):
+        raise gr.Error("the story did not pass its check", visible=False, print_exception=False)
+    return text.run_buttons(True)
+
+
 # -- events ------------------------------------------------------------------------------------
 # Every event takes its widgets' raw values (preprocess=False) and checks them in the library
 # (studio_text), so an API client sending a wrong type gets a message naming the field. The
@@ -85,25 +95,32 @@ def remember_story(demo: gr.Blocks, studio: Studio) -> None:
     demo.load(text.restored_story, [saved], boxes, queue=False, api_visibility="private")
 
 
-def wire_story_inputs(studio: Studio, examples: dict[str, tuple]) -> None:
+def wire_story_inputs(studio: Studio, examples: dict[str, tuple], door: gr.Button) -> None:
     inputs = studio.inputs
     filled = [*inputs.texts(), inputs.style, studio.advanced.numbers["seed"], inputs.layout]
 
-    @shown_on_page
     def pick_example(name):
         """An example sets everything it needs: the texts, its style and seed, and a layout that suits it."""
         if name is None or name == "":
-            return tuple(gr.update() for _ in filled)
+            return tuple(gr.skip() for _ in filled)
         return examples[text.choice_value("Examples", name, list(examples))]
 
-    inputs.example.change(pick_example, [inputs.example], filled, queue=False, preprocess=False)
+    action(
+        inputs.example.change,
+        pick_example,
+        [inputs.example],
+        filled,
+        status=studio.results.status,
+        api_name="pick_example",
+        api_door=door,
+        queue=False,
+    )
     studio.advanced.dice.click(random_seed, None, [studio.advanced.numbers["seed"]], queue=False)
 
 
-def wire_generation(studio: Studio, pool: ModelPool) -> None:
+def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button) -> None:
     inputs, results = studio.inputs, studio.results
 
-    @shown_on_page
     def check_story(
         title,
         characters,
@@ -125,7 +142,6 @@ def wire_generation(studio: Studio, pool: ModelPool) -> None:
         return text.queued_message(text.story_from_ui(title, characters, story_text, settings))
 
     @gpu_task
-    @shown_on_page
     def generate(
         state,
         title,
@@ -149,58 +165,61 @@ def wire_generation(studio: Studio, pool: ModelPool) -> None:
         settings = text.settings_from_ui(style, negative, numbers)
         story = text.story_from_ui(title, characters, story_text, settings)
         layout = text.layout_value(layout)
-        session, pipeline, notice = session_of(state), pool.get(model), pool.notice(model)
-        banner = gr.update(visible=bool(notice), value=text.notice_markdown(notice))
+        session, pipeline = session_of(state), pool.get(model)
+        notice = text.notice_markdown(pool.notice(model))
         nothing = ([], None, None, None)  # a new run: the last run's pages and files go
-        yield session, text.STARTING_MESSAGE, [], *nothing, banner
+        yield session, text.STARTING_MESSAGE, [], *nothing, notice
         for event in session.generate(pipeline, story, settings, pool.check_choice(model)):
             if isinstance(event, StepDone):
                 progress(event.progress.fraction, desc=text.step_message(event.progress))
             elif isinstance(event, PanelDone):
                 done = text.panels_done_message(len(session.panels()), len(story.panels))
-                yield session, done, text.gallery_items(session.panels()), *nothing, gr.update()
+                yield session, done, text.gallery_items(session.panels()), *nothing, notice
             elif isinstance(event, RunFailed):
                 raise event.error
             elif isinstance(event, RunFinished):
                 downloads = session.typeset_if_drawn(layout)  # a run stopped before its first panel has no pages
                 finished = text.finished_message(event.result, len(story.panels))
                 panels = text.gallery_items(session.panels())
-                yield session, finished, panels, *downloads.as_tuple(), gr.update()
+                yield session, finished, panels, *downloads.as_tuple(), notice
 
     def stop(state: StudioSession | None) -> str:
         stopping = state is not None and state.stop()
         return text.STOPPING_MESSAGE if stopping else text.NOTHING_RUNNING_MESSAGE
 
     story_widgets = [*inputs.texts(), inputs.style]
-    checked = studio.buttons.generate.click(
+    checked = action(
+        studio.buttons.generate.click,
         check_story,
         [*story_widgets, *studio.advanced.values()],
         [results.status],
-        concurrency_limit=None,
-        preprocess=False,
+        status=results.status,
         api_name="check_story",
+        api_door=door,
+        concurrency_limit=None,
     )
     buttons = [studio.buttons.generate, studio.buttons.stop]
-    running = checked.success(lambda: text.run_buttons(True), None, buttons, queue=False, api_visibility="private")
-    run_ended = running.then(
+    running = checked.success(start_if_checked, [results.status], buttons, queue=False, api_visibility="private")
+    run_ended = action(
+        running.success,
         generate,
         [studio.session, *story_widgets, inputs.model, inputs.layout, *studio.advanced.values()],
         [studio.session, results.status, results.gallery, *results.downloads(), studio.notice],
+        status=results.status,
+        api_name="generate",
+        api_door=door,
         concurrency_limit=1,
         concurrency_id="gpu",
-        preprocess=False,
-        api_name="generate",
     ).then(lambda: text.run_buttons(False), None, buttons, queue=False, api_visibility="private")
     show_filled(run_ended, results.files())
     # Stop skips the queue: it must reach a run even when the queue is full.
     studio.buttons.stop.click(stop, [studio.session], [results.status], queue=False, api_name="stop")
 
 
-def wire_panel_editing(studio: Studio, pool: ModelPool) -> None:
+def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> None:
     inputs, results, editing = studio.inputs, studio.results, studio.editing
 
     @gpu_task
-    @shown_on_page
     def regenerate_panel(state, number, prompt, model, layout, story_box):
         """Redraw one panel and write its (possibly new) prompt back to the Story box, so that later
         re-typesetting reads the story as it now is."""
@@ -212,13 +231,11 @@ def wire_panel_editing(studio: Studio, pool: ModelPool) -> None:
         story_box = text.story_box_after_redraw(text.text_value("Story", story_box), session.story, number - 1)
         return session, text.regenerated_message(number), panels, *session.downloads().as_tuple(), story_box
 
-    @shown_on_page
     def retypeset(state, title, characters, story_text, layout):
         session, layout = session_of(state), text.layout_value(layout)
         session.retypeset(layout, text.story_from_ui(title, characters, story_text))
         return session, text.typeset_message(layout), *session.downloads().as_tuple()
 
-    @shown_on_page
     def change_layout(state, layout):
         session, layout = session_of(state), text.layout_value(layout)
         pages = session.choose_layout(layout)
@@ -233,35 +250,46 @@ def wire_panel_editing(studio: Studio, pool: ModelPool) -> None:
         return text.selected_panel_number(selected.index, selected.value)
 
     studio.results.gallery.select(pick_panel, None, [editing.number], queue=False, api_visibility="private")
-    regenerated = editing.regenerate.click(
+    regenerated = action(
+        editing.regenerate.click,
         regenerate_panel,
         [studio.session, editing.number, editing.prompt, inputs.model, inputs.layout, inputs.story],
         [studio.session, results.status, results.gallery, *results.downloads(), inputs.story],
+        status=results.status,
+        api_name="regenerate_panel",
+        api_door=door,
         concurrency_limit=1,
         concurrency_id="gpu",
-        preprocess=False,
-        api_name="regenerate_panel",
     )
-    retypeset_inputs = [studio.session, *inputs.texts(), inputs.layout]
     retypeset_outputs = [studio.session, results.status, *results.downloads()]
-    retypeset_click = editing.retypeset.click(
-        retypeset, retypeset_inputs, retypeset_outputs, preprocess=False, api_name="retypeset"
+    retypeset_click = action(
+        editing.retypeset.click,
+        retypeset,
+        [studio.session, *inputs.texts(), inputs.layout],
+        retypeset_outputs,
+        status=results.status,
+        api_name="retypeset",
+        api_door=door,
     )
-    layout_changed = inputs.layout.change(
-        change_layout, [studio.session, inputs.layout], retypeset_outputs, preprocess=False, api_name="change_layout"
+    layout_changed = action(
+        inputs.layout.change,
+        change_layout,
+        [studio.session, inputs.layout],
+        retypeset_outputs,
+        status=results.status,
+        api_name="change_layout",
+        api_door=door,
     )
     for event in (regenerated, retypeset_click, layout_changed):
         show_filled(event, results.files())
 
 
-def wire_project(studio: Studio, pool: ModelPool, limits: ProjectLimits | None) -> None:
+def wire_project(studio: Studio, pool: ModelPool, limits: ProjectLimits | None, door: gr.Button) -> None:
     inputs, results = studio.inputs, studio.results
 
-    @shown_on_page
     def save_project(state: StudioSession | None) -> str:
         return str(session_of(state).save_project())
 
-    @shown_on_page
     def load_project(state, path, model, layout):
         """Gradio checks the upload (its size, that it is an uploaded file); the library checks the archive."""
         path = text.uploaded_path("Project", path, get_upload_folder())
@@ -279,9 +307,18 @@ def wire_project(studio: Studio, pool: ModelPool, limits: ProjectLimits | None) 
             *session.downloads().as_tuple(),
         )
 
-    saved = studio.project.save.click(save_project, [studio.session], [results.project_file], api_name="save_project")
+    saved = action(
+        studio.project.save.click,
+        save_project,
+        [studio.session],
+        [results.project_file],
+        status=results.status,
+        api_name="save_project",
+        api_door=door,
+    )
     show_filled(saved, [results.project_file])
-    loaded = studio.project.upload.upload(
+    loaded = action(
+        studio.project.upload.upload,
         load_project,
         [studio.session, studio.project.upload, inputs.model, inputs.layout],
         [
@@ -292,17 +329,17 @@ def wire_project(studio: Studio, pool: ModelPool, limits: ProjectLimits | None) 
             results.gallery,
             *results.downloads(),
         ],
-        preprocess=False,
+        status=results.status,
         api_name="load_project",
+        api_door=door,
     )
     show_filled(loaded, results.files())
 
 
-def wire_animate(studio: Studio, pool: ModelPool) -> None:
+def wire_animate(studio: Studio, pool: ModelPool, door: gr.Button) -> None:
     tab = studio.animate
 
     @gpu_task
-    @shown_on_page
     def animate(state, from_panel, to_panel, frames, fps, progress=gr.Progress()):
         start = text.panel_number_from_ui(from_panel, "From panel")
         end = text.panel_number_from_ui(to_panel, "To panel")
@@ -317,30 +354,32 @@ def wire_animate(studio: Studio, pool: ModelPool) -> None:
         )
         return text.animation_note(start, end, result), str(result.mp4), str(result.gif)
 
-    tab.animate.click(
+    action(
+        tab.animate.click,
         animate,
         [studio.session, tab.from_panel, tab.to_panel, tab.frames, tab.fps],
         [tab.note, tab.video, tab.gif],
+        status=tab.note,
+        api_name="animate",
+        api_door=door,
         concurrency_limit=1,
         concurrency_id="gpu",
-        preprocess=False,
-        api_name="animate",
     )
 
 
 # -- the page ------------------------------------------------------------------------------------
 
 
-def build_app(pool: ModelPool, project_limits: ProjectLimits | None = None) -> gr.Blocks:
-    """The studio page for ``pool``'s default model (loaded here, so the page knows its defaults and notice)."""
+def build_app(pool: ModelPool, project_limits: ProjectLimits | None = None, mcp: bool = False) -> gr.Blocks:
+    """The studio page for ``pool``'s default model (loaded here, so the page knows its defaults and notice);
+    with ``mcp``, also the typed tools an MCP client calls (docs/mcp.md)."""
     spec = pool.get().spec
     examples = text.example_stories()
     delete_cache = (CACHE_SWEEP_SECONDS, CACHE_MAX_AGE_SECONDS)
     with gr.Blocks(title="StoryDiffusion studio", delete_cache=delete_cache) as demo:
         session = gr.State(None, time_to_live=SESSION_TTL_SECONDS, delete_callback=close_session)
         gr.Markdown("# StoryDiffusion studio\nCharacter-consistent comics from text, with Consistent Self-Attention.")
-        notice = pool.notice()
-        banner = gr.Markdown(text.notice_markdown(notice), visible=bool(notice), elem_id="model-notice")
+        banner = gr.Markdown(text.notice_markdown(pool.notice()), label="Model notice", elem_id="model-notice")
         with gr.Tab("Story"), gr.Row():
             with gr.Column(scale=2):
                 inputs = story_inputs(pool, list(examples))
@@ -354,23 +393,28 @@ def build_app(pool: ModelPool, project_limits: ProjectLimits | None = None) -> g
             animate = animate_tab()
         studio = Studio(session, banner, inputs, advanced, buttons, results, editing, project, animate)
         remember_story(demo, studio)
-        wire_story_inputs(studio, examples)
-        wire_generation(studio, pool)
-        wire_panel_editing(studio, pool)
-        wire_project(studio, pool, project_limits)
-        wire_animate(studio, pool)
+        door = gr.Button(visible=False, elem_id="api-door")  # the API's door to every action; never clicked
+        wire_story_inputs(studio, examples, door)
+        wire_generation(studio, pool, door)
+        wire_panel_editing(studio, pool, door)
+        wire_project(studio, pool, project_limits, door)
+        wire_animate(studio, pool, door)
+        if mcp:
+            add_mcp_tools(pool)
     return demo
 
 
 def make_app(options: ServerOptions, pool: ModelPool | None = None) -> gr.Blocks:
     """The page with its queue: one GPU job at a time, at most ``options.max_queue`` waiting (more are told so)."""
     pool = pool or ModelPool(options.model, device=options.device, allow_custom=options.allow_custom_models)
-    return build_app(pool, options.project_limits()).queue(default_concurrency_limit=1, max_size=options.max_queue)
+    return build_app(pool, options.project_limits(), mcp=options.mcp).queue(
+        default_concurrency_limit=1, max_size=options.max_queue
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     options = server_options(argv)
-    make_app(options).launch(**options.launch_options(), js=KEYBOARD_SHORTCUTS)
+    make_app(options).launch(**options.launch_options(), js=KEYBOARD_SHORTCUTS, css=STUDIO_CSS)
 
 
 if __name__ == "__main__":

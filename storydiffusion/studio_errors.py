@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import re
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -85,3 +86,74 @@ def shown_on_page(handler: Handler) -> Handler:
             raise page_error(error) from None
 
     return plain  # type: ignore[return-value]
+
+
+def failure_line(error: BaseException) -> str:
+    """The status line after a failed action: a warning sign and the message, in the studio's words."""
+    message = getattr(error, "message", None)
+    shown_text = without_server_paths(str(message)) if isinstance(message, str) else page_message(error)
+    return f"⚠ {shown_text}"
+
+
+def in_status_line(handler: Handler, status_position: int, outputs: int) -> Handler:
+    """The page's door to an action: a failure becomes the text of the status line next to the buttons,
+    and every other output keeps what the page shows (no toast, no red badges over finished work).
+
+    API clients use the action's other door, which raises the same message as an error (``shown_on_page``).
+    """
+    import gradio as gr
+
+    def failed(error: Exception):
+        if not (isinstance(error, (StoryDiffusionError, gr.Error)) or is_out_of_memory(error)):
+            logging.getLogger(__name__).exception("unexpected failure in %s", handler.__name__)
+        values = tuple(failure_line(error) if i == status_position else gr.skip() for i in range(outputs))
+        return values if outputs > 1 else values[0]
+
+    if inspect.isgeneratorfunction(handler):
+
+        @functools.wraps(handler)
+        def streaming(*args: Any, **kwargs: Any):
+            try:
+                yield from handler(*args, **kwargs)
+            except Exception as error:
+                yield failed(error)
+
+        return streaming  # type: ignore[return-value]
+
+    @functools.wraps(handler)
+    def plain(*args: Any, **kwargs: Any):
+        try:
+            return handler(*args, **kwargs)
+        except Exception as error:
+            return failed(error)
+
+    return plain  # type: ignore[return-value]
+
+
+def action(page_event, fn, inputs: list, outputs: list, *, status, api_name: str, api_door, **options):
+    """Register one studio action through two doors, and return the page's event for its follow-ups.
+
+    The page's door shows a failure as the text of the status line next to the buttons, leaving the
+    rest of the page as it was (``in_status_line``); the API endpoint ``api_name``, on a hidden button
+    nobody clicks, raises the same message to the client (``shown_on_page``). Both take raw values.
+    """
+    options = {"preprocess": False, **options}
+    api_door.click(shown_on_page(fn), inputs, outputs, api_name=api_name, **options)
+    page_outputs = outputs if status in outputs else [*outputs, status]
+    page_fn = in_status_line(
+        fn if status in outputs else _keeping_status(fn), page_outputs.index(status), len(page_outputs)
+    )
+    return page_event(page_fn, inputs, page_outputs, api_visibility="private", show_progress_on=[status], **options)
+
+
+def _keeping_status(fn):
+    """``fn`` with one more output, the status line, left as it is when ``fn`` succeeds."""
+
+    from gradio import skip
+
+    @functools.wraps(fn)
+    def with_status(*args, **kwargs):
+        result = fn(*args, **kwargs)
+        return (*result, skip()) if isinstance(result, tuple) else (result, skip())
+
+    return with_status

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import inspect
 import ipaddress
 import os
@@ -29,6 +30,7 @@ SPACES_ENV = "SPACE_ID"  # set by Hugging Face Spaces
 GPU_START_SECONDS = 20
 GPU_SECONDS_PER_STEP_MEGAPIXEL = 0.15
 GPU_SECONDS_RANGE = (30, 600)
+MCP_MISSING_MESSAGE = "--mcp needs the MCP extra: pip install 'storydiffusion[mcp]'"
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class ServerOptions:
     allow_custom_models: bool = False
     max_queue: int = 16
     max_upload_mb: int = 2048
+    mcp: bool = False
 
     @property
     def shared(self) -> bool:
@@ -62,6 +65,7 @@ class ServerOptions:
             "share": self.share,
             "show_error": False,
             "max_file_size": f"{self.max_upload_mb}mb",
+            **({"mcp_server": True} if self.mcp else {}),
         }
 
 
@@ -73,6 +77,11 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def mcp_installed() -> bool:
+    """Whether the ``mcp`` package that Gradio's MCP server needs is importable."""
+    return importlib.util.find_spec("mcp") is not None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--max-queue", type=int, default=16, help="GPU jobs that may wait; more are told to come back")
     parser.add_argument("--max-upload-mb", type=int, default=2048, help="largest project file a user may upload")
+    parser.add_argument(
+        "--mcp",
+        action="store_true",
+        help="also serve the studio as an MCP server (tools: generate_story, compose_pages)",
+    )
     return parser
 
 
@@ -104,6 +118,8 @@ def server_options(argv: list[str] | None = None) -> ServerOptions:
     for name in ("max_queue", "max_upload_mb"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.mcp and not mcp_installed():
+        parser.error(MCP_MISSING_MESSAGE)
     options = ServerOptions(
         model=OFFLINE_MODEL if args.offline_demo else (args.model or default_model_name()),
         device="cpu" if args.offline_demo else args.device,
@@ -112,7 +128,10 @@ def server_options(argv: list[str] | None = None) -> ServerOptions:
         share=args.share,
         max_queue=args.max_queue,
         max_upload_mb=args.max_upload_mb,
+        mcp=args.mcp,
     )
+    if options.mcp and options.shared:  # its tools answer with files by their path on this machine
+        parser.error("--mcp serves assistants on this machine only: start it without --share, on --host 127.0.0.1")
     allow = args.allow_custom_models if args.allow_custom_models is not None else not options.shared
     return dataclasses.replace(options, allow_custom_models=allow)
 

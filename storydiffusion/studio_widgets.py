@@ -36,6 +36,15 @@ KEYBOARD_SHORTCUTS = """
 """
 
 
+# At phone width a gallery's fixed columns would push panels past its right edge: let them wrap instead.
+STUDIO_CSS = """
+@media (max-width: 640px) {
+  #panels .grid-container { grid-template-columns: repeat(auto-fill, minmax(88px, 1fr)) !important; }
+  #pages .grid-container { grid-template-columns: repeat(auto-fill, minmax(140px, 1fr)) !important; }
+}
+"""
+
+
 def setting_id(name: str) -> str:
     """The page id of a setting's widget: ``sampling_rate`` -> ``#sampling-rate``."""
     return name.replace("_", "-")
@@ -207,7 +216,7 @@ def run_buttons() -> RunButtons:
 
 
 def results_panel() -> Results:
-    status = gr.Markdown("", elem_id="status")
+    status = gr.Markdown("", label="Status", elem_id="status")
     gallery = gr.Gallery(label="Panels", columns=4, height=360, elem_id="panels", type="pil")
     pages = gr.Gallery(label="Comic pages", columns=2, height=640, object_fit="contain", elem_id="pages")
     with gr.Row():

@@ -42,3 +42,11 @@ def cast():
     from storydiffusion.story import parse_characters
 
     return parse_characters(CHARACTERS)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item, so a fixture can tell whether its test failed."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"report_{report.when}", report)

@@ -114,10 +114,27 @@ def open_studio(browser, url: str, width: int = 1400, height: int = 1800):
     return tab
 
 
+def keep_screenshots_on_failure(request, tmp_path, tabs) -> None:
+    """A failed test leaves a screenshot of each of its tabs in its temp folder, to see what the user saw."""
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        for number, tab in enumerate(tabs):
+            tab.screenshot(path=str(tmp_path / f"failure-{number}.png"), full_page=True)
+
+
 @pytest.fixture
-def page(browser, studio_url):
+def page(browser, studio_url, request, tmp_path):
     tab = open_studio(browser, studio_url)
     yield tab
+    keep_screenshots_on_failure(request, tmp_path, tab.context.pages)
+    tab.context.close()
+
+
+@pytest.fixture
+def phone(browser, studio_url, request, tmp_path):
+    tab = open_studio(browser, studio_url, width=390, height=844)
+    yield tab
+    keep_screenshots_on_failure(request, tmp_path, tab.context.pages)
     tab.context.close()
 
 
@@ -181,16 +198,57 @@ def test_animate_tab_makes_a_video_between_two_panels(page):
     page.get_by_role("tab", name="Story").click()
 
 
-def test_an_empty_story_shows_a_readable_error(page):
+def status_line(page) -> str:
+    return page.inner_text("#status")
+
+
+def test_errors_show_in_the_status_line_naming_the_field_without_toasts(page):
+    """A failed action says why next to the buttons, in the studio's words; nothing else on the page changes."""
     page.fill("#story textarea", "")
     page.click("#generate")
-    message = page.get_by_text(re.compile("no panels"))
-    message.first.wait_for(timeout=30_000)
+    page.wait_for_function("document.querySelector('#status').innerText.includes('⚠')", timeout=30_000)
+    assert "no panels" in status_line(page) and "write one panel per line" in status_line(page)
+    page.fill("#characters textarea", "[Mia] a girl in a red dress")
+    page.fill("#story textarea", "[Mia] runs")
+    page.get_by_text("Advanced").click()
+    width = page.locator("#width input[type=number]")
+    width.fill("70")
+    width.press("Enter")
+    page.click("#generate")
+    page.wait_for_function("document.querySelector('#status').innerText.includes('Width')", timeout=30_000)
+    assert "⚠ Width must be a multiple of 8" in status_line(page) and "--" not in status_line(page)
+    assert page.locator("#generate").is_enabled() and page.locator("#stop").is_disabled()  # nothing started
+    page.get_by_text("Change one panel or the lettering").click()
+    page.click("#regenerate")
+    page.wait_for_function("document.querySelector('#status').innerText.includes('generate the story first')")
+    assert page.locator(".toast-body").count() == 0  # no vanishing toasts
+    assert page.locator(".block .error").count() == 0  # no red badges over other outputs
     body = page.inner_text("body")
-    assert "write one panel per line" in body
-    assert "Traceback" not in body
+    assert "Traceback" not in body and "/tmp" not in body
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "studio-error.png"), full_page=True)
+
+
+def test_progress_shows_in_the_status_line_without_covering_finished_panels(page):
+    page.fill("#characters textarea", "[Mia] a girl in a red dress")
+    page.fill("#story textarea", "\n".join(f"[Mia] runs to place {n}" for n in range(6)))
+    page.get_by_text("Advanced").click()
+    steps = page.locator("#steps input[type=number]")
+    steps.fill("16")
+    steps.press("Enter")
+    page.click("#generate")
+    page.wait_for_selector("#panels img", timeout=120_000)
+    overlays = []  # (over the panels, over the status line), sampled while the run goes
+    while "Done" not in status_line(page) and len(overlays) < 200:
+        overlays.append(
+            page.evaluate(
+                "['#panels', '#status'].map(id => "
+                "[...document.querySelectorAll(id + ' .wrap')].some(w => !w.classList.contains('hide')))"
+            )
+        )
+        page.wait_for_timeout(100)
+    assert overlays and not any(over_panels for over_panels, _ in overlays), "progress covered the panels"
+    assert any(over_status for _, over_status in overlays), "no progress was shown while the run went"
 
 
 def test_the_dice_puts_a_new_valid_seed_in_the_seed_field(page):
@@ -206,17 +264,43 @@ def test_the_dice_puts_a_new_valid_seed_in_the_seed_field(page):
     assert second.isdigit() and 0 <= int(second) <= MAX_DICE_SEED
 
 
-def test_the_story_tab_fits_a_phone_screen(browser, studio_url):
-    phone = open_studio(browser, studio_url, width=390, height=844)
-    try:
-        overflow = phone.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-        assert overflow <= 1, f"the page is {overflow}px wider than a 390px phone screen"
-        assert phone.locator("#generate").is_visible() and phone.locator("#story textarea").is_visible()
-        assert "Offline demo" in phone.inner_text("#model-notice")
-        ARTIFACTS.mkdir(exist_ok=True)
-        phone.screenshot(path=str(ARTIFACTS / "studio-phone.png"), full_page=True)
-    finally:
-        phone.context.close()
+def controls_past_the_screen_edge(tab) -> list[str]:
+    """Every shown control whose box reaches past the left or right edge of the screen."""
+    return tab.evaluate(
+        """() => [...document.querySelectorAll('button, input, textarea, select, a, [role=button], [role=tab]')]
+        .filter(e => e.getClientRects().length && getComputedStyle(e).visibility !== 'hidden')
+        .filter(e => { const r = e.getBoundingClientRect();
+                       return r.width > 0 && (r.left < -1 || r.right > window.innerWidth + 1) })
+        .map(e => e.id || e.getAttribute('aria-label') || e.innerText.slice(0, 30) || e.tagName)"""
+    )
+
+
+def panels_cut_off_by_the_gallery(tab) -> list[int]:
+    """Panel thumbnails that reach past the gallery's own edges (hidden unless the gallery is scrolled sideways)."""
+    return tab.evaluate(
+        """() => { const box = document.querySelector('#panels').getBoundingClientRect();
+        return [...document.querySelectorAll('#panels .thumbnail-item')].map((e, i) => [i + 1, e.getBoundingClientRect()])
+          .filter(([, r]) => r.left < box.left - 1 || r.right > box.right + 1).map(([i]) => i) }"""
+    )
+
+
+def test_every_panel_and_control_is_reachable_on_a_phone(phone):
+    """At 390 px: no sideways scrolling of the page, every panel inside the gallery, every control on screen."""
+    assert phone.locator("#generate").is_visible() and phone.locator("#story textarea").is_visible()
+    assert "Offline demo" in phone.inner_text("#model-notice")
+    phone.fill("#characters textarea", CHARACTERS)
+    phone.fill("#story textarea", STORY + "\n[Leo] waves goodbye\n[Mia] flies home # The end.")
+    phone.click("#generate")
+    phone.wait_for_selector("#pages img", timeout=240_000)
+    assert phone.locator("#panels .thumbnail-item").count() == 5
+    assert panels_cut_off_by_the_gallery(phone) == []
+    for section in ("Advanced", "Change one panel or the lettering", "Save or continue a project"):
+        phone.get_by_text(section, exact=True).click()
+    assert controls_past_the_screen_edge(phone) == []
+    overflow = phone.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 1, f"the page is {overflow}px wider than a 390px phone screen"
+    ARTIFACTS.mkdir(exist_ok=True)
+    phone.screenshot(path=str(ARTIFACTS / "studio-phone.png"), full_page=True)
 
 
 def test_choosing_a_layout_before_generating_is_remembered_not_an_error(page):

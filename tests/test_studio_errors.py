@@ -93,3 +93,34 @@ def test_messages_on_the_page_never_show_a_server_path(message, shown):
 def test_hub_ids_urls_and_relative_names_stay_as_they_are():
     text = "stabilityai/sdxl-base at https://huggingface.co/x/y, panels/panel_001.png, 1/2"
     assert without_server_paths(text) == text
+
+
+def test_the_pages_door_shows_a_failure_on_the_status_line_and_keeps_every_other_output():
+    from storydiffusion.studio_errors import in_status_line
+
+    def plain(value):
+        if value < 0:
+            raise SettingsError(f"Steps: {value} is below 1; read /srv/app/models/x.json")
+        return "kept", f"{value} steps"
+
+    def streaming(value, progress=gr.Progress()):
+        yield "panel 1", "1 of 2 panels done"
+        raise StoryDiffusionError("Width must be a multiple of 8")
+
+    door = in_status_line(plain, 1, 2)
+    assert door(3) == ("kept", "3 steps")
+    shown, status = door(-2)
+    assert shown == gr.skip() and status == "⚠ Steps: -2 is below 1; read x.json"
+    stream = in_status_line(streaming, 1, 2)
+    assert inspect.isgeneratorfunction(stream) and "progress" in inspect.signature(stream).parameters
+    assert list(stream(0)) == [("panel 1", "1 of 2 panels done"), (gr.skip(), "⚠ Width must be a multiple of 8")]
+
+
+def test_an_unexpected_failure_is_logged_for_the_operator_and_told_plainly(caplog):
+    from storydiffusion.studio_errors import in_status_line
+
+    def broken():
+        raise KeyError("x")
+
+    assert in_status_line(broken, 0, 1)() == "⚠ Something went wrong: KeyError: 'x'"
+    assert "unexpected failure in broken" in caplog.text

@@ -1,10 +1,14 @@
 """How app.py serves the studio: who may load which models, and the limits of a shared server."""
 
+import sys
+
 import pytest
 
+from storydiffusion import studio_server
 from storydiffusion.model_pool import OFFLINE_MODEL
 from storydiffusion.studio_server import (
     GPU_SECONDS_RANGE,
+    MCP_MISSING_MESSAGE,
     SPACES_ENV,
     ServerOptions,
     gpu_seconds,
@@ -60,6 +64,31 @@ def test_uploads_are_limited_and_a_project_may_unpack_to_twice_the_upload_limit(
     assert options.launch_options()["max_file_size"] == "100mb"
     assert options.launch_options()["show_error"] is False
     assert options.project_limits().max_total_bytes == 200 * 2**20
+
+
+def test_the_mcp_server_is_off_by_default_and_on_with_its_flag(monkeypatch):
+    monkeypatch.setattr(studio_server, "mcp_installed", lambda: True)
+    off, on = server_options(["--offline-demo"]), server_options(["--offline-demo", "--mcp"])
+    assert (off.mcp, on.mcp) == (False, True)
+    assert "mcp_server" not in off.launch_options() and on.launch_options()["mcp_server"] is True
+
+
+def test_the_mcp_flag_without_the_mcp_package_says_what_to_install_with_exit_2(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "mcp", None)  # as if the extra were not installed
+    assert not studio_server.mcp_installed()
+    with pytest.raises(SystemExit) as stopped:
+        server_options(["--offline-demo", "--mcp"])
+    assert stopped.value.code == 2 and MCP_MISSING_MESSAGE in capsys.readouterr().err
+    assert MCP_MISSING_MESSAGE == "--mcp needs the MCP extra: pip install 'storydiffusion[mcp]'"
+
+
+@pytest.mark.parametrize("argv", [["--share"], ["--host", "0.0.0.0"]])
+def test_the_mcp_server_is_refused_on_a_shared_server(argv, monkeypatch, capsys):
+    """Its tools answer with files by their path on the server: for assistants on the same machine only."""
+    monkeypatch.setattr(studio_server, "mcp_installed", lambda: True)
+    with pytest.raises(SystemExit) as stopped:
+        server_options(["--offline-demo", "--mcp", *argv])
+    assert stopped.value.code == 2 and "--mcp serves assistants on this machine only" in capsys.readouterr().err
 
 
 def test_loopback_addresses():
