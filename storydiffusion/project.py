@@ -1,9 +1,12 @@
 """Project files: a whole run in one ZIP that can be loaded back to continue later.
 
-Contents: ``project.json`` (story, resolved settings, model, seeds, layout), ``panels/panel_NNN.png``
-and, when there is one, ``identity_bank.safetensors``. Loading reads JSON, PNG and safetensors
-only (never pickles) and refuses any archive that is not a project file; an upload's archive is
-checked by ``archive_checks`` before any member is read, and its panels by ``images`` before decoding.
+Contents: ``project.json`` (story, resolved settings, model, seeds, layout, and the story the identity
+bank is drawn from) and ``panels/panel_NNN.png``: a few MB. The identity bank is hundreds of MB
+uncompressed and is rebuilt exactly from the story, settings and seeds, so ``identity_bank.safetensors``
+is written only when asked for (``include_bank``); a project that has one still loads with it.
+Loading reads JSON, PNG and safetensors only (never pickles) and refuses any archive that is not a
+project file; an upload's archive is checked by ``archive_checks`` before any member is read, and its
+panels by ``images`` before decoding.
 """
 
 from __future__ import annotations
@@ -63,11 +66,16 @@ class Project:
     seeds: dict[int, int] = field(default_factory=dict)
     bank: IdentityBank | None = None
     layout: str | None = None
+    # The story the identity bank is drawn from: the run's story, which differs from ``story`` once an
+    # identity panel was redrawn with another seed or prompt. None: ``story`` itself.
+    bank_story: Story | None = None
 
 
-def save_project(project: Project, path: str | os.PathLike) -> Path:
-    """Write the project ZIP atomically, streaming the bank from a temporary file (it can be GBs)."""
+def save_project(project: Project, path: str | os.PathLike, include_bank: bool = False) -> Path:
+    """Write the project ZIP atomically; with ``include_bank`` also the identity bank, streamed from a
+    temporary file (it can be GBs). Without it the bank is rebuilt from ``bank_story`` when needed."""
     path = Path(path)
+    with_bank = include_bank and project.bank is not None and len(project.bank) > 0
     document: dict[str, Any] = {
         "format": PROJECT_FORMAT,
         "story": project.story.to_dict(),
@@ -78,7 +86,8 @@ def save_project(project: Project, path: str | os.PathLike) -> Path:
             {"panel": index + 1, "file": f"panels/{panel_filename(index)}", "seed": project.seeds.get(index)}
             for index in sorted(project.panels)
         ],
-        "identity_bank": BANK_NAME if project.bank is not None and len(project.bank) else None,
+        "identity_bank": BANK_NAME if with_bank else None,
+        "bank_story": project.bank_story.to_dict() if project.bank_story is not None else None,
     }
     with (
         atomic_path(path) as temporary,
@@ -90,7 +99,7 @@ def save_project(project: Project, path: str | os.PathLike) -> Path:
             png = io.BytesIO()
             project.panels[index].save(png, format="PNG")
             archive.writestr(f"panels/{panel_filename(index)}", png.getvalue(), zipfile.ZIP_STORED)
-        if document["identity_bank"]:
+        if with_bank:
             bank_path = Path(folder) / BANK_NAME
             project.bank.save(bank_path)
             archive.write(bank_path, BANK_NAME, zipfile.ZIP_STORED)
@@ -129,13 +138,14 @@ def load_project(path: str | os.PathLike, limits: ProjectLimits | None = None) -
                 "a project file may have"
             )
         panels, seeds = _read_panels(archive, members, document, len(story.panels), label, limits)
+        bank_story = _read_bank_story(document, story, label)
         bank = None
         if document.get("identity_bank"):
             if document["identity_bank"] != BANK_NAME or BANK_NAME not in members:
                 raise ProjectError(f"{label}: the identity bank it names is missing")
             bank = _read_bank(archive, members[BANK_NAME], label, limits.max_total_bytes)
     model, layout = _read_names(document, label)
-    return Project(story, settings, model, panels, seeds, bank, layout)
+    return Project(story, settings, model, panels, seeds, bank, layout, bank_story)
 
 
 def _read_names(document: dict[str, Any], label: str) -> tuple[str, str | None]:
@@ -173,6 +183,25 @@ def _read_story(document: dict[str, Any], label: str) -> tuple[Story, Generation
         raise ProjectError(f"{label}: {error}") from None
     story.settings = settings
     return story, settings
+
+
+def _read_bank_story(document: dict[str, Any], story: Story, label: str) -> Story | None:
+    """The story the bank is drawn from, checked as a story file is: the same cast and panel count as the
+    project's story, since it only ever differs from it in the prompts and seeds of redrawn panels."""
+    data = document.get("bank_story")
+    if data is None:
+        return None
+    try:
+        bank_story = Story.from_dict(data)
+    except (StoryError, SettingsError) as error:
+        raise ProjectError(f"{label}: {PROJECT_JSON}: bank_story: {error}") from None
+    if bank_story.characters != story.characters or len(bank_story.panels) != len(story.panels):
+        raise ProjectError(
+            f"{label}: {PROJECT_JSON}: bank_story does not match the story: it must have the same characters "
+            "and as many panels"
+        )
+    bank_story.settings = story.settings
+    return bank_story
 
 
 def _read_panels(

@@ -2,11 +2,13 @@
 
 A session owns a run folder in the same format as the CLI's ``--out`` (panels/, story.json), so
 every capability of the UI is the library's: generating, regenerating one panel with the kept
-identity bank, re-typesetting pages, exporting, saving and loading project files.
+identity bank (rebuilt exactly from the run's story when a project was saved without it),
+re-typesetting pages, exporting, saving and loading project files.
 """
 
 from __future__ import annotations
 
+import copy
 import secrets
 import shutil
 import tempfile
@@ -21,6 +23,7 @@ from .bank import IdentityBank
 from .errors import StoryDiffusionError
 from .layout.compose import ComposeResult, check_options, compose_run
 from .pipeline import PanelImage, StoryPipeline, StoryResult
+from .planning import identity_sets
 from .project import Project, ProjectLimits, load_project, save_project
 from .rundir import PANELS_DIR, VIDEO_DIR, save_panel, save_result
 from .settings import DEFAULT_FPS, DEFAULT_FRAMES, GenerationSettings
@@ -63,6 +66,9 @@ class StudioSession:
     cancel: threading.Event = field(default_factory=threading.Event)
     running: bool = False
     pages: ComposeResult | None = None
+    # The story the identity bank is drawn from: the run's, kept as it was when later redraws edit
+    # ``story``, so a bank rebuilt after loading a project without it is the bank the run made.
+    bank_story: Story | None = None
     _drawn: dict[int, PanelImage] = field(default_factory=dict, repr=False)  # panels of the run in progress
 
     @property
@@ -86,6 +92,7 @@ class StudioSession:
         shutil.rmtree(self.run_dir, ignore_errors=True)
         (self.run_dir / PANELS_DIR).mkdir(parents=True)
         self.story, self.model, self.result, self.pages, self._drawn = story, model, None, None, {}
+        self.bank_story = copy.deepcopy(story)
         with self._work() as cancel:
             for event in stream_generation(pipeline.generate, cancel, story=story, settings=settings):
                 if isinstance(event, PanelDone):
@@ -115,19 +122,19 @@ class StudioSession:
     def regenerate_panel(
         self, pipeline: StoryPipeline, index: int, prompt: str | None = None, seed: int | None = None
     ) -> PanelImage:
-        """Redraw one panel (new seed and/or edited prompt) reading the kept identity bank."""
+        """Redraw one panel (new seed and/or edited prompt) reading the session's identity bank.
+
+        A bank that lacks a character of the panel (a project loaded without its bank) first gets that
+        character's identity set drawn from ``bank_story``: the same images the run drew, so the redraw
+        is the one the session that kept its bank would make, pixel for pixel.
+        """
         if self.result is None or self.story is None:
             raise StoryDiffusionError("generate the story first, then regenerate single panels")
         if not 0 <= index < len(self.story.panels):
             raise StoryDiffusionError(f"there is no panel {index + 1}: the story has {len(self.story.panels)} panels")
-        story = Story.from_dict(self.story.to_dict())
-        story.settings = self.result.settings
-        if prompt is not None and prompt.strip() and prompt.strip() != story.panels[index].prompt:
-            edited = story_from_text(story_to_text(story)[0], prompt.strip()).panels[0]
-            edited.caption, edited.dialogue = story.panels[index].caption, story.panels[index].dialogue
-            story.panels[index] = edited
-        story.panels[index].seed = seed if seed is not None else random_seed()
-        result = pipeline.generate(story, self.result.settings, panels=[index], bank=self.result.bank)
+        story = self._redrawn_story(index, prompt, seed)
+        bank = self._bank_holding(pipeline, story.panels[index].characters)
+        result = pipeline.generate(story, self.result.settings, panels=[index], bank=bank)
         panel = result.panel(index)
         self.story = story
         self.result.story = story
@@ -139,6 +146,31 @@ class StudioSession:
         self.result.warnings = result.warnings
         save_result(self.result, self.run_dir)
         return panel
+
+    def _redrawn_story(self, index: int, prompt: str | None, seed: int | None) -> Story:
+        """A copy of the story with panel ``index`` given its new seed and, when edited, its new prompt."""
+        story = Story.from_dict(self.story.to_dict())
+        story.settings = self.result.settings
+        if prompt is not None and prompt.strip() and prompt.strip() != story.panels[index].prompt:
+            edited = story_from_text(story_to_text(story)[0], prompt.strip()).panels[0]
+            edited.caption, edited.dialogue = story.panels[index].caption, story.panels[index].dialogue
+            story.panels[index] = edited
+        story.panels[index].seed = seed if seed is not None else random_seed()
+        return story
+
+    def _bank_holding(self, pipeline: StoryPipeline, names: tuple[str, ...]) -> IdentityBank | None:
+        """The session's bank, with the identity sets of ``names`` it lacks drawn in from ``bank_story``
+        and kept for later redraws (in modes without a bank: None, as the pipeline expects)."""
+        settings = self.result.settings
+        if settings.mode != "identity":
+            return self.result.bank
+        bank = self.result.bank if self.result.bank is not None else IdentityBank()
+        source = self.bank_story if self.bank_story is not None else self.story
+        panels = _identity_panels_of(source, settings, [name for name in names if name not in bank.characters])
+        if panels:
+            bank = pipeline.generate(source, settings, panels=panels, bank=bank).bank
+        self.result.bank = bank
+        return bank
 
     # -- pages and files ----------------------------------------------------------------------
     def retypeset(
@@ -181,7 +213,9 @@ class StudioSession:
         current.title = story.title
         save_result(self.result, self.run_dir)
 
-    def save_project(self) -> Path:
+    def save_project(self, include_bank: bool = False) -> Path:
+        """The project ZIP: story, settings, seeds and panels (a few MB). The identity bank (hundreds of MB)
+        only with ``include_bank``: ``regenerate_panel`` rebuilds it exactly from ``bank_story`` and the seeds."""
         if self.result is None:
             raise StoryDiffusionError("there is nothing to save yet: generate the story first")
         project = Project(
@@ -192,12 +226,15 @@ class StudioSession:
             seeds={p.index: p.seed for p in self.result.panels},
             bank=self.result.bank,
             layout=self.layout,
+            bank_story=self.bank_story,
         )
         (self.workdir / DOWNLOADS_DIR).mkdir(exist_ok=True)
-        return save_project(project, self.workdir / DOWNLOADS_DIR / f"{_slug(self.story.title)}-project.zip")
+        path = self.workdir / DOWNLOADS_DIR / f"{_slug(self.story.title)}-project.zip"
+        return save_project(project, path, include_bank=include_bank)
 
     def load_project(self, path: str | Path, pipeline: StoryPipeline, limits: ProjectLimits | None = None) -> Project:
-        """Continue a saved project: its panels, seeds and bank become this session's.
+        """Continue a saved project: its panels, seeds and bank become this session's. A project saved
+        without its bank gets it back on the first ``regenerate_panel`` that needs it.
 
         ``limits`` bound what the archive may unpack to (a shared server ties them to its upload limit).
         """
@@ -217,12 +254,13 @@ class StudioSession:
             for i, image in sorted(project.panels.items())
         ]
         self.story, self.model, self.layout = project.story, project.model, project.layout or self.layout
+        self.bank_story = project.bank_story if project.bank_story is not None else copy.deepcopy(project.story)
         self.result = StoryResult(
             story=project.story,
             settings=project.settings,
             model=pipeline.spec,
             panels=panels,
-            bank=project.bank or IdentityBank(),
+            bank=project.bank,
         )
         save_result(self.result, self.run_dir)
         return project
@@ -299,6 +337,14 @@ class Downloads:
 
     def as_tuple(self) -> tuple[list[str], str | None, str | None, str | None]:
         return self.pages, self.pdf, self.cbz, self.panels_zip
+
+
+def _identity_panels_of(story: Story, settings: GenerationSettings, names: list[str]) -> list[int]:
+    """One panel per character whose drawing draws that character's identity set: its first identity
+    panel (drawn in the set itself, at no extra cost), else the first panel that shows it."""
+    sets, shown_in = identity_sets(story, settings), story.character_panels()
+    panels = [(sets.get(name) or shown_in.get(name) or [None])[0] for name in names]
+    return sorted({index for index in panels if index is not None})
 
 
 def _slug(title: str) -> str:

@@ -1,5 +1,6 @@
 """Project files: round trip, and refusal of anything that is not one."""
 
+import dataclasses
 import json
 import pickle
 import zipfile
@@ -13,7 +14,7 @@ from storydiffusion.bank import IdentityBank
 from storydiffusion.errors import ProjectError
 from storydiffusion.project import Project, ProjectLimits, load_project, save_project
 from storydiffusion.settings import GenerationSettings
-from storydiffusion.story import story_from_text
+from storydiffusion.story import Story, story_from_text
 
 
 def make_project(with_bank=True):
@@ -33,7 +34,7 @@ def make_project(with_bank=True):
 
 def test_project_round_trip(tmp_path):
     original = make_project()
-    path = save_project(original, tmp_path / "story.zip")
+    path = save_project(original, tmp_path / "story.zip", include_bank=True)
     loaded = load_project(path)
     assert loaded.story.to_dict() == original.story.to_dict()
     assert loaded.settings == original.settings and loaded.model == "tiny-sdxl" and loaded.layout == "classic"
@@ -49,6 +50,101 @@ def test_project_round_trip(tmp_path):
 def test_project_without_bank(tmp_path):
     loaded = load_project(save_project(make_project(with_bank=False), tmp_path / "p.zip"))
     assert loaded.bank is None and len(loaded.panels) == 2
+
+
+def members_of(path):
+    with zipfile.ZipFile(path) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def rezipped(path, members):
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def test_by_default_a_project_leaves_its_bank_out_and_weighs_a_fraction_of_one_with_it(tmp_path):
+    project = make_project()
+    project.bank.put(0, 1, 2, torch.rand(2, 256, 256))  # a bank is large next to the PNGs, as a real one is
+    bankless = save_project(project, tmp_path / "small.zip")
+    with_bank = save_project(project, tmp_path / "big.zip", include_bank=True)
+    assert not [name for name in members_of(bankless) if name.endswith(".safetensors")]
+    assert json.loads(members_of(bankless)["project.json"])["identity_bank"] is None
+    assert load_project(bankless).bank is None
+    assert bankless.stat().st_size * 10 < with_bank.stat().st_size
+    assert torch.equal(load_project(with_bank).bank.get(0, 1, 2, torch.device("cpu")), project.bank.get(0, 1, 2, "cpu"))
+
+
+def test_every_setting_the_studio_shows_is_restored(tmp_path):
+    settings = GenerationSettings(
+        style="manga",
+        negative_prompt="blurry, extra fingers",
+        steps=7,
+        guidance=3.5,
+        width=128,
+        height=192,
+        seed=2**40 + 3,
+        sampling_rate={1: 0.3, 2: 0.6},
+        id_images=2,
+        window=3,
+        mode="window",
+        first_consistent_step=1,
+        random_skip_early=0.2,
+        random_skip_late=0.1,
+        scheduler="euler",
+        max_panels=50,
+    )
+    defaults = GenerationSettings()
+    assert all(getattr(settings, f.name) != getattr(defaults, f.name) for f in dataclasses.fields(settings))
+    project = make_project(with_bank=False)
+    project.settings = settings
+    loaded = load_project(save_project(project, tmp_path / "p.zip"))
+    assert loaded.settings == settings and loaded.story.settings == settings
+    assert loaded.settings.sampling_rate == {1: 0.3, 2: 0.6}  # factors come back as numbers, not JSON's text keys
+    assert (loaded.model, loaded.layout, loaded.seeds, loaded.story.title) == (
+        "tiny-sdxl",
+        "classic",
+        {0: 11, 1: 12},
+        "Untitled story",
+    )
+
+
+def test_the_story_the_bank_is_drawn_from_is_kept(tmp_path):
+    project = make_project(with_bank=False)
+    project.bank_story = Story.from_dict(project.story.to_dict())
+    project.story.panels[0].seed = 77  # redrawn after the run: the bank still holds the run's panel
+    loaded = load_project(save_project(project, tmp_path / "p.zip"))
+    assert loaded.story.panels[0].seed == 77 and loaded.bank_story.panels[0].seed is None
+    assert loaded.bank_story.settings == loaded.settings
+
+
+def test_a_project_from_before_bank_stories_loads_with_its_bank(tmp_path):
+    members = members_of(save_project(make_project(), tmp_path / "new.zip", include_bank=True))
+    document = json.loads(members["project.json"])
+    del document["bank_story"]
+    loaded = load_project(rezipped(tmp_path / "old.zip", {**members, "project.json": json.dumps(document)}))
+    assert loaded.bank_story is None and loaded.bank.characters == {"Bob": [0]}
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda story: story.update(characters={"Bob": "a man in a blue coat"}), "does not match the story"),
+        (lambda story: story["characters"].update(Eve="a woman"), "does not match the story"),
+        (lambda story: story["panels"].pop(), "does not match the story"),
+        (lambda story: story.update(panels="many"), "project.json: bank_story: "),
+    ],
+)
+def test_a_bank_story_that_is_not_the_projects_is_refused(change, expected, tmp_path):
+    project = make_project(with_bank=False)
+    project.bank_story = project.story
+    members = members_of(save_project(project, tmp_path / "good.zip"))
+    document = json.loads(members["project.json"])
+    change(document["bank_story"])
+    path = rezipped(tmp_path / "bad.zip", {**members, "project.json": json.dumps(document)})
+    with pytest.raises(ProjectError, match=rf"^bad\.zip: .*{expected}"):
+        load_project(path)
 
 
 def test_a_pickle_is_refused(tmp_path):
@@ -67,7 +163,7 @@ def test_a_zip_without_project_json_is_refused(tmp_path):
 
 
 def test_wrong_format_and_broken_members_are_refused(tmp_path):
-    good = save_project(make_project(), tmp_path / "good.zip")
+    good = save_project(make_project(), tmp_path / "good.zip", include_bank=True)
     with zipfile.ZipFile(good) as archive:
         members = {name: archive.read(name) for name in archive.namelist()}
 

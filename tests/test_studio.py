@@ -1,10 +1,13 @@
 """The studio session behind the web app: every UI action as a library call."""
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+from safetensors.torch import load_file
 
 from storydiffusion.errors import StoryDiffusionError, is_out_of_memory
 from storydiffusion.settings import SETTING_RANGES, GenerationSettings
@@ -88,7 +91,7 @@ def test_regenerate_one_panel_changes_only_that_panel(session, tiny_sdxl):
 
 
 def test_project_round_trip_continues_in_a_new_session(session, tiny_sdxl, tmp_path):
-    path = session.save_project()
+    path = session.save_project(include_bank=True)
     assert path.suffix == ".zip"
     other = StudioSession(workdir=tmp_path / "other")
     project = other.load_project(path, tiny_sdxl)
@@ -100,6 +103,40 @@ def test_project_round_trip_continues_in_a_new_session(session, tiny_sdxl, tmp_p
     assert (
         np.abs(np.asarray(redrawn.image, dtype=int) - np.asarray(session.result.panel(0).image, dtype=int)).max() <= 1
     )
+    assert other.result.bank is project.bank  # a project that carries its bank is read with it, not rebuilt
+
+
+def bank_tensors(bank, path):
+    """The tokens of a bank as its safetensors file holds them, by ``source.step.layer``."""
+    bank.save(path)
+    return load_file(path)
+
+
+def test_a_project_without_its_bank_redraws_a_panel_exactly_as_the_session_that_kept_it(session, tiny_sdxl, tmp_path):
+    session.regenerate_panel(tiny_sdxl, 0, seed=77)  # Mia's identity panel gets a new seed; her bank stays the run's
+    path = session.save_project()
+    with zipfile.ZipFile(path) as archive:
+        assert not [name for name in archive.namelist() if name.endswith(".safetensors")]
+    other = StudioSession(workdir=tmp_path / "other")
+    other.load_project(path, tiny_sdxl)
+    assert other.result.bank is None
+    kept = session.regenerate_panel(tiny_sdxl, 2, seed=5)  # Mia and Leo: reads both identity sets
+    rebuilt = other.regenerate_panel(tiny_sdxl, 2, seed=5)
+    assert rebuilt.image.tobytes() == kept.image.tobytes()
+    bank = other.result.bank
+    assert bank.characters == session.result.bank.characters
+    made, remade = bank_tensors(session.result.bank, tmp_path / "made.st"), bank_tensors(bank, tmp_path / "remade.st")
+    assert made.keys() == remade.keys() and all(torch.equal(made[key], remade[key]) for key in made)
+    other.regenerate_panel(tiny_sdxl, 1, seed=9)
+    assert other.result.bank is bank  # rebuilt once, then kept for later redraws
+
+
+def test_a_project_without_its_bank_is_a_small_fraction_of_one_with_it(session):
+    bankless = session.save_project().read_bytes()
+    with_bank = session.save_project(include_bank=True)
+    with zipfile.ZipFile(with_bank) as archive:
+        assert "identity_bank.safetensors" in archive.namelist()
+    assert len(bankless) * 10 < with_bank.stat().st_size
 
 
 def test_stop_keeps_the_panels_already_made(tmp_path, tiny_sdxl):
