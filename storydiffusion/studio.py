@@ -13,7 +13,7 @@ import secrets
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +22,7 @@ from .atomic import atomic_write_bytes
 from .bank import IdentityBank
 from .errors import StoryDiffusionError
 from .layout.compose import ComposeResult, check_options, compose_run
-from .pipeline import PanelImage, StoryPipeline, StoryResult
+from .pipeline import PanelImage, Progress, StoryPipeline, StoryResult
 from .planning import identity_sets
 from .project import Project, ProjectLimits, load_project, save_project
 from .rundir import PANELS_DIR, VIDEO_DIR, save_panel, save_result
@@ -120,7 +120,13 @@ class StudioSession:
             self.running = False
 
     def regenerate_panel(
-        self, pipeline: StoryPipeline, index: int, prompt: str | None = None, seed: int | None = None
+        self,
+        pipeline: StoryPipeline,
+        index: int,
+        prompt: str | None = None,
+        seed: int | None = None,
+        caption: str | None = None,
+        callback: Callable[[Progress], None] | None = None,
     ) -> PanelImage:
         """Redraw one panel (new seed and/or edited prompt) reading the session's identity bank.
 
@@ -132,9 +138,9 @@ class StudioSession:
             raise StoryDiffusionError("generate the story first, then regenerate single panels")
         if not 0 <= index < len(self.story.panels):
             raise StoryDiffusionError(f"there is no panel {index + 1}: the story has {len(self.story.panels)} panels")
-        story = self._redrawn_story(index, prompt, seed)
-        bank = self._bank_holding(pipeline, story.panels[index].characters)
-        result = pipeline.generate(story, self.result.settings, panels=[index], bank=bank)
+        story = self._redrawn_story(index, prompt, seed, caption)
+        bank = self._bank_holding(pipeline, story.panels[index].characters, callback)
+        result = pipeline.generate(story, self.result.settings, panels=[index], bank=bank, callback=callback)
         panel = result.panel(index)
         self.story = story
         self.result.story = story
@@ -147,8 +153,9 @@ class StudioSession:
         save_result(self.result, self.run_dir)
         return panel
 
-    def _redrawn_story(self, index: int, prompt: str | None, seed: int | None) -> Story:
-        """A copy of the story with panel ``index`` given its new seed and, when edited, its new prompt."""
+    def _redrawn_story(self, index: int, prompt: str | None, seed: int | None, caption: str | None) -> Story:
+        """A copy of the story with panel ``index`` given its new seed and, when edited, its new prompt
+        and caption (``caption=""`` removes it; None keeps it)."""
         story = Story.from_dict(self.story.to_dict())
         story.settings = self.result.settings
         if prompt is not None and prompt.strip() and prompt.strip() != story.panels[index].prompt:
@@ -156,9 +163,13 @@ class StudioSession:
             edited.caption, edited.dialogue = story.panels[index].caption, story.panels[index].dialogue
             story.panels[index] = edited
         story.panels[index].seed = seed if seed is not None else random_seed()
+        if caption is not None:
+            story.panels[index].caption = caption.strip() or None
         return story
 
-    def _bank_holding(self, pipeline: StoryPipeline, names: tuple[str, ...]) -> IdentityBank | None:
+    def _bank_holding(
+        self, pipeline: StoryPipeline, names: tuple[str, ...], callback: Callable[[Progress], None] | None = None
+    ) -> IdentityBank | None:
         """The session's bank, with the identity sets of ``names`` it lacks drawn in from ``bank_story``
         and kept for later redraws (in modes without a bank: None, as the pipeline expects)."""
         settings = self.result.settings
@@ -168,7 +179,7 @@ class StudioSession:
         source = self.bank_story if self.bank_story is not None else self.story
         panels = _identity_panels_of(source, settings, [name for name in names if name not in bank.characters])
         if panels:
-            bank = pipeline.generate(source, settings, panels=panels, bank=bank).bank
+            bank = pipeline.generate(source, settings, panels=panels, bank=bank, callback=callback).bank
         self.result.bank = bank
         return bank
 

@@ -52,14 +52,14 @@ MAX_BOX_CHARS = 200_000  # one text box: far above any story, far below what wou
 _EMPTY_MEANS_ZERO = ("seed",)  # a number box the user may clear; sliders always hold a value
 
 
-def setting_value(name: str, value: Any) -> int | float:
+def setting_value(name: str, value: Any, label: str | None = None) -> int | float:
     """A widget's number as the setting wants it, checked against SETTING_RANGES under the widget's label.
 
     Values also arrive from API clients, so anything that is not a number is refused by name here,
-    before Gradio or the settings see it. Integers are rounded (sliders send floats), except whole
+    before Gradio or the settings see it (``label`` names a second widget of the same setting). Integers are rounded (sliders send floats), except whole
     ints, which pass as they are (big seeds must not pass through a float).
     """
-    allowed, label = SETTING_RANGES[name], SETTING_LABELS[name]
+    allowed, label = SETTING_RANGES[name], label or SETTING_LABELS[name]
     if (value is None or value == "") and name in _EMPTY_MEANS_ZERO:
         return 0
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -78,6 +78,15 @@ def text_value(label: str, value: Any) -> str:
         raise StoryDiffusionError(f"{label}: expected text, got {type(value).__name__} {shown(value)}")
     if len(value) > MAX_BOX_CHARS:
         raise StoryDiffusionError(f"{label}: {len(value)} characters is too long (at most {MAX_BOX_CHARS})")
+    return value
+
+
+def checkbox_value(label: str, value: Any) -> bool:
+    """A checkbox: true or false (None, as an API client may send, is unticked); nothing else."""
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise StoryDiffusionError(f"{label}: expected true or false, got {type(value).__name__} {shown(value)}")
     return value
 
 
@@ -268,6 +277,26 @@ def run_buttons(running: bool) -> tuple[dict, dict]:
     return gr.update(interactive=not running), gr.update(interactive=running)
 
 
+def panel_for_editing(story: Story, panels: Sequence[PanelImage], number: int) -> tuple[int, str, str, int | None]:
+    """The editor's fields for 1-based panel ``number``: its number, prompt (with ``[Name]`` tags, as in the
+    Story box), caption and the seed it was drawn with (None for a panel not drawn yet)."""
+    if not 1 <= number <= len(story.panels):
+        raise StoryDiffusionError(f"Panel: there is no panel {number}; the story has {len(story.panels)} panels")
+    panel = story.panels[number - 1]
+    seeds = {drawn.index: drawn.seed for drawn in panels}
+    return number, panel.prompt, panel.caption or "", seeds.get(number - 1)
+
+
+def redraw_settings_note(settings: GenerationSettings) -> str:
+    """Which settings a redraw uses: the story's own, so the characters stay who they were."""
+    rate = settings.sampling_rate if isinstance(settings.sampling_rate, (int, float)) else "per layer"
+    return (
+        f"Redrawn with the settings the story was drawn with, so its characters stay the same: "
+        f"{settings.steps} steps, guidance {settings.guidance:g}, {settings.width}×{settings.height}, "
+        f"sampling rate {rate}, style {settings.style or 'default'}. To change them, press Generate."
+    )
+
+
 def regenerated_message(number: int) -> str:
     return f"Panel {number} redrawn."
 
@@ -283,8 +312,23 @@ def layout_chosen_message(layout: str, typeset: bool) -> str:
     return f"Layout {layout}: the pages are typeset with it when the story is generated."
 
 
-def loaded_message(story: Story, panels: int) -> str:
-    return f"Loaded project {story.title!r}: {panels} panels."
+def loaded_message(story: Story, panels: int, model_note: str = "") -> str:
+    return f"Loaded project {story.title!r}: {panels} panels.{model_note}"
+
+
+def loaded_settings(settings: GenerationSettings, model: str, offered: Sequence[str]) -> tuple[tuple, str]:
+    """The widget values a loaded project restores (style, model, negative prompt, then UI_SETTINGS),
+    and a note when its model is not offered here (the page's choice is kept, so redraws may differ)."""
+    from gradio import skip
+
+    numbers = []
+    for name in UI_SETTINGS:
+        value = getattr(settings, name)
+        numbers.append(skip() if value is None or isinstance(value, dict) else value)  # a per-layer rate: no slider
+    style = settings.style or load_styles()[1]
+    note = "" if model in offered else f" It was made with the model {model!r}, which this studio does not offer."
+    shown_model = model if model in offered else skip()
+    return (style, shown_model, settings.negative_prompt or "", *numbers), note
 
 
 def animation_note(start: int, end: int, result: AnimationResult) -> str:

@@ -36,8 +36,20 @@ KEYBOARD_SHORTCUTS = """
 """
 
 
-# At phone width a gallery's fixed columns would push panels past its right edge: let them wrap instead.
+# Text dark enough for WCAG AA contrast (4.5:1): subdued hints and slider ends, white on the buttons, the
+# selected tab;
+# at phone width a gallery's fixed columns would push panels past its right edge: let them wrap instead.
 STUDIO_CSS = """
+.gradio-container {
+  --body-text-color-subdued: #5d5d68;
+  --color-accent: #c2410c;
+  --button-primary-background-fill: #c2410c;
+  --button-primary-background-fill-hover: #9a3412;
+  --button-cancel-background-fill: #b91c1c;
+  --button-cancel-background-fill-hover: #991b1b;
+}
+.gradio-container button[role="tab"].selected { color: #c2410c; }
+.dark .gradio-container { --body-text-color-subdued: #a9a9b4; }
 @media (max-width: 640px) {
   #panels .grid-container { grid-template-columns: repeat(auto-fill, minmax(88px, 1fr)) !important; }
   #pages .grid-container { grid-template-columns: repeat(auto-fill, minmax(140px, 1fr)) !important; }
@@ -115,15 +127,25 @@ class Results:
 
 @dataclass
 class PanelEditing:
+    editor: gr.Accordion
+    note: gr.Markdown
     number: gr.Number
+    seed: gr.Number
+    dice: gr.Button
     prompt: gr.Textbox
+    caption: gr.Textbox
     regenerate: gr.Button
     retypeset: gr.Button
+
+    def fields(self) -> list:
+        """What choosing a panel fills in (``text.panel_for_editing``'s order), then the settings note."""
+        return [self.number, self.prompt, self.caption, self.seed, self.note]
 
 
 @dataclass
 class ProjectFiles:
     save: gr.Button
+    include_bank: gr.Checkbox
     upload: gr.File
 
 
@@ -229,13 +251,17 @@ def results_panel() -> Results:
 
 
 def panel_editing() -> PanelEditing:
-    with gr.Accordion("Change one panel or the lettering", open=False):
+    with gr.Accordion("Change one panel or the lettering", open=False, elem_id="panel-editor") as editor:
+        note = gr.Markdown("Click a panel in the gallery to edit it.", elem_id="redraw-note")
         with gr.Row():
             number = gr.Number(value=1, precision=0, minimum=1, label="Panel", elem_id="panel-number")
-            prompt = gr.Textbox(label="New prompt (empty: keep it, new seed)", scale=3, elem_id="new-prompt")
+            seed = gr.Number(value=None, precision=0, label="Panel seed (empty: a new one)", elem_id="panel-seed")
+            dice = gr.Button("🎲 New panel seed", scale=0, elem_id="panel-dice")
+        prompt = gr.Textbox(label="Prompt ([Name] for each character)", elem_id="new-prompt")
+        caption = gr.Textbox(label="Caption", elem_id="new-caption")
         regenerate = gr.Button("Regenerate panel", elem_id="regenerate")
         retypeset = gr.Button("Re-typeset pages (layout, captions, speech)", elem_id="retypeset")
-    return PanelEditing(number, prompt, regenerate, retypeset)
+    return PanelEditing(editor, note, number, seed, dice, prompt, caption, regenerate, retypeset)
 
 
 class AnyUploadValue(GradioRootModel):
@@ -248,10 +274,15 @@ class AnyUploadValue(GradioRootModel):
 
 def project_panel() -> ProjectFiles:
     with gr.Accordion("Save or continue a project", open=False):
+        include_bank = gr.Checkbox(
+            False,
+            label="Include the identity bank (hundreds of MB; left out, it is rebuilt exactly from the seeds)",
+            elem_id="include-bank",
+        )
         save = gr.Button("Download project")
         upload = gr.File(label="Load a project file (.zip)", file_types=[".zip"], type="filepath", elem_id="upload")
         upload.data_model = AnyUploadValue  # the studio checks the value itself (events take raw values)
-    return ProjectFiles(save, upload)
+    return ProjectFiles(save, include_bank, upload)
 
 
 def animate_tab() -> AnimateTab:

@@ -314,7 +314,31 @@ def test_choosing_a_layout_before_generating_is_remembered_not_an_error(page):
     assert re.search(r"Done: 3 of 3 panels", page.inner_text("#status"))
 
 
+def open_options(page) -> list[str]:
+    """The dropdown options a user sees now (an open list)."""
+    return page.evaluate(
+        "[...document.querySelectorAll('[role=option]')].filter(e => e.getClientRects().length)"
+        ".map(e => e.getAttribute('aria-label'))"
+    )
+
+
+def choose(page, dropdown: str, option: str) -> None:
+    """Pick ``option`` in a dropdown the way a mouse user does; the list closes after the choice."""
+    page.click(f"{dropdown} input")
+    page.locator(f"{dropdown} [role=option][aria-label='{option}']").click()
+    page.wait_for_function(f"document.querySelector('{dropdown} input').value === '{option}'", timeout=10_000)
+    page.wait_for_function(
+        "![...document.querySelectorAll('[role=option]')].some(e => e.getClientRects().length)", timeout=10_000
+    )
+
+
 def test_a_saved_project_loads_in_another_users_session_on_a_phone(page, browser, studio_url, tmp_path):
+    choose(page, "#style", "manga")
+    choose(page, "#layout", "manga")
+    page.get_by_text("Advanced").click()
+    steps = page.locator("#steps input[type=number]")
+    steps.fill("3")
+    steps.press("Enter")
     generate_story(page)
     page.get_by_text("Save or continue a project").click()
     page.get_by_text("Download project").click()
@@ -335,6 +359,9 @@ def test_a_saved_project_loads_in_another_users_session_on_a_phone(page, browser
         )
         assert other.input_value("#title textarea, #title input") == "Kite Day"
         assert other.locator("#panels img").count() >= 3
+        assert other.input_value("#layout input") == "manga" and other.input_value("#style input") == "manga"
+        other.get_by_text("Advanced").click()
+        assert other.input_value("#steps input[type=number]") == "3"  # every setting, not only the texts
     finally:
         other.context.close()
 
@@ -374,6 +401,42 @@ def test_a_panel_redrawn_from_an_edited_prompt_updates_the_story_and_pages_types
     assert lines[1] == "[Leo] sleeps under a tree # Leo preferred books." and lines[0] == STORY.split("\n")[0]
     page.click("#retypeset")
     page.get_by_text("Pages typeset with the classic layout.").wait_for(timeout=60_000)
+
+
+def watch_for_progress_on_the_status_line(page) -> None:
+    """From now on, window.progressSeen turns true once a progress bar shows on the status line."""
+    page.evaluate(
+        """() => { window.progressSeen = false;
+        const seen = () => { if ([...document.querySelectorAll('#status .wrap')].some(
+            w => !w.classList.contains('hide'))) window.progressSeen = true; };
+        new MutationObserver(seen).observe(document.body, {subtree: true, attributes: true, childList: true}); }"""
+    )
+
+
+def test_clicking_a_panel_opens_the_editor_with_its_prompt_caption_and_seed(page):
+    generate_story(page)
+    page.locator("#panels img").nth(1).click()
+    page.keyboard.press("Escape")  # close the gallery's preview
+    page.wait_for_function(
+        "document.querySelector('#new-prompt textarea').value === '[Leo] reads under a tree'", timeout=30_000
+    )
+    assert page.input_value("#new-caption textarea") == "Leo preferred books."
+    drawn_with = page.input_value("#panel-seed input")
+    assert drawn_with.isdigit()
+    note = page.inner_text("#redraw-note")
+    assert "settings the story was drawn with" in note and "steps" in note and "64×64" in note
+    page.click("#panel-dice")
+    page.wait_for_function(f"document.querySelector('#panel-seed input').value !== {drawn_with!r}", timeout=10_000)
+    seed = page.locator("#panel-seed input")
+    seed.fill("1234")
+    seed.press("Tab")
+    page.fill("#new-caption textarea", "Leo loved books.")
+    watch_for_progress_on_the_status_line(page)
+    page.click("#regenerate")
+    page.get_by_text("Panel 2 redrawn.").wait_for(timeout=120_000)
+    assert page.evaluate("window.progressSeen"), "no progress was shown while the panel was redrawn"
+    lines = page.input_value("#story textarea").split("\n")
+    assert lines[1] == "[Leo] reads under a tree # Leo loved books." and page.input_value("#panel-seed input") == "1234"
 
 
 def test_an_example_sets_its_story_style_seed_and_layout(page):

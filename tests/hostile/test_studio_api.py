@@ -27,6 +27,7 @@ PUBLIC_ENDPOINTS = {
     "/check_story",
     "/generate",
     "/stop",
+    "/edit_panel",
     "/regenerate_panel",
     "/retypeset",
     "/change_layout",
@@ -126,7 +127,15 @@ def test_a_shared_server_offers_only_its_listed_models(server, model):
     [
         (
             "/regenerate_panel",
-            {"number": 1, "prompt": "", "model": OFFLINE_MODEL, "layout": "classic", "story_box": ""},
+            {
+                "number": 1,
+                "prompt": "",
+                "caption": None,
+                "seed": None,
+                "model": OFFLINE_MODEL,
+                "layout": "classic",
+                "story_box": "",
+            },
             "first",
         ),
         ("/retypeset", {**STORY, "layout": "classic"}, "no panels yet"),
@@ -134,10 +143,33 @@ def test_a_shared_server_offers_only_its_listed_models(server, model):
         ("/animate", {"from_panel": 1, "to_panel": 2, "frames": 4, "fps": 8}, "generate the story first"),
         (
             "/regenerate_panel",
-            {"number": "x", "prompt": "", "model": OFFLINE_MODEL, "layout": "classic", "story_box": ""},
+            {
+                "number": "x",
+                "prompt": "",
+                "caption": None,
+                "seed": None,
+                "model": OFFLINE_MODEL,
+                "layout": "classic",
+                "story_box": "",
+            },
             "Panel:",
         ),
         ("/change_layout", {"layout": "no-such"}, "Layout:"),
+        ("/edit_panel", {"number": "two"}, "Panel:"),
+        (
+            "/regenerate_panel",
+            {
+                "number": 1,
+                "prompt": "",
+                "caption": None,
+                "seed": -4,
+                "model": OFFLINE_MODEL,
+                "layout": "classic",
+                "story_box": "",
+            },
+            "Panel seed must be",
+        ),
+        ("/save_project", {"include_bank": "yes"}, "Include the identity bank:"),
         ("/pick_example", {"name": "no such example"}, "Examples:"),
         ("/load_project", {"path": None, "model": OFFLINE_MODEL, "layout": "classic"}, "Project: choose a file"),
         ("/animate", {"from_panel": 1, "to_panel": 2, "frames": "many", "fps": 8}, "Frames:"),
@@ -201,11 +233,20 @@ def test_a_fresh_client_makes_edits_saves_and_reloads_a_story(server, tmp_path):
         **STORY, **SMALL, model=OFFLINE_MODEL, layout="classic", api_name="/generate"
     )
     assert status.startswith("Done: 2 of 2 panels") and len(panels) == 2 and pages and pdf
+    number, prompt, caption, seed, note = maker.predict(2, api_name="/edit_panel")  # what the editor shows
+    assert (number, prompt, caption) == (2, "[Mia] sits", "Rest.") and isinstance(seed, int) and "2 steps" in note
     redrawn = maker.predict(
-        2, "[Mia] naps", OFFLINE_MODEL, "classic", STORY["story_text"], api_name="/regenerate_panel"
+        number=2,
+        prompt="[Mia] naps",
+        caption=None,  # None keeps the caption; text replaces it
+        seed=seed,
+        model=OFFLINE_MODEL,
+        layout="classic",
+        story_box=STORY["story_text"],
+        api_name="/regenerate_panel",
     )
-    assert redrawn[0] == "Panel 2 redrawn." and redrawn[-1] == "[Mia] runs\n[Mia] naps # Rest."
-    edited = {**STORY, "story_text": redrawn[-1].replace("Rest.", "A nap.")}  # the box as the page now shows it
+    assert redrawn[0] == "Panel 2 redrawn." and redrawn[-2] == "[Mia] runs\n[Mia] naps # Rest." and redrawn[-1] == seed
+    edited = {**STORY, "story_text": redrawn[-2].replace("Rest.", "A nap.")}  # the box as the page now shows it
     assert "manga" in maker.predict(**edited, layout="manga", api_name="/retypeset")[0]
     saved = maker.predict(api_name="/save_project")
     assert zipfile.is_zipfile(saved)
@@ -213,7 +254,18 @@ def test_a_fresh_client_makes_edits_saves_and_reloads_a_story(server, tmp_path):
     stranger = client(server)  # another user: none of the maker's work is theirs
     assert "nothing to save" in refusal(server, "/save_project")
     loaded = stranger.predict(gradio_client.handle_file(saved), OFFLINE_MODEL, "classic", api_name="/load_project")
-    assert loaded[0] == "Kite" and "2 panels" in loaded[4]
+    title, _, _, style, model, _, steps, _, width, height, seed, *_, layout, status = loaded[:16]
+    assert (title, style, model, steps, width, height, seed, layout) == (
+        "Kite",
+        "none",
+        OFFLINE_MODEL,
+        2,
+        64,
+        64,
+        3,
+        "manga",
+    )
+    assert status.startswith("Loaded project 'Kite': 2 panels")  # every setting back, as it was saved
 
 
 @pytest.mark.slow

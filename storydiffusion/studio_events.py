@@ -1,0 +1,387 @@
+"""The studio page's events: what each widget does, wired to the library (``app.py`` builds the page).
+
+Every action is registered through ``studio_errors.action``: the page's door shows a failure on the
+status line, the API's door (same name) raises it. Every event takes its widgets' raw values
+(preprocess=False) and checks them in ``studio_text``, so an API client sending a wrong type gets a
+message naming the field. The session state starts empty; ``session_of`` gives each user their own.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+from gradio.utils import get_upload_folder
+
+from . import studio_text as text
+from .model_pool import ModelPool
+from .project import ProjectLimits
+from .story import story_to_text
+from .streaming import PanelDone, RunFailed, RunFinished, StepDone
+from .studio import StudioSession, random_seed, session_of
+from .studio_errors import action
+from .studio_server import gpu_seconds_for
+from .studio_widgets import Studio
+
+try:  # Hugging Face ZeroGPU: GPU work runs inside spaces.GPU, for a time computed from the work; elsewhere a no-op.
+    import spaces
+
+    def gpu_task(function):
+        return spaces.GPU(duration=gpu_seconds_for(function))(function)
+
+except ImportError:
+
+    def gpu_task(function):
+        return function
+
+
+def show_filled(event, boxes: list) -> None:
+    """After ``event``, show each file box only once it holds a file (a private follow-up, so that the
+    event itself returns plain paths, as API clients want them)."""
+    event.then(text.shown_if_filled, boxes, boxes, queue=False, api_visibility="private")
+
+
+def start_if_checked(status: str):
+    """The page's gate between the check and the run: a failed check (its line starts with ⚠) stops the
+    chain silently (the status line already says why); a passed one turns Generate off and Stop on."""
+    if str(status or "").startswith("⚠"):
+        raise gr.Error("the story did not pass its check", visible=False, print_exception=False)
+    return text.run_buttons(True)
+
+
+def remember_story(demo: gr.Blocks, studio: Studio) -> None:
+    """Keep the title, characters and story in the browser's own storage, so a reload loses no typing.
+
+    Restored when the page loads; the server keeps nothing of it (the browser stores what it returns).
+    """
+    boxes = studio.inputs.texts()
+    saved = gr.BrowserState(["", "", ""], storage_key="storydiffusion-story")
+    gr.on(
+        [box.change for box in boxes],
+        lambda *texts: list(texts),
+        boxes,
+        saved,
+        queue=False,
+        trigger_mode="always_last",
+        api_visibility="private",
+    )
+    demo.load(text.restored_story, [saved], boxes, queue=False, api_visibility="private")
+
+
+def wire_story_inputs(studio: Studio, examples: dict[str, tuple], door: gr.Button) -> None:
+    inputs = studio.inputs
+    filled = [*inputs.texts(), inputs.style, studio.advanced.numbers["seed"], inputs.layout]
+
+    def pick_example(name):
+        """An example sets everything it needs: the texts, its style and seed, and a layout that suits it."""
+        if name is None or name == "":
+            return tuple(gr.skip() for _ in filled)
+        return examples[text.choice_value("Examples", name, list(examples))]
+
+    action(
+        inputs.example.change,
+        pick_example,
+        [inputs.example],
+        filled,
+        status=studio.results.status,
+        api_name="pick_example",
+        api_door=door,
+        queue=False,
+    )
+    studio.advanced.dice.click(random_seed, None, [studio.advanced.numbers["seed"]], queue=False)
+
+
+def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button) -> None:
+    inputs, results = studio.inputs, studio.results
+
+    def check_story(
+        title,
+        characters,
+        story_text,
+        style,
+        negative,
+        steps,
+        guidance,
+        width,
+        height,
+        seed,
+        sampling_rate,
+        id_images,
+        window,
+    ):
+        """Checked before the GPU queue, so a typo is reported at once and next to the status line."""
+        numbers = (steps, guidance, width, height, seed, sampling_rate, id_images, window)
+        settings = text.settings_from_ui(style, negative, numbers)
+        return text.queued_message(text.story_from_ui(title, characters, story_text, settings))
+
+    @gpu_task
+    def generate(
+        state,
+        title,
+        characters,
+        story_text,
+        style,
+        model,
+        layout,
+        negative,
+        steps,
+        guidance,
+        width,
+        height,
+        seed,
+        sampling_rate,
+        id_images,
+        window,
+        progress=gr.Progress(),
+    ):
+        numbers = (steps, guidance, width, height, seed, sampling_rate, id_images, window)
+        settings = text.settings_from_ui(style, negative, numbers)
+        story = text.story_from_ui(title, characters, story_text, settings)
+        layout = text.layout_value(layout)
+        session, pipeline = session_of(state), pool.get(model)
+        notice = text.notice_markdown(pool.notice(model))
+        nothing = ([], None, None, None)  # a new run: the last run's pages and files go
+        yield session, text.STARTING_MESSAGE, [], *nothing, notice
+        for event in session.generate(pipeline, story, settings, pool.check_choice(model)):
+            if isinstance(event, StepDone):
+                progress(event.progress.fraction, desc=text.step_message(event.progress))
+            elif isinstance(event, PanelDone):
+                done = text.panels_done_message(len(session.panels()), len(story.panels))
+                yield session, done, text.gallery_items(session.panels()), *nothing, notice
+            elif isinstance(event, RunFailed):
+                raise event.error
+            elif isinstance(event, RunFinished):
+                downloads = session.typeset_if_drawn(layout)  # a run stopped before its first panel has no pages
+                finished = text.finished_message(event.result, len(story.panels))
+                panels = text.gallery_items(session.panels())
+                yield session, finished, panels, *downloads.as_tuple(), notice
+
+    def stop(state: StudioSession | None) -> str:
+        stopping = state is not None and state.stop()
+        return text.STOPPING_MESSAGE if stopping else text.NOTHING_RUNNING_MESSAGE
+
+    story_widgets = [*inputs.texts(), inputs.style]
+    checked = action(
+        studio.buttons.generate.click,
+        check_story,
+        [*story_widgets, *studio.advanced.values()],
+        [results.status],
+        status=results.status,
+        api_name="check_story",
+        api_door=door,
+        concurrency_limit=None,
+    )
+    buttons = [studio.buttons.generate, studio.buttons.stop]
+    running = checked.success(start_if_checked, [results.status], buttons, queue=False, api_visibility="private")
+    run_ended = action(
+        running.success,
+        generate,
+        [studio.session, *story_widgets, inputs.model, inputs.layout, *studio.advanced.values()],
+        [studio.session, results.status, results.gallery, *results.downloads(), studio.notice],
+        status=results.status,
+        api_name="generate",
+        api_door=door,
+        concurrency_limit=1,
+        concurrency_id="gpu",
+    ).then(lambda: text.run_buttons(False), None, buttons, queue=False, api_visibility="private")
+    show_filled(run_ended, results.files())
+    # Stop skips the queue: it must reach a run even when the queue is full.
+    studio.buttons.stop.click(stop, [studio.session], [results.status], queue=False, api_name="stop")
+
+
+def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> None:
+    inputs, results, editing = studio.inputs, studio.results, studio.editing
+
+    @gpu_task
+    def regenerate_panel(state, number, prompt, caption, seed, model, layout, story_box, progress=gr.Progress()):
+        """Redraw one panel (the seed given, or a new one) and write its prompt and caption back to the
+        Story box, so that later re-typesetting reads the story as it now is."""
+        session, number = session_of(state), text.panel_number_from_ui(number)
+        prompt, layout = text.text_value("Prompt", prompt), text.layout_value(layout)
+        caption = None if caption is None else text.text_value("Caption", caption)
+        seed = None if seed is None or seed == "" else text.setting_value("seed", seed, "Panel seed")
+        panel = session.regenerate_panel(
+            pool.get(model),
+            number - 1,
+            prompt or None,
+            seed,
+            caption,
+            callback=lambda step: progress(step.fraction, desc=text.step_message(step)),
+        )
+        session.retypeset(layout)
+        panels = text.gallery_items(session.panels())
+        story_box = text.story_box_after_redraw(text.text_value("Story", story_box), session.story, number - 1)
+        downloads = session.downloads().as_tuple()
+        return session, text.regenerated_message(number), panels, *downloads, story_box, panel.seed
+
+    def retypeset(state, title, characters, story_text, layout):
+        session, layout = session_of(state), text.layout_value(layout)
+        session.retypeset(layout, text.story_from_ui(title, characters, story_text))
+        return session, text.typeset_message(layout), *session.downloads().as_tuple()
+
+    def change_layout(state, layout):
+        session, layout = session_of(state), text.layout_value(layout)
+        pages = session.choose_layout(layout)
+        return (
+            session,
+            text.layout_chosen_message(layout, pages is not None),
+            *session.downloads().as_tuple(),
+        )
+
+    def edit_panel(state, number):
+        """Fill the editor with a panel's prompt, caption and seed, and say which settings a redraw uses."""
+        session, number = session_of(state), text.panel_number_from_ui(number)
+        if session.story is None or session.result is None:  # nothing drawn yet: nothing to fill in
+            return (number, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
+        fields = text.panel_for_editing(session.story, session.panels(), number)
+        return (*fields, text.redraw_settings_note(session.result.settings), gr.Accordion(open=True))
+
+    def pick_panel(state, selected: gr.SelectData):
+        """Clicking a panel in the gallery opens the editor on it."""
+        return edit_panel(state, text.selected_panel_number(selected.index, selected.value))
+
+    editor_fields = [*editing.fields(), editing.editor]
+    private = {"queue": False, "api_visibility": "private"}
+    studio.results.gallery.select(pick_panel, [studio.session], editor_fields, **private)
+    action(
+        editing.number.input,
+        edit_panel,
+        [studio.session, editing.number],
+        editor_fields,
+        status=results.status,
+        api_name="edit_panel",
+        api_door=door,
+        queue=False,
+    )
+    editing.dice.click(random_seed, None, [editing.seed], **private)
+    regenerated = action(
+        editing.regenerate.click,
+        regenerate_panel,
+        [
+            studio.session,
+            editing.number,
+            editing.prompt,
+            editing.caption,
+            editing.seed,
+            inputs.model,
+            inputs.layout,
+            inputs.story,
+        ],
+        [studio.session, results.status, results.gallery, *results.downloads(), inputs.story, editing.seed],
+        status=results.status,
+        api_name="regenerate_panel",
+        api_door=door,
+        concurrency_limit=1,
+        concurrency_id="gpu",
+    )
+    retypeset_outputs = [studio.session, results.status, *results.downloads()]
+    retypeset_click = action(
+        editing.retypeset.click,
+        retypeset,
+        [studio.session, *inputs.texts(), inputs.layout],
+        retypeset_outputs,
+        status=results.status,
+        api_name="retypeset",
+        api_door=door,
+    )
+    layout_changed = action(
+        inputs.layout.input,  # the user's choice only: a project or example setting the layout typesets itself
+        change_layout,
+        [studio.session, inputs.layout],
+        retypeset_outputs,
+        status=results.status,
+        api_name="change_layout",
+        api_door=door,
+    )
+    for event in (regenerated, retypeset_click, layout_changed):
+        show_filled(event, results.files())
+
+
+def wire_project(studio: Studio, pool: ModelPool, limits: ProjectLimits | None, door: gr.Button) -> None:
+    inputs, results = studio.inputs, studio.results
+
+    def save_project(state, include_bank):
+        include_bank = text.checkbox_value("Include the identity bank", include_bank)
+        return str(session_of(state).save_project(include_bank=include_bank))
+
+    def load_project(state, path, model, layout):
+        """Gradio checks the upload (its size, that it is an uploaded file); the library checks the archive.
+        Every setting of the project comes back into the page, with its panels and pages."""
+        path = text.uploaded_path("Project", path, get_upload_folder())
+        session, layout = session_of(state), text.layout_value(layout)
+        project = session.load_project(path, pool.get(model), limits)
+        layout = project.layout or layout
+        session.retypeset(layout)
+        panels = session.panels()
+        offered = [project.model] if pool.allow_custom else pool.choices()
+        settings, model_note = text.loaded_settings(project.settings, project.model, offered)
+        return (
+            session,
+            project.story.title,
+            *story_to_text(project.story),
+            *settings,
+            layout,
+            text.loaded_message(project.story, len(panels), model_note),
+            text.gallery_items(panels),
+            *session.downloads().as_tuple(),
+        )
+
+    saved = action(
+        studio.project.save.click,
+        save_project,
+        [studio.session, studio.project.include_bank],
+        [results.project_file],
+        status=results.status,
+        api_name="save_project",
+        api_door=door,
+    )
+    show_filled(saved, [results.project_file])
+    loaded = action(
+        studio.project.upload.upload,
+        load_project,
+        [studio.session, studio.project.upload, inputs.model, inputs.layout],
+        [
+            studio.session,
+            *inputs.texts(),
+            inputs.style,
+            inputs.model,
+            *studio.advanced.values(),
+            inputs.layout,
+            results.status,
+            results.gallery,
+            *results.downloads(),
+        ],
+        status=results.status,
+        api_name="load_project",
+        api_door=door,
+    )
+    show_filled(loaded, results.files())
+
+
+def wire_animate(studio: Studio, pool: ModelPool, door: gr.Button) -> None:
+    tab = studio.animate
+
+    @gpu_task
+    def animate(state, from_panel, to_panel, frames, fps, progress=gr.Progress()):
+        start = text.panel_number_from_ui(from_panel, "From panel")
+        end = text.panel_number_from_ui(to_panel, "To panel")
+        frames, fps = text.setting_value("frames", frames), text.setting_value("fps", fps)
+        result = session_of(state).animate(
+            pool.transition(),
+            start,
+            end,
+            frames,
+            fps,
+            callback=lambda step: progress(*text.animation_progress(step.step, step.steps)),
+        )
+        return text.animation_note(start, end, result), str(result.mp4), str(result.gif)
+
+    action(
+        tab.animate.click,
+        animate,
+        [studio.session, tab.from_panel, tab.to_panel, tab.frames, tab.fps],
+        [tab.note, tab.video, tab.gif],
+        status=tab.note,
+        api_name="animate",
+        api_door=door,
+        concurrency_limit=1,
+        concurrency_id="gpu",
+    )
