@@ -27,6 +27,7 @@ from storydiffusion.studio_events import (  # noqa: E402
     wire_story_inputs,
 )
 from storydiffusion.studio_mcp import add_mcp_tools  # noqa: E402
+from storydiffusion.studio_reading import wire_reading  # noqa: E402
 from storydiffusion.studio_server import (  # noqa: E402
     CACHE_MAX_AGE_SECONDS,
     CACHE_SWEEP_SECONDS,
@@ -79,6 +80,7 @@ def build_app(pool: ModelPool, project_limits: ProjectLimits | None = None, mcp:
         wire_panel_editing(studio, pool, door)
         wire_project(studio, pool, project_limits, door)
         wire_animate(studio, pool, door)
+        wire_reading(studio)
         if mcp:
             add_mcp_tools(pool)
     return demo

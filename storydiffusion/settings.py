@@ -18,8 +18,6 @@ MAX_SEED = 2**63 - 1
 # Defaults of a transition clip (animate command and tab); their ranges are SETTING_RANGES' "frames" and "fps".
 DEFAULT_FRAMES = 16
 DEFAULT_FPS = 8.0
-# JavaScript numbers hold integers exactly only up to 2**53 - 1: a seed typed into the page stays below.
-MAX_BROWSER_INTEGER = 2**53 - 1
 # Longest text a setting or a story's text field may hold; the text encoder reads only the first 77 tokens.
 MAX_TEXT_CHARS = 20_000
 # Largest sampling-rate key: a layer's downsampling factor relative to the latent (a UNet has 1 to 8).
@@ -37,7 +35,6 @@ class SettingRange:
     high_inclusive: bool = True
     low_inclusive: bool = True
     ui_step: float | None = None  # the studio slider's step; None: 1 for integers, 0.05 otherwise
-    ui_high: float | None = None  # a lower top for the studio's field, where a browser cannot hold ``high``
 
     def describe(self) -> str:
         """``1..1000``, ``a multiple of 8 between 64 and 4096``, ``[0, 1)``: as messages and help show it."""
@@ -78,11 +75,6 @@ class SettingRange:
         return ""
 
     @property
-    def ui_maximum(self) -> float:
-        """The top of the studio's slider or number field."""
-        return self.high if self.ui_high is None else self.ui_high
-
-    @property
     def step(self) -> float:
         if self.ui_step is not None:
             return self.ui_step
@@ -120,7 +112,7 @@ SETTING_RANGES: dict[str, SettingRange] = {
     "guidance": SettingRange(0.0, 50.0, ui_step=0.5),
     "height": SettingRange(64, 4096, integer=True, multiple=8, ui_step=64),
     "width": SettingRange(64, 4096, integer=True, multiple=8, ui_step=64),
-    "seed": SettingRange(0, MAX_SEED, integer=True, ui_high=MAX_BROWSER_INTEGER),
+    "seed": SettingRange(0, MAX_SEED, integer=True),
     "sampling_rate": SettingRange(0.0, 1.0),
     "id_images": SettingRange(1, 16, integer=True),
     "window": SettingRange(1, 64, integer=True),

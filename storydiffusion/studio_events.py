@@ -210,7 +210,7 @@ def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> None
         panels = text.gallery_items(session.panels())
         story_box = text.story_box_after_redraw(text.text_value("Story", story_box), session.story, number - 1)
         downloads = session.downloads().as_tuple()
-        return session, text.regenerated_message(number), panels, *downloads, story_box, panel.seed
+        return session, text.regenerated_message(number), panels, *downloads, story_box, str(panel.seed)
 
     def retypeset(state, title, characters, story_text, layout):
         session, layout = session_of(state), text.layout_value(layout)

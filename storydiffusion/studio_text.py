@@ -49,7 +49,8 @@ panel without characters; the caption follows `#`; speech lines `@Name: text` fo
 
 
 MAX_BOX_CHARS = 200_000  # one text box: far above any story, far below what would hurt a shared server
-_EMPTY_MEANS_ZERO = ("seed",)  # a number box the user may clear; sliders always hold a value
+_EMPTY_MEANS_ZERO = ("seed",)  # a box the user may clear; sliders always hold a value
+_TYPED_AS_TEXT = ("seed",)  # a text box of digits (a browser's numbers lose integers above 2**53)
 
 
 def setting_value(name: str, value: Any, label: str | None = None) -> int | float:
@@ -62,6 +63,10 @@ def setting_value(name: str, value: Any, label: str | None = None) -> int | floa
     allowed, label = SETTING_RANGES[name], label or SETTING_LABELS[name]
     if (value is None or value == "") and name in _EMPTY_MEANS_ZERO:
         return 0
+    if name in _TYPED_AS_TEXT and isinstance(value, str):  # digits, so a big seed stays exact
+        if not value.strip().isdigit():
+            raise SettingsError(f"{label}: {shown(value)} is not a number (allowed {allowed.describe()}, in digits)")
+        value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise SettingsError(f"{label}: {shown(value)} is not a number (allowed {allowed.describe()})")
     if allowed.integer and isinstance(value, float) and value.is_integer():
@@ -172,7 +177,7 @@ def example_stories() -> dict[str, tuple[str, str, str, str, int, str]]:
         story = load_story(path)
         style = story.settings.style or load_styles()[1]
         layout = "manga" if style == "manga" else "classic"
-        found[story.title] = (story.title, *story_to_text(story), style, story.settings.seed or 0, layout)
+        found[story.title] = (story.title, *story_to_text(story), style, str(story.settings.seed or 0), layout)
     return found
 
 
@@ -277,14 +282,15 @@ def run_buttons(running: bool) -> tuple[dict, dict]:
     return gr.update(interactive=not running), gr.update(interactive=running)
 
 
-def panel_for_editing(story: Story, panels: Sequence[PanelImage], number: int) -> tuple[int, str, str, int | None]:
+def panel_for_editing(story: Story, panels: Sequence[PanelImage], number: int) -> tuple[int, str, str, str | None]:
     """The editor's fields for 1-based panel ``number``: its number, prompt (with ``[Name]`` tags, as in the
     Story box), caption and the seed it was drawn with (None for a panel not drawn yet)."""
     if not 1 <= number <= len(story.panels):
         raise StoryDiffusionError(f"Panel: there is no panel {number}; the story has {len(story.panels)} panels")
     panel = story.panels[number - 1]
     seeds = {drawn.index: drawn.seed for drawn in panels}
-    return number, panel.prompt, panel.caption or "", seeds.get(number - 1)
+    seed = seeds.get(number - 1)
+    return number, panel.prompt, panel.caption or "", None if seed is None else str(seed)
 
 
 def redraw_settings_note(settings: GenerationSettings) -> str:
@@ -295,6 +301,15 @@ def redraw_settings_note(settings: GenerationSettings) -> str:
         f"{settings.steps} steps, guidance {settings.guidance:g}, {settings.width}×{settings.height}, "
         f"sampling rate {rate}, style {settings.style or 'default'}. To change them, press Generate."
     )
+
+
+def reading_direction(layout: str) -> str:
+    """How to read pages of ``layout``: manga runs right to left, and the page says so."""
+    from .layout.templates import load_template
+
+    if load_template(layout).direction == "rtl":
+        return "**Read right to left** ←: each page starts at its top right corner (manga order)."
+    return "Read left to right →, top to bottom."
 
 
 def regenerated_message(number: int) -> str:
@@ -324,7 +339,9 @@ def loaded_settings(settings: GenerationSettings, model: str, offered: Sequence[
     numbers = []
     for name in UI_SETTINGS:
         value = getattr(settings, name)
-        numbers.append(skip() if value is None or isinstance(value, dict) else value)  # a per-layer rate: no slider
+        if value is None or isinstance(value, dict):  # a per-layer rate: no slider shows it
+            value = skip()
+        numbers.append(str(value) if name in _TYPED_AS_TEXT and isinstance(value, int) else value)
     style = settings.style or load_styles()[1]
     note = "" if model in offered else f" It was made with the model {model!r}, which this studio does not offer."
     shown_model = model if model in offered else skip()

@@ -37,7 +37,7 @@ KEYBOARD_SHORTCUTS = """
 
 
 # Text dark enough for WCAG AA contrast (4.5:1): subdued hints and slider ends, white on the buttons, the
-# selected tab;
+# selected tab; a visible outline on whatever the keyboard focuses;
 # at phone width a gallery's fixed columns would push panels past its right edge: let them wrap instead.
 STUDIO_CSS = """
 .gradio-container {
@@ -49,6 +49,10 @@ STUDIO_CSS = """
   --button-cancel-background-fill-hover: #991b1b;
 }
 .gradio-container button[role="tab"].selected { color: #c2410c; }
+.gradio-container :focus-visible { outline: 3px solid #c2410c !important; outline-offset: 1px; }
+#page-view .image-container, #page-view .image-frame {
+  overflow: auto !important; justify-content: flex-start !important; align-items: flex-start !important;
+}
 .dark .gradio-container { --body-text-color-subdued: #a9a9b4; }
 @media (max-width: 640px) {
   #panels .grid-container { grid-template-columns: repeat(auto-fill, minmax(88px, 1fr)) !important; }
@@ -67,7 +71,7 @@ def setting_slider(name: str, value: float) -> gr.Slider:
     allowed = SETTING_RANGES[name]
     return gr.Slider(
         allowed.low,
-        allowed.ui_maximum,
+        allowed.high,
         value=value,
         step=allowed.step,
         label=text.SETTING_LABELS[name],
@@ -92,7 +96,7 @@ class StoryInputs:
 @dataclass
 class AdvancedSettings:
     negative: gr.Textbox
-    numbers: dict[str, gr.Slider | gr.Number]  # by setting name, in the order of text.UI_SETTINGS
+    numbers: dict[str, gr.Slider | gr.Textbox]  # by setting name, in the order of text.UI_SETTINGS
     dice: gr.Button
 
     def values(self) -> list:
@@ -115,6 +119,7 @@ class Results:
     cbz: gr.File
     panels_zip: gr.File
     project_file: gr.File
+    reading: PageViewer
 
     def files(self) -> list:
         """The file boxes, shown only once they hold a file."""
@@ -126,11 +131,19 @@ class Results:
 
 
 @dataclass
+class PageViewer:
+    direction: gr.Markdown
+    viewer: gr.Accordion
+    page: gr.Image
+    zoom: gr.Slider
+
+
+@dataclass
 class PanelEditing:
     editor: gr.Accordion
     note: gr.Markdown
     number: gr.Number
-    seed: gr.Number
+    seed: gr.Textbox
     dice: gr.Button
     prompt: gr.Textbox
     caption: gr.Textbox
@@ -213,14 +226,8 @@ def advanced_settings(spec: ModelSpec) -> AdvancedSettings:
             width = setting_slider("width", spec.width)
             height = setting_slider("height", spec.height)
         with gr.Row():
-            seed = gr.Number(
-                value=0,
-                precision=0,
-                minimum=seed_range.low,
-                maximum=seed_range.ui_maximum,
-                label="Seed",
-                elem_id="seed",
-            )
+            # Text, not a number box: a browser's numbers hold integers exactly only up to 2**53, seeds go to 2**63.
+            seed = gr.Textbox("0", label="Seed", max_lines=1, elem_id="seed", info=f"0 to {seed_range.high}")
             dice = gr.Button("🎲 Random seed", scale=0, elem_id="dice")
         with gr.Row():
             sampling_rate = setting_slider("sampling_rate", 0.5)
@@ -237,17 +244,47 @@ def run_buttons() -> RunButtons:
     return RunButtons(generate, stop)
 
 
+# The page view's zoom runs in the browser: the page is drawn at zoom % of the view's width and the
+# view scrolls (from the top right corner for manga), so a reader can follow a balloon across a page
+# without a round trip to the server.
+ZOOM_PAGE = """
+(zoom) => {
+  const view = document.querySelector("#page-view");
+  const page = view && view.querySelector("img");
+  if (!page) return;
+  Object.assign(page.style, {
+    width: Math.round(view.getBoundingClientRect().width * zoom / 100) + "px",
+    height: "auto", maxWidth: "none", maxHeight: "none", flexShrink: "0",
+  });
+  const rightToLeft = (document.querySelector("#reading-direction") || {}).innerText || "";
+  if (rightToLeft.includes("right to left")) page.parentElement.scrollLeft = page.parentElement.scrollWidth;
+}
+"""
+
+
+def page_viewer() -> PageViewer:
+    """The reading direction of the layout, and one page at a time at the size the reader chooses."""
+    direction = gr.Markdown(text.reading_direction("classic"), elem_id="reading-direction")
+    with gr.Accordion("Read a page (click a page above)", open=False, elem_id="page-viewer") as viewer:
+        zoom = gr.Slider(50, 400, value=100, step=10, label="Zoom (% of the view's width)", elem_id="zoom")
+        page = gr.Image(
+            label="Page", type="filepath", interactive=False, height=720, elem_id="page-view", show_label=False
+        )
+    return PageViewer(direction, viewer, page, zoom)
+
+
 def results_panel() -> Results:
     status = gr.Markdown("", label="Status", elem_id="status")
     gallery = gr.Gallery(label="Panels", columns=4, height=360, elem_id="panels", type="pil")
     pages = gr.Gallery(label="Comic pages", columns=2, height=640, object_fit="contain", elem_id="pages")
+    reading = page_viewer()
     with gr.Row():
         # Hidden until there is a file to offer (shown by studio_text.shown_downloads).
         pdf = gr.File(label="PDF", elem_id="pdf", interactive=False, visible=False)
         cbz = gr.File(label="CBZ", elem_id="cbz", interactive=False, visible=False)
         panels_zip = gr.File(label="Panels (ZIP)", elem_id="panels-zip", interactive=False, visible=False)
         project_file = gr.File(label="Project", elem_id="project", interactive=False, visible=False)
-    return Results(status, gallery, pages, pdf, cbz, panels_zip, project_file)
+    return Results(status, gallery, pages, pdf, cbz, panels_zip, project_file, reading)
 
 
 def panel_editing() -> PanelEditing:
@@ -255,7 +292,7 @@ def panel_editing() -> PanelEditing:
         note = gr.Markdown("Click a panel in the gallery to edit it.", elem_id="redraw-note")
         with gr.Row():
             number = gr.Number(value=1, precision=0, minimum=1, label="Panel", elem_id="panel-number")
-            seed = gr.Number(value=None, precision=0, label="Panel seed (empty: a new one)", elem_id="panel-seed")
+            seed = gr.Textbox(label="Panel seed (empty: a new one)", max_lines=1, elem_id="panel-seed")
             dice = gr.Button("🎲 New panel seed", scale=0, elem_id="panel-dice")
         prompt = gr.Textbox(label="Prompt ([Name] for each character)", elem_id="new-prompt")
         caption = gr.Textbox(label="Caption", elem_id="new-caption")

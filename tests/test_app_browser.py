@@ -481,3 +481,107 @@ def test_ctrl_enter_generates(page):
         timeout=60_000,
     )
     page.wait_for_function("document.querySelector('#status').innerText.includes('Done: 1 of 1')", timeout=180_000)
+
+
+def test_manga_pages_say_they_read_right_to_left_and_a_page_opens_zoomed(page):
+    choose(page, "#layout", "manga")
+    page.wait_for_function("document.querySelector('#reading-direction').innerText.includes('right to left')")
+    generate_story(page)
+    page.locator("#pages img").first.click()
+    page.keyboard.press("Escape")  # close the gallery's own preview
+    page.wait_for_selector("#page-view img", timeout=30_000)
+    zoom = page.locator("#zoom input[type=number]")
+    zoom.fill("250")
+    zoom.press("Enter")
+    page.wait_for_function(
+        "document.querySelector('#page-view img').getBoundingClientRect().width > "
+        "2.4 * document.querySelector('#page-view').getBoundingClientRect().width",
+        timeout=10_000,
+    )
+    frame = "document.querySelector('#page-view img').parentElement"
+    assert page.evaluate(f"{frame}.scrollWidth > {frame}.clientWidth"), "a zoomed page must scroll, not be cut off"
+    assert page.evaluate(f"{frame}.scrollLeft > 0"), "a manga page opens at its top right corner"
+    choose(page, "#layout", "classic")
+    page.wait_for_function("document.querySelector('#reading-direction').innerText.includes('left to right')")
+
+
+def history_shows_no_objects(page) -> bool:
+    runs = page.get_by_text(re.compile(r"^\s*Runs\s*$"))
+    if runs.count():
+        runs.first.click()
+        page.get_by_text("Run history").wait_for(timeout=10_000)
+    return "[object Object]" not in page.inner_text("body")
+
+
+def test_the_runs_history_never_shows_objects(page):
+    """Gradio's run history lists the page's runs only where they are plain text (or not at all)."""
+    generate_story(page)
+    assert history_shows_no_objects(page)
+    page.keyboard.press("Escape")
+    page.fill("#story textarea", "")
+    page.click("#generate")  # a failed run too
+    page.wait_for_function("document.querySelector('#status').innerText.includes('⚠')", timeout=30_000)
+    assert history_shows_no_objects(page)
+
+
+def test_the_page_meets_wcag_contrast_and_every_control_has_a_name(page):
+    """axe-core, the accessibility engine browsers' own tools use, finds no serious or critical problem."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    for section in ("Advanced", "Change one panel or the lettering", "Save or continue a project"):
+        page.get_by_text(section, exact=True).click()
+    generate_story(page)
+    problems = [
+        f"{violation['id']}: {[node['target'] for node in violation['nodes']][:5]}"
+        for violation in Axe().run(page).response["violations"]
+        if violation["impact"] in ("serious", "critical")
+    ]
+    assert problems == []
+
+
+def test_the_keyboard_reaches_every_control_in_reading_order_with_a_visible_focus(page):
+    page.get_by_text("Advanced", exact=True).click()
+    page.locator("#title textarea, #title input").focus()
+    reached, unseen = [], []
+    for _ in range(80):
+        focused = page.evaluate(
+            """() => { const e = document.activeElement; const style = getComputedStyle(e);
+            const shown = style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) > 0
+                          || style.boxShadow !== 'none';
+            const block = e.closest('[id]');
+            return [block ? block.id : e.tagName, shown]; }"""
+        )
+        reached.append(focused[0])
+        if not focused[1] and focused[0] != "BODY":  # BODY: focus went past the end of the page
+            unseen.append(focused[0])
+        page.keyboard.press("Tab")
+    order = ["title", "characters", "story", "examples", "style", "layout", "steps", "seed", "dice", "generate"]
+    positions = [reached.index(name) if name in reached else None for name in order]
+    assert None not in positions, f"not reachable by Tab: {[n for n, p in zip(order, positions) if p is None]}"
+    assert positions == sorted(positions), f"Tab order {reached}"
+    assert unseen == [], f"no visible focus on {unseen}"
+
+
+def test_a_dropdown_chosen_with_the_keyboard_closes(page):
+    page.locator("#layout input").focus()
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.querySelector('#layout input').value !== 'classic'", timeout=10_000)
+    page.wait_for_timeout(300)
+    assert open_options(page) == []
+
+
+def test_a_huge_seed_is_shown_as_typed_and_refused_by_name(page):
+    page.fill("#characters textarea", "[Mia] a girl in a red dress")
+    page.fill("#story textarea", "[Mia] runs")
+    page.get_by_text("Advanced", exact=True).click()
+    page.fill("#seed input", str(2**70))
+    page.click("#generate")
+    page.wait_for_function("document.querySelector('#status').innerText.includes('Seed')", timeout=30_000)
+    assert str(2**70) in status_line(page) and "e+" not in status_line(page)
+    assert page.input_value("#seed input") == str(2**70)  # never rounded, never turned into 0
+    page.fill("#seed input", str(2**62 + 1))  # beyond a browser's exact integers, a valid seed
+    page.click("#generate")
+    page.wait_for_function("document.querySelector('#status').innerText.includes('Done')", timeout=120_000)
+    assert page.input_value("#seed input") == str(2**62 + 1)

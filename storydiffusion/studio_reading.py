@@ -1,0 +1,39 @@
+"""The page's reading aids: the reading direction of the chosen layout, and one page at a time, zoomed.
+
+Page-only events (no API endpoint): they show what the session already made, and the zoom runs in
+the browser (``studio_widgets.ZOOM_PAGE``).
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from . import studio_text as text
+from .errors import StoryDiffusionError
+from .studio import session_of
+from .studio_widgets import ZOOM_PAGE, Studio
+
+PAGE_ONLY = {"queue": False, "api_visibility": "private"}
+
+
+def wire_reading(studio: Studio) -> None:
+    reading = studio.results.reading
+
+    def pick_page(state, selected: gr.SelectData):
+        """Clicking a page in the gallery opens it in the page view."""
+        session = session_of(state)
+        pages = session.pages.pages if session.pages is not None else []
+        if not 0 <= selected.index < len(pages):
+            return gr.skip(), gr.skip()
+        return str(pages[selected.index]), gr.Accordion(open=True)
+
+    def direction_of(layout):
+        try:
+            return text.reading_direction(text.layout_value(layout))
+        except StoryDiffusionError:  # the layout event itself reports a wrong layout on the status line
+            return gr.skip()
+
+    studio.results.pages.select(pick_page, [studio.session], [reading.page, reading.viewer], **PAGE_ONLY)
+    studio.inputs.layout.change(direction_of, [studio.inputs.layout], [reading.direction], **PAGE_ONLY)
+    for zoom_changed in (reading.zoom.change, reading.page.change):  # a new page keeps the zoom
+        zoom_changed(None, [reading.zoom], None, js=ZOOM_PAGE, **PAGE_ONLY)
