@@ -11,11 +11,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from storydiffusion.studio import MAX_DICE_SEED
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
+README_SCREENSHOT = ROOT / "docs" / "images" / "studio-finished.png"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 LAUNCH_FLAGS = [
     "--headless",
@@ -169,6 +171,26 @@ def test_generate_a_two_character_story_and_download_the_pdf(page, tmp_path):
 
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "studio.png"), full_page=True)
+    keep_the_finished_comic_view(page)
+
+
+def keep_the_finished_comic_view(page) -> None:
+    """The README's picture of the finished comic, taken here from the offline model: always into
+    artifacts/, and into docs/images/ when STORYDIFFUSION_UPDATE_DOCS=1 (then commit it)."""
+    page.set_viewport_size({"width": 1400, "height": 1050})
+    page.evaluate("document.querySelector('#status').scrollIntoView({block: 'start'})")
+    page.evaluate("window.scrollBy(0, -12)")
+    shot = ARTIFACTS / "studio-finished.png"
+    page.screenshot(path=str(shot))
+    if os.environ.get("STORYDIFFUSION_UPDATE_DOCS") == "1":
+        shutil.copyfile(shot, README_SCREENSHOT)
+
+
+def test_the_readme_shows_the_finished_comic_view_taken_by_this_suite():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"]({README_SCREENSHOT.relative_to(ROOT).as_posix()})" in readme
+    with Image.open(README_SCREENSHOT) as picture:
+        assert picture.format == "PNG" and picture.size == (1400, 1050)
 
 
 def test_regenerate_a_selected_panel_and_retypeset_without_starting_over(page):
