@@ -12,17 +12,18 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from .errors import SettingsError, StoryDiffusionError, shown
+from .errors import SettingsError, StoryDiffusionError, StoryError, shown
 from .layout.templates import list_templates
 from .pipeline import PanelImage, Progress, StoryResult
 from .resources import data_path
 from .settings import SETTING_RANGES, GenerationSettings
-from .story import Story, load_story, story_from_text, story_to_text
+from .story import Story, load_story, parse_characters, story_from_text, story_to_text
 from .styles import load_styles
 
 if TYPE_CHECKING:
     from .motion.animate import AnimationResult
 
+EXAMPLE_PANEL_LINE = "[Mia] flies a kite # A windy day. @Mia: Look!"
 # The numeric settings the studio shows, in the order of its widgets (each reads its range from SETTING_RANGES).
 UI_SETTINGS = ("steps", "guidance", "width", "height", "seed", "sampling_rate", "id_images", "window")
 SETTING_LABELS = {
@@ -157,13 +158,25 @@ def settings_from_ui(style: str | None, negative_prompt: str | None, values: Seq
 def story_from_ui(
     title: str | None, characters: str | None, panels: str | None, settings: GenerationSettings | None = None
 ) -> Story:
-    """The validated story in the Title, Characters and Story boxes (an empty title gets the default one)."""
-    return story_from_text(
+    """The validated story in the Title, Characters and Story boxes (an empty title gets the default one).
+
+    A mistake is told by the box it is in (``Story, line 2: ...``), in the page's words.
+    """
+    characters, panels, title = (
         text_value("Characters", characters),
         text_value("Story", panels),
-        title=text_value("Title", title),
-        settings=settings,
+        text_value("Title", title),
     )
+    if not panels.strip():
+        raise StoryError(f"Story: write one panel per line, e.g. {EXAMPLE_PANEL_LINE}")
+    try:
+        parse_characters(characters)
+    except StoryError as error:
+        raise StoryError(f"Characters, {error}") from None
+    try:
+        return story_from_text(characters, panels, title=title, settings=settings)
+    except StoryError as error:
+        raise StoryError(f"Story, {error}") from None
 
 
 def example_stories() -> dict[str, tuple[str, str, str, str, int, str]]:

@@ -42,6 +42,7 @@ KEYBOARD_SHORTCUTS = """
 STUDIO_CSS = """
 .gradio-container {
   --body-text-color-subdued: #5d5d68;
+  --block-info-text-color: #5d5d68;
   --color-accent: #c2410c;
   --button-primary-background-fill: #c2410c;
   --button-primary-background-fill-hover: #9a3412;
@@ -53,7 +54,7 @@ STUDIO_CSS = """
 #page-view .image-container, #page-view .image-frame {
   overflow: auto !important; justify-content: flex-start !important; align-items: flex-start !important;
 }
-.dark .gradio-container { --body-text-color-subdued: #a9a9b4; }
+.dark .gradio-container { --body-text-color-subdued: #a9a9b4; --block-info-text-color: #a9a9b4; }
 @media (max-width: 640px) {
   #panels .grid-container { grid-template-columns: repeat(auto-fill, minmax(88px, 1fr)) !important; }
   #pages .grid-container { grid-template-columns: repeat(auto-fill, minmax(140px, 1fr)) !important; }

@@ -229,7 +229,7 @@ def test_errors_show_in_the_status_line_naming_the_field_without_toasts(page):
     page.fill("#story textarea", "")
     page.click("#generate")
     page.wait_for_function("document.querySelector('#status').innerText.includes('⚠')", timeout=30_000)
-    assert "no panels" in status_line(page) and "write one panel per line" in status_line(page)
+    assert "⚠ Story: write one panel per line" in status_line(page)  # the box's name, the page's words
     page.fill("#characters textarea", "[Mia] a girl in a red dress")
     page.fill("#story textarea", "[Mia] runs")
     page.get_by_text("Advanced").click()
@@ -511,14 +511,18 @@ def test_manga_pages_say_they_read_right_to_left_and_a_page_opens_zoomed(page):
     generate_story(page)
     page.locator("#pages img").first.click()
     page.keyboard.press("Escape")  # close the gallery's own preview
-    page.wait_for_selector("#page-view img", timeout=30_000)
+    page.wait_for_function(
+        "(() => { const p = document.querySelector('#page-view img'); return p && p.complete && p.naturalWidth > 0 })()",
+        timeout=30_000,
+    )
+    page.wait_for_timeout(500)  # the viewer has opened around the page
     zoom = page.locator("#zoom input[type=number]")
     zoom.fill("250")
     zoom.press("Enter")
     page.wait_for_function(
         "document.querySelector('#page-view img').getBoundingClientRect().width > "
         "2.4 * document.querySelector('#page-view').getBoundingClientRect().width",
-        timeout=10_000,
+        timeout=30_000,
     )
     frame = "document.querySelector('#page-view img').parentElement"
     assert page.evaluate(f"{frame}.scrollWidth > {frame}.clientWidth"), "a zoomed page must scroll, not be cut off"
@@ -553,6 +557,8 @@ def test_the_page_meets_wcag_contrast_and_every_control_has_a_name(page):
     for section in ("Advanced", "Change one panel or the lettering", "Save or continue a project"):
         page.get_by_text(section, exact=True).click()
     generate_story(page)
+    page.wait_for_function("!document.querySelector('#generate').disabled", timeout=30_000)
+    page.wait_for_timeout(800)  # the buttons' colour transition ends
     problems = [
         f"{violation['id']}: {[node['target'] for node in violation['nodes']][:5]}"
         for violation in Axe().run(page).response["violations"]

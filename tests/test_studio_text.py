@@ -239,3 +239,17 @@ def test_a_story_kept_by_the_browser_comes_back_and_nothing_else_does():
     assert restored_story(["T", "[Bob] a man", "[Bob] walks"]) == ("T", "[Bob] a man", "[Bob] walks")
     for kept in (["", "", ""], None, "junk", [1, 2, 3], ["a", "b"]):
         assert all(update == {"__type__": "update"} for update in restored_story(kept))
+
+
+@pytest.mark.parametrize(
+    ("characters", "story", "start"),
+    [
+        ("[Mia] a girl", "  \n ", "Story: write one panel per line, e.g. [Mia]"),
+        ("Mia a girl", "[Mia] runs", "Characters, line 1: a character line must start with a [Name] tag"),
+        ("[Mia] a girl", "[Mia] runs\n[Bob] waves", "Story, line 2: panel names unknown character [Bob]"),
+    ],
+)
+def test_a_story_mistake_names_the_box_it_is_in_without_story_file_words(characters, story, start):
+    with pytest.raises(StoryDiffusionError) as refused:
+        story_from_ui("Title", characters, story)
+    assert str(refused.value).startswith(start) and "story file" not in str(refused.value)
