@@ -1,7 +1,8 @@
-"""Every failure of a studio action reaches the page as one readable message, never a traceback.
+"""Every failure of a studio action reaches people as one readable message, never a traceback.
 
-The web app wraps each event handler with :func:`shown_on_page`, so the mapping from the library's
-typed errors to what the user reads lives here, once.
+Each action has two doors (:func:`action`): on the page a failure becomes the status line's text
+(:func:`in_status_line`); through the API it is raised as a ``gr.Error`` (:func:`shown_on_page`). The
+mapping from the library's typed errors to what a user reads lives here, once.
 """
 
 from __future__ import annotations
@@ -67,25 +68,11 @@ def shown_on_page(handler: Handler) -> Handler:
     Generator handlers stay generator functions (Gradio streams only those), and the wrapper keeps the
     signature, so a ``progress=gr.Progress()`` parameter is still found.
     """
-    if inspect.isgeneratorfunction(handler):
 
-        @functools.wraps(handler)
-        def streaming(*args: Any, **kwargs: Any):
-            try:
-                yield from handler(*args, **kwargs)
-            except Exception as error:
-                raise page_error(error) from None
+    def raised(error: Exception):
+        raise page_error(error) from None
 
-        return streaming  # type: ignore[return-value]
-
-    @functools.wraps(handler)
-    def plain(*args: Any, **kwargs: Any):
-        try:
-            return handler(*args, **kwargs)
-        except Exception as error:
-            raise page_error(error) from None
-
-    return plain  # type: ignore[return-value]
+    return _on_failure(handler, raised)
 
 
 def failure_line(error: BaseException) -> str:
@@ -109,6 +96,12 @@ def in_status_line(handler: Handler, status_position: int, outputs: int) -> Hand
         values = tuple(failure_line(error) if i == status_position else gr.skip() for i in range(outputs))
         return values if outputs > 1 else values[0]
 
+    return _on_failure(handler, failed)
+
+
+def _on_failure(handler: Handler, failed: Callable[[Exception], Any]) -> Handler:
+    """``handler`` (a generator function stays one) with ``failed(error)`` deciding what a failure becomes:
+    it raises, or it gives the last value the page receives."""
     if inspect.isgeneratorfunction(handler):
 
         @functools.wraps(handler)
