@@ -45,6 +45,7 @@ from storydiffusion.studio_widgets import (  # noqa: E402
     project_panel,
     results_panel,
     run_buttons,
+    status_line,
     story_inputs,
 )
 
@@ -66,8 +67,9 @@ def build_app(pool: ModelPool, project_limits: ProjectLimits | None = None, mcp:
                 inputs = story_inputs(pool, list(examples))
                 advanced = advanced_settings(spec)
                 buttons = run_buttons()
+                status = status_line()
             with gr.Column(scale=3):
-                results = results_panel()
+                results = results_panel(status)
                 editing = panel_editing()
                 project = project_panel()
         with gr.Tab("Animate", elem_id="animate-tab"):

@@ -65,6 +65,7 @@ class StudioSession:
     layout: str = "classic"
     cancel: threading.Event = field(default_factory=threading.Event)
     running: bool = False
+    expected: bool = False  # a run was announced (expect_run) and has not begun yet
     pages: ComposeResult | None = None
     # The story the identity bank is drawn from: the run's, kept as it was when later redraws edit
     # ``story``, so a bank rebuilt after loading a project without it is the bank the run made.
@@ -112,12 +113,24 @@ class StudioSession:
 
     @contextmanager
     def _work(self) -> Iterator[threading.Event]:
-        """A run (story or clip) with a fresh cancel flag, so an earlier Stop never cancels the next run."""
-        self.cancel, self.running = threading.Event(), True
+        """A run (story or clip) with a fresh cancel flag, so an earlier Stop never cancels the next run;
+        a run announced by ``expect_run`` keeps the flag a Stop may already have set while it waited."""
+        if not self.expected:
+            self.cancel = threading.Event()
+        self.running, self.expected = True, False
         try:
             yield self.cancel
         finally:
             self.running = False
+
+    def expect_run(self) -> None:
+        """A run was asked for and waits for its turn (the GPU queue): a Stop from now on reaches it,
+        so Stop pressed before the first step ends the run at once instead of being lost."""
+        self.cancel, self.running, self.expected = threading.Event(), True, True
+
+    def run_over(self) -> None:
+        """The announced run ended, or never began (its input was refused): nothing is running."""
+        self.running = self.expected = False
 
     def regenerate_panel(
         self,

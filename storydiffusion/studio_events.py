@@ -39,12 +39,22 @@ def show_filled(event, boxes: list) -> None:
     event.then(text.shown_if_filled, boxes, boxes, queue=False, api_visibility="private")
 
 
-def start_if_checked(status: str):
+def start_if_checked(state, status: str):
     """The page's gate between the check and the run: a failed check (its line starts with ⚠) stops the
-    chain silently (the status line already says why); a passed one turns Generate off and Stop on."""
+    chain silently (the status line already says why); a passed one announces the run to the session,
+    so that Stop reaches it even while it waits for the GPU, and turns Generate off and Stop on."""
     if str(status or "").startswith("⚠"):
         raise gr.Error("the story did not pass its check", visible=False, print_exception=False)
-    return text.run_buttons(True)
+    session = session_of(state)
+    session.expect_run()
+    return session, *text.run_buttons(True)
+
+
+def end_of_run(state):
+    """After a page run (finished, stopped or refused): the session knows nothing runs; buttons to idle."""
+    if isinstance(state, StudioSession):
+        state.run_over()
+    return text.run_buttons(False)
 
 
 def remember_story(demo: gr.Blocks, studio: Studio) -> None:
@@ -170,7 +180,10 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button) -> None:
         concurrency_limit=None,
     )
     buttons = [studio.buttons.generate, studio.buttons.stop]
-    running = checked.success(start_if_checked, [results.status], buttons, queue=False, api_visibility="private")
+    page_only = {"queue": False, "api_visibility": "private"}
+    running = checked.success(
+        start_if_checked, [studio.session, results.status], [studio.session, *buttons], **page_only
+    )
     run_ended = action(
         running.success,
         generate,
@@ -181,7 +194,7 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button) -> None:
         api_door=door,
         concurrency_limit=1,
         concurrency_id="gpu",
-    ).then(lambda: text.run_buttons(False), None, buttons, queue=False, api_visibility="private")
+    ).then(end_of_run, [studio.session], buttons, **page_only)
     show_filled(run_ended, results.files())
     # Stop skips the queue: it must reach a run even when the queue is full.
     studio.buttons.stop.click(stop, [studio.session], [results.status], queue=False, api_name="stop")
@@ -265,20 +278,19 @@ def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> None
             inputs.layout,
             inputs.story,
         ],
-        [studio.session, results.status, results.gallery, *results.downloads(), inputs.story, editing.seed],
-        status=results.status,
+        [studio.session, editing.note, results.gallery, *results.downloads(), inputs.story, editing.seed],
+        status=editing.note,
         api_name="regenerate_panel",
         api_door=door,
         concurrency_limit=1,
         concurrency_id="gpu",
     )
-    retypeset_outputs = [studio.session, results.status, *results.downloads()]
     retypeset_click = action(
         editing.retypeset.click,
         retypeset,
         [studio.session, *inputs.texts(), inputs.layout],
-        retypeset_outputs,
-        status=results.status,
+        [studio.session, editing.note, *results.downloads()],
+        status=editing.note,
         api_name="retypeset",
         api_door=door,
     )
@@ -286,7 +298,7 @@ def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> None
         inputs.layout.input,  # the user's choice only: a project or example setting the layout typesets itself
         change_layout,
         [studio.session, inputs.layout],
-        retypeset_outputs,
+        [studio.session, results.status, *results.downloads()],
         status=results.status,
         api_name="change_layout",
         api_door=door,
@@ -329,7 +341,7 @@ def wire_project(studio: Studio, pool: ModelPool, limits: ProjectLimits | None, 
         save_project,
         [studio.session, studio.project.include_bank],
         [results.project_file],
-        status=results.status,
+        status=studio.project.status,
         api_name="save_project",
         api_door=door,
     )
@@ -345,11 +357,11 @@ def wire_project(studio: Studio, pool: ModelPool, limits: ProjectLimits | None, 
             inputs.model,
             *studio.advanced.values(),
             inputs.layout,
-            results.status,
+            studio.project.status,
             results.gallery,
             *results.downloads(),
         ],
-        status=results.status,
+        status=studio.project.status,
         api_name="load_project",
         api_door=door,
     )

@@ -152,7 +152,8 @@ class PanelEditing:
     retypeset: gr.Button
 
     def fields(self) -> list:
-        """What choosing a panel fills in (``text.panel_for_editing``'s order), then the settings note."""
+        """What choosing a panel fills in (``text.panel_for_editing``'s order), then the settings note
+        (which is also the editor's status line: a redraw's progress and failures show there)."""
         return [self.number, self.prompt, self.caption, self.seed, self.note]
 
 
@@ -161,6 +162,7 @@ class ProjectFiles:
     save: gr.Button
     include_bank: gr.Checkbox
     upload: gr.File
+    status: gr.Markdown
 
 
 @dataclass
@@ -274,8 +276,12 @@ def page_viewer() -> PageViewer:
     return PageViewer(direction, viewer, page, zoom)
 
 
-def results_panel() -> Results:
-    status = gr.Markdown("", label="Status", elem_id="status")
+def status_line() -> gr.Markdown:
+    """The run's status, right under Generate and Stop: progress, results and every failure of a run."""
+    return gr.Markdown("", label="Status", elem_id="status")
+
+
+def results_panel(status: gr.Markdown) -> Results:
     gallery = gr.Gallery(label="Panels", columns=4, height=360, elem_id="panels", type="pil")
     pages = gr.Gallery(label="Comic pages", columns=2, height=640, object_fit="contain", elem_id="pages")
     reading = page_viewer()
@@ -320,7 +326,8 @@ def project_panel() -> ProjectFiles:
         save = gr.Button("Download project")
         upload = gr.File(label="Load a project file (.zip)", file_types=[".zip"], type="filepath", elem_id="upload")
         upload.data_model = AnyUploadValue  # the studio checks the value itself (events take raw values)
-    return ProjectFiles(save, include_bank, upload)
+        status = gr.Markdown("", label="Project status", elem_id="project-status")
+    return ProjectFiles(save, include_bank, upload, status)
 
 
 def animate_tab() -> AnimateTab:

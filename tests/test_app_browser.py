@@ -178,8 +178,8 @@ def keep_the_finished_comic_view(page) -> None:
     """The README's picture of the finished comic, taken here from the offline model: always into
     artifacts/, and into docs/images/ when STORYDIFFUSION_UPDATE_DOCS=1 (then commit it)."""
     page.set_viewport_size({"width": 1400, "height": 1050})
-    page.evaluate("document.querySelector('#status').scrollIntoView({block: 'start'})")
-    page.evaluate("window.scrollBy(0, -12)")
+    page.evaluate("document.querySelector('#panels').scrollIntoView({block: 'start'})")
+    page.evaluate("window.scrollBy(0, -48)")
     shot = ARTIFACTS / "studio-finished.png"
     page.screenshot(path=str(shot))
     if os.environ.get("STORYDIFFUSION_UPDATE_DOCS") == "1":
@@ -242,7 +242,7 @@ def test_errors_show_in_the_status_line_naming_the_field_without_toasts(page):
     assert page.locator("#generate").is_enabled() and page.locator("#stop").is_disabled()  # nothing started
     page.get_by_text("Change one panel or the lettering").click()
     page.click("#regenerate")
-    page.wait_for_function("document.querySelector('#status').innerText.includes('generate the story first')")
+    page.wait_for_function("document.querySelector('#redraw-note').innerText.includes('generate the story first')")
     assert page.locator(".toast-body").count() == 0  # no vanishing toasts
     assert page.locator(".block .error").count() == 0  # no red badges over other outputs
     body = page.inner_text("body")
@@ -377,7 +377,7 @@ def test_a_saved_project_loads_in_another_users_session_on_a_phone(page, browser
         other.get_by_text("Save or continue a project").click()
         other.locator("#upload input[type=file]").set_input_files(str(project))
         other.wait_for_function(
-            "document.querySelector('#status').innerText.includes('Loaded project')", timeout=60_000
+            "document.querySelector('#project-status').innerText.includes('Loaded project')", timeout=60_000
         )
         assert other.input_value("#title textarea, #title input") == "Kite Day"
         assert other.locator("#panels img").count() >= 3
@@ -425,13 +425,15 @@ def test_a_panel_redrawn_from_an_edited_prompt_updates_the_story_and_pages_types
     page.get_by_text("Pages typeset with the classic layout.").wait_for(timeout=60_000)
 
 
-def watch_for_progress_on_the_status_line(page) -> None:
-    """From now on, window.progressSeen turns true once a progress bar shows on the status line."""
+def watch_for_progress_on_the_status_line(page, status: str = "#status") -> None:
+    """From now on, window.progressSeen turns true once a progress bar shows on ``status``."""
     page.evaluate(
         """() => { window.progressSeen = false;
-        const seen = () => { if ([...document.querySelectorAll('#status .wrap')].some(
+        const seen = () => { if ([...document.querySelectorAll('STATUS .wrap')].some(
             w => !w.classList.contains('hide'))) window.progressSeen = true; };
-        new MutationObserver(seen).observe(document.body, {subtree: true, attributes: true, childList: true}); }"""
+        new MutationObserver(seen).observe(document.body, {subtree: true, attributes: true, childList: true}); }""".replace(
+            "STATUS", status
+        )
     )
 
 
@@ -453,7 +455,7 @@ def test_clicking_a_panel_opens_the_editor_with_its_prompt_caption_and_seed(page
     seed.fill("1234")
     seed.press("Tab")
     page.fill("#new-caption textarea", "Leo loved books.")
-    watch_for_progress_on_the_status_line(page)
+    watch_for_progress_on_the_status_line(page, "#redraw-note")  # the editor's own status line
     page.click("#regenerate")
     page.get_by_text("Panel 2 redrawn.").wait_for(timeout=120_000)
     assert page.evaluate("window.progressSeen"), "no progress was shown while the panel was redrawn"
@@ -596,8 +598,11 @@ def test_a_dropdown_chosen_with_the_keyboard_closes(page):
     page.keyboard.press("ArrowDown")
     page.keyboard.press("Enter")
     page.wait_for_function("document.querySelector('#layout input').value !== 'classic'", timeout=10_000)
-    page.wait_for_timeout(300)
-    assert open_options(page) == []
+    page.wait_for_function(  # the list closes (after its short animation) rather than staying open
+        "![...document.querySelectorAll('[role=option]')].some(e => e.getClientRects().length)", timeout=5_000
+    )
+    page.wait_for_timeout(1000)
+    assert open_options(page) == []  # and stays closed
 
 
 def test_a_huge_seed_is_shown_as_typed_and_refused_by_name(page):

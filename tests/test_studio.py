@@ -159,6 +159,19 @@ def test_a_stop_with_nothing_running_never_cancels_the_next_run(tmp_path, tiny_s
     assert not events[-1].result.cancelled and len(studio.panels()) == 3
 
 
+def test_a_stop_while_an_announced_run_waits_for_the_gpu_ends_it_before_its_first_step(tmp_path, tiny_sdxl):
+    studio = StudioSession(workdir=tmp_path / "s")
+    studio.expect_run()  # the page's Generate passed its check; the run waits in the queue
+    assert studio.stop()  # reaches it: not "nothing is running"
+    story = make_story()
+    events = list(studio.generate(tiny_sdxl, story, story.settings, "tiny-sdxl"))
+    assert events[-1].result.cancelled and studio.panels() == [] and not studio.running
+    studio.expect_run()
+    studio.run_over()  # refused before it began: the next run is not cancelled by anything earlier
+    assert not studio.stop()
+    assert not list(studio.generate(tiny_sdxl, story, story.settings, "tiny-sdxl"))[-1].result.cancelled
+
+
 def test_actions_before_generating_are_clear_errors(tmp_path, tiny_sdxl):
     studio = StudioSession(workdir=tmp_path / "empty")
     for action in (
