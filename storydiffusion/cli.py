@@ -305,6 +305,27 @@ def run_animate(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_plan(args: argparse.Namespace) -> int:
+    """Print the predicted memory of each phase; with --vram/--ram, the settings that fit (exit 2 if none)."""
+    from .memory_plan import MemoryPlanner, fit_budget, format_fit, format_plan, nothing_fits
+
+    check_model_flag(args.model)
+    story, manifest_model = _load_story_and_model(args.story)
+    settings = generation_settings(story.settings, args)
+    with _quiet_model_libraries():
+        planner = MemoryPlanner(story, settings, args.model or manifest_model, device=args.device, dtype=args.dtype)
+    vae = "tiling" if args.vae_tiling else "slicing" if args.vae_slicing else "plain"
+    tier = "device" if args.bank_on_device else "host"
+    print(format_plan(planner, planner.predict(planner.requested(cpu_offload=args.cpu_offload, vae=vae, bank_tier=tier))))
+    if args.vram is None and args.ram is None:
+        return 0
+    fit = fit_budget(planner, vram=args.vram, ram=args.ram)
+    print(format_fit(fit))
+    if not fit.fits:
+        raise nothing_fits(fit, args.vram, args.ram)
+    return 0
+
+
 def _report_compose(result) -> None:
     for message in result.warnings:
         print(f"warning: {message}", file=sys.stderr)
@@ -339,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_compose(args)
         if args.command == "animate":
             return run_animate(args)
+        if args.command == "plan":
+            return run_plan(args)
     except ModelOutOfMemory as error:
         print(f"error: out of memory ({error}): {OUT_OF_MEMORY_HINT}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -197,7 +197,7 @@ def test_regenerate_a_selected_panel_and_retypeset_without_starting_over(page):
     generate_story(page)
     page.get_by_text("Change one panel or the lettering").click()
     page.locator("#panels img").nth(1).click()
-    page.wait_for_function("document.querySelector('#panel-number input').value === '2'", timeout=10_000)
+    page.wait_for_function("document.querySelector('#panel-number input')?.value === '2'", timeout=10_000)
     page.click("#regenerate")
     page.get_by_text("Panel 2 redrawn.").wait_for(timeout=120_000)
     page.keyboard.press("Escape")
@@ -228,7 +228,7 @@ def test_errors_show_in_the_status_line_naming_the_field_without_toasts(page):
     """A failed action says why next to the buttons, in the studio's words; nothing else on the page changes."""
     page.fill("#story textarea", "")
     page.click("#generate")
-    page.wait_for_function("document.querySelector('#status').innerText.includes('⚠')", timeout=30_000)
+    page.wait_for_function("document.querySelector('#status')?.innerText.includes('⚠')", timeout=30_000)
     assert "⚠ Story: write one panel per line" in status_line(page)  # the box's name, the page's words
     page.fill("#characters textarea", "[Mia] a girl in a red dress")
     page.fill("#story textarea", "[Mia] runs")
@@ -237,12 +237,12 @@ def test_errors_show_in_the_status_line_naming_the_field_without_toasts(page):
     width.fill("70")
     width.press("Enter")
     page.click("#generate")
-    page.wait_for_function("document.querySelector('#status').innerText.includes('Width')", timeout=30_000)
+    page.wait_for_function("document.querySelector('#status')?.innerText.includes('Width')", timeout=30_000)
     assert "⚠ Width must be a multiple of 8" in status_line(page) and "--" not in status_line(page)
     assert page.locator("#generate").is_enabled() and page.locator("#stop").is_disabled()  # nothing started
     page.get_by_text("Change one panel or the lettering").click()
     page.click("#regenerate")
-    page.wait_for_function("document.querySelector('#redraw-note').innerText.includes('generate the story first')")
+    page.wait_for_function("document.querySelector('#redraw-note')?.innerText.includes('generate the story first')")
     assert page.locator(".toast-body").count() == 0  # no vanishing toasts
     assert page.locator(".block .error").count() == 0  # no red badges over other outputs
     body = page.inner_text("body")
@@ -277,11 +277,11 @@ def test_the_dice_puts_a_new_valid_seed_in_the_seed_field(page):
     page.get_by_text("Advanced", exact=True).click()
     before = seed_field_value(page)
     page.get_by_role("button", name="Random seed").click()  # the dice has a name a screen reader can say
-    page.wait_for_function(f"document.querySelector('#seed input').value !== {before!r}", timeout=10_000)
+    page.wait_for_function(f"document.querySelector('#seed input')?.value !== {before!r}", timeout=10_000)
     first = seed_field_value(page)
     assert first.isdigit() and 0 <= int(first) <= MAX_DICE_SEED
     page.click("#dice")
-    page.wait_for_function(f"document.querySelector('#seed input').value !== {first!r}", timeout=10_000)
+    page.wait_for_function(f"document.querySelector('#seed input')?.value !== {first!r}", timeout=10_000)
     second = seed_field_value(page)
     assert second.isdigit() and 0 <= int(second) <= MAX_DICE_SEED
 
@@ -348,7 +348,7 @@ def choose(page, dropdown: str, option: str) -> None:
     """Pick ``option`` in a dropdown the way a mouse user does; the list closes after the choice."""
     page.click(f"{dropdown} input")
     page.locator(f"{dropdown} [role=option][aria-label='{option}']").click()
-    page.wait_for_function(f"document.querySelector('{dropdown} input').value === '{option}'", timeout=10_000)
+    page.wait_for_function(f"document.querySelector('{dropdown} input')?.value === '{option}'", timeout=10_000)
     page.wait_for_function(
         "![...document.querySelectorAll('[role=option]')].some(e => e.getClientRects().length)", timeout=10_000
     )
@@ -377,7 +377,7 @@ def test_a_saved_project_loads_in_another_users_session_on_a_phone(page, browser
         other.get_by_text("Save or continue a project").click()
         other.locator("#upload input[type=file]").set_input_files(str(project))
         other.wait_for_function(
-            "document.querySelector('#project-status').innerText.includes('Loaded project')", timeout=60_000
+            "document.querySelector('#project-status')?.innerText.includes('Loaded project')", timeout=60_000
         )
         assert other.input_value("#title textarea, #title input") == "Kite Day"
         assert other.locator("#panels img").count() >= 3
@@ -399,11 +399,11 @@ def test_stop_before_the_first_panel_ends_calmly_and_the_buttons_follow_the_run(
     steps.fill("40")
     steps.press("Enter")
     page.click("#generate")
-    page.wait_for_function("!document.querySelector('#stop').disabled", timeout=30_000)
+    page.wait_for_function("!document.querySelector('#stop')?.disabled", timeout=30_000)
     assert page.locator("#generate").is_disabled()
     page.click("#stop")
-    page.wait_for_function("document.querySelector('#status').innerText.includes('Stopped after')", timeout=120_000)
-    page.wait_for_function("document.querySelector('#stop').disabled", timeout=10_000)
+    page.wait_for_function("document.querySelector('#status')?.innerText.includes('Stopped after')", timeout=120_000)
+    page.wait_for_function("document.querySelector('#stop')?.disabled", timeout=10_000)
     assert page.locator("#generate").is_enabled()
     assert not page.locator(".toast-body").count()  # no error toast, no server path
     assert not page.locator("#pdf").is_visible()  # no panels, so no file boxes
@@ -414,7 +414,7 @@ def test_a_panel_redrawn_from_an_edited_prompt_updates_the_story_and_pages_types
     generate_story(page)
     page.get_by_text("Change one panel or the lettering").click()
     page.locator("#panels img").nth(1).click()
-    page.wait_for_function("document.querySelector('#panel-number input').value === '2'", timeout=10_000)
+    page.wait_for_function("document.querySelector('#panel-number input')?.value === '2'", timeout=10_000)
     page.keyboard.press("Escape")  # close the gallery's preview
     page.fill("#new-prompt textarea", "[Leo] sleeps under a tree")
     page.click("#regenerate")
@@ -442,7 +442,7 @@ def test_clicking_a_panel_opens_the_editor_with_its_prompt_caption_and_seed(page
     page.locator("#panels img").nth(1).click()
     page.keyboard.press("Escape")  # close the gallery's preview
     page.wait_for_function(
-        "document.querySelector('#new-prompt textarea').value === '[Leo] reads under a tree'", timeout=30_000
+        "document.querySelector('#new-prompt textarea')?.value === '[Leo] reads under a tree'", timeout=30_000
     )
     assert page.input_value("#new-caption textarea") == "Leo preferred books."
     drawn_with = page.input_value("#panel-seed input")
@@ -450,7 +450,7 @@ def test_clicking_a_panel_opens_the_editor_with_its_prompt_caption_and_seed(page
     note = page.inner_text("#redraw-note")
     assert "settings the story was drawn with" in note and "steps" in note and "64×64" in note
     page.click("#panel-dice")
-    page.wait_for_function(f"document.querySelector('#panel-seed input').value !== {drawn_with!r}", timeout=10_000)
+    page.wait_for_function(f"document.querySelector('#panel-seed input')?.value !== {drawn_with!r}", timeout=10_000)
     seed = page.locator("#panel-seed input")
     seed.fill("1234")
     seed.press("Tab")
@@ -467,11 +467,11 @@ def test_an_example_sets_its_story_style_seed_and_layout(page):
     page.get_by_text("Advanced").click()  # the seed field lives there
     page.click("#examples input")
     page.get_by_role("option", name="The Lighthouse Keeper").click()
-    page.wait_for_function("document.querySelector('#seed input').value === '7'", timeout=30_000)
+    page.wait_for_function("document.querySelector('#seed input')?.value === '7'", timeout=30_000)
     assert page.input_value("#style input") == "comic" and page.input_value("#layout input") == "classic"
     page.click("#examples input")
     page.get_by_role("option", name="지민의 하루").click()
-    page.wait_for_function("document.querySelector('#style input').value === 'manga'", timeout=30_000)
+    page.wait_for_function("document.querySelector('#style input')?.value === 'manga'", timeout=30_000)
     assert page.input_value("#layout input") == "manga" and page.input_value("#seed input") == "0"
     assert page.input_value("#title textarea, #title input") == "지민의 하루"
     assert "[" in page.input_value("#characters textarea") and page.input_value("#story textarea")
@@ -483,7 +483,7 @@ def test_a_reload_keeps_the_story_typed_in_this_browser_only(page, browser, stud
     page.wait_for_timeout(1500)  # the browser stores what the page sent back
     page.reload()
     page.wait_for_selector("#generate")
-    page.wait_for_function("document.querySelector('#story textarea').value.includes('[Mia] sits')", timeout=30_000)
+    page.wait_for_function("document.querySelector('#story textarea')?.value.includes('[Mia] sits')", timeout=30_000)
     assert page.input_value("#characters textarea") == "[Mia] a girl in a red dress"
     stranger = open_studio(browser, studio_url)  # another browser profile: nothing of it
     try:
@@ -497,19 +497,19 @@ def test_ctrl_enter_generates(page):
     page.fill("#characters textarea", "[Mia] a girl in a red dress")
     page.fill("#story textarea", "[Mia] runs")
     page.wait_for_function("window.storydiffusionShortcuts === true", timeout=30_000)  # the page's script ran
-    page.wait_for_function("!document.querySelector('#generate').disabled", timeout=30_000)
+    page.wait_for_function("!document.querySelector('#generate')?.disabled", timeout=30_000)
     page.locator("#story textarea").press("Control+Enter")
     page.wait_for_function(
-        "document.querySelector('#stop').disabled === false || "
-        "document.querySelector('#status').innerText.includes('Done')",
+        "document.querySelector('#stop')?.disabled === false || "
+        "document.querySelector('#status')?.innerText.includes('Done')",
         timeout=60_000,
     )
-    page.wait_for_function("document.querySelector('#status').innerText.includes('Done: 1 of 1')", timeout=180_000)
+    page.wait_for_function("document.querySelector('#status')?.innerText.includes('Done: 1 of 1')", timeout=180_000)
 
 
 def test_manga_pages_say_they_read_right_to_left_and_a_page_opens_zoomed(page):
     choose(page, "#layout", "manga")
-    page.wait_for_function("document.querySelector('#reading-direction').innerText.includes('right to left')")
+    page.wait_for_function("document.querySelector('#reading-direction')?.innerText.includes('right to left')")
     generate_story(page)
     page.locator("#pages img").first.click()
     page.keyboard.press("Escape")  # close the gallery's own preview
@@ -530,7 +530,7 @@ def test_manga_pages_say_they_read_right_to_left_and_a_page_opens_zoomed(page):
     assert page.evaluate(f"{frame}.scrollWidth > {frame}.clientWidth"), "a zoomed page must scroll, not be cut off"
     assert page.evaluate(f"{frame}.scrollLeft > 0"), "a manga page opens at its top right corner"
     choose(page, "#layout", "classic")
-    page.wait_for_function("document.querySelector('#reading-direction').innerText.includes('left to right')")
+    page.wait_for_function("document.querySelector('#reading-direction')?.innerText.includes('left to right')")
 
 
 def history_shows_no_objects(page) -> bool:
@@ -548,7 +548,7 @@ def test_the_runs_history_never_shows_objects(page):
     page.keyboard.press("Escape")
     page.fill("#story textarea", "")
     page.click("#generate")  # a failed run too
-    page.wait_for_function("document.querySelector('#status').innerText.includes('⚠')", timeout=30_000)
+    page.wait_for_function("document.querySelector('#status')?.innerText.includes('⚠')", timeout=30_000)
     assert history_shows_no_objects(page)
 
 
@@ -559,7 +559,7 @@ def test_the_page_meets_wcag_contrast_and_every_control_has_a_name(page):
     for section in ("Advanced", "Change one panel or the lettering", "Save or continue a project"):
         page.get_by_text(section, exact=True).click()
     generate_story(page)
-    page.wait_for_function("!document.querySelector('#generate').disabled", timeout=30_000)
+    page.wait_for_function("!document.querySelector('#generate')?.disabled", timeout=30_000)
     page.wait_for_timeout(800)  # the buttons' colour transition ends
     problems = [
         f"{violation['id']}: {[node['target'] for node in violation['nodes']][:5]}"
@@ -597,7 +597,7 @@ def test_a_dropdown_chosen_with_the_keyboard_closes(page):
     page.keyboard.press("ArrowDown")
     page.keyboard.press("ArrowDown")
     page.keyboard.press("Enter")
-    page.wait_for_function("document.querySelector('#layout input').value !== 'classic'", timeout=10_000)
+    page.wait_for_function("document.querySelector('#layout input')?.value !== 'classic'", timeout=10_000)
     page.wait_for_function(  # the list closes (after its short animation) rather than staying open
         "![...document.querySelectorAll('[role=option]')].some(e => e.getClientRects().length)", timeout=5_000
     )
@@ -611,10 +611,10 @@ def test_a_huge_seed_is_shown_as_typed_and_refused_by_name(page):
     page.get_by_text("Advanced", exact=True).click()
     page.fill("#seed input", str(2**70))
     page.click("#generate")
-    page.wait_for_function("document.querySelector('#status').innerText.includes('Seed')", timeout=30_000)
+    page.wait_for_function("document.querySelector('#status')?.innerText.includes('Seed')", timeout=30_000)
     assert str(2**70) in status_line(page) and "e+" not in status_line(page)
     assert page.input_value("#seed input") == str(2**70)  # never rounded, never turned into 0
     page.fill("#seed input", str(2**62 + 1))  # beyond a browser's exact integers, a valid seed
     page.click("#generate")
-    page.wait_for_function("document.querySelector('#status').innerText.includes('Done')", timeout=120_000)
+    page.wait_for_function("document.querySelector('#status')?.innerText.includes('Done')", timeout=120_000)
     assert page.input_value("#seed input") == str(2**62 + 1)
