@@ -316,7 +316,8 @@ def run_plan(args: argparse.Namespace) -> int:
         planner = MemoryPlanner(story, settings, args.model or manifest_model, device=args.device, dtype=args.dtype)
     vae = "tiling" if args.vae_tiling else "slicing" if args.vae_slicing else "plain"
     tier = "device" if args.bank_on_device else "host"
-    print(format_plan(planner, planner.predict(planner.requested(cpu_offload=args.cpu_offload, vae=vae, bank_tier=tier))))
+    requested = planner.requested(cpu_offload=args.cpu_offload, vae=vae, bank_tier=tier)
+    print(format_plan(planner, planner.predict(requested)))
     if args.vram is None and args.ram is None:
         return 0
     fit = fit_budget(planner, vram=args.vram, ram=args.ram)

@@ -99,13 +99,19 @@ def _add_plan(plan: argparse.ArgumentParser) -> None:
     plan.add_argument("--sampling-rate", type=_rate, help=_allowed("sampling_rate", "as for generate"))
     plan.add_argument("--mode", choices=["identity", "window"], help="identity bank (default) or sliding window")
     plan.add_argument("--scheduler", help="as for generate: it decides the steps the bank holds")
-    plan.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="where the run will draw (default cuda)")
-    plan.add_argument("--dtype", default="auto", help="auto (float16 on cuda, float32 on cpu), float16, bfloat16 or float32")
+    plan.add_argument(
+        "--device", choices=["cuda", "cpu"], default="cuda", help="where the run will draw (default cuda)"
+    )
+    plan.add_argument(
+        "--dtype", default="auto", help="auto (float16 on cuda, float32 on cpu), float16, bfloat16 or float32"
+    )
     plan.add_argument("--cpu-offload", action="store_true", help="predict with diffusers model CPU offload")
     plan.add_argument("--vae-slicing", action="store_true")
     plan.add_argument("--vae-tiling", action="store_true", help="(implies --vae-slicing in the prediction)")
     plan.add_argument("--bank-on-device", action="store_true", help="predict with the identity bank in GPU memory")
-    plan.add_argument("--vram", type=_size, help="device memory budget, e.g. 12GB or 12GiB: print the settings that fit")
+    plan.add_argument(
+        "--vram", type=_size, help="device memory budget, e.g. 12GB or 12GiB: print the settings that fit"
+    )
     plan.add_argument("--ram", type=_size, help="host memory budget, e.g. 32GB: print the settings that fit")
     plan.set_defaults(seed=None, style=None, negative_prompt=None, no_consistency=False)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -69,7 +69,6 @@ class Skeleton:
     scheduler: Any
     vae_scale_factor: int
     family: str
-    components: dict[str, Any] = field(default_factory=dict)
 
     def set_progress_bar_config(self, **_: Any) -> None:
         """``StoryPipeline`` sets it; a skeleton never runs."""
@@ -184,8 +183,8 @@ def _per_level(value: Any, levels: int) -> list[int]:
 def unet_activation_elements(unet_config: Any, latent_height: int, latent_width: int) -> int:
     """Peak live activation elements of one UNet forward, per image and CFG half (see docs/memory.md).
 
-    At the first up-block layer of level i, alive are: every skip tensor of the levels above, the
-    level's own resnet skips, the hidden state coming up from below, and that layer's working set.
+    At the first up-block layer of level i, alive are: the skip tensors of the levels above, the level's
+    own resnet skips but the one it took, the hidden state coming up from below, and that layer's working set.
     """
     channels = list(unet_config.block_out_channels)
     levels = len(channels)
@@ -200,7 +199,7 @@ def unet_activation_elements(unet_config: Any, latent_height: int, latent_width:
     peak = 0
     for i, (c, n) in enumerate(zip(channels, tokens)):
         below = channels[min(i + 1, levels - 1)]
-        alive = skips_above + per_block[i] * c * n + below * n
+        alive = skips_above + (per_block[i] - 1) * c * n + below * n  # its first layer has popped one skip
         work = RESNET_WORKING_SET * (below + c) * n
         if attention[i]:
             work = max(work, TRANSFORMER_WORKING_SET * c * n)

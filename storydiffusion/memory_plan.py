@@ -59,7 +59,9 @@ def parse_size(text: str) -> int:
 
 def format_size(size: int) -> str:
     """Bytes as a person reads them: GiB above one, else MiB."""
-    return f"{size / 2**30:.2f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
+    if size >= 2**30:
+        return f"{size / 2**30:.2f} GiB"
+    return f"{size / 2**20:.1f} MiB" if size >= 10 * 2**20 else f"{size / 2**20:.2f} MiB"
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,10 @@ class MemoryPlanner:
 
     def unet_bytes(self, images: int) -> int:
         """Activations of one UNet forward over ``images`` images (both CFG halves)."""
-        latent = (self.settings.height // self.skeleton.vae_scale_factor, self.settings.width // self.skeleton.vae_scale_factor)
+        latent = (
+            self.settings.height // self.skeleton.vae_scale_factor,
+            self.settings.width // self.skeleton.vae_scale_factor,
+        )
         return self.halves * images * unet_activation_elements(self.skeleton.unet.config, *latent) * self.dtype_size
 
     def decode_bytes(self, images: int, vae: str) -> int:

@@ -1,0 +1,161 @@
+"""The memory planner: predictions held to measurements on the tiny models, the budget fit, the command."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from storydiffusion.bank import IdentityBank
+from storydiffusion.cli import main
+from storydiffusion.memory_model import LiveTensorMeter, module_bytes
+from storydiffusion.memory_plan import MemoryPlanner, PlanOptions, fit_budget, parse_size
+from storydiffusion.planning import plan_story
+from storydiffusion.story import story_from_text
+
+CAST = "[Bob] a tall man with red hair\n[Alice] a young woman in a blue coat\n"
+TOLERANCE = 0.15
+
+
+def story(panels: int = 6, alone: int = 3):
+    """Bob alone in the first ``alone`` panels (his identity set), then Bob and Alice together."""
+    lines = ["[Bob] walks in the rain"] * alone + ["[Bob] [Alice] talk in a cafe"] * (panels - alone)
+    return story_from_text(CAST, "\n".join(lines))
+
+
+def close(predicted: int, measured: int) -> bool:
+    return abs(predicted - measured) <= TOLERANCE * measured
+
+
+@pytest.fixture(scope="module", params=["sdxl", "sd15"])
+def measured(request):
+    """One identity batch of the tiny model drawn on the CPU, its live tensors counted."""
+    pipeline = request.getfixturevalue(f"tiny_{request.param}")
+    the_story = story(alone=6)  # Bob only: one identity batch, which starts with an empty bank
+    planner = MemoryPlanner(the_story, model=f"tiny-{request.param}", device="cpu")
+    batch = next(b for b in plan_story(the_story, planner.settings) if b.kind == "identity")
+    bank = IdentityBank({}, "cpu")
+    meter = LiveTensorMeter()
+    with meter:
+        pipeline.denoise(["a"] * 3, [""] * 3, [1, 2, 3], planner.settings, batch.slots, bank, output_type="pt")
+    weights = sum(module_bytes(c, torch.float32) for c in pipeline.pipe.components.values() if hasattr(c, "buffers"))
+    return planner, weights, bank.nbytes(), weights + meter.peak
+
+
+def identity_peak(planner: MemoryPlanner) -> int:
+    plan = planner.predict(planner.requested())
+    return max(p.host for p in plan.phases if p.name in ("identity pass", "VAE decode"))
+
+
+def test_weights_are_predicted_exactly_from_the_configs(measured):
+    planner, weights, _, _ = measured
+    assert sum(planner.component_bytes.values()) == weights
+
+
+def test_bank_is_predicted_exactly(measured):
+    planner, _, bank, _ = measured
+    assert bank > 0
+    assert planner.bank_per_image * 3 == bank
+
+
+def test_peak_of_one_identity_batch_within_15_percent(measured):
+    planner, weights, _, peak = measured
+    predicted = identity_peak(planner)
+    assert close(predicted, peak), (predicted, peak)
+    assert close(predicted - weights, peak - weights), "activations and bank alone"
+
+
+@pytest.mark.parametrize(("size", "tiled"), [(128, False), (256, False), (128, True), (256, True)])
+def test_vae_decode_of_one_panel_within_15_percent(size, tiled):
+    from diffusers import AutoencoderKL
+
+    from storydiffusion.memory_model import tiled_decode_elements, vae_decode_elements
+    from storydiffusion.models.architectures import tiny_vae_config
+
+    vae = AutoencoderKL(**tiny_vae_config(0.13025)).eval()
+    vae.use_tiling = tiled  # the tiny VAE's tile is 64 pixels: both sizes are tiled
+    meter = LiveTensorMeter()
+    with torch.no_grad(), meter:
+        vae.decode(torch.randn(1, 4, size // 2, size // 2))
+    formula = tiled_decode_elements if tiled else vae_decode_elements
+    assert close(formula(vae.config, size, size) * 4, meter.peak)
+
+
+@pytest.mark.parametrize(
+    ("text", "size"), [("12GB", 12 * 10**9), ("12 GiB", 12 * 2**30), ("512MB", 512 * 10**6), ("1.5gib", 3 * 2**29)]
+)
+def test_sizes_are_read_with_their_units(text, size):
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["12", "12XB", "-1GB", "0GB", "GB", ""])
+def test_sizes_without_a_known_unit_are_refused(text):
+    with pytest.raises(ValueError, match="such as 12GB"):
+        parse_size(text)
+
+
+def test_a_bigger_window_predicts_more_memory():
+    planner = MemoryPlanner(story(panels=12), model="tiny-sdxl", device="cpu")
+
+    def reads(window: int) -> int:
+        return next(p.host for p in planner.predict(PlanOptions(window)).phases if p.name == "read batches")
+
+    assert reads(1) < reads(2) < reads(4)
+
+
+def test_bank_grows_with_identity_images_not_with_panels():
+    """Bob's identity set is his solo panels (up to 3); Alice, never alone, gets 3 reference portraits."""
+
+    def bank(panels: int, alone: int) -> tuple[int, int]:
+        plan = MemoryPlanner(story(panels, alone), model="tiny-sd15", device="cpu").predict(PlanOptions(4))
+        return plan.bank_per_image * plan.bank_images, plan.bank_per_image
+
+    (one, per_image), (two, _), (three, _) = bank(6, 1), bank(6, 2), bank(6, 3)
+    assert per_image > 0
+    assert two - one == three - two == per_image
+    assert bank(12, 2)[0] == bank(30, 2)[0] == two
+
+
+def test_cuda_plan_moves_the_bank_and_weights_with_the_options():
+    planner = MemoryPlanner(story(), model="tiny-sdxl", device="cuda")
+    options = (PlanOptions(4), PlanOptions(4, bank_tier="device"), PlanOptions(4, cpu_offload=True))
+    host, device, offload = (planner.predict(o) for o in options)
+    bank = host.bank_per_image * host.bank_images
+    assert device.device_peak - host.device_peak == bank
+    assert offload.host_peak == host.host_peak + sum(host.weights.values())
+    assert offload.device_peak < host.device_peak
+
+
+def test_fit_finds_the_fastest_options_within_the_budget():
+    planner = MemoryPlanner(story(panels=12), model="tiny-sdxl", device="cuda")
+    roomy = fit_budget(planner, vram=2**40)
+    assert roomy.fits and roomy.plan.options == PlanOptions(4)
+    tight = fit_budget(planner, vram=roomy.plan.device_peak - 1)
+    assert tight.fits and tight.plan.options != PlanOptions(4)
+    assert tight.plan.device_peak < roomy.plan.device_peak
+
+
+def test_plan_command_lists_each_phase(tmp_path, capsys):
+    path = tmp_path / "story.yaml"
+    path.write_text("characters:\n  Bob: a man\npanels:\n" + "".join(f"  - '[Bob] walks {i}'\n" for i in range(6)))
+    assert main(["plan", str(path), "--model", "tiny-sdxl", "--height", "128", "--width", "128", "--vram", "12GB"]) == 0
+    out = capsys.readouterr().out
+    for phase in ("identity pass", "read batches", "VAE decode", "identity bank", "settings that fit"):
+        assert phase in out
+    assert "at 128x128" in out
+
+
+def test_plan_command_with_a_budget_nothing_fits_exits_2(tmp_path, capsys):
+    path = tmp_path / "story.yaml"
+    path.write_text("characters:\n  Bob: a man\npanels:\n  - '[Bob] walks'\n")
+    assert main(["plan", str(path), "--model", "tiny-sd15", "--vram", "1MB"]) == 2
+    captured = capsys.readouterr()
+    assert "closest settings" in captured.out
+    assert captured.err.startswith("error: nothing fits in --vram") and captured.err.count("\n") == 1
+
+
+@pytest.mark.parametrize("flag", ["--vram", "--ram"])
+def test_plan_command_refuses_a_size_without_unit(tmp_path, capsys, flag):
+    path = tmp_path / "story.yaml"
+    path.write_text("characters:\n  Bob: a man\npanels:\n  - '[Bob] walks'\n")
+    assert main(["plan", str(path), "--model", "tiny-sd15", flag, "12"]) == 2
+    assert f"argument {flag}: expected a size such as 12GB" in capsys.readouterr().err
