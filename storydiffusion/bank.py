@@ -4,6 +4,9 @@ Only what a reader needs is kept: for each identity image, each consistent step 
 layer, the pre-projection hidden states of its *sampled* tokens (both CFG halves), in the compute
 dtype. Readers project them with the layer's own ``to_k``/``to_v``, so the bank is exact: a panel
 that reads it sees the very tokens it would have sampled with the identity images in its batch.
+
+The tokens live on the device, in host memory, or (past a host-memory budget, ``limit_host_memory``)
+in safetensors files of a temporary folder read back memory-mapped (``bank_disk.DiskTier``).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .atomic import atomic_path
+from .bank_disk import DiskTier, Key
 from .errors import BankError
 from .structured import InputFileError, check_regular_file
 
@@ -28,7 +32,7 @@ _TOKEN_KEY = re.compile(r"-?[0-9]{1,9}\.[0-9]{1,6}\.[0-9]{1,6}")
 
 
 class IdentityBank:
-    """Sampled identity tokens keyed by (source image, step, layer), on the GPU or on the CPU.
+    """Sampled identity tokens keyed by (source image, step, layer), on the GPU, on the CPU or on disk.
 
     ``signature`` records every setting that decides the sampled tokens; a reader whose run differs
     gets a BankError instead of silently inconsistent characters.
@@ -38,30 +42,71 @@ class IdentityBank:
         self.signature = dict(signature or {})
         self.storage = torch.device(storage)
         self.characters: dict[str, list[int]] = {}
-        self._tokens: dict[tuple[int, int, int], torch.Tensor] = {}
+        self._tokens: dict[Key, torch.Tensor] = {}  # held in memory (host or device)
+        self._disk: DiskTier | None = None  # spilled past host_memory
+        self.host_memory: int | None = None
+        self._spill_folder: Path | None = None
         self.path: Path | None = None  # the file it was loaded from, for messages
+
+    def limit_host_memory(self, budget: int | None, folder: str | os.PathLike | None = None) -> IdentityBank:
+        """Keep at most ``budget`` bytes of CPU tokens in memory; the rest go to the disk tier.
+
+        Whenever a ``put`` takes the CPU tokens held past ``budget``, all of them are written to one
+        new safetensors file (in a temporary folder under ``folder``, by default the system's) and
+        dropped from memory. So the host memory the bank holds is at most ``budget`` between calls, and
+        ``budget`` plus one chunk (one layer of one image at one step) during a ``put``. Reads of
+        spilled tokens are memory-mapped and give the very same bytes. ``None``: no limit.
+        """
+        self.host_memory = budget
+        self._spill_folder = Path(folder) if folder is not None else None
+        self._spill_if_over_budget()
+        return self
+
+    def _spill_if_over_budget(self) -> None:
+        if self.host_memory is None or self.storage.type != "cpu" or self.host_nbytes() <= self.host_memory:
+            return
+        if self._disk is None:
+            self._disk = DiskTier(self._spill_folder)
+        self._disk.write(self._tokens)
+        self._tokens = {}
+
+    def close(self) -> None:
+        """Delete the disk tier's files now (they also go when the bank is garbage-collected); the
+        spilled tokens are gone with them."""
+        if self._disk is not None:
+            self._disk.close()
+            self._disk = None
 
     def put(self, source_id: int, step: int, layer: int, tokens: torch.Tensor) -> None:
         """Keep ``tokens`` (halves, sampled, channels) of one source image at one step and layer."""
         pinned = self.storage.type == "cpu" and tokens.device.type == "cuda"
         stored = torch.empty(tokens.shape, dtype=tokens.dtype, device=self.storage, pin_memory=pinned)
         stored.copy_(tokens.detach())
+        if self._disk is not None:
+            self._disk.drop([(source_id, step, layer)])
         self._tokens[(source_id, step, layer)] = stored
+        self._spill_if_over_budget()
 
     def get(self, source_id: int, step: int, layer: int, device: torch.device) -> torch.Tensor:
         """The tokens of one source at one step and layer, moved to ``device`` (one layer at a time)."""
-        try:
-            tokens = self._tokens[(source_id, step, layer)]
-        except KeyError:
+        key = (source_id, step, layer)
+        tokens = self._tokens.get(key)
+        if tokens is None and self._disk is not None and key in self._disk:
+            tokens = self._disk.read(key)
+        if tokens is None:
             raise BankError(
                 f"the identity bank has no tokens for image {source_id} at step {step}, layer {layer}: "
                 "it was made with other settings; regenerate the identity images"
-            ) from None
+            )
         return tokens.to(device, non_blocking=tokens.is_pinned())
 
     def move_to(self, storage: str | torch.device, pin: bool = False) -> IdentityBank:
-        """Keep the tokens on ``storage`` from now on; ``pin`` pins CPU tokens for fast GPU reads."""
+        """Keep the tokens on ``storage`` from now on; ``pin`` pins CPU tokens for fast GPU reads.
+        Spilled tokens stay on disk for CPU storage and come back for device storage."""
         self.storage = torch.device(storage)
+        if self._disk is not None and self.storage.type != "cpu":
+            self._tokens = {key: tokens.to(self.storage) for key, tokens in self._items()}
+            self.close()
         for key, tokens in self._tokens.items():
             moved = tokens.to(self.storage)
             if pin and self.storage.type == "cpu" and not moved.is_pinned():
@@ -70,27 +115,51 @@ class IdentityBank:
         return self
 
     def sources(self) -> set[int]:
-        return {key[0] for key in self._tokens}
+        return {key[0] for key in self._keys()}
+
+    def _keys(self) -> list[Key]:
+        return [*self._tokens, *(self._disk.keys() if self._disk is not None else ())]
+
+    def _items(self) -> Iterator[tuple[Key, torch.Tensor]]:
+        """Every key and its tokens, the spilled ones memory-mapped one at a time."""
+        yield from list(self._tokens.items())
+        if self._disk is not None:
+            for key in list(self._disk.keys()):
+                yield key, self._disk.read(key)
+
+    def _shapes(self) -> dict[Key, tuple[int, ...]]:
+        shapes = {key: tuple(tokens.shape) for key, tokens in self._tokens.items()}
+        if self._disk is not None:
+            shapes.update((key, tuple(self._disk.shape(key))) for key in self._disk.keys())
+        return shapes
 
     def drop(self, source_ids: set[int] | list[int]) -> None:
         """Forget some sources, e.g. the previous window in sliding-window mode."""
         doomed = set(source_ids)
         self._tokens = {key: value for key, value in self._tokens.items() if key[0] not in doomed}
+        if self._disk is not None:
+            self._disk.drop([key for key in self._disk.keys() if key[0] in doomed])
         for name in list(self.characters):
             self.characters[name] = [s for s in self.characters[name] if s not in doomed]
             if not self.characters[name]:
                 del self.characters[name]
 
     def nbytes(self, source_id: int | None = None) -> int:
-        """Bytes held, for one source or in all."""
-        return sum(
+        """Bytes held in memory and on disk, for one source or in all."""
+        spilled = self._disk.keys() if self._disk is not None else ()
+        on_disk = sum(self._disk.nbytes(key) for key in spilled if source_id is None or key[0] == source_id)
+        return on_disk + sum(
             t.numel() * t.element_size()
             for (sid, _, _), t in self._tokens.items()
             if source_id is None or sid == source_id
         )
 
+    def host_nbytes(self) -> int:
+        """Bytes of CPU tokens held in memory: what ``limit_host_memory`` bounds."""
+        return sum(t.numel() * t.element_size() for t in self._tokens.values() if t.device.type == "cpu")
+
     def __len__(self) -> int:
-        return len(self._tokens)
+        return len(self._tokens) + (len(self._disk) if self._disk is not None else 0)
 
     def check_compatible(self, signature: dict[str, Any]) -> None:
         """Raise BankError naming each setting that differs between the bank and a reader."""
@@ -136,20 +205,21 @@ class IdentityBank:
         A misfit would otherwise fail half-way through the run, or be read as if it fitted."""
         name = f"identity bank {self.path}" if self.path is not None else "the identity bank"
         advice = "it was made with another model or other settings; regenerate it with --save-bank"
-        for (source, step, layer), tokens in sorted(self._tokens.items()):
+        shapes = self._shapes()
+        for (source, step, layer), shape in sorted(shapes.items()):
             wanted = expected.get((step, layer))
             if wanted is None:
                 raise BankError(
                     f"{name} holds tokens of image {source} at step {step}, layer {layer}, "
                     f"where this model and these settings sample none: {advice}"
                 )
-            if tuple(tokens.shape) != tuple(wanted):
+            if shape != tuple(wanted):
                 raise BankError(
                     f"{name} holds tokens of image {source} at step {step}, layer {layer} of shape "
-                    f"{tuple(tokens.shape)}; this model and these settings give {tuple(wanted)}: {advice}"
+                    f"{shape}; this model and these settings give {tuple(wanted)}: {advice}"
                 )
         for source in sorted(self.sources()):
-            held = {(step, layer) for (held_source, step, layer) in self._tokens if held_source == source}
+            held = {(step, layer) for (held_source, step, layer) in shapes if held_source == source}
             missing = sorted(set(expected) - held)
             if missing:
                 step, layer = missing[0]
@@ -160,14 +230,15 @@ class IdentityBank:
         for key, tokens in self._tokens.items():
             if tokens.dtype != dtype:
                 self._tokens[key] = tokens.to(dtype)
+        if self._disk is not None:
+            self._disk.read_dtype = dtype
         return self
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write a safetensors file atomically (temporary name, then rename)."""
+        """Write a safetensors file atomically (temporary name, then rename); the same file whichever
+        tier the tokens are on (spilled ones are read memory-mapped, not copied into memory)."""
         path = Path(path)
-        tensors = {
-            f"{sid}.{step}.{layer}": tensor.contiguous().cpu() for (sid, step, layer), tensor in self._tokens.items()
-        }
+        tensors = {f"{sid}.{step}.{layer}": tensor.contiguous().cpu() for (sid, step, layer), tensor in self._items()}
         metadata = {
             "format": BANK_FORMAT,
             "signature": json.dumps(self.signature, sort_keys=True),

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cli_checks import check_model_flag, check_panel_numbers, generation_settings
+from .cli_checks import check_bank_flags, check_model_flag, check_panel_numbers, generation_settings
 from .cli_parser import build_parser
 from .errors import ModelOutOfMemory, StoryDiffusionError, model_memory
 from .rundir import MANIFEST_NAME, RunWriter, check_output_dir, manifest_model_name, prepare_output_dir
@@ -57,6 +57,7 @@ def run_generate(args: argparse.Namespace) -> int:
         check_options(args.layout, args.export)
     check_model_flag(args.model)
     check_model_flag(args.lora, "--lora")
+    check_bank_flags(args)
     story, manifest_model = _load_story_and_model(args.story)
     settings = generation_settings(story.settings, args)
     check_panel_numbers(args.panels, len(story.panels))
@@ -76,6 +77,8 @@ def run_generate(args: argparse.Namespace) -> int:
     if result is None:
         return EXIT_INTERRUPTED
     _report_generation(result, target.out, target.finish(result, args.save_bank, args.bank))
+    if result.bank is not None:
+        result.bank.close()  # its disk tier, if it spilled
     if args.layout:
         from .layout.compose import compose_run
 
@@ -164,6 +167,7 @@ def _draw(args: argparse.Namespace, pipeline, story, settings, bank, target: _Ru
                 panels=target.panels,
                 bank=bank,
                 bank_storage="device" if args.bank_on_device else "auto",
+                bank_memory=args.bank_memory,
                 callback=bar.update,
                 on_start=target.writer.start,
                 on_panel=target.writer.panel,

@@ -11,7 +11,7 @@ from .settings import SETTING_RANGES, GenerationSettings, check_text
 from .structured import check_regular_file
 from .styles import check_style_name
 
-__all__ = ["check_model_flag", "check_panel_numbers", "generation_settings"]
+__all__ = ["check_bank_flags", "check_model_flag", "check_panel_numbers", "generation_settings"]
 
 
 def check_model_flag(model: str | None, flag: str = "--model") -> None:
@@ -25,6 +25,15 @@ def check_model_flag(model: str | None, flag: str = "--model") -> None:
         )
     if os.path.exists(model) and not os.path.isdir(model):
         check_regular_file(model, flag)
+
+
+def check_bank_flags(args: argparse.Namespace) -> None:
+    """--bank-memory bounds a bank held in host memory; --bank-on-device holds none there."""
+    if args.bank_memory is not None and args.bank_on_device:
+        raise StoryDiffusionError(
+            "--bank-memory bounds the identity bank in host memory, --bank-on-device keeps it in GPU memory: "
+            "give one of them"
+        )
 
 
 def check_panel_numbers(panels: list[int] | None, count: int) -> None:

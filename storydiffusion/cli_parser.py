@@ -160,6 +160,11 @@ def _add_generate(generate: argparse.ArgumentParser) -> None:
     generate.add_argument(
         "--bank-on-device", action="store_true", help="keep the identity bank in GPU memory (faster, more memory)"
     )
+    generate.add_argument(
+        "--bank-memory",
+        type=_size,
+        help="host memory for the identity bank, e.g. 4GB: past it the bank spills to disk (default: no limit)",
+    )
     generate.add_argument("--cpu-offload", action="store_true", help="diffusers model CPU offload (less GPU memory)")
     generate.add_argument("--vae-slicing", action="store_true")
     generate.add_argument("--vae-tiling", action="store_true")

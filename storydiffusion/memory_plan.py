@@ -78,7 +78,7 @@ class PlanOptions:
         flags = [f"--window {self.window}"]
         flags += ["--cpu-offload"] if self.cpu_offload else []
         flags += {"plain": [], "slicing": ["--vae-slicing"], "tiling": ["--vae-slicing", "--vae-tiling"]}[self.vae]
-        flags += {"host": [], "device": ["--bank-on-device"], "disk": ["(bank on disk: no flag yet)"]}[self.bank_tier]
+        flags += {"host": [], "device": ["--bank-on-device"], "disk": ["--bank-memory 1MB"]}[self.bank_tier]
         return " ".join(flags)
 
 

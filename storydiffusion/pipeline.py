@@ -253,6 +253,7 @@ class StoryPipeline:
         panels: list[int] | None = None,
         bank: IdentityBank | None = None,
         bank_storage: str = "auto",
+        bank_memory: int | None = None,
         callback: Callable[[Progress], None] | None = None,
         on_panel: Callable[[PanelImage], None] | None = None,
         on_start: Callable[[StoryResult], None] | None = None,
@@ -261,6 +262,7 @@ class StoryPipeline:
         """Generate the story's panels (or only ``panels``, 0-based) with consistent characters.
 
         ``bank`` from an earlier result lets single panels be regenerated without the identity pass.
+        ``bank_memory`` bounds the host memory of a CPU bank in bytes; past it, tokens spill to disk.
         ``cancel`` stops cleanly between steps: the result keeps the panels already finished.
         ``on_start`` receives the result before the first batch; it fills as panels finish (``on_panel``).
         """
@@ -268,7 +270,7 @@ class StoryPipeline:
         settings = self.resolve_settings(story, settings)
         style = get_style(settings.style)
         warnings: list[str] = []
-        bank = self._bank_for_run(bank, story, settings, bank_storage)
+        bank = self._bank_for_run(bank, story, settings, bank_storage, bank_memory)
         banked = dict(bank.characters) if settings.mode == "identity" else {}
         plan = plan_story(story, settings, panels, banked)
         wanted = set(range(len(story.panels)) if panels is None else panels)
@@ -315,21 +317,26 @@ class StoryPipeline:
         bank.check_shapes(expected_bank_layout(self.pipe, self.consistent_layer_names, settings))
 
     def _bank_for_run(
-        self, bank: IdentityBank | None, story: Story, settings: GenerationSettings, bank_storage: str
+        self,
+        bank: IdentityBank | None,
+        story: Story,
+        settings: GenerationSettings,
+        bank_storage: str,
+        bank_memory: int | None = None,
     ) -> IdentityBank:
         """The caller's bank, checked (BankError if it does not fit) and cast to the compute dtype, on the
-        chosen storage; an empty or missing one gets this run's signature."""
+        chosen storage, within ``bank_memory`` of host memory; an empty or missing one gets this run's signature."""
         signature = self.bank_signature(settings)
         storage = self.device if bank_storage == "device" else torch.device("cpu")
         if bank is None:
-            return IdentityBank(signature, storage)
+            return IdentityBank(signature, storage).limit_host_memory(bank_memory)
         self._check_bank_fits(bank, story, settings)
         if not len(bank):
             bank.signature = signature
         bank.cast(self.pipe.unet.dtype)
         if bank.storage != storage or (self.device.type == "cuda" and storage.type == "cpu"):
             bank.move_to(storage, pin=self.device.type == "cuda")
-        return bank
+        return bank.limit_host_memory(bank_memory) if bank_memory is not None else bank
 
     def _start_result(
         self, story: Story, settings: GenerationSettings, bank: IdentityBank, warnings: list[str]
