@@ -80,7 +80,7 @@ def build_app(pool: ModelPool, project_limits: ProjectLimits | None = None, mcp:
         wire_story_inputs(studio, examples, door)
         wire_generation(studio, pool, door)
         wire_panel_editing(studio, pool, door)
-        wire_project(studio, pool, project_limits, door)
+        wire_project(studio, pool, project_limits, door, demo.upload_file_set)
         wire_animate(studio, pool, door)
         wire_reading(studio)
         if mcp:

@@ -8,8 +8,9 @@ message naming the field. The session state starts empty; ``session_of`` gives e
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import gradio as gr
-from gradio.utils import get_upload_folder
 
 from . import studio_text as text
 from .model_pool import ModelPool
@@ -307,7 +308,11 @@ def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> None
         show_filled(event, results.files())
 
 
-def wire_project(studio: Studio, pool: ModelPool, limits: ProjectLimits | None, door: gr.Button) -> None:
+def wire_project(
+    studio: Studio, pool: ModelPool, limits: ProjectLimits | None, door: gr.Button, uploads: Collection[str]
+) -> None:
+    """Saving and loading projects; ``uploads`` is the page's record of files uploaded to it (the only
+    files a project may be loaded from)."""
     inputs, results = studio.inputs, studio.results
 
     def save_project(state, include_bank):
@@ -317,7 +322,7 @@ def wire_project(studio: Studio, pool: ModelPool, limits: ProjectLimits | None, 
     def load_project(state, path, model, layout):
         """Gradio checks the upload (its size, that it is an uploaded file); the library checks the archive.
         Every setting of the project comes back into the page, with its panels and pages."""
-        path = text.uploaded_path("Project", path, get_upload_folder())
+        path = text.uploaded_path("Project", path, uploads)
         session, layout = session_of(state), text.layout_value(layout)
         project = session.load_project(path, pool.get(model), limits)
         layout = project.layout or layout

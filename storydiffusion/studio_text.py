@@ -6,7 +6,7 @@ rest of the library, and the web app stays wiring only.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -103,13 +103,14 @@ def choice_value(label: str, value: Any, choices: Sequence[str]) -> str:
     return value
 
 
-def uploaded_path(label: str, value: Any, upload_folder: str | Path) -> str:
+def uploaded_path(label: str, value: Any, uploads: Collection[str]) -> str:
     """The server-side path of an upload as Gradio hands it over unprocessed, or a message naming the field.
 
-    Only Gradio's own upload record is taken (a ``gradio.FileData`` with a path, which Gradio has checked
-    to be an upload), and only inside ``upload_folder``: its names carry a hash of the content salted
-    with the server's secret, so a session can name only files it uploaded or was given. The message
-    never says whether a path exists.
+    Only Gradio's own upload record is taken (a ``gradio.FileData`` with a path), and only for a file
+    that came in through the server's upload route (``uploads``: Gradio's record of them), never one
+    the server wrote, such as another session's download. Upload names carry a hash of the content
+    salted with the server's secret, so a session can name only what it uploaded or was given. The
+    message never says whether a path exists.
     """
     if value is None or value == "":
         raise StoryDiffusionError(f"{label}: choose a file to upload")
@@ -121,9 +122,8 @@ def uploaded_path(label: str, value: Any, upload_folder: str | Path) -> str:
             f"{label}: expected an uploaded file, got {shape}; upload it with the page, "
             "or send gradio_client.handle_file(path) from a script"
         )
-    folder = Path(upload_folder).resolve()
     resolved = Path(path).resolve()
-    if not resolved.is_relative_to(folder) or not resolved.is_file():
+    if resolved not in {Path(upload).resolve() for upload in uploads} or not resolved.is_file():
         raise StoryDiffusionError(f"{label}: that file was not uploaded to this studio; upload it again")
     return str(resolved)
 

@@ -189,22 +189,31 @@ def test_dropdown_values_must_be_among_the_choices():
             layout_value(value)
 
 
-def test_an_upload_is_taken_only_as_gradios_upload_record_inside_the_upload_folder(tmp_path):
-    uploads = tmp_path / "uploads"
-    (uploads / "5e3a").mkdir(parents=True)
-    (uploads / "5e3a" / "y.zip").write_bytes(b"PK")
+def test_an_upload_is_taken_only_as_gradios_record_of_a_file_uploaded_to_this_server(tmp_path):
+    cache = tmp_path / "cache"
+    (cache / "5e3a").mkdir(parents=True)
+    (cache / "5e3a" / "y.zip").write_bytes(b"PK")
+    (cache / "77b1").mkdir()
+    (cache / "77b1" / "their-project.zip").write_bytes(b"PK")  # written by the server: another session's download
     (tmp_path / "secret.zip").write_bytes(b"PK")
+    uploads = {str(cache / "5e3a" / "y.zip")}
     meta = {"_type": "gradio.FileData"}
-    record = {"path": str(uploads / "5e3a" / "y.zip"), "orig_name": "y.zip", "meta": meta}
-    assert uploaded_path("Project", record, uploads) == str(uploads / "5e3a" / "y.zip")
+    record = {"path": str(cache / "5e3a" / "y.zip"), "orig_name": "y.zip", "meta": meta}
+    assert uploaded_path("Project", record, uploads) == str(cache / "5e3a" / "y.zip")
     with pytest.raises(StoryDiffusionError, match="^Project: choose a file"):
         uploaded_path("Project", None, uploads)
-    no_meta = {"path": str(uploads / "5e3a" / "y.zip")}
+    no_meta = {"path": str(cache / "5e3a" / "y.zip")}
     for value in ("/etc/passwd", {"url": "http://x"}, 5, ["a.zip"], no_meta):  # only Gradio's checked record
         with pytest.raises(StoryDiffusionError, match="^Project: expected an uploaded file") as refused:
             uploaded_path("Project", value, uploads)
         assert str(tmp_path) not in str(refused.value)
-    outside = [tmp_path / "secret.zip", uploads / "5e3a" / ".." / ".." / "secret.zip", uploads / "none.zip", uploads]
+    outside = [
+        cache / "77b1" / "their-project.zip",
+        tmp_path / "secret.zip",
+        cache / "5e3a" / ".." / ".." / "secret.zip",
+        cache / "none.zip",
+        cache,
+    ]
     for path in outside:  # existing or not, the same words: the answer reveals nothing of the server's files
         with pytest.raises(StoryDiffusionError) as refused:
             uploaded_path("Project", {"path": str(path), "meta": meta}, uploads)

@@ -195,6 +195,16 @@ def raw_answer(url: str, endpoint: str, data: list) -> str:
     return httpx.get(f"{url}gradio_api/call{endpoint}/{event}", timeout=60).text
 
 
+def maker_raw_download_path(url: str, maker) -> str:
+    """Where ``maker``'s project download lies on the server (what its file URL names)."""
+    raw = client(url)  # no downloads: file outputs come back as the server's paths
+    raw.session_hash = maker.session_hash
+    saved = raw.predict(api_name="/save_project")
+    path = saved["path"] if isinstance(saved, dict) else saved
+    assert Path(path).is_absolute() and Path(path).is_file()  # this test runs on the server's machine
+    return path
+
+
 @pytest.mark.parametrize("value", ["abc", 5, [1], "/etc/hostname", {"url": "http://x"}, {"path": "/etc/hostname"}])
 def test_an_upload_of_the_wrong_type_is_refused_naming_the_field(server, value):
     message = refusal(server, "/load_project", path=value, model=OFFLINE_MODEL, layout="classic")
@@ -254,6 +264,11 @@ def test_a_fresh_client_makes_edits_saves_and_reloads_a_story(server, tmp_path):
 
     stranger = client(server)  # another user: none of the maker's work is theirs
     assert "nothing to save" in refusal(server, "/save_project")
+    on_server = maker_raw_download_path(server, maker)  # the maker's download, as it lies in the server's cache
+    forged = raw_answer(
+        server, "/load_project", [{"path": on_server, "meta": {"_type": "gradio.FileData"}}, OFFLINE_MODEL, "classic"]
+    )
+    assert "Project: that file was not uploaded to this studio" in forged  # a download is not an upload
     loaded = stranger.predict(gradio_client.handle_file(saved), OFFLINE_MODEL, "classic", api_name="/load_project")
     title, _, _, style, model, _, steps, _, width, height, seed, *_, layout, status = loaded[:16]
     restored = (title, style, model, steps, width, height, seed, layout)
