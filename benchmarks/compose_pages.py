@@ -170,10 +170,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section of RESULTS.md, or append it; other sections stay as they are."""
+    """Replace the section of RESULTS.md that ``section``'s first line (its ``## `` heading) names, or
+    append it; other sections stay as they are. Other benchmarks write their sections with it too."""
+    heading = section.splitlines()[0].rstrip()
     text = path.read_text(encoding="utf-8") if path.exists() else ""
     lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
+    start = next((i for i, line in enumerate(lines) if line.rstrip() == heading), None)
     if start is None:
         new = text.rstrip("\n") + ("\n\n" if text.strip() else "") + section
     else:
