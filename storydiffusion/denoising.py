@@ -8,6 +8,7 @@ its own seed, and the batch's ``ConsistencyContext`` reaches the attention proce
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,35 @@ from .attention import ConsistencyContext, ImageSlot
 from .bank import IdentityBank
 from .models import fresh_scheduler
 from .settings import GenerationSettings
+
+
+class SerialTokenizer:
+    """A tokenizer that concurrent runs share, called by one run at a time.
+
+    A tokenizer call is not thread-safe: two stories drawn at once on one pipeline once got prompts
+    of different lengths (77 and 16 tokens). Everything but the call is the tokenizer's own.
+    """
+
+    def __init__(self, tokenizer: Any):
+        self._tokenizer, self._lock = tokenizer, threading.Lock()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return self._tokenizer(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tokenizer, name)
+
+    def __len__(self) -> int:
+        return len(self._tokenizer)
+
+
+def serialize_tokenizers(pipe: Any) -> None:
+    """Make ``pipe``'s tokenizers take turns (``SerialTokenizer``), once, where the pipeline is made."""
+    for name in ("tokenizer", "tokenizer_2"):
+        tokenizer = getattr(pipe, name, None)
+        if tokenizer is not None and not isinstance(tokenizer, SerialTokenizer):
+            setattr(pipe, name, SerialTokenizer(tokenizer))
 
 
 def run_copy(pipe: Any, scheduler: str | None = None) -> Any:

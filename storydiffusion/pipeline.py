@@ -173,6 +173,7 @@ class StoryPipeline:
         self.spec = spec
         self.consistent_layer_names = install_consistent_attention(pipe.unet, consistent_blocks)
         self.pipe.set_progress_bar_config(disable=True)
+        denoising.serialize_tokenizers(self.pipe)
 
     @classmethod
     def from_pretrained(
