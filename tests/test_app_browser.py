@@ -360,7 +360,9 @@ def test_a_saved_project_loads_in_another_users_session_on_a_phone(page, browser
     page.get_by_text("Advanced").click()
     steps = page.locator("#steps input[type=number]")
     steps.fill("3")
-    steps.press("Enter")
+    steps.press("Tab")  # the slider takes the typed value when the box loses focus
+    page.wait_for_function("document.querySelector('#steps input[type=range]')?.value === '3'", timeout=10_000)
+    page.wait_for_timeout(500)
     generate_story(page)
     page.get_by_text("Save or continue a project").click()
     page.get_by_text("Download project").click()
