@@ -162,11 +162,15 @@ def main(argv: list[str] | None = None) -> int:
         f" {e2e_med:.0f} s, against minutes to regenerate it.",
         "",
     ]
-    section = "\n".join(lines)
-    print(section)
-    if args.out:
-        write_section(Path(args.out), section)
+    publish_section("\n".join(lines), args.out)
     return 0
+
+
+def publish_section(section: str, out: str | None) -> None:
+    """Print a benchmark's section and, with ``--out``, write it into RESULTS.md (``write_section``)."""
+    print(section)
+    if out:
+        write_section(Path(out), section)
 
 
 def write_section(path: Path, section: str) -> None:

@@ -21,7 +21,7 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from compose_pages import write_section
+from compose_pages import publish_section
 
 SECTION = "## Memory in the number of panels"
 
@@ -93,10 +93,7 @@ def main() -> int:
         "device-memory side of the same claim needs a GPU and is not measured here.",
         "",
     ]
-    section = "\n".join(lines)
-    print(section)
-    if args.out:
-        write_section(Path(args.out), section)
+    publish_section("\n".join(lines), args.out)
     return 0
 
 
