@@ -90,7 +90,7 @@ def build_app(pool: ModelPool, project_limits: ProjectLimits | None = None, mcp:
 
 def make_app(options: ServerOptions, pool: ModelPool | None = None) -> gr.Blocks:
     """The page with its queue: one GPU job at a time, at most ``options.max_queue`` waiting (more are told so)."""
-    pool = pool or ModelPool(options.model, device=options.device, allow_custom=options.allow_custom_models)
+    pool = pool or ModelPool(options.model, **options.pool_options())
     return build_app(pool, options.project_limits(), mcp=options.mcp).queue(
         default_concurrency_limit=1, max_size=options.max_queue
     )

@@ -28,11 +28,17 @@ def check_model_flag(model: str | None, flag: str = "--model") -> None:
 
 
 def check_bank_flags(args: argparse.Namespace) -> None:
-    """--bank-memory bounds a bank held in host memory; --bank-on-device holds none there."""
-    if args.bank_memory is not None and args.bank_on_device:
+    """--bank-memory bounds a bank held in host memory, and --low-vram keeps it there; --bank-on-device
+    holds none there."""
+    if getattr(args, "bank_memory", None) is not None and args.bank_on_device:
         raise StoryDiffusionError(
             "--bank-memory bounds the identity bank in host memory, --bank-on-device keeps it in GPU memory: "
             "give one of them"
+        )
+    if args.low_vram and args.bank_on_device:
+        raise StoryDiffusionError(
+            "--low-vram keeps the identity bank in host memory to save GPU memory, --bank-on-device puts it in "
+            "GPU memory: give one of them"
         )
 
 

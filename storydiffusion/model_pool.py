@@ -17,7 +17,7 @@ from typing import Any
 
 from .errors import ModelError, StoryDiffusionError
 from .hub import hub_is_reachable, hub_repo, is_in_hub_cache
-from .models import load_model_registry
+from .models import LOW_VRAM, load_model_registry
 from .pipeline import StoryPipeline
 
 OFFLINE_MODEL = "tiny-sdxl"
@@ -40,7 +40,8 @@ class ModelPool:
     When the requested model cannot be loaded (no network, no weights) and ``fallback`` is on, the
     offline demo model is used instead and :meth:`notice` says so in one line. Without network a hub
     model is loaded from the cache only, and one that is not cached is not tried at all, so the app
-    starts at once instead of waiting on the hub's retries.
+    starts at once instead of waiting on the hub's retries. ``low_vram`` (the operator's choice: memory
+    on a shared server is not a user's to spend) loads every model with the low-memory preset.
     """
 
     def __init__(
@@ -52,6 +53,7 @@ class ModelPool:
         fallback: bool = True,
         allow_custom: bool = False,
         max_loaded: int = 2,
+        low_vram: bool = False,
         loader: Callable[..., StoryPipeline] = StoryPipeline.from_pretrained,
         hub_online: Callable[[], bool] = hub_is_reachable,
         in_cache: Callable[[str], bool] = is_in_hub_cache,
@@ -59,6 +61,7 @@ class ModelPool:
         self.default_model = default_model
         self.device, self.dtype, self.fallback = device, dtype, fallback
         self.allow_custom, self.max_loaded = allow_custom, max(1, max_loaded)
+        self.low_vram = low_vram
         self._loader = loader
         self._hub_online, self._in_cache = hub_online, in_cache
         self._online: bool | None = None
@@ -99,6 +102,11 @@ class ModelPool:
             return pipeline
 
     def notice(self, name: str | None = None) -> str:
+        """One banner line when ``name`` runs a tiny random-weight model, then the low-memory preset's note
+        when the operator turned it on; else empty."""
+        return " ".join(part for part in (self._model_notice(name), self.memory_note()) if part)
+
+    def _model_notice(self, name: str | None) -> str:
         """One banner line when ``name`` runs a tiny random-weight model, else empty."""
         name = name or self.default_model
         if name in self._notices:
@@ -136,10 +144,20 @@ class ModelPool:
         """Load from the hub when it answers, else from the cache only (and not at all when nothing is cached)."""
         repo = hub_repo(name)
         if repo is None or self._is_online():
-            return self._loader(name, device=self.device, dtype=self.dtype)
+            return self._loader(name, **self._placement())
         if self.fallback and not self._in_cache(repo):
             raise HubUnreachable(f"{name!r} ({repo}) is not in the Hugging Face cache and the hub cannot be reached")
-        return self._loader(name, device=self.device, dtype=self.dtype, local_files_only=True)
+        return self._loader(name, **self._placement(), local_files_only=True)
+
+    def _placement(self) -> dict[str, Any]:
+        """The loader's device options; ``low_vram`` only when on, so loaders without that option still work."""
+        return {"device": self.device, "dtype": self.dtype, **({"low_vram": True} if self.low_vram else {})}
+
+    def memory_note(self) -> str:
+        """One line for the studio's settings note when the operator turned on the low-memory preset, else empty."""
+        if not self.low_vram:
+            return ""
+        return f"Low-memory preset (--low-vram): {LOW_VRAM.describe()}. Slower, for a small GPU."
 
     def _is_online(self) -> bool:
         if self._online is None:

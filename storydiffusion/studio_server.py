@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .model_pool import OFFLINE_MODEL
-from .models import default_model_name
+from .models import LOW_VRAM, default_model_name
 from .project import ProjectLimits
 
 SESSION_TTL_SECONDS = 6 * 3600  # a session's files live this long after its last action
@@ -46,6 +46,7 @@ class ServerOptions:
     max_queue: int = 16
     max_upload_mb: int = 2048
     mcp: bool = False
+    low_vram: bool = False
 
     @property
     def shared(self) -> bool:
@@ -56,6 +57,10 @@ class ServerOptions:
         """What an uploaded project may unpack to: its panels and bank are stored, not compressed, so
         twice the upload limit leaves room for any real project and none for a disk-filling one."""
         return ProjectLimits(max_total_bytes=2 * self.max_upload_mb * 2**20)
+
+    def pool_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``ModelPool``: where models run and who may pick them."""
+        return {"device": self.device, "allow_custom": self.allow_custom_models, "low_vram": self.low_vram}
 
     def launch_options(self) -> dict:
         """Keyword arguments for ``gr.Blocks.launch``."""
@@ -95,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--share", action="store_true", help="create a public Gradio link")
     parser.add_argument("--device", default="auto")
     parser.add_argument(
+        "--low-vram",
+        action="store_true",
+        help="load every model with the low-memory preset (as `storydiffusion generate --low-vram`): "
+        f"{LOW_VRAM.describe()}; slower, for a small GPU",
+    )
+    parser.add_argument(
         "--allow-custom-models",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -129,6 +140,7 @@ def server_options(argv: list[str] | None = None) -> ServerOptions:
         max_queue=args.max_queue,
         max_upload_mb=args.max_upload_mb,
         mcp=args.mcp,
+        low_vram=args.low_vram,
     )
     if options.mcp and options.shared:  # its tools answer with files by their path on this machine
         parser.error("--mcp serves assistants on this machine only: start it without --share, on --host 127.0.0.1")
