@@ -18,9 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
+from .attention_kernels import Kernel, pick_kernel, sdpa_kernel, xformers_kernel
 from .bank import IdentityBank
 
 LAYER_SETS = ("up", "down", "mid", "all")
@@ -110,13 +110,14 @@ SourceKey = tuple[str, int]  # ("batch", slot) or ("bank", source id)
 
 
 def gather_sources(
-    grouped: torch.Tensor, context: ConsistencyContext, layer_index: int
+    grouped: torch.Tensor, context: ConsistencyContext, layer_index: int, bank_tokens: bool = True
 ) -> tuple[dict[SourceKey, torch.Tensor], list[list[SourceKey]]]:
     """Each source's sampled tokens (once), and per image the sources it reads, in order.
 
     ``grouped`` is (halves, images, tokens, channels): CFG halves are kept apart, so a sample never
     crosses from the unconditional half to the conditional one. Tokens are (halves, sampled,
     channels), before projection. Writing images store their sample in the bank on the way.
+    Without ``bank_tokens`` the bank's sources are named in the reads but not fetched.
     """
     _, _, num_tokens, _ = grouped.shape
     if context.sample_count(num_tokens) == 0:
@@ -134,8 +135,9 @@ def gather_sources(
         if slot.writes:
             context.bank.put(slot.source_id, context.step, layer_index, tokens)
         sources[("batch", index)] = tokens
-    for sid in sorted({sid for slot in context.slots for sid in slot.reads_bank}):
-        sources[("bank", sid)] = context.bank.get(sid, context.step, layer_index, grouped.device)
+    if bank_tokens:
+        for sid in sorted({sid for slot in context.slots for sid in slot.reads_bank}):
+            sources[("bank", sid)] = context.bank.get(sid, context.step, layer_index, grouped.device)
     return sources, reads
 
 
@@ -145,6 +147,18 @@ def gather_extra_tokens(
     """Per image, the other images' sampled tokens it attends to (halves, extra, channels), or None."""
     sources, reads = gather_sources(grouped, context, layer_index)
     return [torch.cat([sources[key] for key in keys], dim=1) if keys else None for keys in reads]
+
+
+def reader_groups(reads: list[list[SourceKey]]) -> list[tuple[list[int], tuple[SourceKey, ...]]]:
+    """Images that read the same sources, in batch order: each group is one attention call.
+
+    Panels of a read batch usually read the same identity images, so the whole batch is one group and
+    the bank's keys and values are expanded to it, not copied per panel.
+    """
+    groups: dict[tuple[SourceKey, ...], list[int]] = {}
+    for index, keys in enumerate(reads):
+        groups.setdefault(tuple(keys), []).append(index)
+    return [(members, keys) for keys, members in groups.items()]
 
 
 class StoryAttnProcessor(AttnProcessor2_0):
@@ -173,10 +187,11 @@ class ConsistentSelfAttnProcessor(StoryAttnProcessor):
     diffusers' ``AttnProcessor2_0``.
     """
 
-    def __init__(self, layer_index: int, layer_name: str = ""):
+    def __init__(self, layer_index: int, layer_name: str = "", xformers: Kernel | None = None):
         super().__init__()
         self.layer_index = layer_index
         self.layer_name = layer_name
+        self.xformers = xformers  # used on CUDA when given (``attention_kernels``)
 
     def __call__(
         self,
@@ -198,11 +213,16 @@ class ConsistentSelfAttnProcessor(StoryAttnProcessor):
         )
         if plain:
             return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
-        return consistent_self_attention(attn, hidden_states, story_context, self.layer_index)
+        kernel = pick_kernel(hidden_states.device, self.xformers)
+        return consistent_self_attention(attn, hidden_states, story_context, self.layer_index, kernel)
 
 
 def consistent_self_attention(
-    attn: Attention, hidden_states: torch.Tensor, context: ConsistencyContext, layer_index: int
+    attn: Attention,
+    hidden_states: torch.Tensor,
+    context: ConsistencyContext,
+    layer_index: int,
+    kernel: Kernel = sdpa_kernel,
 ) -> torch.Tensor:
     """Self-attention where image i's keys/values also include its sampled tokens of other images."""
     batch, num_tokens, channels = hidden_states.shape
@@ -211,10 +231,8 @@ def consistent_self_attention(
         raise ValueError(f"batch of {batch} does not split into {images} images per CFG half")
     halves = batch // images
     grouped = hidden_states.view(halves, images, num_tokens, channels)
-    sources, reads = gather_sources(grouped, context, layer_index)
-    # Each source is projected once per layer, however many images read it.
-    read_keys = {key for keys in reads for key in keys}
-    projected = {key: (attn.to_k(tokens), attn.to_v(tokens)) for key, tokens in sources.items() if key in read_keys}
+    sources, reads = gather_sources(grouped, context, layer_index, bank_tokens=False)
+    projected = project_sources(attn, sources, reads, context, layer_index, hidden_states.device)
 
     query = attn.to_q(hidden_states)
     key = attn.to_k(hidden_states)
@@ -223,12 +241,16 @@ def consistent_self_attention(
     query = query.view(halves, images, num_tokens, inner_dim)
     key = key.view(halves, images, num_tokens, inner_dim)
     value = value.view(halves, images, num_tokens, inner_dim)
-    outputs = [
-        _attend(attn, query[:, index], key[:, index], value[:, index], [projected[k] for k in keys])
-        for index, keys in enumerate(reads)
-    ]
+    groups = reader_groups(reads)
+    if len(groups) == 1:
+        output = attend_group(attn, query, key, value, [projected[k] for k in groups[0][1]], kernel)
+    else:
+        output = torch.empty_like(query)
+        for members, keys in groups:
+            part = [_images(tensor, members) for tensor in (query, key, value)]
+            output[:, members] = attend_group(attn, *part, [projected[k] for k in keys], kernel)
 
-    output = torch.stack(outputs, dim=1).reshape(batch, num_tokens, inner_dim).to(query.dtype)
+    output = output.reshape(batch, num_tokens, inner_dim).to(query.dtype)
     output = attn.to_out[0](output)
     output = attn.to_out[1](output)
     if attn.residual_connection:
@@ -236,30 +258,71 @@ def consistent_self_attention(
     return output / attn.rescale_output_factor
 
 
-def _attend(
+def project_sources(
+    attn: Attention,
+    sources: dict[SourceKey, torch.Tensor],
+    reads: list[list[SourceKey]],
+    context: ConsistencyContext,
+    layer_index: int,
+    device: torch.device,
+) -> dict[SourceKey, tuple[torch.Tensor, torch.Tensor]]:
+    """Keys and values of every source read, each projected once per layer however many images read it;
+    the bank's come through its run cache (``bank_projections``) when it keeps them."""
+
+    def project(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return attn.to_k(tokens), attn.to_v(tokens)
+
+    projected = {}
+    for source in dict.fromkeys(key for keys in reads for key in keys):
+        kind, number = source
+        if kind == "batch":
+            projected[source] = project(sources[source])
+        else:
+            projected[source] = context.bank.keys_values(number, context.step, layer_index, device, project)
+    return projected
+
+
+def attend_group(
     attn: Attention,
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
     extra: list[tuple[torch.Tensor, torch.Tensor]],
+    kernel: Kernel = sdpa_kernel,
 ) -> torch.Tensor:
-    """Multi-head SDPA of one image (halves, tokens, inner) over its own keys/values and the ``extra`` ones it reads."""
-    halves, num_tokens, inner_dim = query.shape
+    """Multi-head attention of a group of images (halves, images, tokens, inner) over their own keys/values
+    and the ``extra`` (halves, tokens, inner) ones they all read, expanded to the group without a copy.
+
+    Pure tensor code, so ``torch.compile(attend_group, fullgraph=True)`` traces it whole.
+    """
+    halves, group, num_tokens, inner_dim = query.shape
     head_dim = inner_dim // attn.heads
     if extra:
-        key = torch.cat([key] + [extra_key for extra_key, _ in extra], dim=1)
-        value = torch.cat([value] + [extra_value for _, extra_value in extra], dim=1)
+        key = torch.cat([key, _expanded([k for k, _ in extra], group)], dim=2)
+        value = torch.cat([value, _expanded([v for _, v in extra], group)], dim=2)
 
     def heads(tensor: torch.Tensor) -> torch.Tensor:
-        return tensor.reshape(halves, -1, attn.heads, head_dim).transpose(1, 2)
+        return tensor.reshape(halves * group, -1, attn.heads, head_dim)
 
     q, k, v = heads(query), heads(key), heads(value)
     if attn.norm_q is not None:
         q = attn.norm_q(q)
     if attn.norm_k is not None:
         k = attn.norm_k(k)
-    out = F.scaled_dot_product_attention(q, k, v, dropout_p=0.0, is_causal=False)
-    return out.transpose(1, 2).reshape(halves, num_tokens, inner_dim)
+    return kernel(q, k, v).reshape(halves, group, num_tokens, inner_dim)
+
+
+def _images(tensor: torch.Tensor, members: list[int]) -> torch.Tensor:
+    """The ``members`` images of a (halves, images, ...) tensor: a view when they are consecutive."""
+    if members == list(range(members[0], members[0] + len(members))):
+        return tensor[:, members[0] : members[0] + len(members)]
+    return tensor.index_select(1, torch.tensor(members, device=tensor.device))
+
+
+def _expanded(parts: list[torch.Tensor], group: int) -> torch.Tensor:
+    """(halves, tokens, inner) parts side by side, seen by each of ``group`` images: a view, not copies."""
+    joined = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+    return joined.unsqueeze(1).expand(-1, group, -1, -1)
 
 
 def consistent_layer_names(unet: torch.nn.Module, blocks: str = "up") -> list[str]:
@@ -282,13 +345,15 @@ def consistent_layer_names(unet: torch.nn.Module, blocks: str = "up") -> list[st
 
 def install_consistent_attention(unet: torch.nn.Module, blocks: str = "up") -> list[str]:
     """Put ConsistentSelfAttnProcessor on the chosen ``attn1`` layers and StoryAttnProcessor elsewhere.
+    Consistent layers attend with xformers' kernel on CUDA when it is installed, else with SDPA.
 
     Returns the names of the consistent layers, in the UNet's order (their index is their layer id).
     """
     consistent = consistent_layer_names(unet, blocks)
     index_of = {name: index for index, name in enumerate(consistent)}
+    xformers = xformers_kernel()
     processors = {
-        name: ConsistentSelfAttnProcessor(index_of[name], name) if name in index_of else StoryAttnProcessor()
+        name: ConsistentSelfAttnProcessor(index_of[name], name, xformers) if name in index_of else StoryAttnProcessor()
         for name in unet.attn_processors
     }
     unet.set_attn_processor(processors)

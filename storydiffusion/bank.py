@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,8 @@ from safetensors.torch import save_file
 
 from .atomic import atomic_path
 from .bank_disk import DiskTier, Key
+from .bank_prefetch import BankPrefetcher
+from .bank_projections import KeysValues, ProjectionCache, default_projection_budget
 from .errors import BankError
 from .structured import InputFileError, check_regular_file
 
@@ -47,6 +49,8 @@ class IdentityBank:
         self.host_memory: int | None = None
         self._spill_folder: Path | None = None
         self.path: Path | None = None  # the file it was loaded from, for messages
+        self.prefetcher: BankPrefetcher | None = None  # during a run: copies host tokens to the GPU ahead of reads
+        self.projections: ProjectionCache | None = None  # during a run: keys and values already projected
 
     def limit_host_memory(self, budget: int | None, folder: str | os.PathLike | None = None) -> IdentityBank:
         """Keep at most ``budget`` bytes of CPU tokens in memory; the rest go to the disk tier.
@@ -77,6 +81,35 @@ class IdentityBank:
             self._disk.close()
             self._disk = None
 
+    def start_reads(
+        self, device: str | torch.device, projection_budget: int | None = None, prefetch: bool = False
+    ) -> IdentityBank:
+        """Set up one run's reads on ``device``: a cache of projected keys and values within
+        ``projection_budget`` bytes (``bank_projections``; by default what memory allows, none under
+        ``limit_host_memory``) and, with ``prefetch``, from host memory to a GPU, copies a step ahead on a
+        side stream (``bank_prefetch``)."""
+        device = torch.device(device)
+        cuda_from_host = device.type == "cuda" and self.storage.type == "cpu"
+        self.prefetcher = BankPrefetcher(device) if prefetch and cuda_from_host else None
+        if projection_budget is None:
+            projection_budget = 0 if self.host_memory is not None else default_projection_budget(device, self.storage)
+        self.projections = ProjectionCache(projection_budget)
+        return self
+
+    def end_reads(self) -> None:
+        """Forget the run's prefetched copies and cached projections."""
+        self.prefetcher = self.projections = None
+
+    def keys_values(
+        self, source_id: int, step: int, layer: int, device: torch.device, project: Callable[[torch.Tensor], KeysValues]
+    ) -> KeysValues:
+        """``project`` of the tokens of one source at one step and layer, from the run's cache when it has them."""
+        cache = self.projections  # read once: another run on this bank may end its reads meanwhile
+        if cache is None:
+            return project(self.get(source_id, step, layer, device))
+        fetch = lambda: self.get(source_id, step, layer, device)  # noqa: E731 - read only on a cache miss
+        return cache.keys_values((source_id, step, layer), fetch, project)
+
     def put(self, source_id: int, step: int, layer: int, tokens: torch.Tensor) -> None:
         """Keep ``tokens`` (halves, sampled, channels) of one source image at one step and layer."""
         pinned = self.storage.type == "cpu" and tokens.device.type == "cuda"
@@ -85,20 +118,34 @@ class IdentityBank:
         if self._disk is not None:
             self._disk.drop([(source_id, step, layer)])
         self._tokens[(source_id, step, layer)] = stored
+        if self.prefetcher is not None:
+            self.prefetcher.note_key((source_id, step, layer))
         self._spill_if_over_budget()
 
     def get(self, source_id: int, step: int, layer: int, device: torch.device) -> torch.Tensor:
         """The tokens of one source at one step and layer, moved to ``device`` (one layer at a time)."""
         key = (source_id, step, layer)
+        prefetcher = self.prefetcher
+        tokens = prefetcher.take(key) if prefetcher is not None else None
+        if tokens is None:
+            held = self._held(key)
+            tokens = held.to(device, non_blocking=held.is_pinned())
+        if prefetcher is not None:
+            prefetcher.after_read(key, self._keys, self._held)
+        return tokens
+
+    def _held(self, key: Key) -> torch.Tensor:
+        """The stored tokens of ``key`` (in memory or memory-mapped from disk), where they live."""
         tokens = self._tokens.get(key)
         if tokens is None and self._disk is not None and key in self._disk:
             tokens = self._disk.read(key)
         if tokens is None:
+            source_id, step, layer = key
             raise BankError(
                 f"the identity bank has no tokens for image {source_id} at step {step}, layer {layer}: "
                 "it was made with other settings; regenerate the identity images"
             )
-        return tokens.to(device, non_blocking=tokens.is_pinned())
+        return tokens
 
     def move_to(self, storage: str | torch.device, pin: bool = False) -> IdentityBank:
         """Keep the tokens on ``storage`` from now on; ``pin`` pins CPU tokens for fast GPU reads.
@@ -136,6 +183,8 @@ class IdentityBank:
     def drop(self, source_ids: set[int] | list[int]) -> None:
         """Forget some sources, e.g. the previous window in sliding-window mode."""
         doomed = set(source_ids)
+        if self.prefetcher is not None:
+            self.prefetcher.forget_order()
         self._tokens = {key: value for key, value in self._tokens.items() if key[0] not in doomed}
         if self._disk is not None:
             self._disk.drop([key for key in self._disk.keys() if key[0] in doomed])

@@ -106,6 +106,7 @@ def _load_pipeline(args: argparse.Namespace, manifest_model: str | None):
             cpu_offload=args.cpu_offload,
             vae_slicing=args.vae_slicing,
             vae_tiling=args.vae_tiling,
+            low_vram=args.low_vram,
             lora=args.lora,
             lora_scale=args.lora_scale,
         )
@@ -168,6 +169,7 @@ def _draw(args: argparse.Namespace, pipeline, story, settings, bank, target: _Ru
                 bank=bank,
                 bank_storage="device" if args.bank_on_device else "auto",
                 bank_memory=args.bank_memory,
+                bank_prefetch=args.bank_prefetch,
                 callback=bar.update,
                 on_start=target.writer.start,
                 on_panel=target.writer.panel,
@@ -314,13 +316,12 @@ def run_plan(args: argparse.Namespace) -> int:
     from .memory_plan import MemoryPlanner, fit_budget, format_fit, format_plan, nothing_fits
 
     check_model_flag(args.model)
+    check_bank_flags(args)
     story, manifest_model = _load_story_and_model(args.story)
     settings = generation_settings(story.settings, args)
     with _quiet_model_libraries():
         planner = MemoryPlanner(story, settings, args.model or manifest_model, device=args.device, dtype=args.dtype)
-    vae = "tiling" if args.vae_tiling else "slicing" if args.vae_slicing else "plain"
-    tier = "device" if args.bank_on_device else "host"
-    requested = planner.requested(cpu_offload=args.cpu_offload, vae=vae, bank_tier=tier)
+    requested = planner.requested(**_plan_placement(args))
     print(format_plan(planner, planner.predict(requested)))
     if args.vram is None and args.ram is None:
         return 0
@@ -329,6 +330,16 @@ def run_plan(args: argparse.Namespace) -> int:
     if not fit.fits:
         raise nothing_fits(fit, args.vram, args.ram)
     return 0
+
+
+def _plan_placement(args: argparse.Namespace) -> dict:
+    """The placement flags of ``plan`` as ``MemoryPlanner.requested`` takes them; --low-vram adds its preset's."""
+    from .models.low_vram import LOW_VRAM
+
+    if args.low_vram:  # the preset already turns on every flag it can be combined with
+        return LOW_VRAM.plan_options()
+    vae = "tiling" if args.vae_tiling else "slicing" if args.vae_slicing else "plain"
+    return {"cpu_offload": args.cpu_offload, "vae": vae, "bank_tier": "device" if args.bank_on_device else "host"}
 
 
 def _report_compose(result) -> None:

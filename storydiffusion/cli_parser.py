@@ -109,6 +109,7 @@ def _add_plan(plan: argparse.ArgumentParser) -> None:
     plan.add_argument("--vae-slicing", action="store_true")
     plan.add_argument("--vae-tiling", action="store_true", help="(implies --vae-slicing in the prediction)")
     plan.add_argument("--bank-on-device", action="store_true", help="predict with the identity bank in GPU memory")
+    plan.add_argument("--low-vram", action="store_true", help="predict with generate's --low-vram preset")
     plan.add_argument(
         "--vram", type=_size, help="device memory budget, e.g. 12GB or 12GiB: print the settings that fit"
     )
@@ -165,9 +166,20 @@ def _add_generate(generate: argparse.ArgumentParser) -> None:
         type=_size,
         help="host memory for the identity bank, e.g. 4GB: past it the bank spills to disk (default: no limit)",
     )
+    generate.add_argument(
+        "--bank-prefetch",
+        action="store_true",
+        help="on a GPU, copy the host identity bank a step ahead on a side CUDA stream (see docs/memory.md)",
+    )
     generate.add_argument("--cpu-offload", action="store_true", help="diffusers model CPU offload (less GPU memory)")
     generate.add_argument("--vae-slicing", action="store_true")
     generate.add_argument("--vae-tiling", action="store_true")
+    generate.add_argument(
+        "--low-vram",
+        action="store_true",
+        help="low-memory preset: model CPU offload (CUDA), VAE slicing and tiling, the identity bank in host memory, "
+        "and for SDXL in float16 the fp16-safe VAE madebyollin/sdxl-vae-fp16-fix (kept off when it cannot be loaded)",
+    )
     generate.add_argument("--lora", help="LoRA weights (hub id or file) loaded with diffusers' load_lora_weights")
     generate.add_argument("--lora-scale", type=float, default=1.0, help=_allowed("lora_scale", "(default 1)"))
     generate.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -9,10 +9,8 @@ batch through a per-run copy of the diffusers pipeline (``denoising.py``) with t
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -32,137 +30,15 @@ from .models import (
     select_device,
     select_dtype,
 )
-from .planning import Batch, PlannedImage, plan_story
-from .prompts import image_prompts, long_prompt_warnings
+from .planning import Batch, plan_story
+from .prompts import long_prompt_warnings
+from .results import PanelImage, Progress, StoryResult
 from .settings import GenerationSettings
 from .story import Story
-from .styles import Style, get_style
+from .story_run import Cancel, StoryRun
+from .styles import get_style
 
 logger = logging.getLogger(__name__)
-
-Cancel = threading.Event | Callable[[], bool] | None
-
-
-@dataclass
-class Progress:
-    """What a progress callback is told after each denoising step."""
-
-    batch: int
-    batches: int
-    step: int
-    steps: int
-    panels: list[int]  # 0-based indices of the story panels in this batch
-    kind: str
-    panels_done: int
-    panels_total: int
-
-    @property
-    def fraction(self) -> float:
-        return ((self.batch + self.step / max(self.steps, 1)) / max(self.batches, 1)) if self.batches else 1.0
-
-
-@dataclass
-class PanelImage:
-    index: int  # 0-based
-    image: Image.Image
-    seed: int
-    prompt: str
-    negative_prompt: str
-    characters: tuple[str, ...]
-    identity: bool  # generated in its character's identity set
-
-
-@dataclass
-class StoryResult:
-    """Panels of one run plus everything needed to reproduce or continue it."""
-
-    story: Story
-    settings: GenerationSettings
-    model: ModelSpec
-    panels: list[PanelImage]
-    bank: IdentityBank | None
-    warnings: list[str] = field(default_factory=list)
-    cancelled: bool = False
-    scheduler: str = ""
-    consistent_layers: int = 0
-    seconds: float = 0.0
-
-    def panel(self, index: int) -> PanelImage:
-        for panel in self.panels:
-            if panel.index == index:
-                return panel
-        raise KeyError(f"panel {index + 1} was not generated in this run")
-
-
-def _is_cancelled(cancel: Cancel) -> bool:
-    if cancel is None:
-        return False
-    return cancel.is_set() if isinstance(cancel, threading.Event) else bool(cancel())
-
-
-@dataclass
-class _Run:
-    """One ``generate`` call while it walks its plan: what to draw, for whom, and whom to tell."""
-
-    story: Story
-    settings: GenerationSettings
-    style: Style
-    bank: IdentityBank
-    plan: list[Batch]
-    wanted: set[int]
-    callback: Callable[[Progress], None] | None
-    on_panel: Callable[[PanelImage], None] | None
-    cancel: Cancel
-
-    @property
-    def total(self) -> int:
-        return sum(1 for batch in self.plan for image in batch.images if image.panel_index in self.wanted)
-
-    def prompts(self, planned: PlannedImage) -> tuple[str, str]:
-        return image_prompts(self.story, self.style, self.settings, planned)
-
-    def raise_if_cancelled(self) -> None:
-        if _is_cancelled(self.cancel):
-            raise GenerationCancelled()
-
-    def step_callback(self, number: int, batch: Batch, done: int) -> Callable[[int], None]:
-        """Called after each step of batch ``number``: report progress, then stop if cancelled."""
-        panels = [image.panel_index for image in batch.images if image.panel_index is not None]
-        batches, steps, total = len(self.plan), self.settings.steps, self.total
-
-        def on_step(step: int) -> None:
-            if self.callback is not None:
-                self.callback(Progress(number, batches, step, steps, panels, batch.kind, done, total))
-            self.raise_if_cancelled()
-
-        return on_step
-
-    def remember(self, batch: Batch) -> None:
-        """Record a finished identity set in the bank, and forget the sources the plan no longer needs."""
-        if batch.kind == "identity":
-            self.bank.characters[batch.character] = [image.source_id for image in batch.images]
-        if batch.forget_after:
-            self.bank.drop(batch.forget_after)
-
-    def finished_panels(self, batch: Batch, images: list[Image.Image]) -> list[PanelImage]:
-        """The wanted story panels among a batch's images (reference portraits are not panels)."""
-        panels = []
-        for planned, image in zip(batch.images, images):
-            if planned.panel_index is None or planned.panel_index not in self.wanted:
-                continue
-            prompt, negative = self.prompts(planned)
-            panels.append(
-                PanelImage(
-                    index=planned.panel_index,
-                    image=image,
-                    seed=planned.seed,
-                    prompt=prompt,
-                    negative_prompt=negative,
-                    characters=tuple(self.story.panels[planned.panel_index].characters),
-                    identity=batch.kind == "identity",
-                )
-            )
-        return panels
 
 
 class StoryPipeline:
@@ -190,8 +66,12 @@ class StoryPipeline:
         lora_scale: float = 1.0,
         consistent_blocks: str = "up",
         local_files_only: bool = False,
+        low_vram: bool = False,
     ) -> StoryPipeline:
-        """Load a registry name, hub id, local diffusers folder, single ``.safetensors`` file or tiny model."""
+        """Load a registry name, hub id, local diffusers folder, single ``.safetensors`` file or tiny model.
+
+        ``low_vram`` turns on the low-memory preset (``models.low_vram.LOW_VRAM``) on top of the other options.
+        """
         torch_device = select_device(device)
         torch_dtype = select_dtype(torch_device, dtype)
         pipe, spec = load_diffusers_pipeline(model, torch_dtype=torch_dtype, local_files_only=local_files_only)
@@ -199,7 +79,13 @@ class StoryPipeline:
             pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
         if lora:
             load_lora(pipe, lora, lora_scale, spec.family)
-        place_pipeline(pipe, torch_device, cpu_offload=cpu_offload, vae_slicing=vae_slicing, vae_tiling=vae_tiling)
+        placement = {"cpu_offload": cpu_offload, "vae_slicing": vae_slicing, "vae_tiling": vae_tiling}
+        if low_vram:
+            from .models import LOW_VRAM, prepare_low_vram_vae
+
+            prepare_low_vram_vae(pipe, spec, torch_dtype, local_files_only=local_files_only)
+            placement = LOW_VRAM.placement(**placement)
+        place_pipeline(pipe, torch_device, **placement)
         return cls(pipe, spec, consistent_blocks)
 
     @property
@@ -255,6 +141,7 @@ class StoryPipeline:
         bank: IdentityBank | None = None,
         bank_storage: str = "auto",
         bank_memory: int | None = None,
+        bank_prefetch: bool = False,
         callback: Callable[[Progress], None] | None = None,
         on_panel: Callable[[PanelImage], None] | None = None,
         on_start: Callable[[StoryResult], None] | None = None,
@@ -264,6 +151,7 @@ class StoryPipeline:
 
         ``bank`` from an earlier result lets single panels be regenerated without the identity pass.
         ``bank_memory`` bounds the host memory of a CPU bank in bytes; past it, tokens spill to disk.
+        ``bank_prefetch`` copies a host bank to the GPU a step ahead, on a side stream (``bank_prefetch``).
         ``cancel`` stops cleanly between steps: the result keeps the panels already finished.
         ``on_start`` receives the result before the first batch; it fills as panels finish (``on_panel``).
         """
@@ -279,7 +167,11 @@ class StoryPipeline:
         warnings.extend(long_prompt_warnings(self.pipe.tokenizer, story, style, wanted))
         if on_start is not None:
             on_start(result)
-        self._draw_plan(_Run(story, settings, style, bank, plan, wanted, callback, on_panel, cancel), result)
+        bank.start_reads(self.device, prefetch=bank_prefetch)
+        try:
+            self._draw_plan(StoryRun(story, settings, style, bank, plan, wanted, callback, on_panel, cancel), result)
+        finally:
+            bank.end_reads()
         result.panels.sort(key=lambda panel: panel.index)
         result.seconds = time.perf_counter() - started
         for message in warnings:
@@ -353,7 +245,7 @@ class StoryPipeline:
             consistent_layers=len(self.consistent_layer_names),
         )
 
-    def _draw_plan(self, run: _Run, result: StoryResult) -> None:
+    def _draw_plan(self, run: StoryRun, result: StoryResult) -> None:
         """Draw the batches in order, adding the wanted panels to ``result``; a cancel keeps those finished."""
         for number, batch in enumerate(run.plan):
             try:
@@ -367,7 +259,7 @@ class StoryPipeline:
                 if run.on_panel is not None:
                     run.on_panel(panel)
 
-    def _draw_batch(self, run: _Run, number: int, batch: Batch, done: int) -> list[Image.Image]:
+    def _draw_batch(self, run: StoryRun, number: int, batch: Batch, done: int) -> list[Image.Image]:
         prompts, negatives = zip(*(run.prompts(image) for image in batch.images))
         on_step = run.step_callback(number, batch, done)
         run.raise_if_cancelled()

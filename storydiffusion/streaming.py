@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .pipeline import PanelImage, Progress, StoryResult
+from .results import PanelImage, Progress, StoryResult
 
 
 @dataclass

@@ -22,9 +22,10 @@ from .atomic import atomic_write_bytes
 from .bank import IdentityBank
 from .errors import StoryDiffusionError
 from .layout.compose import ComposeResult, check_options, compose_run
-from .pipeline import PanelImage, Progress, StoryPipeline, StoryResult
+from .pipeline import StoryPipeline
 from .planning import identity_sets
 from .project import Project, ProjectLimits, load_project, save_project
+from .results import PanelImage, Progress, StoryResult
 from .rundir import PANELS_DIR, VIDEO_DIR, save_panel, save_result
 from .settings import DEFAULT_FPS, DEFAULT_FRAMES, GenerationSettings
 from .story import Story, story_from_text, story_to_text

@@ -14,8 +14,8 @@ from PIL import Image
 
 from .errors import SettingsError, StoryDiffusionError, StoryError, shown
 from .layout.templates import list_templates
-from .pipeline import PanelImage, Progress, StoryResult
 from .resources import data_path
+from .results import PanelImage, Progress, StoryResult
 from .settings import SETTING_RANGES, GenerationSettings
 from .story import Story, load_story, parse_characters, story_from_text, story_to_text
 from .styles import load_styles

@@ -1,0 +1,63 @@
+"""What a run gives back: progress after each step, finished panels, and the whole result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+from .bank import IdentityBank
+from .models import ModelSpec
+from .settings import GenerationSettings
+from .story import Story
+
+
+@dataclass
+class Progress:
+    """What a progress callback is told after each denoising step."""
+
+    batch: int
+    batches: int
+    step: int
+    steps: int
+    panels: list[int]  # 0-based indices of the story panels in this batch
+    kind: str
+    panels_done: int
+    panels_total: int
+
+    @property
+    def fraction(self) -> float:
+        return ((self.batch + self.step / max(self.steps, 1)) / max(self.batches, 1)) if self.batches else 1.0
+
+
+@dataclass
+class PanelImage:
+    index: int  # 0-based
+    image: Image.Image
+    seed: int
+    prompt: str
+    negative_prompt: str
+    characters: tuple[str, ...]
+    identity: bool  # generated in its character's identity set
+
+
+@dataclass
+class StoryResult:
+    """Panels of one run plus everything needed to reproduce or continue it."""
+
+    story: Story
+    settings: GenerationSettings
+    model: ModelSpec
+    panels: list[PanelImage]
+    bank: IdentityBank | None
+    warnings: list[str] = field(default_factory=list)
+    cancelled: bool = False
+    scheduler: str = ""
+    consistent_layers: int = 0
+    seconds: float = 0.0
+
+    def panel(self, index: int) -> PanelImage:
+        for panel in self.panels:
+            if panel.index == index:
+                return panel
+        raise KeyError(f"panel {index + 1} was not generated in this run")
