@@ -22,21 +22,32 @@ from .settings import GenerationSettings
 
 
 class SerialTokenizer:
-    """A tokenizer that concurrent runs share, called by one run at a time.
+    """A tokenizer that concurrent runs share, used by one run at a time.
 
-    A tokenizer call is not thread-safe: two stories drawn at once on one pipeline once got prompts
-    of different lengths (77 and 16 tokens). Everything but the call is the tokenizer's own.
+    A fast tokenizer keeps its padding and truncation settings on its Rust backend and sets them on
+    every call, ``tokenize`` included (diffusers calls it to look for textual-inversion tokens). Two
+    stories drawn at once on one pipeline once got prompts of 77 and 16 tokens: one thread's
+    ``tokenize`` had reset the padding between another's settings and its encoding. So every method
+    call holds the lock, not only ``__call__``; plain attributes pass through.
     """
 
     def __init__(self, tokenizer: Any):
-        self._tokenizer, self._lock = tokenizer, threading.Lock()
+        self._tokenizer, self._lock = tokenizer, threading.RLock()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         with self._lock:
             return self._tokenizer(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._tokenizer, name)
+        value = getattr(self._tokenizer, name)
+        if not callable(value):
+            return value
+
+        def serial(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return value(*args, **kwargs)
+
+        return serial
 
     def __len__(self) -> int:
         return len(self._tokenizer)

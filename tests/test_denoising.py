@@ -35,3 +35,45 @@ def test_consistency_context_counts_latent_tokens_and_reads_the_settings(tiny_sd
     assert context.latent_tokens == 32 * 32 and context.num_images == 2
     assert (context.seed, context.total_steps, context.first_consistent_step) == (9, 4, 1)
     assert context.skip_early == 0.25 and context.step == 0
+
+
+def test_every_tokenizer_method_waits_for_a_call_in_progress():
+    """tokenize() once reset the padding another thread's call had just set: all methods take turns."""
+    import threading
+
+    from storydiffusion.denoising import SerialTokenizer
+    from storydiffusion.tokenizer import build_clip_tokenizer
+
+    events = []
+    inside = threading.Event()
+    release = threading.Event()
+
+    class Recording:
+        model_max_length = 77
+
+        def __call__(self, text):
+            events.append("call starts")
+            inside.set()
+            release.wait(5)
+            events.append("call ends")
+            return text
+
+        def tokenize(self, text):
+            events.append("tokenize")
+            return [text]
+
+    shared = SerialTokenizer(Recording())
+    caller = threading.Thread(target=shared, args=("a",))
+    caller.start()
+    inside.wait(5)
+    other = threading.Thread(target=shared.tokenize, args=("b",))
+    other.start()
+    other.join(0.3)  # tokenize must still be waiting for the call
+    release.set()
+    caller.join(5)
+    other.join(5)
+    assert events == ["call starts", "call ends", "tokenize"]
+    assert shared.model_max_length == 77
+    real = SerialTokenizer(build_clip_tokenizer())
+    assert real.tokenize("a red hat") == build_clip_tokenizer().tokenize("a red hat")
+    assert len(real("a red hat", padding="max_length").input_ids) == 77
