@@ -74,7 +74,7 @@ def remember_story(demo: gr.Blocks, studio: Studio) -> None:
         trigger_mode="always_last",
         api_visibility="private",
     )
-    demo.load(text.restored_story, [saved], boxes, queue=False, api_visibility="private")
+    demo.load(text.restored_story, [saved, *boxes], boxes, queue=False, api_visibility="private")
 
 
 def wire_story_inputs(studio: Studio, examples: dict[str, tuple], door: gr.Button) -> None:

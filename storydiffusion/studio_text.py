@@ -128,12 +128,15 @@ def uploaded_path(label: str, value: Any, uploads: Collection[str]) -> str:
     return str(resolved)
 
 
-def restored_story(saved: Any) -> tuple:
-    """The title, characters and story boxes from what the browser kept, or unchanged when it kept none."""
+def restored_story(saved: Any, *current: Any) -> tuple:
+    """The title, characters and story boxes from what the browser kept, or unchanged when it kept none
+    or when ``current`` (the boxes as the page load found them) already holds characters or a story:
+    a load that lands after the user started typing must not put back an older text."""
     import gradio as gr
 
     kept = saved if isinstance(saved, list) and len(saved) == 3 and all(isinstance(v, str) for v in saved) else []
-    if not any(kept[1:]):  # nothing typed yet: keep the page's own defaults
+    typed = any(isinstance(value, str) and value.strip() for value in current[1:3])
+    if typed or not any(kept[1:]):  # typing under way, or nothing kept: leave the boxes as they are
         return gr.update(), gr.update(), gr.update()
     return tuple(value[:MAX_BOX_CHARS] for value in kept)
 

@@ -248,6 +248,11 @@ def test_a_story_kept_by_the_browser_comes_back_and_nothing_else_does():
     assert restored_story(["T", "[Bob] a man", "[Bob] walks"]) == ("T", "[Bob] a man", "[Bob] walks")
     for kept in (["", "", ""], None, "junk", [1, 2, 3], ["a", "b"]):
         assert all(update == {"__type__": "update"} for update in restored_story(kept))
+    # A page load that lands after typing began puts nothing back over it (it once emptied a typed story).
+    kept = ["T", "[Bob] a man", ""]
+    assert restored_story(kept, "My story", "", "") == ("T", "[Bob] a man", "")
+    typing = restored_story(kept, "My story", "[Mia] a girl in a red dress", "")
+    assert all(update == {"__type__": "update"} for update in typing)
 
 
 @pytest.mark.parametrize(
