@@ -120,6 +120,8 @@ class IdentityBank:
         self._tokens[(source_id, step, layer)] = stored
         if self.prefetcher is not None:
             self.prefetcher.note_key((source_id, step, layer))
+        if self.projections is not None:
+            self.projections.forget([(source_id, step, layer)])
         self._spill_if_over_budget()
 
     def get(self, source_id: int, step: int, layer: int, device: torch.device) -> torch.Tensor:
@@ -185,6 +187,8 @@ class IdentityBank:
         doomed = set(source_ids)
         if self.prefetcher is not None:
             self.prefetcher.forget_order()
+        if self.projections is not None:
+            self.projections.forget([key for key in self._keys() if key[0] in doomed])
         self._tokens = {key: value for key, value in self._tokens.items() if key[0] not in doomed}
         if self._disk is not None:
             self._disk.drop([key for key in self._disk.keys() if key[0] in doomed])

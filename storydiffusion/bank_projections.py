@@ -47,6 +47,13 @@ class ProjectionCache:
             self.held += size
         return projected
 
+    def forget(self, keys: list[Key]) -> None:
+        """Drop the projections of tokens the bank replaced or dropped (a window read once, then gone)."""
+        for key in keys:
+            projected = self._cache.pop(key, None)
+            if projected is not None:
+                self.held -= sum(t.numel() * t.element_size() for t in projected)
+
     def __len__(self) -> int:
         return len(self._cache)
 

@@ -92,6 +92,24 @@ def test_the_projection_cache_stops_at_its_budget_and_still_answers():
     assert cache.misses == 3 and cache.hits == 0
 
 
+def test_cached_projections_go_with_the_tokens_the_bank_replaces_or_drops():
+    """Window mode reads each window once and drops it: its projections must not pile up over the story."""
+    attn = make_attention(4)
+    project = lambda t: (attn.to_k(t), attn.to_v(t))  # noqa: E731
+    bank = filled_bank().start_reads("cpu", projection_budget=2**30)
+    with torch.no_grad():
+        for sid in (10, 11):
+            bank.keys_values(sid, 3, 5, torch.device("cpu"), project)
+        assert len(bank.projections) == 2 and bank.projections.held > 0
+        bank.drop([10])
+        assert len(bank.projections) == 1
+        replacement = torch.zeros(2, 8, CHANNELS)
+        bank.put(11, 3, 5, replacement)
+        assert len(bank.projections) == 0 and bank.projections.held == 0
+        keys, _ = bank.keys_values(11, 3, 5, torch.device("cpu"), project)
+    assert torch.equal(keys, attn.to_k(replacement))  # the new tokens' projection, not the old one
+
+
 def test_no_projection_cache_under_a_host_memory_limit_or_from_host_to_gpu():
     limited = filled_bank().limit_host_memory(10**9).start_reads("cpu")
     assert limited.projections.budget == 0
