@@ -22,8 +22,13 @@ from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
 from .attention_kernels import Kernel, pick_kernel, sdpa_kernel, xformers_kernel
 from .bank import IdentityBank
+from .cross_attention import record_cross_attention, regional_cross_attention
+from .places import Places
+from .settings import CONSISTENCY_KINDS
+from .subject_masks import SubjectMaps
 
 LAYER_SETS = ("up", "down", "mid", "all")
+SourceKey = tuple[str, int]  # ("batch", slot) or ("bank", source id)
 
 
 @dataclass(frozen=True)
@@ -65,7 +70,12 @@ class ConsistencyContext:
         skip_early: float = 0.0,
         skip_late: float = 0.0,
         bank: IdentityBank | None = None,
+        consistency: str = "uniform",
+        subject: SubjectMaps | None = None,
+        places: Places | None = None,
     ):
+        if consistency not in CONSISTENCY_KINDS:
+            raise ValueError(f"consistency must be one of {', '.join(CONSISTENCY_KINDS)}, got {consistency!r}")
         self.slots = list(slots)
         self.seed = int(seed)
         self.latent_tokens = int(latent_tokens)
@@ -75,6 +85,9 @@ class ConsistencyContext:
         self.skip_early = float(skip_early)
         self.skip_late = float(skip_late)
         self.bank = bank
+        self.consistency = consistency
+        self.subject = subject  # the batch's cross-attention maps and the masks drawn from them
+        self.places = places  # which character each token of a several-character panel belongs to
         self.step = 0
         for slot in self.slots:
             if (slot.writes or slot.reads_bank) and bank is None:
@@ -83,6 +96,31 @@ class ConsistencyContext:
     @property
     def num_images(self) -> int:
         return len(self.slots)
+
+    @property
+    def shares(self) -> bool:
+        """Whether any image reads or writes another's tokens (else every layer is plain attention)."""
+        return any(slot.reads_batch or slot.reads_bank or slot.writes for slot in self.slots)
+
+    def subject_mask(self, image: int, num_tokens: int) -> torch.Tensor | None:
+        """Under ``consistency="subject"``, the tokens of batch image ``image`` that show its characters at
+        a ``num_tokens`` layer (the previous step's masks); None: sample from every token."""
+        if self.consistency != "subject" or self.subject is None:
+            return None
+        return self.subject.mask(image, self.step, num_tokens)
+
+    def token_owners(self, image: int, num_tokens: int, device: torch.device) -> torch.Tensor | None:
+        """Per token of batch image ``image``, the label of the character it belongs to (0: none), or None
+        when its tokens may read every source it reads."""
+        if self.places is None:
+            return None
+        return self.places.labels(image, self.step, num_tokens, device)
+
+    def source_owner(self, source: SourceKey) -> int:
+        """The label of the character whose identity a source holds (0: several or none)."""
+        kind, number = source
+        source_id = self.slots[number].source_id if kind == "batch" else number
+        return self.places.owner(source_id) if self.places is not None else 0
 
     def is_active(self, layer_index: int) -> bool:
         """Consistent attention at this step and layer, or plain (warm-up steps, random skip)?"""
@@ -99,14 +137,21 @@ class ConsistencyContext:
         factor = max(1, round(math.sqrt(self.latent_tokens / num_tokens)))
         return int(round(self.rate_for_factor(factor) * num_tokens))
 
-    def sample_indices(self, layer_index: int, source_id: int, num_tokens: int, device: torch.device) -> torch.Tensor:
-        """Sorted token indices of ``source_id`` that readers see at the current step and layer."""
+    def sample_indices(
+        self, layer_index: int, source_id: int, num_tokens: int, device: torch.device, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Sorted token indices of ``source_id`` that readers see at the current step and layer.
+
+        With a ``mask`` (subject consistency) the sample keeps, of the same random order, only masked
+        tokens: as many as the rate gives, or all of them when the subject is smaller. An empty mask
+        says nothing about where the subject is, so the sample is then the unmasked one.
+        """
         generator = torch.Generator(device="cpu").manual_seed(stable_hash(self.seed, self.step, layer_index, source_id))
-        chosen = torch.randperm(num_tokens, generator=generator)[: self.sample_count(num_tokens)]
+        order = torch.randperm(num_tokens, generator=generator)
+        if mask is not None and bool(mask.any()):
+            order = order[mask.cpu()[order]]
+        chosen = order[: self.sample_count(num_tokens)]
         return chosen.sort().values.to(device)
-
-
-SourceKey = tuple[str, int]  # ("batch", slot) or ("bank", source id)
 
 
 def gather_sources(
@@ -130,7 +175,8 @@ def gather_sources(
     sources: dict[SourceKey, torch.Tensor] = {}
     for index in sorted(sampled):
         slot = context.slots[index]
-        chosen = context.sample_indices(layer_index, slot.source_id, num_tokens, grouped.device)
+        mask = context.subject_mask(index, num_tokens)
+        chosen = context.sample_indices(layer_index, slot.source_id, num_tokens, grouped.device, mask)
         tokens = grouped[:, index].index_select(1, chosen)
         if slot.writes:
             context.bank.put(slot.source_id, context.step, layer_index, tokens)
@@ -165,7 +211,9 @@ class StoryAttnProcessor(AttnProcessor2_0):
     """Plain SDPA attention that accepts the ``story_context`` keyword.
 
     Installed on every layer that consistent attention leaves alone, so diffusers neither warns about
-    nor drops the keyword on its way to the layers that use it.
+    nor drops the keyword on its way to the layers that use it. At a cross-attention layer of a run
+    that tracks subjects it also hands the run the conditional half's attention maps; its output stays
+    diffusers' own.
     """
 
     def __call__(
@@ -177,7 +225,13 @@ class StoryAttnProcessor(AttnProcessor2_0):
         temb: torch.Tensor | None = None,
         story_context: ConsistencyContext | None = None,
     ) -> torch.Tensor:
-        return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+        if story_context is not None and story_context.subject is not None and encoder_hidden_states is not None:
+            record_cross_attention(attn, hidden_states, encoder_hidden_states, story_context)
+        output = super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+        places = story_context.places if story_context is not None else None
+        if places is not None and places.texts and encoder_hidden_states is not None:
+            output = regional_cross_attention(attn, hidden_states, output, story_context)
+        return output
 
 
 class ConsistentSelfAttnProcessor(StoryAttnProcessor):
@@ -204,6 +258,7 @@ class ConsistentSelfAttnProcessor(StoryAttnProcessor):
     ) -> torch.Tensor:
         plain = (
             story_context is None
+            or not story_context.shares
             or encoder_hidden_states is not None
             or attention_mask is not None
             or hidden_states.ndim != 3
@@ -241,14 +296,22 @@ def consistent_self_attention(
     query = query.view(halves, images, num_tokens, inner_dim)
     key = key.view(halves, images, num_tokens, inner_dim)
     value = value.view(halves, images, num_tokens, inner_dim)
+    owners = {i: context.token_owners(i, num_tokens, hidden_states.device) for i in range(images) if reads[i]}
+    owners = {i: labels for i, labels in owners.items() if labels is not None}
     groups = reader_groups(reads)
-    if len(groups) == 1:
+    if len(groups) == 1 and not owners:
         output = attend_group(attn, query, key, value, [projected[k] for k in groups[0][1]], kernel)
     else:
         output = torch.empty_like(query)
         for members, keys in groups:
-            part = [_images(tensor, members) for tensor in (query, key, value)]
-            output[:, members] = attend_group(attn, *part, [projected[k] for k in keys], kernel)
+            members = [m for m in members if m not in owners]
+            if members:
+                part = [_images(tensor, members) for tensor in (query, key, value)]
+                output[:, members] = attend_group(attn, *part, [projected[k] for k in keys], kernel)
+        for image, labels in owners.items():
+            sources = [(projected[k], context.source_owner(k)) for k in reads[image]]
+            parts = (query[:, image], key[:, image], value[:, image])
+            output[:, image] = attend_by_owner(attn, *parts, sources, labels, kernel)
 
     output = output.reshape(batch, num_tokens, inner_dim).to(query.dtype)
     output = attn.to_out[0](output)
@@ -310,6 +373,27 @@ def attend_group(
     if attn.norm_k is not None:
         k = attn.norm_k(k)
     return kernel(q, k, v).reshape(halves, group, num_tokens, inner_dim)
+
+
+def attend_by_owner(
+    attn: Attention,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    sources: list[tuple[tuple[torch.Tensor, torch.Tensor], int]],
+    labels: torch.Tensor,
+    kernel: Kernel = sdpa_kernel,
+) -> torch.Tensor:
+    """One image's attention (halves, tokens, inner) where a token labelled with a character reads, besides
+    its own image, only the sources that hold that character's identity; unlabelled tokens (0) read all.
+    Queries are independent of each other, so each label's tokens are one attention call of their own."""
+    output = torch.empty_like(query)
+    for label in labels.unique().tolist():
+        rows = (labels == label).nonzero().squeeze(1)
+        extra = [keys_values for keys_values, owner in sources if label == 0 or owner == label]
+        part = attend_group(attn, query.index_select(1, rows)[:, None], key[:, None], value[:, None], extra, kernel)
+        output[:, rows] = part[:, 0]
+    return output
 
 
 def _images(tensor: torch.Tensor, members: list[int]) -> torch.Tensor:

@@ -266,7 +266,7 @@ class IdentityBank:
                     f"{name} holds tokens of image {source} at step {step}, layer {layer}, "
                     f"where this model and these settings sample none: {advice}"
                 )
-            if shape != tuple(wanted):
+            if not self._fits(shape, tuple(wanted)):
                 raise BankError(
                     f"{name} holds tokens of image {source} at step {step}, layer {layer} of shape "
                     f"{shape}; this model and these settings give {tuple(wanted)}: {advice}"
@@ -277,6 +277,17 @@ class IdentityBank:
             if missing:
                 step, layer = missing[0]
                 raise BankError(f"{name} has no tokens of image {source} at step {step}, layer {layer}: {advice}")
+
+    @property
+    def subject_samples(self) -> bool:
+        """Whether the bank's samples are its images' subject tokens only (``consistency: subject``): then
+        an image holds at most as many tokens per layer as the uniform sample, as many as its subject has."""
+        return self.signature.get("consistency") == "subject"
+
+    def _fits(self, shape: tuple[int, ...], wanted: tuple[int, ...]) -> bool:
+        if not self.subject_samples:
+            return shape == wanted
+        return len(shape) == 3 and (shape[0], shape[2]) == (wanted[0], wanted[2]) and 1 <= shape[1] <= wanted[1]
 
     def cast(self, dtype: torch.dtype) -> IdentityBank:
         """Tokens in ``dtype``: a bank saved by a run of another compute dtype reads like its own."""
@@ -339,8 +350,9 @@ class IdentityBank:
         shapes: dict[int, tuple[int, ...]] = {}
         for (source, step, layer), tokens in self._tokens.items():
             grid.setdefault(source, set()).add((step, layer))
-            if shapes.setdefault(layer, tuple(tokens.shape)) != tuple(tokens.shape):
-                raise ValueError(f"layer {layer} holds tokens of shapes {shapes[layer]} and {tuple(tokens.shape)}")
+            shape = tuple(tokens.shape) if not self.subject_samples else (tokens.shape[0], tokens.shape[2])
+            if shapes.setdefault(layer, shape) != shape:
+                raise ValueError(f"layer {layer} holds tokens of shapes {shapes[layer]} and {shape}")
         if len({frozenset(keys) for keys in grid.values()}) > 1:
             raise ValueError("its identity images do not all hold the same steps and layers")
         halves = {shape[0] for shape in shapes.values()}

@@ -170,6 +170,7 @@ def _draw(args: argparse.Namespace, pipeline, story, settings, bank, target: _Ru
                 bank_storage="device" if args.bank_on_device else "auto",
                 bank_memory=args.bank_memory,
                 bank_prefetch=args.bank_prefetch,
+                keep_masks=args.save_masks,
                 callback=bar.update,
                 on_start=target.writer.start,
                 on_panel=target.writer.panel,

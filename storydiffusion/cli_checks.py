@@ -61,7 +61,8 @@ def generation_settings(base: GenerationSettings, args: argparse.Namespace) -> G
     Each option given is checked under its flag first (``--guidance must be ...``), so a message
     names what the user typed rather than the setting behind it.
     """
-    for name in ("steps", "guidance", "seed", "height", "width", "id_images", "window", "first_consistent_step"):
+    checked = ("steps", "guidance", "seed", "height", "width", "id_images", "window", "first_consistent_step")
+    for name in (*checked, "subject_threshold"):
         if getattr(args, name) is not None:
             SETTING_RANGES[name].check("--" + name.replace("_", "-"), getattr(args, name))
     if isinstance(args.sampling_rate, float):
@@ -88,6 +89,8 @@ def generation_settings(base: GenerationSettings, args: argparse.Namespace) -> G
         id_images=args.id_images,
         window=args.window,
         mode="off" if args.no_consistency else args.mode,
+        consistency=args.consistency,
+        subject_threshold=args.subject_threshold,
         first_consistent_step=args.first_consistent_step,
         style=args.style,
         negative_prompt=args.negative_prompt,

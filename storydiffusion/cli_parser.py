@@ -114,7 +114,9 @@ def _add_plan(plan: argparse.ArgumentParser) -> None:
         "--vram", type=_size, help="device memory budget, e.g. 12GB or 12GiB: print the settings that fit"
     )
     plan.add_argument("--ram", type=_size, help="host memory budget, e.g. 32GB: print the settings that fit")
-    plan.set_defaults(seed=None, style=None, negative_prompt=None, no_consistency=False)
+    plan.set_defaults(
+        seed=None, style=None, negative_prompt=None, no_consistency=False, consistency=None, subject_threshold=None
+    )
 
 
 def _add_generate(generate: argparse.ArgumentParser) -> None:
@@ -141,6 +143,19 @@ def _add_generate(generate: argparse.ArgumentParser) -> None:
         "--window", type=int, help=_allowed("window", "panels per batch / sliding window length (default 4)")
     )
     generate.add_argument("--mode", choices=["identity", "window"], help="identity bank (default) or sliding window")
+    generate.add_argument(
+        "--consistency",
+        choices=["uniform", "subject"],
+        help="share every token (uniform, the default) or only the tokens that show the characters (subject)",
+    )
+    generate.add_argument(
+        "--subject-threshold",
+        type=float,
+        help=_allowed("subject_threshold", "where a subject mask starts, on its 0..1 map (default: Otsu's, per map)"),
+    )
+    generate.add_argument(
+        "--save-masks", action="store_true", help="write each panel's subject masks to masks/ (one image per character)"
+    )
     generate.add_argument(
         "--first-consistent-step",
         type=int,

@@ -18,7 +18,9 @@ from diffusers.utils.torch_utils import randn_tensor
 from .attention import ConsistencyContext, ImageSlot
 from .bank import IdentityBank
 from .models import fresh_scheduler
+from .places import Places
 from .settings import GenerationSettings
+from .subject_masks import SubjectMaps
 
 
 class SerialTokenizer:
@@ -86,10 +88,34 @@ def initial_latents(pipe: Any, seeds: list[int], settings: GenerationSettings) -
     )
 
 
+def latent_size(pipe: Any, settings: GenerationSettings) -> tuple[int, int]:
+    """(height, width) of the latent of a ``settings`` image."""
+    return settings.height // pipe.vae_scale_factor, settings.width // pipe.vae_scale_factor
+
+
+def encode_texts(pipe: Any, texts: list[str]) -> torch.Tensor:
+    """The prompt embeddings (texts, tokens, channels) cross-attention reads for ``texts``, as the pipeline
+    encodes a prompt (both text encoders for SDXL), without guidance."""
+    with torch.no_grad():
+        encoded = pipe.encode_prompt(
+            prompt=list(texts),
+            device=pipe._execution_device,
+            num_images_per_prompt=1,
+            do_classifier_free_guidance=False,
+        )
+    return encoded[0].to(pipe.unet.dtype)
+
+
 def consistency_context(
-    pipe: Any, slots: list[ImageSlot], settings: GenerationSettings, bank: IdentityBank | None
+    pipe: Any,
+    slots: list[ImageSlot],
+    settings: GenerationSettings,
+    bank: IdentityBank | None,
+    subject: SubjectMaps | None = None,
+    places: Places | None = None,
 ) -> ConsistencyContext:
-    """The per-batch state consistent attention reads: slots, sampling rates, skips and the bank."""
+    """The per-batch state consistent attention reads: slots, sampling rates, skips, the bank, the
+    subject masks, the characters' places."""
     factor = pipe.vae_scale_factor
     return ConsistencyContext(
         slots,
@@ -101,6 +127,9 @@ def consistency_context(
         skip_early=settings.random_skip_early,
         skip_late=settings.random_skip_late,
         bank=bank,
+        consistency=settings.consistency,
+        subject=subject,
+        places=places,
     )
 
 
@@ -113,11 +142,17 @@ def denoise(
     slots: list[ImageSlot] | None = None,
     bank: IdentityBank | None = None,
     on_step: Callable[[int], None] | None = None,
+    subject: SubjectMaps | None = None,
+    places: Places | None = None,
     output_type: str = "pil",
 ) -> list:
-    """Draw one batch with ``pipe``; ``slots`` say what each image reads and writes (None: plain diffusers)."""
+    """Draw one batch with ``pipe``; ``slots`` say what each image reads and writes (None: plain diffusers).
+    ``subject`` records the batch's cross-attention maps (and, under subject consistency, masks the samples);
+    ``places`` says which character each token of a several-character panel belongs to."""
     latents = initial_latents(pipe, seeds, settings)
-    context = consistency_context(pipe, slots, settings, bank) if slots is not None else None
+    if slots is None and (subject is not None or places is not None):  # self-attention stays plain
+        slots = [ImageSlot(position) for position in range(len(seeds))]
+    context = consistency_context(pipe, slots, settings, bank, subject, places) if slots is not None else None
 
     def on_step_end(_pipe: Any, step: int, _timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
         if context is not None:

@@ -20,6 +20,7 @@ from . import denoising
 from .attention import ImageSlot, install_consistent_attention
 from .bank import IdentityBank
 from .bank_layout import expected_bank_layout
+from .batch_places import batch_places, subject_maps
 from .errors import GenerationCancelled, SettingsError
 from .models import (
     ModelSpec,
@@ -37,8 +38,17 @@ from .settings import GenerationSettings
 from .story import Story
 from .story_run import Cancel, StoryRun
 from .styles import get_style
+from .subject_masks import SubjectMaps
 
 logger = logging.getLogger(__name__)
+
+
+def subject_signature(settings: GenerationSettings) -> dict[str, Any]:
+    """The bank signature's entries for subject consistency; none under uniform, so banks saved before
+    it existed still read."""
+    if settings.consistency == "uniform":
+        return {}
+    return {"consistency": settings.consistency, "subject_threshold": settings.subject_threshold}
 
 
 class StoryPipeline:
@@ -130,6 +140,7 @@ class StoryPipeline:
             "first_consistent_step": settings.first_consistent_step,
             "skip": [settings.random_skip_early, settings.random_skip_late],
             "layers": len(self.consistent_layer_names),
+            **subject_signature(settings),
         }
 
     def generate(
@@ -142,6 +153,7 @@ class StoryPipeline:
         bank_storage: str = "auto",
         bank_memory: int | None = None,
         bank_prefetch: bool = False,
+        keep_masks: bool = False,
         callback: Callable[[Progress], None] | None = None,
         on_panel: Callable[[PanelImage], None] | None = None,
         on_start: Callable[[StoryResult], None] | None = None,
@@ -152,6 +164,7 @@ class StoryPipeline:
         ``bank`` from an earlier result lets single panels be regenerated without the identity pass.
         ``bank_memory`` bounds the host memory of a CPU bank in bytes; past it, tokens spill to disk.
         ``bank_prefetch`` copies a host bank to the GPU a step ahead, on a side stream (``bank_prefetch``).
+        ``keep_masks`` gives each panel its characters' subject masks (``PanelImage.masks``).
         ``cancel`` stops cleanly between steps: the result keeps the panels already finished.
         ``on_start`` receives the result before the first batch; it fills as panels finish (``on_panel``).
         """
@@ -169,7 +182,8 @@ class StoryPipeline:
             on_start(result)
         bank.start_reads(self.device, prefetch=bank_prefetch)
         try:
-            self._draw_plan(StoryRun(story, settings, style, bank, plan, wanted, callback, on_panel, cancel), result)
+            run = StoryRun(story, settings, style, bank, plan, wanted, callback, on_panel, cancel, keep_masks)
+            self._draw_plan(run, result)
         finally:
             bank.end_reads()
         result.panels.sort(key=lambda panel: panel.index)
@@ -249,23 +263,33 @@ class StoryPipeline:
         """Draw the batches in order, adding the wanted panels to ``result``; a cancel keeps those finished."""
         for number, batch in enumerate(run.plan):
             try:
-                images = self._draw_batch(run, number, batch, done=len(result.panels))
+                images, subject = self._draw_batch(run, number, batch, done=len(result.panels))
             except GenerationCancelled:
                 result.cancelled = True
                 return
             run.remember(batch)
-            for panel in run.finished_panels(batch, images):
+            for panel in run.finished_panels(batch, images, subject):
                 result.panels.append(panel)
                 if run.on_panel is not None:
                     run.on_panel(panel)
 
-    def _draw_batch(self, run: StoryRun, number: int, batch: Batch, done: int) -> list[Image.Image]:
+    def _draw_batch(
+        self, run: StoryRun, number: int, batch: Batch, done: int
+    ) -> tuple[list[Image.Image], SubjectMaps | None]:
+        """One batch's images, and its subject masks when the run measures them."""
         prompts, negatives = zip(*(run.prompts(image) for image in batch.images))
         on_step = run.step_callback(number, batch, done)
         run.raise_if_cancelled()
         slots = batch.slots if batch.consistent else None
         seeds = [image.seed for image in batch.images]
-        return self.denoise(list(prompts), list(negatives), seeds, run.settings, slots, run.bank, on_step)
+        latent_size = denoising.latent_size(self.pipe, run.settings)
+        subject = subject_maps(run, batch, list(prompts), self.pipe.tokenizer, latent_size)
+        encode = lambda texts: denoising.encode_texts(self.pipe, texts)  # noqa: E731 - only for regions' own texts
+        places = batch_places(run, batch, subject, latent_size, encode)
+        images = denoising.denoise(
+            self.pipe, list(prompts), list(negatives), seeds, run.settings, slots, run.bank, on_step, subject, places
+        )
+        return images, subject
 
     def _scheduler_name(self, settings: GenerationSettings) -> str:
         return settings.scheduler or type(self.pipe.scheduler).__name__
@@ -291,5 +315,5 @@ class StoryPipeline:
         diffusers pipeline with per-image seeds.
         """
         return denoising.denoise(
-            self.pipe, prompts, negative_prompts, seeds, settings, slots, bank, on_step, output_type
+            self.pipe, prompts, negative_prompts, seeds, settings, slots, bank, on_step, output_type=output_type
         )

@@ -39,6 +39,9 @@ class PanelImage:
     negative_prompt: str
     characters: tuple[str, ...]
     identity: bool  # generated in its character's identity set
+    # Per character shown, where it is in the image (white) as its subject mask found it, when kept
+    # (``generate(keep_masks=True)``, ``--save-masks``); empty otherwise.
+    masks: dict[str, Image.Image] = field(default_factory=dict)
 
 
 @dataclass

@@ -108,6 +108,11 @@ def _difference(
     if len(old_story["panels"]) != len(new_story["panels"]):
         return f"{len(old_story['panels'])} panels, not {len(new_story['panels'])}"
     for index, (before, now) in enumerate(zip(old_story["panels"], new_story["panels"])):
-        if index not in redo and (before["prompt"], before["seed"]) != (now["prompt"], now["seed"]):
-            return f"another panel {index + 1} (prompt or seed)"
+        if index not in redo and _drawing(before) != _drawing(now):
+            return f"another panel {index + 1} (prompt, seed, regions or control)"
     return None
+
+
+def _drawing(panel: dict[str, Any]) -> dict[str, Any]:
+    """What decides a panel's pixels: everything of its entry but the lettering (caption, dialogue)."""
+    return {key: value for key, value in panel.items() if key not in ("caption", "dialogue")}

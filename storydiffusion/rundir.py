@@ -27,6 +27,7 @@ MANIFEST_FORMAT = "storydiffusion-run/1"
 MANIFEST_NAME = "story.json"
 BANK_NAME = "identity_bank.safetensors"
 PANELS_DIR = "panels"
+MASKS_DIR = "masks"  # --save-masks: each panel's subject masks, one picture per character
 PAGES_DIR = "pages"
 PDF_NAME = "comic.pdf"
 CBZ_NAME = "comic.cbz"
@@ -45,6 +46,7 @@ _TEMPORARY = re.compile(rf"\.(?P<stem>.+){re.escape(TEMPORARY_MARK)}(?P<suffix>\
 # (a hand-edited story.json, pages.json or clip record) is not believed.
 _OWN_NAME_SHAPES = (
     re.compile(rf"{PANELS_DIR}/panel_\d{{3,}}\.png"),
+    re.compile(rf"{MASKS_DIR}/panel_\d{{3,}}_mask_\d{{1,2}}\.png"),
     re.compile(rf"{PAGES_DIR}/page_\d{{2,}}\.png"),
     re.compile(rf"{VIDEO_DIR}/\d{{2,}}-\d{{2,}}\.(mp4|gif|json)"),
 )
@@ -56,6 +58,11 @@ MAX_PANEL_NUMBER = 99_999  # beyond any story's max_panels; keeps a hand-edited 
 def panel_filename(index: int) -> str:
     """``panel_001.png`` for the first panel: 1-based, 3 digits."""
     return f"panel_{index + 1:03d}.png"
+
+
+def mask_filename(index: int, number: int) -> str:
+    """``panel_001_mask_2.png``: the mask of the second character shown in the first panel."""
+    return f"panel_{index + 1:03d}_mask_{number + 1}.png"
 
 
 def prepare_output_dir(out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -89,7 +96,7 @@ def remove_written_files(run_dir: str | os.PathLike, keep: tuple[Path, ...] = ()
     for path in written_files(run):
         if path.resolve() not in kept:
             path.unlink(missing_ok=True)
-    for folder in (PAGES_DIR, VIDEO_DIR):
+    for folder in (PAGES_DIR, VIDEO_DIR, MASKS_DIR):
         if (run / folder).is_dir() and not any((run / folder).iterdir()):
             (run / folder).rmdir()
 
@@ -116,8 +123,11 @@ def check_output_dir(out_dir: str | os.PathLike, overwrite: bool = False) -> Pat
         raise StoryDiffusionError(
             f"{out} already holds files: pass --overwrite to replace them, or choose another --out"
         )
-    if (out / PANELS_DIR).exists() and not (out / PANELS_DIR).is_dir():
-        raise StoryDiffusionError(f"{out / PANELS_DIR} is a file, not a folder: move it or choose another --out")
+    for folder in (PANELS_DIR, MASKS_DIR):
+        if (out / folder).exists() and not (out / folder).is_dir():
+            raise StoryDiffusionError(f"{out / folder} is a file, not a folder: move it or choose another --out")
+    if (out / MASKS_DIR).is_symlink():  # masks are written only on request: never through a link out of the folder
+        raise StoryDiffusionError(f"{out / MASKS_DIR} is a link, not a folder: move it or choose another --out")
     staging = out / STAGING_DIR
     if staging.is_symlink() or (staging.exists() and not staging.is_dir()):
         raise StoryDiffusionError(
@@ -146,7 +156,11 @@ def written_files(run_dir: str | os.PathLike) -> list[Path]:
     manifest = _read_json(run / MANIFEST_NAME)
     if manifest is not None and manifest.get("format") == MANIFEST_FORMAT:
         names.append(MANIFEST_NAME)
-        names += [str(entry.get("file")) for entry in manifest.get("panels") or [] if isinstance(entry, dict)]
+        entries = [entry for entry in manifest.get("panels") or [] if isinstance(entry, dict)]
+        names += [str(entry.get("file")) for entry in entries]
+        names += [
+            str(name) for entry in entries if isinstance(entry.get("masks"), dict) for name in entry["masks"].values()
+        ]
         if isinstance(manifest.get("identity_bank"), str):
             names.append(manifest["identity_bank"])
     pages = _read_json(run / PAGES_DIR / PAGES_INDEX)
@@ -204,7 +218,7 @@ def unrecorded_files(folder: str | os.PathLike) -> list[Path]:
 def _own_temporaries(run: Path) -> list[str]:
     """Temporaries an interrupted atomic write of one of this tool's own files left (``.story.tmp.json``)."""
     names = []
-    for folder in ("", PANELS_DIR, PAGES_DIR, VIDEO_DIR):
+    for folder in ("", PANELS_DIR, MASKS_DIR, PAGES_DIR, VIDEO_DIR):
         for path in _listing(run / folder):
             match = _TEMPORARY.fullmatch(path.name)
             target = f"{folder}/{match['stem']}{match['suffix'] or ''}".lstrip("/") if match else ""
@@ -271,7 +285,7 @@ def build_manifest(
 
 
 def _panel_entry(panel) -> dict[str, Any]:
-    return {
+    entry = {
         "panel": panel.index + 1,
         "file": f"{PANELS_DIR}/{panel_filename(panel.index)}",
         "seed": panel.seed,
@@ -280,6 +294,14 @@ def _panel_entry(panel) -> dict[str, Any]:
         "characters": list(panel.characters),
         "identity_image": panel.identity,
     }
+    if panel.masks:
+        entry["masks"] = {name: f"{MASKS_DIR}/{filename}" for name, filename in _mask_files(panel).items()}
+    return entry
+
+
+def _mask_files(panel) -> dict[str, str]:
+    """Each character's mask file name of a panel, numbered by the character's place in the panel."""
+    return {name: mask_filename(panel.index, panel.characters.index(name)) for name in panel.masks}
 
 
 class RunWriter:
@@ -315,6 +337,10 @@ class RunWriter:
 
 
 def save_panel(panel, out_dir: str | os.PathLike) -> Path:
+    """The panel's picture, and its masks when it has them (before it, so the panel's record never
+    names a mask that is not there)."""
+    for name, filename in _mask_files(panel).items():
+        write_png(panel.masks[name], Path(out_dir) / MASKS_DIR / filename)
     path = Path(out_dir) / PANELS_DIR / panel_filename(panel.index)
     write_png(panel.image, path)
     return path

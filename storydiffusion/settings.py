@@ -14,6 +14,9 @@ from typing import Any
 from .errors import SettingsError, kind_of, shown
 
 CONSISTENCY_MODES = ("identity", "window", "off")
+# Which tokens an image shares: all of them, sampled uniformly (the paper), or only its characters'
+# (``subject_masks``). Uniform stays the default until a run with real weights measures the other.
+CONSISTENCY_KINDS = ("uniform", "subject")
 MAX_SEED = 2**63 - 1
 # Defaults of a transition clip (animate command and tab); their ranges are SETTING_RANGES' "frames" and "fps".
 DEFAULT_FRAMES = 16
@@ -120,6 +123,7 @@ SETTING_RANGES: dict[str, SettingRange] = {
     "random_skip_early": SettingRange(0.0, 1.0, high_inclusive=False),
     "random_skip_late": SettingRange(0.0, 1.0, high_inclusive=False),
     "max_panels": SettingRange(1, 10_000, integer=True),
+    "subject_threshold": SettingRange(0.0, 1.0, low_inclusive=False, high_inclusive=False),
     "lora_scale": SettingRange(-10.0, 10.0),
     # transitions (animate)
     "frames": SettingRange(2, 32, integer=True),
@@ -168,6 +172,11 @@ class GenerationSettings:
     # Panels per batch after the identity pass, and the window length in "window" mode.
     window: int = 4
     mode: str = "identity"
+    # "subject": share only the tokens that show the characters (masks from cross-attention), so
+    # backgrounds and outfits of one panel do not bleed into the others; "uniform": every token.
+    consistency: str = "uniform"
+    # Where a character's normalised cross-attention map becomes its mask; None: Otsu's threshold per map.
+    subject_threshold: float | None = None
     # Plain self-attention for the first k denoising steps, while the layout of each image is still
     # noise and sharing tokens only blurs it; capped at half the steps. The original code uses 1.
     first_consistent_step: int = 2
@@ -206,6 +215,13 @@ class GenerationSettings:
             raise SettingsError(
                 f"{key_path(where, 'mode')} must be one of {', '.join(CONSISTENCY_MODES)}, got {shown(self.mode)}"
             )
+        if not isinstance(self.consistency, str) or self.consistency not in CONSISTENCY_KINDS:
+            raise SettingsError(
+                f"{key_path(where, 'consistency')} must be one of {', '.join(CONSISTENCY_KINDS)}, "
+                f"got {shown(self.consistency)}"
+            )
+        if self.subject_threshold is not None:
+            SETTING_RANGES["subject_threshold"].check(key_path(where, "subject_threshold"), self.subject_threshold)
         SETTING_RANGES["max_panels"].check(key_path(where, "max_panels"), self.max_panels)
         self._validate_texts(where)
 

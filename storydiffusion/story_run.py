@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 from PIL import Image
 
 from .bank import IdentityBank
@@ -16,6 +17,7 @@ from .results import PanelImage, Progress
 from .settings import GenerationSettings
 from .story import Story
 from .styles import Style
+from .subject_masks import SubjectMaps
 
 Cancel = threading.Event | Callable[[], bool] | None
 
@@ -39,6 +41,7 @@ class StoryRun:
     callback: Callable[[Progress], None] | None
     on_panel: Callable[[PanelImage], None] | None
     cancel: Cancel
+    keep_masks: bool = False
 
     @property
     def total(self) -> int:
@@ -70,10 +73,13 @@ class StoryRun:
         if batch.forget_after:
             self.bank.drop(batch.forget_after)
 
-    def finished_panels(self, batch: Batch, images: list[Image.Image]) -> list[PanelImage]:
-        """The wanted story panels among a batch's images (reference portraits are not panels)."""
+    def finished_panels(
+        self, batch: Batch, images: list[Image.Image], subject: SubjectMaps | None = None
+    ) -> list[PanelImage]:
+        """The wanted story panels among a batch's images (reference portraits are not panels), with
+        their masks when the run keeps them."""
         panels = []
-        for planned, image in zip(batch.images, images):
+        for position, (planned, image) in enumerate(zip(batch.images, images)):
             if planned.panel_index is None or planned.panel_index not in self.wanted:
                 continue
             prompt, negative = self.prompts(planned)
@@ -86,6 +92,18 @@ class StoryRun:
                     negative_prompt=negative,
                     characters=tuple(self.story.panels[planned.panel_index].characters),
                     identity=batch.kind == "identity",
+                    masks=mask_images(subject, position, image.size) if self.keep_masks else {},
                 )
             )
         return panels
+
+
+def mask_images(subject: SubjectMaps | None, position: int, size: tuple[int, int]) -> dict[str, Image.Image]:
+    """Each character's final mask of batch image ``position`` as a black and white picture of ``size``."""
+    if subject is None:
+        return {}
+    pictures = {}
+    for name, mask in subject.final_masks(position).items():
+        pixels = (mask.to("cpu", dtype=torch.uint8) * 255).numpy()
+        pictures[name] = Image.fromarray(pixels).resize(size, Image.Resampling.NEAREST)
+    return pictures

@@ -45,6 +45,25 @@ def test_generate_writes_panels_and_a_reproducible_manifest(tmp_path, capsys):
         assert (again / "panels" / panel.name).read_bytes() == panel.read_bytes()
 
 
+def test_save_masks_writes_each_characters_mask_beside_the_panels_and_overwrite_keeps_the_users_files(tmp_path):
+    story = write_story(tmp_path / "s.yaml", ["[Bob] walks", "[Bob] eats", "[NC] a street"])
+    out = tmp_path / "out"
+    args = ["generate", str(story), "--out", str(out), *FAST, "--consistency", "subject", "--save-masks"]
+    assert main(args) == 0
+    manifest = json.loads((out / "story.json").read_text(encoding="utf-8"))
+    assert manifest["settings"]["consistency"] == "subject"
+    assert [entry.get("masks") for entry in manifest["panels"]] == [
+        {"Bob": "masks/panel_001_mask_1.png"},
+        {"Bob": "masks/panel_002_mask_1.png"},
+        None,
+    ]
+    mask = Image.open(out / "masks" / "panel_001_mask_1.png")
+    assert mask.mode == "L" and mask.size == (64, 64)
+    (out / "masks" / "mine.png").write_bytes(b"the user's")
+    assert main([*args[:-1], "--overwrite"]) == 0  # without --save-masks: the old masks go, the user's file stays
+    assert sorted(path.name for path in (out / "masks").iterdir()) == ["mine.png"]
+
+
 def test_regenerate_one_panel_from_a_saved_bank(tmp_path):
     story = write_story(tmp_path / "s.yaml", ["[Bob] walks", "[Bob] eats", "[Bob] sits", "[Bob] sleeps"])
     out = tmp_path / "out"

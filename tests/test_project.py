@@ -89,6 +89,8 @@ def test_every_setting_the_studio_shows_is_restored(tmp_path):
         id_images=2,
         window=3,
         mode="window",
+        consistency="subject",
+        subject_threshold=0.3,
         first_consistent_step=1,
         random_skip_early=0.2,
         random_skip_late=0.1,

@@ -30,11 +30,14 @@ def make_run(run):
     (run / "panels").mkdir(parents=True)
     for name in ("panel_001.png", "panel_002.png"):
         Image.new("RGB", (8, 8), "red").save(run / "panels" / name)
+    (run / "masks").mkdir()
+    (run / "masks" / "panel_002_mask_1.png").write_bytes(b"mask")
+    masks = {"Bob": "masks/panel_002_mask_1.png", "Eve": "masks/../notes.txt"}
     write_json(
         run / "story.json",
         {
             "format": MANIFEST_FORMAT,
-            "panels": [{"file": "panels/panel_001.png"}, {"file": "panels/panel_002.png"}],
+            "panels": [{"file": "panels/panel_001.png"}, {"file": "panels/panel_002.png", "masks": masks}],
             "identity_bank": "identity_bank.safetensors",
         },
     )
@@ -56,6 +59,7 @@ def make_run(run):
         run / "pages" / "cover.png": b"my cover",
         run / "comic.cbz": b"a cbz compose never wrote here",
         run / "video" / "mine.mp4": b"my clip",
+        run / "masks" / "panel_001_mask_1.png": b"a mask no record names",
     }
     for path, data in users.items():
         path.write_bytes(data)
@@ -70,6 +74,7 @@ def test_written_files_are_exactly_what_the_records_name(tmp_path):
             "story.json",
             "panels/panel_001.png",
             "panels/panel_002.png",
+            "masks/panel_002_mask_1.png",
             "identity_bank.safetensors",
             "pages/pages.json",
             "pages/page_01.png",

@@ -31,11 +31,12 @@ STORY_RANGED = (
     "random_skip_early",
     "random_skip_late",
     "max_panels",
+    "subject_threshold",
 )
 ANIMATE_RANGED = ("frames", "fps", "strength", "animation_steps")
 LOADING_RANGED = ("lora_scale",)  # checked by the CLI before a model loads
 PAGE_RANGED = ("dpi",)  # compose's --dpi and a template's page.dpi
-OPTIONAL = ("steps", "guidance", "height", "width")  # None: the model's default
+OPTIONAL = ("steps", "guidance", "height", "width", "subject_threshold")  # None: the model's default, Otsu's
 
 
 def one_step(rng: SettingRange) -> float:

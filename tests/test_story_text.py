@@ -246,7 +246,7 @@ def test_panels_of_many_characters():
 # ------------------------------------------------------------------------------------- story_to_text
 
 
-@pytest.mark.parametrize("name", ["lighthouse.yaml", "two_friends.yaml", "korean.yaml"])
+@pytest.mark.parametrize("name", ["lighthouse.yaml", "two_friends.yaml", "korean.yaml", "market_day.yaml"])
 def test_story_to_text_reads_back_as_the_same_story(name):
     story = load_story(data_path("examples", name))
     again = story_from_text(*story_to_text(story), title=story.title, settings=story.settings)

@@ -15,6 +15,7 @@ from ..errors import SettingsError, StoryError, shown, wrong_kind
 from ..settings import SETTING_RANGES, GenerationSettings
 from .model import DEFAULT_TITLE, Character, DialogueLine, Panel, Story
 from .names import known_names, name_index, name_key, norm
+from .regions import MAX_CHARACTERS_WITH_REGIONS, Region, region_from_value
 from .text import parse_panel_line
 from .validation import (
     add_character,
@@ -27,7 +28,7 @@ from .validation import (
 )
 
 STORY_KEYS = ("title", "style", "negative_prompt", "seed", "characters", "panels", "settings", "identity_panels")
-PANEL_KEYS = ("prompt", "caption", "dialogue", "seed")
+PANEL_KEYS = ("prompt", "caption", "dialogue", "seed", "regions")
 # Settings a story file may also give at the top level, as a shorthand.
 _TOP_LEVEL_SETTINGS = ("style", "negative_prompt", "seed")
 
@@ -181,7 +182,48 @@ def _panel_from_item(item: Any, characters: dict[str, Character], label: str, li
         raise StoryError(
             f"{label}: seed must be a whole number {SETTING_RANGES['seed'].describe()}, got {shown(seed)}", line
         )
-    return Panel(prompt=prompt.strip(), caption=caption, dialogue=dialogue, seed=seed, characters=names)
+    regions = _regions_from(item.get("regions"), characters, names, label, line)
+    return Panel(
+        prompt=prompt.strip(), caption=caption, dialogue=dialogue, seed=seed, characters=names, regions=regions
+    )
+
+
+def _regions_from(
+    raw: Any, characters: dict[str, Character], shown_here: tuple[str, ...], label: str, line: int | None
+) -> dict[str, Region]:
+    """``regions: {Name: left | [x0, y0, x1, y1] | {region, prompt}}`` for characters the panel shows."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise StoryError(wrong_kind(f"{label}: regions", "a mapping of character name to place", raw), line)
+    if len(raw) > MAX_CHARACTERS_WITH_REGIONS:
+        raise StoryError(f"{label}: regions places {len(raw)} characters; at most {MAX_CHARACTERS_WITH_REGIONS}", line)
+    regions: dict[str, Region] = {}
+    for name, value in raw.items():
+        if not isinstance(name, str):
+            raise StoryError(f"{label}: regions: character name {shown(name)} must be text: put it in quotes", line)
+        canonical = name_index(characters).get(name_key(name))
+        if canonical is None:
+            raise StoryError(
+                f"{label}: regions.{name} names an unknown character; known characters: {known_names(characters)}", line
+            )
+        if canonical not in shown_here:
+            raise StoryError(
+                f"{label}: regions.{name}: {canonical} is not in this panel's prompt; tag it, e.g. [{canonical}]", line
+            )
+        if canonical in regions:
+            raise StoryError(f"{label}: regions places {canonical} twice", line)
+        region = region_from_value(value, f"{label}: regions.{name}")
+        if region.prompt is not None:
+            check_brackets(region.prompt, label, line)
+            if "[" in region.prompt:
+                raise StoryError(
+                    f"{label}: regions.{name}.prompt holds a [tag]: a region's text is about {canonical} alone, "
+                    "write it without tags",
+                    line,
+                )
+        regions[canonical] = region
+    return regions
 
 
 def _caption_from(caption: Any, characters: dict[str, Character], label: str, line: int | None) -> str | None:

@@ -9,6 +9,7 @@ from typing import Any
 from ..errors import StoryError
 from ..settings import GenerationSettings
 from .names import TAG, is_no_character, name_index, name_key, names_for_tags, tidy_prompt, unknown_character_message
+from .regions import Region
 
 DEFAULT_TITLE = "Untitled story"
 
@@ -46,6 +47,9 @@ class Panel:
     # An explicit seed for this panel only; None lets the pipeline derive one from the story seed.
     seed: int | None = None
     characters: tuple[str, ...] = ()
+    # Where characters of a several-character panel stand (``story/regions.py``), by canonical name;
+    # characters left out are placed by their subject masks.
+    regions: dict[str, Region] = field(default_factory=dict)
 
 
 @dataclass
@@ -85,6 +89,12 @@ class Story:
         ]
         return tidy_prompt(", ".join([*untagged, text]))
 
+    def region_text(self, i: int, name: str) -> str:
+        """The text a character's region of panel ``i`` is conditioned on: its description, then the
+        region's own prompt (tags replaced) when it has one."""
+        region = self.panels[i].regions[name]
+        return tidy_prompt(", ".join([self.characters[name].description, region.prompt or ""]))
+
     def panel_caption(self, i: int) -> str | None:
         """The caption of panel ``i`` with ``[Name]`` tags shown as bare names (never raw tags)."""
         caption = self.panels[i].caption
@@ -114,6 +124,7 @@ class Story:
                     "caption": p.caption,
                     "dialogue": [{"speaker": d.speaker, "text": d.text} for d in p.dialogue],
                     "seed": p.seed,
+                    **({"regions": {name: r.to_value() for name, r in p.regions.items()}} if p.regions else {}),
                 }
                 for p in self.panels
             ],

@@ -1,7 +1,8 @@
 """The text syntax of the web UI's two boxes: one character per line, one panel per line.
 
-A panel line is ``prompt with [Name] tags # caption @Name: speech @Name: speech``; errors name the
-line of the box they sit on.
+A panel line is ``prompt with [Name] tags # caption @Name: speech @Name: speech``; a tag may place its
+character, ``[Name@left]`` or ``[Name@0.5,0.5,1,1: text of its own]``. Errors name the line of the box
+they sit on.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import re
 from ..errors import StoryError
 from ..settings import GenerationSettings
 from .model import DEFAULT_TITLE, Character, DialogueLine, Panel, Story
-from .names import norm
+from .names import name_index, norm
+from .regions import MAX_CHARACTERS_WITH_REGIONS, placed_tags, split_placed_tags
 from .validation import (
     NO_PANELS,
     add_character,
@@ -62,10 +64,14 @@ def parse_panel_line(text: str, characters: dict[str, Character], label: str, li
     """One panel line; story files use it too, for panels written as a single string."""
     check_brackets(text, label, line)
     prompt, has_caption, rest = text.partition("#")
-    prompt = prompt.strip()
+    prompt, placed = split_placed_tags(prompt.strip(), label, line)
     names = panel_characters(prompt, characters, label, line)
     caption, dialogue = _split_caption(rest, characters, label, line) if has_caption else (None, [])
-    return Panel(prompt=prompt, caption=caption, dialogue=dialogue, characters=names)
+    index = name_index(characters)
+    regions = {index[key]: region for key, region in placed.items()}  # panel_characters knows every tag
+    if len(regions) > MAX_CHARACTERS_WITH_REGIONS:
+        raise StoryError(f"{label} places {len(regions)} characters; at most {MAX_CHARACTERS_WITH_REGIONS}", line)
+    return Panel(prompt=prompt, caption=caption, dialogue=dialogue, characters=names, regions=regions)
 
 
 def _split_caption(
@@ -120,5 +126,6 @@ def story_to_text(story: Story) -> tuple[str, str]:
         extra = " ".join(
             part for part in [panel.caption or ""] + [f"@{d.speaker}: {d.text}" for d in panel.dialogue] if part
         )
-        lines.append(f"{panel.prompt} # {extra}" if extra else panel.prompt)
+        prompt = placed_tags(panel.prompt, panel.regions, story.characters)
+        lines.append(f"{prompt} # {extra}" if extra else prompt)
     return characters, "\n".join(lines)

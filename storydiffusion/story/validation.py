@@ -24,6 +24,7 @@ from .names import (
     unknown_character_message,
     unknown_speaker_message,
 )
+from .regions import MAX_CHARACTERS_WITH_REGIONS, Region, box_from_value
 
 NO_PANELS = "the story has no panels: write one panel per line (in a story file, list them under 'panels:')"
 NO_CHARACTER_MESSAGE = "names no character: add a [Name] tag, or [NC] for a panel without characters"
@@ -246,6 +247,27 @@ def _validate_panel(panel: Panel, characters: dict[str, Character], label: str) 
     seed = panel.seed
     if seed is not None and not SETTING_RANGES["seed"].contains(seed):
         raise StoryError(f"{label}: seed must be a whole number {SETTING_RANGES['seed'].describe()}, got {shown(seed)}")
+    _validate_regions(panel, label)
+
+
+def _validate_regions(panel: Panel, label: str) -> None:
+    """Regions built in code meet the file's rules: shown characters, real boxes, plain text, at most four."""
+    if not isinstance(panel.regions, dict):
+        raise StoryError(wrong_kind(f"{label}: regions", "a mapping of character name to Region", panel.regions))
+    if len(panel.regions) > MAX_CHARACTERS_WITH_REGIONS:
+        raise StoryError(
+            f"{label}: regions places {len(panel.regions)} characters; at most {MAX_CHARACTERS_WITH_REGIONS}"
+        )
+    for name, region in panel.regions.items():
+        if name not in panel.characters:
+            raise StoryError(f"{label}: regions.{name}: {name} is not in this panel's prompt; tag it, e.g. [{name}]")
+        if not isinstance(region, Region):
+            raise StoryError(wrong_kind(f"{label}: regions.{name}", "a Region", region))
+        box_from_value(list(region.box), f"{label}: regions.{name}")
+        if region.prompt is not None:
+            if not isinstance(region.prompt, str) or "[" in region.prompt or "]" in region.prompt:
+                raise StoryError(f"{label}: regions.{name}.prompt must be plain text without [tags]")
+            check_length(region.prompt, f"{label}: regions.{name}.prompt")
 
 
 def _validate_speech(line: DialogueLine, characters: dict[str, Character], label: str) -> None:
