@@ -18,11 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+from diffusers.models.attention_processor import Attention
 
 from .attention_kernels import Kernel, pick_kernel, sdpa_kernel, xformers_kernel
 from .bank import IdentityBank
-from .cross_attention import record_cross_attention, regional_cross_attention
+from .cross_attention import StoryAttnProcessor, story_processor
 from .places import Places
 from .settings import CONSISTENCY_KINDS
 from .subject_masks import SubjectMaps
@@ -73,6 +73,7 @@ class ConsistencyContext:
         consistency: str = "uniform",
         subject: SubjectMaps | None = None,
         places: Places | None = None,
+        reference_scales: list[float] | None = None,
     ):
         if consistency not in CONSISTENCY_KINDS:
             raise ValueError(f"consistency must be one of {', '.join(CONSISTENCY_KINDS)}, got {consistency!r}")
@@ -88,6 +89,7 @@ class ConsistencyContext:
         self.consistency = consistency
         self.subject = subject  # the batch's cross-attention maps and the masks drawn from them
         self.places = places  # which character each token of a several-character panel belongs to
+        self.reference_scales = reference_scales  # per image, how strongly its reference photo conditions it
         self.step = 0
         for slot in self.slots:
             if (slot.writes or slot.reads_bank) and bank is None:
@@ -205,33 +207,6 @@ def reader_groups(reads: list[list[SourceKey]]) -> list[tuple[list[int], tuple[S
     for index, keys in enumerate(reads):
         groups.setdefault(tuple(keys), []).append(index)
     return [(members, keys) for keys, members in groups.items()]
-
-
-class StoryAttnProcessor(AttnProcessor2_0):
-    """Plain SDPA attention that accepts the ``story_context`` keyword.
-
-    Installed on every layer that consistent attention leaves alone, so diffusers neither warns about
-    nor drops the keyword on its way to the layers that use it. At a cross-attention layer of a run
-    that tracks subjects it also hands the run the conditional half's attention maps; its output stays
-    diffusers' own.
-    """
-
-    def __call__(
-        self,
-        attn: Attention,
-        hidden_states: torch.Tensor,
-        encoder_hidden_states: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        temb: torch.Tensor | None = None,
-        story_context: ConsistencyContext | None = None,
-    ) -> torch.Tensor:
-        if story_context is not None and story_context.subject is not None and encoder_hidden_states is not None:
-            record_cross_attention(attn, hidden_states, encoder_hidden_states, story_context)
-        output = super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
-        places = story_context.places if story_context is not None else None
-        if places is not None and places.texts and encoder_hidden_states is not None:
-            output = regional_cross_attention(attn, hidden_states, output, story_context)
-        return output
 
 
 class ConsistentSelfAttnProcessor(StoryAttnProcessor):
@@ -428,7 +403,8 @@ def consistent_layer_names(unet: torch.nn.Module, blocks: str = "up") -> list[st
 
 
 def install_consistent_attention(unet: torch.nn.Module, blocks: str = "up") -> list[str]:
-    """Put ConsistentSelfAttnProcessor on the chosen ``attn1`` layers and StoryAttnProcessor elsewhere.
+    """Put ConsistentSelfAttnProcessor on the chosen ``attn1`` layers and StoryAttnProcessor elsewhere (an
+    IP-Adapter's cross-attention processor is kept, inside ``ReferenceAttnProcessor``).
     Consistent layers attend with xformers' kernel on CUDA when it is installed, else with SDPA.
 
     Returns the names of the consistent layers, in the UNet's order (their index is their layer id).
@@ -437,8 +413,10 @@ def install_consistent_attention(unet: torch.nn.Module, blocks: str = "up") -> l
     index_of = {name: index for index, name in enumerate(consistent)}
     xformers = xformers_kernel()
     processors = {
-        name: ConsistentSelfAttnProcessor(index_of[name], name, xformers) if name in index_of else StoryAttnProcessor()
-        for name in unet.attn_processors
+        name: ConsistentSelfAttnProcessor(index_of[name], name, xformers)
+        if name in index_of
+        else story_processor(current)
+        for name, current in unet.attn_processors.items()
     }
     unet.set_attn_processor(processors)
     return consistent

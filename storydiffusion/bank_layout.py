@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .denoising import consistency_context
+from .denoising import consistency_context, guides
 from .models import fresh_scheduler
 from .settings import GenerationSettings
 
@@ -35,11 +35,6 @@ def expected_bank_layout(pipe: Any, layer_names: list[str], settings: Generation
             if context.is_active(layer):
                 layout[(step, layer)] = (halves, sampled, channels)
     return layout
-
-
-def guides(pipe: Any, settings: GenerationSettings) -> bool:
-    """Whether the run uses classifier-free guidance (two halves per batch), decided as diffusers decides it."""
-    return settings.guidance > 1.0 and getattr(pipe.unet.config, "time_cond_proj_dim", None) is None
 
 
 def denoising_steps(pipe: Any, settings: GenerationSettings) -> int:

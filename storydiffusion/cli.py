@@ -59,6 +59,7 @@ def run_generate(args: argparse.Namespace) -> int:
     check_model_flag(args.lora, "--lora")
     check_bank_flags(args)
     story, manifest_model = _load_story_and_model(args.story)
+    photos = _reference_photos(story)  # every photo read and checked before any model loads
     settings = generation_settings(story.settings, args)
     check_panel_numbers(args.panels, len(story.panels))
     earlier = earlier_run(args.out)
@@ -69,11 +70,14 @@ def run_generate(args: argparse.Namespace) -> int:
     SETTING_RANGES["lora_scale"].check("--lora-scale", args.lora_scale)
     bank = _read_bank(args.bank, settings.mode) if args.bank else None
     pipeline = _load_pipeline(args, manifest_model)
+    if photos:
+        with model_memory(), _quiet_model_libraries():
+            pipeline.attach_references()  # its weights, before the folder changes
     settings = pipeline.resolve_settings(story, settings)
     if bank is not None:  # does it fit the model, settings and characters? before any step runs
         pipeline.check_bank(bank, story, settings, args.panels)
     target = _run_folder(args, earlier if continuing else None, story, settings, pipeline)
-    result = _draw(args, pipeline, story, settings, bank, target)
+    result = _draw(args, pipeline, story, settings, bank, target, photos)
     if result is None:
         return EXIT_INTERRUPTED
     _report_generation(result, target.out, target.finish(result, args.save_bank, args.bank))
@@ -84,6 +88,15 @@ def run_generate(args: argparse.Namespace) -> int:
 
         _report_compose(compose_run(target.out, layout=args.layout, export=args.export or ()))
     return 0
+
+
+def _reference_photos(story):
+    """The characters' reference photos, read through the image gate (ImageInputError names the file)."""
+    if not any(character.reference for character in story.characters.values()):
+        return {}
+    from .story_references import story_photos
+
+    return story_photos(story)
 
 
 def _read_bank(path: str, mode: str):
@@ -158,7 +171,7 @@ class _RunTarget:
         return swap_in_staged_run(self.out, keep=(Path(bank_file),) if bank_file else ())
 
 
-def _draw(args: argparse.Namespace, pipeline, story, settings, bank, target: _RunTarget):
+def _draw(args: argparse.Namespace, pipeline, story, settings, bank, target: _RunTarget, photos=None):
     """Generate into the target's folder; None when a staged run was interrupted (its note is printed)."""
     try:
         with _StepBar(args.quiet) as bar, model_memory():
@@ -171,6 +184,7 @@ def _draw(args: argparse.Namespace, pipeline, story, settings, bank, target: _Ru
                 bank_memory=args.bank_memory,
                 bank_prefetch=args.bank_prefetch,
                 keep_masks=args.save_masks,
+                references=photos,
                 callback=bar.update,
                 on_start=target.writer.start,
                 on_panel=target.writer.panel,

@@ -19,6 +19,7 @@ from .attention import ConsistencyContext, ImageSlot
 from .bank import IdentityBank
 from .models import fresh_scheduler
 from .places import Places
+from .reference_adapter import batch_image_embeds, has_reference_adapter
 from .settings import GenerationSettings
 from .subject_masks import SubjectMaps
 
@@ -68,8 +69,9 @@ def run_copy(pipe: Any, scheduler: str | None = None) -> Any:
     components = dict(pipe.components)
     components["scheduler"] = fresh_scheduler(scheduler, pipe.scheduler)
     extra = {}
-    if "force_zeros_for_empty_prompt" in pipe.config:
-        extra["force_zeros_for_empty_prompt"] = pipe.config.force_zeros_for_empty_prompt
+    for option in ("force_zeros_for_empty_prompt", "requires_safety_checker"):  # as the loaded pipeline has them
+        if option in pipe.config:
+            extra[option] = pipe.config[option]
     copy = type(pipe)(**components, **extra)
     copy.set_progress_bar_config(disable=True)
     return copy
@@ -86,6 +88,11 @@ def initial_latents(pipe: Any, seeds: list[int], settings: GenerationSettings) -
             for seed in seeds
         ]
     )
+
+
+def guides(pipe: Any, settings: GenerationSettings) -> bool:
+    """Whether the run uses classifier-free guidance (two halves per batch), decided as diffusers decides it."""
+    return settings.guidance > 1.0 and getattr(pipe.unet.config, "time_cond_proj_dim", None) is None
 
 
 def latent_size(pipe: Any, settings: GenerationSettings) -> tuple[int, int]:
@@ -113,6 +120,7 @@ def consistency_context(
     bank: IdentityBank | None,
     subject: SubjectMaps | None = None,
     places: Places | None = None,
+    reference_scales: list[float] | None = None,
 ) -> ConsistencyContext:
     """The per-batch state consistent attention reads: slots, sampling rates, skips, the bank, the
     subject masks, the characters' places."""
@@ -130,6 +138,7 @@ def consistency_context(
         consistency=settings.consistency,
         subject=subject,
         places=places,
+        reference_scales=reference_scales,
     )
 
 
@@ -144,15 +153,24 @@ def denoise(
     on_step: Callable[[int], None] | None = None,
     subject: SubjectMaps | None = None,
     places: Places | None = None,
+    references: tuple[list[float], list[torch.Tensor | None]] | None = None,
     output_type: str = "pil",
 ) -> list:
     """Draw one batch with ``pipe``; ``slots`` say what each image reads and writes (None: plain diffusers).
     ``subject`` records the batch's cross-attention maps (and, under subject consistency, masks the samples);
-    ``places`` says which character each token of a several-character panel belongs to."""
+    ``places`` says which character each token of a several-character panel belongs to; ``references`` are
+    each image's reference scale and photo embedding (a pipeline with an IP-Adapter always gets embeddings)."""
     latents = initial_latents(pipe, seeds, settings)
-    if slots is None and (subject is not None or places is not None):  # self-attention stays plain
+    scales, photos = references if references is not None else ([0.0] * len(seeds), [None] * len(seeds))
+    conditioned = any(scales)
+    if slots is None and (subject is not None or places is not None or conditioned):  # self-attention stays plain
         slots = [ImageSlot(position) for position in range(len(seeds))]
-    context = consistency_context(pipe, slots, settings, bank, subject, places) if slots is not None else None
+    context = None
+    if slots is not None:
+        context = consistency_context(pipe, slots, settings, bank, subject, places, scales if conditioned else None)
+    extra = {}
+    if has_reference_adapter(pipe):
+        extra["ip_adapter_image_embeds"] = batch_image_embeds(pipe, photos, guides(pipe, settings))
 
     def on_step_end(_pipe: Any, step: int, _timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
         if context is not None:
@@ -172,5 +190,6 @@ def denoise(
         cross_attention_kwargs={"story_context": context} if context is not None else None,
         callback_on_step_end=on_step_end,
         output_type=output_type,
+        **extra,
     )
     return list(output.images)

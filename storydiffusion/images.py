@@ -63,13 +63,17 @@ def read_image(
     max_pixels: int = MAX_IMAGE_PIXELS,
     formats: tuple[str, ...] = IMAGE_FORMATS,
     background: tuple[int, int, int] = WHITE,
+    max_ratio: float | None = None,
 ) -> Image.Image:
     """A path or the bytes of a file as a fully loaded RGB image, or ImageInputError naming ``name``.
 
     ``name`` is how the user knows the file (the path they typed, an entry of their upload); it
-    defaults to the path. Transparent pixels are laid over ``background``.
+    defaults to the path. Transparent pixels are laid over ``background``. ``max_ratio`` refuses, before
+    decoding, an image whose long side is more than that many times its short side.
     """
     with _open_checked(source, name, max_bytes, max_pixels, formats) as image:
+        if max_ratio is not None:
+            _check_ratio(image, _label(source, name), max_ratio)
         image.load()
         return to_rgb(image, background)
 
@@ -98,7 +102,7 @@ def _open_checked(
     source: ImageSource, name: str | None, max_bytes: int, max_pixels: int, formats: tuple[str, ...]
 ) -> Iterator[Image.Image]:
     """The image with only its header read and its size checked; errors inside become ImageInputError."""
-    label = name if name is not None else ("the image" if isinstance(source, bytes) else os.fspath(source))
+    label = _label(source, name)
     with ExitStack() as stack:
         handle = stack.enter_context(_open_source(source, label, max_bytes))
         try:
@@ -120,6 +124,10 @@ def _open_checked(
             raise ImageInputError(f"{label}: not an image this tool reads: give a {', '.join(formats)} file") from None
         except Exception as error:  # Pillow's decoders raise OSError, SyntaxError, ValueError and others
             raise ImageInputError(f"{label}: the image cannot be read ({_reason(error)})") from None
+
+
+def _label(source: ImageSource, name: str | None) -> str:
+    return name if name is not None else ("the image" if isinstance(source, bytes) else os.fspath(source))
 
 
 def _open_source(source: ImageSource, label: str, max_bytes: int) -> BinaryIO:
@@ -157,6 +165,15 @@ def _check_dimensions(image: Image.Image, label: str, max_pixels: int) -> None:
         raise ImageInputError(
             f"{label}: the image is {width} x {height} pixels, more than the {max_pixels:,} pixels "
             f"(and {MAX_IMAGE_SIDE} per side) an image may have, refused before decoding: scale it down first"
+        )
+
+
+def _check_ratio(image: Image.Image, label: str, max_ratio: float) -> None:
+    width, height = image.size
+    if max(width, height) > max_ratio * min(width, height):
+        raise ImageInputError(
+            f"{label}: the image is {width} x {height} pixels, a long side more than {max_ratio:g} times the short "
+            "one: crop it closer to the picture's shape"
         )
 
 

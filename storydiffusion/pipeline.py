@@ -33,9 +33,12 @@ from .models import (
 )
 from .planning import Batch, plan_story
 from .prompts import long_prompt_warnings
+from .reference_adapter import attach_reference_adapter, has_reference_adapter, reference_embeddings
 from .results import PanelImage, Progress, StoryResult
+from .run_gate import RunGate
 from .settings import GenerationSettings
 from .story import Story
+from .story_references import batch_references, reference_signature, story_photos
 from .story_run import Cancel, StoryRun
 from .styles import get_style
 from .subject_masks import SubjectMaps
@@ -57,6 +60,9 @@ class StoryPipeline:
     def __init__(self, pipe, spec: ModelSpec, consistent_blocks: str = "up"):
         self.pipe = pipe
         self.spec = spec
+        self.consistent_blocks = consistent_blocks
+        self.gate = RunGate()  # runs share the pipeline; loading an adapter into it waits for them
+        self.local_files_only = False
         self.consistent_layer_names = install_consistent_attention(pipe.unet, consistent_blocks)
         self.pipe.set_progress_bar_config(disable=True)
         denoising.serialize_tokenizers(self.pipe)
@@ -96,7 +102,9 @@ class StoryPipeline:
             prepare_low_vram_vae(pipe, spec, torch_dtype, local_files_only=local_files_only)
             placement = LOW_VRAM.placement(**placement)
         place_pipeline(pipe, torch_device, **placement)
-        return cls(pipe, spec, consistent_blocks)
+        pipeline = cls(pipe, spec, consistent_blocks)
+        pipeline.local_files_only = local_files_only
+        return pipeline
 
     @property
     def device(self) -> torch.device:
@@ -125,8 +133,20 @@ class StoryPipeline:
                     f"{name} must be a multiple of {multiple} for this model, got {getattr(settings, name)}"
                 )
 
-    def bank_signature(self, settings: GenerationSettings) -> dict[str, Any]:
-        """Every setting that decides the sampled identity tokens."""
+    def attach_references(self) -> None:
+        """Load the IP-Adapter reference photos need, once (waiting for runs under way to finish);
+        ModelError when its weights cannot be had."""
+        if has_reference_adapter(self.pipe):
+            return
+        with self.gate.change():
+            if not has_reference_adapter(self.pipe):
+                tiny = self.spec.source == "tiny"
+                attach_reference_adapter(
+                    self.pipe, self.spec.family, self.consistent_blocks, tiny, self.local_files_only
+                )
+
+    def bank_signature(self, settings: GenerationSettings, references: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Every setting that decides the sampled identity tokens; ``references``: ``reference_signature``."""
         rate = settings.sampling_rate
         return {
             "model": self.spec.name,
@@ -141,6 +161,7 @@ class StoryPipeline:
             "skip": [settings.random_skip_early, settings.random_skip_late],
             "layers": len(self.consistent_layer_names),
             **subject_signature(settings),
+            **(references or {}),
         }
 
     def generate(
@@ -154,6 +175,7 @@ class StoryPipeline:
         bank_memory: int | None = None,
         bank_prefetch: bool = False,
         keep_masks: bool = False,
+        references: dict[str, Image.Image] | None = None,
         callback: Callable[[Progress], None] | None = None,
         on_panel: Callable[[PanelImage], None] | None = None,
         on_start: Callable[[StoryResult], None] | None = None,
@@ -165,6 +187,8 @@ class StoryPipeline:
         ``bank_memory`` bounds the host memory of a CPU bank in bytes; past it, tokens spill to disk.
         ``bank_prefetch`` copies a host bank to the GPU a step ahead, on a side stream (``bank_prefetch``).
         ``keep_masks`` gives each panel its characters' subject masks (``PanelImage.masks``).
+        ``references`` are reference photos by character name (uploads); characters not named there use the
+        file of their ``reference``. The IP-Adapter loads on the first run that has one.
         ``cancel`` stops cleanly between steps: the result keeps the panels already finished.
         ``on_start`` receives the result before the first batch; it fills as panels finish (``on_panel``).
         """
@@ -172,20 +196,27 @@ class StoryPipeline:
         settings = self.resolve_settings(story, settings)
         style = get_style(settings.style)
         warnings: list[str] = []
-        bank = self._bank_for_run(bank, story, settings, bank_storage, bank_memory)
-        banked = dict(bank.characters) if settings.mode == "identity" else {}
-        plan = plan_story(story, settings, panels, banked)
-        wanted = set(range(len(story.panels)) if panels is None else panels)
-        result = self._start_result(story, settings, bank, warnings)
-        warnings.extend(long_prompt_warnings(self.pipe.tokenizer, story, style, wanted))
-        if on_start is not None:
-            on_start(result)
-        bank.start_reads(self.device, prefetch=bank_prefetch)
-        try:
-            run = StoryRun(story, settings, style, bank, plan, wanted, callback, on_panel, cancel, keep_masks)
-            self._draw_plan(run, result)
-        finally:
-            bank.end_reads()
+        photos = story_photos(story, references)
+        if photos:
+            self.attach_references()
+        with self.gate.run():
+            embeddings = {name: reference_embeddings(self.pipe, photo) for name, photo in photos.items()}
+            signed = reference_signature(story, photos)
+            bank = self._bank_for_run(bank, story, settings, bank_storage, bank_memory, signed)
+            banked = dict(bank.characters) if settings.mode == "identity" else {}
+            plan = plan_story(story, settings, panels, banked)
+            wanted = set(range(len(story.panels)) if panels is None else panels)
+            result = self._start_result(story, settings, bank, warnings)
+            warnings.extend(long_prompt_warnings(self.pipe.tokenizer, story, style, wanted))
+            if on_start is not None:
+                on_start(result)
+            bank.start_reads(self.device, prefetch=bank_prefetch)
+            try:
+                run = StoryRun(story, settings, style, bank, plan, wanted, callback, on_panel, cancel, keep_masks)
+                run.embeddings = embeddings
+                self._draw_plan(run, result)
+            finally:
+                bank.end_reads()
         result.panels.sort(key=lambda panel: panel.index)
         result.seconds = time.perf_counter() - started
         for message in warnings:
@@ -207,19 +238,21 @@ class StoryPipeline:
         drawn into the bank, as when a session's own bank meets a panel of a character not yet drawn.
         """
         settings = self.resolve_settings(story, settings)
-        self._check_bank_fits(bank, story, settings)
+        self._check_bank_fits(bank, story, settings, reference_signature(story, story_photos(story)))
         wanted = range(len(story.panels)) if panels is None else panels
         needed = {name for index in wanted if 0 <= index < len(story.panels) for name in story.panels[index].characters}
         if len(bank):
             bank.check_characters(story.characters, needed)
 
-    def _check_bank_fits(self, bank: IdentityBank, story: Story, settings: GenerationSettings) -> None:
+    def _check_bank_fits(
+        self, bank: IdentityBank, story: Story, settings: GenerationSettings, references: dict[str, Any]
+    ) -> None:
         """An empty bank is a container this run fills; a filled one must be this run's own kind, down
         to the shape of every tensor (a file's signature says nothing of what its tensors hold)."""
         if not len(bank):
             return
         bank.check_mode(settings.mode)
-        bank.check_compatible(self.bank_signature(settings))
+        bank.check_compatible(self.bank_signature(settings, references))
         bank.check_characters(story.characters)
         bank.check_shapes(expected_bank_layout(self.pipe, self.consistent_layer_names, settings))
 
@@ -230,14 +263,15 @@ class StoryPipeline:
         settings: GenerationSettings,
         bank_storage: str,
         bank_memory: int | None = None,
+        references: dict[str, Any] | None = None,
     ) -> IdentityBank:
         """The caller's bank, checked (BankError if it does not fit) and cast to the compute dtype, on the
         chosen storage, within ``bank_memory`` of host memory; an empty or missing one gets this run's signature."""
-        signature = self.bank_signature(settings)
+        signature = self.bank_signature(settings, references)
         storage = self.device if bank_storage == "device" else torch.device("cpu")
         if bank is None:
             return IdentityBank(signature, storage).limit_host_memory(bank_memory)
-        self._check_bank_fits(bank, story, settings)
+        self._check_bank_fits(bank, story, settings, references or {})
         if not len(bank):
             bank.signature = signature
         bank.cast(self.pipe.unet.dtype)
@@ -286,8 +320,19 @@ class StoryPipeline:
         subject = subject_maps(run, batch, list(prompts), self.pipe.tokenizer, latent_size)
         encode = lambda texts: denoising.encode_texts(self.pipe, texts)  # noqa: E731 - only for regions' own texts
         places = batch_places(run, batch, subject, latent_size, encode)
+        references = batch_references(run.story, batch, run.settings.mode, run.embeddings)
         images = denoising.denoise(
-            self.pipe, list(prompts), list(negatives), seeds, run.settings, slots, run.bank, on_step, subject, places
+            self.pipe,
+            list(prompts),
+            list(negatives),
+            seeds,
+            run.settings,
+            slots,
+            run.bank,
+            on_step,
+            subject,
+            places,
+            references,
         )
         return images, subject
 

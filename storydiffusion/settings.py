@@ -124,6 +124,9 @@ SETTING_RANGES: dict[str, SettingRange] = {
     "random_skip_late": SettingRange(0.0, 1.0, high_inclusive=False),
     "max_panels": SettingRange(1, 10_000, integer=True),
     "subject_threshold": SettingRange(0.0, 1.0, low_inclusive=False, high_inclusive=False),
+    # a character's reference photo (IP-Adapter) and a panel's control image (ControlNet): how strongly they steer
+    "reference_scale": SettingRange(0.0, 2.0),
+    "control_scale": SettingRange(0.0, 2.0),
     "lora_scale": SettingRange(-10.0, 10.0),
     # transitions (animate)
     "frames": SettingRange(2, 32, integer=True),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from PIL import Image
@@ -42,6 +42,7 @@ class StoryRun:
     on_panel: Callable[[PanelImage], None] | None
     cancel: Cancel
     keep_masks: bool = False
+    embeddings: dict[str, torch.Tensor] = field(default_factory=dict)  # reference photos' embeddings by character
 
     @property
     def total(self) -> int:

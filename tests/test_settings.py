@@ -36,6 +36,7 @@ STORY_RANGED = (
 ANIMATE_RANGED = ("frames", "fps", "strength", "animation_steps")
 LOADING_RANGED = ("lora_scale",)  # checked by the CLI before a model loads
 PAGE_RANGED = ("dpi",)  # compose's --dpi and a template's page.dpi
+STEERING_RANGED = ("reference_scale", "control_scale")  # a character's photo, a panel's control image
 OPTIONAL = ("steps", "guidance", "height", "width", "subject_threshold")  # None: the model's default, Otsu's
 
 
@@ -85,7 +86,9 @@ def refused(name: str, value) -> str:
 def test_every_ranged_generation_setting_is_a_field():
     fields = {f.name for f in dataclasses.fields(GenerationSettings)}
     assert {name for name in SETTING_RANGES if name in fields} == set(STORY_RANGED)
-    assert set(SETTING_RANGES) == set(STORY_RANGED) | set(ANIMATE_RANGED) | set(LOADING_RANGED) | set(PAGE_RANGED)
+    assert set(SETTING_RANGES) == (
+        set(STORY_RANGED) | set(ANIMATE_RANGED) | set(LOADING_RANGED) | set(PAGE_RANGED) | set(STEERING_RANGED)
+    )
 
 
 def test_default_settings_are_valid():

@@ -230,7 +230,9 @@ def test_identity_panels_single_number(tmp_path):
 # ------------------------------------------------------------------------------------- examples
 
 
-@pytest.mark.parametrize("name", ["lighthouse.yaml", "two_friends.yaml", "korean.yaml", "market_day.yaml"])
+@pytest.mark.parametrize(
+    "name", ["lighthouse.yaml", "two_friends.yaml", "korean.yaml", "market_day.yaml", "from_a_photo.yaml"]
+)
 def test_examples_load(name):
     story = load_story(data_path("examples", name))
     assert story.panels

@@ -31,7 +31,7 @@ def load_story(path: str | os.PathLike[str]) -> Story:
         raise StoryError(f"{path.name} is empty: a story file needs at least 'characters' and 'panels'")
     if not isinstance(data, dict):
         raise StoryError(wrong_kind(path.name, f"a mapping of keys ({', '.join(STORY_KEYS)})", data))
-    return story_from_mapping(data, lines)
+    return story_from_mapping(data, lines, path.parent)
 
 
 def _read_text(path: Path) -> str:

@@ -9,11 +9,14 @@ names the value's place in the file the same way: a key path such as ``settings.
 from __future__ import annotations
 
 import datetime
+import os
+from pathlib import Path
 from typing import Any
 
 from ..errors import SettingsError, StoryError, shown, wrong_kind
 from ..settings import SETTING_RANGES, GenerationSettings
-from .model import DEFAULT_TITLE, Character, DialogueLine, Panel, Story
+from .control import control_from_value
+from .model import DEFAULT_REFERENCE_SCALE, DEFAULT_TITLE, Character, DialogueLine, Panel, Story
 from .names import known_names, name_index, name_key, norm
 from .regions import MAX_CHARACTERS_WITH_REGIONS, Region, region_from_value
 from .text import parse_panel_line
@@ -28,7 +31,7 @@ from .validation import (
 )
 
 STORY_KEYS = ("title", "style", "negative_prompt", "seed", "characters", "panels", "settings", "identity_panels")
-PANEL_KEYS = ("prompt", "caption", "dialogue", "seed", "regions")
+PANEL_KEYS = ("prompt", "caption", "dialogue", "seed", "regions", "control")
 # Settings a story file may also give at the top level, as a shorthand.
 _TOP_LEVEL_SETTINGS = ("style", "negative_prompt", "seed")
 
@@ -40,7 +43,9 @@ def story_from_dict(data: Any) -> Story:
     return story_from_mapping(data, {})
 
 
-def story_from_mapping(data: dict[str, Any], lines: dict[str, Any]) -> Story:
+def story_from_mapping(data: dict[str, Any], lines: dict[str, Any], base: Path | None = None) -> Story:
+    """A validated story from a file's mapping; ``base`` is the file's folder, where relative reference
+    photos are found (None: as written, from the working folder)."""
     key_lines = lines.get("keys", {})
     unknown = [str(k) for k in data if k not in STORY_KEYS]
     if unknown:
@@ -50,8 +55,8 @@ def story_from_mapping(data: dict[str, Any], lines: dict[str, Any]) -> Story:
         )
     title = _text(data.get("title", DEFAULT_TITLE), "title", key_lines.get("title"))
     settings = _settings_from(data, key_lines)
-    characters = _characters_from(data.get("characters"), lines, key_lines.get("characters"))
-    panels = _panels_from(data.get("panels"), characters, lines, key_lines.get("panels"))
+    characters = _characters_from(data.get("characters"), lines, key_lines.get("characters"), base)
+    panels = _panels_from(data.get("panels"), characters, lines, key_lines.get("panels"), base)
     identity = _identity_from(data.get("identity_panels"), characters, key_lines.get("identity_panels"))
     story = Story(
         title=norm(title) or DEFAULT_TITLE,
@@ -104,28 +109,48 @@ def _settings_from(data: dict[str, Any], key_lines: dict[str, int]) -> Generatio
 # ------------------------------------------------------------------------------------- characters
 
 
-def _characters_from(raw: Any, lines: dict[str, Any], line: int | None) -> dict[str, Character]:
+CHARACTER_KEYS = ("name", "description", "reference", "reference_scale")
+
+
+def _characters_from(raw: Any, lines: dict[str, Any], line: int | None, base: Path | None) -> dict[str, Character]:
     characters: dict[str, Character] = {}
     if raw is None:
         return characters
     if isinstance(raw, dict):
-        entries = list(raw.items())
+        entries = [
+            (name, _character_fields(value, f"characters.{name}", _at(lines, "characters", i)))
+            for i, (name, value) in enumerate(raw.items())
+        ]
     elif isinstance(raw, list):
         entries = _character_list_entries(raw, lines)
     else:
         raise StoryError(
             wrong_kind("characters", "a mapping of name to description, or a list of {name, description}", raw), line
         )
-    for i, (name, description) in enumerate(entries):
+    for i, (name, (description, reference, scale)) in enumerate(entries):
         where = _at(lines, "characters", i)
         if not isinstance(name, str):
             raise StoryError(f"characters: character name {shown(name)} must be text: put it in quotes", where)
-        add_character(characters, check_name(name, where), description, where)
+        if isinstance(reference, str) and base is not None and reference.strip():
+            reference = os.path.abspath(base / reference.strip())  # a photo beside the story file
+        add_character(characters, check_name(name, where), description, where, reference, scale)
     return characters
 
 
-def _character_list_entries(raw: list[Any], lines: dict[str, Any]) -> list[tuple[Any, Any]]:
-    """(name, description) pairs from the list form ``- {name: Bob, description: ...}``."""
+def _character_fields(value: Any, where: str, line: int | None) -> tuple[Any, Any, Any]:
+    """(description, reference, reference_scale) of a character written as text or as a mapping."""
+    if not isinstance(value, dict):
+        return value, None, DEFAULT_REFERENCE_SCALE
+    extra = sorted(str(k) for k in value if k not in CHARACTER_KEYS[1:])
+    if extra:
+        raise StoryError(
+            f"{where} has unknown key(s) {', '.join(extra)}; known keys: {', '.join(CHARACTER_KEYS[1:])}", line
+        )
+    return value.get("description"), value.get("reference"), value.get("reference_scale", DEFAULT_REFERENCE_SCALE)
+
+
+def _character_list_entries(raw: list[Any], lines: dict[str, Any]) -> list[tuple[Any, tuple[Any, Any, Any]]]:
+    """(name, fields) pairs from the list form ``- {name: Bob, description: ..., reference: bob.png}``."""
     entries = []
     for i, item in enumerate(raw):
         where = _at(lines, "characters", i)
@@ -133,28 +158,37 @@ def _character_list_entries(raw: list[Any], lines: dict[str, Any]) -> list[tuple
             raise StoryError(
                 wrong_kind(f"characters: character {i + 1}", "a mapping with 'name' and 'description'", item), where
             )
-        extra = sorted(str(k) for k in item if k not in ("name", "description"))
+        extra = sorted(str(k) for k in item if k not in CHARACTER_KEYS)
         if extra:
             raise StoryError(
-                f"characters: character {i + 1} has unknown key(s) {', '.join(extra)}; known keys: name, description",
+                f"characters: character {i + 1} has unknown key(s) {', '.join(extra)}; "
+                f"known keys: {', '.join(CHARACTER_KEYS)}",
                 where,
             )
-        entries.append((item["name"], item.get("description")))
+        fields = {key: value for key, value in item.items() if key != "name"}
+        entries.append((item["name"], _character_fields(fields, f"characters: character {i + 1}", where)))
     return entries
 
 
 # ----------------------------------------------------------------------------------------- panels
 
 
-def _panels_from(raw: Any, characters: dict[str, Character], lines: dict[str, Any], line: int | None) -> list[Panel]:
+def _panels_from(
+    raw: Any, characters: dict[str, Character], lines: dict[str, Any], line: int | None, base: Path | None = None
+) -> list[Panel]:
     if raw is None:
         return []
     if not isinstance(raw, list):
         raise StoryError(wrong_kind("panels", "a list of panels", raw), line)
-    return [_panel_from_item(item, characters, f"panel {i + 1}", _at(lines, "panels", i)) for i, item in enumerate(raw)]
+    return [
+        _panel_from_item(item, characters, f"panel {i + 1}", _at(lines, "panels", i), base)
+        for i, item in enumerate(raw)
+    ]
 
 
-def _panel_from_item(item: Any, characters: dict[str, Character], label: str, line: int | None) -> Panel:
+def _panel_from_item(
+    item: Any, characters: dict[str, Character], label: str, line: int | None, base: Path | None = None
+) -> Panel:
     """A panel written as one text line, or as a mapping with the keys of PANEL_KEYS."""
     if isinstance(item, str):
         return parse_panel_line(item, characters, label, line)
@@ -183,8 +217,20 @@ def _panel_from_item(item: Any, characters: dict[str, Character], label: str, li
             f"{label}: seed must be a whole number {SETTING_RANGES['seed'].describe()}, got {shown(seed)}", line
         )
     regions = _regions_from(item.get("regions"), characters, names, label, line)
+    control = None
+    if item.get("control") is not None:
+        try:
+            control = control_from_value(item["control"], f"{label}: control", base)
+        except StoryError as error:
+            raise StoryError(str(error), line) from None
     return Panel(
-        prompt=prompt.strip(), caption=caption, dialogue=dialogue, seed=seed, characters=names, regions=regions
+        prompt=prompt.strip(),
+        caption=caption,
+        dialogue=dialogue,
+        seed=seed,
+        characters=names,
+        regions=regions,
+        control=control,
     )
 
 

@@ -8,19 +8,32 @@ from typing import Any
 
 from ..errors import StoryError
 from ..settings import GenerationSettings
+from .control import PanelControl
 from .names import TAG, is_no_character, name_index, name_key, names_for_tags, tidy_prompt, unknown_character_message
 from .regions import Region
 
 DEFAULT_TITLE = "Untitled story"
 
 
+DEFAULT_REFERENCE_SCALE = 0.6
+
+
 @dataclass(frozen=True)
 class Character:
     """A recurring character: the description replaces its ``[Name]`` tag in every prompt, so the
-    model is told the same appearance each time."""
+    model is told the same appearance each time. ``reference`` is a photo (a file path) its identity
+    images are conditioned on through IP-Adapter, ``reference_scale`` how strongly."""
 
     name: str
     description: str
+    reference: str | None = None
+    reference_scale: float = DEFAULT_REFERENCE_SCALE
+
+    def to_value(self) -> Any:
+        """As a story file writes it: the description, or a mapping when it has a reference photo."""
+        if self.reference is None:
+            return self.description
+        return {"description": self.description, "reference": self.reference, "reference_scale": self.reference_scale}
 
 
 @dataclass(frozen=True)
@@ -47,9 +60,11 @@ class Panel:
     # An explicit seed for this panel only; None lets the pipeline derive one from the story seed.
     seed: int | None = None
     characters: tuple[str, ...] = ()
-    # Where characters of a several-character panel stand (``story/regions.py``), by canonical name;
-    # characters left out are placed by their subject masks.
+    # Where characters stand (``story/regions.py``), by canonical name. A panel of several characters
+    # without regions places them by their subject masks; with regions, tokens outside them are nobody's.
     regions: dict[str, Region] = field(default_factory=dict)
+    # A pose or composition for ControlNet (``story/control.py``), or None.
+    control: PanelControl | None = None
 
 
 @dataclass
@@ -117,7 +132,7 @@ class Story:
         """
         return {
             "title": self.title,
-            "characters": {name: c.description for name, c in self.characters.items()},
+            "characters": {name: c.to_value() for name, c in self.characters.items()},
             "panels": [
                 {
                     "prompt": p.prompt,
@@ -125,6 +140,7 @@ class Story:
                     "dialogue": [{"speaker": d.speaker, "text": d.text} for d in p.dialogue],
                     "seed": p.seed,
                     **({"regions": {name: r.to_value() for name, r in p.regions.items()}} if p.regions else {}),
+                    **({"control": p.control.to_value()} if p.control is not None else {}),
                 }
                 for p in self.panels
             ],

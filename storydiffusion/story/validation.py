@@ -11,7 +11,8 @@ from typing import Any
 
 from ..errors import SettingsError, StoryError, shown, wrong_kind
 from ..settings import MAX_TEXT_CHARS, SETTING_RANGES
-from .model import Character, DialogueLine, Panel, Story
+from .control import check_control
+from .model import DEFAULT_REFERENCE_SCALE, Character, DialogueLine, Panel, Story
 from .names import (
     NO_CHARACTER,
     TAG,
@@ -30,6 +31,7 @@ NO_PANELS = "the story has no panels: write one panel per line (in a story file,
 NO_CHARACTER_MESSAGE = "names no character: add a [Name] tag, or [NC] for a panel without characters"
 _NAME_PUNCTUATION = frozenset(" -_.'\u2019")
 MAX_NAME_CHARS = 100  # a name is shown in bubbles and messages: longer is a mistake
+MAX_PATH_CHARS = 4096  # the longest path Linux accepts
 
 
 # ------------------------------------------------------------------------------------ shared checks
@@ -56,8 +58,16 @@ def check_name(raw: str, line: int | None) -> str:
     return name
 
 
-def add_character(characters: dict[str, Character], name: str, description: Any, line: int | None) -> None:
-    """Add ``name`` with its description to ``characters``, refusing empty descriptions and duplicates."""
+def add_character(
+    characters: dict[str, Character],
+    name: str,
+    description: Any,
+    line: int | None,
+    reference: Any = None,
+    reference_scale: Any = DEFAULT_REFERENCE_SCALE,
+) -> None:
+    """Add ``name`` with its description (and reference photo) to ``characters``, refusing empty
+    descriptions and duplicates."""
     if description is None or (isinstance(description, str) and not description.strip()):
         raise StoryError(
             f"character {name} has no description: write what they look like, e.g. '[{name}] a tall man with red hair'",
@@ -73,7 +83,24 @@ def add_character(characters: dict[str, Character], name: str, description: Any,
             raise StoryError(
                 f"character {name} is defined twice (names are case-insensitive): define each character once", line
             )
-    characters[name] = Character(name, description)
+    character = Character(name, description, reference, reference_scale)
+    check_reference(character, line)
+    characters[name] = character
+
+
+def check_reference(character: Character, line: int | None = None) -> None:
+    """A reference photo is a file path (the image itself is read before the run) with a scale in range."""
+    name, reference = character.name, character.reference
+    if reference is not None and (not isinstance(reference, str) or not reference.strip()):
+        raise StoryError(f"characters.{name}.reference must be the path of an image file, got {shown(reference)}", line)
+    if isinstance(reference, str) and (len(reference) > MAX_PATH_CHARS or "\0" in reference):
+        raise StoryError(f"characters.{name}.reference is not a usable file path", line)
+    if not SETTING_RANGES["reference_scale"].contains(character.reference_scale):
+        raise StoryError(
+            f"characters.{name}.reference_scale must be {SETTING_RANGES['reference_scale'].describe()}, "
+            f"got {shown(character.reference_scale)}",
+            line,
+        )
 
 
 def check_brackets(text: str, label: str, line: int | None) -> None:
@@ -202,6 +229,7 @@ def _validate_characters(characters: dict[str, Character]) -> None:
         if "[" in character.description or "]" in character.description:
             raise StoryError(f"the description of character {name} may not contain '[' or ']': remove the brackets")
         check_length(character.description, f"characters.{name}.description")
+        check_reference(character)
         if name_key(name) in seen:
             raise StoryError(
                 f"character {name} is defined twice (names are case-insensitive): define each character once"
@@ -248,6 +276,8 @@ def _validate_panel(panel: Panel, characters: dict[str, Character], label: str) 
     if seed is not None and not SETTING_RANGES["seed"].contains(seed):
         raise StoryError(f"{label}: seed must be a whole number {SETTING_RANGES['seed'].describe()}, got {shown(seed)}")
     _validate_regions(panel, label)
+    if panel.control is not None:
+        check_control(panel.control, f"{label}: control")
 
 
 def _validate_regions(panel: Panel, label: str) -> None:

@@ -1,0 +1,59 @@
+"""Tiny random-weight adapters for the tiny models: an IP-Adapter with its CLIP image encoder, built
+offline from configs so that tests and the offline demo exercise diffusers' real loading code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .tiny import _build_random, _component_generator, randomize_weights
+
+IMAGE_EMBED_DIM = 32
+IMAGE_SIZE = 32
+IP_TOKENS = 4
+
+
+def tiny_image_encoder(seed: int = 0) -> Any:
+    """A CLIPVisionModelWithProjection of width 32 on 32x32 pictures, seeded."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    config = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=IMAGE_SIZE,
+        patch_size=8,
+        projection_dim=IMAGE_EMBED_DIM,
+    )
+    return _build_random(lambda: CLIPVisionModelWithProjection(config), seed, 8)
+
+
+def tiny_ip_adapter_state(unet: Any, seed: int = 0) -> dict[str, dict[str, torch.Tensor]]:
+    """An IP-Adapter state dict in the public layout ``load_ip_adapter`` reads: the image projection
+    (``proj``, ``norm``) and, per cross-attention layer in the UNet's order, ``to_k_ip``/``to_v_ip``."""
+    generator = _component_generator(seed, 9)
+    cross = unet.config.cross_attention_dim
+    projection = torch.nn.Linear(IMAGE_EMBED_DIM, cross * IP_TOKENS)
+    norm = torch.nn.LayerNorm(cross)
+    randomize_weights(projection, generator)
+    image_proj = {
+        "proj.weight": projection.weight.detach().clone(),
+        "proj.bias": projection.bias.detach().clone(),
+        "norm.weight": norm.weight.detach().clone(),
+        "norm.bias": norm.bias.detach().clone(),
+    }
+    ip_adapter = {}
+    key = 1
+    for name in unet.attn_processors:
+        if name.endswith("attn1.processor"):
+            continue
+        width = unet.get_submodule(name.removesuffix(".processor")).to_q.out_features
+        for part in ("to_k_ip", "to_v_ip"):
+            layer = torch.nn.Linear(cross, width, bias=False)
+            randomize_weights(layer, generator)
+            ip_adapter[f"{key}.{part}.weight"] = layer.weight.detach().clone()
+        key += 2
+    return {"image_proj": image_proj, "ip_adapter": ip_adapter}

@@ -1,0 +1,106 @@
+"""A character from a reference photo: diffusers' IP-Adapter, per image of a batch.
+
+``attach_reference_adapter`` loads the IP-Adapter of the model's family (``configs/adapters.yaml``) with
+diffusers' ``load_ip_adapter``, then puts the story's processors back: consistent self-attention where
+it was, and on each cross-attention layer ``cross_attention.ReferenceAttnProcessor``, which adds the adapter's image
+attention only to the images a run conditions (``ConsistencyContext.reference_scales``). Every other
+image is computed exactly as without the adapter, so a reference changes its character's identity
+images and nothing else; the rest of the story follows them through consistent attention.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import yaml
+from diffusers.models.attention_processor import AttnProcessor2_0
+from PIL import Image
+
+from .attention import install_consistent_attention
+from .errors import ModelError
+from .images import read_image
+from .resources import data_path
+
+MAX_REFERENCE_RATIO = 8.0  # a reference photo's long side at most 8 times its short one
+
+
+def adapter_sources(kind: str, family: str) -> Any:
+    """The entry of ``configs/adapters.yaml`` for ``kind`` ("reference" or "control") and a family."""
+    table = yaml.safe_load(data_path("configs", "adapters.yaml").read_text(encoding="utf-8"))
+    try:
+        return table[kind][family]
+    except (KeyError, TypeError):
+        raise ModelError(f"no {kind} adapter is configured for {family} models (configs/adapters.yaml)") from None
+
+
+def has_reference_adapter(pipe: Any) -> bool:
+    return getattr(pipe.unet.config, "encoder_hid_dim_type", None) == "ip_image_proj"
+
+
+def attach_reference_adapter(
+    pipe: Any,
+    family: str,
+    consistent_blocks: str,
+    tiny: bool = False,
+    local_files_only: bool = False,
+) -> list[str]:
+    """Load the IP-Adapter of ``family`` into ``pipe`` (tiny random weights for the tiny models) and put
+    the story's processors back; returns the consistent layers' names, as ``install_consistent_attention``."""
+    unet = pipe.unet
+    unet.set_attn_processor(AttnProcessor2_0())  # diffusers rebuilds self-attention processors without arguments
+    try:
+        if tiny:
+            from .models.tiny_adapters import tiny_image_encoder, tiny_ip_adapter_state
+
+            pipe.register_modules(image_encoder=tiny_image_encoder().to(unet.device, unet.dtype))
+            pipe.load_ip_adapter(tiny_ip_adapter_state(unet), subfolder="", weight_name="tiny")
+        else:
+            source = adapter_sources("reference", family)
+            pipe.load_ip_adapter(
+                source["repo"],
+                subfolder=source["subfolder"],
+                weight_name=source["weight"],
+                image_encoder_folder=source["image_encoder"],
+                local_files_only=local_files_only,
+            )
+    except ModelError:
+        raise
+    except Exception as error:  # network, cache and format errors come in many types
+        install_consistent_attention(unet, consistent_blocks)
+        raise ModelError(
+            f"could not load the IP-Adapter for reference photos ({_short(error)}): it needs the adapter's "
+            "weights from the hub or its cache; leave out the characters' reference photos to draw without"
+        ) from None
+    return install_consistent_attention(unet, consistent_blocks)  # keeps the adapter's processors
+
+
+def reference_embeddings(pipe: Any, photo: Image.Image) -> torch.Tensor:
+    """The adapter's image embedding of one photo (1, embedding), through the pipeline's own encoder."""
+    with torch.no_grad():
+        embeddings, _ = pipe.encode_image(photo, pipe._execution_device, 1)
+    return embeddings
+
+
+def batch_image_embeds(pipe: Any, per_image: list[torch.Tensor | None], guided: bool) -> list[torch.Tensor]:
+    """``ip_adapter_image_embeds`` for a batch: every image's embedding (zeros where it has none) side by
+    side as the "images" of one prompt, the unconditional half zeros (as diffusers encodes it).
+
+    diffusers repeats a prompt's embeddings for each image of the batch, so each batch row receives all
+    of them, (halves, images, embedding) -> (rows, images, ...); ``ReferenceAttnProcessor`` picks each
+    row's own."""
+    width = pipe.image_encoder.config.projection_dim
+    device, dtype = pipe._execution_device, pipe.unet.dtype
+    rows = [e.reshape(1, -1) if e is not None else torch.zeros(1, width) for e in per_image]
+    positive = torch.cat([row.to(device, dtype) for row in rows])[None]
+    return [torch.cat([torch.zeros_like(positive), positive]) if guided else positive]
+
+
+def read_reference(source: Any, name: str) -> Image.Image:
+    """A reference photo through the image gate (bytes, pixels and shape checked before decoding)."""
+    return read_image(source, name, max_ratio=MAX_REFERENCE_RATIO)
+
+
+def _short(error: Exception, limit: int = 200) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[:limit] + "..."

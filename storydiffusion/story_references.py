@@ -1,0 +1,66 @@
+"""The reference photos of a story's characters: read through the image gate, fingerprinted for the
+identity bank, and given to the images they condition.
+
+A photo conditions its character's identity images (identity mode), or, where a run has no identity
+pass (window mode, no consistency), the panels that show that character alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from PIL import Image
+
+from .planning import Batch
+from .reference_adapter import read_reference
+from .story import Story
+
+
+def story_photos(story: Story, given: Mapping[str, Image.Image] | None = None) -> dict[str, Image.Image]:
+    """Each character's reference photo: ``given`` ones (by name, e.g. uploads), else read from the
+    character's ``reference`` file; ImageInputError names the character and the file."""
+    photos = {name: image.convert("RGB") for name, image in (given or {}).items() if name in story.characters}
+    for name, character in story.characters.items():
+        if name not in photos and character.reference is not None:
+            photos[name] = read_reference(character.reference, f"characters.{name}.reference ({character.reference})")
+    return photos
+
+
+def photo_fingerprint(photo: Image.Image) -> str:
+    """A short hash of the pixels: a bank made from one photo is refused by a run given another."""
+    digest = hashlib.sha256(f"{photo.size}".encode() + photo.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def reference_signature(story: Story, photos: Mapping[str, Image.Image]) -> dict[str, Any]:
+    """The bank signature's entry for reference photos (photo and scale per character); empty without photos."""
+    if not photos:
+        return {}
+    return {
+        "references": {
+            name: [photo_fingerprint(photo), story.characters[name].reference_scale]
+            for name, photo in sorted(photos.items())
+        }
+    }
+
+
+def batch_references(
+    story: Story, batch: Batch, mode: str, embeddings: Mapping[str, torch.Tensor]
+) -> tuple[list[float], list[torch.Tensor | None]]:
+    """Per batch image, the reference scale and photo embedding it is conditioned with (0 and None: none)."""
+    scales: list[float] = []
+    rows: list[torch.Tensor | None] = []
+    for planned in batch.images:
+        name = None
+        if batch.kind == "identity":
+            name = batch.character
+        elif mode != "identity" and planned.panel_index is not None:
+            shown = story.panels[planned.panel_index].characters
+            name = shown[0] if len(shown) == 1 else None
+        embedding = embeddings.get(name) if name is not None else None
+        scales.append(story.characters[name].reference_scale if embedding is not None else 0.0)
+        rows.append(embedding)
+    return scales, rows
