@@ -44,6 +44,16 @@ def _load_story_and_model(path: str):
     return load_story(path), None
 
 
+def check_story_images(story):
+    """The characters' reference photos, read, and the panels' control images, header-checked (only the
+    light imports when a story has neither)."""
+    if not any(c.reference for c in story.characters.values()) and not any(p.control for p in story.panels):
+        return {}
+    from .story_references import story_images
+
+    return story_images(story)
+
+
 def run_generate(args: argparse.Namespace) -> int:
     """Check everything (story, options, bank, model, folder) before the folder changes, then generate
     into --out: continuing the run there, or with --overwrite staging its replacement; compose if asked."""
@@ -59,7 +69,7 @@ def run_generate(args: argparse.Namespace) -> int:
     check_model_flag(args.lora, "--lora")
     check_bank_flags(args)
     story, manifest_model = _load_story_and_model(args.story)
-    photos = _reference_photos(story)  # every photo read and checked before any model loads
+    photos = check_story_images(story)  # every photo read, every control image's header checked: before any model
     settings = generation_settings(story.settings, args)
     check_panel_numbers(args.panels, len(story.panels))
     earlier = earlier_run(args.out)
@@ -74,6 +84,8 @@ def run_generate(args: argparse.Namespace) -> int:
         with model_memory(), _quiet_model_libraries():
             pipeline.attach_references()  # its weights, before the folder changes
     settings = pipeline.resolve_settings(story, settings)
+    with model_memory(), _quiet_model_libraries():
+        pipeline.control_maps(story, settings)  # every control image read, its ControlNet loaded: before the folder
     if bank is not None:  # does it fit the model, settings and characters? before any step runs
         pipeline.check_bank(bank, story, settings, args.panels)
     target = _run_folder(args, earlier if continuing else None, story, settings, pipeline)
@@ -88,15 +100,6 @@ def run_generate(args: argparse.Namespace) -> int:
 
         _report_compose(compose_run(target.out, layout=args.layout, export=args.export or ()))
     return 0
-
-
-def _reference_photos(story):
-    """The characters' reference photos, read through the image gate (ImageInputError names the file)."""
-    if not any(character.reference for character in story.characters.values()):
-        return {}
-    from .story_references import story_photos
-
-    return story_photos(story)
 
 
 def _read_bank(path: str, mode: str):
@@ -120,6 +123,7 @@ def _load_pipeline(args: argparse.Namespace, manifest_model: str | None):
             vae_slicing=args.vae_slicing,
             vae_tiling=args.vae_tiling,
             low_vram=args.low_vram,
+            control_union=args.control_union,
             lora=args.lora,
             lora_scale=args.lora_scale,
         )

@@ -195,6 +195,11 @@ def _add_generate(generate: argparse.ArgumentParser) -> None:
         help="low-memory preset: model CPU offload (CUDA), VAE slicing and tiling, the identity bank in host memory, "
         "and for SDXL in float16 the fp16-safe VAE madebyollin/sdxl-vae-fp16-fix (kept off when it cannot be loaded)",
     )
+    generate.add_argument(
+        "--control-union",
+        action="store_true",
+        help="SDXL: draw panels' control maps with the union ControlNet (one model for every kind; configs/adapters.yaml)",
+    )
     generate.add_argument("--lora", help="LoRA weights (hub id or file) loaded with diffusers' load_lora_weights")
     generate.add_argument("--lora-scale", type=float, default=1.0, help=_allowed("lora_scale", "(default 1)"))
     generate.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -17,6 +17,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from .attention import ConsistencyContext, ImageSlot
 from .bank import IdentityBank
+from .controlnets import BatchControl, control_pipeline
 from .models import fresh_scheduler
 from .places import Places
 from .reference_adapter import batch_image_embeds, has_reference_adapter
@@ -64,14 +65,17 @@ def serialize_tokenizers(pipe: Any) -> None:
             setattr(pipe, name, SerialTokenizer(tokenizer))
 
 
-def run_copy(pipe: Any, scheduler: str | None = None) -> Any:
-    """A shallow copy of ``pipe`` for one run: shares the models, owns a fresh scheduler (``scheduler`` if named)."""
+def run_copy(pipe: Any, scheduler: str | None = None, control: BatchControl | None = None) -> Any:
+    """A shallow copy of ``pipe`` for one run: shares the models, owns a fresh scheduler (``scheduler`` if named);
+    with ``control``, diffusers' ControlNet pipeline of the same family on the same models."""
     components = dict(pipe.components)
     components["scheduler"] = fresh_scheduler(scheduler, pipe.scheduler)
     extra = {}
     for option in ("force_zeros_for_empty_prompt", "requires_safety_checker"):  # as the loaded pipeline has them
         if option in pipe.config:
             extra[option] = pipe.config[option]
+    if control is not None:
+        return control_pipeline(pipe, components, control, extra)
     copy = type(pipe)(**components, **extra)
     copy.set_progress_bar_config(disable=True)
     return copy
@@ -154,12 +158,14 @@ def denoise(
     subject: SubjectMaps | None = None,
     places: Places | None = None,
     references: tuple[list[float], list[torch.Tensor | None]] | None = None,
+    control: BatchControl | None = None,
     output_type: str = "pil",
 ) -> list:
     """Draw one batch with ``pipe``; ``slots`` say what each image reads and writes (None: plain diffusers).
     ``subject`` records the batch's cross-attention maps (and, under subject consistency, masks the samples);
     ``places`` says which character each token of a several-character panel belongs to; ``references`` are
-    each image's reference scale and photo embedding (a pipeline with an IP-Adapter always gets embeddings)."""
+    each image's reference scale and photo embedding (a pipeline with an IP-Adapter always gets embeddings);
+    ``control`` the ControlNet maps and per-image scales of the batch's panels that have one."""
     latents = initial_latents(pipe, seeds, settings)
     scales, photos = references if references is not None else ([0.0] * len(seeds), [None] * len(seeds))
     conditioned = any(scales)
@@ -171,6 +177,8 @@ def denoise(
     extra = {}
     if has_reference_adapter(pipe):
         extra["ip_adapter_image_embeds"] = batch_image_embeds(pipe, photos, guides(pipe, settings))
+    if control is not None:
+        extra.update(control.call_arguments(guides(pipe, settings), pipe._execution_device, pipe.unet.dtype))
 
     def on_step_end(_pipe: Any, step: int, _timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
         if context is not None:
@@ -179,7 +187,7 @@ def denoise(
             on_step(step + 1)
         return tensors
 
-    output = run_copy(pipe, settings.scheduler)(
+    output = run_copy(pipe, settings.scheduler, control)(
         prompt=list(prompts),
         negative_prompt=list(negative_prompts) if any(negative_prompts) else None,
         num_inference_steps=settings.steps,

@@ -9,6 +9,7 @@ batch through a per-run copy of the diffusers pipeline (``denoising.py``) with t
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +22,8 @@ from .attention import ImageSlot, install_consistent_attention
 from .bank import IdentityBank
 from .bank_layout import expected_bank_layout
 from .batch_places import batch_places, subject_maps
-from .errors import GenerationCancelled, SettingsError
+from .controlnets import UNION, batch_control, control_signature, load_controlnet, story_control_maps
+from .errors import GenerationCancelled, ModelError, SettingsError
 from .models import (
     ModelSpec,
     load_diffusers_pipeline,
@@ -31,7 +33,7 @@ from .models import (
     select_device,
     select_dtype,
 )
-from .planning import Batch, plan_story
+from .planning import Batch, drawn_panels, plan_story
 from .prompts import long_prompt_warnings
 from .reference_adapter import attach_reference_adapter, has_reference_adapter, reference_embeddings
 from .results import PanelImage, Progress, StoryResult
@@ -41,17 +43,9 @@ from .story import Story
 from .story_references import batch_references, reference_signature, story_photos
 from .story_run import Cancel, StoryRun
 from .styles import get_style
-from .subject_masks import SubjectMaps
+from .subject_masks import SubjectMaps, subject_signature
 
 logger = logging.getLogger(__name__)
-
-
-def subject_signature(settings: GenerationSettings) -> dict[str, Any]:
-    """The bank signature's entries for subject consistency; none under uniform, so banks saved before
-    it existed still read."""
-    if settings.consistency == "uniform":
-        return {}
-    return {"consistency": settings.consistency, "subject_threshold": settings.subject_threshold}
 
 
 class StoryPipeline:
@@ -62,6 +56,9 @@ class StoryPipeline:
         self.spec = spec
         self.consistent_blocks = consistent_blocks
         self.gate = RunGate()  # runs share the pipeline; loading an adapter into it waits for them
+        self.controlnets: dict[str, Any] = {}  # by kind of map, loaded when a story first needs one
+        self.control_union = False  # SDXL: one union ControlNet for every kind of map
+        self._controlnet_lock = threading.Lock()
         self.local_files_only = False
         self.consistent_layer_names = install_consistent_attention(pipe.unet, consistent_blocks)
         self.pipe.set_progress_bar_config(disable=True)
@@ -83,10 +80,12 @@ class StoryPipeline:
         consistent_blocks: str = "up",
         local_files_only: bool = False,
         low_vram: bool = False,
+        control_union: bool = False,
     ) -> StoryPipeline:
         """Load a registry name, hub id, local diffusers folder, single ``.safetensors`` file or tiny model.
 
         ``low_vram`` turns on the low-memory preset (``models.low_vram.LOW_VRAM``) on top of the other options.
+        ``control_union`` draws panels' control maps with the SDXL union ControlNet instead of one model per kind.
         """
         torch_device = select_device(device)
         torch_dtype = select_dtype(torch_device, dtype)
@@ -104,6 +103,9 @@ class StoryPipeline:
         place_pipeline(pipe, torch_device, **placement)
         pipeline = cls(pipe, spec, consistent_blocks)
         pipeline.local_files_only = local_files_only
+        if control_union and spec.family != "sdxl":
+            raise ModelError("the union ControlNet is for SDXL models: leave out control_union with SD 1.5")
+        pipeline.control_union = control_union
         return pipeline
 
     @property
@@ -145,6 +147,34 @@ class StoryPipeline:
                     self.pipe, self.spec.family, self.consistent_blocks, tiny, self.local_files_only
                 )
 
+    def load_controlnets(self, kinds: set[str]) -> None:
+        """Load the ControlNets of ``kinds`` not loaded yet, or the union one when ``control_union`` (ModelError
+        when their weights cannot be had)."""
+        if self.control_union and kinds:
+            kinds = {UNION}
+        with self._controlnet_lock:
+            for kind in sorted(set(kinds) - set(self.controlnets)):
+                tiny = self.spec.source == "tiny"
+                dtype, device = self.pipe.unet.dtype, self.device
+                self.controlnets[kind] = load_controlnet(
+                    kind, self.spec.family, tiny, dtype, device, self.local_files_only
+                )
+
+    def control_maps(
+        self,
+        story: Story,
+        settings: GenerationSettings,
+        panels: list[int] | None = None,
+        given: dict[int, Image.Image] | None = None,
+        read_files: bool = True,
+    ) -> dict:
+        """The control maps of ``panels`` (default: every panel) at the run's size (``given`` ones by index),
+        ControlNets loaded for them."""
+        indices = range(len(story.panels)) if panels is None else panels
+        maps = story_control_maps(story, list(indices), (settings.width, settings.height), given, read_files)
+        self.load_controlnets({story.panels[index].control.kind for index in maps})
+        return maps
+
     def bank_signature(self, settings: GenerationSettings, references: dict[str, Any] | None = None) -> dict[str, Any]:
         """Every setting that decides the sampled identity tokens; ``references``: ``reference_signature``."""
         rate = settings.sampling_rate
@@ -176,6 +206,8 @@ class StoryPipeline:
         bank_prefetch: bool = False,
         keep_masks: bool = False,
         references: dict[str, Image.Image] | None = None,
+        control_images: dict[int, Image.Image] | None = None,
+        read_files: bool = True,
         callback: Callable[[Progress], None] | None = None,
         on_panel: Callable[[PanelImage], None] | None = None,
         on_start: Callable[[StoryResult], None] | None = None,
@@ -188,7 +220,9 @@ class StoryPipeline:
         ``bank_prefetch`` copies a host bank to the GPU a step ahead, on a side stream (``bank_prefetch``).
         ``keep_masks`` gives each panel its characters' subject masks (``PanelImage.masks``).
         ``references`` are reference photos by character name (uploads); characters not named there use the
-        file of their ``reference``. The IP-Adapter loads on the first run that has one.
+        file of their ``reference``. The IP-Adapter loads on the first run that has one. ``control_images``
+        are panels' control images by 0-based index (uploads), else the panel's ``control.image`` file is
+        read. ``read_files=False`` (a shared server) refuses a story that names files instead.
         ``cancel`` stops cleanly between steps: the result keeps the panels already finished.
         ``on_start`` receives the result before the first batch; it fills as panels finish (``on_panel``).
         """
@@ -196,12 +230,14 @@ class StoryPipeline:
         settings = self.resolve_settings(story, settings)
         style = get_style(settings.style)
         warnings: list[str] = []
-        photos = story_photos(story, references)
+        photos = story_photos(story, references, read_files)
         if photos:
             self.attach_references()
+        drawn = sorted(drawn_panels(story, settings, panels))
+        maps = self.control_maps(story, settings, drawn, control_images, read_files)
         with self.gate.run():
             embeddings = {name: reference_embeddings(self.pipe, photo) for name, photo in photos.items()}
-            signed = reference_signature(story, photos)
+            signed = {**reference_signature(story, photos), **control_signature(story, settings, maps)}
             bank = self._bank_for_run(bank, story, settings, bank_storage, bank_memory, signed)
             banked = dict(bank.characters) if settings.mode == "identity" else {}
             plan = plan_story(story, settings, panels, banked)
@@ -213,7 +249,7 @@ class StoryPipeline:
             bank.start_reads(self.device, prefetch=bank_prefetch)
             try:
                 run = StoryRun(story, settings, style, bank, plan, wanted, callback, on_panel, cancel, keep_masks)
-                run.embeddings = embeddings
+                run.embeddings, run.control_maps = embeddings, maps
                 self._draw_plan(run, result)
             finally:
                 bank.end_reads()
@@ -238,7 +274,7 @@ class StoryPipeline:
         drawn into the bank, as when a session's own bank meets a panel of a character not yet drawn.
         """
         settings = self.resolve_settings(story, settings)
-        self._check_bank_fits(bank, story, settings, reference_signature(story, story_photos(story)))
+        self._check_bank_fits(bank, story, settings, reference_signature(story, story_photos(story)))  # CLI: files
         wanted = range(len(story.panels)) if panels is None else panels
         needed = {name for index in wanted if 0 <= index < len(story.panels) for name in story.panels[index].characters}
         if len(bank):
@@ -321,6 +357,8 @@ class StoryPipeline:
         encode = lambda texts: denoising.encode_texts(self.pipe, texts)  # noqa: E731 - only for regions' own texts
         places = batch_places(run, batch, subject, latent_size, encode)
         references = batch_references(run.story, batch, run.settings.mode, run.embeddings)
+        size = (run.settings.width, run.settings.height)
+        control = batch_control(run.story, batch, run.control_maps, self.controlnets, size)
         images = denoising.denoise(
             self.pipe,
             list(prompts),
@@ -333,6 +371,7 @@ class StoryPipeline:
             subject,
             places,
             references,
+            control,
         )
         return images, subject
 

@@ -80,6 +80,16 @@ def identity_sets(story: Story, settings: GenerationSettings) -> dict[str, list[
     return sets
 
 
+def drawn_panels(story: Story, settings: GenerationSettings, panels: list[int] | None) -> set[int]:
+    """The panels a run may draw: those asked for and, in identity mode, their characters' identity panels."""
+    wanted = {i for i in (range(len(story.panels)) if panels is None else panels) if 0 <= i < len(story.panels)}
+    if settings.mode != "identity":
+        return wanted
+    sets = identity_sets(story, settings)
+    shown = {name for index in wanted for name in story.panels[index].characters}
+    return wanted | {member for name in shown for member in sets.get(name, [])}
+
+
 def plan_story(
     story: Story,
     settings: GenerationSettings,

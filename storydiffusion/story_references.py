@@ -14,19 +14,46 @@ from typing import Any
 import torch
 from PIL import Image
 
+from .errors import ImageInputError, StoryError, shown
 from .planning import Batch
 from .reference_adapter import read_reference
 from .story import Story
 
 
-def story_photos(story: Story, given: Mapping[str, Image.Image] | None = None) -> dict[str, Image.Image]:
+def story_photos(
+    story: Story, given: Mapping[str, Image.Image] | None = None, read_files: bool = True
+) -> dict[str, Image.Image]:
     """Each character's reference photo: ``given`` ones (by name, e.g. uploads), else read from the
-    character's ``reference`` file; ImageInputError names the character and the file."""
+    character's ``reference`` file; ImageInputError names the character and the file. Without
+    ``read_files`` (a shared server) a story may not name files: a reference not given is refused."""
     photos = {name: image.convert("RGB") for name, image in (given or {}).items() if name in story.characters}
     for name, character in story.characters.items():
         if name not in photos and character.reference is not None:
+            if not read_files:
+                raise StoryError(
+                    f"characters.{name}.reference names a file ({shown(character.reference)}); here a reference "
+                    "photo comes as an upload: add it under Reference photos"
+                )
             photos[name] = read_reference(character.reference, f"characters.{name}.reference ({character.reference})")
     return photos
+
+
+def story_images(story: Story) -> dict[str, Image.Image]:
+    """Before a model loads: every reference photo read (returned by name), and every control image's
+    header checked by the image gate and the shape limit (the maps themselves are read at the run's size)."""
+    from .controlnets import MAX_CONTROL_RATIO
+    from .images import image_size
+
+    for number, panel in enumerate(story.panels, start=1):
+        if panel.control is not None:
+            label = f"panel {number}: control.image ({panel.control.image})"
+            width, height = image_size(panel.control.image, label)
+            if max(width, height) > MAX_CONTROL_RATIO * min(width, height):
+                raise ImageInputError(
+                    f"{label}: the image is {width} x {height} pixels, a long side more than "
+                    f"{MAX_CONTROL_RATIO:g} times the short one: crop it closer to the panel's shape"
+                )
+    return story_photos(story)
 
 
 def photo_fingerprint(photo: Image.Image) -> str:

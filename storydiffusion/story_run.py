@@ -43,6 +43,7 @@ class StoryRun:
     cancel: Cancel
     keep_masks: bool = False
     embeddings: dict[str, torch.Tensor] = field(default_factory=dict)  # reference photos' embeddings by character
+    control_maps: dict[int, Image.Image] = field(default_factory=dict)  # panels' ControlNet maps by panel index
 
     @property
     def total(self) -> int:

@@ -213,3 +213,11 @@ def cross_attention_probabilities(
         key = attn.norm_k(key)
     scores = (query.float() @ key.float().transpose(-1, -2)) * attn.scale
     return scores.softmax(dim=-1).mean(dim=1)
+
+
+def subject_signature(settings: Any) -> dict[str, Any]:
+    """The bank signature's entries for subject consistency; none under uniform, so banks saved before
+    it existed still read."""
+    if settings.consistency == "uniform":
+        return {}
+    return {"consistency": settings.consistency, "subject_threshold": settings.subject_threshold}

@@ -231,3 +231,21 @@ def test_a_photo_conditions_its_identity_images_or_without_them_the_panels_of_it
         else {(("window" if mode == "window" else "plain"), 1), (("window" if mode == "window" else "plain"), 2)}
     )
     assert conditioned == expected
+
+
+def test_a_shared_server_never_reads_a_file_a_story_names(tiny_sdxl, tmp_path):
+    """read_files=False: a reference or control image must come as an image, never as a path to read."""
+    secret = portrait(tmp_path / "secret.png")
+    with pytest.raises(StoryError, match="characters.Alice.reference names a file"):
+        tiny_sdxl.generate(story_with_photo(secret), read_files=False)
+    posed = Story.from_dict(
+        {
+            "characters": {"Bob": "a man"},
+            "panels": [{"prompt": "[Bob] waves", "control": {"type": "canny", "image": str(secret)}}],
+            "settings": {"steps": 2, "style": "none"},
+        }
+    )
+    with pytest.raises(StoryError, match="panel 1: control.image names a file"):
+        tiny_sdxl.generate(posed, read_files=False)
+    given = tiny_sdxl.generate(posed, control_images={0: Image.open(secret)}, read_files=False)
+    assert given.panel(0).image.size == (64, 64)

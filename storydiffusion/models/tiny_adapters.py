@@ -57,3 +57,25 @@ def tiny_ip_adapter_state(unet: Any, seed: int = 0) -> dict[str, dict[str, torch
             ip_adapter[f"{key}.{part}.weight"] = layer.weight.detach().clone()
         key += 2
     return {"image_proj": image_proj, "ip_adapter": ip_adapter}
+
+
+TINY_CONTROL_SEEDS = {"openpose": 10, "canny": 11, "depth": 12, "union": 13}
+
+
+def tiny_controlnet(family: str, kind: str, seed: int = 0) -> Any:
+    """A ControlNetModel shaped like the tiny UNet of ``family`` (its conditioning image at the tiny VAE's
+    factor 2), seeded per kind of map."""
+    import inspect
+
+    from diffusers import ControlNetModel, ControlNetUnionModel
+
+    from .architectures import tiny_unet_config
+
+    model_class = ControlNetUnionModel if kind == "union" else ControlNetModel
+    accepted = inspect.signature(model_class.__init__).parameters
+    config = {key: value for key, value in tiny_unet_config(family).items() if key in accepted}
+    config["conditioning_embedding_out_channels"] = (16, 32)  # one stride-2 step: the tiny VAE halves the picture
+    if kind == "union":
+        width = config["block_out_channels"][0]
+        config.update(num_trans_channel=width, num_trans_head=2, num_proj_channel=width)
+    return _build_random(lambda: model_class(**config), seed, TINY_CONTROL_SEEDS[kind])
