@@ -21,11 +21,11 @@ from storydiffusion.studio import close_session  # noqa: E402
 from storydiffusion.studio_events import (  # noqa: E402
     remember_story,
     wire_animate,
-    wire_generation,
     wire_panel_editing,
     wire_project,
     wire_story_inputs,
 )
+from storydiffusion.studio_generation import wire_generation  # noqa: E402
 from storydiffusion.studio_mcp import add_mcp_tools  # noqa: E402
 from storydiffusion.studio_reading import wire_reading  # noqa: E402
 from storydiffusion.studio_server import (  # noqa: E402
@@ -46,6 +46,7 @@ from storydiffusion.studio_widgets import (  # noqa: E402
     results_panel,
     run_buttons,
     status_line,
+    steering_inputs,
     story_inputs,
 )
 
@@ -65,6 +66,7 @@ def build_app(pool: ModelPool, project_limits: ProjectLimits | None = None, mcp:
         with gr.Tab("Story"), gr.Row():
             with gr.Column(scale=2):
                 inputs = story_inputs(pool, list(examples))
+                steering = steering_inputs()
                 advanced = advanced_settings(spec)
                 buttons = run_buttons()
                 status = status_line()
@@ -74,11 +76,11 @@ def build_app(pool: ModelPool, project_limits: ProjectLimits | None = None, mcp:
                 project = project_panel()
         with gr.Tab("Animate", elem_id="animate-tab"):
             animate = animate_tab()
-        studio = Studio(session, banner, inputs, advanced, buttons, results, editing, project, animate)
+        studio = Studio(session, banner, inputs, steering, advanced, buttons, results, editing, project, animate)
         remember_story(demo, studio)
         door = gr.Button(visible=False, elem_id="api-door")  # the API's door to every action; never clicked
         wire_story_inputs(studio, examples, door)
-        wire_generation(studio, pool, door)
+        wire_generation(studio, pool, door, demo.upload_file_set)
         wire_panel_editing(studio, pool, door)
         wire_project(studio, pool, project_limits, door, demo.upload_file_set)
         wire_animate(studio, pool, door)

@@ -30,6 +30,7 @@ from .rundir import PANELS_DIR, VIDEO_DIR, save_panel, save_result
 from .settings import DEFAULT_FPS, DEFAULT_FRAMES, GenerationSettings
 from .story import Story, story_from_text, story_to_text
 from .streaming import Event, PanelDone, RunFinished, stream_generation
+from .studio_uploads import StoryUploads
 
 DOWNLOADS_DIR = "downloads"  # in a session's folder: the files offered for download, named after the story
 MAX_DICE_SEED = 2**31 - 1  # the dice stays below 2**53 so a browser's number field holds it exactly
@@ -71,6 +72,9 @@ class StudioSession:
     # The story the identity bank is drawn from: the run's, kept as it was when later redraws edit
     # ``story``, so a bank rebuilt after loading a project without it is the bank the run made.
     bank_story: Story | None = None
+    # The run's uploaded reference photos and control images: the story names them by file name only,
+    # and the pipeline reads no file a story names (read_files=False).
+    steered: StoryUploads = field(default_factory=StoryUploads)
     _drawn: dict[int, PanelImage] = field(default_factory=dict, repr=False)  # panels of the run in progress
 
     @property
@@ -88,15 +92,25 @@ class StudioSession:
 
     # -- generating -------------------------------------------------------------------------
     def generate(
-        self, pipeline: StoryPipeline, story: Story, settings: GenerationSettings, model: str
+        self,
+        pipeline: StoryPipeline,
+        story: Story,
+        settings: GenerationSettings,
+        model: str,
+        steered: StoryUploads | None = None,
     ) -> Iterator[Event]:
-        """Generate every panel, streaming events; panels are written as they finish."""
+        """Generate every panel, streaming events; panels are written as they finish. ``steered``: the
+        run's uploaded reference photos and control images (the story then names them by file name)."""
+        self.steered = steered if steered is not None else StoryUploads()
+        story = self.steered.apply(story)
         shutil.rmtree(self.run_dir, ignore_errors=True)
         (self.run_dir / PANELS_DIR).mkdir(parents=True)
         self.story, self.model, self.result, self.pages, self._drawn = story, model, None, None, {}
         self.bank_story = copy.deepcopy(story)
         with self._work() as cancel:
-            for event in stream_generation(pipeline.generate, cancel, story=story, settings=settings):
+            for event in stream_generation(
+                pipeline.generate, cancel, story=story, settings=settings, **self._uploads()
+            ):
                 if isinstance(event, PanelDone):
                     save_panel(event.panel, self.run_dir)
                     self._drawn[event.panel.index] = event.panel
@@ -104,6 +118,11 @@ class StudioSession:
                     self.result = event.result
                     save_result(self.result, self.run_dir)
                 yield event
+
+    def _uploads(self) -> dict:
+        """What every run of this session is given besides the story: its uploads, and no file reading."""
+        steered = self.steered
+        return {"references": steered.photo_images, "control_images": steered.control_images, "read_files": False}
 
     def stop(self) -> bool:
         """Ask the run in progress to end after its current step; False when nothing is running."""
@@ -154,7 +173,9 @@ class StudioSession:
             raise StoryDiffusionError(f"there is no panel {index + 1}: the story has {len(self.story.panels)} panels")
         story = self._redrawn_story(index, prompt, seed, caption)
         bank = self._bank_holding(pipeline, story.panels[index].characters, callback)
-        result = pipeline.generate(story, self.result.settings, panels=[index], bank=bank, callback=callback)
+        result = pipeline.generate(
+            story, self.result.settings, panels=[index], bank=bank, callback=callback, **self._uploads()
+        )
         panel = result.panel(index)
         self.story = story
         self.result.story = story
@@ -175,6 +196,7 @@ class StudioSession:
         if prompt is not None and prompt.strip() and prompt.strip() != story.panels[index].prompt:
             edited = story_from_text(story_to_text(story)[0], prompt.strip()).panels[0]
             edited.caption, edited.dialogue = story.panels[index].caption, story.panels[index].dialogue
+            edited.control = story.panels[index].control  # a pose stays with its panel through a prompt edit
             story.panels[index] = edited
         story.panels[index].seed = seed if seed is not None else random_seed()
         if caption is not None:
@@ -193,7 +215,8 @@ class StudioSession:
         source = self.bank_story if self.bank_story is not None else self.story
         panels = _identity_panels_of(source, settings, [name for name in names if name not in bank.characters])
         if panels:
-            bank = pipeline.generate(source, settings, panels=panels, bank=bank, callback=callback).bank
+            drawn = pipeline.generate(source, settings, panels=panels, bank=bank, callback=callback, **self._uploads())
+            bank = drawn.bank
         self.result.bank = bank
         return bank
 
@@ -280,6 +303,7 @@ class StudioSession:
         ]
         self.story, self.model, self.layout = project.story, project.model, project.layout or self.layout
         self.bank_story = project.bank_story if project.bank_story is not None else copy.deepcopy(project.story)
+        self.steered = StoryUploads()  # the project's story names no uploads of this session
         self.result = StoryResult(
             story=project.story,
             settings=project.settings,

@@ -16,8 +16,7 @@ from . import studio_text as text
 from .model_pool import ModelPool
 from .project import ProjectLimits
 from .story import story_to_text
-from .streaming import PanelDone, RunFailed, RunFinished, StepDone
-from .studio import StudioSession, random_seed, session_of
+from .studio import random_seed, session_of
 from .studio_errors import action
 from .studio_server import gpu_seconds_for
 from .studio_widgets import Studio
@@ -38,24 +37,6 @@ def show_filled(event, boxes: list) -> None:
     """After ``event``, show each file box only once it holds a file (a private follow-up, so that the
     event itself returns plain paths, as API clients want them)."""
     event.then(text.shown_if_filled, boxes, boxes, queue=False, api_visibility="private")
-
-
-def start_if_checked(state, status: str):
-    """The page's gate between the check and the run: a failed check (its line starts with ⚠) stops the
-    chain silently (the status line already says why); a passed one announces the run to the session,
-    so that Stop reaches it even while it waits for the GPU, and turns Generate off and Stop on."""
-    if str(status or "").startswith("⚠"):
-        raise gr.Error("the story did not pass its check", visible=False, print_exception=False)
-    session = session_of(state)
-    session.expect_run()
-    return session, *text.run_buttons(True)
-
-
-def end_of_run(state):
-    """After a page run (finished, stopped or refused): the session knows nothing runs; buttons to idle."""
-    if isinstance(state, StudioSession):
-        state.run_over()
-    return text.run_buttons(False)
 
 
 def remember_story(demo: gr.Blocks, studio: Studio) -> None:
@@ -98,107 +79,6 @@ def wire_story_inputs(studio: Studio, examples: dict[str, tuple], door: gr.Butto
         queue=False,
     )
     studio.advanced.dice.click(random_seed, None, [studio.advanced.numbers["seed"]], queue=False)
-
-
-def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button) -> None:
-    inputs, results = studio.inputs, studio.results
-
-    def check_story(
-        title,
-        characters,
-        story_text,
-        style,
-        negative,
-        steps,
-        guidance,
-        width,
-        height,
-        seed,
-        sampling_rate,
-        id_images,
-        window,
-    ):
-        """Checked before the GPU queue, so a typo is reported at once and next to the status line."""
-        numbers = (steps, guidance, width, height, seed, sampling_rate, id_images, window)
-        settings = text.settings_from_ui(style, negative, numbers)
-        return text.queued_message(text.story_from_ui(title, characters, story_text, settings))
-
-    @gpu_task
-    def generate(
-        state,
-        title,
-        characters,
-        story_text,
-        style,
-        model,
-        layout,
-        negative,
-        steps,
-        guidance,
-        width,
-        height,
-        seed,
-        sampling_rate,
-        id_images,
-        window,
-        progress=gr.Progress(),
-    ):
-        numbers = (steps, guidance, width, height, seed, sampling_rate, id_images, window)
-        settings = text.settings_from_ui(style, negative, numbers)
-        story = text.story_from_ui(title, characters, story_text, settings)
-        layout = text.layout_value(layout)
-        session, pipeline = session_of(state), pool.get(model)
-        notice = text.notice_markdown(pool.notice(model))
-        nothing = ([], None, None, None)  # a new run: the last run's pages and files go
-        yield session, text.STARTING_MESSAGE, [], *nothing, notice
-        for event in session.generate(pipeline, story, settings, pool.check_choice(model)):
-            if isinstance(event, StepDone):
-                progress(event.progress.fraction, desc=text.step_message(event.progress))
-            elif isinstance(event, PanelDone):
-                done = text.panels_done_message(len(session.panels()), len(story.panels))
-                yield session, done, text.gallery_items(session.panels()), *nothing, notice
-            elif isinstance(event, RunFailed):
-                raise event.error
-            elif isinstance(event, RunFinished):
-                downloads = session.typeset_if_drawn(layout)  # a run stopped before its first panel has no pages
-                finished = text.finished_message(event.result, len(story.panels))
-                panels = text.gallery_items(session.panels())
-                yield session, finished, panels, *downloads.as_tuple(), notice
-
-    def stop(state: StudioSession | None) -> str:
-        stopping = state is not None and state.stop()
-        return text.STOPPING_MESSAGE if stopping else text.NOTHING_RUNNING_MESSAGE
-
-    story_widgets = [*inputs.texts(), inputs.style]
-    checked = action(
-        studio.buttons.generate.click,
-        check_story,
-        [*story_widgets, *studio.advanced.values()],
-        [results.status],
-        status=results.status,
-        api_name="check_story",
-        api_door=door,
-        concurrency_limit=None,
-    )
-    buttons = [studio.buttons.generate, studio.buttons.stop]
-    page_only = {"queue": False, "api_visibility": "private"}
-    running = checked.success(
-        start_if_checked, [studio.session, results.status], [studio.session, *buttons], **page_only
-    )
-    run_ended = action(
-        running.success,
-        generate,
-        [studio.session, *story_widgets, inputs.model, inputs.layout, *studio.advanced.values()],
-        [studio.session, results.status, results.gallery, *results.downloads(), studio.notice],
-        status=results.status,
-        api_name="generate",
-        api_door=door,
-        concurrency_limit=1,
-        concurrency_id="gpu",
-    ).then(end_of_run, [studio.session], buttons, **page_only)
-    show_filled(run_ended, results.files())
-    # Stop skips the queue: it must reach a run even when the queue is full.
-    studio.buttons.stop.click(stop, [studio.session], [results.status], queue=False, api_name="stop")
 
 
 def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> None:

@@ -16,7 +16,7 @@ from .errors import SettingsError, StoryDiffusionError, StoryError, shown
 from .layout.templates import list_templates
 from .resources import data_path
 from .results import PanelImage, Progress, StoryResult
-from .settings import SETTING_RANGES, GenerationSettings
+from .settings import CONSISTENCY_KINDS, SETTING_RANGES, GenerationSettings
 from .story import Story, load_story, parse_characters, story_from_text, story_to_text
 from .styles import load_styles
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 EXAMPLE_PANEL_LINE = "[Mia] flies a kite # A windy day. @Mia: Look!"
 # The numeric settings the studio shows, in the order of its widgets (each reads its range from SETTING_RANGES).
 UI_SETTINGS = ("steps", "guidance", "width", "height", "seed", "sampling_rate", "id_images", "window")
+CONSISTENCY_LABEL = "Share between panels"
 SETTING_LABELS = {
     "steps": "Steps",
     "guidance": "Guidance",
@@ -37,6 +38,8 @@ SETTING_LABELS = {
     "window": "Window (panels per batch)",
     "frames": "Frames",
     "fps": "Frames per second",
+    "reference_scale": "Photo strength",
+    "control_scale": "Control strength",
 }
 
 SYNTAX_HELP = """
@@ -46,6 +49,14 @@ SYNTAX_HELP = """
 panel without characters; the caption follows `#`; speech lines `@Name: text` follow the caption.
 
 `[Bob] opens the door, [Alice] waits outside # Late again. @Bob: Sorry! @Alice: Come in.`
+
+**Places**: in a panel of several characters, `[Bob@left]` puts Bob in the left half (also `right`,
+`center`, `top`, `bottom`, or a box `[Bob@0.5,0,1,1]` of fractions from the top left); his part of the
+picture then reads only his own identity. `[Bob@left: holding an umbrella]` adds text for his part alone.
+
+**Photos and poses**: under *Reference photos and poses*, a photo named after its character (`Bob.png`)
+gives that character its look; an image named after its panel and kind (`3-openpose.png`, `5-canny.jpg`,
+`7-depth.png`) gives that panel its pose or composition.
 """
 
 
@@ -146,16 +157,19 @@ def layout_value(value: Any) -> str:
     return choice_value("Layout", value, list_templates())
 
 
-def settings_from_ui(style: str | None, negative_prompt: str | None, values: Sequence[Any]) -> GenerationSettings:
+def settings_from_ui(
+    style: str | None, negative_prompt: str | None, values: Sequence[Any], consistency: Any = "uniform"
+) -> GenerationSettings:
     """GenerationSettings from the Advanced widgets, ``values`` in the order of UI_SETTINGS.
 
     Every value is checked under its widget's label; an empty seed means 0.
     """
     numbers = {name: setting_value(name, value) for name, value in zip(UI_SETTINGS, values, strict=True)}
     style = None if style is None else choice_value("Style", style, list(load_styles()[0]))
-    return GenerationSettings(style=style, negative_prompt=text_value("Negative prompt", negative_prompt)).merged(
-        **numbers
-    )
+    shared = choice_value(CONSISTENCY_LABEL, consistency, list(CONSISTENCY_KINDS))
+    return GenerationSettings(
+        style=style, negative_prompt=text_value("Negative prompt", negative_prompt), consistency=shared
+    ).merged(**numbers)
 
 
 def story_from_ui(
@@ -348,7 +362,7 @@ def loaded_message(story: Story, panels: int, model_note: str = "") -> str:
 
 
 def loaded_settings(settings: GenerationSettings, model: str, offered: Sequence[str]) -> tuple[tuple, str]:
-    """The widget values a loaded project restores (style, model, negative prompt, then UI_SETTINGS),
+    """The widget values a loaded project restores (style, model, negative prompt, UI_SETTINGS, consistency),
     and a note when its model is not offered here (the page's choice is kept, so redraws may differ)."""
     from gradio import skip
 
@@ -361,7 +375,7 @@ def loaded_settings(settings: GenerationSettings, model: str, offered: Sequence[
     style = settings.style or load_styles()[1]
     note = "" if model in offered else f" It was made with the model {model!r}, which this studio does not offer."
     shown_model = model if model in offered else skip()
-    return (style, shown_model, settings.negative_prompt or "", *numbers), note
+    return (style, shown_model, settings.negative_prompt or "", *numbers, settings.consistency), note
 
 
 def animation_note(start: int, end: int, result: AnimationResult) -> str:

@@ -99,10 +99,27 @@ class AdvancedSettings:
     negative: gr.Textbox
     numbers: dict[str, gr.Slider | gr.Textbox]  # by setting name, in the order of text.UI_SETTINGS
     dice: gr.Button
+    consistency: gr.Radio
 
     def values(self) -> list:
-        """The widgets whose values ``text.settings_from_ui`` reads after the style: negative prompt, then numbers."""
-        return [self.negative, *(self.numbers[name] for name in text.UI_SETTINGS)]
+        """The widgets whose values ``text.settings_from_ui`` reads after the style: negative prompt, numbers,
+        then what panels share."""
+        return [self.negative, *(self.numbers[name] for name in text.UI_SETTINGS), self.consistency]
+
+
+@dataclass
+class Steering:
+    """Reference photos and control images, matched to the story by file name; their strengths; and the
+    characters table that shows which character has a photo."""
+
+    photos: gr.File
+    photo_scale: gr.Slider
+    controls: gr.File
+    control_scale: gr.Slider
+    table: gr.Dataframe
+
+    def values(self) -> list:
+        return [self.photos, self.photo_scale, self.controls, self.control_scale]
 
 
 @dataclass
@@ -182,6 +199,7 @@ class Studio:
     session: gr.State
     notice: gr.Markdown
     inputs: StoryInputs
+    steering: Steering
     advanced: AdvancedSettings
     buttons: RunButtons
     results: Results
@@ -236,8 +254,47 @@ def advanced_settings(spec: ModelSpec) -> AdvancedSettings:
             sampling_rate = setting_slider("sampling_rate", 0.5)
             id_images = setting_slider("id_images", 3)
             window = setting_slider("window", 4)
+        consistency = gr.Radio(
+            [("every token (uniform)", "uniform"), ("characters only (subject)", "subject")],
+            value="uniform",
+            label=text.CONSISTENCY_LABEL,
+            info="subject: panels share only the tokens that show the characters, so backgrounds do not bleed",
+            elem_id="consistency",
+        )
     numbers = dict(zip(text.UI_SETTINGS, (steps, guidance, width, height, seed, sampling_rate, id_images, window)))
-    return AdvancedSettings(negative, numbers, dice)
+    return AdvancedSettings(negative, numbers, dice, consistency)
+
+
+def image_uploads(label: str, elem_id: str) -> gr.File:
+    """A box for several images, its raw values checked by the studio itself (``studio_uploads``)."""
+    upload = gr.File(label=label, file_count="multiple", file_types=["image"], type="filepath", elem_id=elem_id)
+    upload.data_model = AnyUploadValue
+    return upload
+
+
+def steering_inputs() -> Steering:
+    """Reference photos (file named after the character) and control images (named after panel and kind)."""
+    with gr.Accordion("Reference photos and poses", open=False, elem_id="steering"):
+        table = gr.Dataframe(
+            headers=["Character", "Description", "Reference photo"],
+            value=[],
+            interactive=False,
+            label="Characters",
+            column_widths=["22%", "53%", "25%"],
+            wrap=True,
+            elem_id="characters-table",
+        )
+        gr.Markdown(
+            "Name each **photo** after its character (`Nora.png`), each **control image** after its panel "
+            "and kind (`3-openpose.png`, `5-canny.jpg`, `7-depth.png`).",
+            elem_id="steering-help",
+        )
+        photos = image_uploads("Reference photos", "reference-photos")
+        controls = image_uploads("Control images", "control-images")
+        with gr.Row():
+            photo_scale = setting_slider("reference_scale", 0.6)
+            control_scale = setting_slider("control_scale", 0.8)
+    return Steering(photos, photo_scale, controls, control_scale, table)
 
 
 def run_buttons() -> RunButtons:

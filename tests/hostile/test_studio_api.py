@@ -270,9 +270,9 @@ def test_a_fresh_client_makes_edits_saves_and_reloads_a_story(server, tmp_path):
     )
     assert "Project: that file was not uploaded to this studio" in forged  # a download is not an upload
     loaded = stranger.predict(gradio_client.handle_file(saved), OFFLINE_MODEL, "classic", api_name="/load_project")
-    title, _, _, style, model, _, steps, _, width, height, seed, *_, layout, status = loaded[:16]
-    restored = (title, style, model, steps, width, height, seed, layout)
-    assert restored == ("Kite", "none", OFFLINE_MODEL, 2, 64, 64, "3", "manga")  # the seed box is text
+    title, _, _, style, model, _, steps, _, width, height, seed, *_, consistency, layout, status = loaded[:17]
+    restored = (title, style, model, steps, width, height, seed, consistency, layout)
+    assert restored == ("Kite", "none", OFFLINE_MODEL, 2, 64, 64, "3", "uniform", "manga")  # the seed box is text
     assert status.startswith("Loaded project 'Kite': 2 panels")  # every setting back, as it was saved
 
 
@@ -299,3 +299,35 @@ def test_a_full_queue_tells_the_user_the_server_is_busy(tiny_sdxl):
             with contextlib.suppress(Exception):
                 job.result(timeout=120)
         demo.close()
+
+
+def test_a_fresh_client_draws_with_an_uploaded_photo_and_pose_and_a_server_path_is_never_read(server, tmp_path):
+    from PIL import Image
+
+    photo, pose = tmp_path / "Mia.png", tmp_path / "2-openpose.png"
+    Image.new("RGB", (40, 56), "orange").save(photo)
+    Image.new("RGB", (64, 64), "blue").save(pose)
+    steered = {
+        "consistency": "subject",
+        "reference_photos": [gradio_client.handle_file(str(photo))],
+        "control_images": [gradio_client.handle_file(str(pose))],
+    }
+    status, panels, *_ = client(server).predict(
+        **STORY, **SMALL, **steered, model=OFFLINE_MODEL, layout="classic", api_name="/generate"
+    )
+    assert status.startswith("Done: 2 of 2 panels") and len(panels) == 2
+    # A record naming a file the server has but nobody uploaded is refused, and the message names no path.
+    # (sent raw: gradio_client would upload a local file it is given). Outside Gradio's upload folder
+    # Gradio refuses it; inside it, a file nobody uploaded is refused by the studio, naming no path.
+    from gradio.utils import get_upload_folder
+
+    meta = {"_type": "gradio.FileData"}
+    for path, expected in (
+        (str(photo.resolve()), "event: error"),
+        (str(Path(get_upload_folder()) / ("0" * 64) / "Mia.png"), "Reference photos: that file was not uploaded"),
+    ):
+        data = [*STORY.values(), *SMALL.values(), "uniform", [{"path": path, "meta": meta}], 0.6, None, 0.8]
+        answer = raw_answer(server, "/check_story", data)
+        assert expected in answer and not ABSOLUTE_PATH.search(answer)
+    message = refusal(server, "/check_story", **STORY, **SMALL, consistency="everything")
+    assert "Share between panels" in message and "'everything'" in message

@@ -1,0 +1,174 @@
+"""The studio's Generate button: the story checked before the GPU queue, then drawn with the run's
+uploads, panel by panel; Stop. (``studio_events`` wires the other widgets.)"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+import gradio as gr
+
+from . import studio_text as text
+from .model_pool import ModelPool
+from .streaming import PanelDone, RunFailed, RunFinished, StepDone
+from .studio import StudioSession, session_of
+from .studio_errors import action
+from .studio_events import gpu_task, show_filled
+from .studio_uploads import characters_rows, steering_from_ui
+from .studio_widgets import Studio
+
+
+def start_if_checked(state, status: str):
+    """The page's gate between the check and the run: a failed check (its line starts with ⚠) stops the
+    chain silently (the status line already says why); a passed one announces the run to the session,
+    so that Stop reaches it even while it waits for the GPU, and turns Generate off and Stop on."""
+    if str(status or "").startswith("⚠"):
+        raise gr.Error("the story did not pass its check", visible=False, print_exception=False)
+    session = session_of(state)
+    session.expect_run()
+    return session, *text.run_buttons(True)
+
+
+def end_of_run(state):
+    """After a page run (finished, stopped or refused): the session knows nothing runs; buttons to idle."""
+    if isinstance(state, StudioSession):
+        state.run_over()
+    return text.run_buttons(False)
+
+
+def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: Collection[str] = ()) -> None:
+    """Generate and its check; ``uploads`` is the page's record of uploaded files (photos and control images
+    are read only from there)."""
+    inputs, results = studio.inputs, studio.results
+
+    def checked_run(title, characters, story_text, style, negative, numbers, consistency, steering):
+        """The story, settings and uploads the widgets give, each checked under its widget's name."""
+        settings = text.settings_from_ui(style, negative, numbers, consistency)
+        story = text.story_from_ui(title, characters, story_text, settings)
+        return story, settings, steering_from_ui(story, steering, uploads)
+
+    def check_story(
+        title,
+        characters,
+        story_text,
+        style,
+        negative,
+        steps,
+        guidance,
+        width,
+        height,
+        seed,
+        sampling_rate,
+        id_images,
+        window,
+        consistency="uniform",
+        reference_photos=None,
+        photo_strength=0.6,
+        control_images=None,
+        control_strength=0.8,
+    ):
+        """Checked before the GPU queue, so a typo is reported at once and next to the status line."""
+        numbers = (steps, guidance, width, height, seed, sampling_rate, id_images, window)
+        steering = (reference_photos, photo_strength, control_images, control_strength)
+        story, _, _ = checked_run(title, characters, story_text, style, negative, numbers, consistency, steering)
+        return text.queued_message(story)
+
+    @gpu_task
+    def generate(
+        state,
+        title,
+        characters,
+        story_text,
+        style,
+        model,
+        layout,
+        negative,
+        steps,
+        guidance,
+        width,
+        height,
+        seed,
+        sampling_rate,
+        id_images,
+        window,
+        consistency="uniform",
+        reference_photos=None,
+        photo_strength=0.6,
+        control_images=None,
+        control_strength=0.8,
+        progress=gr.Progress(),
+    ):
+        numbers = (steps, guidance, width, height, seed, sampling_rate, id_images, window)
+        steering = (reference_photos, photo_strength, control_images, control_strength)
+        story, settings, steered = checked_run(
+            title, characters, story_text, style, negative, numbers, consistency, steering
+        )
+        layout = text.layout_value(layout)
+        session, pipeline = session_of(state), pool.get(model)
+        notice = text.notice_markdown(pool.notice(model))
+        nothing = ([], None, None, None)  # a new run: the last run's pages and files go
+        yield session, text.STARTING_MESSAGE, [], *nothing, notice
+        for event in session.generate(pipeline, story, settings, pool.check_choice(model), steered):
+            if isinstance(event, StepDone):
+                progress(event.progress.fraction, desc=text.step_message(event.progress))
+            elif isinstance(event, PanelDone):
+                done = text.panels_done_message(len(session.panels()), len(story.panels))
+                yield session, done, text.gallery_items(session.panels()), *nothing, notice
+            elif isinstance(event, RunFailed):
+                raise event.error
+            elif isinstance(event, RunFinished):
+                downloads = session.typeset_if_drawn(layout)  # a run stopped before its first panel has no pages
+                finished = text.finished_message(event.result, len(story.panels))
+                panels = text.gallery_items(session.panels())
+                yield session, finished, panels, *downloads.as_tuple(), notice
+
+    gr.on(
+        [inputs.characters.change, studio.steering.photos.change],
+        characters_rows,
+        [inputs.characters, studio.steering.photos],
+        [studio.steering.table],
+        queue=False,
+        preprocess=False,  # the raw upload records: their file names are all the table shows
+        api_visibility="private",
+    )
+
+    def stop(state: StudioSession | None) -> str:
+        stopping = state is not None and state.stop()
+        return text.STOPPING_MESSAGE if stopping else text.NOTHING_RUNNING_MESSAGE
+
+    story_widgets = [*inputs.texts(), inputs.style]
+    checked = action(
+        studio.buttons.generate.click,
+        check_story,
+        [*story_widgets, *studio.advanced.values(), *studio.steering.values()],
+        [results.status],
+        status=results.status,
+        api_name="check_story",
+        api_door=door,
+        concurrency_limit=None,
+    )
+    buttons = [studio.buttons.generate, studio.buttons.stop]
+    page_only = {"queue": False, "api_visibility": "private"}
+    running = checked.success(
+        start_if_checked, [studio.session, results.status], [studio.session, *buttons], **page_only
+    )
+    run_ended = action(
+        running.success,
+        generate,
+        [
+            studio.session,
+            *story_widgets,
+            inputs.model,
+            inputs.layout,
+            *studio.advanced.values(),
+            *studio.steering.values(),
+        ],
+        [studio.session, results.status, results.gallery, *results.downloads(), studio.notice],
+        status=results.status,
+        api_name="generate",
+        api_door=door,
+        concurrency_limit=1,
+        concurrency_id="gpu",
+    ).then(end_of_run, [studio.session], buttons, **page_only)
+    show_filled(run_ended, results.files())
+    # Stop skips the queue: it must reach a run even when the queue is full.
+    studio.buttons.stop.click(stop, [studio.session], [results.status], queue=False, api_name="stop")

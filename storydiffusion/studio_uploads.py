@@ -1,0 +1,141 @@
+"""Reference photos and control images uploaded to the studio, matched to the story by file name.
+
+A photo is named after its character (``Nora.png``), a control image after its panel and kind
+(``3-openpose.png``, ``5-canny.jpg``). Only files uploaded to this studio are read (Gradio's record of
+uploads), each through the image gate; the story then names them by file name only, so a shared server
+never reads a path a user wrote (``StoryPipeline.generate(read_files=False)``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from .controlnets import MAX_CONTROL_RATIO
+from .errors import StoryDiffusionError, shown
+from .images import read_image
+from .reference_adapter import read_reference
+from .story import Story, parse_characters
+from .story.control import CONTROL_KINDS, PanelControl
+from .story.names import known_names, name_index, name_key
+
+MAX_PHOTOS = 16
+MAX_CONTROL_IMAGES = 64
+PHOTOS_LABEL = "Reference photos"
+CONTROLS_LABEL = "Control images"
+_CONTROL_NAME = re.compile(rf"0*(?P<panel>\d{{1,5}})[-_ ](?P<kind>{'|'.join(CONTROL_KINDS)})", re.IGNORECASE)
+
+
+@dataclass
+class StoryUploads:
+    """What a run's uploads add to a story: photos by character, control images by 0-based panel index
+    (with their kind), and the two strengths."""
+
+    photos: dict[str, tuple[str, Image.Image]] = field(default_factory=dict)  # name -> (file name, image)
+    controls: dict[int, tuple[str, str, Image.Image]] = field(default_factory=dict)  # index -> (kind, file, image)
+    photo_scale: float = 0.6
+    control_scale: float = 0.8
+
+    def apply(self, story: Story) -> Story:
+        """A copy of ``story`` whose characters and panels name their uploads (file names, never paths)."""
+        story = Story.from_dict(story.to_dict())
+        for name, (filename, _) in self.photos.items():
+            story.characters[name] = dataclasses.replace(
+                story.characters[name], reference=filename, reference_scale=self.photo_scale
+            )
+        for index, (kind, filename, _) in self.controls.items():
+            story.panels[index].control = PanelControl(kind, filename, self.control_scale)
+        return story
+
+    @property
+    def photo_images(self) -> dict[str, Image.Image]:
+        return {name: image for name, (_, image) in self.photos.items()}
+
+    @property
+    def control_images(self) -> dict[int, Image.Image]:
+        return {index: image for index, (_, _, image) in self.controls.items()}
+
+
+def uploaded_files(label: str, value: Any, uploads: Collection[str], limit: int) -> list[Path]:
+    """The uploaded files of a multi-file box, each one checked to be an upload to this studio."""
+    from .studio_text import uploaded_path
+
+    if value in (None, "", []):
+        return []
+    values = value if isinstance(value, list) else [value]
+    if len(values) > limit:
+        raise StoryDiffusionError(f"{label}: {len(values)} files; at most {limit} may be uploaded at once")
+    return [Path(uploaded_path(label, item, uploads)) for item in values]
+
+
+def story_uploads(
+    story: Story,
+    photos: Any,
+    controls: Any,
+    uploads: Collection[str],
+    photo_scale: float = 0.6,
+    control_scale: float = 0.8,
+) -> StoryUploads:
+    """The photos and control images of two upload boxes, matched to ``story`` by file name and read."""
+    found = StoryUploads(photo_scale=photo_scale, control_scale=control_scale)
+    index = name_index(story.characters)
+    for path in uploaded_files(PHOTOS_LABEL, photos, uploads, MAX_PHOTOS):
+        name = index.get(name_key(Path(path.name).stem))
+        if name is None:
+            raise StoryDiffusionError(
+                f"{PHOTOS_LABEL}: {shown(path.name)} names no character of the story (characters: "
+                f"{known_names(story.characters)}); name each photo after its character, e.g. Nora.png"
+            )
+        if name in found.photos:
+            raise StoryDiffusionError(f"{PHOTOS_LABEL}: two photos of {name}; upload one per character")
+        found.photos[name] = (path.name, read_reference(path, f"{PHOTOS_LABEL}: {path.name}"))
+    for path in uploaded_files(CONTROLS_LABEL, controls, uploads, MAX_CONTROL_IMAGES):
+        match = _CONTROL_NAME.fullmatch(Path(path.name).stem)
+        if match is None:
+            raise StoryDiffusionError(
+                f"{CONTROLS_LABEL}: {shown(path.name)} does not say its panel and kind; name it like "
+                f"3-openpose.png (kinds: {', '.join(CONTROL_KINDS)})"
+            )
+        panel = int(match["panel"])
+        if not 1 <= panel <= len(story.panels):
+            raise StoryDiffusionError(
+                f"{CONTROLS_LABEL}: {path.name} is for panel {panel}, but the story has {len(story.panels)} panels"
+            )
+        if panel - 1 in found.controls:
+            raise StoryDiffusionError(f"{CONTROLS_LABEL}: two images for panel {panel}; upload one per panel")
+        picture = read_image(path, f"{CONTROLS_LABEL}: {path.name}", max_ratio=MAX_CONTROL_RATIO)
+        found.controls[panel - 1] = (match["kind"].lower(), path.name, picture)
+    return found
+
+
+def steering_from_ui(story: Story, values: Sequence[Any], uploads: Collection[str]) -> StoryUploads:
+    """Reference photos, photo strength, control images and control strength, matched to ``story``."""
+    from .studio_text import setting_value
+
+    photos, photo_scale, controls, control_scale = values
+    photo_scale = setting_value("reference_scale", photo_scale)
+    control_scale = setting_value("control_scale", control_scale)
+    return story_uploads(story, photos, controls, uploads, photo_scale, control_scale)
+
+
+def characters_rows(characters: Any, photos: Any) -> list[list[str]]:
+    """The characters table: each character of the Characters box, its description and the name of its
+    photo among the uploads (display only: the files are read when a run starts). Rows of what parses."""
+    from .studio_text import text_value
+
+    try:
+        parsed = parse_characters(text_value("Characters", characters))
+    except StoryDiffusionError:
+        return []
+    names = {}
+    for item in photos if isinstance(photos, list) else [photos] if photos else []:
+        record = item if isinstance(item, dict) else {"path": item}
+        filename = str(record.get("orig_name") or Path(str(record.get("path") or "")).name)
+        names[name_key(Path(filename).stem)] = filename
+    return [[name, c.description, names.get(name_key(name), "—")] for name, c in parsed.items()]
