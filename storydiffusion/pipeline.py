@@ -274,7 +274,10 @@ class StoryPipeline:
         drawn into the bank, as when a session's own bank meets a panel of a character not yet drawn.
         """
         settings = self.resolve_settings(story, settings)
-        self._check_bank_fits(bank, story, settings, reference_signature(story, story_photos(story)))  # CLI: files
+        size, identity_panels = (settings.width, settings.height), sorted(drawn_panels(story, settings, []))
+        maps = story_control_maps(story, identity_panels, size)  # as generate signs them (CLI: files are read)
+        signed = {**reference_signature(story, story_photos(story)), **control_signature(story, settings, maps)}
+        self._check_bank_fits(bank, story, settings, signed)
         wanted = range(len(story.panels)) if panels is None else panels
         needed = {name for index in wanted if 0 <= index < len(story.panels) for name in story.panels[index].characters}
         if len(bank):

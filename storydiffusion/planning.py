@@ -81,13 +81,12 @@ def identity_sets(story: Story, settings: GenerationSettings) -> dict[str, list[
 
 
 def drawn_panels(story: Story, settings: GenerationSettings, panels: list[int] | None) -> set[int]:
-    """The panels a run may draw: those asked for and, in identity mode, their characters' identity panels."""
+    """The panels whose control maps a run needs: those asked for and, in identity mode, every identity
+    panel (drawn or already banked, its map is part of the bank's signature either way)."""
     wanted = {i for i in (range(len(story.panels)) if panels is None else panels) if 0 <= i < len(story.panels)}
     if settings.mode != "identity":
         return wanted
-    sets = identity_sets(story, settings)
-    shown = {name for index in wanted for name in story.panels[index].characters}
-    return wanted | {member for name in shown for member in sets.get(name, [])}
+    return wanted | {member for members in identity_sets(story, settings).values() for member in members}
 
 
 def plan_story(

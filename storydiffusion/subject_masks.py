@@ -44,9 +44,11 @@ def phrase_positions(tokenizer: Any, prompt: str, phrase: str) -> tuple[int, ...
         return ()
     found: list[int] = []
     last = len(prompt_ids) - 1  # the end token
+    truncated = len(tokenizer(prompt, truncation=False).input_ids) > MAX_PROMPT_TOKENS
     for start in range(1, last):
         window = prompt_ids[start : min(start + len(phrase_ids), last)]
-        if window and window == phrase_ids[: len(window)]:
+        cut_off = truncated and start + len(phrase_ids) > last  # only the limit may shorten an occurrence
+        if window and (window == phrase_ids or (cut_off and window == phrase_ids[: len(window)])):
             found.extend(range(start, start + len(window)))
     return tuple(sorted(set(found)))
 

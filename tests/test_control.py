@@ -117,6 +117,24 @@ def test_a_bank_records_the_control_of_identity_panels(tiny_sdxl, tmp_path):
         tiny_sdxl.generate(story_with({0: other}), panels=[2], bank=drawn.bank)
 
 
+def test_a_bank_of_posed_identity_panels_reads_for_any_later_panel(tiny_sdxl, tmp_path):
+    """The signature holds every identity panel's map, whichever panels a later run draws."""
+    pose = {"type": "openpose", "image": str(drawing(tmp_path / "a.png")), "scale": 1.0}
+    panels = ["[Bob] walks", "[Ann] reads", "[Bob] and [Ann] talk"]
+    story = Story.from_dict(
+        {
+            "characters": {"Bob": "a man", "Ann": "a woman"},
+            "panels": [{"prompt": panels[0], "control": pose}, {"prompt": panels[1], "control": pose}, panels[2]],
+            "settings": {"steps": 2, "id_images": 1, "style": "none"},
+        }
+    )
+    full = tiny_sdxl.generate(story)
+    assert set(full.bank.signature["controls"]) == {"1", "2"}
+    tiny_sdxl.check_bank(full.bank, story, panels=[0])
+    again = tiny_sdxl.generate(story, panels=[0], bank=full.bank)
+    assert again.panel(0).image.size == (64, 64)
+
+
 def test_the_union_controlnet_is_for_sdxl_only():
     with pytest.raises(ModelError, match="union ControlNet is for SDXL"):
         StoryPipeline.from_pretrained("tiny-sd15", device="cpu", control_union=True)

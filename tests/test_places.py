@@ -34,7 +34,11 @@ def test_regions_are_names_boxes_or_mappings_with_text_and_round_trip():
     regions = story.panels[0].regions
     assert regions["Bob"] == Region(NAMED_REGIONS["left"], name="left")
     assert regions["Alice"] == Region((0.5, 0.25, 1.0, 1.0), "waving")
-    assert story.region_text(0, "Alice") == "a woman, waving" and story.region_text(0, "Bob") == "a man"
+    # Each region reads its own description and text, and the panel's scene without the other's description.
+    assert (
+        story.region_text(0, "Alice") == "a woman, waving, and talk"
+        and story.region_text(0, "Bob") == "a man, and talk"
+    )
     again = Story.from_dict(story.to_dict())
     assert again.panels[0].regions == regions
     assert story.to_dict()["panels"][0]["regions"] == {

@@ -63,6 +63,11 @@ def test_phrase_positions_are_the_description_tokens_inside_the_prompt():
     assert phrase_positions(tokenizer, prompt, "a woman with blue hair") == ()
 
 
+def test_a_phrase_counts_only_whole_unless_the_77_token_limit_cuts_it():
+    tokenizer = build_clip_tokenizer()
+    assert phrase_positions(tokenizer, "a man walks with a", "a girl with red hair") == ()
+
+
 def test_phrase_positions_stop_at_the_77_token_limit():
     tokenizer = build_clip_tokenizer()
     prompt = "word " * 72 + "a man with a red coat"

@@ -105,10 +105,12 @@ class Story:
         return tidy_prompt(", ".join([*untagged, text]))
 
     def region_text(self, i: int, name: str) -> str:
-        """The text a character's region of panel ``i`` is conditioned on: its description, then the
-        region's own prompt (tags replaced) when it has one."""
+        """The text a character's region of panel ``i`` is conditioned on: its description, the region's
+        own prompt when it has one, then the panel's scene (its prompt without character tags), so the
+        region keeps the place and the action while reading no other character's description."""
         region = self.panels[i].regions[name]
-        return tidy_prompt(", ".join([self.characters[name].description, region.prompt or ""]))
+        scene = TAG.sub("", self.panels[i].prompt)
+        return tidy_prompt(", ".join([self.characters[name].description, region.prompt or "", scene]))
 
     def panel_caption(self, i: int) -> str | None:
         """The caption of panel ``i`` with ``[Name]`` tags shown as bare names (never raw tags)."""
