@@ -38,6 +38,7 @@ BANK_NAME = "identity_bank.safetensors"
 MAX_PROJECT_BYTES = 16 * 2**30  # uncompressed; a real SDXL bank of two characters is several GB
 MAX_PROJECT_PANELS = 10_000  # as many as a story.json of MAX_MANIFEST_BYTES can describe
 MAX_COMPRESSION_RATIO = 200.0  # JSON deflates about 10 times; PNGs and the bank are stored
+MAX_PROJECT_PHOTOS = 64  # reference photos: one per character at most
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,9 @@ class ProjectLimits:
 
     @property
     def max_entries(self) -> int:
-        """project.json, one PNG per panel, the bank, and the panels/ folder some ZIP tools add."""
-        return self.max_panels + 3
+        """project.json, one PNG per panel and one control image per panel, the reference photos, the bank,
+        and the folders some ZIP tools add."""
+        return 2 * self.max_panels + MAX_PROJECT_PHOTOS + 5
 
 
 @dataclass
@@ -69,6 +71,10 @@ class Project:
     # The story the identity bank is drawn from: the run's story, which differs from ``story`` once an
     # identity panel was redrawn with another seed or prompt. None: ``story`` itself.
     bank_story: Story | None = None
+    # Reference photos by character name and control images by 0-based panel index, carried as PNG
+    # members: the story names them by file name only, never by a path on anyone's machine.
+    photos: dict[str, Image.Image] = field(default_factory=dict)
+    controls: dict[int, Image.Image] = field(default_factory=dict)
 
 
 def save_project(project: Project, path: str | os.PathLike, include_bank: bool = False) -> Path:
@@ -88,6 +94,8 @@ def save_project(project: Project, path: str | os.PathLike, include_bank: bool =
         ],
         "identity_bank": BANK_NAME if with_bank else None,
         "bank_story": project.bank_story.to_dict() if project.bank_story is not None else None,
+        "references": {name: photo_member(number) for number, name in enumerate(sorted(project.photos))},
+        "controls": {str(index + 1): control_member(index) for index in sorted(project.controls)},
     }
     with (
         atomic_path(path) as temporary,
@@ -95,10 +103,13 @@ def save_project(project: Project, path: str | os.PathLike, include_bank: bool =
         zipfile.ZipFile(temporary, "w") as archive,
     ):
         archive.writestr(PROJECT_JSON, json.dumps(document, indent=2, ensure_ascii=False), zipfile.ZIP_DEFLATED)
-        for index in sorted(project.panels):
+        pictures = {f"panels/{panel_filename(index)}": image for index, image in project.panels.items()}
+        pictures.update((photo_member(n), project.photos[name]) for n, name in enumerate(sorted(project.photos)))
+        pictures.update((control_member(index), image) for index, image in project.controls.items())
+        for member, image in sorted(pictures.items()):
             png = io.BytesIO()
-            project.panels[index].save(png, format="PNG")
-            archive.writestr(f"panels/{panel_filename(index)}", png.getvalue(), zipfile.ZIP_STORED)
+            image.save(png, format="PNG")
+            archive.writestr(member, png.getvalue(), zipfile.ZIP_STORED)
         if with_bank:
             bank_path = Path(folder) / BANK_NAME
             project.bank.save(bank_path)
@@ -138,6 +149,7 @@ def load_project(path: str | os.PathLike, limits: ProjectLimits | None = None) -
                 "a project file may have"
             )
         panels, seeds = _read_panels(archive, members, document, len(story.panels), label, limits)
+        photos, controls = _read_steering(archive, members, document, story, label, limits)
         bank_story = _read_bank_story(document, story, label)
         bank = None
         if document.get("identity_bank"):
@@ -145,7 +157,44 @@ def load_project(path: str | os.PathLike, limits: ProjectLimits | None = None) -
                 raise ProjectError(f"{label}: the identity bank it names is missing")
             bank = _read_bank(archive, members[BANK_NAME], label, limits.max_total_bytes)
     model, layout = _read_names(document, label)
-    return Project(story, settings, model, panels, seeds, bank, layout, bank_story)
+    return Project(story, settings, model, panels, seeds, bank, layout, bank_story, photos, controls)
+
+
+def photo_member(number: int) -> str:
+    """``references/photo_01.png``: members are numbered, so a character's name never becomes a path."""
+    return f"references/photo_{number + 1:02d}.png"
+
+
+def control_member(index: int) -> str:
+    return f"controls/{panel_filename(index)}"
+
+
+def _read_steering(
+    archive: zipfile.ZipFile,
+    members: dict[str, zipfile.ZipInfo],
+    document: dict[str, Any],
+    story: Story,
+    label: str,
+    limits: ProjectLimits,
+) -> tuple[dict[str, Image.Image], dict[int, Image.Image]]:
+    """The reference photos (by character) and control images (by panel) a project carries, each named
+    exactly as ``save_project`` names it and read as a panel is."""
+    references, controls = document.get("references") or {}, document.get("controls") or {}
+    if not isinstance(references, dict) or not isinstance(controls, dict) or len(references) > MAX_PROJECT_PHOTOS:
+        raise ProjectError(f"{label}: {PROJECT_JSON}: 'references' and 'controls' must be mappings of member names")
+    photos: dict[str, Image.Image] = {}
+    for number, name in enumerate(sorted(references)):
+        if name not in story.characters or references[name] != photo_member(number) or references[name] not in members:
+            raise ProjectError(f"{label}: reference photo entry {shown(name)} does not match a character's photo")
+        photos[name] = _read_png(archive, members[references[name]], label, limits)
+    pictures: dict[int, Image.Image] = {}
+    for key, member in controls.items():
+        index = int(key) - 1 if isinstance(key, str) and key.isdigit() and len(key) <= 6 else -1
+        valid = 0 <= index < len(story.panels) and story.panels[index].control is not None
+        if not valid or member != control_member(index) or member not in members:
+            raise ProjectError(f"{label}: control image entry {shown(key)} does not match a panel's control")
+        pictures[index] = _read_png(archive, members[member], label, limits)
+    return photos, pictures
 
 
 def _read_names(document: dict[str, Any], label: str) -> tuple[str, str | None]:

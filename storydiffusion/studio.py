@@ -275,6 +275,8 @@ class StudioSession:
             bank=self.result.bank,
             layout=self.layout,
             bank_story=self.bank_story,
+            photos=self.steered.photo_images,
+            controls=self.steered.control_images,
         )
         (self.workdir / DOWNLOADS_DIR).mkdir(exist_ok=True)
         path = self.workdir / DOWNLOADS_DIR / f"{_slug(self.story.title)}-project.zip"
@@ -303,7 +305,7 @@ class StudioSession:
         ]
         self.story, self.model, self.layout = project.story, project.model, project.layout or self.layout
         self.bank_story = project.bank_story if project.bank_story is not None else copy.deepcopy(project.story)
-        self.steered = StoryUploads()  # the project's story names no uploads of this session
+        self.steered = StoryUploads.from_project(project.story, project.photos, project.controls)
         self.result = StoryResult(
             story=project.story,
             settings=project.settings,

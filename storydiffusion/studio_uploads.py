@@ -53,6 +53,19 @@ class StoryUploads:
             story.panels[index].control = PanelControl(kind, filename, self.control_scale)
         return story
 
+    @classmethod
+    def from_project(
+        cls, story: Story, photos: dict[str, Image.Image], controls: dict[int, Image.Image]
+    ) -> StoryUploads:
+        """The uploads a saved project carries, named as its story names them (file names only)."""
+        found = cls()
+        for name, image in photos.items():
+            found.photos[name] = (story.characters[name].reference or f"{name}.png", image)
+        for index, image in controls.items():
+            control = story.panels[index].control
+            found.controls[index] = (control.kind, control.image, image)
+        return found
+
     @property
     def photo_images(self) -> dict[str, Image.Image]:
         return {name: image for name, (_, image) in self.photos.items()}

@@ -117,3 +117,41 @@ def test_a_story_naming_a_file_is_never_read_by_the_studio(tmp_path, tiny_sdxl):
     events = list(studio.generate(tiny_sdxl, story, story.settings, "tiny-sdxl", StoryUploads()))
     assert isinstance(events[-1].error, StoryError) and "comes as an upload" in str(events[-1].error)
     studio.close()
+
+
+def test_a_project_carries_its_photos_and_poses_and_redraws_with_them_elsewhere(tmp_path, tiny_sdxl):
+    import json
+    import zipfile
+
+    from storydiffusion.errors import ProjectError
+    from storydiffusion.project import load_project
+
+    files = [upload(tmp_path / "a", "Mia.png"), upload(tmp_path / "b", "2-openpose.png", colour="blue")]
+    steered = story_uploads(make_story(), [files[0]], [files[1]], [f["path"] for f in files], 0.8, 1.0)
+    maker = StudioSession(workdir=tmp_path / "maker")
+    list(maker.generate(tiny_sdxl, make_story(), make_story().settings, "tiny-sdxl", steered))
+    saved = maker.save_project()
+    with zipfile.ZipFile(saved) as archive:
+        names = set(archive.namelist())
+        document = json.loads(archive.read("project.json"))
+    assert {"references/photo_01.png", "controls/panel_002.png"} <= names
+    assert document["references"] == {"Mia": "references/photo_01.png"}
+    assert document["story"]["characters"]["Mia"]["reference"] == "Mia.png"  # a file name, no path
+    other = StudioSession(workdir=tmp_path / "other")
+    other.load_project(saved, tiny_sdxl)
+    redrawn = other.regenerate_panel(tiny_sdxl, 1, seed=maker.panels()[1].seed)
+    assert redrawn.image.tobytes() == maker.panels()[1].image.tobytes()  # the pose came along
+    # A hand-edited record naming another member is refused before anything is read.
+    forged = tmp_path / "forged.zip"
+    with zipfile.ZipFile(saved) as source, zipfile.ZipFile(forged, "w") as target:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == "project.json":
+                edited = json.loads(data)
+                edited["references"] = {"Mia": "panels/panel_001.png"}
+                data = json.dumps(edited).encode()
+            target.writestr(item, data)
+    with pytest.raises(ProjectError, match="reference photo entry 'Mia' does not match"):
+        load_project(forged)
+    maker.close()
+    other.close()
