@@ -214,10 +214,22 @@ def test_animate_tab_makes_a_video_between_two_panels(page):
     page.click("#animate")
     page.get_by_text(re.compile(r"Panels 1 → 3: 16 frames")).wait_for(timeout=180_000)
     assert "linear interpolation" in page.inner_text("#animation-note")
-    page.wait_for_selector("#video video", timeout=30_000)
+    page.wait_for_selector("#video video", timeout=90_000)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "studio-animate.png"), full_page=True)
     page.get_by_role("tab", name="Story").click()
+
+
+def fill_until_kept(page, selector: str, value: str, tries: int = 10) -> None:
+    """Type ``value`` and wait until the box keeps it. Just after the page loads, a box of the Advanced
+    settings sometimes falls back to its first value right after typing (seen for the seed, from before
+    this test was written; not yet explained): typing again then keeps it."""
+    for _ in range(tries):
+        page.fill(selector, value)
+        page.wait_for_timeout(400)
+        if page.input_value(selector) == value:
+            return
+    raise AssertionError(f"{selector} never kept {value!r}")
 
 
 def status_line(page) -> str:
@@ -228,17 +240,17 @@ def test_errors_show_in_the_status_line_naming_the_field_without_toasts(page):
     """A failed action says why next to the buttons, in the studio's words; nothing else on the page changes."""
     page.fill("#story textarea", "")
     page.click("#generate")
-    page.wait_for_function("document.querySelector('#status')?.innerText.includes('⚠')", timeout=30_000)
+    page.wait_for_function("document.querySelector('#status')?.innerText.includes('⚠')", timeout=90_000)
     assert "⚠ Story: write one panel per line" in status_line(page)  # the box's name, the page's words
     page.fill("#characters textarea", "[Mia] a girl in a red dress")
     page.fill("#story textarea", "[Mia] runs")
     page.get_by_text("Advanced").click()
-    width = page.locator("#width input[type=number]")
-    width.fill("70")
-    width.press("Enter")
+    # A slider snaps a typed value to its steps (a width of 70 becomes 64 at once), so the setting the
+    # page can get wrong is the seed, a text box: its message names the box, never a command-line flag.
+    fill_until_kept(page, "#seed input", "-5")
     page.click("#generate")
-    page.wait_for_function("document.querySelector('#status')?.innerText.includes('Width')", timeout=30_000)
-    assert "⚠ Width must be a multiple of 8" in status_line(page) and "--" not in status_line(page)
+    page.wait_for_function("document.querySelector('#status')?.innerText.includes('Seed')", timeout=90_000)
+    assert "⚠ Seed: '-5' is not a number (allowed 0.." in status_line(page) and "--" not in status_line(page)
     assert page.locator("#generate").is_enabled() and page.locator("#stop").is_disabled()  # nothing started
     page.get_by_text("Change one panel or the lettering").click()
     page.click("#regenerate")
@@ -329,7 +341,7 @@ def test_choosing_a_layout_before_generating_is_remembered_not_an_error(page):
     page.click("#layout input")
     page.get_by_role("option", name="manga").click()
     page.get_by_text("Layout manga: the pages are typeset with it when the story is generated.").wait_for(
-        timeout=30_000
+        timeout=90_000
     )
     assert "no panels yet" not in page.inner_text("body")
     generate_story(page)
@@ -401,7 +413,7 @@ def test_stop_before_the_first_panel_ends_calmly_and_the_buttons_follow_the_run(
     steps.fill("40")
     steps.press("Enter")
     page.click("#generate")
-    page.wait_for_function("!document.querySelector('#stop')?.disabled", timeout=30_000)
+    page.wait_for_function("!document.querySelector('#stop')?.disabled", timeout=90_000)
     assert page.locator("#generate").is_disabled()
     page.click("#stop")
     page.wait_for_function("document.querySelector('#status')?.innerText.includes('Stopped after')", timeout=120_000)
@@ -444,7 +456,7 @@ def test_clicking_a_panel_opens_the_editor_with_its_prompt_caption_and_seed(page
     page.locator("#panels img").nth(1).click()
     page.keyboard.press("Escape")  # close the gallery's preview
     page.wait_for_function(
-        "document.querySelector('#new-prompt textarea')?.value === '[Leo] reads under a tree'", timeout=30_000
+        "document.querySelector('#new-prompt textarea')?.value === '[Leo] reads under a tree'", timeout=90_000
     )
     assert page.input_value("#new-caption textarea") == "Leo preferred books."
     drawn_with = page.input_value("#panel-seed input")
@@ -469,11 +481,11 @@ def test_an_example_sets_its_story_style_seed_and_layout(page):
     page.get_by_text("Advanced").click()  # the seed field lives there
     page.click("#examples input")
     page.get_by_role("option", name="The Lighthouse Keeper").click()
-    page.wait_for_function("document.querySelector('#seed input')?.value === '7'", timeout=30_000)
+    page.wait_for_function("document.querySelector('#seed input')?.value === '7'", timeout=90_000)
     assert page.input_value("#style input") == "comic" and page.input_value("#layout input") == "classic"
     page.click("#examples input")
     page.get_by_role("option", name="지민의 하루").click()
-    page.wait_for_function("document.querySelector('#style input')?.value === 'manga'", timeout=30_000)
+    page.wait_for_function("document.querySelector('#style input')?.value === 'manga'", timeout=90_000)
     assert page.input_value("#layout input") == "manga" and page.input_value("#seed input") == "0"
     assert page.input_value("#title textarea, #title input") == "지민의 하루"
     assert "[" in page.input_value("#characters textarea") and page.input_value("#story textarea")
@@ -485,7 +497,7 @@ def test_a_reload_keeps_the_story_typed_in_this_browser_only(page, browser, stud
     page.wait_for_timeout(1500)  # the browser stores what the page sent back
     page.reload()
     page.wait_for_selector("#generate")
-    page.wait_for_function("document.querySelector('#story textarea')?.value.includes('[Mia] sits')", timeout=30_000)
+    page.wait_for_function("document.querySelector('#story textarea')?.value.includes('[Mia] sits')", timeout=90_000)
     assert page.input_value("#characters textarea") == "[Mia] a girl in a red dress"
     stranger = open_studio(browser, studio_url)  # another browser profile: nothing of it
     try:
@@ -498,8 +510,8 @@ def test_a_reload_keeps_the_story_typed_in_this_browser_only(page, browser, stud
 def test_ctrl_enter_generates(page):
     page.fill("#characters textarea", "[Mia] a girl in a red dress")
     page.fill("#story textarea", "[Mia] runs")
-    page.wait_for_function("window.storydiffusionShortcuts === true", timeout=30_000)  # the page's script ran
-    page.wait_for_function("!document.querySelector('#generate')?.disabled", timeout=30_000)
+    page.wait_for_function("window.storydiffusionShortcuts === true", timeout=90_000)  # the page's script ran
+    page.wait_for_function("!document.querySelector('#generate')?.disabled", timeout=90_000)
     page.locator("#story textarea").press("Control+Enter")
     page.wait_for_function(
         "document.querySelector('#stop')?.disabled === false || "
@@ -517,7 +529,7 @@ def test_manga_pages_say_they_read_right_to_left_and_a_page_opens_zoomed(page):
     page.keyboard.press("Escape")  # close the gallery's own preview
     page.wait_for_function(
         "(() => { const p = document.querySelector('#page-view img'); return p && p.complete && p.naturalWidth > 0 })()",
-        timeout=30_000,
+        timeout=90_000,
     )
     page.wait_for_timeout(500)  # the viewer has opened around the page
     zoom = page.locator("#zoom input[type=number]")
@@ -526,7 +538,7 @@ def test_manga_pages_say_they_read_right_to_left_and_a_page_opens_zoomed(page):
     page.wait_for_function(
         "document.querySelector('#page-view img').getBoundingClientRect().width > "
         "2.4 * document.querySelector('#page-view').getBoundingClientRect().width",
-        timeout=30_000,
+        timeout=90_000,
     )
     frame = "document.querySelector('#page-view img').parentElement"
     assert page.evaluate(f"{frame}.scrollWidth > {frame}.clientWidth"), "a zoomed page must scroll, not be cut off"
@@ -550,7 +562,7 @@ def test_the_runs_history_never_shows_objects(page):
     page.keyboard.press("Escape")
     page.fill("#story textarea", "")
     page.click("#generate")  # a failed run too
-    page.wait_for_function("document.querySelector('#status')?.innerText.includes('⚠')", timeout=30_000)
+    page.wait_for_function("document.querySelector('#status')?.innerText.includes('⚠')", timeout=90_000)
     assert history_shows_no_objects(page)
 
 
@@ -561,7 +573,7 @@ def test_the_page_meets_wcag_contrast_and_every_control_has_a_name(page):
     for section in ("Advanced", "Change one panel or the lettering", "Save or continue a project"):
         page.get_by_text(section, exact=True).click()
     generate_story(page)
-    page.wait_for_function("!document.querySelector('#generate')?.disabled", timeout=30_000)
+    page.wait_for_function("!document.querySelector('#generate')?.disabled", timeout=90_000)
     page.wait_for_timeout(800)  # the buttons' colour transition ends
     problems = [
         f"{violation['id']}: {[node['target'] for node in violation['nodes']][:5]}"
@@ -611,9 +623,9 @@ def test_a_huge_seed_is_shown_as_typed_and_refused_by_name(page):
     page.fill("#characters textarea", "[Mia] a girl in a red dress")
     page.fill("#story textarea", "[Mia] runs")
     page.get_by_text("Advanced", exact=True).click()
-    page.fill("#seed input", str(2**70))
+    fill_until_kept(page, "#seed input", str(2**70))
     page.click("#generate")
-    page.wait_for_function("document.querySelector('#status')?.innerText.includes('Seed')", timeout=30_000)
+    page.wait_for_function("document.querySelector('#status')?.innerText.includes('Seed')", timeout=90_000)
     assert str(2**70) in status_line(page) and "e+" not in status_line(page)
     assert page.input_value("#seed input") == str(2**70)  # never rounded, never turned into 0
     page.fill("#seed input", str(2**62 + 1))  # beyond a browser's exact integers, a valid seed
@@ -635,13 +647,13 @@ def test_photos_poses_places_and_subject_consistency_from_the_page(page, tmp_pat
     page.get_by_text("Reference photos and poses", exact=True).click()
     page.set_input_files("#reference-photos input[type=file]", str(photo))
     page.set_input_files("#control-images input[type=file]", str(pose))
-    page.wait_for_function("document.querySelector('#characters-table')?.innerText.includes('Mia.png')", timeout=30_000)
+    page.wait_for_function("document.querySelector('#characters-table')?.innerText.includes('Mia.png')", timeout=90_000)
     page.get_by_text("Advanced", exact=True).click()
     page.get_by_text("characters only (subject)").click()
     page.click("#generate")
     page.wait_for_function("document.querySelector('#status')?.innerText.includes('Done: 3 of 3')", timeout=240_000)
     assert page.locator("#panels img").count() >= 3
-    page.wait_for_function("!document.querySelector('#generate')?.disabled", timeout=30_000)
+    page.wait_for_function("!document.querySelector('#generate')?.disabled", timeout=90_000)
     page.wait_for_timeout(800)  # the buttons' colour transition ends
     # Gradio's own multi-file box puts its upload icon button inside its drop zone (nested-interactive);
     # that one node aside, the new controls meet the same bar as the rest of the page.
@@ -666,6 +678,6 @@ def test_a_photo_named_after_nobody_is_refused_on_the_status_line(page, tmp_path
     page.get_by_text("Reference photos and poses", exact=True).click()
     page.set_input_files("#reference-photos input[type=file]", str(stranger))
     page.click("#generate")
-    page.wait_for_function("document.querySelector('#status')?.innerText.includes('Zed.png')", timeout=30_000)
+    page.wait_for_function("document.querySelector('#status')?.innerText.includes('Zed.png')", timeout=90_000)
     assert "names no character of the story" in status_line(page)
     assert page.locator("#panels img").count() == 0

@@ -18,7 +18,14 @@ from file_helpers import png_header_only
 from PIL import Image
 
 from storydiffusion.errors import ProjectError
-from storydiffusion.project import MAX_PROJECT_PANELS, Project, ProjectLimits, load_project, save_project
+from storydiffusion.project import (
+    MAX_PROJECT_PANELS,
+    MAX_PROJECT_PHOTOS,
+    Project,
+    ProjectLimits,
+    load_project,
+    save_project,
+)
 from storydiffusion.settings import GenerationSettings
 from storydiffusion.story import story_from_text
 
@@ -94,14 +101,16 @@ def test_a_zip_bomb_is_refused_by_its_compression_ratio(tmp_path, upload):
 
 def test_too_many_entries_are_refused_before_any_is_read(tmp_path, upload):
     members = project_members(tmp_path)
-    crowd = {f"panels/x{i}.png": b"" for i in range(MAX_PROJECT_PANELS + 2)}
+    allowed = ProjectLimits().max_entries  # a panel and a control image per panel, the photos, json, bank, folders
+    assert allowed == 2 * MAX_PROJECT_PANELS + MAX_PROJECT_PHOTOS + 5
+    crowd = {f"panels/x{i}.png": b"" for i in range(allowed - len(members) + 1)}
+    upload(zipped({**members, **crowd}), f"{allowed + 1:,} entries", f"more than the {allowed:,}")
+    small = ProjectLimits(max_panels=1).max_entries
+    extra = {f"{k}.txt": b"" for k in range(small - len(members) + 1)}
     upload(
-        zipped({**members, **crowd}), f"{MAX_PROJECT_PANELS + 5:,} entries", f"more than the {MAX_PROJECT_PANELS + 3:,}"
-    )
-    upload(
-        zipped({**members, "a.txt": b"", "b.txt": b""}),
-        "5 entries",
-        "more than the 4",
+        zipped({**members, **extra}),
+        f"{small + 1} entries",
+        f"more than the {small}",
         limits=ProjectLimits(max_panels=1),
     )
     upload(zipped(members), "project.json", "2 panels", "more than the 1", limits=ProjectLimits(max_panels=1))
