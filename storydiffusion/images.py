@@ -48,10 +48,13 @@ def image_size(
     max_bytes: int = MAX_IMAGE_BYTES,
     max_pixels: int = MAX_IMAGE_PIXELS,
     formats: tuple[str, ...] = IMAGE_FORMATS,
+    max_ratio: float | None = None,
 ) -> tuple[int, int]:
     """(width, height) from the header alone, with the same checks as ``read_image``: cheap enough to
     look at every panel before drawing any."""
     with _open_checked(source, name, max_bytes, max_pixels, formats) as image:
+        if max_ratio is not None:
+            _check_ratio(image, _label(source, name), max_ratio)
         return image.size
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from .errors import ImageInputError, StoryError, shown
+from .errors import StoryError, shown
 from .planning import Batch
 from .reference_adapter import read_reference
 from .story import Story
@@ -47,12 +47,7 @@ def story_images(story: Story) -> dict[str, Image.Image]:
     for number, panel in enumerate(story.panels, start=1):
         if panel.control is not None:
             label = f"panel {number}: control.image ({panel.control.image})"
-            width, height = image_size(panel.control.image, label)
-            if max(width, height) > MAX_CONTROL_RATIO * min(width, height):
-                raise ImageInputError(
-                    f"{label}: the image is {width} x {height} pixels, a long side more than "
-                    f"{MAX_CONTROL_RATIO:g} times the short one: crop it closer to the panel's shape"
-                )
+            image_size(panel.control.image, label, max_ratio=MAX_CONTROL_RATIO)
     return story_photos(story)
 
 
