@@ -339,7 +339,14 @@ def run_plan(args: argparse.Namespace) -> int:
     story, manifest_model = _load_story_and_model(args.story)
     settings = generation_settings(story.settings, args)
     with _quiet_model_libraries():
-        planner = MemoryPlanner(story, settings, args.model or manifest_model, device=args.device, dtype=args.dtype)
+        planner = MemoryPlanner(
+            story,
+            settings,
+            args.model or manifest_model,
+            device=args.device,
+            dtype=args.dtype,
+            control_union=args.control_union,
+        )
     requested = planner.requested(**_plan_placement(args))
     print(format_plan(planner, planner.predict(requested)))
     if args.vram is None and args.ram is None:

@@ -110,6 +110,7 @@ def _add_plan(plan: argparse.ArgumentParser) -> None:
     plan.add_argument("--vae-tiling", action="store_true", help="(implies --vae-slicing in the prediction)")
     plan.add_argument("--bank-on-device", action="store_true", help="predict with the identity bank in GPU memory")
     plan.add_argument("--low-vram", action="store_true", help="predict with generate's --low-vram preset")
+    plan.add_argument("--control-union", action="store_true", help="predict with generate's --control-union")
     plan.add_argument(
         "--vram", type=_size, help="device memory budget, e.g. 12GB or 12GiB: print the settings that fit"
     )

@@ -18,6 +18,14 @@ import torch
 
 from .bank_layout import expected_bank_layout, guides
 from .errors import SettingsError
+from .memory_adapters import (
+    batch_is_controlled,
+    control_residual_elements,
+    controlnet_skeletons,
+    has_references,
+    reference_skeletons,
+    story_control_kinds,
+)
 from .memory_model import (
     build_skeleton,
     model_configs,
@@ -136,10 +144,13 @@ class MemoryPlanner:
         *,
         device: str = "cuda",
         dtype: str = "auto",
+        control_union: bool = False,
     ):
         from .pipeline import StoryPipeline
 
         configs, spec = model_configs(model)
+        if control_union and configs.family != "sdxl":
+            raise SettingsError("the union ControlNet is for SDXL models: leave out --control-union with SD 1.5")
         self.skeleton = build_skeleton(configs)
         pipeline = StoryPipeline(self.skeleton, spec)
         self.story = story
@@ -150,6 +161,11 @@ class MemoryPlanner:
         self.dtype = select_dtype(self.device, dtype)
         self.halves = 2 if guides(self.skeleton, self.settings) else 1
         self.bank_per_image = self._bank_per_image(pipeline.consistent_layer_names)
+        self.control_kinds = story_control_kinds(story, control_union)
+        tiny = spec.source == "tiny"
+        self.adapters = controlnet_skeletons(self.skeleton.unet, configs.family, self.control_kinds, tiny)
+        if has_references(story):
+            self.adapters.update(reference_skeletons(self.skeleton.unet, configs.family, tiny))
         self.component_bytes = self._weights()
 
     @property
@@ -167,18 +183,35 @@ class MemoryPlanner:
         """Bytes of each component's weights in the run's dtype."""
         parts = {"unet": self.skeleton.unet, "vae": self.skeleton.vae}
         parts.update({f"text encoder {i + 1}": module for i, module in enumerate(self.skeleton.text_encoders)})
+        parts.update(self.adapters)
         return {name: module_bytes(module, self.dtype) for name, module in parts.items()}
 
     def requested(self, *, cpu_offload: bool = False, vae: str = "plain", bank_tier: str = "host") -> PlanOptions:
         return PlanOptions(self.settings.window, cpu_offload, vae, bank_tier)
 
+    @property
+    def latent_size(self) -> tuple[int, int]:
+        factor = self.skeleton.vae_scale_factor
+        return self.settings.height // factor, self.settings.width // factor
+
     def unet_bytes(self, images: int) -> int:
         """Activations of one UNet forward over ``images`` images (both CFG halves)."""
-        latent = (
-            self.settings.height // self.skeleton.vae_scale_factor,
-            self.settings.width // self.skeleton.vae_scale_factor,
-        )
-        return self.halves * images * unet_activation_elements(self.skeleton.unet.config, *latent) * self.dtype_size
+        elements = unet_activation_elements(self.skeleton.unet.config, *self.latent_size)
+        return self.halves * images * elements * self.dtype_size
+
+    def control_bytes(self, images: int) -> int:
+        """What ControlNets add to a controlled UNet forward: the residuals it holds (a second set while
+        several nets' are summed) and a control image per kind of map, per image and CFG half."""
+        if not self.control_kinds:
+            return 0
+        kinds = len(story_control_kinds(self.story, union=False))
+        residuals = control_residual_elements(self.skeleton.unet.config, *self.latent_size) * min(kinds, 2)
+        pictures = 3 * self.settings.height * self.settings.width * kinds
+        return self.halves * images * (residuals + pictures) * self.dtype_size
+
+    def denoise_component(self, weights: dict[str, int]) -> int:
+        """Weights on the device while the UNet runs under offload: the UNet with its adapter layers and nets."""
+        return weights["unet"] + sum(size for name, size in weights.items() if name.startswith(("ControlNet", "IP-")))
 
     def decode_bytes(self, images: int, vae: str) -> int:
         """Activations of decoding a batch: all its images at once, one at a time (slicing), or in tiles."""
@@ -198,8 +231,8 @@ class MemoryPlanner:
         plan = plan_story(self.story, dataclasses.replace(self.settings, window=options.window))
         weights = self.component_bytes
         bank_images = _bank_images(plan)
-        identity = [(len(b.images), held) for b, held in zip(plan, bank_images) if b.kind == "identity"]
-        reads = [(len(b.images), held) for b, held in zip(plan, bank_images) if b.kind != "identity"]
+        identity = [(b, held) for b, held in zip(plan, bank_images) if b.kind == "identity"]
+        reads = [(b, held) for b, held in zip(plan, bank_images) if b.kind != "identity"]
         phases = [
             self._denoise_phase(name, batches, options, weights)
             for name, batches in (("identity pass", identity), ("read batches", reads))
@@ -219,12 +252,17 @@ class MemoryPlanner:
         host = (total if options.cpu_offload else 0) + host_bank
         return Phase(name, images, CUDA_CONTEXT_BYTES + on_device + work + device_bank, host)
 
-    def _denoise_phase(self, name: str, batches: list[tuple[int, int]], options: PlanOptions, weights) -> Phase:
-        images = max(count for count, _ in batches)
+    def _denoise_phase(self, name: str, batches: list[tuple[Batch, int]], options: PlanOptions, weights) -> Phase:
+        images = max(len(batch.images) for batch, _ in batches)
         bank = max(held for _, held in batches) * self.bank_per_image
         if name == "read batches" and self._caches_projections(options):
             bank *= 1 + PROJECTED_PER_BANK_BYTE  # the run's cache of projected keys and values, beside the bank
-        return self._place(name, images, self.unet_bytes(images), weights["unet"], bank, options, weights)
+        work = max(
+            self.unet_bytes(len(batch.images))
+            + (self.control_bytes(len(batch.images)) if batch_is_controlled(self.story, batch) else 0)
+            for batch, _ in batches
+        )
+        return self._place(name, images, work, self.denoise_component(weights), bank, options, weights)
 
     def _caches_projections(self, options: PlanOptions) -> bool:
         """Reads keep projected keys and values where the bank lives when that is where they are computed

@@ -15,11 +15,11 @@ IMAGE_SIZE = 32
 IP_TOKENS = 4
 
 
-def tiny_image_encoder(seed: int = 0) -> Any:
-    """A CLIPVisionModelWithProjection of width 32 on 32x32 pictures, seeded."""
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+def tiny_image_encoder_config() -> Any:
+    """The tiny CLIP image encoder's config: width 32 on 32x32 pictures."""
+    from transformers import CLIPVisionConfig
 
-    config = CLIPVisionConfig(
+    return CLIPVisionConfig(
         hidden_size=32,
         intermediate_size=37,
         num_hidden_layers=2,
@@ -28,7 +28,13 @@ def tiny_image_encoder(seed: int = 0) -> Any:
         patch_size=8,
         projection_dim=IMAGE_EMBED_DIM,
     )
-    return _build_random(lambda: CLIPVisionModelWithProjection(config), seed, 8)
+
+
+def tiny_image_encoder(seed: int = 0) -> Any:
+    """A CLIPVisionModelWithProjection of the tiny config, seeded."""
+    from transformers import CLIPVisionModelWithProjection
+
+    return _build_random(lambda: CLIPVisionModelWithProjection(tiny_image_encoder_config()), seed, 8)
 
 
 def tiny_ip_adapter_state(unet: Any, seed: int = 0) -> dict[str, dict[str, torch.Tensor]]:
@@ -62,9 +68,9 @@ def tiny_ip_adapter_state(unet: Any, seed: int = 0) -> dict[str, dict[str, torch
 TINY_CONTROL_SEEDS = {"openpose": 10, "canny": 11, "depth": 12, "union": 13}
 
 
-def tiny_controlnet(family: str, kind: str, seed: int = 0) -> Any:
-    """A ControlNetModel shaped like the tiny UNet of ``family`` (its conditioning image at the tiny VAE's
-    factor 2), seeded per kind of map."""
+def tiny_controlnet_config(family: str, kind: str) -> tuple[type, dict[str, Any]]:
+    """The class and config of a ControlNet shaped like the tiny UNet of ``family`` (its conditioning
+    image at the tiny VAE's factor 2)."""
     import inspect
 
     from diffusers import ControlNetModel, ControlNetUnionModel
@@ -78,4 +84,10 @@ def tiny_controlnet(family: str, kind: str, seed: int = 0) -> Any:
     if kind == "union":
         width = config["block_out_channels"][0]
         config.update(num_trans_channel=width, num_trans_head=2, num_proj_channel=width)
+    return model_class, config
+
+
+def tiny_controlnet(family: str, kind: str, seed: int = 0) -> Any:
+    """A tiny ControlNet of ``kind`` (``tiny_controlnet_config``), seeded per kind of map."""
+    model_class, config = tiny_controlnet_config(family, kind)
     return _build_random(lambda: model_class(**config), seed, TINY_CONTROL_SEEDS[kind])
