@@ -9,7 +9,6 @@ always: the ControlNet adds to the UNet's features, the UNet's processors are un
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import logging
 from collections.abc import Mapping
@@ -21,7 +20,7 @@ import torch
 from PIL import Image
 
 from .errors import ModelError, StoryError, shown
-from .images import read_image
+from .images import pixel_fingerprint, read_image
 from .planning import Batch
 from .reference_adapter import adapter_sources
 from .story import Story
@@ -82,10 +81,6 @@ def story_control_maps(
     }
 
 
-def map_fingerprint(picture: Image.Image) -> str:
-    return hashlib.sha256(picture.tobytes()).hexdigest()[:16]
-
-
 def control_signature(story: Story, settings: Any, maps: Mapping[int, Image.Image]) -> dict[str, Any]:
     """The bank signature's entry for control maps of identity panels (kind, map, scale): the bank holds
     what those panels were drawn with; empty when none has one."""
@@ -97,7 +92,7 @@ def control_signature(story: Story, settings: Any, maps: Mapping[int, Image.Imag
     signed = {
         str(index + 1): [
             story.panels[index].control.kind,
-            map_fingerprint(maps[index]),
+            pixel_fingerprint(maps[index]),
             story.panels[index].control.scale,
         ]
         for index in sorted(members)

@@ -8,6 +8,7 @@ the user gave it. Any colour mode becomes RGB; an animated file (GIF, APNG, WebP
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import stat
@@ -56,6 +57,12 @@ def image_size(
         if max_ratio is not None:
             _check_ratio(image, _label(source, name), max_ratio)
         return image.size
+
+
+def pixel_fingerprint(image: Image.Image) -> str:
+    """A short hash of an image's size, mode and pixels: what a saved bank records of the pictures it was made with."""
+    digest = hashlib.sha256(f"{image.size}{image.mode}".encode() + image.tobytes())
+    return digest.hexdigest()[:16]
 
 
 def read_image(

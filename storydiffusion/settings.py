@@ -23,6 +23,8 @@ DEFAULT_FRAMES = 16
 DEFAULT_FPS = 8.0
 # Longest text a setting or a story's text field may hold; the text encoder reads only the first 77 tokens.
 MAX_TEXT_CHARS = 20_000
+# Longest file path a story may name (a reference photo, a control image): the longest Linux accepts.
+MAX_PATH_CHARS = 4096
 # Largest sampling-rate key: a layer's downsampling factor relative to the latent (a UNet has 1 to 8).
 MAX_FACTOR = 1024
 

@@ -7,7 +7,6 @@ pass (window mode, no consistency), the panels that show that character alone.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +14,7 @@ import torch
 from PIL import Image
 
 from .errors import StoryError, shown
+from .images import pixel_fingerprint
 from .planning import Batch
 from .reference_adapter import read_reference
 from .story import Story
@@ -51,19 +51,13 @@ def story_images(story: Story) -> dict[str, Image.Image]:
     return story_photos(story)
 
 
-def photo_fingerprint(photo: Image.Image) -> str:
-    """A short hash of the pixels: a bank made from one photo is refused by a run given another."""
-    digest = hashlib.sha256(f"{photo.size}".encode() + photo.tobytes())
-    return digest.hexdigest()[:16]
-
-
 def reference_signature(story: Story, photos: Mapping[str, Image.Image]) -> dict[str, Any]:
     """The bank signature's entry for reference photos (photo and scale per character); empty without photos."""
     if not photos:
         return {}
     return {
         "references": {
-            name: [photo_fingerprint(photo), story.characters[name].reference_scale]
+            name: [pixel_fingerprint(photo), story.characters[name].reference_scale]
             for name, photo in sorted(photos.items())
         }
     }

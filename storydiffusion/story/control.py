@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoryError, shown
-from ..settings import SETTING_RANGES
+from ..settings import MAX_PATH_CHARS, SETTING_RANGES
 
 CONTROL_KINDS = ("openpose", "canny", "depth")
 CONTROL_KEYS = ("type", "image", "scale")
 DEFAULT_CONTROL_SCALE = 0.8
-MAX_PATH_CHARS = 4096
 
 
 @dataclass(frozen=True)

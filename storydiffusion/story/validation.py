@@ -10,7 +10,7 @@ import unicodedata
 from typing import Any
 
 from ..errors import SettingsError, StoryError, shown, wrong_kind
-from ..settings import MAX_TEXT_CHARS, SETTING_RANGES
+from ..settings import MAX_PATH_CHARS, MAX_TEXT_CHARS, SETTING_RANGES
 from .control import check_control
 from .model import DEFAULT_REFERENCE_SCALE, Character, DialogueLine, Panel, Story
 from .names import (
@@ -31,7 +31,6 @@ NO_PANELS = "the story has no panels: write one panel per line (in a story file,
 NO_CHARACTER_MESSAGE = "names no character: add a [Name] tag, or [NC] for a panel without characters"
 _NAME_PUNCTUATION = frozenset(" -_.'\u2019")
 MAX_NAME_CHARS = 100  # a name is shown in bubbles and messages: longer is a mistake
-MAX_PATH_CHARS = 4096  # the longest path Linux accepts
 
 
 # ------------------------------------------------------------------------------------ shared checks
