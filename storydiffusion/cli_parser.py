@@ -6,6 +6,7 @@ import argparse
 import re
 from typing import NoReturn
 
+from .cli_evaluation import add_evaluate
 from .settings import DEFAULT_FPS, DEFAULT_FRAMES, MAX_FACTOR, SETTING_RANGES
 
 __all__ = ["CommandParser", "build_parser"]
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
             "plan", help="predict the memory of each phase of a story, and the settings that fit a budget"
         )
     )
+    add_evaluate(commands.add_parser("evaluate", help="score a run folder's consistency (CLIP-T, CLIP-I, ...)"))
     return parser
 
 

@@ -36,6 +36,8 @@ EXPORT_FILES = (PDF_NAME, CBZ_NAME, ZIP_NAME)
 VIDEO_DIR = "video"
 PAGES_INDEX = "pages.json"
 PAGES_FORMAT = "storydiffusion-pages/1"
+METRICS_NAME = "metrics.json"  # `storydiffusion evaluate`: the run's scores
+METRICS_FORMAT = "storydiffusion-metrics/1"
 STAGING_DIR = ".storydiffusion-staging"  # an --overwrite run is drawn here, then replaces the old one
 MAX_NAME_BYTES = 255  # the longest file name ext4, APFS and NTFS accept
 MAX_MANIFEST_BYTES = 64 * 2**20  # a story.json of 10,000 panels is about 10 MB
@@ -145,8 +147,8 @@ def check_output_dir(out_dir: str | os.PathLike, overwrite: bool = False) -> Pat
 def written_files(run_dir: str | os.PathLike) -> list[Path]:
     """The files of ``run_dir`` that this tool wrote, as its own records name them.
 
-    Read from ``story.json`` (panels, identity bank), ``pages/pages.json`` (pages and exports) and
-    ``video/*.json`` (clips). Only the temporaries of interrupted atomic writes of those files carry
+    Read from ``story.json`` (panels, identity bank), ``pages/pages.json`` (pages and exports),
+    ``video/*.json`` (clips) and ``metrics.json`` (scores, by its format). Only the temporaries of interrupted atomic writes of those files carry
     no record (``panels/.panel_001.tmp.png``); a run writes its manifest before its first panel, so
     no panel is ever unrecorded. Anything else is the user's and is never listed, however its name
     looks. Only existing files inside ``run_dir`` are returned.
@@ -168,6 +170,9 @@ def written_files(run_dir: str | os.PathLike) -> list[Path]:
         names.append(f"{PAGES_DIR}/{PAGES_INDEX}")
         names += [f"{PAGES_DIR}/{entry.get('file')}" for entry in pages.get("pages") or [] if isinstance(entry, dict)]
     names += recorded_exports(run)
+    metrics = _read_json(run / METRICS_NAME)
+    if metrics is not None and metrics.get("format") == METRICS_FORMAT:
+        names.append(METRICS_NAME)
     for info in sorted((run / VIDEO_DIR).glob("*.json")) if (run / VIDEO_DIR).is_dir() else []:
         clip = _read_json(info)
         if clip is not None and isinstance(clip.get("files"), list):
@@ -184,7 +189,7 @@ def written_files(run_dir: str | os.PathLike) -> list[Path]:
 
 
 def _shaped_like_ours(name: str) -> bool:
-    fixed = (MANIFEST_NAME, BANK_NAME, f"{PAGES_DIR}/{PAGES_INDEX}", *EXPORT_FILES)
+    fixed = (MANIFEST_NAME, BANK_NAME, METRICS_NAME, f"{PAGES_DIR}/{PAGES_INDEX}", *EXPORT_FILES)
     return name in fixed or any(shape.fullmatch(name) for shape in _OWN_NAME_SHAPES)
 
 
@@ -315,6 +320,9 @@ class RunWriter:
 
     def start(self, result) -> None:
         self.result = result
+        metrics = _read_json(self.out / METRICS_NAME)
+        if metrics is not None and metrics.get("format") == METRICS_FORMAT:  # scores of an older drawing
+            (self.out / METRICS_NAME).unlink()
         self._write(complete=False)
 
     def panel(self, panel) -> None:

@@ -1,0 +1,174 @@
+"""``storydiffusion evaluate RUN``: a run folder's panels scored, ``metrics.json`` written, a table printed.
+
+The run's own records decide what is read: ``story.json`` names the panels and their subject masks
+(``--save-masks``), the story gives the prompts, the characters each panel shows and their regions.
+Every picture goes through the image gate. ``metrics.json`` is this tool's file (listed by
+``rundir.written_files``), written atomically; a file of that name that is not ours is never replaced.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ..atomic import write_json
+from ..errors import ImageInputError, StoryDiffusionError
+from ..images import read_image
+from ..rundir import (
+    MANIFEST_NAME,
+    MASKS_DIR,
+    METRICS_FORMAT,
+    METRICS_NAME,
+    manifest_panels,
+    mask_filename,
+    read_manifest,
+    story_from_manifest,
+)
+from ..story import Story
+from .encoders import ImageEmbedder, StoryEncoder
+from .story_metrics import Crop, StoryScores, score_story
+
+MASK_LEVEL = 128  # a saved mask pixel at or above this is the character's
+MIN_CROP_PIXELS = 16  # a crop narrower or shorter than this says nothing about a character
+
+
+def check_run(run_dir: str | os.PathLike) -> tuple[Story, dict[int, dict[str, Any]]]:
+    """The story of a run folder and its manifest's panel entries, checked before any encoder loads."""
+    run = Path(run_dir)
+    if not (run / MANIFEST_NAME).is_file():
+        raise StoryDiffusionError(f"{run} holds no {MANIFEST_NAME}: name a folder written by `storydiffusion generate`")
+    manifest = read_manifest(run / MANIFEST_NAME)
+    story = story_from_manifest(manifest)
+    return story, {i: entry for i, entry in manifest_panels(manifest).items() if i < len(story.panels)}
+
+
+def load_run(
+    run_dir: str | os.PathLike,
+) -> tuple[Story, dict[int, Image.Image], dict[tuple[int, str], Crop], list[str]]:
+    """The story of a run folder, its drawn panels, each character's crop where the run knows it, and notes."""
+    run = Path(run_dir)
+    story, entries = check_run(run)
+    images: dict[int, Image.Image] = {}
+    notes: list[str] = []
+    for index, entry in sorted(entries.items()):
+        path = run / entry["file"]
+        if path.is_file():
+            images[index] = read_image(path)
+    missing = len(story.panels) - len(images)
+    if missing:
+        notes.append(f"{missing} of {len(story.panels)} panels are not drawn: the scores are of the drawn ones")
+    if not images:
+        raise StoryDiffusionError(f"{run} has no drawn panel to evaluate")
+    crops: dict[tuple[int, str], Crop] = {}
+    for index, image in images.items():
+        panel = story.panels[index]
+        masks = entries[index].get("masks") if isinstance(entries[index].get("masks"), dict) else {}
+        for number, name in enumerate(panel.characters):
+            crop = _region_crop(image, panel.regions[name].box) if name in panel.regions else None
+            crop = crop or _mask_crop(run, image, masks, index, number, name)
+            if crop is not None:
+                crops[(index, name)] = crop
+    return story, images, crops, notes
+
+
+def _region_crop(image: Image.Image, box: tuple[float, float, float, float]) -> Crop | None:
+    width, height = image.size
+    pixels = (round(box[0] * width), round(box[1] * height), round(box[2] * width), round(box[3] * height))
+    if pixels[2] - pixels[0] < MIN_CROP_PIXELS or pixels[3] - pixels[1] < MIN_CROP_PIXELS:
+        return None
+    return image.crop(pixels), "region"
+
+
+def _mask_crop(run: Path, image: Image.Image, masks: dict, index: int, number: int, name: str) -> Crop | None:
+    """The bounding box of a saved subject mask, when the record names exactly this tool's file for it."""
+    expected = f"{MASKS_DIR}/{mask_filename(index, number)}"
+    if masks.get(name) != expected or not (run / expected).is_file():
+        return None
+    try:
+        mask = np.asarray(read_image(run / expected).convert("L").resize(image.size, Image.NEAREST))
+    except ImageInputError:
+        return None
+    rows, cols = np.nonzero(mask >= MASK_LEVEL)
+    if rows.size == 0 or np.ptp(cols) + 1 < MIN_CROP_PIXELS or np.ptp(rows) + 1 < MIN_CROP_PIXELS:
+        return None
+    return image.crop((int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1)), "mask"
+
+
+def reference_photos(story: Story) -> tuple[dict[str, Image.Image], list[str]]:
+    """The characters' reference photos that can still be read, and a note for each that cannot."""
+    photos, notes = {}, []
+    for name, character in story.characters.items():
+        if character.reference is None:
+            continue
+        try:
+            photos[name] = read_image(character.reference)
+        except ImageInputError:
+            notes.append(f"{name}'s reference photo is not readable here: no similarity to it")
+    return photos, notes
+
+
+def evaluate_run(
+    run_dir: str | os.PathLike,
+    encoder: StoryEncoder,
+    *,
+    dreamsim: ImageEmbedder | None = None,
+    faces: Any | None = None,
+    read_references: bool = True,
+    text_prefix: str = "",
+) -> StoryScores:
+    """Every score of a run folder (``story_metrics``); nothing is written."""
+    story, images, crops, notes = load_run(run_dir)
+    photos, photo_notes = reference_photos(story) if read_references else ({}, [])
+    scores = score_story(
+        story, images, encoder, crops=crops, references=photos, dreamsim=dreamsim, faces=faces, text_prefix=text_prefix
+    )
+    scores.notes = notes + photo_notes + scores.notes
+    return scores
+
+
+def metrics_record(scores: StoryScores) -> dict[str, Any]:
+    return {"format": METRICS_FORMAT, **scores.to_dict()}
+
+
+def write_metrics(run_dir: str | os.PathLike, scores: StoryScores) -> Path:
+    """``metrics.json`` in the run folder, atomically; a file of that name that is not ours stays untouched."""
+    path = Path(run_dir) / METRICS_NAME
+    if path.is_symlink() or (path.exists() and not _is_ours(path)):
+        raise StoryDiffusionError(
+            f"{path} exists and was not written by storydiffusion evaluate: move it, or print the scores with --no-write"
+        )
+    write_json(path, metrics_record(scores))
+    return path
+
+
+def _is_ours(path: Path) -> bool:
+    from ..rundir import _read_json
+
+    record = _read_json(path)
+    return record is not None and record.get("format") == METRICS_FORMAT
+
+
+def _number(value: float | None, width: int = 9) -> str:
+    return f"{value:>{width}.4f}" if value is not None else f"{'-':>{width}}"
+
+
+def format_scores(scores: StoryScores) -> str:
+    """The scores as the CLI prints them: the story, each character, each panel."""
+    lines = [f"encoder: {scores.encoder}", ""]
+    summary = scores.summary
+    lines.append("story     " + "".join(f"{key:>17}" for key in summary))
+    lines.append("          " + "".join(_number(value, 17) for value in summary.values()))
+    lines += ["", f"{'character':<16}{'panels':>7}{'CLIP-I':>9}{'crop':>9}{'photo':>9}{'DreamSim':>9}{'face':>9}"]
+    for name, c in scores.characters.items():
+        values = (c.clip_i, c.clip_i_crop, c.clip_i_reference, c.dreamsim, c.face)
+        lines.append(f"{name[:15]:<16}{len(c.panels):>7}" + "".join(_number(v) for v in values))
+    lines += ["", f"{'panel':>5}{'CLIP-T':>9}{'CLIPScore':>10}  CLIP-I per character"]
+    for p in scores.panels:
+        per_character = ", ".join(f"{name} {value:.4f}" for name, value in p.clip_i.items())
+        lines.append(f"{p.panel:>5}{_number(p.clip_t)}{_number(p.clip_score, 10)}  {per_character}")
+    lines += [f"note: {note}" for note in scores.notes]
+    return "\n".join(lines)

@@ -1,0 +1,216 @@
+"""Measuring a story: the metrics' own properties on a fixed tiny encoder, and `evaluate` on run folders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from storydiffusion.cli import main
+from storydiffusion.evaluation import (
+    evaluate_run,
+    mean_pair_similarity,
+    pair_similarities,
+    score_story,
+    tiny_clip,
+)
+from storydiffusion.rundir import written_files
+from storydiffusion.story import Story
+
+FAST = ["--model", "tiny-sdxl", "--steps", "2", "--quiet", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return tiny_clip()
+
+
+def stripes(seed: int, vertical: bool) -> Image.Image:
+    """Red vertical or blue horizontal stripes with a little noise: two looks a fixed encoder tells apart."""
+    pixels = np.zeros((64, 64, 3), np.int64)
+    for start in range(0, 64, 8):
+        if vertical:
+            pixels[:, start : start + 4] = (200, 40, 40)
+        else:
+            pixels[start : start + 4, :] = (40, 40, 200)
+    pixels += np.random.default_rng(seed).integers(-30, 30, pixels.shape)
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def two_character_story() -> Story:
+    panels = ["[Bob] walks", "[Alice] reads", "[Bob] eats", "[Alice] sings", "[Bob] sleeps", "[Alice] runs"]
+    return Story.from_dict({"characters": {"Bob": "a man", "Alice": "a woman"}, "panels": panels})
+
+
+# ------------------------------------------------------------------------------------ the metrics
+
+
+def test_pair_similarities_are_every_pair_once(encoder):
+    embeddings = encoder.encode_images([stripes(i, i % 2 == 0) for i in range(4)])
+    naive = [float(embeddings[i] @ embeddings[j]) for i in range(4) for j in range(i + 1, 4)]
+    assert pair_similarities(embeddings).tolist() == pytest.approx(naive, abs=1e-6)
+    assert mean_pair_similarity(embeddings[:1]) is None
+
+
+def test_identical_images_give_similarity_one(encoder):
+    story = Story.from_dict({"characters": {"Bob": "a man"}, "panels": ["[Bob] walks", "[Bob] eats", "[Bob] naps"]})
+    picture = stripes(0, True)
+    scores = score_story(story, {0: picture, 1: picture.copy(), 2: picture.copy()}, encoder)
+    assert scores.characters["Bob"].clip_i == pytest.approx(1.0, abs=1e-5)
+    assert [p.clip_i["Bob"] for p in scores.panels] == pytest.approx([1.0] * 3, abs=1e-5)
+
+
+def test_a_permuted_story_scores_lower_clip_i_than_the_original(encoder):
+    """Bob's panels share a look and Alice's another; swapping pictures between them lowers CLIP-I."""
+    story = two_character_story()
+    original = {i: stripes(i, vertical=(i % 2 == 0)) for i in range(6)}  # Bob: panels 0, 2, 4
+    permuted = dict(original)
+    permuted[2], permuted[3] = original[3], original[2]
+    kept, mixed = score_story(story, original, encoder), score_story(story, permuted, encoder)
+    assert mixed.summary["clip_i"] < kept.summary["clip_i"] - 0.02
+    for name in ("Bob", "Alice"):
+        assert mixed.characters[name].clip_i < kept.characters[name].clip_i
+
+
+def test_clip_t_is_the_cosine_of_each_panel_with_its_own_prompt(encoder):
+    story = two_character_story()
+    images = {i: stripes(i, i % 2 == 0) for i in range(6)}
+    scores = score_story(story, images, encoder, text_prefix="A photo depicts ")
+    for panel in scores.panels:
+        image = encoder.encode_images([images[panel.panel - 1]])[0]
+        text = encoder.encode_texts(["A photo depicts " + story.panel_prompt(panel.panel - 1)])[0]
+        assert panel.clip_t == pytest.approx(float(image @ text), abs=1e-5)
+        assert panel.clip_score == pytest.approx(2.5 * panel.clip_t)
+    assert scores.panels[0].prompt == "a man walks"
+    assert scores.summary["clip_t"] == pytest.approx(np.mean([p.clip_t for p in scores.panels]))
+
+
+class StubFaces:
+    """A face model that finds a face in every picture but the ones it is told are faceless."""
+
+    name = "stub"
+
+    def __init__(self, encoder, faceless: set[int]):
+        self.encoder, self.faceless, self.seen = encoder, faceless, 0
+
+    def embed_faces(self, images):
+        found = []
+        for image in images:
+            found.append(None if self.seen in self.faceless else self.encoder.encode_images([image])[0] * 3)
+            self.seen += 1
+        return found
+
+
+def test_dreamsim_and_faces_are_measured_over_the_same_pairs(encoder):
+    story = Story.from_dict({"characters": {"Bob": "a man"}, "panels": ["[Bob] a", "[Bob] b", "[Bob] c"]})
+    images = {i: stripes(i, i != 1) for i in range(3)}
+    scores = score_story(story, images, encoder, dreamsim=encoder, faces=StubFaces(encoder, {1}))
+    bob = scores.characters["Bob"]
+    assert bob.dreamsim == pytest.approx(1 - bob.clip_i, abs=1e-6)  # the same embedder: distance = 1 - CLIP-I
+    kept = encoder.encode_images([images[0], images[2]])
+    assert bob.faces_found == 2 and bob.face == pytest.approx(float(kept[0] @ kept[1]), abs=1e-5)
+
+
+def test_a_character_in_one_panel_has_no_clip_i_and_a_note(encoder):
+    story = Story.from_dict({"characters": {"Bob": "a man"}, "panels": ["[Bob] walks", "[NC] a street"]})
+    scores = score_story(story, {0: stripes(0, True), 1: stripes(1, True)}, encoder)
+    assert scores.characters["Bob"].clip_i is None and scores.summary["clip_i"] is None
+    assert "Bob shown in one" in scores.notes[0]
+
+
+# ------------------------------------------------------------------------------------ run folders
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """Bob in three panels (placed on the left in one), Alice beside him in one, masks saved."""
+    folder = tmp_path_factory.mktemp("evaluate")
+    story = folder / "s.yaml"
+    story.write_text(
+        "characters:\n  Bob: a man in a red coat\n  Alice: a woman in a blue coat\n"
+        "panels:\n  - '[Bob] walks'\n  - '[Bob] eats'\n  - '[Bob@left] and [Alice@right] talk'\n"
+        "  - '[Alice] reads'\n",
+        encoding="utf-8",
+    )
+    out = folder / "run"
+    assert main(["generate", str(story), "--out", str(out), *FAST, "--consistency", "subject", "--save-masks"]) == 0
+    return out
+
+
+def test_the_cli_writes_the_same_numbers_as_the_library(run, encoder, capsys):
+    assert main(["evaluate", str(run), "--encoder", "tiny"]) == 0
+    printed = capsys.readouterr().out
+    record = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+    assert record["format"] == "storydiffusion-metrics/1" and record["encoder"] == "tiny"
+    library = evaluate_run(run, encoder).to_dict()
+    assert {key: record[key] for key in library} == library
+    assert "Bob" in printed and "CLIP-T" in printed and "wrote" in printed
+    assert run / "metrics.json" in written_files(run)
+
+
+def test_crops_come_from_regions_and_then_from_saved_masks(run, encoder):
+    scores = evaluate_run(run, encoder)
+    crops = {p.panel: p.crops for p in scores.panels}
+    assert crops[3] == {"Bob": "region", "Alice": "region"}
+    assert crops[1] == {"Bob": "mask"} and crops[2] == {"Bob": "mask"}
+    assert scores.characters["Bob"].clip_i_crop is not None
+    assert scores.characters["Bob"].panels == [1, 2, 3]
+
+
+def test_a_metrics_json_that_is_not_ours_is_never_replaced(run, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / "metrics.json").write_text('{"mine": true}', encoding="utf-8")
+    before = {path: path.read_bytes() for path in copy.rglob("*") if path.is_file()}
+    assert main(["evaluate", str(copy), "--encoder", "tiny"]) == 2
+    assert "was not written by storydiffusion evaluate" in capsys.readouterr().err
+    assert {path: path.read_bytes() for path in copy.rglob("*") if path.is_file()} == before
+    assert main(["evaluate", str(copy), "--encoder", "tiny", "--no-write", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["summary"]["clip_t"] is not None
+    assert (copy / "metrics.json").read_text(encoding="utf-8") == '{"mine": true}'
+
+
+def test_a_redraw_forgets_the_old_scores_and_keeps_the_users_files(run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    assert main(["evaluate", str(copy), "--encoder", "tiny"]) == 0
+    (copy / "notes.txt").write_text("mine", encoding="utf-8")
+    assert main(["generate", str(copy / "story.json"), "--out", str(copy), "--panels", "2", "--quiet"]) == 0
+    assert not (copy / "metrics.json").exists()
+    assert (copy / "notes.txt").read_text(encoding="utf-8") == "mine"
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--encoder", "nonsense"], "encoder 'nonsense' is not known: use one of tiny, open_clip:"),
+        (["--encoder", "open_clip:ViT-B-32/weights.bin"], "must be .safetensors (no pickles)"),
+        (["--dreamsim", "no-such-folder"], "--dreamsim no-such-folder: not a folder holding DreamSim's weights"),
+        (["--face-model", "no-such-folder"], "--face-model no-such-folder: not a folder of InsightFace .onnx"),
+    ],
+)
+def test_bad_measures_exit_2_naming_the_flag(run, flags, message, capsys):
+    before = sorted(path.name for path in Path(run).iterdir())
+    assert main(["evaluate", str(run), *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert sorted(path.name for path in Path(run).iterdir()) == before
+
+
+def test_a_folder_that_is_not_a_run_is_refused(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path), "--encoder", "tiny"]) == 2
+    assert "holds no story.json" in capsys.readouterr().err
+
+
+def test_the_encoder_is_deterministic_and_unit_length(encoder):
+    first = encoder.encode_images([stripes(0, True)])
+    again = tiny_clip().encode_images([stripes(0, True)])
+    assert torch.equal(first, again)
+    assert float(first.norm()) == pytest.approx(1.0, abs=1e-6)
