@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .cli_checks import check_bank_flags, check_model_flag, check_panel_numbers, generation_settings
-from .cli_evaluation import run_evaluate
+from .cli_evaluation import run_benchmark_command, run_evaluate
 from .cli_parser import build_parser
 from .errors import ModelOutOfMemory, StoryDiffusionError, model_memory
 from .rundir import MANIFEST_NAME, RunWriter, check_output_dir, manifest_model_name, prepare_output_dir
@@ -407,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_plan(args)
         if args.command == "evaluate":
             return run_evaluate(args)
+        if args.command == "benchmark":
+            return run_benchmark_command(args)
     except ModelOutOfMemory as error:
         print(f"error: out of memory ({error}): {OUT_OF_MEMORY_HINT}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -26,7 +26,7 @@ def _add_measures(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--face-model", metavar="DIR", help="an InsightFace model pack folder, e.g. buffalo_l (pip install insightface)"
     )
-    parser.add_argument("--device", default="cpu", help="where the encoders run (default cpu)")
+    parser.add_argument("--device", default="auto", help="auto, cuda, mps or cpu: where models run (default auto)")
     parser.add_argument(
         "--text-prefix", default="", help="put before each prompt for CLIP-T, e.g. 'A photo depicts ' (ConsiStory+)"
     )
@@ -36,14 +36,16 @@ def load_measures(args: argparse.Namespace) -> dict[str, Any]:
     """The encoders the flags name, loaded (ModelError, exit 2, for a name or folder that does not load)."""
     from .evaluation.encoders import load_encoder
     from .evaluation.extra_models import dreamsim_folder, face_folder, load_dreamsim, load_face_model
+    from .models.devices import select_device
 
     if args.dreamsim:  # the folders are checked before any model loads
         dreamsim_folder(args.dreamsim)
     if args.face_model:
         face_folder(args.face_model)
+    device = select_device(args.device)
     return {
-        "encoder": load_encoder(args.encoder, args.device),
-        "dreamsim": load_dreamsim(args.dreamsim, args.device) if args.dreamsim else None,
+        "encoder": load_encoder(args.encoder, device),
+        "dreamsim": load_dreamsim(args.dreamsim, device) if args.dreamsim else None,
         "faces": load_face_model(args.face_model) if args.face_model else None,
     }
 
@@ -59,4 +61,86 @@ def run_evaluate(args: argparse.Namespace) -> int:
         path = write_metrics(args.run, scores)
         if not args.json:
             print(f"wrote {path}")
+    return 0
+
+
+def add_benchmark(benchmark: argparse.ArgumentParser) -> None:
+    from .evaluation.benchmark import DEFAULT_VARIANTS, NAMED_VARIANTS, VARIED_SETTINGS
+
+    benchmark.add_argument(
+        "prompt_set", help="a story file or folder of them, a ConsiStory+ YAML, or a ViStoryBench folder"
+    )
+    benchmark.add_argument(
+        "--out", required=True, help="a new or empty folder (or an earlier benchmark's, to continue)"
+    )
+    benchmark.add_argument(
+        "--kind",
+        default="auto",
+        choices=["auto", "stories", "consistory", "vistorybench"],
+        help="the prompt set's kind",
+    )
+    benchmark.add_argument("--model", help="as for generate (default: the registry's default model)")
+    benchmark.add_argument("--dtype", default="auto", help="as for generate")
+    benchmark.add_argument(
+        "--variants",
+        default=",".join(DEFAULT_VARIANTS),
+        help=f"comma-separated: {', '.join(NAMED_VARIANTS)} (default {','.join(DEFAULT_VARIANTS)})",
+    )
+    benchmark.add_argument(
+        "--vary",
+        action="append",
+        default=[],
+        metavar="SETTING=V1,V2",
+        help=f"one more variant per value, e.g. sampling_rate=0.3,0.7 ({', '.join(VARIED_SETTINGS)}); repeatable",
+    )
+    for name in ("steps", "height", "width", "seed"):
+        benchmark.add_argument("--" + name, type=int, help="for every story, as for generate")
+    benchmark.add_argument("--limit", type=int, help="only the first N stories of the set")
+    benchmark.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_measures(benchmark)
+
+
+def run_benchmark_command(args: argparse.Namespace) -> int:
+    """Read and check everything, load the model and encoders, then draw, score and compare."""
+    from tqdm import tqdm
+
+    from .cli import _quiet_model_libraries
+    from .cli_checks import check_model_flag
+    from .errors import SettingsError, model_memory
+    from .evaluation.benchmark import prepare_benchmark_dir, run_benchmark, variant_settings, variants_from
+    from .evaluation.prompt_sets import read_prompt_set
+    from .pipeline import StoryPipeline
+
+    check_model_flag(args.model)
+    if args.limit is not None and args.limit < 1:
+        raise SettingsError(f"--limit must be a whole number from 1, got {args.limit}")
+    stories = read_prompt_set(args.prompt_set, args.kind)[: args.limit]
+    variants = variants_from([n.strip() for n in args.variants.split(",") if n.strip()], args.vary)
+    overrides = {
+        name: getattr(args, name) for name in ("steps", "height", "width", "seed") if getattr(args, name) is not None
+    }
+    for variant in variants:
+        for item in stories:
+            variant_settings(item, variant, overrides)
+    prepare_benchmark_dir(args.out)
+    measures = load_measures(args)
+    with model_memory(), _quiet_model_libraries():
+        pipeline = StoryPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype)
+    bar = tqdm(total=len(stories) * len(variants), unit="run", disable=args.quiet)
+    try:
+        table = run_benchmark(
+            stories,
+            variants,
+            pipeline,
+            args.out,
+            **measures,
+            overrides=overrides,
+            on_run=lambda name, drawn: (bar.set_postfix_str(name), bar.update()),
+        )
+    finally:
+        bar.close()
+    from .evaluation.comparison import comparison_markdown
+
+    print(comparison_markdown(table, f"{len(stories)} stories x {len(variants)} variants"))
+    print(f"wrote {args.out}/results.md and results.csv")
     return 0

@@ -6,7 +6,7 @@ import argparse
 import re
 from typing import NoReturn
 
-from .cli_evaluation import add_evaluate
+from .cli_evaluation import add_benchmark, add_evaluate
 from .settings import DEFAULT_FPS, DEFAULT_FRAMES, MAX_FACTOR, SETTING_RANGES
 
 __all__ = ["CommandParser", "build_parser"]
@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
         )
     )
     add_evaluate(commands.add_parser("evaluate", help="score a run folder's consistency (CLIP-T, CLIP-I, ...)"))
+    add_benchmark(
+        commands.add_parser("benchmark", help="draw a prompt set under several settings, score it, compare them")
+    )
     return parser
 
 

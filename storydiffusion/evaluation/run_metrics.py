@@ -9,6 +9,7 @@ Every picture goes through the image gate. ``metrics.json`` is this tool's file 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -118,11 +119,18 @@ def evaluate_run(
     dreamsim: ImageEmbedder | None = None,
     faces: Any | None = None,
     read_references: bool = True,
+    references: Mapping[str, Image.Image] | None = None,
     text_prefix: str = "",
 ) -> StoryScores:
-    """Every score of a run folder (``story_metrics``); nothing is written."""
+    """Every score of a run folder (``story_metrics``); nothing is written.
+
+    ``references`` are pictures to score each character against; without them, the story's reference
+    photos that can be read (unless ``read_references`` is False, as on a shared server)."""
     story, images, crops, notes = load_run(run_dir)
-    photos, photo_notes = reference_photos(story) if read_references else ({}, [])
+    if references is not None:
+        photos, photo_notes = dict(references), []
+    else:
+        photos, photo_notes = reference_photos(story) if read_references else ({}, [])
     scores = score_story(
         story, images, encoder, crops=crops, references=photos, dreamsim=dreamsim, faces=faces, text_prefix=text_prefix
     )

@@ -1,0 +1,173 @@
+"""``storydiffusion benchmark``: a prompt set drawn under each variant of the settings, scored, compared.
+
+Every story is drawn once per variant, with the same seeds, into ``OUT/runs/VARIANT/STORY/`` (an
+ordinary run folder with its ``metrics.json``), then ``OUT/results.md`` and ``OUT/results.csv`` compare
+the variants (``comparison.py``). ``OUT/benchmark.json`` records each finished run, so an interrupted
+benchmark continues where it stopped, and marks the folder as this tool's: a folder holding anything
+else is refused before anything is drawn, and a run folder holding a user's file is never cleared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..atomic import atomic_write_bytes, write_json
+from ..errors import SettingsError, StoryDiffusionError
+from ..images import read_image
+from ..rundir import _read_json, remove_written_files, save_result, unrecorded_files
+from ..settings import GenerationSettings
+from .comparison import compare, comparison_csv, comparison_markdown
+from .encoders import ImageEmbedder, StoryEncoder
+from .prompt_sets import BenchmarkStory
+from .run_metrics import evaluate_run, write_metrics
+from .story_metrics import StoryScores
+
+BENCHMARK_FORMAT = "storydiffusion-benchmark/1"
+RECORD_NAME = "benchmark.json"
+RUNS_DIR = "runs"
+RESULT_FILES = ("results.md", "results.csv")
+NAMED_VARIANTS = {
+    "off": {"mode": "off"},  # no consistent attention: the baseline
+    "uniform": {"consistency": "uniform"},  # the paper's sampling
+    "subject": {"consistency": "subject"},  # only subject tokens shared
+}
+DEFAULT_VARIANTS = ("off", "uniform", "subject")
+VARIED_SETTINGS = ("sampling_rate", "window", "id_images", "first_consistent_step", "subject_threshold", "mode")
+_VARY = re.compile(r"(?P<key>[a-z_]+)=(?P<values>[^=]+)")
+_SAFE_VALUE = re.compile(r"[A-Za-z0-9_.+-]{1,32}")  # it names a folder too
+
+
+@dataclass
+class Variant:
+    name: str
+    overrides: dict[str, Any]
+
+
+def variants_from(names: Sequence[str] = DEFAULT_VARIANTS, vary: Sequence[str] = ()) -> list[Variant]:
+    """Named variants (``NAMED_VARIANTS``), then one per value of each ``key=v1,v2`` in ``vary``."""
+    variants = []
+    for name in names:
+        if name not in NAMED_VARIANTS:
+            raise SettingsError(f"--variants: {name!r} is not a variant: use {', '.join(NAMED_VARIANTS)}")
+        variants.append(Variant(name, dict(NAMED_VARIANTS[name])))
+    for text in vary:
+        match = _VARY.fullmatch(text.strip())
+        if match is None or match["key"] not in VARIED_SETTINGS:
+            raise SettingsError(
+                f"--vary {text!r}: write a setting and its values, e.g. sampling_rate=0.3,0.7; "
+                f"settings: {', '.join(VARIED_SETTINGS)}"
+            )
+        for value in match["values"].split(","):
+            if not _SAFE_VALUE.fullmatch(value.strip()):
+                raise SettingsError(f"--vary {text!r}: {value.strip()!r} is not a number or a word")
+            variant = Variant(f"{match['key']}={value.strip()}", {match["key"]: yaml.safe_load(value.strip())})
+            GenerationSettings.from_dict(variant.overrides, where=f"--vary {variant.name}")  # checked now
+            variants.append(variant)
+    if not variants:
+        raise SettingsError("--variants: name at least one variant, or give --vary")
+    if len({v.name for v in variants}) != len(variants):
+        raise SettingsError("--variants/--vary: a variant is named twice")
+    return variants
+
+
+def variant_settings(item: BenchmarkStory, variant: Variant, overrides: dict[str, Any]) -> GenerationSettings:
+    """The story's settings, then the benchmark's (steps, size, seed), then the variant's."""
+    data = {**item.story.settings.to_dict(), **overrides, **variant.overrides}
+    return GenerationSettings.from_dict(data, where=f"variant {variant.name}, story {item.name}")
+
+
+def run_key(item: BenchmarkStory, settings: GenerationSettings, model: str) -> str:
+    """What decides a run's pixels: a finished run with the same key is not drawn again."""
+    text = json.dumps([item.story.to_dict(), settings.to_dict(), model], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def prepare_benchmark_dir(out: str | Path) -> dict[str, Any]:
+    """The folder's record (empty for a new folder); a folder that is not a benchmark's is refused."""
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise StoryDiffusionError(f"--out {out} is a file: name a new or empty folder")
+    record = _read_json(folder / RECORD_NAME) if folder.is_dir() else None
+    if record is not None and record.get("format") == BENCHMARK_FORMAT:
+        return record
+    if folder.is_dir() and any(folder.iterdir()):
+        raise StoryDiffusionError(
+            f"--out {out} holds files that are not a benchmark's: name a new or empty folder (nothing was changed)"
+        )
+    return {"format": BENCHMARK_FORMAT, "runs": {}}
+
+
+def run_benchmark(
+    stories: Sequence[BenchmarkStory],
+    variants: Sequence[Variant],
+    pipeline: Any,
+    out: str | Path,
+    encoder: StoryEncoder,
+    *,
+    overrides: dict[str, Any] | None = None,
+    dreamsim: ImageEmbedder | None = None,
+    faces: Any | None = None,
+    on_run: Callable[[str, bool], None] | None = None,
+) -> dict[str, Any]:
+    """Draw (or reuse) every story under every variant, score each run, write the comparison.
+
+    ``on_run(name, drawn)`` is told of each run as it finishes. Returns the comparison table.
+    """
+    folder = Path(out)
+    record = prepare_benchmark_dir(folder)
+    planned = [
+        (variant, item, variant_settings(item, variant, overrides or {})) for variant in variants for item in stories
+    ]  # every variant's settings are checked before anything is drawn
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / RECORD_NAME, record)
+    by_variant: dict[str, list[StoryScores]] = {variant.name: [] for variant in variants}
+    for variant, item, settings in planned:
+        name = f"{variant.name}/{item.name}"
+        run_dir = folder / RUNS_DIR / variant.name / item.name
+        key = run_key(item, settings, pipeline.spec.name)
+        drawn = record["runs"].get(name) != key or not (run_dir / "story.json").is_file()
+        if drawn:
+            _clear_run(run_dir)
+            save_result(pipeline.generate(item.story, settings), run_dir)
+        references = {person: read_image(path) for person, path in item.references.items()}
+        scores = evaluate_run(
+            run_dir,
+            encoder,
+            dreamsim=dreamsim,
+            faces=faces,
+            references=references,
+            text_prefix=item.text_prefix,
+        )
+        write_metrics(run_dir, scores)
+        by_variant[variant.name].append(scores)
+        record["runs"][name] = key
+        write_json(folder / RECORD_NAME, record)
+        if on_run is not None:
+            on_run(name, drawn)
+    table = compare(by_variant)
+    heading = f"# Benchmark: {len(stories)} stories, {len(variants)} variants, {pipeline.spec.name}, {encoder.name}"
+    atomic_write_bytes(folder / RESULT_FILES[0], comparison_markdown(table, heading).encode())
+    atomic_write_bytes(folder / RESULT_FILES[1], comparison_csv(table).encode())
+    record["results"] = list(RESULT_FILES)
+    write_json(folder / RECORD_NAME, record)
+    return table
+
+
+def _clear_run(run_dir: Path) -> None:
+    """An unfinished or outdated run of ours goes; a user's file in it stops the benchmark."""
+    if not run_dir.exists():
+        return
+    foreign = unrecorded_files(run_dir)
+    if foreign:
+        raise StoryDiffusionError(
+            f"{run_dir} holds {foreign[0].name}, which this tool did not write: move it, then run the benchmark again"
+        )
+    remove_written_files(run_dir)

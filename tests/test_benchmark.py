@@ -1,0 +1,245 @@
+"""`benchmark`: prompt sets read in their published shapes (our own words), variants drawn and compared,
+the comparison's statistics, and the output folder's safety."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from storydiffusion.cli import main
+from storydiffusion.errors import SettingsError, StoryError
+from storydiffusion.evaluation import evaluate_run, tiny_clip
+from storydiffusion.evaluation.benchmark import variants_from
+from storydiffusion.evaluation.comparison import bootstrap, compare
+from storydiffusion.evaluation.prompt_sets import read_prompt_set
+
+FAST = ["--model", "tiny-sdxl", "--steps", "2", "--height", "64", "--width", "64", "--device", "cpu", "--quiet"]
+
+CONSISTORY = """\
+animals:
+- concept_token: fox
+  style: A watercolor painting of
+  subject: A small red fox with a white-tipped tail
+  settings:
+  - sleeping under a pine tree
+  - "crossing a frozen [river] # at dawn"
+objects:
+- concept_token: lamp
+  style: A studio photo of
+  subject: An old brass oil lamp
+  settings: [on a wooden desk, in a dark cellar]
+"""
+
+
+def vistory_folder(root: Path) -> Path:
+    """Two stories in ViStoryBench's layout: numbered folders, story.json (with a BOM), reference pictures."""
+    stories = {
+        "01": {
+            "Characters": {
+                "Old Sailor": {
+                    "name_en": "Old Sailor",
+                    "prompt_en": "an old sailor with a grey beard",
+                    "tag": "realistic_human",
+                },
+                "Gull": {"name_en": "Gull", "prompt_en": "a white seagull", "tag": "non_human"},
+                "../escape": {"name_en": "x", "prompt_en": "a ghost"},
+            },
+            "Shots": [
+                {
+                    "index": 1,
+                    "Plot Correspondence": {"en": "The sailor mends a net."},
+                    "Setting Description": {"en": "A harbour at dawn."},
+                    "Shot Perspective Design": {"en": "Medium shot"},
+                    "Characters Appearing": {"en": ["Old Sailor"]},
+                    "Static Shot Description": {"en": "He sits on a crate."},
+                },
+                {
+                    "index": 2,
+                    "Plot Correspondence": {"en": "A gull lands beside him."},
+                    "Setting Description": {"en": "The same quay."},
+                    "Shot Perspective Design": {"en": "Wide shot"},
+                    "Characters Appearing": {"en": ["Old Sailor", "Gull"]},
+                    "Static Shot Description": {"en": "The gull looks at the net."},
+                },
+                {
+                    "index": 3,
+                    "Plot Correspondence": {"en": "Night falls."},
+                    "Setting Description": {"en": "Empty harbour."},
+                    "Shot Perspective Design": {"en": "Long shot"},
+                    "Characters Appearing": {"en": []},
+                    "Static Shot Description": {"en": "Boats under the moon."},
+                },
+            ],
+        },
+        "02": {
+            "Characters": {"Gull": {"prompt_en": "a white seagull"}},
+            "Shots": [
+                {"Plot Correspondence": {"en": "It flies."}, "Characters Appearing": {"en": ["Gull"]}},
+                {"Plot Correspondence": {"en": "It dives."}, "Characters Appearing": {"en": ["Gull"]}},
+            ],
+        },
+    }
+    for number, story in stories.items():
+        folder = root / number
+        (folder / "image" / "Old Sailor").mkdir(parents=True)
+        (folder / "story.json").write_text("\ufeff" + json.dumps(story), encoding="utf-8")
+        Image.new("RGB", (48, 48), (90, 60, 30)).save(folder / "image" / "Old Sailor" / "00.png")
+    (root / "notes").mkdir()  # not a numbered story folder: skipped
+    return root
+
+
+# ------------------------------------------------------------------------------------ prompt sets
+
+
+def test_a_consistory_set_becomes_one_story_per_subject(tmp_path):
+    path = tmp_path / "set.yaml"
+    path.write_text(CONSISTORY, encoding="utf-8")
+    stories = read_prompt_set(path)
+    assert [s.name for s in stories] == ["animals_0", "objects_0"]
+    fox = stories[0]
+    assert fox.text_prefix == "A photo depicts "
+    assert [fox.story.panel_prompt(i) for i in range(2)] == [
+        "A watercolor painting of A small red fox with a white-tipped tail sleeping under a pine tree",
+        "A watercolor painting of A small red fox with a white-tipped tail crossing a frozen (river) at dawn",
+    ]
+    assert fox.story.character_panels() == {"Subject": [0, 1]}
+    assert fox.story.settings.style == "none"
+
+
+def test_a_vistorybench_folder_is_read_with_its_characters_and_reference_pictures(tmp_path):
+    stories = read_prompt_set(vistory_folder(tmp_path))
+    assert [s.name for s in stories] == ["01", "02"]
+    first = stories[0].story
+    assert [list(p.characters) for p in first.panels] == [["Old Sailor"], ["Old Sailor", "Gull"], []]
+    assert first.panel_prompt(0) == (
+        "an old sailor with a grey beard Medium shot; The sailor mends a net.; He sits on a crate.; A harbour at dawn."
+    )
+    assert set(stories[0].references) == {"Old Sailor"}  # '../escape' names no folder outside the story's
+    assert stories[0].references["Old Sailor"].parent.name == "Old Sailor"
+
+
+def test_story_files_and_bad_sets_are_named_in_errors(tmp_path):
+    (tmp_path / "a.yaml").write_text("characters: {Bob: a man}\npanels: ['[Bob] walks']\n", encoding="utf-8")
+    assert [s.name for s in read_prompt_set(tmp_path)] == ["a"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("animals:\n- subject: a fox\n  settings: []\n", encoding="utf-8")
+    with pytest.raises(StoryError, match=r"bad.yaml: animals\[0\].settings must be a list of scene prompts"):
+        read_prompt_set(bad, "consistory")
+    with pytest.raises(StoryError, match="no such file or folder"):
+        read_prompt_set(tmp_path / "missing")
+
+
+# ------------------------------------------------------------------------------------ statistics
+
+
+def test_bootstrap_gives_the_mean_inside_a_seeded_interval():
+    values = list(np.linspace(0.2, 0.8, 25))
+    estimate = bootstrap(values)
+    assert estimate.mean == pytest.approx(0.5) and estimate.low < 0.5 < estimate.high
+    assert bootstrap(values) == estimate  # seeded
+    assert bootstrap([0.3] * 10).low == bootstrap([0.3] * 10).high == pytest.approx(0.3)
+    assert bootstrap([]) is None
+
+
+def test_identical_variants_differ_by_exactly_zero(tmp_path):
+    from storydiffusion.evaluation import score_story
+    from storydiffusion.story import Story
+
+    story = Story.from_dict({"characters": {"Bob": "a man"}, "panels": ["[Bob] a", "[Bob] b"]})
+    images = {0: Image.new("RGB", (32, 32), "red"), 1: Image.new("RGB", (32, 32), "blue")}
+    scores = score_story(story, images, tiny_clip())
+    comparison = compare({"one": [scores], "two": [scores]})
+    for estimate in comparison.differences["two - one"].values():
+        assert (estimate.mean, estimate.low, estimate.high) == (0.0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("names", "vary", "message"),
+    [
+        (["nope"], [], "'nope' is not a variant"),
+        (["off"], ["colour=1"], "write a setting and its values"),
+        (["off"], ["window=abc"], "window"),
+        (["off"], ["window=../x"], "is not a number or a word"),
+        (["off", "off"], [], "named twice"),
+    ],
+)
+def test_bad_variants_are_refused(names, vary, message):
+    with pytest.raises(SettingsError, match=message):
+        variants_from(names, vary)
+
+
+# ------------------------------------------------------------------------------------ end to end
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    prompt_set = vistory_folder(root / "set")
+    out = root / "out"
+    args = ["benchmark", str(prompt_set), "--out", str(out), *FAST, "--encoder", "tiny", "--variants", "off,uniform"]
+    assert main(args) == 0
+    return out, args
+
+
+def test_the_benchmark_writes_run_folders_and_one_comparison_table(bench):
+    out, _ = bench
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["off", "uniform"]
+    assert sorted(p.name for p in (out / "runs" / "uniform").iterdir()) == ["01", "02"]
+    rows = list(csv.DictReader((out / "results.csv").read_text(encoding="utf-8").splitlines()))
+    metrics = {(row["row"], row["metric"]) for row in rows}
+    assert {
+        ("off", "clip_t"),
+        ("uniform", "clip_i"),
+        ("uniform - off", "clip_i"),
+        ("off", "clip_i_reference"),
+    } <= metrics
+    markdown = (out / "results.md").read_text(encoding="utf-8")
+    assert "| uniform - off |" in markdown and "CLIP-I photo" in markdown
+
+
+def test_the_table_holds_the_numbers_evaluate_gives_for_each_run(bench):
+    out, _ = bench
+    encoder = tiny_clip()
+    clip_t = [p.clip_t for story in ("01", "02") for p in evaluate_run(out / "runs" / "off" / story, encoder).panels]
+    rows = list(csv.DictReader((out / "results.csv").read_text(encoding="utf-8").splitlines()))
+    mean = next(float(r["value"]) for r in rows if (r["row"], r["metric"]) == ("off", "clip_t"))
+    assert mean == pytest.approx(float(np.mean(clip_t)), abs=1e-6)
+    metrics = json.loads((out / "runs" / "off" / "01" / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["characters"]["Old Sailor"]["clip_i_reference"] is not None
+
+
+def test_a_second_run_draws_nothing_again(bench):
+    out, args = bench
+    panel = out / "runs" / "uniform" / "02" / "panels" / "panel_001.png"
+    before = panel.stat().st_mtime_ns
+    assert main(args) == 0
+    assert panel.stat().st_mtime_ns == before
+
+
+def test_a_folder_that_is_not_a_benchmarks_is_refused_untouched(tmp_path, capsys):
+    (tmp_path / "set.yaml").write_text(CONSISTORY, encoding="utf-8")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "thesis.txt").write_text("mine", encoding="utf-8")
+    assert main(["benchmark", str(tmp_path / "set.yaml"), "--out", str(out), *FAST, "--encoder", "tiny"]) == 2
+    assert "holds files that are not a benchmark's" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["thesis.txt"]
+
+
+def test_a_users_file_in_a_run_to_redraw_stops_the_benchmark(bench, tmp_path, capsys):
+    import shutil
+
+    out, args = bench
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    run = copy / "runs" / "off" / "01"
+    (run / "mine.txt").write_text("mine", encoding="utf-8")
+    again = [a if a != str(out) else str(copy) for a in args] + ["--seed", "7"]  # new seeds: every run is redrawn
+    assert main(again) == 2
+    assert "holds mine.txt, which this tool did not write" in capsys.readouterr().err
+    assert (run / "mine.txt").read_text(encoding="utf-8") == "mine" and (run / "story.json").is_file()
