@@ -28,6 +28,7 @@ from storydiffusion.studio_events import (  # noqa: E402
 from storydiffusion.studio_generation import wire_generation  # noqa: E402
 from storydiffusion.studio_mcp import add_mcp_tools  # noqa: E402
 from storydiffusion.studio_reading import wire_reading  # noqa: E402
+from storydiffusion.studio_scores import StoryScorer, wire_scores  # noqa: E402
 from storydiffusion.studio_server import (  # noqa: E402
     CACHE_MAX_AGE_SECONDS,
     CACHE_SWEEP_SECONDS,
@@ -53,9 +54,15 @@ from storydiffusion.studio_widgets import (  # noqa: E402
 # -- the page ------------------------------------------------------------------------------------
 
 
-def build_app(pool: ModelPool, project_limits: ProjectLimits | None = None, mcp: bool = False) -> gr.Blocks:
+def build_app(
+    pool: ModelPool,
+    project_limits: ProjectLimits | None = None,
+    mcp: bool = False,
+    scorer: StoryScorer | None = None,
+) -> gr.Blocks:
     """The studio page for ``pool``'s default model (loaded here, so the page knows its defaults and notice);
-    with ``mcp``, also the typed tools an MCP client calls (docs/mcp.md)."""
+    with ``mcp``, also the typed tools an MCP client calls (docs/mcp.md); with ``scorer``, the consistency
+    table beside the pages."""
     spec = pool.get().spec
     examples = text.example_stories()
     delete_cache = (CACHE_SWEEP_SECONDS, CACHE_MAX_AGE_SECONDS)
@@ -80,8 +87,9 @@ def build_app(pool: ModelPool, project_limits: ProjectLimits | None = None, mcp:
         remember_story(demo, studio)
         door = gr.Button(visible=False, elem_id="api-door")  # the API's door to every action; never clicked
         wire_story_inputs(studio, examples, door)
-        wire_generation(studio, pool, door, demo.upload_file_set)
-        wire_panel_editing(studio, pool, door)
+        run_ended = wire_generation(studio, pool, door, demo.upload_file_set)
+        redrawn = wire_panel_editing(studio, pool, door)
+        wire_scores(results.scores, session, scorer or StoryScorer(None), [run_ended, redrawn], door)
         wire_project(studio, pool, project_limits, door, demo.upload_file_set)
         wire_animate(studio, pool, door)
         wire_reading(studio)
@@ -93,7 +101,8 @@ def build_app(pool: ModelPool, project_limits: ProjectLimits | None = None, mcp:
 def make_app(options: ServerOptions, pool: ModelPool | None = None) -> gr.Blocks:
     """The page with its queue: one GPU job at a time, at most ``options.max_queue`` waiting (more are told so)."""
     pool = pool or ModelPool(options.model, **options.pool_options())
-    return build_app(pool, options.project_limits(), mcp=options.mcp).queue(
+    scorer = StoryScorer(options.scores_encoder, "cpu" if options.device == "cpu" else "auto")
+    return build_app(pool, options.project_limits(), mcp=options.mcp, scorer=scorer).queue(
         default_concurrency_limit=1, max_size=options.max_queue
     )
 

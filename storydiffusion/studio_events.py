@@ -9,6 +9,7 @@ message naming the field. The session state starts empty; ``session_of`` gives e
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import Any
 
 import gradio as gr
 
@@ -81,7 +82,8 @@ def wire_story_inputs(studio: Studio, examples: dict[str, tuple], door: gr.Butto
     studio.advanced.dice.click(random_seed, None, [studio.advanced.numbers["seed"]], queue=False)
 
 
-def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> None:
+def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> Any:
+    """Editing one panel: choosing it, redrawing it, re-typesetting, the layout. Returns the redraw's event."""
     inputs, results, editing = studio.inputs, studio.results, studio.editing
 
     @gpu_task
@@ -186,6 +188,7 @@ def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> None
     )
     for event in (regenerated, retypeset_click, layout_changed):
         show_filled(event, results.files())
+    return regenerated
 
 
 def wire_project(

@@ -4,6 +4,7 @@ uploads, panel by panel; Stop. (``studio_events`` wires the other widgets.)"""
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import Any
 
 import gradio as gr
 
@@ -35,9 +36,9 @@ def end_of_run(state):
     return text.run_buttons(False)
 
 
-def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: Collection[str] = ()) -> None:
+def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: Collection[str] = ()) -> Any:
     """Generate and its check; ``uploads`` is the page's record of uploaded files (photos and control images
-    are read only from there)."""
+    are read only from there). Returns the event of a page run's end, for follow-ups."""
     inputs, results = studio.inputs, studio.results
 
     def checked_run(title, characters, story_text, style, negative, numbers, consistency, steering):
@@ -172,3 +173,4 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
     show_filled(run_ended, results.files())
     # Stop skips the queue: it must reach a run even when the queue is full.
     studio.buttons.stop.click(stop, [studio.session], [results.status], queue=False, api_name="stop")
+    return run_ended

@@ -47,6 +47,7 @@ class ServerOptions:
     max_upload_mb: int = 2048
     mcp: bool = False
     low_vram: bool = False
+    scores_encoder: str | None = None  # the CLIP the consistency table is computed with; None: no table
 
     @property
     def shared(self) -> bool:
@@ -115,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-queue", type=int, default=16, help="GPU jobs that may wait; more are told to come back")
     parser.add_argument("--max-upload-mb", type=int, default=2048, help="largest project file a user may upload")
     parser.add_argument(
+        "--scores-encoder",
+        help="CLIP encoder for the consistency table beside the pages, as `storydiffusion evaluate --encoder`, "
+        "or none (default: tiny for the offline demo; the default CLIP when its weights are in the hub cache)",
+    )
+    parser.add_argument(
         "--mcp",
         action="store_true",
         help="also serve the studio as an MCP server (tools: generate_story, compose_pages)",
@@ -145,7 +151,10 @@ def server_options(argv: list[str] | None = None) -> ServerOptions:
     if options.mcp and options.shared:  # its tools answer with files by their path on this machine
         parser.error("--mcp serves assistants on this machine only: start it without --share, on --host 127.0.0.1")
     allow = args.allow_custom_models if args.allow_custom_models is not None else not options.shared
-    return dataclasses.replace(options, allow_custom_models=allow)
+    from .studio_scores import default_scores_encoder
+
+    scores = args.scores_encoder or default_scores_encoder(options.model, OFFLINE_MODEL)
+    return dataclasses.replace(options, allow_custom_models=allow, scores_encoder=None if scores == "none" else scores)
 
 
 def gpu_seconds(images: int, steps: int, width: int, height: int) -> int:

@@ -19,6 +19,8 @@ from .models import ModelSpec
 from .settings import DEFAULT_FPS, DEFAULT_FRAMES, SETTING_RANGES
 from .styles import load_styles
 
+SCORE_COLUMNS = ["Character", "Panels", "CLIP-I", "Crop"]  # the consistency table (studio_scores)
+
 # Ctrl+Enter (Cmd+Enter on a Mac) anywhere on the page presses Generate, when Generate can be pressed.
 KEYBOARD_SHORTCUTS = """
 () => {
@@ -138,6 +140,7 @@ class Results:
     panels_zip: gr.File
     project_file: gr.File
     reading: PageViewer
+    scores: gr.Dataframe | None = None  # filled after a run when the studio has an encoder (studio_scores)
 
     def files(self) -> list:
         """The file boxes, shown only once they hold a file."""
@@ -348,7 +351,16 @@ def results_panel(status: gr.Markdown) -> Results:
         cbz = gr.File(label="CBZ", elem_id="cbz", interactive=False, visible=False)
         panels_zip = gr.File(label="Panels (ZIP)", elem_id="panels-zip", interactive=False, visible=False)
         project_file = gr.File(label="Project", elem_id="project", interactive=False, visible=False)
-    return Results(status, gallery, pages, pdf, cbz, panels_zip, project_file, reading)
+    scores = gr.Dataframe(
+        headers=SCORE_COLUMNS,
+        label="Consistency",
+        interactive=False,
+        visible=False,
+        elem_id="scores",
+        wrap=True,
+        column_widths=["40%", "18%", "24%", "18%"],  # all four fit a phone's width
+    )
+    return Results(status, gallery, pages, pdf, cbz, panels_zip, project_file, reading, scores)
 
 
 def panel_editing() -> PanelEditing:

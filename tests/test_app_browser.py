@@ -159,6 +159,11 @@ def test_generate_a_two_character_story_and_download_the_pdf(page, tmp_path):
     assert page.locator("#panels img").count() >= 3
     assert "Offline demo" in page.inner_text("#model-notice")
     assert re.search(r"Done: 3 of 3 panels", page.inner_text("#status"))
+    page.wait_for_selector("#scores table", timeout=60_000)  # the consistency table beside the pages
+    page.wait_for_function("document.querySelector('#scores')?.innerText.includes('Story (CLIP-T)')")
+    scores = page.inner_text("#scores")
+    assert "Consistency (tiny)" in scores and "Mia" in scores and "Leo" in scores
+    assert re.search(r"Mia\s+2\s+0\.\d{3}", scores), scores  # her two panels, their CLIP-I
 
     with page.expect_download() as download_info:
         page.click("#pdf a")

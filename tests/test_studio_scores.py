@@ -1,0 +1,58 @@
+"""The studio's consistency table: the operator's encoder, the rows a finished story gives, the defaults."""
+
+import pytest
+
+from storydiffusion.evaluation import evaluate_run, tiny_clip
+from storydiffusion.settings import GenerationSettings
+from storydiffusion.story import story_from_text
+from storydiffusion.streaming import RunFinished
+from storydiffusion.studio import StudioSession
+from storydiffusion.studio_scores import STORY_ROW, StoryScorer, score_rows
+from storydiffusion.studio_server import server_options
+
+CHARACTERS = "[Mia] a girl with curly black hair\n[Leo] a boy with round glasses"
+STORY = "[Mia] flies a kite\n[Leo] reads\n[Mia] and [Leo] talk\n[Mia] sleeps"
+
+
+@pytest.fixture(scope="module")
+def drawn(tmp_path_factory, tiny_sdxl):
+    session = StudioSession(workdir=tmp_path_factory.mktemp("scores") / "session")
+    settings = GenerationSettings(style="none", id_images=1, window=2, steps=2)
+    story = story_from_text(CHARACTERS, STORY, title="Kite", settings=settings)
+    assert isinstance(list(session.generate(tiny_sdxl, story, settings, "tiny-sdxl"))[-1], RunFinished)
+    yield session
+    session.close()
+
+
+def test_a_finished_story_gets_a_row_per_character_and_its_clip_t(drawn):
+    update = StoryScorer("tiny", "cpu").table(drawn)
+    assert update["visible"] is True and update["label"] == "Consistency (tiny)"
+    scores = evaluate_run(drawn.run_dir, tiny_clip(), read_references=False)
+    expected = [
+        ["Mia", 3, f"{scores.characters['Mia'].clip_i:.3f}", "-"],
+        ["Leo", 2, f"{scores.characters['Leo'].clip_i:.3f}", "-"],
+        [STORY_ROW, 4, f"{scores.summary['clip_t']:.3f}", "-"],
+    ]
+    assert update["value"] == expected == score_rows(scores)
+
+
+def test_without_an_encoder_or_a_drawn_story_the_table_stays_hidden(drawn, tmp_path):
+    assert StoryScorer(None).table(drawn)["visible"] is False
+    assert StoryScorer("tiny", "cpu").table(None)["visible"] is False
+    empty = StudioSession(workdir=tmp_path / "empty")
+    assert StoryScorer("tiny", "cpu").table(empty)["visible"] is False
+
+
+def test_an_encoder_that_cannot_load_hides_the_table_and_keeps_the_run(drawn):
+    update = StoryScorer("transformers:no-such/clip-model", "cpu").table(drawn)
+    assert update["visible"] is False
+    assert len(drawn.panels()) == 4
+
+
+def test_the_operator_chooses_the_encoder_and_the_offline_demo_uses_the_tiny_one():
+    assert server_options(["--offline-demo"]).scores_encoder == "tiny"
+    assert server_options(["--offline-demo", "--scores-encoder", "none"]).scores_encoder is None
+    assert (
+        server_options(["--scores-encoder", "open_clip:ViT-B-32/openai"]).scores_encoder == "open_clip:ViT-B-32/openai"
+    )
+    assert server_options([]).scores_encoder is None  # the default CLIP is not in this machine's hub cache
