@@ -22,7 +22,12 @@ def _add_measures(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_ENCODER,
         help=f"CLIP model for CLIP-T and CLIP-I: {', '.join(ENCODER_KINDS)} (default {DEFAULT_ENCODER})",
     )
-    parser.add_argument("--dreamsim", metavar="DIR", help="DreamSim's weights folder (pip install dreamsim)")
+    parser.add_argument(
+        "--dreamsim",
+        metavar="DIR",
+        help="a folder holding DreamSim's checkpoints, filled once by its package (pip install dreamsim); "
+        "they are PyTorch pickles: name only a folder you filled yourself",
+    )
     parser.add_argument(
         "--face-model", metavar="DIR", help="an InsightFace model pack folder, e.g. buffalo_l (pip install insightface)"
     )
@@ -52,9 +57,18 @@ def load_measures(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Score a run folder, print the table (or JSON) and write metrics.json beside story.json."""
-    from .evaluation.run_metrics import check_run, evaluate_run, format_scores, metrics_record, write_metrics
+    from .evaluation.run_metrics import (
+        check_metrics_file,
+        check_run,
+        evaluate_run,
+        format_scores,
+        metrics_record,
+        write_metrics,
+    )
 
-    check_run(args.run)  # a folder that is not a run is refused before any encoder loads
+    check_run(args.run)  # a folder that is not a run, or a metrics.json of the user's: before any encoder loads
+    if not args.no_write:
+        check_metrics_file(args.run)
     scores = evaluate_run(args.run, **load_measures(args), text_prefix=args.text_prefix)
     print(json.dumps(metrics_record(scores), indent=2) if args.json else format_scores(scores))
     if not args.no_write:
@@ -107,7 +121,7 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     from .cli import _quiet_model_libraries
     from .cli_checks import check_model_flag
     from .errors import SettingsError, model_memory
-    from .evaluation.benchmark import prepare_benchmark_dir, run_benchmark, variant_settings, variants_from
+    from .evaluation.benchmark import plan_benchmark, run_benchmark, variants_from
     from .evaluation.prompt_sets import read_prompt_set
     from .pipeline import StoryPipeline
 
@@ -119,16 +133,13 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     overrides = {
         name: getattr(args, name) for name in ("steps", "height", "width", "seed") if getattr(args, name) is not None
     }
-    for variant in variants:
-        for item in stories:
-            variant_settings(item, variant, overrides)
-    prepare_benchmark_dir(args.out)
+    plan_benchmark(stories, variants, args.out, overrides)  # the folder, settings and pictures: before any model
     measures = load_measures(args)
     with model_memory(), _quiet_model_libraries():
         pipeline = StoryPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype)
     bar = tqdm(total=len(stories) * len(variants), unit="run", disable=args.quiet)
     try:
-        table = run_benchmark(
+        comparison = run_benchmark(
             stories,
             variants,
             pipeline,
@@ -141,6 +152,6 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
         bar.close()
     from .evaluation.comparison import comparison_markdown
 
-    print(comparison_markdown(table, f"{len(stories)} stories x {len(variants)} variants"))
+    print(comparison_markdown(comparison, f"{len(stories)} stories x {len(variants)} variants"))
     print(f"wrote {args.out}/results.md and results.csv")
     return 0

@@ -22,6 +22,7 @@ from .models.devices import select_device
 from .studio import StudioSession
 
 STORY_ROW = "Story (CLIP-T)"
+ENCODER_FILES = ("config.json", "model.safetensors", "tokenizer_config.json", "preprocessor_config.json")
 SCORING_QUEUE = {"concurrency_limit": 1, "concurrency_id": "scores"}  # beside the GPU queue, one at a time
 logger = logging.getLogger(__name__)
 
@@ -31,10 +32,11 @@ def default_scores_encoder(model: str, offline_model: str) -> str | None:
     the default CLIP when its weights are already in the hub cache, else none (no table)."""
     if model == offline_model:
         return TINY_ENCODER
-    from .hub import is_in_hub_cache
+    from huggingface_hub import try_to_load_from_cache
 
     repo = DEFAULT_ENCODER.partition(":")[2]
-    return DEFAULT_ENCODER if is_in_hub_cache(repo) else None
+    cached = all(isinstance(try_to_load_from_cache(repo, name), str) for name in ENCODER_FILES)
+    return DEFAULT_ENCODER if cached else None
 
 
 class StoryScorer:

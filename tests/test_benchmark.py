@@ -138,12 +138,23 @@ def test_story_files_and_bad_sets_are_named_in_errors(tmp_path):
 
 
 def test_bootstrap_gives_the_mean_inside_a_seeded_interval():
-    values = list(np.linspace(0.2, 0.8, 25))
-    estimate = bootstrap(values)
+    units = {(0, i): v for i, v in enumerate(np.linspace(0.2, 0.8, 25))}
+    estimate = bootstrap(units)
     assert estimate.mean == pytest.approx(0.5) and estimate.low < 0.5 < estimate.high
-    assert bootstrap(values) == estimate  # seeded
-    assert bootstrap([0.3] * 10).low == bootstrap([0.3] * 10).high == pytest.approx(0.3)
-    assert bootstrap([]) is None
+    assert bootstrap(units) == estimate  # seeded
+    assert bootstrap({(0, i): 0.3 for i in range(10)}).low == pytest.approx(0.3)
+    assert bootstrap({}) is None
+    single = bootstrap({(0, 1): 0.4})
+    assert (single.mean, single.low, single.high) == (0.4, None, None) and single.shown() == "0.4000 (n=1)"
+
+
+def test_with_several_stories_whole_stories_are_resampled():
+    """Story 0's panels all score 0.2 and story 1's 0.8: the panels are not independent, so the interval
+    spans the stories, not the narrow band twenty independent panels would give."""
+    units = {(story, panel): 0.2 + 0.6 * story for story in (0, 1) for panel in range(10)}
+    estimate = bootstrap(units)
+    assert estimate.mean == pytest.approx(0.5)
+    assert estimate.low == pytest.approx(0.2) and estimate.high == pytest.approx(0.8)
 
 
 def test_identical_variants_differ_by_exactly_zero(tmp_path):
@@ -155,7 +166,7 @@ def test_identical_variants_differ_by_exactly_zero(tmp_path):
     scores = score_story(story, images, tiny_clip())
     comparison = compare({"one": [scores], "two": [scores]})
     for estimate in comparison.differences["two - one"].values():
-        assert (estimate.mean, estimate.low, estimate.high) == (0.0, 0.0, 0.0)
+        assert estimate.mean == 0.0 and estimate.low in (None, 0.0) and estimate.high in (None, 0.0)
 
 
 @pytest.mark.parametrize(
@@ -241,5 +252,126 @@ def test_a_users_file_in_a_run_to_redraw_stops_the_benchmark(bench, tmp_path, ca
     (run / "mine.txt").write_text("mine", encoding="utf-8")
     again = [a if a != str(out) else str(copy) for a in args] + ["--seed", "7"]  # new seeds: every run is redrawn
     assert main(again) == 2
-    assert "holds mine.txt, which this tool did not write" in capsys.readouterr().err
+    assert "runs/off/01/mine.txt in --out was not written by this tool" in capsys.readouterr().err
     assert (run / "mine.txt").read_text(encoding="utf-8") == "mine" and (run / "story.json").is_file()
+
+
+# ------------------------------------------------------------------------------------ hostile prompt sets
+
+
+def write_vistory(root: Path, story: dict) -> Path:
+    folder = root / "01"
+    folder.mkdir(parents=True)
+    (folder / "story.json").write_text(json.dumps(story), encoding="utf-8")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("characters", "appearing", "message"),
+    [
+        ({"Jack": {"prompt_en": "a boy"}}, {"en": 5}, r"Shots\[0\].Characters Appearing.en must be a list"),
+        ({"J": {"prompt_en": "a boy"}}, {"en": "Jack"}, r"Characters Appearing.en must be a list"),
+        ({"Jack": {"prompt_en": "a boy"}}, {"en": ["Jill"]}, "names 'Jill', not one of the story's Characters"),
+        ({"Jack!": {"prompt_en": "a"}, "Jack?": {"prompt_en": "b"}}, {"en": []}, "would both be named 'Jack'"),
+        ({"Jack": {"prompt_en": ["a", "boy"]}}, {"en": []}, r"Characters.Jack.prompt_en must be text"),
+    ],
+)
+def test_a_hostile_vistorybench_story_is_refused_naming_the_key(tmp_path, characters, appearing, message):
+    shot = {"Plot Correspondence": {"en": "He runs."}, "Characters Appearing": appearing}
+    root = write_vistory(tmp_path, {"Characters": characters, "Shots": [shot]})
+    with pytest.raises(StoryError, match=message):
+        read_prompt_set(root)
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("subject: [a, b]\n  settings: [x]", r"animals\[0\].subject must be text"),
+        ("subject: a fox\n  settings: [{x: 1}]", r"animals\[0\].settings\[0\] must be text"),
+        ("subject: a fox\n  style: 5\n  settings: [x]", r"animals\[0\].style must be text"),
+    ],
+)
+def test_a_hostile_consistory_entry_is_refused_naming_the_key(tmp_path, entry, message):
+    path = tmp_path / "set.yaml"
+    path.write_text(f"animals:\n- {entry}\n", encoding="utf-8")
+    with pytest.raises(StoryError, match=message):
+        read_prompt_set(path)
+
+
+def test_a_run_folder_is_not_taken_for_a_vistorybench_story(bench):
+    out, _ = bench
+    with pytest.raises(StoryError):  # a run's story.json has no Shots: read as story files, of which there are none
+        read_prompt_set(out / "runs" / "off" / "01")
+    with pytest.raises(StoryError, match="--kind vistorybench: .* is a file"):
+        read_prompt_set(out / "results.csv", "vistorybench")
+
+
+# ------------------------------------------------------------------------------------ variants and safety
+
+
+def test_vary_reads_numbers_and_words_as_the_settings_take_them():
+    variants = variants_from([], ["mode=off", "sampling_rate=1e-1", "window=3"])
+    assert [v.overrides for v in variants] == [{"mode": "off"}, {"sampling_rate": 0.1}, {"window": 3}]
+
+
+def test_named_consistency_variants_turn_consistency_on_for_a_story_drawn_without(tmp_path):
+    from storydiffusion.evaluation.benchmark import variant_settings
+    from storydiffusion.evaluation.prompt_sets import BenchmarkStory
+    from storydiffusion.story import Story
+
+    story = Story.from_dict({"characters": {"Bob": "a man"}, "panels": ["[Bob] a"], "settings": {"mode": "off"}})
+    item = BenchmarkStory("s", story)
+    off, uniform, subject = variants_from(["off", "uniform", "subject"])
+    assert variant_settings(item, off, {}).mode == "off"
+    assert variant_settings(item, uniform, {}).mode == "identity"
+    assert variant_settings(item, subject, {}).consistency == "subject"
+
+
+def test_an_edited_record_is_refused_before_any_model_loads(bench, tmp_path, capsys):
+    import shutil
+
+    out, args = bench
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    (copy / "benchmark.json").write_text('{"format": "storydiffusion-benchmark/1", "runs": []}', encoding="utf-8")
+    again = [a if a != str(out) else str(copy) for a in args]
+    again[again.index("tiny-sdxl")] = "no-such-model-anywhere"
+    assert main(again) == 2
+    assert "'runs' must map each run to its key" in capsys.readouterr().err
+
+
+def test_a_bad_reference_picture_or_a_users_file_stops_the_benchmark_before_drawing(tmp_path, capsys):
+    prompt_set = vistory_folder(tmp_path / "set")
+    picture = prompt_set / "01" / "image" / "Old Sailor" / "00.png"
+    picture.write_bytes(b"not a png")
+    out = tmp_path / "out"
+    args = ["benchmark", str(prompt_set), "--out", str(out), *FAST, "--encoder", "tiny", "--variants", "off,uniform"]
+    assert main(args) == 2
+    assert "Old Sailor's reference picture 00.png" in capsys.readouterr().err
+    assert not out.exists()
+    Image.new("RGB", (48, 48)).save(picture)
+    (out / "runs" / "uniform" / "02").mkdir(parents=True)
+    (out / "runs" / "uniform" / "02" / "notes.txt").write_text("mine", encoding="utf-8")
+    (out / "benchmark.json").write_text('{"format": "storydiffusion-benchmark/1", "runs": {}}', encoding="utf-8")
+    assert main(args) == 2
+    assert "notes.txt in --out was not written by this tool" in capsys.readouterr().err
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["uniform"]  # nothing drawn
+
+
+def test_an_interrupted_redraw_is_not_recorded_as_finished(bench, tmp_path, monkeypatch):
+    import shutil
+
+    import storydiffusion.evaluation.benchmark as benchmark
+
+    out, args = bench
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+
+    def interrupted(*_, **__):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(benchmark, "evaluate_run", interrupted)
+    again = [a if a != str(out) else str(copy) for a in args]
+    assert main([*again, "--steps", "3"]) == 130  # the first run is redrawn with 3 steps, then interrupted
+    record = json.loads((copy / "benchmark.json").read_text(encoding="utf-8"))
+    assert "off/01" not in record["runs"]  # so the next benchmark with 2 steps draws it again

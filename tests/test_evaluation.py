@@ -193,8 +193,9 @@ def test_a_redraw_forgets_the_old_scores_and_keeps_the_users_files(run, tmp_path
     [
         (["--encoder", "nonsense"], "encoder 'nonsense' is not known: use one of tiny, open_clip:"),
         (["--encoder", "open_clip:ViT-B-32/weights.bin"], "must be .safetensors (no pickles)"),
-        (["--dreamsim", "no-such-folder"], "--dreamsim no-such-folder: not a folder holding DreamSim's weights"),
+        (["--dreamsim", "no-such-folder"], "--dreamsim no-such-folder: not a folder holding DreamSim's checkpoints"),
         (["--face-model", "no-such-folder"], "--face-model no-such-folder: not a folder of InsightFace .onnx"),
+        (["--dreamsim", "docs"], "not a folder holding DreamSim's checkpoints (*.pth)"),
     ],
 )
 def test_bad_measures_exit_2_naming_the_flag(run, flags, message, capsys):
@@ -214,3 +215,28 @@ def test_the_encoder_is_deterministic_and_unit_length(encoder):
     again = tiny_clip().encode_images([stripes(0, True)])
     assert torch.equal(first, again)
     assert float(first.norm()) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_a_users_metrics_json_is_refused_before_any_encoder_loads(run, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / "metrics.json").write_text("mine", encoding="utf-8")
+    assert main(["evaluate", str(copy), "--encoder", "transformers:no-such/model"]) == 2
+    assert "was not written by storydiffusion evaluate" in capsys.readouterr().err  # not the encoder's error
+
+
+def test_a_face_model_folder_must_sit_in_insightfaces_models_folder(tmp_path):
+    from storydiffusion.errors import ModelError
+    from storydiffusion.evaluation.extra_models import face_folder
+
+    loose = tmp_path / "buffalo_l"
+    loose.mkdir()
+    (loose / "det.onnx").write_bytes(b"")
+    with pytest.raises(ModelError, match="inside a 'models' folder"):
+        face_folder(loose)  # InsightFace would look for (and download into) ../models/buffalo_l instead
+    packed = tmp_path / "models" / "buffalo_l"
+    packed.mkdir(parents=True)
+    (packed / "det.onnx").write_bytes(b"")
+    assert face_folder(packed) == packed

@@ -56,3 +56,19 @@ def test_the_operator_chooses_the_encoder_and_the_offline_demo_uses_the_tiny_one
         server_options(["--scores-encoder", "open_clip:ViT-B-32/openai"]).scores_encoder == "open_clip:ViT-B-32/openai"
     )
     assert server_options([]).scores_encoder is None  # the default CLIP is not in this machine's hub cache
+
+
+def test_the_default_clip_is_used_when_its_files_are_in_the_hub_cache(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from storydiffusion.studio_scores import ENCODER_FILES, default_scores_encoder
+
+    snapshot = tmp_path / "models--openai--clip-vit-large-patch14" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("abc123", encoding="utf-8")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    assert default_scores_encoder("sdxl-base", "tiny-sdxl") is None
+    for name in ENCODER_FILES:
+        (snapshot / name).write_text("{}", encoding="utf-8")
+    assert default_scores_encoder("sdxl-base", "tiny-sdxl") == "transformers:openai/clip-vit-large-patch14"

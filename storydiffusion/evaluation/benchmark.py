@@ -17,14 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..atomic import atomic_write_bytes, write_json
 from ..errors import SettingsError, StoryDiffusionError
 from ..images import read_image
 from ..rundir import _read_json, remove_written_files, save_result, unrecorded_files
 from ..settings import GenerationSettings
-from .comparison import compare, comparison_csv, comparison_markdown
+from .comparison import Comparison, compare, comparison_csv, comparison_markdown
 from .encoders import ImageEmbedder, StoryEncoder
 from .prompt_sets import BenchmarkStory
 from .run_metrics import evaluate_run, write_metrics
@@ -68,7 +66,7 @@ def variants_from(names: Sequence[str] = DEFAULT_VARIANTS, vary: Sequence[str] =
         for value in match["values"].split(","):
             if not _SAFE_VALUE.fullmatch(value.strip()):
                 raise SettingsError(f"--vary {text!r}: {value.strip()!r} is not a number or a word")
-            variant = Variant(f"{match['key']}={value.strip()}", {match["key"]: yaml.safe_load(value.strip())})
+            variant = Variant(f"{match['key']}={value.strip()}", {match["key"]: _setting_value(value.strip())})
             GenerationSettings.from_dict(variant.overrides, where=f"--vary {variant.name}")  # checked now
             variants.append(variant)
     if not variants:
@@ -78,14 +76,28 @@ def variants_from(names: Sequence[str] = DEFAULT_VARIANTS, vary: Sequence[str] =
     return variants
 
 
+def _setting_value(text: str) -> int | float | str:
+    """A --vary value as the setting takes it: a whole number, a number, or the word itself (``off``)."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def variant_settings(item: BenchmarkStory, variant: Variant, overrides: dict[str, Any]) -> GenerationSettings:
     """The story's settings, then the benchmark's (steps, size, seed), then the variant's."""
     data = {**item.story.settings.to_dict(), **overrides, **variant.overrides}
+    if "consistency" in variant.overrides and data.get("mode") == "off":  # a story drawn without: the variant's on
+        data["mode"] = "identity"
     return GenerationSettings.from_dict(data, where=f"variant {variant.name}, story {item.name}")
 
 
-def run_key(item: BenchmarkStory, settings: GenerationSettings, model: str) -> str:
-    """What decides a run's pixels: a finished run with the same key is not drawn again."""
+def run_key(item: BenchmarkStory, settings: GenerationSettings, pipeline: Any) -> str:
+    """What decides a run's pixels (story, settings, model, dtype, device): a finished run with the same
+    key is not drawn again."""
+    model = [pipeline.spec.name, str(pipeline.pipe.unet.dtype), pipeline.device.type]
     text = json.dumps([item.story.to_dict(), settings.to_dict(), model], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -97,12 +109,55 @@ def prepare_benchmark_dir(out: str | Path) -> dict[str, Any]:
         raise StoryDiffusionError(f"--out {out} is a file: name a new or empty folder")
     record = _read_json(folder / RECORD_NAME) if folder.is_dir() else None
     if record is not None and record.get("format") == BENCHMARK_FORMAT:
+        runs = record.get("runs")
+        if not isinstance(runs, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in runs.items()):
+            raise StoryDiffusionError(
+                f"{folder / RECORD_NAME}: 'runs' must map each run to its key; it was edited: "
+                "remove the file to draw every run again (the runs' folders are kept until redrawn)"
+            )
         return record
     if folder.is_dir() and any(folder.iterdir()):
         raise StoryDiffusionError(
             f"--out {out} holds files that are not a benchmark's: name a new or empty folder (nothing was changed)"
         )
     return {"format": BENCHMARK_FORMAT, "runs": {}}
+
+
+@dataclass
+class PlannedRun:
+    variant: Variant
+    item: BenchmarkStory
+    settings: GenerationSettings
+
+    @property
+    def name(self) -> str:
+        return f"{self.variant.name}/{self.item.name}"
+
+
+def plan_benchmark(
+    stories: Sequence[BenchmarkStory],
+    variants: Sequence[Variant],
+    out: str | Path,
+    overrides: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], list[PlannedRun]]:
+    """Everything checked before a model loads: the folder and its record, every variant's settings for
+    every story, every reference picture, and no file of the user's in any run folder."""
+    folder = Path(out)
+    record = prepare_benchmark_dir(folder)
+    planned = [PlannedRun(v, item, variant_settings(item, v, overrides or {})) for v in variants for item in stories]
+    for item in stories:
+        for person, path in item.references.items():
+            read_image(path, f"{item.name}: {person}'s reference picture {path.name}")
+    for run in planned:
+        run_dir = folder / RUNS_DIR / run.variant.name / run.item.name
+        foreign = unrecorded_files(run_dir) if run_dir.is_dir() else []
+        if foreign or (run_dir.exists() and not run_dir.is_dir()):
+            where = foreign[0].relative_to(folder) if foreign else run_dir.relative_to(folder)
+            raise StoryDiffusionError(
+                f"{where} in --out was not written by this tool: move it, then run the benchmark again "
+                "(nothing was changed)"
+            )
+    return record, planned
 
 
 def run_benchmark(
@@ -116,49 +171,47 @@ def run_benchmark(
     dreamsim: ImageEmbedder | None = None,
     faces: Any | None = None,
     on_run: Callable[[str, bool], None] | None = None,
-) -> dict[str, Any]:
+) -> Comparison:
     """Draw (or reuse) every story under every variant, score each run, write the comparison.
 
-    ``on_run(name, drawn)`` is told of each run as it finishes. Returns the comparison table.
+    ``on_run(name, drawn)`` is told of each run as it finishes. Returns the comparison.
     """
     folder = Path(out)
-    record = prepare_benchmark_dir(folder)
-    planned = [
-        (variant, item, variant_settings(item, variant, overrides or {})) for variant in variants for item in stories
-    ]  # every variant's settings are checked before anything is drawn
+    record, planned = plan_benchmark(stories, variants, folder, overrides)
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / RECORD_NAME, record)
     by_variant: dict[str, list[StoryScores]] = {variant.name: [] for variant in variants}
-    for variant, item, settings in planned:
-        name = f"{variant.name}/{item.name}"
-        run_dir = folder / RUNS_DIR / variant.name / item.name
-        key = run_key(item, settings, pipeline.spec.name)
-        drawn = record["runs"].get(name) != key or not (run_dir / "story.json").is_file()
+    for run in planned:
+        run_dir = folder / RUNS_DIR / run.variant.name / run.item.name
+        key = run_key(run.item, run.settings, pipeline)
+        drawn = record["runs"].get(run.name) != key or not (run_dir / "story.json").is_file()
         if drawn:
+            record["runs"].pop(run.name, None)  # the record never names a run that is not (yet) what it says
+            write_json(folder / RECORD_NAME, record)
             _clear_run(run_dir)
-            save_result(pipeline.generate(item.story, settings), run_dir)
-        references = {person: read_image(path) for person, path in item.references.items()}
+            save_result(pipeline.generate(run.item.story, run.settings, keep_masks=True), run_dir)
+        references = {person: read_image(path) for person, path in run.item.references.items()}
         scores = evaluate_run(
             run_dir,
             encoder,
             dreamsim=dreamsim,
             faces=faces,
-            references=references,
-            text_prefix=item.text_prefix,
+            references=references or None,
+            text_prefix=run.item.text_prefix,
         )
         write_metrics(run_dir, scores)
-        by_variant[variant.name].append(scores)
-        record["runs"][name] = key
+        by_variant[run.variant.name].append(scores)
+        record["runs"][run.name] = key
         write_json(folder / RECORD_NAME, record)
         if on_run is not None:
-            on_run(name, drawn)
-    table = compare(by_variant)
+            on_run(run.name, drawn)
+    comparison = compare(by_variant)
     heading = f"# Benchmark: {len(stories)} stories, {len(variants)} variants, {pipeline.spec.name}, {encoder.name}"
-    atomic_write_bytes(folder / RESULT_FILES[0], comparison_markdown(table, heading).encode())
-    atomic_write_bytes(folder / RESULT_FILES[1], comparison_csv(table).encode())
+    atomic_write_bytes(folder / RESULT_FILES[0], comparison_markdown(comparison, heading).encode())
+    atomic_write_bytes(folder / RESULT_FILES[1], comparison_csv(comparison).encode())
     record["results"] = list(RESULT_FILES)
     write_json(folder / RECORD_NAME, record)
-    return table
+    return comparison
 
 
 def _clear_run(run_dir: Path) -> None:

@@ -1,8 +1,10 @@
 """A benchmark's comparison table: each variant's mean of each metric with a 95% bootstrap interval.
 
-The units resampled are the metric's own: panels for CLIP-T, (story, character) pairs for the
-similarities between panels. Intervals are percentile bootstrap intervals from a seeded generator,
-so the same scores always give the same table.
+A metric's units are its own: panels for CLIP-T, (story, character) pairs for the similarities between
+panels. Panels of one story are not independent (one cast, one seed), so with two stories or more the
+bootstrap resamples whole stories (a cluster bootstrap) and the mean is over the units they hold; with
+one story it resamples the units. Intervals are percentiles of 2,000 resampled means from a seeded
+generator, so the same scores always give the same table. One unit has a mean and no interval.
 """
 
 from __future__ import annotations
@@ -35,23 +37,41 @@ METRIC_TITLES = {
 @dataclass
 class Estimate:
     mean: float
-    low: float
-    high: float
+    low: float | None  # None for a single unit: no interval
+    high: float | None
     count: int
 
+    def shown(self) -> str:
+        if self.low is None or self.high is None:
+            return f"{self.mean:.4f} (n={self.count})"
+        return f"{self.mean:.4f} [{self.low:.4f}, {self.high:.4f}] (n={self.count})"
 
-def bootstrap(values: Sequence[float], seed: int = 0) -> Estimate | None:
-    """The mean and its 95% percentile bootstrap interval; None without values."""
-    data = np.asarray([v for v in values if v is not None], dtype=np.float64)
-    if data.size == 0:
+
+Units = dict[tuple[int, Any], float]  # (story, panel or character) -> value
+
+
+def bootstrap(units: Units, seed: int = 0) -> Estimate | None:
+    """The mean over ``units`` and its 95% percentile bootstrap interval (stories resampled when there are
+    two or more, else the units); None without units."""
+    if not units:
         return None
-    if data.size == 1:
-        return Estimate(float(data[0]), float(data[0]), float(data[0]), 1)
+    values = np.asarray(list(units.values()), dtype=np.float64)
+    if values.size == 1:
+        return Estimate(float(values[0]), None, None, 1)
+    stories = sorted({story for story, _ in units})
     rng = np.random.default_rng(seed)
-    means = data[rng.integers(0, data.size, size=(BOOTSTRAP_SAMPLES, data.size))].mean(axis=1)
+    if len(stories) >= 2:
+        index = {story: position for position, story in enumerate(stories)}
+        groups = np.asarray([index[story] for story, _ in units])
+        sums = np.bincount(groups, weights=values, minlength=len(stories))
+        counts = np.bincount(groups, minlength=len(stories)).astype(np.float64)
+        drawn = rng.integers(0, len(stories), size=(BOOTSTRAP_SAMPLES, len(stories)))
+        means = sums[drawn].sum(axis=1) / counts[drawn].sum(axis=1)
+    else:
+        means = values[rng.integers(0, values.size, size=(BOOTSTRAP_SAMPLES, values.size))].mean(axis=1)
     tail = (1 - CONFIDENCE) / 2 * 100
     low, high = np.percentile(means, [tail, 100 - tail])
-    return Estimate(float(data.mean()), float(low), float(high), int(data.size))
+    return Estimate(float(values.mean()), float(low), float(high), int(values.size))
 
 
 def metric_values(scores: Sequence[StoryScores], metric: str) -> dict[tuple[int, Any], float]:
@@ -81,7 +101,7 @@ def paired_differences(
         row = {}
         for m in metrics:
             other = metric_values(by_variant[name], m)
-            row[m] = bootstrap([other[key] - base[m][key] for key in base[m] if key in other])
+            row[m] = bootstrap({key: other[key] - base[m][key] for key in base[m] if key in other})
         result[f"{name} - {names[0]}"] = row
     return result
 
@@ -99,10 +119,7 @@ def compare(by_variant: dict[str, list[StoryScores]]) -> Comparison:
     """Each variant's means and each later variant's paired difference from the first, for the metrics
     any variant measured."""
     every = (*PANEL_METRICS, *CHARACTER_METRICS)
-    means = {
-        variant: {m: bootstrap(list(metric_values(scores, m).values())) for m in every}
-        for variant, scores in by_variant.items()
-    }
+    means = {variant: {m: bootstrap(metric_values(scores, m)) for m in every} for variant, scores in by_variant.items()}
     measured = [m for m in every if any(row[m] is not None for row in means.values())]
     return Comparison(
         {variant: {m: row[m] for m in measured} for variant, row in means.items()},
@@ -117,7 +134,8 @@ def comparison_csv(comparison: Comparison) -> str:
     for kind, table in (("mean", comparison.means), ("difference", comparison.differences)):
         for row, estimates in table.items():
             for metric, e in estimates.items():
-                numbers = [f"{e.mean:.6f}", f"{e.low:.6f}", f"{e.high:.6f}", e.count] if e else ["", "", "", 0]
+                bounds = [f"{e.low:.6f}", f"{e.high:.6f}"] if e and e.low is not None else ["", ""]
+                numbers = [f"{e.mean:.6f}", *bounds, e.count] if e else ["", "", "", 0]
                 writer.writerow([row, kind, metric, *numbers])
     return out.getvalue()
 
@@ -126,7 +144,7 @@ def _markdown_table(table: Table, first: str) -> list[str]:
     metrics = list(next(iter(table.values()), {}))
     lines = [f"| {first} | " + " | ".join(METRIC_TITLES[m] for m in metrics) + " |", "|---|" + "---|" * len(metrics)]
     for row, estimates in table.items():
-        cells = [f"{e.mean:.4f} [{e.low:.4f}, {e.high:.4f}] (n={e.count})" if e else "-" for e in estimates.values()]
+        cells = [e.shown() if e else "-" for e in estimates.values()]
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
     return lines
 
@@ -138,7 +156,8 @@ def comparison_markdown(comparison: Comparison, heading: str) -> str:
         lines += _markdown_table(comparison.differences, "difference")
     lines += [
         "",
-        f"Means with {CONFIDENCE:.0%} percentile bootstrap intervals ({BOOTSTRAP_SAMPLES} resamples, seeded): "
-        "CLIP-T over panels, the similarities over (story, character) pairs. DreamSim is a distance: lower is closer.",
+        f"Means with {CONFIDENCE:.0%} percentile bootstrap intervals ({BOOTSTRAP_SAMPLES} resamples, seeded; "
+        "whole stories resampled when there are two or more): CLIP-T over panels, the similarities over "
+        "(story, character) pairs. DreamSim is a distance: lower is closer.",
     ]
     return "\n".join(lines) + "\n"

@@ -1,8 +1,10 @@
 """Optional measures that need their own packages and weights: DreamSim and a face model.
 
 Neither is a dependency. Each loads only from a local folder its user names (``--dreamsim DIR``,
-``--face-model DIR``), so an evaluation never downloads behind the user's back; without the package or
-the weights the error says what to install or where to put them.
+``--face-model DIR``) and holding its files, so an evaluation never downloads behind the user's back;
+without the package or the weights the error says what to install or where to put them. DreamSim's
+published checkpoints are PyTorch pickles, read by its own package: this is for a folder the user
+filled themselves on the command line, never offered in the studio.
 """
 
 from __future__ import annotations
@@ -43,9 +45,9 @@ class DreamSim:
 def dreamsim_folder(folder: str | Path) -> Path:
     """``folder`` when it holds files (DreamSim's cache); a ModelError saying how to fill one otherwise."""
     path = Path(folder).expanduser()
-    if not path.is_dir() or not any(path.iterdir()):
+    if not path.is_dir() or not any(path.rglob("*.pth*")):
         raise ModelError(
-            f"--dreamsim {folder}: not a folder holding DreamSim's weights; run "
+            f"--dreamsim {folder}: not a folder holding DreamSim's checkpoints (*.pth); run "
             "`python -c \"from dreamsim import dreamsim; dreamsim(pretrained=True, cache_dir='DIR')\"` once online"
         )
     return path
@@ -87,10 +89,10 @@ class InsightFace:
 def face_folder(folder: str | Path) -> Path:
     """``folder`` when it holds ONNX models; a ModelError saying what it should hold otherwise."""
     path = Path(folder).expanduser()
-    if not path.is_dir() or not list(path.glob("*.onnx")):
+    if not path.is_dir() or not list(path.glob("*.onnx")) or path.parent.name != "models":
         raise ModelError(
-            f"--face-model {folder}: not a folder of InsightFace .onnx models (a pack such as "
-            ".insightface/models/buffalo_l, downloaded once online)"
+            f"--face-model {folder}: not a folder of InsightFace .onnx models inside a 'models' folder (a pack "
+            "such as ~/.insightface/models/buffalo_l, downloaded once online)"
         )
     return path
 

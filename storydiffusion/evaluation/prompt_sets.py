@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import StoryError
+from ..errors import StoryDiffusionError, StoryError, shown
 from ..story import Story, load_story
 from ..story.files import STORY_SUFFIXES
 from ..structured import parse_json, parse_yaml, read_text
@@ -53,16 +53,20 @@ def read_prompt_set(path: str | Path, kind: str = "auto") -> list[BenchmarkStory
     source = Path(path)
     if not source.exists():
         raise StoryError(f"prompt set {path}: no such file or folder")
-    kind = _detect(source) if kind == "auto" else kind
     readers = {"stories": _story_files, "consistory": _consistory, "vistorybench": _vistorybench}
-    if kind not in readers:
-        raise StoryError(f"prompt set kind {kind!r} is not known: use auto, {', '.join(readers)}")
+    if kind != "auto" and kind not in readers:
+        raise StoryError(f"--kind {kind!r} is not known: use auto, {', '.join(readers)}")
+    kind = _detect(source) if kind == "auto" else kind
+    if kind == "vistorybench" and not source.is_dir():
+        raise StoryError(f"--kind vistorybench: {path} is a file; name the ViStoryBench folder (or one story's)")
+    if kind == "consistory" and source.is_dir():
+        raise StoryError(f"--kind consistory: {path} is a folder; name the ConsiStory+ YAML or JSON file")
     stories = readers[kind](source)
     if not stories:
         raise StoryError(f"prompt set {path} holds no story")
     if len(stories) > MAX_STORIES:
         raise StoryError(f"prompt set {path} holds {len(stories)} stories: at most {MAX_STORIES}")
-    names = [item.name for item in stories]
+    names = [item.name.casefold() for item in stories]  # folders differing in case collide on macOS and Windows
     if len(set(names)) != len(names):
         raise StoryError(f"prompt set {path}: two stories would share a run folder name")
     return stories
@@ -70,15 +74,24 @@ def read_prompt_set(path: str | Path, kind: str = "auto") -> list[BenchmarkStory
 
 def _detect(source: Path) -> str:
     if source.is_dir():
-        if (source / "story.json").is_file() or any((d / "story.json").is_file() for d in _numbered(source)):
-            return "vistorybench"
-        return "stories"
+        folders = [source, *_numbered(source)]
+        return "vistorybench" if any(_is_vistory(folder / "story.json") for folder in folders) else "stories"
     if source.suffix.lower() in (".yaml", ".yml", ".json"):
         data = _read(source)
-        entries = data if isinstance(data, list) else [e for v in data.values() for e in v] if _domains(data) else []
-        if entries and all(isinstance(e, dict) and "subject" in e and "settings" in e for e in entries):
+        if isinstance(data, list) or (_domains(data) and not {"characters", "panels"} & set(data)):
             return "consistory"
     return "stories"
+
+
+def _is_vistory(path: Path) -> bool:
+    """A ViStoryBench ``story.json`` (its ``Shots``), not a run's manifest of the same name."""
+    if not path.is_file():
+        return False
+    try:
+        data = _read(path)
+    except StoryDiffusionError:  # too large or not JSON: a run's manifest, or not a story at all
+        return False
+    return isinstance(data, dict) and "Shots" in data
 
 
 def _read(path: Path) -> Any:
@@ -91,12 +104,22 @@ def _domains(data: Any) -> bool:
 
 
 def _numbered(folder: Path) -> list[Path]:
-    return sorted((d for d in folder.iterdir() if d.is_dir() and d.name.isdigit()), key=lambda d: int(d.name))
+    found = [d for d in folder.iterdir() if d.is_dir() and not d.is_symlink() and d.name.isdigit()]
+    return sorted(found, key=lambda d: int(d.name))
 
 
-def plain(text: Any) -> str:
+def plain(text: str) -> str:
     """A benchmark's text as our prompts read it: brackets would be tags and '#' a caption, so they go."""
-    return " ".join(str(text).replace("[", "(").replace("]", ")").replace("#", " ").split())
+    return " ".join(text.replace("[", "(").replace("]", ")").replace("#", " ").split())
+
+
+def _text(value: Any, where: str, required: bool = True) -> str:
+    """A text field of a prompt set, made plain; anything but text is refused naming its place."""
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise StoryError(f"{where} must be text, got {shown(value)}")
+    return plain(value)
 
 
 def _folder_name(text: str) -> str:
@@ -122,34 +145,52 @@ def _consistory(source: Path) -> list[BenchmarkStory]:
             scenes = entry["settings"]
             if not isinstance(scenes, list) or not scenes:
                 raise StoryError(f"{where}.settings must be a list of scene prompts")
-            style = plain(entry.get("style") or "")
-            panels = [f"{style} [Subject] {plain(scene)}".strip() for scene in scenes]
-            data = {"title": plain(entry["subject"]), "characters": {"Subject": plain(entry["subject"])}}
+            style = _text(entry.get("style"), f"{where}.style", required=False)
+            subject = _text(entry["subject"], f"{where}.subject")
+            panels = [
+                f"{style} [Subject] {_text(scene, f'{where}.settings[{number}]')}".strip()
+                for number, scene in enumerate(scenes)
+            ]
+            story_data = {"title": subject, "characters": {"Subject": subject}, "panels": panels}
             try:
-                story = Story.from_dict({**data, "panels": panels, "settings": {"style": "none"}})
+                story = Story.from_dict({**story_data, "settings": {"style": "none"}})
             except StoryError as error:
                 raise StoryError(f"{where}: {error}") from None
-            name = _folder_name(f"{domain}_{index}")
-            stories.append(BenchmarkStory(name, story, CONSISTORY_PREFIX))
+            stories.append(BenchmarkStory(_folder_name(f"{domain}_{index}"), story, CONSISTORY_PREFIX))
     return stories
 
 
 def _vistorybench(source: Path) -> list[BenchmarkStory]:
-    folders = (
-        [source]
-        if (source / "story.json").is_file()
-        else [d for d in _numbered(source) if (d / "story.json").is_file()]
-    )
-    return [_vistory_story(folder) for folder in folders]
+    if (source / "story.json").is_file():
+        return [_vistory_story(source)]
+    return [_vistory_story(folder) for folder in _numbered(source) if (folder / "story.json").is_file()]
 
 
-def _character_name(key: Any) -> str:
+def _character_name(key: str) -> str:
     """A ViStoryBench character key as a name our stories accept: other signs become spaces."""
     return " ".join(_NAME_CHARACTERS.sub(" ", plain(key)).split()) or "Character"
 
 
-def _text(value: Any) -> str:
-    return plain(value.get("en", "") if isinstance(value, dict) else value or "")
+def _vistory_cast(characters: dict, where: str) -> tuple[dict[str, str], dict[str, str]]:
+    """Each character key's name in our stories, and each name's description; two keys may not share a name."""
+    names: dict[str, str] = {}
+    cast: dict[str, str] = {}
+    for key, value in characters.items():
+        name = _character_name(str(key))
+        if name.casefold() in {known.casefold() for known in cast}:
+            other = next(k for k, n in names.items() if n.casefold() == name.casefold())
+            raise StoryError(f"{where}: characters {other!r} and {key!r} would both be named {name!r}")
+        if not isinstance(value, dict):
+            raise StoryError(f"{where}: Characters.{key} must be a mapping with prompt_en")
+        names[str(key)], cast[name] = name, _text(value.get("prompt_en"), f"{where}: Characters.{key}.prompt_en")
+    return names, cast
+
+
+def _shot_text(shot: dict, key: str, where: str) -> str:
+    value = shot.get(key)
+    if isinstance(value, dict):
+        return _text(value.get("en"), f"{where}.{key}.en", required=False)
+    return _text(value, f"{where}.{key}", required=False)
 
 
 def _vistory_story(folder: Path) -> BenchmarkStory:
@@ -159,29 +200,41 @@ def _vistory_story(folder: Path) -> BenchmarkStory:
     shots = data.get("Shots") if isinstance(data, dict) else None
     if not isinstance(characters, dict) or not isinstance(shots, list):
         raise StoryError(f"{where} must have 'Characters' (a mapping) and 'Shots' (a list)")
-    names = {key: _character_name(key) for key in characters}
-    cast = {
-        names[key]: _text(value.get("prompt_en", "")) if isinstance(value, dict) else ""
-        for key, value in characters.items()
-    }
+    names, cast = _vistory_cast(characters, where)
     panels = []
     for position, shot in enumerate(shots):
+        place = f"{where}: Shots[{position}]"
         if not isinstance(shot, dict):
-            raise StoryError(f"{where}: Shots[{position}] must be a mapping")
+            raise StoryError(f"{place} must be a mapping")
         appearing = shot.get("Characters Appearing", {})
-        keys = appearing.get("en", []) if isinstance(appearing, dict) else []
-        tags = " ".join(f"[{names[key]}]" for key in keys if isinstance(key, str) and key in names)
-        text = "; ".join(part for part in (_text(shot.get(key)) for key in VISTORY_SHOT_FIELDS) if part)
+        keys = appearing.get("en", []) if isinstance(appearing, dict) else appearing
+        if not isinstance(keys, list) or not all(isinstance(key, str) for key in keys):
+            raise StoryError(f"{place}.Characters Appearing.en must be a list of character names, got {shown(keys)}")
+        unknown = [key for key in keys if key not in names]
+        if unknown:
+            raise StoryError(f"{place}.Characters Appearing.en names {unknown[0]!r}, not one of the story's Characters")
+        tags = " ".join(f"[{names[key]}]" for key in keys)
+        text = "; ".join(part for part in (_shot_text(shot, key, place) for key in VISTORY_SHOT_FIELDS) if part)
         panels.append(f"{tags} {text}".strip() if tags else f"[NC] {text}")
     try:
         story = Story.from_dict({"title": f"ViStoryBench {folder.name}", "characters": cast, "panels": panels})
     except StoryError as error:
         raise StoryError(f"{where}: {error}") from None
+    return BenchmarkStory(_folder_name(folder.name), story, "", _vistory_references(folder, names))
+
+
+def _vistory_references(folder: Path, names: dict[str, str]) -> dict[str, Path]:
+    """Each character's first reference picture in ``image/<key>/``: a plain file inside the story's
+    folder, never through a link or a key that is a path."""
+    inside = folder.resolve()
     references = {}
-    for key in characters:
-        if Path(str(key)).name != key or key in (".", ".."):  # a name, never a path out of the story's folder
+    for key, name in names.items():
+        pictures_dir = folder / "image" / key
+        if Path(key).name != key or key in (".", "..") or pictures_dir.is_symlink() or (folder / "image").is_symlink():
             continue
-        pictures = sorted(p for p in (folder / "image" / key).glob("*") if p.suffix.lower() in PICTURE_SUFFIXES)
+        if not pictures_dir.is_dir() or not pictures_dir.resolve().is_relative_to(inside):
+            continue
+        pictures = sorted(p for p in pictures_dir.iterdir() if p.suffix.lower() in PICTURE_SUFFIXES)
         if pictures and pictures[0].is_file() and not pictures[0].is_symlink():
-            references[names[key]] = pictures[0]
-    return BenchmarkStory(_folder_name(folder.name), story, "", references)
+            references[name] = pictures[0]
+    return references

@@ -144,12 +144,18 @@ def metrics_record(scores: StoryScores) -> dict[str, Any]:
 
 def write_metrics(run_dir: str | os.PathLike, scores: StoryScores) -> Path:
     """``metrics.json`` in the run folder, atomically; a file of that name that is not ours stays untouched."""
+    path = check_metrics_file(run_dir)
+    write_json(path, metrics_record(scores))
+    return path
+
+
+def check_metrics_file(run_dir: str | os.PathLike) -> Path:
+    """Where ``metrics.json`` goes, when no file of the user's is there (checked before any encoder loads)."""
     path = Path(run_dir) / METRICS_NAME
     if path.is_symlink() or (path.exists() and not _is_ours(path)):
         raise StoryDiffusionError(
             f"{path} exists and was not written by storydiffusion evaluate: move it, or print the scores with --no-write"
         )
-    write_json(path, metrics_record(scores))
     return path
 
 
