@@ -23,6 +23,10 @@ def _add_measures(parser: argparse.ArgumentParser) -> None:
         help=f"CLIP model for CLIP-T and CLIP-I: {', '.join(ENCODER_KINDS)} (default {DEFAULT_ENCODER})",
     )
     parser.add_argument(
+        "--image-encoder",
+        help="another CLIP for the similarities between pictures (CLIP-I), as --encoder; default: the same",
+    )
+    parser.add_argument(
         "--dreamsim",
         metavar="DIR",
         help="a folder holding DreamSim's checkpoints, filled once by its package (pip install dreamsim); "
@@ -50,6 +54,7 @@ def load_measures(args: argparse.Namespace) -> dict[str, Any]:
     device = select_device(args.device)
     return {
         "encoder": load_encoder(args.encoder, device),
+        "image_encoder": load_encoder(args.image_encoder, device) if args.image_encoder else None,
         "dreamsim": load_dreamsim(args.dreamsim, device) if args.dreamsim else None,
         "faces": load_face_model(args.face_model) if args.face_model else None,
     }

@@ -240,3 +240,14 @@ def test_a_face_model_folder_must_sit_in_insightfaces_models_folder(tmp_path):
     packed.mkdir(parents=True)
     (packed / "det.onnx").write_bytes(b"")
     assert face_folder(packed) == packed
+
+
+def test_another_encoder_can_measure_the_similarities_between_pictures(encoder):
+    story = two_character_story()
+    images = {i: stripes(i, i % 2 == 0) for i in range(6)}
+    other = tiny_clip(seed=1)
+    mixed = score_story(story, images, encoder, image_encoder=other)
+    alone, its_own = score_story(story, images, encoder), score_story(story, images, other)
+    assert [p.clip_t for p in mixed.panels] == [p.clip_t for p in alone.panels]  # CLIP-T from the first
+    assert mixed.characters["Bob"].clip_i == its_own.characters["Bob"].clip_i != alone.characters["Bob"].clip_i
+    assert (mixed.encoder, mixed.image_encoder) == ("tiny", "tiny")

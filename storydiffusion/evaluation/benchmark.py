@@ -170,6 +170,7 @@ def run_benchmark(
     overrides: dict[str, Any] | None = None,
     dreamsim: ImageEmbedder | None = None,
     faces: Any | None = None,
+    image_encoder: ImageEmbedder | None = None,
     on_run: Callable[[str, bool], None] | None = None,
 ) -> Comparison:
     """Draw (or reuse) every story under every variant, score each run, write the comparison.
@@ -198,6 +199,7 @@ def run_benchmark(
             faces=faces,
             references=references or None,
             text_prefix=run.item.text_prefix,
+            image_encoder=image_encoder,
         )
         write_metrics(run_dir, scores)
         by_variant[run.variant.name].append(scores)
@@ -206,7 +208,8 @@ def run_benchmark(
         if on_run is not None:
             on_run(run.name, drawn)
     comparison = compare(by_variant)
-    heading = f"# Benchmark: {len(stories)} stories, {len(variants)} variants, {pipeline.spec.name}, {encoder.name}"
+    encoders = encoder.name if image_encoder is None else f"{encoder.name} (CLIP-T), {image_encoder.name} (CLIP-I)"
+    heading = f"# Benchmark: {len(stories)} stories, {len(variants)} variants, {pipeline.spec.name}, {encoders}"
     atomic_write_bytes(folder / RESULT_FILES[0], comparison_markdown(comparison, heading).encode())
     atomic_write_bytes(folder / RESULT_FILES[1], comparison_csv(comparison).encode())
     record["results"] = list(RESULT_FILES)

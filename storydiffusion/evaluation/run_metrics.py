@@ -121,6 +121,7 @@ def evaluate_run(
     read_references: bool = True,
     references: Mapping[str, Image.Image] | None = None,
     text_prefix: str = "",
+    image_encoder: ImageEmbedder | None = None,
 ) -> StoryScores:
     """Every score of a run folder (``story_metrics``); nothing is written.
 
@@ -132,7 +133,15 @@ def evaluate_run(
     else:
         photos, photo_notes = reference_photos(story) if read_references else ({}, [])
     scores = score_story(
-        story, images, encoder, crops=crops, references=photos, dreamsim=dreamsim, faces=faces, text_prefix=text_prefix
+        story,
+        images,
+        encoder,
+        crops=crops,
+        references=photos,
+        dreamsim=dreamsim,
+        faces=faces,
+        text_prefix=text_prefix,
+        image_encoder=image_encoder,
     )
     scores.notes = notes + photo_notes + scores.notes
     return scores
@@ -172,7 +181,10 @@ def _number(value: float | None, width: int = 9) -> str:
 
 def format_scores(scores: StoryScores) -> str:
     """The scores as the CLI prints them: the story, each character, each panel."""
-    lines = [f"encoder: {scores.encoder}", ""]
+    lines = [f"encoder: {scores.encoder}"]
+    if scores.image_encoder not in (None, scores.encoder):
+        lines.append(f"between pictures: {scores.image_encoder}")
+    lines.append("")
     summary = scores.summary
     lines.append("story     " + "".join(f"{key:>17}" for key in summary))
     lines.append("          " + "".join(_number(value, 17) for value in summary.values()))

@@ -60,6 +60,7 @@ class StoryScores:
     characters: dict[str, CharacterScore]
     summary: dict[str, float | None]
     notes: list[str] = field(default_factory=list)
+    image_encoder: str | None = None  # the encoder of the similarities between pictures
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,15 +108,20 @@ def score_story(
     dreamsim: ImageEmbedder | None = None,
     faces: Any | None = None,
     text_prefix: str = "",
+    image_encoder: ImageEmbedder | None = None,
 ) -> StoryScores:
     """Scores of the panels ``images`` holds (0-based index -> picture) of ``story``.
 
-    ``faces`` is a ``FaceEmbedder`` (``face_embedder``): per image an embedding or None without a face.
+    ``image_encoder`` computes the similarities between pictures (CLIP-I, crop, photo) when a protocol
+    uses another model for them than for CLIP-T (ConsiStory+: ViT-B/32 for CLIP-T, ViT-B/16 for CLIP-I).
+    ``faces`` is a ``FaceEmbedder`` (``extra_models``): per image an embedding or None without a face.
     """
     crops = crops or {}
     indices = sorted(images)
     pictures = [images[i] for i in indices]
     image_embeddings = encoder.encode_images(pictures)
+    pictures_encoder = image_encoder or encoder
+    between = pictures_encoder.encode_images(pictures) if image_encoder is not None else image_embeddings
     prompts = [story.panel_prompt(i) for i in indices]
     text_embeddings = encoder.encode_texts([text_prefix + prompt for prompt in prompts])
     clip_t = (image_embeddings * text_embeddings).sum(dim=-1).tolist()
@@ -131,7 +137,7 @@ def score_story(
         if not drawn:
             continue
         score = CharacterScore([i + 1 for i in drawn])
-        own = image_embeddings[[row[i] for i in drawn]]
+        own = between[[row[i] for i in drawn]]
         score.clip_i = mean_pair_similarity(own)
         for i, value in zip(drawn, _others_mean(own)):
             if value is not None:
@@ -140,9 +146,9 @@ def score_story(
         for i, (_, source) in cropped:
             panels[row[i]].crops[name] = source
         if len(cropped) >= 2:
-            score.clip_i_crop = mean_pair_similarity(encoder.encode_images([crop for _, (crop, _) in cropped]))
+            score.clip_i_crop = mean_pair_similarity(pictures_encoder.encode_images([c for _, (c, _) in cropped]))
         if references and name in references:
-            photo = encoder.encode_images([references[name]])[0]
+            photo = pictures_encoder.encode_images([references[name]])[0]
             score.clip_i_reference = float((own @ photo).mean())
         if dreamsim is not None and len(drawn) >= 2:
             score.dreamsim = 1.0 - mean_pair_similarity(dreamsim.encode_images([images[i] for i in drawn]))
@@ -160,4 +166,4 @@ def score_story(
         "clip_score": _mean([p.clip_score for p in panels]),
         **{key: _mean([getattr(c, key) for c in characters.values()]) for key in SUMMARY_KEYS[2:]},
     }
-    return StoryScores(encoder.name, panels, characters, summary, notes)
+    return StoryScores(encoder.name, panels, characters, summary, notes, pictures_encoder.name)
