@@ -27,6 +27,7 @@ from storydiffusion.studio_events import (  # noqa: E402
 )
 from storydiffusion.studio_generation import wire_generation  # noqa: E402
 from storydiffusion.studio_mcp import add_mcp_tools  # noqa: E402
+from storydiffusion.studio_page_code import KEYBOARD_SHORTCUTS, STUDIO_CSS  # noqa: E402
 from storydiffusion.studio_reading import wire_reading  # noqa: E402
 from storydiffusion.studio_scores import StoryScorer, wire_scores  # noqa: E402
 from storydiffusion.studio_server import (  # noqa: E402
@@ -37,8 +38,6 @@ from storydiffusion.studio_server import (  # noqa: E402
     server_options,
 )
 from storydiffusion.studio_widgets import (  # noqa: E402
-    KEYBOARD_SHORTCUTS,
-    STUDIO_CSS,
     Studio,
     advanced_settings,
     animate_tab,

@@ -17,8 +17,10 @@ from pathlib import Path
 from .cli_checks import check_bank_flags, check_model_flag, check_panel_numbers, generation_settings
 from .cli_evaluation import run_benchmark_command, run_evaluate
 from .cli_parser import build_parser
+from .cli_plan import run_plan
 from .errors import ModelOutOfMemory, StoryDiffusionError, model_memory
-from .rundir import MANIFEST_NAME, RunWriter, check_output_dir, manifest_model_name, prepare_output_dir
+from .run_manifest import manifest_model_name
+from .rundir import MANIFEST_NAME, RunWriter, check_output_dir, prepare_output_dir
 from .settings import SETTING_RANGES
 
 EXIT_BAD_INPUT = 2
@@ -31,7 +33,7 @@ OUT_OF_MEMORY_HINT = (
 
 def _load_story_and_model(path: str):
     """A story file, or the manifest of an earlier run (then its model too)."""
-    from .rundir import read_manifest, story_from_manifest
+    from .run_manifest import read_manifest, story_from_manifest
     from .story import load_story
 
     if path.endswith(".json"):
@@ -329,44 +331,6 @@ def run_animate(args: argparse.Namespace) -> int:
         bar.close()
     print(f"{len(result.frames)} frames: {result.mp4}, {result.gif} ({result.note}; {result.seconds:.1f} s)")
     return 0
-
-
-def run_plan(args: argparse.Namespace) -> int:
-    """Print the predicted memory of each phase; with --vram/--ram, the settings that fit (exit 2 if none)."""
-    from .memory_plan import MemoryPlanner, fit_budget, format_fit, format_plan, nothing_fits
-
-    check_model_flag(args.model)
-    check_bank_flags(args)
-    story, manifest_model = _load_story_and_model(args.story)
-    settings = generation_settings(story.settings, args)
-    with _quiet_model_libraries():
-        planner = MemoryPlanner(
-            story,
-            settings,
-            args.model or manifest_model,
-            device=args.device,
-            dtype=args.dtype,
-            control_union=args.control_union,
-        )
-    requested = planner.requested(**_plan_placement(args))
-    print(format_plan(planner, planner.predict(requested)))
-    if args.vram is None and args.ram is None:
-        return 0
-    fit = fit_budget(planner, vram=args.vram, ram=args.ram)
-    print(format_fit(fit))
-    if not fit.fits:
-        raise nothing_fits(fit, args.vram, args.ram)
-    return 0
-
-
-def _plan_placement(args: argparse.Namespace) -> dict:
-    """The placement flags of ``plan`` as ``MemoryPlanner.requested`` takes them; --low-vram adds its preset's."""
-    from .models.low_vram import LOW_VRAM
-
-    if args.low_vram:  # the preset already turns on every flag it can be combined with
-        return LOW_VRAM.plan_options()
-    vae = "tiling" if args.vae_tiling else "slicing" if args.vae_slicing else "plain"
-    return {"cpu_offload": args.cpu_offload, "vae": vae, "bank_tier": "device" if args.bank_on_device else "host"}
 
 
 def _report_compose(result) -> None:

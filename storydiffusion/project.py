@@ -27,7 +27,8 @@ from .atomic import atomic_path
 from .bank import IdentityBank
 from .errors import ImageInputError, ProjectError, SettingsError, StoryError, kind_of, shown, wrong_kind
 from .images import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, read_image
-from .rundir import MAX_MANIFEST_BYTES, panel_filename, story_from_manifest
+from .run_manifest import story_from_manifest
+from .rundir import MAX_MANIFEST_BYTES, panel_filename
 from .settings import MAX_SEED, GenerationSettings
 from .story import Story
 from .structured import InputFileError, parse_json

@@ -14,15 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import StoryDiffusionError, shown
-from .rundir import (
-    BANK_NAME,
-    MANIFEST_FORMAT,
-    MANIFEST_NAME,
-    manifest_model_name,
-    manifest_panels,
-    read_manifest,
-    story_from_manifest,
-)
+from .run_manifest import manifest_model_name, manifest_panels, read_manifest, story_from_manifest
+from .rundir import BANK_NAME, MANIFEST_FORMAT, MANIFEST_NAME
 from .settings import GenerationSettings
 from .story import Story
 

@@ -1,8 +1,9 @@
 """The output folder of a run: what lives in it, what this tool wrote there, and writing it.
 
-A run folder holds ``story.json`` (the manifest), ``panels/``, optionally ``identity_bank.safetensors``,
-and what later commands add: ``pages/`` and the exports (compose), ``video/`` (animate). This module
-is the one place that knows those names; every file is written through :mod:`storydiffusion.atomic`.
+A run folder holds ``story.json`` (the manifest), ``panels/``, optionally ``identity_bank.safetensors``
+and ``masks/``, and what later commands add: ``pages/`` and the exports (compose), ``video/`` (animate),
+``metrics.json`` (evaluate). This module is the one place that knows those names; every file is written
+through :mod:`storydiffusion.atomic`. Reading the manifest back is :mod:`storydiffusion.run_manifest`.
 """
 
 from __future__ import annotations
@@ -18,9 +19,7 @@ from typing import Any
 
 from . import __version__
 from .atomic import TEMPORARY_MARK, interrupts_deferred, temporary_name, write_json, write_png
-from .errors import StoryDiffusionError, StoryError, shown, wrong_kind
-from .settings import GenerationSettings
-from .story import Story, validate_story
+from .errors import StoryDiffusionError
 from .structured import InputFileError, parse_json, read_text
 
 MANIFEST_FORMAT = "storydiffusion-run/1"
@@ -364,71 +363,3 @@ def save_result(result, out_dir: str | os.PathLike, save_bank: bool = False) -> 
         writer.result.panels.append(panel)
         writer.panel(panel)
     return writer.finish(result, save_bank=save_bank)
-
-
-def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
-    """A story.json written by ``save_result``; other JSON is refused with a clear error."""
-    try:
-        data = parse_json(read_text(path, "run manifest", MAX_MANIFEST_BYTES), Path(path).name)
-    except InputFileError as error:
-        raise StoryDiffusionError(f"could not read {path}: {error}") from None
-    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
-        raise StoryDiffusionError(f"{path} is not a StoryDiffusion run manifest")
-    return data
-
-
-def manifest_panels(manifest: dict[str, Any], name: str = MANIFEST_NAME) -> dict[int, dict[str, Any]]:
-    """The finished panels a manifest lists, by 0-based index, each checked like the rest of the file.
-
-    An entry names its panel (a whole number from 1) and the file this tool gave it, exactly
-    ``panels/panel_NNN.png``: a hand-edited name can never point a reader outside the run folder.
-    """
-    entries = manifest.get("panels", [])
-    if not isinstance(entries, list):
-        raise StoryError(f"{name}: {wrong_kind('panels', 'a list of panel entries', entries)}")
-    found: dict[int, dict[str, Any]] = {}
-    for position, entry in enumerate(entries):
-        where = f"{name}: panels[{position}]"
-        if not isinstance(entry, dict):
-            raise StoryError(f"{where} {wrong_kind('', 'a mapping', entry).strip()}")
-        number = entry.get("panel")
-        if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= MAX_PANEL_NUMBER:
-            raise StoryError(f"{where}.panel must be a panel number from 1, got {shown(number)}")
-        expected = f"{PANELS_DIR}/{panel_filename(number - 1)}"
-        if entry.get("file") != expected:
-            raise StoryError(
-                f"{where}.file must be {expected!r} (the name this tool gives panel {number}), got {shown(entry.get('file'))}"
-            )
-        found[number - 1] = entry
-    return found
-
-
-def manifest_model_name(manifest: dict[str, Any], name: str = MANIFEST_NAME) -> str | None:
-    """The name of the model a run manifest records (None when it records none), or a StoryError
-    naming ``story.json: model ...`` for a hand-edited record that is not ``{"name": "..."}``."""
-    model = manifest.get("model")
-    if model is None:
-        return None
-    if not isinstance(model, dict):
-        raise StoryError(f"{name}: " + wrong_kind("model", 'a mapping such as {"name": "tiny-sdxl"}', model))
-    model_name = model.get("name")
-    if model_name is not None and (not isinstance(model_name, str) or not model_name.strip()):
-        raise StoryError(f"{name}: {wrong_kind('model.name', 'the name of a model', model_name)}")
-    return model_name
-
-
-def story_from_manifest(manifest: dict[str, Any], name: str = MANIFEST_NAME) -> Story:
-    """The story of a run manifest (or project file) drawn with the run's settings, validated exactly
-    like a story file: a hand-edited story.json is refused naming the key path, e.g.
-    ``story.json: settings.steps must be 1..1000, got 0``."""
-    try:
-        story = Story.from_dict(manifest.get("story"))
-    except StoryError as error:
-        raise StoryError(f"{name}: story: {error}") from None
-    try:
-        if "settings" in manifest:
-            story.settings = GenerationSettings.from_dict(manifest["settings"], where="settings")
-        validate_story(story)  # the run's settings may limit what its story holds (max_panels)
-    except StoryDiffusionError as error:
-        raise StoryError(f"{name}: {error}") from None
-    return story

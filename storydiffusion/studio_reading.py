@@ -1,7 +1,7 @@
 """The page's reading aids: the reading direction of the chosen layout, and one page at a time, zoomed.
 
 Page-only events (no API endpoint): they show what the session already made, and the zoom runs in
-the browser (``studio_widgets.ZOOM_PAGE``).
+the browser (``studio_page_code.ZOOM_PAGE``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import gradio as gr
 from . import studio_text as text
 from .errors import StoryDiffusionError
 from .studio import session_of
-from .studio_widgets import ZOOM_PAGE, Studio
+from .studio_page_code import ZOOM_PAGE
+from .studio_widgets import Studio
 
 PAGE_ONLY = {"queue": False, "api_visibility": "private"}
 

@@ -21,48 +21,6 @@ from .styles import load_styles
 
 SCORE_COLUMNS = ["Character", "Panels", "CLIP-I", "Crop"]  # the consistency table (studio_scores)
 
-# Ctrl+Enter (Cmd+Enter on a Mac) anywhere on the page presses Generate, when Generate can be pressed.
-KEYBOARD_SHORTCUTS = """
-() => {
-  window.storydiffusionShortcuts = true;
-  document.addEventListener("keydown", (event) => {
-    if ((event.ctrlKey || event.metaKey) && event.key === "Enter") {
-      const generate = document.querySelector("#generate");
-      if (generate && !generate.disabled) {
-        event.preventDefault();
-        generate.click();
-      }
-    }
-  });
-}
-"""
-
-
-# Text dark enough for WCAG AA contrast (4.5:1): subdued hints and slider ends, white on the buttons, the
-# selected tab; a visible outline on whatever the keyboard focuses;
-# at phone width a gallery's fixed columns would push panels past its right edge: let them wrap instead.
-STUDIO_CSS = """
-.gradio-container {
-  --body-text-color-subdued: #5d5d68;
-  --block-info-text-color: #5d5d68;
-  --color-accent: #c2410c;
-  --button-primary-background-fill: #c2410c;
-  --button-primary-background-fill-hover: #9a3412;
-  --button-cancel-background-fill: #b91c1c;
-  --button-cancel-background-fill-hover: #991b1b;
-}
-.gradio-container button[role="tab"].selected { color: #c2410c; }
-.gradio-container :focus-visible { outline: 3px solid #c2410c !important; outline-offset: 1px; }
-#page-view .image-container, #page-view .image-frame {
-  overflow: auto !important; justify-content: flex-start !important; align-items: flex-start !important;
-}
-.dark .gradio-container { --body-text-color-subdued: #a9a9b4; --block-info-text-color: #a9a9b4; }
-@media (max-width: 640px) {
-  #panels .grid-container { grid-template-columns: repeat(auto-fill, minmax(88px, 1fr)) !important; }
-  #pages .grid-container { grid-template-columns: repeat(auto-fill, minmax(140px, 1fr)) !important; }
-}
-"""
-
 
 def setting_id(name: str) -> str:
     """The page id of a setting's widget: ``sampling_rate`` -> ``#sampling-rate``."""
@@ -305,24 +263,6 @@ def run_buttons() -> RunButtons:
         generate = gr.Button("Generate", variant="primary", elem_id="generate")
         stop = gr.Button("Stop", variant="stop", elem_id="stop", interactive=False)  # on only while a run goes
     return RunButtons(generate, stop)
-
-
-# The page view's zoom runs in the browser: the page is drawn at zoom % of the view's width and the
-# view scrolls (from the top right corner for manga), so a reader can follow a balloon across a page
-# without a round trip to the server.
-ZOOM_PAGE = """
-(zoom) => {
-  const view = document.querySelector("#page-view");
-  const page = view && view.querySelector("img");
-  if (!page) return;
-  Object.assign(page.style, {
-    width: Math.round(view.getBoundingClientRect().width * zoom / 100) + "px",
-    height: "auto", maxWidth: "none", maxHeight: "none", flexShrink: "0",
-  });
-  const rightToLeft = (document.querySelector("#reading-direction") || {}).innerText || "";
-  if (rightToLeft.includes("right to left")) page.parentElement.scrollLeft = page.parentElement.scrollWidth;
-}
-"""
 
 
 def page_viewer() -> PageViewer:

@@ -251,3 +251,44 @@ def test_another_encoder_can_measure_the_similarities_between_pictures(encoder):
     assert [p.clip_t for p in mixed.panels] == [p.clip_t for p in alone.panels]  # CLIP-T from the first
     assert mixed.characters["Bob"].clip_i == its_own.characters["Bob"].clip_i != alone.characters["Bob"].clip_i
     assert (mixed.encoder, mixed.image_encoder) == ("tiny", "tiny")
+
+
+# ------------------------------------------------------------------------------------ encoders by name
+
+
+def test_an_open_clip_model_loads_from_a_local_safetensors_file(tmp_path):
+    import open_clip
+    from safetensors.torch import save_file
+
+    from storydiffusion.evaluation import load_encoder
+
+    config = {
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+    }
+    (tmp_path / "tiny-evaluation-clip.json").write_text(json.dumps(config), encoding="utf-8")
+    open_clip.add_model_config(tmp_path / "tiny-evaluation-clip.json")
+    with torch.random.fork_rng():
+        torch.manual_seed(3)
+        model = open_clip.create_model("tiny-evaluation-clip").eval()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp_path / "weights.safetensors")
+    encoder = load_encoder(f"open_clip:tiny-evaluation-clip/{tmp_path / 'weights.safetensors'}")
+    picture = stripes(0, True)
+    _, _, preprocess = open_clip.create_model_and_transforms("tiny-evaluation-clip")
+    with torch.no_grad():
+        expected = torch.nn.functional.normalize(model.encode_image(preprocess(picture)[None]), dim=-1)
+    assert torch.allclose(encoder.encode_images([picture]), expected, atol=1e-5)  # the file's weights, not random
+    assert encoder.encode_texts(["a man"]).shape == (1, 32)
+
+
+def test_a_transformers_clip_loads_from_a_local_folder(tmp_path, encoder):
+    from storydiffusion.evaluation import load_encoder
+
+    encoder.model.save_pretrained(tmp_path / "clip")
+    encoder.tokenizer.save_pretrained(tmp_path / "clip")
+    encoder.processor.save_pretrained(tmp_path / "clip")
+    loaded = load_encoder(f"transformers:{tmp_path / 'clip'}")
+    picture = stripes(1, False)
+    assert torch.allclose(loaded.encode_images([picture]), encoder.encode_images([picture]), atol=1e-6)
+    assert torch.allclose(loaded.encode_texts(["a woman"]), encoder.encode_texts(["a woman"]), atol=1e-6)

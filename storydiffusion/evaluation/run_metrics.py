@@ -19,16 +19,8 @@ from PIL import Image
 from ..atomic import write_json
 from ..errors import ImageInputError, StoryDiffusionError
 from ..images import read_image
-from ..rundir import (
-    MANIFEST_NAME,
-    MASKS_DIR,
-    METRICS_FORMAT,
-    METRICS_NAME,
-    manifest_panels,
-    mask_filename,
-    read_manifest,
-    story_from_manifest,
-)
+from ..run_manifest import manifest_panels, read_manifest, story_from_manifest
+from ..rundir import MANIFEST_NAME, MASKS_DIR, METRICS_FORMAT, METRICS_NAME, mask_filename
 from ..story import Story
 from .encoders import ImageEmbedder, StoryEncoder
 from .story_metrics import Crop, StoryScores, score_story

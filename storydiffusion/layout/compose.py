@@ -18,6 +18,7 @@ from PIL import Image
 
 from ..atomic import write_json
 from ..images import image_size
+from ..run_manifest import read_manifest, story_from_manifest
 from ..rundir import (
     CBZ_NAME,
     EXPORT_FILES,
@@ -29,9 +30,7 @@ from ..rundir import (
     PDF_NAME,
     ZIP_NAME,
     panel_filename,
-    read_manifest,
     recorded_exports,
-    story_from_manifest,
     written_files,
 )
 from ..story import DEFAULT_TITLE, Story

@@ -17,15 +17,8 @@ from PIL import Image
 
 from ..atomic import write_json
 from ..images import read_image
-from ..rundir import (
-    MANIFEST_NAME,
-    PANELS_DIR,
-    VIDEO_DIR,
-    manifest_panels,
-    panel_filename,
-    read_manifest,
-    story_from_manifest,
-)
+from ..run_manifest import manifest_panels, read_manifest, story_from_manifest
+from ..rundir import MANIFEST_NAME, PANELS_DIR, VIDEO_DIR, panel_filename
 from ..settings import DEFAULT_FPS, DEFAULT_FRAMES
 from .checkpoints import read_predictor_config
 from .checks import AnimationError, check_denoising, check_frames, check_setting, check_text

@@ -197,7 +197,7 @@ def test_a_hand_edited_model_name_that_is_not_text_is_refused(tmp_path, capsys):
 
 
 def test_an_unedited_story_json_still_reads(tmp_path):
-    from storydiffusion.rundir import read_manifest, story_from_manifest
+    from storydiffusion.run_manifest import read_manifest, story_from_manifest
 
     run = tmp_path / "run"
     manifest = written_run(run)

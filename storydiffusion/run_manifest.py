@@ -1,0 +1,82 @@
+"""Reading a run's manifest (``story.json``) back: the record checked like any file from a user, the
+panels it lists (only under this tool's own names), its model, and its story with the run's settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import StoryDiffusionError, StoryError, shown, wrong_kind
+from .rundir import MANIFEST_FORMAT, MANIFEST_NAME, MAX_MANIFEST_BYTES, MAX_PANEL_NUMBER, PANELS_DIR, panel_filename
+from .settings import GenerationSettings
+from .story import Story, validate_story
+from .structured import InputFileError, parse_json, read_text
+
+
+def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
+    """A story.json written by ``save_result``; other JSON is refused with a clear error."""
+    try:
+        data = parse_json(read_text(path, "run manifest", MAX_MANIFEST_BYTES), Path(path).name)
+    except InputFileError as error:
+        raise StoryDiffusionError(f"could not read {path}: {error}") from None
+    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
+        raise StoryDiffusionError(f"{path} is not a StoryDiffusion run manifest")
+    return data
+
+
+def manifest_panels(manifest: dict[str, Any], name: str = MANIFEST_NAME) -> dict[int, dict[str, Any]]:
+    """The finished panels a manifest lists, by 0-based index, each checked like the rest of the file.
+
+    An entry names its panel (a whole number from 1) and the file this tool gave it, exactly
+    ``panels/panel_NNN.png``: a hand-edited name can never point a reader outside the run folder.
+    """
+    entries = manifest.get("panels", [])
+    if not isinstance(entries, list):
+        raise StoryError(f"{name}: {wrong_kind('panels', 'a list of panel entries', entries)}")
+    found: dict[int, dict[str, Any]] = {}
+    for position, entry in enumerate(entries):
+        where = f"{name}: panels[{position}]"
+        if not isinstance(entry, dict):
+            raise StoryError(f"{where} {wrong_kind('', 'a mapping', entry).strip()}")
+        number = entry.get("panel")
+        if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= MAX_PANEL_NUMBER:
+            raise StoryError(f"{where}.panel must be a panel number from 1, got {shown(number)}")
+        expected = f"{PANELS_DIR}/{panel_filename(number - 1)}"
+        if entry.get("file") != expected:
+            raise StoryError(
+                f"{where}.file must be {expected!r} (the name this tool gives panel {number}), got {shown(entry.get('file'))}"
+            )
+        found[number - 1] = entry
+    return found
+
+
+def manifest_model_name(manifest: dict[str, Any], name: str = MANIFEST_NAME) -> str | None:
+    """The name of the model a run manifest records (None when it records none), or a StoryError
+    naming ``story.json: model ...`` for a hand-edited record that is not ``{"name": "..."}``."""
+    model = manifest.get("model")
+    if model is None:
+        return None
+    if not isinstance(model, dict):
+        raise StoryError(f"{name}: " + wrong_kind("model", 'a mapping such as {"name": "tiny-sdxl"}', model))
+    model_name = model.get("name")
+    if model_name is not None and (not isinstance(model_name, str) or not model_name.strip()):
+        raise StoryError(f"{name}: {wrong_kind('model.name', 'the name of a model', model_name)}")
+    return model_name
+
+
+def story_from_manifest(manifest: dict[str, Any], name: str = MANIFEST_NAME) -> Story:
+    """The story of a run manifest (or project file) drawn with the run's settings, validated exactly
+    like a story file: a hand-edited story.json is refused naming the key path, e.g.
+    ``story.json: settings.steps must be 1..1000, got 0``."""
+    try:
+        story = Story.from_dict(manifest.get("story"))
+    except StoryError as error:
+        raise StoryError(f"{name}: story: {error}") from None
+    try:
+        if "settings" in manifest:
+            story.settings = GenerationSettings.from_dict(manifest["settings"], where="settings")
+        validate_story(story)  # the run's settings may limit what its story holds (max_panels)
+    except StoryDiffusionError as error:
+        raise StoryError(f"{name}: {error}") from None
+    return story
