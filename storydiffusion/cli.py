@@ -6,6 +6,7 @@ The arguments are in ``cli_parser.py``; the work is done by the library.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -18,6 +19,7 @@ from .cli_checks import check_bank_flags, check_model_flag, check_panel_numbers,
 from .cli_evaluation import run_benchmark_command, run_evaluate
 from .cli_parser import build_parser
 from .cli_plan import run_plan
+from .distributed import NoWriter, command_line_share
 from .errors import ModelOutOfMemory, StoryDiffusionError, model_memory
 from .run_manifest import manifest_model_name
 from .rundir import MANIFEST_NAME, RunWriter, check_output_dir, prepare_output_dir
@@ -68,6 +70,7 @@ def run_generate(args: argparse.Namespace) -> int:
         from .layout.compose import check_options
 
         check_options(args.layout, args.export)
+    share = command_line_share(args)  # several processes launched together draw one story (distributed.py)
     check_model_flag(args.model)
     check_model_flag(args.lora, "--lora")
     check_bank_flags(args)
@@ -91,10 +94,16 @@ def run_generate(args: argparse.Namespace) -> int:
         pipeline.control_maps(story, settings)  # every control image read, its ControlNet loaded: before the folder
     if bank is not None:  # does it fit the model, settings and characters? before any step runs
         pipeline.check_bank(bank, story, settings, args.panels)
-    target = _run_folder(args, earlier if continuing else None, story, settings, pipeline)
-    result = _draw(args, pipeline, story, settings, bank, target, photos)
+    if share is None or share.writes:
+        target = _run_folder(args, earlier if continuing else None, story, settings, pipeline)
+    if share is not None:  # the first process alone writes; every process draws the panels it chose
+        panels = share.broadcast_json(target.panels if share.writes else None)
+        target = target if share.writes else _RunTarget(Path(args.out), NoWriter(), panels)
+    result = _draw(args, pipeline, story, settings, bank, target, photos, share)
     if result is None:
         return EXIT_INTERRUPTED
+    if share is not None and not share.writes:
+        return 0
     _report_generation(result, target.out, target.finish(result, args.save_bank, args.bank))
     if result.bank is not None:
         result.bank.close()  # its disk tier, if it spilled
@@ -178,7 +187,7 @@ class _RunTarget:
         return swap_in_staged_run(self.out, keep=(Path(bank_file),) if bank_file else ())
 
 
-def _draw(args: argparse.Namespace, pipeline, story, settings, bank, target: _RunTarget, photos=None):
+def _draw(args: argparse.Namespace, pipeline, story, settings, bank, target: _RunTarget, photos=None, share=None):
     """Generate into the target's folder; None when a staged run was interrupted (its note is printed)."""
     try:
         with _StepBar(args.quiet) as bar, model_memory():
@@ -195,6 +204,7 @@ def _draw(args: argparse.Namespace, pipeline, story, settings, bank, target: _Ru
                 callback=bar.update,
                 on_start=target.writer.start,
                 on_panel=target.writer.panel,
+                share=share,
             )
     except KeyboardInterrupt:
         if not target.staged:
@@ -359,6 +369,10 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as stop:  # --help (0), or a usage error already printed as one line (2)
         return stop.code if isinstance(stop.code, int) else EXIT_BAD_INPUT
+    if args.command == "generate" and args.devices and "WORLD_SIZE" not in os.environ:
+        from .distributed import launch_processes
+
+        return launch_processes(list(sys.argv[1:] if argv is None else argv), args.devices)
     _stop_on_sigterm()
     try:
         if args.command == "generate":

@@ -86,6 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _devices(text: str) -> str:
+    from .distributed import devices_value
+
+    try:
+        devices_value(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
 def _size(text: str) -> int:
     from .memory_plan import parse_size
 
@@ -158,6 +168,12 @@ def _add_generate(generate: argparse.ArgumentParser) -> None:
         "--subject-threshold",
         type=float,
         help=_allowed("subject_threshold", "where a subject mask starts, on its 0..1 map (default: Otsu's, per map)"),
+    )
+    generate.add_argument(
+        "--devices",
+        type=_devices,
+        help="draw the story over several processes: GPU numbers such as 0,1,2,3 (one process each) or cpu:N; "
+        "the same panels as one process (docs/distributed.md)",
     )
     generate.add_argument(
         "--save-masks", action="store_true", help="write each panel's subject masks to masks/ (one image per character)"

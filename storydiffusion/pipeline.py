@@ -23,6 +23,7 @@ from .bank import IdentityBank
 from .bank_layout import expected_bank_layout
 from .batch_places import batch_places, subject_maps
 from .controlnets import UNION, batch_control, control_signature, load_controlnet, story_control_maps
+from .distributed import ProcessShare, draw_shared
 from .errors import GenerationCancelled, ModelError, SettingsError
 from .models import (
     ModelSpec,
@@ -212,6 +213,7 @@ class StoryPipeline:
         on_panel: Callable[[PanelImage], None] | None = None,
         on_start: Callable[[StoryResult], None] | None = None,
         cancel: Cancel = None,
+        share: ProcessShare | None = None,
     ) -> StoryResult:
         """Generate the story's panels (or only ``panels``, 0-based) with consistent characters.
 
@@ -225,6 +227,8 @@ class StoryPipeline:
         read. ``read_files=False`` (a shared server) refuses a story that names files instead.
         ``cancel`` stops cleanly between steps: the result keeps the panels already finished.
         ``on_start`` receives the result before the first batch; it fills as panels finish (``on_panel``).
+        ``share`` (``distributed.process_share()``) draws the story over the processes launched together:
+        the same panels, all of them in the first process's result (``distributed.py``).
         """
         started = time.perf_counter()
         settings = self.resolve_settings(story, settings)
@@ -250,7 +254,12 @@ class StoryPipeline:
             try:
                 run = StoryRun(story, settings, style, bank, plan, wanted, callback, on_panel, cancel, keep_masks)
                 run.embeddings, run.control_maps = embeddings, maps
-                self._draw_plan(run, result)
+                if share is None:
+                    self._draw_plan(run, result)
+                else:
+                    draw_shared(
+                        lambda number, batch, done: self._draw_batch(run, number, batch, done), run, result, share
+                    )
             finally:
                 bank.end_reads()
         result.panels.sort(key=lambda panel: panel.index)

@@ -1,0 +1,256 @@
+"""One story over several processes (``torchrun``, ``accelerate launch``): the same panels, one writer.
+
+Every process makes the single-process plan, batch for batch, so each panel comes out of exactly the
+batch, seeds and bank it would come out of in one process. The first process draws the identity pass
+and sends the bank to the others (safetensors bytes over torch.distributed: no pickles). The read
+batches are dealt round-robin, in rounds of one batch per process; after each round the finished
+panels go to the first process, which alone writes the output folder (``RunWriter``: the manifest
+before each panel), so a folder never holds a panel its manifest does not list, and processes on
+other machines need no shared disk. The processes come from Accelerate's ``PartialState`` (NCCL
+between GPUs, gloo between CPUs). Window mode chains each window to the last and stays in one process.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from PIL import Image
+
+from .errors import SettingsError
+from .results import PanelImage
+
+MAX_PROCESSES = 64
+
+
+@dataclass
+class ProcessShare:
+    """This process's place among the processes drawing one story."""
+
+    rank: int
+    world: int
+    device: torch.device  # where its collective tensors live: its GPU under NCCL, else the CPU
+
+    @property
+    def writes(self) -> bool:
+        """Whether this process writes the output folder and reports (the first one)."""
+        return self.rank == 0
+
+    def draws(self, read_number: int) -> bool:
+        """Whether this process draws the ``read_number``-th read batch of the plan."""
+        return read_number % self.world == self.rank
+
+    # ---------------------------------------------------------------- moving bytes
+    def broadcast_bytes(self, data: bytes | None) -> bytes:
+        """The first process's ``data``, on every process."""
+        import torch.distributed as dist
+
+        size = torch.tensor([len(data or b"")], dtype=torch.int64, device=self.device)
+        dist.broadcast(size, src=0)
+        buffer = (
+            _as_tensor(data or b"", self.device)
+            if self.rank == 0
+            else torch.empty(int(size.item()), dtype=torch.uint8, device=self.device)
+        )
+        if buffer.numel():
+            dist.broadcast(buffer, src=0)
+        return buffer.cpu().numpy().tobytes()
+
+    def gather_bytes(self, data: bytes) -> list[bytes]:
+        """Every process's ``data``, in rank order, on every process."""
+        import torch.distributed as dist
+
+        size = torch.tensor([len(data)], dtype=torch.int64, device=self.device)
+        sizes = [torch.zeros_like(size) for _ in range(self.world)]
+        dist.all_gather(sizes, size)
+        longest = max(int(s.item()) for s in sizes)
+        buffer = torch.zeros(longest, dtype=torch.uint8, device=self.device)
+        buffer[: len(data)] = _as_tensor(data, self.device)
+        gathered = [torch.zeros_like(buffer) for _ in range(self.world)]
+        if longest:
+            dist.all_gather(gathered, buffer)
+        return [g[: int(s.item())].cpu().numpy().tobytes() for g, s in zip(gathered, sizes)]
+
+    def broadcast_json(self, value: Any) -> Any:
+        """The first process's JSON-able ``value``, on every process."""
+        data = json.dumps(value).encode() if self.rank == 0 else None
+        return json.loads(self.broadcast_bytes(data).decode())
+
+    # ---------------------------------------------------------------- what a run shares
+    def share_bank(self, bank: Any) -> None:
+        """The first process's identity bank, copied into every other process's ``bank``."""
+        from safetensors.torch import load, save
+
+        if self.rank == 0:
+            tensors = {f"{s}.{t}.{layer}": v.contiguous().cpu() for (s, t, layer), v in bank._items()}
+            payload = save(tensors) if tensors else b""
+            header = json.dumps({"characters": bank.characters}).encode()
+        else:
+            payload, header = None, None
+        characters = json.loads(self.broadcast_bytes(header).decode())["characters"]
+        received = self.broadcast_bytes(payload)
+        if self.rank == 0:
+            return
+        bank.characters = {name: list(ids) for name, ids in characters.items()}
+        for key, tokens in (load(received) if received else {}).items():
+            source, step, layer = (int(part) for part in key.split("."))
+            bank.put(source, step, layer, tokens)
+
+    def gather_panels(self, panels: list[PanelImage]) -> list[PanelImage]:
+        """Every process's finished panels of a round, on the first process (empty elsewhere)."""
+        parts = self.gather_bytes(_pack_panels(panels))
+        if self.rank != 0:
+            return []
+        return sorted((p for part in parts for p in _unpack_panels(part)), key=lambda p: p.index)
+
+
+def _as_tensor(data: bytes, device: torch.device) -> torch.Tensor:
+    if not data:
+        return torch.empty(0, dtype=torch.uint8, device=device)
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8).to(device)
+
+
+def _png(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="PNG", compress_level=1)  # lossless: the writer re-encodes the same pixels
+    return out.getvalue()
+
+
+def _pack_panels(panels: list[PanelImage]) -> bytes:
+    """Panels as bytes: a JSON header (fields and picture sizes), then the PNGs of pictures and masks."""
+    blobs: list[bytes] = []
+    entries = []
+    for panel in panels:
+        pictures = {"": panel.image, **{f"mask:{name}": mask for name, mask in panel.masks.items()}}
+        sizes = {}
+        for name, picture in pictures.items():
+            blobs.append(_png(picture))
+            sizes[name] = len(blobs[-1])
+        fields = {k: getattr(panel, k) for k in ("index", "seed", "prompt", "negative_prompt", "identity")}
+        entries.append({**fields, "characters": list(panel.characters), "pictures": sizes})
+    header = json.dumps(entries).encode()
+    return len(header).to_bytes(8, "little") + header + b"".join(blobs)
+
+
+def _unpack_panels(data: bytes) -> list[PanelImage]:
+    if not data:
+        return []
+    length = int.from_bytes(data[:8], "little")
+    entries, offset = json.loads(data[8 : 8 + length].decode()), 8 + length
+    panels = []
+    for entry in entries:
+        pictures = {}
+        for name, size in entry.pop("pictures").items():
+            pictures[name] = Image.open(io.BytesIO(data[offset : offset + size])).copy()
+            offset += size
+        masks = {name.removeprefix("mask:"): picture for name, picture in pictures.items() if name}
+        panels.append(
+            PanelImage(**{**entry, "characters": tuple(entry["characters"])}, image=pictures[""], masks=masks)
+        )
+    return panels
+
+
+def process_share() -> ProcessShare | None:
+    """This process's place when several were launched together (``WORLD_SIZE`` > 1), else None.
+
+    Accelerate starts the process group: NCCL when this machine has GPUs, gloo on CPUs (there
+    ``PartialState(cpu=True)``, without which it would count one process)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import PartialState
+
+    gpus = torch.cuda.is_available()
+    state = PartialState(cpu=not gpus)
+    device = torch.device(state.device) if gpus else torch.device("cpu")
+    return ProcessShare(state.process_index, state.num_processes, device)
+
+
+def draw_shared(
+    draw_batch: Callable[[int, Any, int], tuple[list[Image.Image], Any]], run: Any, result: Any, share: ProcessShare
+) -> None:
+    """Draw ``run``'s plan over the processes: the identity pass on the first, the bank to all, the read
+    batches round-robin in rounds, each round's panels to the first process (``result`` and ``on_panel``)."""
+    if run.settings.mode == "window":
+        raise SettingsError("window mode draws each window after the last: run it in one process (not under torchrun)")
+    identity = [(number, batch) for number, batch in enumerate(run.plan) if batch.kind == "identity"]
+    reads = [(number, batch) for number, batch in enumerate(run.plan) if batch.kind != "identity"]
+    for number, batch in identity:
+        if share.writes:
+            images, subject = draw_batch(number, batch, len(result.panels))
+            _keep(run, result, run.finished_panels(batch, images, subject))
+        run.remember(batch)
+    share.share_bank(run.bank)
+    for start in range(0, len(reads), share.world):
+        mine = [
+            (n, b)
+            for position, (n, b) in enumerate(reads[start : start + share.world])
+            if share.draws(start + position)
+        ]
+        panels = []
+        for number, batch in mine:
+            images, subject = draw_batch(number, batch, len(result.panels))
+            run.remember(batch)
+            panels += run.finished_panels(batch, images, subject)
+        _keep(run, result, share.gather_panels(panels))
+
+
+def _keep(run: Any, result: Any, panels: list[PanelImage]) -> None:
+    for panel in panels:
+        result.panels.append(panel)
+        if run.on_panel is not None:
+            run.on_panel(panel)
+
+
+class NoWriter:
+    """What the processes but the first write: nothing (the first one writes the folder)."""
+
+    def start(self, result: Any) -> None:
+        """Nothing to write."""
+
+    def panel(self, panel: PanelImage) -> None:
+        """Nothing to write."""
+
+
+def command_line_share(args: Any) -> ProcessShare | None:
+    """``generate`` launched as several processes: the others stay quiet and each uses its own GPU."""
+    share = process_share()
+    if share is None:
+        return None
+    if share.world > 1 and getattr(args, "overwrite", False):
+        raise SettingsError("--overwrite is for one process: remove the folder, or run it once without torchrun")
+    if not share.writes:
+        args.quiet = True
+    if share.device.type == "cuda" and args.device in ("auto", "cuda"):
+        args.device = str(share.device)
+    return share
+
+
+def devices_value(text: str) -> tuple[int, str]:
+    """``--devices 0,1,2,3`` (one process per GPU) or ``cpu:N`` (N processes on the CPU): the number of
+    processes and the CUDA_VISIBLE_DEVICES they see. ValueError says what is accepted."""
+    text = text.strip()
+    if text.startswith("cpu:") and text[4:].isdigit() and 1 <= int(text[4:]) <= MAX_PROCESSES:
+        return int(text[4:]), ""
+    parts = [part.strip() for part in text.split(",")]
+    if parts and all(part.isdigit() for part in parts) and len(set(parts)) == len(parts) <= MAX_PROCESSES:
+        return len(parts), ",".join(parts)
+    raise ValueError(f"expected GPU numbers such as 0,1,2,3 or cpu:N (N from 1 to {MAX_PROCESSES}), got {text!r}")
+
+
+def launch_processes(argv: list[str], devices: str) -> int:
+    """Run this ``generate`` again as one process per device, under ``torch.distributed.run``: its exit code."""
+    import subprocess
+    import sys
+
+    count, visible = devices_value(devices)
+    rest = [a for i, a in enumerate(argv) if a != "--devices" and (i == 0 or argv[i - 1] != "--devices")]
+    rest = [a for a in rest if not a.startswith("--devices=")]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={count}"]
+    command += ["-m", "storydiffusion", *rest]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": visible}
+    return subprocess.run(command, env=env, check=False).returncode

@@ -1,0 +1,185 @@
+"""One story over several processes (torchrun, gloo on the CPU): the same bytes as one process, one writer,
+and a killed process leaves a folder the next run finishes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from storydiffusion.distributed import (
+    ProcessShare,
+    _pack_panels,
+    _unpack_panels,
+    command_line_share,
+    devices_value,
+    draw_shared,
+)
+from storydiffusion.errors import SettingsError
+from storydiffusion.results import PanelImage
+
+ROOT = Path(__file__).resolve().parent.parent
+CPU = torch.device("cpu")
+STORY = """\
+characters:
+  Bob: a man in a red coat
+  Ann: a woman in a blue coat
+panels:
+  - "[Bob] walks # Morning."
+  - "[Ann] reads"
+  - "[Bob] eats"
+  - "[Ann] sings"
+  - "[Bob] sleeps"
+  - "[Bob] and [Ann] talk"
+  - "[Ann] runs"
+  - "[Bob] waves"
+  - "[Ann] waves back"
+settings: {steps: 2, id_images: 2, window: 1, height: 64, width: 64}
+"""
+FAST = ["--model", "tiny-sdxl", "--device", "cpu", "--quiet"]
+
+
+def storydiffusion(*args: str, processes: int = 1, **popen) -> subprocess.Popen:
+    """``storydiffusion ARGS`` in one process, or under torch.distributed.run with ``processes``."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] if processes > 1 else []
+    command = [sys.executable, *launcher, "-m", "storydiffusion", *args]
+    return subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **popen)
+
+
+def finished(process: subprocess.Popen, timeout: int = 300) -> tuple[int, str]:
+    output, _ = process.communicate(timeout=timeout)
+    return process.returncode, output.decode(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def story(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("distributed") / "story.yaml"
+    path.write_text(STORY, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def one_process(story) -> Path:
+    out = story.parent / "one"
+    code, output = finished(storydiffusion("generate", str(story), "--out", str(out), *FAST))
+    assert code == 0, output
+    return out
+
+
+def panel_bytes(out: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted((out / "panels").glob("*.png"))}
+
+
+def manifest(out: Path) -> dict:
+    record = json.loads((out / "story.json").read_text(encoding="utf-8"))
+    return {key: value for key, value in record.items() if key not in ("created", "seconds")}
+
+
+@pytest.mark.slow
+def test_two_processes_write_the_same_bytes_as_one(story, one_process):
+    out = story.parent / "two"
+    code, output = finished(storydiffusion("generate", str(story), "--out", str(out), *FAST, processes=2))
+    assert code == 0, output
+    assert panel_bytes(out) == panel_bytes(one_process) and len(panel_bytes(out)) == 9
+    assert manifest(out) == manifest(one_process)
+    assert output.count("9 panels in") == 1  # one process reports, as it alone writes
+
+
+def worker_of_rank(launcher: int, rank: int) -> int | None:
+    """The pid of the torchrun worker with RANK ``rank`` among the launcher's children."""
+    children = Path(f"/proc/{launcher}/task/{launcher}/children")
+    for pid in children.read_text().split() if children.exists() else []:
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"RANK={rank}".encode() in environ:
+            return int(pid)
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the worker through /proc")
+def test_a_killed_process_leaves_a_folder_the_next_run_finishes(story, one_process):
+    out = story.parent / "killed"
+    launcher = storydiffusion("generate", str(story), "--out", str(out), *FAST, processes=2)
+    deadline = time.monotonic() + 120
+    while not (out / "story.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    worker = worker_of_rank(launcher.pid, 1)
+    assert worker is not None
+    os.kill(worker, signal.SIGKILL)
+    code, output = finished(launcher)
+    assert code != 0
+    record = json.loads((out / "story.json").read_text(encoding="utf-8"))
+    listed = {entry["file"] for entry in record["panels"]}
+    on_disk = {f"panels/{path.name}" for path in (out / "panels").glob("*")} if (out / "panels").exists() else set()
+    assert on_disk == listed  # every panel written is listed, and nothing else is there
+    assert record["complete"] is False or len(listed) == 9
+    # The shortcut launches the processes itself (three this time): the run continues where it stopped.
+    again, output = finished(storydiffusion("generate", str(story), "--out", str(out), *FAST, "--devices", "cpu:3"))
+    assert again == 0, output
+    assert panel_bytes(out) == panel_bytes(one_process)
+
+
+# ------------------------------------------------------------------------------------ without launching
+
+
+def test_panels_travel_between_processes_pixel_for_pixel():
+    rng = np.random.default_rng(0)
+    picture = Image.fromarray(rng.integers(0, 256, (24, 16, 3), dtype=np.uint8))
+    mask = Image.fromarray((rng.random((24, 16)) > 0.5).astype(np.uint8) * 255)
+    panels = [
+        PanelImage(3, picture, 42, "a man walks", "", ("Bob",), True, {"Bob": mask}),
+        PanelImage(5, picture.transpose(Image.Transpose.FLIP_LEFT_RIGHT), 7, "b", "ugly", (), False),
+    ]
+    received = _unpack_panels(_pack_panels(panels))
+    assert [(p.index, p.seed, p.prompt, p.negative_prompt, p.characters, p.identity) for p in received] == [
+        (3, 42, "a man walks", "", ("Bob",), True),
+        (5, 7, "b", "ugly", (), False),
+    ]
+    for sent, got in zip(panels, received):
+        assert np.array_equal(np.asarray(sent.image), np.asarray(got.image))
+        assert set(sent.masks) == set(got.masks)
+    assert np.array_equal(np.asarray(received[0].masks["Bob"]), np.asarray(mask))
+    assert _unpack_panels(_pack_panels([])) == []
+
+
+def test_read_batches_are_dealt_round_robin():
+    shares = [ProcessShare(rank, 3, CPU) for rank in range(3)]
+    assert [[n for n in range(8) if share.draws(n)] for share in shares] == [[0, 3, 6], [1, 4, 7], [2, 5]]
+
+
+@pytest.mark.parametrize(("text", "expected"), [("0,1,2,3", (4, "0,1,2,3")), ("cpu:2", (2, "")), (" 1 ", (1, "1"))])
+def test_devices_are_gpu_numbers_or_a_cpu_count(text, expected):
+    assert devices_value(text) == expected
+
+
+@pytest.mark.parametrize("text", ["0,0", "cpu:0", "cpu:x", "gpu", "", "cpu:65"])
+def test_bad_devices_are_refused(text):
+    with pytest.raises(ValueError, match="0,1,2,3 or cpu:N"):
+        devices_value(text)
+
+
+def test_window_mode_and_overwrite_stay_in_one_process(monkeypatch):
+    run = SimpleNamespace(settings=SimpleNamespace(mode="window"), plan=[])
+    with pytest.raises(SettingsError, match="window mode .* one process"):
+        draw_shared(lambda *a: None, run, None, ProcessShare(0, 2, CPU))
+    import storydiffusion.distributed as distributed
+
+    monkeypatch.setattr(distributed, "process_share", lambda: ProcessShare(1, 2, CPU))
+    with pytest.raises(SettingsError, match="--overwrite is for one process"):
+        command_line_share(SimpleNamespace(overwrite=True, quiet=False, device="auto"))
+    args = SimpleNamespace(overwrite=False, quiet=False, device="auto")
+    assert command_line_share(args).rank == 1 and args.quiet is True  # only the first process reports
