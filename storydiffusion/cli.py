@@ -14,11 +14,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .cli_checks import check_bank_flags, check_model_flag, check_panel_numbers, generation_settings
 from .cli_evaluation import run_benchmark_command, run_evaluate
 from .cli_parser import build_parser
 from .cli_plan import run_plan
+from .cli_stories import divide_stories, story_jobs
 from .distributed import NoWriter, command_line_share
 from .errors import ModelOutOfMemory, StoryDiffusionError, model_memory
 from .run_manifest import manifest_model_name
@@ -60,20 +62,45 @@ def check_story_images(story):
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    """Check everything (story, options, bank, model, folder) before the folder changes, then generate
-    into --out: continuing the run there, or with --overwrite staging its replacement; compose if asked."""
-    from .resume import earlier_run, is_incomplete
-
+    """Check every story and option before any folder changes, then draw each story: into --out, or one
+    folder each under --out-root; over the processes launched together when there are several."""
     if args.export and not args.layout:
         args.layout = "classic"
     if args.layout:  # a bad layout or export list fails now, not after the panels are generated
         from .layout.compose import check_options
 
         check_options(args.layout, args.export)
-    share = command_line_share(args)  # several processes launched together draw one story (distributed.py)
+    share = command_line_share(args)  # several processes launched together (distributed.py)
     check_model_flag(args.model)
     check_model_flag(args.lora, "--lora")
     check_bank_flags(args)
+    SETTING_RANGES["lora_scale"].check("--lora-scale", args.lora_scale)
+    jobs = story_jobs(args)  # one Namespace per story, its story and out set
+    checked = [_check_story(job) for job in jobs]  # every story, folder and bank: before any model loads
+    mine, story_share = divide_stories(len(jobs), share)
+    pipelines: dict = {}
+    for index in mine:
+        code = _draw_story(jobs[index], checked[index], story_share, pipelines)
+        if code != 0:
+            return code
+    return 0
+
+
+@dataclass
+class _CheckedStory:
+    story: Any
+    manifest_model: str | None
+    photos: dict
+    settings: Any
+    earlier: Any
+    continuing: bool
+    bank: Any
+
+
+def _check_story(args: argparse.Namespace) -> _CheckedStory:
+    """One story's file, images, settings, panels, output folder and bank, read and checked."""
+    from .resume import earlier_run, is_incomplete
+
     story, manifest_model = _load_story_and_model(args.story)
     photos = check_story_images(story)  # every photo read, every control image's header checked: before any model
     settings = generation_settings(story.settings, args)
@@ -83,19 +110,28 @@ def run_generate(args: argparse.Namespace) -> int:
     if continuing and not args.overwrite:
         manifest_model_name(earlier, str(Path(args.out) / MANIFEST_NAME))  # a broken record fails before the model
     check_output_dir(args.out, overwrite=args.overwrite or continuing)  # before any model loads; deletes nothing
-    SETTING_RANGES["lora_scale"].check("--lora-scale", args.lora_scale)
     bank = _read_bank(args.bank, settings.mode) if args.bank else None
-    pipeline = _load_pipeline(args, manifest_model)
+    return _CheckedStory(story, manifest_model, photos, settings, earlier, continuing, bank)
+
+
+def _draw_story(args: argparse.Namespace, checked: _CheckedStory, share, pipelines: dict) -> int:
+    """Load the model (once for every story naming it), then draw one checked story into its folder:
+    continuing the run there, or with --overwrite staging its replacement; compose if asked."""
+    story, photos, bank = checked.story, checked.photos, checked.bank
+    model = args.model or checked.manifest_model
+    if model not in pipelines:
+        pipelines[model] = _load_pipeline(args, checked.manifest_model)
+    pipeline = pipelines[model]
     if photos:
         with model_memory(), _quiet_model_libraries():
             pipeline.attach_references()  # its weights, before the folder changes
-    settings = pipeline.resolve_settings(story, settings)
+    settings = pipeline.resolve_settings(story, checked.settings)
     with model_memory(), _quiet_model_libraries():
         pipeline.control_maps(story, settings)  # every control image read, its ControlNet loaded: before the folder
     if bank is not None:  # does it fit the model, settings and characters? before any step runs
         pipeline.check_bank(bank, story, settings, args.panels)
     if share is None or share.writes:
-        target = _run_folder(args, earlier if continuing else None, story, settings, pipeline)
+        target = _run_folder(args, checked.earlier if checked.continuing else None, story, settings, pipeline)
     if share is not None:  # the first process alone writes; every process draws the panels it chose
         panels = share.broadcast_json(target.panels if share.writes else None)
         target = target if share.writes else _RunTarget(Path(args.out), NoWriter(), panels)

@@ -136,8 +136,15 @@ def _add_plan(plan: argparse.ArgumentParser) -> None:
 
 
 def _add_generate(generate: argparse.ArgumentParser) -> None:
-    generate.add_argument("story", help="story file (.yaml/.json) or a story.json written by an earlier run")
-    generate.add_argument("--out", required=True, help="output folder (panels/, story.json)")
+    generate.add_argument(
+        "story",
+        nargs="+",
+        help="story file (.yaml/.json) or a story.json written by an earlier run; several with --out-root",
+    )
+    generate.add_argument("--out", help="output folder (panels/, story.json)")
+    generate.add_argument(
+        "--out-root", help="with several stories: a folder holding one run folder per story, named after its file"
+    )
     generate.add_argument(
         "--model",
         help="registry name (configs/models.yaml), hub id, local folder, .safetensors file, or tiny-sdxl / tiny-sd15",

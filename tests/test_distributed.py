@@ -183,3 +183,49 @@ def test_window_mode_and_overwrite_stay_in_one_process(monkeypatch):
         command_line_share(SimpleNamespace(overwrite=True, quiet=False, device="auto"))
     args = SimpleNamespace(overwrite=False, quiet=False, device="auto")
     assert command_line_share(args).rank == 1 and args.quiet is True  # only the first process reports
+
+
+# ------------------------------------------------------------------------------------ several stories
+
+
+def test_several_stories_get_a_folder_each_and_divide_among_processes(story, one_process):
+    other = story.parent / "other.yaml"
+    other.write_text(STORY.replace("Morning.", "Evening."), encoding="utf-8")
+    root = story.parent / "stories"
+    code, output = finished(
+        storydiffusion("generate", str(story), str(other), "--out-root", str(root), *FAST, processes=2)
+    )
+    assert code == 0, output
+    assert sorted(p.name for p in root.iterdir()) == ["other", "story"]
+    assert panel_bytes(root / "story") == panel_bytes(one_process)  # drawn whole by one process
+    assert manifest(root / "other")["story"]["panels"][0]["caption"] == "Evening."
+
+
+@pytest.mark.parametrize(
+    ("stories", "flags", "message"),
+    [
+        (["a.yaml"], [], "--out is required"),
+        (["a.yaml", "b.yaml"], ["--out", "x"], "2 stories need --out-root"),
+        (["a.yaml"], ["--out", "x", "--out-root", "y"], "not both"),
+        (["a.yaml", "b.yaml"], ["--out-root", "y", "--panels", "1"], "--panels names things of one story"),
+        (["a.yaml", "sub/a.yml"], ["--out-root", "y"], "share the folder 'a'"),
+    ],
+)
+def test_flags_of_several_stories_are_checked_first(stories, flags, message, tmp_path, capsys, monkeypatch):
+    from storydiffusion.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["generate", *stories, *flags, *FAST]) == 2
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_stories_are_divided_when_there_are_enough_for_every_process():
+    from storydiffusion.cli_stories import divide_stories, story_folder_name
+
+    share = ProcessShare(1, 3, CPU)
+    assert divide_stories(7, share) == ([1, 4], None)  # whole stories, each drawn alone
+    assert divide_stories(2, share) == ([0, 1], share)  # fewer stories than processes: each spread over all
+    assert divide_stories(2, None) == ([0, 1], None)
+    assert story_folder_name("runs/kite day/story.json") == "kite_day"
+    assert story_folder_name("x/Le Phare.yaml") == "Le_Phare"
