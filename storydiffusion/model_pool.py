@@ -5,14 +5,19 @@ registry only; hub ids and server paths are accepted only when the operator allo
 A refused name is refused by its spelling alone, before the file system or the hub is asked, so the
 answer never tells whether a server path exists. What the pool says about a model (its notice) is a
 function of that model's name only, never of another user's earlier request.
+
+With several devices (``python app.py --devices 0,1``) each run leases one (``lease``): up to one run
+per device at a time, each on its own copy of the model, so several users draw at once.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from .errors import ModelError, StoryDiffusionError
@@ -57,15 +62,20 @@ class ModelPool:
         loader: Callable[..., StoryPipeline] = StoryPipeline.from_pretrained,
         hub_online: Callable[[], bool] = hub_is_reachable,
         in_cache: Callable[[str], bool] = is_in_hub_cache,
+        devices: Sequence[str] | None = None,
     ):
         self.default_model = default_model
         self.device, self.dtype, self.fallback = device, dtype, fallback
-        self.allow_custom, self.max_loaded = allow_custom, max(1, max_loaded)
+        self.devices = list(devices) if devices else [device]  # one run at a time on each ("cpu" may repeat)
+        self._free: queue.Queue[int] = queue.Queue()  # the numbers of the devices no run is using
+        for slot in range(len(self.devices)):
+            self._free.put(slot)
+        self.allow_custom, self.max_loaded = allow_custom, max(1, max_loaded) * len(self.devices)
         self.low_vram = low_vram
         self._loader = loader
         self._hub_online, self._in_cache = hub_online, in_cache
         self._online: bool | None = None
-        self._pipelines: OrderedDict[str, StoryPipeline] = OrderedDict()
+        self._pipelines: OrderedDict[tuple[str, int], StoryPipeline] = OrderedDict()  # by (name, device number)
         self._notices: dict[str, str] = {}  # by model name: why that name runs the offline demo, if it does
         self._transition = None
         self._lock = threading.Lock()
@@ -90,16 +100,33 @@ class ModelPool:
             "(Custom models and paths are allowed only when the operator starts the app with --allow-custom-models.)"
         )
 
-    def get(self, name: str | None = None) -> StoryPipeline:
-        """The pipeline for ``name`` (checked with :meth:`check_choice`), loading it on first use."""
+    @property
+    def concurrency(self) -> int:
+        """How many runs may draw at once: one per device."""
+        return len(self.devices)
+
+    def get(self, name: str | None = None, slot: int = 0) -> StoryPipeline:
+        """The pipeline for ``name`` (checked with :meth:`check_choice`) on device number ``slot`` (default:
+        the first), loading it on first use: each device has its own copy."""
         name = self.check_choice(name)
+        key = (name, slot)
         with self._lock:
-            if name in self._pipelines:
-                self._pipelines.move_to_end(name)
-                return self._pipelines[name]
-            pipeline = self._load_or_fall_back(name)
-            self._keep(name, pipeline)
+            if key in self._pipelines:
+                self._pipelines.move_to_end(key)
+                return self._pipelines[key]
+            pipeline = self._load_or_fall_back(name, slot)
+            self._keep(key, pipeline)
             return pipeline
+
+    @contextmanager
+    def lease(self, name: str | None = None) -> Iterator[StoryPipeline]:
+        """The pipeline for ``name`` on a device no other run is using, until the run ends (waits for one)."""
+        name = self.check_choice(name)  # a refused name never waits for a device
+        slot = self._free.get()
+        try:
+            yield self.get(name, slot)
+        finally:
+            self._free.put(slot)
 
     def notice(self, name: str | None = None) -> str:
         """One banner line when ``name`` runs a tiny random-weight model, then the low-memory preset's note
@@ -111,7 +138,7 @@ class ModelPool:
         name = name or self.default_model
         if name in self._notices:
             return self._notices[name]
-        pipeline = self._pipelines.get(name)
+        pipeline = self._pipelines.get((name, 0))
         if pipeline is not None and pipeline.spec.source == "tiny":
             return (
                 f"Offline demo: {shown_name(name)!r} is a tiny random-weight model (panels are random patterns). "
@@ -119,15 +146,15 @@ class ModelPool:
             )
         return ""
 
-    def _keep(self, name: str, pipeline: StoryPipeline) -> None:
-        self._pipelines[name] = pipeline
+    def _keep(self, key: tuple[str, int], pipeline: StoryPipeline) -> None:
+        self._pipelines[key] = pipeline
         while len(self._pipelines) > self.max_loaded:
             evicted, _ = self._pipelines.popitem(last=False)
             logger.info("Unloaded model %r to keep at most %d loaded", evicted, self.max_loaded)
 
-    def _load_or_fall_back(self, name: str) -> StoryPipeline:
+    def _load_or_fall_back(self, name: str, slot: int) -> StoryPipeline:
         try:
-            return self._load(name)
+            return self._load(name, self.devices[slot])
         except ModelError as error:
             if not self.fallback or name == OFFLINE_MODEL:
                 raise
@@ -137,21 +164,21 @@ class ModelPool:
                 f"Offline demo: could not load {shown_name(name)!r} ({reason}); running the tiny random-weight "
                 "offline demo model. Start with --model NAME_OR_PATH for real pictures."
             )
-            fallback = self._pipelines.get(OFFLINE_MODEL)
+            fallback = self._pipelines.get((OFFLINE_MODEL, slot))
             return fallback if fallback is not None else self._loader(OFFLINE_MODEL, device="cpu", dtype="float32")
 
-    def _load(self, name: str) -> StoryPipeline:
+    def _load(self, name: str, device: str) -> StoryPipeline:
         """Load from the hub when it answers, else from the cache only (and not at all when nothing is cached)."""
         repo = hub_repo(name)
         if repo is None or self._is_online():
-            return self._loader(name, **self._placement())
+            return self._loader(name, **self._placement(device))
         if self.fallback and not self._in_cache(repo):
             raise HubUnreachable(f"{name!r} ({repo}) is not in the Hugging Face cache and the hub cannot be reached")
-        return self._loader(name, **self._placement(), local_files_only=True)
+        return self._loader(name, **self._placement(device), local_files_only=True)
 
-    def _placement(self) -> dict[str, Any]:
+    def _placement(self, device: str) -> dict[str, Any]:
         """The loader's device options; ``low_vram`` only when on, so loaders without that option still work."""
-        return {"device": self.device, "dtype": self.dtype, **({"low_vram": True} if self.low_vram else {})}
+        return {"device": device, "dtype": self.dtype, **({"low_vram": True} if self.low_vram else {})}
 
     def memory_note(self) -> str:
         """One line for the studio's settings note when the operator turned on the low-memory preset, else empty."""

@@ -94,14 +94,15 @@ def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> Any:
         prompt, layout = text.text_value("Prompt", prompt), text.layout_value(layout)
         caption = None if caption is None else text.text_value("Caption", caption)
         seed = None if seed is None or seed == "" else text.setting_value("seed", seed, "Panel seed")
-        panel = session.regenerate_panel(
-            pool.get(model),
-            number - 1,
-            prompt or None,
-            seed,
-            caption,
-            callback=lambda step: progress(step.fraction, desc=text.step_message(step)),
-        )
+        with pool.lease(model) as pipeline:  # a device of its own while it draws (one per GPU: --devices)
+            panel = session.regenerate_panel(
+                pipeline,
+                number - 1,
+                prompt or None,
+                seed,
+                caption,
+                callback=lambda step: progress(step.fraction, desc=text.step_message(step)),
+            )
         session.retypeset(layout)
         panels = text.gallery_items(session.panels())
         story_box = text.story_box_after_redraw(text.text_value("Story", story_box), session.story, number - 1)
@@ -165,7 +166,7 @@ def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> Any:
         status=editing.note,
         api_name="regenerate_panel",
         api_door=door,
-        concurrency_limit=1,
+        concurrency_limit=pool.concurrency,
         concurrency_id="gpu",
     )
     retypeset_click = action(
@@ -282,6 +283,6 @@ def wire_animate(studio: Studio, pool: ModelPool, door: gr.Button) -> None:
         status=tab.note,
         api_name="animate",
         api_door=door,
-        concurrency_limit=1,
-        concurrency_id="gpu",
+        concurrency_limit=1,  # one video pipeline for everyone: one clip at a time
+        concurrency_id="gpu" if pool.concurrency == 1 else "video",  # one device: after the story runs
     )

@@ -104,23 +104,24 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
             title, characters, story_text, style, negative, numbers, consistency, steering
         )
         layout = text.layout_value(layout)
-        session, pipeline = session_of(state), pool.get(model)
-        notice = text.notice_markdown(pool.notice(model))
-        nothing = ([], None, None, None)  # a new run: the last run's pages and files go
-        yield session, text.STARTING_MESSAGE, [], *nothing, notice
-        for event in session.generate(pipeline, story, settings, pool.check_choice(model), steered):
-            if isinstance(event, StepDone):
-                progress(event.progress.fraction, desc=text.step_message(event.progress))
-            elif isinstance(event, PanelDone):
-                done = text.panels_done_message(len(session.panels()), len(story.panels))
-                yield session, done, text.gallery_items(session.panels()), *nothing, notice
-            elif isinstance(event, RunFailed):
-                raise event.error
-            elif isinstance(event, RunFinished):
-                downloads = session.typeset_if_drawn(layout)  # a run stopped before its first panel has no pages
-                finished = text.finished_message(event.result, len(story.panels))
-                panels = text.gallery_items(session.panels())
-                yield session, finished, panels, *downloads.as_tuple(), notice
+        session = session_of(state)
+        with pool.lease(model) as pipeline:  # a device of its own while it draws (one per GPU: --devices)
+            notice = text.notice_markdown(pool.notice(model))
+            nothing = ([], None, None, None)  # a new run: the last run's pages and files go
+            yield session, text.STARTING_MESSAGE, [], *nothing, notice
+            for event in session.generate(pipeline, story, settings, pool.check_choice(model), steered):
+                if isinstance(event, StepDone):
+                    progress(event.progress.fraction, desc=text.step_message(event.progress))
+                elif isinstance(event, PanelDone):
+                    done = text.panels_done_message(len(session.panels()), len(story.panels))
+                    yield session, done, text.gallery_items(session.panels()), *nothing, notice
+                elif isinstance(event, RunFailed):
+                    raise event.error
+                elif isinstance(event, RunFinished):
+                    downloads = session.typeset_if_drawn(layout)  # stopped before its first panel: no pages
+                    finished = text.finished_message(event.result, len(story.panels))
+                    panels = text.gallery_items(session.panels())
+                    yield session, finished, panels, *downloads.as_tuple(), notice
 
     gr.on(
         [inputs.characters.change, studio.steering.photos.change],
@@ -167,7 +168,7 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
         status=results.status,
         api_name="generate",
         api_door=door,
-        concurrency_limit=1,
+        concurrency_limit=pool.concurrency,
         concurrency_id="gpu",
     ).then(end_of_run, [studio.session], buttons, **page_only)
     show_filled(run_ended, results.files())

@@ -68,9 +68,10 @@ class StudioTools:
         layout = text.layout_value(layout)
         session = StudioSession()
         try:
-            for event in session.generate(self.pool.get(), parsed, settings, self.pool.check_choice(None)):
-                if isinstance(event, RunFailed):
-                    raise event.error
+            with self.pool.lease() as pipeline:
+                for event in session.generate(pipeline, parsed, settings, self.pool.check_choice(None)):
+                    if isinstance(event, RunFailed):
+                        raise event.error
             session.typeset_if_drawn(layout)
         except BaseException:
             session.close()
@@ -150,6 +151,11 @@ def add_mcp_tools(pool: ModelPool) -> StudioTools:
     import gradio as gr
 
     tools = StudioTools(pool)
-    gr.api(shown_on_page(tools.generate_story), api_name="generate_story", concurrency_limit=1, concurrency_id="gpu")
+    gr.api(
+        shown_on_page(tools.generate_story),
+        api_name="generate_story",
+        concurrency_limit=pool.concurrency,
+        concurrency_id="gpu",
+    )
     gr.api(shown_on_page(tools.compose_pages), api_name="compose_pages")
     return tools

@@ -48,6 +48,7 @@ class ServerOptions:
     mcp: bool = False
     low_vram: bool = False
     scores_encoder: str | None = None  # the CLIP the consistency table is computed with; None: no table
+    devices: tuple[str, ...] = ()  # one run at a time on each (--devices 0,1): several users draw at once
 
     @property
     def shared(self) -> bool:
@@ -61,7 +62,12 @@ class ServerOptions:
 
     def pool_options(self) -> dict[str, Any]:
         """Keyword arguments for ``ModelPool``: where models run and who may pick them."""
-        return {"device": self.device, "allow_custom": self.allow_custom_models, "low_vram": self.low_vram}
+        return {
+            "device": self.device,
+            "allow_custom": self.allow_custom_models,
+            "low_vram": self.low_vram,
+            "devices": list(self.devices) or None,
+        }
 
     def launch_options(self) -> dict:
         """Keyword arguments for ``gr.Blocks.launch``."""
@@ -116,6 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-queue", type=int, default=16, help="GPU jobs that may wait; more are told to come back")
     parser.add_argument("--max-upload-mb", type=int, default=2048, help="largest project file a user may upload")
     parser.add_argument(
+        "--devices",
+        help="serve several users at once, one run per device: GPU numbers such as 0,1,2,3, or cpu:N",
+    )
+    parser.add_argument(
         "--scores-encoder",
         help="CLIP encoder for the consistency table beside the pages, as `storydiffusion evaluate --encoder`, "
         "or none (default: tiny for the offline demo; the default CLIP when its weights are in the hub cache)",
@@ -137,6 +147,7 @@ def server_options(argv: list[str] | None = None) -> ServerOptions:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if args.mcp and not mcp_installed():
         parser.error(MCP_MISSING_MESSAGE)
+    devices = _device_list(parser, args.devices) if args.devices else ()
     options = ServerOptions(
         model=OFFLINE_MODEL if args.offline_demo else (args.model or default_model_name()),
         device="cpu" if args.offline_demo else args.device,
@@ -154,7 +165,19 @@ def server_options(argv: list[str] | None = None) -> ServerOptions:
     from .studio_scores import default_scores_encoder
 
     scores = args.scores_encoder or default_scores_encoder(options.model, OFFLINE_MODEL)
-    return dataclasses.replace(options, allow_custom_models=allow, scores_encoder=None if scores == "none" else scores)
+    scores = None if scores == "none" else scores
+    return dataclasses.replace(options, allow_custom_models=allow, scores_encoder=scores, devices=devices)
+
+
+def _device_list(parser: argparse.ArgumentParser, text: str) -> tuple[str, ...]:
+    """``--devices 0,1`` -> ("cuda:0", "cuda:1"); ``cpu:2`` -> ("cpu", "cpu"); anything else is a usage error."""
+    from .distributed import devices_value
+
+    try:
+        count, visible = devices_value(text)
+    except ValueError as error:
+        parser.error(f"--devices: {error}")
+    return tuple(f"cuda:{number}" for number in visible.split(",")) if visible else ("cpu",) * count
 
 
 def gpu_seconds(images: int, steps: int, width: int, height: int) -> int:

@@ -137,3 +137,70 @@ def test_at_most_max_loaded_models_stay_loaded():
     pool.get("sdxl-base")  # falls back to the loaded demo model, then keeps only that name
     pool.get()  # the demo model's own entry went out to make room: loaded again
     assert loader.names == [OFFLINE_MODEL, "sdxl-base", OFFLINE_MODEL]
+
+
+class DeviceLoader:
+    """Loads a distinct fake pipeline per call, remembering the device it was asked for."""
+
+    def __init__(self):
+        self.devices = []
+
+    def __call__(self, name, device="auto", **options):
+        self.devices.append(device)
+        return type("Fake", (), {"spec": type("Spec", (), {"source": "tiny"})(), "device": device})()
+
+
+def test_each_run_leases_a_device_of_its_own_and_a_third_waits_for_one():
+    import threading
+
+    loader = DeviceLoader()
+    pool = ModelPool(OFFLINE_MODEL, loader=loader, devices=["cuda:0", "cuda:1"], hub_online=lambda: True)
+    assert pool.concurrency == 2
+    twins = ModelPool(OFFLINE_MODEL, loader=DeviceLoader(), devices=["cpu", "cpu"], hub_online=lambda: True)
+    with twins.lease() as one, twins.lease() as other:
+        assert one is not other  # two CPU processes' worth: each run its own model, never one shared
+    with pool.lease() as first, pool.lease() as second:
+        assert {first.device, second.device} == {"cuda:0", "cuda:1"}
+        waited = threading.Event()
+
+        def third_run():
+            with pool.lease() as third:
+                waited.device = third.device
+                waited.set()
+
+        worker = threading.Thread(target=third_run)
+        worker.start()
+        assert not waited.wait(0.3)  # both devices are busy: the third run waits
+    worker.join(5)
+    assert waited.is_set() and waited.device in {"cuda:0", "cuda:1"}
+    with pool.lease() as again:
+        assert again is pool.get(OFFLINE_MODEL, ["cuda:0", "cuda:1"].index(again.device))  # each keeps its copy
+    assert sorted(loader.devices) == ["cuda:0", "cuda:1"]
+
+
+def test_a_refused_model_never_takes_a_device():
+    pool = ModelPool(OFFLINE_MODEL, loader=DeviceLoader(), devices=["cpu"], hub_online=lambda: True)
+    with pytest.raises(ModelNotOffered):
+        with pool.lease("/etc/passwd"):
+            pass
+    with pool.lease() as pipeline:  # the one device is free
+        assert pipeline.device == "cpu"
+
+
+def test_the_studio_serves_one_run_per_device():
+    from storydiffusion.studio_server import server_options
+
+    options = server_options(["--offline-demo", "--devices", "cpu:2"])
+    assert options.devices == ("cpu", "cpu") and options.pool_options()["devices"] == ["cpu", "cpu"]
+    assert server_options(["--devices", "1,3"]).devices == ("cuda:1", "cuda:3")
+    assert server_options([]).pool_options()["devices"] is None
+
+
+def test_the_page_runs_one_story_per_device_and_one_clip_at_a_time():
+    import app
+    from storydiffusion.studio_server import server_options
+
+    options = server_options(["--offline-demo", "--devices", "cpu:2"])
+    demo = app.make_app(options)
+    limits = {(f.api_name, f.concurrency_id, f.concurrency_limit) for f in demo.fns.values()}
+    assert {("generate", "gpu", 2), ("regenerate_panel", "gpu", 2), ("animate", "video", 1)} <= limits

@@ -331,3 +331,33 @@ def test_a_fresh_client_draws_with_an_uploaded_photo_and_pose_and_a_server_path_
         assert expected in answer and not ABSOLUTE_PATH.search(answer)
     message = refusal(server, "/check_story", **STORY, **SMALL, consistency="everything")
     assert "Share between panels" in message and "'everything'" in message
+
+
+def test_with_two_devices_two_users_draw_at_once_each_on_a_model_of_its_own():
+    from storydiffusion.pipeline import StoryPipeline
+
+    loaded = []
+
+    def load(name, device="cpu", **_):
+        loaded.append(device)
+        return StoryPipeline.from_pretrained(name, device="cpu")
+
+    options = ServerOptions(model=OFFLINE_MODEL, devices=("cpu", "cpu"))
+    demo = app.make_app(options, ModelPool(OFFLINE_MODEL, loader=load, devices=["cpu", "cpu"]))
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, show_error=False, quiet=True)
+    url = f"http://127.0.0.1:{port}/"
+    story = {**STORY, **SMALL, "steps": 12, "model": OFFLINE_MODEL, "layout": "none"}
+    try:
+        jobs = [client(url).submit(**story, api_name="/generate") for _ in range(2)]
+        deadline = time.monotonic() + 120
+        running = lambda job: job.status().code.name in ("PROCESSING", "ITERATING")  # noqa: E731
+        while not all(running(job) for job in jobs) and not any(job.done() for job in jobs):
+            assert time.monotonic() < deadline, [job.status().code.name for job in jobs]
+            time.sleep(0.05)
+        assert all(running(job) for job in jobs)  # both drawing at the same time, not one after the other
+        for job in jobs:
+            assert job.result(timeout=120)[0].startswith("Done: 2 of 2 panels")
+        assert len(loaded) == 2  # the default device's model, then a second copy for the second device
+    finally:
+        demo.close()
