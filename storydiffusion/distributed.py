@@ -7,7 +7,7 @@ batches are dealt round-robin, in rounds of one batch per process; after each ro
 panels go to the first process, which alone writes the output folder (``RunWriter``: the manifest
 before each panel), so a folder never holds a panel its manifest does not list, and processes on
 other machines need no shared disk. The processes come from Accelerate's ``PartialState`` (NCCL
-between GPUs, gloo between CPUs). Window mode chains each window to the last and stays in one process.
+between GPUs, gloo between CPUs). Window mode chains each window to the last: the first process draws it.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from typing import Any
 import torch
 from PIL import Image
 
-from .errors import SettingsError
 from .results import PanelImage
 
 MAX_PROCESSES = 64
+WINDOW_ALONE = "window mode chains each window to the last: the first process drew them all, the others waited"
 
 
 @dataclass
@@ -175,8 +175,14 @@ def draw_shared(
 ) -> None:
     """Draw ``run``'s plan over the processes: the identity pass on the first, the bank to all, the read
     batches round-robin in rounds, each round's panels to the first process (``result`` and ``on_panel``)."""
-    if run.settings.mode == "window":
-        raise SettingsError("window mode draws each window after the last: run it in one process (not under torchrun)")
+    if run.settings.mode == "window":  # each window reads the last: the first process draws them all, in order
+        if share.writes:
+            result.warnings.append(WINDOW_ALONE)
+            for number, batch in enumerate(run.plan):
+                images, subject = draw_batch(number, batch, len(result.panels))
+                run.remember(batch)
+                _keep(run, result, run.finished_panels(batch, images, subject))
+        return
     identity = [(number, batch) for number, batch in enumerate(run.plan) if batch.kind == "identity"]
     reads = [(number, batch) for number, batch in enumerate(run.plan) if batch.kind != "identity"]
     for number, batch in identity:
@@ -221,8 +227,6 @@ def command_line_share(args: Any) -> ProcessShare | None:
     share = process_share()
     if share is None:
         return None
-    if share.world > 1 and getattr(args, "overwrite", False):
-        raise SettingsError("--overwrite is for one process: remove the folder, or run it once without torchrun")
     if not share.writes:
         args.quiet = True
     if share.device.type == "cuda" and args.device in ("auto", "cuda"):

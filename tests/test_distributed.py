@@ -25,7 +25,6 @@ from storydiffusion.distributed import (
     devices_value,
     draw_shared,
 )
-from storydiffusion.errors import SettingsError
 from storydiffusion.results import PanelImage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -172,17 +171,52 @@ def test_bad_devices_are_refused(text):
         devices_value(text)
 
 
-def test_window_mode_and_overwrite_stay_in_one_process(monkeypatch):
-    run = SimpleNamespace(settings=SimpleNamespace(mode="window"), plan=[])
-    with pytest.raises(SettingsError, match="window mode .* one process"):
-        draw_shared(lambda *a: None, run, None, ProcessShare(0, 2, CPU))
+def test_in_window_mode_the_first_process_draws_every_window_in_order():
+    drawn = []
+    plan = [SimpleNamespace(kind="window") for _ in range(3)]
+
+    def run_for():
+        return SimpleNamespace(
+            settings=SimpleNamespace(mode="window"),
+            plan=plan,
+            remember=lambda batch: None,
+            finished_panels=lambda batch, images, subject: [],
+            on_panel=None,
+        )
+
+    first, other = SimpleNamespace(panels=[], warnings=[]), SimpleNamespace(panels=[], warnings=[])
+    draw_shared(
+        lambda number, batch, done: (drawn.append(number), ([], None))[1], run_for(), first, ProcessShare(0, 2, CPU)
+    )
+    draw_shared(
+        lambda number, batch, done: (drawn.append(-1), ([], None))[1], run_for(), other, ProcessShare(1, 2, CPU)
+    )
+    assert drawn == [0, 1, 2] and "first process drew them all" in first.warnings[0] and not other.warnings
+
+
+def test_only_the_first_process_reports(monkeypatch):
     import storydiffusion.distributed as distributed
 
     monkeypatch.setattr(distributed, "process_share", lambda: ProcessShare(1, 2, CPU))
-    with pytest.raises(SettingsError, match="--overwrite is for one process"):
-        command_line_share(SimpleNamespace(overwrite=True, quiet=False, device="auto"))
-    args = SimpleNamespace(overwrite=False, quiet=False, device="auto")
-    assert command_line_share(args).rank == 1 and args.quiet is True  # only the first process reports
+    args = SimpleNamespace(overwrite=True, quiet=False, device="auto")
+    assert command_line_share(args).rank == 1 and args.quiet is True
+
+
+@pytest.mark.slow
+def test_an_overwrite_in_window_mode_over_two_processes_equals_one_process(story, one_process):
+    reference, out = story.parent / "window-one", story.parent / "window-two"
+    window = ["--mode", "window", "--window", "2"]
+    code, output = finished(storydiffusion("generate", str(story), "--out", str(reference), *FAST, *window))
+    assert code == 0, output
+    import shutil
+
+    shutil.copytree(one_process, out)  # an earlier run, replaced only once the new one is finished
+    code, output = finished(
+        storydiffusion("generate", str(story), "--out", str(out), *FAST, *window, "--overwrite", processes=2)
+    )
+    assert code == 0, output
+    assert panel_bytes(out) == panel_bytes(reference) != panel_bytes(one_process)
+    assert manifest(out)["settings"]["mode"] == "window" and "first process drew them all" in output
 
 
 # ------------------------------------------------------------------------------------ several stories
