@@ -10,303 +10,27 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-from .cli_checks import check_bank_flags, check_model_flag, check_panel_numbers, generation_settings
+from .cli_checks import check_model_flag
 from .cli_evaluation import run_benchmark_command, run_evaluate
+from .cli_generate import (
+    EXIT_INTERRUPTED,
+    _check_generate,
+    _quiet_model_libraries,
+    _report_compose,
+    run_generate,
+)
 from .cli_parser import build_parser
 from .cli_plan import run_plan
-from .cli_stories import divide_stories, story_jobs
-from .distributed import NoWriter, command_line_share
 from .errors import ModelOutOfMemory, StoryDiffusionError, model_memory
-from .run_manifest import manifest_model_name
-from .rundir import MANIFEST_NAME, RunWriter, check_output_dir, prepare_output_dir
+from .launcher import launch_processes, launched_by_us, record_exit
 from .settings import SETTING_RANGES
 
 EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
 OUT_OF_MEMORY_HINT = (
     "lower --height/--width, --window or --id-images, or add --cpu-offload and --vae-tiling; "
     "the panels finished so far are in the output folder"
 )
-
-
-def _load_story_and_model(path: str):
-    """A story file, or the manifest of an earlier run (then its model too)."""
-    from .run_manifest import read_manifest, story_from_manifest
-    from .story import load_story
-
-    if path.endswith(".json"):
-        try:
-            manifest = read_manifest(path)
-        except StoryDiffusionError:
-            manifest = None  # a story file in JSON, or unreadable: load_story says which
-        if manifest is not None:
-            story = story_from_manifest(manifest, Path(path).name)
-            return story, manifest_model_name(manifest, Path(path).name)
-    return load_story(path), None
-
-
-def check_story_images(story):
-    """The characters' reference photos, read, and the panels' control images, header-checked (only the
-    light imports when a story has neither)."""
-    if not any(c.reference for c in story.characters.values()) and not any(p.control for p in story.panels):
-        return {}
-    from .story_references import story_images
-
-    return story_images(story)
-
-
-def run_generate(args: argparse.Namespace) -> int:
-    """Check every story and option before any folder changes, then draw each story: into --out, or one
-    folder each under --out-root; over the processes launched together when there are several."""
-    if args.export and not args.layout:
-        args.layout = "classic"
-    if args.layout:  # a bad layout or export list fails now, not after the panels are generated
-        from .layout.compose import check_options
-
-        check_options(args.layout, args.export)
-    share = command_line_share(args)  # several processes launched together (distributed.py)
-    check_model_flag(args.model)
-    check_model_flag(args.lora, "--lora")
-    check_bank_flags(args)
-    SETTING_RANGES["lora_scale"].check("--lora-scale", args.lora_scale)
-    jobs = story_jobs(args)  # one Namespace per story, its story and out set
-    checked = [_check_story(job) for job in jobs]  # every story, folder and bank: before any model loads
-    mine, story_share = divide_stories(len(jobs), share)
-    pipelines: dict = {}
-    for index in mine:
-        code = _draw_story(jobs[index], checked[index], story_share, pipelines)
-        if code != 0:
-            return code
-    return 0
-
-
-@dataclass
-class _CheckedStory:
-    story: Any
-    manifest_model: str | None
-    photos: dict
-    settings: Any
-    earlier: Any
-    continuing: bool
-    bank: Any
-
-
-def _check_story(args: argparse.Namespace) -> _CheckedStory:
-    """One story's file, images, settings, panels, output folder and bank, read and checked."""
-    from .resume import earlier_run, is_incomplete
-
-    story, manifest_model = _load_story_and_model(args.story)
-    photos = check_story_images(story)  # every photo read, every control image's header checked: before any model
-    settings = generation_settings(story.settings, args)
-    check_panel_numbers(args.panels, len(story.panels))
-    earlier = earlier_run(args.out)
-    continuing = earlier is not None and (args.panels is not None or is_incomplete(earlier))
-    if continuing and not args.overwrite:
-        manifest_model_name(earlier, str(Path(args.out) / MANIFEST_NAME))  # a broken record fails before the model
-    check_output_dir(args.out, overwrite=args.overwrite or continuing)  # before any model loads; deletes nothing
-    bank = _read_bank(args.bank, settings.mode) if args.bank else None
-    return _CheckedStory(story, manifest_model, photos, settings, earlier, continuing, bank)
-
-
-def _draw_story(args: argparse.Namespace, checked: _CheckedStory, share, pipelines: dict) -> int:
-    """Load the model (once for every story naming it), then draw one checked story into its folder:
-    continuing the run there, or with --overwrite staging its replacement; compose if asked."""
-    story, photos, bank = checked.story, checked.photos, checked.bank
-    model = args.model or checked.manifest_model
-    if model not in pipelines:
-        pipelines[model] = _load_pipeline(args, checked.manifest_model)
-    pipeline = pipelines[model]
-    if photos:
-        with model_memory(), _quiet_model_libraries():
-            pipeline.attach_references()  # its weights, before the folder changes
-    settings = pipeline.resolve_settings(story, checked.settings)
-    with model_memory(), _quiet_model_libraries():
-        pipeline.control_maps(story, settings)  # every control image read, its ControlNet loaded: before the folder
-    if bank is not None:  # does it fit the model, settings and characters? before any step runs
-        pipeline.check_bank(bank, story, settings, args.panels)
-    if share is None or share.writes:
-        target = _run_folder(args, checked.earlier if checked.continuing else None, story, settings, pipeline)
-    if share is not None:  # the first process alone writes; every process draws the panels it chose
-        panels = share.broadcast_json(target.panels if share.writes else None)
-        target = target if share.writes else _RunTarget(Path(args.out), NoWriter(), panels)
-    result = _draw(args, pipeline, story, settings, bank, target, photos, share)
-    if result is None:
-        return EXIT_INTERRUPTED
-    if share is not None and not share.writes:
-        return 0
-    _report_generation(result, target.out, target.finish(result, args.save_bank, args.bank))
-    if result.bank is not None:
-        result.bank.close()  # its disk tier, if it spilled
-    if args.layout:
-        from .layout.compose import compose_run
-
-        _report_compose(compose_run(target.out, layout=args.layout, export=args.export or ()))
-    return 0
-
-
-def _read_bank(path: str, mode: str):
-    """--bank, read and checked against --mode before any model loads (its fit to the model comes after)."""
-    from .bank import IdentityBank
-
-    bank = IdentityBank.load(path)
-    bank.check_mode(mode)
-    return bank
-
-
-def _load_pipeline(args: argparse.Namespace, manifest_model: str | None):
-    from .pipeline import StoryPipeline
-
-    with model_memory(), _quiet_model_libraries():
-        return StoryPipeline.from_pretrained(
-            args.model or manifest_model,
-            device=args.device,
-            dtype=args.dtype,
-            cpu_offload=args.cpu_offload,
-            vae_slicing=args.vae_slicing,
-            vae_tiling=args.vae_tiling,
-            low_vram=args.low_vram,
-            control_union=args.control_union,
-            lora=args.lora,
-            lora_scale=args.lora_scale,
-        )
-
-
-@contextmanager
-def _quiet_model_libraries() -> Iterator[None]:
-    """While models load, the hub, diffusers and transformers log only errors: their warnings (a model
-    not found offline, a config key ignored) would bury the one line the CLI prints for a bad input.
-    The levels are put back afterwards, as the CLI may run inside another program."""
-    from diffusers.utils import logging as diffusers_logging
-    from huggingface_hub.utils import logging as hub_logging
-    from transformers.utils import logging as transformers_logging
-
-    libraries = (diffusers_logging, hub_logging, transformers_logging)
-    levels = [library.get_verbosity() for library in libraries]
-    for library in libraries:
-        library.set_verbosity_error()
-    try:
-        yield
-    finally:
-        for library, level in zip(libraries, levels):
-            library.set_verbosity(level)
-
-
-@dataclass
-class _RunTarget:
-    """Where a run is written: ``out`` itself, or (--overwrite of an earlier run) a staging folder inside
-    it that replaces the earlier run only once the new one is finished."""
-
-    out: Path
-    writer: RunWriter
-    panels: list[int] | None
-    staged: bool = False
-
-    def kept_note(self) -> str:
-        return (
-            f"{self.out} still holds the earlier run, unchanged; the new run so far is in {self.writer.out}: "
-            "run the same command again to finish it and replace the earlier run"
-        )
-
-    def finish(self, result, save_bank: bool, bank_file: str | None) -> Path:
-        """The last manifest; a finished staged run then replaces the earlier run (never the --bank it read)."""
-        manifest = self.writer.finish(result, save_bank=save_bank)
-        if not self.staged or result.cancelled:
-            return manifest
-        from .staging import swap_in_staged_run
-
-        return swap_in_staged_run(self.out, keep=(Path(bank_file),) if bank_file else ())
-
-
-def _draw(args: argparse.Namespace, pipeline, story, settings, bank, target: _RunTarget, photos=None, share=None):
-    """Generate into the target's folder; None when a staged run was interrupted (its note is printed)."""
-    try:
-        with _StepBar(args.quiet) as bar, model_memory():
-            return pipeline.generate(
-                story,
-                settings,
-                panels=target.panels,
-                bank=bank,
-                bank_storage="device" if args.bank_on_device else "auto",
-                bank_memory=args.bank_memory,
-                bank_prefetch=args.bank_prefetch,
-                keep_masks=args.save_masks,
-                references=photos,
-                callback=bar.update,
-                on_start=target.writer.start,
-                on_panel=target.writer.panel,
-                share=share,
-            )
-    except KeyboardInterrupt:
-        if not target.staged:
-            raise
-        print(f"interrupted: {target.kept_note()}", file=sys.stderr)
-        return None
-    except BaseException:
-        if target.staged:
-            print(f"note: {target.kept_note()}", file=sys.stderr)
-        raise
-
-
-def _run_folder(args: argparse.Namespace, earlier, story, settings, pipeline) -> _RunTarget:
-    """Where to write and which panels to draw: a continued run keeps what it may keep in place; an
-    --overwrite that would replace an earlier run is staged (or its staged run continued); anything
-    else starts in a prepared folder. ``settings`` are resolved."""
-    from .resume import plan_continuation
-    from .staging import needs_staging, start_staged_run
-
-    out = Path(args.out)
-    if earlier is not None:
-        try:
-            plan = plan_continuation(out, earlier, story, settings, pipeline.spec.name, args.panels)
-        except StoryDiffusionError:
-            if not args.overwrite:
-                raise
-        else:
-            return _RunTarget(out, RunWriter(out, plan.keep, plan.bank_file), plan.panels)
-    if args.overwrite and needs_staging(out):
-        staging, plan = start_staged_run(out, story, settings, pipeline.spec.name, args.panels)
-        if plan is None:
-            return _RunTarget(out, RunWriter(staging), args.panels, staged=True)
-        return _RunTarget(out, RunWriter(staging, plan.keep, plan.bank_file), plan.panels, staged=True)
-    out = prepare_output_dir(out, overwrite=args.overwrite)
-    return _RunTarget(out, RunWriter(out), args.panels)
-
-
-class _StepBar:
-    """A tqdm bar over every denoising step of a story run, naming the panels being drawn."""
-
-    def __init__(self, quiet: bool):
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=None, unit="step", disable=quiet, file=sys.stderr)
-
-    def update(self, progress) -> None:
-        if self.bar.total is None:
-            self.bar.total = progress.batches * progress.steps
-        self.bar.n = progress.batch * progress.steps + progress.step
-        shown = ",".join(str(i + 1) for i in progress.panels) or "reference portraits"
-        self.bar.set_postfix_str(f"panels {shown}" + (" (identity set)" if progress.kind == "identity" else ""))
-        self.bar.refresh()
-
-    def __enter__(self) -> _StepBar:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.bar.close()
-
-
-def _report_generation(result, out, manifest) -> None:
-    for message in result.warnings:
-        print(f"warning: {message}", file=sys.stderr)
-    print(f"{len(result.panels)} panels in {out / 'panels'}; manifest {manifest}")
-    if result.bank is not None and len(result.bank):
-        print(f"identity bank: {result.bank.nbytes() / 2**20:.1f} MiB for {len(result.bank.sources())} identity images")
 
 
 def run_compose(args: argparse.Namespace) -> int:
@@ -379,16 +103,6 @@ def run_animate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report_compose(result) -> None:
-    for message in result.warnings:
-        print(f"warning: {message}", file=sys.stderr)
-    extra = "".join(f", {path}" for kind, path in result.files.items() if kind != "pages")
-    count = len(result.pages)
-    print(
-        f"{count} {result.template} page{'s' if count != 1 else ''} in {result.run_dir / 'pages'}{extra} ({result.seconds:.1f} s)"
-    )
-
-
 def _stop_on_sigterm() -> None:
     """SIGTERM (a closed terminal, a cluster's time limit) stops a run as Ctrl+C does: the finished
     panels and a manifest that says the run is incomplete stay in the folder."""
@@ -405,12 +119,21 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as stop:  # --help (0), or a usage error already printed as one line (2)
         return stop.code if isinstance(stop.code, int) else EXIT_BAD_INPUT
-    if args.command == "generate" and args.devices and "WORLD_SIZE" not in os.environ:
-        from .distributed import launch_processes
+    launching = args.command == "generate" and args.devices and "WORLD_SIZE" not in os.environ
+    if not launching:
+        _stop_on_sigterm()
+    code = _run(args, argv, launching)
+    if args.command == "generate" and not launching and launched_by_us():
+        record_exit(code)  # the first process tells the --devices launcher how the run ended, and
+        return 0  # torchrun hears "done", so it adds no report of its own to the message already printed
+    return code
 
-        return launch_processes(list(sys.argv[1:] if argv is None else argv), args.devices)
-    _stop_on_sigterm()
+
+def _run(args: argparse.Namespace, argv: list[str] | None, launching: bool) -> int:
     try:
+        if launching:  # check here, once, then run the same command as one process per device
+            _check_generate(args, None)
+            return launch_processes(list(sys.argv[1:] if argv is None else argv), args.devices)
         if args.command == "generate":
             return run_generate(args)
         if args.command == "compose":

@@ -123,8 +123,8 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     """Read and check everything, load the model and encoders, then draw, score and compare."""
     from tqdm import tqdm
 
-    from .cli import _quiet_model_libraries
     from .cli_checks import check_model_flag
+    from .cli_generate import _quiet_model_libraries
     from .errors import SettingsError, model_memory
     from .evaluation.benchmark import plan_benchmark, run_benchmark, variants_from
     from .evaluation.prompt_sets import read_prompt_set

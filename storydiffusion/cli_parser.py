@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _devices(text: str) -> str:
-    from .distributed import devices_value
+    from .launcher import devices_value
 
     try:
         devices_value(text)

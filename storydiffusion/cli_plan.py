@@ -9,7 +9,7 @@ from .cli_checks import check_bank_flags, check_model_flag, generation_settings
 
 def run_plan(args: argparse.Namespace) -> int:
     """Print the predicted memory of each phase; with --vram/--ram, the settings that fit (exit 2 if none)."""
-    from .cli import _load_story_and_model, _quiet_model_libraries  # cli imports this module: here, not above
+    from .cli_generate import _load_story_and_model, _quiet_model_libraries
     from .memory_plan import MemoryPlanner, fit_budget, format_fit, format_plan, nothing_fits
 
     check_model_flag(args.model)

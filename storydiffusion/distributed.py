@@ -12,20 +12,43 @@ between GPUs, gloo between CPUs). Window mode chains each window to the last: th
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
 from PIL import Image
 
+from .errors import StoryDiffusionError
 from .results import PanelImage
 
-MAX_PROCESSES = 64
+COLLECTIVE_TIMEOUT = timedelta(hours=6)
 WINDOW_ALONE = "window mode chains each window to the last: the first process drew them all, the others waited"
+
+
+class ProcessesStopped(StoryDiffusionError):
+    """Another process of the run stopped or did not answer in time: this one stops too."""
+
+
+def _collective(method: Callable) -> Callable:
+    """torch.distributed's errors (a peer gone, a timeout) as one message saying what is left."""
+
+    @functools.wraps(method)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except RuntimeError as error:
+            raise ProcessesStopped(
+                f"another process of this run stopped ({type(error).__name__}: {' '.join(str(error).split())[:160]}); "
+                "the folder holds the panels finished so far: run the command again to draw the rest"
+            ) from None
+
+    return wrapped
 
 
 @dataclass
@@ -46,6 +69,7 @@ class ProcessShare:
         return read_number % self.world == self.rank
 
     # ---------------------------------------------------------------- moving bytes
+    @_collective
     def broadcast_bytes(self, data: bytes | None) -> bytes:
         """The first process's ``data``, on every process."""
         import torch.distributed as dist
@@ -61,6 +85,7 @@ class ProcessShare:
             dist.broadcast(buffer, src=0)
         return buffer.cpu().numpy().tobytes()
 
+    @_collective
     def gather_bytes(self, data: bytes) -> list[bytes]:
         """Every process's ``data``, in rank order, on every process."""
         import torch.distributed as dist
@@ -75,6 +100,16 @@ class ProcessShare:
         if longest:
             dist.all_gather(gathered, buffer)
         return [g[: int(s.item())].cpu().numpy().tobytes() for g, s in zip(gathered, sizes)]
+
+    def agree(self, error: StoryDiffusionError | None) -> None:
+        """Every process's outcome of a step that may fail on one alone (checks, the folder): all raise the
+        first error together, so none waits at the next collective for one that stopped."""
+        messages = [part.decode() for part in self.gather_bytes(str(error).encode() if error else b"")]
+        if error is not None:
+            raise error
+        failed = next((message for message in messages if message), None)
+        if failed is not None:
+            raise StoryDiffusionError(failed)
 
     def broadcast_json(self, value: Any) -> Any:
         """The first process's JSON-able ``value``, on every process."""
@@ -155,17 +190,18 @@ def _unpack_panels(data: bytes) -> list[PanelImage]:
     return panels
 
 
-def process_share() -> ProcessShare | None:
+def process_share(cpu: bool = False) -> ProcessShare | None:
     """This process's place when several were launched together (``WORLD_SIZE`` > 1), else None.
 
-    Accelerate starts the process group: NCCL when this machine has GPUs, gloo on CPUs (there
-    ``PartialState(cpu=True)``, without which it would count one process)."""
+    Accelerate starts the process group: NCCL when this machine has GPUs and ``cpu`` is off, else gloo
+    (``PartialState(cpu=True)``, without which it would count one process). A collective waits up to
+    ``COLLECTIVE_TIMEOUT`` for the others: the identity pass on the first process can be long."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
     from accelerate import PartialState
 
-    gpus = torch.cuda.is_available()
-    state = PartialState(cpu=not gpus)
+    gpus = torch.cuda.is_available() and not cpu
+    state = PartialState(cpu=not gpus, timeout=COLLECTIVE_TIMEOUT)
     device = torch.device(state.device) if gpus else torch.device("cpu")
     return ProcessShare(state.process_index, state.num_processes, device)
 
@@ -223,38 +259,13 @@ class NoWriter:
 
 
 def command_line_share(args: Any) -> ProcessShare | None:
-    """``generate`` launched as several processes: the others stay quiet and each uses its own GPU."""
-    share = process_share()
+    """``generate`` launched as several processes: the others stay quiet and each uses its own GPU
+    (any CUDA device named is this process's own; ``--device cpu`` keeps them all on gloo)."""
+    share = process_share(cpu=str(args.device).startswith("cpu"))
     if share is None:
         return None
     if not share.writes:
         args.quiet = True
-    if share.device.type == "cuda" and args.device in ("auto", "cuda"):
+    if share.device.type == "cuda" and (args.device == "auto" or str(args.device).startswith("cuda")):
         args.device = str(share.device)
     return share
-
-
-def devices_value(text: str) -> tuple[int, str]:
-    """``--devices 0,1,2,3`` (one process per GPU) or ``cpu:N`` (N processes on the CPU): the number of
-    processes and the CUDA_VISIBLE_DEVICES they see. ValueError says what is accepted."""
-    text = text.strip()
-    if text.startswith("cpu:") and text[4:].isdigit() and 1 <= int(text[4:]) <= MAX_PROCESSES:
-        return int(text[4:]), ""
-    parts = [part.strip() for part in text.split(",")]
-    if parts and all(part.isdigit() for part in parts) and len(set(parts)) == len(parts) <= MAX_PROCESSES:
-        return len(parts), ",".join(parts)
-    raise ValueError(f"expected GPU numbers such as 0,1,2,3 or cpu:N (N from 1 to {MAX_PROCESSES}), got {text!r}")
-
-
-def launch_processes(argv: list[str], devices: str) -> int:
-    """Run this ``generate`` again as one process per device, under ``torch.distributed.run``: its exit code."""
-    import subprocess
-    import sys
-
-    count, visible = devices_value(devices)
-    rest = [a for i, a in enumerate(argv) if a != "--devices" and (i == 0 or argv[i - 1] != "--devices")]
-    rest = [a for a in rest if not a.startswith("--devices=")]
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={count}"]
-    command += ["-m", "storydiffusion", *rest]
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": visible}
-    return subprocess.run(command, env=env, check=False).returncode

@@ -171,7 +171,7 @@ def server_options(argv: list[str] | None = None) -> ServerOptions:
 
 def _device_list(parser: argparse.ArgumentParser, text: str) -> tuple[str, ...]:
     """``--devices 0,1`` -> ("cuda:0", "cuda:1"); ``cpu:2`` -> ("cpu", "cpu"); anything else is a usage error."""
-    from .distributed import devices_value
+    from .launcher import devices_value
 
     try:
         count, visible = devices_value(text)

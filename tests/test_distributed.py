@@ -17,14 +17,9 @@ import pytest
 import torch
 from PIL import Image
 
-from storydiffusion.distributed import (
-    ProcessShare,
-    _pack_panels,
-    _unpack_panels,
-    command_line_share,
-    devices_value,
-    draw_shared,
-)
+from storydiffusion.distributed import ProcessShare, _pack_panels, _unpack_panels, command_line_share, draw_shared
+from storydiffusion.errors import SettingsError
+from storydiffusion.launcher import devices_value
 from storydiffusion.results import PanelImage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -197,7 +192,7 @@ def test_in_window_mode_the_first_process_draws_every_window_in_order():
 def test_only_the_first_process_reports(monkeypatch):
     import storydiffusion.distributed as distributed
 
-    monkeypatch.setattr(distributed, "process_share", lambda: ProcessShare(1, 2, CPU))
+    monkeypatch.setattr(distributed, "process_share", lambda cpu=False: ProcessShare(1, 2, CPU))
     args = SimpleNamespace(overwrite=True, quiet=False, device="auto")
     assert command_line_share(args).rank == 1 and args.quiet is True
 
@@ -263,3 +258,39 @@ def test_stories_are_divided_when_there_are_enough_for_every_process():
     assert divide_stories(2, None) == ([0, 1], None)
     assert story_folder_name("runs/kite day/story.json") == "kite_day"
     assert story_folder_name("x/Le Phare.yaml") == "Le_Phare"
+
+
+# ------------------------------------------------------------------------------------ the --devices launcher
+
+
+def test_gpu_numbers_are_read_through_the_schedulers_visible_devices():
+    from storydiffusion.launcher import visible_devices
+
+    assert visible_devices("0,1", "4,5", 2) == "4,5"
+    assert visible_devices("1", None, 2) == "1"
+    with pytest.raises(SettingsError, match="shows 2 GPU.* no GPU 2"):
+        visible_devices("0,2", None, 2)
+
+
+def test_a_bad_input_is_one_line_and_exit_2_before_any_process_starts(tmp_path, capsys):
+    from storydiffusion.cli import main
+
+    assert main(["generate", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "o"), "--devices", "cpu:2"]) == 2
+    assert capsys.readouterr().err.count("error:") == 1 and not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_a_refusal_on_the_first_process_stops_them_all_with_its_message(story, one_process, tmp_path):
+    import shutil
+
+    out = tmp_path / "finished"
+    shutil.copytree(one_process, out)
+    before = panel_bytes(out)
+    code, output = finished(
+        storydiffusion(
+            "generate", str(story), "--out", str(out), *FAST, "--panels", "3", "--steps", "3", "--devices", "cpu:2"
+        )
+    )
+    assert code == 2, output
+    assert "holds a run with other settings" in output and "Traceback" not in output
+    assert panel_bytes(out) == before

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-import storydiffusion.cli as cli
+import storydiffusion.cli_generate as cli_generate
 from storydiffusion.cli import main
 
 FAST = ["--model", "tiny-sdxl", "--steps", "2", "--quiet", "--device", "cpu"]
@@ -51,14 +51,14 @@ def manifest(folder):
 
 def interrupt_after(monkeypatch, finished: int) -> None:
     """Ctrl+C as soon as ``finished`` panels are done (the progress bar sees every step)."""
-    original = cli._StepBar.update
+    original = cli_generate._StepBar.update
 
     def update(self, progress):
         if progress.panels_done >= finished:
             raise KeyboardInterrupt
         original(self, progress)
 
-    monkeypatch.setattr(cli._StepBar, "update", update)
+    monkeypatch.setattr(cli_generate._StepBar, "update", update)
 
 
 @pytest.mark.slow
@@ -70,7 +70,7 @@ def test_an_interrupted_run_is_valid_and_the_same_command_finishes_it_with_ident
 
     with monkeypatch.context() as patch:
         interrupt_after(patch, 2)
-        assert main(["generate", str(story), "--out", str(part), *FAST]) == cli.EXIT_INTERRUPTED
+        assert main(["generate", str(story), "--out", str(part), *FAST]) == cli_generate.EXIT_INTERRUPTED
     assert "run the same command again" in capsys.readouterr().err
     record = manifest(part)
     listed = {entry["file"] for entry in record["panels"]}
@@ -131,7 +131,7 @@ def test_sigterm_stops_a_run_like_ctrl_c_and_leaves_a_resumable_folder(story, tm
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=120)
-    assert process.returncode == cli.EXIT_INTERRUPTED, err
+    assert process.returncode == cli_generate.EXIT_INTERRUPTED, err
     record = manifest(out)
     assert {entry["file"] for entry in record["panels"]} == set(panels(out))
     if len(record["panels"]) < 5:

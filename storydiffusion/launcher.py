@@ -1,0 +1,96 @@
+"""``generate --devices 0,1,2,3`` (or ``cpu:N``): the same command again as one process per device.
+
+The launching process checks the stories and options first (a bad input is one line and exit 2, as
+without ``--devices``), then runs ``torch.distributed.run`` with the devices visible, passes Ctrl+C and
+SIGTERM on to it, and exits with the first process's own exit code (torchrun's would be 1 for any stop).
+GPU numbers are read through an inherited ``CUDA_VISIBLE_DEVICES``, as a scheduler hands them out.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from .errors import SettingsError
+
+MAX_PROCESSES = 64
+EXIT_FILE_ENV = "STORYDIFFUSION_EXIT_FILE"  # where the first process leaves its exit code for the launcher
+
+
+def devices_value(text: str) -> tuple[int, str]:
+    """``--devices 0,1,2,3`` (one process per GPU) or ``cpu:N`` (N processes on the CPU): the number of
+    processes and the GPU numbers (empty for the CPU). ValueError says what is accepted."""
+    text = text.strip()
+    if text.startswith("cpu:") and text[4:].isdigit() and 1 <= int(text[4:]) <= MAX_PROCESSES:
+        return int(text[4:]), ""
+    parts = [part.strip() for part in text.split(",")]
+    if parts and all(part.isdigit() for part in parts) and len(set(parts)) == len(parts) <= MAX_PROCESSES:
+        return len(parts), ",".join(parts)
+    raise ValueError(f"expected GPU numbers such as 0,1,2,3 or cpu:N (N from 1 to {MAX_PROCESSES}), got {text!r}")
+
+
+def visible_devices(numbers: str, inherited: str | None, count: int) -> str:
+    """The CUDA_VISIBLE_DEVICES for GPU ``numbers`` (counted among the ``count`` GPUs this process sees,
+    which are ``inherited`` when a scheduler set them); SettingsError for a GPU that is not there."""
+    seen = [part.strip() for part in inherited.split(",")] if inherited else [str(n) for n in range(count)]
+    seen = seen[:count]
+    missing = [n for n in numbers.split(",") if int(n) >= len(seen)]
+    if missing:
+        raise SettingsError(
+            f"--devices {numbers}: this machine shows {len(seen)} GPU(s) (numbered from 0), so there is no GPU {missing[0]}"
+        )
+    return ",".join(seen[int(n)] for n in numbers.split(","))
+
+
+def launch_processes(argv: list[str], devices: str) -> int:
+    """Run this ``generate`` again as one process per device under ``torch.distributed.run``; the first
+    process's exit code (130 when stopped)."""
+    count, numbers = devices_value(devices)
+    visible = ""
+    if numbers:
+        import torch
+
+        visible = visible_devices(numbers, os.environ.get("CUDA_VISIBLE_DEVICES"), torch.cuda.device_count())
+    rest = [a for i, a in enumerate(argv) if a != "--devices" and (i == 0 or argv[i - 1] != "--devices")]
+    rest = [a for a in rest if not a.startswith("--devices=")]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={count}"]
+    command += ["-m", "storydiffusion", *rest]
+    with tempfile.TemporaryDirectory(prefix="storydiffusion-launch-") as folder:
+        exit_file = Path(folder) / "exit-code"
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": visible, EXIT_FILE_ENV: str(exit_file)}
+        child = subprocess.Popen(command, env=env)
+        code = _wait_passing_signals(child)
+        recorded = exit_file.read_text(encoding="utf-8").strip() if exit_file.is_file() else ""
+    return int(recorded) if recorded.lstrip("-").isdigit() else (130 if code < 0 else code)
+
+
+def _wait_passing_signals(child: subprocess.Popen) -> int:
+    """Wait for ``child``, passing SIGINT and SIGTERM on to it (torchrun stops its workers cleanly)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return child.wait()
+    passed = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in passed:
+        signal.signal(sig, lambda signum, frame: child.send_signal(signum))
+    try:
+        return child.wait()
+    finally:
+        for sig, handler in passed.items():
+            signal.signal(sig, handler)
+
+
+def record_exit(code: int) -> None:
+    """In the first process of a ``--devices`` launch: leave ``code`` for the launcher to exit with."""
+    path = os.environ.get(EXIT_FILE_ENV)
+    if path and os.environ.get("RANK", "0") == "0":
+        Path(path).write_text(str(code), encoding="utf-8")
+
+
+def launched_by_us() -> bool:
+    """Whether this process is one of those a ``--devices`` launch started."""
+    return bool(os.environ.get(EXIT_FILE_ENV)) and "WORLD_SIZE" in os.environ
