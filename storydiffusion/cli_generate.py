@@ -136,6 +136,8 @@ def _draw_story(args: argparse.Namespace, checked: _CheckedStory, share, pipelin
     if result is None:
         return EXIT_INTERRUPTED
     if share is not None and not share.writes:
+        if result.bank is not None:
+            result.bank.close()  # its disk tier, if it spilled: every process has its own
         return 0
     _report_generation(result, target.out, target.finish(result, args.save_bank, args.bank))
     if result.bank is not None:

@@ -31,7 +31,10 @@ def close(predicted: int, measured: int) -> bool:
 @pytest.fixture(scope="module", params=["sdxl", "sd15"])
 def measured(request):
     """One identity batch of the tiny model drawn on the CPU, its live tensors counted."""
-    pipeline = request.getfixturevalue(f"tiny_{request.param}")
+    from storydiffusion.pipeline import StoryPipeline
+
+    # Its own pipeline: the session's shared one may carry adapters another test attached.
+    pipeline = StoryPipeline.from_pretrained(f"tiny-{request.param}", device="cpu")
     the_story = story(alone=6)  # Bob only: one identity batch, which starts with an empty bank
     planner = MemoryPlanner(the_story, model=f"tiny-{request.param}", device="cpu")
     batch = next(b for b in plan_story(the_story, planner.settings) if b.kind == "identity")

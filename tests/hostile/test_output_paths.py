@@ -54,7 +54,7 @@ def test_non_finite_numbers_on_the_command_line_are_refused(story, tmp_path, cap
 
 
 def test_out_of_memory_while_reading_input_is_not_blamed_on_the_model(story, tmp_path, capsys, monkeypatch):
-    import storydiffusion.cli as cli
+    import storydiffusion.cli_generate as cli
 
     def exhausted(path):
         raise MemoryError
