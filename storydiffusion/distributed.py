@@ -2,7 +2,7 @@
 
 Every process makes the single-process plan, batch for batch, so each panel comes out of exactly the
 batch, seeds and bank it would come out of in one process. The first process draws the identity pass
-and sends the bank to the others (safetensors bytes over torch.distributed: no pickles). The read
+and sends the bank to the others (each tensor's bytes over torch.distributed: no pickles). The read
 batches are dealt round-robin, in rounds of one batch per process; after each round the finished
 panels go to the first process, which alone writes the output folder (``RunWriter``: the manifest
 before each panel), so a folder never holds a panel its manifest does not list, and processes on
@@ -118,23 +118,36 @@ class ProcessShare:
 
     # ---------------------------------------------------------------- what a run shares
     def share_bank(self, bank: Any) -> None:
-        """The first process's identity bank, copied into every other process's ``bank``."""
-        from safetensors.torch import load, save
+        """The first process's identity bank, copied into every other process's ``bank``: a JSON list of the
+        tensors (key, dtype, shape), then each tensor's bytes, one at a time, so no process ever holds the
+        bank twice over (no pickles)."""
+        entries = (
+            [[s, t, layer, str(v.dtype).removeprefix("torch."), list(v.shape)] for (s, t, layer), v in bank._items()]
+            if self.rank == 0
+            else None
+        )
+        header = self.broadcast_json({"characters": bank.characters, "tensors": entries} if self.rank == 0 else None)
+        if self.rank != 0:
+            bank.characters = {name: list(ids) for name, ids in header["characters"].items()}
+        for source, step, layer, dtype, shape in header["tensors"]:
+            sent = bank._held((source, step, layer)) if self.rank == 0 else None  # no read-side effects
+            tokens = self.broadcast_tensor(sent, getattr(torch, dtype), tuple(shape))
+            if self.rank != 0:
+                bank.put(source, step, layer, tokens)
+
+    @_collective
+    def broadcast_tensor(self, tensor: torch.Tensor | None, dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
+        """The first process's ``tensor`` (of ``dtype`` and ``shape``), on every process, on this one's device."""
+        import torch.distributed as dist
 
         if self.rank == 0:
-            tensors = {f"{s}.{t}.{layer}": v.contiguous().cpu() for (s, t, layer), v in bank._items()}
-            payload = save(tensors) if tensors else b""
-            header = json.dumps({"characters": bank.characters}).encode()
+            buffer = tensor.to(self.device).contiguous().view(torch.uint8).flatten()
         else:
-            payload, header = None, None
-        characters = json.loads(self.broadcast_bytes(header).decode())["characters"]
-        received = self.broadcast_bytes(payload)
-        if self.rank == 0:
-            return
-        bank.characters = {name: list(ids) for name, ids in characters.items()}
-        for key, tokens in (load(received) if received else {}).items():
-            source, step, layer = (int(part) for part in key.split("."))
-            bank.put(source, step, layer, tokens)
+            size = torch.empty(shape, dtype=dtype, device="meta").view(torch.uint8).numel()
+            buffer = torch.empty(size, dtype=torch.uint8, device=self.device)
+        if buffer.numel():
+            dist.broadcast(buffer, src=0)
+        return buffer.view(dtype).reshape(shape)
 
     def gather_panels(self, panels: list[PanelImage]) -> list[PanelImage]:
         """Every process's finished panels of a round, on the first process (empty elsewhere)."""
