@@ -54,7 +54,7 @@ def run_compose(args: argparse.Namespace) -> int:
 def run_animate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .motion.animate import animate_run, check_request, read_run_panels
+    from .motion.animate import animate_run, check_clip_files, check_request, read_run_panels
 
     # bad input fails before any model is loaded
     check_model_flag(args.model)
@@ -70,6 +70,7 @@ def run_animate(args: argparse.Namespace) -> int:
         predictor=args.predictor,
     )
     read_run_panels(args.run_dir, args.start, args.end)
+    check_clip_files(args.run_dir, args.start, args.end)
     bar = tqdm(total=None, unit="step", disable=args.quiet, file=sys.stderr)
 
     def progress(update) -> None:

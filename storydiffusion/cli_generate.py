@@ -15,7 +15,8 @@ from .cli_checks import check_bank_flags, check_model_flag, check_panel_numbers,
 from .cli_stories import divide_stories, story_jobs
 from .distributed import NoWriter, command_line_share
 from .errors import StoryDiffusionError, model_memory
-from .run_manifest import manifest_model_name
+from .run_manifest import manifest_model_name, manifest_panels
+from .run_targets import refuse_foreign_targets
 from .rundir import MANIFEST_NAME, RunWriter, check_output_dir, prepare_output_dir
 from .settings import SETTING_RANGES
 
@@ -102,6 +103,18 @@ class _CheckedStory:
     bank: Any
 
 
+def _targets(args: argparse.Namespace, story) -> list[str]:
+    """Every file this story's run (and its --layout) may write in --out."""
+    from .run_targets import compose_targets, story_targets
+
+    names = story_targets(story, masks=args.save_masks, bank=args.save_bank)
+    if args.layout:
+        from .layout.compose import parse_exports
+
+        names += compose_targets(args.out, parse_exports(args.export))
+    return names
+
+
 def _check_story(args: argparse.Namespace, writes: bool = True) -> _CheckedStory:
     """One story's file, images, settings, panels, output folder (where ``writes``) and bank, checked."""
     from .resume import earlier_run, is_incomplete
@@ -112,10 +125,12 @@ def _check_story(args: argparse.Namespace, writes: bool = True) -> _CheckedStory
     check_panel_numbers(args.panels, len(story.panels))
     earlier = earlier_run(args.out) if writes else None
     continuing = earlier is not None and (args.panels is not None or is_incomplete(earlier))
-    if continuing and not args.overwrite:
-        manifest_model_name(earlier, str(Path(args.out) / MANIFEST_NAME))  # a broken record fails before the model
+    if continuing and not args.overwrite:  # a broken record fails before the model
+        manifest_model_name(earlier, str(Path(args.out) / MANIFEST_NAME))
+        manifest_panels(earlier, str(Path(args.out) / MANIFEST_NAME))
     if writes:
         check_output_dir(args.out, overwrite=args.overwrite or continuing)  # before any model loads; deletes nothing
+        refuse_foreign_targets(args.out, _targets(args, story))  # nor replaces a file of the user's
     bank = _read_bank(args.bank, settings.mode) if args.bank else None
     return _CheckedStory(story, manifest_model, photos, settings, earlier, continuing, bank)
 
@@ -127,11 +142,14 @@ def _draw_story(args: argparse.Namespace, checked: _CheckedStory, share, pipelin
     pipeline, settings = _agreed(share, lambda: _prepare_model(args, checked, pipelines))
     if share is None:
         target = _run_folder(args, checked.earlier if checked.continuing else None, story, settings, pipeline)
-    else:  # the first process alone writes; every process draws the panels it chose
+    else:  # the first process writes the manifest; each process draws, and writes where all see the folder
         earlier = checked.earlier if checked.continuing else None
         target = _agreed(share, lambda: _run_folder(args, earlier, story, settings, pipeline) if share.writes else None)
-        panels = share.broadcast_json(target.panels if share.writes else None)
-        target = target if share.writes else _RunTarget(Path(args.out), NoWriter(), panels)
+        where = share.broadcast_json(
+            {"panels": target.panels, "folder": str(target.writer.out.absolute())} if share.writes else None
+        )
+        target = target if share.writes else _RunTarget(Path(args.out), NoWriter(), where["panels"])
+        share = share.writing_into(where["folder"], target.writer.record if share.writes else None)
     result = _draw(args, pipeline, story, settings, bank, target, photos, share)
     if result is None:
         return EXIT_INTERRUPTED
@@ -286,14 +304,18 @@ def _run_folder(args: argparse.Namespace, earlier, story, settings, pipeline) ->
             if not args.overwrite:
                 raise
         else:
-            return _RunTarget(out, RunWriter(out, plan.keep, plan.bank_file), plan.panels)
+            return _RunTarget(out, _continuing_writer(out, plan, story), plan.panels)
     if args.overwrite and needs_staging(out):
         staging, plan = start_staged_run(out, story, settings, pipeline.spec.name, args.panels)
         if plan is None:
-            return _RunTarget(out, RunWriter(staging), args.panels, staged=True)
-        return _RunTarget(out, RunWriter(staging, plan.keep, plan.bank_file), plan.panels, staged=True)
+            return _RunTarget(out, RunWriter(staging, drawing=args.panels), args.panels, staged=True)
+        return _RunTarget(out, _continuing_writer(staging, plan, story), plan.panels, staged=True)
     out = prepare_output_dir(out, overwrite=args.overwrite)
-    return _RunTarget(out, RunWriter(out), args.panels)
+    return _RunTarget(out, RunWriter(out, drawing=args.panels), args.panels)
+
+
+def _continuing_writer(out: Path, plan, story) -> RunWriter:
+    return RunWriter(out, plan.keep, plan.bank_file, drawing=plan.writer_drawing(len(story.panels)))
 
 
 class _StepBar:

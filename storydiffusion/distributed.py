@@ -1,24 +1,30 @@
-"""One story over several processes (``torchrun``, ``accelerate launch``): the same panels, one writer.
+"""One story over several processes (``torchrun``, ``accelerate launch``): the same panels, one manifest writer.
 
 Every process makes the single-process plan, batch for batch, so each panel comes out of exactly the
 batch, seeds and bank it would come out of in one process. The first process draws the identity pass
 and sends the bank to the others (each tensor's bytes over torch.distributed: no pickles). The read
-batches are dealt round-robin, in rounds of one batch per process; after each round the finished
-panels go to the first process, which alone writes the output folder (``RunWriter``: the manifest
-before each panel), so a folder never holds a panel its manifest does not list, and processes on
-other machines need no shared disk. The processes come from Accelerate's ``PartialState`` (NCCL
-between GPUs, gloo between CPUs). Window mode chains each window to the last: the first process draws it.
+batches are dealt round-robin, in rounds of one batch per process. Each process writes the panels it
+drew into the run folder itself, atomically, when every process sees that folder (one disk, or a shared
+one: checked by reading the manifest back); the first process then records them in the manifest, which
+it alone writes, and which lists the panels being drawn before any is written, so an interrupted run
+never leaves a panel file this tool has no record of. When the folder is not shared (processes on other
+machines, each with its own disk), the finished panels travel to the first process, which writes them.
+The processes come from Accelerate's ``PartialState`` (NCCL between GPUs, gloo between CPUs). Window mode
+chains each window to the last: the first process draws it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
 import io
 import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,9 +32,14 @@ from PIL import Image
 
 from .errors import StoryDiffusionError
 from .results import PanelImage
+from .rundir import MANIFEST_NAME, MASKS_DIR, PANELS_DIR, mask_filename, panel_filename, save_panel
 
 COLLECTIVE_TIMEOUT = timedelta(hours=6)
 WINDOW_ALONE = "window mode chains each window to the last: the first process drew them all, the others waited"
+NOT_SHARED = (
+    "the other processes do not see the run folder (another machine's disk): "
+    "they sent their panels to the first process, which wrote them"
+)
 
 
 class ProcessesStopped(StoryDiffusionError):
@@ -58,6 +69,13 @@ class ProcessShare:
     rank: int
     world: int
     device: torch.device  # where its collective tensors live: its GPU under NCCL, else the CPU
+    folder: Path | None = None  # the run folder, where each process writes its own panels if all see it
+    record: Callable[[PanelImage], None] | None = None  # the first process's: a panel another one wrote, recorded
+
+    def writing_into(self, folder: str | os.PathLike, record: Callable[[PanelImage], None] | None) -> ProcessShare:
+        """This share, with each process writing the panels it draws into ``folder`` (the first process's
+        ``record`` then lists them in the manifest)."""
+        return dataclasses.replace(self, folder=Path(folder), record=record)
 
     @property
     def writes(self) -> bool:
@@ -149,12 +167,37 @@ class ProcessShare:
             dist.broadcast(buffer, src=0)
         return buffer.view(dtype).reshape(shape)
 
-    def gather_panels(self, panels: list[PanelImage]) -> list[PanelImage]:
-        """Every process's finished panels of a round, on the first process (empty elsewhere)."""
-        parts = self.gather_bytes(_pack_panels(panels))
+    def gather_panels(self, panels: list[PanelImage], written: bool = False) -> list[PanelImage]:
+        """Every process's finished panels of a round, on the first process (empty elsewhere). ``written``:
+        each process wrote its own into ``folder``, so only their records travel and the pictures are read
+        back from there. A process that failed to write sends its error instead: then every process raises it."""
+        error = None
+        if written:
+            try:
+                for panel in panels:
+                    save_panel(panel, self.folder)
+            except (OSError, StoryDiffusionError) as failure:
+                error = f"process {self.rank} could not write its panels in {self.folder}: {failure}"
+        parts = [
+            _unpack_panels(part) for part in self.gather_bytes(_pack_panels(panels, pictures=not written, error=error))
+        ]
+        failed = next((message for message, _ in parts if message), None)
+        if failed is not None:
+            raise StoryDiffusionError(failed)
         if self.rank != 0:
             return []
-        return sorted((p for part in parts for p in _unpack_panels(part)), key=lambda p: p.index)
+        drawn = {panel.index: panel for panel in panels}
+        received = [
+            drawn.get(p.index) or (_read_back(p, self.folder) if written else p) for _, part in parts for p in part
+        ]
+        return sorted(received, key=lambda p: p.index)
+
+    def sees_folder(self) -> bool:
+        """Whether every process sees the first one's run folder (one disk, or a shared one): each reads the
+        manifest the first process has just written there, and compares it with the first one's."""
+        theirs = self.broadcast_json(_fingerprint(self.folder) if self.rank == 0 else None)
+        mine = self.folder is not None and theirs is not None and _fingerprint(self.folder) == theirs
+        return all(vote == b"1" for vote in self.gather_bytes(b"1" if mine else b"0"))
 
 
 def _as_tensor(data: bytes, device: torch.device) -> torch.Tensor:
@@ -169,38 +212,63 @@ def _png(image: Image.Image) -> bytes:
     return out.getvalue()
 
 
-def _pack_panels(panels: list[PanelImage]) -> bytes:
-    """Panels as bytes: a JSON header (fields and picture sizes), then the PNGs of pictures and masks."""
+def _pack_panels(panels: list[PanelImage], pictures: bool = True, error: str | None = None) -> bytes:
+    """Panels as bytes: a JSON header (an error, or each panel's fields and picture sizes), then the PNGs
+    of pictures and masks (none when ``pictures`` is off: the files are on a disk every process sees)."""
     blobs: list[bytes] = []
     entries = []
     for panel in panels:
-        pictures = {"": panel.image, **{f"mask:{name}": mask for name, mask in panel.masks.items()}}
         sizes = {}
-        for name, picture in pictures.items():
-            blobs.append(_png(picture))
+        for name, picture in {"": panel.image, **{f"mask:{n}": m for n, m in panel.masks.items()}}.items():
+            blobs.append(_png(picture) if pictures else b"")
             sizes[name] = len(blobs[-1])
         fields = {k: getattr(panel, k) for k in ("index", "seed", "prompt", "negative_prompt", "identity")}
         entries.append({**fields, "characters": list(panel.characters), "pictures": sizes})
-    header = json.dumps(entries).encode()
-    return len(header).to_bytes(8, "little") + header + b"".join(blobs)
+    header = json.dumps({"error": error, "panels": [] if error else entries}).encode()
+    return len(header).to_bytes(8, "little") + header + (b"" if error else b"".join(blobs))
 
 
-def _unpack_panels(data: bytes) -> list[PanelImage]:
-    if not data:
-        return []
+def _unpack_panels(data: bytes) -> tuple[str | None, list[PanelImage]]:
+    """(a process's error or None, its panels); a picture sent without bytes is left None, to be read back."""
     length = int.from_bytes(data[:8], "little")
-    entries, offset = json.loads(data[8 : 8 + length].decode()), 8 + length
+    header, offset = json.loads(data[8 : 8 + length].decode()), 8 + length
     panels = []
-    for entry in entries:
+    for entry in header["panels"]:
         pictures = {}
         for name, size in entry.pop("pictures").items():
-            pictures[name] = Image.open(io.BytesIO(data[offset : offset + size])).copy()
+            pictures[name] = Image.open(io.BytesIO(data[offset : offset + size])).copy() if size else None
             offset += size
         masks = {name.removeprefix("mask:"): picture for name, picture in pictures.items() if name}
         panels.append(
             PanelImage(**{**entry, "characters": tuple(entry["characters"])}, image=pictures[""], masks=masks)
         )
-    return panels
+    return header["error"], panels
+
+
+def _read_back(panel: PanelImage, folder: Path) -> PanelImage:
+    """A panel another process wrote into ``folder``, with its picture and masks read from there."""
+
+    def read(path: Path) -> Image.Image:
+        try:
+            with Image.open(path) as picture:
+                return picture.copy()
+        except OSError as error:
+            raise StoryDiffusionError(f"another process wrote {path}, but it cannot be read here: {error}") from None
+
+    image = read(folder / PANELS_DIR / panel_filename(panel.index))
+    masks = {
+        name: read(folder / MASKS_DIR / mask_filename(panel.index, panel.characters.index(name)))
+        for name in panel.masks
+    }
+    return dataclasses.replace(panel, image=image, masks=masks)
+
+
+def _fingerprint(folder: Path | None) -> str | None:
+    """The run folder's manifest, as this process reads it: None when it cannot."""
+    try:
+        return hashlib.sha256((folder / MANIFEST_NAME).read_bytes()).hexdigest() if folder is not None else None
+    except OSError:
+        return None
 
 
 def process_share(cpu: bool = False) -> ProcessShare | None:
@@ -232,6 +300,9 @@ def draw_shared(
                 run.remember(batch)
                 _keep(run, result, run.finished_panels(batch, images, subject))
         return
+    own_writes = share.folder is not None and share.sees_folder()
+    if share.writes and share.folder is not None and not own_writes:
+        result.warnings.append(NOT_SHARED)
     identity = [(number, batch) for number, batch in enumerate(run.plan) if batch.kind == "identity"]
     reads = [(number, batch) for number, batch in enumerate(run.plan) if batch.kind != "identity"]
     for number, batch in identity:
@@ -251,13 +322,16 @@ def draw_shared(
             images, subject = draw_batch(number, batch, len(result.panels))
             run.remember(batch)
             panels += run.finished_panels(batch, images, subject)
-        _keep(run, result, share.gather_panels(panels))
+        _keep(run, result, share.gather_panels(panels, written=own_writes), share.record if own_writes else None)
 
 
-def _keep(run: Any, result: Any, panels: list[PanelImage]) -> None:
+def _keep(run: Any, result: Any, panels: list[PanelImage], record: Callable | None = None) -> None:
+    """Panels into the result, and to ``on_panel`` (which writes them), or to ``record`` when they are written."""
     for panel in panels:
         result.panels.append(panel)
-        if run.on_panel is not None:
+        if record is not None:
+            record(panel)
+        elif run.on_panel is not None:
             run.on_panel(panel)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import StoryDiffusionError, shown
 from .run_manifest import manifest_model_name, manifest_panels, read_manifest, story_from_manifest
-from .rundir import BANK_NAME, MANIFEST_FORMAT, MANIFEST_NAME
+from .rundir import BANK_NAME, MANIFEST_FORMAT, MANIFEST_NAME, drawing_panels
 from .settings import GenerationSettings
 from .story import Story
 
@@ -29,6 +29,13 @@ class Continuation:
     panels: list[int] | None  # 0-based panels to draw; None: all of them (a window-mode story)
     keep: list[dict[str, Any]] = field(default_factory=list)  # manifest entries of panels kept as they are
     bank_file: str | None = None
+    drawing: list[int] = field(default_factory=list)  # panels the earlier run was drawing, not recorded yet
+
+    def writer_drawing(self, story_panels: int) -> list[int]:
+        """The panels the continuing run's writer lists as being drawn: its own, and the earlier run's
+        unrecorded ones (their files may be on disk; they stay this tool's until recorded or redrawn)."""
+        own = range(story_panels) if self.panels is None else self.panels
+        return sorted(set(own) | set(self.drawing))
 
 
 def earlier_run(out_dir: str | os.PathLike) -> dict[str, Any] | None:
@@ -68,15 +75,16 @@ def plan_continuation(
             f"{out_dir} holds {state} with {difference}: pass --overwrite to replace it, or choose another --out"
         )
     out = Path(out_dir)
+    drawing = [index for index in drawing_panels(manifest) if index < len(story.panels)]
     finished = {index: entry for index, entry in recorded.items() if (out / entry["file"]).is_file()}
     bank_file = BANK_NAME if manifest.get("identity_bank") == BANK_NAME and (out / BANK_NAME).is_file() else None
     if redo is None:
         redo = [i for i in range(len(story.panels)) if i not in finished]
         if settings.mode == "window" and redo:
             # A window reads the one before it: only a run from the start gives the same pixels.
-            return Continuation(None, [], bank_file)
+            return Continuation(None, [], bank_file, drawing)
     keep = [entry for index, entry in sorted(finished.items()) if index not in redo]
-    return Continuation(sorted(set(redo)), keep, bank_file)
+    return Continuation(sorted(set(redo)), keep, bank_file, drawing)
 
 
 def _difference(

@@ -12,6 +12,7 @@ import dataclasses
 import os
 import platform
 import re
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -146,10 +147,10 @@ def check_output_dir(out_dir: str | os.PathLike, overwrite: bool = False) -> Pat
 def written_files(run_dir: str | os.PathLike) -> list[Path]:
     """The files of ``run_dir`` that this tool wrote, as its own records name them.
 
-    Read from ``story.json`` (panels, identity bank), ``pages/pages.json`` (pages and exports),
+    Read from ``story.json`` (panels, identity bank, and the panels a run was drawing), ``pages/pages.json`` (pages and exports),
     ``video/*.json`` (clips) and ``metrics.json`` (scores, by its format). Only the temporaries of interrupted atomic writes of those files carry
-    no record (``panels/.panel_001.tmp.png``); a run writes its manifest before its first panel, so
-    no panel is ever unrecorded. Anything else is the user's and is never listed, however its name
+    no record (``panels/.panel_001.tmp.png``); a run lists the panels it will draw in its manifest
+    before its first panel, so no panel is ever unrecorded. Anything else is the user's and is never listed, however its name
     looks. Only existing files inside ``run_dir`` are returned.
     """
     run = Path(run_dir)
@@ -164,6 +165,7 @@ def written_files(run_dir: str | os.PathLike) -> list[Path]:
         ]
         if isinstance(manifest.get("identity_bank"), str):
             names.append(manifest["identity_bank"])
+        names += _drawing_files(run, manifest)
     pages = _read_json(run / PAGES_DIR / PAGES_INDEX)
     if pages is not None and pages.get("format") == PAGES_FORMAT:
         names.append(f"{PAGES_DIR}/{PAGES_INDEX}")
@@ -185,6 +187,27 @@ def written_files(run_dir: str | os.PathLike) -> list[Path]:
         if path.is_file() and not path.is_symlink() and path.resolve().is_relative_to(inside):
             found.append(path)
     return found
+
+
+def drawing_panels(manifest: dict[str, Any]) -> list[int]:
+    """The panels (0-based) a run was drawing when its manifest was written and had not yet recorded: a file
+    of theirs may be on disk (written, its record not yet) and is this tool's. Anything malformed is ignored."""
+    numbers = manifest.get("drawing")
+    if not isinstance(numbers, list):
+        return []
+    return sorted(
+        {n - 1 for n in numbers if isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_PANEL_NUMBER}
+    )
+
+
+def _drawing_files(run: Path, manifest: dict[str, Any]) -> list[str]:
+    """The panel and mask files of the panels a run was drawing (``drawing_panels``)."""
+    indices = drawing_panels(manifest)
+    if not indices:
+        return []
+    stems = {panel_filename(index).removesuffix(".png"): index for index in indices}
+    masks = [path.name for path in _listing(run / MASKS_DIR) if path.name.split("_mask_")[0] in stems]
+    return [f"{PANELS_DIR}/{panel_filename(index)}" for index in indices] + [f"{MASKS_DIR}/{name}" for name in masks]
 
 
 def _shaped_like_ours(name: str) -> bool:
@@ -257,18 +280,26 @@ def package_versions() -> dict[str, str]:
 
 
 def build_manifest(
-    result, bank_file: str | None = None, *, complete: bool = True, earlier: list[dict[str, Any]] = ()
+    result,
+    bank_file: str | None = None,
+    *,
+    complete: bool = True,
+    earlier: list[dict[str, Any]] = (),
+    drawing: Iterable[int] = (),
 ) -> dict[str, Any]:
     """Everything needed to reproduce the run: story, resolved settings, model, seeds, versions.
 
     ``complete`` is False while a run is under way (and stays so if it is interrupted), and never
     True while a panel of the story is missing; ``earlier`` are panel entries of an earlier run of
-    the same story that this run keeps.
+    the same story that this run keeps. ``drawing`` (0-based) are the panels the run is drawing: those
+    not recorded yet are listed, so a panel written just before a crash is known as this tool's.
     """
     spec = result.model
     drawn = [_panel_entry(panel) for panel in result.panels]
     redrawn = {entry["panel"] for entry in drawn}
     panels = sorted([e for e in earlier if e.get("panel") not in redrawn] + drawn, key=lambda e: e["panel"])
+    recorded = {entry.get("panel") for entry in panels}
+    pending = sorted({index + 1 for index in drawing} - recorded)
     return {
         "format": MANIFEST_FORMAT,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -279,6 +310,7 @@ def build_manifest(
         "consistent_layers": result.consistent_layers,
         "panels": panels,
         "complete": complete and len(panels) == len(result.story.panels),
+        **({"drawing": pending} if pending else {}),
         "identity_bank": bank_file,
         "identity_bank_bytes": result.bank.nbytes() if result.bank is not None else 0,
         "warnings": list(result.warnings),
@@ -312,13 +344,29 @@ class RunWriter:
     """Writes a run as it happens: each panel at once, then a manifest that lists the panels finished
     so far and says the run is not complete, so an interrupted run leaves a valid, resumable folder."""
 
-    def __init__(self, out_dir: str | os.PathLike, earlier: list[dict[str, Any]] = (), bank_file: str | None = None):
-        self.out = Path(out_dir)
+    def __init__(
+        self,
+        out_dir: str | os.PathLike,
+        earlier: list[dict[str, Any]] = (),
+        bank_file: str | None = None,
+        drawing: Iterable[int] | None = None,
+        private: bool = False,
+    ):
+        """``drawing``: the panels (0-based) this run draws, listed in the manifest until each is recorded
+        (None: every panel of the story). ``private``: see ``save_result``."""
+        self.out, self.private = Path(out_dir), private
         self.earlier, self.bank_file = list(earlier), bank_file
+        self.drawing = None if drawing is None else sorted(set(drawing))
         self.result = None
 
     def start(self, result) -> None:
+        from .run_targets import refuse_foreign_targets, story_targets
+
+        if not self.private:  # no file of the user's is ever replaced
+            refuse_foreign_targets(self.out, story_targets(result.story))
         self.result = result
+        if self.drawing is None:
+            self.drawing = list(range(len(result.story.panels)))
         metrics = _read_json(self.out / METRICS_NAME)
         if metrics is not None and metrics.get("format") == METRICS_FORMAT:  # scores of an older drawing
             (self.out / METRICS_NAME).unlink()
@@ -328,6 +376,14 @@ class RunWriter:
         with interrupts_deferred():  # the panel and the manifest listing it, or neither
             save_panel(panel, self.out)
             self._write(complete=False)
+
+    def record(self, panel) -> None:
+        """A panel another process wrote into this folder (``distributed``): the manifest now lists it."""
+        if not (self.out / PANELS_DIR / panel_filename(panel.index)).is_file():
+            raise StoryDiffusionError(
+                f"panel {panel.index + 1} is not in {self.out / PANELS_DIR}: it cannot be recorded"
+            )
+        self._write(complete=False)
 
     def finish(self, result, save_bank: bool = False) -> Path:
         """The last manifest, marked complete unless the run was cancelled; the bank too if asked."""
@@ -339,7 +395,10 @@ class RunWriter:
 
     def _write(self, complete: bool) -> Path:
         manifest = self.out / MANIFEST_NAME
-        write_json(manifest, build_manifest(self.result, self.bank_file, complete=complete, earlier=self.earlier))
+        record = build_manifest(
+            self.result, self.bank_file, complete=complete, earlier=self.earlier, drawing=self.drawing or ()
+        )
+        write_json(manifest, record)
         return manifest
 
 
@@ -353,11 +412,18 @@ def save_panel(panel, out_dir: str | os.PathLike) -> Path:
     return path
 
 
-def save_result(result, out_dir: str | os.PathLike, save_bank: bool = False) -> Path:
+def save_result(result, out_dir: str | os.PathLike, save_bank: bool = False, *, private: bool = False) -> Path:
     """Write a finished result as ``RunWriter`` writes a run: a manifest before the first panel, each panel
     then the manifest that lists it, the bank if asked, and the last manifest. No file is ever unrecorded,
-    and no record ever names a missing file."""
-    writer = RunWriter(out_dir)
+    and no record ever names a missing file. A file of the user's where one of these goes is refused,
+    unless the folder is ``private`` (the studio's session folder: nothing in it is anyone else's)."""
+    from .run_targets import refuse_foreign_targets, story_targets
+
+    if not private:
+        masks = any(panel.masks for panel in result.panels)
+        targets = story_targets(result.story, masks=masks, bank=save_bank)
+        refuse_foreign_targets(out_dir, targets, fix="choose another folder")
+    writer = RunWriter(out_dir, drawing=[panel.index for panel in result.panels], private=private)
     writer.start(dataclasses.replace(result, panels=[]))
     for panel in result.panels:
         writer.result.panels.append(panel)

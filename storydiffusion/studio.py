@@ -116,7 +116,7 @@ class StudioSession:
                     self._drawn[event.panel.index] = event.panel
                 if isinstance(event, RunFinished):
                     self.result = event.result
-                    save_result(self.result, self.run_dir)
+                    save_result(self.result, self.run_dir, private=True)
                 yield event
 
     def _uploads(self) -> dict:
@@ -185,7 +185,7 @@ class StudioSession:
         if result.bank is not None:
             self.result.bank = result.bank
         self.result.warnings = result.warnings
-        save_result(self.result, self.run_dir)
+        save_result(self.result, self.run_dir, private=True)
         return panel
 
     def _redrawn_story(self, index: int, prompt: str | None, seed: int | None, caption: str | None) -> Story:
@@ -259,7 +259,7 @@ class StudioSession:
         for mine, theirs in zip(current.panels, story.panels):
             mine.caption, mine.dialogue = theirs.caption, theirs.dialogue
         current.title = story.title
-        save_result(self.result, self.run_dir)
+        save_result(self.result, self.run_dir, private=True)
 
     def save_project(self, include_bank: bool = False) -> Path:
         """The project ZIP: story, settings, seeds and panels (a few MB). The identity bank (hundreds of MB)
@@ -313,7 +313,7 @@ class StudioSession:
             panels=panels,
             bank=project.bank,
         )
-        save_result(self.result, self.run_dir)
+        save_result(self.result, self.run_dir, private=True)
         return project
 
     def animate(

@@ -21,6 +21,7 @@ from storydiffusion.distributed import ProcessShare, _pack_panels, _unpack_panel
 from storydiffusion.errors import SettingsError
 from storydiffusion.launcher import devices_value
 from storydiffusion.results import PanelImage
+from storydiffusion.rundir import unrecorded_files
 
 ROOT = Path(__file__).resolve().parent.parent
 CPU = torch.device("cpu")
@@ -90,6 +91,81 @@ def test_two_processes_write_the_same_bytes_as_one(story, one_process):
     assert output.count("9 panels in") == 1  # one process reports, as it alone writes
 
 
+WATCHED = """\
+import os, sys
+import storydiffusion.distributed as distributed
+from storydiffusion.cli import main
+
+mode, log, rank = sys.argv[1], sys.argv[2], int(os.environ["RANK"])
+writes = distributed.save_panel
+
+
+def watched(panel, folder):
+    with open(f"{log}.{rank}", "a") as record:
+        record.write(f"{panel.index}\\n")
+    if mode == "full" and rank == 1:
+        raise OSError(28, "No space left on device")
+    return writes(panel, folder)
+
+
+distributed.save_panel = watched
+if mode == "apart" and rank == 1:
+    distributed._fingerprint = lambda folder: "the same path on another machine's disk"
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def watched_run(story: Path, out: Path, mode: str) -> tuple[int, str, dict[int, list[int]]]:
+    """``generate`` over two processes, each one's panel writes logged (``mode`` "full": the second one's
+    disk is full; "apart": it does not see the first one's folder). (exit code, output, panels by process)."""
+    script, log = story.parent / "watched.py", out.parent / f"{out.name}.log"
+    script.write_text(WATCHED, encoding="utf-8")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
+    command += [mode, str(log), "generate", str(story), "--out", str(out), *FAST]
+    process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    code, output = finished(process)
+    written = {
+        rank: [int(n) for n in Path(f"{log}.{rank}").read_text().split()]
+        for rank in (0, 1)
+        if Path(f"{log}.{rank}").exists()
+    }
+    return code, output, written
+
+
+@pytest.mark.slow
+def test_each_process_writes_the_panels_it_drew_and_the_first_one_records_them(story, one_process):
+    out = story.parent / "own"
+    code, output, written = watched_run(story, out, "own")
+    assert code == 0, output
+    assert written[0] and written[1] and not set(written[0]) & set(written[1])  # each its own read batches
+    assert panel_bytes(out) == panel_bytes(one_process) and manifest(out) == manifest(one_process)
+    assert "do not see the run folder" not in output
+
+
+@pytest.mark.slow
+def test_processes_that_do_not_see_the_folder_send_their_panels_to_the_first_one(story, one_process):
+    out = story.parent / "apart"
+    code, output, written = watched_run(story, out, "apart")
+    assert code == 0, output
+    assert written == {}  # every panel went through the first process's writer instead
+    assert panel_bytes(out) == panel_bytes(one_process)
+    assert "do not see the run folder" in output and "which wrote them" in output
+
+
+@pytest.mark.slow
+def test_a_process_that_cannot_write_its_panels_stops_them_all_and_the_folder_stays_valid(story, one_process):
+    out = story.parent / "full"
+    code, output, _ = watched_run(story, out, "full")
+    assert code != 0, output  # plain torchrun says 1 for its workers' 2 (the --devices launcher passes 2 on)
+    lines = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and "process 1 could not write its panels" in lines[0]  # the first process reports
+    assert "No space left on device" in lines[0] and unrecorded_files(out) == []
+    code, output = finished(storydiffusion("generate", str(story), "--out", str(out), *FAST))
+    assert code == 0, output
+    assert panel_bytes(out) == panel_bytes(one_process)
+
+
 def worker_of_rank(launcher: int, rank: int) -> int | None:
     """The pid of the torchrun worker with RANK ``rank`` among the launcher's children."""
     children = Path(f"/proc/{launcher}/task/{launcher}/children")
@@ -118,9 +194,11 @@ def test_a_killed_process_leaves_a_folder_the_next_run_finishes(story, one_proce
     assert code != 0
     record = json.loads((out / "story.json").read_text(encoding="utf-8"))
     listed = {entry["file"] for entry in record["panels"]}
+    being_drawn = {f"panels/panel_{number:03d}.png" for number in record.get("drawing", [])}
     on_disk = {f"panels/{path.name}" for path in (out / "panels").glob("*")} if (out / "panels").exists() else set()
-    assert on_disk == listed  # every panel written is listed, and nothing else is there
+    assert listed <= on_disk <= listed | being_drawn  # every panel recorded is there, and nothing else but
     assert record["complete"] is False or len(listed) == 9
+    assert unrecorded_files(out) == []  # a panel written but not yet recorded is on the list of those being drawn
     # The shortcut launches the processes itself (three this time): the run continues where it stopped.
     again, output = finished(storydiffusion("generate", str(story), "--out", str(out), *FAST, "--devices", "cpu:3"))
     assert again == 0, output
@@ -138,7 +216,8 @@ def test_panels_travel_between_processes_pixel_for_pixel():
         PanelImage(3, picture, 42, "a man walks", "", ("Bob",), True, {"Bob": mask}),
         PanelImage(5, picture.transpose(Image.Transpose.FLIP_LEFT_RIGHT), 7, "b", "ugly", (), False),
     ]
-    received = _unpack_panels(_pack_panels(panels))
+    error, received = _unpack_panels(_pack_panels(panels))
+    assert error is None
     assert [(p.index, p.seed, p.prompt, p.negative_prompt, p.characters, p.identity) for p in received] == [
         (3, 42, "a man walks", "", ("Bob",), True),
         (5, 7, "b", "ugly", (), False),
@@ -147,7 +226,10 @@ def test_panels_travel_between_processes_pixel_for_pixel():
         assert np.array_equal(np.asarray(sent.image), np.asarray(got.image))
         assert set(sent.masks) == set(got.masks)
     assert np.array_equal(np.asarray(received[0].masks["Bob"]), np.asarray(mask))
-    assert _unpack_panels(_pack_panels([])) == []
+    assert _unpack_panels(_pack_panels([])) == (None, [])
+    assert _unpack_panels(_pack_panels(panels, error="disk full")) == ("disk full", [])
+    records = _unpack_panels(_pack_panels(panels, pictures=False))[1]  # the files are on a shared disk
+    assert [(p.index, p.image, set(p.masks)) for p in records] == [(3, None, {"Bob"}), (5, None, set())]
 
 
 def test_read_batches_are_dealt_round_robin():

@@ -19,6 +19,7 @@ from PIL import Image
 from ..atomic import write_json
 from ..images import image_size
 from ..run_manifest import read_manifest, story_from_manifest
+from ..run_targets import compose_targets, refuse_foreign_targets
 from ..rundir import (
     CBZ_NAME,
     EXPORT_FILES,
@@ -128,6 +129,7 @@ def compose_run(
     title_text = _title_text(story, title) if letterer is not None and template.kind != "none" else None
 
     layouts = paginate(template, sizes, panel_indices=indices, title=title_text is not None)
+    refuse_foreign_targets(run, compose_targets(run, exports, len(layouts)), fix="copy the run elsewhere to compose it")
     images = render_pages(
         layouts,
         dict(zip(indices, paths)),

@@ -18,6 +18,7 @@ from PIL import Image
 from ..atomic import write_json
 from ..images import read_image
 from ..run_manifest import manifest_panels, read_manifest, story_from_manifest
+from ..run_targets import refuse_foreign_targets
 from ..rundir import MANIFEST_NAME, PANELS_DIR, VIDEO_DIR, panel_filename
 from ..settings import DEFAULT_FPS, DEFAULT_FRAMES
 from .checkpoints import read_predictor_config
@@ -124,6 +125,13 @@ def read_run_panels(run_dir: str | Path, start: int, end: int) -> tuple[dict[str
     return chosen[0][0], chosen[1][0], chosen[0][1], chosen[1][1]
 
 
+def check_clip_files(run_dir: str | Path, start: int, end: int) -> None:
+    """Refuse a clip whose files (``video/SS-EE.mp4``, ``.gif``, ``.json``) would replace a file of the user's."""
+    name = transition_name(start, end)
+    clip_files = [f"{VIDEO_DIR}/{name}{suffix}" for suffix in (".mp4", ".gif", ".json")]
+    refuse_foreign_targets(run_dir, clip_files, fix="copy the run elsewhere to animate it")
+
+
 def animate_images(
     pipeline: TransitionPipeline,
     start_image: Image.Image,
@@ -189,6 +197,9 @@ def animate_run(
         predictor=predictor,
     )
     first, last, start_path, end_path = read_run_panels(run_dir, start, end)
+    check_clip_files(run_dir, start, end)  # before any model loads
+    name = transition_name(start, end)
+    out = Path(run_dir) / VIDEO_DIR
     start_image, end_image = read_image(start_path), read_image(end_path)  # ImageInputError names a broken one
     if prompt is None:
         prompt = "; ".join(p for p in (first.get("prompt"), last.get("prompt")) if p)
@@ -198,8 +209,6 @@ def animate_run(
     settings: dict[str, Any] = dict(seed=seed, steps=steps, guidance=guidance, strength=strength)
     if negative_prompt:
         settings["negative_prompt"] = negative_prompt
-    name = transition_name(start, end)
-    out = Path(run_dir) / VIDEO_DIR
     result = animate_images(
         pipe,
         start_image,

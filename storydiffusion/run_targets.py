@@ -1,0 +1,81 @@
+"""The files a command is about to write in a run folder, checked before it starts: none may replace a
+file this tool has no record of writing.
+
+Replacing a file is deleting it. A user's own ``story.json``, ``panels/panel_002.png`` or ``comic.pdf``
+in a folder that ``--overwrite`` (or a continued run, ``compose``, ``animate``) writes into would be lost
+without a word, so every command names its targets here first and is refused, before any model loads,
+when one of them is a file (or a folder, or a link) that :func:`rundir.written_files` does not list.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .errors import StoryDiffusionError
+from .rundir import (
+    BANK_NAME,
+    EXPORT_FILES,
+    MANIFEST_NAME,
+    MASKS_DIR,
+    PAGES_DIR,
+    PAGES_INDEX,
+    PANELS_DIR,
+    mask_filename,
+    panel_filename,
+    written_files,
+)
+
+EXPORT_NAMES = dict(zip(("pdf", "cbz", "zip"), EXPORT_FILES))
+
+
+def story_targets(story: Any, *, masks: bool = False, bank: bool = False) -> list[str]:
+    """What ``generate`` may write for ``story``: the manifest, every panel, and on request each panel's
+    character masks and the identity bank."""
+    names = [MANIFEST_NAME] + [f"{PANELS_DIR}/{panel_filename(i)}" for i in range(len(story.panels))]
+    if masks:
+        names += [
+            f"{MASKS_DIR}/{mask_filename(i, number)}"
+            for i, panel in enumerate(story.panels)
+            for number in range(len(panel.characters))
+        ]
+    return names + ([BANK_NAME] if bank else [])
+
+
+def compose_targets(run_dir: str | os.PathLike, exports: Iterable[str], pages: int | None = None) -> list[str]:
+    """What ``compose`` may write: ``pages.json``, the exports asked for, and ``pages`` pages (when the count is
+    not known yet, every page-shaped name already in ``pages/``)."""
+    from .layout.export import page_filenames
+
+    names = [f"{PAGES_DIR}/{PAGES_INDEX}"] + [EXPORT_NAMES[kind] for kind in exports if kind in EXPORT_NAMES]
+    if pages is not None:
+        return names + [f"{PAGES_DIR}/{name}" for name in page_filenames(pages)]
+    folder = Path(run_dir) / PAGES_DIR
+    present = sorted(path.name for path in folder.iterdir()) if folder.is_dir() else []
+    return names + [f"{PAGES_DIR}/{name}" for name in present if name.startswith("page_") and name.endswith(".png")]
+
+
+def foreign_targets(run_dir: str | os.PathLike, names: Iterable[str]) -> list[Path]:
+    """Those of ``names`` (relative to ``run_dir``) where something is that this tool did not write."""
+    run = Path(run_dir)
+    paths = [run / name for name in dict.fromkeys(names)]
+    present = [path for path in paths if path.is_symlink() or path.exists()]
+    if not present:
+        return []
+    ours = set(written_files(run))
+    return [path for path in present if path not in ours]
+
+
+def refuse_foreign_targets(run_dir: str | os.PathLike, names: Iterable[str], fix: str = "choose another --out") -> None:
+    """Raise, naming the first one, when a file this run would write would replace one that is not ours."""
+    foreign = foreign_targets(run_dir, names)
+    if foreign:
+        path = foreign[0]
+        kind = "a link" if path.is_symlink() else "a folder" if path.is_dir() else "a file"
+        more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+        raise StoryDiffusionError(
+            f"{path} is {kind} this tool has no record of writing{more}, and this run would write a file of that "
+            f"name: move it out of the folder, or {fix}"
+        )
