@@ -151,7 +151,8 @@ def _run(args: argparse.Namespace, argv: list[str] | None, launching: bool) -> i
         print(f"error: out of memory ({error}): {OUT_OF_MEMORY_HINT}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except StoryDiffusionError as error:
-        print("error: " + " ".join(str(error).split()), file=sys.stderr)
+        if not getattr(error, "reported_elsewhere", False):  # several processes: the first one says it
+            print("error: " + " ".join(str(error).split()), file=sys.stderr)
         return EXIT_BAD_INPUT
     except MemoryError:
         print("error: out of memory while reading the input: check the size of the files given", file=sys.stderr)

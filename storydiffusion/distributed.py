@@ -30,9 +30,10 @@ from typing import Any
 import torch
 from PIL import Image
 
-from .errors import StoryDiffusionError
+from .errors import GenerationCancelled, StoryDiffusionError
 from .results import PanelImage
 from .rundir import MANIFEST_NAME, MASKS_DIR, PANELS_DIR, mask_filename, panel_filename, save_panel
+from .story_run import is_cancelled
 
 COLLECTIVE_TIMEOUT = timedelta(hours=6)
 WINDOW_ALONE = "window mode chains each window to the last: the first process drew them all, the others waited"
@@ -44,6 +45,15 @@ NOT_SHARED = (
 
 class ProcessesStopped(StoryDiffusionError):
     """Another process of the run stopped or did not answer in time: this one stops too."""
+
+
+class FailedTogether(StoryDiffusionError):
+    """A failure every process raises at once, with the same message: the first process reports it, so the
+    command line prints nothing more for it on the others (``reported_elsewhere``)."""
+
+    def __init__(self, message: str, reported_elsewhere: bool):
+        super().__init__(message)
+        self.reported_elsewhere = reported_elsewhere
 
 
 def _collective(method: Callable) -> Callable:
@@ -123,11 +133,11 @@ class ProcessShare:
         """Every process's outcome of a step that may fail on one alone (checks, the folder): all raise the
         first error together, so none waits at the next collective for one that stopped."""
         messages = [part.decode() for part in self.gather_bytes(str(error).encode() if error else b"")]
-        if error is not None:
+        if error is not None and self.rank == 0:
             raise error
         failed = next((message for message in messages if message), None)
         if failed is not None:
-            raise StoryDiffusionError(failed)
+            raise FailedTogether(failed, reported_elsewhere=self.rank != 0)
 
     def broadcast_json(self, value: Any) -> Any:
         """The first process's JSON-able ``value``, on every process."""
@@ -167,10 +177,13 @@ class ProcessShare:
             dist.broadcast(buffer, src=0)
         return buffer.view(dtype).reshape(shape)
 
-    def gather_panels(self, panels: list[PanelImage], written: bool = False) -> list[PanelImage]:
-        """Every process's finished panels of a round, on the first process (empty elsewhere). ``written``:
-        each process wrote its own into ``folder``, so only their records travel and the pictures are read
-        back from there. A process that failed to write sends its error instead: then every process raises it."""
+    def gather_panels(
+        self, panels: list[PanelImage], written: bool = False, stopped: bool = False
+    ) -> tuple[list[PanelImage], bool]:
+        """Every process's finished panels of a round, on the first process (empty elsewhere), and whether any
+        process was cancelled (``stopped``): then they all stop. ``written``: each process writes its own into
+        ``folder``, so only their records travel and the pictures are read back from there. A process that
+        failed to write sends its error instead: then every process raises it."""
         error = None
         if written:
             try:
@@ -178,26 +191,30 @@ class ProcessShare:
                     save_panel(panel, self.folder)
             except (OSError, StoryDiffusionError) as failure:
                 error = f"process {self.rank} could not write its panels in {self.folder}: {failure}"
-        parts = [
-            _unpack_panels(part) for part in self.gather_bytes(_pack_panels(panels, pictures=not written, error=error))
-        ]
-        failed = next((message for message, _ in parts if message), None)
+        sent = _pack_panels(panels, pictures=not written, error=error, stopped=stopped)
+        parts = [_unpack_panels(part) for part in self.gather_bytes(sent)]
+        failed = next((message for message, _, _ in parts if message), None)
         if failed is not None:
-            raise StoryDiffusionError(failed)
+            raise FailedTogether(failed, reported_elsewhere=self.rank != 0)
+        stopped = any(part_stopped for _, part_stopped, _ in parts)
         if self.rank != 0:
-            return []
+            return [], stopped
         drawn = {panel.index: panel for panel in panels}
         received = [
-            drawn.get(p.index) or (_read_back(p, self.folder) if written else p) for _, part in parts for p in part
+            drawn.get(p.index) or (_read_back(p, self.folder) if written else p) for *_, part in parts for p in part
         ]
-        return sorted(received, key=lambda p: p.index)
+        return sorted(received, key=lambda p: p.index), stopped
+
+    def any(self, flag: bool) -> bool:
+        """Whether ``flag`` is set on any process."""
+        return any(vote == b"1" for vote in self.gather_bytes(b"1" if flag else b"0"))
 
     def sees_folder(self) -> bool:
         """Whether every process sees the first one's run folder (one disk, or a shared one): each reads the
         manifest the first process has just written there, and compares it with the first one's."""
         theirs = self.broadcast_json(_fingerprint(self.folder) if self.rank == 0 else None)
         mine = self.folder is not None and theirs is not None and _fingerprint(self.folder) == theirs
-        return all(vote == b"1" for vote in self.gather_bytes(b"1" if mine else b"0"))
+        return not self.any(not mine)
 
 
 def _as_tensor(data: bytes, device: torch.device) -> torch.Tensor:
@@ -212,9 +229,12 @@ def _png(image: Image.Image) -> bytes:
     return out.getvalue()
 
 
-def _pack_panels(panels: list[PanelImage], pictures: bool = True, error: str | None = None) -> bytes:
-    """Panels as bytes: a JSON header (an error, or each panel's fields and picture sizes), then the PNGs
-    of pictures and masks (none when ``pictures`` is off: the files are on a disk every process sees)."""
+def _pack_panels(
+    panels: list[PanelImage], pictures: bool = True, error: str | None = None, stopped: bool = False
+) -> bytes:
+    """Panels as bytes: a JSON header (an error, whether the process was cancelled, each panel's fields and
+    picture sizes), then the PNGs of pictures and masks (none when ``pictures`` is off: the files are on a
+    disk every process sees)."""
     blobs: list[bytes] = []
     entries = []
     for panel in panels:
@@ -224,12 +244,13 @@ def _pack_panels(panels: list[PanelImage], pictures: bool = True, error: str | N
             sizes[name] = len(blobs[-1])
         fields = {k: getattr(panel, k) for k in ("index", "seed", "prompt", "negative_prompt", "identity")}
         entries.append({**fields, "characters": list(panel.characters), "pictures": sizes})
-    header = json.dumps({"error": error, "panels": [] if error else entries}).encode()
+    header = json.dumps({"error": error, "stopped": stopped, "panels": [] if error else entries}).encode()
     return len(header).to_bytes(8, "little") + header + (b"" if error else b"".join(blobs))
 
 
-def _unpack_panels(data: bytes) -> tuple[str | None, list[PanelImage]]:
-    """(a process's error or None, its panels); a picture sent without bytes is left None, to be read back."""
+def _unpack_panels(data: bytes) -> tuple[str | None, bool, list[PanelImage]]:
+    """(a process's error or None, whether it was cancelled, its panels); a picture sent without bytes is
+    left None, to be read back."""
     length = int.from_bytes(data[:8], "little")
     header, offset = json.loads(data[8 : 8 + length].decode()), 8 + length
     panels = []
@@ -242,7 +263,7 @@ def _unpack_panels(data: bytes) -> tuple[str | None, list[PanelImage]]:
         panels.append(
             PanelImage(**{**entry, "characters": tuple(entry["characters"])}, image=pictures[""], masks=masks)
         )
-    return header["error"], panels
+    return header["error"], header["stopped"], panels
 
 
 def _read_back(panel: PanelImage, folder: Path) -> PanelImage:
@@ -291,25 +312,34 @@ def draw_shared(
     draw_batch: Callable[[int, Any, int], tuple[list[Image.Image], Any]], run: Any, result: Any, share: ProcessShare
 ) -> None:
     """Draw ``run``'s plan over the processes: the identity pass on the first, the bank to all, the read
-    batches round-robin in rounds, each round's panels to the first process (``result`` and ``on_panel``)."""
+    batches round-robin in rounds, each round's panels to the first process (``result`` and ``on_panel``).
+    A cancel on any process stops them all after the round, keeping the panels finished (``result.cancelled``)."""
     if run.settings.mode == "window":  # each window reads the last: the first process draws them all, in order
         if share.writes:
             result.warnings.append(WINDOW_ALONE)
             for number, batch in enumerate(run.plan):
-                images, subject = draw_batch(number, batch, len(result.panels))
-                run.remember(batch)
-                _keep(run, result, run.finished_panels(batch, images, subject))
+                panels = _drawn(draw_batch, run, number, batch, len(result.panels))
+                if panels is None:
+                    result.cancelled = True
+                    return
+                _keep(run, result, panels)
         return
     own_writes = share.folder is not None and share.sees_folder()
     if share.writes and share.folder is not None and not own_writes:
         result.warnings.append(NOT_SHARED)
     identity = [(number, batch) for number, batch in enumerate(run.plan) if batch.kind == "identity"]
     reads = [(number, batch) for number, batch in enumerate(run.plan) if batch.kind != "identity"]
+    stopped = False
     for number, batch in identity:
-        if share.writes:
-            images, subject = draw_batch(number, batch, len(result.panels))
-            _keep(run, result, run.finished_panels(batch, images, subject))
-        run.remember(batch)
+        if not share.writes:
+            run.remember(batch)
+        elif not stopped:
+            panels = _drawn(draw_batch, run, number, batch, len(result.panels))
+            stopped = panels is None
+            _keep(run, result, panels or [])
+    if share.any(stopped or is_cancelled(run.cancel)):
+        result.cancelled = True
+        return
     share.share_bank(run.bank)
     for start in range(0, len(reads), share.world):
         mine = [
@@ -317,12 +347,26 @@ def draw_shared(
             for position, (n, b) in enumerate(reads[start : start + share.world])
             if share.draws(start + position)
         ]
-        panels = []
+        panels: list[PanelImage] = []
         for number, batch in mine:
-            images, subject = draw_batch(number, batch, len(result.panels))
-            run.remember(batch)
-            panels += run.finished_panels(batch, images, subject)
-        _keep(run, result, share.gather_panels(panels, written=own_writes), share.record if own_writes else None)
+            drawn = None if stopped else _drawn(draw_batch, run, number, batch, len(result.panels))
+            stopped = drawn is None
+            panels += drawn or []
+        kept, stopped = share.gather_panels(panels, written=own_writes, stopped=stopped)
+        _keep(run, result, kept, share.record if own_writes else None)
+        if stopped:
+            result.cancelled = True
+            return
+
+
+def _drawn(draw_batch: Callable, run: Any, number: int, batch: Any, done: int) -> list[PanelImage] | None:
+    """A batch's finished panels (its bank entries remembered), or None when the run was cancelled during it."""
+    try:
+        images, subject = draw_batch(number, batch, done)
+    except GenerationCancelled:
+        return None
+    run.remember(batch)
+    return run.finished_panels(batch, images, subject)
 
 
 def _keep(run: Any, result: Any, panels: list[PanelImage], record: Callable | None = None) -> None:
