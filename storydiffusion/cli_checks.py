@@ -90,6 +90,7 @@ def generation_settings(base: GenerationSettings, args: argparse.Namespace) -> G
         window=args.window,
         mode="off" if args.no_consistency else args.mode,
         consistency=args.consistency,
+        reference_adapter=args.reference_adapter,
         subject_threshold=args.subject_threshold,
         first_consistent_step=args.first_consistent_step,
         style=args.style,

@@ -75,6 +75,10 @@ def _check_generate(args: argparse.Namespace, share) -> tuple[list, list]:
     check_model_flag(args.model)
     check_model_flag(args.lora, "--lora")
     check_bank_flags(args)
+    if args.face_model:  # a folder that cannot be InsightFace's pack fails now, not after the model loads
+        from .faces import face_folder
+
+        face_folder(args.face_model)
     SETTING_RANGES["lora_scale"].check("--lora-scale", args.lora_scale)
     jobs = story_jobs(args)  # one Namespace per story, its story and out set
     return jobs, [_check_story(job, writes=share is None or share.writes) for job in jobs]
@@ -139,7 +143,7 @@ def _draw_story(args: argparse.Namespace, checked: _CheckedStory, share, pipelin
     """Load the model (once for every story naming it), then draw one checked story into its folder:
     continuing the run there, or with --overwrite staging its replacement; compose if asked."""
     story, photos, bank = checked.story, checked.photos, checked.bank
-    pipeline, settings = _agreed(share, lambda: _prepare_model(args, checked, pipelines))
+    pipeline, settings, controls = _agreed(share, lambda: _prepare_model(args, checked, pipelines))
     if share is None:
         target = _run_folder(args, checked.earlier if checked.continuing else None, story, settings, pipeline)
     else:  # the first process writes the manifest; each process draws, and writes where all see the folder
@@ -150,7 +154,7 @@ def _draw_story(args: argparse.Namespace, checked: _CheckedStory, share, pipelin
         )
         target = target if share.writes else _RunTarget(Path(args.out), NoWriter(), where["panels"])
         share = share.writing_into(where["folder"], target.writer.record if share.writes else None)
-    result = _draw(args, pipeline, story, settings, bank, target, photos, share)
+    result = _draw(args, pipeline, story, settings, bank, target, photos, controls, share)
     if result is None:
         return EXIT_INTERRUPTED
     if share is not None and not share.writes:
@@ -169,7 +173,10 @@ def _draw_story(args: argparse.Namespace, checked: _CheckedStory, share, pipelin
 
 def _prepare_model(args: argparse.Namespace, checked: _CheckedStory, pipelines: dict):
     """The story's model (one kept loaded at a time), its adapters and control maps, the bank checked
-    against it: everything that can fail before the folder changes. The pipeline and resolved settings."""
+    against it: everything that can fail before the folder changes. The pipeline, resolved settings, and
+    the control images, each file read once at the run's size."""
+    from .controlnets import story_control_pictures
+
     model = args.model or checked.manifest_model
     if model not in pipelines:
         pipelines.clear()  # stories naming other models load them in turn: never two at once
@@ -177,13 +184,14 @@ def _prepare_model(args: argparse.Namespace, checked: _CheckedStory, pipelines: 
     pipeline = pipelines[model]
     if checked.photos:
         with model_memory(), _quiet_model_libraries():
-            pipeline.attach_references()  # its weights, before the folder changes
+            pipeline.attach_references(checked.settings.reference_adapter)  # its weights, before the folder changes
     settings = pipeline.resolve_settings(checked.story, checked.settings)
+    controls = story_control_pictures(checked.story, (settings.width, settings.height))
     with model_memory(), _quiet_model_libraries():
-        pipeline.control_maps(checked.story, settings)  # every control image read, its ControlNet loaded
+        pipeline.control_maps(checked.story, settings, given=controls)  # their ControlNets loaded
     if checked.bank is not None:  # does it fit the model, settings and characters? before any step runs
-        pipeline.check_bank(checked.bank, checked.story, settings, args.panels)
-    return pipeline, settings
+        pipeline.check_bank(checked.bank, checked.story, settings, args.panels, checked.photos, controls)
+    return pipeline, settings, controls
 
 
 def _read_bank(path: str, mode: str):
@@ -208,6 +216,7 @@ def _load_pipeline(args: argparse.Namespace, manifest_model: str | None):
             vae_tiling=args.vae_tiling,
             low_vram=args.low_vram,
             control_union=args.control_union,
+            face_model=args.face_model,
             lora=args.lora,
             lora_scale=args.lora_scale,
         )
@@ -259,7 +268,17 @@ class _RunTarget:
         return swap_in_staged_run(self.out, keep=(Path(bank_file),) if bank_file else ())
 
 
-def _draw(args: argparse.Namespace, pipeline, story, settings, bank, target: _RunTarget, photos=None, share=None):
+def _draw(
+    args: argparse.Namespace,
+    pipeline,
+    story,
+    settings,
+    bank,
+    target: _RunTarget,
+    photos=None,
+    controls=None,
+    share=None,
+):
     """Generate into the target's folder; None when a staged run was interrupted (its note is printed)."""
     try:
         with _StepBar(args.quiet) as bar, model_memory():
@@ -273,6 +292,7 @@ def _draw(args: argparse.Namespace, pipeline, story, settings, bank, target: _Ru
                 bank_prefetch=args.bank_prefetch,
                 keep_masks=args.save_masks,
                 references=photos,
+                control_images=controls,
                 callback=bar.update,
                 on_start=target.writer.start,
                 on_panel=target.writer.panel,

@@ -131,7 +131,14 @@ def _add_plan(plan: argparse.ArgumentParser) -> None:
     )
     plan.add_argument("--ram", type=_size, help="host memory budget, e.g. 32GB: print the settings that fit")
     plan.set_defaults(
-        seed=None, style=None, negative_prompt=None, no_consistency=False, consistency=None, subject_threshold=None
+        seed=None,
+        style=None,
+        negative_prompt=None,
+        no_consistency=False,
+        consistency=None,
+        reference_adapter=None,
+        face_model=None,
+        subject_threshold=None,
     )
 
 
@@ -170,6 +177,16 @@ def _add_generate(generate: argparse.ArgumentParser) -> None:
         "--consistency",
         choices=["uniform", "subject"],
         help="share every token (uniform, the default) or only the tokens that show the characters (subject)",
+    )
+    generate.add_argument(
+        "--reference-adapter",
+        choices=["image", "face"],
+        help="how reference photos steer their characters: the whole photo (image, the default) or its face's "
+        "identity (face: IP-Adapter FaceID, needs --face-model)",
+    )
+    generate.add_argument(
+        "--face-model",
+        help="folder of an InsightFace model pack (.../models/buffalo_l) for --reference-adapter face",
     )
     generate.add_argument(
         "--subject-threshold",

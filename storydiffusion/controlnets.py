@@ -45,6 +45,15 @@ def control_map(
     """Panel ``index``'s control map at ``size`` (width, height): ``given`` (an upload) or its file read
     through the image gate, edges found for ``canny``, pose and depth maps as given. Without
     ``read_files`` (a shared server) a map that is not given is refused: a story may not name files there."""
+    picture = control_picture(story, index, size, given, read_files)
+    return canny_map(picture) if story.panels[index].control.kind == "canny" else picture
+
+
+def control_picture(
+    story: Story, index: int, size: tuple[int, int], given: Image.Image | None = None, read_files: bool = True
+) -> Image.Image:
+    """Panel ``index``'s control image at ``size``, before any edges are found: what ``control_map`` starts
+    from, and what a caller that reads the files once hands back as ``given`` (resizing it again is a copy)."""
     control = story.panels[index].control
     if given is not None:
         picture = given.convert("RGB")
@@ -56,8 +65,7 @@ def control_map(
     else:
         label = f"panel {index + 1}: control.image ({control.image})"
         picture = read_image(control.image, label, max_ratio=MAX_CONTROL_RATIO)
-    picture = picture.resize(size, Image.Resampling.BICUBIC)
-    return canny_map(picture) if control.kind == "canny" else picture
+    return picture.resize(size, Image.Resampling.BICUBIC)
 
 
 def picture_tensor(picture: Image.Image) -> torch.Tensor:
@@ -78,6 +86,16 @@ def story_control_maps(
         index: control_map(story, index, size, given.get(index), read_files)
         for index in panels
         if story.panels[index].control is not None
+    }
+
+
+def story_control_pictures(story: Story, size: tuple[int, int]) -> dict[int, Image.Image]:
+    """Every panel's control image read once, at ``size`` (``control_picture``), by panel index: the command
+    line reads each file once and hands these to the bank check and the run."""
+    return {
+        index: control_picture(story, index, size)
+        for index, panel in enumerate(story.panels)
+        if panel.control is not None
     }
 
 

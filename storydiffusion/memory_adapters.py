@@ -30,6 +30,7 @@ IMAGE_ENCODERS = MappingProxyType(
     }
 )
 IP_ADAPTER_TOKENS = 4  # the plain IP-Adapter projects one image embedding to four text-width tokens
+FACE_EMBEDDING = 512  # InsightFace's identity embedding, which IP-Adapter FaceID projects (through twice its width)
 
 
 def story_control_kinds(story: Story, union: bool) -> list[str]:
@@ -61,24 +62,30 @@ def controlnet_skeletons(unet: Any, family: str, kinds: list[str], tiny: bool) -
     return nets
 
 
-def reference_skeletons(unet: Any, family: str, tiny: bool) -> dict[str, torch.nn.Module]:
+def reference_skeletons(unet: Any, family: str, tiny: bool, face: bool = False) -> dict[str, torch.nn.Module]:
     """The image encoder and the IP-Adapter's own layers (image projection, a key and a value
-    projection per cross-attention layer), on the meta device."""
+    projection per cross-attention layer), on the meta device. ``face`` (IP-Adapter FaceID): no image
+    encoder on the device (the face model runs on the CPU), and a two-layer projection of the face embedding."""
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
+    from .faces import TINY_FACE_DIM
     from .models.tiny_adapters import tiny_image_encoder_config
 
     config = tiny_image_encoder_config() if tiny else CLIPVisionConfig(**IMAGE_ENCODERS[family], patch_size=14)
     cross = unet.config.cross_attention_dim
     with torch.device("meta"):
-        encoder = CLIPVisionModelWithProjection(config)
-        layers = [
-            torch.nn.Linear(config.projection_dim, cross * IP_ADAPTER_TOKENS),
-            torch.nn.LayerNorm(cross),
-        ]
+        if face:
+            width = TINY_FACE_DIM if tiny else FACE_EMBEDDING
+            layers = [torch.nn.Linear(width, width * 2), torch.nn.Linear(width * 2, cross * IP_ADAPTER_TOKENS)]
+        else:
+            layers = [torch.nn.Linear(config.projection_dim, cross * IP_ADAPTER_TOKENS)]
+        layers.append(torch.nn.LayerNorm(cross))
         for name, module in unet.named_modules():
             if name.endswith("attn2"):
                 layers += [torch.nn.Linear(cross, module.to_q.out_features, bias=False) for _ in range(2)]
+        if face:
+            return {"IP-Adapter FaceID": torch.nn.ModuleList(layers)}
+        encoder = CLIPVisionModelWithProjection(config)
     return {"image encoder": encoder, "IP-Adapter": torch.nn.ModuleList(layers)}
 
 

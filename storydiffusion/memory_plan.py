@@ -165,7 +165,8 @@ class MemoryPlanner:
         tiny = spec.source == "tiny"
         self.adapters = controlnet_skeletons(self.skeleton.unet, configs.family, self.control_kinds, tiny)
         if has_references(story):
-            self.adapters.update(reference_skeletons(self.skeleton.unet, configs.family, tiny))
+            face = self.settings.reference_adapter == "face"
+            self.adapters.update(reference_skeletons(self.skeleton.unet, configs.family, tiny, face))
         self.component_bytes = self._weights()
 
     @property

@@ -63,6 +63,7 @@ class ModelPool:
         hub_online: Callable[[], bool] = hub_is_reachable,
         in_cache: Callable[[str], bool] = is_in_hub_cache,
         devices: Sequence[str] | None = None,
+        face_model: str | None = None,
     ):
         self.default_model = default_model
         self.device, self.dtype, self.fallback = device, dtype, fallback
@@ -71,7 +72,7 @@ class ModelPool:
         for slot in range(len(self.devices)):
             self._free.put(slot)
         self.allow_custom, self.max_loaded = allow_custom, max(1, max_loaded) * len(self.devices)
-        self.low_vram = low_vram
+        self.low_vram, self.face_model = low_vram, face_model
         self._loader = loader
         self._hub_online, self._in_cache = hub_online, in_cache
         self._online: bool | None = None
@@ -177,8 +178,10 @@ class ModelPool:
         return self._loader(name, **self._placement(device), local_files_only=True)
 
     def _placement(self, device: str) -> dict[str, Any]:
-        """The loader's device options; ``low_vram`` only when on, so loaders without that option still work."""
-        return {"device": device, "dtype": self.dtype, **({"low_vram": True} if self.low_vram else {})}
+        """The loader's device options; ``low_vram`` and ``face_model`` only when set, so loaders without those
+        options still work."""
+        options = {"device": device, "dtype": self.dtype, **({"low_vram": True} if self.low_vram else {})}
+        return {**options, **({"face_model": self.face_model} if self.face_model else {})}
 
     def memory_note(self) -> str:
         """One line for the studio's settings note when the operator turned on the low-memory preset, else empty."""

@@ -25,6 +25,7 @@ from .batch_places import batch_places, subject_maps
 from .controlnets import UNION, batch_control, control_signature, load_controlnet, story_control_maps
 from .distributed import ProcessShare, draw_shared
 from .errors import GenerationCancelled, ModelError, SettingsError
+from .faces import face_embedder
 from .models import (
     ModelSpec,
     load_diffusers_pipeline,
@@ -36,7 +37,7 @@ from .models import (
 )
 from .planning import Batch, drawn_panels, plan_story
 from .prompts import long_prompt_warnings
-from .reference_adapter import attach_reference_adapter, has_reference_adapter, reference_embeddings
+from .reference_adapter import attach_reference_adapter, loaded_reference_adapter, reference_embeddings
 from .results import PanelImage, Progress, StoryResult
 from .run_gate import RunGate
 from .settings import GenerationSettings
@@ -61,6 +62,8 @@ class StoryPipeline:
         self.control_union = False  # SDXL: one union ControlNet for every kind of map
         self._controlnet_lock = threading.Lock()
         self.local_files_only = False
+        self.face_model: str | None = None  # InsightFace's pack, for reference_adapter: face
+        self._faces = None  # its loaded face model
         self.consistent_layer_names = install_consistent_attention(pipe.unet, consistent_blocks)
         self.pipe.set_progress_bar_config(disable=True)
         denoising.serialize_tokenizers(self.pipe)
@@ -82,11 +85,13 @@ class StoryPipeline:
         local_files_only: bool = False,
         low_vram: bool = False,
         control_union: bool = False,
+        face_model: str | None = None,
     ) -> StoryPipeline:
         """Load a registry name, hub id, local diffusers folder, single ``.safetensors`` file or tiny model.
 
         ``low_vram`` turns on the low-memory preset (``models.low_vram.LOW_VRAM``) on top of the other options.
         ``control_union`` draws panels' control maps with the SDXL union ControlNet instead of one model per kind.
+        ``face_model``: the folder of an InsightFace pack, for stories with ``reference_adapter: face``.
         """
         torch_device = select_device(device)
         torch_dtype = select_dtype(torch_device, dtype)
@@ -103,7 +108,7 @@ class StoryPipeline:
             placement = LOW_VRAM.placement(**placement)
         place_pipeline(pipe, torch_device, **placement)
         pipeline = cls(pipe, spec, consistent_blocks)
-        pipeline.local_files_only = local_files_only
+        pipeline.local_files_only, pipeline.face_model = local_files_only, face_model
         if control_union and spec.family != "sdxl":
             raise ModelError("the union ControlNet is for SDXL models: leave out control_union with SD 1.5")
         pipeline.control_union = control_union
@@ -136,16 +141,18 @@ class StoryPipeline:
                     f"{name} must be a multiple of {multiple} for this model, got {getattr(settings, name)}"
                 )
 
-    def attach_references(self) -> None:
-        """Load the IP-Adapter reference photos need, once (waiting for runs under way to finish);
-        ModelError when its weights cannot be had."""
-        if has_reference_adapter(self.pipe):
+    def attach_references(self, kind: str = "image") -> None:
+        """Load the IP-Adapter reference photos need (``kind`` "face": FaceID and its face model), once
+        (waiting for runs under way to finish); ModelError when its weights cannot be had."""
+        if loaded_reference_adapter(self.pipe) == kind and (kind == "image" or self._faces is not None):
             return
+        tiny = self.spec.source == "tiny"
         with self.gate.change():
-            if not has_reference_adapter(self.pipe):
-                tiny = self.spec.source == "tiny"
+            if kind == "face" and self._faces is None:
+                self._faces = face_embedder(self.face_model, tiny)
+            if loaded_reference_adapter(self.pipe) != kind:
                 attach_reference_adapter(
-                    self.pipe, self.spec.family, self.consistent_blocks, tiny, self.local_files_only
+                    self.pipe, self.spec.family, self.consistent_blocks, tiny, self.local_files_only, kind
                 )
 
     def load_controlnets(self, kinds: set[str]) -> None:
@@ -236,12 +243,16 @@ class StoryPipeline:
         warnings: list[str] = []
         photos = story_photos(story, references, read_files)
         if photos:
-            self.attach_references()
+            self.attach_references(settings.reference_adapter)
         drawn = sorted(drawn_panels(story, settings, panels))
         maps = self.control_maps(story, settings, drawn, control_images, read_files)
         with self.gate.run():
-            embeddings = {name: reference_embeddings(self.pipe, photo) for name, photo in photos.items()}
-            signed = {**reference_signature(story, photos), **control_signature(story, settings, maps)}
+            faces = self._faces if settings.reference_adapter == "face" else None
+            embeddings = {
+                name: reference_embeddings(self.pipe, photo, faces, f"characters.{name}.reference")
+                for name, photo in photos.items()
+            }
+            signed = {**reference_signature(story, photos, settings), **control_signature(story, settings, maps)}
             bank = self._bank_for_run(bank, story, settings, bank_storage, bank_memory, signed)
             banked = dict(bank.characters) if settings.mode == "identity" else {}
             plan = plan_story(story, settings, panels, banked)
@@ -274,18 +285,22 @@ class StoryPipeline:
         story: Story,
         settings: GenerationSettings | None = None,
         panels: list[int] | None = None,
+        references: dict[str, Image.Image] | None = None,
+        control_images: dict[int, Image.Image] | None = None,
     ) -> None:
         """Refuse, before any step runs or any file changes, a bank this run cannot read as it is: made
         for another mode, model or settings, holding other characters or tensors of other shapes than
-        this model and these settings write, or lacking a character ``panels`` show.
+        this model and these settings write, or lacking a character ``panels`` show. ``references`` and
+        ``control_images`` are as ``generate`` takes them (else the story's files are read).
 
         ``generate`` makes the same checks except the last: there a missing character's identity set is
         drawn into the bank, as when a session's own bank meets a panel of a character not yet drawn.
         """
         settings = self.resolve_settings(story, settings)
         size, identity_panels = (settings.width, settings.height), sorted(drawn_panels(story, settings, []))
-        maps = story_control_maps(story, identity_panels, size)  # as generate signs them (CLI: files are read)
-        signed = {**reference_signature(story, story_photos(story)), **control_signature(story, settings, maps)}
+        maps = story_control_maps(story, identity_panels, size, control_images)  # as generate signs them
+        photos = story_photos(story, references)
+        signed = {**reference_signature(story, photos, settings), **control_signature(story, settings, maps)}
         self._check_bank_fits(bank, story, settings, signed)
         wanted = range(len(story.panels)) if panels is None else panels
         needed = {name for index in wanted if 0 <= index < len(story.panels) for name in story.panels[index].characters}

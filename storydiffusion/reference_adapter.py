@@ -18,7 +18,7 @@ from diffusers.models.attention_processor import AttnProcessor2_0
 from PIL import Image
 
 from .attention import install_consistent_attention
-from .errors import ModelError
+from .errors import ModelError, StoryError
 from .images import read_image
 from .resources import data_path
 
@@ -38,45 +38,74 @@ def has_reference_adapter(pipe: Any) -> bool:
     return getattr(pipe.unet.config, "encoder_hid_dim_type", None) == "ip_image_proj"
 
 
+def loaded_reference_adapter(pipe: Any) -> str | None:
+    """The reference adapter ``pipe`` holds: "image" (IP-Adapter), "face" (IP-Adapter FaceID) or None."""
+    if not has_reference_adapter(pipe):
+        return None
+    from diffusers.models.embeddings import IPAdapterFaceIDImageProjection
+
+    projection = pipe.unet.encoder_hid_proj.image_projection_layers[0]
+    return "face" if isinstance(projection, IPAdapterFaceIDImageProjection) else "image"
+
+
 def attach_reference_adapter(
     pipe: Any,
     family: str,
     consistent_blocks: str,
     tiny: bool = False,
     local_files_only: bool = False,
+    kind: str = "image",
 ) -> list[str]:
-    """Load the IP-Adapter of ``family`` into ``pipe`` (tiny random weights for the tiny models) and put
-    the story's processors back; returns the consistent layers' names, as ``install_consistent_attention``."""
+    """Load the IP-Adapter of ``family`` into ``pipe`` (``kind`` "face": IP-Adapter FaceID; tiny random weights
+    for the tiny models), replacing one of the other kind, and put the story's processors back; returns the
+    consistent layers' names, as ``install_consistent_attention``."""
     unet = pipe.unet
     unet.set_attn_processor(AttnProcessor2_0())  # diffusers rebuilds self-attention processors without arguments
+    if loaded_reference_adapter(pipe) not in (None, kind):
+        pipe.unload_ip_adapter()  # one reference adapter at a time
     try:
         if tiny:
-            from .models.tiny_adapters import tiny_image_encoder, tiny_ip_adapter_state
+            from .models.tiny_adapters import tiny_faceid_state, tiny_image_encoder, tiny_ip_adapter_state
 
-            pipe.register_modules(image_encoder=tiny_image_encoder().to(unet.device, unet.dtype))
-            pipe.load_ip_adapter(tiny_ip_adapter_state(unet), subfolder="", weight_name="tiny")
+            if kind == "face":
+                pipe.load_ip_adapter(
+                    tiny_faceid_state(unet), subfolder="", weight_name="tiny", image_encoder_folder=None
+                )
+            else:
+                pipe.register_modules(image_encoder=tiny_image_encoder().to(unet.device, unet.dtype))
+                pipe.load_ip_adapter(tiny_ip_adapter_state(unet), subfolder="", weight_name="tiny")
         else:
-            source = adapter_sources("reference", family)
+            source = adapter_sources("face_reference" if kind == "face" else "reference", family)
             pipe.load_ip_adapter(
                 source["repo"],
-                subfolder=source["subfolder"],
+                subfolder=source.get("subfolder"),
                 weight_name=source["weight"],
-                image_encoder_folder=source["image_encoder"],
+                image_encoder_folder=source.get("image_encoder"),
                 local_files_only=local_files_only,
             )
     except ModelError:
         raise
     except Exception as error:  # network, cache and format errors come in many types
         install_consistent_attention(unet, consistent_blocks)
+        name = "IP-Adapter FaceID" if kind == "face" else "IP-Adapter"
         raise ModelError(
-            f"could not load the IP-Adapter for reference photos ({_short(error)}): it needs the adapter's "
+            f"could not load the {name} for reference photos ({_short(error)}): it needs the adapter's "
             "weights from the hub or its cache; leave out the characters' reference photos to draw without"
         ) from None
     return install_consistent_attention(unet, consistent_blocks)  # keeps the adapter's processors
 
 
-def reference_embeddings(pipe: Any, photo: Image.Image) -> torch.Tensor:
-    """The adapter's image embedding of one photo (1, embedding), through the pipeline's own encoder."""
+def reference_embeddings(pipe: Any, photo: Image.Image, faces: Any = None, name: str = "the photo") -> torch.Tensor:
+    """The adapter's embedding of one photo (1, embedding): through the pipeline's own image encoder, or with
+    ``faces`` (IP-Adapter FaceID) the identity embedding of its largest face; StoryError when it shows none."""
+    if faces is not None:
+        embedding = faces.embed_faces([photo])[0]
+        if embedding is None:
+            raise StoryError(
+                f"{name}: no face found in the photo: use a photo where the face is clear and large enough, "
+                "or reference_adapter: image (the whole photo)"
+            )
+        return embedding.reshape(1, -1)
     with torch.no_grad():
         embeddings, _ = pipe.encode_image(photo, pipe._execution_device, 1)
     return embeddings
@@ -89,7 +118,8 @@ def batch_image_embeds(pipe: Any, per_image: list[torch.Tensor | None], guided: 
     diffusers repeats a prompt's embeddings for each image of the batch, so each batch row receives all
     of them, (halves, images, embedding) -> (rows, images, ...); ``ReferenceAttnProcessor`` picks each
     row's own."""
-    width = pipe.image_encoder.config.projection_dim
+    projection = pipe.unet.encoder_hid_proj.image_projection_layers[0]
+    width = next(layer for layer in projection.modules() if isinstance(layer, torch.nn.Linear)).in_features
     device, dtype = pipe._execution_device, pipe.unet.dtype
     rows = [e.reshape(1, -1) if e is not None else torch.zeros(1, width) for e in per_image]
     positive = torch.cat([row.to(device, dtype) for row in rows])[None]

@@ -17,6 +17,7 @@ CONSISTENCY_MODES = ("identity", "window", "off")
 # Which tokens an image shares: all of them, sampled uniformly (the paper), or only its characters'
 # (``subject_masks``). Uniform stays the default until a run with real weights measures the other.
 CONSISTENCY_KINDS = ("uniform", "subject")
+REFERENCE_ADAPTERS = ("image", "face")  # IP-Adapter (the whole photo) or IP-Adapter FaceID (its face)
 MAX_SEED = 2**63 - 1
 # Defaults of a transition clip (animate command and tab); their ranges are SETTING_RANGES' "frames" and "fps".
 DEFAULT_FRAMES = 16
@@ -180,6 +181,9 @@ class GenerationSettings:
     # "subject": share only the tokens that show the characters (masks from cross-attention), so
     # backgrounds and outfits of one panel do not bleed into the others; "uniform": every token.
     consistency: str = "uniform"
+    # How a character's reference photo conditions its images: "image", IP-Adapter on the whole photo
+    # (face, hair, clothes, colours); "face", IP-Adapter FaceID on the identity of its face (InsightFace).
+    reference_adapter: str = "image"
     # Where a character's normalised cross-attention map becomes its mask; None: Otsu's threshold per map.
     subject_threshold: float | None = None
     # Plain self-attention for the first k denoising steps, while the layout of each image is still
@@ -224,6 +228,11 @@ class GenerationSettings:
             raise SettingsError(
                 f"{key_path(where, 'consistency')} must be one of {', '.join(CONSISTENCY_KINDS)}, "
                 f"got {shown(self.consistency)}"
+            )
+        if not isinstance(self.reference_adapter, str) or self.reference_adapter not in REFERENCE_ADAPTERS:
+            raise SettingsError(
+                f"{key_path(where, 'reference_adapter')} must be one of {', '.join(REFERENCE_ADAPTERS)}, "
+                f"got {shown(self.reference_adapter)}"
             )
         if self.subject_threshold is not None:
             SETTING_RANGES["subject_threshold"].check(key_path(where, "subject_threshold"), self.subject_threshold)

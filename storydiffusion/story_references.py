@@ -51,16 +51,19 @@ def story_images(story: Story) -> dict[str, Image.Image]:
     return story_photos(story)
 
 
-def reference_signature(story: Story, photos: Mapping[str, Image.Image]) -> dict[str, Any]:
-    """The bank signature's entry for reference photos (photo and scale per character); empty without photos."""
+def reference_signature(story: Story, photos: Mapping[str, Image.Image], settings: Any = None) -> dict[str, Any]:
+    """The bank signature's entry for reference photos (photo and scale per character, and the adapter when
+    it is FaceID); empty without photos."""
     if not photos:
         return {}
-    return {
+    signed = {
         "references": {
             name: [pixel_fingerprint(photo), story.characters[name].reference_scale]
             for name, photo in sorted(photos.items())
         }
     }
+    face = settings is not None and settings.reference_adapter == "face"
+    return {**signed, "reference_adapter": "face"} if face else signed
 
 
 def batch_references(

@@ -75,6 +75,7 @@ class StudioSession:
     # The run's uploaded reference photos and control images: the story names them by file name only,
     # and the pipeline reads no file a story names (read_files=False).
     steered: StoryUploads = field(default_factory=StoryUploads)
+    photo_adapter: str = "image"  # how reference photos steer this user's runs: the whole photo, or the face
     _drawn: dict[int, PanelImage] = field(default_factory=dict, repr=False)  # panels of the run in progress
 
     @property

@@ -10,6 +10,7 @@ import gradio as gr
 
 from . import studio_text as text
 from .model_pool import ModelPool
+from .settings import REFERENCE_ADAPTERS
 from .streaming import PanelDone, RunFailed, RunFinished, StepDone
 from .studio import StudioSession, session_of
 from .studio_errors import action
@@ -41,9 +42,9 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
     are read only from there). Returns the event of a page run's end, for follow-ups."""
     inputs, results = studio.inputs, studio.results
 
-    def checked_run(title, characters, story_text, style, negative, numbers, consistency, steering):
+    def checked_run(title, characters, story_text, style, negative, numbers, consistency, steering, adapter="image"):
         """The story, settings and uploads the widgets give, each checked under its widget's name."""
-        settings = text.settings_from_ui(style, negative, numbers, consistency)
+        settings = text.settings_from_ui(style, negative, numbers, consistency, adapter)
         story = text.story_from_ui(title, characters, story_text, settings)
         return story, settings, steering_from_ui(story, steering, uploads)
 
@@ -100,11 +101,11 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
     ):
         numbers = (steps, guidance, width, height, seed, sampling_rate, id_images, window)
         steering = (reference_photos, photo_strength, control_images, control_strength)
+        session = session_of(state)
         story, settings, steered = checked_run(
-            title, characters, story_text, style, negative, numbers, consistency, steering
+            title, characters, story_text, style, negative, numbers, consistency, steering, session.photo_adapter
         )
         layout = text.layout_value(layout)
-        session = session_of(state)
         with pool.lease(model) as pipeline:  # a device of its own while it draws (one per GPU: --devices)
             notice = text.notice_markdown(pool.notice(model))
             nothing = ([], None, None, None)  # a new run: the last run's pages and files go
@@ -131,6 +132,20 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
         queue=False,
         preprocess=False,  # the raw upload records: their file names are all the table shows
         api_visibility="private",
+    )
+
+    def choose_photo_adapter(state, adapter):
+        """How reference photos steer this user's next runs (the whole photo, or its face), kept in the session."""
+        session = session_of(state)
+        session.photo_adapter = text.choice_value(text.PHOTO_ADAPTER_LABEL, adapter, list(REFERENCE_ADAPTERS))
+        return session
+
+    studio.steering.photo_adapter.change(
+        choose_photo_adapter,
+        [studio.session, studio.steering.photo_adapter],
+        [studio.session],
+        queue=False,
+        api_name="photo_adapter",
     )
 
     def stop(state: StudioSession | None) -> str:

@@ -49,6 +49,7 @@ class ServerOptions:
     low_vram: bool = False
     scores_encoder: str | None = None  # the CLIP the consistency table is computed with; None: no table
     devices: tuple[str, ...] = ()  # one run at a time on each (--devices 0,1): several users draw at once
+    face_model: str | None = None  # InsightFace's pack, for photos that steer by their face (FaceID)
 
     @property
     def shared(self) -> bool:
@@ -67,6 +68,7 @@ class ServerOptions:
             "allow_custom": self.allow_custom_models,
             "low_vram": self.low_vram,
             "devices": list(self.devices) or None,
+            "face_model": self.face_model,
         }
 
     def launch_options(self) -> dict:
@@ -126,6 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve several users at once, one run per device: GPU numbers such as 0,1,2,3, or cpu:N",
     )
     parser.add_argument(
+        "--face-model",
+        help="folder of an InsightFace model pack (.../models/buffalo_l): lets reference photos steer by their "
+        "face (IP-Adapter FaceID), as `storydiffusion generate --face-model`",
+    )
+    parser.add_argument(
         "--scores-encoder",
         help="CLIP encoder for the consistency table beside the pages, as `storydiffusion evaluate --encoder`, "
         "or none (default: tiny for the offline demo; the default CLIP when its weights are in the hub cache)",
@@ -147,6 +154,14 @@ def server_options(argv: list[str] | None = None) -> ServerOptions:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if args.mcp and not mcp_installed():
         parser.error(MCP_MISSING_MESSAGE)
+    if args.face_model:
+        from .errors import ModelError
+        from .faces import face_folder
+
+        try:
+            face_folder(args.face_model)
+        except ModelError as error:
+            parser.error(str(error))
     devices = _device_list(parser, args.devices) if args.devices else ()
     options = ServerOptions(
         model=OFFLINE_MODEL if args.offline_demo else (args.model or default_model_name()),
@@ -166,7 +181,9 @@ def server_options(argv: list[str] | None = None) -> ServerOptions:
 
     scores = args.scores_encoder or default_scores_encoder(options.model, OFFLINE_MODEL)
     scores = None if scores == "none" else scores
-    return dataclasses.replace(options, allow_custom_models=allow, scores_encoder=scores, devices=devices)
+    return dataclasses.replace(
+        options, allow_custom_models=allow, scores_encoder=scores, devices=devices, face_model=args.face_model
+    )
 
 
 def _device_list(parser: argparse.ArgumentParser, text: str) -> tuple[str, ...]:

@@ -16,7 +16,7 @@ from .errors import SettingsError, StoryDiffusionError, StoryError, shown
 from .layout.templates import list_templates
 from .resources import data_path
 from .results import PanelImage, Progress, StoryResult
-from .settings import CONSISTENCY_KINDS, SETTING_RANGES, GenerationSettings
+from .settings import CONSISTENCY_KINDS, REFERENCE_ADAPTERS, SETTING_RANGES, GenerationSettings
 from .story import Story, load_story, parse_characters, story_from_text, story_to_text
 from .styles import load_styles
 
@@ -27,6 +27,7 @@ EXAMPLE_PANEL_LINE = "[Mia] flies a kite # A windy day. @Mia: Look!"
 # The numeric settings the studio shows, in the order of its widgets (each reads its range from SETTING_RANGES).
 UI_SETTINGS = ("steps", "guidance", "width", "height", "seed", "sampling_rate", "id_images", "window")
 CONSISTENCY_LABEL = "Share between panels"
+PHOTO_ADAPTER_LABEL = "Photos steer by"
 SETTING_LABELS = {
     "steps": "Steps",
     "guidance": "Guidance",
@@ -158,7 +159,11 @@ def layout_value(value: Any) -> str:
 
 
 def settings_from_ui(
-    style: str | None, negative_prompt: str | None, values: Sequence[Any], consistency: Any = "uniform"
+    style: str | None,
+    negative_prompt: str | None,
+    values: Sequence[Any],
+    consistency: Any = "uniform",
+    reference_adapter: Any = "image",
 ) -> GenerationSettings:
     """GenerationSettings from the Advanced widgets, ``values`` in the order of UI_SETTINGS.
 
@@ -167,9 +172,10 @@ def settings_from_ui(
     numbers = {name: setting_value(name, value) for name, value in zip(UI_SETTINGS, values, strict=True)}
     style = None if style is None else choice_value("Style", style, list(load_styles()[0]))
     shared = choice_value(CONSISTENCY_LABEL, consistency, list(CONSISTENCY_KINDS))
-    return GenerationSettings(
-        style=style, negative_prompt=text_value("Negative prompt", negative_prompt), consistency=shared
-    ).merged(**numbers)
+    adapter = choice_value(PHOTO_ADAPTER_LABEL, reference_adapter, list(REFERENCE_ADAPTERS))
+    negative = text_value("Negative prompt", negative_prompt)
+    settings = GenerationSettings(style=style, negative_prompt=negative, consistency=shared, reference_adapter=adapter)
+    return settings.merged(**numbers)
 
 
 def story_from_ui(

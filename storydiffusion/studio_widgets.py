@@ -77,6 +77,7 @@ class Steering:
     controls: gr.File
     control_scale: gr.Slider
     table: gr.Dataframe
+    photo_adapter: gr.Radio  # the whole photo (IP-Adapter) or its face (FaceID): kept in the session
 
     def values(self) -> list:
         return [self.photos, self.photo_scale, self.controls, self.control_scale]
@@ -252,10 +253,17 @@ def steering_inputs() -> Steering:
         )
         photos = image_uploads("Reference photos", "reference-photos")
         controls = image_uploads("Control images", "control-images")
+        photo_adapter = gr.Radio(
+            [("the whole photo", "image"), ("the face (FaceID)", "face")],
+            value="image",
+            label=text.PHOTO_ADAPTER_LABEL,
+            info="face: only the identity of the photo's face steers, not its clothes, light or background",
+            elem_id="photo-adapter",
+        )
         with gr.Row():
             photo_scale = setting_slider("reference_scale", 0.6)
             control_scale = setting_slider("control_scale", 0.8)
-    return Steering(photos, photo_scale, controls, control_scale, table)
+    return Steering(photos, photo_scale, controls, control_scale, table, photo_adapter)
 
 
 def run_buttons() -> RunButtons:

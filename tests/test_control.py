@@ -182,3 +182,45 @@ def test_a_posed_story_runs_from_the_command_line(tmp_path):
     manifest = json.loads((out / "story.json").read_text(encoding="utf-8"))
     assert manifest["story"]["panels"][1]["control"]["type"] == "depth"
     assert len(list((out / "panels").glob("*.png"))) == 2
+
+
+def test_the_command_line_decodes_each_control_image_once_and_draws_the_librarys_pixels(
+    tmp_path, monkeypatch, tiny_sdxl
+):
+    import storydiffusion.controlnets as controlnets
+    from storydiffusion.bank import IdentityBank
+
+    drawing(tmp_path / "pose.png")
+    drawing(tmp_path / "edges.png", box=(20, 5, 70, 40))
+    story = tmp_path / "s.yaml"
+    story.write_text(
+        "characters: {Bob: a man}\nsettings: {steps: 2, id_images: 1, window: 3, style: none}\npanels:\n"
+        "  - prompt: '[Bob] walks'\n    control: {type: canny, image: edges.png}\n"
+        "  - prompt: '[Bob] waves'\n    control: {type: depth, image: pose.png}\n  - '[Bob] sleeps'\n",
+        encoding="utf-8",
+    )
+    bank_file = tmp_path / "bank.safetensors"
+    assert (
+        main(
+            ["generate", str(story), "--out", str(tmp_path / "first"), "--model", "tiny-sdxl", "--quiet", "--save-bank"]
+        )
+        == 0
+    )
+    IdentityBank.load(tmp_path / "first" / "identity_bank.safetensors").save(bank_file)
+    reads = []
+    original = controlnets.read_image
+    monkeypatch.setattr(
+        controlnets, "read_image", lambda path, *a, **k: (reads.append(path), original(path, *a, **k))[1]
+    )
+    out = tmp_path / "out"
+    assert (
+        main(["generate", str(story), "--out", str(out), "--model", "tiny-sdxl", "--quiet", "--bank", str(bank_file)])
+        == 0
+    )
+    assert sorted(reads) == sorted(
+        [str(tmp_path / "edges.png"), str(tmp_path / "pose.png")]
+    )  # once each, bank check included
+    library = tiny_sdxl.generate(load_story(story), bank=IdentityBank.load(bank_file))  # files read there
+    assert [np.asarray(Image.open(out / "panels" / f"panel_00{i + 1}.png")).tobytes() for i in range(3)] == [
+        np.asarray(panel.image).tobytes() for panel in library.panels
+    ]

@@ -52,6 +52,17 @@ def test_adapter_weights_are_counted_exactly(family, picture):
     assert weights["IP-Adapter"] == sum(t.numel() * 4 for part in state.values() for t in part.values())
 
 
+def test_faceid_weights_are_counted_exactly_and_no_image_encoder(picture):
+    from storydiffusion.models.tiny_adapters import tiny_faceid_state
+
+    story = adapted_story(picture)
+    story.settings.reference_adapter = "face"
+    weights = MemoryPlanner(story, model="tiny-sdxl", device="cpu").component_bytes
+    state = tiny_faceid_state(StoryPipeline.from_pretrained("tiny-sdxl", device="cpu").pipe.unet)
+    assert weights["IP-Adapter FaceID"] == sum(t.numel() * 4 for part in state.values() for t in part.values())
+    assert "image encoder" not in weights and "IP-Adapter" not in weights
+
+
 def test_a_story_without_adapters_plans_none():
     story = Story.from_dict({"characters": {"Bob": "a man"}, "panels": ["[Bob] walks"]})
     assert set(MemoryPlanner(story, model="tiny-sdxl", device="cpu").component_bytes) == {

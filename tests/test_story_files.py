@@ -231,7 +231,16 @@ def test_identity_panels_single_number(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name", ["lighthouse.yaml", "two_friends.yaml", "korean.yaml", "market_day.yaml", "from_a_photo.yaml", "posed.yaml"]
+    "name",
+    [
+        "lighthouse.yaml",
+        "two_friends.yaml",
+        "korean.yaml",
+        "market_day.yaml",
+        "from_a_photo.yaml",
+        "from_a_face.yaml",
+        "posed.yaml",
+    ],
 )
 def test_examples_load(name):
     story = load_story(data_path("examples", name))

@@ -11,22 +11,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
 from ..errors import ModelError
+from ..faces import FaceEmbedder, InsightFace, face_folder, load_face_model
 
-
-class FaceEmbedder(Protocol):
-    """Per image the identity embedding of its largest face, or None when no face is found."""
-
-    name: str
-
-    def embed_faces(self, images: Sequence[Image.Image]) -> list[torch.Tensor | None]: ...
+__all__ = [
+    "DreamSim",
+    "FaceEmbedder",
+    "InsightFace",
+    "dreamsim_folder",
+    "face_folder",
+    "load_dreamsim",
+    "load_face_model",
+]
 
 
 class DreamSim:
@@ -65,48 +67,3 @@ def load_dreamsim(folder: str | Path, device: str | torch.device = "cpu") -> Dre
     except Exception as exc:  # the package downloads what is missing: offline that fails
         raise ModelError(f"could not load DreamSim from {folder} ({type(exc).__name__})") from exc
     return DreamSim(model, preprocess, device)
-
-
-class InsightFace:
-    """InsightFace's detector and recognition model (an ONNX model pack such as ``buffalo_l``)."""
-
-    def __init__(self, app: Any, name: str):
-        self.app, self.name = app, name
-
-    def embed_faces(self, images: Sequence[Image.Image]) -> list[torch.Tensor | None]:
-        found: list[torch.Tensor | None] = []
-        for image in images:
-            bgr = np.asarray(image.convert("RGB"))[:, :, ::-1].copy()
-            faces = self.app.get(bgr)
-            if not faces:
-                found.append(None)
-                continue
-            largest = max(faces, key=lambda face: (face.bbox[2] - face.bbox[0]) * (face.bbox[3] - face.bbox[1]))
-            found.append(torch.as_tensor(np.asarray(largest.normed_embedding), dtype=torch.float32))
-        return found
-
-
-def face_folder(folder: str | Path) -> Path:
-    """``folder`` when it holds ONNX models; a ModelError saying what it should hold otherwise."""
-    path = Path(folder).expanduser()
-    if not path.is_dir() or not list(path.glob("*.onnx")) or path.parent.name != "models":
-        raise ModelError(
-            f"--face-model {folder}: not a folder of InsightFace .onnx models inside a 'models' folder (a pack "
-            "such as ~/.insightface/models/buffalo_l, downloaded once online)"
-        )
-    return path
-
-
-def load_face_model(folder: str | Path) -> InsightFace:
-    """InsightFace's model pack in ``folder`` (``.../models/buffalo_l``, its ``.onnx`` files), on the CPU."""
-    path = face_folder(folder)
-    try:
-        from insightface.app import FaceAnalysis  # type: ignore[import-not-found]
-    except ImportError as exc:
-        raise ModelError("face similarity needs InsightFace: pip install insightface onnxruntime") from exc
-    try:
-        app = FaceAnalysis(name=path.name, root=str(path.parent.parent), providers=["CPUExecutionProvider"])
-        app.prepare(ctx_id=-1, det_size=(640, 640))
-    except Exception as exc:
-        raise ModelError(f"could not load the face models in {folder} ({type(exc).__name__})") from exc
-    return InsightFace(app, f"insightface:{path.name}")

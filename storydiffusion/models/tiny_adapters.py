@@ -43,14 +43,40 @@ def tiny_ip_adapter_state(unet: Any, seed: int = 0) -> dict[str, dict[str, torch
     generator = _component_generator(seed, 9)
     cross = unet.config.cross_attention_dim
     projection = torch.nn.Linear(IMAGE_EMBED_DIM, cross * IP_TOKENS)
-    norm = torch.nn.LayerNorm(cross)
     randomize_weights(projection, generator)
+    image_proj = {"proj.weight": projection.weight.detach().clone(), "proj.bias": projection.bias.detach().clone()}
+    return {"image_proj": {**image_proj, **_norm(cross)}, "ip_adapter": _ip_layers(unet, generator)}
+
+
+def tiny_faceid_state(unet: Any, seed: int = 0) -> dict[str, dict[str, torch.Tensor]]:
+    """An IP-Adapter FaceID state dict in the public layout ``load_ip_adapter`` reads: the face embedding's
+    projection (``proj.0``, ``proj.2``: a two-layer MLP, then ``norm``) and the same per-layer ``to_k_ip``/``to_v_ip``."""
+    from ..faces import TINY_FACE_DIM
+
+    generator = _component_generator(seed, 14)
+    cross = unet.config.cross_attention_dim
+    first, second = (
+        torch.nn.Linear(TINY_FACE_DIM, TINY_FACE_DIM * 2),
+        torch.nn.Linear(TINY_FACE_DIM * 2, cross * IP_TOKENS),
+    )
+    randomize_weights(first, generator)
+    randomize_weights(second, generator)
     image_proj = {
-        "proj.weight": projection.weight.detach().clone(),
-        "proj.bias": projection.bias.detach().clone(),
-        "norm.weight": norm.weight.detach().clone(),
-        "norm.bias": norm.bias.detach().clone(),
+        f"proj.{number}.{part}": getattr(layer, part).detach().clone()
+        for number, layer in ((0, first), (2, second))
+        for part in ("weight", "bias")
     }
+    return {"image_proj": {**image_proj, **_norm(cross)}, "ip_adapter": _ip_layers(unet, generator)}
+
+
+def _norm(width: int) -> dict[str, torch.Tensor]:
+    norm = torch.nn.LayerNorm(width)
+    return {"norm.weight": norm.weight.detach().clone(), "norm.bias": norm.bias.detach().clone()}
+
+
+def _ip_layers(unet: Any, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """``to_k_ip``/``to_v_ip`` per cross-attention layer, numbered as the public checkpoints are."""
+    cross = unet.config.cross_attention_dim
     ip_adapter = {}
     key = 1
     for name in unet.attn_processors:
@@ -62,7 +88,7 @@ def tiny_ip_adapter_state(unet: Any, seed: int = 0) -> dict[str, dict[str, torch
             randomize_weights(layer, generator)
             ip_adapter[f"{key}.{part}.weight"] = layer.weight.detach().clone()
         key += 2
-    return {"image_proj": image_proj, "ip_adapter": ip_adapter}
+    return ip_adapter
 
 
 TINY_CONTROL_SEEDS = {"openpose": 10, "canny": 11, "depth": 12, "union": 13}

@@ -333,6 +333,28 @@ def test_a_fresh_client_draws_with_an_uploaded_photo_and_pose_and_a_server_path_
     assert "Share between panels" in message and "'everything'" in message
 
 
+@pytest.mark.slow
+def test_a_photo_steers_by_its_face_when_the_user_picks_faceid(server, tmp_path):
+    from PIL import Image, ImageDraw
+
+    photo = tmp_path / "Mia.png"
+    picture = Image.new("RGB", (40, 56), "white")
+    ImageDraw.Draw(picture).ellipse((6, 6, 34, 50), fill="orange")
+    picture.save(photo)
+    drawn = {}
+    for adapter in ("image", "face"):
+        user = client(server)
+        if adapter == "face":  # the page's radio: the choice stays with this user's session
+            user.predict("face", api_name="/photo_adapter")
+        steered = {"reference_photos": [gradio_client.handle_file(str(photo))]}
+        status, panels, *_ = user.predict(
+            **STORY, **SMALL, **steered, model=OFFLINE_MODEL, layout="none", api_name="/generate"
+        )
+        assert status.startswith("Done: 2 of 2 panels"), status
+        drawn[adapter] = [Path(panel["image"]["path"]).read_bytes() for panel in panels]
+    assert drawn["image"][0] != drawn["face"][0]  # Mia's identity image: steered by her face, not the whole photo
+
+
 def test_with_two_devices_two_users_draw_at_once_each_on_a_model_of_its_own():
     from storydiffusion.pipeline import StoryPipeline
 
