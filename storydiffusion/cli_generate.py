@@ -127,6 +127,7 @@ def _check_story(args: argparse.Namespace, writes: bool = True) -> _CheckedStory
     photos = check_story_images(story)  # every photo read, every control image's header checked: before any model
     settings = generation_settings(story.settings, args)
     check_panel_numbers(args.panels, len(story.panels))
+    bank = _read_bank(args.bank, settings.mode) if args.bank else None  # the user's inputs, then the folder
     earlier = earlier_run(args.out) if writes else None
     continuing = earlier is not None and (args.panels is not None or is_incomplete(earlier))
     if continuing and not args.overwrite:  # a broken record fails before the model
@@ -135,7 +136,6 @@ def _check_story(args: argparse.Namespace, writes: bool = True) -> _CheckedStory
     if writes:
         check_output_dir(args.out, overwrite=args.overwrite or continuing)  # before any model loads; deletes nothing
         refuse_foreign_targets(args.out, _targets(args, story))  # nor replaces a file of the user's
-    bank = _read_bank(args.bank, settings.mode) if args.bank else None
     return _CheckedStory(story, manifest_model, photos, settings, earlier, continuing, bank)
 
 

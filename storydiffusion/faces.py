@@ -19,19 +19,23 @@ from PIL import Image
 
 from .errors import ModelError
 
-TINY_FACE_DIM = 32  # the tiny face embedding's width (InsightFace's is 512)
+TINY_FACE_DIM = 32  # the tiny face embedding's width
+INSIGHTFACE_DIM = 512  # InsightFace's recognition models' embedding width
 
 
 class FaceEmbedder(Protocol):
     """Per image the identity embedding of its largest face, or None when no face is found."""
 
     name: str
+    width: int  # the embedding's length
 
     def embed_faces(self, images: Sequence[Image.Image]) -> list[torch.Tensor | None]: ...
 
 
 class InsightFace:
     """InsightFace's detector and recognition model (an ONNX model pack such as ``buffalo_l``)."""
+
+    width = INSIGHTFACE_DIM
 
     def __init__(self, app: Any, name: str):
         self.app, self.name = app, name
@@ -53,7 +57,7 @@ class TinyFaceEmbedder:
     """The tiny models' face model: every picture is one face, embedded by a fixed random projection of its
     pixels (unit length, ``TINY_FACE_DIM`` wide). Random weights like the tiny models: it proves the path."""
 
-    name = "tiny-face"
+    name, width = "tiny-face", TINY_FACE_DIM
 
     def __init__(self, seed: int = 0):
         generator = torch.Generator().manual_seed(seed)
@@ -95,9 +99,9 @@ def load_face_model(folder: str | Path) -> InsightFace:
 
 
 def face_embedder(folder: str | Path | None, tiny: bool = False) -> FaceEmbedder:
-    """The face model IP-Adapter FaceID is steered with: the tiny stand-in for the tiny models, else the
-    operator's InsightFace pack (ModelError naming ``--face-model`` without one)."""
-    if tiny:
+    """The face model IP-Adapter FaceID is steered with: the operator's InsightFace pack, else for the tiny
+    models the tiny stand-in (ModelError naming ``--face-model`` for a real model without one)."""
+    if tiny and folder is None:
         return TinyFaceEmbedder()
     if folder is None:
         raise ModelError(

@@ -151,8 +151,9 @@ class StoryPipeline:
             if kind == "face" and self._faces is None:
                 self._faces = face_embedder(self.face_model, tiny)
             if loaded_reference_adapter(self.pipe) != kind:
+                width = self._faces.width if kind == "face" else None
                 attach_reference_adapter(
-                    self.pipe, self.spec.family, self.consistent_blocks, tiny, self.local_files_only, kind
+                    self.pipe, self.spec.family, self.consistent_blocks, tiny, self.local_files_only, kind, width
                 )
 
     def load_controlnets(self, kinds: set[str]) -> None:
@@ -252,7 +253,10 @@ class StoryPipeline:
                 name: reference_embeddings(self.pipe, photo, faces, f"characters.{name}.reference")
                 for name, photo in photos.items()
             }
-            signed = {**reference_signature(story, photos, settings), **control_signature(story, settings, maps)}
+            signed = {
+                **reference_signature(story, photos, settings, self._faces and self._faces.name),
+                **control_signature(story, settings, maps),
+            }
             bank = self._bank_for_run(bank, story, settings, bank_storage, bank_memory, signed)
             banked = dict(bank.characters) if settings.mode == "identity" else {}
             plan = plan_story(story, settings, panels, banked)
@@ -300,7 +304,10 @@ class StoryPipeline:
         size, identity_panels = (settings.width, settings.height), sorted(drawn_panels(story, settings, []))
         maps = story_control_maps(story, identity_panels, size, control_images)  # as generate signs them
         photos = story_photos(story, references)
-        signed = {**reference_signature(story, photos, settings), **control_signature(story, settings, maps)}
+        signed = {
+            **reference_signature(story, photos, settings, self._faces and self._faces.name),
+            **control_signature(story, settings, maps),
+        }
         self._check_bank_fits(bank, story, settings, signed)
         wanted = range(len(story.panels)) if panels is None else panels
         needed = {name for index in wanted if 0 <= index < len(story.panels) for name in story.panels[index].characters}

@@ -55,10 +55,11 @@ def attach_reference_adapter(
     tiny: bool = False,
     local_files_only: bool = False,
     kind: str = "image",
+    face_width: int | None = None,
 ) -> list[str]:
     """Load the IP-Adapter of ``family`` into ``pipe`` (``kind`` "face": IP-Adapter FaceID; tiny random weights
-    for the tiny models), replacing one of the other kind, and put the story's processors back; returns the
-    consistent layers' names, as ``install_consistent_attention``."""
+    for the tiny models, shaped for a face model of ``face_width``), replacing one of the other kind, and put the
+    story's processors back; returns the consistent layers' names, as ``install_consistent_attention``."""
     unet = pipe.unet
     unet.set_attn_processor(AttnProcessor2_0())  # diffusers rebuilds self-attention processors without arguments
     if loaded_reference_adapter(pipe) not in (None, kind):
@@ -68,9 +69,8 @@ def attach_reference_adapter(
             from .models.tiny_adapters import tiny_faceid_state, tiny_image_encoder, tiny_ip_adapter_state
 
             if kind == "face":
-                pipe.load_ip_adapter(
-                    tiny_faceid_state(unet), subfolder="", weight_name="tiny", image_encoder_folder=None
-                )
+                state = tiny_faceid_state(unet, face_width=face_width)
+                pipe.load_ip_adapter(state, subfolder="", weight_name="tiny", image_encoder_folder=None)
             else:
                 pipe.register_modules(image_encoder=tiny_image_encoder().to(unet.device, unet.dtype))
                 pipe.load_ip_adapter(tiny_ip_adapter_state(unet), subfolder="", weight_name="tiny")

@@ -51,9 +51,11 @@ def story_images(story: Story) -> dict[str, Image.Image]:
     return story_photos(story)
 
 
-def reference_signature(story: Story, photos: Mapping[str, Image.Image], settings: Any = None) -> dict[str, Any]:
-    """The bank signature's entry for reference photos (photo and scale per character, and the adapter when
-    it is FaceID); empty without photos."""
+def reference_signature(
+    story: Story, photos: Mapping[str, Image.Image], settings: Any = None, face_model: str | None = None
+) -> dict[str, Any]:
+    """The bank signature's entry for reference photos (photo and scale per character; the adapter and the
+    face model's name when it is FaceID); empty without photos."""
     if not photos:
         return {}
     signed = {
@@ -63,7 +65,7 @@ def reference_signature(story: Story, photos: Mapping[str, Image.Image], setting
         }
     }
     face = settings is not None and settings.reference_adapter == "face"
-    return {**signed, "reference_adapter": "face"} if face else signed
+    return {**signed, "reference_adapter": "face", "face_model": face_model} if face else signed
 
 
 def batch_references(

@@ -48,17 +48,15 @@ def tiny_ip_adapter_state(unet: Any, seed: int = 0) -> dict[str, dict[str, torch
     return {"image_proj": {**image_proj, **_norm(cross)}, "ip_adapter": _ip_layers(unet, generator)}
 
 
-def tiny_faceid_state(unet: Any, seed: int = 0) -> dict[str, dict[str, torch.Tensor]]:
+def tiny_faceid_state(unet: Any, seed: int = 0, face_width: int | None = None) -> dict[str, dict[str, torch.Tensor]]:
     """An IP-Adapter FaceID state dict in the public layout ``load_ip_adapter`` reads: the face embedding's
-    projection (``proj.0``, ``proj.2``: a two-layer MLP, then ``norm``) and the same per-layer ``to_k_ip``/``to_v_ip``."""
+    projection (``proj.0``, ``proj.2``: a two-layer MLP, then ``norm``) and the same per-layer ``to_k_ip``/``to_v_ip``.
+    ``face_width``: the face model's embedding length (default: the tiny stand-in's)."""
     from ..faces import TINY_FACE_DIM
 
     generator = _component_generator(seed, 14)
-    cross = unet.config.cross_attention_dim
-    first, second = (
-        torch.nn.Linear(TINY_FACE_DIM, TINY_FACE_DIM * 2),
-        torch.nn.Linear(TINY_FACE_DIM * 2, cross * IP_TOKENS),
-    )
+    cross, width = unet.config.cross_attention_dim, face_width or TINY_FACE_DIM
+    first, second = torch.nn.Linear(width, width * 2), torch.nn.Linear(width * 2, cross * IP_TOKENS)
     randomize_weights(first, generator)
     randomize_weights(second, generator)
     image_proj = {
