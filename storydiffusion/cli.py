@@ -115,6 +115,15 @@ def _stop_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, interrupt)
 
 
+INTERRUPTED_NOTES = {  # what a stopped command leaves, and what to do next
+    "generate": "the finished panels are in the output folder and listed in its story.json; "
+    "run the same command again to draw the rest",
+    "compose": "the run's panels are untouched; run the same command again to make the pages",
+    "animate": "the run's panels are untouched; run the same command again to make the clip",
+    "benchmark": "the finished runs are kept; run the same command again to continue",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -148,7 +157,8 @@ def _run(args: argparse.Namespace, argv: list[str] | None, launching: bool) -> i
         if args.command == "benchmark":
             return run_benchmark_command(args)
     except ModelOutOfMemory as error:
-        print(f"error: out of memory ({error}): {OUT_OF_MEMORY_HINT}", file=sys.stderr)
+        if not getattr(error, "reported_elsewhere", False):  # several processes: the first one says it
+            print(f"error: out of memory ({error}): {OUT_OF_MEMORY_HINT}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except StoryDiffusionError as error:
         if not getattr(error, "reported_elsewhere", False):  # several processes: the first one says it
@@ -162,10 +172,6 @@ def _run(args: argparse.Namespace, argv: list[str] | None, launching: bool) -> i
         print(f"error: {where}{error.strerror or error}: check the path and its permissions", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print(
-            "interrupted: the finished panels are in the output folder and listed in its story.json; "
-            "run the same command again to draw the rest",
-            file=sys.stderr,
-        )
+        print(f"interrupted: {INTERRUPTED_NOTES.get(args.command, 'nothing was left half-written')}", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_BAD_INPUT

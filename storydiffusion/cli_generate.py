@@ -53,8 +53,7 @@ def run_generate(args: argparse.Namespace) -> int:
     """Check every story and option before any folder changes, then draw each story: into --out, or one
     folder each under --out-root; over the processes launched together when there are several."""
     share = command_line_share(args)  # several processes launched together (distributed.py)
-    jobs, checked = _agreed(share, lambda: _check_generate(args, share))
-    mine, story_share = divide_stories(len(jobs), share)
+    jobs, checked, (mine, story_share) = _agreed(share, lambda: _check_generate(args, share))
     pipelines: dict = {}
     for index in mine:
         code = _draw_story(jobs[index], checked[index], story_share, pipelines)
@@ -63,9 +62,10 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_generate(args: argparse.Namespace, share) -> tuple[list, list]:
-    """The flags, then every story, its folder and its bank, before any model loads; the folders only where
-    they are written (the first process of several)."""
+def _check_generate(args: argparse.Namespace, share) -> tuple[list, list, tuple]:
+    """The flags, then every story, its folder and its bank, before any model loads; each folder by the process
+    that writes it (the first of several, or the one drawing that story alone). Also which stories this process
+    draws, and with which share (``divide_stories``)."""
     if args.export and not args.layout:
         args.layout = "classic"
     if args.layout:  # a bad layout or export list fails now, not after the panels are generated
@@ -81,7 +81,14 @@ def _check_generate(args: argparse.Namespace, share) -> tuple[list, list]:
         face_folder(args.face_model)
     SETTING_RANGES["lora_scale"].check("--lora-scale", args.lora_scale)
     jobs = story_jobs(args)  # one Namespace per story, its story and out set
-    return jobs, [_check_story(job, writes=share is None or share.writes) for job in jobs]
+    mine, story_share = divide_stories(len(jobs), share)
+
+    def writes(index: int) -> bool:
+        if share is None:
+            return True
+        return share.writes if story_share is not None else index in mine
+
+    return jobs, [_check_story(job, writes(index)) for index, job in enumerate(jobs)], (mine, story_share)
 
 
 def _agreed(share, step):
@@ -115,7 +122,7 @@ def _targets(args: argparse.Namespace, story) -> list[str]:
     if args.layout:
         from .layout.compose import parse_exports
 
-        names += compose_targets(args.out, parse_exports(args.export))
+        names += compose_targets(parse_exports(args.export), len(story.panels) + 1)
     return names
 
 
@@ -324,18 +331,25 @@ def _run_folder(args: argparse.Namespace, earlier, story, settings, pipeline) ->
             if not args.overwrite:
                 raise
         else:
-            return _RunTarget(out, _continuing_writer(out, plan, story), plan.panels)
+            return _RunTarget(out, _continuing_writer(out, plan, story, args), plan.panels)
     if args.overwrite and needs_staging(out):
         staging, plan = start_staged_run(out, story, settings, pipeline.spec.name, args.panels)
         if plan is None:
-            return _RunTarget(out, RunWriter(staging, drawing=args.panels), args.panels, staged=True)
-        return _RunTarget(out, _continuing_writer(staging, plan, story), plan.panels, staged=True)
+            return _RunTarget(
+                out, RunWriter(staging, drawing=args.panels, **_may_write(args)), args.panels, staged=True
+            )
+        return _RunTarget(out, _continuing_writer(staging, plan, story, args), plan.panels, staged=True)
     out = prepare_output_dir(out, overwrite=args.overwrite)
-    return _RunTarget(out, RunWriter(out, drawing=args.panels), args.panels)
+    return _RunTarget(out, RunWriter(out, drawing=args.panels, **_may_write(args)), args.panels)
 
 
-def _continuing_writer(out: Path, plan, story) -> RunWriter:
-    return RunWriter(out, plan.keep, plan.bank_file, drawing=plan.writer_drawing(len(story.panels)))
+def _continuing_writer(out: Path, plan, story, args: argparse.Namespace) -> RunWriter:
+    return RunWriter(out, plan.keep, plan.bank_file, drawing=plan.writer_drawing(len(story.panels)), **_may_write(args))
+
+
+def _may_write(args: argparse.Namespace) -> dict[str, bool]:
+    """Which of the files a run writes on request this one may write: their names are checked before it starts."""
+    return {"masks": args.save_masks, "bank": args.save_bank}
 
 
 class _StepBar:

@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -30,7 +31,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from .errors import GenerationCancelled, StoryDiffusionError
+from .errors import GenerationCancelled, ModelOutOfMemory, StoryDiffusionError
 from .results import PanelImage
 from .rundir import MANIFEST_NAME, MASKS_DIR, PANELS_DIR, mask_filename, panel_filename, save_panel
 from .story_run import is_cancelled
@@ -54,6 +55,10 @@ class FailedTogether(StoryDiffusionError):
     def __init__(self, message: str, reported_elsewhere: bool):
         super().__init__(message)
         self.reported_elsewhere = reported_elsewhere
+
+
+class OutOfMemoryTogether(FailedTogether, ModelOutOfMemory):
+    """A process ran out of memory: reported as out of memory (with its advice) by the first process."""
 
 
 def _collective(method: Callable) -> Callable:
@@ -132,12 +137,15 @@ class ProcessShare:
     def agree(self, error: StoryDiffusionError | None) -> None:
         """Every process's outcome of a step that may fail on one alone (checks, the folder): all raise the
         first error together, so none waits at the next collective for one that stopped."""
-        messages = [part.decode() for part in self.gather_bytes(str(error).encode() if error else b"")]
+        sent = f"{'memory' if isinstance(error, ModelOutOfMemory) else 'input'}:{error}" if error else ""
+        messages = [part.decode() for part in self.gather_bytes(sent.encode())]
         if error is not None and self.rank == 0:
             raise error
         failed = next((message for message in messages if message), None)
         if failed is not None:
-            raise FailedTogether(failed, reported_elsewhere=self.rank != 0)
+            kind, message = failed.split(":", 1)
+            together = OutOfMemoryTogether if kind == "memory" else FailedTogether
+            raise together(message, reported_elsewhere=self.rank != 0)
 
     def broadcast_json(self, value: Any) -> Any:
         """The first process's JSON-able ``value``, on every process."""
@@ -190,7 +198,10 @@ class ProcessShare:
                 for panel in panels:
                     save_panel(panel, self.folder)
             except (OSError, StoryDiffusionError) as failure:
-                error = f"process {self.rank} could not write its panels in {self.folder}: {failure}"
+                error = (
+                    f"process {self.rank} could not write its panels in {self.folder}: {failure}; free some space "
+                    "or fix the folder's permissions, then run the same command again to draw the rest"
+                )
         sent = _pack_panels(panels, pictures=not written, error=error, stopped=stopped)
         parts = [_unpack_panels(part) for part in self.gather_bytes(sent)]
         failed = next((message for message, _, _ in parts if message), None)
@@ -199,13 +210,15 @@ class ProcessShare:
         stopped = any(part_stopped for _, part_stopped, _ in parts)
         if self.rank != 0:
             return [], stopped
-        drawn = {panel.index: panel for panel in panels}
-        received = [
-            drawn.get(p.index) or (_read_back(p, self.folder) if written else p) for *_, part in parts for p in part
-        ]
+        drawn = {panel.index: panel for panel in panels}  # this process's own, in hand
+        received = []
+        for _, _, sent in parts:
+            for panel in sent:
+                mine = drawn.get(panel.index)
+                received.append(mine or (_read_back(panel, self.folder) if written else panel))
         return sorted(received, key=lambda p: p.index), stopped
 
-    def any(self, flag: bool) -> bool:
+    def any_process(self, flag: bool) -> bool:
         """Whether ``flag`` is set on any process."""
         return any(vote == b"1" for vote in self.gather_bytes(b"1" if flag else b"0"))
 
@@ -214,7 +227,7 @@ class ProcessShare:
         manifest the first process has just written there, and compares it with the first one's."""
         theirs = self.broadcast_json(_fingerprint(self.folder) if self.rank == 0 else None)
         mine = self.folder is not None and theirs is not None and _fingerprint(self.folder) == theirs
-        return not self.any(not mine)
+        return not self.any_process(not mine)
 
 
 def _as_tensor(data: bytes, device: torch.device) -> torch.Tensor:
@@ -267,14 +280,26 @@ def _unpack_panels(data: bytes) -> tuple[str | None, bool, list[PanelImage]]:
 
 
 def _read_back(panel: PanelImage, folder: Path) -> PanelImage:
-    """A panel another process wrote into ``folder``, with its picture and masks read from there."""
+    """A panel another process wrote into ``folder``, with its picture and masks read from there. A shared disk
+    (NFS) may show a file renamed into place on another machine a little later: each is waited for a while."""
 
     def read(path: Path) -> Image.Image:
-        try:
-            with Image.open(path) as picture:
-                return picture.copy()
-        except OSError as error:
-            raise StoryDiffusionError(f"another process wrote {path}, but it cannot be read here: {error}") from None
+        for wait in (0.1, 0.2, 0.5, 1, 2, 5, 10, 0):
+            try:
+                with Image.open(path) as picture:
+                    return picture.copy()
+            except FileNotFoundError:
+                if not wait:
+                    break
+                time.sleep(wait)
+            except OSError as error:
+                raise StoryDiffusionError(
+                    f"another process wrote {path}, but it cannot be read here: {error}"
+                ) from None
+        raise StoryDiffusionError(
+            f"another process wrote {path}, but it is not there for this one: give every process the same --out "
+            "folder (one disk, or a shared one), then run the same command again to draw the rest"
+        )
 
     image = read(folder / PANELS_DIR / panel_filename(panel.index))
     masks = {
@@ -312,7 +337,8 @@ def draw_shared(
     draw_batch: Callable[[int, Any, int], tuple[list[Image.Image], Any]], run: Any, result: Any, share: ProcessShare
 ) -> None:
     """Draw ``run``'s plan over the processes: the identity pass on the first, the bank to all, the read
-    batches round-robin in rounds, each round's panels to the first process (``result`` and ``on_panel``).
+    batches round-robin in rounds, each round's panels to the first process (``result``, and ``on_panel``,
+    or when each process writes its own into ``share.folder``, ``share.record``).
     A cancel on any process stops them all after the round, keeping the panels finished (``result.cancelled``)."""
     if run.settings.mode == "window":  # each window reads the last: the first process draws them all, in order
         if share.writes:
@@ -337,7 +363,7 @@ def draw_shared(
             panels = _drawn(draw_batch, run, number, batch, len(result.panels))
             stopped = panels is None
             _keep(run, result, panels or [])
-    if share.any(stopped or is_cancelled(run.cancel)):
+    if share.any_process(stopped or is_cancelled(run.cancel)):
         result.cancelled = True
         return
     share.share_bank(run.bank)

@@ -18,7 +18,7 @@ from pathlib import Path
 from .errors import SettingsError
 
 MAX_PROCESSES = 64
-EXIT_FILE_ENV = "STORYDIFFUSION_EXIT_FILE"  # where the first process leaves its exit code for the launcher
+EXIT_FILE_ENV = "STORYDIFFUSION_EXIT_FILE"  # where each process leaves its exit code (``.RANK``) for the launcher
 
 
 def devices_value(text: str) -> tuple[int, str]:
@@ -48,7 +48,8 @@ def visible_devices(numbers: str, inherited: str | None, count: int) -> str:
 
 def launch_processes(argv: list[str], devices: str) -> int:
     """Run this ``generate`` again as one process per device under ``torch.distributed.run``; the first
-    process's exit code (130 when stopped)."""
+    process's exit code, or the first other one's that failed (a process drawing stories of its own), 130
+    when stopped."""
     count, numbers = devices_value(devices)
     visible = ""
     if numbers:
@@ -64,8 +65,16 @@ def launch_processes(argv: list[str], devices: str) -> int:
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": visible, EXIT_FILE_ENV: str(exit_file)}
         child = subprocess.Popen(command, env=env)
         code = _wait_passing_signals(child)
-        recorded = exit_file.read_text(encoding="utf-8").strip() if exit_file.is_file() else ""
-    return int(recorded) if recorded.lstrip("-").isdigit() else (130 if code < 0 else code)
+        recorded = [_read_code(Path(f"{exit_file}.{rank}")) for rank in range(count)]
+    codes = [found for found in recorded if found is not None]
+    if not codes:
+        return 130 if code < 0 else code
+    return next((found for found in codes if found != 0), 0)
+
+
+def _read_code(path: Path) -> int | None:
+    text = path.read_text(encoding="utf-8").strip() if path.is_file() else ""
+    return int(text) if text.lstrip("-").isdigit() else None
 
 
 def _wait_passing_signals(child: subprocess.Popen) -> int:
@@ -85,10 +94,10 @@ def _wait_passing_signals(child: subprocess.Popen) -> int:
 
 
 def record_exit(code: int) -> None:
-    """In the first process of a ``--devices`` launch: leave ``code`` for the launcher to exit with."""
+    """In a process of a ``--devices`` launch: leave ``code`` for the launcher to exit with."""
     path = os.environ.get(EXIT_FILE_ENV)
-    if path and os.environ.get("RANK", "0") == "0":
-        Path(path).write_text(str(code), encoding="utf-8")
+    if path:
+        Path(f"{path}.{os.environ.get('RANK', '0')}").write_text(str(code), encoding="utf-8")
 
 
 def launched_by_us() -> bool:

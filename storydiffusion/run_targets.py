@@ -44,17 +44,13 @@ def story_targets(story: Any, *, masks: bool = False, bank: bool = False) -> lis
     return names + ([BANK_NAME] if bank else [])
 
 
-def compose_targets(run_dir: str | os.PathLike, exports: Iterable[str], pages: int | None = None) -> list[str]:
-    """What ``compose`` may write: ``pages.json``, the exports asked for, and ``pages`` pages (when the count is
-    not known yet, every page-shaped name already in ``pages/``)."""
+def compose_targets(exports: Iterable[str], pages: int) -> list[str]:
+    """What ``compose`` may write: ``pages.json``, the exports asked for, and ``pages`` pages (before the panels
+    are drawn, at most one page per panel and a title page)."""
     from .layout.export import page_filenames
 
     names = [f"{PAGES_DIR}/{PAGES_INDEX}"] + [EXPORT_NAMES[kind] for kind in exports if kind in EXPORT_NAMES]
-    if pages is not None:
-        return names + [f"{PAGES_DIR}/{name}" for name in page_filenames(pages)]
-    folder = Path(run_dir) / PAGES_DIR
-    present = sorted(path.name for path in folder.iterdir()) if folder.is_dir() else []
-    return names + [f"{PAGES_DIR}/{name}" for name in present if name.startswith("page_") and name.endswith(".png")]
+    return names + [f"{PAGES_DIR}/{name}" for name in page_filenames(pages)]
 
 
 def foreign_targets(run_dir: str | os.PathLike, names: Iterable[str]) -> list[Path]:
@@ -68,14 +64,30 @@ def foreign_targets(run_dir: str | os.PathLike, names: Iterable[str]) -> list[Pa
     return [path for path in present if path not in ours]
 
 
+def blocked_folders(run_dir: str | os.PathLike, names: Iterable[str]) -> list[Path]:
+    """The folders ``names`` go in (``panels``, ``pages``, ``video``, ...) where a link or a file is instead:
+    through a link this tool would write outside the run folder; over a file it could not write at all."""
+    run = Path(run_dir)
+    folders = {run.joinpath(*Path(name).parts[:depth]) for name in names for depth in range(1, len(Path(name).parts))}
+    return sorted(folder for folder in folders if folder.is_symlink() or (folder.exists() and not folder.is_dir()))
+
+
 def refuse_foreign_targets(run_dir: str | os.PathLike, names: Iterable[str], fix: str = "choose another --out") -> None:
-    """Raise, naming the first one, when a file this run would write would replace one that is not ours."""
+    """Raise, naming the first one, when a file this run would write would replace one that is not ours, or
+    would go through a link or over a file where this tool needs a folder."""
+    names = list(names)
+    blocked = blocked_folders(run_dir, names)
+    if blocked:
+        kind = "a link" if blocked[0].is_symlink() else "a file"
+        raise StoryDiffusionError(
+            f"{blocked[0]} is {kind} where this tool writes a folder of its own: move it out of the way, or {fix}"
+        )
     foreign = foreign_targets(run_dir, names)
     if foreign:
         path = foreign[0]
         kind = "a link" if path.is_symlink() else "a folder" if path.is_dir() else "a file"
         more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
         raise StoryDiffusionError(
-            f"{path} is {kind} this tool has no record of writing{more}, and this run would write a file of that "
+            f"{path} is {kind} this tool has no record of writing{more}, and this run may write a file of that "
             f"name: move it out of the folder, or {fix}"
         )

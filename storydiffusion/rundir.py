@@ -165,11 +165,13 @@ def written_files(run_dir: str | os.PathLike) -> list[Path]:
         ]
         if isinstance(manifest.get("identity_bank"), str):
             names.append(manifest["identity_bank"])
-        names += _drawing_files(run, manifest)
+        names += _drawing_files(manifest)
     pages = _read_json(run / PAGES_DIR / PAGES_INDEX)
     if pages is not None and pages.get("format") == PAGES_FORMAT:
         names.append(f"{PAGES_DIR}/{PAGES_INDEX}")
         names += [f"{PAGES_DIR}/{entry.get('file')}" for entry in pages.get("pages") or [] if isinstance(entry, dict)]
+        writing = pages.get("writing") if isinstance(pages.get("writing"), list) else []
+        names += [f"{PAGES_DIR}/{name}" for name in writing if isinstance(name, str)]  # a composition under way
     names += recorded_exports(run)
     metrics = _read_json(run / METRICS_NAME)
     if metrics is not None and metrics.get("format") == METRICS_FORMAT:
@@ -200,14 +202,23 @@ def drawing_panels(manifest: dict[str, Any]) -> list[int]:
     )
 
 
-def _drawing_files(run: Path, manifest: dict[str, Any]) -> list[str]:
-    """The panel and mask files of the panels a run was drawing (``drawing_panels``)."""
+def _drawing_files(manifest: dict[str, Any]) -> list[str]:
+    """The panel files of the panels a run was drawing (``drawing_panels``), and their masks, one per
+    character the recorded story shows there: never more than that run could have written."""
     indices = drawing_panels(manifest)
     if not indices:
         return []
-    stems = {panel_filename(index).removesuffix(".png"): index for index in indices}
-    masks = [path.name for path in _listing(run / MASKS_DIR) if path.name.split("_mask_")[0] in stems]
-    return [f"{PANELS_DIR}/{panel_filename(index)}" for index in indices] + [f"{MASKS_DIR}/{name}" for name in masks]
+    from .run_manifest import story_from_manifest
+
+    try:
+        panels = story_from_manifest(manifest).panels
+    except StoryDiffusionError:  # a record that is not valid claims nothing
+        return []
+    names = []
+    for index in (index for index in indices if index < len(panels)):
+        names.append(f"{PANELS_DIR}/{panel_filename(index)}")
+        names += [f"{MASKS_DIR}/{mask_filename(index, number)}" for number in range(len(panels[index].characters))]
+    return names
 
 
 def _shaped_like_ours(name: str) -> bool:
@@ -351,10 +362,13 @@ class RunWriter:
         bank_file: str | None = None,
         drawing: Iterable[int] | None = None,
         private: bool = False,
+        masks: bool = True,
+        bank: bool = True,
     ):
         """``drawing``: the panels (0-based) this run draws, listed in the manifest until each is recorded
-        (None: every panel of the story). ``private``: see ``save_result``."""
-        self.out, self.private = Path(out_dir), private
+        (None: every panel of the story). ``private``: see ``save_result``. ``masks``, ``bank``: whether it
+        may write the panels' masks and the identity bank, whose names are then checked too."""
+        self.out, self.private, self.may_write = Path(out_dir), private, {"masks": masks, "bank": bank}
         self.earlier, self.bank_file = list(earlier), bank_file
         self.drawing = None if drawing is None else sorted(set(drawing))
         self.result = None
@@ -363,7 +377,7 @@ class RunWriter:
         from .run_targets import refuse_foreign_targets, story_targets
 
         if not self.private:  # no file of the user's is ever replaced
-            refuse_foreign_targets(self.out, story_targets(result.story))
+            refuse_foreign_targets(self.out, story_targets(result.story, **self.may_write))
         self.result = result
         if self.drawing is None:
             self.drawing = list(range(len(result.story.panels)))
@@ -378,10 +392,12 @@ class RunWriter:
             self._write(complete=False)
 
     def record(self, panel) -> None:
-        """A panel another process wrote into this folder (``distributed``): the manifest now lists it."""
+        """A panel already written into this folder (``distributed``: by the process that drew it, this one
+        or another): the manifest now lists it."""
         if not (self.out / PANELS_DIR / panel_filename(panel.index)).is_file():
             raise StoryDiffusionError(
-                f"panel {panel.index + 1} is not in {self.out / PANELS_DIR}: it cannot be recorded"
+                f"panel {panel.index + 1} is not in {self.out / PANELS_DIR}, so it cannot be recorded: "
+                "run the same command again to draw it"
             )
         self._write(complete=False)
 
@@ -420,10 +436,11 @@ def save_result(result, out_dir: str | os.PathLike, save_bank: bool = False, *, 
     from .run_targets import refuse_foreign_targets, story_targets
 
     if not private:
-        masks = any(panel.masks for panel in result.panels)
-        targets = story_targets(result.story, masks=masks, bank=save_bank)
+        targets = story_targets(result.story, masks=any(p.masks for p in result.panels), bank=save_bank)
         refuse_foreign_targets(out_dir, targets, fix="choose another folder")
-    writer = RunWriter(out_dir, drawing=[panel.index for panel in result.panels], private=private)
+    masks = any(panel.masks for panel in result.panels)
+    drawing = [panel.index for panel in result.panels]
+    writer = RunWriter(out_dir, drawing=drawing, private=private, masks=masks, bank=save_bank)
     writer.start(dataclasses.replace(result, panels=[]))
     for panel in result.panels:
         writer.result.panels.append(panel)

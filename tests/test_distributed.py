@@ -351,6 +351,28 @@ def test_several_stories_get_a_folder_each_and_divide_among_processes(story, one
     assert manifest(root / "other")["story"]["panels"][0]["caption"] == "Evening."
 
 
+@pytest.mark.slow
+def test_each_process_continues_the_interrupted_stories_it_draws_alone(story, tmp_path):
+    other = tmp_path / "other.yaml"
+    other.write_text(STORY.replace("Morning.", "Evening."), encoding="utf-8")
+    root, stories = tmp_path / "stories", [str(story), str(other)]
+    code, output = finished(storydiffusion("generate", *stories, "--out-root", str(root), *FAST))
+    assert code == 0, output
+    whole = {name: panel_bytes(root / name) for name in ("story", "other")}
+    for name in ("story", "other"):  # as if each run had been stopped after its fifth panel
+        record = json.loads((root / name / "story.json").read_text(encoding="utf-8"))
+        for entry in record["panels"][5:]:
+            (root / name / entry["file"]).unlink()
+        record["panels"], record["complete"] = record["panels"][:5], False
+        (root / name / "story.json").write_text(json.dumps(record), encoding="utf-8")
+    code, output = finished(storydiffusion("generate", *stories, "--out-root", str(root), *FAST, "--devices", "cpu:2"))
+    assert code == 0, output  # the second process continued "other" itself, checking its folder first
+    assert {name: panel_bytes(root / name) for name in ("story", "other")} == whole
+    (root / "other" / "story.json").write_text("{}", encoding="utf-8")  # now a folder the second one must refuse
+    code, output = finished(storydiffusion("generate", *stories, "--out-root", str(root), *FAST, "--devices", "cpu:2"))
+    assert code == 2 and output.count("error:") == 1 and "other" in output, output
+
+
 @pytest.mark.parametrize(
     ("stories", "flags", "message"),
     [

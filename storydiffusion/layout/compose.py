@@ -19,7 +19,7 @@ from PIL import Image
 from ..atomic import write_json
 from ..images import image_size
 from ..run_manifest import read_manifest, story_from_manifest
-from ..run_targets import compose_targets, refuse_foreign_targets
+from ..run_targets import EXPORT_NAMES, compose_targets, refuse_foreign_targets
 from ..rundir import (
     CBZ_NAME,
     EXPORT_FILES,
@@ -129,7 +129,7 @@ def compose_run(
     title_text = _title_text(story, title) if letterer is not None and template.kind != "none" else None
 
     layouts = paginate(template, sizes, panel_indices=indices, title=title_text is not None)
-    refuse_foreign_targets(run, compose_targets(run, exports, len(layouts)), fix="copy the run elsewhere to compose it")
+    refuse_foreign_targets(run, compose_targets(exports, len(layouts)), fix="compose a copy of the run folder")
     images = render_pages(
         layouts,
         dict(zip(indices, paths)),
@@ -140,6 +140,14 @@ def compose_run(
         warnings=warnings,
     )
     encoded = [encode_png(page) for page in images]
+    # The record first, naming every file this composition writes or may leave, so a stop half-way
+    # leaves no file of this tool's unrecorded; the last record below names what is there.
+    asked = [EXPORT_NAMES[kind] for kind in exports if kind in EXPORT_NAMES]
+    planned = [name for name in EXPORT_FILES if name in asked or name in earlier]
+    writing = sorted(set(earlier_pages) | set(page_filenames(len(layouts))))
+    index = _pages_index(template, layouts, title_text, warnings, planned)
+    (run / PAGES_DIR).mkdir(exist_ok=True)
+    write_json(run / PAGES_DIR / PAGES_INDEX, {**index, "writing": writing})
     pages = write_pages_png(encoded, run / PAGES_DIR, earlier_pages)
     files = {"pages": run / PAGES_DIR, **_write_exports(run, exports, story, template, images, encoded, paths)}
     # Exports of earlier compositions stay on disk, so they stay on the record of what this tool wrote.

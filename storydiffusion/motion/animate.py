@@ -129,7 +129,7 @@ def check_clip_files(run_dir: str | Path, start: int, end: int) -> None:
     """Refuse a clip whose files (``video/SS-EE.mp4``, ``.gif``, ``.json``) would replace a file of the user's."""
     name = transition_name(start, end)
     clip_files = [f"{VIDEO_DIR}/{name}{suffix}" for suffix in (".mp4", ".gif", ".json")]
-    refuse_foreign_targets(run_dir, clip_files, fix="copy the run elsewhere to animate it")
+    refuse_foreign_targets(run_dir, clip_files, fix="animate a copy of the run folder")
 
 
 def animate_images(
@@ -209,6 +209,24 @@ def animate_run(
     settings: dict[str, Any] = dict(seed=seed, steps=steps, guidance=guidance, strength=strength)
     if negative_prompt:
         settings["negative_prompt"] = negative_prompt
+    record = {
+        "from": start,
+        "to": end,
+        "frames": frames,
+        "fps": fps,
+        "prompt": prompt,
+        "negative_prompt": negative_prompt,
+        "seed": seed,
+        "steps": steps if steps is not None else pipe.default_steps,
+        "guidance": guidance,
+        "strength": strength,
+        "model": pipe.name,
+        "embeddings": "semantic motion predictor" if pipe.uses_predictor else "linear interpolation",
+        "files": [f"{name}.mp4", f"{name}.gif"],
+    }
+    info = out / f"{name}.json"
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(info, {**record, "complete": False})  # the clip's files are on record before they are written
     result = animate_images(
         pipe,
         start_image,
@@ -222,26 +240,6 @@ def animate_run(
         cancel=cancel,
         **settings,
     )
-    info = out / f"{name}.json"
-    write_json(
-        info,
-        {
-            "from": start,
-            "to": end,
-            "frames": frames,
-            "fps": fps,
-            "prompt": prompt,
-            "negative_prompt": negative_prompt,
-            "seed": seed,
-            "steps": steps if steps is not None else pipe.default_steps,
-            "guidance": guidance,
-            "strength": strength,
-            "model": pipe.name,
-            "embeddings": "semantic motion predictor" if pipe.uses_predictor else "linear interpolation",
-            "note": result.note,
-            "files": [result.mp4.name, result.gif.name],
-            "seconds": round(result.seconds, 3),
-        },
-    )
+    write_json(info, {**record, "note": result.note, "seconds": round(result.seconds, 3), "complete": True})
     result.info = info
     return result

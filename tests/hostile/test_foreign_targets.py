@@ -17,7 +17,7 @@ from storydiffusion.errors import StoryDiffusionError
 from storydiffusion.pipeline import StoryPipeline
 from storydiffusion.run_manifest import read_manifest
 from storydiffusion.run_targets import foreign_targets, story_targets
-from storydiffusion.rundir import RunWriter, save_panel, save_result, unrecorded_files
+from storydiffusion.rundir import RunWriter, save_panel, save_result, unrecorded_files, written_files
 from storydiffusion.story import load_story
 
 USERS = b"the user's own file, not this tool's"
@@ -184,3 +184,88 @@ def test_a_panel_written_just_before_a_crash_is_the_tools_and_the_rerun_finishes
         p.name: p.read_bytes() for p in clean.iterdir()
     }
     assert "drawing" not in read_manifest(out / "story.json")
+
+
+def test_a_stopped_compose_or_animate_leaves_only_recorded_files_and_the_same_command_finishes(
+    finished, tmp_path, monkeypatch
+):
+    import storydiffusion.layout.compose as compose
+    import storydiffusion.motion.animate as animate
+
+    out = tmp_path / "run"
+    shutil.copytree(finished / "run", out)
+    (out / "pages" / "pages.json").unlink()
+    for page in (out / "pages").iterdir():
+        page.unlink()
+    writes = compose.write_pages_png
+
+    def pages_then_stop(*args, **kwargs):
+        writes(*args, **kwargs)
+        raise KeyboardInterrupt  # the pages are written, their final record is not
+
+    with monkeypatch.context() as patch:
+        patch.setattr(compose, "write_pages_png", pages_then_stop)
+        assert main(["compose", str(out), "--export", "pdf"]) == 130
+    assert (out / "pages" / "page_01.png").is_file() and unrecorded_files(out) == []
+    assert main(["compose", str(out), "--export", "pdf"]) == 0 and (out / "comic.pdf").is_file()
+    clip = ["animate", str(out), "--from", "1", "--to", "2", "--model", "tiny", "--frames", "2", "--steps", "1"]
+    with monkeypatch.context() as patch:
+        patch.setattr(animate, "write_gif", lambda *args, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt()))
+        assert main([*clip, "--device", "cpu"]) == 130
+    assert (out / "video" / "01-02.mp4").is_file() and unrecorded_files(out) == []
+    assert main([*clip, "--device", "cpu"]) == 0 and (out / "video" / "01-02.gif").is_file()
+    assert read_manifest(out / "story.json")["complete"] is True and unrecorded_files(out) == []
+
+
+@pytest.mark.parametrize(("name", "kind"), [("panels", "link"), ("pages", "file"), ("masks", "link")])
+def test_a_link_or_a_file_where_the_tool_writes_a_folder_is_refused_before_any_work(
+    tmp_path, story_file, monkeypatch, capsys, name, kind
+):
+    out = tmp_path / "out"
+    out.mkdir()
+    if kind == "link":
+        (tmp_path / "elsewhere").mkdir()
+        os.symlink(tmp_path / "elsewhere", out / name)
+    else:
+        (out / name).write_bytes(USERS)
+    never_generate(monkeypatch)
+    options = ["--overwrite", "--layout", "classic", "--save-masks"]
+    assert main(["generate", str(story_file), "--out", str(out), *FAST, *options]) == 2
+    assert f"{out / name} is a {kind}" in one_line_error(capsys)
+    assert not (tmp_path / "elsewhere").exists() or not any((tmp_path / "elsewhere").iterdir())
+
+
+def test_the_panels_being_drawn_claim_no_more_than_that_run_could_write(finished, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(finished / "run", out)
+    record = read_manifest(out / "story.json")
+    record["drawing"] = [3, 4, 5, 7, 9]  # 7 and 9: beyond the story's five panels
+    write_json(out / "story.json", record)
+    plant(out, "panels/panel_007.png")
+    plant(out, "masks/panel_004_mask_9.png")  # panel 4 shows one character: a ninth mask is not this tool's
+    plant(out, "masks/panel_005_mask_2.png")  # panel 5 shows two: this name is the tool's
+    ours = {path.relative_to(out).as_posix() for path in written_files(out)}
+    assert "panels/panel_007.png" not in ours and "masks/panel_004_mask_9.png" not in ours
+    assert "masks/panel_005_mask_2.png" in ours and "panels/panel_004.png" in ours
+
+
+def test_a_page_the_layout_cannot_reach_does_not_stop_generate_layout(finished, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(finished / "run", out)
+    plant(out, "pages/page_99.png")
+    assert (
+        main(["generate", str(finished / "story.yaml"), "--out", str(out), *FAST, "--panels", "2", "--layout", "grid"])
+        == 0
+    )
+    assert (out / "pages" / "page_99.png").read_bytes() == USERS
+
+
+def test_the_library_writer_checks_the_masks_and_bank_it_may_write(finished, tmp_path, tiny_sdxl):
+    result = tiny_sdxl.generate(load_story(finished / "story.yaml"), panels=[0], keep_masks=True)
+    for name in ("masks/panel_001_mask_1.png", "identity_bank.safetensors"):
+        out = tmp_path / name.replace("/", "_")
+        plant(out, name)
+        with pytest.raises(StoryDiffusionError, match="no record of writing"):
+            RunWriter(out).start(dataclasses.replace(result, panels=[]))
+        RunWriter(out, masks=False, bank=False).start(dataclasses.replace(result, panels=[]))  # asked for neither
+        assert (out / name).read_bytes() == USERS
