@@ -214,6 +214,7 @@ def wire_project(
         panels = session.panels()
         offered = [project.model] if pool.allow_custom else pool.choices()
         settings, model_note = text.loaded_settings(project.settings, project.model, offered)
+        session.photo_adapter = project.settings.reference_adapter  # how its photos steered: the radio follows
         return (
             session,
             project.story.title,
@@ -223,6 +224,7 @@ def wire_project(
             text.loaded_message(project.story, len(panels), model_note),
             text.gallery_items(panels),
             *session.downloads().as_tuple(),
+            session.photo_adapter,
         )
 
     saved = action(
@@ -249,6 +251,7 @@ def wire_project(
             studio.project.status,
             results.gallery,
             *results.downloads(),
+            studio.steering.photo_adapter,
         ],
         status=studio.project.status,
         api_name="load_project",

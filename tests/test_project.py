@@ -90,6 +90,7 @@ def test_every_setting_the_studio_shows_is_restored(tmp_path):
         window=3,
         mode="window",
         consistency="subject",
+        reference_adapter="face",
         subject_threshold=0.3,
         first_consistent_step=1,
         random_skip_early=0.2,

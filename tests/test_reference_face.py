@@ -84,7 +84,7 @@ def test_a_bank_made_with_faceid_is_refused_by_a_run_with_the_whole_photo(with_f
 
 def test_a_photo_without_a_face_is_refused_naming_the_character(with_faceid, tmp_path, monkeypatch):
     class NoFaces:
-        name = "none"
+        name, width = "none", 32
 
         def embed_faces(self, pictures):
             return [None for _ in pictures]

@@ -34,6 +34,7 @@ PUBLIC_ENDPOINTS = {
     "/save_project",
     "/load_project",
     "/animate",
+    "/photo_adapter",
 }
 STORY = {"title": "Kite", "characters": "[Mia] a girl in a red dress", "story_text": "[Mia] runs\n[Mia] sits # Rest."}
 SMALL = {
