@@ -378,7 +378,8 @@ class _StepBar:
 def _report_generation(result, out, manifest) -> None:
     for message in result.warnings:
         print(f"warning: {message}", file=sys.stderr)
-    print(f"{len(result.panels)} panels in {out / 'panels'}; manifest {manifest}")
+    count = len(result.panels)
+    print(f"{count} panel{'' if count == 1 else 's'} in {out / 'panels'}; manifest {manifest}")
     if result.bank is not None and len(result.bank):
         print(f"identity bank: {result.bank.nbytes() / 2**20:.1f} MiB for {len(result.bank.sources())} identity images")
 
