@@ -135,6 +135,12 @@ def _check_story(args: argparse.Namespace, writes: bool = True) -> _CheckedStory
     settings = generation_settings(story.settings, args)
     check_panel_numbers(args.panels, len(story.panels))
     bank = _read_bank(args.bank, settings.mode) if args.bank else None  # the user's inputs, then the folder
+    if photos and settings.reference_adapter == "face":  # the face model, before the diffusion model loads
+        from .faces import check_face_model
+        from .models.registry import load_model_registry
+
+        spec = load_model_registry().get(args.model or manifest_model or "")
+        check_face_model(args.face_model, tiny=spec is not None and spec.source == "tiny")
     earlier = earlier_run(args.out) if writes else None
     continuing = earlier is not None and (args.panels is not None or is_incomplete(earlier))
     if continuing and not args.overwrite:  # a broken record fails before the model
@@ -193,6 +199,7 @@ def _prepare_model(args: argparse.Namespace, checked: _CheckedStory, pipelines: 
         with model_memory(), _quiet_model_libraries():
             pipeline.attach_references(checked.settings.reference_adapter)  # its weights, before the folder changes
     settings = pipeline.resolve_settings(checked.story, checked.settings)
+    pipeline.reference_embeddings(checked.story, checked.photos, settings)  # a photo without a face: refused now
     controls = story_control_pictures(checked.story, (settings.width, settings.height))
     with model_memory(), _quiet_model_libraries():
         pipeline.control_maps(checked.story, settings, given=controls)  # their ControlNets loaded
@@ -324,16 +331,17 @@ def _run_folder(args: argparse.Namespace, earlier, story, settings, pipeline) ->
     from .staging import needs_staging, start_staged_run
 
     out = Path(args.out)
+    face = pipeline.face_model_name(settings, any(c.reference for c in story.characters.values()))
     if earlier is not None:
         try:
-            plan = plan_continuation(out, earlier, story, settings, pipeline.spec.name, args.panels)
+            plan = plan_continuation(out, earlier, story, settings, pipeline.spec.name, args.panels, face)
         except StoryDiffusionError:
             if not args.overwrite:
                 raise
         else:
             return _RunTarget(out, _continuing_writer(out, plan, story, args), plan.panels)
     if args.overwrite and needs_staging(out):
-        staging, plan = start_staged_run(out, story, settings, pipeline.spec.name, args.panels)
+        staging, plan = start_staged_run(out, story, settings, pipeline.spec.name, args.panels, face)
         if plan is None:
             return _RunTarget(
                 out, RunWriter(staging, drawing=args.panels, **_may_write(args)), args.panels, staged=True

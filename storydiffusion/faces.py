@@ -98,6 +98,20 @@ def load_face_model(folder: str | Path) -> InsightFace:
     return InsightFace(app, f"insightface:{path.name}")
 
 
+def check_face_model(folder: str | Path | None, tiny: bool) -> None:
+    """Before any model loads: what ``face_embedder`` would refuse (no face model for a real model, a folder
+    that is not a pack, InsightFace not installed), without loading anything."""
+    if folder is None:
+        if not tiny:
+            face_embedder(None)
+        return
+    face_folder(folder)
+    import importlib.util
+
+    if importlib.util.find_spec("insightface") is None or importlib.util.find_spec("onnxruntime") is None:
+        raise ModelError("the face model needs InsightFace: pip install insightface onnxruntime")
+
+
 def face_embedder(folder: str | Path | None, tiny: bool = False) -> FaceEmbedder:
     """The face model IP-Adapter FaceID is steered with: the operator's InsightFace pack, else for the tiny
     models the tiny stand-in (ModelError naming ``--face-model`` for a real model without one)."""

@@ -66,10 +66,9 @@ def launch_processes(argv: list[str], devices: str) -> int:
         child = subprocess.Popen(command, env=env)
         code = _wait_passing_signals(child)
         recorded = [_read_code(Path(f"{exit_file}.{rank}")) for rank in range(count)]
-    codes = [found for found in recorded if found is not None]
-    if not codes:
-        return 130 if code < 0 else code
-    return next((found for found in codes if found != 0), 0)
+    if any(found is None for found in recorded):  # a process that was killed leaves no code: torchrun's says so
+        return 130 if code < 0 else code or 1
+    return next((found for found in recorded if found != 0), 0)
 
 
 def _read_code(path: Path) -> int | None:

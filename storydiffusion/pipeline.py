@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -35,6 +36,7 @@ from .models import (
     select_device,
     select_dtype,
 )
+from .models.loading import LORA_ADAPTER
 from .planning import Batch, drawn_panels, plan_story
 from .prompts import long_prompt_warnings
 from .reference_adapter import attach_reference_adapter, loaded_reference_adapter, reference_embeddings
@@ -63,6 +65,7 @@ class StoryPipeline:
         self._controlnet_lock = threading.Lock()
         self.local_files_only = False
         self.face_model: str | None = None  # InsightFace's pack, for reference_adapter: face
+        self.loras: dict[str, float] = {}  # the user's LoRA adapters and weights (--lora)
         self._faces = None  # its loaded face model
         self.consistent_layer_names = install_consistent_attention(pipe.unet, consistent_blocks)
         self.pipe.set_progress_bar_config(disable=True)
@@ -109,6 +112,7 @@ class StoryPipeline:
         place_pipeline(pipe, torch_device, **placement)
         pipeline = cls(pipe, spec, consistent_blocks)
         pipeline.local_files_only, pipeline.face_model = local_files_only, face_model
+        pipeline.loras = {LORA_ADAPTER: lora_scale} if lora else {}
         if control_union and spec.family != "sdxl":
             raise ModelError("the union ControlNet is for SDXL models: leave out control_union with SD 1.5")
         pipeline.control_union = control_union
@@ -153,8 +157,50 @@ class StoryPipeline:
             if loaded_reference_adapter(self.pipe) != kind:
                 width = self._faces.width if kind == "face" else None
                 attach_reference_adapter(
-                    self.pipe, self.spec.family, self.consistent_blocks, tiny, self.local_files_only, kind, width
+                    self.pipe,
+                    self.spec.family,
+                    self.consistent_blocks,
+                    tiny,
+                    self.local_files_only,
+                    kind,
+                    width,
+                    self.loras,
                 )
+
+    @contextmanager
+    def _running(self, photos: dict, kind: str) -> Iterator[None]:
+        """Inside the run gate with the reference adapter this run needs: another run may swap it between
+        its loading and this run's entering, and then it is loaded again."""
+        while True:
+            if photos:
+                self.attach_references(kind)
+            with self.gate.run():
+                if not photos or loaded_reference_adapter(self.pipe) == kind:
+                    yield
+                    return
+
+    def reference_embeddings(
+        self, story: Story, photos: dict[str, Image.Image], settings: GenerationSettings
+    ) -> dict[str, torch.Tensor]:
+        """Each photo's embedding for its adapter (``attach_references`` first); StoryError for a photo in which
+        FaceID finds no face, which the command line asks before the output folder changes."""
+        faces = self._faces if settings.reference_adapter == "face" else None
+        return {
+            name: reference_embeddings(self.pipe, photo, faces, f"characters.{name}.reference")
+            for name, photo in photos.items()
+            if name in story.characters
+        }
+
+    def face_model_name(self, settings: GenerationSettings, has_photos: bool) -> str | None:
+        """The face model's name for the bank signature and the run's record: loaded on first need, as
+        ``generate`` would; None unless photos steer by their face."""
+        if settings.reference_adapter != "face" or not has_photos:
+            return None
+        if self._faces is None:
+            with self.gate.change():
+                if self._faces is None:
+                    self._faces = face_embedder(self.face_model, self.spec.source == "tiny")
+        return self._faces.name
 
     def load_controlnets(self, kinds: set[str]) -> None:
         """Load the ControlNets of ``kinds`` not loaded yet, or the union one when ``control_union`` (ModelError
@@ -243,18 +289,12 @@ class StoryPipeline:
         style = get_style(settings.style)
         warnings: list[str] = []
         photos = story_photos(story, references, read_files)
-        if photos:
-            self.attach_references(settings.reference_adapter)
         drawn = sorted(drawn_panels(story, settings, panels))
         maps = self.control_maps(story, settings, drawn, control_images, read_files)
-        with self.gate.run():
-            faces = self._faces if settings.reference_adapter == "face" else None
-            embeddings = {
-                name: reference_embeddings(self.pipe, photo, faces, f"characters.{name}.reference")
-                for name, photo in photos.items()
-            }
+        with self._running(photos, settings.reference_adapter):
+            embeddings = self.reference_embeddings(story, photos, settings)
             signed = {
-                **reference_signature(story, photos, settings, self._faces and self._faces.name),
+                **reference_signature(story, photos, settings, self.face_model_name(settings, bool(photos))),
                 **control_signature(story, settings, maps),
             }
             bank = self._bank_for_run(bank, story, settings, bank_storage, bank_memory, signed)
@@ -305,7 +345,7 @@ class StoryPipeline:
         maps = story_control_maps(story, identity_panels, size, control_images)  # as generate signs them
         photos = story_photos(story, references)
         signed = {
-            **reference_signature(story, photos, settings, self._faces and self._faces.name),
+            **reference_signature(story, photos, settings, self.face_model_name(settings, bool(photos))),
             **control_signature(story, settings, maps),
         }
         self._check_bank_fits(bank, story, settings, signed)

@@ -56,14 +56,21 @@ def attach_reference_adapter(
     local_files_only: bool = False,
     kind: str = "image",
     face_width: int | None = None,
+    loras: dict[str, float] | None = None,
 ) -> list[str]:
     """Load the IP-Adapter of ``family`` into ``pipe`` (``kind`` "face": IP-Adapter FaceID; tiny random weights
     for the tiny models, shaped for a face model of ``face_width``), replacing one of the other kind, and put the
-    story's processors back; returns the consistent layers' names, as ``install_consistent_attention``."""
+    story's processors back; returns the consistent layers' names, as ``install_consistent_attention``.
+    ``loras``: the user's LoRA adapters and weights, kept on beside FaceID's own LoRA (the public FaceID
+    checkpoints carry one, which diffusers turns on alone) and after it is gone."""
     unet = pipe.unet
     unet.set_attn_processor(AttnProcessor2_0())  # diffusers rebuilds self-attention processors without arguments
     if loaded_reference_adapter(pipe) not in (None, kind):
-        pipe.unload_ip_adapter()  # one reference adapter at a time
+        pipe.unload_ip_adapter()  # one reference adapter at a time, and FaceID's LoRA goes with it
+        faceid = [name for name in _lora_names(pipe) if name.startswith(FACEID_LORA)]
+        if faceid:
+            pipe.delete_adapters(faceid)
+        _settle_loras(pipe, loras or {})
     try:
         if tiny:
             from .models.tiny_adapters import tiny_faceid_state, tiny_image_encoder, tiny_ip_adapter_state
@@ -92,7 +99,22 @@ def attach_reference_adapter(
             f"could not load the {name} for reference photos ({_short(error)}): it needs the adapter's "
             "weights from the hub or its cache; leave out the characters' reference photos to draw without"
         ) from None
+    _settle_loras(pipe, loras or {})
     return install_consistent_attention(unet, consistent_blocks)  # keeps the adapter's processors
+
+
+FACEID_LORA = "faceid_"  # the names diffusers gives the LoRA a FaceID checkpoint carries
+
+
+def _lora_names(pipe: Any) -> list[str]:
+    return list(getattr(pipe.unet, "peft_config", None) or {})
+
+
+def _settle_loras(pipe: Any, loras: dict[str, float]) -> None:
+    """The user's LoRAs on at their weights, and FaceID's own when it is loaded: nothing else."""
+    faceid = [name for name in _lora_names(pipe) if name.startswith(FACEID_LORA)]
+    if faceid or loras:
+        pipe.set_adapters([*loras, *faceid], adapter_weights=[*loras.values(), *[1.0] * len(faceid)])
 
 
 def reference_embeddings(pipe: Any, photo: Image.Image, faces: Any = None, name: str = "the photo") -> torch.Tensor:

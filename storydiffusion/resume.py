@@ -62,6 +62,7 @@ def plan_continuation(
     settings: GenerationSettings,
     model_name: str,
     redo: list[int] | None,
+    face_model: str | None = None,
 ) -> Continuation:
     """Which panels to draw to finish (``redo`` None) or update (``redo``) the run in ``out_dir``.
 
@@ -69,6 +70,8 @@ def plan_continuation(
     """
     recorded = manifest_panels(manifest)  # a hand-edited entry is refused before anything else is read
     difference = _difference(manifest, story, settings, model_name, set(redo or ()))
+    if difference is None and settings.reference_adapter == "face" and manifest.get("face_model") != face_model:
+        difference = f"another face model ({shown(manifest.get('face_model'))}, not {shown(face_model)})"
     if difference:
         state = "an unfinished run" if is_incomplete(manifest) else "a run"
         raise StoryDiffusionError(

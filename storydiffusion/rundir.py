@@ -321,6 +321,7 @@ def build_manifest(
         "consistent_layers": result.consistent_layers,
         "panels": panels,
         "complete": complete and len(panels) == len(result.story.panels),
+        **({"face_model": face} if (face := _face_model(result)) else {}),
         **({"drawing": pending} if pending else {}),
         "identity_bank": bank_file,
         "identity_bank_bytes": result.bank.nbytes() if result.bank is not None else 0,
@@ -329,6 +330,12 @@ def build_manifest(
         "seconds": round(result.seconds, 3),
         "versions": package_versions(),
     }
+
+
+def _face_model(result) -> str | None:
+    """The face model FaceID was steered with (``reference_adapter: face``), as the run's bank signs it."""
+    signature = getattr(result.bank, "signature", None) or {}
+    return signature.get("face_model")
 
 
 def _panel_entry(panel) -> dict[str, Any]:

@@ -44,6 +44,7 @@ def start_staged_run(
     settings: GenerationSettings,
     model_name: str,
     panels: list[int] | None,
+    face_model: str | None = None,
 ) -> tuple[Path, Continuation | None]:
     """The staging folder and, when it holds an unfinished run of this very drawing, how to continue it.
 
@@ -56,7 +57,7 @@ def start_staged_run(
     staged = earlier_run(staging) if panels is None else None
     if staged is not None:
         try:
-            return staging, plan_continuation(staging, staged, story, settings, model_name, None)
+            return staging, plan_continuation(staging, staged, story, settings, model_name, None, face_model)
         except StoryDiffusionError:
             pass  # another drawing: start again below
     discard_staged_run(out_dir)

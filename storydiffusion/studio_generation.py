@@ -140,12 +140,15 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
         session.photo_adapter = text.choice_value(text.PHOTO_ADAPTER_LABEL, adapter, list(REFERENCE_ADAPTERS))
         return session
 
-    studio.steering.photo_adapter.change(
+    action(
+        studio.steering.photo_adapter.change,
         choose_photo_adapter,
         [studio.session, studio.steering.photo_adapter],
         [studio.session],
-        queue=False,
+        status=results.status,
         api_name="photo_adapter",
+        api_door=door,
+        queue=False,
     )
 
     def stop(state: StudioSession | None) -> str:

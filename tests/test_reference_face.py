@@ -121,3 +121,74 @@ def test_the_command_line_draws_with_faceid_and_refuses_a_face_model_that_is_not
     assert main([*command, "--reference-adapter", "face"]) == 0
     manifest = json.loads((out / "story.json").read_text(encoding="utf-8"))
     assert manifest["settings"]["reference_adapter"] == "face" and len(manifest["panels"]) == 2
+
+
+def test_faceids_own_lora_goes_when_the_whole_photo_adapter_comes_back(tmp_path, monkeypatch):
+    """The public FaceID checkpoints carry a LoRA for every attention layer, which diffusers turns on with
+    the adapter: after a switch back, runs are again exactly those of the whole-photo adapter."""
+    import torch
+
+    from storydiffusion.models import tiny_adapters
+
+    faceid_state = tiny_adapters.tiny_faceid_state
+
+    def with_lora(unet, seed=0, face_width=None):
+        state, generator = faceid_state(unet, seed, face_width), torch.Generator().manual_seed(5)
+        modules = dict(unet.named_modules())
+        for number, name in enumerate(unet.attn_processors):
+            attn = modules[name.removesuffix(".processor")]
+            for part, layer in (
+                ("to_q", attn.to_q),
+                ("to_k", attn.to_k),
+                ("to_v", attn.to_v),
+                ("to_out", attn.to_out[0]),
+            ):
+                down, up = (
+                    torch.randn(4, layer.in_features, generator=generator),
+                    torch.randn(layer.out_features, 4, generator=generator),
+                )
+                state["ip_adapter"][f"{number}.{part}_lora.down.weight"] = down * 0.5
+                state["ip_adapter"][f"{number}.{part}_lora.up.weight"] = up * 0.5
+        return state
+
+    monkeypatch.setattr(tiny_adapters, "tiny_faceid_state", with_lora)
+    photo = portrait(tmp_path / "alice.png")
+    pipeline = StoryPipeline.from_pretrained("tiny-sdxl", device="cpu")
+    plain = images(pipeline.generate(story_with_face(None)))
+    whole = images(pipeline.generate(story_with_face(photo, 0.8, adapter="image")))
+    pipeline.generate(story_with_face(photo, 0.8))
+    assert any(name.startswith("faceid_") for name in pipeline.pipe.unet.peft_config)  # loaded with FaceID
+    assert images(pipeline.generate(story_with_face(photo, 0.8, adapter="image"))) == whole
+    assert not any(name.startswith("faceid_") for name in getattr(pipeline.pipe.unet, "peft_config", {}))
+    assert images(pipeline.generate(story_with_face(None))) == plain
+
+
+def test_the_command_line_refuses_a_face_story_it_cannot_steer_before_loading_or_writing(tmp_path, capsys, monkeypatch):
+    from storydiffusion.faces import TinyFaceEmbedder
+
+    portrait(tmp_path / "alice.png")
+    story = tmp_path / "s.yaml"
+    story.write_text(
+        "characters:\n  Alice: {description: a woman, reference: alice.png}\n"
+        "settings: {steps: 2, id_images: 1, reference_adapter: face}\npanels: ['[Alice] reads']\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+    loading = StoryPipeline.from_pretrained
+
+    def never_for_a_real_model(name, **options):
+        assert name.startswith("tiny"), "a real model was loaded before the face model was checked"
+        return loading(name, **options)
+
+    monkeypatch.setattr(StoryPipeline, "from_pretrained", never_for_a_real_model)
+    assert main(["generate", str(story), "--out", str(out), "--model", "sdxl-base", "--quiet"]) == 2
+    assert "pass --face-model DIR" in capsys.readouterr().err and not out.exists()
+    monkeypatch.setattr(TinyFaceEmbedder, "embed_faces", lambda self, pictures: [None for _ in pictures])
+    assert main(["generate", str(story), "--out", str(out), "--model", "tiny-sdxl", "--quiet"]) == 2
+    assert "characters.Alice.reference: no face found" in capsys.readouterr().err and not out.exists()
+
+
+def test_the_bank_check_signs_the_face_model_on_a_fresh_pipeline(with_faceid, tmp_path):
+    photo = portrait(tmp_path / "alice.png")
+    bank = with_faceid.generate(story_with_face(photo)).bank
+    StoryPipeline.from_pretrained("tiny-sdxl", device="cpu").check_bank(bank, story_with_face(photo), panels=[2])

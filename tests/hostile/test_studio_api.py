@@ -332,6 +332,8 @@ def test_a_fresh_client_draws_with_an_uploaded_photo_and_pose_and_a_server_path_
         assert expected in answer and not ABSOLUTE_PATH.search(answer)
     message = refusal(server, "/check_story", **STORY, **SMALL, consistency="everything")
     assert "Share between panels" in message and "'everything'" in message
+    message = refusal(server, "/photo_adapter", adapter="faces" * 1000)
+    assert "Photos steer by" in message and "is not one of image, face" in message and len(message) < 400
 
 
 @pytest.mark.slow
