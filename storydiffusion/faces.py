@@ -8,6 +8,7 @@ what to install or where to put it.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -44,7 +45,9 @@ class InsightFace:
         found: list[torch.Tensor | None] = []
         for image in images:
             bgr = np.asarray(image.convert("RGB"))[:, :, ::-1].copy()
-            faces = self.app.get(bgr)
+            with warnings.catch_warnings():  # its alignment's deprecation notes, once per face: not the user's
+                warnings.simplefilter("ignore", FutureWarning)
+                faces = self.app.get(bgr)
             if not faces:
                 found.append(None)
                 continue
@@ -74,7 +77,7 @@ class TinyFaceEmbedder:
 
 def face_folder(folder: str | Path) -> Path:
     """``folder`` when it holds ONNX models; a ModelError saying what it should hold otherwise."""
-    path = Path(folder).expanduser()
+    path = Path(folder).expanduser().resolve()
     if not path.is_dir() or not list(path.glob("*.onnx")) or path.parent.name != "models":
         raise ModelError(
             f"--face-model {folder}: not a folder of InsightFace .onnx models inside a 'models' folder (a pack "
@@ -91,7 +94,12 @@ def load_face_model(folder: str | Path) -> InsightFace:
     except ImportError as exc:
         raise ModelError("the face model needs InsightFace: pip install insightface onnxruntime") from exc
     try:
-        app = FaceAnalysis(name=path.name, root=str(path.parent.parent), providers=["CPUExecutionProvider"])
+        app = FaceAnalysis(
+            name=path.name,
+            root=str(path.parent.parent),
+            providers=["CPUExecutionProvider"],
+            allowed_modules=["detection", "recognition"],  # not the pack's age, gender or landmark models
+        )
         app.prepare(ctx_id=-1, det_size=(640, 640))
     except Exception as exc:
         raise ModelError(f"could not load the face models in {folder} ({type(exc).__name__})") from exc
