@@ -152,8 +152,8 @@ class StoryPipeline:
             return
         tiny = self.spec.source == "tiny"
         with self.gate.change():
-            if kind == "face" and self._faces is None:
-                self._faces = face_embedder(self.face_model, tiny)
+            if kind == "face":
+                self._load_face_model()
             if loaded_reference_adapter(self.pipe) != kind:
                 width = self._faces.width if kind == "face" else None
                 attach_reference_adapter(
@@ -198,9 +198,13 @@ class StoryPipeline:
             return None
         if self._faces is None:
             with self.gate.change():
-                if self._faces is None:
-                    self._faces = face_embedder(self.face_model, self.spec.source == "tiny")
+                self._load_face_model()
         return self._faces.name
+
+    def _load_face_model(self) -> None:
+        """The face model FaceID is steered with, loaded once; only under ``gate.change``."""
+        if self._faces is None:
+            self._faces = face_embedder(self.face_model, self.spec.source == "tiny")
 
     def load_controlnets(self, kinds: set[str]) -> None:
         """Load the ControlNets of ``kinds`` not loaded yet, or the union one when ``control_union`` (ModelError

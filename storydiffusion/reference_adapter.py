@@ -67,9 +67,8 @@ def attach_reference_adapter(
     unet.set_attn_processor(AttnProcessor2_0())  # diffusers rebuilds self-attention processors without arguments
     if loaded_reference_adapter(pipe) not in (None, kind):
         pipe.unload_ip_adapter()  # one reference adapter at a time, and FaceID's LoRA goes with it
-        faceid = [name for name in _lora_names(pipe) if name.startswith(FACEID_LORA)]
-        if faceid:
-            pipe.delete_adapters(faceid)
+        if _faceid_loras(pipe):
+            pipe.delete_adapters(_faceid_loras(pipe))
         _settle_loras(pipe, loras or {})
     try:
         if tiny:
@@ -106,13 +105,14 @@ def attach_reference_adapter(
 FACEID_LORA = "faceid_"  # the names diffusers gives the LoRA a FaceID checkpoint carries
 
 
-def _lora_names(pipe: Any) -> list[str]:
-    return list(getattr(pipe.unet, "peft_config", None) or {})
+def _faceid_loras(pipe: Any) -> list[str]:
+    """The LoRA adapters a FaceID checkpoint brought into the UNet."""
+    return [name for name in getattr(pipe.unet, "peft_config", None) or {} if name.startswith(FACEID_LORA)]
 
 
 def _settle_loras(pipe: Any, loras: dict[str, float]) -> None:
     """The user's LoRAs on at their weights, and FaceID's own when it is loaded: nothing else."""
-    faceid = [name for name in _lora_names(pipe) if name.startswith(FACEID_LORA)]
+    faceid = _faceid_loras(pipe)
     if faceid or loras:
         pipe.set_adapters([*loras, *faceid], adapter_weights=[*loras.values(), *[1.0] * len(faceid)])
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 from diffusers.models.embeddings import IPAdapterFaceIDImageProjection
-from PIL import Image, ImageDraw
+from test_reference import portrait
 
 from storydiffusion.cli import main
 from storydiffusion.errors import BankError, ModelError, SettingsError, StoryError
@@ -14,13 +14,6 @@ from storydiffusion.pipeline import StoryPipeline
 from storydiffusion.reference_adapter import loaded_reference_adapter
 from storydiffusion.settings import GenerationSettings
 from storydiffusion.story import Story
-
-
-def portrait(path, colour="orange"):
-    image = Image.new("RGB", (48, 64), "white")
-    ImageDraw.Draw(image).ellipse((8, 8, 40, 56), fill=colour)
-    image.save(path)
-    return path
 
 
 def story_with_face(photo, scale=0.6, adapter="face"):
