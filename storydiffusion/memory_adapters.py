@@ -31,6 +31,7 @@ IMAGE_ENCODERS = MappingProxyType(
 )
 IP_ADAPTER_TOKENS = 4  # the plain IP-Adapter projects one image embedding to four text-width tokens
 FACE_EMBEDDING = 512  # InsightFace's identity embedding, which IP-Adapter FaceID projects (through twice its width)
+FACEID_LORA_RANK = 128  # the public FaceID checkpoints' own LoRA on every attention layer's q, k, v and out
 
 
 def story_control_kinds(story: Story, union: bool) -> list[str]:
@@ -84,9 +85,25 @@ def reference_skeletons(unet: Any, family: str, tiny: bool, face: bool = False) 
             if name.endswith("attn2"):
                 layers += [torch.nn.Linear(cross, module.to_q.out_features, bias=False) for _ in range(2)]
         if face:
-            return {"IP-Adapter FaceID": torch.nn.ModuleList(layers)}
+            skeletons = {"IP-Adapter FaceID": torch.nn.ModuleList(layers)}
+            return skeletons if tiny else {**skeletons, "FaceID LoRA": faceid_lora_skeleton(unet)}
         encoder = CLIPVisionModelWithProjection(config)
     return {"image encoder": encoder, "IP-Adapter": torch.nn.ModuleList(layers)}
+
+
+def faceid_lora_skeleton(unet: Any, rank: int = FACEID_LORA_RANK) -> torch.nn.Module:
+    """The LoRA a public FaceID checkpoint loads beside its adapter (about 51 MB for SD 1.5 in half precision): a
+    down and an up projection of ``rank`` for each of q, k, v and out of every attention layer, on the meta device."""
+    layers = []
+    with torch.device("meta"):
+        for name, module in unet.named_modules():
+            if name.endswith(("attn1", "attn2")):
+                for linear in (module.to_q, module.to_k, module.to_v, module.to_out[0]):
+                    layers += [
+                        torch.nn.Linear(linear.in_features, rank, bias=False),
+                        torch.nn.Linear(rank, linear.out_features, bias=False),
+                    ]
+    return torch.nn.ModuleList(layers)
 
 
 def control_residual_elements(unet_config: Any, latent_height: int, latent_width: int) -> int:

@@ -25,6 +25,7 @@ from .rundir import (
     PANELS_DIR,
     mask_filename,
     panel_filename,
+    refuse_unreadable_records,
     written_files,
 )
 
@@ -84,6 +85,7 @@ def refuse_foreign_targets(run_dir: str | os.PathLike, names: Iterable[str], fix
         )
     foreign = foreign_targets(run_dir, names)
     if foreign:
+        refuse_unreadable_records(run_dir)  # every file of a run whose record is damaged looks foreign: say why
         path = foreign[0]
         kind = "a link" if path.is_symlink() else "a folder" if path.is_dir() else "a file"
         more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""

@@ -121,6 +121,7 @@ def check_output_dir(out_dir: str | os.PathLike, overwrite: bool = False) -> Pat
         raise StoryDiffusionError(f"{existing} is a file, not a folder: choose another --out")
     if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
         raise StoryDiffusionError(f"cannot write in {existing}: choose another --out, or a folder you may write to")
+    refuse_unreadable_records(out)
     if out.exists() and not overwrite and any(out.iterdir()):
         raise StoryDiffusionError(
             f"{out} already holds files: pass --overwrite to replace them, or choose another --out"
@@ -267,6 +268,24 @@ def _own_temporaries(run: Path) -> list[str]:
 
 def _listing(folder: Path) -> list[Path]:
     return sorted(folder.iterdir()) if folder.is_dir() else []
+
+
+def refuse_unreadable_records(run_dir: str | os.PathLike) -> None:
+    """Raise when the run's own record (``story.json``, ``pages/pages.json``) is there but cannot be read: every
+    file it lists would look like the user's, so the refusal says why instead of "no record of writing"."""
+    run = Path(run_dir)
+    for name in (MANIFEST_NAME, f"{PAGES_DIR}/{PAGES_INDEX}"):
+        path = run / name
+        if not path.is_file() or path.is_symlink():
+            continue
+        try:
+            parse_json(read_text(path, "record", MAX_MANIFEST_BYTES), path.name)
+        except InputFileError as error:
+            raise StoryDiffusionError(
+                f"{path} is a file this tool has no record of writing: it cannot be read as a run's record ({error}); "
+                "if an earlier run wrote it, repair or delete it, if it is your own file, move it out of the folder, "
+                "or choose another --out"
+            ) from None
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -63,6 +63,20 @@ def test_faceid_weights_are_counted_exactly_and_no_image_encoder(picture):
     assert "image encoder" not in weights and "IP-Adapter" not in weights
 
 
+def test_a_real_faceid_plan_counts_the_lora_its_checkpoint_loads(picture):
+    """SD 1.5's UNet: 16 transformer blocks, self- and cross-attention each with q, k, v, out under a rank-128
+    LoRA (cross-attention's k and v read the 768-wide text): about 51 MB in half precision."""
+    story = adapted_story(picture)
+    story.settings.reference_adapter = "face"
+    weights = MemoryPlanner(story, model="sd15", device="cuda").component_bytes
+    blocks = {320: 5, 640: 5, 1280: 6}
+    per_block = {width: 4 * 2 * width + (2 * width + 2 * (768 + width) + 2 * width) for width in blocks}
+    assert weights["FaceID LoRA"] == 128 * 2 * sum(blocks[width] * per_block[width] for width in blocks)
+    assert 50e6 < weights["FaceID LoRA"] < 52e6
+    tiny = MemoryPlanner(story, model="tiny-sd15", device="cpu").component_bytes
+    assert "FaceID LoRA" not in tiny  # the tiny FaceID state carries no LoRA
+
+
 def test_a_story_without_adapters_plans_none():
     story = Story.from_dict({"characters": {"Bob": "a man"}, "panels": ["[Bob] walks"]})
     assert set(MemoryPlanner(story, model="tiny-sdxl", device="cpu").component_bytes) == {

@@ -269,3 +269,22 @@ def test_the_library_writer_checks_the_masks_and_bank_it_may_write(finished, tmp
             RunWriter(out).start(dataclasses.replace(result, panels=[]))
         RunWriter(out, masks=False, bank=False).start(dataclasses.replace(result, panels=[]))  # asked for neither
         assert (out / name).read_bytes() == USERS
+
+
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]], ids=["plain", "overwrite"])
+def test_a_run_record_edited_until_it_no_longer_parses_is_named_as_the_reason(
+    finished, tmp_path, monkeypatch, capsys, overwrite
+):
+    out = tmp_path / "run"
+    shutil.copytree(finished / "run", out)
+    text = (out / "story.json").read_text(encoding="utf-8")
+    (out / "story.json").write_text(text.replace('"seed": ', '"seed": 1e400, "was": ', 1), encoding="utf-8")
+    before = snapshot(out)
+    never_generate(monkeypatch)
+    assert main(["generate", str(finished / "story.yaml"), "--out", str(out), *FAST, *overwrite]) == 2
+    err = one_line_error(capsys)
+    assert (
+        f"{out / 'story.json'} is a file this tool has no record of writing: it cannot be read as a run's record" in err
+    )
+    assert "repair or delete it" in err and "already holds files" not in err
+    assert snapshot(out) == before
