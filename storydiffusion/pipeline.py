@@ -44,7 +44,7 @@ from .results import PanelImage, Progress, StoryResult
 from .run_gate import RunGate
 from .settings import GenerationSettings
 from .story import Story
-from .story_references import batch_references, reference_signature, story_photos
+from .story_references import batch_references, photo_warnings, reference_signature, story_photos
 from .story_run import Cancel, StoryRun
 from .styles import get_style
 from .subject_masks import SubjectMaps, subject_signature
@@ -201,6 +201,10 @@ class StoryPipeline:
                 self._load_face_model()
         return self._faces.name
 
+    def can_steer_by_face(self) -> bool:
+        """Whether photos can steer by their face here: a face model was given, or the tiny one stands in."""
+        return self.face_model is not None or self._faces is not None or self.spec.source == "tiny"
+
     def _load_face_model(self) -> None:
         """The face model FaceID is steered with, loaded once; only under ``gate.change``."""
         if self._faces is None:
@@ -291,8 +295,8 @@ class StoryPipeline:
         started = time.perf_counter()
         settings = self.resolve_settings(story, settings)
         style = get_style(settings.style)
-        warnings: list[str] = []
         photos = story_photos(story, references, read_files)
+        warnings = photo_warnings(settings, photos)
         drawn = sorted(drawn_panels(story, settings, panels))
         maps = self.control_maps(story, settings, drawn, control_images, read_files)
         with self._running(photos, settings.reference_adapter):

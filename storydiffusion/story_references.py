@@ -38,6 +38,16 @@ def story_photos(
     return photos
 
 
+FACE_WITHOUT_PHOTOS = (
+    "photos are set to steer by the face (FaceID), but no character has a reference photo: nothing is steered"
+)
+
+
+def photo_warnings(settings: Any, photos: Mapping[str, Image.Image]) -> list[str]:
+    """What a run tells about its photo settings: FaceID chosen for a story without photos does nothing."""
+    return [FACE_WITHOUT_PHOTOS] if settings.reference_adapter == "face" and not photos else []
+
+
 def story_images(story: Story) -> dict[str, Image.Image]:
     """Before a model loads: every reference photo read (returned by name), and every control image's
     header checked by the image gate and the shape limit (the maps themselves are read at the run's size)."""

@@ -28,6 +28,9 @@ EXAMPLE_PANEL_LINE = "[Mia] flies a kite # A windy day. @Mia: Look!"
 UI_SETTINGS = ("steps", "guidance", "width", "height", "seed", "sampling_rate", "id_images", "window")
 CONSISTENCY_LABEL = "Share between panels"
 PHOTO_ADAPTER_LABEL = "Photos steer by"
+NO_FACE_MODEL_MESSAGE = (
+    f"{PHOTO_ADAPTER_LABEL}: the face (FaceID) needs a face model, and this studio has none: choose the whole photo"
+)
 SETTING_LABELS = {
     "steps": "Steps",
     "guidance": "Guidance",

@@ -14,6 +14,7 @@ from storydiffusion.pipeline import StoryPipeline
 from storydiffusion.reference_adapter import loaded_reference_adapter
 from storydiffusion.settings import GenerationSettings
 from storydiffusion.story import Story
+from storydiffusion.story_references import FACE_WITHOUT_PHOTOS
 
 
 def story_with_face(photo, scale=0.6, adapter="face"):
@@ -55,6 +56,7 @@ def test_a_face_changes_its_characters_identity_and_what_reads_it_and_nothing_el
     # Alice's identity image (panel 2) and the panels that read it (3, 5); Bob's panels (1, 4) untouched.
     assert changed == [False, True, True, False, True]
     assert conditioned.bank.signature["reference_adapter"] == "face"
+    assert FACE_WITHOUT_PHOTOS in without.warnings and FACE_WITHOUT_PHOTOS not in conditioned.warnings
 
 
 def test_the_face_and_the_whole_photo_steer_differently_and_one_pipeline_switches_between_them(tmp_path):
@@ -92,6 +94,14 @@ def test_a_real_model_needs_the_operators_face_model(tmp_path):
         face_embedder(None, tiny=False)
     with pytest.raises(ModelError, match="not a folder of InsightFace .onnx models"):
         face_embedder(tmp_path, tiny=False)
+
+
+def test_only_a_face_model_or_the_tiny_stand_in_can_steer_by_face(tiny_sdxl, tmp_path):
+    tiny_sdxl.pipe.save_pretrained(tmp_path / "model")
+    folder = StoryPipeline.from_pretrained(str(tmp_path / "model"), device="cpu")
+    assert tiny_sdxl.can_steer_by_face() and not folder.can_steer_by_face()
+    folder.face_model = str(tmp_path / "pack")
+    assert folder.can_steer_by_face()
 
 
 def test_reference_adapter_is_checked_like_every_setting():

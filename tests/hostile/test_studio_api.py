@@ -14,6 +14,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from storydiffusion.model_pool import OFFLINE_MODEL, ModelPool
 from storydiffusion.studio_server import ServerOptions
@@ -356,6 +357,26 @@ def test_a_photo_steers_by_its_face_when_the_user_picks_faceid(server, tmp_path)
         assert status.startswith("Done: 2 of 2 panels"), status
         drawn[adapter] = [Path(panel["image"]["path"]).read_bytes() for panel in panels]
     assert drawn["image"][0] != drawn["face"][0]  # Mia's identity image: steered by her face, not the whole photo
+
+
+def test_faceid_on_a_server_without_a_face_model_is_refused_in_the_studios_words(server, tmp_path, monkeypatch):
+    from storydiffusion.pipeline import StoryPipeline
+    from storydiffusion.studio_text import NO_FACE_MODEL_MESSAGE
+
+    monkeypatch.setattr(StoryPipeline, "can_steer_by_face", lambda self: False)  # a real model, no --face-model
+    Image.new("RGB", (40, 56), "orange").save(tmp_path / "Mia.png")
+    user = client(server)
+    user.predict("face", api_name="/photo_adapter")
+    with pytest.raises(Exception) as raised:
+        user.predict(
+            **STORY,
+            **SMALL,
+            reference_photos=[gradio_client.handle_file(str(tmp_path / "Mia.png"))],
+            model=OFFLINE_MODEL,
+            layout="none",
+            api_name="/generate",
+        )
+    assert NO_FACE_MODEL_MESSAGE in str(raised.value) and "--" not in str(raised.value)
 
 
 def test_with_two_devices_two_users_draw_at_once_each_on_a_model_of_its_own():
