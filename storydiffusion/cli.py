@@ -10,18 +10,10 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 
-from .cli_checks import check_model_flag
-from .cli_evaluation import run_benchmark_command, run_evaluate
-from .cli_generate import (
-    EXIT_INTERRUPTED,
-    _check_generate,
-    _quiet_model_libraries,
-    _report_compose,
-    run_generate,
-)
+from .cli_checks import EXIT_INTERRUPTED, check_model_flag
 from .cli_parser import build_parser
-from .cli_plan import run_plan
 from .errors import ModelOutOfMemory, StoryDiffusionError, model_memory
 from .launcher import launch_processes, launched_by_us, record_exit
 from .settings import SETTING_RANGES
@@ -34,6 +26,7 @@ OUT_OF_MEMORY_HINT = (
 
 
 def run_compose(args: argparse.Namespace) -> int:
+    from .cli_generate import _report_compose
     from .layout.compose import compose_run
 
     if args.dpi is not None:
@@ -54,6 +47,7 @@ def run_compose(args: argparse.Namespace) -> int:
 def run_animate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from .cli_generate import _quiet_model_libraries
     from .motion.animate import animate_run, check_clip_files, check_request, read_run_panels
 
     # bad input fails before any model is loaded
@@ -124,6 +118,24 @@ INTERRUPTED_NOTES = {  # what a stopped command leaves, and what to do next
 }
 
 
+def _command(name: str) -> Callable[[argparse.Namespace], int]:
+    """The subcommand's function, its module imported only now: ``--help`` and a bad input answer at once,
+    without loading torch or diffusers."""
+    if name == "generate":
+        from .cli_generate import run_generate
+
+        return run_generate
+    if name == "plan":
+        from .cli_plan import run_plan
+
+        return run_plan
+    if name in ("evaluate", "benchmark"):
+        from .cli_evaluation import run_benchmark_command, run_evaluate
+
+        return run_evaluate if name == "evaluate" else run_benchmark_command
+    return {"compose": run_compose, "animate": run_animate}[name]
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -142,20 +154,11 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, argv: list[str] | None, launching: bool) -> int:
     try:
         if launching:  # check here, once, then run the same command as one process per device
+            from .cli_generate import _check_generate
+
             _check_generate(args, None)
             return launch_processes(list(sys.argv[1:] if argv is None else argv), args.devices)
-        if args.command == "generate":
-            return run_generate(args)
-        if args.command == "compose":
-            return run_compose(args)
-        if args.command == "animate":
-            return run_animate(args)
-        if args.command == "plan":
-            return run_plan(args)
-        if args.command == "evaluate":
-            return run_evaluate(args)
-        if args.command == "benchmark":
-            return run_benchmark_command(args)
+        return _command(args.command)(args)
     except ModelOutOfMemory as error:
         if not getattr(error, "reported_elsewhere", False):  # several processes: the first one says it
             print(f"error: out of memory ({error}): {OUT_OF_MEMORY_HINT}", file=sys.stderr)

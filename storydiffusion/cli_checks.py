@@ -11,7 +11,9 @@ from .settings import SETTING_RANGES, GenerationSettings, check_text
 from .structured import check_regular_file
 from .styles import check_style_name
 
-__all__ = ["check_bank_flags", "check_model_flag", "check_panel_numbers", "generation_settings"]
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl+C
+
+__all__ = ["EXIT_INTERRUPTED", "check_bank_flags", "check_model_flag", "check_panel_numbers", "generation_settings"]
 
 
 def check_model_flag(model: str | None, flag: str = "--model") -> None:

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from .evaluation.encoders import DEFAULT_ENCODER, ENCODER_KINDS
+from .evaluation.encoder_names import DEFAULT_ENCODER, ENCODER_KINDS
 
 
 def add_evaluate(evaluate: argparse.ArgumentParser) -> None:
@@ -84,7 +84,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def add_benchmark(benchmark: argparse.ArgumentParser) -> None:
-    from .evaluation.benchmark import DEFAULT_VARIANTS, NAMED_VARIANTS, VARIED_SETTINGS
+    from .evaluation.variant_names import DEFAULT_VARIANTS, NAMED_VARIANTS, VARIED_SETTINGS
 
     benchmark.add_argument(
         "prompt_set", help="a story file or folder of them, a ConsiStory+ YAML, or a ViStoryBench folder"

@@ -4,6 +4,7 @@ once, each story drawn into its folder (continued, staged for --overwrite, over 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,16 +12,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .cli_checks import check_bank_flags, check_model_flag, check_panel_numbers, generation_settings
+from .cli_checks import EXIT_INTERRUPTED, check_bank_flags, check_model_flag, check_panel_numbers, generation_settings
 from .cli_stories import divide_stories, story_jobs
-from .distributed import NoWriter, command_line_share
 from .errors import StoryDiffusionError, model_memory
 from .run_manifest import manifest_model_name, manifest_panels
 from .run_targets import refuse_foreign_targets
 from .rundir import MANIFEST_NAME, RunWriter, check_output_dir, prepare_output_dir
 from .settings import SETTING_RANGES
 
-EXIT_INTERRUPTED = 130
+
+def _command_line_share(args: argparse.Namespace):
+    """This process's place among the processes launched together, None alone (distributed.py, imported
+    only then: a single process checks its inputs before torch loads)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from .distributed import command_line_share
+
+    return command_line_share(args)
 
 
 def _load_story_and_model(path: str):
@@ -52,7 +60,7 @@ def check_story_images(story):
 def run_generate(args: argparse.Namespace) -> int:
     """Check every story and option before any folder changes, then draw each story: into --out, or one
     folder each under --out-root; over the processes launched together when there are several."""
-    share = command_line_share(args)  # several processes launched together (distributed.py)
+    share = _command_line_share(args)  # several processes launched together (distributed.py)
     jobs, checked, (mine, story_share) = _agreed(share, lambda: _check_generate(args, share))
     pipelines: dict = {}
     for index in mine:
@@ -160,6 +168,8 @@ def _draw_story(args: argparse.Namespace, checked: _CheckedStory, share, pipelin
     if share is None:
         target = _run_folder(args, checked.earlier if checked.continuing else None, story, settings, pipeline)
     else:  # the first process writes the manifest; each process draws, and writes where all see the folder
+        from .distributed import NoWriter
+
         earlier = checked.earlier if checked.continuing else None
         target = _agreed(share, lambda: _run_folder(args, earlier, story, settings, pipeline) if share.writes else None)
         where = share.broadcast_json(

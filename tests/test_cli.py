@@ -157,6 +157,24 @@ def test_module_entry_point_runs(tmp_path):
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
 
 
+def test_help_and_a_bad_input_answer_without_loading_torch(tmp_path):
+    """The command's answer to --help or a typo comes at once: torch and diffusers load only for real work."""
+    probe = (
+        "import sys; from storydiffusion.cli import main; "
+        "codes = [main(['--help']), main(['generate', sys.argv[1], '--out', sys.argv[2]]), main(['evaluate', '--help'])]; "
+        "print(codes, [name for name in ('torch', 'diffusers', 'transformers') if name in sys.modules])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path / "missing.yaml"), str(tmp_path / "out")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.stdout.strip().splitlines()[-1] == "[0, 2, 0] []", done.stdout + done.stderr
+    assert "missing.yaml does not exist" in done.stderr and not (tmp_path / "out").exists()
+
+
 def test_out_of_memory_becomes_a_message_with_settings_to_lower(tmp_path, capsys, monkeypatch):
     from storydiffusion.pipeline import StoryPipeline
 

@@ -20,25 +20,20 @@ from typing import Any
 from ..atomic import atomic_write_bytes, write_json
 from ..errors import SettingsError, StoryDiffusionError
 from ..images import read_image
-from ..rundir import _read_json, remove_written_files, save_result, unrecorded_files
+from ..run_records import _read_json
+from ..rundir import remove_written_files, save_result, unrecorded_files
 from ..settings import GenerationSettings
 from .comparison import Comparison, compare, comparison_csv, comparison_markdown
 from .encoders import ImageEmbedder, StoryEncoder
 from .prompt_sets import BenchmarkStory
 from .run_metrics import evaluate_run, write_metrics
 from .story_metrics import StoryScores
+from .variant_names import DEFAULT_VARIANTS, NAMED_VARIANTS, VARIED_SETTINGS
 
 BENCHMARK_FORMAT = "storydiffusion-benchmark/1"
 RECORD_NAME = "benchmark.json"
 RUNS_DIR = "runs"
 RESULT_FILES = ("results.md", "results.csv")
-NAMED_VARIANTS = {
-    "off": {"mode": "off"},  # no consistent attention: the baseline
-    "uniform": {"consistency": "uniform"},  # the paper's sampling
-    "subject": {"consistency": "subject"},  # only subject tokens shared
-}
-DEFAULT_VARIANTS = ("off", "uniform", "subject")
-VARIED_SETTINGS = ("sampling_rate", "window", "id_images", "first_consistent_step", "subject_threshold", "mode")
 _VARY = re.compile(r"(?P<key>[a-z_]+)=(?P<values>[^=]+)")
 _SAFE_VALUE = re.compile(r"[A-Za-z0-9_.+-]{1,32}")  # it names a folder too
 

@@ -19,10 +19,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..errors import ModelError
+from .encoder_names import DEFAULT_ENCODER, ENCODER_KINDS, TINY_ENCODER
 
-DEFAULT_ENCODER = "transformers:openai/clip-vit-large-patch14"
-TINY_ENCODER = "tiny"
-ENCODER_KINDS = ("tiny", "open_clip:MODEL[/PRETRAINED]", "transformers:REPO_OR_FOLDER")
 BATCH = 16
 
 
