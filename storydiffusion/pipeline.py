@@ -11,8 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -23,10 +22,9 @@ from .attention import ImageSlot, install_consistent_attention
 from .bank import IdentityBank
 from .bank_layout import expected_bank_layout
 from .batch_places import batch_places, subject_maps
-from .controlnets import UNION, batch_control, control_signature, load_controlnet, story_control_maps
+from .controlnets import batch_control, control_signature, story_control_maps
 from .distributed import ProcessShare, draw_shared
 from .errors import GenerationCancelled, ModelError, SettingsError
-from .faces import face_embedder
 from .models import (
     ModelSpec,
     load_diffusers_pipeline,
@@ -37,9 +35,9 @@ from .models import (
     select_dtype,
 )
 from .models.loading import LORA_ADAPTER
+from .pipeline_steering import SteeringMixin
 from .planning import Batch, drawn_panels, plan_story
 from .prompts import long_prompt_warnings
-from .reference_adapter import attach_reference_adapter, loaded_reference_adapter, reference_embeddings
 from .results import PanelImage, Progress, StoryResult
 from .run_gate import RunGate
 from .settings import GenerationSettings
@@ -52,7 +50,7 @@ from .subject_masks import SubjectMaps, subject_signature
 logger = logging.getLogger(__name__)
 
 
-class StoryPipeline:
+class StoryPipeline(SteeringMixin):
     """Loads a model once and generates any number of stories with it, also concurrently."""
 
     def __init__(self, pipe, spec: ModelSpec, consistent_blocks: str = "up"):
@@ -144,99 +142,6 @@ class StoryPipeline:
                 raise SettingsError(
                     f"{name} must be a multiple of {multiple} for this model, got {getattr(settings, name)}"
                 )
-
-    def attach_references(self, kind: str = "image") -> None:
-        """Load the IP-Adapter reference photos need (``kind`` "face": FaceID and its face model), once
-        (waiting for runs under way to finish); ModelError when its weights cannot be had."""
-        if loaded_reference_adapter(self.pipe) == kind and (kind == "image" or self._faces is not None):
-            return
-        tiny = self.spec.source == "tiny"
-        with self.gate.change():
-            if kind == "face":
-                self._load_face_model()
-            if loaded_reference_adapter(self.pipe) != kind:
-                width = self._faces.width if kind == "face" else None
-                attach_reference_adapter(
-                    self.pipe,
-                    self.spec.family,
-                    self.consistent_blocks,
-                    tiny,
-                    self.local_files_only,
-                    kind,
-                    width,
-                    self.loras,
-                )
-
-    @contextmanager
-    def _running(self, photos: dict, kind: str) -> Iterator[None]:
-        """Inside the run gate with the reference adapter this run needs: another run may swap it between
-        its loading and this run's entering, and then it is loaded again."""
-        while True:
-            if photos:
-                self.attach_references(kind)
-            with self.gate.run():
-                if not photos or loaded_reference_adapter(self.pipe) == kind:
-                    yield
-                    return
-
-    def reference_embeddings(
-        self, story: Story, photos: dict[str, Image.Image], settings: GenerationSettings
-    ) -> dict[str, torch.Tensor]:
-        """Each photo's embedding for its adapter (``attach_references`` first); StoryError for a photo in which
-        FaceID finds no face, which the command line asks before the output folder changes."""
-        faces = self._faces if settings.reference_adapter == "face" else None
-        return {
-            name: reference_embeddings(self.pipe, photo, faces, f"characters.{name}.reference")
-            for name, photo in photos.items()
-            if name in story.characters
-        }
-
-    def face_model_name(self, settings: GenerationSettings, has_photos: bool) -> str | None:
-        """The face model's name for the bank signature and the run's record: loaded on first need, as
-        ``generate`` would; None unless photos steer by their face."""
-        if settings.reference_adapter != "face" or not has_photos:
-            return None
-        if self._faces is None:
-            with self.gate.change():
-                self._load_face_model()
-        return self._faces.name
-
-    def can_steer_by_face(self) -> bool:
-        """Whether photos can steer by their face here: a face model was given, or the tiny one stands in."""
-        return self.face_model is not None or self._faces is not None or self.spec.source == "tiny"
-
-    def _load_face_model(self) -> None:
-        """The face model FaceID is steered with, loaded once; only under ``gate.change``."""
-        if self._faces is None:
-            self._faces = face_embedder(self.face_model, self.spec.source == "tiny")
-
-    def load_controlnets(self, kinds: set[str]) -> None:
-        """Load the ControlNets of ``kinds`` not loaded yet, or the union one when ``control_union`` (ModelError
-        when their weights cannot be had)."""
-        if self.control_union and kinds:
-            kinds = {UNION}
-        with self._controlnet_lock:
-            for kind in sorted(set(kinds) - set(self.controlnets)):
-                tiny = self.spec.source == "tiny"
-                dtype, device = self.pipe.unet.dtype, self.device
-                self.controlnets[kind] = load_controlnet(
-                    kind, self.spec.family, tiny, dtype, device, self.local_files_only
-                )
-
-    def control_maps(
-        self,
-        story: Story,
-        settings: GenerationSettings,
-        panels: list[int] | None = None,
-        given: dict[int, Image.Image] | None = None,
-        read_files: bool = True,
-    ) -> dict:
-        """The control maps of ``panels`` (default: every panel) at the run's size (``given`` ones by index),
-        ControlNets loaded for them."""
-        indices = range(len(story.panels)) if panels is None else panels
-        maps = story_control_maps(story, list(indices), (settings.width, settings.height), given, read_files)
-        self.load_controlnets({story.panels[index].control.kind for index in maps})
-        return maps
 
     def bank_signature(self, settings: GenerationSettings, references: dict[str, Any] | None = None) -> dict[str, Any]:
         """Every setting that decides the sampled identity tokens; ``references``: ``reference_signature``."""
