@@ -2,8 +2,10 @@
 
 A run folder holds ``story.json`` (the manifest), ``panels/``, optionally ``identity_bank.safetensors``
 and ``masks/``, and what later commands add: ``pages/`` and the exports (compose), ``video/`` (animate),
-``metrics.json`` (evaluate). This module is the one place that knows those names; every file is written
-through :mod:`storydiffusion.atomic`. Reading the manifest back is :mod:`storydiffusion.run_manifest`.
+``metrics.json`` (evaluate). Their names are in :mod:`storydiffusion.run_names`, what this tool wrote there
+is read from its records by :mod:`storydiffusion.run_records` (both re-exported here); this module checks and
+writes the folder, every file through :mod:`storydiffusion.atomic`. Reading the manifest back is
+:mod:`storydiffusion.run_manifest`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
-import re
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from importlib import metadata
@@ -19,52 +20,77 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .atomic import TEMPORARY_MARK, interrupts_deferred, temporary_name, write_json, write_png
+from .atomic import interrupts_deferred, write_json, write_png
 from .errors import StoryDiffusionError
-from .structured import InputFileError, parse_json, read_text
-
-MANIFEST_FORMAT = "storydiffusion-run/1"
-MANIFEST_NAME = "story.json"
-BANK_NAME = "identity_bank.safetensors"
-PANELS_DIR = "panels"
-MASKS_DIR = "masks"  # --save-masks: each panel's subject masks, one picture per character
-PAGES_DIR = "pages"
-PDF_NAME = "comic.pdf"
-CBZ_NAME = "comic.cbz"
-ZIP_NAME = "panels.zip"
-EXPORT_FILES = (PDF_NAME, CBZ_NAME, ZIP_NAME)
-VIDEO_DIR = "video"
-PAGES_INDEX = "pages.json"
-PAGES_FORMAT = "storydiffusion-pages/1"
-METRICS_NAME = "metrics.json"  # `storydiffusion evaluate`: the run's scores
-METRICS_FORMAT = "storydiffusion-metrics/1"
-STAGING_DIR = ".storydiffusion-staging"  # an --overwrite run is drawn here, then replaces the old one
-MAX_NAME_BYTES = 255  # the longest file name ext4, APFS and NTFS accept
-MAX_MANIFEST_BYTES = 64 * 2**20  # a story.json of 10,000 panels is about 10 MB
-
-
-_TEMPORARY = re.compile(rf"\.(?P<stem>.+){re.escape(TEMPORARY_MARK)}(?P<suffix>\.[^.]+)?")
-# The shapes of the names this tool gives files under a run folder; a record naming anything else
-# (a hand-edited story.json, pages.json or clip record) is not believed.
-_OWN_NAME_SHAPES = (
-    re.compile(rf"{PANELS_DIR}/panel_\d{{3,}}\.png"),
-    re.compile(rf"{MASKS_DIR}/panel_\d{{3,}}_mask_\d{{1,2}}\.png"),
-    re.compile(rf"{PAGES_DIR}/page_\d{{2,}}\.png"),
-    re.compile(rf"{VIDEO_DIR}/\d{{2,}}-\d{{2,}}\.(mp4|gif|json)"),
+from .run_names import (
+    BANK_NAME,
+    CBZ_NAME,
+    EXPORT_FILES,
+    MANIFEST_FORMAT,
+    MANIFEST_NAME,
+    MASKS_DIR,
+    MAX_MANIFEST_BYTES,
+    MAX_NAME_BYTES,
+    MAX_PANEL_NUMBER,
+    METRICS_FORMAT,
+    METRICS_NAME,
+    PAGES_DIR,
+    PAGES_FORMAT,
+    PAGES_INDEX,
+    PANELS_DIR,
+    PDF_NAME,
+    STAGING_DIR,
+    VIDEO_DIR,
+    ZIP_NAME,
+    mask_filename,
+    panel_filename,
+)
+from .run_records import (
+    _read_json,
+    drawing_panels,
+    recorded_exports,
+    refuse_unreadable_records,
+    unrecorded_files,
+    written_files,
 )
 
-
-MAX_PANEL_NUMBER = 99_999  # beyond any story's max_panels; keeps a hand-edited number from naming absurd files
-
-
-def panel_filename(index: int) -> str:
-    """``panel_001.png`` for the first panel: 1-based, 3 digits."""
-    return f"panel_{index + 1:03d}.png"
-
-
-def mask_filename(index: int, number: int) -> str:
-    """``panel_001_mask_2.png``: the mask of the second character shown in the first panel."""
-    return f"panel_{index + 1:03d}_mask_{number + 1}.png"
+# The folder's names and records are re-exported: ``rundir`` stays the one module to import.
+__all__ = [
+    "BANK_NAME",
+    "CBZ_NAME",
+    "EXPORT_FILES",
+    "MANIFEST_FORMAT",
+    "MANIFEST_NAME",
+    "MASKS_DIR",
+    "MAX_MANIFEST_BYTES",
+    "MAX_NAME_BYTES",
+    "MAX_PANEL_NUMBER",
+    "METRICS_FORMAT",
+    "METRICS_NAME",
+    "PAGES_DIR",
+    "PAGES_FORMAT",
+    "PAGES_INDEX",
+    "PANELS_DIR",
+    "PDF_NAME",
+    "RunWriter",
+    "STAGING_DIR",
+    "VIDEO_DIR",
+    "ZIP_NAME",
+    "build_manifest",
+    "check_output_dir",
+    "drawing_panels",
+    "mask_filename",
+    "package_versions",
+    "panel_filename",
+    "prepare_output_dir",
+    "recorded_exports",
+    "refuse_unreadable_records",
+    "remove_written_files",
+    "save_panel",
+    "save_result",
+    "unrecorded_files",
+    "written_files",
+]
 
 
 def prepare_output_dir(out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -143,160 +169,6 @@ def check_output_dir(out_dir: str | os.PathLike, overwrite: bool = False) -> Pat
             "it stages --overwrite runs in that folder; move your files out of it or choose another --out"
         )
     return out
-
-
-def written_files(run_dir: str | os.PathLike) -> list[Path]:
-    """The files of ``run_dir`` that this tool wrote, as its own records name them.
-
-    Read from ``story.json`` (panels, identity bank, and the panels a run was drawing), ``pages/pages.json`` (pages and exports),
-    ``video/*.json`` (clips) and ``metrics.json`` (scores, by its format). Only the temporaries of interrupted atomic writes of those files carry
-    no record (``panels/.panel_001.tmp.png``); a run lists the panels it will draw in its manifest
-    before its first panel, so no panel is ever unrecorded. Anything else is the user's and is never listed, however its name
-    looks. Only existing files inside ``run_dir`` are returned.
-    """
-    run = Path(run_dir)
-    names: list[str] = []
-    manifest = _read_json(run / MANIFEST_NAME)
-    if manifest is not None and manifest.get("format") == MANIFEST_FORMAT:
-        names.append(MANIFEST_NAME)
-        entries = [entry for entry in manifest.get("panels") or [] if isinstance(entry, dict)]
-        names += [str(entry.get("file")) for entry in entries]
-        names += [
-            str(name) for entry in entries if isinstance(entry.get("masks"), dict) for name in entry["masks"].values()
-        ]
-        if isinstance(manifest.get("identity_bank"), str):
-            names.append(manifest["identity_bank"])
-        names += _drawing_files(manifest)
-    pages = _read_json(run / PAGES_DIR / PAGES_INDEX)
-    if pages is not None and pages.get("format") == PAGES_FORMAT:
-        names.append(f"{PAGES_DIR}/{PAGES_INDEX}")
-        names += [f"{PAGES_DIR}/{entry.get('file')}" for entry in pages.get("pages") or [] if isinstance(entry, dict)]
-        writing = pages.get("writing") if isinstance(pages.get("writing"), list) else []
-        names += [f"{PAGES_DIR}/{name}" for name in writing if isinstance(name, str)]  # a composition under way
-    names += recorded_exports(run)
-    metrics = _read_json(run / METRICS_NAME)
-    if metrics is not None and metrics.get("format") == METRICS_FORMAT:
-        names.append(METRICS_NAME)
-    for info in sorted((run / VIDEO_DIR).glob("*.json")) if (run / VIDEO_DIR).is_dir() else []:
-        clip = _read_json(info)
-        if clip is not None and isinstance(clip.get("files"), list):
-            names.append(f"{VIDEO_DIR}/{info.name}")
-            names += [f"{VIDEO_DIR}/{name}" for name in clip["files"]]
-    names = [name for name in names if _shaped_like_ours(name)] + _own_temporaries(run)
-    inside = run.resolve()
-    found: list[Path] = []
-    for name in dict.fromkeys(names):
-        path = run / name
-        if path.is_file() and not path.is_symlink() and path.resolve().is_relative_to(inside):
-            found.append(path)
-    return found
-
-
-def drawing_panels(manifest: dict[str, Any]) -> list[int]:
-    """The panels (0-based) a run was drawing when its manifest was written and had not yet recorded: a file
-    of theirs may be on disk (written, its record not yet) and is this tool's. Anything malformed is ignored."""
-    numbers = manifest.get("drawing")
-    if not isinstance(numbers, list):
-        return []
-    return sorted(
-        {n - 1 for n in numbers if isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_PANEL_NUMBER}
-    )
-
-
-def _drawing_files(manifest: dict[str, Any]) -> list[str]:
-    """The panel files of the panels a run was drawing (``drawing_panels``), and their masks, one per
-    character the recorded story shows there: never more than that run could have written."""
-    indices = drawing_panels(manifest)
-    if not indices:
-        return []
-    from .run_manifest import story_from_manifest
-
-    try:
-        panels = story_from_manifest(manifest).panels
-    except StoryDiffusionError:  # a record that is not valid claims nothing
-        return []
-    names = []
-    for index in (index for index in indices if index < len(panels)):
-        names.append(f"{PANELS_DIR}/{panel_filename(index)}")
-        names += [f"{MASKS_DIR}/{mask_filename(index, number)}" for number in range(len(panels[index].characters))]
-    return names
-
-
-def _shaped_like_ours(name: str) -> bool:
-    fixed = (MANIFEST_NAME, BANK_NAME, METRICS_NAME, f"{PAGES_DIR}/{PAGES_INDEX}", *EXPORT_FILES)
-    return name in fixed or any(shape.fullmatch(name) for shape in _OWN_NAME_SHAPES)
-
-
-def recorded_exports(run_dir: str | os.PathLike) -> list[str]:
-    """The export files (PDF, CBZ, ZIP) that ``pages/pages.json`` says compose wrote.
-
-    A ``pages.json`` of version 0.1.0 has no ``exports`` entry: then every export file present is
-    taken as compose's, as 0.1.0 itself did.
-    """
-    pages = _read_json(Path(run_dir) / PAGES_DIR / PAGES_INDEX)
-    if pages is None or pages.get("format") != PAGES_FORMAT:
-        return []
-    if "exports" not in pages:
-        return [name for name in EXPORT_FILES if (Path(run_dir) / name).is_file()]
-    exports = pages["exports"] if isinstance(pages["exports"], list) else []
-    return [name for name in EXPORT_FILES if name in exports]
-
-
-def unrecorded_files(folder: str | os.PathLike) -> list[Path]:
-    """Every file (and link) under ``folder`` that :func:`written_files` does not list: the user's files,
-    which this tool never deletes and never mixes a run of its own with."""
-    root = Path(folder)
-    ours = set(written_files(root))
-    found: list[Path] = []
-    for parent, folders, files in os.walk(root):
-        found += [Path(parent) / name for name in files if Path(parent) / name not in ours]
-        found += [Path(parent) / name for name in folders if (Path(parent) / name).is_symlink()]
-    return sorted(found)
-
-
-def _own_temporaries(run: Path) -> list[str]:
-    """Temporaries an interrupted atomic write of one of this tool's own files left (``.story.tmp.json``)."""
-    names = []
-    for folder in ("", PANELS_DIR, MASKS_DIR, PAGES_DIR, VIDEO_DIR):
-        for path in _listing(run / folder):
-            match = _TEMPORARY.fullmatch(path.name)
-            target = f"{folder}/{match['stem']}{match['suffix'] or ''}".lstrip("/") if match else ""
-            if match and _shaped_like_ours(target) and temporary_name(Path(target)).name == path.name:
-                names.append(f"{folder}/{path.name}".lstrip("/"))
-    return names
-
-
-def _listing(folder: Path) -> list[Path]:
-    return sorted(folder.iterdir()) if folder.is_dir() else []
-
-
-def refuse_unreadable_records(run_dir: str | os.PathLike) -> None:
-    """Raise when the run's own record (``story.json``, ``pages/pages.json``) is there but cannot be read: every
-    file it lists would look like the user's, so the refusal says why instead of "no record of writing"."""
-    run = Path(run_dir)
-    for name in (MANIFEST_NAME, f"{PAGES_DIR}/{PAGES_INDEX}"):
-        path = run / name
-        if not path.is_file() or path.is_symlink():
-            continue
-        try:
-            parse_json(read_text(path, "record", MAX_MANIFEST_BYTES), path.name)
-        except InputFileError as error:
-            raise StoryDiffusionError(
-                f"{path} is a file this tool has no record of writing: it cannot be read as a run's record ({error}); "
-                "if an earlier run wrote it, repair or delete it, if it is your own file, move it out of the folder, "
-                "or choose another --out"
-            ) from None
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    """One of this tool's own records, read through ``structured`` like any file; None if unreadable."""
-    if not path.is_file():
-        return None
-    try:
-        data = parse_json(read_text(path, "record", MAX_MANIFEST_BYTES), path.name)
-    except InputFileError:
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def package_versions() -> dict[str, str]:
