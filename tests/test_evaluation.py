@@ -196,9 +196,12 @@ def test_a_redraw_forgets_the_old_scores_and_keeps_the_users_files(run, tmp_path
         (["--dreamsim", "no-such-folder"], "--dreamsim no-such-folder: not a folder holding DreamSim's checkpoints"),
         (["--face-model", "no-such-folder"], "--face-model no-such-folder: not a folder of InsightFace .onnx"),
         (["--dreamsim", "docs"], "not a folder holding DreamSim's checkpoints (*.pth)"),
+        (["--dreamsim", "{partial}"], "it holds no clip_vitb16_pretrain.pth.tar, which DreamSim reads"),
     ],
 )
-def test_bad_measures_exit_2_naming_the_flag(run, flags, message, capsys):
+def test_bad_measures_exit_2_naming_the_flag(run, flags, message, capsys, tmp_path):
+    (tmp_path / "dino_vitb16_pretrain.pth").write_bytes(b"")  # a cache that would make DreamSim download the rest
+    flags = [flag.format(partial=tmp_path) for flag in flags]
     before = sorted(path.name for path in Path(run).iterdir())
     assert main(["evaluate", str(run), *flags]) == 2
     assert message in capsys.readouterr().err
