@@ -46,6 +46,22 @@ def test_crop_fills_the_cell_with_no_background_and_keeps_the_aspect():
     assert fit_image(stripes.rotate(90, expand=True), 40, 40, "crop").getpixel((20, 20)) == RED
 
 
+@pytest.mark.parametrize(
+    ("panel", "cells"),
+    [
+        ((832, 1216), [(50, 155), (50, 310), (301, 437), (640, 333)]),
+        ((1216, 832), [(50, 60), (50, 63), (512, 350)]),
+        ((640, 480), [(50, 65), (50, 69), (333, 250)]),
+    ],
+)
+def test_crop_fits_common_sdxl_panel_sizes_into_any_cell(panel, cells):
+    """For these sizes the centred crop box came out a hair outside the image (-5.7e-14) and PIL refused it."""
+    image = solid(RED, panel)
+    for width, height in cells + [(w, h) for w in range(50, 700, 97) for h in range(50, 700, 89)]:
+        fitted = fit_image(image, width, height, "crop")
+        assert fitted.size == (width, height) and colours_of(fitted) == {RED}
+
+
 def test_letterbox_shows_the_whole_panel_with_bars():
     fitted = fit_image(solid(RED, (200, 100)), 100, 100, "letterbox", background=WHITE)
     assert fitted.size == (100, 100)

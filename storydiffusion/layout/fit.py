@@ -50,9 +50,11 @@ def fit_image(
     iw, ih = source.size
     if mode == "crop":
         scale = max(width / iw, height / ih)
-        crop_w, crop_h = width / scale, height / scale
-        left, top = (iw - crop_w) / 2, (ih - crop_h) / 2
-        box = (left, top, left + crop_w, top + crop_h)
+        # Clamped to the image: in floating point width / scale can exceed iw by 1e-13, and PIL refuses a box
+        # reaching outside the image (a negative offset) for common panel sizes such as 832x1216.
+        crop_w, crop_h = min(iw, width / scale), min(ih, height / scale)
+        left, top = max(0.0, (iw - crop_w) / 2), max(0.0, (ih - crop_h) / 2)
+        box = (left, top, min(iw, left + crop_w), min(ih, top + crop_h))
         if (iw, ih) == (width, height):
             return source.copy()
         return source.resize((width, height), Image.Resampling.LANCZOS, box=box, reducing_gap=_REDUCING_GAP)
