@@ -9,6 +9,7 @@ re-typesetting pages, exporting, saving and loading project files.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import secrets
 import shutil
 import tempfile
@@ -33,6 +34,8 @@ from .streaming import Event, PanelDone, RunFinished, stream_generation
 from .studio_uploads import StoryUploads
 
 DOWNLOADS_DIR = "downloads"  # in a session's folder: the files offered for download, named after the story
+LOADING_DIR = "loading"  # in a session's folder: a project being loaded, until it replaces the run
+EXPORTS = ("pdf", "cbz", "zip")  # what the studio offers for download beside the pages
 MAX_DICE_SEED = 2**31 - 1  # the dice stays below 2**53 so a browser's number field holds it exactly
 
 
@@ -223,7 +226,7 @@ class StudioSession:
 
     # -- pages and files ----------------------------------------------------------------------
     def retypeset(
-        self, layout: str | None = None, story: Story | None = None, export: tuple[str, ...] = ("pdf", "cbz", "zip")
+        self, layout: str | None = None, story: Story | None = None, export: tuple[str, ...] = EXPORTS
     ) -> ComposeResult:
         """Compose pages again (another layout, edited captions) without touching the images."""
         if self.result is None:
@@ -283,15 +286,22 @@ class StudioSession:
         path = self.workdir / DOWNLOADS_DIR / f"{_slug(self.story.title)}-project.zip"
         return save_project(project, path, include_bank=include_bank)
 
-    def load_project(self, path: str | Path, pipeline: StoryPipeline, limits: ProjectLimits | None = None) -> Project:
-        """Continue a saved project: its panels, seeds and bank become this session's. A project saved
-        without its bank gets it back on the first ``regenerate_panel`` that needs it.
+    def load_project(
+        self,
+        path: str | Path,
+        pipeline: StoryPipeline,
+        limits: ProjectLimits | None = None,
+        layout: str | None = None,
+    ) -> Project:
+        """Continue a saved project: its panels, seeds and bank become this session's, its pages typeset (in
+        its own layout, else ``layout``). A project saved without its bank gets it back on the first
+        ``regenerate_panel`` that needs it.
 
+        All of it is built and typeset in a folder beside the session's run first: a project that fails
+        anywhere leaves the session's story, panels and pages exactly as they were.
         ``limits`` bound what the archive may unpack to (a shared server ties them to its upload limit).
         """
         project = load_project(path, limits)
-        shutil.rmtree(self.run_dir, ignore_errors=True)
-        (self.run_dir / PANELS_DIR).mkdir(parents=True)
         panels = [
             PanelImage(
                 index=i,
@@ -304,17 +314,25 @@ class StudioSession:
             )
             for i, image in sorted(project.panels.items())
         ]
-        self.story, self.model, self.layout = project.story, project.model, project.layout or self.layout
+        result = StoryResult(
+            story=project.story, settings=project.settings, model=pipeline.spec, panels=panels, bank=project.bank
+        )
+        staging = self.workdir / LOADING_DIR
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            (staging / PANELS_DIR).mkdir(parents=True)
+            save_result(result, staging, private=True)
+            layout = project.layout or layout or self.layout
+            pages = compose_run(staging, layout=layout, export=EXPORTS)  # a panel that cannot be typeset fails here
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        staging.rename(self.run_dir)
+        self.story, self.model, self.layout, self.result = project.story, project.model, layout, result
         self.bank_story = project.bank_story if project.bank_story is not None else copy.deepcopy(project.story)
         self.steered = StoryUploads.from_project(project.story, project.photos, project.controls)
-        self.result = StoryResult(
-            story=project.story,
-            settings=project.settings,
-            model=pipeline.spec,
-            panels=panels,
-            bank=project.bank,
-        )
-        save_result(self.result, self.run_dir, private=True)
+        self.pages = _moved(pages, self.run_dir)
         return project
 
     def animate(
@@ -378,6 +396,13 @@ class StudioSession:
         target.parent.mkdir(exist_ok=True)
         atomic_write_bytes(target, path.read_bytes())
         return str(target)
+
+
+def _moved(pages: ComposeResult, run_dir: Path) -> ComposeResult:
+    """``pages`` composed in another folder, which has since become ``run_dir``."""
+    inside = lambda path: run_dir / path.relative_to(pages.run_dir)  # noqa: E731
+    files = {kind: inside(path) for kind, path in pages.files.items()}
+    return dataclasses.replace(pages, run_dir=run_dir, pages=[inside(page) for page in pages.pages], files=files)
 
 
 @dataclass

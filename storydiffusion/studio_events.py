@@ -208,9 +208,8 @@ def wire_project(
         Every setting of the project comes back into the page, with its panels and pages."""
         path = text.uploaded_path("Project", path, uploads)
         session, layout = session_of(state), text.layout_value(layout)
-        project = session.load_project(path, pool.get(model), limits)
-        layout = project.layout or layout
-        session.retypeset(layout)
+        project = session.load_project(path, pool.get(model), limits, layout)
+        layout = session.layout
         panels = session.panels()
         offered = [project.model] if pool.allow_custom else pool.choices()
         settings, model_note = text.loaded_settings(project.settings, project.model, offered)

@@ -106,6 +106,34 @@ def test_project_round_trip_continues_in_a_new_session(session, tiny_sdxl, tmp_p
     assert other.result.bank is project.bank  # a project that carries its bank is read with it, not rebuilt
 
 
+def test_a_project_that_fails_to_typeset_leaves_the_session_as_it_was(session, tiny_sdxl, tmp_path, monkeypatch):
+    import storydiffusion.studio as studio_module
+    from storydiffusion.layout import LayoutError
+
+    session.retypeset("classic")
+    other = StudioSession(workdir=tmp_path / "other")
+    other_story = make_story("[Mia] flies a kite\n[Leo] waves")
+    list(other.generate(tiny_sdxl, other_story, other_story.settings, "tiny-sdxl"))
+    path = other.save_project(include_bank=False)
+    before = {p.relative_to(session.workdir): p.read_bytes() for p in session.workdir.rglob("*") if p.is_file()}
+    story, result, pages = session.story, session.result, session.pages
+
+    def fails(*args, **kwargs):
+        raise LayoutError("this panel cannot be typeset")
+
+    monkeypatch.setattr(studio_module, "compose_run", fails)
+    with pytest.raises(LayoutError):
+        session.load_project(path, tiny_sdxl, layout="grid")
+    assert (session.story, session.result, session.pages) == (story, result, pages)
+    after = {p.relative_to(session.workdir): p.read_bytes() for p in session.workdir.rglob("*") if p.is_file()}
+    assert after == before  # the panels, pages and downloads on disk too, and nothing left of the attempt
+    monkeypatch.undo()
+    session.load_project(path, tiny_sdxl, layout="grid")
+    assert session.story.title == other_story.title and session.layout == "classic" and session.pages.pages  # its own
+    assert all(page.is_file() and session.run_dir in page.parents for page in session.pages.pages)
+    assert session.downloads().pdf is not None
+
+
 def bank_tensors(bank, path):
     """The tokens of a bank as its safetensors file holds them, by ``source.step.layer``."""
     bank.save(path)
