@@ -7,12 +7,15 @@ import re
 from typing import NoReturn
 
 from .cli_evaluation import add_benchmark, add_evaluate
+from .errors import shown
 from .settings import DEFAULT_FPS, DEFAULT_FRAMES, MAX_FACTOR, SETTING_RANGES
 
 __all__ = ["CommandParser", "build_parser"]
 
 EXIT_USAGE = 2
 _MISSING_VALUE = re.compile(r"argument (-[-\w]+)(?:/-[-\w]+)*: expected one argument")
+
+_LONG_QUOTED = re.compile(r"'([^']{60})([^']{20,})'")
 
 
 class CommandParser(argparse.ArgumentParser):
@@ -26,7 +29,9 @@ class CommandParser(argparse.ArgumentParser):
 
 
 def _with_hint(message: str) -> str:
-    """A value that starts with '-' (``-inf``, ``-1e3``) reads as an option name unless written with '='."""
+    """A value that starts with '-' (``-inf``, ``-1e3``) reads as an option name unless written with '='. A huge
+    value argparse quotes back (an invalid choice or number) is cut short, so the message stays one line."""
+    message = _LONG_QUOTED.sub(lambda m: f"'{m[1]}...' ({len(m[1]) + len(m[2]):,} characters)", message)
     missing = _MISSING_VALUE.fullmatch(message)
     if missing is None:
         return " ".join(message.split())
@@ -45,7 +50,7 @@ def _rate(text: str) -> float | dict[int, float]:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected a rate such as 0.5 or 1:0.5,2:0.3 (factors 0..{MAX_FACTOR}), got {text!r}"
+            f"expected a rate such as 0.5 or 1:0.5,2:0.3 (factors 0..{MAX_FACTOR}), got {shown(text)}"
         ) from None
 
 
@@ -53,7 +58,7 @@ def _panel_list(text: str) -> list[int]:
     try:
         return [int(part) - 1 for part in text.split(",") if part.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 1-based panel numbers such as 2,5, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected 1-based panel numbers such as 2,5, got {shown(text)}") from None
 
 
 def _allowed(name: str, text: str = "") -> str:

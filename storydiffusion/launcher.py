@@ -15,7 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .errors import SettingsError
+from .errors import SettingsError, shown
+from .structured import plain_digits
 
 MAX_PROCESSES = 64
 EXIT_FILE_ENV = "STORYDIFFUSION_EXIT_FILE"  # where each process leaves its exit code (``.RANK``) for the launcher
@@ -25,12 +26,16 @@ def devices_value(text: str) -> tuple[int, str]:
     """``--devices 0,1,2,3`` (one process per GPU) or ``cpu:N`` (N processes on the CPU): the number of
     processes and the GPU numbers (empty for the CPU). ValueError says what is accepted."""
     text = text.strip()
-    if text.startswith("cpu:") and text[4:].isdigit() and 1 <= int(text[4:]) <= MAX_PROCESSES:
+    if text.startswith("cpu:") and plain_digits(text[4:]) and len(text) <= 8 and 1 <= int(text[4:]) <= MAX_PROCESSES:
         return int(text[4:]), ""
     parts = [part.strip() for part in text.split(",")]
-    if parts and all(part.isdigit() for part in parts) and len(set(parts)) == len(parts) <= MAX_PROCESSES:
+    if (
+        parts
+        and all(plain_digits(part) and len(part) <= 4 for part in parts)
+        and len(set(parts)) == len(parts) <= MAX_PROCESSES
+    ):
         return len(parts), ",".join(parts)
-    raise ValueError(f"expected GPU numbers such as 0,1,2,3 or cpu:N (N from 1 to {MAX_PROCESSES}), got {text!r}")
+    raise ValueError(f"expected GPU numbers such as 0,1,2,3 or cpu:N (N from 1 to {MAX_PROCESSES}), got {shown(text)}")
 
 
 def visible_devices(numbers: str, inherited: str | None, count: int) -> str:
@@ -73,7 +78,7 @@ def launch_processes(argv: list[str], devices: str) -> int:
 
 def _read_code(path: Path) -> int | None:
     text = path.read_text(encoding="utf-8").strip() if path.is_file() else ""
-    return int(text) if text.lstrip("-").isdigit() else None
+    return int(text) if plain_digits(text.lstrip("-")) and len(text) <= 12 else None
 
 
 def _wait_passing_signals(child: subprocess.Popen) -> int:

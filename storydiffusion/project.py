@@ -31,7 +31,7 @@ from .run_manifest import story_from_manifest
 from .rundir import MAX_MANIFEST_BYTES, panel_filename
 from .settings import MAX_SEED, GenerationSettings
 from .story import Story
-from .structured import InputFileError, parse_json
+from .structured import InputFileError, parse_json, plain_digits
 
 PROJECT_FORMAT = "storydiffusion-project/1"
 PROJECT_JSON = "project.json"
@@ -190,7 +190,7 @@ def _read_steering(
         photos[name] = _read_png(archive, members[references[name]], label, limits)
     pictures: dict[int, Image.Image] = {}
     for key, member in controls.items():
-        index = int(key) - 1 if isinstance(key, str) and key.isdigit() and len(key) <= 6 else -1
+        index = int(key) - 1 if isinstance(key, str) and plain_digits(key) and len(key) <= 6 else -1
         valid = 0 <= index < len(story.panels) and story.panels[index].control is not None
         if not valid or member != control_member(index) or member not in members:
             raise ProjectError(f"{label}: control image entry {shown(key)} does not match a panel's control")

@@ -27,6 +27,7 @@ from .errors import StoryDiffusionError
 MAX_FILE_BYTES = 4 * 2**20
 MAX_DEPTH = 32
 MAX_NODES = 100_000
+MAX_NUMBER_CHARS = 100  # far beyond any setting; Python refuses to read integers of over 4,300 digits at all
 
 __all__ = [
     "MAX_DEPTH",
@@ -45,6 +46,7 @@ _DEPTH_UP = (
     yaml.FlowMappingStartToken,
     yaml.FlowSequenceStartToken,
 )
+_YAML_INT = "tag:yaml.org,2002:int"
 _DEPTH_DOWN = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
 _JSON_STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.S)
 
@@ -135,7 +137,7 @@ def parse_json(text: str, name: str) -> Any:
         elif bracket in ("]", "}"):
             depth -= 1
     try:
-        data = json.loads(text, object_pairs_hook=_unique_keys(name))
+        data = json.loads(text, object_pairs_hook=_unique_keys(name), parse_int=_bounded_int(name))
     except json.JSONDecodeError as error:
         raise InputFileError(f"{name} is not valid JSON: {error.msg} (column {error.colno})", error.lineno) from None
     except RecursionError:
@@ -143,6 +145,29 @@ def parse_json(text: str, name: str) -> Any:
     _check_numbers(data, name)
     _check_text(data, name)
     return data
+
+
+def plain_digits(text: str) -> bool:
+    """Whether ``text`` is a whole number written in ASCII digits (``str.isdigit`` also takes '²' and '١٢٣')."""
+    return text.isascii() and text.isdigit()
+
+
+def _long_number(name: str, digits: str) -> str:
+    return (
+        f"{name}: the number {digits[:12]}… has {len(digits)} characters, more than the {MAX_NUMBER_CHARS} a "
+        "number may have here: write a smaller number"
+    )
+
+
+def _bounded_int(name: str):
+    """JSON's integers, refused by name when longer than any setting could use (int() would raise ValueError)."""
+
+    def parse(digits: str) -> int:
+        if len(digits) > MAX_NUMBER_CHARS:
+            raise InputFileError(_long_number(name, digits))
+        return int(digits)
+
+    return parse
 
 
 def _values(data: Any, path: str = "") -> Iterator[tuple[str, Any]]:
@@ -221,6 +246,8 @@ def _check_yaml_nodes(root: yaml.Node, name: str) -> None:
         if id(node) in sizes:
             continue
         children = _children(node)
+        if isinstance(node, yaml.ScalarNode) and node.tag == _YAML_INT and len(node.value) > MAX_NUMBER_CHARS:
+            raise InputFileError(_long_number(name, node.value), _line(node.start_mark))
         if not children_done:
             if isinstance(node, yaml.MappingNode):
                 _check_unique_yaml_keys(node, name)

@@ -18,6 +18,7 @@ from .resources import data_path
 from .results import PanelImage, Progress, StoryResult
 from .settings import CONSISTENCY_KINDS, REFERENCE_ADAPTERS, SETTING_RANGES, GenerationSettings
 from .story import Story, load_story, parse_characters, story_from_text, story_to_text
+from .structured import MAX_NUMBER_CHARS, plain_digits
 from .styles import load_styles
 
 if TYPE_CHECKING:
@@ -80,8 +81,10 @@ def setting_value(name: str, value: Any, label: str | None = None) -> int | floa
     if (value is None or value == "") and name in _EMPTY_MEANS_ZERO:
         return 0
     if name in _TYPED_AS_TEXT and isinstance(value, str):  # digits, so a big seed stays exact
-        if not value.strip().isdigit():
-            raise SettingsError(f"{label}: {shown(value)} is not a number (allowed {allowed.describe()}, in digits)")
+        if not plain_digits(value.strip()) or len(value.strip()) > MAX_NUMBER_CHARS:
+            raise SettingsError(
+                f"{label}: {shown(value)} is not a number (allowed {allowed.describe()}, in digits 0-9)"
+            )
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise SettingsError(f"{label}: {shown(value)} is not a number (allowed {allowed.describe()})")
@@ -246,7 +249,7 @@ def selected_panel_number(position: int, value: Any) -> int:
     """
     caption = value.get("caption") if isinstance(value, dict) else None
     last_word = caption.split()[-1] if caption and caption.split() else ""
-    return int(last_word) if last_word.isdigit() else position + 1
+    return int(last_word) if plain_digits(last_word) and len(last_word) <= 6 else position + 1
 
 
 def notice_markdown(notice: str) -> str:

@@ -72,7 +72,16 @@ def test_an_empty_seed_box_means_seed_zero_and_an_empty_negative_prompt_none():
 
 @pytest.mark.parametrize(
     ("position", "value", "label"),
-    [(0, "abc", "Steps"), (1, None, "Guidance"), (2, [512], "Width"), (5, True, "Sampling rate"), (4, "seven", "Seed")],
+    [
+        (0, "abc", "Steps"),
+        (1, None, "Guidance"),
+        (2, [512], "Width"),
+        (5, True, "Sampling rate"),
+        (4, "seven", "Seed"),
+        (4, "²", "Seed"),  # str.isdigit() says yes, int() says no
+        (4, "١٢٣", "Seed"),  # Arabic-Indic digits: not what the box asks for
+        (4, "9" * 5000, "Seed"),  # beyond the 4,300 digits Python reads at all
+    ],
 )
 def test_a_value_that_is_not_a_number_is_refused_under_its_label(position, value, label):
     """What an API client can send where a slider would send a number."""

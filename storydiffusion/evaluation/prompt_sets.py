@@ -24,7 +24,7 @@ from typing import Any
 from ..errors import StoryDiffusionError, StoryError, shown
 from ..story import Story, load_story
 from ..story.files import STORY_SUFFIXES
-from ..structured import parse_json, parse_yaml, read_text
+from ..structured import parse_json, parse_yaml, plain_digits, read_text
 
 CONSISTORY_PREFIX = "A photo depicts "
 CONSISTORY_KEYS = ("style", "subject", "settings")
@@ -104,7 +104,9 @@ def _domains(data: Any) -> bool:
 
 
 def _numbered(folder: Path) -> list[Path]:
-    found = [d for d in folder.iterdir() if d.is_dir() and not d.is_symlink() and d.name.isdigit()]
+    found = [
+        d for d in folder.iterdir() if d.is_dir() and not d.is_symlink() and plain_digits(d.name) and len(d.name) <= 9
+    ]
     return sorted(found, key=lambda d: int(d.name))
 
 

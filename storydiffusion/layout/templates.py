@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import SettingsError
+from ..errors import SettingsError, shown
 from ..resources import data_path
 from ..settings import SETTING_RANGES
 from ..structured import InputFileError, parse_json, parse_yaml, read_text
@@ -174,11 +174,13 @@ def template_path(name_or_path: str | Path) -> Path:
                 f"layout file {text} does not exist: give an existing .yaml/.json file or a name ({_names()})"
             )
         return candidate
-    for suffix in SUFFIXES:
-        path = LAYOUTS_DIR / f"{text}{suffix}"
-        if path.is_file():
-            return path
-    raise LayoutError(f"unknown layout {text!r}: choose one of {_names()}, or give the path of a .yaml/.json template")
+    if text in list_templates():  # a name is looked up among the bundled ones, never joined onto a path
+        return next(
+            LAYOUTS_DIR / f"{text}{suffix}" for suffix in SUFFIXES if (LAYOUTS_DIR / f"{text}{suffix}").is_file()
+        )
+    raise LayoutError(
+        f"unknown layout {shown(text)}: choose one of {_names()}, or give the path of a .yaml/.json template"
+    )
 
 
 def _names() -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import StoryError, shown
 from ..settings import MAX_TEXT_CHARS
+from ..structured import plain_digits
 from .names import TAG, name_index, name_key
 
 Box = tuple[float, float, float, float]
@@ -115,7 +116,7 @@ def region_from_text(text: str, where: str) -> Region:
     place, has_text, prompt = text.partition(":")
     place = place.strip()
     value: Any = place
-    if place and (place[0].isdigit() or place[0] in ".-"):
+    if place and (plain_digits(place[0]) or place[0] in ".-"):
         try:
             value = [float(part) for part in place.split(",")]
         except ValueError:

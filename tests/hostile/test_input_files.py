@@ -31,6 +31,10 @@ HOSTILE_STORIES = {
     "duplicate.json": ('{"characters": {"Bob": "a man"}, "panels": ["x"], "panels": ["y"]}', "'panels' twice"),
     "nan.json": ('{"characters": {"Bob": "a man"}, "panels": ["x"], "settings": {"guidance": NaN}}', "NaN"),
     "huge.yaml": (STORY + "# " + "x" * MAX_FILE_BYTES + "\n", "MB allowed"),
+    # Python refuses to read integers of over 4,300 digits (a ValueError from inside the parsers)
+    "long_int.yaml": (STORY + "settings: {seed: " + "9" * 5000 + "}\n", "has 5000 characters, more than the 100"),
+    "long_hex.yaml": (STORY + "settings: {seed: 0x" + "f" * 5000 + "}\n", "has 5002 characters"),
+    "long_int.json": ('{"panels": ["x"], "settings": {"seed": ' + "9" * 5000 + "}}", "has 5000 characters"),
 }
 HOSTILE_STORIES["block.yaml"] = (HOSTILE_STORIES["block.yaml"], "nested more than")
 
