@@ -17,6 +17,16 @@ class StoryError(StoryDiffusionError, ValueError):
         super().__init__(f"line {line}: {message}" if line is not None else message)
 
 
+class TooManyPanels(StoryError):
+    """A story longer than its ``max_panels``: the studio, which has no such setting, words it its own way."""
+
+    def __init__(self, count: int, limit: int):
+        self.count, self.limit = count, limit
+        super().__init__(
+            f"the story has {count} panels but max_panels is {limit}: split it into several stories or raise max_panels"
+        )
+
+
 class ModelError(StoryDiffusionError):
     """A model could not be found, loaded or recognised."""
 

@@ -97,8 +97,7 @@ class ModelPool:
         if name in self.choices() or self.allow_custom:
             return name
         raise ModelNotOffered(
-            f"Model: {name!r} is not offered on this server; choose one of {', '.join(self.choices())}. "
-            "(Custom models and paths are allowed only when the operator starts the app with --allow-custom-models.)"
+            f"Model: {shown_name(name)!r} is not offered on this server; choose one of {', '.join(self.choices())}"
         )
 
     @property
@@ -142,8 +141,8 @@ class ModelPool:
         pipeline = self._pipelines.get((name, 0))
         if pipeline is not None and pipeline.spec.source == "tiny":
             return (
-                f"Offline demo: {shown_name(name)!r} is a tiny random-weight model (panels are random patterns). "
-                "Start with --model sdxl-base for real pictures."
+                f"Offline demo: {shown_name(name)!r} is a tiny random-weight model (panels are random patterns): "
+                "choose a real model under Model, such as sdxl-base, for real pictures."
             )
         return ""
 
@@ -163,7 +162,7 @@ class ModelPool:
             reason = "no network, no cached weights" if isinstance(error, HubUnreachable) else "see the server log"
             self._notices[name] = (
                 f"Offline demo: could not load {shown_name(name)!r} ({reason}); running the tiny random-weight "
-                "offline demo model. Start with --model NAME_OR_PATH for real pictures."
+                "offline demo model instead (panels are random patterns)."
             )
             fallback = self._pipelines.get((OFFLINE_MODEL, slot))
             return fallback if fallback is not None else self._loader(OFFLINE_MODEL, device="cpu", dtype="float32")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from .errors import SettingsError, StoryDiffusionError, StoryError, shown
+from .errors import SettingsError, StoryDiffusionError, StoryError, TooManyPanels, shown
 from .layout.templates import list_templates
 from .resources import data_path
 from .results import PanelImage, Progress, StoryResult
@@ -204,6 +204,11 @@ def story_from_ui(
         raise StoryError(f"Characters, {error}") from None
     try:
         return story_from_text(characters, panels, title=title, settings=settings)
+    except TooManyPanels as error:
+        raise StoryError(
+            f"Story: {error.count:,} panels is more than the {error.limit:,} a story may have here: split it into "
+            "several stories"
+        ) from None
     except StoryError as error:
         raise StoryError(f"Story, {error}") from None
 

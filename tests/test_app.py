@@ -53,7 +53,8 @@ def test_without_weights_the_page_shows_one_offline_banner_line(tiny_sdxl):
     pool = tiny_pool(tiny_sdxl, "sdxl-base", hub_online=lambda: False, in_cache=lambda repo: False)
     demo = app.build_app(pool)
     banner = next(block for block in demo.blocks.values() if getattr(block, "elem_id", None) == "model-notice")
-    assert banner.visible and "Offline demo" in banner.value and "--model" in banner.value
+    assert banner.visible and "Offline demo" in banner.value and "offline demo model instead" in banner.value
+    assert "--" not in banner.value  # a web user has no command line: the page never points at one
     assert "\n" not in banner.value.strip()
 
 

@@ -3,7 +3,7 @@
 import pytest
 from PIL import Image
 
-from storydiffusion.errors import StoryDiffusionError
+from storydiffusion.errors import StoryDiffusionError, StoryError
 from storydiffusion.pipeline import PanelImage, Progress
 from storydiffusion.settings import SETTING_RANGES
 from storydiffusion.story import story_from_text
@@ -276,3 +276,12 @@ def test_a_story_mistake_names_the_box_it_is_in_without_story_file_words(charact
     with pytest.raises(StoryDiffusionError) as refused:
         story_from_ui("Title", characters, story)
     assert str(refused.value).startswith(start) and "story file" not in str(refused.value)
+
+
+def test_a_story_over_the_panel_limit_is_told_in_the_pages_words():
+    with pytest.raises(StoryError) as refused:
+        story_from_ui("Long", "[Bob] a man", "\n".join(["[Bob] walks"] * 600))
+    assert (
+        str(refused.value)
+        == "Story: 600 panels is more than the 500 a story may have here: split it into several stories"
+    )

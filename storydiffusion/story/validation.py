@@ -9,7 +9,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Any
 
-from ..errors import SettingsError, StoryError, shown, wrong_kind
+from ..errors import SettingsError, StoryError, TooManyPanels, shown, wrong_kind
 from ..settings import MAX_PATH_CHARS, MAX_TEXT_CHARS, SETTING_RANGES
 from .control import check_control
 from .model import DEFAULT_REFERENCE_SCALE, Character, DialogueLine, Panel, Story
@@ -241,10 +241,7 @@ def _validate_panel_count(story: Story) -> None:
         raise StoryError(NO_PANELS)
     count = len(story.panels)
     if count > story.settings.max_panels:
-        raise StoryError(
-            f"the story has {count} panels but max_panels is {story.settings.max_panels}: "
-            "split it into several stories or raise max_panels"
-        )
+        raise TooManyPanels(count, story.settings.max_panels)
 
 
 def _validate_panel(panel: Panel, characters: dict[str, Character], label: str) -> None:
