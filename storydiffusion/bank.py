@@ -339,8 +339,10 @@ class IdentityBank:
             raise
         except ValueError as error:
             raise BankError(f"{path} is not a usable identity bank: {error}; regenerate it with --save-bank") from None
-        except Exception as error:  # safetensors raises several types for a bad file
-            raise BankError(f"could not read identity bank {path}: {error}") from None
+        except Exception as error:  # safetensors raises several types for a bad file; its own words mean little
+            raise BankError(
+                f"could not read identity bank {path}: not a safetensors file, or a damaged one ({type(error).__name__})"
+            ) from None
         return bank.cast(dtype) if dtype is not None else bank
 
     def _check_layout(self) -> None:

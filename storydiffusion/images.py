@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import stat
 import warnings
 from collections.abc import Iterator
@@ -126,9 +127,11 @@ def _open_checked(
         except MemoryError:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+            found = re.search(r"\((\d+) pixels\)", str(error))  # Pillow's text names its own limit too: not shown
+            size = f"{int(found[1]):,} pixels, " if found and len(found[1]) < 20 else ""
             raise ImageInputError(
-                f"{label}: the image has more than the {max_pixels:,} pixels an image may have, "
-                f"refused before decoding ({error})"
+                f"{label}: the image has {size}more than the {max_pixels:,} pixels an image may have, "
+                "refused before decoding: scale it down first"
             ) from None
         except Image.UnidentifiedImageError:
             raise ImageInputError(f"{label}: not an image this tool reads: give a {', '.join(formats)} file") from None

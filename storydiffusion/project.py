@@ -25,13 +25,13 @@ from PIL import Image
 from .archive_checks import check_archive, copy_member, read_member
 from .atomic import atomic_path
 from .bank import IdentityBank
-from .errors import ImageInputError, ProjectError, SettingsError, StoryError, kind_of, shown, wrong_kind
+from .errors import BankError, ImageInputError, ProjectError, SettingsError, StoryError, kind_of, shown, wrong_kind
 from .images import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, read_image
 from .run_manifest import story_from_manifest
 from .rundir import MAX_MANIFEST_BYTES, panel_filename
 from .settings import MAX_SEED, GenerationSettings
 from .story import Story
-from .structured import InputFileError, parse_json, plain_digits
+from .structured import InputFileError, decode_text, parse_json, plain_digits
 
 PROJECT_FORMAT = "storydiffusion-project/1"
 PROJECT_JSON = "project.json"
@@ -215,9 +215,9 @@ def _read_names(document: dict[str, Any], label: str) -> tuple[str, str | None]:
 
 def _read_document(data: bytes, label: str) -> dict[str, Any]:
     try:
-        document = parse_json(data.decode("utf-8"), PROJECT_JSON)
-    except (UnicodeDecodeError, InputFileError) as error:
-        raise ProjectError(f"{label}: {PROJECT_JSON} is not valid JSON ({error})") from None
+        document = parse_json(decode_text(data, PROJECT_JSON), PROJECT_JSON)
+    except InputFileError as error:  # its message starts with the file's name
+        raise ProjectError(f"{label}: {error}") from None
     if not isinstance(document, dict) or document.get("format") != PROJECT_FORMAT:
         found = document.get("format") if isinstance(document, dict) else None
         raise ProjectError(f"{label} is not a StoryDiffusion project file (format {shown(found)})")
@@ -302,4 +302,10 @@ def _read_bank(archive: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, max_
         path = Path(folder) / BANK_NAME
         with open(path, "wb") as target:
             copy_member(archive, info, target, label, max_bytes)
-        return IdentityBank.load(path)
+        try:
+            return IdentityBank.load(path)
+        except BankError:  # its message names a temporary file: the project's member is what the user knows
+            raise ProjectError(
+                f"{label}: {BANK_NAME} is not a usable identity bank (damaged, or written by another version): "
+                "save the project again, or without its bank"
+            ) from None

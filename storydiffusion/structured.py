@@ -35,6 +35,7 @@ __all__ = [
     "MAX_NODES",
     "InputFileError",
     "check_regular_file",
+    "decode_text",
     "parse_json",
     "parse_yaml",
     "read_text",
@@ -94,10 +95,18 @@ def read_text(path: str | os.PathLike[str], what: str, max_bytes: int = MAX_FILE
         raise InputFileError(f"cannot read {what} {path}: {error.strerror or error}") from None
     if len(data) > max_bytes:  # the file grew while we looked
         raise InputFileError(f"{what} {path.name} is more than the {_size(max_bytes)} allowed")
+    return decode_text(data, f"{what} {path.name}")
+
+
+def decode_text(data: bytes, label: str) -> str:
+    """Bytes of a text file as UTF-8 (a byte-order mark is dropped); UTF-16 and other encodings are refused
+    by name, saying how to save the file."""
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise InputFileError(f"{what} {path.name} is not UTF-8 text: save it as UTF-8") from None
+        utf16 = data[:2] in (b"\xff\xfe", b"\xfe\xff")
+        found = " (it is UTF-16)" if utf16 else ""
+        raise InputFileError(f"{label} is not UTF-8 text{found}: save it as UTF-8") from None
 
 
 def parse_yaml(text: str, name: str) -> Any:

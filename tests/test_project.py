@@ -187,10 +187,13 @@ def test_wrong_format_and_broken_members_are_refused(tmp_path):
         load_project(rewrite("c.zip", **{"panels/panel_001.png": b"GIF89a not a png"}))
     with pytest.raises(ProjectError, match="does not match"):
         load_project(rewrite("d.zip", **{"panels/panel_002.png": None}))
-    from storydiffusion.errors import BankError
-
-    with pytest.raises(BankError):
+    with pytest.raises(ProjectError, match="identity_bank.safetensors is not a usable identity bank") as bank:
         load_project(rewrite("e.zip", **{"identity_bank.safetensors": b"junk"}))
+    assert "e.zip" in str(bank.value) and "/tmp" not in str(bank.value) and "deserializ" not in str(bank.value)
+    text = members["project.json"].decode()
+    with pytest.raises(ProjectError, match=r"project.json is not UTF-8 text \(it is UTF-16\): save it as UTF-8$"):
+        load_project(rewrite("f.zip", **{"project.json": text.encode("utf-16")}))
+    assert load_project(rewrite("g.zip", **{"project.json": "\ufeff" + text})).story.title  # a BOM is fine
 
 
 def test_a_project_rezipped_with_a_folder_entry_still_loads(tmp_path):
