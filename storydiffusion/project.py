@@ -150,6 +150,7 @@ def load_project(path: str | os.PathLike, limits: ProjectLimits | None = None) -
                 "a project file may have"
             )
         panels, seeds = _read_panels(archive, members, document, len(story.panels), label, limits)
+        _check_panel_sizes(panels, settings, label)
         photos, controls = _read_steering(archive, members, document, story, label, limits)
         bank_story = _read_bank_story(document, story, label)
         bank = None
@@ -281,6 +282,21 @@ def _read_panels(
         if seed is not None:
             seeds[number - 1] = seed
     return panels, seeds
+
+
+def _check_panel_sizes(panels: dict[int, Image.Image], settings: GenerationSettings, label: str) -> None:
+    """Every panel the size the project's settings draw (the first panel's when they leave it to the model):
+    a panel of another size or shape is not one this project made, and would be redrawn at another size."""
+    if not panels:
+        return
+    first = panels[min(panels)].size
+    expected = (settings.width or first[0], settings.height or first[1])
+    for index, image in sorted(panels.items()):
+        if image.size != expected:
+            raise ProjectError(
+                f"{label}: panel {index + 1} is {image.width} x {image.height} pixels, but this project's panels are "
+                f"{expected[0]} x {expected[1]}: it is not a panel this project drew; save the project again"
+            )
 
 
 def _read_png(archive: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, limits: ProjectLimits) -> Image.Image:

@@ -102,6 +102,7 @@ def test_every_setting_the_studio_shows_is_restored(tmp_path):
     assert all(getattr(settings, f.name) != getattr(defaults, f.name) for f in dataclasses.fields(settings))
     project = make_project(with_bank=False)
     project.settings = settings
+    project.panels = {index: image.resize((128, 192)) for index, image in project.panels.items()}  # drawn at its size
     loaded = load_project(save_project(project, tmp_path / "p.zip"))
     assert loaded.settings == settings and loaded.story.settings == settings
     assert loaded.settings.sampling_rate == {1: 0.3, 2: 0.6}  # factors come back as numbers, not JSON's text keys
@@ -194,6 +195,16 @@ def test_wrong_format_and_broken_members_are_refused(tmp_path):
     with pytest.raises(ProjectError, match=r"project.json is not UTF-8 text \(it is UTF-16\): save it as UTF-8$"):
         load_project(rewrite("f.zip", **{"project.json": text.encode("utf-16")}))
     assert load_project(rewrite("g.zip", **{"project.json": "\ufeff" + text})).story.title  # a BOM is fine
+
+
+@pytest.mark.parametrize("size", [(1, 10_000), (48, 64), (64, 48)])
+def test_a_panel_of_another_size_than_the_projects_is_refused_naming_it(tmp_path, size):
+    project = make_project(with_bank=False)
+    project.settings = dataclasses.replace(project.settings, width=64, height=64)
+    project.panels[1] = Image.new("RGB", size, "blue")
+    with pytest.raises(ProjectError) as refused:
+        load_project(save_project(project, tmp_path / "p.zip"))
+    assert f"panel 2 is {size[0]} x {size[1]} pixels, but this project's panels are 64 x 64" in str(refused.value)
 
 
 def test_a_project_rezipped_with_a_folder_entry_still_loads(tmp_path):
