@@ -21,8 +21,9 @@ from pathlib import Path
 
 from .atomic import atomic_write_bytes
 from .bank import IdentityBank
-from .errors import StoryDiffusionError
+from .errors import StoryDiffusionError, StoryError
 from .layout.compose import ComposeResult, check_options, compose_run
+from .model_pool import shown_name
 from .pipeline import StoryPipeline
 from .planning import identity_sets
 from .project import Project, ProjectLimits, load_project, save_project
@@ -174,8 +175,17 @@ class StudioSession:
         if self.result is None or self.story is None:
             raise StoryDiffusionError("generate the story first, then regenerate single panels")
         if not 0 <= index < len(self.story.panels):
-            raise StoryDiffusionError(f"there is no panel {index + 1}: the story has {len(self.story.panels)} panels")
-        story = self._redrawn_story(index, prompt, seed, caption)
+            count = len(self.story.panels)
+            raise StoryDiffusionError(f"Panel: there is no panel {index + 1}; the story has {count} (1 is the first)")
+        if pipeline.spec.name != self.result.model.name:  # its bank, seeds and look belong to the model that drew it
+            raise StoryDiffusionError(
+                f"Model: this story was drawn with {shown_name(self.result.model.name)}; choose it again to redraw "
+                f"one panel, or press Generate to draw the whole story with {shown_name(pipeline.spec.name)}"
+            )
+        try:
+            story = self._redrawn_story(index, prompt, seed, caption)
+        except StoryError as error:
+            raise StoryError(f"Prompt: {error}") from None
         bank = self._bank_holding(pipeline, story.panels[index].characters, callback)
         result = pipeline.generate(
             story, self.result.settings, panels=[index], bank=bank, callback=callback, **self._uploads()

@@ -134,6 +134,17 @@ def test_a_project_that_fails_to_typeset_leaves_the_session_as_it_was(session, t
     assert session.downloads().pdf is not None
 
 
+def test_a_redraw_is_refused_by_the_field_at_fault(session, tiny_sdxl, tiny_sd15):
+    with pytest.raises(StoryDiffusionError, match=r"^Panel: there is no panel 9; the story has 3 \(1 is the first\)$"):
+        session.regenerate_panel(tiny_sd15, 8)
+    with pytest.raises(StoryDiffusionError, match="^Model: this story was drawn with tiny-sdxl; choose it again"):
+        session.regenerate_panel(tiny_sd15, 0)  # the Model menu changed before Regenerate
+    before = [panel.image.tobytes() for panel in session.panels()]
+    with pytest.raises(StoryDiffusionError, match=r"^Prompt: .*unknown character \[Zed\]"):
+        session.regenerate_panel(tiny_sdxl, 0, prompt="[Zed] waves")
+    assert [panel.image.tobytes() for panel in session.panels()] == before
+
+
 def bank_tensors(bank, path):
     """The tokens of a bank as its safetensors file holds them, by ``source.step.layer``."""
     bank.save(path)
