@@ -6,6 +6,7 @@ rest of the library, and the web app stays wiring only.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,7 @@ from PIL import Image
 
 from .errors import SettingsError, StoryDiffusionError, StoryError, TooManyPanels, shown
 from .layout.templates import list_templates
+from .model_pool import shown_name
 from .resources import data_path
 from .results import PanelImage, Progress, StoryResult
 from .settings import CONSISTENCY_KINDS, REFERENCE_ADAPTERS, SETTING_RANGES, GenerationSettings
@@ -268,8 +270,19 @@ STOPPING_MESSAGE = "Stopping after the current step…"
 NOTHING_RUNNING_MESSAGE = "Nothing is running."
 
 
+def counted(number: int, word: str) -> str:
+    """``1 panel``, ``3 panels``."""
+    return f"{number} {word}{'' if number == 1 else 's'}"
+
+
+def quoted(text: str, limit: int = 60) -> str:
+    """A user's text inside a message: control and direction characters dropped, cut short, in quotes."""
+    visible = "".join(char for char in text if unicodedata.category(char) not in ("Cc", "Cf", "Co", "Cs"))
+    return f"'{visible[:limit]}…'" if len(visible) > limit else f"'{visible}'"
+
+
 def queued_message(story: Story) -> str:
-    return f"Queued: {len(story.panels)} panels, {len(story.characters)} characters."
+    return f"Queued: {counted(len(story.panels), 'panel')}, {counted(len(story.characters), 'character')}."
 
 
 def step_message(progress: Progress) -> str:
@@ -279,18 +292,18 @@ def step_message(progress: Progress) -> str:
 
 
 def panels_done_message(done: int, total: int) -> str:
-    return f"{done} of {total} panels done"
+    return f"{done} of {counted(total, 'panel')} done"
 
 
 def finished_message(result: StoryResult, total: int) -> str:
     """``Done: 3 of 3 panels in 5.2 s.`` or ``Stopped after 1 of 3 panels …``, then the run's warnings as a list."""
     done, seconds = len(result.panels), result.seconds
     if result.cancelled:
-        message = f"Stopped after {done} of {total} panels ({seconds:.1f} s)" + (
+        message = f"Stopped after {done} of {counted(total, 'panel')} ({seconds:.1f} s)" + (
             "; the finished panels are kept." if done else "."
         )
     else:
-        message = f"Done: {done} of {total} panels in {seconds:.1f} s."
+        message = f"Done: {done} of {counted(total, 'panel')} in {seconds:.1f} s."
     if result.warnings:
         message += "\n\n" + "\n".join(f"- {warning}" for warning in result.warnings)
     return message
@@ -375,7 +388,7 @@ def layout_chosen_message(layout: str, typeset: bool) -> str:
 
 
 def loaded_message(story: Story, panels: int, model_note: str = "") -> str:
-    return f"Loaded project {story.title!r}: {panels} panels.{model_note}"
+    return f"Loaded project {quoted(story.title)}: {counted(panels, 'panel')}.{model_note}"
 
 
 def loaded_settings(settings: GenerationSettings, model: str, offered: Sequence[str]) -> tuple[tuple, str]:
@@ -390,7 +403,11 @@ def loaded_settings(settings: GenerationSettings, model: str, offered: Sequence[
             value = skip()
         numbers.append(str(value) if name in _TYPED_AS_TEXT and isinstance(value, int) else value)
     style = settings.style or load_styles()[1]
-    note = "" if model in offered else f" It was made with the model {model!r}, which this studio does not offer."
+    note = (
+        ""
+        if model in offered
+        else f" It was made with another model ({quoted(shown_name(model))}), which this studio does not offer."
+    )
     shown_model = model if model in offered else skip()
     return (style, shown_model, settings.negative_prompt or "", *numbers, settings.consistency), note
 

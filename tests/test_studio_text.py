@@ -129,7 +129,7 @@ def test_out_of_range_values_are_reported_under_the_widgets_label():
 def test_story_from_ui_gives_an_empty_title_the_default_one():
     story = story_from_ui("", "[Bob] a man", "[Bob] walks\n[Bob] sits")
     assert story.title and len(story.panels) == 2
-    assert queued_message(story) == "Queued: 2 panels, 1 characters."
+    assert queued_message(story) == "Queued: 2 panels, 1 character."
 
 
 def test_a_gallery_click_picks_the_panel_of_its_caption():
@@ -285,3 +285,15 @@ def test_a_story_over_the_panel_limit_is_told_in_the_pages_words():
         str(refused.value)
         == "Story: 600 panels is more than the 500 a story may have here: split it into several stories"
     )
+
+
+def test_counts_are_singular_for_one_and_a_loaded_title_is_shown_plainly():
+    from storydiffusion.studio_text import loaded_message, panels_done_message
+
+    one = story_from_ui("Solo", "[Bob] a man", "[Bob] walks")
+    assert queued_message(one) == "Queued: 1 panel, 1 character."
+    assert panels_done_message(1, 1) == "1 of 1 panel done"
+    hostile = story_from_ui("Kite\u202e\x07 day " + "x" * 100, "[Bob] a man", "[Bob] walks")
+    message = loaded_message(hostile, 1)
+    assert message.startswith("Loaded project 'Kite day xxx") and message.endswith("…': 1 panel.")
+    assert "\u202e" not in message and "\\x07" not in message and "\x07" not in message
