@@ -19,6 +19,7 @@ from .project import ProjectLimits
 from .story import story_to_text
 from .studio import random_seed, session_of
 from .studio_errors import action
+from .studio_page_code import SHOW_EDITOR
 from .studio_server import gpu_seconds_for
 from .studio_widgets import Studio
 
@@ -138,6 +139,7 @@ def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> Any:
     editor_fields = [*editing.fields(), editing.editor]
     private = {"queue": False, "api_visibility": "private"}
     studio.results.gallery.select(pick_panel, [studio.session], editor_fields, **private)
+    studio.results.gallery.select(None, None, None, js=SHOW_EDITOR, **private)  # in the browser, at once
     action(
         editing.number.input,
         edit_panel,

@@ -19,7 +19,9 @@ KEYBOARD_SHORTCUTS = """
 
 # Text dark enough for WCAG AA contrast (4.5:1): subdued hints and slider ends, white on the buttons, the
 # selected tab; a visible outline on whatever the keyboard focuses;
-# at phone width a gallery's fixed columns would push panels past its right edge: let them wrap instead.
+# a download's size column no longer squeezes its file name to one letter ("k..pdf"); the scores' headers
+# never break mid-word; at phone width a gallery's fixed columns would push panels past its right edge, so
+# they wrap, and a comic page fills the width at its own shape under the gallery's label.
 STUDIO_CSS = """
 .gradio-container {
   --body-text-color-subdued: #5d5d68;
@@ -36,9 +38,33 @@ STUDIO_CSS = """
   overflow: auto !important; justify-content: flex-start !important; align-items: flex-start !important;
 }
 .dark .gradio-container { --body-text-color-subdued: #a9a9b4; --block-info-text-color: #a9a9b4; }
+.file-preview td.download { width: 6.5em !important; min-width: 0 !important; }
+.file-preview td.filename { width: auto !important; }
+#scores th, #scores th * { word-break: keep-all !important; overflow-wrap: normal !important; }
 @media (max-width: 640px) {
   #panels .grid-container { grid-template-columns: repeat(auto-fill, minmax(88px, 1fr)) !important; }
-  #pages .grid-container { grid-template-columns: repeat(auto-fill, minmax(140px, 1fr)) !important; }
+  #panels { height: auto !important; }
+  #panels .grid-wrap { height: auto !important; max-height: 70vh; padding-top: 2.5em; }
+  #pages { height: auto !important; }
+  #pages .grid-wrap { height: auto !important; max-height: none !important; padding-top: 2.5em; }
+  #pages .grid-container { grid-template-columns: 1fr !important; }
+  #pages .thumbnail-item { aspect-ratio: auto !important; height: auto !important; }
+  #pages .thumbnail-item img { width: 100% !important; height: auto !important; object-fit: contain !important; }
+}
+"""
+
+
+# A panel clicked in the gallery opens the editor; on a phone it sits far below (pages, downloads and scores
+# come first), so the page scrolls to it, and only then: where it is already in view nothing moves. It waits
+# for the gallery, which scrolls its own preview into view on the click.
+SHOW_EDITOR = """
+() => {
+  setTimeout(() => {
+    const editor = document.querySelector("#panel-editor");
+    if (!editor) return;
+    const box = editor.getBoundingClientRect();
+    if (box.top < 0 || box.top > window.innerHeight * 0.4) editor.scrollIntoView({ block: "start", behavior: "smooth" });
+  }, 500);
 }
 """
 

@@ -306,7 +306,7 @@ def results_panel(status: gr.Markdown) -> Results:
         visible=False,
         elem_id="scores",
         wrap=True,
-        column_widths=["40%", "18%", "24%", "18%"],  # all four fit a phone's width
+        column_widths=["32%", "23%", "23%", "22%"],  # all four headers whole at a phone's width
     )
     return Results(status, gallery, pages, pdf, cbz, panels_zip, project_file, reading, scores)
 
