@@ -340,7 +340,20 @@ def test_every_panel_and_control_is_reachable_on_a_phone(phone):
     phone.wait_for_selector("#pages img", timeout=240_000)
     assert phone.locator("#panels .thumbnail-item").count() == 5
     assert panels_cut_off_by_the_gallery(phone) == []
-    for section in ("Advanced", "Change one panel or the lettering", "Save or continue a project"):
+    page_box = phone.locator("#pages img").first.bounding_box()
+    assert page_box["width"] > 0.7 * 390, f"the comic page is a {page_box['width']:.0f}px thumbnail on a phone"
+    names = phone.evaluate(
+        "[...document.querySelectorAll('#pdf .stem, #cbz .stem')].map(e => e.scrollWidth - e.clientWidth)"
+    )
+    assert names and max(names) <= 1, "a download's file name is cut short"
+    phone.locator("#panels .thumbnail-item").nth(3).click()  # the editor lies far below: the page goes to it
+    phone.wait_for_function(
+        "(() => { const top = document.querySelector('#panel-editor').getBoundingClientRect().top;"
+        " return top >= -2 && top < window.innerHeight / 2; })()",
+        timeout=10_000,
+    )
+    phone.wait_for_function("document.querySelector('#panel-number input')?.value === '4'", timeout=10_000)
+    for section in ("Advanced", "Save or continue a project"):
         phone.get_by_text(section, exact=True).click()
     assert controls_past_the_screen_edge(phone) == []
     overflow = phone.evaluate("document.documentElement.scrollWidth - window.innerWidth")
