@@ -132,3 +132,13 @@ def test_readme_documents_every_key_and_template():
         assert f"`{key}" in readme, key
     for name in REQUIRED:
         assert f"`{name}`" in readme, name
+
+
+def test_a_border_too_wide_for_the_page_is_named_with_the_margins():
+    data = {
+        "page": {"width": "200mm", "height": "200mm"},
+        "border": {"width": "500mm"},
+        "pages": [{"rows": [{"cells": 1}]}],
+    }
+    with pytest.raises(LayoutError, match=r"margins \(0\+0 px\) and border.width \(2 x 2953 px\) leave no room"):
+        parse_template(data, name="wide", source="wide.yaml")

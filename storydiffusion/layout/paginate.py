@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import LayoutError
+from .template_values import MAX_PAGE_PIXELS
 from .templates import PageTemplate, Row
 
 __all__ = ["Cell", "PageLayout", "paginate", "page_count"]
@@ -103,14 +104,32 @@ def paginate(
     if len(indices) != len(sizes):
         raise LayoutError(f"{len(indices)} panel indices for {len(sizes)} panel sizes")
     if template.kind == "none":
-        return [_single_page(template, size, index) for size, index in zip(sizes, indices)]
-    if template.kind == "webtoon":
+        pages = [_single_page(template, size, index) for size, index in zip(sizes, indices)]
+    elif template.kind == "webtoon":
         step = template.chapter_panels or len(sizes)
-        return [
+        pages = [
             _webtoon_page(template, sizes[start : start + step], indices[start : start + step], title and start == 0)
             for start in range(0, len(sizes), step)
         ]
-    return _pattern_pages(template, sizes, indices, title)
+    else:
+        pages = _pattern_pages(template, sizes, indices, title)
+    _check_page_pixels(template, pages)
+    return pages
+
+
+def _check_page_pixels(template: PageTemplate, pages: list[PageLayout]) -> None:
+    """Every page within MAX_PAGE_PIXELS before any is drawn: margins of 10 m around a panel, or a webtoon strip of
+    a thousand panels, would otherwise ask for gigabytes of memory and get the process killed without a word."""
+    for number, page in enumerate(pages, start=1):
+        if page.width * page.height > MAX_PAGE_PIXELS:
+            advice = {
+                "none": "smaller margins",
+                "webtoon": "a smaller chapter_panels, or a narrower page",
+            }.get(template.kind, "a smaller page size or page.dpi")
+            raise LayoutError(
+                f"layout {template.source}: page {number} would be {page.width:,} x {page.height:,} pixels, more than "
+                f"the {MAX_PAGE_PIXELS:,} a page may have: use {advice}"
+            )
 
 
 def _pattern_pages(

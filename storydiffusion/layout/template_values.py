@@ -19,6 +19,7 @@ from PIL import ImageColor
 from . import LayoutError
 
 __all__ = [
+    "MAX_PAGE_PIXELS",
     "MAX_PAGE_PX",
     "PAGE_SIZES",
     "Length",
@@ -44,6 +45,7 @@ PAGE_SIZES: Mapping[str, tuple[str, str]] = MappingProxyType(
     }
 )
 MAX_PAGE_PX = 60000
+MAX_PAGE_PIXELS = 150_000_000  # an A4 page at 1200 dpi is 139 million; 450 MB as RGB at most
 # Inches per unit; a bare number is millimetres, "px" is taken as device pixels (not scaled by dpi).
 _INCHES = {"mm": 1 / 25.4, "cm": 1 / 2.54, "in": 1.0, "pt": 1 / 72}
 _LENGTH = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(mm|cm|in|pt|px)?\s*\Z")
@@ -102,6 +104,11 @@ def page_size(page: dict, kind: str, length: Length, where: str) -> tuple[int, i
     if not 1 <= width <= MAX_PAGE_PX or (kind == "pages" and not 1 <= height <= MAX_PAGE_PX):
         raise LayoutError(
             f"{where}: the page must be from 1 to {MAX_PAGE_PX} pixels wide and high at this dpi, got {width}x{height}"
+        )
+    if width * height > MAX_PAGE_PIXELS:
+        raise LayoutError(
+            f"{where}: page: {width:,} x {height:,} pixels at this dpi is more than the {MAX_PAGE_PIXELS:,} a page may "
+            "have: use a smaller size or page.dpi"
         )
     return width, height
 

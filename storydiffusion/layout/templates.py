@@ -358,8 +358,10 @@ def _check_room(t: PageTemplate, where: str) -> None:
     inner = 2 * t.border_width + 1
     content_w = t.width - m.left - m.right
     if content_w < inner:
+        border = f" and border.width (2 x {t.border_width} px)" if t.border_width else ""
         raise LayoutError(
-            f"{where}: the left and right margins ({m.left}+{m.right} px) leave no room on a {t.width} px wide page"
+            f"{where}: the left and right margins ({m.left}+{m.right} px){border} leave no room on a {t.width} px wide "
+            "page: make them smaller"
         )
     if t.kind == "webtoon":
         return
@@ -370,11 +372,11 @@ def _check_room(t: PageTemplate, where: str) -> None:
             if content_h - (rows - 1) * t.gutter_y < rows * inner:
                 band = " with the title band (title_height)" if title else ""
                 raise LayoutError(
-                    f"{where}: pages[{p}] has {rows} rows that do not fit between the top and bottom margins{band}: use fewer rows or smaller margins/gutter"
+                    f"{where}: pages[{p}] has {rows} rows that do not fit between the top and bottom margins{band}: use fewer rows or smaller margins/gutter/border.width"
                 )
             for row in pattern.rows:
                 k = len(row.cells)
                 if content_w - (k - 1) * t.gutter_x < k * inner:
                     raise LayoutError(
-                        f"{where}: pages[{p}] has a row of {k} cells that do not fit between the margins: use fewer cells or a smaller gutter"
+                        f"{where}: pages[{p}] has a row of {k} cells that do not fit between the margins: use fewer cells or a smaller gutter/border.width"
                     )

@@ -73,8 +73,10 @@ def test_a_hostile_story_json_named_like_a_manifest_is_read_as_a_story_and_refus
         ("name: x\nrows: " + "[" * 50_000, "nested more than"),
         ("name: x\nname: y\n", "'name' twice"),
         ("page: !!python/name:os.system x\n", "YAML tag"),
+        ("page: {width: 59000px, height: 59000px}\npages:\n  - rows: [{cells: 1}]\n", "use a smaller size or page.dpi"),
+        ("page: {dpi: " + "9" * 5000 + "}\n", "has 5000 characters"),
     ],
-    ids=["deep", "duplicate", "tag"],
+    ids=["deep", "duplicate", "tag", "page", "long_dpi"],
 )
 def test_hostile_layout_files_exit_2_before_any_page_is_drawn(text, expected, finished_run, tmp_path, capsys):
     layout = tmp_path / "evil.yaml"
@@ -94,3 +96,26 @@ def test_a_hostile_run_manifest_stops_compose_with_exit_2(tmp_path, capsys):
     assert main(["compose", str(run)]) == 2
     assert "nested more than" in one_line_error(capsys)
     assert snapshot(run) == before
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("kind: none\nmargins: 10000mm\n", "would be 118,1"),
+        ("kind: webtoon\npage: {width: 59000px}\n", "use a smaller chapter_panels, or a narrower page"),
+    ],
+    ids=["margins", "webtoon"],
+)
+def test_a_layout_whose_pages_would_need_gigabytes_is_refused_before_drawing(text, expected, tmp_path, capsys):
+    """The process was killed for memory without a word: now the page's size is refused when the run is laid out."""
+    story = tmp_path / "story.yaml"
+    story.write_text(STORY + "settings: {steps: 1, id_images: 1, height: 64, width: 64}\n", encoding="utf-8")
+    out = tmp_path / "run"
+    assert main(["generate", str(story), "--out", str(out), "--model", "tiny-sdxl", "--quiet"]) == 0
+    before = snapshot(out)
+    layout = tmp_path / "evil.yaml"
+    layout.write_text(text)
+    assert main(["compose", str(out), "--layout", str(layout)]) == 2
+    err = one_line_error(capsys)
+    assert expected in err and "more than the 150,000,000 a page may have" in err and "evil.yaml" in err
+    assert snapshot(out) == before
