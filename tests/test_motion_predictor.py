@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from PIL import Image
@@ -134,6 +136,20 @@ def test_from_pretrained_refuses_pickles_and_missing_files(tmp_path):
     empty.mkdir()
     with pytest.raises(ModelError, match="model.safetensors"):
         SemanticMotionPredictor.from_pretrained(empty)
+
+
+def test_a_damaged_or_outsized_predictor_folder_is_a_model_error_not_a_crash(tmp_path):
+    model = _randomised()
+    model.save_pretrained(tmp_path / "p")
+    weights = tmp_path / "p" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:40])  # cut short
+    with pytest.raises(ModelError, match="is not a valid safetensors file"):
+        SemanticMotionPredictor.from_pretrained(tmp_path / "p")
+    config = tmp_path / "p" / "config.json"
+    for change, named in (({"hidden": 10**8, "heads": 1}, "hidden must be"), ({"layers": True}, "layers must be")):
+        config.write_text(json.dumps({**model.config.to_dict(), **change}))
+        with pytest.raises(ModelError, match=named):  # refused before any weight is allocated
+            SemanticMotionPredictor.from_pretrained(tmp_path / "p")
 
 
 def test_interpolate_embeddings_notes():

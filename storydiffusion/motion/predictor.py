@@ -9,7 +9,6 @@ plain linear interpolation.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -21,6 +20,7 @@ from safetensors.torch import load_file, save
 
 from ..atomic import atomic_write_bytes, write_json
 from ..errors import ModelError
+from ..structured import parse_json, read_text
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -28,6 +28,19 @@ TOKEN_SELECTIONS = ("cls+pooled", "pooled", "cls", "all")
 NOTE_PREDICTOR = "semantic motion predictor"
 NOTE_LINEAR = "linear interpolation (no trained predictor weights)"
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+
+
+# Far beyond the paper's predictor (1024 wide, 8 layers): what a config file may ask for.
+_CONFIG_RANGES = {
+    "embed_dim": (1, 8192),
+    "tokens": (1, 1024),
+    "hidden": (1, 8192),
+    "layers": (1, 64),
+    "heads": (1, 128),
+    "max_frames": (2, 4096),
+    "dropout": (0.0, 1.0),
+    "mlp_ratio": (0.25, 16.0),
+}
 
 
 @dataclass
@@ -48,7 +61,12 @@ class PredictorConfig:
     encoder_layer: str = "penultimate"  # which encoder tokens it was trained on
 
     def __post_init__(self) -> None:
-        if self.token_selection not in TOKEN_SELECTIONS:
+        for name, (low, high) in _CONFIG_RANGES.items():  # a hand-made config must not ask for terabytes
+            value = getattr(self, name)
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not number or not low <= value <= high or (isinstance(low, int) and not float(value).is_integer()):
+                raise ValueError(f"{name} must be a number from {low} to {high}, not {value!r:.40}")
+        if not isinstance(self.token_selection, str) or self.token_selection not in TOKEN_SELECTIONS:
             raise ValueError(f"token_selection must be one of {TOKEN_SELECTIONS}, not {self.token_selection!r}")
         if self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
@@ -256,12 +274,21 @@ class SemanticMotionPredictor(torch.nn.Module):
                 f"Motion predictor folder {folder} has no {CONFIG_NAME}; it is written next to the weights by save_pretrained."
             )
         try:
-            config = PredictorConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
-        except (ValueError, TypeError) as exc:
-            raise ModelError(f"Invalid {config_path}: {exc}") from exc
+            data = parse_json(read_text(config_path, "predictor config"), CONFIG_NAME)
+            if not isinstance(data, dict):
+                raise ValueError("it must hold a mapping of settings")
+            config = PredictorConfig.from_dict(data)
+        except (ValueError, TypeError) as exc:  # InputFileError is a ValueError
+            raise ModelError(f"Invalid {config_path}: {exc}") from None
         model = cls(config)
         try:
-            model.load_state_dict(load_file(str(weights)))
+            state = load_file(str(weights))
+        except Exception as exc:  # safetensors raises its own error type for a damaged file
+            raise ModelError(
+                f"{weights} is not a valid safetensors file (damaged or cut short: {type(exc).__name__})"
+            ) from None
+        try:
+            model.load_state_dict(state)
         except (RuntimeError, OSError) as exc:
             raise ModelError(f"{weights} does not match {config_path}: {exc}") from exc
         return model.to(device=device, dtype=dtype).eval()
