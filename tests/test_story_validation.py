@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from story_helpers import CHARACTERS, assert_message, error
 
+from storydiffusion.errors import StoryError
 from storydiffusion.settings import MAX_TEXT_CHARS
 from storydiffusion.story import Character, DialogueLine, Panel, Story, story_from_text, validate_story
 
@@ -89,3 +91,11 @@ def test_long_names_are_refused_and_cut_short_in_messages():
     assert_message(error(story_from_text, f"[{name}] a man", "x"), "is 101 characters long; at most 100")
     err = error(story_from_text, CHARACTERS, f"[{'C' * 5000}] sings")
     assert "unknown character" in str(err) and len(str(err)) < 400
+
+
+@pytest.mark.parametrize(("first", "second"), [("José", "Jose\u0301"), ("Mia", "Ｍｉａ"), ("Straße", "STRASSE")])
+def test_names_that_differ_only_in_unicode_form_or_case_are_one_character(first, second):
+    with pytest.raises(StoryError, match="is defined twice"):
+        Story.from_dict({"characters": {first: "a", second: "b"}, "panels": [f"[{first}] waves"]})
+    story = Story.from_dict({"characters": {first: "a person"}, "panels": [f"[{second}] waves"]})
+    assert tuple(story.panels[0].characters) == (first,)

@@ -1,13 +1,14 @@
 """Character names and ``[Name]`` tags: how names are tidied, matched and put in place of tags.
 
 Every reader of a story (the text syntax, the file reader, the validator, the prompt builder) matches
-names the same way, so the rules live here once: names match case-insensitively with runs of spaces
-collapsed, and ``[NC]`` marks a panel without characters.
+names the same way, so the rules live here once: names match case-insensitively and in any Unicode
+form (NFKC) with runs of spaces collapsed, and ``[NC]`` marks a panel without characters.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,8 +25,9 @@ def norm(text: str) -> str:
 
 
 def name_key(name: str) -> str:
-    """Lookup key for a character name: names match case-insensitively."""
-    return norm(name).casefold()
+    """Lookup key for a character name: names match case-insensitively and in any Unicode form, so "José" typed
+    with a combining accent, or "Ｍｉａ" in full-width letters, is the same character as "José" and "Mia"."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", norm(name)).casefold())
 
 
 def is_no_character(tag: str) -> bool:

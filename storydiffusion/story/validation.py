@@ -80,7 +80,8 @@ def add_character(
     for existing in characters:
         if name_key(existing) == name_key(name):
             raise StoryError(
-                f"character {name} is defined twice (names are case-insensitive): define each character once", line
+                f"character {name} is defined twice (names match whatever their case or Unicode form): define each character once",
+                line,
             )
     character = Character(name, description, reference, reference_scale)
     check_reference(character, line)
@@ -231,7 +232,7 @@ def _validate_characters(characters: dict[str, Character]) -> None:
         check_reference(character)
         if name_key(name) in seen:
             raise StoryError(
-                f"character {name} is defined twice (names are case-insensitive): define each character once"
+                f"character {name} is defined twice (names match whatever their case or Unicode form): define each character once"
             )
         seen.add(name_key(name))
 
