@@ -8,6 +8,7 @@ python app.py --help             # every option: custom models, queue size, uplo
 
 from __future__ import annotations
 
+import logging
 import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -107,6 +108,8 @@ def make_app(options: ServerOptions, pool: ModelPool | None = None) -> gr.Blocks
 
 
 def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # server log
+    logging.getLogger("storydiffusion").setLevel(logging.INFO)  # models loaded and unloaded, too
     options = server_options(argv)
     make_app(options).launch(**options.launch_options(), js=KEYBOARD_SHORTCUTS, css=STUDIO_CSS)
 

@@ -305,7 +305,7 @@ def _draw(
 ):
     """Generate into the target's folder; None when a staged run was interrupted (its note is printed)."""
     try:
-        with _StepBar(args.quiet) as bar, model_memory():
+        with _StepBar(args.quiet) as bar, model_memory(), _quiet_model_libraries():  # our warnings say it once
             return pipeline.generate(
                 story,
                 settings,

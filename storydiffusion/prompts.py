@@ -30,7 +30,7 @@ def long_prompt_warnings(tokenizer: Any, story: Story, style: Style, panels: set
     warnings = []
     for index in sorted(panels):
         prompt, _ = style.apply(story.panel_prompt(index))
-        count = len(tokenizer(prompt, truncation=False).input_ids)
+        count = len(tokenizer(prompt, truncation=False, verbose=False).input_ids)  # counting: no warning of its own
         if count > CLIP_MAX_TOKENS:
             warnings.append(
                 f"panel {index + 1}: the prompt is {count - 2} tokens but CLIP reads {CLIP_MAX_TOKENS - 2}; "

@@ -186,3 +186,26 @@ def test_out_of_memory_becomes_a_message_with_settings_to_lower(tmp_path, capsys
     assert main(["generate", str(story), "--out", str(tmp_path / "o"), *FAST]) == 2
     error = capsys.readouterr().err
     assert "out of memory" in error and "--height" in error and "Traceback" not in error
+
+
+def test_a_long_prompt_is_one_warning_line_even_through_the_libraries(tmp_path):
+    """transformers and diffusers each warn about a prompt longer than CLIP reads, twice, and the library's own
+    logger printed the warning bare: the command says it once, as a warning line."""
+    story = tmp_path / "long.json"
+    panel = "[Bob] " + "word " * 300
+    story.write_text(
+        json.dumps({"characters": {"Bob": "a man"}, "panels": [panel], "settings": {"steps": 1, "id_images": 1}}),
+        encoding="utf-8",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "storydiffusion", "generate", str(story), "--out", str(tmp_path / "o"), *FAST],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len([line for line in lines if "tokens but CLIP reads" in line]) == 1, done.stderr
+    assert lines[0].startswith("warning: panel 1: the prompt is") and "truncated" not in done.stderr
+    assert "Token indices" not in done.stderr
