@@ -13,7 +13,21 @@ from .styles import check_style_name
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl+C
 
-__all__ = ["EXIT_INTERRUPTED", "check_bank_flags", "check_model_flag", "check_panel_numbers", "generation_settings"]
+__all__ = [
+    "EXIT_INTERRUPTED",
+    "folder_value",
+    "check_bank_flags",
+    "check_model_flag",
+    "check_panel_numbers",
+    "generation_settings",
+]
+
+
+def folder_value(text: str) -> str:
+    """argparse's type for a folder: an empty one (an unset shell variable) would silently mean the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty: name a folder (an unset shell variable?)")
+    return text
 
 
 def check_model_flag(model: str | None, flag: str = "--model") -> None:

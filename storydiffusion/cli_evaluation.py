@@ -6,11 +6,14 @@ import argparse
 import json
 from typing import Any
 
+from .cli_checks import folder_value
 from .evaluation.encoder_names import DEFAULT_ENCODER, ENCODER_KINDS
 
 
 def add_evaluate(evaluate: argparse.ArgumentParser) -> None:
-    evaluate.add_argument("run", help="a run folder written by generate (its story.json and panels/)")
+    evaluate.add_argument(
+        "run", type=folder_value, help="a run folder written by generate (its story.json and panels/)"
+    )
     _add_measures(evaluate)
     evaluate.add_argument("--no-write", action="store_true", help="print the scores only; do not write metrics.json")
     evaluate.add_argument("--json", action="store_true", help="print the scores as JSON instead of a table")
@@ -90,7 +93,7 @@ def add_benchmark(benchmark: argparse.ArgumentParser) -> None:
         "prompt_set", help="a story file or folder of them, a ConsiStory+ YAML, or a ViStoryBench folder"
     )
     benchmark.add_argument(
-        "--out", required=True, help="a new or empty folder (or an earlier benchmark's, to continue)"
+        "--out", required=True, type=folder_value, help="a new or empty folder (or an earlier benchmark's, to continue)"
     )
     benchmark.add_argument(
         "--kind",

@@ -142,6 +142,10 @@ def _check_story(args: argparse.Namespace, writes: bool = True) -> _CheckedStory
     photos = check_story_images(story)  # every photo read, every control image's header checked: before any model
     settings = generation_settings(story.settings, args)
     check_panel_numbers(args.panels, len(story.panels))
+    if writes:  # a device that does not exist or is not here, before any model loads
+        from .models.devices import select_device
+
+        select_device(args.device)
     bank = _read_bank(args.bank, settings.mode) if args.bank else None  # the user's inputs, then the folder
     if photos and settings.reference_adapter == "face":  # the face model, before the diffusion model loads
         from .faces import check_face_model
@@ -394,10 +398,18 @@ class _StepBar:
 
 
 def _report_generation(result, out, manifest) -> None:
+    """The run's warnings, then what the folder holds: a continued run or a redraw says how many it drew."""
+    from .run_manifest import read_manifest
+
     for message in result.warnings:
         print(f"warning: {message}", file=sys.stderr)
-    count = len(result.panels)
-    print(f"{count} panel{'' if count == 1 else 's'} in {out / 'panels'}; manifest {manifest}")
+    count, held = len(result.panels), len(manifest_panels(read_manifest(manifest)))
+    if held == count:
+        print(f"{count} panel{'' if count == 1 else 's'} in {out / 'panels'}; manifest {manifest}")
+    else:
+        total = len(result.story.panels)
+        drawn = f"{count} panel{'' if count == 1 else 's'} drawn"
+        print(f"{drawn}; {held} of {total} panels in {out / 'panels'}; manifest {manifest}")
     if result.bank is not None and len(result.bank):
         print(f"identity bank: {result.bank.nbytes() / 2**20:.1f} MiB for {len(result.bank.sources())} identity images")
 

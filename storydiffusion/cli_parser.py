@@ -6,6 +6,7 @@ import argparse
 import re
 from typing import NoReturn
 
+from .cli_checks import folder_value
 from .cli_evaluation import add_benchmark, add_evaluate
 from .errors import shown
 from .settings import DEFAULT_FPS, DEFAULT_FRAMES, MAX_FACTOR, SETTING_RANGES
@@ -40,13 +41,14 @@ def _with_hint(message: str) -> str:
 
 
 def _rate(text: str) -> float | dict[int, float]:
-    """``0.5`` or per downsampling factor ``1:0.5,2:0.3`` (factors 0..MAX_FACTOR)."""
+    """``0.5`` or per downsampling factor ``1:0.5,2:0.3`` (factors 0..MAX_FACTOR, each once; 0: the others)."""
     try:
         if ":" in text:
-            rates = {int(k): float(v) for k, v in (part.split(":") for part in text.split(","))}
-            if all(0 <= factor <= MAX_FACTOR for factor in rates):
+            pairs = [(int(k), float(v)) for k, v in (part.split(":") for part in text.split(","))]
+            rates = dict(pairs)
+            if len(rates) == len(pairs) and all(0 <= factor <= MAX_FACTOR for factor in rates):
                 return rates
-            raise ValueError
+            raise ValueError  # a factor given twice, or out of range
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
@@ -153,9 +155,11 @@ def _add_generate(generate: argparse.ArgumentParser) -> None:
         nargs="+",
         help="story file (.yaml/.json) or a story.json written by an earlier run; several with --out-root",
     )
-    generate.add_argument("--out", help="output folder (panels/, story.json)")
+    generate.add_argument("--out", type=folder_value, help="output folder (panels/, story.json)")
     generate.add_argument(
-        "--out-root", help="with several stories: a folder holding one run folder per story, named after its file"
+        "--out-root",
+        type=folder_value,
+        help="with several stories: a folder holding one run folder per story, named after its file",
     )
     generate.add_argument(
         "--model",
@@ -261,7 +265,7 @@ def _add_generate(generate: argparse.ArgumentParser) -> None:
 
 
 def _add_compose(compose: argparse.ArgumentParser) -> None:
-    compose.add_argument("run_dir", help="a folder written by generate (story.json, panels/)")
+    compose.add_argument("run_dir", type=folder_value, help="a folder written by generate (story.json, panels/)")
     compose.add_argument(
         "--layout", default="classic", help="template name from layouts/ or a template file (default classic)"
     )
@@ -279,7 +283,7 @@ def _add_compose(compose: argparse.ArgumentParser) -> None:
 
 
 def _add_animate(animate: argparse.ArgumentParser) -> None:
-    animate.add_argument("run_dir", help="a folder written by generate (story.json, panels/)")
+    animate.add_argument("run_dir", type=folder_value, help="a folder written by generate (story.json, panels/)")
     animate.add_argument("--from", dest="start", type=int, required=True, help="1-based number of the first panel")
     animate.add_argument("--to", dest="end", type=int, required=True, help="1-based number of the last panel")
     animate.add_argument(

@@ -32,7 +32,7 @@ MIN_CROP_PIXELS = 16  # a crop narrower or shorter than this says nothing about 
 def check_run(run_dir: str | os.PathLike) -> tuple[Story, dict[int, dict[str, Any]]]:
     """The story of a run folder and its manifest's panel entries, checked before any encoder loads."""
     run = Path(run_dir)
-    if not (run / MANIFEST_NAME).is_file():
+    if not (run / MANIFEST_NAME).exists():  # another kind of file there is refused by read_manifest, by name
         raise StoryDiffusionError(f"{run} holds no {MANIFEST_NAME}: name a folder written by `storydiffusion generate`")
     manifest = read_manifest(run / MANIFEST_NAME)
     story = story_from_manifest(manifest)

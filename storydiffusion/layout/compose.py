@@ -159,7 +159,7 @@ def compose_run(
 
 def _read_story(run: Path) -> Story:
     manifest_path = run / MANIFEST_NAME
-    if not manifest_path.is_file():
+    if not manifest_path.exists():  # a pipe or a folder under that name is refused by read_manifest, by its kind
         raise LayoutError(f"{run} has no {MANIFEST_NAME}: compose a folder written by 'generate' (its --out)")
     return story_from_manifest(read_manifest(manifest_path))
 

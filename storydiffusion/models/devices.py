@@ -73,6 +73,10 @@ def select_device(preference: str = "auto") -> torch.device:
         device = torch.device(choice)
     except (RuntimeError, ValueError) as exc:
         raise ModelError(f"Unknown device {preference!r}: use auto, cpu, cuda, cuda:N or mps.") from exc
+    if device.type == "cpu" and device.index not in (None, 0):  # torch takes cpu:5 and ignores the number
+        raise ModelError(
+            f"Unknown device {preference!r}: the CPU has no number, use cpu (--devices cpu:N runs N processes)"
+        )
     return _check_available(device, preference)
 
 

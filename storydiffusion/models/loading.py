@@ -66,8 +66,9 @@ def load_lora(pipe: Any, lora: str, scale: float, family: str) -> None:
         pipe.load_lora_weights(lora, adapter_name=LORA_ADAPTER)
         pipe.set_adapters([LORA_ADAPTER], adapter_weights=[scale])
     except Exception as error:  # diffusers raises many types for a bad LoRA
+        reason = " ".join(str(error).split()).rstrip(" .")[:300] or type(error).__name__
         raise ModelError(
-            f"could not load LoRA {lora!r}: {error}. Check the path or hub id and that it fits {family}"
+            f"could not load LoRA {lora!r}: {reason}. Check the path or hub id and that it fits {family}"
         ) from None
 
 

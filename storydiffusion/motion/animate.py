@@ -100,7 +100,7 @@ def read_run_panels(run_dir: str | Path, start: int, end: int) -> tuple[dict[str
         raise AnimationError(
             f"{run} is not a folder: pass the output folder of `generate` (it holds story.json and panels/)"
         )
-    if not (run / MANIFEST_NAME).is_file():
+    if not (run / MANIFEST_NAME).exists():  # another kind of file there is refused by read_manifest, by name
         raise AnimationError(f"{run} has no {MANIFEST_NAME}: pass the output folder of `generate`")
     manifest = read_manifest(run / MANIFEST_NAME)
     total = len(story_from_manifest(manifest).panels)  # a hand-edited story.json is validated first

@@ -23,6 +23,8 @@ def load_story(path: str | os.PathLike[str]) -> Story:
     if suffix not in STORY_SUFFIXES:
         raise StoryError(f"{path.name}: story files must end in .yaml, .yml or .json")
     text = _read_text(path)
+    if not text.strip():  # JSON would call it invalid; it is empty, whatever its suffix
+        raise StoryError(f"{path.name} is empty: a story file needs at least 'characters' and 'panels'")
     if suffix == ".json":
         data, lines = _parse_json(text, path.name), {}
     else:

@@ -376,3 +376,28 @@ def test_a_manifest_model_that_is_not_a_name_mapping_is_refused(model, story, tm
     refused(["generate", str(story), "--out", str(run), *TINY, "--panels", "2"], capsys, "story.json: model")
     assert snapshot(run) == before
     assert not (tmp_path / "again").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["generate", "s.yaml", "--out", ""], "argument --out: is empty: name a folder"),
+        (["compose", " "], "argument run_dir: is empty"),
+        (["evaluate", ""], "argument run: is empty"),
+        (["generate", "s.yaml", "--out", "o", "--sampling-rate", "1:0.5,1:0.3"], "argument --sampling-rate: expected"),
+        (["generate", "s.yaml", "--out", "o", "--device", "cpu:5"], "the CPU has no number"),
+    ],
+)
+def test_empty_folders_repeated_factors_and_numbered_cpus_are_refused(argv, expected, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.yaml").write_text("characters: {Bob: a man}\npanels: ['[Bob] walks']\n", encoding="utf-8")
+    before = sorted(path.name for path in tmp_path.iterdir())
+    assert main(argv) == 2
+    assert expected in capsys.readouterr().err
+    assert sorted(path.name for path in tmp_path.iterdir()) == before
+
+
+def test_an_empty_json_story_is_called_empty(tmp_path, capsys):
+    (tmp_path / "s.json").write_text("  \n", encoding="utf-8")
+    assert main(["generate", str(tmp_path / "s.json"), "--out", str(tmp_path / "o")]) == 2
+    assert "s.json is empty: a story file needs at least 'characters' and 'panels'" in capsys.readouterr().err
