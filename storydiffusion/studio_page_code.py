@@ -40,6 +40,7 @@ STUDIO_CSS = """
 .dark .gradio-container { --body-text-color-subdued: #a9a9b4; --block-info-text-color: #a9a9b4; }
 .file-preview td.download { width: 6.5em !important; min-width: 0 !important; }
 .file-preview td.filename { width: auto !important; }
+#gif .image-frame, #gif img { width: 100% !important; height: auto !important; max-height: 70vh; object-fit: contain; }
 #scores th, #scores th * { word-break: keep-all !important; overflow-wrap: normal !important; }
 @media (max-width: 640px) {
   #panels .grid-container { grid-template-columns: repeat(auto-fill, minmax(88px, 1fr)) !important; }

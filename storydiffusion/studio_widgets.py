@@ -326,7 +326,7 @@ def panel_editing() -> PanelEditing:
 
 
 class AnyUploadValue(GradioRootModel):
-    """A file uploaded to this studio: from a script, send gradio_client.handle_file("my-story-project.zip").
+    """A file uploaded to this studio: from a script, send gradio_client.handle_file("path/to/the/file").
 
     Any other value is let through to the studio's own check, which refuses it naming the field."""
 
