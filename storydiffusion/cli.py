@@ -6,11 +6,13 @@ The arguments are in ``cli_parser.py``; the work is done by the library.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from .cli_checks import EXIT_INTERRUPTED, check_model_flag
 from .cli_parser import build_parser
@@ -98,6 +100,21 @@ def run_animate(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextmanager
+def _library_warnings_shown() -> Iterator[None]:
+    """While a command runs, what the library logs as a warning (a fallback taken while loading, say) is printed
+    as a ``warning:`` line; the library itself only logs (its package logger has a NullHandler)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("warning: %(message)s"))
+    logger = logging.getLogger("storydiffusion")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
 def _stop_on_sigterm() -> None:
     """SIGTERM (a closed terminal, a cluster's time limit) stops a run as Ctrl+C does: the finished
     panels and a manifest that says the run is incomplete stay in the folder."""
@@ -144,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     launching = args.command == "generate" and args.devices and "WORLD_SIZE" not in os.environ
     if not launching:
         _stop_on_sigterm()
-    code = _run(args, argv, launching)
+    with _library_warnings_shown():
+        code = _run(args, argv, launching)
     if args.command == "generate" and not launching and launched_by_us():
         record_exit(code)  # the first process tells the --devices launcher how the run ended, and
         return 0  # torchrun hears "done", so it adds no report of its own to the message already printed

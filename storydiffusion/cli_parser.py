@@ -10,6 +10,7 @@ from .cli_checks import folder_value
 from .cli_evaluation import add_benchmark, add_evaluate
 from .errors import shown
 from .settings import DEFAULT_FPS, DEFAULT_FRAMES, MAX_FACTOR, SETTING_RANGES
+from .structured import plain_digits
 
 __all__ = ["CommandParser", "build_parser"]
 
@@ -44,7 +45,7 @@ def _rate(text: str) -> float | dict[int, float]:
     """``0.5`` or per downsampling factor ``1:0.5,2:0.3`` (factors 0..MAX_FACTOR, each once; 0: the others)."""
     try:
         if ":" in text:
-            pairs = [(int(k), float(v)) for k, v in (part.split(":") for part in text.split(","))]
+            pairs = [(int(k) if plain_digits(k) else -1, float(v)) for k, v in (p.split(":") for p in text.split(","))]
             rates = dict(pairs)
             if len(rates) == len(pairs) and all(0 <= factor <= MAX_FACTOR for factor in rates):
                 return rates

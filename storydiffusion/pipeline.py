@@ -8,7 +8,6 @@ batch through a per-run copy of the diffusers pipeline (``denoising.py``) with t
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -46,8 +45,6 @@ from .story_references import batch_references, photo_warnings, reference_signat
 from .story_run import Cancel, StoryRun
 from .styles import get_style
 from .subject_masks import SubjectMaps, subject_signature
-
-logger = logging.getLogger(__name__)
 
 
 class StoryPipeline(SteeringMixin):
@@ -232,9 +229,7 @@ class StoryPipeline(SteeringMixin):
                 bank.end_reads()
         result.panels.sort(key=lambda panel: panel.index)
         result.seconds = time.perf_counter() - started
-        for message in warnings:
-            logger.warning(message)
-        return result
+        return result  # its warnings are in result.warnings, which the command line and the page show
 
     def check_bank(
         self,

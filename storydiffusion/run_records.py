@@ -5,6 +5,7 @@ is the user's, however its name looks."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -158,11 +159,14 @@ def _listing(folder: Path) -> list[Path]:
     return sorted(folder.iterdir()) if folder.is_dir() else []
 
 
-def refuse_unreadable_records(run_dir: str | os.PathLike) -> None:
-    """Raise when the run's own record (``story.json``, ``pages/pages.json``) is there but cannot be read: every
-    file it lists would look like the user's, so the refusal says why instead of "no record of writing"."""
+def refuse_unreadable_records(
+    run_dir: str | os.PathLike, records: Iterable[str] = (MANIFEST_NAME,), fix: str = "choose another --out"
+) -> None:
+    """Raise when one of ``records`` (the run's ``story.json``, ``pages/pages.json``) that a command will replace is
+    there but cannot be read: every file it lists would look like the user's, so the refusal says why instead
+    of "no record of writing"."""
     run = Path(run_dir)
-    for name in (MANIFEST_NAME, f"{PAGES_DIR}/{PAGES_INDEX}"):
+    for name in records:
         path = run / name
         if not path.is_file() or path.is_symlink():
             continue
@@ -171,8 +175,8 @@ def refuse_unreadable_records(run_dir: str | os.PathLike) -> None:
         except InputFileError as error:
             raise StoryDiffusionError(
                 f"{path} is a file this tool has no record of writing: it cannot be read as a run's record ({error}); "
-                "if an earlier run wrote it, repair or delete it, if it is your own file, move it out of the folder, "
-                "or choose another --out"
+                f"if an earlier run wrote it, repair or delete it, if it is your own file, move it out of the folder, "
+                f"or {fix}"
             ) from None
 
 

@@ -85,7 +85,8 @@ def refuse_foreign_targets(run_dir: str | os.PathLike, names: Iterable[str], fix
         )
     foreign = foreign_targets(run_dir, names)
     if foreign:
-        refuse_unreadable_records(run_dir)  # every file of a run whose record is damaged looks foreign: say why
+        records = [name for name in (MANIFEST_NAME, f"{PAGES_DIR}/{PAGES_INDEX}") if name in names]
+        refuse_unreadable_records(run_dir, records, fix)  # a damaged record makes its files look foreign: say why
         path = foreign[0]
         kind = "a link" if path.is_symlink() else "a folder" if path.is_dir() else "a file"
         more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""

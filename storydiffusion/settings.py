@@ -143,11 +143,11 @@ SETTING_RANGES: dict[str, SettingRange] = {
 
 def _factor(key: Any, path: str) -> int:
     """A sampling-rate key: the layer's downsampling factor, written as a whole number (JSON keys are text)."""
-    try:
-        if isinstance(key, bool) or isinstance(key, float):
-            raise ValueError
+    if isinstance(key, int) and not isinstance(key, bool):
+        factor = key
+    elif isinstance(key, str) and key.isascii() and key.isdigit() and len(key) <= 5:  # '١', ' 1', '1_0': no
         factor = int(key)
-    except (TypeError, ValueError):
+    else:
         factor = -1
     if not 0 <= factor <= MAX_FACTOR:
         raise SettingsError(
@@ -285,8 +285,12 @@ class GenerationSettings:
             )
         values = dict(data)
         if isinstance(values.get("sampling_rate"), dict):
-            rates = values["sampling_rate"].items()
-            values["sampling_rate"] = {_factor(k, key_path(where, "sampling_rate")): v for k, v in rates}
+            path = key_path(where, "sampling_rate")
+            rates = [(_factor(k, path), v) for k, v in values["sampling_rate"].items()]
+            values["sampling_rate"] = dict(rates)
+            if len(values["sampling_rate"]) < len(rates):  # 1 and "1" (or 01) are one factor, given twice
+                twice = next(factor for factor, _ in rates if [f for f, _ in rates].count(factor) > 1)
+                raise SettingsError(f"{path} gives the factor {twice} twice: keep one rate per factor")
         settings = cls(**values)
         settings.validate(where)
         settings.validate_names(where)

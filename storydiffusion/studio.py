@@ -165,8 +165,10 @@ class StudioSession:
         seed: int | None = None,
         caption: str | None = None,
         callback: Callable[[Progress], None] | None = None,
+        model: str | None = None,
     ) -> PanelImage:
-        """Redraw one panel (new seed and/or edited prompt) reading the session's identity bank.
+        """Redraw one panel (new seed and/or edited prompt) reading the session's identity bank. ``model``: the
+        name the page asks to draw with, which must be the one the story was drawn with (or loaded from).
 
         A bank that lacks a character of the panel (a project loaded without its bank) first gets that
         character's identity set drawn from ``bank_story``: the same images the run drew, so the redraw
@@ -177,10 +179,12 @@ class StudioSession:
         if not 0 <= index < len(self.story.panels):
             count = len(self.story.panels)
             raise StoryDiffusionError(f"Panel: there is no panel {index + 1}; the story has {count} (1 is the first)")
-        if pipeline.spec.name != self.result.model.name:  # its bank, seeds and look belong to the model that drew it
+        if (
+            model is not None and self.model and model != self.model
+        ):  # its bank and look belong to the model that drew it
             raise StoryDiffusionError(
-                f"Model: this story was drawn with {shown_name(self.result.model.name)}; choose it again to redraw "
-                f"one panel, or press Generate to draw the whole story with {shown_name(pipeline.spec.name)}"
+                f"Model: this story was drawn with {shown_name(self.model)}; choose it again to redraw one panel, "
+                f"or press Generate to draw the whole story with {shown_name(model)}"
             )
         try:
             story = self._redrawn_story(index, prompt, seed, caption)

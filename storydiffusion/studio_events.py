@@ -14,6 +14,7 @@ from typing import Any
 import gradio as gr
 
 from . import studio_text as text
+from .errors import StoryError
 from .model_pool import ModelPool
 from .project import ProjectLimits
 from .story import story_to_text
@@ -95,7 +96,11 @@ def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> Any:
         prompt, layout = text.text_value("Prompt", prompt), text.layout_value(layout)
         caption = None if caption is None else text.text_value("Caption", caption)
         seed = None if seed is None or seed == "" else text.setting_value("seed", seed, "Panel seed")
-        with pool.lease(model) as pipeline:  # a device of its own while it draws (one per GPU: --devices)
+        chosen = pool.check_choice(model)
+        with pool.lease(chosen) as pipeline:  # a device of its own while it draws (one per GPU: --devices)
+            steering_faces = session.result is not None and session.result.settings.reference_adapter == "face"
+            if steering_faces and session.steered.photos and not pipeline.can_steer_by_face():
+                raise StoryError(text.NO_FACE_MODEL_MESSAGE)  # in the studio's words, not the command line's
             panel = session.regenerate_panel(
                 pipeline,
                 number - 1,
@@ -103,6 +108,7 @@ def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> Any:
                 seed,
                 caption,
                 callback=lambda step: progress(step.fraction, desc=text.step_message(step)),
+                model=chosen,
             )
         session.retypeset(layout)
         panels = text.gallery_items(session.panels())

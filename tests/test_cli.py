@@ -192,3 +192,23 @@ def test_out_of_memory_becomes_a_message_with_settings_to_lower(tmp_path, capsys
     assert main(["generate", str(story), "--out", str(tmp_path / "o"), *FAST]) == 2
     error = capsys.readouterr().err
     assert "out of memory" in error and "--height" in error and "Traceback" not in error
+
+
+def test_what_the_library_logs_as_a_warning_is_one_warning_line(tmp_path, capsys, monkeypatch):
+    """A fallback taken while loading (the fp16-safe VAE not downloadable, say) is only logged by the library;
+    the command prints it once, as a warning line."""
+    import logging
+
+    from storydiffusion.pipeline import StoryPipeline
+
+    loading = StoryPipeline.from_pretrained.__func__
+
+    def from_pretrained(cls, *args, **kwargs):
+        logging.getLogger("storydiffusion.models.low_vram").warning("could not load the fp16-safe VAE")
+        return loading(cls, *args, **kwargs)
+
+    monkeypatch.setattr(StoryPipeline, "from_pretrained", classmethod(from_pretrained))
+    story = write_story(tmp_path / "s.yaml", ["[Bob] walks"])
+    assert main(["generate", str(story), "--out", str(tmp_path / "o"), *FAST]) == 0
+    err = capsys.readouterr().err
+    assert err.count("could not load the fp16-safe VAE") == 1 and "warning: could not load the fp16-safe VAE" in err

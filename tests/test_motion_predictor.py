@@ -146,7 +146,13 @@ def test_a_damaged_or_outsized_predictor_folder_is_a_model_error_not_a_crash(tmp
     with pytest.raises(ModelError, match="is not a valid safetensors file"):
         SemanticMotionPredictor.from_pretrained(tmp_path / "p")
     config = tmp_path / "p" / "config.json"
-    for change, named in (({"hidden": 10**8, "heads": 1}, "hidden must be"), ({"layers": True}, "layers must be")):
+    changes = (
+        ({"hidden": 10**8, "heads": 1}, "hidden must be"),
+        ({"layers": True}, "layers must be"),
+        ({"embed_dim": 64.0}, "embed_dim must be a whole number"),
+        ({"hidden": 8192, "heads": 128, "layers": 64, "mlp_ratio": 16.0}, "more than the 2,000,000,000"),
+    )
+    for change, named in changes:
         config.write_text(json.dumps({**model.config.to_dict(), **change}))
         with pytest.raises(ModelError, match=named):  # refused before any weight is allocated
             SemanticMotionPredictor.from_pretrained(tmp_path / "p")

@@ -310,3 +310,18 @@ def test_huge_values_are_cut_short_in_messages():
     with pytest.raises(SettingsError) as info:
         GenerationSettings.from_dict({"guidance": "9" * 100_000}, where="settings")
     assert len(str(info.value)) < 200 and "100,000 characters" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("rates", "message"),
+    [
+        ({1: 0.3, "1": 0.6}, "gives the factor 1 twice"),
+        ({"01": 0.3, 1: 0.6}, "gives the factor 1 twice"),
+        ({"١": 0.5}, "keys must be whole numbers"),
+        ({" 1": 0.5}, "keys must be whole numbers"),
+        ({"1_0": 0.5}, "keys must be whole numbers"),
+    ],
+)
+def test_sampling_rate_factors_are_plain_numbers_each_given_once(rates, message):
+    with pytest.raises(SettingsError, match=message):
+        GenerationSettings.from_dict({"sampling_rate": rates}, "settings")

@@ -99,3 +99,9 @@ def test_names_that_differ_only_in_unicode_form_or_case_are_one_character(first,
         Story.from_dict({"characters": {first: "a", second: "b"}, "panels": [f"[{first}] waves"]})
     story = Story.from_dict({"characters": {first: "a person"}, "panels": [f"[{second}] waves"]})
     assert tuple(story.panels[0].characters) == (first,)
+
+
+@pytest.mark.parametrize("name", ["NC", "nc", "ＮＣ"])
+def test_the_no_character_tag_is_no_name_in_any_form(name):
+    with pytest.raises(StoryError, match="NC is reserved"):
+        Story.from_dict({"characters": {name: "a robot"}, "panels": [f"[{name}] waves"]})

@@ -138,11 +138,22 @@ def test_a_redraw_is_refused_by_the_field_at_fault(session, tiny_sdxl, tiny_sd15
     with pytest.raises(StoryDiffusionError, match=r"^Panel: there is no panel 9; the story has 3 \(1 is the first\)$"):
         session.regenerate_panel(tiny_sd15, 8)
     with pytest.raises(StoryDiffusionError, match="^Model: this story was drawn with tiny-sdxl; choose it again"):
-        session.regenerate_panel(tiny_sd15, 0)  # the Model menu changed before Regenerate
+        session.regenerate_panel(tiny_sd15, 0, model="tiny-sd15")  # the Model menu changed before Regenerate
     before = [panel.image.tobytes() for panel in session.panels()]
     with pytest.raises(StoryDiffusionError, match=r"^Prompt: .*unknown character \[Zed\]"):
         session.regenerate_panel(tiny_sdxl, 0, prompt="[Zed] waves")
     assert [panel.image.tobytes() for panel in session.panels()] == before
+
+
+def test_a_loaded_project_is_redrawn_with_the_model_that_drew_it_whatever_the_menu_said(
+    session, tiny_sdxl, tiny_sd15, tmp_path
+):
+    path = session.save_project(include_bank=True)
+    other = StudioSession(workdir=tmp_path / "other")
+    other.load_project(path, tiny_sd15)  # the menu showed tiny-sd15 when the upload came; the page then switches it
+    with pytest.raises(StoryDiffusionError, match="^Model: this story was drawn with tiny-sdxl"):
+        other.regenerate_panel(tiny_sd15, 0, model="tiny-sd15")
+    assert other.regenerate_panel(tiny_sdxl, 0, model="tiny-sdxl").index == 0
 
 
 def bank_tensors(bank, path):

@@ -30,7 +30,8 @@ NOTE_LINEAR = "linear interpolation (no trained predictor weights)"
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 
 
-# Far beyond the paper's predictor (1024 wide, 8 layers): what a config file may ask for.
+# Far beyond the paper's predictor (1024 wide, 8 layers, about 100 million weights): what a config file may ask for.
+MAX_PREDICTOR_PARAMETERS = 2_000_000_000
 _CONFIG_RANGES = {
     "embed_dim": (1, 8192),
     "tokens": (1, 1024),
@@ -63,15 +64,26 @@ class PredictorConfig:
     def __post_init__(self) -> None:
         for name, (low, high) in _CONFIG_RANGES.items():  # a hand-made config must not ask for terabytes
             value = getattr(self, name)
-            number = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if not number or not low <= value <= high or (isinstance(low, int) and not float(value).is_integer()):
-                raise ValueError(f"{name} must be a number from {low} to {high}, not {value!r:.40}")
+            kinds = int if isinstance(low, int) else (int, float)
+            if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
+                whole = "a whole number" if kinds is int else "a number"
+                raise ValueError(f"{name} must be {whole} from {low} to {high}, not {value!r:.40}")
+        if self.parameter_count() > MAX_PREDICTOR_PARAMETERS:
+            raise ValueError(
+                f"hidden {self.hidden}, layers {self.layers} and mlp_ratio {self.mlp_ratio} make a predictor of about "
+                f"{self.parameter_count():,} parameters, more than the {MAX_PREDICTOR_PARAMETERS:,} one may have"
+            )
         if not isinstance(self.token_selection, str) or self.token_selection not in TOKEN_SELECTIONS:
             raise ValueError(f"token_selection must be one of {TOKEN_SELECTIONS}, not {self.token_selection!r}")
         if self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
         if self.tokens < 1 or self.max_frames < 2 or self.layers < 1:
             raise ValueError("tokens >= 1, max_frames >= 2 and layers >= 1 are required")
+
+    def parameter_count(self) -> int:
+        """About how many weights the predictor has: its transformer layers, and its input and output projections."""
+        per_layer = (4 + 2 * self.mlp_ratio) * self.hidden**2
+        return int(self.layers * per_layer + 2 * self.embed_dim * self.hidden + self.max_frames * self.hidden)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -280,7 +292,10 @@ class SemanticMotionPredictor(torch.nn.Module):
             config = PredictorConfig.from_dict(data)
         except (ValueError, TypeError) as exc:  # InputFileError is a ValueError
             raise ModelError(f"Invalid {config_path}: {exc}") from None
-        model = cls(config)
+        try:
+            model = cls(config)
+        except (ValueError, TypeError, RuntimeError) as exc:  # a config its architecture cannot be built from
+            raise ModelError(f"Invalid {config_path}: {type(exc).__name__}: {exc}") from None
         try:
             state = load_file(str(weights))
         except Exception as exc:  # safetensors raises its own error type for a damaged file

@@ -14,7 +14,6 @@ from ..settings import MAX_PATH_CHARS, MAX_TEXT_CHARS, SETTING_RANGES
 from .control import check_control
 from .model import DEFAULT_REFERENCE_SCALE, Character, DialogueLine, Panel, Story
 from .names import (
-    NO_CHARACTER,
     TAG,
     is_no_character,
     known_names,
@@ -46,7 +45,7 @@ def check_name(raw: str, line: int | None) -> str:
             f"character name {shown(name)} is {len(name):,} characters long; at most {MAX_NAME_CHARS} are allowed",
             line,
         )
-    if name.casefold() == NO_CHARACTER.casefold():
+    if is_no_character(name):  # in any case and Unicode form (full-width ＮＣ too), as tags are matched
         raise StoryError("NC is reserved for panels without characters: choose another character name", line)
     for ch in name:
         if ch not in _NAME_PUNCTUATION and unicodedata.category(ch)[0] not in "LMN":

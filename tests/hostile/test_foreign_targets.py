@@ -288,3 +288,18 @@ def test_a_run_record_edited_until_it_no_longer_parses_is_named_as_the_reason(
     )
     assert "repair or delete it" in err and "already holds files" not in err
     assert snapshot(out) == before
+
+
+def test_a_damaged_pages_record_stops_compose_with_composes_fix_and_not_a_generate_that_writes_no_pages(
+    finished, tmp_path, monkeypatch, capsys
+):
+    out = tmp_path / "run"
+    shutil.copytree(finished / "run", out)
+    (out / "pages" / "pages.json").write_text("{broken", encoding="utf-8")
+    before = snapshot(out)
+    assert main(["compose", str(out), "--layout", "grid"]) == 2
+    err = one_line_error(capsys)
+    assert "pages.json is a file this tool has no record of writing: it cannot be read" in err and "--out" not in err
+    assert snapshot(out) == before
+    assert main(["generate", str(finished / "story.yaml"), "--out", str(out), *FAST, "--overwrite"]) == 0
+    assert (out / "pages" / "pages.json").read_text(encoding="utf-8") == "{broken"  # not its to judge, nor delete
