@@ -9,7 +9,6 @@ re-typesetting pages, exporting, saving and loading project files.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import secrets
 import shutil
 import tempfile
@@ -26,17 +25,14 @@ from .layout.compose import ComposeResult, check_options, compose_run
 from .model_pool import shown_name
 from .pipeline import StoryPipeline
 from .planning import identity_sets
-from .project import Project, ProjectLimits, load_project, save_project
 from .results import PanelImage, Progress, StoryResult
 from .rundir import PANELS_DIR, VIDEO_DIR, save_panel, save_result
 from .settings import DEFAULT_FPS, DEFAULT_FRAMES, GenerationSettings
 from .story import Story, story_from_text, story_to_text
 from .streaming import Event, PanelDone, RunFinished, stream_generation
+from .studio_projects import DOWNLOADS_DIR, EXPORTS, ProjectsMixin, slug
 from .studio_uploads import StoryUploads
 
-DOWNLOADS_DIR = "downloads"  # in a session's folder: the files offered for download, named after the story
-LOADING_DIR = "loading"  # in a session's folder: a project being loaded, until it replaces the run
-EXPORTS = ("pdf", "cbz", "zip")  # what the studio offers for download beside the pages
 MAX_DICE_SEED = 2**31 - 1  # the dice stays below 2**53 so a browser's number field holds it exactly
 
 
@@ -61,7 +57,7 @@ def close_session(state: StudioSession | None) -> None:
 
 
 @dataclass
-class StudioSession:
+class StudioSession(ProjectsMixin):
     """One user's work: the story, its panels on disk, the identity bank, the pages."""
 
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="storydiffusion-")))
@@ -279,76 +275,6 @@ class StudioSession:
         current.title = story.title
         save_result(self.result, self.run_dir, private=True)
 
-    def save_project(self, include_bank: bool = False) -> Path:
-        """The project ZIP: story, settings, seeds and panels (a few MB). The identity bank (hundreds of MB)
-        only with ``include_bank``: ``regenerate_panel`` rebuilds it exactly from ``bank_story`` and the seeds."""
-        if self.result is None:
-            raise StoryDiffusionError("there is nothing to save yet: generate the story first")
-        project = Project(
-            story=self.story,
-            settings=self.result.settings,
-            model=self.model,
-            panels={p.index: p.image for p in self.result.panels},
-            seeds={p.index: p.seed for p in self.result.panels},
-            bank=self.result.bank,
-            layout=self.layout,
-            bank_story=self.bank_story,
-            photos=self.steered.photo_images,
-            controls=self.steered.control_images,
-        )
-        (self.workdir / DOWNLOADS_DIR).mkdir(exist_ok=True)
-        path = self.workdir / DOWNLOADS_DIR / f"{_slug(self.story.title)}-project.zip"
-        return save_project(project, path, include_bank=include_bank)
-
-    def load_project(
-        self,
-        path: str | Path,
-        pipeline: StoryPipeline,
-        limits: ProjectLimits | None = None,
-        layout: str | None = None,
-    ) -> Project:
-        """Continue a saved project: its panels, seeds and bank become this session's, its pages typeset (in
-        its own layout, else ``layout``). A project saved without its bank gets it back on the first
-        ``regenerate_panel`` that needs it.
-
-        All of it is built and typeset in a folder beside the session's run first: a project that fails
-        anywhere leaves the session's story, panels and pages exactly as they were.
-        ``limits`` bound what the archive may unpack to (a shared server ties them to its upload limit).
-        """
-        project = load_project(path, limits)
-        panels = [
-            PanelImage(
-                index=i,
-                image=image,
-                seed=project.seeds.get(i, 0),
-                prompt=project.story.panel_prompt(i),
-                negative_prompt=project.settings.negative_prompt,
-                characters=tuple(project.story.panels[i].characters),
-                identity=False,
-            )
-            for i, image in sorted(project.panels.items())
-        ]
-        result = StoryResult(
-            story=project.story, settings=project.settings, model=pipeline.spec, panels=panels, bank=project.bank
-        )
-        staging = self.workdir / LOADING_DIR
-        shutil.rmtree(staging, ignore_errors=True)
-        try:
-            (staging / PANELS_DIR).mkdir(parents=True)
-            save_result(result, staging, private=True)
-            layout = project.layout or layout or self.layout
-            pages = compose_run(staging, layout=layout, export=EXPORTS)  # a panel that cannot be typeset fails here
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        shutil.rmtree(self.run_dir, ignore_errors=True)
-        staging.rename(self.run_dir)
-        self.story, self.model, self.layout, self.result = project.story, project.model, layout, result
-        self.bank_story = project.bank_story if project.bank_story is not None else copy.deepcopy(project.story)
-        self.steered = StoryUploads.from_project(project.story, project.photos, project.controls)
-        self.pages = _moved(pages, self.run_dir)
-        return project
-
     def animate(
         self,
         transition,
@@ -406,17 +332,10 @@ class StudioSession:
     def _named_copy(self, path: Path | None, suffix: str) -> str | None:
         if path is None:
             return None
-        target = self.workdir / DOWNLOADS_DIR / f"{_slug(self.story.title)}{suffix}"
+        target = self.workdir / DOWNLOADS_DIR / f"{slug(self.story.title)}{suffix}"
         target.parent.mkdir(exist_ok=True)
         atomic_write_bytes(target, path.read_bytes())
         return str(target)
-
-
-def _moved(pages: ComposeResult, run_dir: Path) -> ComposeResult:
-    """``pages`` composed in another folder, which has since become ``run_dir``."""
-    inside = lambda path: run_dir / path.relative_to(pages.run_dir)  # noqa: E731
-    files = {kind: inside(path) for kind, path in pages.files.items()}
-    return dataclasses.replace(pages, run_dir=run_dir, pages=[inside(page) for page in pages.pages], files=files)
 
 
 @dataclass
@@ -436,8 +355,3 @@ def _identity_panels_of(story: Story, settings: GenerationSettings, names: list[
     sets, shown_in = identity_sets(story, settings), story.character_panels()
     panels = [(sets.get(name) or shown_in.get(name) or [None])[0] for name in names]
     return sorted({index for index in panels if index is not None})
-
-
-def _slug(title: str) -> str:
-    cleaned = "".join(ch if ch.isalnum() else "-" for ch in title.lower()).strip("-")
-    return "-".join(part for part in cleaned.split("-") if part)[:60] or "story"

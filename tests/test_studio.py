@@ -107,7 +107,7 @@ def test_project_round_trip_continues_in_a_new_session(session, tiny_sdxl, tmp_p
 
 
 def test_a_project_that_fails_to_typeset_leaves_the_session_as_it_was(session, tiny_sdxl, tmp_path, monkeypatch):
-    import storydiffusion.studio as studio_module
+    import storydiffusion.studio_projects as studio_module
     from storydiffusion.layout import LayoutError
 
     session.retypeset("classic")
