@@ -14,7 +14,7 @@ from typing import Any
 
 from .cli_checks import EXIT_INTERRUPTED, check_bank_flags, check_model_flag, check_panel_numbers, generation_settings
 from .cli_stories import divide_stories, story_jobs
-from .errors import StoryDiffusionError, model_memory
+from .errors import StoryDiffusionError, counted, model_memory
 from .run_manifest import manifest_model_name, manifest_panels
 from .run_targets import refuse_foreign_targets
 from .rundir import MANIFEST_NAME, RunWriter, check_output_dir, prepare_output_dir
@@ -405,11 +405,10 @@ def _report_generation(result, out, manifest) -> None:
         print(f"warning: {message}", file=sys.stderr)
     count, held = len(result.panels), len(manifest_panels(read_manifest(manifest)))
     if held == count:
-        print(f"{count} panel{'' if count == 1 else 's'} in {out / 'panels'}; manifest {manifest}")
+        print(f"{counted(count, 'panel')} in {out / 'panels'}; manifest {manifest}")
     else:
         total = len(result.story.panels)
-        drawn = f"{count} panel{'' if count == 1 else 's'} drawn"
-        print(f"{drawn}; {held} of {total} panels in {out / 'panels'}; manifest {manifest}")
+        print(f"{counted(count, 'panel')} drawn; {held} of {total} panels in {out / 'panels'}; manifest {manifest}")
     if result.bank is not None and len(result.bank):
         print(f"identity bank: {result.bank.nbytes() / 2**20:.1f} MiB for {len(result.bank.sources())} identity images")
 
@@ -419,6 +418,4 @@ def _report_compose(result) -> None:
         print(f"warning: {message}", file=sys.stderr)
     extra = "".join(f", {path}" for kind, path in result.files.items() if kind != "pages")
     count = len(result.pages)
-    print(
-        f"{count} {result.template} page{'s' if count != 1 else ''} in {result.run_dir / 'pages'}{extra} ({result.seconds:.1f} s)"
-    )
+    print(f"{counted(count, result.template + ' page')} in {result.run_dir / 'pages'}{extra} ({result.seconds:.1f} s)")

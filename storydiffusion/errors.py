@@ -89,6 +89,11 @@ def kind_of(value: Any) -> str:
     return type(value).__name__
 
 
+def counted(number: int, word: str) -> str:
+    """``1 panel``, ``3 panels``: a count in a message."""
+    return f"{number} {word}{'' if number == 1 else 's'}"
+
+
 def shown(value: Any, limit: int = 60) -> str:
     """A value as an error message shows it: its repr, cut short so that a huge value keeps the message one line."""
     text = repr(value)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import SettingsError, kind_of, shown
+from .structured import plain_digits
 
 CONSISTENCY_MODES = ("identity", "window", "off")
 # Which tokens an image shares: all of them, sampled uniformly (the paper), or only its characters'
@@ -145,7 +146,7 @@ def _factor(key: Any, path: str) -> int:
     """A sampling-rate key: the layer's downsampling factor, written as a whole number (JSON keys are text)."""
     if isinstance(key, int) and not isinstance(key, bool):
         factor = key
-    elif isinstance(key, str) and key.isascii() and key.isdigit() and len(key) <= 5:  # '١', ' 1', '1_0': no
+    elif isinstance(key, str) and plain_digits(key) and len(key) <= 5:  # '١', ' 1', '1_0': no
         factor = int(key)
     else:
         factor = -1

@@ -14,7 +14,6 @@ from typing import Any
 import gradio as gr
 
 from . import studio_text as text
-from .errors import StoryError
 from .model_pool import ModelPool
 from .project import ProjectLimits
 from .story import story_to_text
@@ -98,9 +97,8 @@ def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> Any:
         seed = None if seed is None or seed == "" else text.setting_value("seed", seed, "Panel seed")
         chosen = pool.check_choice(model)
         with pool.lease(chosen) as pipeline:  # a device of its own while it draws (one per GPU: --devices)
-            steering_faces = session.result is not None and session.result.settings.reference_adapter == "face"
-            if steering_faces and session.steered.photos and not pipeline.can_steer_by_face():
-                raise StoryError(text.NO_FACE_MODEL_MESSAGE)  # in the studio's words, not the command line's
+            if session.result is not None:
+                text.check_face_steering(pipeline, session.result.settings, bool(session.steered.photos))
             panel = session.regenerate_panel(
                 pipeline,
                 number - 1,

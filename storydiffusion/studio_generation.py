@@ -9,7 +9,6 @@ from typing import Any
 import gradio as gr
 
 from . import studio_text as text
-from .errors import StoryError
 from .model_pool import ModelPool
 from .settings import REFERENCE_ADAPTERS
 from .streaming import PanelDone, RunFailed, RunFinished, StepDone
@@ -108,8 +107,7 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
         )
         layout = text.layout_value(layout)
         with pool.lease(model) as pipeline:  # a device of its own while it draws (one per GPU: --devices)
-            if steered.photos and settings.reference_adapter == "face" and not pipeline.can_steer_by_face():
-                raise StoryError(text.NO_FACE_MODEL_MESSAGE)  # in the studio's words, not the command line's
+            text.check_face_steering(pipeline, settings, bool(steered.photos))
             notice = text.notice_markdown(pool.notice(model))
             nothing = ([], None, None, None)  # a new run: the last run's pages and files go
             yield session, text.STARTING_MESSAGE, [], *nothing, notice

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from .errors import SettingsError, StoryDiffusionError, StoryError, TooManyPanels, shown
+from .errors import SettingsError, StoryDiffusionError, StoryError, TooManyPanels, counted, shown
 from .layout.templates import list_templates
 from .model_pool import shown_name
 from .resources import data_path
@@ -270,15 +270,17 @@ STOPPING_MESSAGE = "Stopping after the current step…"
 NOTHING_RUNNING_MESSAGE = "Nothing is running."
 
 
-def counted(number: int, word: str) -> str:
-    """``1 panel``, ``3 panels``."""
-    return f"{number} {word}{'' if number == 1 else 's'}"
-
-
 def quoted(text: str, limit: int = 60) -> str:
     """A user's text inside a message: control and direction characters dropped, cut short, in quotes."""
     visible = "".join(char for char in text if unicodedata.category(char) not in ("Cc", "Cf", "Co", "Cs"))
     return f"'{visible[:limit]}…'" if len(visible) > limit else f"'{visible}'"
+
+
+def check_face_steering(pipeline: Any, settings: GenerationSettings, has_photos: bool) -> None:
+    """Photos that steer by their face need a face model (or the tiny stand-in): told in the page's words, where
+    the library would name the command line's --face-model."""
+    if has_photos and settings.reference_adapter == "face" and not pipeline.can_steer_by_face():
+        raise StoryError(NO_FACE_MODEL_MESSAGE)
 
 
 def queued_message(story: Story) -> str:
