@@ -17,7 +17,7 @@ from diffusers.models.attention_processor import Attention, AttnProcessor2_0, IP
 from .subject_masks import cross_attention_probabilities
 
 if TYPE_CHECKING:  # pragma: no cover - for type hints only
-    from .attention import ConsistencyContext
+    from .attention_context import ConsistencyContext
 
 
 class StoryAttnProcessor(AttnProcessor2_0):

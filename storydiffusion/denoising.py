@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
-from .attention import ConsistencyContext, ImageSlot
+from .attention_context import ConsistencyContext, ImageSlot
 from .bank import IdentityBank
 from .controlnets import BatchControl, control_pipeline
 from .models import fresh_scheduler

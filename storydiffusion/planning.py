@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .attention import ImageSlot, stable_hash
+from .attention_context import ImageSlot, stable_hash
 from .errors import StoryError
 from .settings import GenerationSettings
 from .story import Story
