@@ -18,10 +18,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import io
 import json
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -32,8 +30,9 @@ import torch
 from PIL import Image
 
 from .errors import GenerationCancelled, ModelOutOfMemory, StoryDiffusionError
+from .panel_transport import pack_panels, read_back_panel, unpack_panels
 from .results import PanelImage
-from .rundir import MANIFEST_NAME, MASKS_DIR, PANELS_DIR, mask_filename, panel_filename, save_panel
+from .rundir import MANIFEST_NAME, save_panel
 from .story_run import is_cancelled
 
 COLLECTIVE_TIMEOUT = timedelta(hours=6)
@@ -202,8 +201,8 @@ class ProcessShare:
                     f"process {self.rank} could not write its panels in {self.folder}: {failure}; free some space "
                     "or fix the folder's permissions, then run the same command again to draw the rest"
                 )
-        sent = _pack_panels(panels, pictures=not written, error=error, stopped=stopped)
-        parts = [_unpack_panels(part) for part in self.gather_bytes(sent)]
+        sent = pack_panels(panels, pictures=not written, error=error, stopped=stopped)
+        parts = [unpack_panels(part) for part in self.gather_bytes(sent)]
         failed = next((message for message, _, _ in parts if message), None)
         if failed is not None:
             raise FailedTogether(failed, reported_elsewhere=self.rank != 0)
@@ -215,7 +214,7 @@ class ProcessShare:
         for _, _, sent in parts:
             for panel in sent:
                 mine = drawn.get(panel.index)
-                received.append(mine or (_read_back(panel, self.folder) if written else panel))
+                received.append(mine or (read_back_panel(panel, self.folder) if written else panel))
         return sorted(received, key=lambda p: p.index), stopped
 
     def any_process(self, flag: bool) -> bool:
@@ -234,79 +233,6 @@ def _as_tensor(data: bytes, device: torch.device) -> torch.Tensor:
     if not data:
         return torch.empty(0, dtype=torch.uint8, device=device)
     return torch.frombuffer(bytearray(data), dtype=torch.uint8).to(device)
-
-
-def _png(image: Image.Image) -> bytes:
-    out = io.BytesIO()
-    image.save(out, format="PNG", compress_level=1)  # lossless: the writer re-encodes the same pixels
-    return out.getvalue()
-
-
-def _pack_panels(
-    panels: list[PanelImage], pictures: bool = True, error: str | None = None, stopped: bool = False
-) -> bytes:
-    """Panels as bytes: a JSON header (an error, whether the process was cancelled, each panel's fields and
-    picture sizes), then the PNGs of pictures and masks (none when ``pictures`` is off: the files are on a
-    disk every process sees)."""
-    blobs: list[bytes] = []
-    entries = []
-    for panel in panels:
-        sizes = {}
-        for name, picture in {"": panel.image, **{f"mask:{n}": m for n, m in panel.masks.items()}}.items():
-            blobs.append(_png(picture) if pictures else b"")
-            sizes[name] = len(blobs[-1])
-        fields = {k: getattr(panel, k) for k in ("index", "seed", "prompt", "negative_prompt", "identity")}
-        entries.append({**fields, "characters": list(panel.characters), "pictures": sizes})
-    header = json.dumps({"error": error, "stopped": stopped, "panels": [] if error else entries}).encode()
-    return len(header).to_bytes(8, "little") + header + (b"" if error else b"".join(blobs))
-
-
-def _unpack_panels(data: bytes) -> tuple[str | None, bool, list[PanelImage]]:
-    """(a process's error or None, whether it was cancelled, its panels); a picture sent without bytes is
-    left None, to be read back."""
-    length = int.from_bytes(data[:8], "little")
-    header, offset = json.loads(data[8 : 8 + length].decode()), 8 + length
-    panels = []
-    for entry in header["panels"]:
-        pictures = {}
-        for name, size in entry.pop("pictures").items():
-            pictures[name] = Image.open(io.BytesIO(data[offset : offset + size])).copy() if size else None
-            offset += size
-        masks = {name.removeprefix("mask:"): picture for name, picture in pictures.items() if name}
-        panels.append(
-            PanelImage(**{**entry, "characters": tuple(entry["characters"])}, image=pictures[""], masks=masks)
-        )
-    return header["error"], header["stopped"], panels
-
-
-def _read_back(panel: PanelImage, folder: Path) -> PanelImage:
-    """A panel another process wrote into ``folder``, with its picture and masks read from there. A shared disk
-    (NFS) may show a file renamed into place on another machine a little later: each is waited for a while."""
-
-    def read(path: Path) -> Image.Image:
-        for wait in (0.1, 0.2, 0.5, 1, 2, 5, 10, 0):
-            try:
-                with Image.open(path) as picture:
-                    return picture.copy()
-            except FileNotFoundError:
-                if not wait:
-                    break
-                time.sleep(wait)
-            except OSError as error:
-                raise StoryDiffusionError(
-                    f"another process wrote {path}, but it cannot be read here: {error}"
-                ) from None
-        raise StoryDiffusionError(
-            f"another process wrote {path}, but it is not there for this one: give every process the same --out "
-            "folder (one disk, or a shared one), then run the same command again to draw the rest"
-        )
-
-    image = read(folder / PANELS_DIR / panel_filename(panel.index))
-    masks = {
-        name: read(folder / MASKS_DIR / mask_filename(panel.index, panel.characters.index(name)))
-        for name in panel.masks
-    }
-    return dataclasses.replace(panel, image=image, masks=masks)
 
 
 def _fingerprint(folder: Path | None) -> str | None:

@@ -17,9 +17,10 @@ import pytest
 import torch
 from PIL import Image
 
-from storydiffusion.distributed import ProcessShare, _pack_panels, _unpack_panels, command_line_share, draw_shared
+from storydiffusion.distributed import ProcessShare, command_line_share, draw_shared
 from storydiffusion.errors import SettingsError
 from storydiffusion.launcher import devices_value
+from storydiffusion.panel_transport import pack_panels, unpack_panels
 from storydiffusion.results import PanelImage
 from storydiffusion.rundir import unrecorded_files
 
@@ -246,7 +247,7 @@ def test_panels_travel_between_processes_pixel_for_pixel():
         PanelImage(3, picture, 42, "a man walks", "", ("Bob",), True, {"Bob": mask}),
         PanelImage(5, picture.transpose(Image.Transpose.FLIP_LEFT_RIGHT), 7, "b", "ugly", (), False),
     ]
-    error, stopped, received = _unpack_panels(_pack_panels(panels))
+    error, stopped, received = unpack_panels(pack_panels(panels))
     assert error is None and stopped is False
     assert [(p.index, p.seed, p.prompt, p.negative_prompt, p.characters, p.identity) for p in received] == [
         (3, 42, "a man walks", "", ("Bob",), True),
@@ -256,10 +257,10 @@ def test_panels_travel_between_processes_pixel_for_pixel():
         assert np.array_equal(np.asarray(sent.image), np.asarray(got.image))
         assert set(sent.masks) == set(got.masks)
     assert np.array_equal(np.asarray(received[0].masks["Bob"]), np.asarray(mask))
-    assert _unpack_panels(_pack_panels([])) == (None, False, [])
-    assert _unpack_panels(_pack_panels([], stopped=True)) == (None, True, [])
-    assert _unpack_panels(_pack_panels(panels, error="disk full")) == ("disk full", False, [])
-    records = _unpack_panels(_pack_panels(panels, pictures=False))[2]  # the files are on a shared disk
+    assert unpack_panels(pack_panels([])) == (None, False, [])
+    assert unpack_panels(pack_panels([], stopped=True)) == (None, True, [])
+    assert unpack_panels(pack_panels(panels, error="disk full")) == ("disk full", False, [])
+    records = unpack_panels(pack_panels(panels, pictures=False))[2]  # the files are on a shared disk
     assert [(p.index, p.image, set(p.masks)) for p in records] == [(3, None, {"Bob"}), (5, None, set())]
 
 
