@@ -15,6 +15,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
+from storydiffusion import studio_status as run_status  # noqa: E402
 from storydiffusion import studio_text as text  # noqa: E402
 from storydiffusion.model_pool import ModelPool  # noqa: E402
 from storydiffusion.project import ProjectLimits  # noqa: E402
@@ -69,7 +70,7 @@ def build_app(
     with gr.Blocks(title="StoryDiffusion studio", delete_cache=delete_cache) as demo:
         session = gr.State(None, time_to_live=SESSION_TTL_SECONDS, delete_callback=close_session)
         gr.Markdown("# StoryDiffusion studio\nCharacter-consistent comics from text, with Consistent Self-Attention.")
-        banner = gr.Markdown(text.notice_markdown(pool.notice()), label="Model notice", elem_id="model-notice")
+        banner = gr.Markdown(run_status.notice_markdown(pool.notice()), label="Model notice", elem_id="model-notice")
         with gr.Tab("Story"), gr.Row():
             with gr.Column(scale=2):
                 inputs = story_inputs(pool, list(examples))

@@ -13,6 +13,7 @@ from typing import Any
 
 import gradio as gr
 
+from . import studio_status as run_status
 from . import studio_text as text
 from .model_pool import ModelPool
 from .project import ProjectLimits
@@ -105,7 +106,7 @@ def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> Any:
                 prompt or None,
                 seed,
                 caption,
-                callback=lambda step: progress(step.fraction, desc=text.step_message(step)),
+                callback=lambda step: progress(step.fraction, desc=run_status.step_message(step)),
                 model=chosen,
             )
         session.retypeset(layout)

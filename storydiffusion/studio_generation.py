@@ -8,6 +8,7 @@ from typing import Any
 
 import gradio as gr
 
+from . import studio_status as run_status
 from . import studio_text as text
 from .model_pool import ModelPool
 from .settings import REFERENCE_ADAPTERS
@@ -27,14 +28,14 @@ def start_if_checked(state, status: str):
         raise gr.Error("the story did not pass its check", visible=False, print_exception=False)
     session = session_of(state)
     session.expect_run()
-    return session, *text.run_buttons(True)
+    return session, *run_status.run_buttons(True)
 
 
 def end_of_run(state):
     """After a page run (finished, stopped or refused): the session knows nothing runs; buttons to idle."""
     if isinstance(state, StudioSession):
         state.run_over()
-    return text.run_buttons(False)
+    return run_status.run_buttons(False)
 
 
 def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: Collection[str] = ()) -> Any:
@@ -72,7 +73,7 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
         numbers = (steps, guidance, width, height, seed, sampling_rate, id_images, window)
         steering = (reference_photos, photo_strength, control_images, control_strength)
         story, _, _ = checked_run(title, characters, story_text, style, negative, numbers, consistency, steering)
-        return text.queued_message(story)
+        return run_status.queued_message(story)
 
     @gpu_task
     def generate(
@@ -108,20 +109,20 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
         layout = text.layout_value(layout)
         with pool.lease(model) as pipeline:  # a device of its own while it draws (one per GPU: --devices)
             text.check_face_steering(pipeline, settings, bool(steered.photos))
-            notice = text.notice_markdown(pool.notice(model))
+            notice = run_status.notice_markdown(pool.notice(model))
             nothing = ([], None, None, None)  # a new run: the last run's pages and files go
-            yield session, text.STARTING_MESSAGE, [], *nothing, notice
+            yield session, run_status.STARTING_MESSAGE, [], *nothing, notice
             for event in session.generate(pipeline, story, settings, pool.check_choice(model), steered):
                 if isinstance(event, StepDone):
-                    progress(event.progress.fraction, desc=text.step_message(event.progress))
+                    progress(event.progress.fraction, desc=run_status.step_message(event.progress))
                 elif isinstance(event, PanelDone):
-                    done = text.panels_done_message(len(session.panels()), len(story.panels))
+                    done = run_status.panels_done_message(len(session.panels()), len(story.panels))
                     yield session, done, text.gallery_items(session.panels()), *nothing, notice
                 elif isinstance(event, RunFailed):
                     raise event.error
                 elif isinstance(event, RunFinished):
                     downloads = session.typeset_if_drawn(layout)  # stopped before its first panel: no pages
-                    finished = text.finished_message(event.result, len(story.panels))
+                    finished = run_status.finished_message(event.result, len(story.panels))
                     panels = text.gallery_items(session.panels())
                     yield session, finished, panels, *downloads.as_tuple(), notice
 
@@ -154,7 +155,7 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
 
     def stop(state: StudioSession | None) -> str:
         stopping = state is not None and state.stop()
-        return text.STOPPING_MESSAGE if stopping else text.NOTHING_RUNNING_MESSAGE
+        return run_status.STOPPING_MESSAGE if stopping else run_status.NOTHING_RUNNING_MESSAGE
 
     story_widgets = [*inputs.texts(), inputs.style]
     checked = action(

@@ -17,7 +17,7 @@ from .errors import SettingsError, StoryDiffusionError, StoryError, TooManyPanel
 from .layout.templates import list_templates
 from .model_pool import shown_name
 from .resources import data_path
-from .results import PanelImage, Progress, StoryResult
+from .results import PanelImage
 from .settings import CONSISTENCY_KINDS, REFERENCE_ADAPTERS, SETTING_RANGES, GenerationSettings
 from .story import Story, load_story, parse_characters, story_from_text, story_to_text
 from .structured import MAX_NUMBER_CHARS, plain_digits
@@ -259,17 +259,6 @@ def selected_panel_number(position: int, value: Any) -> int:
     return int(last_word) if plain_digits(last_word) and len(last_word) <= 6 else position + 1
 
 
-def notice_markdown(notice: str) -> str:
-    """The model banner: its lead (``Offline demo:``) in bold, the rest plain, so it reads as one line."""
-    lead, colon, rest = notice.partition(": ")
-    return f"**{lead}:** {rest}" if colon else notice
-
-
-STARTING_MESSAGE = "Starting…"
-STOPPING_MESSAGE = "Stopping after the current step…"
-NOTHING_RUNNING_MESSAGE = "Nothing is running."
-
-
 def quoted(text: str, limit: int = 60) -> str:
     """A user's text inside a message: control and direction characters dropped, cut short, in quotes."""
     visible = "".join(char for char in text if unicodedata.category(char) not in ("Cc", "Cf", "Co", "Cs"))
@@ -281,34 +270,6 @@ def check_face_steering(pipeline: Any, settings: GenerationSettings, has_photos:
     the library would name the command line's --face-model."""
     if has_photos and settings.reference_adapter == "face" and not pipeline.can_steer_by_face():
         raise StoryError(NO_FACE_MODEL_MESSAGE)
-
-
-def queued_message(story: Story) -> str:
-    return f"Queued: {counted(len(story.panels), 'panel')}, {counted(len(story.characters), 'character')}."
-
-
-def step_message(progress: Progress) -> str:
-    """``Panels 1, 2: step 3/30``; the identity pass draws reference portraits, not story panels."""
-    shown = ", ".join(str(index + 1) for index in progress.panels) or "reference portraits"
-    return f"Panels {shown}: step {progress.step}/{progress.steps}"
-
-
-def panels_done_message(done: int, total: int) -> str:
-    return f"{done} of {counted(total, 'panel')} done"
-
-
-def finished_message(result: StoryResult, total: int) -> str:
-    """``Done: 3 of 3 panels in 5.2 s.`` or ``Stopped after 1 of 3 panels …``, then the run's warnings as a list."""
-    done, seconds = len(result.panels), result.seconds
-    if result.cancelled:
-        message = f"Stopped after {done} of {counted(total, 'panel')} ({seconds:.1f} s)" + (
-            "; the finished panels are kept." if done else "."
-        )
-    else:
-        message = f"Done: {done} of {counted(total, 'panel')} in {seconds:.1f} s."
-    if result.warnings:
-        message += "\n\n" + "\n".join(f"- {warning}" for warning in result.warnings)
-    return message
 
 
 def story_box_after_redraw(box: Any, story: Story, index: int) -> str:
@@ -335,13 +296,6 @@ def shown_if_filled(*files: str | None) -> tuple[dict, ...] | dict:
 
     updates = tuple(gr.update(visible=bool(file)) for file in files)
     return updates if len(updates) > 1 else updates[0]  # Gradio reads one output's value as is
-
-
-def run_buttons(running: bool) -> tuple[dict, dict]:
-    """Generate and Stop while a run goes (Generate off, Stop on) and when idle (the other way round)."""
-    import gradio as gr
-
-    return gr.update(interactive=not running), gr.update(interactive=running)
 
 
 def panel_for_editing(story: Story, panels: Sequence[PanelImage], number: int) -> tuple[int, str, str, str | None]:

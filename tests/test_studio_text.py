@@ -7,23 +7,20 @@ from storydiffusion.errors import StoryDiffusionError, StoryError
 from storydiffusion.pipeline import PanelImage, Progress
 from storydiffusion.settings import SETTING_RANGES
 from storydiffusion.story import story_from_text
+from storydiffusion.studio_status import finished_message, notice_markdown, queued_message, step_message
 from storydiffusion.studio_text import (
     UI_SETTINGS,
     animation_progress,
     choice_value,
     example_stories,
-    finished_message,
     gallery_items,
     layout_value,
-    notice_markdown,
     panel_number_from_ui,
-    queued_message,
     restored_story,
     selected_panel_number,
     setting_value,
     settings_from_ui,
     shown_if_filled,
-    step_message,
     story_box_after_redraw,
     story_from_ui,
     uploaded_path,
@@ -288,7 +285,8 @@ def test_a_story_over_the_panel_limit_is_told_in_the_pages_words():
 
 
 def test_counts_are_singular_for_one_and_a_loaded_title_is_shown_plainly():
-    from storydiffusion.studio_text import loaded_message, panels_done_message
+    from storydiffusion.studio_status import panels_done_message
+    from storydiffusion.studio_text import loaded_message
 
     one = story_from_ui("Solo", "[Bob] a man", "[Bob] walks")
     assert queued_message(one) == "Queued: 1 panel, 1 character."
