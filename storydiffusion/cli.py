@@ -28,7 +28,7 @@ OUT_OF_MEMORY_HINT = (
 
 
 def run_compose(args: argparse.Namespace) -> int:
-    from .cli_generate import _report_compose
+    from .cli_output import report_compose
     from .layout.compose import compose_run
 
     if args.dpi is not None:
@@ -42,14 +42,14 @@ def run_compose(args: argparse.Namespace) -> int:
         dpi=args.dpi,
         lettering=not args.no_lettering,
     )
-    _report_compose(result)
+    report_compose(result)
     return 0
 
 
 def run_animate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .cli_generate import _quiet_model_libraries
+    from .cli_output import quiet_model_libraries
     from .motion.animate import animate_run, check_clip_files, check_request, read_run_panels
 
     # bad input fails before any model is loaded
@@ -75,7 +75,7 @@ def run_animate(args: argparse.Namespace) -> int:
         bar.refresh()
 
     try:
-        with model_memory(), _quiet_model_libraries():
+        with model_memory(), quiet_model_libraries():
             result = animate_run(
                 args.run_dir,
                 args.start,

@@ -127,7 +127,7 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .cli_checks import check_model_flag
-    from .cli_generate import _quiet_model_libraries
+    from .cli_output import quiet_model_libraries
     from .errors import SettingsError, model_memory
     from .evaluation.benchmark import plan_benchmark, run_benchmark, variants_from
     from .evaluation.prompt_sets import read_prompt_set
@@ -143,7 +143,7 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     }
     plan_benchmark(stories, variants, args.out, overrides)  # the folder, settings and pictures: before any model
     measures = load_measures(args)
-    with model_memory(), _quiet_model_libraries():
+    with model_memory(), quiet_model_libraries():
         pipeline = StoryPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype)
     bar = tqdm(total=len(stories) * len(variants), unit="run", disable=args.quiet)
     try:

@@ -6,15 +6,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .cli_checks import EXIT_INTERRUPTED, check_bank_flags, check_model_flag, check_panel_numbers, generation_settings
+from .cli_output import StepBar, quiet_model_libraries, report_compose, report_generation
 from .cli_stories import divide_stories, story_jobs
-from .errors import StoryDiffusionError, counted, model_memory
+from .errors import StoryDiffusionError, model_memory
 from .run_manifest import manifest_model_name, manifest_panels
 from .run_targets import refuse_foreign_targets
 from .rundir import MANIFEST_NAME, RunWriter, check_output_dir, prepare_output_dir
@@ -188,13 +187,13 @@ def _draw_story(args: argparse.Namespace, checked: _CheckedStory, share, pipelin
         if result.bank is not None:
             result.bank.close()  # its disk tier, if it spilled: every process has its own
         return 0
-    _report_generation(result, target.out, target.finish(result, args.save_bank, args.bank))
+    report_generation(result, target.out, target.finish(result, args.save_bank, args.bank))
     if result.bank is not None:
         result.bank.close()  # its disk tier, if it spilled
     if args.layout:
         from .layout.compose import compose_run
 
-        _report_compose(compose_run(target.out, layout=args.layout, export=args.export or ()))
+        report_compose(compose_run(target.out, layout=args.layout, export=args.export or ()))
     return 0
 
 
@@ -210,12 +209,12 @@ def _prepare_model(args: argparse.Namespace, checked: _CheckedStory, pipelines: 
         pipelines[model] = _load_pipeline(args, checked.manifest_model)
     pipeline = pipelines[model]
     if checked.photos:
-        with model_memory(), _quiet_model_libraries():
+        with model_memory(), quiet_model_libraries():
             pipeline.attach_references(checked.settings.reference_adapter)  # its weights, before the folder changes
     settings = pipeline.resolve_settings(checked.story, checked.settings)
     pipeline.reference_embeddings(checked.story, checked.photos, settings)  # a photo without a face: refused now
     controls = story_control_pictures(checked.story, (settings.width, settings.height))
-    with model_memory(), _quiet_model_libraries():
+    with model_memory(), quiet_model_libraries():
         pipeline.control_maps(checked.story, settings, given=controls)  # their ControlNets loaded
     if checked.bank is not None:  # does it fit the model, settings and characters? before any step runs
         pipeline.check_bank(checked.bank, checked.story, settings, args.panels, checked.photos, controls)
@@ -234,7 +233,7 @@ def _read_bank(path: str, mode: str):
 def _load_pipeline(args: argparse.Namespace, manifest_model: str | None):
     from .pipeline import StoryPipeline
 
-    with model_memory(), _quiet_model_libraries():
+    with model_memory(), quiet_model_libraries():
         return StoryPipeline.from_pretrained(
             args.model or manifest_model,
             device=args.device,
@@ -248,26 +247,6 @@ def _load_pipeline(args: argparse.Namespace, manifest_model: str | None):
             lora=args.lora,
             lora_scale=args.lora_scale,
         )
-
-
-@contextmanager
-def _quiet_model_libraries() -> Iterator[None]:
-    """While models load, the hub, diffusers and transformers log only errors: their warnings (a model
-    not found offline, a config key ignored) would bury the one line the CLI prints for a bad input.
-    The levels are put back afterwards, as the CLI may run inside another program."""
-    from diffusers.utils import logging as diffusers_logging
-    from huggingface_hub.utils import logging as hub_logging
-    from transformers.utils import logging as transformers_logging
-
-    libraries = (diffusers_logging, hub_logging, transformers_logging)
-    levels = [library.get_verbosity() for library in libraries]
-    for library in libraries:
-        library.set_verbosity_error()
-    try:
-        yield
-    finally:
-        for library, level in zip(libraries, levels):
-            library.set_verbosity(level)
 
 
 @dataclass
@@ -309,7 +288,7 @@ def _draw(
 ):
     """Generate into the target's folder; None when a staged run was interrupted (its note is printed)."""
     try:
-        with _StepBar(args.quiet) as bar, model_memory(), _quiet_model_libraries():  # our warnings say it once
+        with StepBar(args.quiet) as bar, model_memory(), quiet_model_libraries():  # our warnings say it once
             return pipeline.generate(
                 story,
                 settings,
@@ -372,50 +351,3 @@ def _continuing_writer(out: Path, plan, story, args: argparse.Namespace) -> RunW
 def _may_write(args: argparse.Namespace) -> dict[str, bool]:
     """Which of the files a run writes on request this one may write: their names are checked before it starts."""
     return {"masks": args.save_masks, "bank": args.save_bank}
-
-
-class _StepBar:
-    """A tqdm bar over every denoising step of a story run, naming the panels being drawn."""
-
-    def __init__(self, quiet: bool):
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=None, unit="step", disable=quiet, file=sys.stderr)
-
-    def update(self, progress) -> None:
-        if self.bar.total is None:
-            self.bar.total = progress.batches * progress.steps
-        self.bar.n = progress.batch * progress.steps + progress.step
-        shown = ",".join(str(i + 1) for i in progress.panels) or "reference portraits"
-        self.bar.set_postfix_str(f"panels {shown}" + (" (identity set)" if progress.kind == "identity" else ""))
-        self.bar.refresh()
-
-    def __enter__(self) -> _StepBar:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.bar.close()
-
-
-def _report_generation(result, out, manifest) -> None:
-    """The run's warnings, then what the folder holds: a continued run or a redraw says how many it drew."""
-    from .run_manifest import read_manifest
-
-    for message in result.warnings:
-        print(f"warning: {message}", file=sys.stderr)
-    count, held = len(result.panels), len(manifest_panels(read_manifest(manifest)))
-    if held == count:
-        print(f"{counted(count, 'panel')} in {out / 'panels'}; manifest {manifest}")
-    else:
-        total = len(result.story.panels)
-        print(f"{counted(count, 'panel')} drawn; {held} of {total} panels in {out / 'panels'}; manifest {manifest}")
-    if result.bank is not None and len(result.bank):
-        print(f"identity bank: {result.bank.nbytes() / 2**20:.1f} MiB for {len(result.bank.sources())} identity images")
-
-
-def _report_compose(result) -> None:
-    for message in result.warnings:
-        print(f"warning: {message}", file=sys.stderr)
-    extra = "".join(f", {path}" for kind, path in result.files.items() if kind != "pages")
-    count = len(result.pages)
-    print(f"{counted(count, result.template + ' page')} in {result.run_dir / 'pages'}{extra} ({result.seconds:.1f} s)")

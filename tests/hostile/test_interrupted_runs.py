@@ -12,6 +12,7 @@ import time
 import pytest
 
 import storydiffusion.cli_generate as cli_generate
+import storydiffusion.cli_output as cli_output
 from storydiffusion.cli import main
 
 FAST = ["--model", "tiny-sdxl", "--steps", "2", "--quiet", "--device", "cpu"]
@@ -51,14 +52,14 @@ def manifest(folder):
 
 def interrupt_after(monkeypatch, finished: int) -> None:
     """Ctrl+C as soon as ``finished`` panels are done (the progress bar sees every step)."""
-    original = cli_generate._StepBar.update
+    original = cli_output.StepBar.update
 
     def update(self, progress):
         if progress.panels_done >= finished:
             raise KeyboardInterrupt
         original(self, progress)
 
-    monkeypatch.setattr(cli_generate._StepBar, "update", update)
+    monkeypatch.setattr(cli_output.StepBar, "update", update)
 
 
 @pytest.mark.slow
