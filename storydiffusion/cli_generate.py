@@ -212,7 +212,8 @@ def _prepare_model(args: argparse.Namespace, checked: _CheckedStory, pipelines: 
         with model_memory(), quiet_model_libraries():
             pipeline.attach_references(checked.settings.reference_adapter)  # its weights, before the folder changes
     settings = pipeline.resolve_settings(checked.story, checked.settings)
-    pipeline.reference_embeddings(checked.story, checked.photos, settings)  # a photo without a face: refused now
+    if settings.reference_adapter == "face":  # a photo without a face is refused now; a whole photo cannot fail
+        pipeline.reference_embeddings(checked.story, checked.photos, settings)
     controls = story_control_pictures(checked.story, (settings.width, settings.height))
     with model_memory(), quiet_model_libraries():
         pipeline.control_maps(checked.story, settings, given=controls)  # their ControlNets loaded

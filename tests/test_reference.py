@@ -190,7 +190,12 @@ def test_a_bad_photo_exits_2_naming_the_character_before_the_folder_changes(tmp_
     assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
 
 
-def test_a_story_with_a_photo_runs_from_the_command_line_and_records_it(tmp_path):
+def test_a_story_with_a_photo_runs_from_the_command_line_and_records_it(tmp_path, monkeypatch):
+    import storydiffusion.pipeline_steering as steering
+
+    encoded = []
+    embed = steering.reference_embeddings
+    monkeypatch.setattr(steering, "reference_embeddings", lambda *a, **k: encoded.append(1) or embed(*a, **k))
     story = tmp_path / "s.yaml"
     portrait(tmp_path / "nora.png")
     story.write_text(
@@ -202,6 +207,7 @@ def test_a_story_with_a_photo_runs_from_the_command_line_and_records_it(tmp_path
     manifest = json.loads((out / "story.json").read_text(encoding="utf-8"))
     assert manifest["story"]["characters"]["Nora"]["reference"] == str(tmp_path / "nora.png")
     assert len(list((out / "panels").glob("*.png"))) == 2
+    assert len(encoded) == 1  # the whole photo is encoded once, by the run: its check cannot fail
 
 
 def test_reading_a_photo_checks_it_like_every_image():
