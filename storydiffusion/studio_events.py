@@ -64,9 +64,13 @@ def remember_story(demo: gr.Blocks, studio: Studio) -> None:
 def wire_story_inputs(studio: Studio, examples: dict[str, tuple], door: gr.Button) -> None:
     inputs = studio.inputs
     filled = [*inputs.texts(), inputs.style, studio.advanced.numbers["seed"], inputs.layout]
+    steering = studio.steering
+    filled += [steering.photo_adapter, steering.photo_scale, steering.control_scale, studio.advanced.consistency]
+    filled.append(studio.results.status)
 
     def pick_example(name):
-        """An example sets everything it needs: the texts, its style and seed, and a layout that suits it."""
+        """An example sets everything it needs: the texts, its style and seed, a layout that suits it, how its
+        photos steer, what its panels share, and on the status line which files to upload, if any."""
         if name is None or name == "":
             return tuple(gr.skip() for _ in filled)
         return examples[text.choice_value("Examples", name, list(examples))]

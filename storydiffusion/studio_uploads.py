@@ -22,7 +22,8 @@ from .errors import StoryDiffusionError, shown
 from .images import read_image
 from .reference_adapter import read_reference
 from .story import Story, parse_characters
-from .story.control import CONTROL_KINDS, PanelControl
+from .story.control import CONTROL_KINDS, DEFAULT_CONTROL_SCALE, PanelControl
+from .story.model import DEFAULT_REFERENCE_SCALE
 from .story.names import known_names, name_index, name_key
 
 MAX_PHOTOS = 16
@@ -39,8 +40,8 @@ class StoryUploads:
 
     photos: dict[str, tuple[str, Image.Image]] = field(default_factory=dict)  # name -> (file name, image)
     controls: dict[int, tuple[str, str, Image.Image]] = field(default_factory=dict)  # index -> (kind, file, image)
-    photo_scale: float = 0.6
-    control_scale: float = 0.8
+    photo_scale: float = DEFAULT_REFERENCE_SCALE
+    control_scale: float = DEFAULT_CONTROL_SCALE
 
     def apply(self, story: Story) -> Story:
         """A copy of ``story`` whose characters and panels name their uploads (file names, never paths)."""
@@ -92,8 +93,8 @@ def story_uploads(
     photos: Any,
     controls: Any,
     uploads: Collection[str],
-    photo_scale: float = 0.6,
-    control_scale: float = 0.8,
+    photo_scale: float = DEFAULT_REFERENCE_SCALE,
+    control_scale: float = DEFAULT_CONTROL_SCALE,
 ) -> StoryUploads:
     """The photos and control images of two upload boxes, matched to ``story`` by file name and read."""
     found = StoryUploads(photo_scale=photo_scale, control_scale=control_scale)

@@ -17,6 +17,8 @@ from .layout.templates import list_templates
 from .model_pool import ModelPool
 from .models import ModelSpec
 from .settings import DEFAULT_FPS, DEFAULT_FRAMES, SETTING_RANGES
+from .story.control import DEFAULT_CONTROL_SCALE
+from .story.model import DEFAULT_REFERENCE_SCALE
 from .styles import load_styles
 
 SCORE_COLUMNS = ["Character", "Panels", "CLIP-I", "Crop"]  # the consistency table (studio_scores)
@@ -261,8 +263,8 @@ def steering_inputs() -> Steering:
             elem_id="photo-adapter",
         )
         with gr.Row():
-            photo_scale = setting_slider("reference_scale", 0.6)
-            control_scale = setting_slider("control_scale", 0.8)
+            photo_scale = setting_slider("reference_scale", DEFAULT_REFERENCE_SCALE)
+            control_scale = setting_slider("control_scale", DEFAULT_CONTROL_SCALE)
     return Steering(photos, photo_scale, controls, control_scale, table, photo_adapter)
 
 

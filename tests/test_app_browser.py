@@ -514,6 +514,17 @@ def test_an_example_sets_its_story_style_seed_and_layout(page):
     assert page.input_value("#layout input") == "manga" and page.input_value("#seed input") == "0"
     assert page.input_value("#title textarea, #title input") == "지민의 하루"
     assert "[" in page.input_value("#characters textarea") and page.input_value("#story textarea")
+    assert status_line(page) == ""
+    page.get_by_text("Reference photos and poses").click()  # the accordion mounts its content as it opens
+    page.click("#examples input")
+    page.get_by_role("option", name="Nora, Years Later").click()  # examples/from_a_face.yaml names a photo
+    page.get_by_text("upload Nora.png under Reference photos").wait_for(timeout=90_000)
+    assert page.get_by_label("the face (FaceID)").is_checked()
+    page.click("#examples input")
+    page.get_by_role("option", name="Market Day").click()
+    page.wait_for_function("!document.querySelector('#status').innerText.includes('upload')", timeout=90_000)
+    assert page.get_by_label("the whole photo").is_checked()
+    assert page.get_by_label("characters only (subject)").is_checked()
 
 
 def test_a_reload_keeps_the_story_typed_in_this_browser_only(page, browser, studio_url):

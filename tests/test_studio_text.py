@@ -5,7 +5,7 @@ from PIL import Image
 
 from storydiffusion.errors import StoryDiffusionError, StoryError
 from storydiffusion.pipeline import PanelImage, Progress
-from storydiffusion.settings import SETTING_RANGES
+from storydiffusion.settings import CONSISTENCY_KINDS, REFERENCE_ADAPTERS, SETTING_RANGES
 from storydiffusion.story import story_from_text
 from storydiffusion.studio_status import finished_message, notice_markdown, queued_message, step_message
 from storydiffusion.studio_text import (
@@ -165,13 +165,62 @@ def test_finished_message_says_done_or_stopped_and_lists_warnings():
 def test_example_stories_set_everything_they_need_with_valid_values():
     examples = example_stories()
     assert examples
-    for title, (same_title, characters, panels, style, seed, layout) in examples.items():
+    for title, (
+        same_title,
+        characters,
+        panels,
+        style,
+        seed,
+        layout,
+        adapter,
+        *scales,
+        shared,
+        note,
+    ) in examples.items():
         assert same_title == title
         assert story_from_text(characters, panels, title=title).title == title
         assert choice_value("Style", style, list(load_styles()[0])) and setting_value("seed", seed) == int(seed)
-        assert layout_value(layout) == layout
-    assert examples["The Lighthouse Keeper"][3:] == ("comic", "7", "classic")  # as examples/lighthouse.yaml says
+        assert layout_value(layout) == layout and adapter in REFERENCE_ADAPTERS and shared in CONSISTENCY_KINDS
+        assert [setting_value(name, value) for name, value in zip(("reference_scale", "control_scale"), scales)]
+        assert note == "" or note.startswith("This example steers with files: upload ")
+    assert examples["The Lighthouse Keeper"][3:] == ("comic", "7", "classic", "image", 0.6, 0.8, "uniform", "")
     assert examples["지민의 하루"][3] == "manga" and examples["지민의 하루"][5] == "manga"
+    assert examples["Market Day"][9] == "subject"  # as examples/market_day.yaml says
+    assert examples["Nora, Years Later"][6:8] == ("face", 0.7)  # examples/from_a_face.yaml: FaceID at 0.7
+
+
+@pytest.mark.parametrize("example", ["from_a_photo.yaml", "from_a_face.yaml", "posed.yaml"])
+def test_an_example_that_steers_with_files_names_the_uploads_that_give_its_story_back(example, tmp_path):
+    """The page reads only uploaded files: the note names each one as the page matches uploads, and the
+    example's own files uploaded under those names make the story the example's file describes."""
+    import re
+    import shutil
+
+    from storydiffusion.resources import data_path
+    from storydiffusion.story import load_story
+    from storydiffusion.studio_uploads import story_uploads
+
+    path = data_path("examples", example)
+    original = load_story(path)
+    title, characters, panels, *_, note = example_stories()[original.title]
+    story = story_from_text(characters, panels, title=title)
+    named = re.findall(r"[\w-]+\.png", note)
+    sources = [c.reference for c in original.characters.values() if c.reference]
+    sources += [p.control.image for p in original.panels if p.control is not None]
+    assert len(named) == len(sources) > 0 and "upload" in note
+    records = []
+    for name, source in zip(named, sources):
+        shutil.copy(path.parent / source, tmp_path / name)
+        records.append({"path": str(tmp_path / name), "meta": {"_type": "gradio.FileData"}})
+    photos = [r for r in records if not r["path"].split("/")[-1][0].isdigit()]
+    controls = [r for r in records if r not in photos]
+    given = story_uploads(story, photos, controls, [r["path"] for r in records]).apply(story)
+    assert {n: bool(c.reference) for n, c in given.characters.items()} == {
+        n: bool(c.reference) for n, c in original.characters.items()
+    }
+    assert [p.control and p.control.kind for p in given.panels] == [
+        p.control and p.control.kind for p in original.panels
+    ]
 
 
 def test_the_model_banner_puts_its_lead_in_bold():
