@@ -8,9 +8,13 @@ an id is unguessable, and the disk a busy server uses stays bounded.
 
 from __future__ import annotations
 
+import functools
+import inspect
+import json
 import secrets
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 
 from . import studio_text as text
 from .errors import StoryDiffusionError, shown
@@ -61,7 +65,7 @@ class StudioTools:
             layout: The page template, e.g. "classic", "manga" or "strip".
 
         Returns:
-            "run": the id to pass to compose_pages; "pages": the page PNG files; "pdf": the comic as a PDF.
+            JSON text: "run", the id to pass to compose_pages; "pages", the page PNG files; "pdf", the comic as a PDF.
         """
         settings = _settings(style, steps, width, height, seed)
         parsed = text.story_from_ui(title, characters, story, settings)
@@ -90,7 +94,7 @@ class StudioTools:
             story: The story lines with new captions and speech; each panel's picture text must stay as it was.
 
         Returns:
-            "run": the same run id; "pages": the page PNG files; "pdf": the comic as a PDF.
+            JSON text: "run", the same run id; "pages", the page PNG files; "pdf", the comic as a PDF.
         """
         session = self._session(run)
         layout = text.layout_value(layout)
@@ -152,10 +156,23 @@ def add_mcp_tools(pool: ModelPool) -> StudioTools:
 
     tools = StudioTools(pool)
     gr.api(
-        shown_on_page(tools.generate_story),
+        shown_on_page(answered_in_json(tools.generate_story)),
         api_name="generate_story",
         concurrency_limit=pool.concurrency,
         concurrency_id="gpu",
     )
-    gr.api(shown_on_page(tools.compose_pages), api_name="compose_pages")
+    gr.api(shown_on_page(answered_in_json(tools.compose_pages)), api_name="compose_pages")
     return tools
+
+
+def answered_in_json(tool: Callable[..., RunFiles]) -> Callable[..., str]:
+    """The tool with its files as JSON text: an MCP client reads a tool's answer as text, where Gradio would
+    write a mapping in Python's form (single quotes), which no JSON reader takes. Same parameters and docs."""
+
+    @functools.wraps(tool)
+    def answered(*args, **kwargs) -> str:
+        return json.dumps(tool(*args, **kwargs), ensure_ascii=False)
+
+    answered.__signature__ = inspect.signature(tool).replace(return_annotation=str)
+    answered.__annotations__ = {**tool.__annotations__, "return": "str"}
+    return answered

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import json
 import socket
@@ -156,9 +155,9 @@ def test_an_mcp_client_draws_a_comic_and_reads_refusals_as_messages(mcp_server):
         )
     )
     assert not made.isError, made.content
-    files = ast.literal_eval(made.content[0].text)
+    files = json.loads(made.content[0].text)  # JSON, not Python's form of a mapping
     assert Path(files["pdf"]).is_file() and all(Path(page).is_file() for page in files["pages"])
     again = asyncio.run(call_tools(mcp_server, [("compose_pages", {"run": files["run"], "layout": "manga"})]))[0]
-    assert not again.isError and ast.literal_eval(again.content[0].text)["run"] == files["run"]
+    assert not again.isError and json.loads(again.content[0].text)["run"] == files["run"]
     assert unknown.isError and unknown.content[0].text.startswith("Run: ")
     assert bad_layout.isError and bad_layout.content[0].text.startswith("Layout: ")
