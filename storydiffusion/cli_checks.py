@@ -10,6 +10,7 @@ from .errors import StoryDiffusionError
 from .settings import SETTING_RANGES, GenerationSettings, check_text
 from .structured import check_regular_file
 from .styles import check_style_name
+from .weight_sources import missing_lora_message
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl+C
 
@@ -41,6 +42,9 @@ def check_model_flag(model: str | None, flag: str = "--model") -> None:
         )
     if os.path.exists(model) and not os.path.isdir(model):
         check_regular_file(model, flag)
+    missing = missing_lora_message(model) if flag == "--lora" else None
+    if missing is not None:  # refused before the model it would go into loads
+        raise StoryDiffusionError(f"--lora: {missing}")
 
 
 def check_bank_flags(args: argparse.Namespace) -> None:

@@ -262,7 +262,9 @@ def _add_generate(generate: argparse.ArgumentParser) -> None:
     generate.add_argument(
         "--layout", help="also compose comic pages with this template of layouts/ (default: panels only)"
     )
-    generate.add_argument("--export", help="with --layout: also write pdf, cbz and/or zip, e.g. pdf,cbz")
+    generate.add_argument(
+        "--export", help="also write pdf, cbz and/or zip, e.g. pdf,cbz (pages in --layout, else classic)"
+    )
 
 
 def _add_compose(compose: argparse.ArgumentParser) -> None:

@@ -235,7 +235,37 @@ def test_missing_local_path_is_a_model_error(tmp_path):
 def test_offline_hub_id_is_a_model_error():
     with pytest.raises(ModelError) as info:
         load_diffusers_pipeline("storydiffusion-tests/no-such-model-xyz", local_files_only=True)
-    assert "tiny-sdxl" in str(info.value)
+    message = str(info.value)
+    assert "tiny-sdxl" in message and "not in the Hugging Face cache, and downloads are off" in message
+    for unasked in ("local_files_only", "stacktrace", "stack trace"):  # arguments and output the user never saw
+        assert unasked not in message
+
+
+def test_a_library_failure_pointing_at_a_stack_trace_is_told_without_that_hint(monkeypatch):
+    from diffusers import DiffusionPipeline
+
+    def from_pretrained(source, **kwargs):
+        raise OSError("Bad header. Please check out the root cause in the stacktrace above. Try again")
+
+    monkeypatch.setattr(DiffusionPipeline, "from_pretrained", from_pretrained)
+    with pytest.raises(ModelError) as info:
+        load_diffusers_pipeline("owner/elsewhere")
+    assert "Bad header. Try again" in str(info.value) and "stacktrace" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("lora", "expected"),
+    [
+        ("missing/style.safetensors", "no such file or folder"),  # a relative path, though shaped like owner/name
+        ("storydiffusion-tests/no-such-lora", "not in the Hugging Face cache"),  # a hub id, offline
+    ],
+)
+def test_a_lora_that_cannot_be_had_says_why_in_the_users_terms(lora, expected):
+    from storydiffusion.models import build_tiny_sdxl_pipeline, load_lora
+
+    with pytest.raises(ModelError, match=expected) as info:
+        load_lora(build_tiny_sdxl_pipeline(), lora, 1.0, "sdxl")
+    assert "weight_name" not in str(info.value) and "offline mode" not in str(info.value)
 
 
 def test_unsupported_pipeline_class():

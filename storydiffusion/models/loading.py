@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..errors import ModelError
+from ..weight_sources import HUB_ID, missing_lora_message, path_shaped
 from .devices import dtype_kwargs
 from .registry import ModelSpec, default_model_name, family_spec, load_model_registry
 from .tiny import build_tiny_pipeline
@@ -25,12 +26,17 @@ from .tiny import build_tiny_pipeline
 if TYPE_CHECKING:  # pragma: no cover - imports for type hints only
     from diffusers import DiffusionPipeline
 
-HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 LORA_ADAPTER = "story_lora"
 OFFLINE_HINT = (
     "For an offline demo use `--model tiny-sdxl` (a tiny random-weight model), "
     "or pass a local diffusers folder or a .safetensors checkpoint."
 )
+OFFLINE_SIGNS = ("outgoing traffic has been disabled", "offline mode", "local_files_only")
+NOT_CACHED = (
+    "it is not in the Hugging Face cache, and downloads are off (HF_HUB_OFFLINE=1, or a server started offline): "
+    "fetch it once with internet"
+)
+STACKTRACE_HINT = re.compile(r"\s*[^.]*\bstack ?trace\b[^.]*\.?", re.IGNORECASE)
 NO_SAFETY_CHECKER = {"safety_checker": None, "requires_safety_checker": False}
 
 
@@ -62,11 +68,16 @@ def load_diffusers_pipeline(
 
 def load_lora(pipe: Any, lora: str, scale: float, family: str) -> None:
     """Load a LoRA (file, folder or hub id) into ``pipe`` as one adapter weighted by ``scale``."""
+    missing = missing_lora_message(lora)
+    if missing is not None:  # diffusers would blame offline mode or a weight name instead
+        raise ModelError(missing)
     try:
         pipe.load_lora_weights(lora, adapter_name=LORA_ADAPTER)
         pipe.set_adapters([LORA_ADAPTER], adapter_weights=[scale])
     except Exception as error:  # diffusers raises many types for a bad LoRA
         reason = " ".join(str(error).split()).rstrip(" .")[:300] or type(error).__name__
+        if any(sign in reason for sign in OFFLINE_SIGNS):  # diffusers' words name its own arguments
+            reason = f"{NOT_CACHED}, or give its .safetensors file"
         raise ModelError(
             f"could not load LoRA {lora!r}: {reason}. Check the path or hub id and that it fits {family}"
         ) from None
@@ -174,8 +185,7 @@ def _check_hub_id(model: str, source: str, spec: ModelSpec | None, registry: dic
     """Refuse, with a helpful message, names that are neither registry entries nor plausible hub ids."""
     if spec is not None:
         return
-    suffix = Path(source).suffix.lower()
-    if source.startswith((".", "~", "/")) or "\\" in source or suffix in (".safetensors", ".ckpt"):
+    if path_shaped(source):
         raise ModelError(
             f"Model {model!r} looks like a path but no such file or folder exists. "
             f"Pass a diffusers folder, a .safetensors checkpoint or a registry name ({', '.join(registry)})."
@@ -215,6 +225,9 @@ def _from_pretrained_any_variant(source: str, variant: str | None, kwargs: dict[
 
 def _load_failed(what: str, exc: BaseException) -> ModelError:
     detail = " ".join(str(exc).split())  # one line: the CLI prints a single line per error
+    if any(sign in detail for sign in OFFLINE_SIGNS):  # the libraries' words name arguments a user never passed
+        return ModelError(f"Could not load {what}: {NOT_CACHED}. {OFFLINE_HINT}")
+    detail = STACKTRACE_HINT.sub("", detail)  # no stack trace is shown: the hint would send the user looking
     return ModelError(f"Could not load {what}: {type(exc).__name__}: {detail} {OFFLINE_HINT}")
 
 

@@ -135,6 +135,17 @@ def test_a_named_pipe_as_model_or_lora_file_is_refused_naming_the_flag(flag, sto
     assert not (tmp_path / "out").exists()
 
 
+def test_a_lora_file_that_is_not_there_is_refused_before_the_model_loads(story, tmp_path, capsys, monkeypatch):
+    import storydiffusion.cli_generate as cli_generate
+
+    monkeypatch.setattr(cli_generate, "_load_pipeline", lambda *args: pytest.fail("the model was loaded"))
+    argv = ["generate", str(story), "--out", str(tmp_path / "out"), "--model", "tiny-sdxl", "--quiet"]
+    refused(
+        [*argv, "--lora", str(tmp_path / "style.safetensors")], capsys, "--lora", "style.safetensors", "no such file"
+    )
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_image_gate_refuses_a_named_pipe_without_opening_it(tmp_path, fifo):
     fifo(tmp_path / "fifo.png")
     with pytest.raises(ImageInputError, match="not a plain file"):
