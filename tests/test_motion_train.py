@@ -226,3 +226,81 @@ def test_cli_help_and_tiny_run(videos, tmp_path):
         timeout=120,
     )
     assert again.returncode == 2 and "--resume" in again.stderr
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+TINY_FLAGS = ["--tiny-encoder", "--frames", "4", "--tokens", "2", "--layers", "1", "--hidden", "16", "--heads", "2"]
+TINY_FLAGS += ["--steps", "1", "--batch-size", "1", "--no-progress", "--cpu"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (["--heads", "0"], ["--heads must be 1..128, got 0"]),
+        (["--lr", "nan"], ["--lr must be", "got nan"]),
+        (["--weight-decay", "nan"], ["--weight-decay must be"]),
+        (["--tokens", "0"], ["--tokens must be 1..1024, got 0"]),
+        (["--tokens", "1"], ["--tokens must be at least 2 with --token-selection cls+pooled"]),
+        (["--hidden", "-16"], ["--hidden must be 1..8192, got -16"]),
+        (["--steps", "99999999999999999999999"], ["--steps must be 1..100000000"]),
+        (["--warmup-steps", "-5"], ["--warmup-steps must be"]),
+        (["--seed", "-1"], ["--seed must be"]),
+    ],
+)
+def test_a_bad_training_option_is_one_line_naming_its_flag_before_any_work(flags, words, tmp_path, capsys, monkeypatch):
+    from storydiffusion.motion import train
+
+    monkeypatch.setattr(train, "_load_encoder", lambda *a: pytest.fail("the encoder was loaded"))
+    out = tmp_path / "out"
+    assert train.main(["--videos", str(tmp_path), "--out", str(out), *TINY_FLAGS, *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err
+    assert all(word in err for word in words), err
+    assert not out.exists()
+
+
+def test_training_never_writes_over_a_users_files_or_into_a_file(tmp_path, capsys, monkeypatch):
+    from storydiffusion.motion import train
+
+    monkeypatch.setattr(train, "_load_encoder", lambda *a: pytest.fail("the encoder was loaded"))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.json").write_text('{"my": "config"}', encoding="utf-8")
+    (mine / "model.safetensors").write_bytes(b"mine")
+    before = _files(mine)
+    assert train.main(["--videos", str(tmp_path), "--out", str(mine), *TINY_FLAGS]) == 2
+    err = capsys.readouterr().err
+    assert "holds files this tool did not write (config.json, model.safetensors)" in err and _files(mine) == before
+    (tmp_path / "notes.yaml").write_text("mine", encoding="utf-8")
+    assert train.main(["--videos", str(tmp_path), "--out", str(tmp_path / "notes.yaml"), *TINY_FLAGS]) == 2
+    assert "is a file" in capsys.readouterr().err and (tmp_path / "notes.yaml").read_text() == "mine"
+
+
+def test_a_damaged_or_finished_checkpoint_is_refused_by_resume(videos, tmp_path, capsys):
+    from storydiffusion.motion import train
+
+    out = tmp_path / "run"
+    options = ["--videos", str(videos[0]), "--out", str(out), *TINY_FLAGS[:-6], "--batch-size", "2", "--cpu"]
+    assert train.main([*options, "--steps", "2", "--save-every", "1", "--no-progress"]) == 0
+    assert train.main([*options, "--steps", "2", "--resume", "--no-progress"]) == 2
+    assert "already at step 2; give more steps" in capsys.readouterr().err
+    state = out / "checkpoint-2" / "trainer_state.json"
+    state.write_bytes(state.read_bytes()[:40])  # cut short
+    assert train.main([*options, "--steps", "3", "--resume", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "checkpoint-2 is damaged" in err and "delete that folder" in err and "Traceback" not in err
+
+
+def test_ctrl_c_during_training_is_one_line_and_the_resume_hint(tmp_path, capsys, monkeypatch):
+    from storydiffusion.motion import train
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "train_predictor", interrupted)
+    assert train.main(["--videos", str(tmp_path), "--out", str(tmp_path / "o"), *TINY_FLAGS]) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("interrupted: ") and "--resume" in err and err.count("\n") == 1

@@ -166,7 +166,14 @@ def load_checkpoint(
     saved = read_predictor_config(folder, "checkpoint")
     if saved != config:
         raise SettingsError(f"{folder} was trained with another architecture ({saved}); resume with the same options.")
-    state = json.loads((folder / STATE_NAME).read_text(encoding="utf-8"))
-    model.load_state_dict(load_file(str(folder / WEIGHTS_NAME)))
-    optimizer.load_state_dict(_unflatten_optimizer(load_file(str(folder / OPTIMIZER_NAME)), state["optimizer"]))
+    try:
+        state = json.loads((folder / STATE_NAME).read_text(encoding="utf-8"))
+        model.load_state_dict(load_file(str(folder / WEIGHTS_NAME)))
+        optimizer.load_state_dict(_unflatten_optimizer(load_file(str(folder / OPTIMIZER_NAME)), state["optimizer"]))
+        int(state["step"]), state["rng"]["torch"]  # what a resume reads next
+    except Exception as error:  # cut short, edited or mixed up: JSON, safetensors and torch each raise their own
+        raise SettingsError(
+            f"--resume: {folder.name} is damaged ({type(error).__name__}: {str(error)[:120]}); delete that folder "
+            "to resume from the checkpoint before it"
+        ) from None
     return state

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from ..atomic import write_json
 from ..errors import SettingsError, StoryDiffusionError
+from ..settings import MAX_SEED, SettingRange
 from .checkpoints import (
     CHECKPOINT_PREFIX,
     LOG_NAME,
@@ -43,6 +44,25 @@ from .predictor import PredictorConfig, SemanticMotionPredictor
 
 OPTIONS_NAME = "training_options.json"
 MIXED_PRECISION = ("no", "fp16", "bf16")
+EXIT_INTERRUPTED = 130  # as the storydiffusion command after Ctrl+C
+# Far beyond the paper's run (8 layers, 1024 wide, a few thousand steps), short of what would hang a machine.
+TRAINING_RANGES = {
+    "frames": SettingRange(3, 256, integer=True),
+    "tokens": SettingRange(1, 1024, integer=True),
+    "layers": SettingRange(1, 64, integer=True),
+    "hidden": SettingRange(1, 8192, integer=True),
+    "heads": SettingRange(1, 128, integer=True),
+    "steps": SettingRange(1, 100_000_000, integer=True),
+    "batch_size": SettingRange(1, 4096, integer=True),
+    "lr": SettingRange(0.0, 1.0, low_inclusive=False),
+    "weight_decay": SettingRange(0.0, 10.0),
+    "warmup_steps": SettingRange(0, 100_000_000, integer=True),
+    "save_every": SettingRange(1, 100_000_000, integer=True),
+    "seed": SettingRange(0, MAX_SEED, integer=True),
+    "max_video_frames": SettingRange(3, 100_000, integer=True),
+    "dropout": SettingRange(0.0, 1.0),
+    "grad_clip": SettingRange(0.0, 1e6, low_inclusive=False),
+}
 
 
 @dataclass
@@ -74,16 +94,20 @@ class TrainingOptions:
     cpu: bool = False
 
     def validate(self) -> None:
-        if self.frames < 3:
-            raise SettingsError(
-                f"--frames must be at least 3 (start, end and an intermediate frame), got {self.frames}"
-            )
-        if self.steps < 1 or self.batch_size < 1 or self.save_every < 1:
-            raise SettingsError("--steps, --batch-size and --save-every must be positive")
-        if self.lr <= 0:
-            raise SettingsError(f"--lr must be positive, got {self.lr}")
+        """Every option in its range, named by its flag: refused before any model loads or file is written."""
+        for name, allowed in TRAINING_RANGES.items():
+            allowed.check(f"--{name.replace('_', '-')}", getattr(self, name))
         if self.mixed_precision not in MIXED_PRECISION:
             raise SettingsError(f"--mixed-precision must be one of {', '.join(MIXED_PRECISION)}")
+        if self.token_selection == "cls" and self.tokens != 1:
+            raise SettingsError(
+                f"--tokens must be 1 with --token-selection cls (the CLS token alone), got {self.tokens}"
+            )
+        if self.token_selection == "cls+pooled" and self.tokens < 2:
+            raise SettingsError(
+                f"--tokens must be at least 2 with --token-selection cls+pooled (the CLS token and a pooled cell), "
+                f"got {self.tokens}"
+            )
         if self.hidden % self.heads:
             raise SettingsError(f"--hidden ({self.hidden}) must be divisible by --heads ({self.heads})")
 
@@ -120,16 +144,32 @@ def _load_encoder(options: TrainingOptions, device: torch.device) -> ClipImageEn
     return ClipImageEncoder.from_pretrained(options.encoder, options.pretrained, device=device, dtype=dtype)
 
 
-def _check_out_dir(out: Path, resume: bool) -> Path | None:
-    """The checkpoint to resume from; refuse to resume from nothing or to train over an earlier run."""
+def _check_out_dir(out: Path, options: TrainingOptions) -> Path | None:
+    """The checkpoint to resume from. A new run needs a new or empty folder: training writes config.json,
+    model.safetensors and checkpoints there, and never over files it did not write."""
+    if out.exists() and not out.is_dir():
+        raise SettingsError(f"--out {out} is a file: give a new or empty folder for the predictor")
     resume_from = latest_checkpoint(out) if out.is_dir() else None
-    if resume and resume_from is None:
-        raise SettingsError(f"--resume: no checkpoint-STEP folder with {STATE_NAME} in {out}.")
-    if not resume and out.is_dir() and (resume_from or (out / LOG_NAME).exists()):
+    if options.resume:
+        if resume_from is None:
+            raise SettingsError(f"--resume: no checkpoint-STEP folder with {STATE_NAME} in {out}.")
+        done = int(resume_from.name[len(CHECKPOINT_PREFIX) :])
+        if done >= options.steps:
+            raise SettingsError(
+                f"--steps {options.steps}: the run in {out} is already at step {done}; give more steps to train further"
+            )
+        return resume_from
+    if out.is_dir() and (resume_from or (out / LOG_NAME).exists()):
         raise SettingsError(
             f"{out} already holds a training run; pass --resume to continue it or choose another --out."
         )
-    return resume_from if resume else None
+    held = sorted(path.name for path in out.iterdir()) if out.is_dir() else []
+    if held:
+        raise SettingsError(
+            f"--out {out} holds files this tool did not write ({', '.join(held[:3])}{', …' if len(held) > 3 else ''}): "
+            "choose a new or empty folder for the predictor"
+        )
+    return None
 
 
 def _predictor_config(options: TrainingOptions, encoder: ClipImageEncoder) -> PredictorConfig:
@@ -183,22 +223,25 @@ def train_predictor(
     options = options or TrainingOptions()
     options.validate()
     out = Path(out_dir)
-    resume_from = _check_out_dir(out, options.resume)
+    resume_from = _check_out_dir(out, options)
 
     accelerator = Accelerator(mixed_precision=options.mixed_precision, cpu=options.cpu)
     torch.manual_seed(options.seed + accelerator.process_index)
     encoder = _load_encoder(options, accelerator.device)
-    dataset = MotionClipDataset.from_folder(
-        videos_dir,
-        encoder,
-        options.frames,
-        options.tokens,
-        options.token_selection,
-        max_video_frames=options.max_video_frames,
-        seed=options.seed,
-        progress=options.progress and accelerator.is_local_main_process,
-    )
-    config = _predictor_config(options, encoder)
+    try:
+        dataset = MotionClipDataset.from_folder(
+            videos_dir,
+            encoder,
+            options.frames,
+            options.tokens,
+            options.token_selection,
+            max_video_frames=options.max_video_frames,
+            seed=options.seed,
+            progress=options.progress and accelerator.is_local_main_process,
+        )
+        config = _predictor_config(options, encoder)
+    except ValueError as error:  # options in range that do not fit this encoder (--tokens with --token-selection all)
+        raise SettingsError(f"the options do not fit the encoder {options.encoder}: {error}") from None
     del encoder  # embeddings are cached; free the (large) CLIP tower
     model = SemanticMotionPredictor(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
@@ -305,6 +348,12 @@ def main(argv: list[str] | None = None) -> int:
     except StoryDiffusionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            f"interrupted: {args.out} keeps its last checkpoint; run the same command with --resume to continue",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     print(
         f"trained {report.steps} steps (from {report.start_step}) in {report.seconds:.1f} s; "
         f"final loss {report.final_loss}; model in {report.out_dir}"
