@@ -47,8 +47,17 @@ def manifest_panels(manifest: dict[str, Any], name: str = MANIFEST_NAME) -> dict
             raise StoryError(
                 f"{where}.file must be {expected!r} (the name this tool gives panel {number}), got {shown(entry.get('file'))}"
             )
+        _check_entry_texts(entry, where)
         found[number - 1] = entry
     return found
+
+
+def _check_entry_texts(entry: dict[str, Any], where: str) -> None:
+    """The prompts an entry records are text (or absent): animate and evaluate read them as they are."""
+    for key in ("prompt", "negative_prompt"):
+        value = entry.get(key)
+        if value is not None and not isinstance(value, str):
+            raise StoryError(f"{where}.{key} must be text, got {shown(value)}")
 
 
 def manifest_model_name(manifest: dict[str, Any], name: str = MANIFEST_NAME) -> str | None:

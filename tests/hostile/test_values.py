@@ -214,6 +214,8 @@ PANEL_ENTRY_EDITS = {
     "number_zero": ("panels.1.panel", 0, "panels[1].panel must be a panel number"),
     "entry_number": ("panels.0", 5, "panels[0] must be a mapping"),
     "entries_mapping": ("panels", {"a": 1}, "panels must be a list"),
+    "prompt_number": ("panels.0.prompt", 5, "panels[0].prompt must be text, got 5"),
+    "negative_mapping": ("panels.1.negative_prompt", {"a": 1}, "panels[1].negative_prompt must be text"),
 }
 
 
