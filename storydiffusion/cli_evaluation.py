@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from typing import Any
 
@@ -40,8 +41,25 @@ def _add_measures(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="auto", help="auto, cuda, mps or cpu: where models run (default auto)")
     parser.add_argument(
-        "--text-prefix", default="", help="put before each prompt for CLIP-T, e.g. 'A photo depicts ' (ConsiStory+)"
+        "--text-prefix",
+        default="",
+        help="put before each prompt for CLIP-T, e.g. 'A photo depicts ' (a ConsiStory+ set puts that one)",
     )
+
+
+MAX_PREFIX_CHARS = 200  # a few words ("A photo depicts "): CLIP reads 77 tokens, and the prompt must fit after it
+
+
+def check_text_prefix(prefix: str) -> None:
+    """--text-prefix is text short enough to leave CLIP room for the prompt it precedes."""
+    from .settings import SettingsError, check_text
+
+    check_text("--text-prefix", prefix)
+    if len(prefix) > MAX_PREFIX_CHARS:
+        raise SettingsError(
+            f"--text-prefix is {len(prefix):,} characters long; at most {MAX_PREFIX_CHARS} are allowed, so that "
+            "CLIP, which reads 77 tokens, still reads the prompt after it"
+        )
 
 
 def load_measures(args: argparse.Namespace) -> dict[str, Any]:
@@ -74,6 +92,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         write_metrics,
     )
 
+    check_text_prefix(args.text_prefix)
     check_run(args.run)  # a folder that is not a run, or a metrics.json of the user's: before any encoder loads
     if not args.no_write:
         check_metrics_file(args.run)
@@ -132,15 +151,21 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     from .evaluation.benchmark import plan_benchmark, run_benchmark, variants_from
     from .evaluation.prompt_sets import read_prompt_set
     from .pipeline import StoryPipeline
+    from .settings import SETTING_RANGES
 
     check_model_flag(args.model)
+    check_text_prefix(args.text_prefix)
     if args.limit is not None and args.limit < 1:
         raise SettingsError(f"--limit must be a whole number from 1, got {args.limit}")
     stories = read_prompt_set(args.prompt_set, args.kind)[: args.limit]
+    if args.text_prefix:  # the user's prefix for CLIP-T, in place of the one a prompt set's kind implies
+        stories = [dataclasses.replace(item, text_prefix=args.text_prefix) for item in stories]
     variants = variants_from([n.strip() for n in args.variants.split(",") if n.strip()], args.vary)
     overrides = {
         name: getattr(args, name) for name in ("steps", "height", "width", "seed") if getattr(args, name) is not None
     }
+    for name, value in overrides.items():  # named by the flag, not by the story each would be refused in
+        SETTING_RANGES[name].check(f"--{name}", value)
     plan_benchmark(stories, variants, args.out, overrides)  # the folder, settings and pictures: before any model
     measures = load_measures(args)
     with model_memory(), quiet_model_libraries():

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
+import tempfile
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from importlib import metadata
@@ -129,6 +130,29 @@ def remove_written_files(run_dir: str | os.PathLike, keep: tuple[Path, ...] = ()
             (run / folder).rmdir()
 
 
+def check_output_path(out: Path, flag: str = "--out") -> None:
+    """A folder this process can make and write at ``out``: no name longer than file systems allow, no file
+    where a folder of the path should be, and a place it may write to (tried with an empty folder made and
+    removed at once: permissions alone do not tell of /proc or a read-only disk)."""
+    long_name = next((part for part in out.parts if len(os.fsencode(part)) > MAX_NAME_BYTES), None)
+    if long_name is not None:
+        raise StoryDiffusionError(
+            f"the output path has a name of {len(os.fsencode(long_name))} bytes ({long_name[:24]}…), "
+            f"more than the {MAX_NAME_BYTES} a file system allows: choose a shorter {flag}"
+        )
+    existing = next((folder for folder in (out, *out.parents) if folder.exists()), None)
+    if existing is None:
+        return
+    if not existing.is_dir():
+        raise StoryDiffusionError(f"{existing} is a file, not a folder: choose another {flag}")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".storydiffusion-check-", dir=existing))
+    except OSError as error:
+        raise StoryDiffusionError(
+            f"cannot write in {existing} ({error.strerror or error}): choose another {flag}, or a folder you may write to"
+        ) from None
+
+
 def check_output_dir(out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
     """Refuse an output folder that ``prepare_output_dir`` would refuse, without touching anything.
 
@@ -136,17 +160,7 @@ def check_output_dir(out_dir: str | os.PathLike, overwrite: bool = False) -> Pat
     path should be, and a place this process may not write to.
     """
     out = Path(out_dir)
-    long_name = next((part for part in out.parts if len(os.fsencode(part)) > MAX_NAME_BYTES), None)
-    if long_name is not None:
-        raise StoryDiffusionError(
-            f"the output path has a name of {len(os.fsencode(long_name))} bytes ({long_name[:24]}…), "
-            f"more than the {MAX_NAME_BYTES} a file system allows: choose a shorter --out"
-        )
-    existing = next((folder for folder in (out, *out.parents) if folder.exists()), None)
-    if existing is not None and not existing.is_dir():
-        raise StoryDiffusionError(f"{existing} is a file, not a folder: choose another --out")
-    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
-        raise StoryDiffusionError(f"cannot write in {existing}: choose another --out, or a folder you may write to")
+    check_output_path(out)
     refuse_unreadable_records(out)
     if out.exists() and not overwrite and any(out.iterdir()):
         raise StoryDiffusionError(

@@ -77,8 +77,12 @@ class SettingRange:
             return ""
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return f" ({kind_of(value)} is not a number)"
-        if self.integer and isinstance(value, float) and math.isfinite(value) and not value.is_integer():
-            return " (not a whole number)"
+        if self.integer and isinstance(value, float) and math.isfinite(value):
+            return (
+                " (not a whole number)"
+                if not value.is_integer()
+                else f" (write it as {int(value)}, without a decimal point)"
+            )
         return ""
 
     @property

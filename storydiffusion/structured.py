@@ -250,9 +250,11 @@ def _check_yaml_nodes(root: yaml.Node, name: str) -> None:
     """Duplicate keys, and how many values the document holds once its aliases are expanded."""
     sizes: dict[int, int] = {}
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    aliased = False  # a node met twice is one an alias (*name) repeats
     while stack:
         node, children_done = stack.pop()
         if id(node) in sizes:
+            aliased = True
             continue
         children = _children(node)
         if isinstance(node, yaml.ScalarNode) and node.tag == _YAML_INT and len(node.value) > MAX_NUMBER_CHARS:
@@ -261,15 +263,21 @@ def _check_yaml_nodes(root: yaml.Node, name: str) -> None:
             if isinstance(node, yaml.MappingNode):
                 _check_unique_yaml_keys(node, name)
             stack.append((node, True))
+            aliased = aliased or any(id(child) in sizes for child in children)
             stack.extend((child, False) for child in children if id(child) not in sizes)
             continue
         sizes[id(node)] = 1 + sum(sizes.get(id(child), 1) for child in children)
         if sizes[id(node)] > MAX_NODES:
-            raise InputFileError(
-                f"{name} expands to more than {MAX_NODES:,} values through YAML aliases (*name): "
-                "write the values out instead of repeating an anchor",
-                _line(node.start_mark),
-            )
+            raise InputFileError(_too_many_values(name, aliased), _line(node.start_mark))
+
+
+def _too_many_values(name: str, aliased: bool) -> str:
+    if aliased:
+        return (
+            f"{name} expands to more than {MAX_NODES:,} values through YAML aliases (*name): "
+            "write the values out instead of repeating an anchor"
+        )
+    return f"{name} holds more than {MAX_NODES:,} values: no story needs as many; split it or write fewer"
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:

@@ -134,6 +134,40 @@ def test_story_files_and_bad_sets_are_named_in_errors(tmp_path):
         read_prompt_set(tmp_path / "missing")
 
 
+def test_stories_named_in_any_script_get_folders_of_their_own(tmp_path):
+    (tmp_path / "猫.yaml").write_text("characters: {Tama: a cat}\npanels: ['[Tama] sleeps']\n", encoding="utf-8")
+    (tmp_path / "犬.yaml").write_text("characters: {Pochi: a dog}\npanels: ['[Pochi] runs']\n", encoding="utf-8")
+    assert [s.name for s in read_prompt_set(tmp_path)] == ["犬", "猫"]
+    domains = tmp_path / "set.yaml"
+    domains.write_text(
+        "動物:\n- {subject: a cat, settings: [on a roof]}\n人物:\n- {subject: a baker, settings: [at dawn]}\n"
+    )
+    assert [s.name for s in read_prompt_set(domains)] == ["動物_0", "人物_0"]
+    (tmp_path / "Fox.yaml").write_text("characters: {Rua: a fox}\npanels: ['[Rua] naps']\n", encoding="utf-8")
+    (tmp_path / "more").mkdir()
+    (tmp_path / "more" / "fox.yml").write_text("characters: {Rua: a fox}\npanels: ['[Rua] naps']\n")
+    (tmp_path / "more" / "FOX.yaml").write_text("characters: {Rua: a fox}\npanels: ['[Rua] naps']\n")
+    with pytest.raises(StoryError, match="share the run folder 'FOX' \\('fox'\\): rename one"):
+        read_prompt_set(tmp_path / "more")
+
+
+def test_an_out_folder_that_cannot_be_made_is_refused_before_any_model_loads(tmp_path, capsys, monkeypatch):
+    import storydiffusion.cli_evaluation as cli_evaluation
+
+    (tmp_path / "set.yaml").write_text(CONSISTORY, encoding="utf-8")
+    (tmp_path / "userfile.txt").write_text("mine", encoding="utf-8")
+    monkeypatch.setattr(cli_evaluation, "load_measures", lambda *a: pytest.fail("an encoder was loaded"))
+    for out, words in [
+        (tmp_path / "userfile.txt" / "sub", "is a file, not a folder"),
+        (tmp_path / ("x" * 300), "a file system allows"),
+        (Path("/proc/storydiffusion-bench"), "cannot write in /proc"),
+    ]:
+        assert main(["benchmark", str(tmp_path / "set.yaml"), "--out", str(out), *FAST, "--encoder", "tiny"]) == 2
+        err = capsys.readouterr().err
+        assert words in err and "--out" in err, err
+    assert (tmp_path / "userfile.txt").read_text(encoding="utf-8") == "mine"
+
+
 # ------------------------------------------------------------------------------------ statistics
 
 
@@ -325,6 +359,19 @@ def test_named_consistency_variants_turn_consistency_on_for_a_story_drawn_withou
     assert variant_settings(item, off, {}).mode == "off"
     assert variant_settings(item, uniform, {}).mode == "identity"
     assert variant_settings(item, subject, {}).consistency == "subject"
+
+
+def test_a_damaged_run_record_is_named_as_the_reason_not_its_files(bench, tmp_path, capsys):
+    import shutil
+
+    out, args = bench
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    record = copy / "runs" / "off" / "01" / "story.json"
+    record.write_bytes(record.read_bytes()[:200])
+    assert main([a if a != str(out) else str(copy) for a in args]) == 2
+    err = capsys.readouterr().err
+    assert "story.json" in err and "cannot be read as a run's record" in err and "delete runs/off/01" in err
 
 
 def test_an_edited_record_is_refused_before_any_model_loads(bench, tmp_path, capsys):

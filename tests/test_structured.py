@@ -44,6 +44,11 @@ def test_billion_laughs_is_refused_without_expanding():
     assert f"more than {MAX_NODES:,} values" in str(error) and "alias" in str(error)
 
 
+def test_a_long_list_without_aliases_is_refused_without_blaming_aliases():
+    error = refused(parse_yaml, "panels: [" + ",".join("x" for _ in range(MAX_NODES + 1)) + "]\n")
+    assert f"holds more than {MAX_NODES:,} values" in str(error) and "alias" not in str(error)
+
+
 @pytest.mark.parametrize(
     "text",
     [

@@ -20,8 +20,8 @@ from typing import Any
 from ..atomic import atomic_write_bytes, write_json
 from ..errors import SettingsError, StoryDiffusionError
 from ..images import read_image
-from ..run_records import _read_json
-from ..rundir import remove_written_files, save_result, unrecorded_files
+from ..run_records import _read_json, refuse_unreadable_records
+from ..rundir import check_output_path, remove_written_files, save_result, unrecorded_files
 from ..settings import GenerationSettings
 from .comparison import Comparison, compare, comparison_csv, comparison_markdown
 from .encoders import ImageEmbedder, StoryEncoder
@@ -62,7 +62,10 @@ def variants_from(names: Sequence[str] = DEFAULT_VARIANTS, vary: Sequence[str] =
             if not _SAFE_VALUE.fullmatch(value.strip()):
                 raise SettingsError(f"--vary {text!r}: {value.strip()!r} is not a number or a word")
             variant = Variant(f"{match['key']}={value.strip()}", {match["key"]: _setting_value(value.strip())})
-            GenerationSettings.from_dict(variant.overrides, where=f"--vary {variant.name}")  # checked now
+            try:
+                GenerationSettings.from_dict(variant.overrides)  # checked now, before any model loads
+            except SettingsError as error:
+                raise SettingsError(f"--vary {text.strip()!r}: {error}") from None
             variants.append(variant)
     if not variants:
         raise SettingsError("--variants: name at least one variant, or give --vary")
@@ -100,6 +103,7 @@ def run_key(item: BenchmarkStory, settings: GenerationSettings, pipeline: Any) -
 def prepare_benchmark_dir(out: str | Path) -> dict[str, Any]:
     """The folder's record (empty for a new folder); a folder that is not a benchmark's is refused."""
     folder = Path(out)
+    check_output_path(folder)  # a name too long, a file on its path, a place nobody may write
     if folder.exists() and not folder.is_dir():
         raise StoryDiffusionError(f"--out {out} is a file: name a new or empty folder")
     record = _read_json(folder / RECORD_NAME) if folder.is_dir() else None
@@ -145,6 +149,7 @@ def plan_benchmark(
             read_image(path, f"{item.name}: {person}'s reference picture {path.name}")
     for run in planned:
         run_dir = folder / RUNS_DIR / run.variant.name / run.item.name
+        refuse_unreadable_records(run_dir, fix=f"delete {run_dir.relative_to(folder)} to draw that run again")
         foreign = unrecorded_files(run_dir) if run_dir.is_dir() else []
         if foreign or (run_dir.exists() and not run_dir.is_dir()):
             where = foreign[0].relative_to(folder) if foreign else run_dir.relative_to(folder)

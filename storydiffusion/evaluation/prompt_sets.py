@@ -17,6 +17,7 @@ prompts are read from the path the user gives; none ship with this project.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ VISTORY_SHOT_FIELDS = (
 )
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg")
 MAX_STORIES = 10_000
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+_SAFE_NAME = re.compile(r"[^\w.-]+")  # letters and digits of any script: 猫 and 犬 stay apart
 _NAME_CHARACTERS = re.compile(r"[^\w '.-]+")  # what a character name may hold (story/validation.py)
 
 
@@ -66,9 +67,14 @@ def read_prompt_set(path: str | Path, kind: str = "auto") -> list[BenchmarkStory
         raise StoryError(f"prompt set {path} holds no story")
     if len(stories) > MAX_STORIES:
         raise StoryError(f"prompt set {path} holds {len(stories)} stories: at most {MAX_STORIES}")
-    names = [item.name.casefold() for item in stories]  # folders differing in case collide on macOS and Windows
-    if len(set(names)) != len(names):
-        raise StoryError(f"prompt set {path}: two stories would share a run folder name")
+    seen: dict[str, str] = {}
+    for item in stories:  # folders differing in case collide on macOS and Windows
+        key = item.name.casefold()
+        if key in seen:
+            raise StoryError(
+                f"prompt set {path}: two stories would share the run folder {seen[key]!r} ({item.name!r}): rename one"
+            )
+        seen[key] = item.name
     return stories
 
 
@@ -125,7 +131,9 @@ def _text(value: Any, where: str, required: bool = True) -> str:
 
 
 def _folder_name(text: str) -> str:
-    return _SAFE_NAME.sub("_", text).strip("_.")[:80] or "story"
+    """A story's run folder: its name's letters and digits (NFKC), at most 60 (240 bytes, under any file
+    system's limit)."""
+    return _SAFE_NAME.sub("_", unicodedata.normalize("NFKC", text)).strip("_.")[:60] or "story"
 
 
 def _story_files(source: Path) -> list[BenchmarkStory]:

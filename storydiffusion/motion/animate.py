@@ -86,7 +86,10 @@ def load_transition_pipeline(
     **kwargs: Any,
 ) -> TransitionPipeline:
     """``tiny`` (offline, random weights), ``default`` (SD 1.5 + AnimateDiff v1-5-2 + IP-Adapter Plus) or an SD 1.5 hub id / folder."""
-    if model == "tiny":
+    from ..models.devices import select_device, select_dtype
+
+    select_dtype(select_device(device), dtype)  # a device or dtype that cannot be is refused for every model
+    if model == "tiny":  # the offline demo draws on the CPU in float32
         return TransitionPipeline.tiny(predictor=predictor)
     if model in (None, "", "default"):
         return TransitionPipeline.from_pretrained(predictor=predictor, device=device, dtype=dtype, **kwargs)
