@@ -143,6 +143,22 @@ SETTING_RANGES: dict[str, SettingRange] = {
     "animation_steps": SettingRange(1, 200, integer=True),
     # pages (compose): dots per inch of the page images and the PDF
     "dpi": SettingRange(10, 1200, integer=True),
+    # training the motion predictor (motion.train): far beyond the paper's run, short of hanging a machine
+    "train_frames": SettingRange(3, 256, integer=True),
+    "train_tokens": SettingRange(1, 1024, integer=True),
+    "train_layers": SettingRange(1, 64, integer=True),
+    "train_hidden": SettingRange(1, 8192, integer=True),
+    "train_heads": SettingRange(1, 128, integer=True),
+    "train_steps": SettingRange(1, 100_000_000, integer=True),
+    "train_batch_size": SettingRange(1, 4096, integer=True),
+    "train_lr": SettingRange(0.0, 1.0, low_inclusive=False),
+    "train_weight_decay": SettingRange(0.0, 10.0),
+    "train_warmup_steps": SettingRange(0, 100_000_000, integer=True),
+    "train_save_every": SettingRange(1, 100_000_000, integer=True),
+    "train_seed": SettingRange(0, MAX_SEED, integer=True),
+    "train_max_video_frames": SettingRange(3, 100_000, integer=True),
+    "train_dropout": SettingRange(0.0, 1.0),
+    "train_grad_clip": SettingRange(0.0, 1e6, low_inclusive=False),
 }
 
 

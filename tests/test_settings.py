@@ -8,6 +8,7 @@ import math
 import pytest
 
 from storydiffusion.errors import SettingsError
+from storydiffusion.motion.train import TRAINED_NUMBERS, TrainingOptions
 from storydiffusion.settings import (
     CONSISTENCY_MODES,
     MAX_SEED,
@@ -37,6 +38,7 @@ ANIMATE_RANGED = ("frames", "fps", "strength", "animation_steps")
 LOADING_RANGED = ("lora_scale",)  # checked by the CLI before a model loads
 PAGE_RANGED = ("dpi",)  # compose's --dpi and a template's page.dpi
 STEERING_RANGED = ("reference_scale", "control_scale")  # a character's photo, a panel's control image
+TRAINING_RANGED = tuple(f"train_{name}" for name in TRAINED_NUMBERS)  # every number motion.train takes
 OPTIONAL = ("steps", "guidance", "height", "width", "subject_threshold")  # None: the model's default, Otsu's
 
 
@@ -87,7 +89,12 @@ def test_every_ranged_generation_setting_is_a_field():
     fields = {f.name for f in dataclasses.fields(GenerationSettings)}
     assert {name for name in SETTING_RANGES if name in fields} == set(STORY_RANGED)
     assert set(SETTING_RANGES) == (
-        set(STORY_RANGED) | set(ANIMATE_RANGED) | set(LOADING_RANGED) | set(PAGE_RANGED) | set(STEERING_RANGED)
+        set(STORY_RANGED)
+        | set(ANIMATE_RANGED)
+        | set(LOADING_RANGED)
+        | set(PAGE_RANGED)
+        | set(STEERING_RANGED)
+        | set(TRAINING_RANGED)
     )
 
 
@@ -325,3 +332,9 @@ def test_huge_values_are_cut_short_in_messages():
 def test_sampling_rate_factors_are_plain_numbers_each_given_once(rates, message):
     with pytest.raises(SettingsError, match=message):
         GenerationSettings.from_dict({"sampling_rate": rates}, "settings")
+
+
+def test_every_number_a_training_run_takes_has_its_range():
+    numbers = {f.name for f in dataclasses.fields(TrainingOptions) if f.type in ("int", "float")}
+    assert numbers == set(TRAINED_NUMBERS)
+    TrainingOptions().validate()  # the defaults lie inside

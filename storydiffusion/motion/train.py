@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from ..atomic import write_json
 from ..errors import SettingsError, StoryDiffusionError
-from ..settings import MAX_SEED, SettingRange
+from ..settings import SETTING_RANGES
 from .checkpoints import (
     CHECKPOINT_PREFIX,
     LOG_NAME,
@@ -45,24 +45,7 @@ from .predictor import PredictorConfig, SemanticMotionPredictor
 OPTIONS_NAME = "training_options.json"
 MIXED_PRECISION = ("no", "fp16", "bf16")
 EXIT_INTERRUPTED = 130  # as the storydiffusion command after Ctrl+C
-# Far beyond the paper's run (8 layers, 1024 wide, a few thousand steps), short of what would hang a machine.
-TRAINING_RANGES = {
-    "frames": SettingRange(3, 256, integer=True),
-    "tokens": SettingRange(1, 1024, integer=True),
-    "layers": SettingRange(1, 64, integer=True),
-    "hidden": SettingRange(1, 8192, integer=True),
-    "heads": SettingRange(1, 128, integer=True),
-    "steps": SettingRange(1, 100_000_000, integer=True),
-    "batch_size": SettingRange(1, 4096, integer=True),
-    "lr": SettingRange(0.0, 1.0, low_inclusive=False),
-    "weight_decay": SettingRange(0.0, 10.0),
-    "warmup_steps": SettingRange(0, 100_000_000, integer=True),
-    "save_every": SettingRange(1, 100_000_000, integer=True),
-    "seed": SettingRange(0, MAX_SEED, integer=True),
-    "max_video_frames": SettingRange(3, 100_000, integer=True),
-    "dropout": SettingRange(0.0, 1.0),
-    "grad_clip": SettingRange(0.0, 1e6, low_inclusive=False),
-}
+TRAINED_NUMBERS = tuple(name.removeprefix("train_") for name in SETTING_RANGES if name.startswith("train_"))
 
 
 @dataclass
@@ -95,8 +78,8 @@ class TrainingOptions:
 
     def validate(self) -> None:
         """Every option in its range, named by its flag: refused before any model loads or file is written."""
-        for name, allowed in TRAINING_RANGES.items():
-            allowed.check(f"--{name.replace('_', '-')}", getattr(self, name))
+        for name in TRAINED_NUMBERS:  # their ranges: SETTING_RANGES["train_..."]
+            SETTING_RANGES[f"train_{name}"].check(f"--{name.replace('_', '-')}", getattr(self, name))
         if self.mixed_precision not in MIXED_PRECISION:
             raise SettingsError(f"--mixed-precision must be one of {', '.join(MIXED_PRECISION)}")
         if self.token_selection == "cls" and self.tokens != 1:
