@@ -81,17 +81,21 @@ def run_copy(pipe: Any, scheduler: str | None = None, control: BatchControl | No
     return copy
 
 
-def initial_latents(pipe: Any, seeds: list[int], settings: GenerationSettings) -> torch.Tensor:
-    """One latent per image from its own CPU generator: an image's noise never depends on its batch."""
+def initial_latents(
+    pipe: Any, seeds: list[int], settings: GenerationSettings, generators: list[torch.Generator] | None = None
+) -> torch.Tensor:
+    """One latent per image from its own CPU generator: an image's noise never depends on its batch.
+    ``generators`` (one per seed, fresh) go on to give the noise an ancestral scheduler adds at each step,
+    as diffusers' own ``generator=`` does."""
     factor = pipe.vae_scale_factor
     shape = (1, pipe.unet.config.in_channels, settings.height // factor, settings.width // factor)
     device, dtype = pipe._execution_device, pipe.unet.dtype
-    return torch.cat(
-        [
-            randn_tensor(shape, generator=torch.Generator("cpu").manual_seed(seed), device=device, dtype=dtype)
-            for seed in seeds
-        ]
-    )
+    generators = generators if generators is not None else seeded_generators(seeds)
+    return torch.cat([randn_tensor(shape, generator=g, device=device, dtype=dtype) for g in generators])
+
+
+def seeded_generators(seeds: list[int]) -> list[torch.Generator]:
+    return [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
 
 
 def guides(pipe: Any, settings: GenerationSettings) -> bool:
@@ -166,7 +170,8 @@ def denoise(
     ``places`` says which character each token of a several-character panel belongs to; ``references`` are
     each image's reference scale and photo embedding (a pipeline with an IP-Adapter always gets embeddings);
     ``control`` the ControlNet maps and per-image scales of the batch's panels that have one."""
-    latents = initial_latents(pipe, seeds, settings)
+    generators = seeded_generators(seeds)  # the latents, then each step's noise (euler-a): reproducible by seed
+    latents = initial_latents(pipe, seeds, settings, generators)
     scales, photos = references if references is not None else ([0.0] * len(seeds), [None] * len(seeds))
     conditioned = any(scales)
     if slots is None and (subject is not None or places is not None or conditioned):  # self-attention stays plain
@@ -195,6 +200,7 @@ def denoise(
         height=settings.height,
         width=settings.width,
         latents=latents,
+        generator=generators,
         cross_attention_kwargs={"story_context": context} if context is not None else None,
         callback_on_step_end=on_step_end,
         output_type=output_type,
