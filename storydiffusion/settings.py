@@ -242,8 +242,10 @@ class GenerationSettings:
         for name in ("seed", "id_images", "window", "first_consistent_step", "random_skip_early", "random_skip_late"):
             SETTING_RANGES[name].check(key_path(where, name), getattr(self, name))
         if not isinstance(self.mode, str) or self.mode not in CONSISTENCY_MODES:
+            quote = " (YAML reads an unquoted on, yes or no as true or false: write the word in quotes)"
             raise SettingsError(
                 f"{key_path(where, 'mode')} must be one of {', '.join(CONSISTENCY_MODES)}, got {shown(self.mode)}"
+                + (quote if isinstance(self.mode, bool) else "")
             )
         if not isinstance(self.consistency, str) or self.consistency not in CONSISTENCY_KINDS:
             raise SettingsError(
@@ -305,6 +307,8 @@ class GenerationSettings:
                 f"known settings: {', '.join(sorted(known))}"
             )
         values = dict(data)
+        if values.get("mode") is False:  # YAML 1.1 reads an unquoted `mode: off` as false
+            values["mode"] = "off"
         if isinstance(values.get("sampling_rate"), dict):
             path = key_path(where, "sampling_rate")
             rates = [(_factor(k, path), v) for k, v in values["sampling_rate"].items()]

@@ -338,3 +338,13 @@ def test_every_number_a_training_run_takes_has_its_range():
     numbers = {f.name for f in dataclasses.fields(TrainingOptions) if f.type in ("int", "float")}
     assert numbers == set(TRAINED_NUMBERS)
     TrainingOptions().validate()  # the defaults lie inside
+
+
+def test_mode_off_written_plainly_in_yaml_is_off(tmp_path):
+    from storydiffusion.story import load_story
+
+    path = tmp_path / "s.yaml"
+    path.write_text("settings:\n  mode: off\ncharacters: {Bob: a man}\npanels: ['[Bob] walks']\n", encoding="utf-8")
+    assert load_story(path).settings.mode == "off"
+    with pytest.raises(SettingsError, match="write the word in quotes"):
+        GenerationSettings.from_dict({"mode": True})
