@@ -342,6 +342,8 @@ def test_every_panel_and_control_is_reachable_on_a_phone(phone):
     assert panels_cut_off_by_the_gallery(phone) == []
     page_box = phone.locator("#pages img").first.bounding_box()
     assert page_box["width"] > 0.7 * 390, f"the comic page is a {page_box['width']:.0f}px thumbnail on a phone"
+    phone.wait_for_selector("#pdf .stem", timeout=60_000)  # the downloads follow the pages: on a busy machine, later
+    phone.wait_for_selector("#cbz .stem", timeout=60_000)
     names = phone.evaluate(
         "[...document.querySelectorAll('#pdf .stem, #cbz .stem')].map(e => e.scrollWidth - e.clientWidth)"
     )

@@ -193,6 +193,20 @@ def test_recomposing_replaces_pages_and_manga_is_right_to_left(tmp_path):
         assert ElementTree.fromstring(archive.read("ComicInfo.xml")).findtext("Manga") == "YesAndRightToLeft"
 
 
+def test_recomposing_writes_the_earlier_exports_again_from_the_new_pages(tmp_path):
+    """A PDF of the webtoon beside pages of the grid would be a folder at odds with itself."""
+    run = make_run(tmp_path / "run", panels=6)
+    compose_run(run, layout="webtoon", export="pdf,cbz", lettering=False)
+    again = compose_run(run, layout="grid", lettering=False)
+    assert {"pdf", "cbz"} <= set(again.files)
+    with zipfile.ZipFile(run / "comic.cbz") as archive:
+        pictures = [name for name in archive.namelist() if name.endswith(".png")]
+        assert len(pictures) == len(again.pages) == len(list((run / "pages").glob("page_*.png")))
+        assert ElementTree.fromstring(archive.read("ComicInfo.xml")).findtext("PageCount") == str(len(again.pages))
+    (run / "comic.pdf").unlink()  # removed by the user: not made again
+    assert "pdf" not in compose_run(run, layout="strip", lettering=False).files and not (run / "comic.pdf").exists()
+
+
 def test_missing_panels_are_left_out_with_a_warning(tmp_path):
     run = make_run(tmp_path / "run", panels=5, missing=(1, 3))
     result = compose_run(run, layout="grid", lettering=False)

@@ -111,7 +111,8 @@ def compose_run(
     """Lay out, draw and export the panels of a run folder written by ``generate``.
 
     Missing panels are left out with a warning; no panel at all, or a broken one, is an error. Earlier pages are
-    replaced; exports not asked for this time are left as they were.
+    replaced, and so are the exports an earlier composition wrote (written again from the new pages, whether
+    asked for or not), so the folder never holds a PDF of other pages.
     """
     started = time.perf_counter()
     run = Path(run_dir)
@@ -119,6 +120,8 @@ def compose_run(
     template = load_template(layout, dpi=dpi).with_options(fit=fit)
     story = _read_story(run)
     earlier = recorded_exports(run)
+    kept = [kind for kind, name in EXPORT_NAMES.items() if name in earlier and (run / name).is_file()]
+    exports += tuple(kind for kind in kept if kind not in exports)  # refreshed from the new pages
     earlier_pages = [
         path.name for path in written_files(run) if path.parent.name == PAGES_DIR and path.suffix == ".png"
     ]
