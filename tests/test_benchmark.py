@@ -211,6 +211,8 @@ def test_identical_variants_differ_by_exactly_zero(tmp_path):
         (["off"], ["window=abc"], "window"),
         (["off"], ["window=../x"], "is not a number or a word"),
         (["off", "off"], [], "named twice"),
+        (["off"], ["mode=.."], "--vary 'mode=..': mode must be one of identity, window, off, got '..'"),
+        (["off"], ["id_images=3.0"], "write it as 3, without a decimal point"),
     ],
 )
 def test_bad_variants_are_refused(names, vary, message):
@@ -422,3 +424,21 @@ def test_an_interrupted_redraw_is_not_recorded_as_finished(bench, tmp_path, monk
     assert main([*again, "--steps", "3"]) == 130  # the first run is redrawn with 3 steps, then interrupted
     record = json.loads((copy / "benchmark.json").read_text(encoding="utf-8"))
     assert "off/01" not in record["runs"]  # so the next benchmark with 2 steps draws it again
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--steps", "0"], "--steps must be 1..1000, got 0"),
+        (["--seed", "-1"], "--seed must be"),
+        (["--text-prefix", "a photo of " * 30], "--text-prefix is 330 characters long; at most 200"),
+    ],
+)
+def test_a_benchmark_flag_is_refused_by_its_name_before_any_model_loads(flags, message, tmp_path, capsys, monkeypatch):
+    import storydiffusion.cli_evaluation as cli_evaluation
+
+    (tmp_path / "set.yaml").write_text(CONSISTORY, encoding="utf-8")
+    monkeypatch.setattr(cli_evaluation, "load_measures", lambda *a: pytest.fail("an encoder was loaded"))
+    argv = ["benchmark", str(tmp_path / "set.yaml"), "--out", str(tmp_path / "out"), *FAST, "--encoder", "tiny"]
+    assert main([*argv, *flags]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "out").exists()

@@ -119,3 +119,6 @@ def test_cli_animate_tiny_and_bad_input(tmp_path, capsys):
     assert err.startswith("error: panel 9 does not exist") and "\n" not in err
     assert main(["animate", str(run), "--from", "1", "--to", "2", "--frames", "1", "--model", "tiny", "--quiet"]) == 2
     assert "--frames must be 2..32, got 1" in capsys.readouterr().err
+    for flags, words in ((["--device", "gpu9"], "Unknown device 'gpu9'"), (["--dtype", "int3"], "Unknown dtype")):
+        assert main(["animate", str(run), "--from", "1", "--to", "2", "--model", "tiny", "--quiet", *flags]) == 2
+        assert words in capsys.readouterr().err  # the tiny model checks them like every other
