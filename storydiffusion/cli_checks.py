@@ -42,8 +42,13 @@ def check_model_flag(model: str | None, flag: str = "--model") -> None:
         )
     if os.path.exists(model) and not os.path.isdir(model):
         check_regular_file(model, flag)
-    missing = missing_lora_message(model) if flag == "--lora" else None
-    if missing is not None:  # refused before the model it would go into loads
+
+
+def check_lora_flag(lora: str | None) -> None:
+    """--lora as --model, and a path that is not there refused before the model it would go into loads."""
+    check_model_flag(lora, "--lora")
+    missing = missing_lora_message(lora) if lora is not None else None
+    if missing is not None:
         raise StoryDiffusionError(f"--lora: {missing}")
 
 

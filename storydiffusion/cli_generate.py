@@ -10,7 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .cli_checks import EXIT_INTERRUPTED, check_bank_flags, check_model_flag, check_panel_numbers, generation_settings
+from .cli_checks import (
+    EXIT_INTERRUPTED,
+    check_bank_flags,
+    check_lora_flag,
+    check_model_flag,
+    check_panel_numbers,
+    generation_settings,
+)
 from .cli_output import StepBar, quiet_model_libraries, report_compose, report_generation
 from .cli_stories import divide_stories, story_jobs
 from .errors import StoryDiffusionError, model_memory
@@ -80,7 +87,7 @@ def _check_generate(args: argparse.Namespace, share) -> tuple[list, list, tuple]
 
         check_options(args.layout, args.export)
     check_model_flag(args.model)
-    check_model_flag(args.lora, "--lora")
+    check_lora_flag(args.lora)
     check_bank_flags(args)
     if args.face_model:  # a folder that cannot be InsightFace's pack fails now, not after the model loads
         from .faces import face_folder

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ..atomic import write_json
+from ..cli_checks import EXIT_INTERRUPTED
 from ..errors import SettingsError, StoryDiffusionError
 from ..settings import SETTING_RANGES
 from .checkpoints import (
@@ -44,7 +45,6 @@ from .predictor import PredictorConfig, SemanticMotionPredictor
 
 OPTIONS_NAME = "training_options.json"
 MIXED_PRECISION = ("no", "fp16", "bf16")
-EXIT_INTERRUPTED = 130  # as the storydiffusion command after Ctrl+C
 TRAINED_NUMBERS = tuple(name.removeprefix("train_") for name in SETTING_RANGES if name.startswith("train_"))
 
 
