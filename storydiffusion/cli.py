@@ -8,13 +8,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from .cli_checks import EXIT_INTERRUPTED, check_model_flag
+from .cli_checks import check_model_flag, interrupted_exit, stop_on_sigterm
 from .cli_parser import build_parser
 from .errors import ModelOutOfMemory, StoryDiffusionError, model_memory
 from .launcher import launch_processes, launched_by_us, record_exit
@@ -47,9 +45,7 @@ def run_compose(args: argparse.Namespace) -> int:
 
 
 def run_animate(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from .cli_output import quiet_model_libraries
+    from .cli_output import TransitionBar, quiet_model_libraries
     from .motion.animate import animate_run, check_clip_files, check_request, read_run_panels
 
     # bad input fails before any model is loaded
@@ -67,35 +63,25 @@ def run_animate(args: argparse.Namespace) -> int:
     )
     read_run_panels(args.run_dir, args.start, args.end)
     check_clip_files(args.run_dir, args.start, args.end)
-    bar = tqdm(total=None, unit="step", disable=args.quiet, file=sys.stderr)
-
-    def progress(update) -> None:
-        bar.total = update.steps
-        bar.n = update.step
-        bar.refresh()
-
-    try:
-        with model_memory(), quiet_model_libraries():
-            result = animate_run(
-                args.run_dir,
-                args.start,
-                args.end,
-                frames=args.frames,
-                fps=args.fps,
-                model=args.model,
-                predictor=args.predictor,
-                prompt=args.prompt,
-                negative_prompt=args.negative_prompt,
-                seed=args.seed,
-                steps=args.steps,
-                guidance=args.guidance,
-                strength=args.strength,
-                device=args.device,
-                dtype=args.dtype,
-                callback=progress,
-            )
-    finally:
-        bar.close()
+    with TransitionBar(args.quiet) as bar, model_memory(), quiet_model_libraries():
+        result = animate_run(
+            args.run_dir,
+            args.start,
+            args.end,
+            frames=args.frames,
+            fps=args.fps,
+            model=args.model,
+            predictor=args.predictor,
+            prompt=args.prompt,
+            negative_prompt=args.negative_prompt,
+            seed=args.seed,
+            steps=args.steps,
+            guidance=args.guidance,
+            strength=args.strength,
+            device=args.device,
+            dtype=args.dtype,
+            callback=bar.update,
+        )
     print(f"{len(result.frames)} frames: {result.mp4}, {result.gif} ({result.note}; {result.seconds:.1f} s)")
     return 0
 
@@ -113,17 +99,6 @@ def _library_warnings_shown() -> Iterator[None]:
         yield
     finally:
         logger.removeHandler(handler)
-
-
-def _stop_on_sigterm() -> None:
-    """SIGTERM (a closed terminal, a cluster's time limit) stops a run as Ctrl+C does: the finished
-    panels and a manifest that says the run is incomplete stay in the folder."""
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, interrupt)
 
 
 INTERRUPTED_NOTES = {  # what a stopped command leaves, and what to do next
@@ -160,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         return stop.code if isinstance(stop.code, int) else EXIT_BAD_INPUT
     launching = args.command == "generate" and args.devices and "WORLD_SIZE" not in os.environ
     if not launching:
-        _stop_on_sigterm()
+        stop_on_sigterm()
     with _library_warnings_shown():
         code = _run(args, argv, launching)
     if args.command == "generate" and not launching and launched_by_us():
@@ -192,7 +167,10 @@ def _run(args: argparse.Namespace, argv: list[str] | None, launching: bool) -> i
         where = f"{error.filename}: " if error.filename else ""
         print(f"error: {where}{error.strerror or error}: check the path and its permissions", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print(f"interrupted: {INTERRUPTED_NOTES.get(args.command, 'nothing was left half-written')}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as stop:
+        if not getattr(stop, "reported_elsewhere", False):  # a staged run has printed what it kept
+            print(
+                f"interrupted: {INTERRUPTED_NOTES.get(args.command, 'nothing was left half-written')}", file=sys.stderr
+            )
+        return interrupted_exit(stop)
     return EXIT_BAD_INPUT

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import threading
 
 from .errors import StoryDiffusionError
 from .settings import SETTING_RANGES, GenerationSettings, check_text
@@ -13,15 +15,40 @@ from .styles import check_style_name
 from .weight_sources import missing_lora_message
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl+C
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as shells report a kill
 
 __all__ = [
     "EXIT_INTERRUPTED",
+    "EXIT_TERMINATED",
+    "Terminated",
+    "interrupted_exit",
+    "stop_on_sigterm",
     "folder_value",
     "check_bank_flags",
     "check_model_flag",
     "check_panel_numbers",
     "generation_settings",
 ]
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the run is, so that it stops as it does on Ctrl+C (the finished work kept)."""
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM (a closed terminal, a cluster's time limit) stops a command as Ctrl+C does: the finished
+    panels and a manifest that says the run is incomplete, or the last checkpoint, stay in the folder."""
+
+    def interrupt(signum, frame):
+        raise Terminated
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
+def interrupted_exit(stop: KeyboardInterrupt) -> int:
+    """The exit code a shell would report had the signal not been caught: 130 for Ctrl+C, 143 for SIGTERM."""
+    return EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
 
 
 def folder_value(text: str) -> str:

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from .cli_checks import (
-    EXIT_INTERRUPTED,
     check_bank_flags,
     check_lora_flag,
     check_model_flag,
@@ -67,13 +66,19 @@ def run_generate(args: argparse.Namespace) -> int:
     """Check every story and option before any folder changes, then draw each story: into --out, or one
     folder each under --out-root; over the processes launched together when there are several."""
     share = _command_line_share(args)  # several processes launched together (distributed.py)
-    jobs, checked, (mine, story_share) = _agreed(share, lambda: _check_generate(args, share))
-    pipelines: dict = {}
-    for index in mine:
-        code = _draw_story(jobs[index], checked[index], story_share, pipelines)
-        if code != 0:
-            return code
-    return 0
+    try:
+        jobs, checked, (mine, story_share) = _agreed(share, lambda: _check_generate(args, share))
+        pipelines: dict = {}
+        for index in mine:
+            code = _draw_story(jobs[index], checked[index], story_share, pipelines)
+            if code != 0:
+                return code
+        return 0
+    finally:
+        if share is not None:
+            from .distributed import release_processes
+
+            release_processes(share)
 
 
 def _check_generate(args: argparse.Namespace, share) -> tuple[list, list, tuple]:
@@ -188,8 +193,6 @@ def _draw_story(args: argparse.Namespace, checked: _CheckedStory, share, pipelin
         target = target if share.writes else _RunTarget(Path(args.out), NoWriter(), where["panels"])
         share = share.writing_into(where["folder"], target.writer.record if share.writes else None)
     result = _draw(args, pipeline, story, settings, bank, target, photos, controls, share)
-    if result is None:
-        return EXIT_INTERRUPTED
     if share is not None and not share.writes:
         if result.bank is not None:
             result.bank.close()  # its disk tier, if it spilled: every process has its own
@@ -294,7 +297,7 @@ def _draw(
     controls=None,
     share=None,
 ):
-    """Generate into the target's folder; None when a staged run was interrupted (its note is printed)."""
+    """Generate into the target's folder; a staged run that is interrupted says here what it kept."""
     try:
         with StepBar(args.quiet) as bar, model_memory(), quiet_model_libraries():  # our warnings say it once
             return pipeline.generate(
@@ -313,11 +316,11 @@ def _draw(
                 on_panel=target.writer.panel,
                 share=share,
             )
-    except KeyboardInterrupt:
-        if not target.staged:
-            raise
-        print(f"interrupted: {target.kept_note()}", file=sys.stderr)
-        return None
+    except KeyboardInterrupt as stop:
+        if target.staged:
+            print(f"interrupted: {target.kept_note()}", file=sys.stderr)
+            stop.reported_elsewhere = True
+        raise
     except BaseException:
         if target.staged:
             print(f"note: {target.kept_note()}", file=sys.stderr)

@@ -31,27 +31,48 @@ def quiet_model_libraries() -> Iterator[None]:
             library.set_verbosity(level)
 
 
-class StepBar:
-    """A tqdm bar over every denoising step of a story run, naming the panels being drawn."""
+class _LazyBar:
+    """A tqdm bar that appears with the first step, so a refusal before any work (a device that is not
+    there, a model that fails to load) is one line, not an empty bar and then the line."""
 
     def __init__(self, quiet: bool):
-        from tqdm import tqdm
+        self.quiet = quiet
+        self.bar = None
 
-        self.bar = tqdm(total=None, unit="step", disable=quiet, file=sys.stderr)
+    def _shown(self, total: int):
+        if self.bar is None:
+            from tqdm import tqdm
 
-    def update(self, progress) -> None:
-        if self.bar.total is None:
-            self.bar.total = progress.batches * progress.steps
-        self.bar.n = progress.batch * progress.steps + progress.step
-        shown = ",".join(str(i + 1) for i in progress.panels) or "reference portraits"
-        self.bar.set_postfix_str(f"panels {shown}" + (" (identity set)" if progress.kind == "identity" else ""))
-        self.bar.refresh()
+            self.bar = tqdm(total=total, unit="step", disable=self.quiet, file=sys.stderr)
+        return self.bar
 
-    def __enter__(self) -> StepBar:
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc_info) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
+
+
+class StepBar(_LazyBar):
+    """A tqdm bar over every denoising step of a story run, naming the panels being drawn."""
+
+    def update(self, progress) -> None:
+        bar = self._shown(progress.batches * progress.steps)
+        bar.n = progress.batch * progress.steps + progress.step
+        shown = ",".join(str(i + 1) for i in progress.panels) or "reference portraits"
+        bar.set_postfix_str(f"panels {shown}" + (" (identity set)" if progress.kind == "identity" else ""))
+        bar.refresh()
+
+
+class TransitionBar(_LazyBar):
+    """A tqdm bar over the denoising steps of a transition clip."""
+
+    def update(self, progress) -> None:
+        bar = self._shown(progress.steps)
+        bar.total = progress.steps
+        bar.n = progress.step
+        bar.refresh()
 
 
 def report_generation(result, out, manifest) -> None:

@@ -259,6 +259,15 @@ def process_share(cpu: bool = False) -> ProcessShare | None:
     return ProcessShare(state.process_index, state.num_processes, device)
 
 
+def release_processes(share: ProcessShare | None) -> None:
+    """At the end of a command, the process group torn down here rather than by the interpreter's exit,
+    where gloo or NCCL may abort when another process has already gone (PyTorch asks for this on exit)."""
+    import torch.distributed as dist
+
+    if share is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def draw_shared(
     draw_batch: Callable[[int, Any, int], tuple[list[Image.Image], Any]], run: Any, result: Any, share: ProcessShare
 ) -> None:

@@ -304,3 +304,24 @@ def test_ctrl_c_during_training_is_one_line_and_the_resume_hint(tmp_path, capsys
     assert train.main(["--videos", str(tmp_path), "--out", str(tmp_path / "o"), *TINY_FLAGS]) == 130
     err = capsys.readouterr().err
     assert err.startswith("interrupted: ") and "--resume" in err and err.count("\n") == 1
+
+
+def test_sigterm_during_training_stops_it_like_ctrl_c_with_the_kill_exit_code(tmp_path, capsys, monkeypatch):
+    """A cluster's time limit sends SIGTERM: the same one-line note, and 143 as a shell reports the kill."""
+    import os
+    import signal
+
+    from storydiffusion.motion import train
+
+    def terminated(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler main installed raises here, in the main thread
+        raise AssertionError("SIGTERM did not stop training")
+
+    previous = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(train, "train_predictor", terminated)
+    try:
+        assert train.main(["--videos", str(tmp_path), "--out", str(tmp_path / "o"), *TINY_FLAGS]) == 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    err = capsys.readouterr().err
+    assert err.startswith("interrupted: ") and "--resume" in err and err.count("\n") == 1

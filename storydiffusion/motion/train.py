@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ..atomic import write_json
-from ..cli_checks import EXIT_INTERRUPTED
+from ..cli_checks import interrupted_exit, stop_on_sigterm
 from ..errors import SettingsError, StoryDiffusionError
 from ..settings import SETTING_RANGES
 from .checkpoints import (
@@ -326,17 +326,18 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     keys = {f for f in TrainingOptions.__dataclass_fields__ if f != "progress"}
     options = TrainingOptions(**{k: v for k, v in vars(args).items() if k in keys}, progress=not args.no_progress)
+    stop_on_sigterm()
     try:
         report = train_predictor(args.videos, args.out, options)
     except StoryDiffusionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         print(
             f"interrupted: {args.out} keeps its last checkpoint; run the same command with --resume to continue",
             file=sys.stderr,
         )
-        return EXIT_INTERRUPTED
+        return interrupted_exit(stop)
     print(
         f"trained {report.steps} steps (from {report.start_step}) in {report.seconds:.1f} s; "
         f"final loss {report.final_loss}; model in {report.out_dir}"

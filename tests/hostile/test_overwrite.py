@@ -15,8 +15,8 @@ import pytest
 from file_helpers import one_line_error, snapshot, write_recorded_run
 from test_interrupted_runs import FAST, STORY, files, interrupt_after, manifest, panels
 
-import storydiffusion.cli as cli
 from storydiffusion.cli import main
+from storydiffusion.cli_checks import EXIT_INTERRUPTED
 from storydiffusion.errors import ModelOutOfMemory
 from storydiffusion.pipeline import StoryPipeline
 from storydiffusion.rundir import STAGING_DIR, RunWriter
@@ -92,7 +92,7 @@ def test_the_same_command_continues_the_staged_run_then_swaps_it_in_with_a_clean
     command = ["generate", str(other), "--out", str(out), *FAST, "--overwrite"]
     with monkeypatch.context() as patch:
         interrupt_after(patch, 2)
-        assert main(command) == cli.EXIT_INTERRUPTED
+        assert main(command) == EXIT_INTERRUPTED
     assert "run the same command again" in capsys.readouterr().err
     assert {name: data for name, data in files(out).items() if not name.startswith(STAGING_DIR)} == before
     drawn = []
@@ -118,7 +118,7 @@ def test_sigterm_during_an_overwrite_keeps_the_earlier_run(earlier):
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=120)
-    assert process.returncode == cli.EXIT_INTERRUPTED, err
+    assert process.returncode == 143, err  # 128 + SIGTERM
     assert "earlier run, unchanged" in err
     assert {name: data for name, data in files(out).items() if not name.startswith(STAGING_DIR)} == before
 
