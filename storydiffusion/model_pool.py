@@ -88,13 +88,22 @@ class ModelPool:
             names.insert(0, self.default_model)
         return names
 
+    def offers(self, name: str) -> bool:
+        """Whether users may draw with ``name`` here: listed, or any name where the operator allows it."""
+        return name in self.choices() or self.allow_custom
+
     def check_choice(self, name: Any) -> str:
         """``name`` if users may load it here, else ModelNotOffered; decided by the name alone."""
         if name is None or name == "":
             return self.default_model
-        if not isinstance(name, str) or len(name) > MAX_MODEL_NAME_CHARS:
+        if not isinstance(name, str):
             raise ModelNotOffered(f"Model: expected a model name (text), got {type(name).__name__}")
-        if name in self.choices() or self.allow_custom:
+        if len(name) > MAX_MODEL_NAME_CHARS:
+            raise ModelNotOffered(
+                f"Model: a name of {len(name):,} characters is too long (at most {MAX_MODEL_NAME_CHARS}); "
+                "choose a model from the list"
+            )
+        if self.offers(name):
             return name
         raise ModelNotOffered(
             f"Model: {shown_name(name)!r} is not offered on this server; choose one of {', '.join(self.choices())}"

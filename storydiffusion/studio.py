@@ -60,7 +60,7 @@ def close_session(state: StudioSession | None) -> None:
 class StudioSession(ProjectsMixin):
     """One user's work: the story, its panels on disk, the identity bank, the pages."""
 
-    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="storydiffusion-")))
+    workdir: Path | None = None  # made on first use (``home``): a call that never writes leaves no folder behind
     story: Story | None = None
     model: str = ""
     result: StoryResult | None = None
@@ -79,8 +79,15 @@ class StudioSession(ProjectsMixin):
     _drawn: dict[int, PanelImage] = field(default_factory=dict, repr=False)  # panels of the run in progress
 
     @property
+    def home(self) -> Path:
+        """The session's folder, made now if this is its first use."""
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="storydiffusion-"))
+        return self.workdir
+
+    @property
     def run_dir(self) -> Path:
-        return self.workdir / "run"
+        return self.home / "run"
 
     def panels(self) -> list[PanelImage]:
         """The panels made so far, in story order: while a run is going too, so the page can show them."""
@@ -89,7 +96,8 @@ class StudioSession(ProjectsMixin):
         return [self._drawn[index] for index in sorted(self._drawn)]
 
     def close(self) -> None:
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     # -- generating -------------------------------------------------------------------------
     def generate(
@@ -102,6 +110,7 @@ class StudioSession(ProjectsMixin):
     ) -> Iterator[Event]:
         """Generate every panel, streaming events; panels are written as they finish. ``steered``: the
         run's uploaded reference photos and control images (the story then names them by file name)."""
+        self._refuse_if_busy()  # before the folder of the run in progress is touched
         self.steered = steered if steered is not None else StoryUploads()
         story = self.steered.apply(story)
         shutil.rmtree(self.run_dir, ignore_errors=True)
@@ -115,8 +124,8 @@ class StudioSession(ProjectsMixin):
                 if isinstance(event, PanelDone):
                     save_panel(event.panel, self.run_dir)
                     self._drawn[event.panel.index] = event.panel
-                if isinstance(event, RunFinished):
-                    self.result = event.result
+                if isinstance(event, RunFinished) and event.result.panels:  # stopped before its first panel:
+                    self.result = event.result  # nothing drawn, and nothing to typeset, redraw or save, as before a run
                     save_result(self.result, self.run_dir, private=True)
                 yield event
 
@@ -136,6 +145,7 @@ class StudioSession(ProjectsMixin):
     def _work(self) -> Iterator[threading.Event]:
         """A run (story or clip) with a fresh cancel flag, so an earlier Stop never cancels the next run;
         a run announced by ``expect_run`` keeps the flag a Stop may already have set while it waited."""
+        self._refuse_if_busy()
         if not self.expected:
             self.cancel = threading.Event()
         self.running, self.expected = True, False
@@ -143,6 +153,13 @@ class StudioSession(ProjectsMixin):
             yield self.cancel
         finally:
             self.running = False
+
+    def _refuse_if_busy(self) -> None:
+        """One run (story or clip) at a time per session: a second would take the first one's Stop."""
+        if self.running and not self.expected:
+            raise StoryDiffusionError(
+                "this session is already making a story or a clip: wait until it is done, or press Stop"
+            )
 
     def expect_run(self) -> None:
         """A run was asked for and waits for its turn (the GPU queue): a Stop from now on reaches it,
@@ -247,10 +264,11 @@ class StudioSession(ProjectsMixin):
         self.pages = compose_run(self.run_dir, layout=self.layout, export=export)
         return self.pages
 
-    def typeset_if_drawn(self, layout: str | None = None) -> Downloads:
-        """After a run: the pages and files when it drew any panel; a run stopped before its first has none."""
+    def typeset_if_drawn(self) -> Downloads:
+        """After a run: the pages and files, in the layout chosen last (also while it ran), when it drew any
+        panel; a run stopped before its first has none."""
         if self.result is not None and self.result.panels:
-            self.retypeset(layout)
+            self.retypeset()
         return self.downloads()
 
     def choose_layout(self, layout: str) -> ComposeResult | None:
@@ -332,7 +350,7 @@ class StudioSession(ProjectsMixin):
     def _named_copy(self, path: Path | None, suffix: str) -> str | None:
         if path is None:
             return None
-        target = self.workdir / DOWNLOADS_DIR / f"{slug(self.story.title)}{suffix}"
+        target = self.home / DOWNLOADS_DIR / f"{slug(self.story.title)}{suffix}"
         target.parent.mkdir(exist_ok=True)
         atomic_write_bytes(target, path.read_bytes())
         return str(target)

@@ -15,10 +15,11 @@ import gradio as gr
 
 from . import studio_status as run_status
 from . import studio_text as text
-from .model_pool import ModelPool
+from .errors import GenerationCancelled, StoryDiffusionError
+from .model_pool import ModelPool, shown_name
 from .project import ProjectLimits
 from .story import story_to_text
-from .studio import random_seed, session_of
+from .studio import StudioSession, random_seed, session_of
 from .studio_errors import action
 from .studio_page_code import SHOW_EDITOR
 from .studio_server import gpu_seconds_for
@@ -34,6 +35,20 @@ except ImportError:
 
     def gpu_task(function):
         return function
+
+
+def end_of_run(state):
+    """After a page run, story or clip (finished, stopped or refused): the session knows nothing runs; its
+    buttons back to idle (start on, Stop off)."""
+    if isinstance(state, StudioSession):
+        state.run_over()
+    return run_status.run_buttons(False)
+
+
+def stop_message(state: StudioSession | None) -> str:
+    """Stop: the run in progress (a story or a clip) ends after its current step."""
+    stopping = state is not None and state.stop()
+    return run_status.STOPPING_MESSAGE if stopping else run_status.NOTHING_RUNNING_MESSAGE
 
 
 def show_filled(event, boxes: list) -> None:
@@ -101,6 +116,12 @@ def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> Any:
         caption = None if caption is None else text.text_value("Caption", caption)
         seed = None if seed is None or seed == "" else text.setting_value("seed", seed, "Panel seed")
         chosen = pool.check_choice(model)
+        if session.model and chosen != session.model and not pool.offers(session.model):  # a loaded project's
+            raise StoryDiffusionError(
+                f"Model: this story was drawn with {shown_name(session.model)}, which this studio does not offer, "
+                f"so its panels cannot be redrawn here; press Generate to draw it all with {shown_name(chosen)}"
+            )
+        before = text.story_text_of(session.story)
         with pool.lease(chosen) as pipeline:  # a device of its own while it draws (one per GPU: --devices)
             if session.result is not None:
                 text.check_face_steering(pipeline, session.result.settings, bool(session.steered.photos))
@@ -115,21 +136,23 @@ def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> Any:
             )
         session.retypeset(layout)
         panels = text.gallery_items(session.panels())
-        story_box = text.story_box_after_redraw(text.text_value("Story", story_box), session.story, number - 1)
+        story_box, note = text.story_box_after_redraw(
+            text.text_value("Story", story_box), before, session.story, number - 1
+        )
         downloads = session.downloads().as_tuple()
-        return session, text.regenerated_message(number), panels, *downloads, story_box, str(panel.seed)
+        return session, run_status.regenerated_message(number, note), panels, *downloads, story_box, str(panel.seed)
 
     def retypeset(state, title, characters, story_text, layout):
         session, layout = session_of(state), text.layout_value(layout)
         session.retypeset(layout, text.story_from_ui(title, characters, story_text))
-        return session, text.typeset_message(layout), *session.downloads().as_tuple()
+        return session, run_status.typeset_message(layout), *session.downloads().as_tuple()
 
     def change_layout(state, layout):
         session, layout = session_of(state), text.layout_value(layout)
         pages = session.choose_layout(layout)
         return (
             session,
-            text.layout_chosen_message(layout, pages is not None),
+            run_status.layout_chosen_message(layout, pages is not None),
             *session.downloads().as_tuple(),
         )
 
@@ -231,7 +254,7 @@ def wire_project(
             *story_to_text(project.story),
             *settings,
             layout,
-            text.loaded_message(project.story, len(panels), model_note),
+            run_status.loaded_message(project.story, len(panels), model_note),
             text.gallery_items(panels),
             *session.downloads().as_tuple(),
             session.photo_adapter,
@@ -278,18 +301,31 @@ def wire_animate(studio: Studio, pool: ModelPool, door: gr.Button) -> None:
         start = text.panel_number_from_ui(from_panel, "From panel")
         end = text.panel_number_from_ui(to_panel, "To panel")
         frames, fps = text.setting_value("frames", frames), text.setting_value("fps", fps)
-        result = session_of(state).animate(
-            pool.transition(),
-            start,
-            end,
-            frames,
-            fps,
-            callback=lambda step: progress(*text.animation_progress(step.step, step.steps)),
-        )
-        return text.animation_note(start, end, result), str(result.mp4), str(result.gif)
+        try:
+            result = session_of(state).animate(
+                pool.transition(),
+                start,
+                end,
+                frames,
+                fps,
+                callback=lambda step: progress(*run_status.animation_progress(step.step, step.steps)),
+            )
+        except GenerationCancelled:
+            return run_status.ANIMATION_STOPPED_MESSAGE, None, None
+        return run_status.animation_note(start, end, result), str(result.mp4), str(result.gif)
 
+    def begin_clip(state):
+        """On the page: the clip is announced (so Stop reaches it while it waits for the GPU) and said to be
+        under way, since making it can take minutes; Animate off and Stop on until it ends."""
+        session = session_of(state)
+        session.expect_run()
+        return session, run_status.ANIMATING_MESSAGE, *run_status.run_buttons(True)
+
+    buttons = [tab.animate, tab.stop, studio.buttons.generate]
+    page_only = {"queue": False, "api_visibility": "private"}
+    started = tab.animate.click(begin_clip, [studio.session], [studio.session, tab.note, *buttons], **page_only)
     action(
-        tab.animate.click,
+        started.success,
         animate,
         [studio.session, tab.from_panel, tab.to_panel, tab.frames, tab.fps],
         [tab.note, tab.video, tab.gif],
@@ -298,4 +334,5 @@ def wire_animate(studio: Studio, pool: ModelPool, door: gr.Button) -> None:
         api_door=door,
         concurrency_limit=1,  # one video pipeline for everyone: one clip at a time
         concurrency_id="gpu" if pool.concurrency == 1 else "video",  # one device: after the story runs
-    )
+    ).then(end_of_run, [studio.session], buttons, **page_only)
+    tab.stop.click(stop_message, [studio.session], [tab.note], **page_only)  # skips the queue, as the story's Stop

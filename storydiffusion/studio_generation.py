@@ -13,9 +13,9 @@ from . import studio_text as text
 from .model_pool import ModelPool
 from .settings import REFERENCE_ADAPTERS
 from .streaming import PanelDone, RunFailed, RunFinished, StepDone
-from .studio import StudioSession, session_of
+from .studio import session_of
 from .studio_errors import action
-from .studio_events import gpu_task, show_filled
+from .studio_events import end_of_run, gpu_task, show_filled, stop_message
 from .studio_uploads import characters_rows, steering_from_ui
 from .studio_widgets import Studio
 
@@ -29,13 +29,6 @@ def start_if_checked(state, status: str):
     session = session_of(state)
     session.expect_run()
     return session, *run_status.run_buttons(True)
-
-
-def end_of_run(state):
-    """After a page run (finished, stopped or refused): the session knows nothing runs; buttons to idle."""
-    if isinstance(state, StudioSession):
-        state.run_over()
-    return run_status.run_buttons(False)
 
 
 def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: Collection[str] = ()) -> Any:
@@ -106,7 +99,7 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
         story, settings, steered = checked_run(
             title, characters, story_text, style, negative, numbers, consistency, steering, session.photo_adapter
         )
-        layout = text.layout_value(layout)
+        session.layout = text.layout_value(layout)  # a layout picked while it runs replaces it (choose_layout)
         with pool.lease(model) as pipeline:  # a device of its own while it draws (one per GPU: --devices)
             text.check_face_steering(pipeline, settings, bool(steered.photos))
             notice = run_status.notice_markdown(pool.notice(model))
@@ -121,7 +114,7 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
                 elif isinstance(event, RunFailed):
                     raise event.error
                 elif isinstance(event, RunFinished):
-                    downloads = session.typeset_if_drawn(layout)  # stopped before its first panel: no pages
+                    downloads = session.typeset_if_drawn()  # stopped before its first panel: no pages
                     finished = run_status.finished_message(event.result, len(story.panels))
                     panels = text.gallery_items(session.panels())
                     yield session, finished, panels, *downloads.as_tuple(), notice
@@ -153,10 +146,6 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
         queue=False,
     )
 
-    def stop(state: StudioSession | None) -> str:
-        stopping = state is not None and state.stop()
-        return run_status.STOPPING_MESSAGE if stopping else run_status.NOTHING_RUNNING_MESSAGE
-
     story_widgets = [*inputs.texts(), inputs.style]
     checked = action(
         studio.buttons.generate.click,
@@ -168,7 +157,7 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
         api_door=door,
         concurrency_limit=None,
     )
-    buttons = [studio.buttons.generate, studio.buttons.stop]
+    buttons = [studio.buttons.generate, studio.buttons.stop, studio.animate.animate]
     page_only = {"queue": False, "api_visibility": "private"}
     running = checked.success(
         start_if_checked, [studio.session, results.status], [studio.session, *buttons], **page_only
@@ -193,5 +182,5 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
     ).then(end_of_run, [studio.session], buttons, **page_only)
     show_filled(run_ended, results.files())
     # Stop skips the queue: it must reach a run even when the queue is full.
-    studio.buttons.stop.click(stop, [studio.session], [results.status], queue=False, api_name="stop")
+    studio.buttons.stop.click(stop_message, [studio.session], [results.status], queue=False, api_name="stop")
     return run_ended

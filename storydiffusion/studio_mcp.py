@@ -70,13 +70,13 @@ class StudioTools:
         settings = _settings(style, steps, width, height, seed)
         parsed = text.story_from_ui(title, characters, story, settings)
         layout = text.layout_value(layout)
-        session = StudioSession()
+        session = StudioSession(layout=layout)
         try:
             with self.pool.lease() as pipeline:
                 for event in session.generate(pipeline, parsed, settings, self.pool.check_choice(None)):
                     if isinstance(event, RunFailed):
                         raise event.error
-            session.typeset_if_drawn(layout)
+            session.typeset_if_drawn()
         except BaseException:
             session.close()
             raise

@@ -25,7 +25,7 @@ EXPORTS = ("pdf", "cbz", "zip")  # what the studio offers for download beside th
 class ProjectsMixin:
     """``save_project`` and ``load_project`` for :class:`~storydiffusion.studio.StudioSession`."""
 
-    workdir: Path
+    home: Path
     run_dir: Path
     story: Any
     model: str
@@ -52,8 +52,8 @@ class ProjectsMixin:
             photos=self.steered.photo_images,
             controls=self.steered.control_images,
         )
-        (self.workdir / DOWNLOADS_DIR).mkdir(exist_ok=True)
-        path = self.workdir / DOWNLOADS_DIR / f"{slug(self.story.title)}-project.zip"
+        (self.home / DOWNLOADS_DIR).mkdir(exist_ok=True)
+        path = self.home / DOWNLOADS_DIR / f"{slug(self.story.title)}-project.zip"
         return save_project(project, path, include_bank=include_bank)
 
     def load_project(
@@ -87,7 +87,7 @@ class ProjectsMixin:
         result = StoryResult(
             story=project.story, settings=project.settings, model=pipeline.spec, panels=panels, bank=project.bank
         )
-        staging = self.workdir / LOADING_DIR
+        staging = self.home / LOADING_DIR
         shutil.rmtree(staging, ignore_errors=True)
         try:
             (staging / PANELS_DIR).mkdir(parents=True)

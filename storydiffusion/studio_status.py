@@ -1,11 +1,17 @@
-"""The studio's status line while a story is drawn: queued, each step, panels done, finished or stopped;
-the model banner; and which of Generate and Stop can be clicked."""
+"""The studio's status lines: a story run (queued, each step, panels done, finished or stopped), a redraw,
+a layout, a loaded project, a clip; the model banner; and which of the start and Stop buttons can be clicked."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from .errors import counted
 from .results import Progress, StoryResult
 from .story import Story
+from .studio_text import quoted
+
+if TYPE_CHECKING:
+    from .motion.animate import AnimationResult
 
 
 def notice_markdown(notice: str) -> str:
@@ -47,8 +53,42 @@ def finished_message(result: StoryResult, total: int) -> str:
     return message
 
 
-def run_buttons(running: bool) -> tuple[dict, dict]:
-    """Generate and Stop while a run goes (Generate off, Stop on) and when idle (the other way round)."""
+def run_buttons(running: bool) -> tuple[dict, dict, dict]:
+    """A run's start button, its Stop, and the other tab's start button (Generate, Animate): while a story
+    or a clip is made, both starts are off and its Stop on, since a session makes one thing at a time."""
     import gradio as gr
 
-    return gr.update(interactive=not running), gr.update(interactive=running)
+    return gr.update(interactive=not running), gr.update(interactive=running), gr.update(interactive=not running)
+
+
+def regenerated_message(number: int, note: str | None = None) -> str:
+    return f"Panel {number} redrawn." + (f" {note}" if note else "")
+
+
+def typeset_message(layout: str) -> str:
+    return f"Pages typeset with the {layout} layout."
+
+
+def layout_chosen_message(layout: str, typeset: bool) -> str:
+    """What the status line says after the layout picker changed."""
+    if typeset:
+        return typeset_message(layout)
+    return f"Layout {layout}: the pages are typeset with it when the story is generated."
+
+
+def loaded_message(story: Story, panels: int, model_note: str = "") -> str:
+    return f"Loaded project {quoted(story.title)}: {counted(panels, 'panel')}.{model_note}"
+
+
+ANIMATING_MESSAGE = "Making the clip: the video model loads first, then the steps are counted here."
+ANIMATION_STOPPED_MESSAGE = "Stopped: no clip was made."
+
+
+def animation_note(start: int, end: int, result: AnimationResult) -> str:
+    """One line under the video: which panels, how many frames, how long, how the motion was made."""
+    return f"Panels {start} → {end}: {len(result.frames)} frames in {result.seconds:.1f} s ({result.note})."
+
+
+def animation_progress(step: int, steps: int) -> tuple[float, str]:
+    """The progress bar's fraction and text after denoising step ``step`` of ``steps``."""
+    return step / max(steps, 1), f"Step {step}/{steps}"

@@ -9,11 +9,11 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PIL import Image
 
-from .errors import SettingsError, StoryDiffusionError, StoryError, TooManyPanels, counted, shown
+from .errors import SettingsError, StoryDiffusionError, StoryError, TooManyPanels, shown
 from .layout.templates import list_templates
 from .model_pool import shown_name
 from .resources import data_path
@@ -24,9 +24,6 @@ from .story.control import DEFAULT_CONTROL_SCALE
 from .story.model import DEFAULT_REFERENCE_SCALE
 from .structured import MAX_NUMBER_CHARS, plain_digits
 from .styles import load_styles
-
-if TYPE_CHECKING:
-    from .motion.animate import AnimationResult
 
 EXAMPLE_PANEL_LINE = "[Mia] flies a kite # A windy day. @Mia: Look!"
 # The numeric settings the studio shows, in the order of its widgets (each reads its range from SETTING_RANGES).
@@ -278,6 +275,9 @@ def panel_number_from_ui(value: Any, field: str = "Panel") -> int:
     whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
     if isinstance(value, bool) or not whole:
         raise StoryDiffusionError(f"{field}: {shown(value)} is not a panel number (1 is the first panel)")
+    most = int(SETTING_RANGES["max_panels"].high)  # the number is echoed back: the page's JSON must hold it
+    if not 1 <= value <= most:
+        raise StoryDiffusionError(f"{field}: {shown(value)} is not a panel number: 1 is the first, {most:,} the last")
     return int(value)
 
 
@@ -313,19 +313,31 @@ def check_face_steering(pipeline: Any, settings: GenerationSettings, has_photos:
         raise StoryError(NO_FACE_MODEL_MESSAGE)
 
 
-def story_box_after_redraw(box: Any, story: Story, index: int) -> str:
-    """The Story box with panel ``index``'s line written back after a redraw (its prompt may have changed).
+def story_text_of(story: Story | None) -> str:
+    """The Story box's text for ``story`` ('' before any story is drawn)."""
+    return story_to_text(story)[1] if story is not None else ""
 
-    Only that line changes, so edits typed in other lines and not yet typeset are kept; when the box
-    no longer has one line per panel, the whole story is written back.
+
+def story_box_after_redraw(box: Any, before: str, story: Story, index: int) -> tuple[str, str | None]:
+    """The Story box after panel ``index`` was redrawn, and a note when it was left as typed.
+
+    ``before`` is the story's text before the redraw. The panel's line is written back only where the box
+    still holds that line as drawn, one line per panel: what the user typed since (an edit of that line, a
+    new story) is never replaced; the note then says what the drawn story's line is now.
     """
-    lines = str(box or "").split("\n")
+    text = str(box or "")
+    lines = text.split("\n")
     filled = [number for number, line in enumerate(lines) if line.strip()]
-    redrawn = story_to_text(story)[1].split("\n")
-    if len(filled) != len(redrawn):
-        return "\n".join(redrawn)
-    lines[filled[index]] = redrawn[index]
-    return "\n".join(lines)
+    drawn, redrawn = before.split("\n"), story_to_text(story)[1].split("\n")
+    if len(filled) == len(redrawn) == len(drawn):
+        typed = lines[filled[index]].strip()
+        if typed in (drawn[index].strip(), redrawn[index].strip()):
+            lines[filled[index]] = redrawn[index]
+            return "\n".join(lines), None
+    return text, (
+        f"The Story box is kept as you typed it, since it no longer matches the drawn story; "
+        f"panel {index + 1}'s line is now: {redrawn[index]}"
+    )
 
 
 def shown_if_filled(*files: str | None) -> tuple[dict, ...] | dict:
@@ -369,25 +381,6 @@ def reading_direction(layout: str) -> str:
     return "Read left to right →, top to bottom."
 
 
-def regenerated_message(number: int) -> str:
-    return f"Panel {number} redrawn."
-
-
-def typeset_message(layout: str) -> str:
-    return f"Pages typeset with the {layout} layout."
-
-
-def layout_chosen_message(layout: str, typeset: bool) -> str:
-    """What the status line says after the layout picker changed."""
-    if typeset:
-        return typeset_message(layout)
-    return f"Layout {layout}: the pages are typeset with it when the story is generated."
-
-
-def loaded_message(story: Story, panels: int, model_note: str = "") -> str:
-    return f"Loaded project {quoted(story.title)}: {counted(panels, 'panel')}.{model_note}"
-
-
 def loaded_settings(settings: GenerationSettings, model: str, offered: Sequence[str]) -> tuple[tuple, str]:
     """The widget values a loaded project restores (style, model, negative prompt, UI_SETTINGS, consistency),
     and a note when its model is not offered here (the page's choice is kept, so redraws may differ)."""
@@ -407,13 +400,3 @@ def loaded_settings(settings: GenerationSettings, model: str, offered: Sequence[
     )
     shown_model = model if model in offered else skip()
     return (style, shown_model, settings.negative_prompt or "", *numbers, settings.consistency), note
-
-
-def animation_note(start: int, end: int, result: AnimationResult) -> str:
-    """One line under the video: which panels, how many frames, how long, how the motion was made."""
-    return f"Panels {start} → {end}: {len(result.frames)} frames in {result.seconds:.1f} s ({result.note})."
-
-
-def animation_progress(step: int, steps: int) -> tuple[float, str]:
-    """The progress bar's fraction and text after denoising step ``step`` of ``steps``."""
-    return step / max(steps, 1), f"Step {step}/{steps}"

@@ -153,6 +153,7 @@ class AnimateTab:
     frames: gr.Slider
     fps: gr.Slider
     animate: gr.Button
+    stop: gr.Button
     note: gr.Markdown
     video: gr.Video
     gif: gr.Image
@@ -359,9 +360,11 @@ def animate_tab() -> AnimateTab:
         to_panel = gr.Number(value=2, precision=0, minimum=1, label="To panel", elem_id="to-panel")
         frames = setting_slider("frames", DEFAULT_FRAMES)
         fps = setting_slider("fps", DEFAULT_FPS)
-    animate = gr.Button("Animate", variant="primary", elem_id="animate")
+    with gr.Row():
+        animate = gr.Button("Animate", variant="primary", elem_id="animate")
+        stop = gr.Button("Stop", variant="stop", elem_id="animate-stop", interactive=False)  # on while a clip is made
     note = gr.Markdown(elem_id="animation-note")
     with gr.Row():
         video = gr.Video(label="MP4", elem_id="video", interactive=False)
         gif = gr.Image(label="GIF", type="filepath", elem_id="gif", interactive=False)
-    return AnimateTab(from_panel, to_panel, frames, fps, animate, note, video, gif)
+    return AnimateTab(from_panel, to_panel, frames, fps, animate, stop, note, video, gif)

@@ -217,11 +217,20 @@ def test_animate_tab_makes_a_video_between_two_panels(page):
     page.fill("#from-panel input", "1")
     page.fill("#to-panel input", "3")
     page.click("#animate")
+    page.get_by_text("Making the clip").wait_for(timeout=10_000)  # said at once: loading can take minutes
+    assert page.is_disabled("#animate") and page.is_enabled("#animate-stop") and page.is_disabled("#generate")
     page.get_by_text(re.compile(r"Panels 1 → 3: 16 frames")).wait_for(timeout=180_000)
     assert "linear interpolation" in page.inner_text("#animation-note")
     page.wait_for_selector("#video video", timeout=90_000)
+    page.wait_for_function("() => !document.querySelector('#animate').disabled", timeout=10_000)
+    assert page.is_disabled("#animate-stop") and page.is_enabled("#generate")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "studio-animate.png"), full_page=True)
+    page.click("#animate")  # a second clip, stopped as soon as it starts
+    page.get_by_text("Making the clip").wait_for(timeout=10_000)
+    page.click("#animate-stop")
+    page.get_by_text("Stopped: no clip was made.").wait_for(timeout=120_000)
+    page.wait_for_function("() => !document.querySelector('#animate').disabled", timeout=10_000)
     page.get_by_role("tab", name="Story").click()
 
 

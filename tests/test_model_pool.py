@@ -101,9 +101,18 @@ def test_an_existing_and_a_missing_server_path_get_the_same_answer(tmp_path):
     assert answers[0] == answers[1]
 
 
-@pytest.mark.parametrize("value", [5, ["sdxl-base"], {"a": 1}, True, "x" * 10_000])
-def test_a_model_that_is_not_a_name_is_refused_by_field(value):
-    with pytest.raises(StoryDiffusionError, match="^Model:"):
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        (5, "expected a model name .text., got int"),
+        (["sdxl-base"], "got list"),
+        ({"a": 1}, "got dict"),
+        (True, "got bool"),
+        ("x" * 10_000, "a name of 10,000 characters is too long"),  # text, so not "got str"
+    ],
+)
+def test_a_model_that_is_not_a_name_is_refused_by_field(value, says):
+    with pytest.raises(StoryDiffusionError, match=f"^Model: .*{says}"):
         ModelPool(OFFLINE_MODEL, loader=FakeLoader(), allow_custom=True).check_choice(value)
 
 

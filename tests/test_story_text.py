@@ -129,6 +129,13 @@ def test_unknown_speaker(cast):
     assert_message(err, "@Carol", "Bob, Alice", "add it to the characters", line=1)
 
 
+def test_speech_typed_before_the_caption_mark_is_refused_not_drawn(cast):
+    err = error(parse_panels, "\n[Bob] waves @alice: Hi! # A wave.", cast)
+    assert_message(err, "'@Alice:' before '#'", "# A caption. @Alice: Hello!", line=2)
+    (panel,) = parse_panels("[Bob] mails bob@home: a letter # @Bob: Sent.", cast)  # not a character: prompt text
+    assert panel.prompt == "[Bob] mails bob@home: a letter" and panel.dialogue == [DialogueLine("Bob", "Sent.")]
+
+
 def test_empty_speech(cast):
     err = error(parse_panels, "[Bob] waves # Hi. @Bob:   @Alice: Hello", cast)
     assert_message(err, "empty speech", "@Bob", line=1)

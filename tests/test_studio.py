@@ -286,8 +286,9 @@ def test_animate_between_two_panels_writes_mp4_and_gif(session):
 
 def test_every_caller_without_a_session_gets_a_fresh_one_of_their_own(tmp_path):
     first, second = session_of(None), session_of(None)
+    assert first.workdir is None and second.workdir is None  # a call that never writes (a refusal) makes no folder
     try:
-        assert isinstance(first, StudioSession) and first is not second and first.workdir != second.workdir
+        assert isinstance(first, StudioSession) and first is not second and first.home != second.home
         assert session_of(first) is first
     finally:
         close_session(first)
@@ -304,4 +305,19 @@ def test_a_run_stopped_before_its_first_panel_has_no_pages_and_no_error(tmp_path
         events.append(event)
         studio.stop()  # at the very first step
     assert events[-1].result.cancelled and studio.panels() == []
-    assert studio.typeset_if_drawn("classic").as_tuple() == ([], None, None, None)
+    assert studio.typeset_if_drawn().as_tuple() == ([], None, None, None)
+    # nothing was drawn, so the session is as before a run: no folder names, no half-made bank, no empty project
+    assert studio.choose_layout("manga") is None and studio.layout == "manga"
+    with pytest.raises(StoryDiffusionError, match="^generate the story first"):
+        studio.regenerate_panel(tiny_sdxl, 0)
+    with pytest.raises(StoryDiffusionError, match="nothing to save yet"):
+        studio.save_project()
+
+
+def test_a_layout_chosen_while_the_story_draws_is_the_layout_of_its_pages(tmp_path, tiny_sdxl):
+    studio = StudioSession(workdir=tmp_path / "s")
+    story = make_story()
+    for event in studio.generate(tiny_sdxl, story, story.settings, "tiny-sdxl"):
+        if isinstance(event, PanelDone) and event.panel.index == 0:
+            assert studio.choose_layout("manga") is None  # mid-run: kept for the pages to come
+    assert studio.typeset_if_drawn().as_tuple()[0] and studio.pages.template == "manga"

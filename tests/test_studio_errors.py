@@ -95,6 +95,11 @@ def test_hub_ids_urls_and_relative_names_stay_as_they_are():
     assert without_server_paths(text) == text
 
 
+def test_a_users_own_text_with_a_slash_is_quoted_as_typed():
+    text = "character name '/x' contains '/': use letters; style '/' or /x is not one of"
+    assert without_server_paths(text) == text
+
+
 def test_the_pages_door_shows_a_failure_on_the_status_line_and_keeps_every_other_output():
     from storydiffusion.studio_errors import in_status_line
 

@@ -7,10 +7,15 @@ from storydiffusion.errors import StoryDiffusionError, StoryError
 from storydiffusion.pipeline import PanelImage, Progress
 from storydiffusion.settings import CONSISTENCY_KINDS, REFERENCE_ADAPTERS, SETTING_RANGES
 from storydiffusion.story import story_from_text
-from storydiffusion.studio_status import finished_message, notice_markdown, queued_message, step_message
+from storydiffusion.studio_status import (
+    animation_progress,
+    finished_message,
+    notice_markdown,
+    queued_message,
+    step_message,
+)
 from storydiffusion.studio_text import (
     UI_SETTINGS,
-    animation_progress,
     choice_value,
     example_stories,
     gallery_items,
@@ -231,8 +236,9 @@ def test_the_model_banner_puts_its_lead_in_bold():
     assert notice_markdown("") == ""
 
 
-@pytest.mark.parametrize("value", ["2", True, float("nan"), [2], 2.5])
+@pytest.mark.parametrize("value", ["2", True, float("nan"), [2], 2.5, 0, -1, 10**20, 1e300])
 def test_a_panel_number_that_is_not_a_number_is_named(value):
+    """Out of range too: the editor echoes the number back, and a page's JSON cannot hold 10**20."""
     with pytest.raises(StoryDiffusionError, match="^To panel: .* is not a panel number"):
         panel_number_from_ui(value, "To panel")
 
@@ -288,10 +294,28 @@ def test_whole_number_settings_refuse_fractions_but_take_a_sliders_float(positio
 
 
 def test_a_redrawn_panel_writes_only_its_own_line_back_to_the_story_box():
+    before = "[Bob] sits # Zzz.\n[Bob] walks"
     story = story_from_ui("T", "[Bob] a man", "[Bob] naps # Zzz.\n[Bob] walks")
-    box = "[Bob] sits # Typed, not yet typeset.\n\n[Bob] walks"
-    assert story_box_after_redraw(box, story, 0) == "[Bob] naps # Zzz.\n\n[Bob] walks"
-    assert story_box_after_redraw("one line only", story, 1) == "[Bob] naps # Zzz.\n[Bob] walks"
+    box = "[Bob] sits # Zzz.\n\n[Bob] walks, typed and not yet typeset"
+    assert story_box_after_redraw(box, before, story, 0) == (
+        "[Bob] naps # Zzz.\n\n[Bob] walks, typed and not yet typeset",
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    "box",
+    [
+        "[Ana] a new story typed since\n[Ana] with two lines",  # as many lines: no line of it is swapped
+        "[Ana] a new story of one line",
+        "[Bob] sleeps, typed into the redrawn panel's own line\n[Bob] walks",
+    ],
+)
+def test_a_redraw_never_replaces_what_the_user_typed_in_the_story_box(box):
+    before = "[Bob] sits # Zzz.\n[Bob] walks"
+    story = story_from_ui("T", "[Bob] a man", "[Bob] naps # Zzz.\n[Bob] walks")
+    kept, note = story_box_after_redraw(box, before, story, 0)
+    assert kept == box and "kept as you typed it" in note and note.endswith("panel 1's line is now: [Bob] naps # Zzz.")
 
 
 def test_file_boxes_are_shown_only_once_they_hold_a_file():
@@ -334,8 +358,7 @@ def test_a_story_over_the_panel_limit_is_told_in_the_pages_words():
 
 
 def test_counts_are_singular_for_one_and_a_loaded_title_is_shown_plainly():
-    from storydiffusion.studio_status import panels_done_message
-    from storydiffusion.studio_text import loaded_message
+    from storydiffusion.studio_status import loaded_message, panels_done_message
 
     one = story_from_ui("Solo", "[Bob] a man", "[Bob] walks")
     assert queued_message(one) == "Queued: 1 panel, 1 character."

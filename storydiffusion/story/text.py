@@ -12,7 +12,7 @@ import re
 from ..errors import StoryError
 from ..settings import GenerationSettings
 from .model import DEFAULT_TITLE, Character, DialogueLine, Panel, Story
-from .names import name_index, norm
+from .names import name_index, name_key, norm
 from .regions import MAX_CHARACTERS_WITH_REGIONS, placed_tags, split_placed_tags
 from .validation import (
     NO_PANELS,
@@ -64,6 +64,7 @@ def parse_panel_line(text: str, characters: dict[str, Character], label: str, li
     """One panel line; story files use it too, for panels written as a single string."""
     check_brackets(text, label, line)
     prompt, has_caption, rest = text.partition("#")
+    _refuse_speech_in_prompt(prompt, characters, label, line)
     prompt, placed = split_placed_tags(prompt.strip(), label, line)
     names = panel_characters(prompt, characters, label, line)
     caption, dialogue = _split_caption(rest, characters, label, line) if has_caption else (None, [])
@@ -72,6 +73,19 @@ def parse_panel_line(text: str, characters: dict[str, Character], label: str, li
     if len(regions) > MAX_CHARACTERS_WITH_REGIONS:
         raise StoryError(f"{label} places {len(regions)} characters; at most {MAX_CHARACTERS_WITH_REGIONS}", line)
     return Panel(prompt=prompt, caption=caption, dialogue=dialogue, characters=names, regions=regions)
+
+
+def _refuse_speech_in_prompt(prompt: str, characters: dict[str, Character], label: str, line: int | None) -> None:
+    """A character's speech typed before the '#' would be drawn as words of the prompt, and no bubble made."""
+    index = name_index(characters)
+    for match in _SPEECH.finditer(prompt):
+        name = index.get(name_key(match.group(1)))
+        if name is not None:
+            raise StoryError(
+                f"{label} has the speech '@{name}:' before '#': speech comes after it, as in "
+                f"'[{name}] waves # A caption. @{name}: Hello!' (before '#' it would be drawn as words of the prompt)",
+                line,
+            )
 
 
 def _split_caption(

@@ -160,6 +160,8 @@ def test_a_shared_server_offers_only_its_listed_models(server, model):
         ),
         ("/change_layout", {"layout": "no-such"}, "Layout:"),
         ("/edit_panel", {"number": "two"}, "Panel:"),
+        ("/edit_panel", {"number": 10**20}, "Panel: 100000000000000000000 is not a panel number"),
+        ("/edit_panel", {"number": 0}, "Panel: 0 is not a panel number"),
         (
             "/regenerate_panel",
             {
@@ -277,6 +279,21 @@ def test_a_fresh_client_makes_edits_saves_and_reloads_a_story(server, tmp_path):
     restored = (title, style, model, steps, width, height, seed, consistency, layout)
     assert restored == ("Kite", "none", OFFLINE_MODEL, 2, 64, 64, "3", "uniform", "manga")  # the seed box is text
     assert status.startswith("Loaded project 'Kite': 2 panels")  # every setting back, as it was saved
+
+    foreign = tmp_path / "foreign.zip"  # the same project, saved by a studio that offered another model
+    with zipfile.ZipFile(saved) as source, zipfile.ZipFile(foreign, "w") as target:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == "project.json":
+                data = data.replace(f'"model": "{OFFLINE_MODEL}"'.encode(), b'"model": "segmind/SSD-1B"')
+            target.writestr(item, data)
+    loaded = stranger.predict(
+        gradio_client.handle_file(str(foreign)), OFFLINE_MODEL, "classic", api_name="/load_project"
+    )
+    assert "which this studio does not offer" in loaded[16]
+    redraw = {"number": 1, "prompt": "", "caption": None, "seed": None, "layout": "classic", "story_box": ""}
+    with pytest.raises(Exception, match="does not offer, so its panels cannot be redrawn here; press Generate"):
+        stranger.predict(**redraw, model=OFFLINE_MODEL, api_name="/regenerate_panel")
 
 
 @pytest.mark.slow
