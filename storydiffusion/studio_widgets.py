@@ -278,7 +278,7 @@ def run_buttons() -> RunButtons:
 
 def page_viewer() -> PageViewer:
     """The reading direction of the layout, and one page at a time at the size the reader chooses."""
-    direction = gr.Markdown(text.reading_direction("classic"), elem_id="reading-direction")
+    direction = gr.Markdown(text.reading_direction("classic"), label="Reading direction", elem_id="reading-direction")
     with gr.Accordion("Read a page (click a page above)", open=False, elem_id="page-viewer") as viewer:
         zoom = gr.Slider(50, 400, value=100, step=10, label="Zoom (% of the view's width)", elem_id="zoom")
         page = gr.Image(
@@ -316,7 +316,7 @@ def results_panel(status: gr.Markdown) -> Results:
 
 def panel_editing() -> PanelEditing:
     with gr.Accordion("Change one panel or the lettering", open=False, elem_id="panel-editor") as editor:
-        note = gr.Markdown("Click a panel in the gallery to edit it.", elem_id="redraw-note")
+        note = gr.Markdown("Click a panel in the gallery to edit it.", label="Redraw settings", elem_id="redraw-note")
         with gr.Row():
             number = gr.Number(value=1, precision=0, minimum=1, label="Panel", elem_id="panel-number")
             seed = gr.Textbox(label="Panel seed (empty: a new one)", max_lines=1, elem_id="panel-seed")
@@ -363,7 +363,7 @@ def animate_tab() -> AnimateTab:
     with gr.Row():
         animate = gr.Button("Animate", variant="primary", elem_id="animate")
         stop = gr.Button("Stop", variant="stop", elem_id="animate-stop", interactive=False)  # on while a clip is made
-    note = gr.Markdown(elem_id="animation-note")
+    note = gr.Markdown(label="Clip status", elem_id="animation-note")
     with gr.Row():
         video = gr.Video(label="MP4", elem_id="video", interactive=False)
         gif = gr.Image(label="GIF", type="filepath", elem_id="gif", interactive=False)

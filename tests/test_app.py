@@ -78,3 +78,11 @@ def test_a_shared_server_offers_no_free_text_model_box(tiny_sdxl):
     for demo, custom in ((shared, False), (local, True)):
         model = next(block for block in demo.blocks.values() if getattr(block, "label", None) == "Model")
         assert model.allow_custom_value is custom
+
+
+def test_every_endpoint_names_its_values_for_api_clients(tiny_sdxl):
+    """An API client reads each value by its label; an unlabeled one would show as ``value_72``."""
+    info = app.build_app(tiny_pool(tiny_sdxl)).get_api_info()
+    for name, endpoint in info["named_endpoints"].items():
+        for value in [*endpoint["parameters"], *endpoint["returns"]]:
+            assert value.get("label") and not str(value["label"]).startswith("value_"), (name, value)
