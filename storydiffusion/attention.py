@@ -12,12 +12,15 @@ so two stories can be generated at once with the same UNet.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from diffusers.models.attention_processor import Attention
 
 from .attention_context import ConsistencyContext, ImageSlot, SourceKey, stable_hash
 from .attention_kernels import Kernel, pick_kernel, sdpa_kernel, xformers_kernel
 from .cross_attention import StoryAttnProcessor, story_processor
+from .errors import SettingsError, shown
 
 __all__ = [
     "LAYER_SETS",
@@ -27,6 +30,7 @@ __all__ = [
     "SourceKey",
     "attend_by_owner",
     "attend_group",
+    "check_block_sets",
     "consistent_layer_names",
     "consistent_self_attention",
     "gather_extra_tokens",
@@ -268,15 +272,27 @@ def _expanded(parts: list[torch.Tensor], group: int) -> torch.Tensor:
     return joined.unsqueeze(1).expand(-1, group, -1, -1)
 
 
+def check_block_sets(blocks: Any) -> set[str]:
+    """The block sets of ``consistent_blocks`` ("up", "down,mid", ...), or SettingsError naming the unknown ones:
+    checked before a model loads, since a typo would otherwise surface only after minutes of loading."""
+    if not isinstance(blocks, str):
+        raise SettingsError(f"consistent_blocks must be text such as 'up' or 'down,mid', got {shown(blocks)}")
+    wanted = set(part.strip() for part in blocks.split(","))
+    unknown = wanted - set(LAYER_SETS)
+    if unknown:
+        raise SettingsError(
+            f"consistent_blocks: unknown block set(s) {', '.join(map(repr, sorted(unknown)))}; "
+            f"choose from {', '.join(LAYER_SETS)} (several joined by commas)"
+        )
+    return wanted
+
+
 def consistent_layer_names(unet: torch.nn.Module, blocks: str = "up") -> list[str]:
     """Names of the self-attention processors that get consistent attention.
 
     ``blocks`` is "up" (decoder, the paper's default), "down", "mid", "all", or a comma-separated mix.
     """
-    wanted = set(part.strip() for part in blocks.split(","))
-    unknown = wanted - set(LAYER_SETS)
-    if unknown:
-        raise ValueError(f"unknown block set(s) {sorted(unknown)}; choose from {', '.join(LAYER_SETS)}")
+    wanted = check_block_sets(blocks)
     prefixes = {"up": ("up_blocks",), "down": ("down_blocks",), "mid": ("mid_block",)}
     chosen = (
         tuple(p for values in prefixes.values() for p in values)

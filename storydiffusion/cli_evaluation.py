@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
 from .cli_checks import folder_value
@@ -64,6 +65,7 @@ def check_text_prefix(prefix: str) -> None:
 
 def load_measures(args: argparse.Namespace) -> dict[str, Any]:
     """The encoders the flags name, loaded (ModelError, exit 2, for a name or folder that does not load)."""
+    from .errors import ModelError
     from .evaluation.encoders import load_encoder
     from .evaluation.extra_models import dreamsim_folder, face_folder, load_dreamsim, load_face_model
     from .models.devices import select_device
@@ -73,9 +75,16 @@ def load_measures(args: argparse.Namespace) -> dict[str, Any]:
     if args.face_model:
         face_folder(args.face_model)
     device = select_device(args.device)
+
+    def by_flag(flag: str, spec: str) -> Any:
+        try:
+            return load_encoder(spec, device)
+        except ModelError as error:  # which of the two encoder flags it was
+            raise ModelError(f"{flag}: {error}") from None
+
     return {
-        "encoder": load_encoder(args.encoder, device),
-        "image_encoder": load_encoder(args.image_encoder, device) if args.image_encoder else None,
+        "encoder": by_flag("--encoder", args.encoder),
+        "image_encoder": by_flag("--image-encoder", args.image_encoder) if args.image_encoder else None,
         "dreamsim": load_dreamsim(args.dreamsim, device) if args.dreamsim else None,
         "faces": load_face_model(args.face_model) if args.face_model else None,
     }
@@ -186,5 +195,5 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     from .evaluation.comparison import comparison_markdown
 
     print(comparison_markdown(comparison, f"{len(stories)} stories x {len(variants)} variants"))
-    print(f"wrote {args.out}/results.md and results.csv")
+    print(f"wrote {Path(args.out) / 'results.md'} and results.csv")
     return 0

@@ -204,7 +204,27 @@ def _draw_story(args: argparse.Namespace, checked: _CheckedStory, share, pipelin
         from .layout.compose import compose_run
 
         report_compose(compose_run(target.out, layout=args.layout, export=args.export or ()))
+    elif result.panels:
+        _compose_again(target.out)
     return 0
+
+
+def _compose_again(out: Path) -> None:
+    """Pages composed before from earlier panels are typeset again as they were, or the user is told to."""
+    from .layout import LayoutError
+    from .layout.compose import compose_again
+
+    try:
+        composed = compose_again(out)
+    except LayoutError as error:
+        print(
+            f"warning: the pages in {out} show the earlier panels and could not be typeset again ({error}): "
+            f"run 'storydiffusion compose {out} --layout ...'",
+            file=sys.stderr,
+        )
+        return
+    if composed is not None:
+        report_compose(composed)
 
 
 def _prepare_model(args: argparse.Namespace, checked: _CheckedStory, pipelines: dict):

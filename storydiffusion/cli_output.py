@@ -88,7 +88,8 @@ def report_generation(result, out, manifest) -> None:
         total = len(result.story.panels)
         print(f"{counted(count, 'panel')} drawn; {held} of {total} panels in {out / 'panels'}; manifest {manifest}")
     if result.bank is not None and len(result.bank):
-        print(f"identity bank: {result.bank.nbytes() / 2**20:.1f} MiB for {len(result.bank.sources())} identity images")
+        images = counted(len(result.bank.sources()), "identity image")
+        print(f"identity bank: {result.bank.nbytes() / 2**20:.1f} MiB for {images}")
 
 
 def report_compose(result) -> None:

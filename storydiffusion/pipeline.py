@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from . import denoising
-from .attention import ImageSlot, install_consistent_attention
+from .attention import ImageSlot, check_block_sets, install_consistent_attention
 from .bank import IdentityBank
 from .bank_layout import expected_bank_layout
 from .batch_places import batch_places, subject_maps
@@ -40,7 +40,7 @@ from .prompts import long_prompt_warnings
 from .results import PanelImage, Progress, StoryResult
 from .run_gate import RunGate
 from .settings import GenerationSettings
-from .story import Story
+from .story import Story, validate_story
 from .story_references import batch_references, photo_warnings, reference_signature, story_photos
 from .story_run import Cancel, StoryRun
 from .styles import get_style
@@ -91,6 +91,7 @@ class StoryPipeline(SteeringMixin):
         ``control_union`` draws panels' control maps with the SDXL union ControlNet instead of one model per kind.
         ``face_model``: the folder of an InsightFace pack, for stories with ``reference_adapter: face``.
         """
+        check_block_sets(consistent_blocks)
         torch_device = select_device(device)
         torch_dtype = select_dtype(torch_device, dtype)
         pipe, spec = load_diffusers_pipeline(model, torch_dtype=torch_dtype, local_files_only=local_files_only)
@@ -195,6 +196,7 @@ class StoryPipeline(SteeringMixin):
         the same panels, all of them in the first process's result (``distributed.py``).
         """
         started = time.perf_counter()
+        validate_story(story)  # one built in code is held to the parsers' rules: a [Bob] tag needs Bob listed
         settings = self.resolve_settings(story, settings)
         style = get_style(settings.style)
         photos = story_photos(story, references, read_files)

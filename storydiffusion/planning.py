@@ -103,8 +103,13 @@ def plan_story(
     """
     wanted = list(range(len(story.panels))) if panels is None else sorted(set(panels))
     for index in wanted:
-        if not 0 <= index < len(story.panels):
-            raise StoryError(f"panel {index + 1} does not exist: the story has {len(story.panels)} panels")
+        if not 0 <= index < len(story.panels):  # 0-based here: say it so, a -1 is no "panel 0"
+            raise StoryError(
+                f"panel index {index} does not exist: the story has {len(story.panels)} panels, "
+                f"indices 0..{len(story.panels) - 1} (0 is the first)"
+                if index < 0
+                else f"panel {index + 1} does not exist: the story has {len(story.panels)} panels"
+            )
     if settings.mode == "off":
         return _chunks(story, settings, wanted, kind="plain")
     if settings.mode == "window":

@@ -180,6 +180,21 @@ def refuse_unreadable_records(
             ) from None
 
 
+def recorded_composition(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """How ``pages/pages.json`` says the run's pages were made, as ``compose_run`` takes it (layout, dpi, fit,
+    title); None when the run has no pages of this tool's."""
+    pages = _read_json(Path(run_dir) / PAGES_DIR / PAGES_INDEX)
+    if pages is None or pages.get("format") != PAGES_FORMAT or not isinstance(pages.get("template"), str):
+        return None
+    title = pages.get("title")
+    return {
+        "layout": pages["template"],
+        "dpi": pages["dpi"] if isinstance(pages.get("dpi"), int) and not isinstance(pages["dpi"], bool) else None,
+        "fit": pages["fit"] if isinstance(pages.get("fit"), str) else None,
+        "title": title if isinstance(title, str) else False,
+    }
+
+
 def _read_json(path: Path) -> dict[str, Any] | None:
     """One of this tool's own records, read through ``structured`` like any file; None if unreadable."""
     if not path.is_file():

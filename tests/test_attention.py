@@ -212,11 +212,22 @@ def test_installs_on_full_size_unet_architectures(family, total_attn1, up_attn1)
     assert sorted(indices) == list(range(up_attn1))
 
 
-def test_unknown_block_set_is_refused():
+def test_unknown_block_set_is_refused_before_any_model_loads(monkeypatch):
+    from storydiffusion import pipeline as pipeline_module
+    from storydiffusion.errors import SettingsError
+
     with torch.device("meta"):
         unet = UNet2DConditionModel(**full_size_unet_config("sd15"))
-    with pytest.raises(ValueError, match="choose from"):
+    with pytest.raises(SettingsError, match="consistent_blocks: unknown block set.s. 'middle'; choose from"):
         consistent_layer_names(unet, "middle")
+
+    def never_load(*args, **kwargs):
+        raise AssertionError("the model loaded before the block sets were checked")
+
+    monkeypatch.setattr(pipeline_module, "load_diffusers_pipeline", never_load)
+    for blocks in ("nonsense", "up,middle", 3):
+        with pytest.raises(SettingsError, match="^consistent_blocks"):
+            pipeline_module.StoryPipeline.from_pretrained("tiny-sdxl", consistent_blocks=blocks)
 
 
 def test_the_warm_up_is_what_the_readme_says_default_two_plain_steps_capped_at_half(tiny_sdxl):

@@ -212,3 +212,21 @@ def test_what_the_library_logs_as_a_warning_is_one_warning_line(tmp_path, capsys
     assert main(["generate", str(story), "--out", str(tmp_path / "o"), *FAST]) == 0
     err = capsys.readouterr().err
     assert err.count("could not load the fp16-safe VAE") == 1 and "warning: could not load the fp16-safe VAE" in err
+
+
+def test_a_redraw_in_a_composed_folder_typesets_its_pages_and_exports_again(tmp_path, capsys):
+    import zipfile
+
+    story = write_story(tmp_path / "s.yaml", ["[Bob] walks", "[Bob] eats", "[Bob] sleeps"])
+    out = tmp_path / "out"
+    assert main(["generate", str(story), "--out", str(out), *FAST, "--save-bank"]) == 0
+    assert main(["compose", str(out), "--layout", "grid", "--export", "zip", "--no-title"]) == 0
+    write_story(story, ["[Bob] walks", "[Bob] dances", "[Bob] sleeps"])
+    capsys.readouterr()
+    redraw = ["--panels", "2", "--bank", str(out / "identity_bank.safetensors")]
+    assert main(["generate", str(story), "--out", str(out), *FAST, *redraw]) == 0
+    assert "1 grid page in" in capsys.readouterr().out  # said, as compose says it
+    with zipfile.ZipFile(out / "panels.zip") as archive:  # no export of the earlier panel 2 is left
+        assert archive.read("panels/panel_002.png") == (out / "panels" / "panel_002.png").read_bytes()
+    pages = json.loads((out / "pages" / "pages.json").read_text(encoding="utf-8"))
+    assert pages["template"] == "grid" and pages["title"] is None and pages["exports"] == ["panels.zip"]

@@ -122,6 +122,27 @@ def test_a_character_in_one_panel_has_no_clip_i_and_a_note(encoder):
     assert "Bob shown in one" in scores.notes[0]
 
 
+class Unscaled:
+    """A plug-in encoder that forgets the unit length the Protocol asks for."""
+
+    def __init__(self, encoder):
+        self.encoder, self.name = encoder, "unscaled"
+
+    def encode_images(self, images):
+        return self.encoder.encode_images(images) * 7.0
+
+    def encode_texts(self, texts):
+        return self.encoder.encode_texts(texts) * 0.3
+
+
+def test_a_plug_in_encoders_embeddings_of_any_length_still_give_cosines(encoder):
+    story = two_character_story()
+    images = {i: stripes(i, i % 2 == 0) for i in range(6)}
+    unit, loose = score_story(story, images, encoder), score_story(story, images, Unscaled(encoder))
+    for key in ("clip_t", "clip_i"):
+        assert loose.summary[key] == pytest.approx(unit.summary[key], abs=1e-5) and -1 <= loose.summary[key] <= 1
+
+
 # ------------------------------------------------------------------------------------ run folders
 
 
@@ -161,6 +182,18 @@ def test_crops_come_from_regions_and_then_from_saved_masks(run, encoder):
     assert scores.characters["Bob"].panels == [1, 2, 3]
 
 
+def test_a_region_too_small_to_crop_is_noted_not_silently_dropped(tmp_path, encoder):
+    story = tmp_path / "s.yaml"
+    story.write_text(
+        "characters:\n  Bob: a man\npanels:\n  - '[Bob@0,0,0.1,0.1] waves'\n  - '[Bob@left] sits'\n",
+        encoding="utf-8",
+    )
+    assert main(["generate", str(story), "--out", str(tmp_path / "run"), *FAST]) == 0
+    scores = evaluate_run(tmp_path / "run", encoder)
+    assert [p.crops for p in scores.panels] == [{}, {"Bob": "region"}]
+    assert "Bob's region in panel(s) 1 is under 16 px on a side: no crop of it is scored" in scores.notes
+
+
 def test_a_metrics_json_that_is_not_ours_is_never_replaced(run, tmp_path, capsys):
     import shutil
 
@@ -188,10 +221,18 @@ def test_a_redraw_forgets_the_old_scores_and_keeps_the_users_files(run, tmp_path
     assert (copy / "notes.txt").read_text(encoding="utf-8") == "mine"
 
 
+def test_an_encoder_that_cannot_load_offline_is_one_line_naming_the_flag(run, capsys):
+    assert main(["evaluate", str(run), "--encoder", "open_clip:ViT-B-32/openai", "--no-write"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --encoder: could not load the encoder") and err.count("\n") == 1  # no log line
+    assert "the encoder 'tiny' offline" in err and " …);" in err  # a long reason is cut between words
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--encoder", "nonsense"], "encoder 'nonsense' is not known: use one of tiny, open_clip:"),
+        (["--encoder", "nonsense"], "--encoder: encoder 'nonsense' is not known: use one of tiny, open_clip:"),
+        (["--encoder", "tiny", "--image-encoder", "bogus"], "error: --image-encoder: encoder 'bogus' is not known"),
         (["--encoder", "open_clip:ViT-B-32/weights.bin"], "must be .safetensors (no pickles)"),
         (["--dreamsim", "no-such-folder"], "--dreamsim no-such-folder: not a folder holding DreamSim's checkpoints"),
         (["--face-model", "no-such-folder"], "--face-model no-such-folder: not a folder of InsightFace .onnx"),

@@ -122,6 +122,18 @@ def test_cbz_opens_and_its_comic_info_parses(tmp_path, manga):
     assert no_temporaries(tmp_path)
 
 
+def test_the_comic_info_of_a_run_lists_the_characters_its_panels_show_only(tmp_path):
+    run = tmp_path / "run"
+    story = story_from_text("[Bob] a man\n[Eve] never drawn\n[Ann] a woman", "[Bob] waves\n[NC] a sea\n[Ann] waves")
+    write_json(run / "story.json", {"format": MANIFEST_FORMAT, "story": story.to_dict()})
+    for i in range(3):
+        (run / "panels").mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (96, 64), COLOURS[i]).save(run / "panels" / panel_filename(i))
+    compose_run(run, layout="strip", export="cbz", lettering=False)
+    with zipfile.ZipFile(run / "comic.cbz") as archive:
+        assert ElementTree.fromstring(archive.read("ComicInfo.xml")).findtext("Characters") == "Bob, Ann"
+
+
 def test_comic_info_of_pages_given_as_png_bytes():
     xml = comic_info_xml("T", [(10, 20)], False, page_bytes=[1234])
     page = ElementTree.fromstring(xml).find("Pages/Page")

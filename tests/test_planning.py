@@ -192,9 +192,12 @@ def test_subset_is_sorted_and_deduplicated():
     assert planned_panels(plan) == [0, 4, 5]
 
 
-@pytest.mark.parametrize("index, number", [(6, 7), (-1, 0)])
-def test_a_panel_outside_the_story_is_refused(index, number):
-    with pytest.raises(StoryError, match=f"panel {number} does not exist: the story has 6 panels"):
+@pytest.mark.parametrize(
+    "index, says",
+    [(6, "panel 7 does not exist: the story has 6 panels"), (-1, "panel index -1 does not exist: .* indices 0..5")],
+)
+def test_a_panel_outside_the_story_is_refused(index, says):
+    with pytest.raises(StoryError, match=says):
         plan_story(make_story(), settings(), panels=[index])
 
 

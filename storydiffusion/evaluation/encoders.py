@@ -10,7 +10,9 @@ asked only when the process is online (``HF_HUB_OFFLINE`` unset).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -147,7 +149,8 @@ def _open_clip(source: str, spec: str, device) -> OpenClip:
     if Path(pretrained).suffix and Path(pretrained).suffix != ".safetensors":
         raise ModelError(f"encoder {spec!r}: a local OpenCLIP weight file must be .safetensors (no pickles)")
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained)
+        with _open_clip_logs_quiet():
+            model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained)
         tokenizer = open_clip.get_tokenizer(model_name)
     except Exception as exc:  # open_clip raises many kinds (RuntimeError, OSError, hub errors)
         raise ModelError(_not_loaded(spec, exc)) from exc
@@ -166,9 +169,27 @@ def _transformers_clip(source: str, spec: str, device) -> TransformersClip:
     return TransformersClip(model, tokenizer, processor, spec, device)
 
 
+@contextmanager
+def _open_clip_logs_quiet() -> Iterator[None]:
+    """open_clip logs a failed download on the root logger (``ERROR:root:...``) before it raises; the error
+    it raises is said once, as ours (``_not_loaded``), so its log line is dropped while it loads."""
+
+    def not_open_clips(record: logging.LogRecord) -> bool:
+        return "open_clip" not in record.pathname
+
+    root = logging.getLogger()
+    root.addFilter(not_open_clips)
+    try:
+        yield
+    finally:
+        root.removeFilter(not_open_clips)
+
+
 def _not_loaded(spec: str, exc: Exception) -> str:
-    reason = " ".join(str(exc).split())[:200]
+    reason = " ".join(str(exc).split())
+    if len(reason) > 200:  # cut between words: a cut URL or word reads as garbage
+        reason = reason[:200].rsplit(" ", 1)[0] + " …"
     return (
         f"could not load the encoder {spec!r} ({type(exc).__name__}: {reason}); its weights come from the hub "
-        "once (then its cache) or a local folder: connect once, name a local folder, or use --encoder tiny offline"
+        "once (then its cache) or a local folder: connect once, name a local folder, or use the encoder 'tiny' offline"
     )

@@ -57,6 +57,7 @@ def load_run(
     if not images:
         raise StoryDiffusionError(f"{run} has no drawn panel to evaluate")
     crops: dict[tuple[int, str], Crop] = {}
+    too_small: dict[str, list[int]] = {}  # a region (whose crop the user expects) too small to say anything
     for index, image in images.items():
         panel = story.panels[index]
         masks = entries[index].get("masks") if isinstance(entries[index].get("masks"), dict) else {}
@@ -65,6 +66,13 @@ def load_run(
             crop = crop or _mask_crop(run, image, masks, index, number, name)
             if crop is not None:
                 crops[(index, name)] = crop
+            elif name in panel.regions:
+                too_small.setdefault(name, []).append(index + 1)
+    for name, numbers in too_small.items():
+        notes.append(
+            f"{name}'s region in panel(s) {', '.join(map(str, numbers))} is under {MIN_CROP_PIXELS} px on a side: "
+            "no crop of it is scored"
+        )
     return story, images, crops, notes
 
 

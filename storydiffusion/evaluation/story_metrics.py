@@ -98,6 +98,20 @@ def _mean(values: Sequence[float | None]) -> float | None:
     return sum(kept) / len(kept) if kept else None
 
 
+class _UnitLength:
+    """An encoder whose embeddings are made unit length, whatever it returns, so that every similarity computed
+    from them is a cosine in [-1, 1] (the Protocols ask for unit length; a plug-in may forget)."""
+
+    def __init__(self, encoder: Any):
+        self.encoder, self.name = encoder, encoder.name
+
+    def encode_images(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        return torch.nn.functional.normalize(self.encoder.encode_images(images).float(), dim=-1)
+
+    def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        return torch.nn.functional.normalize(self.encoder.encode_texts(texts).float(), dim=-1)
+
+
 def score_story(
     story: Story,
     images: Mapping[int, Image.Image],
@@ -117,6 +131,9 @@ def score_story(
     ``faces`` is a ``FaceEmbedder`` (``extra_models``): per image an embedding or None without a face.
     """
     crops = crops or {}
+    encoder = _UnitLength(encoder)  # a plug-in's embeddings of any length: the similarities stay cosines
+    image_encoder = _UnitLength(image_encoder) if image_encoder is not None else None
+    dreamsim = _UnitLength(dreamsim) if dreamsim is not None else None
     indices = sorted(images)
     pictures = [images[i] for i in indices]
     image_embeddings = encoder.encode_images(pictures)

@@ -19,6 +19,7 @@ from PIL import Image
 from ..atomic import write_json
 from ..images import image_size
 from ..run_manifest import read_manifest, story_from_manifest
+from ..run_records import recorded_composition
 from ..run_targets import EXPORT_NAMES, compose_targets, refuse_foreign_targets
 from ..rundir import (
     CBZ_NAME,
@@ -160,6 +161,14 @@ def compose_run(
     return ComposeResult(run, template.name, layouts, pages, files, warnings, time.perf_counter() - started)
 
 
+def compose_again(run_dir: str | os.PathLike) -> ComposeResult | None:
+    """After the panels of a composed run changed (a redraw): its pages and exports made again as
+    ``pages/pages.json`` says they were made, so that no page or PDF shows the earlier panels; None when
+    the run has no pages. LayoutError when that layout is not found here (a template file since moved)."""
+    recorded = recorded_composition(run_dir)
+    return compose_run(run_dir, **recorded) if recorded is not None else None
+
+
 def _read_story(run: Path) -> Story:
     manifest_path = run / MANIFEST_NAME
     if not manifest_path.exists():  # a pipe or a folder under that name is refused by read_manifest, by its kind
@@ -198,9 +207,8 @@ def _write_exports(
     if "pdf" in exports:
         files["pdf"] = write_pdf(images, run / PDF_NAME, template.dpi, title=story.title)
     if "cbz" in exports:
-        files["cbz"] = write_cbz(
-            encoded, run / CBZ_NAME, story.title, template.direction == "rtl", characters=story.characters
-        )
+        drawn = dict.fromkeys(name for panel in story.panels for name in panel.characters)  # not the unused ones
+        files["cbz"] = write_cbz(encoded, run / CBZ_NAME, story.title, template.direction == "rtl", characters=drawn)
     if "zip" in exports:
         files["zip"] = write_panels_zip(panel_paths, run / ZIP_NAME)
     return files
