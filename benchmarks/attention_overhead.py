@@ -23,21 +23,17 @@ import argparse
 import datetime
 import math
 import os
-import platform
 import resource
-import shlex
-import statistics
-import sys
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import diffusers
 import torch
+from bank_bytes import ID_IMAGES, ORIGINAL_STEPS, VAE_FACTOR, LayerShape, bank_table, ours_bytes_per_step
 from compose_pages import publish_section
 from diffusers import UNet2DConditionModel
+from overhead_report import CACHED_READ, command_line, render
 
 from storydiffusion.attention import (
     ConsistencyContext,
@@ -48,34 +44,10 @@ from storydiffusion.attention import (
 from storydiffusion.bank import IdentityBank
 from storydiffusion.models import full_size_unet_config
 
-ROOT = Path(__file__).resolve().parent.parent  # the checkout, for naming this script in RESULTS.md
-
-VAE_FACTOR = 8  # SDXL VAE: latent side = image side / 8
 TEXT_TOKENS, TEXT_DIM, POOLED_DIM, TIME_IDS = 77, 2048, 1280, 6
-ID_IMAGES = 3
 READER_ID = 100
-CACHED_READ = "bank read, 1 panel, cached projections"
-SECTION = "## Consistent Self-Attention overhead on the SDXL base UNet"
 # The original StoryDiffusion settings the bank is compared with.
-ORIGINAL_HEIGHT = ORIGINAL_WIDTH = 768
-ORIGINAL_STEPS = 35
-ORIGINAL_BYTES = 2  # fp16
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
-
-
-@dataclass(frozen=True)
-class LayerShape:
-    """One consistent layer: its index, the tokens and channels of its pre-projection hidden states."""
-
-    index: int
-    name: str
-    tokens: int
-    channels: int
-    factor: int  # how many times coarser than the latent, per side
-
-    def tokens_at(self, latent_h: int, latent_w: int) -> int:
-        """Tokens of this layer for another latent size (SDXL halves the side at each level)."""
-        return math.ceil(latent_h / self.factor) * math.ceil(latent_w / self.factor)
 
 
 @dataclass
@@ -257,241 +229,6 @@ def capture_layer_shapes(unet: UNet2DConditionModel, variant: Variant, latent_to
         for handle in handles:
             handle.remove()
     return [shapes[index] for index in sorted(shapes)]
-
-
-# ------------------------------------------------------------------------------------------------
-# Bank sizes, analytically
-# ------------------------------------------------------------------------------------------------
-
-
-def sampled_tokens(tokens: int, rate: float) -> int:
-    """Tokens of one image a reader sees at a layer (as ``ConsistencyContext.sample_count``)."""
-    return int(round(rate * tokens))
-
-
-def original_bytes_per_image(layers: list[LayerShape], latent_h: int, latent_w: int, steps: int, itemsize: int) -> int:
-    """Original StoryDiffusion: all hidden states of both CFG halves, every step, every CSA layer."""
-    per_step = sum(2 * layer.tokens_at(latent_h, latent_w) * layer.channels * itemsize for layer in layers)
-    return steps * per_step
-
-
-def ours_layer_bytes(layer: LayerShape, latent_h: int, latent_w: int, rate: float, itemsize: int) -> int:
-    """Ours, one identity image at one step and layer: its sampled tokens, both CFG halves."""
-    return sampled_tokens(layer.tokens_at(latent_h, latent_w), rate) * layer.channels * 2 * itemsize
-
-
-def ours_bytes_per_step(layers: list[LayerShape], latent_h: int, latent_w: int, rate: float, itemsize: int) -> int:
-    """Ours, one identity image at one consistent step, all CSA layers."""
-    return sum(ours_layer_bytes(layer, latent_h, latent_w, rate, itemsize) for layer in layers)
-
-
-def bank_table(layers: list[LayerShape], args: argparse.Namespace) -> dict[str, int]:
-    """Bank bytes at the original's settings (768x768, 35 steps, fp16): original vs ours in both storages."""
-    h, w = ORIGINAL_HEIGHT // VAE_FACTOR, ORIGINAL_WIDTH // VAE_FACTOR
-    consistent_steps = ORIGINAL_STEPS - args.first_consistent_step
-    original = original_bytes_per_image(layers, h, w, ORIGINAL_STEPS, ORIGINAL_BYTES)
-    ours = consistent_steps * ours_bytes_per_step(layers, h, w, args.rate, ORIGINAL_BYTES)
-    largest_layer = max(ours_layer_bytes(layer, h, w, args.rate, ORIGINAL_BYTES) for layer in layers)
-    return {
-        "original_per_image": original,
-        "original_resident": ID_IMAGES * original,
-        "ours_per_image": ours,
-        "ours_stored": ID_IMAGES * ours,
-        "ours_resident_cpu_storage": ID_IMAGES * largest_layer,
-        "ours_resident_on_device": ID_IMAGES * ours,
-    }
-
-
-# ------------------------------------------------------------------------------------------------
-# Report
-# ------------------------------------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_lines(device: torch.device, dtype: torch.dtype, loads: tuple[float, float]) -> list[str]:
-    lines = [
-        f"- CPU: {cpu_model()}, {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()}",
-        f"- torch {torch.__version__}, diffusers {diffusers.__version__}, Python {platform.python_version()}",
-        f"- device: {device.type}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
-        f"- dtype: {str(dtype).removeprefix('torch.')}",
-        f"- 1-minute load average before / after timing: {loads[0]:.2f} / {loads[1]:.2f} (this benchmark's own threads count in it)",
-    ]
-    return lines
-
-
-def human(nbytes: float) -> str:
-    return f"{nbytes / 1e9:.2f} GB" if nbytes >= 1e9 else f"{nbytes / 1e6:.2f} MB"
-
-
-def command_line() -> str:
-    """The command as run, with the script path relative to the repository (no machine paths)."""
-    script = Path(sys.argv[0]).resolve()
-    try:
-        script_text = str(script.relative_to(ROOT))
-    except ValueError:
-        script_text = script.name
-    return " ".join(["python", script_text, *map(shlex.quote, sys.argv[1:])])
-
-
-def layer_summary(layers: list[LayerShape], latent_h: int, latent_w: int) -> str:
-    groups = Counter((layer.tokens_at(latent_h, latent_w), layer.channels) for layer in layers)
-    side = lambda tokens: int(math.isqrt(tokens))  # noqa: E731
-    return ", ".join(
-        f"{n} at {side(t)}x{side(t)} tokens x {c} ch"
-        for (t, c), n in sorted(groups.items(), key=lambda kv: kv[0][1], reverse=True)
-    )
-
-
-def round_ratios(numerator: list[float], denominator: list[float]) -> list[float]:
-    """Ratios of two variants timed in the same rounds (drift between rounds cancels out)."""
-    return [a / b for a, b in zip(numerator, denominator)]
-
-
-def format_ratios(ratios: list[float]) -> str:
-    return ", ".join(f"{ratio:.2f}x" for ratio in ratios)
-
-
-def render(report: dict[str, Any]) -> str:
-    """The Markdown results page."""
-    args, times, peaks = report["args"], report["times"], report["peaks"]
-    median = {name: statistics.median(values) for name, values in times.items()}
-    plain1, read1, plain3, write3 = report["names"][:4]
-    read_ratio = median[read1] / median[plain1]
-    write_ratio = median[write3] / median[plain3]
-    latent_h, latent_w = args.height // VAE_FACTOR, args.width // VAE_FACTOR
-    bank = report["bank"]
-    lines = [
-        SECTION,
-        "",
-        f"Recorded {report['date']} with:",
-        "",
-        f"    {report['command']}",
-        "",
-        "### Machine",
-        "",
-        *machine_lines(report["device"], report["dtype"], report["loads"]),
-        "",
-        "### Settings",
-        "",
-        f"- UNet: SDXL base 1.0 architecture from `configs/unet/sdxl-base.json`, {report['params'] / 1e9:.2f} B parameters, random weights (seed {args.seed})",
-        f"- {args.width}x{args.height} (latent {latent_w}x{latent_h}), one denoising step = one UNet forward, CFG: 2 batch rows per panel",
-        f"- consistent attention on {len(report['layers'])} up-block `attn1` layers: {layer_summary(report['layers'], latent_h, latent_w)}",
-        f"- sampling rate {args.rate}, {ID_IMAGES} identity images, timed step = first consistent step ({args.first_consistent_step}), bank storage CPU",
-        f"- variants interleaved, order rotated each round; 1 warm-up round, then {args.repeats} timed round(s); medians below",
-        f"- model build {report['build_seconds']:.0f} s; process peak RSS {human(report['max_rss'])}",
-        "",
-        "### Time per denoising step",
-        "",
-        "| variant | batch rows | median s | min s | max s | s per panel | runs |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for variant in report["variants"]:
-        values = times[variant.name]
-        lines.append(
-            f"| {variant.name} | {variant.batch} | {median[variant.name]:.2f} | {min(values):.2f} | {max(values):.2f} "
-            f"| {median[variant.name] / variant.panels:.2f} | {len(values)} |"
-        )
-    read_rounds = round_ratios(times[read1], times[plain1])
-    write_rounds = round_ratios(times[write3], times[plain3])
-    verdict = "meets" if read_ratio <= 1.5 else "misses"
-    lines += [
-        "",
-        f"- **bank read / plain, 1 panel: {read_ratio:.3f}x** (ratio of medians; per round {format_ratios(read_rounds)}, "
-        f"median {statistics.median(read_rounds):.3f}x; target at most 1.5x: {verdict} it)",
-        f"- **identity write / plain, 3 panels: {write_ratio:.3f}x** (per round {format_ratios(write_rounds)}, "
-        f"median {statistics.median(write_rounds):.3f}x)",
-    ]
-    drift = max(max(values) / min(values) for values in times.values())
-    if drift > 1.25:
-        lines.append(
-            f"- the slowest run of a variant took {drift:.2f}x its fastest: the machine's load changed during the "
-            "timing, so read the per-round ratios (variants of one round ran back to back) rather than absolute seconds"
-        )
-    if CACHED_READ in median:
-        cached_rounds = round_ratios(times[CACHED_READ], times[plain1])
-        lines.append(
-            f"- **bank read with the run's cached projections / plain, 1 panel: {median[CACHED_READ] / median[plain1]:.3f}x** "
-            f"(per round {format_ratios(cached_rounds)}; every read batch after a run's first)"
-        )
-    if len(report["names"]) > 4 and report["names"][4] != CACHED_READ:
-        on_device = report["names"][4]
-        lines.append(
-            f"- bank on {report['device'].type} / bank on CPU, 1-panel read: {median[on_device] / median[read1]:.3f}x"
-        )
-    else:
-        lines.append(
-            "- bank on the compute device vs on CPU: the same thing here (the compute device is the CPU), so not timed separately"
-        )
-    if peaks:
-        lines += ["", "Peak GPU memory allocated per forward (`torch.cuda.max_memory_allocated`):", ""]
-        lines += [f"- {name}: {human(peak)}" for name, peak in peaks.items()]
-    consistent_steps = args.steps - args.first_consistent_step
-    lines += [
-        "",
-        "### Identity bank memory",
-        "",
-        f"Measured at {args.width}x{args.height}, {str(report['dtype']).removeprefix('torch.')}: `bank.nbytes(source_id)` after one write step = "
-        f"{report['measured']:,} bytes per identity image; analytic per step = {report['analytic_step']:,} bytes "
-        f"({'exact match' if report['measured'] == report['analytic_step'] else 'MISMATCH'}). "
-        f"Projected to a full run of {args.steps} steps ({consistent_steps} consistent): "
-        f"{human(consistent_steps * report['measured'])} per identity image, {human(ID_IMAGES * consistent_steps * report['measured'])} for {ID_IMAGES}.",
-        "",
-        f"At the original StoryDiffusion settings ({ORIGINAL_WIDTH}x{ORIGINAL_HEIGHT}, {ORIGINAL_STEPS} steps, fp16, "
-        f"{len(report['layers'])} CSA layers: {layer_summary(report['layers'], ORIGINAL_HEIGHT // VAE_FACTOR, ORIGINAL_WIDTH // VAE_FACTOR)}), "
-        f"computed from the layer shapes above. The original keeps, per identity image, all hidden states of both CFG halves "
-        f"at every step and CSA layer, on the GPU; ours keeps round({args.rate} x tokens) sampled tokens per layer for the "
-        f"{ORIGINAL_STEPS - args.first_consistent_step} consistent steps.",
-        "",
-        f"| bank | per identity image | {ID_IMAGES} identity images | vs original |",
-        "|---|---:|---:|---:|",
-    ]
-    reference = bank["original_resident"]
-    rows = [
-        ("original, all of it on the GPU", human(bank["original_per_image"]), bank["original_resident"]),
-        ("ours, stored in total (host RAM by default)", human(bank["ours_per_image"]), bank["ours_stored"]),
-        (
-            "ours, GPU-resident with the default CPU storage (largest (step, layer) set a reader moves in)",
-            "-",
-            bank["ours_resident_cpu_storage"],
-        ),
-        (
-            "ours, GPU-resident with `--bank-on-device` (all of it)",
-            human(bank["ours_per_image"]),
-            bank["ours_resident_on_device"],
-        ),
-    ]
-    lines += [
-        f"| {label} | {per_image} | {human(value)} | {value / reference:.4f}x |" for label, per_image, value in rows
-    ]
-    cpu_ok = bank["ours_resident_cpu_storage"] <= reference / 4
-    device_ok = bank["ours_resident_on_device"] <= reference / 4
-    lines += [
-        "",
-        f"Target: GPU-resident bank at most a quarter of the original's. The default CPU storage "
-        f"{'meets' if cpu_ok else 'misses'} it ({bank['ours_resident_cpu_storage'] / reference:.4f}x; the whole bank, "
-        f"{human(bank['ours_stored'])}, sits in host RAM and each reader copies one layer at a time to the GPU). "
-        f"`--bank-on-device` {'meets' if device_ok else 'misses'} it ({bank['ours_resident_on_device'] / reference:.3f}x: "
-        f"sampling halves the tokens and the 2 warm-up steps are not stored, nothing more).",
-        "",
-        "The resident figure for CPU storage counts the bank tensors only: while a layer runs, `torch.cat` of the "
-        "three sources and their `to_k`/`to_v` projections are transient activations of about the same size.",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-# ------------------------------------------------------------------------------------------------
-# Main
-# ------------------------------------------------------------------------------------------------
 
 
 def build_variants(
