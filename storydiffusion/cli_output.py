@@ -70,7 +70,6 @@ class TransitionBar(_LazyBar):
 
     def update(self, progress) -> None:
         bar = self._shown(progress.steps)
-        bar.total = progress.steps
         bar.n = progress.step
         bar.refresh()
 

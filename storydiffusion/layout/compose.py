@@ -207,7 +207,7 @@ def _write_exports(
     if "pdf" in exports:
         files["pdf"] = write_pdf(images, run / PDF_NAME, template.dpi, title=story.title)
     if "cbz" in exports:
-        drawn = dict.fromkeys(name for panel in story.panels for name in panel.characters)  # not the unused ones
+        drawn = [name for name, shown_in in story.character_panels().items() if shown_in]  # not the unused ones
         files["cbz"] = write_cbz(encoded, run / CBZ_NAME, story.title, template.direction == "rtl", characters=drawn)
     if "zip" in exports:
         files["zip"] = write_panels_zip(panel_paths, run / ZIP_NAME)
