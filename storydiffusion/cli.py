@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from .cli_checks import check_model_flag, interrupted_exit, stop_on_sigterm
+from .cli_checks import check_weights_flag, interrupted_exit, stop_on_sigterm
 from .cli_parser import build_parser
 from .errors import ModelOutOfMemory, StoryDiffusionError, model_memory
 from .launcher import launch_processes, launched_by_us, record_exit
@@ -49,7 +49,7 @@ def run_animate(args: argparse.Namespace) -> int:
     from .motion.animate import animate_run, check_clip_files, check_request, read_run_panels
 
     # bad input fails before any model is loaded
-    check_model_flag(args.model)
+    check_weights_flag(args.model, "--model")  # animate's own model names, not the registry's
     check_request(
         args.frames,
         args.fps,

@@ -26,6 +26,7 @@ __all__ = [
     "folder_value",
     "check_bank_flags",
     "check_model_flag",
+    "check_weights_flag",
     "check_panel_numbers",
     "generation_settings",
 ]
@@ -58,23 +59,33 @@ def folder_value(text: str) -> str:
     return text
 
 
-def check_model_flag(model: str | None, flag: str = "--model") -> None:
-    """An empty --model (an unset shell variable) would silently mean the default model, and a local
-    path that is neither a folder nor a regular file (a named pipe) would block the loader forever."""
+def check_model_flag(model: str | None) -> None:
+    """--model checked before anything heavy is imported: a misspelt name is refused in a moment."""
     if model is None:
         return
-    if not model.strip():
+    check_weights_flag(model, "--model")
+    from .models.registry import check_model_name, load_model_registry
+
+    check_model_name(model, load_model_registry())
+
+
+def check_weights_flag(value: str, flag: str) -> None:
+    """An empty value (an unset shell variable) would silently mean the default, and a local path that is
+    neither a folder nor a regular file (a named pipe) would block the loader forever."""
+    if not value.strip():
         raise StoryDiffusionError(
             f"{flag} is empty: give a name from configs/models.yaml, a hub id, a folder or a file, or leave {flag} out"
         )
-    if os.path.exists(model) and not os.path.isdir(model):
-        check_regular_file(model, flag)
+    if os.path.exists(value) and not os.path.isdir(value):
+        check_regular_file(value, flag)
 
 
 def check_lora_flag(lora: str | None) -> None:
     """--lora as --model, and a path that is not there refused before the model it would go into loads."""
-    check_model_flag(lora, "--lora")
-    missing = missing_lora_message(lora) if lora is not None else None
+    if lora is None:
+        return
+    check_weights_flag(lora, "--lora")
+    missing = missing_lora_message(lora)
     if missing is not None:
         raise StoryDiffusionError(f"--lora: {missing}")
 

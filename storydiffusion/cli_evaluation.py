@@ -152,18 +152,18 @@ def add_benchmark(benchmark: argparse.ArgumentParser) -> None:
 
 def run_benchmark_command(args: argparse.Namespace) -> int:
     """Read and check everything, load the model and encoders, then draw, score and compare."""
+    from .cli_checks import check_model_flag
+
+    check_model_flag(args.model)  # a misspelt model in a moment, before the libraries below (torch) load
+    check_text_prefix(args.text_prefix)
     from tqdm import tqdm
 
-    from .cli_checks import check_model_flag
     from .cli_output import quiet_model_libraries
     from .errors import SettingsError, model_memory
     from .evaluation.benchmark import plan_benchmark, run_benchmark, variants_from
     from .evaluation.prompt_sets import read_prompt_set
-    from .pipeline import StoryPipeline
     from .settings import SETTING_RANGES
 
-    check_model_flag(args.model)
-    check_text_prefix(args.text_prefix)
     if args.limit is not None and args.limit < 1:
         raise SettingsError(f"--limit must be a whole number from 1, got {args.limit}")
     stories = read_prompt_set(args.prompt_set, args.kind)[: args.limit]
@@ -177,6 +177,8 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
         SETTING_RANGES[name].check(f"--{name}", value)
     plan_benchmark(stories, variants, args.out, overrides)  # the folder, settings and pictures: before any model
     measures = load_measures(args)
+    from .pipeline import StoryPipeline
+
     with model_memory(), quiet_model_libraries():
         pipeline = StoryPipeline.from_pretrained(args.model, device=args.device, dtype=args.dtype)
     bar = tqdm(total=len(stories) * len(variants), unit="run", disable=args.quiet)

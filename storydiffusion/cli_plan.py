@@ -11,12 +11,13 @@ def run_plan(args: argparse.Namespace) -> int:
     """Print the predicted memory of each phase; with --vram/--ram, the settings that fit (exit 2 if none)."""
     from .cli_generate import _load_story_and_model
     from .cli_output import quiet_model_libraries
-    from .memory_plan import MemoryPlanner, fit_budget, format_fit, format_plan, nothing_fits
 
     check_model_flag(args.model)
     check_bank_flags(args)
     story, manifest_model = _load_story_and_model(args.story)
     settings = generation_settings(story.settings, args)
+    from .memory_plan import MemoryPlanner, fit_budget, format_fit, format_plan, nothing_fits  # torch: after the checks
+
     with quiet_model_libraries():
         planner = MemoryPlanner(
             story,

@@ -162,6 +162,8 @@ def server_options(argv: list[str] | None = None) -> ServerOptions:
             face_folder(args.face_model)
         except ModelError as error:
             parser.error(str(error))
+    if args.model is not None and not args.offline_demo:  # a misspelt model, before the server starts
+        _check_model(parser, args.model)
     devices = _device_list(parser, args.devices) if args.devices else ()
     options = ServerOptions(
         model=OFFLINE_MODEL if args.offline_demo else (args.model or default_model_name()),
@@ -184,6 +186,16 @@ def server_options(argv: list[str] | None = None) -> ServerOptions:
     return dataclasses.replace(
         options, allow_custom_models=allow, scores_encoder=scores, devices=devices, face_model=args.face_model
     )
+
+
+def _check_model(parser: argparse.ArgumentParser, model: str) -> None:
+    from .errors import ModelError
+    from .models.registry import check_model_name, load_model_registry
+
+    try:
+        check_model_name(model, load_model_registry())
+    except ModelError as error:
+        parser.error(f"--model: {error}")
 
 
 def _device_list(parser: argparse.ArgumentParser, text: str) -> tuple[str, ...]:

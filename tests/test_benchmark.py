@@ -384,7 +384,7 @@ def test_an_edited_record_is_refused_before_any_model_loads(bench, tmp_path, cap
     shutil.copytree(out, copy)
     (copy / "benchmark.json").write_text('{"format": "storydiffusion-benchmark/1", "runs": []}', encoding="utf-8")
     again = [a if a != str(out) else str(copy) for a in args]
-    again[again.index("tiny-sdxl")] = "no-such-model-anywhere"
+    again[again.index("tiny-sdxl")] = "nobody/no-such-model"  # a hub id: it would fail only when loading
     assert main(again) == 2
     assert "'runs' must map each run to its key" in capsys.readouterr().err
 

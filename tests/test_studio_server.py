@@ -111,3 +111,16 @@ def test_zerogpu_time_follows_the_work_and_stays_within_bounds():
     assert seconds(None, "T", "", "x", "comic", "m", "classic", "", "abc", None, [1], True) >= GPU_SECONDS_RANGE[0]
     assert gpu_seconds(10_000, 1000, 4096, 4096) == GPU_SECONDS_RANGE[1]
     assert gpu_seconds_for(regenerate)(None, 2, "", "m", "classic", "") < large
+
+
+@pytest.mark.parametrize("model", ["tiny", "./gone/model.safetensors"])
+def test_a_model_that_is_nowhere_stops_the_server_before_it_starts(model, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        server_options(["--model", model])
+    message = capsys.readouterr().err
+    assert stopped.value.code == 2 and "--model: " in message and repr(model) in message and "tiny-sdxl" in message
+
+
+def test_a_listed_model_or_a_hub_id_starts_the_server():
+    for model in ("tiny-sd15", "stabilityai/sdxl-turbo"):
+        assert server_options(["--model", model]).model == model

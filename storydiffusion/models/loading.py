@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..errors import ModelError
-from ..weight_sources import HUB_ID, missing_lora_message, path_shaped
+from ..weight_sources import missing_lora_message
 from .devices import dtype_kwargs
-from .registry import ModelSpec, default_model_name, family_spec, load_model_registry
+from .registry import ModelSpec, check_model_name, default_model_name, family_spec, load_model_registry
 from .tiny import build_tiny_pipeline
 
 if TYPE_CHECKING:  # pragma: no cover - imports for type hints only
@@ -61,7 +61,8 @@ def load_diffusers_pipeline(
     elif path.is_file():
         pipe, source = _load_single_file(path, torch_dtype, local_files_only), str(path)
     else:
-        _check_hub_id(model, source, spec, registry)
+        if spec is None:
+            check_model_name(model, registry)
         pipe = _load_from_hub(model, source, spec, torch_dtype, local_files_only)
     return align_cpu_weights(pipe), _spec_for_loaded(model, source, pipe, spec)
 
@@ -179,22 +180,6 @@ def _load_single_file(path: Path, torch_dtype: torch.dtype | None, local_files_o
             "(it needs the model's configuration files from the hub or its cache)",
             exc,
         ) from exc
-
-
-def _check_hub_id(model: str, source: str, spec: ModelSpec | None, registry: dict[str, ModelSpec]) -> None:
-    """Refuse, with a helpful message, names that are neither registry entries nor plausible hub ids."""
-    if spec is not None:
-        return
-    if path_shaped(source):
-        raise ModelError(
-            f"Model {model!r} looks like a path but no such file or folder exists. "
-            f"Pass a diffusers folder, a .safetensors checkpoint or a registry name ({', '.join(registry)})."
-        )
-    if not HUB_ID.match(source):
-        raise ModelError(
-            f"Unknown model {model!r}: not a registry name ({', '.join(registry)}), "
-            "not an existing folder or .safetensors file, and not a hub id of the form owner/name."
-        )
 
 
 def _load_from_hub(

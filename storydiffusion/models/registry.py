@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import ModelError
 from ..resources import data_path
+from ..weight_sources import HUB_ID, path_shaped
 
 FAMILIES = ("sdxl", "sd15")
 REQUIRED_KEYS = ("source", "family", "steps", "guidance", "height", "width")
@@ -121,3 +122,22 @@ def default_model_name(registry: dict[str, ModelSpec] | None = None, path: str |
     if default in registry:
         return str(default)
     return next(iter(registry))
+
+
+def check_model_name(model: str, registry: dict[str, ModelSpec]) -> None:
+    """Refuse a name that is not a registry entry, an existing folder or file, or a plausible hub id.
+
+    Light on purpose (no torch): the command line refuses a misspelt ``--model`` in a moment, not after
+    the libraries that would load it have been imported."""
+    if model in registry or Path(model).expanduser().exists():
+        return
+    if path_shaped(model):
+        raise ModelError(
+            f"Model {model!r} looks like a path but no such file or folder exists. "
+            f"Pass a diffusers folder, a .safetensors checkpoint or a registry name ({', '.join(registry)})."
+        )
+    if not HUB_ID.match(model):
+        raise ModelError(
+            f"Unknown model {model!r}: not a registry name ({', '.join(registry)}), "
+            "not an existing folder or .safetensors file, and not a hub id of the form owner/name."
+        )

@@ -123,7 +123,7 @@ def test_a_hostile_bank_file_is_refused_naming_it_before_any_model_loads(setup, 
     bank = tmp_path / "hostile.safetensors"
     save_file(tensors, str(bank), metadata={"format": BANK_FORMAT, "signature": "{}", "characters": '{"Bob": [0]}'})
     before = snapshot(out)
-    err = refused(story, out, capsys, "--bank", str(bank), "--overwrite", "--model", "no-such-model")
+    err = refused(story, out, capsys, "--bank", str(bank), "--overwrite", "--model", "nobody/no-such-model")
     assert str(bank) in err and expected in err
     assert snapshot(out) == before
 
