@@ -47,9 +47,11 @@ def run_compose(args: argparse.Namespace) -> int:
 def run_animate(args: argparse.Namespace) -> int:
     from .cli_output import TransitionBar, quiet_model_libraries
     from .motion.animate import animate_run, check_clip_files, check_request, read_run_panels
+    from .motion.checks import check_animate_model
 
     # bad input fails before any model is loaded
-    check_weights_flag(args.model, "--model")  # animate's own model names, not the registry's
+    check_weights_flag(args.model, "--model")
+    check_animate_model(args.model)  # animate's own model names, not the registry's
     check_request(
         args.frames,
         args.fps,

@@ -4,7 +4,7 @@ import pytest
 
 from storydiffusion.errors import StoryDiffusionError
 from storydiffusion.motion.animate import check_request
-from storydiffusion.motion.checks import AnimationError, check_frames, check_video_size
+from storydiffusion.motion.checks import AnimationError, check_animate_model, check_frames, check_video_size
 from storydiffusion.settings import SETTING_RANGES, SettingRange
 
 
@@ -57,3 +57,21 @@ def test_video_size_must_be_a_multiple_of_8():
         check_video_size(60, 64)
     with pytest.raises(AnimationError, match="video width"):
         check_video_size(64, 100)
+
+
+@pytest.mark.parametrize("model", ["tinyy", "./gone/sd15", "sd15.safetensors", "a/b/c"])
+def test_an_animate_model_that_is_nowhere_is_refused_naming_the_flag(model):
+    with pytest.raises(AnimationError, match=r"^--model .* is not default or tiny"):
+        check_animate_model(model)
+
+
+def test_animate_model_names_that_may_load_pass(tmp_path):
+    for model in (None, "default", "tiny", "runwayml/stable-diffusion-v1-5", str(tmp_path)):
+        check_animate_model(model)
+
+
+def test_the_animate_command_refuses_a_misspelt_model_before_reading_the_run(tmp_path, capsys):
+    from storydiffusion.cli import main
+
+    assert main(["animate", str(tmp_path / "no-run"), "--from", "1", "--to", "2", "--model", "tinyy"]) == 2
+    assert "--model 'tinyy' is not default or tiny" in capsys.readouterr().err

@@ -22,7 +22,7 @@ from ..run_targets import refuse_foreign_targets
 from ..rundir import MANIFEST_NAME, PANELS_DIR, VIDEO_DIR, panel_filename
 from ..settings import DEFAULT_FPS, DEFAULT_FRAMES
 from .checkpoints import read_predictor_config
-from .checks import AnimationError, check_denoising, check_frames, check_setting, check_text
+from .checks import AnimationError, check_animate_model, check_denoising, check_frames, check_setting, check_text
 from .export import write_gif, write_mp4
 from .video import TransitionPipeline, TransitionProgress
 
@@ -88,6 +88,7 @@ def load_transition_pipeline(
     """``tiny`` (offline, random weights), ``default`` (SD 1.5 + AnimateDiff v1-5-2 + IP-Adapter Plus) or an SD 1.5 hub id / folder."""
     from ..models.devices import select_device, select_dtype
 
+    check_animate_model(model)
     select_dtype(select_device(device), dtype)  # a device or dtype that cannot be is refused for every model
     if model == "tiny":  # the offline demo draws on the CPU in float32
         return TransitionPipeline.tiny(predictor=predictor)
