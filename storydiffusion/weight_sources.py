@@ -19,8 +19,13 @@ def path_shaped(name: str) -> bool:
     return name.startswith((".", "~", "/")) or "\\" in name or Path(name).suffix.lower() in WEIGHT_SUFFIXES
 
 
+def names_nothing(name: str) -> bool:
+    """Whether ``name`` can load nothing: no such file or folder, and it reads as a path or is not a hub id."""
+    return not Path(name).expanduser().exists() and (path_shaped(name) or not HUB_ID.match(name))
+
+
 def missing_lora_message(lora: str) -> str | None:
     """Why a LoRA named by a path that does not exist cannot load; None when it exists or may be a hub id."""
-    if Path(lora).expanduser().exists() or not (path_shaped(lora) or not HUB_ID.match(lora)):
+    if not names_nothing(lora):
         return None
     return f"LoRA {lora!r}: no such file or folder; give a .safetensors file, a folder holding one, or a hub id (owner/name)"

@@ -61,8 +61,7 @@ def load_diffusers_pipeline(
     elif path.is_file():
         pipe, source = _load_single_file(path, torch_dtype, local_files_only), str(path)
     else:
-        if spec is None:
-            check_model_name(model, registry)
+        check_model_name(model, registry)
         pipe = _load_from_hub(model, source, spec, torch_dtype, local_files_only)
     return align_cpu_weights(pipe), _spec_for_loaded(model, source, pipe, spec)
 

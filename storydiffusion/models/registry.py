@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import ModelError
 from ..resources import data_path
-from ..weight_sources import HUB_ID, path_shaped
+from ..weight_sources import names_nothing, path_shaped
 
 FAMILIES = ("sdxl", "sd15")
 REQUIRED_KEYS = ("source", "family", "steps", "guidance", "height", "width")
@@ -129,15 +129,14 @@ def check_model_name(model: str, registry: dict[str, ModelSpec]) -> None:
 
     Light on purpose (no torch): the command line refuses a misspelt ``--model`` in a moment, not after
     the libraries that would load it have been imported."""
-    if model in registry or Path(model).expanduser().exists():
+    if model in registry or not names_nothing(model):
         return
     if path_shaped(model):
         raise ModelError(
             f"Model {model!r} looks like a path but no such file or folder exists. "
             f"Pass a diffusers folder, a .safetensors checkpoint or a registry name ({', '.join(registry)})."
         )
-    if not HUB_ID.match(model):
-        raise ModelError(
-            f"Unknown model {model!r}: not a registry name ({', '.join(registry)}), "
-            "not an existing folder or .safetensors file, and not a hub id of the form owner/name."
-        )
+    raise ModelError(
+        f"Unknown model {model!r}: not a registry name ({', '.join(registry)}), "
+        "not an existing folder or .safetensors file, and not a hub id of the form owner/name."
+    )

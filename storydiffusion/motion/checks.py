@@ -6,13 +6,12 @@ and one message wherever it is typed.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from .. import settings
 from ..errors import SettingsError, StoryDiffusionError
 from ..settings import SETTING_RANGES
-from ..weight_sources import HUB_ID, path_shaped
+from ..weight_sources import names_nothing
 
 ANIMATE_MODELS = ("default", "tiny")
 
@@ -66,9 +65,7 @@ def check_text(label: str, text: Any) -> None:
 def check_animate_model(model: str | None) -> None:
     """A clip's base model: ``default``, ``tiny``, an SD 1.5 folder that exists or a hub id; a typo is
     refused here, not after the video libraries have loaded."""
-    if model in (None, "", *ANIMATE_MODELS) or Path(model).expanduser().exists():
-        return
-    if path_shaped(model) or not HUB_ID.match(model):
+    if model not in (None, "", *ANIMATE_MODELS) and names_nothing(model):
         raise AnimationError(
             f"--model {model!r} is not {' or '.join(ANIMATE_MODELS)}, an SD 1.5 folder that exists, "
             "or a hub id of the form owner/name"
