@@ -11,11 +11,12 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 from .cli_checks import check_weights_flag, interrupted_exit, stop_on_sigterm
 from .cli_parser import build_parser
 from .errors import ModelOutOfMemory, StoryDiffusionError, model_memory
-from .launcher import launch_processes, launched_by_us, record_exit
+from .launcher import in_process_group, launch_processes, launched_by_us, leave_process_group, record_exit
 from .settings import SETTING_RANGES
 
 EXIT_BAD_INPUT = 2
@@ -128,6 +129,15 @@ def _command(name: str) -> Callable[[argparse.Namespace], int]:
 
         return run_evaluate if name == "evaluate" else run_benchmark_command
     return {"compose": run_compose, "animate": run_animate}[name]
+
+
+def entry() -> NoReturn:
+    """The ``storydiffusion`` command (and ``python -m storydiffusion``): ``main``'s code as the exit status;
+    one of several processes leaves without the interpreter's teardown (``leave_process_group``)."""
+    code = main()
+    if in_process_group():
+        leave_process_group(code)
+    sys.exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:

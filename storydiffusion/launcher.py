@@ -8,12 +8,14 @@ GPU numbers are read through an inherited ``CUDA_VISIBLE_DEVICES``, as a schedul
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import NoReturn
 
 from .errors import SettingsError, shown
 from .structured import plain_digits
@@ -102,6 +104,24 @@ def record_exit(code: int) -> None:
     path = os.environ.get(EXIT_FILE_ENV)
     if path:
         Path(f"{path}.{os.environ.get('RANK', '0')}").write_text(str(code), encoding="utf-8")
+
+
+def in_process_group() -> bool:
+    """Whether this process is one of several launched together that has used torch.distributed."""
+    return os.environ.get("WORLD_SIZE", "1").strip() not in ("", "0", "1") and "torch.distributed" in sys.modules
+
+
+def leave_process_group(code: int) -> NoReturn:
+    """End one of several processes with ``code``, its work done and its process group released: the output
+    flushed, then ``os._exit``, skipping the interpreter's teardown. There, gloo's threads have aborted a
+    finished process (SIGABRT), and torchrun then printed a failure under the run's own one-line message."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more can be said there
+            pass
+    os._exit(code)
 
 
 def launched_by_us() -> bool:

@@ -415,6 +415,24 @@ def test_a_bad_input_is_one_line_and_exit_2_before_any_process_starts(tmp_path, 
     assert capsys.readouterr().err.count("error:") == 1 and not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize(("world", "expected"), [("1", -signal.SIGABRT), ("2", 2)])
+def test_a_process_of_several_ends_with_its_code_skipping_the_teardown_that_can_abort(world, expected, tmp_path):
+    """Gloo's threads have aborted a finished process in the interpreter's teardown (SIGABRT), after its one-line
+    message. A process of several skips that teardown: an exit hook standing for it aborts a lone process, never
+    one of several, whose exit code and message are the command's."""
+    harness = (
+        "import atexit, os, runpy, sys; import torch.distributed; atexit.register(os.abort); "
+        "sys.argv = ['storydiffusion', 'plan', sys.argv[1]]; runpy.run_module('storydiffusion', run_name='__main__')"
+    )
+    env = {**os.environ, "WORLD_SIZE": world, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    missing = str(tmp_path / "missing.yaml")
+    done = subprocess.run(
+        [sys.executable, "-c", harness, missing], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == expected, done.stderr
+    assert done.stderr.count("error:") == 1 and "missing.yaml" in done.stderr
+
+
 @pytest.mark.slow
 def test_a_refusal_on_the_first_process_stops_them_all_with_its_message(story, one_process, tmp_path):
     import shutil
@@ -428,5 +446,5 @@ def test_a_refusal_on_the_first_process_stops_them_all_with_its_message(story, o
         )
     )
     assert code == 2, output
-    assert output.count("holds a run with other settings") == 1 and "Traceback" not in output  # said once
+    assert output.count("holds a run with other settings") == 1 and "Traceback" not in output, output  # said once
     assert panel_bytes(out) == before

@@ -41,8 +41,9 @@ def test_requirements_txt_and_pyproject_list_the_same_dependencies():
     assert declared == _canonical(_requirements_txt())
 
 
-def test_console_script_is_the_cli_main():
-    assert _pyproject()["project"]["scripts"] == {"storydiffusion": "storydiffusion.cli:main"}
+def test_console_script_is_the_cli_entry_as_python_m_runs_it():
+    assert _pyproject()["project"]["scripts"] == {"storydiffusion": "storydiffusion.cli:entry"}
+    assert "entry()" in (CHECKOUT / "storydiffusion" / "__main__.py").read_text(encoding="utf-8")
 
 
 def test_version_has_one_source():
