@@ -147,7 +147,7 @@ def _targets(args: argparse.Namespace, story) -> list[str]:
 
 def _check_story(args: argparse.Namespace, writes: bool = True) -> _CheckedStory:
     """One story's file, images, settings, panels, output folder (where ``writes``) and bank, checked."""
-    from .resume import earlier_run, is_incomplete
+    from .resume import earlier_run, refuse_finished, to_continue
 
     story, manifest_model = _load_story_and_model(args.story)
     photos = check_story_images(story)  # every photo read, every control image's header checked: before any model
@@ -165,7 +165,9 @@ def _check_story(args: argparse.Namespace, writes: bool = True) -> _CheckedStory
         spec = load_model_registry().get(args.model or manifest_model or "")
         check_face_model(args.face_model, tiny=spec is not None and spec.source == "tiny")
     earlier = earlier_run(args.out) if writes else None
-    continuing = earlier is not None and (args.panels is not None or is_incomplete(earlier))
+    continuing = to_continue(earlier, args.out, args.panels)
+    if earlier is not None and not continuing and not args.overwrite:
+        refuse_finished(earlier, args.out)
     if continuing and not args.overwrite:  # a broken record fails before the model
         manifest_model_name(earlier, str(Path(args.out) / MANIFEST_NAME))
         manifest_panels(earlier, str(Path(args.out) / MANIFEST_NAME))

@@ -19,7 +19,7 @@ from .rundir import BANK_NAME, MANIFEST_FORMAT, MANIFEST_NAME, drawing_panels
 from .settings import GenerationSettings
 from .story import Story
 
-__all__ = ["Continuation", "earlier_run", "plan_continuation"]
+__all__ = ["Continuation", "earlier_run", "missing_panels", "plan_continuation", "refuse_finished", "to_continue"]
 
 
 @dataclass
@@ -53,6 +53,35 @@ def earlier_run(out_dir: str | os.PathLike) -> dict[str, Any] | None:
 def is_incomplete(manifest: dict[str, Any]) -> bool:
     """Runs written before the ``complete`` record were only ever written at the end: complete."""
     return manifest.get("complete", True) is False
+
+
+def missing_panels(manifest: dict[str, Any], out_dir: str | os.PathLike) -> list[int]:
+    """The 1-based numbers of the panels ``manifest`` records whose file is no longer in ``out_dir`` (deleted
+    by hand): the same command draws them again. Empty for a record that cannot be read (refused elsewhere)."""
+    try:
+        recorded = manifest_panels(manifest)
+    except StoryDiffusionError:
+        return []
+    out = Path(out_dir)
+    return [index + 1 for index, entry in sorted(recorded.items()) if not (out / entry["file"]).is_file()]
+
+
+def to_continue(manifest: dict[str, Any] | None, out_dir: str | os.PathLike, redo: list[int] | None) -> bool:
+    """Whether the run in ``out_dir`` (its ``manifest``) is continued: some panels redrawn (``redo``), an
+    interrupted run finished, or a finished run's deleted panels drawn again. A finished run with every panel
+    in place is refused as already done (``refuse_finished``)."""
+    if manifest is None:
+        return False
+    return redo is not None or is_incomplete(manifest) or bool(missing_panels(manifest, out_dir))
+
+
+def refuse_finished(manifest: dict[str, Any], out_dir: str | os.PathLike) -> None:
+    """A finished run with every panel in place: there is nothing left to draw, so say how to draw again."""
+    count = len(manifest.get("panels") or ())
+    raise StoryDiffusionError(
+        f"{out_dir} holds a finished run ({count} panels, none missing): pass --panels with the panel numbers "
+        "to redraw some in place, --overwrite to replace the run, or choose another --out"
+    )
 
 
 def plan_continuation(
