@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .atomic import atomic_write_bytes
 from .bank import IdentityBank
-from .errors import StoryDiffusionError, StoryError
+from .errors import GenerationCancelled, StoryDiffusionError, StoryError
 from .layout.compose import ComposeResult, check_options, compose_run
 from .model_pool import shown_name
 from .pipeline import StoryPipeline
@@ -31,6 +31,7 @@ from .settings import DEFAULT_FPS, DEFAULT_FRAMES, GenerationSettings
 from .story import Story, story_from_text, story_to_text
 from .streaming import Event, PanelDone, RunFinished, stream_generation
 from .studio_projects import DOWNLOADS_DIR, EXPORTS, ProjectsMixin, slug
+from .studio_text import no_such_panel
 from .studio_uploads import StoryUploads
 
 MAX_DICE_SEED = 2**31 - 1  # the dice stays below 2**53 so a browser's number field holds it exactly
@@ -158,7 +159,7 @@ class StudioSession(ProjectsMixin):
         """One run (story or clip) at a time per session: a second would take the first one's Stop."""
         if self.running and not self.expected:
             raise StoryDiffusionError(
-                "this session is already making a story or a clip: wait until it is done, or press Stop"
+                "this session is already drawing a story, a panel or a clip: wait until it is done, or press Stop"
             )
 
     def expect_run(self) -> None:
@@ -187,11 +188,11 @@ class StudioSession(ProjectsMixin):
         character's identity set drawn from ``bank_story``: the same images the run drew, so the redraw
         is the one the session that kept its bank would make, pixel for pixel.
         """
+        self._refuse_if_busy()  # a story being drawn has no panels to redraw yet, but says why in its own words
         if self.result is None or self.story is None:
             raise StoryDiffusionError("generate the story first, then regenerate single panels")
         if not 0 <= index < len(self.story.panels):
-            count = len(self.story.panels)
-            raise StoryDiffusionError(f"Panel: there is no panel {index + 1}; the story has {count} (1 is the first)")
+            raise StoryDiffusionError(no_such_panel(index + 1, len(self.story.panels)))
         if (
             model is not None and self.model and model != self.model
         ):  # its bank and look belong to the model that drew it
@@ -203,10 +204,19 @@ class StudioSession(ProjectsMixin):
             story = self._redrawn_story(index, prompt, seed, caption)
         except StoryError as error:
             raise StoryError(f"Prompt: {error}") from None
-        bank = self._bank_holding(pipeline, story.panels[index].characters, callback)
-        result = pipeline.generate(
-            story, self.result.settings, panels=[index], bank=bank, callback=callback, **self._uploads()
-        )
+        with self._work() as cancel:  # a redraw is a run of the session: one at a time, and Stop reaches it
+            bank = self._bank_holding(pipeline, story.panels[index].characters, callback)  # whole, never cut short
+            result = pipeline.generate(
+                story,
+                self.result.settings,
+                panels=[index],
+                bank=bank,
+                callback=callback,
+                cancel=cancel,
+                **self._uploads(),
+            )
+        if result.cancelled:
+            raise GenerationCancelled(f"Stopped: panel {index + 1} is as it was.")
         panel = result.panel(index)
         self.story = story
         self.result.story = story
@@ -256,6 +266,8 @@ class StudioSession(ProjectsMixin):
         self, layout: str | None = None, story: Story | None = None, export: tuple[str, ...] = EXPORTS
     ) -> ComposeResult:
         """Compose pages again (another layout, edited captions) without touching the images."""
+        if self.running:  # a run's panels are typeset when it ends, in the layout chosen last
+            raise StoryDiffusionError("the story is being drawn: re-typeset the pages once it is done")
         if self.result is None:
             raise StoryDiffusionError("there are no panels yet: generate the story first")
         if story is not None:
@@ -264,11 +276,16 @@ class StudioSession(ProjectsMixin):
         self.pages = compose_run(self.run_dir, layout=self.layout, export=export)
         return self.pages
 
+    @property
+    def page_warnings(self) -> list[str]:
+        """What the last typesetting could not do: characters no bundled font has, text cut short."""
+        return list(self.pages.warnings) if self.pages is not None else []
+
     def typeset_if_drawn(self) -> Downloads:
         """After a run: the pages and files, in the layout chosen last (also while it ran), when it drew any
         panel; a run stopped before its first has none."""
         if self.result is not None and self.result.panels:
-            self.retypeset()
+            self.pages = compose_run(self.run_dir, layout=self.layout, export=EXPORTS)
         return self.downloads()
 
     def choose_layout(self, layout: str) -> ComposeResult | None:
@@ -276,7 +293,7 @@ class StudioSession(ProjectsMixin):
         there are panels (before the first run there is nothing to typeset yet, which is no error)."""
         check_options(layout)
         self.layout = layout
-        return self.retypeset(layout) if self.result is not None else None
+        return self.retypeset(layout) if self.result is not None and not self.running else None
 
     def _accept_text_edits(self, story: Story) -> None:
         """Captions, dialogue and title may change freely; prompts may not (that needs regeneration)."""

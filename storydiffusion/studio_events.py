@@ -51,6 +51,15 @@ def stop_message(state: StudioSession | None) -> str:
     return run_status.STOPPING_MESSAGE if stopping else run_status.NOTHING_RUNNING_MESSAGE
 
 
+def stop_on_page(state: StudioSession | None) -> dict:
+    """The page's Stop: the run in progress ends after its current step and says so on its own line ("Stopped
+    after …"); Stop turns off at once. Only the button changes here: this answer may reach the page after the
+    run's last one, and a status text from it would then cover the run's own (either order leaves Stop off)."""
+    if state is not None:
+        state.stop()
+    return gr.update(interactive=False)
+
+
 def show_filled(event, boxes: list) -> None:
     """After ``event``, show each file box only once it holds a file (a private follow-up, so that the
     event itself returns plain paths, as API clients want them)."""
@@ -125,34 +134,41 @@ def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> Any:
         with pool.lease(chosen) as pipeline:  # a device of its own while it draws (one per GPU: --devices)
             if session.result is not None:
                 text.check_face_steering(pipeline, session.result.settings, bool(session.steered.photos))
-            panel = session.regenerate_panel(
-                pipeline,
-                number - 1,
-                prompt or None,
-                seed,
-                caption,
-                callback=lambda step: progress(step.fraction, desc=run_status.step_message(step)),
-                model=chosen,
-            )
+            try:
+                panel = session.regenerate_panel(
+                    pipeline,
+                    number - 1,
+                    prompt or None,
+                    seed,
+                    caption,
+                    callback=lambda step: progress(step.fraction, desc=run_status.step_message(step)),
+                    model=chosen,
+                )
+            except GenerationCancelled as stopped:  # Stop: the panel, the story and the pages stay as they were
+                return session, str(stopped), *(gr.skip() for _ in range(7))
         session.retypeset(layout)
         panels = text.gallery_items(session.panels())
         story_box, note = text.story_box_after_redraw(
             text.text_value("Story", story_box), before, session.story, number - 1
         )
         downloads = session.downloads().as_tuple()
-        return session, run_status.regenerated_message(number, note), panels, *downloads, story_box, str(panel.seed)
+        message = run_status.with_warnings(run_status.regenerated_message(number, note), session.page_warnings)
+        return session, message, panels, *downloads, story_box, str(panel.seed)
 
     def retypeset(state, title, characters, story_text, layout):
         session, layout = session_of(state), text.layout_value(layout)
         session.retypeset(layout, text.story_from_ui(title, characters, story_text))
-        return session, run_status.typeset_message(layout), *session.downloads().as_tuple()
+        message = run_status.with_warnings(run_status.typeset_message(layout), session.page_warnings)
+        return session, message, *session.downloads().as_tuple()
 
     def change_layout(state, layout):
         session, layout = session_of(state), text.layout_value(layout)
         pages = session.choose_layout(layout)
         return (
             session,
-            run_status.layout_chosen_message(layout, pages is not None),
+            run_status.with_warnings(
+                run_status.layout_chosen_message(layout, pages is not None), pages.warnings if pages else ()
+            ),
             *session.downloads().as_tuple(),
         )
 
@@ -177,14 +193,24 @@ def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> Any:
         edit_panel,
         [studio.session, editing.number],
         editor_fields,
-        status=results.status,
+        status=editing.note,  # the editor's own line: a later redraw's outcome replaces it there
         api_name="edit_panel",
         api_door=door,
         queue=False,
     )
     editing.dice.click(random_seed, None, [editing.seed], **private)
+
+    def begin_redraw(state):
+        """On the page: the redraw is announced (so Stop reaches it while it waits for the GPU); every start
+        button off and Stop on until it ends, as for a story."""
+        session = session_of(state)
+        session.expect_run()
+        return session, *run_status.run_buttons(True)
+
+    buttons = studio.run_controls(studio.buttons.stop)
+    started = editing.regenerate.click(begin_redraw, [studio.session], [studio.session, *buttons], **private)
     regenerated = action(
-        editing.regenerate.click,
+        started.success,
         regenerate_panel,
         [
             studio.session,
@@ -203,6 +229,7 @@ def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> Any:
         concurrency_limit=pool.concurrency,
         concurrency_id="gpu",
     )
+    regenerated.then(end_of_run, [studio.session], buttons, **private)
     retypeset_click = action(
         editing.retypeset.click,
         retypeset,
@@ -321,7 +348,7 @@ def wire_animate(studio: Studio, pool: ModelPool, door: gr.Button) -> None:
         session.expect_run()
         return session, run_status.ANIMATING_MESSAGE, *run_status.run_buttons(True)
 
-    buttons = [tab.animate, tab.stop, studio.buttons.generate]
+    buttons = studio.run_controls(tab.stop)
     page_only = {"queue": False, "api_visibility": "private"}
     started = tab.animate.click(begin_clip, [studio.session], [studio.session, tab.note, *buttons], **page_only)
     action(
@@ -335,4 +362,4 @@ def wire_animate(studio: Studio, pool: ModelPool, door: gr.Button) -> None:
         concurrency_limit=1,  # one video pipeline for everyone: one clip at a time
         concurrency_id="gpu" if pool.concurrency == 1 else "video",  # one device: after the story runs
     ).then(end_of_run, [studio.session], buttons, **page_only)
-    tab.stop.click(stop_message, [studio.session], [tab.note], **page_only)  # skips the queue, as the story's Stop
+    tab.stop.click(stop_on_page, [studio.session], [tab.stop], **page_only)  # skips the queue, as the story's Stop

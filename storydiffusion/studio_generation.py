@@ -15,7 +15,7 @@ from .settings import REFERENCE_ADAPTERS
 from .streaming import PanelDone, RunFailed, RunFinished, StepDone
 from .studio import session_of
 from .studio_errors import action
-from .studio_events import end_of_run, gpu_task, show_filled, stop_message
+from .studio_events import end_of_run, gpu_task, show_filled, stop_message, stop_on_page
 from .studio_uploads import characters_rows, steering_from_ui
 from .studio_widgets import Studio
 
@@ -115,7 +115,7 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
                     raise event.error
                 elif isinstance(event, RunFinished):
                     downloads = session.typeset_if_drawn()  # stopped before its first panel: no pages
-                    finished = run_status.finished_message(event.result, len(story.panels))
+                    finished = run_status.finished_message(event.result, len(story.panels), session.page_warnings)
                     panels = text.gallery_items(session.panels())
                     yield session, finished, panels, *downloads.as_tuple(), notice
 
@@ -157,11 +157,13 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
         api_door=door,
         concurrency_limit=None,
     )
-    buttons = [studio.buttons.generate, studio.buttons.stop, studio.animate.animate]
+    buttons = studio.run_controls(studio.buttons.stop)
     page_only = {"queue": False, "api_visibility": "private"}
     running = checked.success(
         start_if_checked, [studio.session, results.status], [studio.session, *buttons], **page_only
     )
+    last_run = [*results.files(), *([results.scores] if results.scores is not None else [])]
+    running.success(lambda: [gr.update(visible=False)] * len(last_run), None, last_run, **page_only)  # its files go
     run_ended = action(
         running.success,
         generate,
@@ -182,5 +184,6 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
     ).then(end_of_run, [studio.session], buttons, **page_only)
     show_filled(run_ended, results.files())
     # Stop skips the queue: it must reach a run even when the queue is full.
-    studio.buttons.stop.click(stop_message, [studio.session], [results.status], queue=False, api_name="stop")
+    studio.buttons.stop.click(stop_on_page, [studio.session], [studio.buttons.stop], **page_only)
+    door.click(stop_message, [studio.session], [results.status], queue=False, api_name="stop")  # API: says what it did
     return run_ended

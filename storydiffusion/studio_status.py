@@ -3,6 +3,7 @@ a layout, a loaded project, a clip; the model banner; and which of the start and
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from .errors import counted
@@ -39,8 +40,15 @@ def panels_done_message(done: int, total: int) -> str:
     return f"{done} of {counted(total, 'panel')} done"
 
 
-def finished_message(result: StoryResult, total: int) -> str:
-    """``Done: 3 of 3 panels in 5.2 s.`` or ``Stopped after 1 of 3 panels …``, then the run's warnings as a list."""
+def with_warnings(message: str, warnings: Iterable[str]) -> str:
+    """``message``, then each warning (the run's, the lettering's) once, as a list under it."""
+    listed = list(dict.fromkeys(warnings))
+    return message + ("\n\n" + "\n".join(f"- {warning}" for warning in listed) if listed else "")
+
+
+def finished_message(result: StoryResult, total: int, lettering: Iterable[str] = ()) -> str:
+    """``Done: 3 of 3 panels in 5.2 s.`` or ``Stopped after 1 of 3 panels …``, then the run's warnings and the
+    pages' (``lettering``: text a font could not draw, or cut short) as a list."""
     done, seconds = len(result.panels), result.seconds
     if result.cancelled:
         message = f"Stopped after {done} of {counted(total, 'panel')} ({seconds:.1f} s)" + (
@@ -48,17 +56,18 @@ def finished_message(result: StoryResult, total: int) -> str:
         )
     else:
         message = f"Done: {done} of {counted(total, 'panel')} in {seconds:.1f} s."
-    if result.warnings:
-        message += "\n\n" + "\n".join(f"- {warning}" for warning in result.warnings)
-    return message
+    return with_warnings(message, [*result.warnings, *lettering])
 
 
-def run_buttons(running: bool) -> tuple[dict, dict, dict]:
-    """A run's start button, its Stop, and the other tab's start button (Generate, Animate): while a story
-    or a clip is made, both starts are off and its Stop on, since a session makes one thing at a time."""
+START_BUTTONS = 4  # Generate, Animate, Regenerate panel, Re-typeset: Studio.run_controls
+
+
+def run_buttons(running: bool) -> tuple[dict, ...]:
+    """A run's Stop, then the page's start buttons (``Studio.run_controls``): while a story, a panel or a clip
+    is drawn, every start is off and that run's Stop on, since a session does one thing at a time."""
     import gradio as gr
 
-    return gr.update(interactive=not running), gr.update(interactive=running), gr.update(interactive=not running)
+    return gr.update(interactive=running), *(gr.update(interactive=not running) for _ in range(START_BUTTONS))
 
 
 def regenerated_message(number: int, note: str | None = None) -> str:
@@ -66,6 +75,8 @@ def regenerated_message(number: int, note: str | None = None) -> str:
 
 
 def typeset_message(layout: str) -> str:
+    if layout == "none":  # no layout: one page per panel
+        return "Pages made without a layout: one page per panel."
     return f"Pages typeset with the {layout} layout."
 
 

@@ -268,6 +268,11 @@ def example_note(story: Story) -> str:
     )
 
 
+def no_such_panel(number: int, count: int) -> str:
+    """The editor's one message for a panel number past the story's end, whichever action met it."""
+    return f"Panel: there is no panel {number}; the story has {count} panel{'s' if count != 1 else ''} (1 is the first)"
+
+
 def panel_number_from_ui(value: Any, field: str = "Panel") -> int:
     """A 1-based panel number from a number box; an empty box or a non-number is a message, not a TypeError."""
     if value is None or value == "":
@@ -276,8 +281,10 @@ def panel_number_from_ui(value: Any, field: str = "Panel") -> int:
     if isinstance(value, bool) or not whole:
         raise StoryDiffusionError(f"{field}: {shown(value)} is not a panel number (1 is the first panel)")
     most = int(SETTING_RANGES["max_panels"].high)  # the number is echoed back: the page's JSON must hold it
-    if not 1 <= value <= most:
-        raise StoryDiffusionError(f"{field}: {shown(value)} is not a panel number: 1 is the first, {most:,} the last")
+    if value < 1:
+        raise StoryDiffusionError(f"{field}: {shown(value)} is not a panel number (1 is the first panel)")
+    if value > most:
+        raise StoryDiffusionError(f"{field}: {shown(value)} is not a panel number: a story has at most {most:,} panels")
     return int(value)
 
 
@@ -355,7 +362,7 @@ def panel_for_editing(story: Story, panels: Sequence[PanelImage], number: int) -
     """The editor's fields for 1-based panel ``number``: its number, prompt (with ``[Name]`` tags, as in the
     Story box), caption and the seed it was drawn with (None for a panel not drawn yet)."""
     if not 1 <= number <= len(story.panels):
-        raise StoryDiffusionError(f"Panel: there is no panel {number}; the story has {len(story.panels)} panels")
+        raise StoryDiffusionError(no_such_panel(number, len(story.panels)))
     panel = story.panels[number - 1]
     seeds = {drawn.index: drawn.seed for drawn in panels}
     seed = seeds.get(number - 1)

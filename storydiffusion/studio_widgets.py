@@ -172,6 +172,11 @@ class Studio:
     project: ProjectFiles
     animate: AnimateTab
 
+    def run_controls(self, stop: gr.Button) -> list[gr.Button]:
+        """A run's ``stop``, then every button that starts work in a session (``studio_status.START_BUTTONS``):
+        Generate, Animate, Regenerate panel and Re-typeset. A run turns them all off and its Stop on."""
+        return [stop, self.buttons.generate, self.animate.animate, self.editing.regenerate, self.editing.retypeset]
+
 
 def story_inputs(pool: ModelPool, examples: list[str]) -> StoryInputs:
     title = gr.Textbox(label="Title", value="My story", elem_id="title")

@@ -201,10 +201,17 @@ def test_the_readme_shows_the_finished_comic_view_taken_by_this_suite():
 def test_regenerate_a_selected_panel_and_retypeset_without_starting_over(page):
     generate_story(page)
     page.get_by_text("Change one panel or the lettering").click()
+    page.fill("#panel-number input", "7")  # past the end: said on the editor's own line, which a redraw renews
+    page.wait_for_function("document.querySelector('#redraw-note')?.innerText.includes('there is no panel 7')")
+    assert "panel 7" not in page.inner_text("#status")
     page.locator("#panels img").nth(1).click()
     page.wait_for_function("document.querySelector('#panel-number input')?.value === '2'", timeout=10_000)
     page.click("#regenerate")
+    page.wait_for_function("!document.querySelector('#stop')?.disabled", timeout=30_000)  # a redraw is a run
+    assert all(page.locator(button).is_disabled() for button in ("#generate", "#regenerate", "#retypeset"))
     page.get_by_text("Panel 2 redrawn.").wait_for(timeout=120_000)
+    page.wait_for_function("document.querySelector('#stop')?.disabled", timeout=10_000)
+    assert page.locator("#generate").is_enabled() and page.locator("#regenerate").is_enabled()
     page.keyboard.press("Escape")
     page.click("#retypeset")
     page.get_by_text("Pages typeset with the classic layout.").wait_for(timeout=60_000)
@@ -302,6 +309,9 @@ def test_progress_shows_in_the_status_line_without_covering_finished_panels(page
             )
         )
         page.wait_for_timeout(100)
+    if "Done" not in status_line(page):  # never leave a run drawing on the suite's one server: the next test waits
+        page.click("#stop")
+        page.wait_for_function("document.querySelector('#stop')?.disabled", timeout=120_000)
     assert overlays and not any(over_panels for over_panels, _ in overlays), "progress covered the panels"
     assert any(over_status for _, over_status in overlays), "no progress was shown while the run went"
 
@@ -451,10 +461,12 @@ def test_stop_before_the_first_panel_ends_calmly_and_the_buttons_follow_the_run(
     page.click("#generate")
     page.wait_for_function("!document.querySelector('#stop')?.disabled", timeout=90_000)
     assert page.locator("#generate").is_disabled()
+    page.get_by_text("Change one panel or the lettering").click()  # nothing to redraw or typeset while it draws
+    assert page.locator("#regenerate").is_disabled() and page.locator("#retypeset").is_disabled()
     page.click("#stop")
     page.wait_for_function("document.querySelector('#status')?.innerText.includes('Stopped after')", timeout=120_000)
     page.wait_for_function("document.querySelector('#stop')?.disabled", timeout=10_000)
-    assert page.locator("#generate").is_enabled()
+    assert page.locator("#generate").is_enabled() and page.locator("#regenerate").is_enabled()
     assert not page.locator(".toast-body").count()  # no error toast, no server path
     assert not page.locator("#pdf").is_visible()  # no panels, so no file boxes
     assert "Error" not in page.inner_text("body").replace("Errors", "")

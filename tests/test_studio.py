@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from storydiffusion.errors import StoryDiffusionError, is_out_of_memory
+from storydiffusion.errors import GenerationCancelled, StoryDiffusionError, is_out_of_memory
 from storydiffusion.settings import SETTING_RANGES, GenerationSettings
 from storydiffusion.story import story_from_text
 from storydiffusion.streaming import PanelDone, RunFinished
@@ -135,7 +135,9 @@ def test_a_project_that_fails_to_typeset_leaves_the_session_as_it_was(session, t
 
 
 def test_a_redraw_is_refused_by_the_field_at_fault(session, tiny_sdxl, tiny_sd15):
-    with pytest.raises(StoryDiffusionError, match=r"^Panel: there is no panel 9; the story has 3 \(1 is the first\)$"):
+    with pytest.raises(
+        StoryDiffusionError, match=r"^Panel: there is no panel 9; the story has 3 panels \(1 is the first\)$"
+    ):
         session.regenerate_panel(tiny_sd15, 8)
     with pytest.raises(StoryDiffusionError, match="^Model: this story was drawn with tiny-sdxl; choose it again"):
         session.regenerate_panel(tiny_sd15, 0, model="tiny-sd15")  # the Model menu changed before Regenerate
@@ -312,6 +314,43 @@ def test_a_run_stopped_before_its_first_panel_has_no_pages_and_no_error(tmp_path
         studio.regenerate_panel(tiny_sdxl, 0)
     with pytest.raises(StoryDiffusionError, match="nothing to save yet"):
         studio.save_project()
+
+
+def test_a_redraw_is_a_run_of_the_session_that_stop_ends_leaving_everything_as_it_was(session, tiny_sdxl):
+    files = {p: p.read_bytes() for p in session.run_dir.rglob("*") if p.is_file()}
+    story, panels = session.story.to_dict(), [panel.image.tobytes() for panel in session.panels()]
+    session.expect_run()  # the page's Regenerate: announced, waiting for the GPU
+    assert session.stop()  # Stop reaches it
+    with pytest.raises(GenerationCancelled, match="^Stopped: panel 2 is as it was"):
+        session.regenerate_panel(tiny_sdxl, 1, prompt="[Leo] sleeps")
+    assert not session.running and session.story.to_dict() == story
+    assert [panel.image.tobytes() for panel in session.panels()] == panels
+    assert {p: p.read_bytes() for p in session.run_dir.rglob("*") if p.is_file()} == files
+    assert session.regenerate_panel(tiny_sdxl, 1, seed=5).seed == 5  # the next redraw is not cancelled by it
+
+
+def test_while_a_story_draws_a_redraw_and_a_retypeset_are_refused_in_words(session, tiny_sdxl):
+    story = make_story()
+    for event in session.generate(tiny_sdxl, story, story.settings, "tiny-sdxl"):
+        if isinstance(event, PanelDone) and event.panel.index == 0:
+            with pytest.raises(StoryDiffusionError, match="^this session is already drawing a story, a panel"):
+                session.regenerate_panel(tiny_sdxl, 0)
+            with pytest.raises(StoryDiffusionError, match="^the story is being drawn: re-typeset the pages once"):
+                session.retypeset("manga")
+    assert session.typeset_if_drawn().as_tuple()[0] and session.pages.template == "classic"
+
+
+def test_text_no_bundled_font_draws_is_named_on_the_finished_line(tmp_path, tiny_sdxl):
+    from storydiffusion.studio_status import finished_message
+
+    studio = StudioSession(workdir=tmp_path / "s")
+    story = make_story("[Mia] flies a kite # שלום 😀 Hi\n[Leo] reads # Leo reads.")
+    finished = list(studio.generate(tiny_sdxl, story, story.settings, "tiny-sdxl"))[-1]
+    studio.typeset_if_drawn()
+    missing = [warning for warning in studio.page_warnings if "no bundled font has" in warning]
+    assert len(missing) == 1 and missing[0].startswith("panel 1:") and "ש" in missing[0] and "😀" in missing[0]
+    assert missing[0] in finished_message(finished.result, 2, studio.page_warnings)
+    assert studio.retypeset("manga") and missing[0] in studio.page_warnings  # and after a re-typeset
 
 
 def test_a_layout_chosen_while_the_story_draws_is_the_layout_of_its_pages(tmp_path, tiny_sdxl):

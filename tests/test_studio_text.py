@@ -367,3 +367,22 @@ def test_counts_are_singular_for_one_and_a_loaded_title_is_shown_plainly():
     message = loaded_message(hostile, 1)
     assert message.startswith("Loaded project 'Kite day xxx") and message.endswith("…': 1 panel.")
     assert "\u202e" not in message and "\\x07" not in message and "\x07" not in message
+
+
+def test_pages_without_a_layout_are_not_called_a_layout_named_none():
+    from storydiffusion.studio_status import layout_chosen_message, typeset_message
+
+    assert typeset_message("manga") == "Pages typeset with the manga layout."
+    assert "none layout" not in typeset_message("none") and "one page per panel" in typeset_message("none")
+    assert layout_chosen_message("none", typeset=True) == typeset_message("none")
+
+
+def test_a_panel_number_below_one_or_past_the_end_is_said_without_a_limit_the_story_lacks():
+    from storydiffusion.studio_text import no_such_panel, panel_number_from_ui
+
+    with pytest.raises(StoryDiffusionError, match=r"^Panel: 0 is not a panel number \(1 is the first panel\)$"):
+        panel_number_from_ui(0)
+    with pytest.raises(StoryDiffusionError, match=r"^From panel: -1 is not a panel number \(1 is the first panel\)$"):
+        panel_number_from_ui(-1, "From panel")
+    assert no_such_panel(7, 3) == "Panel: there is no panel 7; the story has 3 panels (1 is the first)"
+    assert no_such_panel(2, 1) == "Panel: there is no panel 2; the story has 1 panel (1 is the first)"
