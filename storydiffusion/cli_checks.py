@@ -12,7 +12,7 @@ from .errors import StoryDiffusionError
 from .settings import SETTING_RANGES, GenerationSettings, check_text
 from .structured import check_regular_file
 from .styles import check_style_name
-from .weight_sources import missing_lora_message
+from .weight_sources import lora_weights_file, missing_lora_message
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl+C
 EXIT_TERMINATED = 143  # 128 + SIGTERM, as shells report a kill
@@ -85,9 +85,9 @@ def check_lora_flag(lora: str | None) -> None:
     if lora is None:
         return
     check_weights_flag(lora, "--lora")
-    missing = missing_lora_message(lora)
-    if missing is not None:
-        raise StoryDiffusionError(f"--lora: {missing}")
+    refused = missing_lora_message(lora) or lora_weights_file(lora)[1]
+    if refused is not None:
+        raise StoryDiffusionError(f"--lora: {refused}")
 
 
 def check_bank_flags(args: argparse.Namespace) -> None:

@@ -197,7 +197,7 @@ def test_hub_model_without_the_variant_falls_back_to_its_regular_weights(monkeyp
     monkeypatch.setattr(DiffusionPipeline, "from_pretrained", from_pretrained)
     pipe, spec = load_diffusers_pipeline("mine", torch_dtype=torch.float16, registry=registry)
     assert pipe is tiny_sdxl and spec is registry["mine"]
-    expected = {"local_files_only": False, keyword: torch.float16}
+    expected = {"local_files_only": False, "use_safetensors": True, keyword: torch.float16}  # no pickles
     assert calls == [("owner/mine", {"variant": "fp16", **expected}), ("owner/mine", expected)]
 
 

@@ -50,6 +50,17 @@ def test_lora_changes_the_images_and_keeps_consistent_attention(tmp_path, tiny_s
     assert np.abs(np.asarray(plain, dtype=int) - np.asarray(styled, dtype=int)).max() > 5
 
 
+def test_a_lora_folder_loads_the_file_diffusers_saved_whatever_else_it_holds(tmp_path):
+    lora_file = write_tiny_lora(tmp_path)
+    (tmp_path / "notes.safetensors").write_bytes(b"not a LoRA")  # never taken for it
+    story = small_story()
+    images = [
+        StoryPipeline.from_pretrained("tiny-sdxl", device="cpu", lora=str(source), lora_scale=1.0).generate(story)
+        for source in (tmp_path, lora_file)
+    ]
+    assert images[0].panels[0].image.tobytes() == images[1].panels[0].image.tobytes()
+
+
 def test_bad_lora_is_a_model_error(tmp_path):
     (tmp_path / "broken.safetensors").write_bytes(b"nope")
     with pytest.raises(ModelError, match="could not load LoRA"):

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..errors import ModelError
-from ..weight_sources import missing_lora_message
+from ..weight_sources import lora_weights_file, missing_lora_message, pickled_model_message
 from .devices import dtype_kwargs
 from .registry import ModelSpec, check_model_name, default_model_name, family_spec, load_model_registry
 from .tiny import build_tiny_pipeline
@@ -71,8 +71,12 @@ def load_lora(pipe: Any, lora: str, scale: float, family: str) -> None:
     missing = missing_lora_message(lora)
     if missing is not None:  # diffusers would blame offline mode or a weight name instead
         raise ModelError(missing)
+    weight_name, refused = lora_weights_file(lora)
+    if refused is not None:  # never read: a pickle can run code as it loads
+        raise ModelError(refused)
+    named = {"weight_name": weight_name} if weight_name is not None else {}
     try:
-        pipe.load_lora_weights(lora, adapter_name=LORA_ADAPTER)
+        pipe.load_lora_weights(lora, adapter_name=LORA_ADAPTER, use_safetensors=True, **named)
         pipe.set_adapters([LORA_ADAPTER], adapter_weights=[scale])
     except Exception as error:  # diffusers raises many types for a bad LoRA
         reason = " ".join(str(error).split()).rstrip(" .")[:300] or type(error).__name__
@@ -144,10 +148,13 @@ def _load_folder(folder: Path, torch_dtype: torch.dtype | None) -> DiffusionPipe
             f"{folder} is a folder but not a diffusers pipeline (no model_index.json). "
             "Save one with `pipe.save_pretrained(folder)`, or pass a .safetensors checkpoint."
         )
+    pickled = pickled_model_message(str(folder))
+    if pickled is not None:  # refused unread: a pickle can run code as it loads
+        raise ModelError(pickled)
     kwargs = _local_folder_kwargs(folder)
     try:
         return DiffusionPipeline.from_pretrained(
-            str(folder), local_files_only=True, **dtype_kwargs(torch_dtype), **kwargs
+            str(folder), local_files_only=True, use_safetensors=True, **dtype_kwargs(torch_dtype), **kwargs
         )
     except Exception as exc:
         raise _load_failed(f"the diffusers folder {folder}", exc) from exc
@@ -184,7 +191,7 @@ def _load_single_file(path: Path, torch_dtype: torch.dtype | None, local_files_o
 def _load_from_hub(
     model: str, source: str, spec: ModelSpec | None, torch_dtype: torch.dtype | None, local_files_only: bool
 ) -> DiffusionPipeline:
-    kwargs = dict(local_files_only=local_files_only, **dtype_kwargs(torch_dtype))
+    kwargs = dict(local_files_only=local_files_only, use_safetensors=True, **dtype_kwargs(torch_dtype))  # no pickles
     if spec is not None and spec.family == "sd15":
         kwargs.update(NO_SAFETY_CHECKER)
     try:

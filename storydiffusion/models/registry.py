@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import ModelError
 from ..resources import data_path
-from ..weight_sources import names_nothing, path_shaped
+from ..weight_sources import names_nothing, path_shaped, pickled_model_message
 
 FAMILIES = ("sdxl", "sd15")
 REQUIRED_KEYS = ("source", "family", "steps", "guidance", "height", "width")
@@ -129,7 +129,12 @@ def check_model_name(model: str, registry: dict[str, ModelSpec]) -> None:
 
     Light on purpose (no torch): the command line refuses a misspelt ``--model`` in a moment, not after
     the libraries that would load it have been imported."""
-    if model in registry or not names_nothing(model):
+    if model in registry:
+        return
+    pickled = pickled_model_message(model)
+    if pickled is not None:
+        raise ModelError(pickled)
+    if not names_nothing(model):
         return
     if path_shaped(model):
         raise ModelError(
