@@ -49,3 +49,21 @@ def test_tidy_prompt_removes_empty_comma_runs():
 def test_names_for_tags_shows_canonical_names_and_drops_nc():
     assert names_for_tags("[bob] waves at [MARY  JANE] [NC]", CAST) == "Bob waves at Mary Jane"
     assert names_for_tags("[Carol] waits", CAST) == "Carol waits"  # unknown: shown as written
+
+
+def test_a_story_keys_each_character_name_once_however_many_tags_name_them(monkeypatch):
+    import storydiffusion.story.names as names
+
+    keyed = []
+    monkeypatch.setattr(names, "name_key", lambda name: keyed.append(name) or name.casefold())
+    table = names.CharacterTable()
+    for number in range(300):
+        assert f"c{number}" not in names.name_index(table)
+        table[f"C{number}"] = "someone"
+    for _ in range(2000):
+        assert names.name_index(table)["c7"] == "C7"
+    assert len(keyed) == 300  # once per name: not once per name per lookup
+    del table["C7"]
+    assert "c7" not in names.name_index(table) and names.name_index(table)["c8"] == "C8"
+    with pytest.raises(TypeError):
+        names.name_index(table)["x"] = "X"  # read-only: no caller can spoil the kept index

@@ -17,7 +17,7 @@ from ..errors import SettingsError, StoryError, shown, wrong_kind
 from ..settings import SETTING_RANGES, GenerationSettings
 from .control import control_from_value
 from .model import DEFAULT_REFERENCE_SCALE, DEFAULT_TITLE, Character, DialogueLine, Panel, Story
-from .names import known_names, name_index, name_key, norm
+from .names import CharacterTable, known_names, name_index, name_key, norm
 from .regions import MAX_CHARACTERS_WITH_REGIONS, Region, region_from_value
 from .text import parse_panel_line
 from .validation import (
@@ -113,7 +113,7 @@ CHARACTER_KEYS = ("name", "description", "reference", "reference_scale")
 
 
 def _characters_from(raw: Any, lines: dict[str, Any], line: int | None, base: Path | None) -> dict[str, Character]:
-    characters: dict[str, Character] = {}
+    characters: dict[str, Character] = CharacterTable()  # finds each tag's name in one step
     if raw is None:
         return characters
     if isinstance(raw, dict):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 NO_CHARACTER = "NC"
@@ -35,8 +36,56 @@ def is_no_character(tag: str) -> bool:
     return name_key(tag) == NO_CHARACTER.casefold()
 
 
-def name_index(characters: Mapping[str, Any]) -> dict[str, str]:
-    """Lookup key -> canonical name, for every character."""
+class CharacterTable(dict):
+    """A story's characters by name, with the lookup index of their names kept until the table changes: each
+    of a long story's tags is then found in one step, not by keying every character again."""
+
+    _index: dict[str, str] | None = None
+
+    def name_index(self) -> Mapping[str, str]:
+        if self._index is None:
+            self._index = {name_key(name): name for name in self}
+        return MappingProxyType(self._index)
+
+    def _changed(self) -> None:
+        self._index = None
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        if self._index is not None and name not in self:  # one more name: keyed alone, the rest kept
+            self._index[name_key(name)] = name
+        elif name not in self:
+            self._changed()
+        super().__setitem__(name, value)
+
+    def __delitem__(self, name: str) -> None:
+        self._changed()
+        super().__delitem__(name)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self._changed()
+        super().update(*args, **kwargs)
+
+    def pop(self, *args: Any) -> Any:
+        self._changed()
+        return super().pop(*args)
+
+    def popitem(self) -> tuple[str, Any]:
+        self._changed()
+        return super().popitem()
+
+    def setdefault(self, name: str, default: Any = None) -> Any:
+        self._changed()
+        return super().setdefault(name, default)
+
+    def clear(self) -> None:
+        self._changed()
+        super().clear()
+
+
+def name_index(characters: Mapping[str, Any]) -> Mapping[str, str]:
+    """Lookup key -> canonical name, for every character (kept by a ``CharacterTable``)."""
+    if isinstance(characters, CharacterTable):
+        return characters.name_index()
     return {name_key(name): name for name in characters}
 
 

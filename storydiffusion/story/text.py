@@ -12,7 +12,7 @@ import re
 from ..errors import StoryError
 from ..settings import GenerationSettings
 from .model import DEFAULT_TITLE, Character, DialogueLine, Panel, Story
-from .names import name_index, name_key, norm
+from .names import CharacterTable, name_index, name_key, norm
 from .regions import MAX_CHARACTERS_WITH_REGIONS, placed_tags, split_placed_tags
 from .validation import (
     NO_PANELS,
@@ -32,7 +32,7 @@ _SPEECH = re.compile(r"(?<![\w@])@([^\s@:\[\]][^@:\[\]\n]*?)\s*:")
 
 def parse_characters(text: str) -> dict[str, Character]:
     """Characters from text, one per line: ``[Name] description``. Lines starting with '#' are comments."""
-    characters: dict[str, Character] = {}
+    characters: dict[str, Character] = CharacterTable()  # finds each tag's name in one step
     for number, raw in enumerate(text.splitlines(), 1):
         stripped = raw.strip()
         if not stripped or stripped.startswith("#"):

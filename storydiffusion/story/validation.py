@@ -76,12 +76,11 @@ def add_character(
     description = norm(description)
     if "[" in description or "]" in description:
         raise StoryError(f"the description of character {name} may not contain '[' or ']': remove the brackets", line)
-    for existing in characters:
-        if name_key(existing) == name_key(name):
-            raise StoryError(
-                f"character {name} is defined twice (names match whatever their case or Unicode form): define each character once",
-                line,
-            )
+    if name_key(name) in name_index(characters):
+        raise StoryError(
+            f"character {name} is defined twice (names match whatever their case or Unicode form): define each character once",
+            line,
+        )
     character = Character(name, description, reference, reference_scale)
     check_reference(character, line)
     characters[name] = character
