@@ -107,7 +107,18 @@ def _check_generate(args: argparse.Namespace, share) -> tuple[list, list, tuple]
             return True
         return share.writes if story_share is not None else index in mine
 
-    return jobs, [_check_story(job, writes(index)) for index, job in enumerate(jobs)], (mine, story_share)
+    return jobs, [_story_checked(job, writes(index), len(jobs)) for index, job in enumerate(jobs)], (mine, story_share)
+
+
+def _story_checked(job: argparse.Namespace, writes: bool, stories: int) -> _CheckedStory:
+    """``_check_story``; among several stories, a refusal names the file it is about."""
+    try:
+        return _check_story(job, writes)
+    except StoryDiffusionError as error:
+        name = Path(job.story).name
+        if stories == 1 or name in str(error):
+            raise
+        raise StoryDiffusionError(f"{name}: {error}") from None
 
 
 def _agreed(share, step):

@@ -230,3 +230,15 @@ def test_a_redraw_in_a_composed_folder_typesets_its_pages_and_exports_again(tmp_
         assert archive.read("panels/panel_002.png") == (out / "panels" / "panel_002.png").read_bytes()
     pages = json.loads((out / "pages" / "pages.json").read_text(encoding="utf-8"))
     assert pages["template"] == "grid" and pages["title"] is None and pages["exports"] == ["panels.zip"]
+
+
+def test_among_several_stories_a_refusal_names_the_file_it_is_about(tmp_path, capsys):
+    good = write_story(tmp_path / "good.yaml", ["[Bob] walks"])
+    bad = write_story(tmp_path / "bad.yaml", ["[Bob] walks"], settings={"window": 0})
+    root = tmp_path / "runs"
+    assert main(["generate", str(good), str(bad), "--out-root", str(root), *FAST]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: bad.yaml: line ") and "settings.window must be 1..64, got 0" in error
+    assert not root.exists()  # checked before anything is written
+    assert main(["generate", str(bad), "--out", str(tmp_path / "one"), *FAST]) == 2  # alone: its name is known
+    assert capsys.readouterr().err.startswith("error: line ")
