@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import NoReturn
 
-from .cli_checks import check_weights_flag, interrupted_exit, stop_on_sigterm
+from .cli_checks import check_listed, check_weights_flag, interrupted_exit, stop_on_sigterm
 from .cli_parser import build_parser
 from .errors import ModelOutOfMemory, StoryDiffusionError, model_memory
 from .launcher import in_process_group, launch_processes, launched_by_us, leave_process_group, record_exit
@@ -30,6 +30,7 @@ def run_compose(args: argparse.Namespace) -> int:
     from .cli_output import report_compose
     from .layout.compose import compose_run
 
+    check_listed(args.export, "--export", "png, pdf, cbz and/or zip, separated by commas")
     if args.dpi is not None:
         SETTING_RANGES["dpi"].check("--dpi", args.dpi)
     result = compose_run(

@@ -80,6 +80,13 @@ def check_weights_flag(value: str, flag: str) -> None:
         check_regular_file(value, flag)
 
 
+def check_listed(value: str | None, flag: str, choices: str) -> None:
+    """A flag given with nothing in it (``--export=``, ``--export=,``, an unset shell variable) would silently
+    mean leaving it out: refused, saying what it takes."""
+    if value is not None and not value.replace(",", "").strip():
+        raise StoryDiffusionError(f"{flag} is empty: give {choices}, or leave {flag} out")
+
+
 def check_lora_flag(lora: str | None) -> None:
     """--lora as --model, and a path that is not there refused before the model it would go into loads."""
     if lora is None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from .cli_checks import (
     check_bank_flags,
+    check_listed,
     check_lora_flag,
     check_model_flag,
     check_panel_numbers,
@@ -85,6 +86,8 @@ def _check_generate(args: argparse.Namespace, share) -> tuple[list, list, tuple]
     """The flags, then every story, its folder and its bank, before any model loads; each folder by the process
     that writes it (the first of several, or the one drawing that story alone). Also which stories this process
     draws, and with which share (``divide_stories``)."""
+    check_listed(args.layout, "--layout", "a layout name such as classic or manga")
+    check_listed(args.export, "--export", "pdf, cbz and/or zip, separated by commas")
     if args.export and not args.layout:
         args.layout = "classic"
     if args.layout:  # a bad layout or export list fails now, not after the panels are generated

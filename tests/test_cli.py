@@ -242,3 +242,24 @@ def test_among_several_stories_a_refusal_names_the_file_it_is_about(tmp_path, ca
     assert not root.exists()  # checked before anything is written
     assert main(["generate", str(bad), "--out", str(tmp_path / "one"), *FAST]) == 2  # alone: its name is known
     assert capsys.readouterr().err.startswith("error: line ")
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--layout="], "--layout"),
+        (["--export="], "--export"),
+        (["--export", ","], "--export"),
+        (["--layout", " "], "--layout"),
+    ],
+)
+def test_an_empty_layout_or_export_is_refused_not_taken_for_none(tmp_path, capsys, flags, named):
+    story = write_story(tmp_path / "s.yaml", ["[Bob] walks"])
+    assert main(["generate", str(story), "--out", str(tmp_path / "out"), *FAST, *flags]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {named} is empty: give ")
+    assert not (tmp_path / "out").exists()
+
+
+def test_compose_refuses_an_empty_export(tmp_path, capsys):
+    assert main(["compose", str(tmp_path), "--export=,"]) == 2
+    assert capsys.readouterr().err.startswith("error: --export is empty: give png, pdf")
