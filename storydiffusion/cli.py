@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import NoReturn
 
 from .cli_checks import check_listed, check_weights_flag, interrupted_exit, stop_on_sigterm
@@ -114,6 +115,20 @@ INTERRUPTED_NOTES = {  # what a stopped command leaves, and what to do next
 }
 
 
+def _interrupted_note(args: argparse.Namespace) -> str:
+    """What a stopped command left: a ``generate`` stopped before its first record (while the model loaded)
+    left no run to point at."""
+    if args.command == "generate":
+        from .rundir import MANIFEST_NAME
+
+        outs = [Path(args.out)] if getattr(args, "out", None) else []
+        root = Path(args.out_root) if getattr(args, "out_root", None) else None
+        outs += [folder for folder in root.iterdir() if folder.is_dir()] if root is not None and root.is_dir() else []
+        if not any((out / MANIFEST_NAME).is_file() for out in outs):
+            return "it stopped before any panel was drawn, and nothing was written; run the same command again"
+    return INTERRUPTED_NOTES.get(args.command, "nothing was left half-written")
+
+
 def _command(name: str) -> Callable[[argparse.Namespace], int]:
     """The subcommand's function, its module imported only now: ``--help`` and a bad input answer at once,
     without loading torch or diffusers."""
@@ -182,8 +197,6 @@ def _run(args: argparse.Namespace, argv: list[str] | None, launching: bool) -> i
         return EXIT_BAD_INPUT
     except KeyboardInterrupt as stop:
         if not getattr(stop, "reported_elsewhere", False):  # a staged run has printed what it kept
-            print(
-                f"interrupted: {INTERRUPTED_NOTES.get(args.command, 'nothing was left half-written')}", file=sys.stderr
-            )
+            print(f"interrupted: {_interrupted_note(args)}", file=sys.stderr)
         return interrupted_exit(stop)
     return EXIT_BAD_INPUT

@@ -201,3 +201,17 @@ def test_redrawing_one_panel_of_an_unfinished_run_does_not_call_it_complete(stor
     finished = {entry["panel"] for entry in manifest(out)["panels"]}
     assert main(["generate", str(story), "--out", str(out), *FAST, "--panels", str(min(finished))]) == 0
     assert manifest(out)["complete"] is False and {e["panel"] for e in manifest(out)["panels"]} == finished
+
+
+def test_ctrl_c_while_the_model_loads_says_nothing_was_written(story, tmp_path, monkeypatch, capsys):
+    import storydiffusion.cli_generate as cli_generate
+
+    def loading(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_generate, "_load_pipeline", loading)
+    out = tmp_path / "out"
+    assert main(["generate", str(story), "--out", str(out), *FAST]) == EXIT_INTERRUPTED
+    err = capsys.readouterr().err
+    assert "stopped before any panel was drawn, and nothing was written" in err and "output folder" not in err
+    assert not out.exists()
