@@ -309,3 +309,24 @@ def test_json_story_values_name_their_key_path(tmp_path):
     data = {"characters": {"Bob": "a"}, "panels": ["x"], "settings": {"width": 1e9, "steps": 3}}
     err = error(load_story, write(tmp_path, "s.json", json.dumps(data)))
     assert_message(err, "settings.width must be a multiple of 8 between 64 and 4096, got 1000000000.0")
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "where"),
+    [
+        ("s.json", '{"characters": {"Bob": "a tall\\u0000man"}, "panels": ["[Bob] walks"]}', "characters: Bob"),
+        ("s.json", '{"title": "x\\u001b[31m", "characters": {"Bob": "a man"}, "panels": ["[Bob] walks"]}', "title"),
+        ("s.yaml", 'characters:\n  Bob: a man\npanels:\n  - "[Bob] walks\\x7f"\n', "panels, item 1"),
+    ],
+)
+def test_a_control_character_let_in_by_an_escape_is_refused_where_it_is(tmp_path, name, text, where):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(StoryError, match=rf"^{name}: {where} holds the control character U\+00"):
+        load_story(path)
+
+
+def test_tabs_and_line_breaks_in_a_story_text_stay_allowed(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text('{"characters": {"Bob": "a man\\tin a coat"}, "panels": ["[Bob] walks # Line one.\\nTwo."]}')
+    assert load_story(path).panels[0].caption

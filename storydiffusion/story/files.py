@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,31 @@ def load_story(path: str | os.PathLike[str]) -> Story:
         raise StoryError(f"{path.name} is empty: a story file needs at least 'characters' and 'panels'")
     if not isinstance(data, dict):
         raise StoryError(wrong_kind(path.name, f"a mapping of keys ({', '.join(STORY_KEYS)})", data))
+    _refuse_control_characters(data, path.name)
     return story_from_mapping(data, lines, path.parent)
+
+
+_ALLOWED_CONTROLS = frozenset("\t\n\r")
+
+
+def _refuse_control_characters(value: Any, where: str) -> None:
+    """No text of a story holds a control character (NUL, ESC, ...), which YAML's reader refuses in the file
+    but which both formats let in through escapes such as ``\\u0000``: it would reach prompts, pages and
+    terminals."""
+    if isinstance(value, str):
+        found = next((ch for ch in value if unicodedata.category(ch) == "Cc" and ch not in _ALLOWED_CONTROLS), None)
+        if found is not None:
+            raise StoryError(
+                f"{where} holds the control character U+{ord(found):04X}: remove it (only tabs and line breaks may "
+                "appear in a story's text)"
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_control_characters(key, where)
+            _refuse_control_characters(item, f"{where}: {key}" if isinstance(key, str) and len(key) <= 60 else where)
+    elif isinstance(value, list):
+        for number, item in enumerate(value, 1):
+            _refuse_control_characters(item, f"{where}, item {number}")
 
 
 def _read_text(path: Path) -> str:
