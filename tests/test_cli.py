@@ -263,3 +263,16 @@ def test_an_empty_layout_or_export_is_refused_not_taken_for_none(tmp_path, capsy
 def test_compose_refuses_an_empty_export(tmp_path, capsys):
     assert main(["compose", str(tmp_path), "--export=,"]) == 2
     assert capsys.readouterr().err.startswith("error: --export is empty: give png, pdf")
+
+
+def test_compose_says_whether_its_folder_is_missing_a_file_or_not_a_run(tmp_path, capsys):
+    (tmp_path / "story.json").write_text("{}")
+    (tmp_path / "empty").mkdir()
+    expected = {
+        str(tmp_path / "nowhere"): "does not exist",
+        str(tmp_path / "story.json"): "is a file, not a run folder",
+        str(tmp_path / "empty"): "has no story.json",
+    }
+    for given, said in expected.items():
+        assert main(["compose", given]) == 2
+        assert said in capsys.readouterr().err

@@ -171,6 +171,12 @@ def compose_again(run_dir: str | os.PathLike) -> ComposeResult | None:
 
 def _read_story(run: Path) -> Story:
     manifest_path = run / MANIFEST_NAME
+    if not run.exists():
+        raise LayoutError(
+            f"{run} does not exist: compose the folder 'generate' wrote (its --out, with {MANIFEST_NAME})"
+        )
+    if not run.is_dir():
+        raise LayoutError(f"{run} is a file, not a run folder: compose the folder 'generate' wrote (its --out)")
     if not manifest_path.exists():  # a pipe or a folder under that name is refused by read_manifest, by its kind
         raise LayoutError(f"{run} has no {MANIFEST_NAME}: compose a folder written by 'generate' (its --out)")
     return story_from_manifest(read_manifest(manifest_path))
