@@ -273,6 +273,10 @@ class StudioSession(ProjectsMixin):
         if story is not None:
             self._accept_text_edits(story)
         self.layout = layout or self.layout
+        return self._typeset(export)
+
+    def _typeset(self, export: tuple[str, ...] = EXPORTS) -> ComposeResult:
+        """The pages and exports of the run folder, in the session's layout."""
         self.pages = compose_run(self.run_dir, layout=self.layout, export=export)
         return self.pages
 
@@ -285,7 +289,7 @@ class StudioSession(ProjectsMixin):
         """After a run: the pages and files, in the layout chosen last (also while it ran), when it drew any
         panel; a run stopped before its first has none."""
         if self.result is not None and self.result.panels:
-            self.pages = compose_run(self.run_dir, layout=self.layout, export=EXPORTS)
+            self._typeset()  # not retypeset: that waits for the run, which is ending here
         return self.downloads()
 
     def choose_layout(self, layout: str) -> ComposeResult | None:

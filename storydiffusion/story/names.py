@@ -53,8 +53,6 @@ class CharacterTable(dict):
     def __setitem__(self, name: str, value: Any) -> None:
         if self._index is not None and name not in self:  # one more name: keyed alone, the rest kept
             self._index[name_key(name)] = name
-        elif name not in self:
-            self._changed()
         super().__setitem__(name, value)
 
     def __delitem__(self, name: str) -> None:
