@@ -242,7 +242,7 @@ class GenerationSettings:
         for name in ("seed", "id_images", "window", "first_consistent_step", "random_skip_early", "random_skip_late"):
             SETTING_RANGES[name].check(key_path(where, name), getattr(self, name))
         if not isinstance(self.mode, str) or self.mode not in CONSISTENCY_MODES:
-            quote = " (YAML reads an unquoted on, yes or no as true or false: write the word in quotes)"
+            quote = " (a word, not true or false)"
             raise SettingsError(
                 f"{key_path(where, 'mode')} must be one of {', '.join(CONSISTENCY_MODES)}, got {shown(self.mode)}"
                 + (quote if isinstance(self.mode, bool) else "")
@@ -307,7 +307,7 @@ class GenerationSettings:
                 f"known settings: {', '.join(sorted(known))}"
             )
         values = dict(data)
-        if values.get("mode") is False:  # YAML 1.1 reads an unquoted `mode: off` as false
+        if values.get("mode") is False:  # consistency turned off, as JSON or an older YAML reader says it
             values["mode"] = "off"
         if isinstance(values.get("sampling_rate"), dict):
             path = key_path(where, "sampling_rate")

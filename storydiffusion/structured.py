@@ -7,6 +7,11 @@ a node budget (the "billion laughs"), explicit YAML tags and duplicate keys are 
 non-standard NaN and Infinity are refused naming their key path, and so is text that is not text
 (a lone surrogate such as ``"\\ud800"``, which no file can hold). Only regular files are read: a named
 pipe or a device would block or never end.
+
+YAML plain scalars are read by the YAML 1.2 core schema, not PyYAML's YAML 1.1 one: only ``true``/``false``
+are booleans and only plain decimal numbers are numbers, so a character called ``No``, ``mode: off``, a
+caption ``1:30`` (YAML 1.1: the number 90) or a title ``2024-05-01`` (YAML 1.1: a date) stay the text the
+user wrote.
 """
 
 from __future__ import annotations
@@ -50,6 +55,44 @@ _DEPTH_UP = (
 _YAML_INT = "tag:yaml.org,2002:int"
 _DEPTH_DOWN = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
 _JSON_STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.S)
+
+
+class _CoreSchemaLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with the YAML 1.2 core schema's implicit types (null, bool, int, float) and no
+    others: no yes/no/on/off booleans, sexagesimal or octal numbers, dates, or the ``=`` value tag that has
+    no constructor."""
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        value = self.construct_scalar(node)
+        if value.startswith(("0x", "0o")):
+            return int(value[2:], 16 if value[1] == "x" else 8)
+        return int(value)  # decimal, leading zeros included: YAML 1.2 has no 0-prefixed octal
+
+
+# (type, pattern, first characters) from the YAML 1.2 spec, section 10.3, except that a fraction keeps its
+# decimal point as in YAML 1.1 (1e9 stays the text written, which a message can then quote as written)
+_CORE_SCHEMA = (
+    ("null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", list("tTfF")),
+    ("int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", list("-+0123456789")),
+    (
+        "float",
+        r"^(?:[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        list("-+0123456789."),
+    ),
+    ("merge", r"^(?:<<)$", ["<"]),
+)
+
+
+def _use_core_schema(loader: type[yaml.SafeLoader]) -> None:
+    loader.yaml_implicit_resolvers = {}  # the class's own table: SafeLoader's stays untouched
+    for kind, pattern, first in _CORE_SCHEMA:
+        loader.add_implicit_resolver(f"tag:yaml.org,2002:{kind}", re.compile(pattern), first)
+    loader.add_constructor("tag:yaml.org,2002:int", loader.construct_yaml_int)
+    loader.add_constructor("tag:yaml.org,2002:merge", loader.construct_yaml_str)  # "<<" as a value is text
+
+
+_use_core_schema(_CoreSchemaLoader)
 
 
 class InputFileError(StoryDiffusionError, ValueError):
@@ -113,7 +156,7 @@ def parse_yaml(text: str, name: str) -> Any:
     """Safe YAML with the limits above; syntax errors keep PyYAML's line."""
     try:
         _check_yaml_tokens(text, name)
-        loader = yaml.SafeLoader(text)
+        loader = _CoreSchemaLoader(text)
         try:
             root = loader.get_single_node()
             if root is None:

@@ -346,5 +346,5 @@ def test_mode_off_written_plainly_in_yaml_is_off(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text("settings:\n  mode: off\ncharacters: {Bob: a man}\npanels: ['[Bob] walks']\n", encoding="utf-8")
     assert load_story(path).settings.mode == "off"
-    with pytest.raises(SettingsError, match="write the word in quotes"):
+    with pytest.raises(SettingsError, match="a word, not true or false"):
         GenerationSettings.from_dict({"mode": True})

@@ -140,3 +140,44 @@ def test_only_regular_files_are_read_and_a_pipe_is_never_opened(tmp_path):
         check_regular_file(tmp_path, "story file")
     (tmp_path / "s.yaml").write_text("a: 1")
     assert check_regular_file(tmp_path / "s.yaml", "story file") == 4
+
+
+@pytest.mark.parametrize(
+    ("written", "read"),
+    [
+        ("1:30", "1:30"),  # YAML 1.1: the number 90
+        ("no", "no"),  # YAML 1.1: false (the "Norway problem")
+        ("On", "On"),
+        ("2024-05-01", "2024-05-01"),  # YAML 1.1: a date
+        ("1_000", "1_000"),
+        ("=", "="),  # YAML 1.1's value tag, which PyYAML cannot even construct
+        ("<<", "<<"),
+        ("0777", 777),  # YAML 1.2 has no 0-prefixed octal
+        ("0o17", 15),
+        ("0x1F", 31),
+        ("1e5", "1e5"),  # as in YAML 1.1: a fraction has a decimal point, so a message quotes it as written
+        ("1.5e3", 1500.0),
+        ("-.5", -0.5),
+        ("true", True),
+        ("FALSE", False),
+        ("~", None),
+        ("12", 12),
+    ],
+)
+def test_yaml_plain_scalars_follow_the_yaml_1_2_core_schema(written, read):
+    value = parse_yaml(f"a: {written}\n", "s.yaml")["a"]
+    assert value == read and type(value) is type(read)
+
+
+def test_a_story_keeps_words_and_clock_times_yaml_1_1_would_turn_into_booleans_and_numbers(tmp_path):
+    from storydiffusion.story import load_story
+
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "title: 2024-05-01\ncharacters:\n  No: a girl in a red dress\n"
+        "panels:\n  - prompt: '[No] waits'\n    caption: 1:30\n  - prompt: '[No] sleeps'\n    caption: off\n",
+        encoding="utf-8",
+    )
+    story = load_story(path)
+    assert story.title == "2024-05-01" and list(story.characters) == ["No"]
+    assert [panel.caption for panel in story.panels] == ["1:30", "off"]

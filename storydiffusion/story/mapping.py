@@ -8,7 +8,6 @@ names the value's place in the file the same way: a key path such as ``settings.
 
 from __future__ import annotations
 
-import datetime
 import os
 from pathlib import Path
 from typing import Any
@@ -70,10 +69,10 @@ def story_from_mapping(data: dict[str, Any], lines: dict[str, Any], base: Path |
 
 
 def _text(value: Any, path: str, line: int | None) -> str:
-    """Text as the file wrote it: a number or a date is refused, not turned into text behind the user's back."""
+    """Text as the file wrote it: a number is refused, not turned into text behind the user's back."""
     if isinstance(value, str):
         return value
-    hint = ": put it in quotes" if isinstance(value, (int, float, datetime.date)) else ""
+    hint = ": put it in quotes" if isinstance(value, (int, float)) else ""
     raise StoryError(wrong_kind(path, "text", value) + hint, line)
 
 

@@ -226,7 +226,7 @@ def test_non_finite_or_huge_template_lengths_are_named_by_key(line, key, run, tm
     "text, words",
     [
         ("title: 5\n", ["title must be text", "(5)", "quotes"]),
-        ("title: 2024-01-01\n", ["title must be text", "quotes"]),
+        ("title: 3.5\n", ["title must be text", "(3.5)", "quotes"]),
         ("panels: [{prompt: 5}]\n", ["panel 1: prompt must be text", "(5)"]),
         ("panels: [{prompt: '[Bob] x', caption: 5}]\n", ["panel 1: caption must be text", "(5)"]),
         ("panels: [{prompt: '[Bob] x', dialogue: [{speaker: Bob, text: 5}]}]\n", ["dialogue 1: text must be text"]),
