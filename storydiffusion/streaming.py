@@ -36,6 +36,11 @@ class RunFailed:
     error: BaseException
 
 
+@dataclass
+class CallFinished:
+    value: Any
+
+
 Event = PanelDone | StepDone | RunFinished | RunFailed
 
 
@@ -69,4 +74,39 @@ def stream_generation(run: Callable[..., StoryResult], cancel: threading.Event, 
     finally:
         if worker.is_alive():
             cancel.set()
+            worker.join()
+
+
+def stream_call(
+    call: Callable[[Callable[[Any], None]], Any], stop: Callable[[], Any]
+) -> Iterator[StepDone | CallFinished]:
+    """Call ``call(callback)`` in a thread: a ``StepDone`` for each value it hands its callback, then its
+    return value in a ``CallFinished`` (its exception is raised here instead).
+
+    For work that takes a callback but no stream (one panel redrawn, a clip): a web UI that yields at
+    each step learns between two steps that its client is gone and stops iterating; ``stop()`` then asks
+    the call to end after its current step, and closing waits for that, so the device is free once the
+    stream is closed.
+    """
+    events: queue.Queue[StepDone | CallFinished | RunFailed] = queue.Queue()
+
+    def work() -> None:
+        try:
+            events.put(CallFinished(call(lambda step: events.put(StepDone(step)))))
+        except BaseException as error:  # raised again in the consumer's thread
+            events.put(RunFailed(error))
+
+    worker = threading.Thread(target=work, name="storydiffusion-call", daemon=True)
+    worker.start()
+    try:
+        while True:
+            event = events.get()
+            if isinstance(event, RunFailed):
+                raise event.error
+            yield event
+            if isinstance(event, CallFinished):
+                return
+    finally:
+        if worker.is_alive():
+            stop()
             worker.join()

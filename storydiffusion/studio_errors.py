@@ -146,9 +146,20 @@ def _keeping_status(fn):
 
     from gradio import skip
 
+    def kept(result):
+        return (*result, skip()) if isinstance(result, tuple) else (result, skip())
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def streaming_with_status(*args, **kwargs):
+            for result in fn(*args, **kwargs):
+                yield kept(result)
+
+        return streaming_with_status
+
     @functools.wraps(fn)
     def with_status(*args, **kwargs):
-        result = fn(*args, **kwargs)
-        return (*result, skip()) if isinstance(result, tuple) else (result, skip())
+        return kept(fn(*args, **kwargs))
 
     return with_status

@@ -19,6 +19,7 @@ from .errors import GenerationCancelled, StoryDiffusionError
 from .model_pool import ModelPool, shown_name
 from .project import ProjectLimits
 from .story import story_to_text
+from .streaming import StepDone, stream_call
 from .studio import StudioSession, random_seed, session_of
 from .studio_errors import action
 from .studio_page_code import SHOW_EDITOR
@@ -35,6 +36,12 @@ except ImportError:
 
     def gpu_task(function):
         return function
+
+
+def unchanged(outputs: int) -> tuple:
+    """What a run yields between two steps: nothing changes on the page, but Gradio learns whether the
+    page is still there (it stops iterating once its tab is closed)."""
+    return tuple(gr.skip() for _ in range(outputs))
 
 
 def end_of_run(state):
@@ -134,18 +141,22 @@ def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> Any:
         with pool.lease(chosen) as pipeline:  # a device of its own while it draws (one per GPU: --devices)
             if session.result is not None:
                 text.check_face_steering(pipeline, session.result.settings, bool(session.steered.photos))
+            redraw = stream_call(
+                lambda callback: session.regenerate_panel(
+                    pipeline, number - 1, prompt or None, seed, caption, callback=callback, model=chosen
+                ),
+                stop=session.stop,
+            )
             try:
-                panel = session.regenerate_panel(
-                    pipeline,
-                    number - 1,
-                    prompt or None,
-                    seed,
-                    caption,
-                    callback=lambda step: progress(step.fraction, desc=run_status.step_message(step)),
-                    model=chosen,
-                )
+                for event in redraw:
+                    if isinstance(event, StepDone):
+                        progress(event.progress.fraction, desc=run_status.step_message(event.progress))
+                        yield unchanged(9)  # a tab closed meanwhile ends the redraw here (stream_call)
+                    else:
+                        panel = event.value
             except GenerationCancelled as stopped:  # Stop: the panel, the story and the pages stay as they were
-                return session, str(stopped), *(gr.skip() for _ in range(7))
+                yield session, str(stopped), *unchanged(7)
+                return
         session.retypeset(layout)
         panels = text.gallery_items(session.panels())
         story_box, note = text.story_box_after_redraw(
@@ -153,7 +164,7 @@ def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> Any:
         )
         downloads = session.downloads().as_tuple()
         message = run_status.with_warnings(run_status.regenerated_message(number, note), session.page_warnings)
-        return session, message, panels, *downloads, story_box, str(panel.seed)
+        yield session, message, panels, *downloads, story_box, str(panel.seed)
 
     def retypeset(state, title, characters, story_text, layout):
         session, layout = session_of(state), text.layout_value(layout)
@@ -328,18 +339,22 @@ def wire_animate(studio: Studio, pool: ModelPool, door: gr.Button) -> None:
         start = text.panel_number_from_ui(from_panel, "From panel")
         end = text.panel_number_from_ui(to_panel, "To panel")
         frames, fps = text.setting_value("frames", frames), text.setting_value("fps", fps)
+        session = session_of(state)
+        clip = stream_call(
+            lambda callback: session.animate(pool.transition(), start, end, frames, fps, callback=callback),
+            stop=session.stop,
+        )
         try:
-            result = session_of(state).animate(
-                pool.transition(),
-                start,
-                end,
-                frames,
-                fps,
-                callback=lambda step: progress(*run_status.animation_progress(step.step, step.steps)),
-            )
+            for event in clip:
+                if isinstance(event, StepDone):
+                    progress(*run_status.animation_progress(event.progress.step, event.progress.steps))
+                    yield unchanged(3)  # a tab closed meanwhile ends the clip here (stream_call)
+                else:
+                    result = event.value
         except GenerationCancelled:
-            return run_status.ANIMATION_STOPPED_MESSAGE, None, None
-        return run_status.animation_note(start, end, result), str(result.mp4), str(result.gif)
+            yield run_status.ANIMATION_STOPPED_MESSAGE, None, None
+            return
+        yield run_status.animation_note(start, end, result), str(result.mp4), str(result.gif)
 
     def begin_clip(state):
         """On the page: the clip is announced (so Stop reaches it while it waits for the GPU) and said to be

@@ -474,6 +474,30 @@ def test_stop_before_the_first_panel_ends_calmly_and_the_buttons_follow_the_run(
     assert "Error" not in page.inner_text("body").replace("Errors", "")
 
 
+def test_a_closed_tab_ends_its_run_so_the_next_user_is_not_kept_waiting(browser, studio_url):
+    """Its run (minutes of work) stops between two steps once the tab is gone, freeing the one device."""
+    first = open_studio(browser, studio_url)
+    first.fill("#characters textarea", "[Mia] a girl in a red dress")
+    first.fill("#story textarea", "\n".join(["[Mia] runs"] * 30))
+    open_advanced(first)
+    steps = first.locator("#steps input[type=number]")
+    steps.fill("1000")
+    steps.press("Enter")
+    first.click("#generate")
+    first.wait_for_function("!document.querySelector('#stop')?.disabled", timeout=90_000)
+    first.context.close()
+    other = open_studio(browser, studio_url, width=390, height=844)
+    try:
+        other.fill("#characters textarea", "[Leo] a boy with glasses")
+        other.fill("#story textarea", "[Leo] reads")
+        other.click("#generate")
+        other.wait_for_function(
+            "document.querySelector('#status')?.innerText.includes('Done: 1 of 1 panel')", timeout=120_000
+        )
+    finally:
+        other.context.close()
+
+
 def test_a_panel_redrawn_from_an_edited_prompt_updates_the_story_and_pages_typeset_again(page):
     generate_story(page)
     page.get_by_text("Change one panel or the lettering").click()

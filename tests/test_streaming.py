@@ -2,9 +2,19 @@
 
 import threading
 
+import pytest
+
 from storydiffusion.settings import GenerationSettings
 from storydiffusion.story import story_from_text
-from storydiffusion.streaming import PanelDone, RunFailed, RunFinished, StepDone, stream_generation
+from storydiffusion.streaming import (
+    CallFinished,
+    PanelDone,
+    RunFailed,
+    RunFinished,
+    StepDone,
+    stream_call,
+    stream_generation,
+)
 
 
 def story():
@@ -45,3 +55,47 @@ def test_an_abandoned_stream_cancels_the_run(tiny_sdxl):
     next(stream)
     stream.close()
     assert cancel.is_set()
+
+
+def counting(steps: int, stopped: threading.Event, done: list):
+    """A call that reports ``steps`` steps unless stopped between two of them; ``done`` records its end."""
+
+    def call(callback):
+        for step in range(steps):
+            if stopped.is_set():
+                done.append("stopped")
+                return None
+            callback(step)
+            stopped.wait(0.01)
+        done.append("finished")
+        return "result"
+
+    return call
+
+
+def test_a_call_streams_each_step_then_its_value():
+    stopped, done = threading.Event(), []
+    events = list(stream_call(counting(3, stopped, done), stop=stopped.set))
+    assert [e.progress for e in events[:-1]] == [0, 1, 2] and all(isinstance(e, StepDone) for e in events[:-1])
+    assert isinstance(events[-1], CallFinished) and events[-1].value == "result"
+    assert done == ["finished"] and not stopped.is_set()  # nothing to stop once it ended
+
+
+def test_a_call_abandoned_between_steps_is_stopped_and_over_once_the_stream_closes():
+    """A closed browser tab: the page's handler stops iterating; the device must be free when it returns."""
+    stopped, done = threading.Event(), []
+    stream = stream_call(counting(10_000, stopped, done), stop=stopped.set)
+    assert isinstance(next(stream), StepDone)
+    stream.close()
+    assert stopped.is_set() and done == ["stopped"]  # stopped, and already over: the worker was waited for
+
+
+def test_a_call_that_fails_raises_its_own_error_in_the_consumer():
+    def broken(callback):
+        callback(0)
+        raise ValueError("boom")
+
+    stream = stream_call(broken, stop=lambda: None)
+    assert isinstance(next(stream), StepDone)
+    with pytest.raises(ValueError, match="boom"):
+        next(stream)
