@@ -49,7 +49,7 @@ class SettingRange:
         if self.multiple > 1:
             return f"a multiple of {self.multiple} between {low} and {high}"
         if self.integer:
-            return f"{low}..{high if self.high < MAX_SEED else '2**63-1'}"
+            return f"{low}..{high}"
         if self.high_inclusive and self.low_inclusive:
             return f"between {low} and {high}"
         return f"{'[' if self.low_inclusive else '('}{low}, {high}{']' if self.high_inclusive else ')'}"

@@ -18,7 +18,7 @@ from .layout.templates import list_templates
 from .model_pool import shown_name
 from .resources import data_path
 from .results import PanelImage
-from .settings import CONSISTENCY_KINDS, REFERENCE_ADAPTERS, SETTING_RANGES, GenerationSettings
+from .settings import CONSISTENCY_KINDS, REFERENCE_ADAPTERS, SETTING_RANGES, GenerationSettings, SettingRange
 from .story import Story, load_story, parse_characters, story_from_text, story_to_text
 from .story.control import DEFAULT_CONTROL_SCALE
 from .story.model import DEFAULT_REFERENCE_SCALE
@@ -82,17 +82,26 @@ def setting_value(name: str, value: Any, label: str | None = None) -> int | floa
     if (value is None or value == "") and name in _EMPTY_MEANS_ZERO:
         return 0
     if name in _TYPED_AS_TEXT and isinstance(value, str):  # digits, so a big seed stays exact
-        if not plain_digits(value.strip()) or len(value.strip()) > MAX_NUMBER_CHARS:
-            raise SettingsError(
-                f"{label}: {shown(value)} is not a number (allowed {allowed.describe()}, in digits 0-9)"
-            )
-        value = int(value.strip())
+        value = _typed_number(label, value.strip(), allowed)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise SettingsError(f"{label}: {shown(value)} is not a number (allowed {allowed.describe()})")
     if allowed.integer and isinstance(value, float) and value.is_integer():
         value = int(value)  # a slider's 3.0; 1.5 stays a float and is refused as not whole below
     allowed.check(label, value)
     return value
+
+
+def _typed_number(label: str, typed: str, allowed: SettingRange) -> int:
+    """A number typed in a text box, as an exact integer; a negative or fractional one goes on to the range
+    check, which says what is allowed, and only what is no number at all is called so."""
+    sign, digits = (typed[0], typed[1:]) if typed.startswith(("-", "+")) else ("", typed)
+    if plain_digits(digits) and len(digits) <= MAX_NUMBER_CHARS:
+        return int(sign + digits)
+    whole, dot, fraction = digits.partition(".")
+    parts_are_digits = all(part == "" or plain_digits(part) for part in (whole, fraction))
+    if dot and (whole or fraction) and parts_are_digits and len(digits) <= MAX_NUMBER_CHARS:
+        raise SettingsError(f"{label}: {shown(typed)} is not a whole number: allowed {allowed.describe()}")
+    raise SettingsError(f"{label}: {shown(typed)} is not a number: type digits 0-9 (allowed {allowed.describe()})")
 
 
 def text_value(label: str, value: Any) -> str:

@@ -274,7 +274,7 @@ def test_example_details():
     [
         ("settings: {guidance: abc}", ["settings.guidance must be", "'abc'", "not a number"], 3),
         ("settings: {sampling_rate: {12: 2}}", ["settings.sampling_rate.12 must be between 0 and 1, got 2"], 3),
-        ("seed: '7'", ["seed must be 0..2**63-1, got '7'"], 3),
+        ("seed: '7'", ["seed must be 0..9223372036854775807, got '7'"], 3),
         ("negative_prompt: [ugly]", ["negative_prompt must be text, not a list (['ugly'])"], 3),
         ("settings: []", ["settings must be a mapping", "[]"], 3),
         ("title: {a: 1}", ["title must be text, not a mapping ({'a': 1})"], 3),

@@ -5,7 +5,7 @@ from PIL import Image
 
 from storydiffusion.errors import StoryDiffusionError, StoryError
 from storydiffusion.pipeline import PanelImage, Progress
-from storydiffusion.settings import CONSISTENCY_KINDS, REFERENCE_ADAPTERS, SETTING_RANGES
+from storydiffusion.settings import CONSISTENCY_KINDS, REFERENCE_ADAPTERS, SETTING_RANGES, SettingsError
 from storydiffusion.story import story_from_text
 from storydiffusion.studio_status import (
     animation_progress,
@@ -386,3 +386,23 @@ def test_a_panel_number_below_one_or_past_the_end_is_said_without_a_limit_the_st
         panel_number_from_ui(-1, "From panel")
     assert no_such_panel(7, 3) == "Panel: there is no panel 7; the story has 3 panels (1 is the first)"
     assert no_such_panel(2, 1) == "Panel: there is no panel 2; the story has 1 panel (1 is the first)"
+
+
+@pytest.mark.parametrize(
+    ("typed", "words"),
+    [
+        ("-1", "Seed must be 0..9223372036854775807, got -1"),  # a number, refused for its range
+        ("+3", None),
+        ("1.5", "Seed: '1.5' is not a whole number: allowed 0..9223372036854775807"),
+        ("abc", "Seed: 'abc' is not a number: type digits 0-9"),
+        ("١٢", "Seed: '١٢' is not a number"),  # digits of another script are not taken as these
+        ("1e5", "is not a number"),
+    ],
+)
+def test_a_typed_seed_is_refused_for_what_it_is(typed, words):
+    if words is None:
+        assert setting_value("seed", typed) == 3
+        return
+    with pytest.raises(SettingsError) as refused:
+        setting_value("seed", typed)
+    assert words in str(refused.value) and "2**" not in str(refused.value)

@@ -329,7 +329,7 @@ def predictor_folder(tmp_path, config: str | None = None):
 @pytest.mark.parametrize(
     "options, words",
     [
-        (["--seed", "-1"], ["--seed must be 0..2**63-1", "got -1"]),
+        (["--seed", "-1"], ["--seed must be 0..9223372036854775807", "got -1"]),
         (["--seed", str(2**64)], ["--seed must be", str(2**64)]),
         (["--seed", str(MAX_SEED + 1)], ["--seed must be"]),
         (["--prompt", "x" * 100_000], ["--prompt is 100,000 characters", f"at most {MAX_TEXT_CHARS:,}"]),

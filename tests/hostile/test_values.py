@@ -34,7 +34,7 @@ HOSTILE_YAML = {
     "steps_negative": (CAST + PANELS + "settings: {steps: -1}\n", ["settings.steps", "-1", "1..1000"]),
     "steps_bool": (CAST + PANELS + "settings: {steps: true}\n", ["settings.steps", "True", "1..1000"]),
     "steps_null_list": (CAST + PANELS + "settings: {steps: [20]}\n", ["settings.steps", "[20]", "a list"]),
-    "seed_text": (CAST + PANELS + "seed: '7'\n", ["seed must be", "'7'", "2**63-1"]),
+    "seed_text": (CAST + PANELS + "seed: '7'\n", ["seed must be", "'7'", "9223372036854775807"]),
     "settings_seed_text": (CAST + PANELS + "settings: {seed: '7'}\n", ["settings.seed", "'7'"]),
     "settings_seed_null": (CAST + PANELS + "settings: {seed: null}\n", ["settings.seed", "None"]),
     "sampling_rate_entry": (
