@@ -223,7 +223,14 @@ def test_missing_panels_are_left_out_with_a_warning(tmp_path):
     run = make_run(tmp_path / "run", panels=5, missing=(1, 3))
     result = compose_run(run, layout="grid", lettering=False)
     assert result.layouts[0].reading_order == [0, 2, 4]
-    assert any("panel 2 is missing" in w for w in result.warnings) and any("panel 4" in w for w in result.warnings)
+    assert [w for w in result.warnings if "missing" in w] == [
+        "panels 2 and 4 are missing from panels/: left out of the pages"
+    ]
+    stopped = make_run(tmp_path / "stopped", panels=7, missing=(1, 2, 3, 4, 6))  # one line, however many
+    warned = [w for w in compose_run(stopped, layout="grid", lettering=False).warnings if "missing" in w]
+    assert warned == ["panels 2-5 and 7 are missing from panels/: left out of the pages"]
+    alone = make_run(tmp_path / "alone", panels=3, missing=(2,))
+    assert "panel 3 is missing (panels/panel_003.png)" in " ".join(compose_run(alone, lettering=False).warnings)
     empty = make_run(tmp_path / "empty", panels=2, missing=(0, 1))
     with pytest.raises(LayoutError, match="no panels"):
         compose_run(empty, lettering=False)

@@ -185,18 +185,36 @@ def _read_story(run: Path) -> Story:
 def _find_panels(run: Path, story: Story, warnings: list[str]) -> tuple[list[int], list[Path], list[tuple[int, int]]]:
     """(indices, files, sizes) of the story's panels that exist; missing ones are warned about, and a
     panel file that is there but is not a readable image of a sensible size raises ImageInputError."""
-    indices, paths, sizes = [], [], []
+    indices, paths, sizes, missing = [], [], [], []
     for i in range(len(story.panels)):
         path = run / PANELS_DIR / panel_filename(i)
         if not path.is_file():
-            warnings.append(f"panel {i + 1} is missing ({PANELS_DIR}/{path.name}): left out of the pages")
+            missing.append(i)
             continue
         sizes.append(image_size(path))  # header only: a broken or oversized panel stops before any page is drawn
         indices.append(i)
         paths.append(path)
+    if missing and paths:
+        warnings.append(_missing_panels_warning(missing))
     if not paths:
         raise LayoutError(f"{run / PANELS_DIR} holds no panels of this story (panel_001.png …): generate them first")
     return indices, paths, sizes
+
+
+def _missing_panels_warning(missing: list[int]) -> str:
+    """One line for every panel without its file (a stopped run leaves many): ``panels 2-6 and 9 are
+    missing from panels/``; a single one is named by its file."""
+    if len(missing) == 1:
+        return f"panel {missing[0] + 1} is missing ({PANELS_DIR}/{panel_filename(missing[0])}): left out of the pages"
+    runs: list[list[int]] = []
+    for index in missing:
+        if runs and index == runs[-1][-1] + 1:
+            runs[-1].append(index)
+        else:
+            runs.append([index])
+    spans = [f"{run[0] + 1}-{run[-1] + 1}" if len(run) > 1 else str(run[0] + 1) for run in runs]
+    listed = spans[0] if len(spans) == 1 else f"{', '.join(spans[:-1])} and {spans[-1]}"
+    return f"panels {listed} are missing from {PANELS_DIR}/: left out of the pages"
 
 
 def _write_exports(
