@@ -60,8 +60,7 @@ class StepBar(_LazyBar):
     def update(self, progress) -> None:
         bar = self._shown(progress.batches * progress.steps)
         bar.n = progress.batch * progress.steps + progress.step
-        shown = ",".join(str(i + 1) for i in progress.panels) or "reference portraits"
-        bar.set_postfix_str(f"panels {shown}" + (" (identity set)" if progress.kind == "identity" else ""))
+        bar.set_postfix_str(progress.drawing())
         bar.refresh()
 
 

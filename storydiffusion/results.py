@@ -29,6 +29,17 @@ class Progress:
     def fraction(self) -> float:
         return ((self.batch + self.step / max(self.steps, 1)) / max(self.batches, 1)) if self.batches else 1.0
 
+    def drawing(self) -> str:
+        """What this step draws, as progress lines say it: ``panels 1-4``, ``panels 2, 5``, ``panel 3``,
+        ``reference portraits``; ``(identity set)`` after the panels whose images the others will read."""
+        if not self.panels:
+            return "reference portraits"
+        numbers = [index + 1 for index in self.panels]
+        consecutive = len(numbers) > 1 and numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+        listed = f"{numbers[0]}-{numbers[-1]}" if consecutive else ", ".join(map(str, numbers))
+        shown = f"{'panel' if len(numbers) == 1 else 'panels'} {listed}"
+        return shown + (" (identity set)" if self.kind == "identity" else "")
+
 
 @dataclass
 class PanelImage:

@@ -329,6 +329,8 @@ def wire_project(
         api_door=door,
     )
     show_filled(loaded, results.files())
+    # An emptied box has nothing to say about the project it held.
+    studio.project.upload.clear(lambda: "", None, [studio.project.status], queue=False, api_visibility="private")
 
 
 def wire_animate(studio: Studio, pool: ModelPool, door: gr.Button) -> None:

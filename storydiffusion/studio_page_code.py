@@ -18,7 +18,9 @@ KEYBOARD_SHORTCUTS = """
 
 
 # Text dark enough for WCAG AA contrast (4.5:1): subdued hints and slider ends, white on the buttons, the
-# selected tab; a visible outline on whatever the keyboard focuses;
+# selected tab; a visible outline on whatever the keyboard focuses; while a line's work runs, Gradio's progress
+# (text, bar, timer) is drawn over that line, so the line's own faded text is hidden meanwhile and the line is
+# tall enough to hold the progress;
 # a download's size column no longer squeezes its file name to one letter ("k..pdf"); the scores' headers
 # never break mid-word; at phone width a gallery's fixed columns would push panels past its right edge, so
 # they wrap, and a comic page fills the width at its own shape under the gallery's label.
@@ -42,6 +44,10 @@ STUDIO_CSS = """
 .file-preview td.filename { width: auto !important; }
 #gif .image-frame, #gif img { width: 100% !important; height: auto !important; max-height: 70vh; object-fit: contain; }
 #scores th, #scores th * { word-break: keep-all !important; overflow-wrap: normal !important; }
+#status .pending, #redraw-note .pending, #project-status .pending, #animation-note .pending { visibility: hidden; }
+#status:has(.pending), #redraw-note:has(.pending), #project-status:has(.pending), #animation-note:has(.pending) {
+  min-height: 3.2em;
+}
 @media (max-width: 640px) {
   #panels .grid-container { grid-template-columns: repeat(auto-fill, minmax(88px, 1fr)) !important; }
   #panels { height: auto !important; }

@@ -31,9 +31,9 @@ def queued_message(story: Story) -> str:
 
 
 def step_message(progress: Progress) -> str:
-    """``Panels 1, 2: step 3/30``; the identity pass draws reference portraits, not story panels."""
-    shown = ", ".join(str(index + 1) for index in progress.panels) or "reference portraits"
-    return f"Panels {shown}: step {progress.step}/{progress.steps}"
+    """``Panels 1-4: step 3 of 30`` (Gradio adds the whole run's percentage after it)."""
+    drawing = progress.drawing()
+    return f"{drawing[0].upper()}{drawing[1:]}: step {progress.step} of {progress.steps}"
 
 
 def panels_done_message(done: int, total: int) -> str:
@@ -102,4 +102,4 @@ def animation_note(start: int, end: int, result: AnimationResult) -> str:
 
 def animation_progress(step: int, steps: int) -> tuple[float, str]:
     """The progress bar's fraction and text after denoising step ``step`` of ``steps``."""
-    return step / max(steps, 1), f"Step {step}/{steps}"
+    return step / max(steps, 1), f"Step {step} of {steps}"

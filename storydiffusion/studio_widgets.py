@@ -236,8 +236,10 @@ def advanced_settings(spec: ModelSpec) -> AdvancedSettings:
 
 
 def image_uploads(label: str, elem_id: str) -> gr.File:
-    """A box for several images, its raw values checked by the studio itself (``studio_uploads``)."""
-    upload = gr.File(label=label, file_count="multiple", file_types=["image"], type="filepath", elem_id=elem_id)
+    """A box for several images, its raw values checked by the studio itself (``studio_uploads``). No
+    ``file_types``: the browser would refuse another file with a bare "Error" badge and a passing toast,
+    where the studio names the file and says what it takes."""
+    upload = gr.File(label=label, file_count="multiple", type="filepath", elem_id=elem_id)
     upload.data_model = AnyUploadValue
     return upload
 
@@ -349,7 +351,8 @@ def project_panel() -> ProjectFiles:
             elem_id="include-bank",
         )
         save = gr.Button("Download project")
-        upload = gr.File(label="Load a project file (.zip)", file_types=[".zip"], type="filepath", elem_id="upload")
+        # No file_types, as for images (image_uploads): any other file is refused on the project's own line.
+        upload = gr.File(label="Load a project file (.zip)", type="filepath", elem_id="upload")
         upload.data_model = AnyUploadValue  # the studio checks the value itself (events take raw values)
         status = gr.Markdown("", label="Project status", elem_id="project-status")
     return ProjectFiles(save, include_bank, upload, status)

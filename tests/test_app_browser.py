@@ -766,3 +766,27 @@ def test_a_photo_named_after_nobody_is_refused_on_the_status_line(page, tmp_path
     page.wait_for_function("document.querySelector('#status')?.innerText.includes('Zed.png')", timeout=90_000)
     assert "names no character of the story" in status_line(page)
     assert page.locator("#panels img").count() == 0
+
+
+def test_a_file_of_the_wrong_kind_is_named_on_its_own_line_never_a_bare_error_badge(page, tmp_path):
+    """Dropped or picked, any file reaches the studio, which says what it is and what the box takes."""
+    picture, notes = tmp_path / "picture.png", tmp_path / "Mia.txt"
+    Image.new("RGB", (32, 32), "orange").save(picture)
+    notes.write_text("not a photo", encoding="utf-8")
+    page.get_by_text("Save or continue a project").click()
+    page.locator("#upload input[type=file]").set_input_files(str(picture))
+    page.wait_for_function(
+        "document.querySelector('#project-status')?.innerText.includes('picture.png is not a project file')",
+        timeout=60_000,
+    )
+    assert not page.locator(".toast-body").count() and "Error" not in page.inner_text("#upload")
+    page.locator("#upload button[aria-label='Clear']").click()  # an emptied box says nothing of what it held
+    page.wait_for_function("!document.querySelector('#project-status')?.innerText.trim()", timeout=10_000)
+    page.fill("#characters textarea", CHARACTERS)
+    page.fill("#story textarea", STORY)
+    page.get_by_text("Reference photos and poses", exact=True).click()
+    page.set_input_files("#reference-photos input[type=file]", str(notes))
+    page.click("#generate")
+    page.wait_for_function("document.querySelector('#status')?.innerText.includes('Mia.txt')", timeout=90_000)
+    assert "⚠" in status_line(page) and not page.locator(".toast-body").count()
+    assert "Error" not in page.inner_text("#reference-photos")

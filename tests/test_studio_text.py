@@ -149,10 +149,16 @@ def test_panel_numbers_from_a_number_box():
 
 
 def test_progress_lines():
-    assert step_message(progress([0, 2])) == "Panels 1, 3: step 3/30"
-    assert step_message(progress([])) == "Panels reference portraits: step 3/30"
-    assert animation_progress(4, 8) == (0.5, "Step 4/8")
-    assert animation_progress(0, 0) == (0.0, "Step 0/0")
+    assert step_message(progress([0, 2])) == "Panels 1, 3: step 3 of 30"
+    assert step_message(progress([4, 5, 6, 7])) == "Panels 5-8: step 3 of 30"
+    assert step_message(progress([2])) == "Panel 3: step 3 of 30"
+    assert step_message(progress([])) == "Reference portraits: step 3 of 30"
+    identity = Progress(
+        batch=0, batches=2, step=1, steps=30, panels=[0, 1], kind="identity", panels_done=0, panels_total=4
+    )
+    assert step_message(identity) == "Panels 1-2 (identity set): step 1 of 30"
+    assert animation_progress(4, 8) == (0.5, "Step 4 of 8")
+    assert animation_progress(0, 0) == (0.0, "Step 0 of 0")
 
 
 def test_finished_message_says_done_or_stopped_and_lists_warnings():
