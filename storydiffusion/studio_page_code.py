@@ -21,7 +21,9 @@ KEYBOARD_SHORTCUTS = """
 # selected tab; a visible outline on whatever the keyboard focuses; while a line's work runs, Gradio's progress
 # (text, bar, timer) is drawn over that line, so the line's own faded text is hidden meanwhile and the line is
 # tall enough to hold the progress;
-# a download's size column no longer squeezes its file name to one letter ("k..pdf"); the scores' headers
+# a download's size column no longer squeezes its file name to one letter ("k..pdf"), and a long name wraps
+# instead of being cut to "my-st… .pdf"; on a desktop each comic page is shown whole in the pages box (one
+# page per view height, the box scrolls to the next), not cut at the box's bottom; the scores' headers
 # never break mid-word; at phone width a gallery's fixed columns would push panels past its right edge, so
 # they wrap, and a comic page fills the width at its own shape under the gallery's label.
 STUDIO_CSS = """
@@ -41,7 +43,15 @@ STUDIO_CSS = """
 }
 .dark .gradio-container { --body-text-color-subdued: #a9a9b4; --block-info-text-color: #a9a9b4; }
 .file-preview td.download { width: 6.5em !important; min-width: 0 !important; }
-.file-preview td.filename { width: auto !important; }
+.file-preview td.filename { width: auto !important; display: block !important; }
+.file-preview td.filename .stem {
+  white-space: normal !important; overflow: visible !important; text-overflow: clip !important;
+  max-width: none !important; overflow-wrap: anywhere;
+}
+@media (min-width: 641px) {
+  #pages .thumbnail-item { aspect-ratio: auto !important; height: 560px !important; }
+  #pages .thumbnail-item img { width: 100% !important; height: 100% !important; object-fit: contain !important; }
+}
 #gif .image-frame, #gif img { width: 100% !important; height: auto !important; max-height: 70vh; object-fit: contain; }
 #scores th, #scores th * { word-break: keep-all !important; overflow-wrap: normal !important; }
 #status .pending, #redraw-note .pending, #project-status .pending, #animation-note .pending { visibility: hidden; }

@@ -164,6 +164,12 @@ def test_generate_a_two_character_story_and_download_the_pdf(page, tmp_path):
     scores = page.inner_text("#scores")
     assert "Consistency (tiny)" in scores and "Mia" in scores and "Leo" in scores
     assert re.search(r"Mia\s+2\s+0\.\d{3}", scores), scores  # her two panels, their CLIP-I
+    cut = page.evaluate("[...document.querySelectorAll('.file-preview .stem')].map(e => e.scrollWidth - e.clientWidth)")
+    assert cut and max(cut) <= 1, "a download's file name is cut short at desktop width"  # four boxes in a row
+    page_box, pages_box = page.locator("#pages img").first.bounding_box(), page.locator("#pages").bounding_box()
+    assert page_box["y"] + page_box["height"] <= pages_box["y"] + pages_box["height"], (
+        "the page is cut at the box's foot"
+    )
 
     with page.expect_download() as download_info:
         page.click("#pdf a")
