@@ -216,9 +216,14 @@ def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> Any:
         button off and Stop on until it ends, as for a story."""
         session = session_of(state)
         session.expect_run()
-        return session, *run_status.run_buttons(True)
+        return session, *run_status.run_buttons(True, stops=2)
 
-    buttons = studio.run_controls(studio.buttons.stop)
+    def end_of_redraw(state):
+        """``end_of_run``, for the page's Stop and the editor's."""
+        end_of_run(state)
+        return run_status.run_buttons(False, stops=2)
+
+    buttons = studio.run_controls(studio.buttons.stop, editing.stop)
     started = editing.regenerate.click(begin_redraw, [studio.session], [studio.session, *buttons], **private)
     regenerated = action(
         started.success,
@@ -240,7 +245,8 @@ def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> Any:
         concurrency_limit=pool.concurrency,
         concurrency_id="gpu",
     )
-    regenerated.then(end_of_run, [studio.session], buttons, **private)
+    regenerated.then(end_of_redraw, [studio.session], buttons, **private)
+    editing.stop.click(stop_on_page, [studio.session], [editing.stop], **private)  # skips the queue, as the others
     retypeset_click = action(
         editing.retypeset.click,
         retypeset,

@@ -62,12 +62,13 @@ def finished_message(result: StoryResult, total: int, lettering: Iterable[str] =
 START_BUTTONS = 4  # Generate, Animate, Regenerate panel, Re-typeset: Studio.run_controls
 
 
-def run_buttons(running: bool) -> tuple[dict, ...]:
-    """A run's Stop, then the page's start buttons (``Studio.run_controls``): while a story, a panel or a clip
-    is drawn, every start is off and that run's Stop on, since a session does one thing at a time."""
+def run_buttons(running: bool, stops: int = 1) -> tuple[dict, ...]:
+    """A run's ``stops`` Stop buttons, then the page's start buttons (``Studio.run_controls``): while a story, a
+    panel or a clip is drawn, every start is off and that run's Stops on, since a session does one thing at a time."""
     import gradio as gr
 
-    return gr.update(interactive=running), *(gr.update(interactive=not running) for _ in range(START_BUTTONS))
+    stop = (gr.update(interactive=running) for _ in range(stops))
+    return *stop, *(gr.update(interactive=not running) for _ in range(START_BUTTONS))
 
 
 def regenerated_message(number: int, note: str | None = None) -> str:

@@ -131,6 +131,7 @@ class PanelEditing:
     caption: gr.Textbox
     regenerate: gr.Button
     retypeset: gr.Button
+    stop: gr.Button  # a redraw's Stop, beside its button (the page's Stop can be a screen away on a phone)
 
     def fields(self) -> list:
         """What choosing a panel fills in (``text.panel_for_editing``'s order), then the settings note
@@ -172,10 +173,10 @@ class Studio:
     project: ProjectFiles
     animate: AnimateTab
 
-    def run_controls(self, stop: gr.Button) -> list[gr.Button]:
-        """A run's ``stop``, then every button that starts work in a session (``studio_status.START_BUTTONS``):
-        Generate, Animate, Regenerate panel and Re-typeset. A run turns them all off and its Stop on."""
-        return [stop, self.buttons.generate, self.animate.animate, self.editing.regenerate, self.editing.retypeset]
+    def run_controls(self, *stops: gr.Button) -> list[gr.Button]:
+        """A run's Stop buttons, then every button that starts work in a session (``studio_status.START_BUTTONS``):
+        Generate, Animate, Regenerate panel and Re-typeset. A run turns them all off and its Stops on."""
+        return [*stops, self.buttons.generate, self.animate.animate, self.editing.regenerate, self.editing.retypeset]
 
 
 def story_inputs(pool: ModelPool, examples: list[str]) -> StoryInputs:
@@ -330,9 +331,11 @@ def panel_editing() -> PanelEditing:
             dice = gr.Button("🎲 New panel seed", scale=0, elem_id="panel-dice")
         prompt = gr.Textbox(label="Prompt ([Name] for each character)", elem_id="new-prompt")
         caption = gr.Textbox(label="Caption", elem_id="new-caption")
-        regenerate = gr.Button("Regenerate panel", elem_id="regenerate")
+        with gr.Row():
+            regenerate = gr.Button("Regenerate panel", elem_id="regenerate")
+            stop = gr.Button("Stop", variant="stop", interactive=False, elem_id="redraw-stop")
         retypeset = gr.Button("Re-typeset pages (layout, captions, speech)", elem_id="retypeset")
-    return PanelEditing(editor, note, number, seed, dice, prompt, caption, regenerate, retypeset)
+    return PanelEditing(editor, note, number, seed, dice, prompt, caption, regenerate, retypeset, stop)
 
 
 class AnyUploadValue(GradioRootModel):

@@ -215,9 +215,11 @@ def test_regenerate_a_selected_panel_and_retypeset_without_starting_over(page):
     page.click("#regenerate")
     page.wait_for_function("!document.querySelector('#stop')?.disabled", timeout=30_000)  # a redraw is a run
     assert all(page.locator(button).is_disabled() for button in ("#generate", "#regenerate", "#retypeset"))
+    assert page.locator("#redraw-stop").is_enabled()  # its own Stop, beside it
     page.get_by_text("Panel 2 redrawn.").wait_for(timeout=120_000)
     page.wait_for_function("document.querySelector('#stop')?.disabled", timeout=10_000)
     assert page.locator("#generate").is_enabled() and page.locator("#regenerate").is_enabled()
+    assert page.locator("#redraw-stop").is_disabled()
     page.keyboard.press("Escape")
     page.click("#retypeset")
     page.get_by_text("Pages typeset with the classic layout.").wait_for(timeout=60_000)
@@ -796,3 +798,27 @@ def test_a_file_of_the_wrong_kind_is_named_on_its_own_line_never_a_bare_error_ba
     page.wait_for_function("document.querySelector('#status')?.innerText.includes('Mia.txt')", timeout=90_000)
     assert "⚠" in status_line(page) and not page.locator(".toast-body").count()
     assert "Error" not in page.inner_text("#reference-photos")
+
+
+def test_the_editors_stop_ends_a_redraw_and_leaves_the_panel_as_it_was(page):
+    open_advanced(page)
+    steps = page.locator("#steps input[type=number]")
+    steps.fill("60")  # a redraw takes the story's settings: long enough to be stopped half-way
+    steps.press("Enter")
+    generate_story(page)
+    page.get_by_text("Change one panel or the lettering").click()
+    page.locator("#panels img").nth(1).click()
+    page.wait_for_function("document.querySelector('#panel-number input')?.value === '2'", timeout=10_000)
+    page.keyboard.press("Escape")
+    before = page.locator("#panels img").nth(1).get_attribute("src")
+    page.fill("#new-prompt textarea", "[Leo] sleeps under a tree, " + "very " * 10 + "slowly")
+    page.click("#regenerate")
+    page.wait_for_function("!document.querySelector('#redraw-stop')?.disabled", timeout=30_000)
+    page.click("#redraw-stop")
+    page.wait_for_function(
+        "document.querySelector('#redraw-note')?.innerText.includes('Stopped: panel 2 is as it was')", timeout=120_000
+    )
+    page.wait_for_function("!document.querySelector('#regenerate')?.disabled", timeout=30_000)
+    assert page.locator("#redraw-stop").is_disabled() and page.locator("#stop").is_disabled()
+    assert page.locator("#panels img").nth(1).get_attribute("src") == before
+    assert "sleeps" not in page.input_value("#story textarea")  # the story keeps the panel's old prompt
