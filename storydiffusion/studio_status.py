@@ -41,8 +41,8 @@ def panels_done_message(done: int, total: int) -> str:
 
 
 def with_warnings(message: str, warnings: Iterable[str]) -> str:
-    """``message``, then each warning (the run's, the lettering's) once, as a list under it."""
-    listed = list(dict.fromkeys(warnings))
+    """``message``, then each warning (the run's, the lettering's) once, as a list of sentences under it."""
+    listed = list(dict.fromkeys(warning[:1].upper() + warning[1:] for warning in warnings))
     return message + ("\n\n" + "\n".join(f"- {warning}" for warning in listed) if listed else "")
 
 

@@ -178,7 +178,32 @@ def test_characters_no_face_has_get_a_stand_in_or_are_reported(chain: FontChain)
     assert chain.face_for("\U0001d400") is None  # mathematical bold A
     prepared, missing = chain.prepare("a\u200bb \U0001f600 \U0001d400")  # zero-width space, emoji
     assert missing == {"\U0001f600"}
-    assert prepared == "ab  A"
+    assert prepared == "ab A"  # the emoji goes with the space before it
+
+
+@pytest.mark.parametrize(
+    ("text", "prepared"),
+    [
+        ("Leo liked books \U0001f4da.", "Leo liked books."),  # no stray space before the full stop
+        ("Look! \U0001f388\U0001fa81", "Look!"),
+        ("Hi \u05e9\u05dc\u05d5\u05dd there", "Hi there"),
+        ("\u4f60\u597d\uff0c\u4e16\u754c", ""),  # only a fullwidth comma would be left: nothing is drawn
+        ("\U0001f600 ...", ""),
+        ("\U0001f600 OK", " OK"),
+    ],
+)
+def test_text_around_characters_no_face_has_reads_as_if_they_were_never_written(chain, text, prepared):
+    assert chain.prepare(text)[0] == prepared
+
+
+def test_missing_characters_are_described_by_their_writing_system():
+    from storydiffusion.layout.lettering.fonts import describe_missing
+
+    described = describe_missing(frozenset("\u0645\u0631\u05e9\u4f60\U0001f600"))
+    assert described.startswith("Arabic letters, Chinese or Japanese characters, Hebrew letters and emoji or symbols (")
+    assert "\U0001f600" in described and "\u0645" in described
+    assert describe_missing(frozenset("\U0001f600")) == "emoji or symbols (\U0001f600)"
+    assert describe_missing(frozenset(chr(0x4E00 + i) for i in range(20))).endswith(" …)")  # a few, not all
 
 
 def test_unknown_weight_is_refused() -> None:

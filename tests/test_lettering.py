@@ -120,7 +120,7 @@ def test_characters_no_font_has_are_left_out_not_boxed(lettering: Lettering) -> 
     report = lettering.draw_panel_text(_page(cell), cell, "Look \U0001f600 there", [("A", "Wow \U0001f680!")], ["A"])
     assert report.missing_characters == {"\U0001f600", "\U0001f680"}
     assert report.caption is not None and report.caption.lines == ("Look there",)
-    assert report.bubbles[0].lines == ("Wow !",)
+    assert report.bubbles[0].lines == ("Wow!",)
 
 
 # ------------------------------------------------------------------------------------------- layout

@@ -167,7 +167,7 @@ def test_finished_message_says_done_or_stopped_and_lists_warnings():
     result.cancelled, result.warnings = True, ["prompt truncated"]
     assert (
         finished_message(result, 3)
-        == "Stopped after 2 of 3 panels (5.2 s); the finished panels are kept.\n\n- prompt truncated"
+        == "Stopped after 2 of 3 panels (5.2 s); the finished panels are kept.\n\n- Prompt truncated"
     )
     result.panels = []
     assert finished_message(result, 3).startswith("Stopped after 0 of 3 panels (5.2 s).")

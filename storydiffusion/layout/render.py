@@ -115,7 +115,9 @@ def _note(report: Any, label: str, warnings: list[str] | None) -> None:
         )
     missing = getattr(report, "missing_characters", None)
     if missing:
-        warnings.append(f"{label}: no bundled font has {' '.join(sorted(missing))}: those characters are not drawn")
+        from .lettering.fonts import describe_missing
+
+        warnings.append(f"{label}: no bundled font has {describe_missing(missing)}: they are left out")
 
 
 def _letter_cell(letterer: Any, page: Image.Image, cell: Cell, story: Story, template: PageTemplate) -> Any:

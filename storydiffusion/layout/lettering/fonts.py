@@ -35,6 +35,7 @@ __all__ = [
     "FontFace",
     "LineMetrics",
     "default_font_chain",
+    "describe_missing",
     "read_cmap",
 ]
 
@@ -204,7 +205,9 @@ class FontChain:
         """Text ready to letter, and the characters left out because no face has them.
 
         Unicode is composed (NFC) first so "n + combining tilde" becomes "ñ"; a character no face has
-        is replaced by a stand-in the chain does have, else dropped (never drawn as a box).
+        is replaced by a stand-in the chain does have, else dropped (never drawn as a box) with the
+        spaces before it ("books 📚." becomes "books."). Text left with no letter or digit ("，" of
+        "你好，世界") is left out whole: a bubble of stray punctuation says nothing.
         """
         out: list[str] = []
         missing: set[str] = set()
@@ -219,9 +222,14 @@ class FontChain:
                 stand_in = self._stand_in(char)
                 if stand_in is None:
                     missing.add(char)
+                    while out and out[-1] == " ":
+                        out.pop()
                 else:
                     out.append(stand_in)
-        return "".join(out), frozenset(missing)
+        prepared = "".join(out)
+        if missing and not any(char.isalnum() for char in prepared):
+            prepared = ""
+        return prepared, frozenset(missing)
 
     def _stand_in(self, char: str) -> str | None:
         candidates = [
@@ -336,3 +344,22 @@ def default_font_chain(weight: str = "bold", font_dir: str | Path | None = None)
         raise ValueError(f"unknown font weight {weight!r}; use one of {sorted(BUNDLED_FACES)}") from None
     folder = Path(font_dir) if font_dir is not None else FONT_DIR
     return FontChain([FontFace(folder / name) for name in names])
+
+
+def describe_missing(characters: frozenset[str] | set[str], shown: int = 8) -> str:
+    """Characters no bundled face has, by script, for a warning: ``Arabic and Hebrew letters and emoji
+    or symbols (ا ب ש 😀)``; a user learns which writing to change, not a list of code points."""
+    kinds = sorted({_script_of(char) for char in characters})
+    named = kinds[0] if len(kinds) == 1 else f"{', '.join(kinds[:-1])} and {kinds[-1]}"
+    examples = " ".join(sorted(characters)[:shown]) + (" …" if len(characters) > shown else "")
+    return f"{named} ({examples})"
+
+
+def _script_of(char: str) -> str:
+    """``Arabic letters``, ``Chinese or Japanese characters``, ``emoji or symbols``: from the Unicode name."""
+    if unicodedata.category(char).startswith("S") or not unicodedata.name(char, ""):
+        return "emoji or symbols"
+    first = unicodedata.name(char).split()[0]
+    if first in ("CJK", "HIRAGANA", "KATAKANA", "IDEOGRAPHIC"):
+        return "Chinese or Japanese characters"
+    return f"{first.title()} letters"
