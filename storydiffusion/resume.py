@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import StoryDiffusionError, shown
-from .run_manifest import manifest_model_name, manifest_panels, read_manifest, story_from_manifest
+from .run_manifest import manifest_bank, manifest_model_name, manifest_panels, read_manifest, story_from_manifest
 from .rundir import BANK_NAME, MANIFEST_FORMAT, MANIFEST_NAME, drawing_panels
 from .settings import GenerationSettings
 from .story import Story
@@ -98,6 +98,7 @@ def plan_continuation(
     Raises StoryDiffusionError naming the difference when the folder holds another drawing.
     """
     recorded = manifest_panels(manifest)  # a hand-edited entry is refused before anything else is read
+    bank_recorded = manifest_bank(manifest)
     difference = _difference(manifest, story, settings, model_name, set(redo or ()))
     if difference is None and settings.reference_adapter == "face" and manifest.get("face_model") != face_model:
         difference = f"another face model ({shown(manifest.get('face_model'))}, not {shown(face_model)})"
@@ -109,7 +110,7 @@ def plan_continuation(
     out = Path(out_dir)
     drawing = [index for index in drawing_panels(manifest) if index < len(story.panels)]
     finished = {index: entry for index, entry in recorded.items() if (out / entry["file"]).is_file()}
-    bank_file = BANK_NAME if manifest.get("identity_bank") == BANK_NAME and (out / BANK_NAME).is_file() else None
+    bank_file = BANK_NAME if bank_recorded and (out / BANK_NAME).is_file() else None
     if redo is None:
         redo = [i for i in range(len(story.panels)) if i not in finished]
         if settings.mode == "window" and redo:

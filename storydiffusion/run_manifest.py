@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from .errors import StoryDiffusionError, StoryError, shown, wrong_kind
-from .rundir import MANIFEST_FORMAT, MANIFEST_NAME, MAX_MANIFEST_BYTES, MAX_PANEL_NUMBER, PANELS_DIR, panel_filename
+from .rundir import (
+    BANK_NAME,
+    MANIFEST_FORMAT,
+    MANIFEST_NAME,
+    MAX_MANIFEST_BYTES,
+    MAX_PANEL_NUMBER,
+    PANELS_DIR,
+    panel_filename,
+)
 from .settings import GenerationSettings
 from .story import Story, validate_story
 from .structured import InputFileError, parse_json, read_text
@@ -50,6 +58,17 @@ def manifest_panels(manifest: dict[str, Any], name: str = MANIFEST_NAME) -> dict
         _check_entry_texts(entry, where)
         found[number - 1] = entry
     return found
+
+
+def manifest_bank(manifest: dict[str, Any], name: str = MANIFEST_NAME) -> str | None:
+    """The identity bank file a manifest records: None, or exactly the name this tool gives it, so that a
+    hand-edited name (``"/etc/passwd"``) is refused, never read, nor silently dropped from the record."""
+    bank = manifest.get("identity_bank")
+    if bank is not None and bank != BANK_NAME:
+        raise StoryError(
+            f"{name}: identity_bank must be {BANK_NAME!r} (the name this tool gives the bank) or null, got {shown(bank)}"
+        )
+    return bank
 
 
 def _check_entry_texts(entry: dict[str, Any], where: str) -> None:

@@ -234,3 +234,15 @@ def test_hand_edited_panel_entries_never_point_a_reader_outside_the_run(name, co
     }[command]
     refused(capsys, argv, "story.json:", words)
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("bank", ["/etc/passwd", "../identity_bank.safetensors", 5])
+@pytest.mark.parametrize("redraw", [[], ["--panels", "1"]])
+def test_a_hand_edited_identity_bank_name_is_refused_not_dropped_from_the_record(bank, redraw, tmp_path, capsys):
+    """Read, it could point outside the run; dropped, the run's real bank would fall out of its own record."""
+    run = tmp_path / "run"
+    write_json(run / "story.json", {**written_run(run), "identity_bank": bank, "complete": bool(redraw)})
+    before = snapshot(tmp_path)
+    argv = ["generate", str(run / "story.json"), "--out", str(run), "--model", "tiny-sdxl", "--steps", "2", *redraw]
+    refused(capsys, argv, "story.json: identity_bank must be 'identity_bank.safetensors'", str(bank))
+    assert snapshot(tmp_path) == before
