@@ -17,7 +17,7 @@ from .rundir import (
     PANELS_DIR,
     panel_filename,
 )
-from .settings import GenerationSettings
+from .settings import GenerationSettings, control_character, control_character_message
 from .story import Story, validate_story
 from .structured import InputFileError, parse_json, read_text
 
@@ -72,11 +72,14 @@ def manifest_bank(manifest: dict[str, Any], name: str = MANIFEST_NAME) -> str | 
 
 
 def _check_entry_texts(entry: dict[str, Any], where: str) -> None:
-    """The prompts an entry records are text (or absent): animate and evaluate read them as they are."""
+    """The prompts an entry records are text (or absent) without control characters: animate and evaluate
+    read them as they are."""
     for key in ("prompt", "negative_prompt"):
         value = entry.get(key)
         if value is not None and not isinstance(value, str):
             raise StoryError(f"{where}.{key} must be text, got {shown(value)}")
+        if isinstance(value, str) and (found := control_character(value)) is not None:
+            raise StoryError(control_character_message(f"{where}.{key}", found))
 
 
 def manifest_model_name(manifest: dict[str, Any], name: str = MANIFEST_NAME) -> str | None:

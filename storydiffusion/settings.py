@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,7 +99,8 @@ def _number(value: float) -> str:
 
 def check_text(name: str, value: Any) -> None:
     """Text a setting or prompt may hold: a string no longer than MAX_TEXT_CHARS that can be written
-    as UTF-8 (a lone surrogate from a mis-decoded command line cannot), named by its flag or key path."""
+    as UTF-8 (a lone surrogate from a mis-decoded command line cannot) and holds no control character,
+    named by its flag or key path."""
     if not isinstance(value, str):
         raise SettingsError(f"{name} must be text, not {kind_of(value)} ({shown(value)})")
     if len(value) > MAX_TEXT_CHARS:
@@ -107,6 +109,18 @@ def check_text(name: str, value: Any) -> None:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise SettingsError(f"{name} {shown(value)} holds characters that are not text (lone surrogates)") from None
+    if (found := control_character(value)) is not None:
+        raise SettingsError(control_character_message(name, found))
+
+
+def control_character(text: str) -> str | None:
+    """The first control character of ``text`` (NUL, ESC, DEL, ...) other than a tab or a line break: it would
+    reach prompts, pages, file names and terminals. Typed boxes, files and API clients all let one in."""
+    return next((ch for ch in text if unicodedata.category(ch) == "Cc" and ch not in "\t\n\r"), None)
+
+
+def control_character_message(where: str, found: str) -> str:
+    return f"{where} holds the control character U+{ord(found):04X}: remove it (only tabs and line breaks may appear in text)"
 
 
 def key_path(where: str | None, *keys: Any) -> str:

@@ -369,10 +369,10 @@ def test_counts_are_singular_for_one_and_a_loaded_title_is_shown_plainly():
     one = story_from_ui("Solo", "[Bob] a man", "[Bob] walks")
     assert queued_message(one) == "Queued: 1 panel, 1 character."
     assert panels_done_message(1, 1) == "1 of 1 panel done"
-    hostile = story_from_ui("Kite\u202e\x07 day " + "x" * 100, "[Bob] a man", "[Bob] walks")
+    hostile = story_from_ui("Kite\u202e day " + "x" * 100, "[Bob] a man", "[Bob] walks")  # (a bell is refused)
     message = loaded_message(hostile, 1)
     assert message.startswith("Loaded project 'Kite day xxx") and message.endswith("…': 1 panel.")
-    assert "\u202e" not in message and "\\x07" not in message and "\x07" not in message
+    assert "\u202e" not in message
 
 
 def test_pages_without_a_layout_are_not_called_a_layout_named_none():
@@ -412,3 +412,17 @@ def test_a_typed_seed_is_refused_for_what_it_is(typed, words):
     with pytest.raises(SettingsError) as refused:
         setting_value("seed", typed)
     assert words in str(refused.value) and "2**" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("title", "characters", "story", "where"),
+    [
+        ("T\x00", "[Mia] a girl", "[Mia] runs", "title"),
+        ("T", "[Mia] a girl\x07", "[Mia] runs", "characters.Mia.description"),
+        ("T", "[Mia] a girl", "[Mia] runs # the end\x1b", "panel 1: caption"),
+        ("T", "[Mia] a girl", "[Mia] runs # Run. @Mia: hi\x7f", "panel 1: dialogue 1: text"),
+    ],
+)
+def test_a_control_character_typed_or_sent_into_a_box_is_refused_by_where_it_is(title, characters, story, where):
+    with pytest.raises(StoryError, match=rf"{where} holds the control character U\+00"):
+        story_from_ui(title, characters, story)

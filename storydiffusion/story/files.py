@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import unicodedata
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ..errors import StoryError, wrong_kind
+from ..settings import control_character, control_character_message
 from ..structured import InputFileError, parse_json, parse_yaml, read_text
 from .mapping import STORY_KEYS, story_from_mapping
 from .model import Story
@@ -38,20 +38,13 @@ def load_story(path: str | os.PathLike[str]) -> Story:
     return story_from_mapping(data, lines, path.parent)
 
 
-_ALLOWED_CONTROLS = frozenset("\t\n\r")
-
-
 def _refuse_control_characters(value: Any, where: str) -> None:
     """No text of a story holds a control character (NUL, ESC, ...), which YAML's reader refuses in the file
     but which both formats let in through escapes such as ``\\u0000``: it would reach prompts, pages and
     terminals."""
     if isinstance(value, str):
-        found = next((ch for ch in value if unicodedata.category(ch) == "Cc" and ch not in _ALLOWED_CONTROLS), None)
-        if found is not None:
-            raise StoryError(
-                f"{where} holds the control character U+{ord(found):04X}: remove it (only tabs and line breaks may "
-                "appear in a story's text)"
-            )
+        if (found := control_character(value)) is not None:
+            raise StoryError(control_character_message(where, found))
     elif isinstance(value, dict):
         for key, item in value.items():
             _refuse_control_characters(key, where)

@@ -10,7 +10,7 @@ import unicodedata
 from typing import Any
 
 from ..errors import SettingsError, StoryError, TooManyPanels, shown, wrong_kind
-from ..settings import MAX_PATH_CHARS, MAX_TEXT_CHARS, SETTING_RANGES
+from ..settings import MAX_PATH_CHARS, MAX_TEXT_CHARS, SETTING_RANGES, control_character, control_character_message
 from .control import check_control
 from .model import DEFAULT_REFERENCE_SCALE, Character, DialogueLine, Panel, Story
 from .names import (
@@ -206,12 +206,15 @@ def _validate_settings(story: Story) -> None:
 
 
 def check_length(text: str, path: str) -> None:
-    """Text longer than any prompt or caption can use is a mistake (a pasted file?), refused before it is stored."""
+    """Text longer than any prompt or caption can use is a mistake (a pasted file?), refused before it is
+    stored; so is a control character, however the text came (a file's escape, a text box, an API client)."""
     if len(text) > MAX_TEXT_CHARS:
         raise StoryError(
             f"{path} is {len(text):,} characters long (it starts {shown(text[:40])}); "
             f"at most {MAX_TEXT_CHARS:,} are allowed"
         )
+    if (found := control_character(text)) is not None:
+        raise StoryError(control_character_message(path, found))
 
 
 def _validate_characters(characters: dict[str, Character]) -> None:

@@ -168,6 +168,8 @@ HAND_EDITS = {
     "story_width": ("story.settings.width", 1e9, ["story.json: story: settings.width", "1000000000.0"]),
     "story_characters": ("story.characters", [1, 2], ["story.json: story: characters: character 1", "(1)"]),
     "story_negative_prompt": ("story.settings.negative_prompt", ["x"], ["settings.negative_prompt", "['x']"]),
+    "story_caption_nul": ("story.panels.0.caption", "a\x00b", ["story.json: story: panel 1: caption", "U+0000"]),
+    "settings_negative_bell": ("settings.negative_prompt", "blur\x07", ["settings.negative_prompt", "U+0007"]),
 }
 
 
@@ -216,6 +218,7 @@ PANEL_ENTRY_EDITS = {
     "entries_mapping": ("panels", {"a": 1}, "panels must be a list"),
     "prompt_number": ("panels.0.prompt", 5, "panels[0].prompt must be text, got 5"),
     "negative_mapping": ("panels.1.negative_prompt", {"a": 1}, "panels[1].negative_prompt must be text"),
+    "prompt_escape": ("panels.0.prompt", "a \x1b[2J b", "panels[0].prompt holds the control character U+001B"),
 }
 
 
