@@ -134,8 +134,11 @@ def _difference(
         old = story_from_manifest(manifest)  # validated, and in the same form as the new story
     except StoryDiffusionError:
         return "a story.json that is not valid"
-    if old.settings.to_dict() != settings.to_dict():
-        return "other settings"
+    before, now = old.settings.to_dict(), settings.to_dict()
+    if before != now:
+        changed = [key for key in sorted(set(before) | set(now)) if before.get(key) != now.get(key)]
+        named = ", ".join(f"{key} {shown(before.get(key))} there, {shown(now.get(key))} now" for key in changed[:3])
+        return f"other settings ({named}{', ...' if len(changed) > 3 else ''})"
     old_story, new_story = old.to_dict(), story.to_dict()
     if old_story["characters"] != new_story["characters"]:
         return "other characters"

@@ -22,6 +22,22 @@ from .story import Story, validate_story
 from .structured import InputFileError, parse_json, read_text
 
 
+def run_folder_manifest(
+    run_dir: str | os.PathLike, command: str, error: type[StoryDiffusionError] = StoryDiffusionError
+) -> Path:
+    """The ``story.json`` of a run folder a ``command`` (compose, evaluate, animate) was given, refused as
+    ``error`` saying what the path is instead: missing, a file (a story file, say), or a folder of something
+    else. Another kind of file under that name is refused by ``read_manifest``."""
+    run = Path(run_dir)
+    if not run.exists():
+        raise error(f"{run} does not exist: {command} the folder 'generate' wrote (its --out, with {MANIFEST_NAME})")
+    if not run.is_dir():
+        raise error(f"{run} is a file, not a run folder: {command} the folder 'generate' wrote (its --out)")
+    if not (run / MANIFEST_NAME).exists():
+        raise error(f"{run} has no {MANIFEST_NAME}: {command} a folder written by 'generate' (its --out)")
+    return run / MANIFEST_NAME
+
+
 def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     """A story.json written by ``save_result``; other JSON is refused with a clear error."""
     try:

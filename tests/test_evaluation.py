@@ -249,9 +249,14 @@ def test_bad_measures_exit_2_naming_the_flag(run, flags, message, capsys, tmp_pa
     assert sorted(path.name for path in Path(run).iterdir()) == before
 
 
-def test_a_folder_that_is_not_a_run_is_refused(tmp_path, capsys):
-    assert main(["evaluate", str(tmp_path), "--encoder", "tiny"]) == 2
-    assert "holds no story.json" in capsys.readouterr().err
+@pytest.mark.parametrize("command", [["evaluate"], ["compose"], ["animate", "--from", "1", "--to", "2"]])
+def test_a_path_that_is_not_a_run_folder_is_refused_saying_what_it_is(command, tmp_path, capsys):
+    story = tmp_path / "story.yaml"
+    story.write_text("characters: {Bob: a man}\npanels: ['[Bob] walks']\n", encoding="utf-8")
+    for path, said in ((tmp_path, "has no story.json"), (tmp_path / "nope", "does not exist"), (story, "is a file")):
+        assert main([command[0], str(path), *command[1:]]) == 2
+        err = capsys.readouterr().err
+        assert said in err and f"{command[0]} " in err.split(":", 2)[-1] and "Traceback" not in err, err
 
 
 def test_the_encoder_is_deterministic_and_unit_length(encoder):

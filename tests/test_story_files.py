@@ -214,6 +214,11 @@ def test_file_no_panels(tmp_path):
         ("characters: {Bob: a}\npanels: ['[NC] x']\nidentity_panels: {Bob: [1]}", ["panel 1 does not show Bob"]),
         ("characters: {Bob: a}\npanels: [x]\nidentity_panels: {Bob: []}", ["is empty"]),
         ("characters: {Bob: a}\npanels: [x, y]\nidentity_panels: {Bob: [1, 1]}", ["twice"]),
+        (
+            "characters: {Bob: a}\npanels: [x, y]\nidentity_panels: {Bob: [1], bob: [2]}",
+            ["names Bob twice", "keep one"],
+        ),
+        ('characters: {José: a}\npanels: [x, y]\nidentity_panels: {"Jos\\u00e9": [1], "Jose\\u0301": [2]}', ["twice"]),
         ("characters: {Bob: a}\npanels: [x, y]\nsettings: {max_panels: 1}", ["2 panels but max_panels is 1"]),
     ],
 )

@@ -19,8 +19,8 @@ from PIL import Image
 from ..atomic import write_json
 from ..errors import ImageInputError, StoryDiffusionError
 from ..images import read_image
-from ..run_manifest import manifest_panels, read_manifest, story_from_manifest
-from ..rundir import MANIFEST_NAME, MASKS_DIR, METRICS_FORMAT, METRICS_NAME, mask_filename
+from ..run_manifest import manifest_panels, read_manifest, run_folder_manifest, story_from_manifest
+from ..rundir import MASKS_DIR, METRICS_FORMAT, METRICS_NAME, mask_filename
 from ..story import Story
 from .encoders import ImageEmbedder, StoryEncoder
 from .story_metrics import Crop, StoryScores, score_story
@@ -31,10 +31,7 @@ MIN_CROP_PIXELS = 16  # a crop narrower or shorter than this says nothing about 
 
 def check_run(run_dir: str | os.PathLike) -> tuple[Story, dict[int, dict[str, Any]]]:
     """The story of a run folder and its manifest's panel entries, checked before any encoder loads."""
-    run = Path(run_dir)
-    if not (run / MANIFEST_NAME).exists():  # another kind of file there is refused by read_manifest, by name
-        raise StoryDiffusionError(f"{run} holds no {MANIFEST_NAME}: name a folder written by `storydiffusion generate`")
-    manifest = read_manifest(run / MANIFEST_NAME)
+    manifest = read_manifest(run_folder_manifest(run_dir, "evaluate"))
     story = story_from_manifest(manifest)
     return story, {i: entry for i, entry in manifest_panels(manifest).items() if i < len(story.panels)}
 

@@ -18,13 +18,12 @@ from PIL import Image
 
 from ..atomic import write_json
 from ..images import image_size
-from ..run_manifest import read_manifest, story_from_manifest
+from ..run_manifest import read_manifest, run_folder_manifest, story_from_manifest
 from ..run_records import recorded_composition
 from ..run_targets import EXPORT_NAMES, compose_targets, refuse_foreign_targets
 from ..rundir import (
     CBZ_NAME,
     EXPORT_FILES,
-    MANIFEST_NAME,
     PAGES_DIR,
     PAGES_FORMAT,
     PAGES_INDEX,
@@ -170,16 +169,7 @@ def compose_again(run_dir: str | os.PathLike) -> ComposeResult | None:
 
 
 def _read_story(run: Path) -> Story:
-    manifest_path = run / MANIFEST_NAME
-    if not run.exists():
-        raise LayoutError(
-            f"{run} does not exist: compose the folder 'generate' wrote (its --out, with {MANIFEST_NAME})"
-        )
-    if not run.is_dir():
-        raise LayoutError(f"{run} is a file, not a run folder: compose the folder 'generate' wrote (its --out)")
-    if not manifest_path.exists():  # a pipe or a folder under that name is refused by read_manifest, by its kind
-        raise LayoutError(f"{run} has no {MANIFEST_NAME}: compose a folder written by 'generate' (its --out)")
-    return story_from_manifest(read_manifest(manifest_path))
+    return story_from_manifest(read_manifest(run_folder_manifest(run, "compose", LayoutError)))
 
 
 def _find_panels(run: Path, story: Story, warnings: list[str]) -> tuple[list[int], list[Path], list[tuple[int, int]]]:

@@ -17,7 +17,7 @@ from PIL import Image
 
 from ..atomic import write_json
 from ..images import read_image
-from ..run_manifest import manifest_panels, read_manifest, story_from_manifest
+from ..run_manifest import manifest_panels, read_manifest, run_folder_manifest, story_from_manifest
 from ..run_targets import refuse_foreign_targets
 from ..rundir import MANIFEST_NAME, PANELS_DIR, VIDEO_DIR, panel_filename
 from ..settings import DEFAULT_FPS, DEFAULT_FRAMES
@@ -100,13 +100,7 @@ def load_transition_pipeline(
 def read_run_panels(run_dir: str | Path, start: int, end: int) -> tuple[dict[str, Any], dict[str, Any], Path, Path]:
     """The manifest entries and image paths of panels ``start`` and ``end`` (1-based) of a run folder."""
     run = Path(run_dir)
-    if not run.is_dir():
-        raise AnimationError(
-            f"{run} is not a folder: pass the output folder of `generate` (it holds story.json and panels/)"
-        )
-    if not (run / MANIFEST_NAME).exists():  # another kind of file there is refused by read_manifest, by name
-        raise AnimationError(f"{run} has no {MANIFEST_NAME}: pass the output folder of `generate`")
-    manifest = read_manifest(run / MANIFEST_NAME)
+    manifest = read_manifest(run_folder_manifest(run, "animate", AnimationError))
     total = len(story_from_manifest(manifest).panels)  # a hand-edited story.json is validated first
     entries = {index + 1: entry for index, entry in manifest_panels(manifest).items()}
     if start == end:

@@ -323,6 +323,11 @@ def _identity_from(raw: Any, characters: dict[str, Character], line: int | None)
         canonical = name_index(characters).get(name_key(name))
         if canonical is None:
             raise StoryError(f"{label} names an unknown character; known characters: {known_names(characters)}", line)
+        if canonical in identity:
+            raise StoryError(
+                f"identity_panels names {canonical} twice (names match whatever their case or Unicode form): keep one",
+                line,
+            )
         identity[canonical] = _identity_indices(numbers, label, line)
     return identity
 

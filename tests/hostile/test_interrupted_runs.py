@@ -215,3 +215,15 @@ def test_ctrl_c_while_the_model_loads_says_nothing_was_written(story, tmp_path, 
     err = capsys.readouterr().err
     assert "stopped before any panel was drawn, and nothing was written" in err and "output folder" not in err
     assert not out.exists()
+
+
+def test_a_run_with_other_settings_is_refused_naming_the_setting_and_both_values(story, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["generate", str(story), "--out", str(out), *FAST, "--panels", "1"]) == 0
+    finished = files(out)
+    capsys.readouterr()
+    changed = [*FAST, "--panels", "1", "--guidance", "7.5"]
+    assert main(["generate", str(story), "--out", str(out), *changed]) == 2
+    err = capsys.readouterr().err
+    assert "holds an unfinished run with other settings (guidance" in err and "there, 7.5 now)" in err, err
+    assert files(out) == finished
