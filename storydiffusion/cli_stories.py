@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SettingsError
+from .rundir import check_output_path
 
 _FOLDER_SIGNS = re.compile(r"[^\w.-]+")
 
@@ -44,6 +45,7 @@ def story_jobs(args: argparse.Namespace) -> list[argparse.Namespace]:
     repeated = sorted({name for name in folders if [n.casefold() for n in folders].count(name.casefold()) > 1})
     if repeated:
         raise SettingsError(f"two stories would share the folder {repeated[0]!r} under --out-root: rename one")
+    check_output_path(Path(args.out_root), flag="--out-root")  # a file there is named by its own flag
     return [_job(args, path, str(Path(args.out_root) / name)) for path, name in zip(stories, folders)]
 
 

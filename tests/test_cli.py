@@ -244,6 +244,17 @@ def test_among_several_stories_a_refusal_names_the_file_it_is_about(tmp_path, ca
     assert capsys.readouterr().err.startswith("error: line ")
 
 
+@pytest.mark.parametrize("under", ["", "runs"])
+def test_an_out_root_that_is_a_file_is_refused_by_its_own_flag(under, tmp_path, capsys):
+    stories = [write_story(tmp_path / f"{name}.yaml", ["[Bob] walks"]) for name in ("a", "b")]
+    taken = tmp_path / "taken"
+    taken.write_bytes(b"mine")
+    root = taken / under if under else taken
+    assert main(["generate", *map(str, stories), "--out-root", str(root), *FAST]) == 2
+    assert "taken is a file, not a folder: choose another --out-root" in capsys.readouterr().err
+    assert taken.read_bytes() == b"mine"
+
+
 @pytest.mark.parametrize(
     ("flags", "named"),
     [

@@ -55,6 +55,7 @@ def test_a_control_is_read_from_the_file_beside_it_and_round_trips(tmp_path):
     [
         ({"type": "pose", "image": "x.png"}, "panel 1: control.type is 'pose': use one of openpose, canny, depth"),
         ({"type": "canny"}, "panel 1: control.image must be the path of an image file"),
+        ({"image": "x.png"}, "panel 1: control.type is missing: give one of openpose, canny, depth"),
         ({"type": "canny", "image": "x.png", "scale": 2.5}, "panel 1: control.scale must be between 0 and 2"),
         ({"type": "canny", "image": "x.png", "strength": 1}, "unknown key(s) strength; known keys: type, image, scale"),
         ("x.png", "panel 1: control must be a mapping {type, image, scale}"),

@@ -189,6 +189,7 @@ def test_file_no_panels(tmp_path):
     [
         ("characters: [a, b]\npanels: [x]", ["character 1 must be a mapping"]),
         ("characters: [{name: Bob, description: a, age: 3}]\npanels: [x]", ["unknown key", "age"]),
+        ("characters: [{description: a man}]\npanels: [x]", ["character 1 has no 'name'", "name: Bob"]),
         ("characters: Bob\npanels: [x]", ["characters must be a mapping"]),
         ("characters: {Bob: }\npanels: [x]", ["Bob has no description"]),
         ("characters: {Bob: a, BOB: b}\npanels: [x]", ["defined twice"]),

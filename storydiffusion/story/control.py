@@ -51,6 +51,8 @@ def check_control(control: Any, where: str) -> None:
     """A control built in code or read from a file: a known kind, an image path, a scale in range."""
     if not isinstance(control, PanelControl):
         raise StoryError(f"{where} must be a PanelControl, got {shown(control)}")
+    if control.kind is None:
+        raise StoryError(f"{where}.type is missing: give one of {', '.join(CONTROL_KINDS)}")
     if control.kind not in CONTROL_KINDS:
         raise StoryError(f"{where}.type is {shown(control.kind)}: use one of {', '.join(CONTROL_KINDS)}")
     image = control.image

@@ -153,10 +153,12 @@ def _character_list_entries(raw: list[Any], lines: dict[str, Any]) -> list[tuple
     entries = []
     for i, item in enumerate(raw):
         where = _at(lines, "characters", i)
-        if not isinstance(item, dict) or "name" not in item:
+        if not isinstance(item, dict):
             raise StoryError(
                 wrong_kind(f"characters: character {i + 1}", "a mapping with 'name' and 'description'", item), where
             )
+        if "name" not in item:
+            raise StoryError(f"characters: character {i + 1} has no 'name': give it one, e.g. name: Bob", where)
         extra = sorted(str(k) for k in item if k not in CHARACTER_KEYS)
         if extra:
             raise StoryError(
