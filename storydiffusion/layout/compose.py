@@ -18,7 +18,7 @@ from PIL import Image
 
 from ..atomic import write_json
 from ..images import image_size
-from ..run_manifest import read_manifest, run_folder_manifest, story_from_manifest
+from ..run_manifest import manifest_panels, read_manifest, run_folder_manifest, story_from_manifest
 from ..run_records import recorded_composition
 from ..run_targets import EXPORT_NAMES, compose_targets, refuse_foreign_targets
 from ..rundir import (
@@ -169,7 +169,9 @@ def compose_again(run_dir: str | os.PathLike) -> ComposeResult | None:
 
 
 def _read_story(run: Path) -> Story:
-    return story_from_manifest(read_manifest(run_folder_manifest(run, "compose", LayoutError)))
+    manifest = read_manifest(run_folder_manifest(run, "compose", LayoutError))
+    manifest_panels(manifest)  # a hand-edited panel entry is refused here as by evaluate and animate
+    return story_from_manifest(manifest)
 
 
 def _find_panels(run: Path, story: Story, warnings: list[str]) -> tuple[list[int], list[Path], list[tuple[int, int]]]:

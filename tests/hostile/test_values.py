@@ -222,7 +222,7 @@ PANEL_ENTRY_EDITS = {
 }
 
 
-@pytest.mark.parametrize("command", ["animate", "continue"])
+@pytest.mark.parametrize("command", ["animate", "continue", "compose"])
 @pytest.mark.parametrize("name", sorted(PANEL_ENTRY_EDITS))
 def test_hand_edited_panel_entries_never_point_a_reader_outside_the_run(name, command, tmp_path, capsys):
     """A panel entry names exactly the file this tool gave it, so no edit can make animate read another file."""
@@ -234,6 +234,7 @@ def test_hand_edited_panel_entries_never_point_a_reader_outside_the_run(name, co
     argv = {
         "animate": ["animate", str(run), "--from", "1", "--to", "2", "--model", "tiny"],
         "continue": ["generate", str(run / "story.json"), "--out", str(run), "--model", "tiny-sdxl", "--steps", "2"],
+        "compose": ["compose", str(run)],
     }[command]
     refused(capsys, argv, "story.json:", words)
     assert snapshot(tmp_path) == before
