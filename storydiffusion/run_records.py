@@ -4,6 +4,7 @@ is the user's, however its name looks."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -34,6 +35,25 @@ from .run_names import (
 from .structured import InputFileError, parse_json, read_text
 
 
+def file_digest(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes: a panel's record keeps it, so a file of that name the user has since
+    replaced with their own picture is theirs, not this tool's (never deleted or replaced by it)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def recorded_digests(run_dir: str | os.PathLike) -> dict[str, str]:
+    """The panel files ``story.json`` records with their SHA-256 (``panels/panel_001.png`` -> hex digest)."""
+    manifest = _read_json(Path(run_dir) / MANIFEST_NAME)
+    if manifest is None or manifest.get("format") != MANIFEST_FORMAT or not isinstance(manifest.get("panels"), list):
+        return {}
+    entries = [entry for entry in manifest["panels"] if isinstance(entry, dict)]
+    return {str(entry.get("file")): entry["sha256"] for entry in entries if "sha256" in entry}
+
+
 def written_files(run_dir: str | os.PathLike) -> list[Path]:
     """The files of ``run_dir`` that this tool wrote, as its own records name them.
 
@@ -45,11 +65,13 @@ def written_files(run_dir: str | os.PathLike) -> list[Path]:
     """
     run = Path(run_dir)
     names: list[str] = []
+    fingerprints: dict[str, Any] = {}
     manifest = _read_json(run / MANIFEST_NAME)
     if manifest is not None and manifest.get("format") == MANIFEST_FORMAT:
         names.append(MANIFEST_NAME)
         entries = [entry for entry in manifest.get("panels") or [] if isinstance(entry, dict)]
         names += [str(entry.get("file")) for entry in entries]
+        fingerprints = recorded_digests(run)
         names += [
             str(name) for entry in entries if isinstance(entry.get("masks"), dict) for name in entry["masks"].values()
         ]
@@ -77,6 +99,8 @@ def written_files(run_dir: str | os.PathLike) -> list[Path]:
     for name in dict.fromkeys(names):
         path = run / name
         if path.is_file() and not path.is_symlink() and path.resolve().is_relative_to(inside):
+            if name in fingerprints and file_digest(path) != fingerprints[name]:
+                continue  # the user's own picture under the panel's name (a record without a digest: by name)
             found.append(path)
     return found
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import StoryDiffusionError
+from .run_records import recorded_digests
 from .rundir import (
     BANK_NAME,
     EXPORT_FILES,
@@ -90,6 +91,11 @@ def refuse_foreign_targets(run_dir: str | os.PathLike, names: Iterable[str], fix
         path = foreign[0]
         kind = "a link" if path.is_symlink() else "a folder" if path.is_dir() else "a file"
         more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+        if kind == "a file" and path.relative_to(Path(run_dir)).as_posix() in recorded_digests(run_dir):
+            raise StoryDiffusionError(
+                f"{path} has changed since this tool wrote it (your own edit?){more}, and this run would replace "
+                f"it: move it out of the folder to keep it, or {fix}"
+            )
         raise StoryDiffusionError(
             f"{path} is {kind} this tool has no record of writing{more}, and this run may write a file of that "
             f"name: move it out of the folder, or {fix}"

@@ -49,6 +49,7 @@ from .run_names import (
 from .run_records import (
     _read_json,
     drawing_panels,
+    file_digest,
     recorded_exports,
     refuse_unreadable_records,
     unrecorded_files,
@@ -202,6 +203,7 @@ def build_manifest(
     complete: bool = True,
     earlier: list[dict[str, Any]] = (),
     drawing: Iterable[int] = (),
+    digests: dict[int, str] | None = None,
 ) -> dict[str, Any]:
     """Everything needed to reproduce the run: story, resolved settings, model, seeds, versions.
 
@@ -209,9 +211,10 @@ def build_manifest(
     True while a panel of the story is missing; ``earlier`` are panel entries of an earlier run of
     the same story that this run keeps. ``drawing`` (0-based) are the panels the run is drawing: those
     not recorded yet are listed, so a panel written just before a crash is known as this tool's.
+    ``digests`` (by 0-based panel): the SHA-256 of each panel file as written, kept in its entry.
     """
     spec = result.model
-    drawn = [_panel_entry(panel) for panel in result.panels]
+    drawn = [_panel_entry(panel, (digests or {}).get(panel.index)) for panel in result.panels]
     redrawn = {entry["panel"] for entry in drawn}
     panels = sorted([e for e in earlier if e.get("panel") not in redrawn] + drawn, key=lambda e: e["panel"])
     recorded = {entry.get("panel") for entry in panels}
@@ -243,10 +246,11 @@ def _face_model(result) -> str | None:
     return signature.get("face_model")
 
 
-def _panel_entry(panel) -> dict[str, Any]:
+def _panel_entry(panel, digest: str | None = None) -> dict[str, Any]:
     entry = {
         "panel": panel.index + 1,
         "file": f"{PANELS_DIR}/{panel_filename(panel.index)}",
+        **({"sha256": digest} if digest else {}),
         "seed": panel.seed,
         "prompt": panel.prompt,
         "negative_prompt": panel.negative_prompt,
@@ -284,6 +288,7 @@ class RunWriter:
         self.earlier, self.bank_file = list(earlier), bank_file
         self.drawing = None if drawing is None else sorted(set(drawing))
         self.result = None
+        self.digests: dict[int, str] = {}  # each panel file as this run wrote it (``build_manifest``)
 
     def start(self, result) -> None:
         from .run_targets import refuse_foreign_targets, story_targets
@@ -300,17 +305,19 @@ class RunWriter:
 
     def panel(self, panel) -> None:
         with interrupts_deferred():  # the panel and the manifest listing it, or neither
-            save_panel(panel, self.out)
+            self.digests[panel.index] = file_digest(save_panel(panel, self.out))
             self._write(complete=False)
 
     def record(self, panel) -> None:
         """A panel already written into this folder (``distributed``: by the process that drew it, this one
         or another): the manifest now lists it."""
-        if not (self.out / PANELS_DIR / panel_filename(panel.index)).is_file():
+        path = self.out / PANELS_DIR / panel_filename(panel.index)
+        if not path.is_file():
             raise StoryDiffusionError(
                 f"panel {panel.index + 1} is not in {self.out / PANELS_DIR}, so it cannot be recorded: "
                 "run the same command again to draw it"
             )
+        self.digests[panel.index] = file_digest(path)
         self._write(complete=False)
 
     def finish(self, result, save_bank: bool = False) -> Path:
@@ -324,7 +331,12 @@ class RunWriter:
     def _write(self, complete: bool) -> Path:
         manifest = self.out / MANIFEST_NAME
         record = build_manifest(
-            self.result, self.bank_file, complete=complete, earlier=self.earlier, drawing=self.drawing or ()
+            self.result,
+            self.bank_file,
+            complete=complete,
+            earlier=self.earlier,
+            drawing=self.drawing or (),
+            digests=self.digests,
         )
         write_json(manifest, record)
         return manifest

@@ -227,3 +227,21 @@ def test_a_run_with_other_settings_is_refused_naming_the_setting_and_both_values
     err = capsys.readouterr().err
     assert "holds an unfinished run with other settings (guidance" in err and "there, 7.5 now)" in err, err
     assert files(out) == finished
+
+
+@pytest.mark.parametrize("again", [["--overwrite"], ["--panels", "2"]])
+def test_a_panel_the_user_replaced_with_their_own_picture_is_theirs(again, story, tmp_path, capsys):
+    """Its record keeps the SHA-256 of the file as written: the same name with other bytes is the user's edit,
+    which no later run deletes or replaces, while compose still letters it into the pages."""
+    out = tmp_path / "out"
+    assert main(["generate", str(story), "--out", str(out), *FAST]) == 0
+    assert all(len(entry["sha256"]) == 64 for entry in manifest(out)["panels"])
+    Image.new("RGB", (64, 64), "red").save(out / "panels" / "panel_002.png")  # touched up by hand
+    before = files(out)
+    capsys.readouterr()
+    assert main(["generate", str(story), "--out", str(out), *FAST, *again]) == 2
+    err = capsys.readouterr().err
+    assert "panel_002.png has changed since this tool wrote it" in err and "move it out of the folder" in err, err
+    assert files(out) == before
+    assert main(["compose", str(out), "--layout", "grid"]) == 0  # the edit is typeset, as it is
+    assert files(out)["panels/panel_002.png"] == before["panels/panel_002.png"]
