@@ -284,6 +284,10 @@ def test_example_details():
         ("negative_prompt: [ugly]", ["negative_prompt must be text, not a list (['ugly'])"], 3),
         ("settings: []", ["settings must be a mapping", "[]"], 3),
         ("title: {a: 1}", ["title must be text, not a mapping ({'a': 1})"], 3),
+        ("settings:\n  steps: 4\n  guidance: 5\n  width: 65", ["settings.width must be a multiple of 8"], 6),
+        ("settings:\n  steps: 4\n  sampling_rate: {12: 2}", ["settings.sampling_rate.12 must be between"], 5),
+        ("settings:\n  steps: 4\n  colour: red", ["settings: unknown setting(s) colour"], 5),
+        ("settings:\n  seed: 4\n  seeds: -1", ["settings: unknown setting(s) seeds"], 5),
     ],
 )
 def test_top_level_values_name_their_key_path_value_and_line(tmp_path, body, words, line):

@@ -96,4 +96,8 @@ def yaml_lines(text: str) -> dict[str, Any]:
             found["characters"] = [item.start_mark.line + 1 for item in value.value]
         elif key.value == "characters" and isinstance(value, yaml.MappingNode):
             found["characters"] = [k.start_mark.line + 1 for k, _ in value.value]
+        elif key.value == "settings" and isinstance(value, yaml.MappingNode):
+            found["settings"] = {
+                k.value: k.start_mark.line + 1 for k, _ in value.value if isinstance(k, yaml.ScalarNode)
+            }
     return found

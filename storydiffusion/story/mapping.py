@@ -9,6 +9,7 @@ names the value's place in the file the same way: a key path such as ``settings.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ def story_from_mapping(data: dict[str, Any], lines: dict[str, Any], base: Path |
             key_lines.get(unknown[0]),
         )
     title = _text(data.get("title", DEFAULT_TITLE), "title", key_lines.get("title"))
-    settings = _settings_from(data, key_lines)
+    settings = _settings_from(data, key_lines, lines.get("settings", {}))
     characters = _characters_from(data.get("characters"), lines, key_lines.get("characters"), base)
     panels = _panels_from(data.get("panels"), characters, lines, key_lines.get("panels"), base)
     identity = _identity_from(data.get("identity_panels"), characters, key_lines.get("identity_panels"))
@@ -82,13 +83,23 @@ def _at(lines: dict[str, Any], group: str, i: int) -> int | None:
     return items[i] if i < len(items) else None
 
 
-def _settings_from(data: dict[str, Any], key_lines: dict[str, int]) -> GenerationSettings:
-    """The ``settings`` mapping, then the settings a story may also give at the top level."""
+def _settings_from(
+    data: dict[str, Any], key_lines: dict[str, int], setting_lines: dict[str, int]
+) -> GenerationSettings:
+    """The ``settings`` mapping, then the settings a story may also give at the top level. An error points
+    at the line of the setting it names (``settings.width must be ...``), else at ``settings:``'s."""
     raw = data.get("settings")
     try:
         settings = GenerationSettings.from_dict({} if raw is None else raw, where="settings")
     except SettingsError as exc:
-        raise StoryError(str(exc), key_lines.get("settings")) from None
+        message = str(exc)
+        unknown = re.match(r"settings: unknown setting\(s\) ([^,;]+)", message)
+        named = [
+            line
+            for key, line in setting_lines.items()
+            if re.match(rf"settings\.{re.escape(key)}[ .]", message) or (unknown and unknown.group(1) == key)
+        ]
+        raise StoryError(message, named[0] if named else key_lines.get("settings")) from None
     for name in _TOP_LEVEL_SETTINGS:
         if name in data:
             if isinstance(raw, dict) and name in raw:
