@@ -9,12 +9,13 @@ from .cli_checks import check_bank_flags, check_model_flag, generation_settings
 
 def run_plan(args: argparse.Namespace) -> int:
     """Print the predicted memory of each phase; with --vram/--ram, the settings that fit (exit 2 if none)."""
-    from .cli_generate import _load_story_and_model
+    from .cli_generate import _load_story_and_model, check_story_images
     from .cli_output import quiet_model_libraries
 
     check_model_flag(args.model)
     check_bank_flags(args)
     story, manifest_model = _load_story_and_model(args.story)
+    check_story_images(story)  # a photo or pose generate would refuse is refused here too, by the same words
     settings = generation_settings(story.settings, args)
     from .memory_plan import MemoryPlanner, fit_budget, format_fit, format_plan, nothing_fits  # torch: after the checks
 

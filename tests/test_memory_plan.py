@@ -173,6 +173,28 @@ def test_plan_command_refuses_a_size_without_unit(tmp_path, capsys, flag):
     assert f"argument {flag}: expected a size such as 12GB" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("lines", "said"),
+    [
+        (
+            "characters:\n  - {name: Bob, description: a man, reference: gone.png}\npanels: ['[Bob] walks']\n",
+            "gone.png",
+        ),
+        (
+            "characters: {Bob: a man}\npanels:\n  - {prompt: '[Bob] walks', control: {type: canny, image: notes.txt}}\n",
+            "notes.txt",
+        ),
+    ],
+)
+def test_plan_refuses_the_photos_and_poses_generate_would_refuse(lines, said, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("not a picture", encoding="utf-8")
+    path = tmp_path / "story.yaml"
+    path.write_text(lines, encoding="utf-8")
+    assert main(["plan", str(path), "--model", "tiny-sd15"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and said in err and "Traceback" not in err
+
+
 def test_peak_of_a_read_batch_with_its_projection_cache_within_15_percent(tiny_sdxl):
     """Bob's 3 identity images in the bank, then 4 panels reading it on the CPU: the bank, the run's cache
     of projected keys and values (twice the bank) and the UNet's activations, as the plan predicts."""
