@@ -105,3 +105,12 @@ def test_names_that_differ_only_in_unicode_form_or_case_are_one_character(first,
 def test_the_no_character_tag_is_no_name_in_any_form(name):
     with pytest.raises(StoryError, match="NC is reserved"):
         Story.from_dict({"characters": {name: "a robot"}, "panels": [f"[{name}] waves"]})
+
+
+@pytest.mark.parametrize("name", ["\u0301", "-Bob", "'Bob", "_x"])
+def test_a_name_starts_with_a_letter_or_a_digit(name):
+    """A lone combining accent would be an invisible name; punctuation first reads as a typo."""
+    from storydiffusion.story import story_from_text
+
+    with pytest.raises(StoryError, match="must start with a letter or a digit"):
+        story_from_text(f"[{name}] a man", f"[{name}] walks")
