@@ -58,10 +58,11 @@ def _rate(text: str) -> float | dict[int, float]:
 
 
 def _panel_list(text: str) -> list[int]:
-    try:
-        return [int(part) - 1 for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 1-based panel numbers such as 2,5, got {shown(text)}") from None
+    """``2,5`` -> [1, 4]: ASCII digits only (``int`` would also take '٣' and ' +2'), no empty item (``1,,2``)."""
+    parts = [part.strip() for part in text.split(",")]
+    if not all(plain_digits(part) and len(part) <= 9 for part in parts):
+        raise argparse.ArgumentTypeError(f"expected 1-based panel numbers such as 2,5, got {shown(text)}")
+    return [int(part) - 1 for part in parts]
 
 
 def _allowed(name: str, text: str = "") -> str:

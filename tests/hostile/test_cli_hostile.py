@@ -256,6 +256,8 @@ def test_numbers_where_text_belongs_and_unknown_names_are_refused_by_key(text, w
         (["--sampling-rate=-1:0.5"], ["argument --sampling-rate", "factors 0..1024", "'-1:0.5'"]),
         (["--sampling-rate", "1:nan"], ["--sampling-rate 1: must be between 0 and 1", "got nan"]),
         (["--panels", "a"], ["argument --panels", "'a'"]),
+        (["--panels", "1,,2"], ["argument --panels", "'1,,2'"]),
+        (["--panels", "\u0663"], ["argument --panels", "such as 2,5"]),
         (["--mode", "sideways"], ["argument --mode", "'sideways'", "identity"]),
         (["--seed", "-inf"], ["argument --seed: expected one argument", "--seed="]),
         (["--bogus"], ["unrecognized arguments: --bogus"]),
