@@ -49,32 +49,23 @@ def stream_generation(run: Callable[..., StoryResult], cancel: threading.Event, 
 
     If the consumer stops iterating (a closed browser tab), the run is cancelled so the GPU is freed.
     """
-    events: queue.Queue[Event] = queue.Queue()
 
-    def work() -> None:
+    def work(put: Callable[[Event], None]) -> None:
         try:
-            result = run(
-                callback=lambda progress: events.put(StepDone(progress)),
-                on_panel=lambda panel: events.put(PanelDone(panel)),
-                cancel=cancel,
-                **kwargs,
+            put(
+                RunFinished(
+                    run(
+                        callback=lambda progress: put(StepDone(progress)),
+                        on_panel=lambda panel: put(PanelDone(panel)),
+                        cancel=cancel,
+                        **kwargs,
+                    )
+                )
             )
-            events.put(RunFinished(result))
         except BaseException as error:  # handed to the consumer, who decides how to show it
-            events.put(RunFailed(error))
+            put(RunFailed(error))
 
-    worker = threading.Thread(target=work, name="storydiffusion-run", daemon=True)
-    worker.start()
-    try:
-        while True:
-            event = events.get()
-            yield event
-            if isinstance(event, (RunFinished, RunFailed)):
-                return
-    finally:
-        if worker.is_alive():
-            cancel.set()
-            worker.join()
+    yield from _events_of(work, "storydiffusion-run", stop=cancel.set)
 
 
 def stream_call(
@@ -88,23 +79,30 @@ def stream_call(
     the call to end after its current step, and closing waits for that, so the device is free once the
     stream is closed.
     """
-    events: queue.Queue[StepDone | CallFinished | RunFailed] = queue.Queue()
 
-    def work() -> None:
+    def work(put: Callable[[Any], None]) -> None:
         try:
-            events.put(CallFinished(call(lambda step: events.put(StepDone(step)))))
+            put(CallFinished(call(lambda step: put(StepDone(step)))))
         except BaseException as error:  # raised again in the consumer's thread
-            events.put(RunFailed(error))
+            put(RunFailed(error))
 
-    worker = threading.Thread(target=work, name="storydiffusion-call", daemon=True)
+    for event in _events_of(work, "storydiffusion-call", stop=stop):
+        if isinstance(event, RunFailed):
+            raise event.error
+        yield event
+
+
+def _events_of(work: Callable[[Callable[[Any], None]], None], name: str, stop: Callable[[], Any]) -> Iterator[Any]:
+    """Run ``work(put)`` in a thread and yield what it puts, up to its last event (finished or failed); a
+    consumer that stops early calls ``stop()`` and waits for the thread, so nothing runs on once it is closed."""
+    events: queue.Queue = queue.Queue()
+    worker = threading.Thread(target=work, args=(events.put,), name=name, daemon=True)
     worker.start()
     try:
         while True:
             event = events.get()
-            if isinstance(event, RunFailed):
-                raise event.error
             yield event
-            if isinstance(event, CallFinished):
+            if isinstance(event, (RunFinished, RunFailed, CallFinished)):
                 return
     finally:
         if worker.is_alive():

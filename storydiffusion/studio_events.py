@@ -38,6 +38,16 @@ except ImportError:
         return function
 
 
+def page_closed(request: gr.Request | None) -> bool:
+    """Whether the browser tab that asked for a run has gone: Gradio marks its session closed when the
+    page's heartbeat ends. A tab closed before its run even started leaves no other trace (the run's event
+    never had a client to lose), so each step asks this too. False for API clients and direct calls."""
+    try:
+        return bool(request.request.app.state_holder.session_data[request.session_hash].is_closed)
+    except (AttributeError, KeyError, TypeError):
+        return False
+
+
 def unchanged(outputs: int) -> tuple:
     """What a run yields between two steps: nothing changes on the page, but Gradio learns whether the
     page is still there (it stops iterating once its tab is closed)."""
@@ -124,7 +134,18 @@ def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> Any:
     inputs, results, editing = studio.inputs, studio.results, studio.editing
 
     @gpu_task
-    def regenerate_panel(state, number, prompt, caption, seed, model, layout, story_box, progress=gr.Progress()):
+    def regenerate_panel(
+        state,
+        number,
+        prompt,
+        caption,
+        seed,
+        model,
+        layout,
+        story_box,
+        request: gr.Request = None,
+        progress=gr.Progress(),
+    ):
         """Redraw one panel (the seed given, or a new one) and write its prompt and caption back to the
         Story box, so that later re-typesetting reads the story as it now is."""
         session, number = session_of(state), text.panel_number_from_ui(number)
@@ -151,6 +172,8 @@ def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> Any:
                 for event in redraw:
                     if isinstance(event, StepDone):
                         progress(event.progress.fraction, desc=run_status.step_message(event.progress))
+                        if page_closed(request):
+                            session.stop()
                         yield unchanged(9)  # a tab closed meanwhile ends the redraw here (stream_call)
                     else:
                         panel = event.value
@@ -343,7 +366,7 @@ def wire_animate(studio: Studio, pool: ModelPool, door: gr.Button) -> None:
     tab = studio.animate
 
     @gpu_task
-    def animate(state, from_panel, to_panel, frames, fps, progress=gr.Progress()):
+    def animate(state, from_panel, to_panel, frames, fps, request: gr.Request = None, progress=gr.Progress()):
         start = text.panel_number_from_ui(from_panel, "From panel")
         end = text.panel_number_from_ui(to_panel, "To panel")
         frames, fps = text.setting_value("frames", frames), text.setting_value("fps", fps)
@@ -356,6 +379,8 @@ def wire_animate(studio: Studio, pool: ModelPool, door: gr.Button) -> None:
             for event in clip:
                 if isinstance(event, StepDone):
                     progress(*run_status.animation_progress(event.progress.step, event.progress.steps))
+                    if page_closed(request):
+                        session.stop()
                     yield unchanged(3)  # a tab closed meanwhile ends the clip here (stream_call)
                 else:
                     result = event.value
