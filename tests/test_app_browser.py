@@ -456,18 +456,23 @@ def test_a_saved_project_loads_in_another_users_session_on_a_phone(page, browser
         other.context.close()
 
 
+def start_a_long_run(page, panels: int, steps: int) -> None:
+    """Mia running in ``panels`` panels of ``steps`` steps each; returns once the run is under way (Stop on)."""
+    page.fill("#characters textarea", "[Mia] a girl in a red dress")
+    page.fill("#story textarea", "\n".join(["[Mia] runs"] * panels))
+    open_advanced(page)
+    box = page.locator("#steps input[type=number]")
+    box.fill(str(steps))
+    box.press("Enter")
+    page.click("#generate")
+    page.wait_for_function("!document.querySelector('#stop')?.disabled", timeout=90_000)
+
+
 def test_stop_before_the_first_panel_ends_calmly_and_the_buttons_follow_the_run(page):
     """Generate is off and Stop on only while a run goes; stopping at once leaves no error anywhere."""
     assert page.locator("#stop").is_disabled()
     assert not page.locator("#pdf").is_visible() and not page.locator("#project").is_visible()  # nothing yet
-    page.fill("#characters textarea", "[Mia] a girl in a red dress")
-    page.fill("#story textarea", "\n".join(["[Mia] runs"] * 6))
-    open_advanced(page)
-    steps = page.locator("#steps input[type=number]")
-    steps.fill("40")
-    steps.press("Enter")
-    page.click("#generate")
-    page.wait_for_function("!document.querySelector('#stop')?.disabled", timeout=90_000)
+    start_a_long_run(page, panels=6, steps=40)
     assert page.locator("#generate").is_disabled()
     page.get_by_text("Change one panel or the lettering").click()  # nothing to redraw or typeset while it draws
     assert page.locator("#regenerate").is_disabled() and page.locator("#retypeset").is_disabled()
@@ -485,14 +490,7 @@ def test_stop_before_the_first_panel_ends_calmly_and_the_buttons_follow_the_run(
 def test_a_closed_tab_ends_its_run_so_the_next_user_is_not_kept_waiting(browser, studio_url):
     """Its run (minutes of work) stops between two steps once the tab is gone, freeing the one device."""
     first = open_studio(browser, studio_url)
-    first.fill("#characters textarea", "[Mia] a girl in a red dress")
-    first.fill("#story textarea", "\n".join(["[Mia] runs"] * 30))
-    open_advanced(first)
-    steps = first.locator("#steps input[type=number]")
-    steps.fill("1000")
-    steps.press("Enter")
-    first.click("#generate")
-    first.wait_for_function("!document.querySelector('#stop')?.disabled", timeout=90_000)
+    start_a_long_run(first, panels=30, steps=1000)
     first.context.close()
     other = open_studio(browser, studio_url, width=390, height=844)
     try:
@@ -763,15 +761,20 @@ def test_photos_poses_places_and_subject_consistency_from_the_page(page, tmp_pat
     assert problems == []
 
 
-def test_a_photo_named_after_nobody_is_refused_on_the_status_line(page, tmp_path):
-    stranger = tmp_path / "Zed.png"
-    Image.new("RGB", (48, 64), "orange").save(stranger)
+def generate_with_a_photo(page, photo) -> None:
+    """The test story with ``photo`` uploaded as a reference photo; returns once the status names the file."""
     page.fill("#characters textarea", CHARACTERS)
     page.fill("#story textarea", STORY)
     page.get_by_text("Reference photos and poses", exact=True).click()
-    page.set_input_files("#reference-photos input[type=file]", str(stranger))
+    page.set_input_files("#reference-photos input[type=file]", str(photo))
     page.click("#generate")
-    page.wait_for_function("document.querySelector('#status')?.innerText.includes('Zed.png')", timeout=90_000)
+    page.wait_for_function(f"document.querySelector('#status')?.innerText.includes('{photo.name}')", timeout=90_000)
+
+
+def test_a_photo_named_after_nobody_is_refused_on_the_status_line(page, tmp_path):
+    stranger = tmp_path / "Zed.png"
+    Image.new("RGB", (48, 64), "orange").save(stranger)
+    generate_with_a_photo(page, stranger)
     assert "names no character of the story" in status_line(page)
     assert page.locator("#panels img").count() == 0
 
@@ -790,12 +793,7 @@ def test_a_file_of_the_wrong_kind_is_named_on_its_own_line_never_a_bare_error_ba
     assert not page.locator(".toast-body").count() and "Error" not in page.inner_text("#upload")
     page.locator("#upload button[aria-label='Clear']").click()  # an emptied box says nothing of what it held
     page.wait_for_function("!document.querySelector('#project-status')?.innerText.trim()", timeout=10_000)
-    page.fill("#characters textarea", CHARACTERS)
-    page.fill("#story textarea", STORY)
-    page.get_by_text("Reference photos and poses", exact=True).click()
-    page.set_input_files("#reference-photos input[type=file]", str(notes))
-    page.click("#generate")
-    page.wait_for_function("document.querySelector('#status')?.innerText.includes('Mia.txt')", timeout=90_000)
+    generate_with_a_photo(page, notes)
     assert "⚠" in status_line(page) and not page.locator(".toast-body").count()
     assert "Error" not in page.inner_text("#reference-photos")
 
