@@ -47,8 +47,10 @@ def check_name(raw: str, line: int | None) -> str:
         )
     if is_no_character(name):  # in any case and Unicode form (full-width ＮＣ too), as tags are matched
         raise StoryError("NC is reserved for panels without characters: choose another character name", line)
-    if unicodedata.category(name[0])[0] not in "LN":  # a lone accent (U+0301) is no name anyone can see
-        raise StoryError(f"character name {name!r} must start with a letter or a digit", line)
+    if unicodedata.category(name[0]).startswith("M"):  # a lone accent (U+0301) is no name anyone can see
+        raise StoryError(
+            f"character name {name!r} starts with a combining mark: write the letter it belongs to first", line
+        )
     for ch in name:
         if ch not in _NAME_PUNCTUATION and unicodedata.category(ch)[0] not in "LMN":
             raise StoryError(

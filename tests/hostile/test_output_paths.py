@@ -65,7 +65,8 @@ def test_out_of_memory_while_reading_input_is_not_blamed_on_the_model(story, tmp
 
 
 @pytest.mark.parametrize(
-    "value, expected", [("9", "--panels 9 does not exist"), ("0", "--panels 0 does not exist"), (",", "names no panel")]
+    "value, expected",
+    [("9", "--panels 9 does not exist"), ("0", "--panels 0 does not exist"), (",", "panel numbers such as 2,5")],
 )
 def test_panel_numbers_outside_the_story_are_refused_before_the_folder_changes(
     story, tmp_path, capsys, value, expected
