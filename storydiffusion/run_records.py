@@ -47,7 +47,10 @@ def file_digest(path: str | os.PathLike) -> str:
 
 def recorded_digests(run_dir: str | os.PathLike) -> dict[str, str]:
     """The panel files ``story.json`` records with their SHA-256 (``panels/panel_001.png`` -> hex digest)."""
-    manifest = _read_json(Path(run_dir) / MANIFEST_NAME)
+    return _digests_in(_read_json(Path(run_dir) / MANIFEST_NAME))
+
+
+def _digests_in(manifest: dict[str, Any] | None) -> dict[str, str]:
     if manifest is None or manifest.get("format") != MANIFEST_FORMAT or not isinstance(manifest.get("panels"), list):
         return {}
     entries = [entry for entry in manifest["panels"] if isinstance(entry, dict)]
@@ -71,7 +74,7 @@ def written_files(run_dir: str | os.PathLike) -> list[Path]:
         names.append(MANIFEST_NAME)
         entries = [entry for entry in manifest.get("panels") or [] if isinstance(entry, dict)]
         names += [str(entry.get("file")) for entry in entries]
-        fingerprints = recorded_digests(run)
+        fingerprints = _digests_in(manifest)  # the manifest just read, not read again
         names += [
             str(name) for entry in entries if isinstance(entry.get("masks"), dict) for name in entry["masks"].values()
         ]
