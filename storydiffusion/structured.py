@@ -55,6 +55,8 @@ _DEPTH_UP = (
 _YAML_INT = "tag:yaml.org,2002:int"
 _DEPTH_DOWN = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
 _JSON_STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.S)
+# A JSON string (with the colon after it when it is an object's key) or a bracket.
+_JSON_KEY_OR_BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"(?:\s*:)?|[\[\]{}]', re.S)
 
 
 class _CoreSchemaLoader(yaml.SafeLoader):
@@ -190,6 +192,8 @@ def parse_json(text: str, name: str) -> Any:
             depth -= 1
     try:
         data = json.loads(text, object_pairs_hook=_unique_keys(name), parse_int=_bounded_int(name))
+    except _DuplicateKey as error:
+        raise InputFileError(error.message, _line_of_second_key(text, error.key)) from None
     except json.JSONDecodeError as error:
         raise InputFileError(f"{name} is not valid JSON: {error.msg} (column {error.colno})", error.lineno) from None
     except RecursionError:
@@ -342,12 +346,38 @@ def _check_unique_yaml_keys(node: yaml.MappingNode, name: str) -> None:
             seen.add((key.tag, key.value))
 
 
+class _DuplicateKey(InputFileError):
+    """A key given twice in one JSON object; ``json`` does not say where, so the key is kept to find it."""
+
+    def __init__(self, name: str, key: str):
+        super().__init__(f"{name} has the key {key!r} twice in one object: keep only one")
+        self.key = key
+
+
+def _line_of_second_key(text: str, key: str) -> int | None:
+    """The 1-based line where ``key`` comes a second time within one object of the JSON ``text``."""
+    objects: list[set[str] | None] = []  # the keys seen so far in each open object (None: an array)
+    for match in _JSON_KEY_OR_BRACKET.finditer(text):
+        token = match.group()
+        if token in ("{", "["):
+            objects.append(set() if token == "{" else None)
+        elif token in ("}", "]"):
+            if objects:
+                objects.pop()
+        elif token.endswith(":") and objects and objects[-1] is not None:
+            seen = json.loads(token[:-1].rstrip())
+            if seen == key and seen in objects[-1]:
+                return text.count("\n", 0, match.start()) + 1
+            objects[-1].add(seen)
+    return None
+
+
 def _unique_keys(name: str):
     def pairs_to_dict(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         result: dict[str, Any] = {}
         for key, value in pairs:
             if key in result:
-                raise InputFileError(f"{name} has the key {key!r} twice in one object: keep only one")
+                raise _DuplicateKey(name, key)
             result[key] = value
         return result
 

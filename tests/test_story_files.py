@@ -168,6 +168,46 @@ def test_json_syntax_error(tmp_path):
     assert_message(err, "not valid JSON", line=3)
 
 
+@pytest.mark.parametrize(
+    ("body", "words", "line"),
+    [
+        (
+            'characters:\n  Bob: a\npanels:\n  - "[Bob] x"\n  - "[Bob] y"\nidentity_panels:\n  Bob: [5]\n',
+            ["identity_panels.Bob: panel 5 does not exist", "2 panels"],
+            6,
+        ),
+        (
+            'characters: {Bob: a}\npanels:\n  - "[NC] x"\n  - "[Bob] y"\nidentity_panels: {Bob: 1}\n',
+            ["panel 1 does not show Bob"],
+            5,
+        ),
+        (
+            'characters: {Bob: a, Ann: b}\npanels:\n  - "[Bob] x"\n  - prompt: "[Bob] and [Ann] y"\n'
+            "    regions: {Bob: left, Ann: [0, 0, 2, 1]}\n",
+            ["panel 2: regions.Ann is [0, 0, 2, 1]", "a box is"],
+            4,
+        ),
+        (
+            'characters: {Bob: a, Ann: b}\npanels:\n  - "[Bob] and [Ann] x"\nidentity_panels:\n  Bob: 1\n  Ann: 1\n',
+            ["identity_panels: panel 1 is listed for both Bob and Ann"],
+            4,
+        ),
+    ],
+)
+def test_checks_of_the_whole_story_point_at_the_line_they_name(tmp_path, body, words, line):
+    assert_message(error(load_story, write(tmp_path, "s.yaml", body)), *words, line=line)
+
+
+def test_json_errors_point_into_the_file_like_yaml_ones(tmp_path):
+    """Panels, settings and a key given twice are found on their line, tabs and escapes included."""
+    text = '{\n\t"characters": {"Bob": "a \\u00e9 man"},\n\t"panels": [\n\t\t"[Bob] ok",\n\t\t"[Carol] sings"\n\t]\n}\n'
+    assert_message(error(load_story, write(tmp_path, "p.json", text)), "panel 2", "[Carol]", line=5)
+    text = '{\n  "characters": {"Bob": "a"},\n  "panels": ["[Bob] ok"],\n  "settings": {\n    "steps": 0\n  }\n}\n'
+    assert_message(error(load_story, write(tmp_path, "s.json", text)), "settings.steps", line=5)
+    text = '{\n  "characters": {"Bob": "a", "x\\"": {}},\n  "panels": [{"seed": 1}, {"seed": 2}],\n  "panels": []\n}\n'
+    assert_message(error(load_story, write(tmp_path, "d.json", text)), "'panels' twice", line=4)
+
+
 def test_file_problems(tmp_path):
     assert "does not exist" in str(error(load_story, tmp_path / "missing.yaml"))
     assert ".yaml, .yml or .json" in str(error(load_story, write(tmp_path, "s.txt", "x")))
@@ -211,7 +251,10 @@ def test_file_no_panels(tmp_path):
         ("characters: {Bob: a}\npanels: [x]\nidentity_panels: {Al: [1]}", ["unknown character", "Bob"]),
         ("characters: {Bob: a}\npanels: [x]\nidentity_panels: {Bob: [0]}", ["starting at 1"]),
         ("characters: {Bob: a}\npanels: [x]\nidentity_panels: {Bob: one}", ["list of panel numbers"]),
-        ("characters: {Bob: a}\npanels: [x]\nidentity_panels: {Bob: [2]}", ["panel 2 does not exist", "1 panels"]),
+        (
+            "characters: {Bob: a}\npanels: [x]\nidentity_panels: {Bob: [2]}",
+            ["panel 2 does not exist", "the story has 1 panel"],
+        ),
         ("characters: {Bob: a}\npanels: ['[NC] x']\nidentity_panels: {Bob: [1]}", ["panel 1 does not show Bob"]),
         ("characters: {Bob: a}\npanels: [x]\nidentity_panels: {Bob: []}", ["is empty"]),
         ("characters: {Bob: a}\npanels: [x, y]\nidentity_panels: {Bob: [1, 1]}", ["twice"]),

@@ -27,7 +27,9 @@ def load_story(path: str | os.PathLike[str]) -> Story:
     if not text.strip():  # JSON would call it invalid; it is empty, whatever its suffix
         raise StoryError(f"{path.name} is empty: a story file needs at least 'characters' and 'panels'")
     if suffix == ".json":
-        data, lines = _parse_json(text, path.name), {}
+        # JSON's lines are found the same way: YAML reads JSON, once its tabs (whitespace between tokens,
+        # never inside a JSON string) are spaces.
+        data, lines = _parse_json(text, path.name), yaml_lines(text.replace("\t", " "))
     else:
         data, lines = _parse_yaml(text, path.name), yaml_lines(text)
     if data is None:

@@ -1,7 +1,7 @@
 """The story file format as a mapping (what YAML or JSON gives) -> a validated :class:`Story`.
 
 ``lines`` maps parts of the mapping to the lines of the file they came from (see ``files.yaml_lines``),
-so an error can point into the file; it is empty for JSON and for ``Story.from_dict``. Every message
+so an error can point into the file (a YAML or JSON file); it is empty for ``Story.from_dict``. Every message
 names the value's place in the file the same way: a key path such as ``settings.sampling_rate.2`` or
 ``characters.Bob.description``, and ``panel 3: seed`` inside the (1-based) third panel.
 """
@@ -65,8 +65,26 @@ def story_from_mapping(data: dict[str, Any], lines: dict[str, Any], base: Path |
         settings=settings,
         identity_panels=identity,
     )
-    validate_story(story)
+    try:
+        validate_story(story)
+    except StoryError as error:
+        if type(error) is not StoryError or error.line is not None:
+            raise
+        message = str(error)
+        raise StoryError(message, _line_of_place(message, lines)) from None
     return story
+
+
+def _line_of_place(message: str, lines: dict[str, Any]) -> int | None:
+    """The file line of the place a whole-story check names first in its ``message`` (``panel 3: ...``,
+    ``identity_panels.Bob ...``, ``settings.steps ...``): those checks see the story, not the file."""
+    key_lines = lines.get("keys", {})
+    if panel := re.match(r"panel (\d+)\b", message):
+        return _at(lines, "panels", int(panel.group(1)) - 1)
+    if setting := re.match(r"settings\.(\w+)", message):
+        return lines.get("settings", {}).get(setting.group(1), key_lines.get("settings"))
+    top = re.match(r"\w+", message)
+    return key_lines.get(top.group()) if top else None
 
 
 def _text(value: Any, path: str, line: int | None) -> str:
@@ -271,7 +289,10 @@ def _regions_from(
             )
         if canonical in regions:
             raise StoryError(f"{label}: regions places {canonical} twice", line)
-        region = region_from_value(value, f"{label}: regions.{name}")
+        try:
+            region = region_from_value(value, f"{label}: regions.{name}")
+        except StoryError as error:
+            raise StoryError(str(error), line) from None
         if region.prompt is not None:
             check_brackets(region.prompt, label, line)
             if "[" in region.prompt:

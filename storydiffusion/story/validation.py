@@ -328,7 +328,7 @@ def _validate_identity_panels(story: Story) -> None:
             _validate_identity_index(story, name, index, label)
             if index in owner:
                 raise StoryError(
-                    f"panel {index + 1} is in the identity_panels of both {owner[index]} and {name}: "
+                    f"identity_panels: panel {index + 1} is listed for both {owner[index]} and {name}: "
                     "give each character its own identity panels"
                 )
             owner[index] = name
@@ -338,6 +338,7 @@ def _validate_identity_index(story: Story, name: str, index: Any, label: str) ->
     count = len(story.panels)
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < count:
         shown = index + 1 if isinstance(index, int) and not isinstance(index, bool) else index
-        raise StoryError(f"{label}: panel {shown} does not exist; the story has {count} panels, numbered from 1")
+        panels = "1 panel" if count == 1 else f"{count} panels, numbered from 1"
+        raise StoryError(f"{label}: panel {shown} does not exist; the story has {panels}")
     if name not in story.panels[index].characters:
         raise StoryError(f"{label}: panel {index + 1} does not show {name}: pick panels tagged [{name}]")
