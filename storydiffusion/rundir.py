@@ -11,6 +11,7 @@ writes the folder, every file through :mod:`storydiffusion.atomic`. Reading the 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import platform
 import tempfile
@@ -145,12 +146,15 @@ def check_output_path(out: Path, flag: str = "--out") -> None:
     if existing is None:
         return
     if not existing.is_dir():
-        raise StoryDiffusionError(f"{existing} is a file, not a folder: choose another {flag}")
+        kind = "a file" if existing.is_file() else "a device or other special file"
+        raise StoryDiffusionError(f"{existing} is {kind}, not a folder: choose another {flag}")
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".storydiffusion-check-", dir=existing))
     except OSError as error:
+        # A system folder such as /proc answers "No such file or directory" for a folder it will not make.
+        reason = "it takes no new folders" if error.errno == errno.ENOENT else (error.strerror or str(error))
         raise StoryDiffusionError(
-            f"cannot write in {existing} ({error.strerror or error}): choose another {flag}, or a folder you may write to"
+            f"cannot write in {existing} ({reason}): choose another {flag}, or a folder you may write to"
         ) from None
 
 

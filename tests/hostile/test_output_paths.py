@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from storydiffusion.cli import main
@@ -30,6 +32,14 @@ def test_a_file_in_the_way_of_the_folder_is_named(story, tmp_path, capsys):
     assert f"{blocker} is a file, not a folder" in run(story, blocker / "out", capsys)
     assert f"{blocker} is a file, not a folder" in run(story, blocker, capsys, "--overwrite")
     assert blocker.read_text() == "mine"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self") or not os.path.exists("/dev/null"), reason="needs Linux")
+def test_system_folders_and_devices_are_refused_for_what_they_are(story, capsys):
+    """/proc answers "No such file or directory" for a folder it will not make: that is not the reason."""
+    err = run(story, "/proc/storydiffusion-out", capsys)
+    assert "cannot write in /proc (" in err and "No such file" not in err  # root: no new folders; others: permission
+    assert "/dev/null is a device or other special file, not a folder" in run(story, "/dev/null/out", capsys)
 
 
 def test_a_file_named_panels_inside_the_folder_is_named(story, tmp_path, capsys):
