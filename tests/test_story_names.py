@@ -27,6 +27,12 @@ def test_names_match_ignoring_case_and_extra_spaces():
     assert name_index(CAST) == {"bob": "Bob", "mary jane": "Mary Jane"}
 
 
+def test_turkish_names_match_in_either_case():
+    assert name_key("İpek") == name_key("ipek") == name_key("IPEK")
+    assert name_key("IŞIK") == name_key("ışık") and name_key("Işık") == name_key("ışık")
+    assert name_key("İpek") != name_key("Ipel")
+
+
 @pytest.mark.parametrize("tag, expected", [("NC", True), (" nc ", True), ("Nc", True), ("NCO", False), ("", False)])
 def test_no_character_tag(tag, expected):
     assert is_no_character(tag) is expected
