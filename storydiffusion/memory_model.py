@@ -46,6 +46,9 @@ OPENCLIP_BIGG = MappingProxyType(
 TRANSFORMER_WORKING_SET = 22
 # A resnet holds its input, the group norm and the SiLU of it: three copies of its input channels.
 RESNET_WORKING_SET = 3
+# A VAE decoder resnet as it scales its output holds its input and four tensors of its own width (its
+# output, the shortcut, their sum and the scaled sum): 256 + 4·128 per pixel at SDXL's top level, measured.
+VAE_RESNET_OUTPUTS = 4
 
 
 @dataclass
@@ -209,14 +212,15 @@ def unet_activation_elements(unet_config: Any, latent_height: int, latent_width:
 
 
 def vae_decode_elements(vae_config: Any, height: int, width: int) -> int:
-    """Peak live elements of decoding one image: each decoder level's resnet holds three copies of its
-    input (the upsampled output of the level below) at that level's size; the image is kept too."""
+    """Peak live elements of decoding one image: the first resnet of each decoder level holds its input
+    (the upsampled output of the level below, ``c_in`` channels) and, as it adds its residual and scales
+    the sum, four tensors of its own width ``c_out``, all at that level's size; the image is kept too."""
     channels = list(reversed(vae_config.block_out_channels))
     levels = len(channels)
     peak = 0
     for k in range(levels):
         pixels = (height >> (levels - 1 - k)) * (width >> (levels - 1 - k))
-        peak = max(peak, RESNET_WORKING_SET * channels[max(k - 1, 0)] * pixels)
+        peak = max(peak, (channels[max(k - 1, 0)] + VAE_RESNET_OUTPUTS * channels[k]) * pixels)
     return peak + 3 * height * width
 
 

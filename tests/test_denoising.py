@@ -15,7 +15,7 @@ def test_an_images_noise_does_not_depend_on_its_batch(tiny_sdxl):
     settings = resolved()
     batch = initial_latents(tiny_sdxl.pipe, [5, 6, 7], settings)
     alone = initial_latents(tiny_sdxl.pipe, [6], settings)
-    assert batch.shape == (3, 4, 32, 32)  # the tiny VAE halves the side once
+    assert batch.shape == (3, 4, 8, 8)  # the tiny VAE divides each side by 8, as the real ones do
     assert torch.equal(batch[1], alone[0])
     assert not torch.equal(batch[0], batch[1])
 
@@ -32,7 +32,7 @@ def test_run_copy_shares_the_models_but_not_the_scheduler(tiny_sdxl):
 def test_consistency_context_counts_latent_tokens_and_reads_the_settings(tiny_sdxl):
     settings = resolved(seed=9, first_consistent_step=1, random_skip_early=0.25)
     context = consistency_context(tiny_sdxl.pipe, [ImageSlot(0), ImageSlot(1, reads_batch=(0,))], settings, None)
-    assert context.latent_tokens == 32 * 32 and context.num_images == 2
+    assert context.latent_tokens == 8 * 8 and context.num_images == 2
     assert (context.seed, context.total_steps, context.first_consistent_step) == (9, 4, 1)
     assert context.skip_early == 0.25 and context.step == 0
 

@@ -107,7 +107,7 @@ def test_controlnet_residuals_follow_the_formula(family):
             latent,
             10,
             encoder_hidden_states=torch.randn(2, 7, net.config.cross_attention_dim),
-            controlnet_cond=torch.randn(2, 3, 64, 32),
+            controlnet_cond=torch.randn(2, 3, 256, 128),
             return_dict=False,
             **extra,
         )

@@ -51,7 +51,7 @@ def tiny_unet_config(family: str) -> dict[str, Any]:
     """UNet2DConditionModel kwargs of the tiny test models (self-attention in up_blocks for both families)."""
     family = check_family(family, "tiny_unet_config")
     common = dict(
-        sample_size=32,
+        sample_size=8,
         in_channels=4,
         out_channels=4,
         layers_per_block=2,
@@ -85,9 +85,9 @@ def tiny_vae_config(scaling_factor: float) -> dict[str, Any]:
     return dict(
         in_channels=3,
         out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        block_out_channels=(32, 64),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(32, 32, 64, 64),
         layers_per_block=1,
         latent_channels=4,
         norm_num_groups=8,

@@ -94,7 +94,7 @@ TINY_CONTROL_SEEDS = {"openpose": 10, "canny": 11, "depth": 12, "union": 13}
 
 def tiny_controlnet_config(family: str, kind: str) -> tuple[type, dict[str, Any]]:
     """The class and config of a ControlNet shaped like the tiny UNet of ``family`` (its conditioning
-    image at the tiny VAE's factor 2)."""
+    image brought to the latent size by the tiny VAE's factor 8, as in the real models)."""
     import inspect
 
     from diffusers import ControlNetModel, ControlNetUnionModel
@@ -104,7 +104,7 @@ def tiny_controlnet_config(family: str, kind: str) -> tuple[type, dict[str, Any]
     model_class = ControlNetUnionModel if kind == "union" else ControlNetModel
     accepted = inspect.signature(model_class.__init__).parameters
     config = {key: value for key, value in tiny_unet_config(family).items() if key in accepted}
-    config["conditioning_embedding_out_channels"] = (16, 32)  # one stride-2 step: the tiny VAE halves the picture
+    config["conditioning_embedding_out_channels"] = (16, 16, 32, 32)  # three stride-2 steps: the VAE's factor 8
     if kind == "union":
         width = config["block_out_channels"][0]
         config.update(num_trans_channel=width, num_trans_head=2, num_proj_channel=width)

@@ -304,7 +304,7 @@ def test_a_full_queue_tells_the_user_the_server_is_busy(tiny_sdxl):
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, show_error=False, quiet=True)
     url = f"http://127.0.0.1:{port}/"
     users = [client(url) for _ in range(3)]
-    long_story = {**STORY, **SMALL, "steps": 12, "model": OFFLINE_MODEL, "layout": "none"}
+    long_story = {**STORY, **SMALL, "steps": 40, "model": OFFLINE_MODEL, "layout": "none"}  # seconds
     jobs = []
     try:
         jobs.append(users[0].submit(**long_story, api_name="/generate"))
