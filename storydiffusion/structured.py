@@ -54,6 +54,8 @@ _DEPTH_UP = (
 )
 _YAML_INT = "tag:yaml.org,2002:int"
 _DEPTH_DOWN = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
+# YAML's longest implicit key: a longer one reads as text, and the ':' after it as an error.
+MAX_YAML_KEY_CHARS = 1024
 _JSON_STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.S)
 # A JSON string (with the colon after it when it is an object's key) or a bracket.
 _JSON_KEY_OR_BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"(?:\s*:)?|[\[\]{}]', re.S)
@@ -170,6 +172,11 @@ def parse_yaml(text: str, name: str) -> Any:
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         problem = error.problem or error.context or "syntax error"
+        if mark is not None and mark.column > MAX_YAML_KEY_CHARS and ("mapping values" in problem or "':'" in problem):
+            problem += (
+                f": the key before this ':' is longer than the {MAX_YAML_KEY_CHARS} characters YAML allows "
+                "a key; shorten it, or, if it is text rather than a key, put all of it in quotes"
+            )
         raise InputFileError(f"{name} is not valid YAML: {problem}", _line(mark)) from None
     except yaml.YAMLError as error:
         raise InputFileError(f"{name} is not valid YAML: {error}") from None

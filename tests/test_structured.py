@@ -81,6 +81,14 @@ def test_duplicate_keys_are_refused_in_yaml_and_json():
     error = refused(parse_yaml, "title: A\npanels: [x]\ntitle: B\n")
     assert "'title' twice" in str(error) and error.line == 3
     assert "'title' twice" in str(refused(parse_json, '{"title": "A", "title": "B"}'))
+    error = refused(parse_json, '{"title": "A",\n "panels": [{"x": 1}, {"x": 2}],\n "title": "B"}')
+    assert "'title' twice" in str(error) and error.line == 3
+
+
+def test_a_key_longer_than_yaml_allows_is_named_not_left_to_pyyaml():
+    error = refused(parse_yaml, "title: A\n" + '"' + "k" * 1100 + '": 1\n')
+    assert error.line == 2 and "longer than the 1024 characters YAML allows a key" in str(error)
+    assert "longer than" not in str(refused(parse_yaml, "a: b: c\n"))  # a short key's error stays PyYAML's
 
 
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
