@@ -136,9 +136,12 @@ class StoryPipeline(SteeringMixin):
         """Height and width must survive the VAE and every UNet downsampling without rounding."""
         multiple = self.pipe.vae_scale_factor * 2 ** (len(self.pipe.unet.config.block_out_channels) - 1)
         for name in ("height", "width"):
-            if getattr(settings, name) % multiple:
+            value = getattr(settings, name)
+            if value % multiple:
+                below, above = value - value % multiple, value - value % multiple + multiple
+                nearest = f"{below} or {above}" if below >= multiple else str(above)
                 raise SettingsError(
-                    f"{name} must be a multiple of {multiple} for this model, got {getattr(settings, name)}"
+                    f"{name} must be a multiple of {multiple} for this model, got {value}: use {nearest}"
                 )
 
     def bank_signature(self, settings: GenerationSettings, references: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -109,6 +109,7 @@ def test_existing_output_is_not_overwritten_without_the_flag(tmp_path, capsys):
         (["[Bob] walks"], {}, ["--sampling-rate", "1.5"], "--sampling-rate"),
         (["[Bob] walks"], {}, ["--style", "baroque"], "unknown style"),
         (["[Bob] walks"], {}, ["--height", "100"], "multiple of"),
+        (["[Bob] walks"], {}, ["--width", "72"], "width must be a multiple of 16 for this model, got 72: use 64 or 80"),
         (["[Bob] walks"], {}, ["--model", "no-such-model"], "tiny-sdxl"),
         (["[Bob] walks"], {"settings": {"max_panels": 0}}, [], "max_panels"),
     ],
