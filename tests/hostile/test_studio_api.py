@@ -38,6 +38,8 @@ PUBLIC_ENDPOINTS = {
     "/photo_adapter",
 }
 STORY = {"title": "Kite", "characters": "[Mia] a girl in a red dress", "story_text": "[Mia] runs\n[Mia] sits # Rest."}
+# A job's status while it runs: PROGRESS when its last update was a progress bar's.
+RUNNING = ("PROCESSING", "ITERATING", "PROGRESS")
 SMALL = {
     "style": "none",
     "negative": "",
@@ -308,7 +310,7 @@ def test_a_full_queue_tells_the_user_the_server_is_busy(tiny_sdxl):
     jobs = []
     try:
         jobs.append(users[0].submit(**long_story, api_name="/generate"))
-        while jobs[0].status().code.name not in ("PROCESSING", "ITERATING"):
+        while jobs[0].status().code.name not in RUNNING:
             time.sleep(0.1)
         with pytest.raises(Exception, match="(?i)queue is full"):
             for user in users[1:]:  # the one queue place is taken by the running job or the next waiting one
@@ -411,11 +413,11 @@ def test_with_two_devices_two_users_draw_at_once_each_on_a_model_of_its_own():
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, show_error=False, quiet=True)
     url = f"http://127.0.0.1:{port}/"
-    story = {**STORY, **SMALL, "steps": 12, "model": OFFLINE_MODEL, "layout": "none"}
+    story = {**STORY, **SMALL, "steps": 40, "model": OFFLINE_MODEL, "layout": "none"}
     try:
         jobs = [client(url).submit(**story, api_name="/generate") for _ in range(2)]
         deadline = time.monotonic() + 120
-        running = lambda job: job.status().code.name in ("PROCESSING", "ITERATING")  # noqa: E731
+        running = lambda job: job.status().code.name in RUNNING  # noqa: E731
         while not all(running(job) for job in jobs) and not any(job.done() for job in jobs):
             assert time.monotonic() < deadline, [job.status().code.name for job in jobs]
             time.sleep(0.05)
