@@ -26,18 +26,21 @@ def load_story(path: str | os.PathLike[str]) -> Story:
     text = _read_text(path)
     if not text.strip():  # JSON would call it invalid; it is empty, whatever its suffix
         raise StoryError(f"{path.name} is empty: a story file needs at least 'characters' and 'panels'")
-    if suffix == ".json":
-        # JSON's lines are found the same way: YAML reads JSON, once its tabs (whitespace between tokens,
-        # never inside a JSON string) are spaces.
-        data, lines = _parse_json(text, path.name), yaml_lines(text.replace("\t", " "))
-    else:
-        data, lines = _parse_yaml(text, path.name), yaml_lines(text)
+    data = _parse_json(text, path.name) if suffix == ".json" else _parse_yaml(text, path.name)
     if data is None:
         raise StoryError(f"{path.name} is empty: a story file needs at least 'characters' and 'panels'")
     if not isinstance(data, dict):
         raise StoryError(wrong_kind(path.name, f"a mapping of keys ({', '.join(STORY_KEYS)})", data))
     _refuse_control_characters(data, path.name)
-    return story_from_mapping(data, lines, path.parent)
+    try:
+        return story_from_mapping(data, {}, path.parent)
+    except StoryError as error:
+        if error.line is not None:
+            raise
+    # Only a file with an error needs its lines, found by composing it again (YAML reads JSON too, once its
+    # tabs, whitespace between tokens and never inside a JSON string, are spaces): the same error, now with
+    # the line it names.
+    return story_from_mapping(data, yaml_lines(text.replace("\t", " ") if suffix == ".json" else text), path.parent)
 
 
 def _refuse_control_characters(value: Any, where: str) -> None:
