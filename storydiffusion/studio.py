@@ -112,23 +112,35 @@ class StudioSession(ProjectsMixin):
         """Generate every panel, streaming events; panels are written as they finish. ``steered``: the
         run's uploaded reference photos and control images (the story then names them by file name)."""
         self._refuse_if_busy()  # before the folder of the run in progress is touched
-        self.steered = steered if steered is not None else StoryUploads()
-        story = self.steered.apply(story)
+        steered = steered if steered is not None else StoryUploads()
+        story = steered.apply(story)
+        uploads = {"references": steered.photo_images, "control_images": steered.control_images, "read_files": False}
+        # The story before this one stays, on disk and in the session, until this run draws its first panel:
+        # a run stopped or failed before then leaves the user's last comic as it was.
+        staging = self.home / "run-next"
+        shutil.rmtree(staging, ignore_errors=True)
+        (staging / PANELS_DIR).mkdir(parents=True)
+        try:
+            with self._work() as cancel:
+                for event in stream_generation(pipeline.generate, cancel, story=story, settings=settings, **uploads):
+                    if isinstance(event, PanelDone):
+                        if staging.exists():
+                            self._take_over(staging, story, model, steered)
+                        save_panel(event.panel, self.run_dir)
+                        self._drawn[event.panel.index] = event.panel
+                    if isinstance(event, RunFinished) and event.result.panels:
+                        self.result = event.result
+                        save_result(self.result, self.run_dir, private=True)
+                    yield event
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _take_over(self, staging: Path, story: Story, model: str, steered: StoryUploads) -> None:
+        """The new run's first panel is done: its folder and story replace the last run's."""
         shutil.rmtree(self.run_dir, ignore_errors=True)
-        (self.run_dir / PANELS_DIR).mkdir(parents=True)
+        staging.rename(self.run_dir)
         self.story, self.model, self.result, self.pages, self._drawn = story, model, None, None, {}
-        self.bank_story = copy.deepcopy(story)
-        with self._work() as cancel:
-            for event in stream_generation(
-                pipeline.generate, cancel, story=story, settings=settings, **self._uploads()
-            ):
-                if isinstance(event, PanelDone):
-                    save_panel(event.panel, self.run_dir)
-                    self._drawn[event.panel.index] = event.panel
-                if isinstance(event, RunFinished) and event.result.panels:  # stopped before its first panel:
-                    self.result = event.result  # nothing drawn, and nothing to typeset, redraw or save, as before a run
-                    save_result(self.result, self.run_dir, private=True)
-                yield event
+        self.steered, self.bank_story = steered, copy.deepcopy(story)
 
     def _uploads(self) -> dict:
         """What every run of this session is given besides the story: its uploads, and no file reading."""

@@ -118,8 +118,11 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
                 elif isinstance(event, RunFailed):
                     raise event.error
                 elif isinstance(event, RunFinished):
-                    downloads = session.typeset_if_drawn()  # stopped before its first panel: no pages
-                    finished = run_status.finished_message(event.result, len(story.panels), session.page_warnings)
+                    downloads = session.typeset_if_drawn()  # stopped before its first panel: the last story's
+                    kept_last = not event.result.panels and bool(session.panels())
+                    finished = run_status.finished_message(
+                        event.result, len(story.panels), session.page_warnings, kept_last
+                    )
                     panels = text.gallery_items(session.panels())
                     yield session, finished, panels, *downloads.as_tuple(), notice
 

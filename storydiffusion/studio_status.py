@@ -46,14 +46,14 @@ def with_warnings(message: str, warnings: Iterable[str]) -> str:
     return message + ("\n\n" + "\n".join(f"- {warning}" for warning in listed) if listed else "")
 
 
-def finished_message(result: StoryResult, total: int, lettering: Iterable[str] = ()) -> str:
+def finished_message(result: StoryResult, total: int, lettering: Iterable[str] = (), kept_last: bool = False) -> str:
     """``Done: 3 of 3 panels in 5.2 s.`` or ``Stopped after 1 of 3 panels …``, then the run's warnings and the
-    pages' (``lettering``: text a font could not draw, or cut short) as a list."""
+    pages' (``lettering``: text a font could not draw, or cut short) as a list. ``kept_last``: a run stopped
+    before its first panel left the last story's panels, which the page shows again."""
     done, seconds = len(result.panels), result.seconds
     if result.cancelled:
-        message = f"Stopped after {done} of {counted(total, 'panel')} ({seconds:.1f} s)" + (
-            "; the finished panels are kept." if done else "."
-        )
+        kept = "; the finished panels are kept." if done else ("; the last story is kept." if kept_last else ".")
+        message = f"Stopped after {done} of {counted(total, 'panel')} ({seconds:.1f} s){kept}"
     else:
         message = f"Done: {done} of {counted(total, 'panel')} in {seconds:.1f} s."
     return with_warnings(message, [*result.warnings, *lettering])

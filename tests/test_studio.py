@@ -205,6 +205,29 @@ def test_stop_keeps_the_panels_already_made(tmp_path, tiny_sdxl):
     assert not studio.running and not studio.stop()  # nothing to stop afterwards
 
 
+def test_a_new_run_stopped_before_its_first_panel_leaves_the_last_comic_as_it_was(tmp_path, tiny_sdxl):
+    """Generate, then Generate again and Stop at once: the first story's files, panels and pages stay."""
+    studio = StudioSession(workdir=tmp_path / "s")
+    story = make_story()
+    list(studio.generate(tiny_sdxl, story, story.settings, "tiny-sdxl"))
+    studio.typeset_if_drawn()
+    before = {path: path.read_bytes() for path in studio.run_dir.rglob("*") if path.is_file()}
+    first_panels = [panel.image.tobytes() for panel in studio.panels()]
+    other = story_from_text("[Mia] a girl in a red coat\n", "[Mia] runs\n[Mia] jumps")
+    events = []
+    for event in studio.generate(tiny_sdxl, other, story.settings, "tiny-sdxl"):
+        events.append(event)
+        studio.stop()  # at its first step, before any panel
+    assert events[-1].result.cancelled and not events[-1].result.panels
+    assert {path: path.read_bytes() for path in studio.run_dir.rglob("*") if path.is_file()} == before
+    assert [panel.image.tobytes() for panel in studio.panels()] == first_panels and studio.story == story
+    assert studio.typeset_if_drawn().pdf is not None  # its pages and files come back
+    assert sorted(path.name for path in studio.home.iterdir()) == ["downloads", "run"]  # no staging left behind
+    # A run that draws replaces it from its first panel on.
+    list(studio.generate(tiny_sdxl, other, story.settings, "tiny-sdxl"))
+    assert studio.story.panels[0].prompt != story.panels[0].prompt and len(studio.panels()) == 2
+
+
 def test_a_stop_with_nothing_running_never_cancels_the_next_run(tmp_path, tiny_sdxl):
     studio = StudioSession(workdir=tmp_path / "s")
     assert not studio.stop()

@@ -171,6 +171,7 @@ def test_finished_message_says_done_or_stopped_and_lists_warnings():
     )
     result.panels = []
     assert finished_message(result, 3).startswith("Stopped after 0 of 3 panels (5.2 s).")
+    assert finished_message(result, 3, kept_last=True).startswith("Stopped after 0 of 3 panels (5.2 s); the last story")
 
 
 def test_example_stories_set_everything_they_need_with_valid_values():
