@@ -337,6 +337,13 @@ def wire_project(
         api_door=door,
     )
     show_filled(saved, [results.project_file])
+    saved.success(
+        run_status.saved_project_message,
+        [results.project_file],
+        [studio.project.status],
+        queue=False,
+        api_visibility="private",
+    )
     loaded = action(
         studio.project.upload.upload,
         load_project,

@@ -4,6 +4,7 @@ a layout, a loaded project, a clip; the model banner; and which of the start and
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import counted
@@ -104,3 +105,12 @@ def animation_note(start: int, end: int, result: AnimationResult) -> str:
 def animation_progress(step: int, steps: int) -> tuple[float, str]:
     """The progress bar's fraction and text after denoising step ``step`` of ``steps``."""
     return step / max(steps, 1), f"Step {step} of {steps}"
+
+
+def saved_project_message(path: str | None) -> str:
+    """Said beside Download project, where the user looks: the file itself lands in the Project box among the
+    downloads, which on a phone is a screen or more above the button."""
+    if not path:
+        return ""
+    size = Path(path).stat().st_size
+    return f"Saved **{Path(path).name}** ({size / 1024:.1f} KB): download it from the *Project* box beside the PDF."

@@ -433,6 +433,11 @@ def test_a_saved_project_loads_in_another_users_session_on_a_phone(page, browser
     page.get_by_text("Save or continue a project").click()
     page.get_by_text("Download project").click()
     page.wait_for_selector("#project a", timeout=60_000)
+    # Said beside the button too: on a phone the file box is a screen above it.
+    page.wait_for_function(
+        "document.querySelector('#project-status')?.innerText.includes('Saved kite-day-project.zip')"
+    )
+    assert "download it from the Project box" in page.inner_text("#project-status")
     with page.expect_download() as download_info:
         page.click("#project a")
     assert download_info.value.suggested_filename == "kite-day-project.zip"
