@@ -97,6 +97,7 @@ ZOOM_PAGE = """
   Object.assign(page.style, {
     width: Math.round(view.getBoundingClientRect().width * zoom / 100) + "px",
     height: "auto", maxWidth: "none", maxHeight: "none", flexShrink: "0",
+    objectFit: "contain", objectPosition: "left top",  // Gradio's scale-down stops a page at its own size
   });
   const rightToLeft = (document.querySelector("#reading-direction") || {}).innerText || "";
   if (rightToLeft.includes("right to left")) page.parentElement.scrollLeft = page.parentElement.scrollWidth;

@@ -638,6 +638,10 @@ def test_manga_pages_say_they_read_right_to_left_and_a_page_opens_zoomed(page):
     )
     frame = "document.querySelector('#page-view img').parentElement"
     assert page.evaluate(f"{frame}.scrollWidth > {frame}.clientWidth"), "a zoomed page must scroll, not be cut off"
+    # Drawn at the box's size, not at its own (scale-down left a 2x box blank but for a page in its middle).
+    assert page.evaluate("getComputedStyle(document.querySelector('#page-view img')).objectFit") == "contain"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator("#page-view").screenshot(path=str(ARTIFACTS / "studio-page-zoomed.png"))
     assert page.evaluate(f"{frame}.scrollLeft > 0"), "a manga page opens at its top right corner"
     choose(page, "#layout", "classic")
     page.wait_for_function("document.querySelector('#reading-direction')?.innerText.includes('left to right')")
