@@ -203,6 +203,9 @@ def test_stop_keeps_the_panels_already_made(tmp_path, tiny_sdxl):
             assert studio.stop()  # a run was going
     assert events[-1].result.cancelled and 1 <= len(studio.panels()) < 3
     assert not studio.running and not studio.stop()  # nothing to stop afterwards
+    studio.typeset_if_drawn()  # the pages say which panels they lack; the status line, in the page's words
+    assert any("missing" in warning for warning in studio.pages.warnings)
+    assert not any("missing" in warning for warning in studio.page_warnings)
 
 
 def test_a_new_run_stopped_before_its_first_panel_leaves_the_last_comic_as_it_was(tmp_path, tiny_sdxl):

@@ -187,13 +187,13 @@ def _find_panels(run: Path, story: Story, warnings: list[str]) -> tuple[list[int
         indices.append(i)
         paths.append(path)
     if missing and paths:
-        warnings.append(_missing_panels_warning(missing))
+        warnings.append(missing_panels_warning(missing))
     if not paths:
         raise LayoutError(f"{run / PANELS_DIR} holds no panels of this story (panel_001.png …): generate them first")
     return indices, paths, sizes
 
 
-def _missing_panels_warning(missing: list[int]) -> str:
+def missing_panels_warning(missing: list[int]) -> str:
     """One line for every panel without its file (a stopped run leaves many): ``panels 2-6 and 9 are
     missing from panels/``; a single one is named by its file."""
     if len(missing) == 1:
