@@ -242,7 +242,8 @@ def test_animate_tab_makes_a_video_between_two_panels(page):
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "studio-animate.png"), full_page=True)
     page.click("#animate")  # a second clip, stopped as soon as it starts
-    page.get_by_text("Making the clip").wait_for(timeout=10_000)
+    # Its Stop lights up as it starts (its first line may already be under the progress bar, which hides it).
+    page.wait_for_function("() => !document.querySelector('#animate-stop').disabled", timeout=10_000)
     page.click("#animate-stop")
     page.get_by_text("Stopped: no clip was made.").wait_for(timeout=120_000)
     page.wait_for_function("() => !document.querySelector('#animate').disabled", timeout=10_000)
