@@ -305,6 +305,7 @@ def _check_yaml_nodes(root: yaml.Node, name: str) -> None:
     sizes: dict[int, int] = {}
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
     aliased = False  # a node met twice is one an alias (*name) repeats
+    open_nodes: set[int] = set()  # met, their children not all counted yet: the path from the root
     while stack:
         node, children_done = stack.pop()
         if id(node) in sizes:
@@ -316,10 +317,18 @@ def _check_yaml_nodes(root: yaml.Node, name: str) -> None:
         if not children_done:
             if isinstance(node, yaml.MappingNode):
                 _check_unique_yaml_keys(node, name)
+            if any(id(child) in open_nodes for child in children):  # an alias inside its own anchor
+                raise InputFileError(
+                    f"{name} has a value that holds itself through a YAML alias (*name inside its own &name): "
+                    "it would never end; write the value out",
+                    _line(node.start_mark),
+                )
+            open_nodes.add(id(node))
             stack.append((node, True))
             aliased = aliased or any(id(child) in sizes for child in children)
             stack.extend((child, False) for child in children if id(child) not in sizes)
             continue
+        open_nodes.discard(id(node))
         sizes[id(node)] = 1 + sum(sizes.get(id(child), 1) for child in children)
         if sizes[id(node)] > MAX_NODES:
             raise InputFileError(_too_many_values(name, aliased), _line(node.start_mark))

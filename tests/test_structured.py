@@ -39,6 +39,12 @@ def test_yaml_anchors_and_merges_within_the_budget_still_work():
     assert parse_yaml("base: &b {x: 1}\nother:\n  <<: *b\n  y: 2\n", "s.yaml")["other"] == {"x": 1, "y": 2}
 
 
+@pytest.mark.parametrize("text", ["characters: &c\n  Mia: a girl\n  self: *c\n", "characters: {Mia: &c [a, *c]}\n"])
+def test_an_alias_inside_its_own_anchor_is_refused_at_once_not_followed_forever(text):
+    assert "holds itself through a YAML alias" in str(refused(parse_yaml, text))
+    assert parse_yaml("a: &x [1]\nb: [*x, *x]\nc: &y {k: *x}\nd: *y\n", "s.yaml")["d"] == {"k": [1]}  # repeats are fine
+
+
 def test_billion_laughs_is_refused_without_expanding():
     error = refused(parse_yaml, LAUGHS)
     assert f"more than {MAX_NODES:,} values" in str(error) and "alias" in str(error)
