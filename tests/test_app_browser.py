@@ -519,6 +519,8 @@ def test_a_panel_redrawn_from_an_edited_prompt_updates_the_story_and_pages_types
     page.fill("#new-prompt textarea", "[Leo] sleeps under a tree")
     page.click("#regenerate")
     page.get_by_text("Panel 2 redrawn.").wait_for(timeout=120_000)
+    # The story box may follow its status line by an event.
+    page.wait_for_function("document.querySelector('#story textarea').value.includes('sleeps under a tree')")
     lines = page.input_value("#story textarea").split("\n")
     assert lines[1] == "[Leo] sleeps under a tree # Leo preferred books." and lines[0] == STORY.split("\n")[0]
     page.click("#retypeset")
