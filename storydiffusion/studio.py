@@ -114,7 +114,6 @@ class StudioSession(ProjectsMixin):
         self._refuse_if_busy()  # before the folder of the run in progress is touched
         steered = steered if steered is not None else StoryUploads()
         story = steered.apply(story)
-        uploads = {"references": steered.photo_images, "control_images": steered.control_images, "read_files": False}
         # The story before this one stays, on disk and in the session, until this run draws its first panel:
         # a run stopped or failed before then leaves the user's last comic as it was.
         staging = self.home / "run-next"
@@ -122,7 +121,9 @@ class StudioSession(ProjectsMixin):
         (staging / PANELS_DIR).mkdir(parents=True)
         try:
             with self._work() as cancel:
-                for event in stream_generation(pipeline.generate, cancel, story=story, settings=settings, **uploads):
+                for event in stream_generation(
+                    pipeline.generate, cancel, story=story, settings=settings, **self._uploads(steered)
+                ):
                     if isinstance(event, PanelDone):
                         if staging.exists():
                             self._take_over(staging, story, model, steered)
@@ -142,9 +143,10 @@ class StudioSession(ProjectsMixin):
         self.story, self.model, self.result, self.pages, self._drawn = story, model, None, None, {}
         self.steered, self.bank_story = steered, copy.deepcopy(story)
 
-    def _uploads(self) -> dict:
-        """What every run of this session is given besides the story: its uploads, and no file reading."""
-        steered = self.steered
+    def _uploads(self, steered: StoryUploads | None = None) -> dict:
+        """What every run of this session is given besides the story: its uploads (``steered``: a new run's,
+        not yet the session's), and no file reading."""
+        steered = steered if steered is not None else self.steered
         return {"references": steered.photo_images, "control_images": steered.control_images, "read_files": False}
 
     def stop(self) -> bool:
