@@ -392,7 +392,8 @@ def _run_folder(args: argparse.Namespace, earlier, story, settings, pipeline) ->
 
 
 def _continuing_writer(out: Path, plan, story, args: argparse.Namespace) -> RunWriter:
-    return RunWriter(out, plan.keep, plan.bank_file, drawing=plan.writer_drawing(len(story.panels)), **_may_write(args))
+    drawing = plan.writer_drawing(len(story.panels))
+    return RunWriter(out, plan.keep, plan.bank_file, drawing, plan.bank_digest, **_may_write(args))
 
 
 def _may_write(args: argparse.Namespace) -> dict[str, bool]:

@@ -30,6 +30,7 @@ class Continuation:
     keep: list[dict[str, Any]] = field(default_factory=list)  # manifest entries of panels kept as they are
     bank_file: str | None = None
     drawing: list[int] = field(default_factory=list)  # panels the earlier run was drawing, not recorded yet
+    bank_digest: str | None = None  # the kept bank's SHA-256 as the earlier run recorded it
 
     def writer_drawing(self, story_panels: int) -> list[int]:
         """The panels the continuing run's writer lists as being drawn: its own, and the earlier run's
@@ -111,13 +112,15 @@ def plan_continuation(
     drawing = [index for index in drawing_panels(manifest) if index < len(story.panels)]
     finished = {index: entry for index, entry in recorded.items() if (out / entry["file"]).is_file()}
     bank_file = BANK_NAME if bank_recorded and (out / BANK_NAME).is_file() else None
+    bank_digest = manifest.get("identity_bank_sha256") if bank_file else None
+    bank_digest = bank_digest if isinstance(bank_digest, str) else None
     if redo is None:
         redo = [i for i in range(len(story.panels)) if i not in finished]
         if settings.mode == "window" and redo:
             # A window reads the one before it: only a run from the start gives the same pixels.
-            return Continuation(None, [], bank_file, drawing)
+            return Continuation(None, [], bank_file, drawing, bank_digest)
     keep = [entry for index, entry in sorted(finished.items()) if index not in redo]
-    return Continuation(sorted(set(redo)), keep, bank_file, drawing)
+    return Continuation(sorted(set(redo)), keep, bank_file, drawing, bank_digest)
 
 
 def _difference(

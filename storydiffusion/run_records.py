@@ -46,15 +46,48 @@ def file_digest(path: str | os.PathLike) -> str:
 
 
 def recorded_digests(run_dir: str | os.PathLike) -> dict[str, str]:
-    """The panel files ``story.json`` records with their SHA-256 (``panels/panel_001.png`` -> hex digest)."""
-    return _digests_in(_read_json(Path(run_dir) / MANIFEST_NAME))
+    """Every file this tool's records keep with its SHA-256, by name in the run folder (``panels/panel_001.png``,
+    ``masks/…``, ``identity_bank.safetensors``, ``pages/page_01.png``, ``comic.pdf``, ``video/01-02.mp4`` -> hex
+    digest): a file of that name with other bytes is the user's edit, never deleted or replaced by this tool."""
+    run = Path(run_dir)
+    return {
+        **_manifest_digests(_read_json(run / MANIFEST_NAME)),
+        **_pages_digests(_read_json(run / PAGES_DIR / PAGES_INDEX)),
+        **_clip_digests(run),
+    }
 
 
-def _digests_in(manifest: dict[str, Any] | None) -> dict[str, str]:
+def _manifest_digests(manifest: dict[str, Any] | None) -> dict[str, str]:
     if manifest is None or manifest.get("format") != MANIFEST_FORMAT or not isinstance(manifest.get("panels"), list):
         return {}
     entries = [entry for entry in manifest["panels"] if isinstance(entry, dict)]
-    return {str(entry.get("file")): entry["sha256"] for entry in entries if "sha256" in entry}
+    found = {str(entry.get("file")): entry["sha256"] for entry in entries if "sha256" in entry}
+    for entry in entries:
+        masks, digests = entry.get("masks"), entry.get("masks_sha256")
+        if isinstance(masks, dict) and isinstance(digests, dict):
+            found |= {str(masks[name]): digests[name] for name in masks if name in digests}
+    if isinstance(manifest.get("identity_bank"), str) and "identity_bank_sha256" in manifest:
+        found[manifest["identity_bank"]] = manifest["identity_bank_sha256"]
+    return found
+
+
+def _pages_digests(pages: dict[str, Any] | None) -> dict[str, str]:
+    if pages is None or pages.get("format") != PAGES_FORMAT:
+        return {}
+    entries = [entry for entry in pages.get("pages") or [] if isinstance(entry, dict)]
+    found = {f"{PAGES_DIR}/{entry.get('file')}": entry["sha256"] for entry in entries if "sha256" in entry}
+    exports = pages.get("exports_sha256")
+    return found | ({str(name): digest for name, digest in exports.items()} if isinstance(exports, dict) else {})
+
+
+def _clip_digests(run: Path) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for info in sorted((run / VIDEO_DIR).glob("*.json")) if (run / VIDEO_DIR).is_dir() else []:
+        clip = _read_json(info)
+        digests = clip.get("sha256") if clip is not None else None
+        if isinstance(digests, dict):
+            found |= {f"{VIDEO_DIR}/{name}": digest for name, digest in digests.items()}
+    return found
 
 
 def written_files(run_dir: str | os.PathLike) -> list[Path]:
@@ -68,13 +101,11 @@ def written_files(run_dir: str | os.PathLike) -> list[Path]:
     """
     run = Path(run_dir)
     names: list[str] = []
-    fingerprints: dict[str, Any] = {}
     manifest = _read_json(run / MANIFEST_NAME)
     if manifest is not None and manifest.get("format") == MANIFEST_FORMAT:
         names.append(MANIFEST_NAME)
         entries = [entry for entry in manifest.get("panels") or [] if isinstance(entry, dict)]
         names += [str(entry.get("file")) for entry in entries]
-        fingerprints = _digests_in(manifest)  # the manifest just read, not read again
         names += [
             str(name) for entry in entries if isinstance(entry.get("masks"), dict) for name in entry["masks"].values()
         ]
@@ -97,13 +128,13 @@ def written_files(run_dir: str | os.PathLike) -> list[Path]:
             names.append(f"{VIDEO_DIR}/{info.name}")
             names += [f"{VIDEO_DIR}/{name}" for name in clip["files"]]
     names = [name for name in names if _shaped_like_ours(name)] + _own_temporaries(run)
-    inside = run.resolve()
+    inside, fingerprints = run.resolve(), recorded_digests(run)
     found: list[Path] = []
     for name in dict.fromkeys(names):
         path = run / name
         if path.is_file() and not path.is_symlink() and path.resolve().is_relative_to(inside):
             if name in fingerprints and file_digest(path) != fingerprints[name]:
-                continue  # the user's own picture under the panel's name (a record without a digest: by name)
+                continue  # the user's own file under this tool's name (a record without a digest: by name)
             found.append(path)
     return found
 

@@ -207,7 +207,8 @@ def build_manifest(
     complete: bool = True,
     earlier: list[dict[str, Any]] = (),
     drawing: Iterable[int] = (),
-    digests: dict[int, str] | None = None,
+    digests: dict[str, str] | None = None,
+    bank_digest: str | None = None,
 ) -> dict[str, Any]:
     """Everything needed to reproduce the run: story, resolved settings, model, seeds, versions.
 
@@ -215,10 +216,11 @@ def build_manifest(
     True while a panel of the story is missing; ``earlier`` are panel entries of an earlier run of
     the same story that this run keeps. ``drawing`` (0-based) are the panels the run is drawing: those
     not recorded yet are listed, so a panel written just before a crash is known as this tool's.
-    ``digests`` (by 0-based panel): the SHA-256 of each panel file as written, kept in its entry.
+    ``digests`` (by file name, ``panels/panel_001.png``): the SHA-256 of each panel and mask file as written,
+    kept in its panel's entry, and ``bank_digest`` the identity bank's: a file since changed is the user's.
     """
     spec = result.model
-    drawn = [_panel_entry(panel, (digests or {}).get(panel.index)) for panel in result.panels]
+    drawn = [_panel_entry(panel, digests or {}) for panel in result.panels]
     redrawn = {entry["panel"] for entry in drawn}
     panels = sorted([e for e in earlier if e.get("panel") not in redrawn] + drawn, key=lambda e: e["panel"])
     recorded = {entry.get("panel") for entry in panels}
@@ -236,6 +238,7 @@ def build_manifest(
         **({"face_model": face} if (face := _face_model(result)) else {}),
         **({"drawing": pending} if pending else {}),
         "identity_bank": bank_file,
+        **({"identity_bank_sha256": bank_digest} if bank_file and bank_digest else {}),
         "identity_bank_bytes": result.bank.nbytes() if result.bank is not None else 0,
         "warnings": list(result.warnings),
         "cancelled": result.cancelled,
@@ -250,11 +253,12 @@ def _face_model(result) -> str | None:
     return signature.get("face_model")
 
 
-def _panel_entry(panel, digest: str | None = None) -> dict[str, Any]:
+def _panel_entry(panel, digests: dict[str, str]) -> dict[str, Any]:
+    file = f"{PANELS_DIR}/{panel_filename(panel.index)}"
     entry = {
         "panel": panel.index + 1,
-        "file": f"{PANELS_DIR}/{panel_filename(panel.index)}",
-        **({"sha256": digest} if digest else {}),
+        "file": file,
+        **({"sha256": digests[file]} if file in digests else {}),
         "seed": panel.seed,
         "prompt": panel.prompt,
         "negative_prompt": panel.negative_prompt,
@@ -263,6 +267,9 @@ def _panel_entry(panel, digest: str | None = None) -> dict[str, Any]:
     }
     if panel.masks:
         entry["masks"] = {name: f"{MASKS_DIR}/{filename}" for name, filename in _mask_files(panel).items()}
+        masks_sha256 = {name: digests[file] for name, file in entry["masks"].items() if file in digests}
+        if masks_sha256:
+            entry["masks_sha256"] = masks_sha256
     return entry
 
 
@@ -281,18 +288,20 @@ class RunWriter:
         earlier: list[dict[str, Any]] = (),
         bank_file: str | None = None,
         drawing: Iterable[int] | None = None,
+        bank_digest: str | None = None,
         private: bool = False,
         masks: bool = True,
         bank: bool = True,
     ):
         """``drawing``: the panels (0-based) this run draws, listed in the manifest until each is recorded
         (None: every panel of the story). ``private``: see ``save_result``. ``masks``, ``bank``: whether it
-        may write the panels' masks and the identity bank, whose names are then checked too."""
+        may write the panels' masks and the identity bank, whose names are then checked too. ``bank_digest``: the
+        SHA-256 an earlier run recorded for the ``bank_file`` this run keeps."""
         self.out, self.private, self.may_write = Path(out_dir), private, {"masks": masks, "bank": bank}
-        self.earlier, self.bank_file = list(earlier), bank_file
+        self.earlier, self.bank_file, self.bank_digest = list(earlier), bank_file, bank_digest
         self.drawing = None if drawing is None else sorted(set(drawing))
         self.result = None
-        self.digests: dict[int, str] = {}  # each panel file as this run wrote it (``build_manifest``)
+        self.digests: dict[str, str] = {}  # each panel and mask file as this run wrote it (``build_manifest``)
 
     def start(self, result) -> None:
         from .run_targets import refuse_foreign_targets, story_targets
@@ -309,7 +318,7 @@ class RunWriter:
 
     def panel(self, panel) -> None:
         with interrupts_deferred():  # the panel and the manifest listing it, or neither
-            self.digests[panel.index] = file_digest(save_panel(panel, self.out))
+            self._remember(save_panel(panel, self.out), panel)
             self._write(complete=False)
 
     def record(self, panel) -> None:
@@ -321,15 +330,21 @@ class RunWriter:
                 f"panel {panel.index + 1} is not in {self.out / PANELS_DIR}, so it cannot be recorded: "
                 "run the same command again to draw it"
             )
-        self.digests[panel.index] = file_digest(path)
+        self._remember(path, panel)
         self._write(complete=False)
+
+    def _remember(self, path: Path, panel) -> None:
+        """The digests of a panel's file and of its masks' files, as they are now on disk."""
+        for name in [path.relative_to(self.out).as_posix()] + [f"{MASKS_DIR}/{f}" for f in _mask_files(panel).values()]:
+            if (self.out / name).is_file():
+                self.digests[name] = file_digest(self.out / name)
 
     def finish(self, result, save_bank: bool = False) -> Path:
         """The last manifest, marked complete unless the run was cancelled; the bank too if asked."""
         self.result = result
         if save_bank and result.bank is not None and len(result.bank):
             result.bank.save(self.out / BANK_NAME)
-            self.bank_file = BANK_NAME
+            self.bank_file, self.bank_digest = BANK_NAME, file_digest(self.out / BANK_NAME)
         return self._write(complete=not result.cancelled)
 
     def _write(self, complete: bool) -> Path:
@@ -341,6 +356,7 @@ class RunWriter:
             earlier=self.earlier,
             drawing=self.drawing or (),
             digests=self.digests,
+            bank_digest=self.bank_digest,
         )
         write_json(manifest, record)
         return manifest

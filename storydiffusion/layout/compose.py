@@ -8,6 +8,7 @@ list, ``comic.pdf``, ``comic.cbz`` and ``panels.zip``.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Iterable
@@ -19,7 +20,7 @@ from PIL import Image
 from ..atomic import write_json
 from ..images import image_size
 from ..run_manifest import manifest_panels, read_manifest, run_folder_manifest, story_from_manifest
-from ..run_records import recorded_composition
+from ..run_records import file_digest, recorded_composition
 from ..run_targets import EXPORT_NAMES, compose_targets, refuse_foreign_targets
 from ..rundir import (
     CBZ_NAME,
@@ -156,7 +157,10 @@ def compose_run(
     # Exports of earlier compositions stay on disk, so they stay on the record of what this tool wrote.
     written = {path.name for kind, path in files.items() if kind != "pages"}
     exported = [name for name in EXPORT_FILES if name in written or (name in earlier and (run / name).is_file())]
-    write_json(run / PAGES_DIR / PAGES_INDEX, _pages_index(template, layouts, title_text, warnings, exported))
+    # Each file with its digest as written: one the user edits afterwards is theirs, never replaced or deleted.
+    sha256 = {name: hashlib.sha256(page).hexdigest() for name, page in zip(page_filenames(len(encoded)), encoded)}
+    sha256 |= {name: file_digest(run / name) for name in exported if name in written}
+    write_json(run / PAGES_DIR / PAGES_INDEX, _pages_index(template, layouts, title_text, warnings, exported, sha256))
     return ComposeResult(run, template.name, layouts, pages, files, warnings, time.perf_counter() - started)
 
 
@@ -231,9 +235,21 @@ def _write_exports(
 
 
 def _pages_index(
-    template: PageTemplate, layouts: list[PageLayout], title: str | None, warnings: list[str], exports: list[str]
+    template: PageTemplate,
+    layouts: list[PageLayout],
+    title: str | None,
+    warnings: list[str],
+    exports: list[str],
+    sha256: dict[str, str] | None = None,
 ) -> dict:
-    """``pages/pages.json``: how the pages were made and in which order their panels are read."""
+    """``pages/pages.json``: how the pages were made and in which order their panels are read. ``sha256``: each
+    page's and export's digest as written (``page_01.png``, ``comic.pdf``), kept in the record once written."""
+    sha256 = sha256 or {}
+    pages = [
+        {"file": name, **layout.to_dict(), **({"sha256": sha256[name]} if name in sha256 else {})}
+        for name, layout in zip(page_filenames(len(layouts)), layouts)
+    ]
+    exports_sha256 = {name: sha256[name] for name in exports if name in sha256}
     return {
         "format": PAGES_FORMAT,
         "template": template.name,
@@ -241,7 +257,8 @@ def _pages_index(
         "dpi": template.dpi,
         "fit": template.fit,
         "title": title,
-        "pages": [{"file": name, **layout.to_dict()} for name, layout in zip(page_filenames(len(layouts)), layouts)],
+        "pages": pages,
         "exports": exports,
+        **({"exports_sha256": exports_sha256} if exports_sha256 else {}),
         "warnings": warnings,
     }

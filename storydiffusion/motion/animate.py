@@ -18,6 +18,7 @@ from PIL import Image
 from ..atomic import write_json
 from ..images import read_image
 from ..run_manifest import manifest_panels, read_manifest, run_folder_manifest, story_from_manifest
+from ..run_records import file_digest
 from ..run_targets import refuse_foreign_targets
 from ..rundir import MANIFEST_NAME, PANELS_DIR, VIDEO_DIR, panel_filename
 from ..settings import DEFAULT_FPS, DEFAULT_FRAMES
@@ -238,6 +239,9 @@ def animate_run(
         cancel=cancel,
         **settings,
     )
-    write_json(info, {**record, "note": result.note, "seconds": round(result.seconds, 3), "complete": True})
+    sha256 = {path.name: file_digest(path) for path in (result.mp4, result.gif)}  # an edit afterwards is the user's
+    write_json(
+        info, {**record, "sha256": sha256, "note": result.note, "seconds": round(result.seconds, 3), "complete": True}
+    )
     result.info = info
     return result

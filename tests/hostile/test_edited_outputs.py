@@ -1,0 +1,111 @@
+"""A file this tool wrote and the user then edited is the user's: every record keeps the SHA-256 of each file
+as written (panels, masks, identity bank, pages, PDF/CBZ/ZIP, clips), so a touched-up ``page_03.png`` or
+``comic.pdf`` is never deleted by ``--overwrite`` nor replaced by the next compose or animate."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from file_helpers import one_line_error, snapshot
+from test_interrupted_runs import FAST, STORY
+
+from storydiffusion.cli import main
+from storydiffusion.rundir import unrecorded_files, written_files
+
+EDIT = b"touched up by hand"
+CLIP = ["animate", "{run}", "--from", "1", "--to", "2", "--model", "tiny", "--frames", "2", "--steps", "1"]
+CLIP += ["--device", "cpu"]
+EXPORTS = ["--export", "pdf,cbz,zip"]
+EVERY_FILE = [
+    "pages/page_01.png",
+    "pages/page_02.png",
+    "comic.pdf",
+    "comic.cbz",
+    "panels.zip",
+    "identity_bank.safetensors",
+    "masks/panel_005_mask_2.png",
+    "video/01-02.mp4",
+    "video/01-02.gif",
+]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A run with every kind of file this tool writes: panels, masks, bank, pages, exports and a clip."""
+    folder = tmp_path_factory.mktemp("finished")
+    (folder / "story.yaml").write_text(STORY, encoding="utf-8")
+    run = folder / "run"
+    options = ["--save-bank", "--save-masks", "--layout", "four-panel", *EXPORTS]  # five panels: two pages
+    assert main(["generate", str(folder / "story.yaml"), "--out", str(run), *FAST, *options]) == 0
+    assert main([part.format(run=run) for part in CLIP]) == 0
+    assert {path.relative_to(run).as_posix() for path in written_files(run)} >= set(EVERY_FILE)
+    return folder
+
+
+def edited_copy(finished, tmp_path, name: str):
+    run = tmp_path / "run"
+    shutil.copytree(finished / "run", run)
+    (run / name).write_bytes(EDIT)
+    return run
+
+
+@pytest.mark.parametrize("name", EVERY_FILE)
+def test_an_edited_file_is_no_longer_the_tools_and_overwrite_leaves_it(finished, tmp_path, name):
+    run = edited_copy(finished, tmp_path, name)
+    assert run / name not in written_files(run) and unrecorded_files(run) == [run / name]
+    fresh = ["generate", str(finished / "story.yaml"), "--out", str(run), *FAST, "--overwrite"]
+    assert main(fresh) == 0  # this run writes no file of that name: it replaces its own and leaves the edit
+    assert (run / name).read_bytes() == EDIT and unrecorded_files(run) == [run / name]
+
+
+@pytest.mark.parametrize(
+    "name, command",
+    [
+        ("pages/page_01.png", ["compose", "{run}", "--layout", "grid"]),
+        ("comic.pdf", ["compose", "{run}", "--layout", "grid"]),  # an earlier export is refreshed: not this one
+        ("panels.zip", ["compose", "{run}", "--layout", "classic", "--export", "zip"]),
+        ("identity_bank.safetensors", ["generate", "{story}", "--out", "{run}", *FAST, "--overwrite", "--save-bank"]),
+        (
+            "masks/panel_005_mask_2.png",
+            ["generate", "{story}", "--out", "{run}", *FAST, "--panels", "5", "--save-masks"],
+        ),
+        ("video/01-02.gif", CLIP),
+    ],
+    ids=lambda value: value if isinstance(value, str) else None,
+)
+def test_a_command_that_would_replace_an_edited_file_is_refused_and_touches_nothing(
+    finished, tmp_path, capsys, name, command
+):
+    run = edited_copy(finished, tmp_path, name)
+    before = snapshot(run)
+    capsys.readouterr()
+    assert main([part.format(run=run, story=finished / "story.yaml") for part in command]) == 2
+    err = one_line_error(capsys)
+    assert f"{run / name} has changed since this tool wrote it (your own edit?)" in err, err
+    assert "move it out of the folder" in err
+    assert snapshot(run) == before
+
+
+def test_compose_leaves_an_edited_page_its_new_layout_no_longer_writes(finished, tmp_path):
+    run = edited_copy(finished, tmp_path, "pages/page_02.png")
+    assert main(["compose", str(run), "--layout", "grid", "--export", "pdf"]) == 0  # one page now
+    assert (run / "pages" / "page_02.png").read_bytes() == EDIT and unrecorded_files(run) == [run / "pages/page_02.png"]
+
+
+def test_compose_records_the_digest_of_each_page_and_export_it_writes(finished, tmp_path):
+    import hashlib
+    import json
+
+    run = finished / "run"
+    pages = json.loads((run / "pages" / "pages.json").read_text(encoding="utf-8"))
+    for entry in pages["pages"]:
+        assert entry["sha256"] == hashlib.sha256((run / "pages" / entry["file"]).read_bytes()).hexdigest()
+    assert set(pages["exports_sha256"]) == {"comic.pdf", "comic.cbz", "panels.zip"}
+    clip = json.loads((run / "video" / "01-02.json").read_text(encoding="utf-8"))
+    assert set(clip["sha256"]) == {"01-02.mp4", "01-02.gif"}
+    manifest = json.loads((run / "story.json").read_text(encoding="utf-8"))
+    assert (
+        manifest["identity_bank_sha256"] == hashlib.sha256((run / manifest["identity_bank"]).read_bytes()).hexdigest()
+    )
+    assert all(len(digest) == 64 for entry in manifest["panels"] for digest in entry.get("masks_sha256", {}).values())
