@@ -88,6 +88,24 @@ def test_png_pages_are_numbered_and_stale_pages_removed(tmp_path):
     )
 
 
+def test_a_long_webtoon_is_composed_into_pages_a_pdf_viewer_opens(tmp_path):
+    """At 10 dpi a webtoon page may be 2,000 px (200 inches) tall: seven panels go on over several pages,
+    each within that in the PNGs and in the PDF, every panel once and in order."""
+    run = make_run(tmp_path / "run", panels=7)
+    result = compose_run(run, layout="webtoon", export="pdf", dpi=10, lettering=False)
+    assert len(result.pages) > 1 and all(Image.open(path).height <= 2000 for path in result.pages)
+    assert [cell.panel_index for layout in result.layouts for cell in layout.cells] == list(range(7))
+    assert all(height <= 200 * 72 for _, height in pdf_pages(run / "comic.pdf"))
+    assert len(pdf_pages(run / "comic.pdf")) == len(result.pages)
+
+
+def test_a_page_the_pdf_encoder_refuses_is_named_and_no_file_is_written(tmp_path):
+    """JPEG (a PDF's page pictures) stops at 65,500 px: the encoder's error is the page's, not the path's."""
+    with pytest.raises(LayoutError, match=r"PDF could not be encoded .* largest page is 2 x 70,000 pixels"):
+        write_pdf([Image.new("RGB", (2, 70000))], tmp_path / "comic.pdf", dpi=150)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_pdf_has_one_page_per_image_at_the_right_size(tmp_path):
     pages = pages_of(3, (300, 450)) + [Image.new("RGB", (600, 150), "white")]
     path = write_pdf(pages, tmp_path / "comic.pdf", dpi=150, title="Title")

@@ -10,7 +10,7 @@ import math
 import pytest
 
 from storydiffusion.layout import LayoutError
-from storydiffusion.layout.paginate import PageLayout, page_count, paginate
+from storydiffusion.layout.paginate import PageLayout, page_count, paginate, webtoon_page_height
 from storydiffusion.layout.templates import load_template, parse_template
 
 REQUIRED = ["classic", "four-panel", "yonkoma", "manga", "strip", "grid", "webtoon", "none"]
@@ -26,7 +26,7 @@ def _check_pages(template, pages, count, size, title):
     order = [i for page in pages for i in page.reading_order]
     assert order == list(range(count)), where
     assert all(page.cells for page in pages), f"{where}: a page without cells"
-    assert len(pages) == page_count(template, count), where
+    assert len(pages) == page_count(template, count, size), where
     # minimal: every page but the last is full
     if template.kind == "pages":
         for n, page in enumerate(pages[:-1]):
@@ -38,8 +38,9 @@ def _check_pages(template, pages, count, size, title):
         assert len(pages) == expected, where
     elif template.kind == "none":
         assert len(pages) == count
-    else:
-        assert len(pages) == (math.ceil(count / template.chapter_panels) if template.chapter_panels else 1)
+    else:  # a webtoon: a page per chapter, more where a chapter is taller than a page may be
+        assert len(pages) >= (math.ceil(count / template.chapter_panels) if template.chapter_panels else 1)
+        assert all(page.height <= webtoon_page_height(template) for page in pages), where
     json.dumps([page.to_dict() for page in pages])  # serialisable
     for n, page in enumerate(pages):
         label = f"{where}, page {n + 1}"
@@ -138,6 +139,25 @@ def test_webtoon_stacks_panels_at_page_width_with_their_aspect():
         {"kind": "webtoon", "page": {"width": "800px"}, "chapter_panels": 4}, name="w", source="test"
     )
     assert [len(p.cells) for p in paginate(chapters, [(64, 64)] * 10)] == [4, 4, 2]
+
+
+def test_a_webtoon_chapter_taller_than_a_page_may_be_goes_on_over_more_pages():
+    """40 panels four times as tall as wide would make one 120,000 px page: no image format or PDF viewer
+    takes it, so the chapter is cut between panels into pages within 200 inches (and 60,000 px)."""
+    webtoon = load_template("webtoon")
+    tallest = webtoon_page_height(webtoon)
+    assert tallest == 200 * webtoon.dpi
+    pages = paginate(webtoon, [(1024, 4096)] * 40, panel_indices=range(3, 43), title=True)
+    assert len(pages) > 1 and all(page.height <= tallest for page in pages)
+    assert [cell.panel_index for page in pages for cell in page.cells] == list(range(3, 43))
+    assert pages[0].title_box is not None and all(page.title_box is None for page in pages[1:])
+    assert [len(page.cells) for page in pages] == [13, 13, 13, 1]  # 2,880 px panels, 140 px gutters
+    assert page_count(webtoon, 40) == 1  # square ones fit on one page
+    wide = parse_template({"kind": "webtoon", "page": {"width": "60000px"}}, name="wide", source="test")
+    with pytest.raises(
+        LayoutError, match=r"page 1 would be 60,000 x .* more than the 60,000 a page may have on a side"
+    ):
+        paginate(wide, [(512, 2048)])
 
 
 def test_none_is_one_page_per_panel_at_its_own_size():

@@ -19,6 +19,7 @@ from xml.etree import ElementTree
 from PIL import Image
 
 from ..atomic import TEMPORARY_MARK, atomic_write_bytes
+from . import LayoutError
 
 __all__ = [
     "EXPORTS",
@@ -117,16 +118,23 @@ def write_pdf(pages: Sequence[PageData], path: str | os.PathLike, dpi: int, *, t
     images = [_image(p) for p in pages]
     buffer = io.BytesIO()
     extra = {"title": metadata_text(title)} if title and metadata_text(title) else {}
-    images[0].save(
-        buffer,
-        format="PDF",
-        save_all=True,
-        append_images=images[1:],
-        resolution=float(dpi),
-        quality=PDF_JPEG_QUALITY,
-        creator="StoryDiffusion studio",
-        **extra,
-    )
+    try:
+        images[0].save(
+            buffer,
+            format="PDF",
+            save_all=True,
+            append_images=images[1:],
+            resolution=float(dpi),
+            quality=PDF_JPEG_QUALITY,
+            creator="StoryDiffusion studio",
+            **extra,
+        )
+    except OSError as error:  # written to memory: the encoder's failure, never the path's
+        largest = max(images, key=lambda image: image.width * image.height)
+        raise LayoutError(
+            f"the PDF could not be encoded ({error}; its largest page is {largest.width:,} x {largest.height:,} "
+            "pixels): use smaller pages, or export the PNG pages or the CBZ instead"
+        ) from None
     atomic_write_bytes(path, buffer.getvalue())
     return Path(path)
 

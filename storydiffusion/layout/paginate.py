@@ -12,10 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import LayoutError
-from .template_values import MAX_PAGE_PIXELS
+from .template_values import MAX_PAGE_PIXELS, MAX_PAGE_PX
 from .templates import PageTemplate, Row
 
-__all__ = ["Cell", "PageLayout", "paginate", "page_count"]
+__all__ = ["Cell", "PageLayout", "paginate", "page_count", "webtoon_page_height"]
+
+# PDF viewers (after Acrobat) take pages up to 200 inches on a side: a webtoon page is cut to stay within it.
+MAX_PDF_INCHES = 200
 
 Box = tuple[int, int, int, int]
 
@@ -69,12 +72,13 @@ class PageLayout:
         return cls(data["width"], data["height"], cells, tuple(title) if title else None)
 
 
-def page_count(template: PageTemplate, panels: int) -> int:
-    """How many pages ``panels`` panels need: full pages in pattern order, one last page for the rest."""
+def page_count(template: PageTemplate, panels: int, size: tuple[int, int] = (1, 1)) -> int:
+    """How many pages ``panels`` panels of ``size`` need: full pages in pattern order, one last page for the
+    rest (a webtoon: one page per chapter, more where a chapter is taller than a page may be)."""
     if template.kind == "none":
         return panels
     if template.kind == "webtoon":
-        return math.ceil(panels / template.chapter_panels) if template.chapter_panels else min(panels, 1)
+        return len(paginate(template, [size] * panels)) if panels else 0
     pages = 0
     while panels > 0:
         panels -= template.capacity(pages)
@@ -108,8 +112,11 @@ def paginate(
     elif template.kind == "webtoon":
         step = template.chapter_panels or len(sizes)
         pages = [
-            _webtoon_page(template, sizes[start : start + step], indices[start : start + step], title and start == 0)
+            page
             for start in range(0, len(sizes), step)
+            for page in _webtoon_pages(
+                template, sizes[start : start + step], indices[start : start + step], title and start == 0
+            )
         ]
     else:
         pages = _pattern_pages(template, sizes, indices, title)
@@ -121,6 +128,11 @@ def _check_page_pixels(template: PageTemplate, pages: list[PageLayout]) -> None:
     """Every page within MAX_PAGE_PIXELS before any is drawn: margins of 10 m around a panel, or a webtoon strip of
     a thousand panels, would otherwise ask for gigabytes of memory and get the process killed without a word."""
     for number, page in enumerate(pages, start=1):
+        if max(page.width, page.height) > MAX_PAGE_PX:
+            raise LayoutError(
+                f"layout {template.source}: page {number} would be {page.width:,} x {page.height:,} pixels, more than "
+                f"the {MAX_PAGE_PX:,} a page may have on a side: use a smaller page size, margins or panels"
+            )
         if page.width * page.height > MAX_PAGE_PIXELS:
             advice = {
                 "none": "smaller margins",
@@ -323,26 +335,35 @@ def _candidate_rows(
     return candidates
 
 
-def _webtoon_page(
+def webtoon_page_height(template: PageTemplate) -> int:
+    """The tallest page a webtoon chapter is cut into: one a PDF viewer opens and an image format can hold."""
+    return min(MAX_PAGE_PX, MAX_PDF_INCHES * template.dpi)
+
+
+def _webtoon_pages(
     template: PageTemplate, sizes: Sequence[tuple[int, int]], labels: Sequence[int], title: bool
-) -> PageLayout:
-    """One chapter as one tall page: panels at the page width, each as tall as its aspect asks."""
+) -> list[PageLayout]:
+    """One chapter as one tall page: panels at the page width, each as tall as its aspect asks. A chapter
+    taller than ``webtoon_page_height`` goes on over as many pages as it needs, cut between panels (a panel
+    taller than a page by itself is refused by ``_check_page_pixels``)."""
     t = template
     m = t.margins
-    width = t.width
-    cell_w = width - m.left - m.right
-    y = m.top
-    band = None
+    cell_w = t.width - m.left - m.right
+    tallest = webtoon_page_height(t)
+    pages: list[PageLayout] = []
+    y, band, cells = m.top, None, []
     if title:
         band = (m.left, y, cell_w, t.title_height)
         y += t.title_height + t.gutter_y
-    cells = []
     for (pw, ph), label in zip(sizes, labels):
         cell_h = max(_min_size(t), round(cell_w * ph / pw))
+        if cells and y + cell_h + m.bottom > tallest:  # this panel starts the next page
+            pages.append(PageLayout(t.width, y - t.gutter_y + m.bottom, tuple(cells), band))
+            y, band, cells = m.top, None, []
         cells.append(Cell(m.left, y, cell_w, cell_h, label))
         y += cell_h + t.gutter_y
-    height = y - t.gutter_y + m.bottom
-    return PageLayout(width, height, tuple(cells), band)
+    pages.append(PageLayout(t.width, y - t.gutter_y + m.bottom, tuple(cells), band))
+    return pages
 
 
 def _single_page(template: PageTemplate, size: tuple[int, int], label: int) -> PageLayout:
