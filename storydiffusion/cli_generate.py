@@ -180,11 +180,11 @@ def _check_story(args: argparse.Namespace, writes: bool = True) -> _CheckedStory
         check_face_model(args.face_model, tiny=spec is not None and spec.source == "tiny")
     earlier = earlier_run(args.out) if writes else None
     continuing = to_continue(earlier, args.out, args.panels)
-    if earlier is not None and not continuing and not args.overwrite:
-        refuse_finished(earlier, args.out)
-    if continuing and not args.overwrite:  # a broken record fails before the model
+    if earlier is not None and not args.overwrite:  # a broken record fails before the model, naming its entry
         manifest_model_name(earlier, str(Path(args.out) / MANIFEST_NAME))
         manifest_panels(earlier, str(Path(args.out) / MANIFEST_NAME))
+        if not continuing:
+            refuse_finished(earlier, args.out)
     if writes:
         check_output_dir(args.out, overwrite=args.overwrite or continuing)  # before any model loads; deletes nothing
         refuse_foreign_targets(args.out, _targets(args, story))  # nor replaces a file of the user's

@@ -58,6 +58,9 @@ def manifest_panels(manifest: dict[str, Any], name: str = MANIFEST_NAME) -> dict
     entries = manifest.get("panels", [])
     if not isinstance(entries, list):
         raise StoryError(f"{name}: {wrong_kind('panels', 'a list of panel entries', entries)}")
+    story = manifest.get("story")
+    story_panels = story.get("panels") if isinstance(story, dict) else None
+    count = len(story_panels) if isinstance(story_panels, list) else None  # a broken story is refused elsewhere
     found: dict[int, dict[str, Any]] = {}
     for position, entry in enumerate(entries):
         where = f"{name}: panels[{position}]"
@@ -66,6 +69,13 @@ def manifest_panels(manifest: dict[str, Any], name: str = MANIFEST_NAME) -> dict
         number = entry.get("panel")
         if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= MAX_PANEL_NUMBER:
             raise StoryError(f"{where}.panel must be a panel number from 1, got {shown(number)}")
+        if count is not None and number > count:
+            raise StoryError(
+                f"{where}.panel is {number}, but the story it records has {count} panel{'s' if count != 1 else ''}: "
+                "remove the entry (or the panel's line from the story), or generate the story again with --overwrite"
+            )
+        if number - 1 in found:
+            raise StoryError(f"{where}.panel: panel {number} has two entries: remove one of them")
         expected = f"{PANELS_DIR}/{panel_filename(number - 1)}"
         if entry.get("file") != expected:
             raise StoryError(

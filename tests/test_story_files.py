@@ -244,7 +244,12 @@ def test_file_no_panels(tmp_path):
         ("characters: {Bob: a}\npanels: [{prompt: x, dialogue: [hi]}]", ["'speaker' and 'text'"]),
         ("characters: {Bob: a}\npanels: [{prompt: x, dialogue: [{speaker: Al, text: hi}]}]", ["@Al", "Bob"]),
         ("characters: {Bob: a}\npanels: [{prompt: x, dialogue: [{speaker: Bob, text: ' '}]}]", ["empty speech"]),
-        ("characters: {Bob: a}\npanels: [{prompt: x, caption: '[Al] hi'}]", ["[Al]"]),
+        ("characters: {Bob: a}\npanels: [{prompt: x, caption: '[Al] hi'}]", ["panel 1: caption names", "[Al]"]),
+        ("characters: {Bob: a}\npanels: [{prompt: x, caption: 'a [Bob'}]", ["panel 1: caption has an unbalanced"]),
+        (
+            "characters: {Bob: a}\npanels: [{prompt: x, dialogue: [{speaker: Bob, text: 'see [Al]'}]}]",
+            ["panel 1: dialogue 1: text names unknown character [Al]"],
+        ),
         ("characters: {Bob: a}\npanels: [{prompt: x, caption: [1]}]", ["caption must be text"]),
         ("title: [1]\ncharacters: {Bob: a}\npanels: [x]", ["title must be text"]),
         ("characters: {Bob: a}\npanels: [x]\nidentity_panels: [1]", ["identity_panels must be a mapping"]),

@@ -309,8 +309,8 @@ def _caption_from(caption: Any, characters: dict[str, Character], label: str, li
     if caption is None:
         return None
     caption = _text(caption, f"{label}: caption", line)
-    check_brackets(caption, label, line)
-    check_text_tags(caption, characters, label, line)
+    check_brackets(caption, f"{label}: caption", line)
+    check_text_tags(caption, characters, f"{label}: caption", line)  # a [Name] in it is shown as the name
     return norm(caption) or None
 
 
@@ -334,8 +334,8 @@ def _dialogue_from(raw: Any, characters: dict[str, Character], label: str, line:
             said = _text(said, f"{path}: text", line)
         if not isinstance(said, str) or not said.strip():
             raise StoryError(f"{label} has an empty speech line for @{speaker}: give it a 'text'", line)
-        check_brackets(said, label, line)
-        check_text_tags(said, characters, label, line)
+        check_brackets(said, f"{path}: text", line)
+        check_text_tags(said, characters, f"{path}: text", line)
         dialogue.append(DialogueLine(speaker, norm(said)))
     return dialogue
 

@@ -214,6 +214,8 @@ PANEL_ENTRY_EDITS = {
     "file_other_panel": ("panels.1.file", "panels/panel_001.png", "panels[1].file must be 'panels/panel_002.png'"),
     "number_text": ("panels.0.panel", "1", "panels[0].panel must be a panel number"),
     "number_zero": ("panels.1.panel", 0, "panels[1].panel must be a panel number"),
+    "number_beyond_story": ("panels.1.panel", 3, "panels[1].panel is 3, but the story it records has 2 panels"),
+    "number_twice": ("panels.1.panel", 1, "panels[1].panel: panel 1 has two entries"),
     "entry_number": ("panels.0", 5, "panels[0] must be a mapping"),
     "entries_mapping": ("panels", {"a": 1}, "panels must be a list"),
     "prompt_number": ("panels.0.prompt", 5, "panels[0].prompt must be text, got 5"),
@@ -237,6 +239,18 @@ def test_hand_edited_panel_entries_never_point_a_reader_outside_the_run(name, co
         "compose": ["compose", str(run)],
     }[command]
     refused(capsys, argv, "story.json:", words)
+    assert snapshot(tmp_path) == before
+
+
+def test_a_finished_run_whose_record_lists_a_panel_its_story_lacks_is_named_not_counted(tmp_path, capsys):
+    """ "holds a finished run (3 panels, none missing)" for a two-panel story sent the user to --panels 3."""
+    run = tmp_path / "run"
+    manifest = written_run(run)
+    extra = {**manifest["panels"][1], "panel": 3, "file": "panels/panel_003.png"}
+    write_json(run / "story.json", {**manifest, "panels": [*manifest["panels"], extra], "complete": True})
+    before = snapshot(tmp_path)
+    argv = ["generate", str(run / "story.json"), "--out", str(run), "--model", "tiny-sdxl", "--steps", "2"]
+    refused(capsys, argv, "story.json: panels[2].panel is 3, but the story it records has 2 panels", "--overwrite")
     assert snapshot(tmp_path) == before
 
 
