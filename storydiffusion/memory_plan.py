@@ -66,16 +66,21 @@ def parse_size(text: str) -> int:
     """``12GB``, ``12 GiB``, ``512MB``, ``1.5TB``: bytes. ValueError says what is accepted."""
     match = _SIZE.fullmatch(text)
     unit = match.group(2).lower() if match else ""
-    if not match or unit not in SIZE_UNITS or float(match.group(1)) <= 0:
+    if not match or unit not in SIZE_UNITS:
         raise ValueError(f"expected a size such as 12GB, 12GiB or 512MB, got {text!r}")
-    return int(float(match.group(1)) * SIZE_UNITS[unit])
+    size = int(float(match.group(1)) * SIZE_UNITS[unit])
+    if size < 1:  # 0GB, or 0.1B: no budget at all, not "no limit"
+        raise ValueError(f"a size must be at least 1 byte, got {text!r}: give one such as 12GB or 512MB")
+    return size
 
 
 def format_size(size: int) -> str:
-    """Bytes as a person reads them: GiB above one, else MiB."""
+    """Bytes as a person reads them: GiB above one, else MiB, KiB under one MiB and bytes under one KiB."""
     if size >= 2**30:
         return f"{size / 2**30:.2f} GiB"
-    return f"{size / 2**20:.1f} MiB" if size >= 10 * 2**20 else f"{size / 2**20:.2f} MiB"
+    if size >= 2**20:
+        return f"{size / 2**20:.1f} MiB" if size >= 10 * 2**20 else f"{size / 2**20:.2f} MiB"
+    return f"{size / 2**10:.1f} KiB" if size >= 2**10 else f"{size} B"
 
 
 @dataclass(frozen=True)
@@ -315,7 +320,8 @@ def fit_budget(planner: MemoryPlanner, vram: int | None = None, ram: int | None 
 
 def nothing_fits(fit: BudgetFit, vram: int | None, ram: int | None) -> SettingsError:
     """The error a caller raises when no options fit: what the least hungry options still need."""
-    budget = " and ".join(f"{flag} {format_size(size)}" for flag, size in (("--vram", vram), ("--ram", ram)) if size)
+    sizes = (("--vram", vram), ("--ram", ram))
+    budget = " and ".join(f"{flag} {format_size(size)}" for flag, size in sizes if size is not None)
     return SettingsError(
         f"nothing fits in {budget}: the least memory ({fit.plan.options.flags()}) still needs "
         f"{format_size(fit.plan.device_peak)} of device and {format_size(fit.plan.host_peak)} of host memory; "

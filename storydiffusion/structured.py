@@ -354,10 +354,11 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
 def _check_unique_yaml_keys(node: yaml.MappingNode, name: str) -> None:
     seen: set[tuple[str, str]] = set()
     for key, _ in node.value:
-        if isinstance(key, yaml.ScalarNode) and key.value != "<<":
+        if isinstance(key, yaml.ScalarNode):
             if (key.tag, key.value) in seen:
+                fix = "merge several in one: <<: [*a, *b]" if key.tag.endswith(":merge") else "keep only one"
                 raise InputFileError(
-                    f"{name} has the key {key.value!r} twice in one mapping: keep only one", _line(key.start_mark)
+                    f"{name} has the key {key.value!r} twice in one mapping: {fix}", _line(key.start_mark)
                 )
             seen.add((key.tag, key.value))
 

@@ -10,7 +10,14 @@ import torch
 from storydiffusion.bank import IdentityBank
 from storydiffusion.cli import main
 from storydiffusion.memory_model import LiveTensorMeter, module_bytes
-from storydiffusion.memory_plan import CUDA_MEASURED_MARGIN, MemoryPlanner, PlanOptions, fit_budget, parse_size
+from storydiffusion.memory_plan import (
+    CUDA_MEASURED_MARGIN,
+    MemoryPlanner,
+    PlanOptions,
+    fit_budget,
+    format_size,
+    parse_size,
+)
 from storydiffusion.planning import plan_story
 from storydiffusion.settings import GenerationSettings
 from storydiffusion.story import story_from_text
@@ -95,10 +102,20 @@ def test_sizes_are_read_with_their_units(text, size):
     assert parse_size(text) == size
 
 
-@pytest.mark.parametrize("text", ["12", "12XB", "-1GB", "0GB", "GB", ""])
+@pytest.mark.parametrize("text", ["12", "12XB", "-1GB", "GB", ""])
 def test_sizes_without_a_known_unit_are_refused(text):
     with pytest.raises(ValueError, match="such as 12GB"):
         parse_size(text)
+
+
+@pytest.mark.parametrize("text", ["0GB", "0.1B", "0.0001KB"])
+def test_a_size_under_one_byte_is_refused_not_taken_as_no_limit(text):
+    with pytest.raises(ValueError, match=f"a size must be at least 1 byte, got '{text}'"):
+        parse_size(text)
+
+
+def test_sizes_under_a_mib_are_shown_in_kib_or_bytes():
+    assert [format_size(size) for size in (1, 1023, 1536, 5 * 2**20)] == ["1 B", "1023 B", "1.5 KiB", "5.00 MiB"]
 
 
 def test_a_bigger_window_predicts_more_memory():

@@ -39,6 +39,18 @@ def test_yaml_anchors_and_merges_within_the_budget_still_work():
     assert parse_yaml("base: &b {x: 1}\nother:\n  <<: *b\n  y: 2\n", "s.yaml")["other"] == {"x": 1, "y": 2}
 
 
+def test_a_second_merge_key_in_one_mapping_is_refused_with_the_list_form():
+    """PyYAML merged both, silently: YAML allows one ``<<`` per mapping and a list of anchors in it."""
+    text = "a: &a {x: 1}\nb: &b {y: 2}\nc:\n  <<: *a\n  <<: *b\n"
+    with pytest.raises(
+        InputFileError, match=r"key '<<' twice in one mapping: merge several in one: <<: \[\*a, \*b\]"
+    ) as error:
+        parse_yaml(text, "s.yaml")
+    assert error.value.line == 5
+    listed = "a: &a {x: 1}\nb: &b {y: 2}\nc:\n  <<: [*a, *b]\n"
+    assert parse_yaml(listed, "s.yaml")["c"] == {"x": 1, "y": 2}
+
+
 @pytest.mark.parametrize("text", ["characters: &c\n  Mia: a girl\n  self: *c\n", "characters: {Mia: &c [a, *c]}\n"])
 def test_an_alias_inside_its_own_anchor_is_refused_at_once_not_followed_forever(text):
     assert "holds itself through a YAML alias" in str(refused(parse_yaml, text))
