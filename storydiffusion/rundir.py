@@ -142,6 +142,12 @@ def check_output_path(out: Path, flag: str = "--out") -> None:
             f"the output path has a name of {len(os.fsencode(long_name))} bytes ({long_name[:24]}…), "
             f"more than the {MAX_NAME_BYTES} a file system allows: choose a shorter {flag}"
         )
+    dangling = next((folder for folder in (out, *out.parents) if folder.is_symlink() and not folder.exists()), None)
+    if dangling is not None:  # no folder can be made under that name, nor through it
+        raise StoryDiffusionError(
+            f"{dangling} is a link to {os.readlink(dangling)}, which does not exist: make that folder, or choose "
+            f"another {flag}"
+        )
     existing = next((folder for folder in (out, *out.parents) if folder.exists()), None)
     if existing is None:
         return

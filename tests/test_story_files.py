@@ -217,6 +217,11 @@ def test_file_problems(tmp_path):
     bad.write_bytes("title: caf\xe9\n".encode("latin-1"))
     assert "UTF-8" in str(error(load_story, bad))
     assert "cannot read" in str(error(load_story, tmp_path.joinpath("dir.yaml").mkdir() or tmp_path / "dir.yaml"))
+    assert str(error(load_story, "")).startswith("the story file's name is empty: give the path of a .yaml")
+    assert (
+        str(error(load_story, tmp_path))
+        == f"{tmp_path.name} is a folder, not a story file: give a .yaml, .yml or .json file in it"
+    )
 
 
 def test_file_no_panels(tmp_path):

@@ -19,8 +19,12 @@ STORY_SUFFIXES = (".yaml", ".yml", ".json")
 
 def load_story(path: str | os.PathLike[str]) -> Story:
     """Read and validate a story file (``.yaml``, ``.yml`` or ``.json``)."""
+    if not os.fspath(path).strip():  # Path("") is the current folder, whose name is ""
+        raise StoryError("the story file's name is empty: give the path of a .yaml, .yml or .json story file")
     path = Path(path)
     suffix = path.suffix.lower()
+    if suffix not in STORY_SUFFIXES and path.is_dir():
+        raise StoryError(f"{path.name or path} is a folder, not a story file: give a .yaml, .yml or .json file in it")
     if suffix not in STORY_SUFFIXES:
         raise StoryError(f"{path.name}: story files must end in .yaml, .yml or .json")
     text = _read_text(path)

@@ -42,6 +42,16 @@ def test_system_folders_and_devices_are_refused_for_what_they_are(story, capsys)
     assert "/dev/null is a device or other special file, not a folder" in run(story, "/dev/null/out", capsys)
 
 
+def test_a_link_to_a_folder_that_does_not_exist_is_named_as_a_link(story, tmp_path, capsys):
+    """It was called "out/panels is a file, not a folder": the link, not a file, is in the way."""
+    os.symlink(tmp_path / "gone", tmp_path / "out")
+    for out in (tmp_path / "out", tmp_path / "out" / "sub"):
+        assert f"{tmp_path / 'out'} is a link to {tmp_path / 'gone'}, which does not exist: make that" in run(
+            story, out, capsys
+        )
+    assert os.readlink(tmp_path / "out") == str(tmp_path / "gone") and not (tmp_path / "gone").exists()
+
+
 def test_a_file_named_panels_inside_the_folder_is_named(story, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
