@@ -147,11 +147,12 @@ class _CheckedStory:
     bank: Any
 
 
-def _targets(args: argparse.Namespace, story) -> list[str]:
-    """Every file this story's run (and its --layout) may write in --out."""
+def _targets(args: argparse.Namespace, story, drawn: list[int] | None = None) -> list[str]:
+    """Every file this story's run (and its --layout) may write in --out; ``drawn``: the panels a continued
+    run draws (None: all of them)."""
     from .run_targets import compose_targets, story_targets
 
-    names = story_targets(story, masks=args.save_masks, bank=args.save_bank)
+    names = story_targets(story, masks=args.save_masks, bank=args.save_bank, panels=drawn)
     if args.layout:
         from .layout.compose import parse_exports
 
@@ -187,8 +188,19 @@ def _check_story(args: argparse.Namespace, writes: bool = True) -> _CheckedStory
             refuse_finished(earlier, args.out)
     if writes:
         check_output_dir(args.out, overwrite=args.overwrite or continuing)  # before any model loads; deletes nothing
-        refuse_foreign_targets(args.out, _targets(args, story))  # nor replaces a file of the user's
+        drawn = _continued_panels(args, earlier, story, settings) if continuing and not args.overwrite else None
+        refuse_foreign_targets(args.out, _targets(args, story, drawn))  # nor replaces a file of the user's
     return _CheckedStory(story, manifest_model, photos, settings, earlier, continuing, bank)
+
+
+def _continued_panels(args: argparse.Namespace, manifest, story, settings) -> list[int] | None:
+    """The panels a continued run draws in place (0-based): those of --panels, else those the earlier run left
+    undrawn; None when it draws them all (a window reads the one before it, so it starts again)."""
+    from .resume import unfinished_panels
+
+    if args.panels is not None:
+        return args.panels
+    return None if settings.mode == "window" else unfinished_panels(manifest, args.out, len(story.panels))
 
 
 def _draw_story(args: argparse.Namespace, checked: _CheckedStory, share, pipelines: dict) -> int:

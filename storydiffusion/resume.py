@@ -19,7 +19,15 @@ from .rundir import BANK_NAME, MANIFEST_FORMAT, MANIFEST_NAME, drawing_panels
 from .settings import GenerationSettings
 from .story import Story
 
-__all__ = ["Continuation", "earlier_run", "missing_panels", "plan_continuation", "refuse_finished", "to_continue"]
+__all__ = [
+    "Continuation",
+    "earlier_run",
+    "missing_panels",
+    "plan_continuation",
+    "refuse_finished",
+    "to_continue",
+    "unfinished_panels",
+]
 
 
 @dataclass
@@ -65,6 +73,17 @@ def missing_panels(manifest: dict[str, Any], out_dir: str | os.PathLike) -> list
         return []
     out = Path(out_dir)
     return [index + 1 for index, entry in sorted(recorded.items()) if not (out / entry["file"]).is_file()]
+
+
+def unfinished_panels(manifest: dict[str, Any], out_dir: str | os.PathLike, count: int) -> list[int]:
+    """The panels (0-based) of a ``count``-panel story that the run in ``out_dir`` has not finished: not
+    recorded, or recorded without their file."""
+    try:
+        recorded = manifest_panels(manifest)
+    except StoryDiffusionError:
+        return list(range(count))
+    out = Path(out_dir)
+    return [index for index in range(count) if index not in recorded or not (out / recorded[index]["file"]).is_file()]
 
 
 def to_continue(manifest: dict[str, Any] | None, out_dir: str | os.PathLike, redo: list[int] | None) -> bool:

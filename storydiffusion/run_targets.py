@@ -33,14 +33,18 @@ from .rundir import (
 EXPORT_NAMES = dict(zip(("pdf", "cbz", "zip"), EXPORT_FILES))
 
 
-def story_targets(story: Any, *, masks: bool = False, bank: bool = False) -> list[str]:
-    """What ``generate`` may write for ``story``: the manifest, every panel, and on request each panel's
-    character masks and the identity bank."""
-    names = [MANIFEST_NAME] + [f"{PANELS_DIR}/{panel_filename(i)}" for i in range(len(story.panels))]
+def story_targets(
+    story: Any, *, masks: bool = False, bank: bool = False, panels: Iterable[int] | None = None
+) -> list[str]:
+    """What ``generate`` may write for ``story``: the manifest, every panel (or only ``panels``, 0-based: those
+    a continued run draws, never the ones it keeps), and on request their character masks and the identity bank."""
+    drawn = set(range(len(story.panels)) if panels is None else panels)
+    names = [MANIFEST_NAME] + [f"{PANELS_DIR}/{panel_filename(i)}" for i in sorted(drawn)]
     if masks:
         names += [
             f"{MASKS_DIR}/{mask_filename(i, number)}"
             for i, panel in enumerate(story.panels)
+            if i in drawn
             for number in range(len(panel.characters))
         ]
     return names + ([BANK_NAME] if bank else [])

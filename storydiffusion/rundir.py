@@ -313,7 +313,7 @@ class RunWriter:
         from .run_targets import refuse_foreign_targets, story_targets
 
         if not self.private:  # no file of the user's is ever replaced
-            refuse_foreign_targets(self.out, story_targets(result.story, **self.may_write))
+            refuse_foreign_targets(self.out, story_targets(result.story, panels=self.drawing, **self.may_write))
         self.result = result
         if self.drawing is None:
             self.drawing = list(range(len(result.story.panels)))

@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 from file_helpers import one_line_error, snapshot
+from PIL import Image
 from test_interrupted_runs import FAST, STORY
 
 from storydiffusion.cli import main
@@ -85,6 +86,21 @@ def test_a_command_that_would_replace_an_edited_file_is_refused_and_touches_noth
     assert f"{run / name} has changed since this tool wrote it (your own edit?)" in err, err
     assert "move it out of the folder" in err
     assert snapshot(run) == before
+
+
+@pytest.mark.parametrize("redraw", [["--panels", "3"], []], ids=["panels", "finish"])
+def test_a_redraw_of_other_panels_keeps_an_edited_panel_and_its_record(finished, tmp_path, redraw):
+    """--panels 3 (or finishing a run whose panel 3 is missing) does not touch panel 2: the user's edit there
+    is no reason to refuse, and stays theirs on the new record."""
+    run = edited_copy(finished, tmp_path, "panels/panel_002.png")
+    Image.new("RGB", (64, 64), "red").save(run / "panels" / "panel_002.png")  # touched up: compose letters it
+    edit = (run / "panels" / "panel_002.png").read_bytes()
+    if not redraw:
+        (run / "panels" / "panel_003.png").unlink()
+    assert main(["generate", str(finished / "story.yaml"), "--out", str(run), *FAST, *redraw]) == 0
+    assert (run / "panels" / "panel_002.png").read_bytes() == edit
+    assert run / "panels" / "panel_003.png" in written_files(run)  # drawn again, on the record
+    assert run / "panels" / "panel_002.png" in unrecorded_files(run)
 
 
 def test_compose_leaves_an_edited_page_its_new_layout_no_longer_writes(finished, tmp_path):
