@@ -31,6 +31,7 @@ from ..rundir import (
     PANELS_DIR,
     PDF_NAME,
     ZIP_NAME,
+    drawing_panels,
     panel_filename,
     recorded_exports,
     written_files,
@@ -119,7 +120,7 @@ def compose_run(
     run = Path(run_dir)
     exports = parse_exports(export)  # the options first: they are checked without reading the run
     template = load_template(layout, dpi=dpi).with_options(fit=fit)
-    story = _read_story(run)
+    story, drawing = _read_story(run)
     earlier = recorded_exports(run)
     kept = [kind for kind, name in EXPORT_NAMES.items() if name in earlier and (run / name).is_file()]
     exports += tuple(kind for kind in kept if kind not in exports)  # refreshed from the new pages
@@ -129,6 +130,9 @@ def compose_run(
 
     warnings: list[str] = []
     indices, paths, sizes = _find_panels(run, story, warnings)
+    unfinished = [index for index in drawing if index in indices]
+    if unfinished:
+        warnings.append(unfinished_panels_warning(unfinished))
     letterer = make_lettering(template) if lettering else None
     title_text = _title_text(story, title) if letterer is not None and template.kind != "none" else None
 
@@ -172,10 +176,22 @@ def compose_again(run_dir: str | os.PathLike) -> ComposeResult | None:
     return compose_run(run_dir, **recorded) if recorded is not None else None
 
 
-def _read_story(run: Path) -> Story:
+def _read_story(run: Path) -> tuple[Story, list[int]]:
+    """The run's story, and the panels (0-based) its run was drawing when it stopped, not yet recorded."""
     manifest = read_manifest(run_folder_manifest(run, "compose", LayoutError))
     manifest_panels(manifest)  # a hand-edited panel entry is refused here as by evaluate and animate
-    return story_from_manifest(manifest)
+    return story_from_manifest(manifest), drawing_panels(manifest)
+
+
+def unfinished_panels_warning(unfinished: list[int]) -> str:
+    """A panel whose run stopped while drawing it has a file that may be the drawing before (a redraw in
+    place) or the new one not yet recorded: it is laid out, and the user told how to finish it."""
+    numbers = ", ".join(str(index + 1) for index in unfinished)
+    which = f"panel {numbers} was" if len(unfinished) == 1 else f"panels {numbers} were"
+    return (
+        f"{which} being drawn when the run stopped, so {'its file' if len(unfinished) == 1 else 'their files'} "
+        "may still be the earlier drawing: run the same generate command again to finish the run"
+    )
 
 
 def _find_panels(run: Path, story: Story, warnings: list[str]) -> tuple[list[int], list[Path], list[tuple[int, int]]]:

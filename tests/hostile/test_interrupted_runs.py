@@ -245,3 +245,25 @@ def test_a_panel_the_user_replaced_with_their_own_picture_is_theirs(again, story
     assert files(out) == before
     assert main(["compose", str(out), "--layout", "grid"]) == 0  # the edit is typeset, as it is
     assert files(out)["panels/panel_002.png"] == before["panels/panel_002.png"]
+
+
+def test_compose_of_a_stopped_redraw_says_which_panels_may_still_be_the_earlier_drawing(
+    story, tmp_path, monkeypatch, capsys
+):
+    """--panels 2,3 stopped after panel 2: panel 3's file is the drawing before, its caption the story's new
+    one. Compose lays it out (the page keeps its shape) and says so, with how to finish."""
+    out = tmp_path / "out"
+    assert main(["generate", str(story), "--out", str(out), *FAST]) == 0
+    with monkeypatch.context() as patch:
+        interrupt_after(patch, 1)
+        assert main(["generate", str(story), "--out", str(out), *FAST, "--panels", "2,3"]) == EXIT_INTERRUPTED
+    assert manifest(out)["drawing"] == [3]
+    capsys.readouterr()
+    assert main(["compose", str(out), "--layout", "grid"]) == 0
+    captured = capsys.readouterr()
+    words = "panel 3 was being drawn when the run stopped, so its file may still be the earlier drawing"
+    assert words in captured.out + captured.err and "run the same generate command again" in captured.out + captured.err
+    assert main(["generate", str(story), "--out", str(out), *FAST, "--panels", "2,3"]) == 0
+    capsys.readouterr()
+    assert main(["compose", str(out), "--layout", "grid"]) == 0
+    assert "being drawn" not in "".join(capsys.readouterr())
