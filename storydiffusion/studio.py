@@ -21,7 +21,7 @@ from pathlib import Path
 from .atomic import atomic_write_bytes
 from .bank import IdentityBank
 from .errors import GenerationCancelled, StoryDiffusionError, StoryError
-from .layout.compose import ComposeResult, check_options, compose_run, missing_panels_warning
+from .layout.compose import ComposeResult, check_options, compose_run
 from .model_pool import shown_name
 from .pipeline import StoryPipeline
 from .planning import identity_sets
@@ -298,11 +298,7 @@ class StudioSession(ProjectsMixin):
     def page_warnings(self) -> list[str]:
         """What the last typesetting could not do: characters no bundled font has, text cut short. Not the
         panels a stopped run never drew: its status line says that, in the page's words, not the folder's."""
-        if self.pages is None:
-            return []
-        drawn = {panel.index for panel in self.panels()}
-        undrawn = [index for index in range(len(self.story.panels)) if index not in drawn]
-        return [warning for warning in self.pages.warnings if not undrawn or warning != missing_panels_warning(undrawn)]
+        return list(self.pages.notes) if self.pages is not None else []
 
     def typeset_if_drawn(self) -> Downloads:
         """After a run: the pages and files, in the layout chosen last (also while it ran), when it drew any

@@ -48,6 +48,12 @@ def page_closed(request: gr.Request | None) -> bool:
         return False
 
 
+def stop_if_closed(request: gr.Request | None, session: StudioSession) -> None:
+    """Between two steps of a run: its tab gone, the session's run stops (no one is there to see it)."""
+    if page_closed(request):
+        session.stop()
+
+
 def unchanged(outputs: int) -> tuple:
     """What a run yields between two steps: nothing changes on the page, but Gradio learns whether the
     page is still there (it stops iterating once its tab is closed)."""
@@ -172,8 +178,7 @@ def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> Any:
                 for event in redraw:
                     if isinstance(event, StepDone):
                         progress(event.progress.fraction, desc=run_status.step_message(event.progress))
-                        if page_closed(request):
-                            session.stop()
+                        stop_if_closed(request, session)
                         yield unchanged(9)  # a tab closed meanwhile ends the redraw here (stream_call)
                     else:
                         panel = event.value
@@ -386,8 +391,7 @@ def wire_animate(studio: Studio, pool: ModelPool, door: gr.Button) -> None:
             for event in clip:
                 if isinstance(event, StepDone):
                     progress(*run_status.animation_progress(event.progress.step, event.progress.steps))
-                    if page_closed(request):
-                        session.stop()
+                    stop_if_closed(request, session)
                     yield unchanged(3)  # a tab closed meanwhile ends the clip here (stream_call)
                 else:
                     result = event.value

@@ -15,7 +15,7 @@ from .settings import REFERENCE_ADAPTERS
 from .streaming import PanelDone, RunFailed, RunFinished, StepDone
 from .studio import session_of
 from .studio_errors import action
-from .studio_events import end_of_run, gpu_task, page_closed, show_filled, stop_message, stop_on_page, unchanged
+from .studio_events import end_of_run, gpu_task, show_filled, stop_if_closed, stop_message, stop_on_page, unchanged
 from .studio_uploads import characters_rows, steering_from_ui
 from .studio_widgets import Studio
 
@@ -109,8 +109,7 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
             for event in session.generate(pipeline, story, settings, pool.check_choice(model), steered):
                 if isinstance(event, StepDone):
                     progress(event.progress.fraction, desc=run_status.step_message(event.progress))
-                    if page_closed(request):
-                        session.stop()
+                    stop_if_closed(request, session)
                     yield unchanged(8)  # a tab closed meanwhile ends the run here (stream_generation)
                 elif isinstance(event, PanelDone):
                     done = run_status.panels_done_message(len(session.panels()), len(story.panels))

@@ -53,15 +53,22 @@ __all__ = [
 
 @dataclass
 class ComposeResult:
-    """What a composition wrote, for the CLI and UI to report."""
+    """What a composition wrote, for the CLI and UI to report. ``missing``: the story's panels without a file
+    (left out of the pages); ``notes``: what else the composition could not do (fonts, text cut short)."""
 
     run_dir: Path
     template: str
     layouts: list[PageLayout]
     pages: list[Path]
     files: dict[str, Path] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    missing: list[int] = field(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        """Every warning, in the folder's words: the missing panels first, then the notes."""
+        return ([missing_panels_warning(self.missing)] if self.missing else []) + self.notes
 
 
 def parse_exports(value: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -128,11 +135,9 @@ def compose_run(
         path.name for path in written_files(run) if path.parent.name == PAGES_DIR and path.suffix == ".png"
     ]
 
-    warnings: list[str] = []
-    indices, paths, sizes = _find_panels(run, story, warnings)
+    indices, paths, sizes, missing = _find_panels(run, story)
     unfinished = [index for index in drawing if index in indices]
-    if unfinished:
-        warnings.append(unfinished_panels_warning(unfinished))
+    notes = [unfinished_panels_warning(unfinished)] if unfinished else []
     letterer = make_lettering(template) if lettering else None
     title_text = _title_text(story, title) if letterer is not None and template.kind != "none" else None
 
@@ -145,18 +150,19 @@ def compose_run(
         template,
         title=title_text,
         lettering=letterer or False,
-        warnings=warnings,
+        warnings=notes,
     )
+    result = ComposeResult(run, template.name, layouts, [], notes=notes, missing=missing)
     encoded = [encode_png(page) for page in images]
     # The record first, naming every file this composition writes or may leave, so a stop half-way
     # leaves no file of this tool's unrecorded; the last record below names what is there.
     asked = [EXPORT_NAMES[kind] for kind in exports if kind in EXPORT_NAMES]
     planned = [name for name in EXPORT_FILES if name in asked or name in earlier]
     writing = sorted(set(earlier_pages) | set(page_filenames(len(layouts))))
-    index = _pages_index(template, layouts, title_text, warnings, planned)
+    index = _pages_index(template, layouts, title_text, result.warnings, planned)
     (run / PAGES_DIR).mkdir(exist_ok=True)
     write_json(run / PAGES_DIR / PAGES_INDEX, {**index, "writing": writing})
-    pages = write_pages_png(encoded, run / PAGES_DIR, earlier_pages)
+    result.pages = write_pages_png(encoded, run / PAGES_DIR, earlier_pages)
     files = {"pages": run / PAGES_DIR, **_write_exports(run, exports, story, template, images, encoded, paths)}
     # Exports of earlier compositions stay on disk, so they stay on the record of what this tool wrote.
     written = {path.name for kind, path in files.items() if kind != "pages"}
@@ -164,8 +170,10 @@ def compose_run(
     # Each file with its digest as written: one the user edits afterwards is theirs, never replaced or deleted.
     sha256 = {name: hashlib.sha256(page).hexdigest() for name, page in zip(page_filenames(len(encoded)), encoded)}
     sha256 |= {name: file_digest(run / name) for name in exported if name in written}
-    write_json(run / PAGES_DIR / PAGES_INDEX, _pages_index(template, layouts, title_text, warnings, exported, sha256))
-    return ComposeResult(run, template.name, layouts, pages, files, warnings, time.perf_counter() - started)
+    record = _pages_index(template, layouts, title_text, result.warnings, exported, sha256)
+    write_json(run / PAGES_DIR / PAGES_INDEX, record)
+    result.files, result.seconds = files, time.perf_counter() - started
+    return result
 
 
 def compose_again(run_dir: str | os.PathLike) -> ComposeResult | None:
@@ -194,8 +202,8 @@ def unfinished_panels_warning(unfinished: list[int]) -> str:
     )
 
 
-def _find_panels(run: Path, story: Story, warnings: list[str]) -> tuple[list[int], list[Path], list[tuple[int, int]]]:
-    """(indices, files, sizes) of the story's panels that exist; missing ones are warned about, and a
+def _find_panels(run: Path, story: Story) -> tuple[list[int], list[Path], list[tuple[int, int]], list[int]]:
+    """(indices, files, sizes) of the story's panels that exist, and the indices of those that do not; a
     panel file that is there but is not a readable image of a sensible size raises ImageInputError."""
     indices, paths, sizes, missing = [], [], [], []
     for i in range(len(story.panels)):
@@ -206,11 +214,9 @@ def _find_panels(run: Path, story: Story, warnings: list[str]) -> tuple[list[int
         sizes.append(image_size(path))  # header only: a broken or oversized panel stops before any page is drawn
         indices.append(i)
         paths.append(path)
-    if missing and paths:
-        warnings.append(missing_panels_warning(missing))
     if not paths:
         raise LayoutError(f"{run / PANELS_DIR} holds no panels of this story (panel_001.png …): generate them first")
-    return indices, paths, sizes
+    return indices, paths, sizes, missing
 
 
 def missing_panels_warning(missing: list[int]) -> str:
