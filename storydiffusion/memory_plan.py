@@ -344,7 +344,7 @@ def format_plan(planner: MemoryPlanner, plan: MemoryPlan) -> str:
     lines.append(f"weights: {weights}")
     lines.append(
         f"identity bank: {format_size(plan.bank_per_image * plan.bank_images)} at most "
-        f"({plan.bank_images} images x {format_size(plan.bank_per_image)}), on the {plan.options.bank_tier}"
+        f"({plan.bank_images} image{'s' if plan.bank_images != 1 else ''} x {format_size(plan.bank_per_image)}), on the {plan.options.bank_tier}"
     )
     if planner.device.type == "cuda":
         lines.append(

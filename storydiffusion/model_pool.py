@@ -168,7 +168,11 @@ class ModelPool:
             if not self.fallback or name == OFFLINE_MODEL:
                 raise
             logger.warning("Could not load %r, using the offline demo model %r: %s", name, OFFLINE_MODEL, error)
-            reason = "no network, no cached weights" if isinstance(error, HubUnreachable) else "see the server log"
+            reason = (
+                "no network, no cached weights"
+                if isinstance(error, HubUnreachable)
+                else "its weights could not be read here: the server's log says why"
+            )
             self._notices[name] = (
                 f"Offline demo: could not load {shown_name(name)!r} ({reason}); running the tiny random-weight "
                 "offline demo model instead (panels are random patterns)."

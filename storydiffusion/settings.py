@@ -251,6 +251,12 @@ class GenerationSettings:
         if isinstance(self.sampling_rate, dict):
             for factor, rate in self.sampling_rate.items():
                 SETTING_RANGES["sampling_rate"].check(key_path(where, "sampling_rate", factor), rate)
+        elif isinstance(self.sampling_rate, str) and ":" in self.sampling_rate:  # the command line's form
+            raise SettingsError(
+                f"{key_path(where, 'sampling_rate')} must be a number or a mapping of rates by downsampling factor, "
+                f"got {shown(self.sampling_rate)}: write it as a mapping, e.g. sampling_rate: {{1: 0.5, 2: 0.3}} "
+                "(1:0.5,2:0.3 is the --sampling-rate flag's form)"
+            )
         else:
             SETTING_RANGES["sampling_rate"].check(key_path(where, "sampling_rate"), self.sampling_rate)
         for name in ("seed", "id_images", "window", "first_consistent_step", "random_skip_early", "random_skip_late"):

@@ -206,7 +206,7 @@ def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> Any:
         return (
             session,
             run_status.with_warnings(
-                run_status.layout_chosen_message(layout, pages is not None), pages.warnings if pages else ()
+                run_status.layout_chosen_message(layout, pages is not None), session.page_warnings if pages else ()
             ),
             *session.downloads().as_tuple(),
         )

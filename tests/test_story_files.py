@@ -245,6 +245,10 @@ def test_file_no_panels(tmp_path):
         ("characters: {Bob: a}\npanels: [{prompt: x, captoin: y}]", ["unknown key", "captoin", "prompt"]),
         ("characters: {Bob: a}\npanels: [{caption: y}]", ["panel 1 needs a 'prompt'"]),
         ("characters: {Bob: a}\npanels: [{prompt: x, seed: 1.5}]", ["seed must be a whole number"]),
+        (
+            "characters: {Bob: a}\npanels: [x]\nsettings: {sampling_rate: '1:0.5,2:0.3'}",
+            ["settings.sampling_rate must be a number or a mapping", "sampling_rate: {1: 0.5, 2: 0.3}"],
+        ),
         ("characters: {Bob: a}\npanels: [{prompt: x, dialogue: hi}]", ["dialogue must be a list"]),
         ("characters: {Bob: a}\npanels: [{prompt: x, dialogue: [hi]}]", ["'speaker' and 'text'"]),
         ("characters: {Bob: a}\npanels: [{prompt: x, dialogue: [{speaker: Al, text: hi}]}]", ["@Al", "Bob"]),
