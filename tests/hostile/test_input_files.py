@@ -101,8 +101,14 @@ def test_a_hostile_run_manifest_stops_compose_with_exit_2(tmp_path, capsys):
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("kind: none\nmargins: 10000mm\n", "would be 118,1"),
-        ("kind: webtoon\npage: {width: 59000px}\n", "use a smaller chapter_panels, or a narrower page"),
+        (
+            "kind: none\nmargins: 10000mm\n",
+            "would be 118,174 x 118,174 pixels, more than the 60,000 a page may have on a",
+        ),
+        (
+            "kind: webtoon\npage: {width: 59000px}\n",
+            "more than the 150,000,000 a page may have: use a smaller chapter_panels, or a narrower page",
+        ),
     ],
     ids=["margins", "webtoon"],
 )
@@ -117,5 +123,5 @@ def test_a_layout_whose_pages_would_need_gigabytes_is_refused_before_drawing(tex
     layout.write_text(text)
     assert main(["compose", str(out), "--layout", str(layout)]) == 2
     err = one_line_error(capsys)
-    assert expected in err and "more than the 150,000,000 a page may have" in err and "evil.yaml" in err
+    assert expected in err and "evil.yaml" in err
     assert snapshot(out) == before
