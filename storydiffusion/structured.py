@@ -21,13 +21,14 @@ import math
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from .errors import StoryDiffusionError
+from .file_lines import child_nodes, line_of_mark, line_of_scalar, line_of_second_key
 
 MAX_FILE_BYTES = 4 * 2**20
 MAX_DEPTH = 32
@@ -57,8 +58,6 @@ _DEPTH_DOWN = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEn
 # YAML's longest implicit key: a longer one reads as text, and the ':' after it as an error.
 MAX_YAML_KEY_CHARS = 1024
 _JSON_STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.S)
-# A JSON string (with the colon after it when it is an object's key) or a bracket.
-_JSON_KEY_OR_BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"(?:\s*:)?|[\[\]{}]', re.S)
 
 
 class _CoreSchemaLoader(yaml.SafeLoader):
@@ -100,10 +99,12 @@ _use_core_schema(_CoreSchemaLoader)
 
 
 class InputFileError(StoryDiffusionError, ValueError):
-    """A structured file is too large, too deep, ambiguous or not valid; ``line`` is 1-based when known."""
+    """A structured file is too large, too deep, ambiguous or not valid; ``line`` is 1-based when known.
+    ``culprit``: picks the value the message names among the file's composed scalars, so that a caller
+    holding the text finds its line (``line_of_scalar``) when the parsed data alone could not tell it."""
 
-    def __init__(self, message: str, line: int | None = None):
-        self.message, self.line = message, line
+    def __init__(self, message: str, line: int | None = None, culprit: Callable[[yaml.ScalarNode], bool] | None = None):
+        self.message, self.line, self.culprit = message, line, culprit
         super().__init__(f"line {line}: {message}" if line is not None else message)
 
 
@@ -177,12 +178,15 @@ def parse_yaml(text: str, name: str) -> Any:
                 f": the key before this ':' is longer than the {MAX_YAML_KEY_CHARS} characters YAML allows "
                 "a key; shorten it, or, if it is text rather than a key, put all of it in quotes"
             )
-        raise InputFileError(f"{name} is not valid YAML: {problem}", _line(mark)) from None
+        raise InputFileError(f"{name} is not valid YAML: {problem}", line_of_mark(mark)) from None
     except yaml.YAMLError as error:
         raise InputFileError(f"{name} is not valid YAML: {error}") from None
     except RecursionError:  # a guard behind the depth check, never expected
         raise InputFileError(f"{name} is nested too deeply: at most {MAX_DEPTH} levels") from None
-    _check_text(data, name)
+    try:
+        _check_text(data, name)
+    except InputFileError as error:
+        raise InputFileError(error.message, error.line or line_of_scalar(text, error.culprit)) from None
     return data
 
 
@@ -200,13 +204,16 @@ def parse_json(text: str, name: str) -> Any:
     try:
         data = json.loads(text, object_pairs_hook=_unique_keys(name), parse_int=_bounded_int(name))
     except _DuplicateKey as error:
-        raise InputFileError(error.message, _line_of_second_key(text, error.key)) from None
+        raise InputFileError(error.message, line_of_second_key(text, error.key)) from None
     except json.JSONDecodeError as error:
         raise InputFileError(f"{name} is not valid JSON: {error.msg} (column {error.colno})", error.lineno) from None
     except RecursionError:
         raise InputFileError(_too_deep(name)) from None
-    _check_numbers(data, name)
-    _check_text(data, name)
+    try:
+        _check_numbers(data, name)
+        _check_text(data, name)
+    except InputFileError as error:  # the line, found again only for a file with an error
+        raise InputFileError(error.message, error.line or line_of_scalar(text, error.culprit, is_json=True)) from None
     return data
 
 
@@ -251,7 +258,18 @@ def _check_numbers(data: Any, name: str) -> None:
         if isinstance(value, float) and not math.isfinite(value):
             spelled = "NaN" if math.isnan(value) else ("-Infinity" if value < 0 else "Infinity")
             where = _shown_path(path) if path else "the file"
-            raise InputFileError(f"{name}: {where} is {spelled}, which is not a number: write a finite number")
+            message = f"{name}: {where} is {spelled}, which is not a number: write a finite number"
+            raise InputFileError(message, culprit=_unquoted_non_finite)
+
+
+def _unquoted_non_finite(node: yaml.ScalarNode) -> bool:
+    """A JSON number that is not finite, as YAML composes it: NaN, Infinity, or one too large for a float."""
+    if node.style is not None:  # quoted: text, not a number
+        return False
+    try:
+        return not math.isfinite(float(node.value))
+    except ValueError:
+        return node.value in ("NaN", "Infinity", "-Infinity")
 
 
 def _check_text(data: Any, name: str) -> None:
@@ -263,7 +281,8 @@ def _check_text(data: Any, name: str) -> None:
             where = _shown_path(path) if path else "the file"
             raise InputFileError(
                 f"{name}: {where} holds a lone surrogate {surrogate.encode('unicode_escape').decode()}, "
-                "which is not text: write the character itself or remove it"
+                "which is not text: write the character itself or remove it",
+                culprit=lambda node: not _is_encodable(node.value),
             )
 
 
@@ -288,7 +307,7 @@ def _check_yaml_tokens(text: str, name: str) -> None:
         if isinstance(token, _DEPTH_UP):
             depth += 1
             if depth > MAX_DEPTH:
-                raise InputFileError(_too_deep(name), _line(token.start_mark))
+                raise InputFileError(_too_deep(name), line_of_mark(token.start_mark))
         elif isinstance(token, _DEPTH_DOWN):
             depth -= 1
         elif isinstance(token, yaml.TagToken):
@@ -296,7 +315,7 @@ def _check_yaml_tokens(text: str, name: str) -> None:
             raise InputFileError(
                 f"{name} uses the YAML tag {(handle or '') + suffix!r}: tags are not allowed here, remove it "
                 "(quote the value if it should be text)",
-                _line(token.start_mark),
+                line_of_mark(token.start_mark),
             )
 
 
@@ -311,9 +330,9 @@ def _check_yaml_nodes(root: yaml.Node, name: str) -> None:
         if id(node) in sizes:
             aliased = True
             continue
-        children = _children(node)
+        children = child_nodes(node)
         if isinstance(node, yaml.ScalarNode) and node.tag == _YAML_INT and len(node.value) > MAX_NUMBER_CHARS:
-            raise InputFileError(_long_number(name, node.value), _line(node.start_mark))
+            raise InputFileError(_long_number(name, node.value), line_of_mark(node.start_mark))
         if not children_done:
             if isinstance(node, yaml.MappingNode):
                 _check_unique_yaml_keys(node, name)
@@ -321,7 +340,7 @@ def _check_yaml_nodes(root: yaml.Node, name: str) -> None:
                 raise InputFileError(
                     f"{name} has a value that holds itself through a YAML alias (*name inside its own &name): "
                     "it would never end; write the value out",
-                    _line(node.start_mark),
+                    line_of_mark(node.start_mark),
                 )
             open_nodes.add(id(node))
             stack.append((node, True))
@@ -331,7 +350,7 @@ def _check_yaml_nodes(root: yaml.Node, name: str) -> None:
         open_nodes.discard(id(node))
         sizes[id(node)] = 1 + sum(sizes.get(id(child), 1) for child in children)
         if sizes[id(node)] > MAX_NODES:
-            raise InputFileError(_too_many_values(name, aliased), _line(node.start_mark))
+            raise InputFileError(_too_many_values(name, aliased), line_of_mark(node.start_mark))
 
 
 def _too_many_values(name: str, aliased: bool) -> str:
@@ -343,14 +362,6 @@ def _too_many_values(name: str, aliased: bool) -> str:
     return f"{name} holds more than {MAX_NODES:,} values: no story needs as many; split it or write fewer"
 
 
-def _children(node: yaml.Node) -> list[yaml.Node]:
-    if isinstance(node, yaml.MappingNode):
-        return [part for pair in node.value for part in pair]
-    if isinstance(node, yaml.SequenceNode):
-        return list(node.value)
-    return []
-
-
 def _check_unique_yaml_keys(node: yaml.MappingNode, name: str) -> None:
     seen: set[tuple[str, str]] = set()
     for key, _ in node.value:
@@ -358,7 +369,7 @@ def _check_unique_yaml_keys(node: yaml.MappingNode, name: str) -> None:
             if (key.tag, key.value) in seen:
                 fix = "merge several in one: <<: [*a, *b]" if key.tag.endswith(":merge") else "keep only one"
                 raise InputFileError(
-                    f"{name} has the key {key.value!r} twice in one mapping: {fix}", _line(key.start_mark)
+                    f"{name} has the key {key.value!r} twice in one mapping: {fix}", line_of_mark(key.start_mark)
                 )
             seen.add((key.tag, key.value))
 
@@ -369,24 +380,6 @@ class _DuplicateKey(InputFileError):
     def __init__(self, name: str, key: str):
         super().__init__(f"{name} has the key {key!r} twice in one object: keep only one")
         self.key = key
-
-
-def _line_of_second_key(text: str, key: str) -> int | None:
-    """The 1-based line where ``key`` comes a second time within one object of the JSON ``text``."""
-    objects: list[set[str] | None] = []  # the keys seen so far in each open object (None: an array)
-    for match in _JSON_KEY_OR_BRACKET.finditer(text):
-        token = match.group()
-        if token in ("{", "["):
-            objects.append(set() if token == "{" else None)
-        elif token in ("}", "]"):
-            if objects:
-                objects.pop()
-        elif token.endswith(":") and objects and objects[-1] is not None:
-            seen = json.loads(token[:-1].rstrip())
-            if seen == key and seen in objects[-1]:
-                return text.count("\n", 0, match.start()) + 1
-            objects[-1].add(seen)
-    return None
 
 
 def _unique_keys(name: str):
@@ -403,10 +396,6 @@ def _unique_keys(name: str):
 
 def _too_deep(name: str) -> str:
     return f"{name} is nested more than {MAX_DEPTH} levels deep: check for runaway brackets or indentation"
-
-
-def _line(mark: Any) -> int | None:
-    return mark.line + 1 if mark is not None else None
 
 
 def _size(size: int) -> str:

@@ -379,17 +379,17 @@ def test_json_story_values_name_their_key_path(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("name", "text", "where"),
+    ("name", "text", "where", "line"),
     [
-        ("s.json", '{"characters": {"Bob": "a tall\\u0000man"}, "panels": ["[Bob] walks"]}', "characters: Bob"),
-        ("s.json", '{"title": "x\\u001b[31m", "characters": {"Bob": "a man"}, "panels": ["[Bob] walks"]}', "title"),
-        ("s.yaml", 'characters:\n  Bob: a man\npanels:\n  - "[Bob] walks\\x7f"\n', "panels, item 1"),
+        ("s.json", '{"characters": {"Bob": "a tall\\u0000man"}, "panels": ["[Bob] walks"]}', "characters: Bob", 1),
+        ("s.json", '{"characters": {"Bob": "a man"},\n\t"title": "x\\u001b[31m", "panels": ["x"]}', "title", 2),
+        ("s.yaml", 'characters:\n  Bob: a man\npanels:\n  - "[Bob] walks\\x7f"\n', "panels, item 1", 4),
     ],
 )
-def test_a_control_character_let_in_by_an_escape_is_refused_where_it_is(tmp_path, name, text, where):
+def test_a_control_character_let_in_by_an_escape_is_refused_where_it_is(tmp_path, name, text, where, line):
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
-    with pytest.raises(StoryError, match=rf"^{name}: {where} holds the control character U\+00"):
+    with pytest.raises(StoryError, match=rf"^line {line}: {name}: {where} holds the control character U\+00"):
         load_story(path)
 
 

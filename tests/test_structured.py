@@ -154,6 +154,15 @@ def test_lone_surrogates_are_refused_by_key_path_in_yaml_and_json(parse):
     assert "a key holds a lone surrogate" in str(refused(parse, '{"\\udc80": 1}'))
 
 
+def test_non_finite_numbers_and_lone_surrogates_point_at_their_line():
+    """The parsed data no longer knows its lines: they are found again from the text, only for a file that fails."""
+    text = '{\n\t"title": "NaN",\n\t"settings": {"steps": 3,\n\t\t"guidance": NaN}}'
+    assert refused(parse_json, text).line == 4  # the quoted "NaN" on line 2 is text
+    assert refused(parse_json, '{"a": [1,\n 2,\n 1e999]}').line == 3
+    assert refused(parse_json, '{"a": 1,\n"b": "x\\ud800"}').line == 2
+    assert refused(parse_yaml, 'a: 1\nb:\n  - "x\\ud800"\n').line == 3
+
+
 def test_paired_surrogates_are_text():
     assert parse_json('{"title": "\\ud83d\\ude00"}', "s.json") == {"title": "\U0001f600"}
 

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from ..errors import StoryError, wrong_kind
+from ..file_lines import line_of_scalar
 from ..settings import control_character, control_character_message
 from ..structured import InputFileError, parse_json, parse_yaml, read_text
 from .mapping import STORY_KEYS, story_from_mapping
@@ -35,7 +36,11 @@ def load_story(path: str | os.PathLike[str]) -> Story:
         raise StoryError(f"{path.name} is empty: a story file needs at least 'characters' and 'panels'")
     if not isinstance(data, dict):
         raise StoryError(wrong_kind(path.name, f"a mapping of keys ({', '.join(STORY_KEYS)})", data))
-    _refuse_control_characters(data, path.name)
+    try:
+        _refuse_control_characters(data, path.name)
+    except StoryError as error:
+        line = line_of_scalar(text, lambda node: control_character(node.value) is not None, is_json=suffix == ".json")
+        raise StoryError(str(error), line) from None
     try:
         return story_from_mapping(data, {}, path.parent)
     except StoryError as error:
