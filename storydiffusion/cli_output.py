@@ -4,6 +4,7 @@ logging quieted while models load, and the lines that report a finished run or c
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -14,7 +15,8 @@ from .run_manifest import manifest_panels
 @contextmanager
 def quiet_model_libraries() -> Iterator[None]:
     """While models load, the hub, diffusers and transformers log only errors: their warnings (a model
-    not found offline, a config key ignored) would bury the one line the CLI prints for a bad input.
+    not found offline, a config key ignored, a deprecated argument diffusers passes the hub) would bury the
+    one line the CLI prints for a bad input.
     The levels are put back afterwards, as the CLI may run inside another program."""
     from diffusers.utils import logging as diffusers_logging
     from huggingface_hub.utils import logging as hub_logging
@@ -25,7 +27,9 @@ def quiet_model_libraries() -> Iterator[None]:
     for library in libraries:
         library.set_verbosity_error()
     try:
-        yield
+        with warnings.catch_warnings():  # diffusers passes the hub an argument it deprecated: noise, not news
+            warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*", category=UserWarning)
+            yield
     finally:
         for library, level in zip(libraries, levels):
             library.set_verbosity(level)

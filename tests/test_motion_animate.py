@@ -123,3 +123,13 @@ def test_cli_animate_tiny_and_bad_input(tmp_path, capsys):
         assert main(["animate", str(run), "--from", "1", "--to", "2", "--model", "tiny", *flags]) == 2
         err = capsys.readouterr().err.strip()  # the tiny model checks them like every other
         assert words in err and "\n" not in err and "step" not in err  # one line: no empty progress bar before it
+
+
+def test_an_animate_model_that_is_not_in_the_cache_offline_is_named_as_such(tmp_path, capsys):
+    """The libraries called it a repository without config.json; offline, the reason is the missing cache."""
+    run = fake_run(tmp_path / "out")
+    assert main(["animate", str(run), "--from", "1", "--to", "2", "--model", "someone/not-cached", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: Could not load the SD 1.5 model 'someone/not-cached' from the Hugging Face hub")
+    assert "not in the Hugging Face cache, and downloads are off" in err and "\n" not in err
+    assert not (run / "video").exists()

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from ..errors import ModelError
+from ..models.loading import NOT_CACHED
 from .ip_adapter import OFFLINE_HINT, IPAdapter, load_ip_adapter
 
 DEFAULT_BASE = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -116,6 +117,25 @@ def _short(exc: Exception, limit: int = 300) -> str:
     return f"{type(exc).__name__}: {' '.join(str(exc).split())[:limit]}"
 
 
+def _load_error(what: str, source: str, exc: Exception, cached_file: str, local_files_only: bool) -> ModelError:
+    """Why ``source`` did not load: offline and not in the hub's cache (``cached_file`` is the first file its
+    loader reads), said as such; the libraries would call it a repository without a config.json."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    offline = local_files_only or constants.HF_HUB_OFFLINE
+    local = Path(source).expanduser().exists()
+    if offline and not local and not isinstance(_cached(try_to_load_from_cache, source, cached_file), str):
+        return ModelError(f"Could not load {what} {source!r} from the Hugging Face hub: {NOT_CACHED}. {OFFLINE_HINT}")
+    return ModelError(f"Could not load {what} {source!r}: {_short(exc)} {OFFLINE_HINT}")
+
+
+def _cached(lookup, repo: str, filename: str) -> Any:
+    try:
+        return lookup(repo, filename)
+    except Exception:  # not a repository id at all: nothing of it is cached
+        return None
+
+
 def _load_sd15(base: str, kwargs: dict[str, Any], local_files_only: bool) -> tuple[Any, Any, Any, Any]:
     """UNet, VAE, text encoder and tokenizer of an SD 1.5 model; ModelError for anything else."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
@@ -127,7 +147,7 @@ def _load_sd15(base: str, kwargs: dict[str, Any], local_files_only: bool) -> tup
         text_encoder = CLIPTextModel.from_pretrained(base, subfolder="text_encoder", local_files_only=local_files_only)
         tokenizer = CLIPTokenizer.from_pretrained(base, subfolder="tokenizer", local_files_only=local_files_only)
     except Exception as exc:
-        raise ModelError(f"Could not load the SD 1.5 model {base!r}: {_short(exc)} {OFFLINE_HINT}") from exc
+        raise _load_error("the SD 1.5 model", base, exc, "unet/config.json", local_files_only) from exc
     if int(unet2d.config.cross_attention_dim) != 768:
         raise ModelError(
             f"{base!r} is not an SD 1.5 model (cross-attention width {unet2d.config.cross_attention_dim}); "
@@ -142,7 +162,8 @@ def _load_motion_adapter(motion_adapter: str, kwargs: dict[str, Any]) -> Any:
     try:
         return MotionAdapter.from_pretrained(motion_adapter, **kwargs)
     except Exception as exc:
-        raise ModelError(f"Could not load the motion adapter {motion_adapter!r}: {_short(exc)} {OFFLINE_HINT}") from exc
+        local_files_only = bool(kwargs.get("local_files_only"))
+        raise _load_error("the motion adapter", motion_adapter, exc, "config.json", local_files_only) from exc
 
 
 def pretrained_components(
