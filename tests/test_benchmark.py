@@ -128,7 +128,16 @@ def test_story_files_and_bad_sets_are_named_in_errors(tmp_path):
     assert [s.name for s in read_prompt_set(tmp_path)] == ["a"]
     bad = tmp_path / "bad.yaml"
     bad.write_text("animals:\n- subject: a fox\n  settings: []\n", encoding="utf-8")
-    with pytest.raises(StoryError, match=r"bad.yaml: animals\[0\].settings must be a list of scene prompts"):
+    with pytest.raises(StoryError, match=r"bad.yaml: animals\[0\].settings is empty: give at least one scene"):
+        read_prompt_set(bad, "consistory")
+    bad.write_text("animals:\n- subject: a fox\n  settings: a wood\n", encoding="utf-8")
+    with pytest.raises(StoryError, match=r"animals\[0\].settings must be a list of scene prompts, got 'a wood'"):
+        read_prompt_set(bad)
+    bad.write_text("people: 5\n", encoding="utf-8")  # no key of a story: a set whose domain is not a list
+    with pytest.raises(StoryError, match=r"a mapping of domains to lists of entries: people is 5"):
+        read_prompt_set(bad)
+    bad.write_text("7\n", encoding="utf-8")
+    with pytest.raises(StoryError, match=r"lists of entries, not 7"):
         read_prompt_set(bad, "consistory")
     with pytest.raises(StoryError, match="no such file or folder"):
         read_prompt_set(tmp_path / "missing")

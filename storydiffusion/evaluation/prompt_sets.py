@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoryDiffusionError, StoryError, shown
-from ..story import Story, load_story
+from ..story import STORY_KEYS, Story, load_story
 from ..story.files import STORY_SUFFIXES
 from ..structured import parse_json, parse_yaml, plain_digits, read_text
 
@@ -84,8 +84,8 @@ def _detect(source: Path) -> str:
         return "vistorybench" if any(_is_vistory(folder / "story.json") for folder in folders) else "stories"
     if source.suffix.lower() in (".yaml", ".yml", ".json"):
         data = _read(source)
-        if isinstance(data, list) or (_domains(data) and not {"characters", "panels"} & set(data)):
-            return "consistory"
+        if isinstance(data, list) or (isinstance(data, dict) and data and not set(STORY_KEYS) & set(data)):
+            return "consistory"  # no key a story has: read as domains, whose errors then name the domain
     return "stories"
 
 
@@ -145,7 +145,12 @@ def _consistory(source: Path) -> list[BenchmarkStory]:
     data = _read(source)
     groups = {"set": data} if isinstance(data, list) else data if _domains(data) else None
     if groups is None:
-        raise StoryError(f"{source.name}: a ConsiStory+ set is a list of entries, or a mapping of domains to lists")
+        items = data.items() if isinstance(data, dict) else []
+        wrong = next((f": {key} is {shown(value)}" for key, value in items if not isinstance(value, list)), None)
+        raise StoryError(
+            f"{source.name}: a ConsiStory+ set is a list of entries, or a mapping of domains to lists of entries"
+            + (wrong or f", not {shown(data)}")
+        )
     stories = []
     for domain, entries in groups.items():
         for index, entry in enumerate(entries):
@@ -153,8 +158,10 @@ def _consistory(source: Path) -> list[BenchmarkStory]:
             if not isinstance(entry, dict) or any(key not in entry for key in CONSISTORY_KEYS[1:]):
                 raise StoryError(f"{where} must have 'subject' and 'settings' (and may have 'style')")
             scenes = entry["settings"]
-            if not isinstance(scenes, list) or not scenes:
-                raise StoryError(f"{where}.settings must be a list of scene prompts")
+            if not isinstance(scenes, list):
+                raise StoryError(f"{where}.settings must be a list of scene prompts, got {shown(scenes)}")
+            if not scenes:
+                raise StoryError(f"{where}.settings is empty: give at least one scene prompt")
             style = _text(entry.get("style"), f"{where}.style", required=False)
             subject = _text(entry["subject"], f"{where}.subject")
             panels = [
