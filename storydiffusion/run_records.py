@@ -90,8 +90,10 @@ def _clip_digests(run: Path) -> dict[str, str]:
     return found
 
 
-def written_files(run_dir: str | os.PathLike) -> list[Path]:
-    """The files of ``run_dir`` that this tool wrote, as its own records name them.
+def written_files(run_dir: str | os.PathLike, among: Iterable[Path] | None = None) -> list[Path]:
+    """The files of ``run_dir`` that this tool wrote, as its own records name them (only those ``among``
+    the paths given, when given: each file a record keeps a digest of is read whole to check it, and an
+    identity bank can be gigabytes, so a caller asking about a few files reads only those).
 
     Read from ``story.json`` (panels, identity bank, and the panels a run was drawing), ``pages/pages.json`` (pages and exports),
     ``video/*.json`` (clips) and ``metrics.json`` (scores, by its format). Only the temporaries of interrupted atomic writes of those files carry
@@ -128,6 +130,9 @@ def written_files(run_dir: str | os.PathLike) -> list[Path]:
             names.append(f"{VIDEO_DIR}/{info.name}")
             names += [f"{VIDEO_DIR}/{name}" for name in clip["files"]]
     names = [name for name in names if _shaped_like_ours(name)] + _own_temporaries(run)
+    if among is not None:
+        wanted = {Path(path) for path in among}
+        names = [name for name in names if run / name in wanted]
     inside, fingerprints = run.resolve(), recorded_digests(run)
     found: list[Path] = []
     for name in dict.fromkeys(names):

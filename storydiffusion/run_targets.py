@@ -66,7 +66,7 @@ def foreign_targets(run_dir: str | os.PathLike, names: Iterable[str]) -> list[Pa
     present = [path for path in paths if path.is_symlink() or path.exists()]
     if not present:
         return []
-    ours = set(written_files(run))
+    ours = set(written_files(run, among=present))
     return [path for path in present if path not in ours]
 
 

@@ -15,8 +15,12 @@ from .errors import StoryDiffusionError
 from .resume import Continuation, earlier_run, plan_continuation
 from .rundir import (
     MANIFEST_NAME,
+    METRICS_NAME,
+    PAGES_DIR,
+    PAGES_INDEX,
     PANELS_DIR,
     STAGING_DIR,
+    VIDEO_DIR,
     check_output_dir,
     prepare_output_dir,
     remove_written_files,
@@ -35,7 +39,14 @@ def staging_dir(out_dir: str | os.PathLike) -> Path:
 def needs_staging(out_dir: str | os.PathLike) -> bool:
     """Whether an ``--overwrite`` run has something to lose in ``out_dir``: files of an earlier run, or a
     staged run not yet swapped in. Otherwise it writes straight into the folder."""
-    return staging_dir(out_dir).is_dir() or bool(written_files(out_dir))
+    out = Path(out_dir)
+    records = [
+        out / MANIFEST_NAME,
+        out / PAGES_DIR / PAGES_INDEX,
+        out / METRICS_NAME,
+        *(out / VIDEO_DIR).glob("*.json"),
+    ]
+    return staging_dir(out_dir).is_dir() or bool(written_files(out_dir, among=records))  # a record: a run is there
 
 
 def start_staged_run(

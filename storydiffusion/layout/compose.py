@@ -132,7 +132,9 @@ def compose_run(
     kept = [kind for kind, name in EXPORT_NAMES.items() if name in earlier and (run / name).is_file()]
     exports += tuple(kind for kind in kept if kind not in exports)  # refreshed from the new pages
     earlier_pages = [
-        path.name for path in written_files(run) if path.parent.name == PAGES_DIR and path.suffix == ".png"
+        path.name
+        for path in written_files(run, among=(run / PAGES_DIR).glob("*.png"))
+        if path.parent == run / PAGES_DIR
     ]
 
     indices, paths, sizes, missing = _find_panels(run, story)

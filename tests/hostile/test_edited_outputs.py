@@ -125,3 +125,17 @@ def test_compose_records_the_digest_of_each_page_and_export_it_writes(finished, 
         manifest["identity_bank_sha256"] == hashlib.sha256((run / manifest["identity_bank"]).read_bytes()).hexdigest()
     )
     assert all(len(digest) == 64 for entry in manifest["panels"] for digest in entry.get("masks_sha256", {}).values())
+
+
+def test_compose_and_animate_check_only_the_files_they_write(finished, tmp_path, monkeypatch):
+    """Checking a file against its digest reads it whole: a bank of gigabytes is read by no command that
+    does not write it (compose rereads its pages, animate its clip)."""
+    import storydiffusion.run_records as run_records
+
+    run = tmp_path / "run"
+    shutil.copytree(finished / "run", run)
+    read, digest = [], run_records.file_digest
+    monkeypatch.setattr(run_records, "file_digest", lambda path: read.append(path.name) or digest(path))
+    assert main(["compose", str(run), "--layout", "four-panel"]) == 0
+    assert main([part.format(run=run) for part in CLIP]) == 0
+    assert read and not [name for name in read if name.startswith(("identity_bank", "panel_"))], read
