@@ -108,7 +108,7 @@ def _library_warnings_shown() -> Iterator[None]:
 
 INTERRUPTED_NOTES = {  # what a stopped command leaves, and what to do next
     "generate": "the finished panels are in the output folder and listed in its story.json; "
-    "run the same command again to draw the rest",
+    "run the same command again to draw the rest (and make the pages, with --layout)",
     "compose": "the run's panels are untouched; run the same command again to make the pages",
     "animate": "the run's panels are untouched; run the same command again to make the clip",
     "benchmark": "the finished runs are kept; run the same command again to continue",

@@ -110,13 +110,14 @@ def _check_generate(args: argparse.Namespace, share) -> tuple[list, list, tuple]
             return True
         return share.writes if story_share is not None else index in mine
 
-    return jobs, [_story_checked(job, writes(index), len(jobs)) for index, job in enumerate(jobs)], (mine, story_share)
+    checked = [_story_checked(job, writes(index), len(jobs), share is None) for index, job in enumerate(jobs)]
+    return jobs, checked, (mine, story_share)
 
 
-def _story_checked(job: argparse.Namespace, writes: bool, stories: int) -> _CheckedStory:
+def _story_checked(job: argparse.Namespace, writes: bool, stories: int, alone: bool = True) -> _CheckedStory:
     """``_check_story``; among several stories, a refusal names the file it is about."""
     try:
-        return _check_story(job, writes)
+        return _check_story(job, writes, alone)
     except StoryDiffusionError as error:
         name = Path(job.story).name
         if stories == 1 or name in str(error):
@@ -145,6 +146,7 @@ class _CheckedStory:
     earlier: Any
     continuing: bool
     bank: Any
+    compose_only: bool = False  # every panel is drawn: the command stopped before its pages were all made
 
 
 def _targets(args: argparse.Namespace, story, drawn: list[int] | None = None) -> list[str]:
@@ -160,9 +162,12 @@ def _targets(args: argparse.Namespace, story, drawn: list[int] | None = None) ->
     return names
 
 
-def _check_story(args: argparse.Namespace, writes: bool = True) -> _CheckedStory:
-    """One story's file, images, settings, panels, output folder (where ``writes``) and bank, checked."""
-    from .resume import earlier_run, refuse_finished, to_continue
+def _check_story(args: argparse.Namespace, writes: bool = True, alone: bool = True) -> _CheckedStory:
+    """One story's file, images, settings, panels, output folder (where ``writes``) and bank, checked.
+    ``alone``: one process (several draw together, and only ever a run that has something to draw)."""
+    from .layout.compose import parse_exports
+    from .resume import composition_left, earlier_run, refuse_finished, to_continue
+    from .run_targets import EXPORT_NAMES
 
     story, manifest_model = _load_story_and_model(args.story)
     photos = check_story_images(story)  # every photo read, every control image's header checked: before any model
@@ -181,16 +186,22 @@ def _check_story(args: argparse.Namespace, writes: bool = True) -> _CheckedStory
         check_face_model(args.face_model, tiny=spec is not None and spec.source == "tiny")
     earlier = earlier_run(args.out) if writes else None
     continuing = to_continue(earlier, args.out, args.panels)
+    compose_only = False
     if earlier is not None and not args.overwrite:  # a broken record fails before the model, naming its entry
         manifest_model_name(earlier, str(Path(args.out) / MANIFEST_NAME))
         manifest_panels(earlier, str(Path(args.out) / MANIFEST_NAME))
         if not continuing:
-            refuse_finished(earlier, args.out)
+            exports = [EXPORT_NAMES[kind] for kind in parse_exports(args.export) if kind in EXPORT_NAMES]
+            compose_only = bool(args.layout) and alone and composition_left(earlier, args.out, story, exports)
+            if not compose_only:
+                refuse_finished(earlier, args.out)
     if writes:
-        check_output_dir(args.out, overwrite=args.overwrite or continuing)  # before any model loads; deletes nothing
+        check_output_dir(
+            args.out, overwrite=args.overwrite or continuing or compose_only
+        )  # before any model loads; deletes nothing
         drawn = _continued_panels(args, earlier, story, settings) if continuing and not args.overwrite else None
         refuse_foreign_targets(args.out, _targets(args, story, drawn))  # nor replaces a file of the user's
-    return _CheckedStory(story, manifest_model, photos, settings, earlier, continuing, bank)
+    return _CheckedStory(story, manifest_model, photos, settings, earlier, continuing, bank, compose_only)
 
 
 def _continued_panels(args: argparse.Namespace, manifest, story, settings) -> list[int] | None:
@@ -207,6 +218,12 @@ def _draw_story(args: argparse.Namespace, checked: _CheckedStory, share, pipelin
     """Load the model (once for every story naming it), then draw one checked story into its folder:
     continuing the run there, or with --overwrite staging its replacement; compose if asked."""
     story, photos, bank = checked.story, checked.photos, checked.bank
+    if checked.compose_only:  # nothing to draw, so no model: the pages the stopped command did not make
+        from .layout.compose import compose_run
+
+        print(f"{args.out} holds every panel of this story already: making its pages")
+        report_compose(compose_run(args.out, layout=args.layout, export=args.export or ()))
+        return 0
     pipeline, settings, controls = _agreed(share, lambda: _prepare_model(args, checked, pipelines))
     if share is None:
         target = _run_folder(args, checked.earlier if checked.continuing else None, story, settings, pipeline)

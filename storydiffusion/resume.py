@@ -15,12 +15,14 @@ from typing import Any
 
 from .errors import StoryDiffusionError, shown
 from .run_manifest import manifest_bank, manifest_model_name, manifest_panels, read_manifest, story_from_manifest
-from .rundir import BANK_NAME, MANIFEST_FORMAT, MANIFEST_NAME, drawing_panels
+from .run_records import _read_json
+from .rundir import BANK_NAME, MANIFEST_FORMAT, MANIFEST_NAME, PAGES_DIR, PAGES_FORMAT, PAGES_INDEX, drawing_panels
 from .settings import GenerationSettings
 from .story import Story
 
 __all__ = [
     "Continuation",
+    "composition_left",
     "earlier_run",
     "missing_panels",
     "plan_continuation",
@@ -84,6 +86,28 @@ def unfinished_panels(manifest: dict[str, Any], out_dir: str | os.PathLike, coun
         return list(range(count))
     out = Path(out_dir)
     return [index for index in range(count) if index not in recorded or not (out / recorded[index]["file"]).is_file()]
+
+
+def composition_left(manifest: dict[str, Any], out_dir: str | os.PathLike, story: Story, exports: list[str]) -> bool:
+    """Whether the finished run in ``out_dir`` is this story's (the same characters and drawings) and a command
+    that composes it stopped before its pages (or one of ``exports``) were all written: the same command
+    then only composes."""
+    try:
+        old = story_from_manifest(manifest).to_dict()
+    except StoryDiffusionError:
+        return False
+    new = story.to_dict()
+    same = old["characters"] == new["characters"] and [_drawing(p) for p in old["panels"]] == [
+        _drawing(p) for p in new["panels"]
+    ]
+    if not same:
+        return False
+    out = Path(out_dir)
+    pages = _read_json(out / PAGES_DIR / PAGES_INDEX)
+    if pages is None or pages.get("format") != PAGES_FORMAT:
+        return True
+    recorded = pages.get("exports") if isinstance(pages.get("exports"), list) else []
+    return "writing" in pages or any(name not in recorded or not (out / name).is_file() for name in exports)
 
 
 def to_continue(manifest: dict[str, Any] | None, out_dir: str | os.PathLike, redo: list[int] | None) -> bool:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import storydiffusion.cli_generate as cli_generate
 import storydiffusion.cli_output as cli_output
 from storydiffusion.cli import main
 from storydiffusion.cli_checks import EXIT_INTERRUPTED
@@ -267,3 +268,30 @@ def test_compose_of_a_stopped_redraw_says_which_panels_may_still_be_the_earlier_
     capsys.readouterr()
     assert main(["compose", str(out), "--layout", "grid"]) == 0
     assert "being drawn" not in "".join(capsys.readouterr())
+
+
+def test_a_generate_stopped_between_its_last_panel_and_its_pages_is_finished_by_the_same_command(
+    story, tmp_path, monkeypatch, capsys
+):
+    """Every panel drawn, the manifest complete, no pages yet: the same command makes the pages and exports
+    (without the model), where it said "holds a finished run"; once they are there, it says that again."""
+    import storydiffusion.layout.compose as compose
+
+    out = tmp_path / "out"
+    command = ["generate", str(story), "--out", str(out), *FAST, "--layout", "grid", "--export", "pdf"]
+    with monkeypatch.context() as patch:
+        patch.setattr(compose, "compose_run", lambda *args, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt()))
+        assert main(command) == EXIT_INTERRUPTED
+    assert manifest(out)["complete"] is True and not (out / "pages").exists()
+    assert "make the pages, with --layout" in capsys.readouterr().err
+    drawn = panels(out)
+    with monkeypatch.context() as patch:
+        patch.setattr(cli_generate, "_load_pipeline", lambda *args: (_ for _ in ()).throw(AssertionError("loaded")))
+        assert main(command) == 0
+    assert "holds every panel of this story already: making its pages" in capsys.readouterr().out
+    assert (out / "pages" / "page_01.png").is_file() and (out / "comic.pdf").is_file() and panels(out) == drawn
+    assert main(command) == 2 and "holds a finished run" in capsys.readouterr().err
+    other = tmp_path / "other.yaml"
+    other.write_text(STORY.replace("walks", "runs"), encoding="utf-8")
+    (out / "comic.pdf").unlink()
+    assert main(["generate", str(other), *command[2:]]) == 2  # another story: not this run's pages to make
