@@ -8,7 +8,7 @@ import json
 import pytest
 from PIL import Image
 
-from storydiffusion import rundir
+from storydiffusion import run_writer, rundir
 from storydiffusion.atomic import write_json
 from storydiffusion.errors import StoryDiffusionError
 from storydiffusion.models import ModelSpec
@@ -191,14 +191,14 @@ def finished_result(count: int) -> StoryResult:
 
 def test_a_run_is_recorded_before_its_first_panel_and_each_panel_as_it_is_written(tmp_path, monkeypatch):
     recorded_before_each_panel = []
-    original = rundir.save_panel
+    original = run_writer.save_panel
 
     def save_panel(panel, out_dir):
         manifest = json.loads((out_dir / "story.json").read_text(encoding="utf-8"))
         recorded_before_each_panel.append([entry["file"] for entry in manifest["panels"]])
         return original(panel, out_dir)
 
-    monkeypatch.setattr(rundir, "save_panel", save_panel)
+    monkeypatch.setattr(run_writer, "save_panel", save_panel)
     manifest = rundir.save_result(finished_result(3), tmp_path)
     assert recorded_before_each_panel == [
         [],

@@ -139,3 +139,22 @@ def test_compose_and_animate_check_only_the_files_they_write(finished, tmp_path,
     assert main(["compose", str(run), "--layout", "four-panel"]) == 0
     assert main([part.format(run=run) for part in CLIP]) == 0
     assert read and not [name for name in read if name.startswith(("identity_bank", "panel_"))], read
+
+
+@pytest.mark.parametrize("masks", [[], ["--save-masks"]], ids=["without", "with"])
+def test_a_redrawn_panels_old_masks_go_with_its_old_drawing(finished, tmp_path, capsys, masks):
+    """--panels 5 without --save-masks dropped panel 5's masks from the record but left their files, which the
+    next --save-masks then refused as the user's; now they go (or are drawn again), never orphaned."""
+    run = tmp_path / "run"
+    shutil.copytree(finished / "run", run)
+    others = {path.name: path.read_bytes() for path in (run / "masks").iterdir() if "panel_005" not in path.name}
+    assert main(["generate", str(finished / "story.yaml"), "--out", str(run), *FAST, "--panels", "5", *masks]) == 0
+    left = {path.name for path in (run / "masks").iterdir()}
+    assert {name for name in left if "panel_005" in name} == (
+        {"panel_005_mask_1.png", "panel_005_mask_2.png"} if masks else set()
+    )
+    assert {name: (run / "masks" / name).read_bytes() for name in others} == others
+    assert unrecorded_files(run) == []
+    assert (
+        main(["generate", str(finished / "story.yaml"), "--out", str(run), *FAST, "--panels", "5", "--save-masks"]) == 0
+    )
