@@ -72,3 +72,24 @@ def test_without_a_hyphen_glyph_words_break_bare() -> None:
 
 def test_a_character_wider_than_the_line_still_gets_a_line() -> None:
     assert wrap_text("W", 0.5, _monospace) == ["W"]
+
+
+@pytest.mark.parametrize(
+    "text", ["x" * 20_000, "字" * 20_000, ("word " * 4_000).strip()], ids=["latin", "han", "words"]
+)
+def test_a_long_text_is_measured_about_once_and_a_box_full_of_lines_stops_the_wrap(text: str) -> None:
+    """A 20,000-letter word was measured whole for each of its lines (minutes per page): now each line costs
+    about its own length, and with ``max_lines`` the rest is never read."""
+    measured: list[int] = []
+
+    def width_of(part: str) -> float:
+        measured.append(len(part))
+        return float(len(part))
+
+    lines = wrap_text(text, 50, width_of)
+    assert "".join(line.rstrip("-") for line in lines).replace(" ", "") == text.replace(" ", "")
+    assert all(len(line) <= 50 for line in lines) and len(lines) >= len(text) // 50
+    assert sum(measured) < 40 * len(text)  # about log2(50) measures of a line per line, plus a few
+    measured.clear()
+    assert wrap_text(text, 50, width_of, max_lines=3) == lines[:3]
+    assert sum(measured) < 10_000  # three lines' worth, whatever the length of the text

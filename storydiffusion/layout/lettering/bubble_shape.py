@@ -57,7 +57,7 @@ class BubbleSizer:
         self.px = px
         self.width = width
         self.height = height
-        self._wraps: dict[tuple[str, int, int], list[str]] = {}
+        self._wraps: dict[tuple[str, int, int, int | None], list[str]] = {}
 
     def shape(
         self,
@@ -77,7 +77,9 @@ class BubbleSizer:
         max_text_w = math.floor((self.width - 2 * inset) / factor)
         if max_text_w <= 0:
             return None
-        lines = self._wrap(speech.prepared, size, max_text_w, wide)
+        # A bubble is never taller than its region: one line more than that holds tells that the text overflows.
+        most = lines_that_fit(chain, len(speech.prepared) + 1, size, self.height) + 1
+        lines = self._wrap(speech.prepared, size, max_text_w, wide, most)
         truncated = False
         if max_height is not None:
             fit_h = max_height - 2 * inset
@@ -96,17 +98,17 @@ class BubbleSizer:
             speech.order, speech.speaker, speech.text, tuple(lines), width, height, shape, size, truncated
         )
 
-    def _wrap(self, text: str, size: int, max_text_w: int, wide: bool) -> list[str]:
+    def _wrap(self, text: str, size: int, max_text_w: int, wide: bool, max_lines: int | None = None) -> list[str]:
         """Lines at the full width, or (not ``wide``) aiming at a text block about 3:1 wide, as
-        lettered bubbles are."""
+        lettered bubbles are; at most ``max_lines``."""
         if wide:
             wrap_w = max_text_w
         else:
             natural, lh = self.chain.text_width(text, size), self.chain.line_height(size)
             wrap_w = int(min(max_text_w, max(math.sqrt(3.0 * natural * lh), min(natural, 5 * lh))))
-        key = (text, size, wrap_w)
+        key = (text, size, wrap_w, max_lines)
         if key not in self._wraps:
-            self._wraps[key] = self.chain.wrap(text, size, wrap_w)
+            self._wraps[key] = self.chain.wrap(text, size, wrap_w, max_lines)
         return list(self._wraps[key])
 
     def body_size(self, lines: list[str], size: int, shape: Shape) -> tuple[int, int]:

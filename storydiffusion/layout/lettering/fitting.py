@@ -19,7 +19,8 @@ def fit_block(
     by an ellipsis. None when not even one line fits."""
     lines: list[str] = []
     for size in sizes:
-        lines = chain.wrap(text, size, max_w)
+        # One line more than the box holds tells that it overflows: the rest of a long text is never wrapped.
+        lines = chain.wrap(text, size, max_w, max_lines=lines_that_fit(chain, len(text) + 1, size, max_h) + 1)
         if lines and chain.block_height(len(lines), size) <= max_h and _within(chain, lines, size, max_w):
             return size, lines, False
     size = sizes[-1]

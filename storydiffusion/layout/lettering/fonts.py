@@ -246,7 +246,7 @@ class FontChain:
 
     def runs(self, text: str) -> list[tuple[FontFace, str]]:
         """``text`` split into runs of one face each; characters no face has are skipped."""
-        runs: list[tuple[FontFace, str]] = []
+        runs: list[tuple[FontFace, list[str]]] = []  # characters gathered in lists: joined once, at the end
         for char in text:
             if char in _INVISIBLE or char == "\n":
                 continue
@@ -256,10 +256,10 @@ class FontChain:
             if char == " " and runs:
                 face = runs[-1][0]  # a space joins the run before it: fewer, longer runs
             if runs and runs[-1][0] is face:
-                runs[-1] = (face, runs[-1][1] + char)
+                runs[-1][1].append(char)
             else:
-                runs.append((face, char))
-        return runs
+                runs.append((face, [char]))
+        return [(face, "".join(chars)) for face, chars in runs]
 
     # ------------------------------------------------------------------------------ metrics
 
@@ -329,10 +329,11 @@ class FontChain:
             x += face.advance(run, size)
         return math.ceil(x - xy[0])
 
-    def wrap(self, text: str, size: int, max_width: float) -> list[str]:
+    def wrap(self, text: str, size: int, max_width: float, max_lines: int | None = None) -> list[str]:
         """``text`` word-wrapped into lines no wider than ``max_width`` at ``size``, measured with
-        real metrics (see :func:`~storydiffusion.layout.lettering.linebreak.wrap_text`)."""
-        return wrap_text(text, max_width, lambda s: self.text_width(s, size), hyphen=self.face_for("-") is not None)
+        real metrics (see :func:`~storydiffusion.layout.lettering.linebreak.wrap_text`), at most ``max_lines``."""
+        hyphen = self.face_for("-") is not None
+        return wrap_text(text, max_width, lambda s: self.text_width(s, size), hyphen=hyphen, max_lines=max_lines)
 
 
 def default_font_chain(weight: str = "bold", font_dir: str | Path | None = None) -> FontChain:
