@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,21 @@ def file_digest(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+# A record saying ``"digests": "sha256"`` keeps the digest of every finished file it lists: one it lists without
+# a valid digest (the key deleted by hand) is not this tool's. Records of 0.1.0 have none: their files go by name.
+DIGESTS = "sha256"
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+def declares_digests(record: dict[str, Any] | None) -> bool:
+    """Whether ``record`` keeps a digest of every finished file it lists (see ``DIGESTS``)."""
+    return record is not None and record.get("digests") == DIGESTS
+
+
+def _valid(digest: Any) -> bool:
+    return isinstance(digest, str) and _DIGEST.fullmatch(digest) is not None
+
+
 def recorded_digests(run_dir: str | os.PathLike) -> dict[str, str]:
     """Every file this tool's records keep with its SHA-256, by name in the run folder (``panels/panel_001.png``,
     ``masks/…``, ``identity_bank.safetensors``, ``pages/page_01.png``, ``comic.pdf``, ``video/01-02.mp4`` -> hex
@@ -69,6 +85,27 @@ def _manifest_digests(manifest: dict[str, Any] | None) -> dict[str, str]:
     if isinstance(manifest.get("identity_bank"), str) and "identity_bank_sha256" in manifest:
         found[manifest["identity_bank"]] = manifest["identity_bank_sha256"]
     return found
+
+
+def _finished_files(manifest: dict[str, Any] | None, pages: dict[str, Any] | None, run: Path) -> set[str]:
+    """The files records that declare their digests list as finished: each must have its digest to be this
+    tool's. Files a run or a composition is still writing (``drawing``, ``writing``) go by name."""
+    names: set[str] = set()
+    if declares_digests(manifest) and isinstance(manifest.get("panels"), list):
+        entries = [entry for entry in manifest["panels"] if isinstance(entry, dict)]
+        names |= {str(entry.get("file")) for entry in entries}
+        names |= {
+            str(name) for entry in entries if isinstance(entry.get("masks"), dict) for name in entry["masks"].values()
+        }
+        names |= {manifest["identity_bank"]} if isinstance(manifest.get("identity_bank"), str) else set()
+    if declares_digests(pages):
+        names |= {f"{PAGES_DIR}/{entry.get('file')}" for entry in pages.get("pages") or [] if isinstance(entry, dict)}
+        names |= {str(name) for name in pages.get("exports") or [] if isinstance(pages.get("exports"), list)}
+    for info in sorted((run / VIDEO_DIR).glob("*.json")) if (run / VIDEO_DIR).is_dir() else []:
+        clip = _read_json(info)
+        if declares_digests(clip) and isinstance(clip.get("files"), list):
+            names |= {f"{VIDEO_DIR}/{name}" for name in clip["files"]}
+    return names
 
 
 def _pages_digests(pages: dict[str, Any] | None) -> dict[str, str]:
@@ -134,13 +171,16 @@ def written_files(run_dir: str | os.PathLike, among: Iterable[Path] | None = Non
         wanted = {Path(path) for path in among}
         names = [name for name in names if run / name in wanted]
     inside, fingerprints = run.resolve(), recorded_digests(run)
+    strict = _finished_files(manifest, pages, run)
     found: list[Path] = []
     for name in dict.fromkeys(names):
         path = run / name
         if path.is_file() and not path.is_symlink() and path.resolve().is_relative_to(inside):
-            if name in fingerprints and file_digest(path) != fingerprints[name]:
-                continue  # the user's own file under this tool's name (a record without a digest: by name)
-            found.append(path)
+            if name in fingerprints and (not _valid(fingerprints[name]) or file_digest(path) != fingerprints[name]):
+                continue  # the user's own file under this tool's name
+            if name not in fingerprints and name in strict:
+                continue  # listed as finished without its digest: the record was edited, the file is not ours
+            found.append(path)  # (a record of 0.1.0 keeps no digests: its files go by name)
     return found
 
 

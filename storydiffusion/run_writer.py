@@ -27,7 +27,7 @@ from .run_names import (
     mask_filename,
     panel_filename,
 )
-from .run_records import _read_json, file_digest, written_files
+from .run_records import DIGESTS, _read_json, file_digest, written_files
 
 __all__ = ["RunWriter", "build_manifest", "package_versions", "save_panel", "save_result"]
 
@@ -81,6 +81,7 @@ def build_manifest(
         **({"drawing": pending} if pending else {}),
         "identity_bank": bank_file,
         **({"identity_bank_sha256": bank_digest} if bank_file and bank_digest else {}),
+        "digests": DIGESTS,  # every finished file above keeps its digest: one without is not this tool's
         "identity_bank_bytes": result.bank.nbytes() if result.bank is not None else 0,
         "warnings": list(result.warnings),
         "cancelled": result.cancelled,
@@ -157,7 +158,25 @@ class RunWriter:
         if metrics is not None and metrics.get("format") == METRICS_FORMAT:  # scores of an older drawing
             (self.out / METRICS_NAME).unlink()
         self._drop_stale_masks()
+        self._adopt_undigested()
         self._write(complete=False)
+
+    def _adopt_undigested(self) -> None:
+        """The kept files of a run recorded before records kept digests (0.1.0), digested as they are now:
+        they were this tool's by their names, and this run's record declares a digest for every file."""
+        for entry in self.earlier:
+            path = self.out / str(entry.get("file"))
+            if "sha256" not in entry and path.is_file():
+                entry["sha256"] = file_digest(path)
+            masks = entry.get("masks") if isinstance(entry.get("masks"), dict) else {}
+            undigested = {name: file for name, file in masks.items() if name not in (entry.get("masks_sha256") or {})}
+            found = {
+                name: file_digest(self.out / file) for name, file in undigested.items() if (self.out / file).is_file()
+            }
+            if found:
+                entry["masks_sha256"] = {**(entry.get("masks_sha256") or {}), **found}
+        if self.bank_file and not self.bank_digest and (self.out / self.bank_file).is_file():
+            self.bank_digest = file_digest(self.out / self.bank_file)
 
     def _drop_stale_masks(self) -> None:
         """The masks the folder's record lists for the panels this run draws again: stale once their panel is

@@ -20,7 +20,7 @@ from PIL import Image
 from ..atomic import write_json
 from ..images import image_size
 from ..run_manifest import manifest_panels, read_manifest, run_folder_manifest, story_from_manifest
-from ..run_records import file_digest, recorded_composition
+from ..run_records import DIGESTS, file_digest, recorded_composition
 from ..run_targets import EXPORT_NAMES, compose_targets, refuse_foreign_targets
 from ..rundir import (
     CBZ_NAME,
@@ -283,6 +283,6 @@ def _pages_index(
         "title": title,
         "pages": pages,
         "exports": exports,
-        **({"exports_sha256": exports_sha256} if exports_sha256 else {}),
+        **({"exports_sha256": exports_sha256, "digests": DIGESTS} if sha256 else {}),
         "warnings": warnings,
     }

@@ -18,7 +18,7 @@ from PIL import Image
 from ..atomic import write_json
 from ..images import read_image
 from ..run_manifest import manifest_panels, read_manifest, run_folder_manifest, story_from_manifest
-from ..run_records import file_digest
+from ..run_records import DIGESTS, file_digest
 from ..run_targets import refuse_foreign_targets
 from ..rundir import MANIFEST_NAME, PANELS_DIR, VIDEO_DIR, panel_filename
 from ..settings import DEFAULT_FPS, DEFAULT_FRAMES
@@ -241,7 +241,15 @@ def animate_run(
     )
     sha256 = {path.name: file_digest(path) for path in (result.mp4, result.gif)}  # an edit afterwards is the user's
     write_json(
-        info, {**record, "sha256": sha256, "note": result.note, "seconds": round(result.seconds, 3), "complete": True}
+        info,
+        {
+            **record,
+            "sha256": sha256,
+            "digests": DIGESTS,
+            "note": result.note,
+            "seconds": round(result.seconds, 3),
+            "complete": True,
+        },
     )
     result.info = info
     return result

@@ -4,6 +4,7 @@ as written (panels, masks, identity bank, pages, PDF/CBZ/ZIP, clips), so a touch
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -158,3 +159,72 @@ def test_a_redrawn_panels_old_masks_go_with_its_old_drawing(finished, tmp_path, 
     assert (
         main(["generate", str(finished / "story.yaml"), "--out", str(run), *FAST, "--panels", "5", "--save-masks"]) == 0
     )
+
+
+def _without(record: dict, path: str) -> dict:
+    """``record`` with the key at ``path`` (``panels/0/sha256``) deleted."""
+    *parents, last = path.split("/")
+    place = record
+    for part in parents:
+        place = place[int(part)] if part.isdigit() else place[part]
+    del place[last]
+    return record
+
+
+@pytest.mark.parametrize(
+    "record, key, name, command, code",
+    [
+        (
+            "story.json",
+            "panels/1/sha256",
+            "panels/panel_002.png",
+            ["generate", "{story}", "--out", "{run}", *FAST, "--panels", "2"],
+            2,
+        ),
+        (
+            "story.json",
+            "identity_bank_sha256",
+            "identity_bank.safetensors",
+            ["generate", "{story}", "--out", "{run}", *FAST, "--overwrite"],
+            0,
+        ),
+        ("pages/pages.json", "exports_sha256/comic.pdf", "comic.pdf", ["compose", "{run}", "--layout", "grid"], 2),
+        ("pages/pages.json", "pages/0/sha256", "pages/page_01.png", ["compose", "{run}", "--layout", "grid"], 2),
+        ("video/01-02.json", "sha256", "video/01-02.gif", CLIP, 2),
+    ],
+    ids=["panel", "bank", "export", "page", "clip"],
+)
+def test_a_digest_deleted_from_a_record_makes_its_edited_file_the_users_not_the_tools(
+    finished, tmp_path, capsys, record, key, name, command, code
+):
+    """The records declare a digest for every finished file: a key deleted by hand leaves the file unowned
+    (it went by name, and the edit was replaced or deleted without a word)."""
+    run = edited_copy(finished, tmp_path, name)
+    if name.endswith(".png") and name.startswith("panels/"):
+        Image.new("RGB", (64, 64), "red").save(run / name)
+    (run / record).write_text(json.dumps(_without(json.loads((run / record).read_text("utf-8")), key)), "utf-8")
+    edit = (run / name).read_bytes()
+    capsys.readouterr()
+    assert main([part.format(run=run, story=finished / "story.yaml") for part in command]) == code
+    assert (run / name).read_bytes() == edit
+    if code == 2:
+        named = run / (name if record != "video/01-02.json" else "video/01-02.mp4")  # the clip's first file
+        assert f"{named} is a file this tool has no record of writing" in one_line_error(capsys)
+
+
+def test_a_run_recorded_without_digests_goes_by_name_and_is_digested_when_continued(finished, tmp_path):
+    """A run of 0.1.0 kept no digests: its files are the tool's by name, and its kept panels are digested
+    into the record of the run that continues it."""
+    run = tmp_path / "run"
+    shutil.copytree(finished / "run", run)
+    manifest = json.loads((run / "story.json").read_text("utf-8"))
+    for entry in manifest["panels"]:
+        entry.pop("sha256"), entry.pop("masks_sha256", None)
+    for key in ("digests", "identity_bank_sha256"):
+        manifest.pop(key)
+    (run / "story.json").write_text(json.dumps(manifest), "utf-8")
+    assert run / "panels" / "panel_001.png" in written_files(run)
+    assert main(["generate", str(finished / "story.yaml"), "--out", str(run), *FAST, "--panels", "2"]) == 0
+    again = json.loads((run / "story.json").read_text("utf-8"))
+    assert again["digests"] == "sha256" and all(len(entry["sha256"]) == 64 for entry in again["panels"])
+    assert len(again["identity_bank_sha256"]) == 64 and unrecorded_files(run) == []
