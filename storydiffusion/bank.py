@@ -217,7 +217,7 @@ class IdentityBank:
     def check_compatible(self, signature: dict[str, Any]) -> None:
         """Raise BankError naming each setting that differs between the bank and a reader."""
         differences = [
-            f"{key}: bank {self.signature.get(key)!r}, now {signature.get(key)!r}"
+            f"{key}: bank {_signed(self.signature, key)}, now {_signed(signature, key)}"
             for key in sorted(set(self.signature) | set(signature))
             if self.signature.get(key) != signature.get(key)
         ]
@@ -398,3 +398,14 @@ def _checked_tokens(tokens: torch.Tensor, key: str) -> torch.Tensor:
     if not torch.isfinite(tokens).all():
         raise ValueError(f"tensor {key!r} holds NaN or infinite values")
     return tokens
+
+
+# Settings a signature leaves out at their default, so that banks saved before they existed still fit.
+SIGNATURE_DEFAULTS = {"consistency": "uniform"}
+
+
+def _signed(signature: dict[str, Any], key: str) -> str:
+    """A signature's value as a message shows it: one left out is its default, or not used by that run."""
+    if key in signature:
+        return repr(signature[key])
+    return repr(SIGNATURE_DEFAULTS[key]) if key in SIGNATURE_DEFAULTS else "not used"

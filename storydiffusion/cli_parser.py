@@ -20,6 +20,13 @@ _MISSING_VALUE = re.compile(r"argument (-[-\w]+)(?:/-[-\w]+)*: expected one argu
 _LONG_QUOTED = re.compile(r"'([^']{60})([^']{20,})'")
 
 
+# Options naming a file, a model or a setting: empty, they would mean the default (or no bank) without a word.
+# (--model, --lora, --layout and --export say so in their own words; texts such as --prompt may be empty.)
+NAMED_VALUES = frozenset(
+    "face_model scheduler bank device dtype predictor encoder image_encoder dreamsim fit kind variants vary".split()
+)
+
+
 class CommandParser(argparse.ArgumentParser):
     """argparse with the CLI's error rule: one ``error:`` line that says what to type, then exit code 2.
 
@@ -28,6 +35,13 @@ class CommandParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"error: {_with_hint(message)} (see {self.prog} --help)\n")
+
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]):
+        """An empty name (an unset shell variable) is refused: it would silently mean the default, or nothing."""
+        if action.dest in NAMED_VALUES and action.option_strings and arg_strings and not arg_strings[0].strip():
+            flag = action.option_strings[0]
+            self.error(f"argument {flag}: is empty: give a value, or leave {flag} out (an unset shell variable?)")
+        return super()._get_values(action, arg_strings)
 
 
 def _with_hint(message: str) -> str:

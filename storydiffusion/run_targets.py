@@ -24,6 +24,7 @@ from .rundir import (
     PAGES_DIR,
     PAGES_INDEX,
     PANELS_DIR,
+    VIDEO_DIR,
     mask_filename,
     panel_filename,
     refuse_unreadable_records,
@@ -90,7 +91,9 @@ def refuse_foreign_targets(run_dir: str | os.PathLike, names: Iterable[str], fix
         )
     foreign = foreign_targets(run_dir, names)
     if foreign:
-        records = [name for name in (MANIFEST_NAME, f"{PAGES_DIR}/{PAGES_INDEX}") if name in names]
+        records = [
+            name for name in names if name in (MANIFEST_NAME, f"{PAGES_DIR}/{PAGES_INDEX}") or _is_clip_record(name)
+        ]
         refuse_unreadable_records(run_dir, records, fix)  # a damaged record makes its files look foreign: say why
         path = foreign[0]
         kind = "a link" if path.is_symlink() else "a folder" if path.is_dir() else "a file"
@@ -104,3 +107,8 @@ def refuse_foreign_targets(run_dir: str | os.PathLike, names: Iterable[str], fix
             f"{path} is {kind} this tool has no record of writing{more}, and this run may write a file of that "
             f"name: move it out of the folder, or {fix}"
         )
+
+
+def _is_clip_record(name: str) -> bool:
+    """``video/01-02.json``: the record of a clip, naming its MP4 and GIF."""
+    return name.startswith(f"{VIDEO_DIR}/") and name.endswith(".json")

@@ -42,6 +42,17 @@ def test_check_compatible_names_every_setting_that_differs():
         bank.check_compatible({"steps": 5, "seed": 2})
 
 
+def test_a_setting_a_signature_leaves_out_is_named_by_its_default():
+    """A uniform run's signature has no consistency key (banks saved before subject mode fit): the message
+    said "bank 'subject', now None"."""
+    bank = filled_bank()
+    bank.signature.update(consistency="subject", subject_threshold=0.4)
+    with pytest.raises(
+        BankError, match=r"consistency: bank 'subject', now 'uniform'.*subject_threshold: bank 0.4, now not used"
+    ):
+        bank.check_compatible({"steps": 4, "seed": 1})
+
+
 def test_save_and_load_keep_tokens_signature_and_characters(tmp_path):
     bank = filled_bank()
     bank.save(tmp_path / "bank.safetensors")

@@ -11,6 +11,7 @@ import io
 import os
 import re
 import unicodedata
+import warnings
 import zipfile
 from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
@@ -68,17 +69,25 @@ def encode_png(page: PageData) -> bytes:
 
 def _size(page: PageData) -> tuple[int, int]:
     if isinstance(page, (bytes, bytearray)):
-        with Image.open(io.BytesIO(page)) as image:
+        with _open_own(page) as image:
             return image.size
     return page.size
 
 
 def _image(page: PageData) -> Image.Image:
     if isinstance(page, (bytes, bytearray)):
-        image = Image.open(io.BytesIO(page))
-        image.load()
-        return image.convert("RGB") if image.mode != "RGB" else image
+        with _open_own(page) as image:
+            image.load()
+            return image.convert("RGB") if image.mode != "RGB" else image.copy()
     return page
+
+
+def _open_own(page: bytes) -> Image.Image:
+    """A page this tool just drew, opened again: within MAX_PAGE_PIXELS, which is past the pixel count where
+    Pillow warns of a decompression bomb (a page at 1200 dpi is), so the warning would only be noise."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(io.BytesIO(page))
 
 
 def page_filename(index: int, total: int) -> str:

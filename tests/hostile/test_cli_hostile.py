@@ -399,6 +399,11 @@ def test_a_manifest_model_that_is_not_a_name_mapping_is_refused(model, story, tm
         (["evaluate", ""], "argument run: is empty"),
         (["generate", "s.yaml", "--out", "o", "--sampling-rate", "1:0.5,1:0.3"], "argument --sampling-rate: expected"),
         (["generate", "s.yaml", "--out", "o", "--device", "cpu:5"], "the CPU has no number"),
+        (["generate", "s.yaml", "--out", "o", "--bank", ""], "argument --bank: is empty: give a value, or leave"),
+        (["generate", "s.yaml", "--out", "o", "--device="], "argument --device: is empty"),
+        (["generate", "s.yaml", "--out", "o", "--dtype", " "], "argument --dtype: is empty"),
+        (["evaluate", "o", "--encoder", ""], "argument --encoder: is empty"),
+        (["animate", "o", "--from", "1", "--to", "2", "--predictor", ""], "argument --predictor: is empty"),
     ],
 )
 def test_empty_folders_repeated_factors_and_numbered_cpus_are_refused(argv, expected, tmp_path, capsys, monkeypatch):

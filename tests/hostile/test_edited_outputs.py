@@ -228,3 +228,16 @@ def test_a_run_recorded_without_digests_goes_by_name_and_is_digested_when_contin
     again = json.loads((run / "story.json").read_text("utf-8"))
     assert again["digests"] == "sha256" and all(len(entry["sha256"]) == 64 for entry in again["panels"])
     assert len(again["identity_bank_sha256"]) == 64 and unrecorded_files(run) == []
+
+
+def test_a_clip_record_that_no_longer_parses_is_named_as_the_reason(finished, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(finished / "run", run)
+    info = run / "video" / "01-02.json"
+    info.write_text(info.read_text("utf-8").replace('"fps": ', '"fps": NaN, "was": ', 1), "utf-8")
+    before = snapshot(run)
+    capsys.readouterr()
+    assert main([part.format(run=run) for part in CLIP]) == 2
+    err = one_line_error(capsys)
+    assert f"{info} is a file this tool has no record of writing: it cannot be read" in err and "fps is NaN" in err
+    assert snapshot(run) == before
