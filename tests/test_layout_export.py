@@ -363,3 +363,17 @@ def test_metadata_from_any_title_keeps_comicinfo_and_the_pdf_valid(title, tmp_pa
     assert all(ch.isprintable() for ch in root.findtext("Title"))
     pdf = write_pdf([Image.new("RGB", (16, 16), "white")], tmp_path / "c.pdf", 150, title=title)
     assert pdf.read_bytes().startswith(b"%PDF") and pdf.read_bytes().rstrip().endswith(b"%%EOF")
+
+
+def test_the_tools_own_large_pages_open_without_a_decompression_bomb_warning():
+    """A page at 1200 dpi is past the pixel count where Pillow warns (under MAX_PAGE_PIXELS): the warning,
+    printed with a library path, would be noise under compose's one-line report."""
+    import warnings
+
+    from file_helpers import png_header_only
+
+    from storydiffusion.layout import export
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert export._size(png_header_only(10_000, 10_000)) == (10_000, 10_000)
