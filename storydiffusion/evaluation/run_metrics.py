@@ -166,7 +166,7 @@ def check_metrics_file(run_dir: str | os.PathLike) -> Path:
 
 
 def _is_ours(path: Path) -> bool:
-    from ..rundir import _read_json
+    from ..run_records import _read_json
 
     record = _read_json(path)
     return record is not None and record.get("format") == METRICS_FORMAT
