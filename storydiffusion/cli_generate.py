@@ -192,7 +192,11 @@ def _check_story(args: argparse.Namespace, writes: bool = True, alone: bool = Tr
         manifest_panels(earlier, str(Path(args.out) / MANIFEST_NAME))
         if not continuing:
             exports = [EXPORT_NAMES[kind] for kind in parse_exports(args.export) if kind in EXPORT_NAMES]
-            compose_only = bool(args.layout) and alone and composition_left(earlier, args.out, story, exports)
+            compose_only = (
+                bool(args.layout)
+                and alone
+                and composition_left(earlier, args.out, story, exports, settings, args.model or manifest_model)
+            )
             if not compose_only:
                 refuse_finished(earlier, args.out)
     if writes:
@@ -200,6 +204,7 @@ def _check_story(args: argparse.Namespace, writes: bool = True, alone: bool = Tr
             args.out, overwrite=args.overwrite or continuing or compose_only
         )  # before any model loads; deletes nothing
         drawn = _continued_panels(args, earlier, story, settings) if continuing and not args.overwrite else None
+        drawn = [] if compose_only else drawn  # it draws nothing: only its pages and exports are checked
         refuse_foreign_targets(args.out, _targets(args, story, drawn))  # nor replaces a file of the user's
     return _CheckedStory(story, manifest_model, photos, settings, earlier, continuing, bank, compose_only)
 

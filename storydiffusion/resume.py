@@ -88,13 +88,26 @@ def unfinished_panels(manifest: dict[str, Any], out_dir: str | os.PathLike, coun
     return [index for index in range(count) if index not in recorded or not (out / recorded[index]["file"]).is_file()]
 
 
-def composition_left(manifest: dict[str, Any], out_dir: str | os.PathLike, story: Story, exports: list[str]) -> bool:
-    """Whether the finished run in ``out_dir`` is this story's (the same characters and drawings) and a command
-    that composes it stopped before its pages (or one of ``exports``) were all written: the same command
-    then only composes."""
+def composition_left(
+    manifest: dict[str, Any],
+    out_dir: str | os.PathLike,
+    story: Story,
+    exports: list[str],
+    settings: GenerationSettings,
+    model: str | None,
+) -> bool:
+    """Whether the finished run in ``out_dir`` is this command's (the same characters and drawings, every
+    setting it gives and the model it names as recorded) and a command that composes it stopped before its
+    pages (or one of ``exports``) were all written: the same command then only composes. Settings left to
+    the model's defaults are taken as the run's: they are resolved only once the model loads."""
     try:
         old = story_from_manifest(manifest).to_dict()
+        recorded_model = manifest_model_name(manifest)
     except StoryDiffusionError:
+        return False
+    recorded = manifest.get("settings") if isinstance(manifest.get("settings"), dict) else {}
+    given = {key: value for key, value in settings.to_dict().items() if value is not None}
+    if any(recorded.get(key) != value for key, value in given.items()) or model not in (None, recorded_model):
         return False
     new = story.to_dict()
     same = old["characters"] == new["characters"] and [_drawing(p) for p in old["panels"]] == [

@@ -82,6 +82,7 @@ def manifest_panels(manifest: dict[str, Any], name: str = MANIFEST_NAME) -> dict
                 f"{where}.file must be {expected!r} (the name this tool gives panel {number}), got {shown(entry.get('file'))}"
             )
         _check_entry_texts(entry, where)
+        _check_entry_records(entry, where)
         found[number - 1] = entry
     return found
 
@@ -95,6 +96,19 @@ def manifest_bank(manifest: dict[str, Any], name: str = MANIFEST_NAME) -> str | 
             f"{name}: identity_bank must be {BANK_NAME!r} (the name this tool gives the bank) or null, got {shown(bank)}"
         )
     return bank
+
+
+def _check_entry_records(entry: dict[str, Any], where: str) -> None:
+    """What an entry records of its files is of the kinds this tool writes: a digest is text, and ``masks`` and
+    ``masks_sha256`` map character names to text (a hand-edited ``"masks": 5`` names no file)."""
+    if "sha256" in entry and not isinstance(entry["sha256"], str):
+        raise StoryError(f"{where}.sha256 must be the file's SHA-256 as text, got {shown(entry['sha256'])}")
+    for key in ("masks", "masks_sha256"):
+        value = entry.get(key)
+        if value is not None and not (
+            isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+        ):
+            raise StoryError(f"{where}.{key} must be a mapping of character names to text, got {shown(value)}")
 
 
 def _check_entry_texts(entry: dict[str, Any], where: str) -> None:

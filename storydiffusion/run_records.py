@@ -57,6 +57,12 @@ def declares_digests(record: dict[str, Any] | None) -> bool:
     return record is not None and record.get("digests") == DIGESTS
 
 
+def _listed(record: dict[str, Any], key: str) -> list:
+    """A record's list under ``key``; anything else (a hand-edited ``"pages": 7``) lists nothing."""
+    value = record.get(key)
+    return value if isinstance(value, list) else []
+
+
 def _valid(digest: Any) -> bool:
     return isinstance(digest, str) and _DIGEST.fullmatch(digest) is not None
 
@@ -99,8 +105,8 @@ def _finished_files(manifest: dict[str, Any] | None, pages: dict[str, Any] | Non
         }
         names |= {manifest["identity_bank"]} if isinstance(manifest.get("identity_bank"), str) else set()
     if declares_digests(pages):
-        names |= {f"{PAGES_DIR}/{entry.get('file')}" for entry in pages.get("pages") or [] if isinstance(entry, dict)}
-        names |= {str(name) for name in pages.get("exports") or [] if isinstance(pages.get("exports"), list)}
+        names |= {f"{PAGES_DIR}/{entry.get('file')}" for entry in _listed(pages, "pages") if isinstance(entry, dict)}
+        names |= {str(name) for name in _listed(pages, "exports")}
     for info in sorted((run / VIDEO_DIR).glob("*.json")) if (run / VIDEO_DIR).is_dir() else []:
         clip = _read_json(info)
         if declares_digests(clip) and isinstance(clip.get("files"), list):
@@ -111,7 +117,7 @@ def _finished_files(manifest: dict[str, Any] | None, pages: dict[str, Any] | Non
 def _pages_digests(pages: dict[str, Any] | None) -> dict[str, str]:
     if pages is None or pages.get("format") != PAGES_FORMAT:
         return {}
-    entries = [entry for entry in pages.get("pages") or [] if isinstance(entry, dict)]
+    entries = [entry for entry in _listed(pages, "pages") if isinstance(entry, dict)]
     found = {f"{PAGES_DIR}/{entry.get('file')}": entry["sha256"] for entry in entries if "sha256" in entry}
     exports = pages.get("exports_sha256")
     return found | ({str(name): digest for name, digest in exports.items()} if isinstance(exports, dict) else {})
@@ -143,7 +149,7 @@ def written_files(run_dir: str | os.PathLike, among: Iterable[Path] | None = Non
     manifest = _read_json(run / MANIFEST_NAME)
     if manifest is not None and manifest.get("format") == MANIFEST_FORMAT:
         names.append(MANIFEST_NAME)
-        entries = [entry for entry in manifest.get("panels") or [] if isinstance(entry, dict)]
+        entries = [entry for entry in _listed(manifest, "panels") if isinstance(entry, dict)]
         names += [str(entry.get("file")) for entry in entries]
         names += [
             str(name) for entry in entries if isinstance(entry.get("masks"), dict) for name in entry["masks"].values()
@@ -154,7 +160,7 @@ def written_files(run_dir: str | os.PathLike, among: Iterable[Path] | None = Non
     pages = _read_json(run / PAGES_DIR / PAGES_INDEX)
     if pages is not None and pages.get("format") == PAGES_FORMAT:
         names.append(f"{PAGES_DIR}/{PAGES_INDEX}")
-        names += [f"{PAGES_DIR}/{entry.get('file')}" for entry in pages.get("pages") or [] if isinstance(entry, dict)]
+        names += [f"{PAGES_DIR}/{entry.get('file')}" for entry in _listed(pages, "pages") if isinstance(entry, dict)]
         writing = pages.get("writing") if isinstance(pages.get("writing"), list) else []
         names += [f"{PAGES_DIR}/{name}" for name in writing if isinstance(name, str)]  # a composition under way
     names += recorded_exports(run)

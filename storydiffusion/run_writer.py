@@ -27,7 +27,7 @@ from .run_names import (
     mask_filename,
     panel_filename,
 )
-from .run_records import DIGESTS, _read_json, file_digest, written_files
+from .run_records import DIGESTS, _read_json, declares_digests, file_digest, written_files
 
 __all__ = ["RunWriter", "build_manifest", "package_versions", "save_panel", "save_result"]
 
@@ -163,7 +163,10 @@ class RunWriter:
 
     def _adopt_undigested(self) -> None:
         """The kept files of a run recorded before records kept digests (0.1.0), digested as they are now:
-        they were this tool's by their names, and this run's record declares a digest for every file."""
+        they were this tool's by their names, and this run's record declares a digest for every file. A record
+        that declares digests is not adopted from: a file it lists without one is the user's, and stays so."""
+        if declares_digests(_read_json(self.out / MANIFEST_NAME)):
+            return
         for entry in self.earlier:
             path = self.out / str(entry.get("file"))
             if "sha256" not in entry and path.is_file():

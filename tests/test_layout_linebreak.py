@@ -93,3 +93,11 @@ def test_a_long_text_is_measured_about_once_and_a_box_full_of_lines_stops_the_wr
     measured.clear()
     assert wrap_text(text, 50, width_of, max_lines=3) == lines[:3]
     assert sum(measured) < 10_000  # three lines' worth, whatever the length of the text
+
+
+@pytest.mark.parametrize("text", ["Hello\n\n", "\n \nA\n\nB\n \n", "", "A\nB\nC"])
+def test_a_wrap_cut_at_max_lines_is_the_start_of_the_whole_wrap(text: str) -> None:
+    """A caption whose last glyph no font has ends in a newline: cut at two lines it kept a blank last line,
+    which read as text cut short."""
+    whole = wrap_text(text, 20, len)
+    assert all(wrap_text(text, 20, len, max_lines=n) == whole[:n] for n in (1, 2, 3))

@@ -336,8 +336,9 @@ def _candidate_rows(
 
 
 def webtoon_page_height(template: PageTemplate) -> int:
-    """The tallest page a webtoon chapter is cut into: one a PDF viewer opens and an image format can hold."""
-    return min(MAX_PAGE_PX, MAX_PDF_INCHES * template.dpi)
+    """The tallest page a webtoon chapter is cut into: one a PDF viewer opens, an image format can hold, and
+    within the pixels a page may have at its width."""
+    return min(MAX_PAGE_PX, MAX_PDF_INCHES * template.dpi, MAX_PAGE_PIXELS // template.width)
 
 
 def _webtoon_pages(

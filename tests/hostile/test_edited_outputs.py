@@ -241,3 +241,26 @@ def test_a_clip_record_that_no_longer_parses_is_named_as_the_reason(finished, tm
     err = one_line_error(capsys)
     assert f"{info} is a file this tool has no record of writing: it cannot be read" in err and "fps is NaN" in err
     assert snapshot(run) == before
+
+
+def test_a_continued_run_does_not_adopt_a_file_its_record_disowns(finished, tmp_path):
+    """A record declaring digests lists panel 2 without one (deleted by hand) and the user edits panel 2:
+    --panels 3 keeps it, off the record's digests, never digesting the user's bytes as its own."""
+    run = edited_copy(finished, tmp_path, "panels/panel_002.png")
+    Image.new("RGB", (64, 64), "red").save(run / "panels" / "panel_002.png")
+    manifest = json.loads((run / "story.json").read_text("utf-8"))
+    del manifest["panels"][1]["sha256"]
+    (run / "story.json").write_text(json.dumps(manifest), "utf-8")
+    assert main(["generate", str(finished / "story.yaml"), "--out", str(run), *FAST, "--panels", "3"]) == 0
+    again = json.loads((run / "story.json").read_text("utf-8"))
+    assert "sha256" not in again["panels"][1] and run / "panels" / "panel_002.png" in unrecorded_files(run)
+
+
+@pytest.mark.parametrize("key, value", [("exports", 5), ("pages", 7), ("exports_sha256", [1])])
+def test_a_pages_record_with_values_of_the_wrong_kind_lists_nothing_and_breaks_nothing(finished, tmp_path, key, value):
+    run = tmp_path / "run"
+    shutil.copytree(finished / "run", run)
+    pages = json.loads((run / "pages" / "pages.json").read_text("utf-8"))
+    (run / "pages" / "pages.json").write_text(json.dumps({**pages, key: value}), "utf-8")
+    ours = {path.relative_to(run).as_posix() for path in written_files(run)}
+    assert "panels/panel_001.png" in ours and "pages/pages.json" in ours

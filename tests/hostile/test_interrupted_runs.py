@@ -284,6 +284,9 @@ def test_a_generate_stopped_between_its_last_panel_and_its_pages_is_finished_by_
         assert main(command) == EXIT_INTERRUPTED
     assert manifest(out)["complete"] is True and not (out / "pages").exists()
     assert "make the pages, with --layout" in capsys.readouterr().err
+    assert main([*command, "--steps", "3"]) == 2  # other settings: not this command's run to compose
+    assert "holds a finished run" in capsys.readouterr().err
+    Image.new("RGB", (64, 64), "red").save(out / "panels" / "panel_002.png")  # touched up: composing keeps it
     drawn = panels(out)
     with monkeypatch.context() as patch:
         patch.setattr(cli_generate, "_load_pipeline", lambda *args: (_ for _ in ()).throw(AssertionError("loaded")))

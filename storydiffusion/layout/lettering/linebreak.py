@@ -29,8 +29,13 @@ def wrap_text(
     line: callers measure the lines against their box to know whether the text fits. ``max_lines``:
     stop once that many lines are wrapped (a box holds no more; 20,000 characters are many lines).
     """
+    paragraphs = text.split("\n")
+    while paragraphs and not _WORD.search(paragraphs[-1]):  # blank lines at either end wrap to nothing
+        paragraphs.pop()
+    while paragraphs and not _WORD.search(paragraphs[0]):
+        paragraphs.pop(0)
     lines: list[str] = []
-    for paragraph in text.split("\n"):
+    for paragraph in paragraphs:
         lines.extend(_wrap_paragraph(paragraph, max_width, width_of, hyphen, max_lines))
         if max_lines is not None and len(lines) >= max_lines:
             return lines[:max_lines]
