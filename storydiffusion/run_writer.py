@@ -182,22 +182,12 @@ class RunWriter:
             self.bank_digest = file_digest(self.out / self.bank_file)
 
     def _drop_stale_masks(self) -> None:
-        """The masks the folder's record lists for the panels this run draws again: stale once their panel is
-        redrawn, and on no record after this run's first, so they go now (only while they are this tool's)."""
-        manifest = _read_json(self.out / MANIFEST_NAME)
-        if (
-            manifest is None
-            or manifest.get("format") != MANIFEST_FORMAT
-            or not isinstance(manifest.get("panels"), list)
-        ):
-            return
-        redrawn = {index + 1 for index in self.drawing or ()}
-        entries = [entry for entry in manifest["panels"] if isinstance(entry, dict) and entry.get("panel") in redrawn]
+        """The masks of the panels this run draws again, as the folder's record has them (those of finished
+        panels, and of panels an earlier run was drawing): stale once their panel is redrawn, and on no record
+        after this run's first, so they go now (only while they are this tool's)."""
+        folder = self.out / MASKS_DIR
         masks = [
-            self.out / str(name)
-            for entry in entries
-            if isinstance(entry.get("masks"), dict)
-            for name in entry["masks"].values()
+            path for index in self.drawing or () for path in folder.glob(f"{Path(panel_filename(index)).stem}_mask_*")
         ]
         for path in written_files(self.out, among=masks):
             path.unlink()
@@ -228,10 +218,11 @@ class RunWriter:
     def finish(self, result, save_bank: bool = False) -> Path:
         """The last manifest, marked complete unless the run was cancelled; the bank too if asked."""
         self.result = result
-        if save_bank and result.bank is not None and len(result.bank):
-            result.bank.save(self.out / BANK_NAME)
-            self.bank_file, self.bank_digest = BANK_NAME, file_digest(self.out / BANK_NAME)
-        return self._write(complete=not result.cancelled)
+        with interrupts_deferred():  # the bank and the record of it, or neither: a stop waits for both
+            if save_bank and result.bank is not None and len(result.bank):
+                result.bank.save(self.out / BANK_NAME)
+                self.bank_file, self.bank_digest = BANK_NAME, file_digest(self.out / BANK_NAME)
+            return self._write(complete=not result.cancelled)
 
     def _write(self, complete: bool) -> Path:
         manifest = self.out / MANIFEST_NAME

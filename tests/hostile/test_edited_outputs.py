@@ -264,3 +264,13 @@ def test_a_pages_record_with_values_of_the_wrong_kind_lists_nothing_and_breaks_n
     (run / "pages" / "pages.json").write_text(json.dumps({**pages, key: value}), "utf-8")
     ours = {path.relative_to(run).as_posix() for path in written_files(run)}
     assert "panels/panel_001.png" in ours and "pages/pages.json" in ours
+
+
+def test_the_masks_of_a_panel_a_stopped_run_was_drawing_go_when_it_is_drawn_again_without_masks(finished, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(finished / "run", run)
+    manifest = json.loads((run / "story.json").read_text("utf-8"))
+    manifest["panels"], manifest["drawing"], manifest["complete"] = manifest["panels"][:4], [5], False
+    (run / "story.json").write_text(json.dumps(manifest), "utf-8")  # stopped while panel 5 was written
+    assert main(["generate", str(finished / "story.yaml"), "--out", str(run), *FAST]) == 0
+    assert not list((run / "masks").glob("panel_005_*")) and unrecorded_files(run) == []
