@@ -161,7 +161,7 @@ def test_a_process_that_cannot_write_its_panels_stops_them_all_and_the_folder_st
 
 CANCELLED = """\
 import sys
-from storydiffusion.distributed import process_share
+from storydiffusion.distributed import process_share, release_processes
 from storydiffusion.pipeline import StoryPipeline
 from storydiffusion.story import load_story
 
@@ -177,6 +177,7 @@ def cancel():  # the second process is cancelled during its first read batch, at
 pipeline = StoryPipeline.from_pretrained("tiny-sdxl", device="cpu")
 result = pipeline.generate(load_story(sys.argv[1]), share=share, cancel=cancel)
 print(f"process {share.rank}: cancelled {result.cancelled}, panels {sorted(p.index + 1 for p in result.panels)}")
+release_processes(share)  # torn down here: at the interpreter's exit gloo may abort once the other has gone
 """
 
 
