@@ -200,9 +200,8 @@ def _check_story(args: argparse.Namespace, writes: bool = True, alone: bool = Tr
             if not compose_only:
                 refuse_finished(earlier, args.out)
     if writes:
-        check_output_dir(
-            args.out, overwrite=args.overwrite or continuing or compose_only
-        )  # before any model loads; deletes nothing
+        # Before any model loads; deletes nothing.
+        check_output_dir(args.out, overwrite=args.overwrite or continuing or compose_only)
         drawn = _continued_panels(args, earlier, story, settings) if continuing and not args.overwrite else None
         drawn = [] if compose_only else drawn  # it draws nothing: only its pages and exports are checked
         refuse_foreign_targets(args.out, _targets(args, story, drawn))  # nor replaces a file of the user's

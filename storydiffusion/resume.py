@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import StoryDiffusionError, shown
 from .run_manifest import manifest_bank, manifest_model_name, manifest_panels, read_manifest, story_from_manifest
-from .run_records import _read_json
+from .run_records import _read_json, recorded_exports
 from .rundir import BANK_NAME, MANIFEST_FORMAT, MANIFEST_NAME, PAGES_DIR, PAGES_FORMAT, PAGES_INDEX, drawing_panels
 from .settings import GenerationSettings
 from .story import Story
@@ -109,17 +109,13 @@ def composition_left(
     given = {key: value for key, value in settings.to_dict().items() if value is not None}
     if any(recorded.get(key) != value for key, value in given.items()) or model not in (None, recorded_model):
         return False
-    new = story.to_dict()
-    same = old["characters"] == new["characters"] and [_drawing(p) for p in old["panels"]] == [
-        _drawing(p) for p in new["panels"]
-    ]
-    if not same:
+    if _other_drawing(old, story.to_dict(), set()) is not None:
         return False
     out = Path(out_dir)
     pages = _read_json(out / PAGES_DIR / PAGES_INDEX)
     if pages is None or pages.get("format") != PAGES_FORMAT:
         return True
-    recorded = pages.get("exports") if isinstance(pages.get("exports"), list) else []
+    recorded = recorded_exports(out)
     return "writing" in pages or any(name not in recorded or not (out / name).is_file() for name in exports)
 
 
@@ -198,7 +194,11 @@ def _difference(
         changed = [key for key in sorted(set(before) | set(now)) if before.get(key) != now.get(key)]
         named = ", ".join(f"{key} {shown(before.get(key))} there, {shown(now.get(key))} now" for key in changed[:3])
         return f"other settings ({named}{', ...' if len(changed) > 3 else ''})"
-    old_story, new_story = old.to_dict(), story.to_dict()
+    return _other_drawing(old.to_dict(), story.to_dict(), redo)
+
+
+def _other_drawing(old_story: dict[str, Any], new_story: dict[str, Any], redo: set[int]) -> str | None:
+    """What differs between two stories' drawings (``to_dict`` forms), panels in ``redo`` aside, or None."""
     if old_story["characters"] != new_story["characters"]:
         return "other characters"
     if len(old_story["panels"]) != len(new_story["panels"]):

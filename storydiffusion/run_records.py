@@ -72,11 +72,19 @@ def recorded_digests(run_dir: str | os.PathLike) -> dict[str, str]:
     ``masks/…``, ``identity_bank.safetensors``, ``pages/page_01.png``, ``comic.pdf``, ``video/01-02.mp4`` -> hex
     digest): a file of that name with other bytes is the user's edit, never deleted or replaced by this tool."""
     run = Path(run_dir)
-    return {
-        **_manifest_digests(_read_json(run / MANIFEST_NAME)),
-        **_pages_digests(_read_json(run / PAGES_DIR / PAGES_INDEX)),
-        **_clip_digests(run),
-    }
+    return _digests(_read_json(run / MANIFEST_NAME), _read_json(run / PAGES_DIR / PAGES_INDEX), _clip_records(run))
+
+
+def _clip_records(run: Path) -> dict[str, dict[str, Any]]:
+    """Each clip's record (``video/01-02.json``) that reads as JSON, by its name in the run folder."""
+    infos = sorted((run / VIDEO_DIR).glob("*.json")) if (run / VIDEO_DIR).is_dir() else []
+    records = {f"{VIDEO_DIR}/{info.name}": _read_json(info) for info in infos}
+    return {name: record for name, record in records.items() if record is not None}
+
+
+def _digests(manifest: dict[str, Any] | None, pages: dict[str, Any] | None, clips: dict[str, dict[str, Any]]) -> dict:
+    """``recorded_digests`` of records already read."""
+    return {**_manifest_digests(manifest), **_pages_digests(pages), **_clip_digests(clips)}
 
 
 def _manifest_digests(manifest: dict[str, Any] | None) -> dict[str, str]:
@@ -93,7 +101,9 @@ def _manifest_digests(manifest: dict[str, Any] | None) -> dict[str, str]:
     return found
 
 
-def _finished_files(manifest: dict[str, Any] | None, pages: dict[str, Any] | None, run: Path) -> set[str]:
+def _finished_files(
+    manifest: dict[str, Any] | None, pages: dict[str, Any] | None, clips: dict[str, dict[str, Any]]
+) -> set[str]:
     """The files records that declare their digests list as finished: each must have its digest to be this
     tool's. Files a run or a composition is still writing (``drawing``, ``writing``) go by name."""
     names: set[str] = set()
@@ -107,10 +117,9 @@ def _finished_files(manifest: dict[str, Any] | None, pages: dict[str, Any] | Non
     if declares_digests(pages):
         names |= {f"{PAGES_DIR}/{entry.get('file')}" for entry in _listed(pages, "pages") if isinstance(entry, dict)}
         names |= {str(name) for name in _listed(pages, "exports")}
-    for info in sorted((run / VIDEO_DIR).glob("*.json")) if (run / VIDEO_DIR).is_dir() else []:
-        clip = _read_json(info)
-        if declares_digests(clip) and isinstance(clip.get("files"), list):
-            names |= {f"{VIDEO_DIR}/{name}" for name in clip["files"]}
+    for clip in clips.values():
+        if declares_digests(clip):
+            names |= {f"{VIDEO_DIR}/{name}" for name in _listed(clip, "files")}
     return names
 
 
@@ -123,11 +132,10 @@ def _pages_digests(pages: dict[str, Any] | None) -> dict[str, str]:
     return found | ({str(name): digest for name, digest in exports.items()} if isinstance(exports, dict) else {})
 
 
-def _clip_digests(run: Path) -> dict[str, str]:
+def _clip_digests(clips: dict[str, dict[str, Any]]) -> dict[str, str]:
     found: dict[str, str] = {}
-    for info in sorted((run / VIDEO_DIR).glob("*.json")) if (run / VIDEO_DIR).is_dir() else []:
-        clip = _read_json(info)
-        digests = clip.get("sha256") if clip is not None else None
+    for clip in clips.values():
+        digests = clip.get("sha256")
         if isinstance(digests, dict):
             found |= {f"{VIDEO_DIR}/{name}": digest for name, digest in digests.items()}
     return found
@@ -167,17 +175,17 @@ def written_files(run_dir: str | os.PathLike, among: Iterable[Path] | None = Non
     metrics = _read_json(run / METRICS_NAME)
     if metrics is not None and metrics.get("format") == METRICS_FORMAT:
         names.append(METRICS_NAME)
-    for info in sorted((run / VIDEO_DIR).glob("*.json")) if (run / VIDEO_DIR).is_dir() else []:
-        clip = _read_json(info)
-        if clip is not None and isinstance(clip.get("files"), list):
-            names.append(f"{VIDEO_DIR}/{info.name}")
-            names += [f"{VIDEO_DIR}/{name}" for name in clip["files"]]
+    clips = _clip_records(run)
+    for name, clip in clips.items():
+        if isinstance(clip.get("files"), list):
+            names.append(name)
+            names += [f"{VIDEO_DIR}/{file}" for file in clip["files"]]
     names = [name for name in names if _shaped_like_ours(name)] + _own_temporaries(run)
     if among is not None:
         wanted = {Path(path) for path in among}
         names = [name for name in names if run / name in wanted]
-    inside, fingerprints = run.resolve(), recorded_digests(run)
-    strict = _finished_files(manifest, pages, run)
+    inside, fingerprints = run.resolve(), _digests(manifest, pages, clips)  # the records just read, not again
+    strict = _finished_files(manifest, pages, clips)
     found: list[Path] = []
     for name in dict.fromkeys(names):
         path = run / name
