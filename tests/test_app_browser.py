@@ -232,7 +232,10 @@ def test_animate_tab_makes_a_video_between_two_panels(page):
     page.fill("#from-panel input", "1")
     page.fill("#to-panel input", "3")
     page.click("#animate")
-    page.get_by_text("Making the clip").wait_for(timeout=10_000)  # said at once: loading can take minutes
+    # Said at once (loading can take minutes); the progress bar may cover it a moment later, so it is looked
+    # for in the page, not on screen.
+    page.get_by_text("Making the clip").wait_for(state="attached", timeout=10_000)
+    page.wait_for_function("() => !document.querySelector('#animate-stop').disabled", timeout=10_000)
     assert page.is_disabled("#animate") and page.is_enabled("#animate-stop") and page.is_disabled("#generate")
     page.get_by_text(re.compile(r"Panels 1 → 3: 16 frames")).wait_for(timeout=180_000)
     assert "linear interpolation" in page.inner_text("#animation-note")
