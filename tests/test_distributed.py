@@ -98,6 +98,7 @@ WATCHED = """\
 import os, sys
 import storydiffusion.distributed as distributed
 from storydiffusion.cli import main
+from storydiffusion.launcher import leave_process_group
 
 mode, log, rank = sys.argv[1], sys.argv[2], int(os.environ["RANK"])
 writes = distributed.save_panel
@@ -114,7 +115,7 @@ def watched(panel, folder):
 distributed.save_panel = watched
 if mode == "apart" and rank == 1:
     distributed._fingerprint = lambda folder: "the same path on another machine's disk"
-sys.exit(main(sys.argv[3:]))
+leave_process_group(main(sys.argv[3:]))  # as the storydiffusion command ends each of several processes
 """
 
 
@@ -162,6 +163,7 @@ def test_a_process_that_cannot_write_its_panels_stops_them_all_and_the_folder_st
 CANCELLED = """\
 import sys
 from storydiffusion.distributed import process_share, release_processes
+from storydiffusion.launcher import leave_process_group
 from storydiffusion.pipeline import StoryPipeline
 from storydiffusion.story import load_story
 
@@ -178,6 +180,7 @@ pipeline = StoryPipeline.from_pretrained("tiny-sdxl", device="cpu")
 result = pipeline.generate(load_story(sys.argv[1]), share=share, cancel=cancel)
 print(f"process {share.rank}: cancelled {result.cancelled}, panels {sorted(p.index + 1 for p in result.panels)}")
 release_processes(share)  # torn down here: at the interpreter's exit gloo may abort once the other has gone
+leave_process_group(0)
 """
 
 
