@@ -8,9 +8,9 @@ import os
 import signal
 import threading
 
-from .errors import StoryDiffusionError
+from .errors import StoryDiffusionError, counted, shown
 from .settings import SETTING_RANGES, GenerationSettings, check_text
-from .structured import check_regular_file
+from .structured import MAX_NUMBER_CHARS, check_regular_file, plain_digits
 from .styles import check_style_name
 from .weight_sources import lora_weights_file, missing_lora_message
 
@@ -24,6 +24,8 @@ __all__ = [
     "interrupted_exit",
     "stop_on_sigterm",
     "folder_value",
+    "decimal_value",
+    "whole_value",
     "check_bank_flags",
     "check_model_flag",
     "check_weights_flag",
@@ -50,6 +52,30 @@ def stop_on_sigterm() -> None:
 def interrupted_exit(stop: KeyboardInterrupt) -> int:
     """The exit code a shell would report had the signal not been caught: 130 for Ctrl+C, 143 for SIGTERM."""
     return EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
+
+
+def whole_value(text: str) -> int:
+    """A flag's whole number as a story file writes it: ASCII digits with an optional minus (``int`` would
+    also take '١٢', '1_000' and '²'), so that the CLI and the story file accept the same numbers."""
+    digits = text.strip().removeprefix("-")
+    if not plain_digits(digits) or len(digits) > MAX_NUMBER_CHARS:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number written with the digits 0-9, such as 30, got {shown(text)}"
+        )
+    return int(text)
+
+
+def decimal_value(text: str) -> float:
+    """A flag's decimal number in ASCII (``float`` would also take '٧.٥' and '7_5'); 'nan' and 'inf' pass
+    here and are refused by the setting's range, which names the flag and the allowed values."""
+    if not text.isascii() or "_" in text or len(text) > MAX_NUMBER_CHARS:
+        raise argparse.ArgumentTypeError(
+            f"expected a number written with the digits 0-9, such as 7.5, got {shown(text)}"
+        )
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number such as 7.5, got {shown(text)}") from None
 
 
 def folder_value(text: str) -> str:
@@ -121,7 +147,7 @@ def check_panel_numbers(panels: list[int] | None, count: int) -> None:
     missing = [index + 1 for index in panels if not 0 <= index < count]
     if missing:
         raise StoryDiffusionError(
-            f"--panels {missing[0]} does not exist: the story has {count} panels, numbered from 1"
+            f"--panels {missing[0]} does not exist: the story has {counted(count, 'panel')}, numbered from 1"
         )
 
 

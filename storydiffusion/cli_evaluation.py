@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .cli_checks import folder_value
+from .cli_checks import folder_value, whole_value
 from .evaluation.encoder_names import DEFAULT_ENCODER, ENCODER_KINDS
 
 
@@ -144,8 +144,8 @@ def add_benchmark(benchmark: argparse.ArgumentParser) -> None:
         help=f"one more variant per value, e.g. sampling_rate=0.3,0.7 ({', '.join(VARIED_SETTINGS)}); repeatable",
     )
     for name in ("steps", "height", "width", "seed"):
-        benchmark.add_argument("--" + name, type=int, help="for every story, as for generate")
-    benchmark.add_argument("--limit", type=int, help="only the first N stories of the set")
+        benchmark.add_argument("--" + name, type=whole_value, help="for every story, as for generate")
+    benchmark.add_argument("--limit", type=whole_value, help="only the first N stories of the set")
     benchmark.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_measures(benchmark)
 

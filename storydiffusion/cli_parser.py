@@ -6,7 +6,7 @@ import argparse
 import re
 from typing import NoReturn
 
-from .cli_checks import folder_value
+from .cli_checks import decimal_value, folder_value, whole_value
 from .cli_evaluation import add_benchmark, add_evaluate
 from .errors import shown
 from .settings import DEFAULT_FPS, DEFAULT_FRAMES, MAX_FACTOR, SETTING_RANGES
@@ -132,8 +132,8 @@ def _add_plan(plan: argparse.ArgumentParser) -> None:
     plan.add_argument("story", help="story file (.yaml/.json) or a story.json written by an earlier run")
     plan.add_argument("--model", help="as for generate; only its configs are read, no weights")
     for name in ("steps", "height", "width", "id_images", "window", "first_consistent_step"):
-        plan.add_argument("--" + name.replace("_", "-"), type=int, help=_allowed(name, "as for generate"))
-    plan.add_argument("--guidance", type=float, help=_allowed("guidance", "as for generate"))
+        plan.add_argument("--" + name.replace("_", "-"), type=whole_value, help=_allowed(name, "as for generate"))
+    plan.add_argument("--guidance", type=decimal_value, help=_allowed("guidance", "as for generate"))
     plan.add_argument("--sampling-rate", type=_rate, help=_allowed("sampling_rate", "as for generate"))
     plan.add_argument("--mode", choices=["identity", "window"], help="identity bank (default) or sliding window")
     plan.add_argument("--scheduler", help="as for generate: it decides the steps the bank holds")
@@ -181,21 +181,25 @@ def _add_generate(generate: argparse.ArgumentParser) -> None:
         "--model",
         help="registry name (configs/models.yaml), hub id, local folder, .safetensors file, or tiny-sdxl / tiny-sd15",
     )
-    generate.add_argument("--steps", type=int, help=_allowed("steps", "denoising steps (default: the model's)"))
-    generate.add_argument("--guidance", type=float, help=_allowed("guidance", "guidance scale (default: the model's)"))
-    generate.add_argument("--seed", type=int, help=_allowed("seed", "story seed (default 0)"))
-    generate.add_argument("--height", type=int, help=_allowed("height", "pixels (default: the model's)"))
-    generate.add_argument("--width", type=int, help=_allowed("width", "pixels (default: the model's)"))
+    generate.add_argument("--steps", type=whole_value, help=_allowed("steps", "denoising steps (default: the model's)"))
+    generate.add_argument(
+        "--guidance", type=decimal_value, help=_allowed("guidance", "guidance scale (default: the model's)")
+    )
+    generate.add_argument("--seed", type=whole_value, help=_allowed("seed", "story seed (default 0)"))
+    generate.add_argument("--height", type=whole_value, help=_allowed("height", "pixels (default: the model's)"))
+    generate.add_argument("--width", type=whole_value, help=_allowed("width", "pixels (default: the model's)"))
     generate.add_argument(
         "--sampling-rate",
         type=_rate,
         help=_allowed("sampling_rate", "share of other images' tokens each image attends to (default 0.5)"),
     )
     generate.add_argument(
-        "--id-images", type=int, help=_allowed("id_images", "panels per character in its identity set (default 3)")
+        "--id-images",
+        type=whole_value,
+        help=_allowed("id_images", "panels per character in its identity set (default 3)"),
     )
     generate.add_argument(
-        "--window", type=int, help=_allowed("window", "panels per batch / sliding window length (default 4)")
+        "--window", type=whole_value, help=_allowed("window", "panels per batch / sliding window length (default 4)")
     )
     generate.add_argument("--mode", choices=["identity", "window"], help="identity bank (default) or sliding window")
     generate.add_argument(
@@ -215,7 +219,7 @@ def _add_generate(generate: argparse.ArgumentParser) -> None:
     )
     generate.add_argument(
         "--subject-threshold",
-        type=float,
+        type=decimal_value,
         help=_allowed("subject_threshold", "where a subject mask starts, on its 0..1 map (default: Otsu's, per map)"),
     )
     generate.add_argument(
@@ -229,7 +233,7 @@ def _add_generate(generate: argparse.ArgumentParser) -> None:
     )
     generate.add_argument(
         "--first-consistent-step",
-        type=int,
+        type=whole_value,
         help=_allowed("first_consistent_step", "plain attention before this step (default 2)"),
     )
     generate.add_argument("--style", help="style preset from configs/styles.yaml")
@@ -272,7 +276,7 @@ def _add_generate(generate: argparse.ArgumentParser) -> None:
         help="SDXL: draw panels' control maps with the union ControlNet (one model for every kind; configs/adapters.yaml)",
     )
     generate.add_argument("--lora", help="LoRA weights (hub id or file) loaded with diffusers' load_lora_weights")
-    generate.add_argument("--lora-scale", type=float, default=1.0, help=_allowed("lora_scale", "(default 1)"))
+    generate.add_argument("--lora-scale", type=decimal_value, default=1.0, help=_allowed("lora_scale", "(default 1)"))
     generate.add_argument("--quiet", action="store_true", help="no progress bar")
     generate.add_argument(
         "--layout", help="also compose comic pages with this template of layouts/ (default: panels only)"
@@ -297,22 +301,24 @@ def _add_compose(compose: argparse.ArgumentParser) -> None:
         choices=["crop", "letterbox"],
         help="fill each cell (crop, the default) or show whole panels (letterbox)",
     )
-    compose.add_argument("--dpi", type=int, help="page resolution (default: the template's, usually 150)")
+    compose.add_argument("--dpi", type=whole_value, help="page resolution (default: the template's, usually 150)")
 
 
 def _add_animate(animate: argparse.ArgumentParser) -> None:
     animate.add_argument("run_dir", type=folder_value, help="a folder written by generate (story.json, panels/)")
-    animate.add_argument("--from", dest="start", type=int, required=True, help="1-based number of the first panel")
-    animate.add_argument("--to", dest="end", type=int, required=True, help="1-based number of the last panel")
+    animate.add_argument(
+        "--from", dest="start", type=whole_value, required=True, help="1-based number of the first panel"
+    )
+    animate.add_argument("--to", dest="end", type=whole_value, required=True, help="1-based number of the last panel")
     animate.add_argument(
         "--frames",
-        type=int,
+        type=whole_value,
         default=DEFAULT_FRAMES,
         help=_allowed("frames", f"frames including both panels (default {DEFAULT_FRAMES})"),
     )
     animate.add_argument(
         "--fps",
-        type=float,
+        type=decimal_value,
         default=DEFAULT_FPS,
         help=_allowed("fps", f"frames per second of the MP4 and GIF (default {DEFAULT_FPS:g})"),
     )
@@ -327,12 +333,14 @@ def _add_animate(animate: argparse.ArgumentParser) -> None:
     )
     animate.add_argument("--prompt", help="text for the clip (default: the two panels' prompts)")
     animate.add_argument("--negative-prompt")
-    animate.add_argument("--seed", type=int, default=0, help=_allowed("seed"))
-    animate.add_argument("--steps", type=int, help=_allowed("animation_steps", "denoising steps (default 25; tiny: 4)"))
-    animate.add_argument("--guidance", type=float, default=7.5, help=_allowed("guidance"))
+    animate.add_argument("--seed", type=whole_value, default=0, help=_allowed("seed"))
+    animate.add_argument(
+        "--steps", type=whole_value, help=_allowed("animation_steps", "denoising steps (default 25; tiny: 4)")
+    )
+    animate.add_argument("--guidance", type=decimal_value, default=7.5, help=_allowed("guidance"))
     animate.add_argument(
         "--strength",
-        type=float,
+        type=decimal_value,
         default=0.9,
         help=_allowed("strength", "noise on the in-between frames: 1 = most motion, lower = closer to a cross-fade"),
     )

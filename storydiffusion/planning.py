@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .attention_context import ImageSlot, stable_hash
-from .errors import StoryError
+from .errors import StoryError, counted
 from .settings import GenerationSettings
 from .story import Story
 
@@ -105,10 +105,10 @@ def plan_story(
     for index in wanted:
         if not 0 <= index < len(story.panels):  # 0-based here: say it so, a -1 is no "panel 0"
             raise StoryError(
-                f"panel index {index} does not exist: the story has {len(story.panels)} panels, "
+                f"panel index {index} does not exist: the story has {counted(len(story.panels), 'panel')}, "
                 f"indices 0..{len(story.panels) - 1} (0 is the first)"
                 if index < 0
-                else f"panel {index + 1} does not exist: the story has {len(story.panels)} panels"
+                else f"panel {index + 1} does not exist: the story has {counted(len(story.panels), 'panel')}"
             )
     if settings.mode == "off":
         return _chunks(story, settings, wanted, kind="plain")

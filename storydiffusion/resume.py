@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import StoryDiffusionError, shown
+from .errors import StoryDiffusionError, counted, shown
 from .run_manifest import manifest_bank, manifest_model_name, manifest_panels, read_manifest, story_from_manifest
 from .run_records import _read_json, recorded_exports
 from .rundir import BANK_NAME, MANIFEST_FORMAT, MANIFEST_NAME, PAGES_DIR, PAGES_FORMAT, PAGES_INDEX, drawing_panels
@@ -132,7 +132,7 @@ def refuse_finished(manifest: dict[str, Any], out_dir: str | os.PathLike) -> Non
     """A finished run with every panel in place: there is nothing left to draw, so say how to draw again."""
     count = len(manifest.get("panels") or ())
     raise StoryDiffusionError(
-        f"{out_dir} holds a finished run ({count} panels, none missing): pass --panels with the panel numbers "
+        f"{out_dir} holds a finished run ({counted(count, 'panel')}, none missing): pass --panels with the panel numbers "
         "to redraw some in place, --overwrite to replace the run, or choose another --out"
     )
 

@@ -18,7 +18,7 @@ from typing import Any
 from PIL import Image
 
 from .controlnets import MAX_CONTROL_RATIO
-from .errors import StoryDiffusionError, shown
+from .errors import StoryDiffusionError, counted, shown
 from .images import read_image
 from .reference_adapter import read_reference
 from .story import Story, parse_characters
@@ -119,7 +119,7 @@ def story_uploads(
         panel = int(match["panel"])
         if not 1 <= panel <= len(story.panels):
             raise StoryDiffusionError(
-                f"{CONTROLS_LABEL}: {path.name} is for panel {panel}, but the story has {len(story.panels)} panels"
+                f"{CONTROLS_LABEL}: {path.name} is for panel {panel}, but the story has {counted(len(story.panels), 'panel')}"
             )
         if panel - 1 in found.controls:
             raise StoryDiffusionError(f"{CONTROLS_LABEL}: two images for panel {panel}; upload one per panel")

@@ -101,6 +101,44 @@ def test_bad_templates_are_clear_layout_errors(change, message):
     assert isinstance(caught.value, StoryDiffusionError) and isinstance(caught.value, ValueError)
 
 
+GOOD_TOP = "description: x\nkind: pages\npage:\n  size: a4\n  dpi: 150\n"  # lines 1-5
+
+
+@pytest.mark.parametrize(
+    "rest,line,words",
+    [
+        (
+            "pages:\n  - rows:\n      - {cells: 2}\n      - {height: 1, cells: [1, -2]}\n",
+            9,
+            "pages[0].rows[1].cells[1]",
+        ),
+        ("pages:\n  - rows: []\n", 7, "pages[0].rows must be"),
+        ("margins:\n  top: 3mm\n  side: 2\n", 8, "unknown side 'side'"),
+        ("gutter: 4mm\nfit: wide\n", 7, "fit must be one of"),
+        ("background: '#00'\n", 6, "unknown colour"),
+        ("border: {width: 1 furlong}\n", 6, "border.width"),
+        ("zap: 1\n", 6, "unknown key 'zap'"),
+    ],
+)
+def test_a_template_file_error_names_its_line(tmp_path, rest, line, words):
+    path = tmp_path / "mine.yaml"
+    path.write_text(GOOD_TOP + rest)
+    with pytest.raises(LayoutError) as caught:
+        load_template(path)
+    assert f"mine.yaml, line {line}: " in str(caught.value) and words in str(caught.value)
+
+
+def test_a_key_under_page_and_a_json_template_name_their_lines(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("kind: pages\npage:\n  size: a4\n  dpy: 3\n")
+    with pytest.raises(LayoutError, match=r"mine.yaml, line 4: page: unknown key 'dpy'"):
+        load_template(path)
+    path = tmp_path / "mine.json"
+    path.write_text('{\n\t"kind": "pages",\n "page": {"size": "a4"},\n "pages": [\n  {"rows": [{"cells": 0}]}\n ]\n}\n')
+    with pytest.raises(LayoutError, match=r"mine.json, line 5: pages\[0\].rows\[0\].cells as a count"):
+        load_template(path)
+
+
 def test_unknown_layout_name_lists_the_templates():
     with pytest.raises(LayoutError) as caught:
         load_template("mangaa")

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from ..atomic import write_json
-from ..errors import ImageInputError, StoryDiffusionError
+from ..errors import ImageInputError, StoryDiffusionError, counted
 from ..images import read_image
 from ..run_manifest import manifest_panels, read_manifest, run_folder_manifest, story_from_manifest
 from ..rundir import MASKS_DIR, METRICS_FORMAT, METRICS_NAME, mask_filename
@@ -50,7 +50,9 @@ def load_run(
             images[index] = read_image(path)
     missing = len(story.panels) - len(images)
     if missing:
-        notes.append(f"{missing} of {len(story.panels)} panels are not drawn: the scores are of the drawn ones")
+        notes.append(
+            f"{missing} of {counted(len(story.panels), 'panel')} {'is' if missing == 1 else 'are'} not drawn: the scores are of the drawn ones"
+        )
     if not images:
         raise StoryDiffusionError(f"{run} has no drawn panel to evaluate")
     crops: dict[tuple[int, str], Crop] = {}

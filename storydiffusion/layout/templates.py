@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SettingsError, shown
+from ..file_lines import line_of_named_path
 from ..resources import data_path
 from ..settings import SETTING_RANGES
 from ..structured import InputFileError, parse_json, parse_yaml, read_text
@@ -196,7 +197,20 @@ def load_template(name_or_path: str | Path, *, dpi: int | None = None) -> PageTe
         data = parse_json(text, label) if path.suffix == ".json" else parse_yaml(text, label)
     except InputFileError as error:
         raise LayoutError(f"could not read layout {label}: {' '.join(str(error).split())}") from None
-    return parse_template(data, name=path.stem, source=label, dpi=dpi)
+    try:
+        return parse_template(data, name=path.stem, source=label, dpi=dpi)
+    except LayoutError as error:
+        raise _with_line(error, f"layout {label}", text, path.suffix == ".json") from None
+
+
+def _with_line(error: LayoutError, where: str, text: str, is_json: bool) -> LayoutError:
+    """The error with the file line of the key it names: ``layout x.yaml, line 7: pages[0].rows[1] ...``."""
+    message = str(error)
+    if not message.startswith(f"{where}: "):
+        return error
+    place = message.removeprefix(f"{where}: ")
+    line = line_of_named_path(text, place, is_json)
+    return LayoutError(f"{where}, line {line}: {place}") if line is not None else error
 
 
 # ------------------------------------------------------------------------------------------ parsing

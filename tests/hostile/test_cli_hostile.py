@@ -249,7 +249,12 @@ def test_numbers_where_text_belongs_and_unknown_names_are_refused_by_key(text, w
 @pytest.mark.parametrize(
     "argv, words",
     [
-        (["--steps", "abc"], ["argument --steps: invalid int value: 'abc'", "storydiffusion generate --help"]),
+        (["--steps", "abc"], ["argument --steps: expected a whole number", "'abc'", "storydiffusion generate --help"]),
+        # int() and float() also read other scripts' digits and underscores; a story file does not
+        (["--steps", "\u0663"], ["argument --steps", "digits 0-9", "'\u0663'"]),
+        (["--seed", "1_000"], ["argument --seed", "digits 0-9", "'1_000'"]),
+        (["--guidance", "\u0667.5"], ["argument --guidance", "digits 0-9", "'\u0667.5'"]),
+        (["--guidance", "7_5"], ["argument --guidance", "'7_5'"]),
         (["--guidance", "high"], ["argument --guidance", "'high'"]),
         (["--width", "64.0"], ["argument --width", "'64.0'"]),
         (["--sampling-rate", "1:0.5:2"], ["argument --sampling-rate", "'1:0.5:2'"]),
