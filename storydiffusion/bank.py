@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,13 +23,11 @@ from safetensors.torch import save_file
 
 from .atomic import atomic_path
 from .bank_disk import DiskTier, Key
+from .bank_file import BANK_FORMAT, characters_field, check_layout, checked_tokens, metadata_field, token_key
 from .bank_prefetch import BankPrefetcher
 from .bank_projections import KeysValues, ProjectionCache, default_projection_budget
 from .errors import BankError
 from .structured import InputFileError, check_regular_file
-
-BANK_FORMAT = "storydiffusion-identity-bank/1"
-_TOKEN_KEY = re.compile(r"-?[0-9]{1,9}\.[0-9]{1,6}\.[0-9]{1,6}")
 
 
 class IdentityBank:
@@ -329,11 +326,11 @@ class IdentityBank:
                 metadata = handle.metadata() or {}
                 if metadata.get("format") != BANK_FORMAT:
                     raise BankError(f"{path} is not a StoryDiffusion identity bank (format {metadata.get('format')!r})")
-                bank = cls(_metadata_field(metadata, "signature"), storage)
-                bank.characters = _characters(_metadata_field(metadata, "characters", "{}"))
+                bank = cls(metadata_field(metadata, "signature"), storage)
+                bank.characters = characters_field(metadata_field(metadata, "characters", "{}"))
                 for key in handle.keys():
-                    bank._tokens[_token_key(key)] = _checked_tokens(handle.get_tensor(key), key).to(bank.storage)
-            bank._check_layout()
+                    bank._tokens[token_key(key)] = checked_tokens(handle.get_tensor(key), key).to(bank.storage)
+            check_layout(bank._tokens, bank.signature, bank.characters, bank.subject_samples)
             bank.path = Path(path)
         except BankError:
             raise
@@ -344,60 +341,6 @@ class IdentityBank:
                 f"could not read identity bank {path}: not a safetensors file, or a damaged one ({type(error).__name__})"
             ) from None
         return bank.cast(dtype) if dtype is not None else bank
-
-    def _check_layout(self) -> None:
-        """Every source holds the same steps and layers, each layer one shape, each character real sources:
-        a bank with holes would fail half-way through a run instead of before it."""
-        grid: dict[int, set[tuple[int, int]]] = {}
-        shapes: dict[int, tuple[int, ...]] = {}
-        for (source, step, layer), tokens in self._tokens.items():
-            grid.setdefault(source, set()).add((step, layer))
-            shape = tuple(tokens.shape) if not self.subject_samples else (tokens.shape[0], tokens.shape[2])
-            if shapes.setdefault(layer, shape) != shape:
-                raise ValueError(f"layer {layer} holds tokens of shapes {shapes[layer]} and {shape}")
-        if len({frozenset(keys) for keys in grid.values()}) > 1:
-            raise ValueError("its identity images do not all hold the same steps and layers")
-        halves = {shape[0] for shape in shapes.values()}
-        if "cfg" in self.signature and halves and halves != {2 if self.signature["cfg"] else 1}:
-            raise ValueError(f"its tokens have {halves.pop()} guidance halves, its settings say otherwise")
-        for name, sources in self.characters.items():
-            if not sources or not set(sources) <= set(grid):
-                raise ValueError(f"character {name!r} names identity images the bank does not hold")
-
-
-def _metadata_field(metadata: dict[str, str], name: str, default: str | None = None) -> dict[str, Any]:
-    text = metadata.get(name, default)
-    if text is None:
-        raise ValueError(f"it has no {name}")
-    value = json.loads(text)
-    if not isinstance(value, dict):
-        raise ValueError(f"its {name} is not a mapping")
-    return value
-
-
-def _characters(value: dict[str, Any]) -> dict[str, list[int]]:
-    if not all(isinstance(s, list) and all(type(i) is int for i in s) for s in value.values()):
-        raise ValueError("its characters are not lists of identity image numbers")
-    return {str(name): list(sources) for name, sources in value.items()}
-
-
-def _token_key(key: str) -> tuple[int, int, int]:
-    """``"3.12.40"``: source image, step, layer."""
-    if not _TOKEN_KEY.fullmatch(key):
-        raise ValueError(f"tensor {key[:40]!r} is not named source.step.layer")
-    source, step, layer = (int(part) for part in key.split("."))
-    return source, step, layer
-
-
-def _checked_tokens(tokens: torch.Tensor, key: str) -> torch.Tensor:
-    """(halves, sampled, channels) floats: what ``put`` stores, whatever float width it was saved in."""
-    if not tokens.is_floating_point():
-        raise ValueError(f"tensor {key!r} holds {str(tokens.dtype).removeprefix('torch.')}, not floating-point tokens")
-    if tokens.dim() != 3 or tokens.shape[0] not in (1, 2) or 0 in tokens.shape:
-        raise ValueError(f"tensor {key!r} has shape {tuple(tokens.shape)}, not (halves, sampled tokens, channels)")
-    if not torch.isfinite(tokens).all():
-        raise ValueError(f"tensor {key!r} holds NaN or infinite values")
-    return tokens
 
 
 # Settings a signature leaves out at their default, so that banks saved before they existed still fit.
