@@ -12,9 +12,11 @@ import yaml
 
 __all__ = ["child_nodes", "line_of_mark", "line_of_named_path", "line_of_scalar", "line_of_second_key"]
 
-# A key path as messages write it (``pages[0].rows[1].cells``, ``page.dpi``), or a quoted key after
-# "unknown key"/"unknown side" (which lives under the path written before it).
-_NAMED_PATH = re.compile(r"unknown (?:key|side) '([^']+)'|([A-Za-z_]\w*(?:\[\d+\]|\.[A-Za-z_]\w*)*)")
+# A key path as messages write it (``pages[0].rows[1].cells``, ``page.dpi``), or the key after "unknown key",
+# "unknown side" or "unknown setting(s)" (which lives under the path written before it).
+_NAMED_PATH = re.compile(
+    r"unknown (?:key|side|setting\(s\)) (?:'([^']+)'|(\w+))|([A-Za-z_]\w*(?:\[\d+\]|\.[A-Za-z_]\w*)*)"
+)
 _PATH_PART = re.compile(r"\[(\d+)\]|\.?([A-Za-z_]\w*)")
 # A JSON string (with the colon after it when it is an object's key) or a bracket.
 _JSON_KEY_OR_BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"(?:\s*:)?|[\[\]{}]', re.S)
@@ -56,7 +58,8 @@ def line_of_named_path(text: str, message: str, is_json: bool = False) -> int | 
     named: list[list[str | int]] = []
     before: list[str | int] = []
     for match in _NAMED_PATH.finditer(message):
-        unknown, written = match.groups()
+        quoted, bare, written = match.groups()
+        unknown = quoted or bare
         if unknown:
             named[:0] = [[*before, unknown], [unknown]]
         else:

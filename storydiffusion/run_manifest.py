@@ -3,11 +3,15 @@ panels it lists (only under this tool's own names), its model, and its story wit
 
 from __future__ import annotations
 
+import functools
 import os
+import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import StoryDiffusionError, StoryError, shown, wrong_kind
+from .file_lines import line_of_named_path
 from .rundir import (
     BANK_NAME,
     MANIFEST_FORMAT,
@@ -38,17 +42,62 @@ def run_folder_manifest(
     return run / MANIFEST_NAME
 
 
-def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
+Read = TypeVar("Read")
+
+
+class Manifest(dict):
+    """A story.json's mapping as ``read_manifest`` read it, with its text: an error about one of its entries
+    (``story.json: panels[3].sha256 ...``) can then say on which line of the file the entry is."""
+
+    text: str = ""
+
+
+def read_manifest(path: str | os.PathLike) -> Manifest:
     """A story.json written by ``save_result``; other JSON is refused with a clear error."""
     try:
-        data = parse_json(read_text(path, "run manifest", MAX_MANIFEST_BYTES), Path(path).name)
+        text = read_text(path, "run manifest", MAX_MANIFEST_BYTES)
+        data = parse_json(text, Path(path).name)
     except InputFileError as error:
         raise StoryDiffusionError(f"could not read {path}: {error}") from None
     if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
         raise StoryDiffusionError(f"{path} is not a StoryDiffusion run manifest")
-    return data
+    manifest = Manifest(data)
+    manifest.text = text
+    return manifest
 
 
+def _naming_the_line(read: Callable[..., Read]) -> Callable[..., Read]:
+    """``read(manifest, ...)`` whose refusals of a ``Manifest`` name the file line of the key they name:
+    ``story.json, line 14: panels[1].sha256 must be ...``."""
+
+    @functools.wraps(read)
+    def reading(manifest: dict[str, Any], *args: Any, **kwargs: Any) -> Read:
+        try:
+            return read(manifest, *args, **kwargs)
+        except StoryError as error:
+            text = getattr(manifest, "text", "")
+            name, colon, place = str(error).partition(": ")
+            line = _line_of_place(text, place) if text and colon and error.line is None else None
+            if line is None:
+                raise
+            raise StoryError(f"{name}, line {line}: {place}") from None
+
+    return reading
+
+
+def _line_of_place(text: str, place: str) -> int | None:
+    """The line of the key ``place`` names first; in the recorded story (``story: panel 2: seed ...``,
+    as a story file's checks word it) under the ``story`` key: the panel's key, else its entry."""
+    found = None
+    if panel := re.match(r"story: panel (\d+): (\w*)", place):
+        at = f"story.panels[{int(panel.group(1)) - 1}]"
+        found = line_of_named_path(text, f"{at}.{panel.group(2)} {at}", is_json=True)
+    elif place.startswith("story: "):
+        found = line_of_named_path(text, "story." + place.removeprefix("story: "), is_json=True)
+    return found if found is not None else line_of_named_path(text, place, is_json=True)
+
+
+@_naming_the_line
 def manifest_panels(manifest: dict[str, Any], name: str = MANIFEST_NAME) -> dict[int, dict[str, Any]]:
     """The finished panels a manifest lists, by 0-based index, each checked like the rest of the file.
 
@@ -87,6 +136,7 @@ def manifest_panels(manifest: dict[str, Any], name: str = MANIFEST_NAME) -> dict
     return found
 
 
+@_naming_the_line
 def manifest_bank(manifest: dict[str, Any], name: str = MANIFEST_NAME) -> str | None:
     """The identity bank file a manifest records: None, or exactly the name this tool gives it, so that a
     hand-edited name (``"/etc/passwd"``) is refused, never read, nor silently dropped from the record."""
@@ -122,6 +172,7 @@ def _check_entry_texts(entry: dict[str, Any], where: str) -> None:
             raise StoryError(control_character_message(f"{where}.{key}", found))
 
 
+@_naming_the_line
 def manifest_model_name(manifest: dict[str, Any], name: str = MANIFEST_NAME) -> str | None:
     """The name of the model a run manifest records (None when it records none), or a StoryError
     naming ``story.json: model ...`` for a hand-edited record that is not ``{"name": "..."}``."""
@@ -136,6 +187,7 @@ def manifest_model_name(manifest: dict[str, Any], name: str = MANIFEST_NAME) -> 
     return model_name
 
 
+@_naming_the_line
 def story_from_manifest(manifest: dict[str, Any], name: str = MANIFEST_NAME) -> Story:
     """The story of a run manifest (or project file) drawn with the run's settings, validated exactly
     like a story file: a hand-edited story.json is refused naming the key path, e.g.

@@ -390,8 +390,10 @@ def test_a_manifest_model_that_is_not_a_name_mapping_is_refused(model, story, tm
     run = tmp_path / "run"
     write_json(run / "story.json", {**edit(written_run(run), "model", model), "complete": False})
     before = snapshot(run)
-    refused(["generate", str(run / "story.json"), "--out", str(tmp_path / "again")], capsys, "story.json: model")
-    refused(["generate", str(story), "--out", str(run), *TINY, "--panels", "2"], capsys, "story.json: model")
+    refused(
+        ["generate", str(run / "story.json"), "--out", str(tmp_path / "again")], capsys, "story.json, line", ": model"
+    )
+    refused(["generate", str(story), "--out", str(run), *TINY, "--panels", "2"], capsys, "story.json, line", ": model")
     assert snapshot(run) == before
     assert not (tmp_path / "again").exists()
 

@@ -8,6 +8,7 @@ there before is byte-identical after.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from PIL import Image
@@ -185,7 +186,15 @@ def test_a_hand_edited_story_json_is_validated_like_a_story_file(name, command, 
         "compose": ["compose", str(run)],
         "animate": ["animate", str(run), "--from", "1", "--to", "2", "--model", "tiny"],
     }[command]
-    refused(capsys, argv, *words)
+    located, *rest = words
+    err = refused(capsys, argv, *rest)
+    if located.startswith("story.json: "):  # and on the line of story.json that holds the edited key
+        found = re.search(r"story\.json, line (\d+): ", err)
+        assert found and located.removeprefix("story.json: ") in err, err
+        key = next(part for part in reversed(path.split(".")) if not part.isdigit())
+        assert f'"{key}"' in (run / "story.json").read_text().splitlines()[int(found.group(1)) - 1], err
+    else:
+        assert located in err, err
     assert snapshot(run) == before
     assert not (tmp_path / "again").exists()
 
@@ -241,7 +250,11 @@ def test_hand_edited_panel_entries_never_point_a_reader_outside_the_run(name, co
         "continue": ["generate", str(run / "story.json"), "--out", str(run), "--model", "tiny-sdxl", "--steps", "2"],
         "compose": ["compose", str(run)],
     }[command]
-    refused(capsys, argv, "story.json:", words)
+    err = refused(capsys, argv, words)
+    found = re.search(r"story\.json, line (\d+): ", err)  # the line of the edited entry's key
+    line = (run / "story.json").read_text().splitlines()[int(found.group(1)) - 1] if found else ""
+    key = path.split(".")[-1]
+    assert found and (key.isdigit() or f'"{key}"' in line), err  # (a list item's line holds its value)
     assert snapshot(tmp_path) == before
 
 
@@ -253,7 +266,8 @@ def test_a_finished_run_whose_record_lists_a_panel_its_story_lacks_is_named_not_
     write_json(run / "story.json", {**manifest, "panels": [*manifest["panels"], extra], "complete": True})
     before = snapshot(tmp_path)
     argv = ["generate", str(run / "story.json"), "--out", str(run), "--model", "tiny-sdxl", "--steps", "2"]
-    refused(capsys, argv, "story.json: panels[2].panel is 3, but the story it records has 2 panels", "--overwrite")
+    err = refused(capsys, argv, "panels[2].panel is 3, but the story it records has 2 panels", "--overwrite")
+    assert re.search(r"story\.json, line \d+: panels\[2\]", err), err
     assert snapshot(tmp_path) == before
 
 
@@ -265,5 +279,6 @@ def test_a_hand_edited_identity_bank_name_is_refused_not_dropped_from_the_record
     write_json(run / "story.json", {**written_run(run), "identity_bank": bank, "complete": bool(redraw)})
     before = snapshot(tmp_path)
     argv = ["generate", str(run / "story.json"), "--out", str(run), "--model", "tiny-sdxl", "--steps", "2", *redraw]
-    refused(capsys, argv, "story.json: identity_bank must be 'identity_bank.safetensors'", str(bank))
+    err = refused(capsys, argv, "identity_bank must be 'identity_bank.safetensors'", str(bank))
+    assert re.search(r"story\.json, line \d+: identity_bank", err), err
     assert snapshot(tmp_path) == before
