@@ -103,6 +103,7 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
         session.layout = text.layout_value(layout)  # a layout picked while it runs replaces it (choose_layout)
         with pool.lease(model) as pipeline:  # a device of its own while it draws (one per GPU: --devices)
             text.check_face_steering(pipeline, settings, bool(steered.photos))
+            text.check_model_limits(pipeline, story, settings)  # before the last story leaves the page
             notice = run_status.notice_markdown(pool.notice(model))
             nothing = ([], None, None, None)  # a new run: the last run's pages and files go
             yield session, run_status.STARTING_MESSAGE, [], *nothing, notice

@@ -1,16 +1,26 @@
 """What the studio page runs in the browser: its CSS and its small scripts (shortcuts, the page view's zoom)."""
 
-# Ctrl+Enter (Cmd+Enter on a Mac) anywhere on the page presses Generate, when Generate can be pressed.
+# Ctrl+Enter (Cmd+Enter on a Mac) presses the button of the part of the page it is pressed in, when that
+# button can be pressed: Redraw in the panel editor, Animate on the Animate tab, else Generate (only the
+# button of the tab on screen is visible). The status line is a live region, so that a screen reader reads
+# what a run or a refusal says there (Gradio's own announcer only says "Error").
 KEYBOARD_SHORTCUTS = """
 () => {
   window.storydiffusionShortcuts = true;
+  for (const id of ["#status", "#redraw-note", "#project-status", "#animation-note"]) {
+    const line = document.querySelector(id);
+    if (line) { line.setAttribute("role", "status"); line.setAttribute("aria-live", "polite"); }
+  }
+  const visible = (element) => element !== null && element.offsetParent !== null;
   document.addEventListener("keydown", (event) => {
-    if ((event.ctrlKey || event.metaKey) && event.key === "Enter") {
-      const generate = document.querySelector("#generate");
-      if (generate && !generate.disabled) {
-        event.preventDefault();
-        generate.click();
-      }
+    if (!(event.ctrlKey || event.metaKey) || event.key !== "Enter") return;
+    const inEditor = event.target instanceof Element && event.target.closest("#panel-editor");
+    const button = inEditor
+      ? document.querySelector("#regenerate")
+      : [document.querySelector("#generate"), document.querySelector("#animate")].find(visible);
+    if (button && !button.disabled) {
+      event.preventDefault();
+      button.click();
     }
   });
 }

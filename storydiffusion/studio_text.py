@@ -329,6 +329,16 @@ def check_face_steering(pipeline: Any, settings: GenerationSettings, has_photos:
         raise StoryError(NO_FACE_MODEL_MESSAGE)
 
 
+def check_model_limits(pipeline: Any, story: Story, settings: GenerationSettings) -> None:
+    """The model's own limits (a width its VAE and UNet divide exactly), checked before a run clears the last
+    story from the page, and told by the widget's label (the library says ``width``, the page ``Width``)."""
+    try:
+        pipeline.resolve_settings(story, settings)
+    except SettingsError as error:
+        name, _, rest = str(error).partition(" ")
+        raise SettingsError(f"{SETTING_LABELS[name]} {rest}" if name in SETTING_LABELS else str(error)) from None
+
+
 def story_text_of(story: Story | None) -> str:
     """The Story box's text for ``story`` ('' before any story is drawn)."""
     return story_to_text(story)[1] if story is not None else ""

@@ -224,6 +224,14 @@ def test_regenerate_a_selected_panel_and_retypeset_without_starting_over(page):
     page.click("#retypeset")
     page.get_by_text("Pages typeset with the classic layout.").wait_for(timeout=60_000)
     assert "Traceback" not in page.inner_text("body")
+    # A width the slider takes but the model does not divide is refused before the last story leaves the page.
+    open_advanced(page)
+    fill_until_kept(page, "#width input[type=number]", "72")
+    page.click("#generate")
+    page.wait_for_function("document.querySelector('#status')?.innerText.includes('multiple of 16')", timeout=90_000)
+    assert "⚠ Width must be a multiple of 16 for this model, got 72: use 64 or 80" in status_line(page)
+    page.wait_for_selector("#pdf a", timeout=30_000)  # the last story's files come back
+    assert page.locator("#panels img").count() == 3 and page.locator("#pages img").count() >= 1
 
 
 def test_animate_tab_makes_a_video_between_two_panels(page):

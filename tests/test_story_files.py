@@ -329,6 +329,36 @@ def test_example_details():
     assert any(p.dialogue for p in korean.panels)
 
 
+def test_a_panel_mapping_reads_its_prompt_as_a_panel_line(tmp_path):
+    """A caption, speech and places written in a mapping's prompt are the page's, never words for the model
+    (examples/posed.yaml lost its caption and bubble this way)."""
+    head = "characters:\n  Ada: a sailor\n  Ben: a cook\npanels:\n"
+    story = load_story(
+        write(tmp_path, "s.yaml", head + '  - prompt: "[Ada@left] and [Ben] wave # Evening. @Ada: Bye!"\n    seed: 3\n')
+    )
+    panel = story.panels[0]
+    assert panel.prompt == "[Ada] and [Ben] wave" and panel.caption == "Evening." and panel.seed == 3
+    assert panel.dialogue == [DialogueLine("Ada", "Bye!")] and set(panel.regions) == {"Ada"}
+    posed = load_story(data_path("examples", "posed.yaml"))
+    assert posed.panels[1].dialogue and posed.panels[2].caption == "Evening."
+    assert not any("#" in p.prompt or "@" in p.prompt for p in posed.panels)
+    twice = head + '  - prompt: "[Ada] waves # Evening."\n    caption: Night.\n'
+    with pytest.raises(StoryError, match=r"line 5: panel 1 gives its caption twice.*keep one of them"):
+        load_story(write(tmp_path, "twice.yaml", twice))
+    spoken = head + '  - prompt: "[Ada] waves @Ada: Bye!"\n'
+    with pytest.raises(StoryError, match=r"speech '@Ada:' before '#'"):
+        load_story(write(tmp_path, "spoken.yaml", spoken))
+
+
+def test_nc_takes_no_place(tmp_path):
+    """[NC@left] was a KeyError, a traceback, in every command and the studio."""
+    with pytest.raises(StoryError, match=r"gives \[NC\] a place.*write \[NC\] alone"):
+        story_from_text("[Ann] a woman", "[NC@left] an empty field # Nobody came.")
+    mapping = "characters:\n  Ann: a woman\npanels:\n  - prompt: '[nc@0,0,1,1] sky'\n"
+    with pytest.raises(StoryError, match=r"line 4: .*gives \[NC\] a place"):
+        load_story(write(tmp_path, "s.yaml", mapping))
+
+
 # ------------------------------------------------------------------ key paths and values in messages
 
 

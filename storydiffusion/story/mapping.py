@@ -25,7 +25,6 @@ from .validation import (
     check_brackets,
     check_name,
     check_text_tags,
-    panel_characters,
     resolve_speaker,
     validate_story,
 )
@@ -236,17 +235,18 @@ def _panel_from_item(
     prompt = item.get("prompt")
     if prompt is None:
         raise StoryError(f"{label} needs a 'prompt' with the text of the panel", line)
-    prompt = _text(prompt, f"{label}: prompt", line)
-    check_brackets(prompt, label, line)
-    names = panel_characters(prompt, characters, label, line)
-    caption = _caption_from(item.get("caption"), characters, label, line)
-    dialogue = _dialogue_from(item.get("dialogue"), characters, label, line)
+    # The prompt reads as a panel line does: a caption after '#', speech after '@Name:', [Name@left] places.
+    written = parse_panel_line(_text(prompt, f"{label}: prompt", line), characters, f"{label}: prompt", line)
+    prompt, names = written.prompt, written.characters
+    _refuse_twice(item, written, label, line)
+    caption = written.caption or _caption_from(item.get("caption"), characters, label, line)
+    dialogue = written.dialogue or _dialogue_from(item.get("dialogue"), characters, label, line)
     seed = item.get("seed")
     if seed is not None and not SETTING_RANGES["seed"].contains(seed):
         raise StoryError(
             f"{label}: seed must be a whole number {SETTING_RANGES['seed'].describe()}, got {shown(seed)}", line
         )
-    regions = _regions_from(item.get("regions"), characters, names, label, line)
+    regions = written.regions or _regions_from(item.get("regions"), characters, names, label, line)
     control = None
     if item.get("control") is not None:
         try:
@@ -262,6 +262,20 @@ def _panel_from_item(
         regions=regions,
         control=control,
     )
+
+
+def _refuse_twice(item: dict[str, Any], written: Panel, label: str, line: int | None) -> None:
+    """A caption, speech or places given both in the prompt's line syntax and under their own keys: which one
+    the user meant cannot be told, so neither is dropped in silence."""
+    for key, in_prompt, how in (
+        ("caption", written.caption, "after '#'"),
+        ("dialogue", written.dialogue, "after '@Name:'"),
+        ("regions", written.regions, "as [Name@place] tags"),
+    ):
+        if in_prompt and item.get(key) is not None:
+            raise StoryError(
+                f"{label} gives its {key} twice, in the prompt ({how}) and under '{key}': keep one of them", line
+            )
 
 
 def _regions_from(

@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import StoryError, shown
 from ..settings import MAX_TEXT_CHARS
 from ..structured import plain_digits
-from .names import TAG, name_index, name_key
+from .names import TAG, is_no_character, name_index, name_key
 
 Box = tuple[float, float, float, float]
 
@@ -136,6 +136,12 @@ def split_placed_tags(prompt: str, label: str, line: int | None) -> tuple[str, d
             return match.group(0)
         if not name.strip():
             raise StoryError(f"{label}: [{match.group(1)}] places no character: write [Name{PLACE_MARK}left]", line)
+        if is_no_character(name):
+            raise StoryError(
+                f"{label}: [{match.group(1)}] gives [NC] a place, but [NC] marks a panel without characters: "
+                "write [NC] alone",
+                line,
+            )
         key = name_key(name)
         if key in regions:
             raise StoryError(f"{label} places [{name.strip()}] twice: give one place per character", line)
