@@ -39,7 +39,7 @@ from .planning import Batch, drawn_panels, plan_story
 from .prompts import long_prompt_warnings
 from .results import PanelImage, Progress, StoryResult
 from .run_gate import RunGate
-from .settings import GenerationSettings
+from .settings import GenerationSettings, consistent_start
 from .story import Story, validate_story
 from .story_references import batch_references, photo_warnings, reference_signature, story_photos
 from .story_run import Cancel, StoryRun
@@ -127,8 +127,7 @@ class StoryPipeline(SteeringMixin):
             if getattr(settings, name) is None:
                 setattr(settings, name, value)
         settings.validate()
-        # Warm-up steps never take more than half of a short run, so consistency never silently vanishes.
-        settings.first_consistent_step = min(settings.first_consistent_step, settings.steps // 2)
+        settings.first_consistent_step = consistent_start(settings.first_consistent_step, settings.steps)
         self._check_size(settings)
         return settings
 

@@ -17,7 +17,7 @@ from .errors import StoryDiffusionError, counted, shown
 from .run_manifest import manifest_bank, manifest_model_name, manifest_panels, read_manifest, story_from_manifest
 from .run_records import _read_json, recorded_exports
 from .rundir import BANK_NAME, MANIFEST_FORMAT, MANIFEST_NAME, PAGES_DIR, PAGES_FORMAT, PAGES_INDEX, drawing_panels
-from .settings import GenerationSettings
+from .settings import GenerationSettings, consistent_start
 from .story import Story
 
 __all__ = [
@@ -107,6 +107,9 @@ def composition_left(
         return False
     recorded = manifest.get("settings") if isinstance(manifest.get("settings"), dict) else {}
     given = {key: value for key, value in settings.to_dict().items() if value is not None}
+    steps = given.get("steps", recorded.get("steps"))
+    if isinstance(steps, int) and "first_consistent_step" in given:  # as the run resolved and recorded it
+        given["first_consistent_step"] = consistent_start(given["first_consistent_step"], steps)
     if any(recorded.get(key) != value for key, value in given.items()) or model not in (None, recorded_model):
         return False
     if _other_drawing(old, story.to_dict(), set()) is not None:

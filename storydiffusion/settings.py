@@ -97,6 +97,12 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
+def consistent_start(first_consistent_step: int, steps: int) -> int:
+    """The step consistent attention starts at: warm-up takes at most half of a short run, so that
+    consistency never silently vanishes (``first_consistent_step`` as a run resolves and records it)."""
+    return min(first_consistent_step, steps // 2)
+
+
 def check_text(name: str, value: Any) -> None:
     """Text a setting or prompt may hold: a string no longer than MAX_TEXT_CHARS that can be written
     as UTF-8 (a lone surrogate from a mis-decoded command line cannot) and holds no control character,

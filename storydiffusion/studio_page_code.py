@@ -8,8 +8,9 @@ KEYBOARD_SHORTCUTS = """
 () => {
   window.storydiffusionShortcuts = true;
   for (const id of ["#status", "#redraw-note", "#project-status", "#animation-note"]) {
-    const line = document.querySelector(id);
-    if (line) { line.setAttribute("role", "status"); line.setAttribute("aria-live", "polite"); }
+    const line = document.querySelector(id);  // its text, not the progress timer drawn over it
+    const text = line && (line.querySelector('[data-testid="markdown-wrapper"]') || line);
+    if (text) { text.setAttribute("role", "status"); text.setAttribute("aria-live", "polite"); }
   }
   const visible = (element) => element !== null && element.offsetParent !== null;
   document.addEventListener("keydown", (event) => {
