@@ -181,6 +181,18 @@ def test_characters_no_face_has_get_a_stand_in_or_are_reported(chain: FontChain)
     assert prepared == "ab A"  # the emoji goes with the space before it
 
 
+def test_marks_that_only_steer_other_characters_are_never_drawn_nor_missing(chain: FontChain) -> None:
+    """Direction marks pasted with right-to-left text and emoji variation selectors: some fonts draw the marks
+    as visible glyphs, and a selector was reported as a missing writing system."""
+    steering = "\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2069\ufe0f\ufe0e\U000e0100\u00ad\u2060"
+    prepared, missing = chain.prepare(f"a{steering}b \u2764\ufe0f")
+    assert prepared.startswith("ab") and not set(prepared) & set(steering)
+    assert not set(missing) & set(steering)
+    assert chain.covers("\u202e") and all(
+        char not in "".join(t for _, t in chain.runs("x\u202ey")) for char in "\u202e"
+    )
+
+
 @pytest.mark.parametrize(
     ("text", "prepared"),
     [
