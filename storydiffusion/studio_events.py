@@ -202,6 +202,8 @@ def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> Any:
 
     def change_layout(state, layout):
         session, layout = session_of(state), text.layout_value(layout)
+        if layout == session.layout and session.pages is not None:  # the picker left unchanged (Tab past it)
+            return session, gr.skip(), *(gr.skip() for _ in session.downloads().as_tuple())
         pages = session.choose_layout(layout)
         return (
             session,
