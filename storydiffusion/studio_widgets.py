@@ -326,7 +326,9 @@ def panel_editing() -> PanelEditing:
     with gr.Accordion("Change one panel or the lettering", open=False, elem_id="panel-editor") as editor:
         note = gr.Markdown("Click a panel in the gallery to edit it.", label="Redraw settings", elem_id="redraw-note")
         with gr.Row():
-            number = gr.Number(value=1, precision=0, minimum=1, label="Panel", elem_id="panel-number")
+            number = gr.Number(
+                value=1, minimum=1, label="Panel", elem_id="panel-number"
+            )  # 1.5 is refused by name, not rounded
             seed = gr.Textbox(label="Panel seed (empty: a new one)", max_lines=1, elem_id="panel-seed")
             dice = gr.Button("🎲 New panel seed", scale=0, elem_id="panel-dice")
         prompt = gr.Textbox(label="Prompt ([Name] for each character)", elem_id="new-prompt")
@@ -367,8 +369,8 @@ def animate_tab() -> AnimateTab:
         "frame by frame on CLIP image embeddings interpolated by the Semantic Motion Predictor)."
     )
     with gr.Row():
-        from_panel = gr.Number(value=1, precision=0, minimum=1, label="From panel", elem_id="from-panel")
-        to_panel = gr.Number(value=2, precision=0, minimum=1, label="To panel", elem_id="to-panel")
+        from_panel = gr.Number(value=1, minimum=1, label="From panel", elem_id="from-panel")
+        to_panel = gr.Number(value=2, minimum=1, label="To panel", elem_id="to-panel")
         frames = setting_slider("frames", DEFAULT_FRAMES)
         fps = setting_slider("fps", DEFAULT_FPS)
     with gr.Row():

@@ -210,6 +210,8 @@ def test_regenerate_a_selected_panel_and_retypeset_without_starting_over(page):
     page.fill("#panel-number input", "7")  # past the end: said on the editor's own line, which a redraw renews
     page.wait_for_function("document.querySelector('#redraw-note')?.innerText.includes('there is no panel 7')")
     assert "panel 7" not in page.inner_text("#status")
+    page.fill("#panel-number input", "1.5")  # refused by name, not rounded to a panel nobody asked for
+    page.wait_for_function("document.querySelector('#redraw-note')?.innerText.includes('1.5 is not a panel number')")
     page.locator("#panels img").nth(1).click()
     page.wait_for_function("document.querySelector('#panel-number input')?.value === '2'", timeout=10_000)
     page.click("#regenerate")
@@ -242,9 +244,12 @@ def test_animate_tab_makes_a_video_between_two_panels(page):
     page.click("#animate")
     # Said at once (loading can take minutes); the progress bar may cover it a moment later, so it is looked
     # for in the page, not on screen.
-    page.get_by_text("Making the clip").wait_for(state="attached", timeout=10_000)
-    page.wait_for_function("() => !document.querySelector('#animate-stop').disabled", timeout=10_000)
-    assert page.is_disabled("#animate") and page.is_enabled("#animate-stop") and page.is_disabled("#generate")
+    page.get_by_text("Making the clip").wait_for(state="attached", timeout=30_000)
+    page.wait_for_function(  # all three at one moment (read one by one, a quick clip could end in between)
+        "() => { const on = (id) => !document.querySelector(id).disabled;"
+        " return on('#animate-stop') && !on('#animate') && !on('#generate') }",
+        timeout=30_000,
+    )
     page.get_by_text(re.compile(r"Panels 1 → 3: 16 frames")).wait_for(timeout=180_000)
     assert "linear interpolation" in page.inner_text("#animation-note")
     page.wait_for_selector("#video video", timeout=90_000)
