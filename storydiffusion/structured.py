@@ -173,6 +173,8 @@ def parse_yaml(text: str, name: str) -> Any:
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         problem = error.problem or error.context or "syntax error"
+        if error.context and problem.startswith("but "):  # "expected a single document ..., but found another"
+            problem = f"{error.context}, {problem}"
         if mark is not None and mark.column > MAX_YAML_KEY_CHARS and ("mapping values" in problem or "':'" in problem):
             problem += (
                 f": the key before this ':' is longer than the {MAX_YAML_KEY_CHARS} characters YAML allows "

@@ -151,6 +151,19 @@ def test_yaml_syntax_error(tmp_path):
     assert_message(err, "not valid YAML", "quotes", line=5)
 
 
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("title: x\ncharacters:\n\tBob: a man\n", ["found character '\\t'"]),  # a tab as indent
+        ("title: x\n---\ntitle: y\n", ["expected a single document in the stream, but found another document"]),
+    ],
+)
+def test_a_yaml_error_far_from_any_panel_line_says_no_word_of_quoting_panels(tmp_path, text, words):
+    err = error(load_story, write(tmp_path, "bad.yaml", text))
+    assert_message(err, "not valid YAML", *words)
+    assert "quotes" not in str(err)
+
+
 def test_unquoted_tag_only_panel_is_a_list(tmp_path):
     text = 'characters:\n  Bob: a man\n  Al: b\npanels:\n  - "[Bob] ok"\n  - [Bob]\n'
     assert_message(error(load_story, write(tmp_path, "s.yaml", text)), "panel 2 is a list", "quotes", line=6)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import StoryError, shown
+from ..errors import SettingsError, StoryError, shown
 from ..settings import MAX_PATH_CHARS, SETTING_RANGES
 
 CONTROL_KINDS = ("openpose", "canny", "depth")
@@ -58,7 +58,7 @@ def check_control(control: Any, where: str) -> None:
     image = control.image
     if not isinstance(image, str) or not image.strip() or len(image) > MAX_PATH_CHARS or "\0" in image:
         raise StoryError(f"{where}.image must be the path of an image file, got {shown(image)}")
-    if not SETTING_RANGES["control_scale"].contains(control.scale):
-        raise StoryError(
-            f"{where}.scale must be {SETTING_RANGES['control_scale'].describe()}, got {shown(control.scale)}"
-        )
+    try:
+        SETTING_RANGES["control_scale"].check(f"{where}.scale", control.scale)
+    except SettingsError as error:
+        raise StoryError(str(error)) from None

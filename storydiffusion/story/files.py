@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +88,18 @@ def _parse_yaml(text: str, name: str) -> Any:
         return parse_yaml(text, name)
     except InputFileError as error:
         hint = ". Put panel lines in quotes, especially when they start with '[' or contain ': ' or ' #'"
-        message = error.message + (hint if "is not valid YAML" in error.message else "")
-        raise StoryError(message, error.line) from None
+        near_a_panel = "is not valid YAML" in error.message and _near_an_unquoted_item(text, error.line)
+        raise StoryError(error.message + (hint if near_a_panel else ""), error.line) from None
+
+
+def _near_an_unquoted_item(text: str, line: int | None) -> bool:
+    """Whether the YAML error at ``line`` (or the line before) may be an unquoted panel line, the usual
+    cause; a tab used as indent or a second document gets its own message without the hint."""
+    if line is None:
+        return True
+    nearby = text.splitlines()[max(0, line - 2) : line]
+    items = (re.match(r"\s*-(?:\s+(.*)|$)", row) for row in nearby)  # "- item", never a "---" document mark
+    return any(item is not None and not (item.group(1) or "").startswith(("'", '"')) for item in items)
 
 
 def yaml_lines(text: str) -> dict[str, Any]:

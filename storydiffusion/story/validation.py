@@ -97,12 +97,10 @@ def check_reference(character: Character, line: int | None = None) -> None:
         raise StoryError(f"characters.{name}.reference must be the path of an image file, got {shown(reference)}", line)
     if isinstance(reference, str) and (len(reference) > MAX_PATH_CHARS or "\0" in reference):
         raise StoryError(f"characters.{name}.reference is not a usable file path", line)
-    if not SETTING_RANGES["reference_scale"].contains(character.reference_scale):
-        raise StoryError(
-            f"characters.{name}.reference_scale must be {SETTING_RANGES['reference_scale'].describe()}, "
-            f"got {shown(character.reference_scale)}",
-            line,
-        )
+    try:
+        SETTING_RANGES["reference_scale"].check(f"characters.{name}.reference_scale", character.reference_scale)
+    except SettingsError as error:  # with why a value of the wrong kind is no number ("text is not a number")
+        raise StoryError(str(error), line) from None
 
 
 def check_brackets(text: str, label: str, line: int | None) -> None:
