@@ -66,6 +66,14 @@ def test_no_letter_is_lost_when_a_hyphen_does_not_fit() -> None:
     assert "".join(p.rstrip("-") for p in wrap_text("abcdefghij", 4, _monospace)) == "abcdefghij"
 
 
+def test_a_word_breaks_after_its_own_hyphen_and_never_gets_a_second_one() -> None:
+    """"and-more" became "and--" / "more": a break at the word's own hyphen adds none."""
+    assert wrap_text("and-more", 6, len) == ["and-", "more"]
+    assert wrap_text("well-known-thing", 7, len) == ["well-", "known-", "thing"]
+    lines = wrap_text("I-guess-so-well", 5, len)
+    assert "".join(lines) == "I-guess-so-well" and not any("--" in line for line in lines)
+
+
 def test_without_a_hyphen_glyph_words_break_bare() -> None:
     assert wrap_text("abcdef", 4, _monospace, hyphen=False) == ["abcd", "ef"]
 

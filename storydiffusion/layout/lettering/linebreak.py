@@ -93,7 +93,10 @@ def _break_word(word: str, max_width: float, width_of: Measure, hyphen: bool, li
         if n >= len(rest):
             break
         piece = rest[:n]
-        if hyphen and n < len(rest) and piece[-1].isalpha() and rest[n].isalpha() and not _is_cjk(piece[-1]):
+        own = piece.rfind("-", 0, n - 1)  # the word's own hyphen ("well-known"): the break goes after it
+        if own > 0 and piece[own - 1].isalnum():
+            piece, n = rest[: own + 1], own + 1
+        elif hyphen and piece[-1].isalpha() and rest[n].isalpha() and not _is_cjk(piece[-1]):
             hyphenated = _hyphenated(piece, max_width, width_of)
             if hyphenated is not None:
                 piece, n = hyphenated, len(hyphenated) - 1
@@ -127,6 +130,8 @@ def _hyphenated(piece: str, max_width: float, width_of: Measure) -> str | None:
     letter and the hyphen fit (the piece then breaks without one)."""
     while len(piece) > 1 and width_of(piece + "-") > max_width:
         piece = piece[:-1]
+    if piece.endswith("-"):  # shortened to the word's own hyphen: no second one
+        return piece
     return piece + "-" if width_of(piece + "-") <= max_width else None
 
 
