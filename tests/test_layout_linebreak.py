@@ -67,7 +67,7 @@ def test_no_letter_is_lost_when_a_hyphen_does_not_fit() -> None:
 
 
 def test_a_word_breaks_after_its_own_hyphen_and_never_gets_a_second_one() -> None:
-    """"and-more" became "and--" / "more": a break at the word's own hyphen adds none."""
+    """ "and-more" became "and--" / "more": a break at the word's own hyphen adds none."""
     assert wrap_text("and-more", 6, len) == ["and-", "more"]
     assert wrap_text("well-known-thing", 7, len) == ["well-", "known-", "thing"]
     lines = wrap_text("I-guess-so-well", 5, len)

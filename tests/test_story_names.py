@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from storydiffusion.errors import kind_of
-from storydiffusion.story import Character
+from storydiffusion.errors import StoryError, kind_of
+from storydiffusion.story import Character, story_from_text
 from storydiffusion.story.names import (
     is_no_character,
     name_index,
@@ -73,3 +75,12 @@ def test_a_story_keys_each_character_name_once_however_many_tags_name_them(monke
     assert "c7" not in names.name_index(table) and names.name_index(table)["c8"] == "C8"
     with pytest.raises(TypeError):
         names.name_index(table)["x"] = "X"  # read-only: no caller can spoil the kept index
+
+
+def test_a_persian_name_keeps_its_zero_width_non_joiner_and_matches_without_it():
+    """Persian spelling joins parts of a name with U+200C; some keyboards type it and others do not."""
+    story = story_from_text("[مهر\u200cناز] a person", "[مهرناز] waves # @مهر\u200cناز: hi")
+    assert story.panels[0].characters == ("مهر\u200cناز",) and story.panels[0].dialogue[0].speaker == "مهر\u200cناز"
+    for bad, shown in (("[\u200cA] x", "U+200C (an invisible character)"), ("[A\u200bB] x", "U+200B")):
+        with pytest.raises(StoryError, match=re.escape(shown)):
+            story_from_text(bad, "[A] z")

@@ -28,9 +28,10 @@ def norm(text: str) -> str:
 def name_key(name: str) -> str:
     """Lookup key for a character name: names match case-insensitively and in any Unicode form, so "José" typed
     with a combining accent, or "Ｍｉａ" in full-width letters, is the same character as "José" and "Mia".
-    Turkish capitals fold to a dotted i in any locale (İpek, ipek; IŞIK, ışık), as a Turkish reader matches them."""
+    Turkish capitals fold to a dotted i in any locale (İpek, ipek; IŞIK, ışık), as a Turkish reader matches them;
+    a zero-width (non-)joiner, which some keyboards type and others do not, is no part of the key."""
     folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", norm(name)).casefold())
-    return folded.replace("i\u0307", "i").replace("ı", "i")
+    return folded.replace("i\u0307", "i").replace("ı", "i").replace("\u200c", "").replace("\u200d", "")
 
 
 def is_no_character(tag: str) -> bool:

@@ -35,6 +35,10 @@ MAX_NAME_CHARS = 100  # a name is shown in bubbles and messages: longer is a mis
 # ------------------------------------------------------------------------------------ shared checks
 
 
+# Zero-width non-joiner and joiner: Persian and Indic spellings need them between letters (مهر‌ناز).
+_JOINERS = "\u200c\u200d"
+
+
 def check_name(raw: str, line: int | None) -> str:
     """A valid character name, trimmed; StoryError otherwise."""
     name = norm(raw)
@@ -51,10 +55,13 @@ def check_name(raw: str, line: int | None) -> str:
         raise StoryError(
             f"character name {name!r} starts with a combining mark: write the letter it belongs to first", line
         )
-    for ch in name:
-        if ch not in _NAME_PUNCTUATION and unicodedata.category(ch)[0] not in "LMN":
+    for i, ch in enumerate(name):
+        joiner = ch in _JOINERS and 0 < i < len(name) - 1 and name[i - 1].isalpha() and name[i + 1].isalpha()
+        if ch not in _NAME_PUNCTUATION and unicodedata.category(ch)[0] not in "LMN" and not joiner:
+            shown_char = repr(ch) if ch.isprintable() else f"U+{ord(ch):04X} (an invisible character)"
             raise StoryError(
-                f"character name {name!r} contains {ch!r}: names may only use letters, digits, spaces and - _ . '",
+                f"character name {shown(name)} contains {shown_char}: names may only use letters, digits, spaces "
+                "and - _ . '",
                 line,
             )
     return name
