@@ -178,6 +178,13 @@ def test_unknown_character_tag(cast):
     assert_message(err, "[Carol]", "Bob, Alice", "Add it to the characters", "[Carol] a short description", line=2)
 
 
+def test_a_tag_no_name_could_be_is_not_offered_as_a_new_character(cast):
+    """ "[Bob: hi]" was answered "add it to the characters (e.g. '[Bob: hi] a short description')"."""
+    err = error(parse_panels, "[Bob: hi] waves", cast)
+    assert_message(err, "[Bob: hi]", "no character name", "':'", "e.g. [Bob]", line=1)
+    assert "Add it to the characters" not in str(err)
+
+
 def test_empty_tag(cast):
     assert_message(error(parse_panels, "[] sings", cast), "empty tag", "[NC]", line=1)
 

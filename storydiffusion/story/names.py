@@ -96,6 +96,14 @@ def known_names(characters: Mapping[str, Any]) -> str:
 
 def unknown_character_message(label: str, tag: str, characters: Mapping[str, Any]) -> str:
     name = _short(norm(tag))
+    odd = next(
+        (ch for ch in name if not (ch.isalnum() or ch in " -_.'\u200c\u200d" or unicodedata.combining(ch))), None
+    )
+    if odd is not None:  # "[Ann: hi]": no name could be written so, so adding it as a character is no advice
+        return (
+            f"{label} has the tag [{name}], which is no character name ({odd!r} cannot be part of one); "
+            f"known characters: {known_names(characters)}. A tag holds only a name, e.g. [{next(iter(characters), 'Bob')}]"
+        )
     return (
         f"{label} names unknown character [{name}]; known characters: {known_names(characters)}. "
         f"Add it to the characters (e.g. '[{name}] a short description') or fix the spelling"
