@@ -74,8 +74,12 @@ def _rate(text: str) -> float | dict[int, float]:
 def _panel_list(text: str) -> list[int]:
     """``2,5`` -> [1, 4]: ASCII digits only (``int`` would also take '٣' and ' +2'), no empty item (``1,,2``)."""
     parts = [part.strip() for part in text.split(",")]
-    if not all(plain_digits(part) and len(part) <= 9 for part in parts):
+    if not all(plain_digits(part) for part in parts):
         raise argparse.ArgumentTypeError(f"expected 1-based panel numbers such as 2,5, got {shown(text)}")
+    if too_long := next((part for part in parts if len(part) > 9), None):
+        raise argparse.ArgumentTypeError(
+            f"panel {shown(too_long)} does not exist: a story has fewer than a billion panels"
+        )
     return [int(part) - 1 for part in parts]
 
 
