@@ -100,8 +100,10 @@ SHOW_EDITOR = """
 # The page view's zoom runs in the browser: the page is drawn at zoom % of the view's width and the
 # view scrolls (from the top right corner for manga), so a reader can follow a balloon across a page
 # without a round trip to the server.
+ZOOM_LEAST, ZOOM_MOST = 50, 400  # % of the view's width: the zoom slider's range
 ZOOM_PAGE = """
 (zoom) => {
+  zoom = Math.min(ZOOM_MOST, Math.max(ZOOM_LEAST, Number(zoom) || 100));  // a typed 5000 is not kept
   const view = document.querySelector("#page-view");
   const page = view && view.querySelector("img");
   if (!page) return;
@@ -113,4 +115,4 @@ ZOOM_PAGE = """
   const rightToLeft = (document.querySelector("#reading-direction") || {}).innerText || "";
   if (rightToLeft.includes("right to left")) page.parentElement.scrollLeft = page.parentElement.scrollWidth;
 }
-"""
+""".replace("ZOOM_MOST", str(ZOOM_MOST)).replace("ZOOM_LEAST", str(ZOOM_LEAST))

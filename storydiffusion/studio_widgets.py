@@ -19,6 +19,7 @@ from .models import ModelSpec
 from .settings import DEFAULT_FPS, DEFAULT_FRAMES, SETTING_RANGES
 from .story.control import DEFAULT_CONTROL_SCALE
 from .story.model import DEFAULT_REFERENCE_SCALE
+from .studio_page_code import ZOOM_LEAST, ZOOM_MOST
 from .styles import load_styles
 
 SCORE_COLUMNS = ["Character", "Panels", "CLIP-I", "Crop"]  # the consistency table (studio_scores)
@@ -288,7 +289,9 @@ def page_viewer() -> PageViewer:
     """The reading direction of the layout, and one page at a time at the size the reader chooses."""
     direction = gr.Markdown(text.reading_direction("classic"), label="Reading direction", elem_id="reading-direction")
     with gr.Accordion("Read a page (click a page above)", open=False, elem_id="page-viewer") as viewer:
-        zoom = gr.Slider(50, 400, value=100, step=10, label="Zoom (% of the view's width)", elem_id="zoom")
+        zoom = gr.Slider(
+            ZOOM_LEAST, ZOOM_MOST, value=100, step=10, label="Zoom (% of the view's width)", elem_id="zoom"
+        )
         page = gr.Image(
             label="Page", type="filepath", interactive=False, height=720, elem_id="page-view", show_label=False
         )
