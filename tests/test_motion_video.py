@@ -39,7 +39,7 @@ def test_frames_endpoints_and_resized_panels(pipe):
     assert np.array_equal(np.asarray(result.frames[0]), np.asarray(start))
     assert np.array_equal(np.asarray(result.frames[-1]), np.asarray(fit_panel(end, 64, 64)))
     assert all(mad(frame, start) > 5 and mad(frame, fit_panel(end, 64, 64)) > 5 for frame in result.frames[1:-1])
-    assert "linear interpolation (no trained predictor weights)" in result.note
+    assert "linear interpolation, no trained predictor weights" in result.note
     assert "resized from 128x96 to 64x64" in result.note
     again = pipe(start, end, "a lighthouse at night", frames=8, steps=2, guidance=7.5, seed=3)
     assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(result.frames, again.frames))

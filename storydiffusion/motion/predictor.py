@@ -26,7 +26,7 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 TOKEN_SELECTIONS = ("cls+pooled", "pooled", "cls", "all")
 NOTE_PREDICTOR = "semantic motion predictor"
-NOTE_LINEAR = "linear interpolation (no trained predictor weights)"
+NOTE_LINEAR = "linear interpolation, no trained predictor weights"
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 
 
