@@ -90,8 +90,8 @@ def build_app(
         wire_story_inputs(studio, examples, door)
         run_ended = wire_generation(studio, pool, door, demo.upload_file_set)
         redrawn = wire_panel_editing(studio, pool, door)
-        wire_scores(results.scores, session, scorer or StoryScorer(None), [run_ended, redrawn], door)
-        wire_project(studio, pool, project_limits, door, demo.upload_file_set)
+        loaded = wire_project(studio, pool, project_limits, door, demo.upload_file_set)
+        wire_scores(results.scores, session, scorer or StoryScorer(None), [run_ended, redrawn, loaded], door)
         wire_animate(studio, pool, door)
         wire_reading(studio)
         if mcp:

@@ -302,9 +302,9 @@ def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> Any:
 
 def wire_project(
     studio: Studio, pool: ModelPool, limits: ProjectLimits | None, door: gr.Button, uploads: Collection[str]
-) -> None:
+) -> Any:
     """Saving and loading projects; ``uploads`` is the page's record of files uploaded to it (the only
-    files a project may be loaded from)."""
+    files a project may be loaded from). Returns the event of a project's loading, for follow-ups."""
     inputs, results = studio.inputs, studio.results
 
     def save_project(state, include_bank):
@@ -374,6 +374,7 @@ def wire_project(
     show_filled(loaded, results.files())
     # An emptied box has nothing to say about the project it held.
     studio.project.upload.clear(lambda: "", None, [studio.project.status], queue=False, api_visibility="private")
+    return loaded
 
 
 def wire_animate(studio: Studio, pool: ModelPool, door: gr.Button) -> None:

@@ -113,4 +113,6 @@ def saved_project_message(path: str | None) -> str:
     if not path:
         return ""
     size = Path(path).stat().st_size
-    return f"Saved **{Path(path).name}** ({size / 1024:.1f} KB): download it from the *Project* box among the downloads."
+    return (
+        f"Saved **{Path(path).name}** ({size / 1024:.1f} KB): download it from the *Project* box among the downloads."
+    )

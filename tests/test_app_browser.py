@@ -478,6 +478,9 @@ def test_a_saved_project_loads_in_another_users_session_on_a_phone(page, browser
         assert other.input_value("#layout input") == "manga" and other.input_value("#style input") == "manga"
         open_advanced(other)
         assert other.input_value("#steps input[type=number]") == "3"  # every setting, not only the texts
+        other.wait_for_function(  # and the loaded story's consistency scores, as after a run
+            "document.querySelector('#scores')?.innerText.includes('Story (CLIP-T)')", timeout=60_000
+        )
     finally:
         other.context.close()
 
