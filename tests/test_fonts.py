@@ -73,13 +73,18 @@ def test_bundled_fonts_and_licences_are_present() -> None:
         text = (FONT_DIR / licence).read_text(encoding="utf-8")
         assert "SIL OPEN FONT LICENSE" in text.upper() and "Version 1.1" in text
         assert licence in readme
+    apache = (FONT_DIR / "Apache-DroidSansFallback.txt").read_text(encoding="utf-8")
+    assert "Apache License" in apache and "Version 2.0" in apache and "Google" in apache
+    assert "Apache-DroidSansFallback.txt" in readme
     total = sum(p.stat().st_size for p in FONT_DIR.iterdir())
-    assert total < 6_000_000, "keep the font bundle small"
+    assert total < 8_000_000, "keep the font bundle small"  # 3.1 MB, and 4 MB of Chinese characters
 
 
 def test_bundled_coverage_matches_the_fonts_readme() -> None:
     for weight in BUNDLED_FACES:
-        comic, noto, nanum = (read_cmap(FONT_DIR / name) for name in BUNDLED_FACES[weight])
+        comic, noto, nanum, han = (read_cmap(FONT_DIR / name) for name in BUNDLED_FACES[weight])
+        assert set(range(0x4E00, 0x9FA6)) <= han  # every unified ideograph of Unicode 4.1
+        assert set(range(0x3041, 0x3094)) <= nanum | han and set(range(0x30A1, 0x30F7)) <= nanum | han  # kana
         assert set(range(0x20, 0x7F)) | set(range(0xA0, 0x100)) <= comic  # ASCII and Latin-1
         assert not comic & set(range(0x400, 0x500)) and not comic & set(range(0xAC00, 0xD7A4))
         assert set(range(0x400, 0x500)) <= noto and set(range(0x100, 0x180)) <= noto  # Cyrillic, Latin Ext-A
@@ -144,7 +149,8 @@ def test_read_cmap_needs_a_unicode_map() -> None:
 
 
 def test_fallback_chain_picks_the_face_per_glyph(chain: FontChain) -> None:
-    comic, noto, nanum = chain.faces
+    comic, noto, nanum, han = chain.faces
+    assert chain.face_for("春") is han and chain.face_for("가") is nanum and chain.face_for("힣") is nanum
     assert chain.face_for("a") is comic
     assert chain.face_for("ñ") is comic  # Comic Neue has Latin-1 accents
     assert chain.face_for("Ж") is noto
@@ -199,7 +205,11 @@ def test_marks_that_only_steer_other_characters_are_never_drawn_nor_missing(chai
         ("Leo liked books \U0001f4da.", "Leo liked books."),  # no stray space before the full stop
         ("Look! \U0001f388\U0001fa81", "Look!"),
         ("Hi \u05e9\u05dc\u05d5\u05dd there", "Hi there"),
-        ("\u4f60\u597d\uff0c\u4e16\u754c", ""),  # only a fullwidth comma would be left: nothing is drawn
+        (
+            "\u0e2a\u0e27\u0e31\u0e2a\u0e14\u0e35\uff0c\u0e42\u0e25\u0e01",
+            "",
+        ),  # Thai: only a fullwidth comma would be left
+        ("\u4f60\u597d\uff0c\u4e16\u754c", "\u4f60\u597d\uff0c\u4e16\u754c"),  # Chinese is drawn
         ("\U0001f600 ...", ""),
         ("\U0001f600 OK", " OK"),
     ],

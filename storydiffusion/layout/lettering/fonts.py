@@ -5,11 +5,12 @@ glyph draws a box ("tofu"). A :class:`FontChain` asks each face's character map 
 fontTools) which characters it covers, splits text into runs of one face each, measures them with
 real FreeType metrics and draws them on one shared baseline.
 
-The bundled faces (see ``assets/fonts/README.md``) are all SIL Open Font License 1.1:
+The bundled faces (see ``assets/fonts/README.md``), under the SIL Open Font License 1.1 but the last:
 
 * Comic Neue: the comic lettering face for Latin text (Western and Central European accents);
 * Noto Sans: Latin Extended, Greek and Cyrillic that Comic Neue lacks;
-* NanumSquareRound: Hangul (all 11,172 syllables and the compatibility jamo) and CJK punctuation.
+* NanumSquareRound: Hangul (all 11,172 syllables and the compatibility jamo), kana and CJK punctuation;
+* Droid Sans Fallback (Apache License 2.0): Chinese characters, the 20,902 unified ideographs.
 """
 
 from __future__ import annotations
@@ -42,11 +43,12 @@ __all__ = [
 #: Where the bundled fonts and their licences live (``assets/fonts`` at the repository root).
 FONT_DIR = data_path("assets", "fonts")
 
-#: Bundled faces per weight, in fallback order: comic face, broad Latin/Greek/Cyrillic face, Hangul face.
-#: Noto Sans comes before Nanum so Cyrillic and Greek get a Western design, not a CJK font's.
+#: Bundled faces per weight, in fallback order: comic face, broad Latin/Greek/Cyrillic face, Hangul face, Chinese
+#: characters face. Noto Sans comes before the CJK faces so Cyrillic and Greek get a Western design; Nanum
+#: before Droid Sans Fallback (one weight, a few Hangul syllables of its own) so all Hangul is Nanum's.
 BUNDLED_FACES: dict[str, tuple[str, ...]] = {
-    "bold": ("ComicNeue-Bold.otf", "NotoSans-Bold.ttf", "NanumSquareRoundB.ttf"),
-    "regular": ("ComicNeue-Regular.otf", "NotoSans-Regular.ttf", "NanumSquareRoundR.ttf"),
+    "bold": ("ComicNeue-Bold.otf", "NotoSans-Bold.ttf", "NanumSquareRoundB.ttf", "DroidSansFallbackFull.ttf"),
+    "regular": ("ComicNeue-Regular.otf", "NotoSans-Regular.ttf", "NanumSquareRoundR.ttf", "DroidSansFallbackFull.ttf"),
 }
 
 # Characters used to measure how far real glyphs reach above and below the baseline.
@@ -350,7 +352,8 @@ class FontChain:
 
 def default_font_chain(weight: str = "bold", font_dir: str | Path | None = None) -> FontChain:
     """The bundled chain for ``weight`` ("bold" for speech and titles, "regular" for captions):
-    Comic Neue, then Noto Sans (Latin Extended, Greek, Cyrillic), then NanumSquareRound (Hangul)."""
+    Comic Neue, then Noto Sans (Latin Extended, Greek, Cyrillic), NanumSquareRound (Hangul, kana), then Droid
+    Sans Fallback (Chinese characters, also in Japanese)."""
     try:
         names = BUNDLED_FACES[weight]
     except KeyError:
