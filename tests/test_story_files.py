@@ -224,6 +224,7 @@ def test_json_errors_point_into_the_file_like_yaml_ones(tmp_path):
 def test_file_problems(tmp_path):
     assert "does not exist" in str(error(load_story, tmp_path / "missing.yaml"))
     assert ".yaml, .yml or .json" in str(error(load_story, write(tmp_path, "s.txt", "x")))
+    assert "has a suffix but no name" in str(error(load_story, write(tmp_path, ".yaml", "title: x\n")))
     assert "is empty" in str(error(load_story, write(tmp_path, "e.yaml", "# nothing\n")))
     assert "must be a mapping" in str(error(load_story, write(tmp_path, "l.yaml", "- a\n- b\n")))
     bad = tmp_path / "latin.yaml"

@@ -27,6 +27,8 @@ def load_story(path: str | os.PathLike[str]) -> Story:
     suffix = path.suffix.lower()
     if suffix not in STORY_SUFFIXES and path.is_dir():
         raise StoryError(f"{path.name or path} is a folder, not a story file: give a .yaml, .yml or .json file in it")
+    if suffix not in STORY_SUFFIXES and path.name.lower() in STORY_SUFFIXES:  # ".yaml": a suffix, no name
+        raise StoryError(f"{path.name} has a suffix but no name: give the story file a name, e.g. story{path.name}")
     if suffix not in STORY_SUFFIXES:
         raise StoryError(f"{path.name}: story files must end in .yaml, .yml or .json")
     text = _read_text(path)

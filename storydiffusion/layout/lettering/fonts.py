@@ -115,17 +115,33 @@ class FontFace:
     def __init__(self, path: str | Path, name: str | None = None) -> None:
         self.path = Path(path)
         self.name = name or self.path.stem
-        self._data = self.path.read_bytes()
-        try:
-            self._cmap: frozenset[int] | None = read_cmap(self._data)
-        except ValueError:
-            self._cmap = None  # unreadable map: fall back to comparing with the missing-glyph drawing
+        # Read at first use: a fallback face that a story's text never reaches (4 MB of Chinese characters
+        # for an English story) costs nothing.
+        self._bytes: bytes | None = None
+        self._map: tuple[frozenset[int] | None] | None = None
         self._fonts: dict[int, ImageFont.FreeTypeFont] = {}
         self._advances: dict[int, dict[str, float]] = {}
         self._rendered: dict[str, bool] = {}
 
     def __repr__(self) -> str:
         return f"FontFace({self.name!r})"
+
+    @property
+    def _data(self) -> bytes:
+        if self._bytes is None:
+            self._bytes = self.path.read_bytes()
+        return self._bytes
+
+    @property
+    def _cmap(self) -> frozenset[int] | None:
+        """The code points with a real glyph; None for an unreadable map (then glyphs are compared with the
+        missing-glyph drawing)."""
+        if self._map is None:
+            try:
+                self._map = (read_cmap(self._data),)
+            except ValueError:
+                self._map = (None,)
+        return self._map[0]
 
     def font(self, size: int) -> ImageFont.FreeTypeFont:
         """The face at ``size`` pixels (kept for reuse by this face)."""
