@@ -340,6 +340,15 @@ def test_title_band(lettering: Lettering) -> None:
     assert _count_dark(inside) > 200
 
 
+def test_a_title_with_no_room_at_any_size_is_reported_left_out(lettering: Lettering) -> None:
+    """A band too small for the title's smallest size (compose --dpi 10) left it out without a word."""
+    band = (0, 0, 300, 4)
+    report = lettering.draw_title(_page(band), band, "Kite Day")
+    assert report.title is None and report.title_dropped and report.truncated
+    blank = lettering.draw_title(_page(band), band, "   ")
+    assert not blank.truncated  # nothing to write is nothing left out
+
+
 def test_long_title_shrinks_and_wraps(lettering: Lettering) -> None:
     band = (0, 0, 300, 90)
     page = _page(band)

@@ -101,18 +101,19 @@ def render_page(
             report = _letter_cell(letterer, page, cell, story, template)
             _note(report, f"panel {cell.panel_index + 1}", warnings)
         if title and layout.title_box is not None:
-            _note(letterer.draw_title(page, layout.title_box, title), "the title", warnings)
+            advice = "shorten it, or give the page more room (a larger --dpi, or the layout's title_height)"
+            _note(letterer.draw_title(page, layout.title_box, title), "the title", warnings, advice)
     return page
 
 
-def _note(report: Any, label: str, warnings: list[str] | None) -> None:
+def _note(
+    report: Any, label: str, warnings: list[str] | None, advice: str = "shorten it, or use a layout with bigger cells"
+) -> None:
     """Turn a lettering report into warnings a user can act on."""
     if warnings is None or report is None:
         return
     if getattr(report, "truncated", False):
-        warnings.append(
-            f"{label}: text cut short or left out for lack of room: shorten it, or use a layout with bigger cells"
-        )
+        warnings.append(f"{label}: text cut short or left out for lack of room: {advice}")
     missing = getattr(report, "missing_characters", None)
     if missing:
         from .lettering.fonts import describe_missing

@@ -85,6 +85,7 @@ class Lettering:
         text, missing = self.fonts.prepare(title)
         report = LetteringReport(cell=band, missing_characters=missing)
         report.title = place_title(self.fonts, self.px, band, title, text.strip())
+        report.title_dropped = report.title is None and bool(text.strip())  # no room at any size: said, not hidden
         if report.title is not None:
             lines, size = report.title.lines, report.title.font_size
             draw_lines(page_image, self.fonts, centred_origins(self.fonts, band, lines, size), lines, size, self.style)

@@ -51,6 +51,7 @@ class LetteringReport:
     title: TextBlock | None = None
     dropped: list[tuple[str, str]] = field(default_factory=list)
     caption_dropped: bool = False
+    title_dropped: bool = False
     missing_characters: frozenset[str] = frozenset()
     direction: str = "ltr"
 
@@ -58,7 +59,8 @@ class LetteringReport:
     def truncated(self) -> bool:
         """Whether any text was cut short or left out for lack of space."""
         parts = [self.caption, self.title, *self.bubbles]
-        return bool(self.dropped or self.caption_dropped or any(p is not None and p.truncated for p in parts))
+        left_out = self.dropped or self.caption_dropped or self.title_dropped
+        return bool(left_out or any(p is not None and p.truncated for p in parts))
 
     @property
     def font_sizes(self) -> dict[str, int]:
