@@ -139,6 +139,19 @@ def test_a_key_under_page_and_a_json_template_name_their_lines(tmp_path):
         load_template(path)
 
 
+def test_a_template_too_small_for_a_title_still_serves_a_story_without_one(tmp_path):
+    """The title band's room is checked when a title is drawn: `compose --no-title` took such a template."""
+    from storydiffusion.layout.templates import check_title_room
+
+    path = tmp_path / "tiny.yaml"
+    path.write_text("page: {width: 8px, height: 8px, dpi: 150}\npages:\n  - rows: [{cells: 2}, {cells: 2}]\n")
+    template = load_template(path)
+    assert len(paginate(template, [(4, 4)] * 4)[0].cells) == 4
+    with pytest.raises(LayoutError, match=r"with the title band \(title_height\).*or no title"):
+        check_title_room(template)
+    check_title_room(load_template("classic"))  # the bundled ones have room for one
+
+
 def test_unknown_layout_name_lists_the_templates():
     with pytest.raises(LayoutError) as caught:
         load_template("mangaa")

@@ -41,7 +41,7 @@ from . import LayoutError
 from .export import EXPORTS, encode_png, page_filenames, write_cbz, write_pages_png, write_panels_zip, write_pdf
 from .paginate import PageLayout, paginate
 from .render import make_lettering, render_pages
-from .templates import PageTemplate, load_template
+from .templates import PageTemplate, check_title_room, load_template
 
 __all__ = [
     "ComposeResult",
@@ -128,6 +128,8 @@ def compose_run(
     exports = parse_exports(export)  # the options first: they are checked without reading the run
     template = load_template(layout, dpi=dpi).with_options(fit=fit)
     story, drawing = _read_story(run)
+    if _title_text(story, title) is not None:
+        check_title_room(template)
     earlier = recorded_exports(run)
     kept = [kind for kind, name in EXPORT_NAMES.items() if name in earlier and (run / name).is_file()]
     exports += tuple(kind for kind in kept if kind not in exports)  # refreshed from the new pages

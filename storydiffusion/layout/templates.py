@@ -41,6 +41,7 @@ __all__ = [
     "Row",
     "list_templates",
     "load_template",
+    "check_title_room",
     "parse_template",
     "template_path",
 ]
@@ -253,8 +254,14 @@ def parse_template(data: Any, *, name: str, source: str, dpi: int | None = None)
         chapter_panels=_chapter_panels(data, kind, where),
         source=source,
     )
-    _check_room(template, where)
+    _check_room(template, where, titles=(False,))  # with a title band: check_title_room, when a title is drawn
     return template
+
+
+def check_title_room(template: PageTemplate) -> None:
+    """LayoutError when the first page has no room for its cells below the title band: checked when a title
+    is drawn, so that a template too small for one still serves a story without (``--no-title``)."""
+    _check_room(template, f"layout {template.source}", titles=(True,))
 
 
 def _check_top(data: Any, name: str, where: str) -> str:
@@ -364,8 +371,9 @@ def _row(row: Any, label: str) -> Row:
     raise LayoutError(f"{label}.cells must be a count of equal cells (3) or a list of relative widths ([2, 1])")
 
 
-def _check_room(t: PageTemplate, where: str) -> None:
-    """The margins, gutters, borders and title band must leave room for at least a pixel of every cell."""
+def _check_room(t: PageTemplate, where: str, titles: tuple[bool, ...]) -> None:
+    """The margins, gutters, borders and (``titles`` holding True) the title band must leave room for at least
+    a pixel of every cell."""
     if t.kind == "none":
         return
     m = t.margins
@@ -380,13 +388,14 @@ def _check_room(t: PageTemplate, where: str) -> None:
     if t.kind == "webtoon":
         return
     for p, pattern in enumerate(t.patterns):
-        for title in (False, True):
+        for title in titles:
             content_h = t.height - m.top - m.bottom - (t.title_height + t.gutter_y if title else 0)
             rows = len(pattern.rows)
             if content_h - (rows - 1) * t.gutter_y < rows * inner:
                 band = " with the title band (title_height)" if title else ""
+                fix = "use fewer rows or smaller margins/gutter/border.width" + (", or no title" if title else "")
                 raise LayoutError(
-                    f"{where}: pages[{p}] has {rows} rows that do not fit between the top and bottom margins{band}: use fewer rows or smaller margins/gutter/border.width"
+                    f"{where}: pages[{p}] has {rows} rows that do not fit between the top and bottom margins{band}: {fix}"
                 )
             for row in pattern.rows:
                 k = len(row.cells)
