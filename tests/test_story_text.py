@@ -183,6 +183,8 @@ def test_a_tag_no_name_could_be_is_not_offered_as_a_new_character(cast):
     err = error(parse_panels, "[Bob: hi] waves", cast)
     assert_message(err, "[Bob: hi]", "no character name", "':'", "e.g. [Bob]", line=1)
     assert "Add it to the characters" not in str(err)
+    long_name = error(parse_panels, "[" + "B" * 80 + "] waves", cast)  # shown cut short, judged whole
+    assert_message(long_name, "unknown character", "Add it to the characters", line=1)
 
 
 def test_empty_tag(cast):

@@ -34,6 +34,22 @@ def name_key(name: str) -> str:
     return folded.replace("i\u0307", "i").replace("ı", "i").replace("\u200c", "").replace("\u200d", "")
 
 
+# Besides letters, marks and digits, a name may hold these; and a zero-width non-joiner or joiner between two
+# letters, as Persian and Indic spellings need (مهر‌ناز).
+_NAME_PUNCTUATION = frozenset(" -_.'\u2019")
+_JOINERS = "\u200c\u200d"
+
+
+def odd_name_character(name: str) -> str | None:
+    """The first character ``name`` may not hold, or None: the rule names are checked by, and tags measured
+    against (``[Ann: hi]`` is no name to offer as a new character)."""
+    for i, ch in enumerate(name):
+        joiner = ch in _JOINERS and 0 < i < len(name) - 1 and name[i - 1].isalpha() and name[i + 1].isalpha()
+        if ch not in _NAME_PUNCTUATION and unicodedata.category(ch)[0] not in "LMN" and not joiner:
+            return ch
+    return None
+
+
 def is_no_character(tag: str) -> bool:
     """True for the ``[NC]`` tag, in any case."""
     return name_key(tag) == NO_CHARACTER.casefold()
@@ -96,9 +112,7 @@ def known_names(characters: Mapping[str, Any]) -> str:
 
 def unknown_character_message(label: str, tag: str, characters: Mapping[str, Any]) -> str:
     name = _short(norm(tag))
-    odd = next(
-        (ch for ch in name if not (ch.isalnum() or ch in " -_.'\u200c\u200d" or unicodedata.combining(ch))), None
-    )
+    odd = odd_name_character(norm(tag))  # the whole tag: the shortened one ends in "..."
     if odd is not None:  # "[Ann: hi]": no name could be written so, so adding it as a character is no advice
         return (
             f"{label} has the tag [{name}], which is no character name ({odd!r} cannot be part of one); "

@@ -20,6 +20,7 @@ from .names import (
     name_index,
     name_key,
     norm,
+    odd_name_character,
     tidy_prompt,
     unknown_character_message,
     unknown_speaker_message,
@@ -28,15 +29,10 @@ from .regions import MAX_CHARACTERS_WITH_REGIONS, Region, box_from_value
 
 NO_PANELS = "the story has no panels: write one panel per line (in a story file, list them under 'panels:')"
 NO_CHARACTER_MESSAGE = "names no character: add a [Name] tag, or [NC] for a panel without characters"
-_NAME_PUNCTUATION = frozenset(" -_.'\u2019")
 MAX_NAME_CHARS = 100  # a name is shown in bubbles and messages: longer is a mistake
 
 
 # ------------------------------------------------------------------------------------ shared checks
-
-
-# Zero-width non-joiner and joiner: Persian and Indic spellings need them between letters (مهر‌ناز).
-_JOINERS = "\u200c\u200d"
 
 
 def check_name(raw: str, line: int | None) -> str:
@@ -55,15 +51,13 @@ def check_name(raw: str, line: int | None) -> str:
         raise StoryError(
             f"character name {name!r} starts with a combining mark: write the letter it belongs to first", line
         )
-    for i, ch in enumerate(name):
-        joiner = ch in _JOINERS and 0 < i < len(name) - 1 and name[i - 1].isalpha() and name[i + 1].isalpha()
-        if ch not in _NAME_PUNCTUATION and unicodedata.category(ch)[0] not in "LMN" and not joiner:
-            shown_char = repr(ch) if ch.isprintable() else f"U+{ord(ch):04X} (an invisible character)"
-            raise StoryError(
-                f"character name {shown(name)} contains {shown_char}: names may only use letters, digits, spaces "
-                "and - _ . '",
-                line,
-            )
+    if (ch := odd_name_character(name)) is not None:
+        shown_char = repr(ch) if ch.isprintable() else f"U+{ord(ch):04X} (an invisible character)"
+        raise StoryError(
+            f"character name {shown(name)} contains {shown_char}: names may only use letters, digits, spaces "
+            "and - _ . '",
+            line,
+        )
     return name
 
 
