@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import StoryDiffusionError, counted, shown
 from .run_manifest import manifest_bank, manifest_model_name, manifest_panels, read_manifest, story_from_manifest
-from .run_records import _read_json, recorded_exports
+from .run_records import read_record, recorded_exports
 from .rundir import BANK_NAME, MANIFEST_FORMAT, MANIFEST_NAME, PAGES_DIR, PAGES_FORMAT, PAGES_INDEX, drawing_panels
 from .settings import GenerationSettings, consistent_start
 from .story import Story
@@ -115,7 +115,7 @@ def composition_left(
     if _other_drawing(old, story.to_dict(), set()) is not None:
         return False
     out = Path(out_dir)
-    pages = _read_json(out / PAGES_DIR / PAGES_INDEX)
+    pages = read_record(out / PAGES_DIR / PAGES_INDEX)
     if pages is None or pages.get("format") != PAGES_FORMAT:
         return True
     recorded = recorded_exports(out)

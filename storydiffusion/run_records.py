@@ -72,13 +72,13 @@ def recorded_digests(run_dir: str | os.PathLike) -> dict[str, str]:
     ``masks/…``, ``identity_bank.safetensors``, ``pages/page_01.png``, ``comic.pdf``, ``video/01-02.mp4`` -> hex
     digest): a file of that name with other bytes is the user's edit, never deleted or replaced by this tool."""
     run = Path(run_dir)
-    return _digests(_read_json(run / MANIFEST_NAME), _read_json(run / PAGES_DIR / PAGES_INDEX), _clip_records(run))
+    return _digests(read_record(run / MANIFEST_NAME), read_record(run / PAGES_DIR / PAGES_INDEX), _clip_records(run))
 
 
 def _clip_records(run: Path) -> dict[str, dict[str, Any]]:
     """Each clip's record (``video/01-02.json``) that reads as JSON, by its name in the run folder."""
     infos = sorted((run / VIDEO_DIR).glob("*.json")) if (run / VIDEO_DIR).is_dir() else []
-    records = {f"{VIDEO_DIR}/{info.name}": _read_json(info) for info in infos}
+    records = {f"{VIDEO_DIR}/{info.name}": read_record(info) for info in infos}
     return {name: record for name, record in records.items() if record is not None}
 
 
@@ -107,20 +107,29 @@ def _finished_files(
     """The files records that declare their digests list as finished: each must have its digest to be this
     tool's. Files a run or a composition is still writing (``drawing``, ``writing``) go by name."""
     names: set[str] = set()
-    if declares_digests(manifest) and isinstance(manifest.get("panels"), list):
-        entries = [entry for entry in manifest["panels"] if isinstance(entry, dict)]
-        names |= {str(entry.get("file")) for entry in entries}
-        names |= {
-            str(name) for entry in entries if isinstance(entry.get("masks"), dict) for name in entry["masks"].values()
-        }
-        names |= {manifest["identity_bank"]} if isinstance(manifest.get("identity_bank"), str) else set()
+    if declares_digests(manifest):
+        names |= set(_manifest_files(manifest))
     if declares_digests(pages):
-        names |= {f"{PAGES_DIR}/{entry.get('file')}" for entry in _listed(pages, "pages") if isinstance(entry, dict)}
-        names |= {str(name) for name in _listed(pages, "exports")}
+        names |= set(_page_files(pages)) | {str(name) for name in _listed(pages, "exports")}
     for clip in clips.values():
         if declares_digests(clip):
             names |= {f"{VIDEO_DIR}/{name}" for name in _listed(clip, "files")}
     return names
+
+
+def _manifest_files(manifest: dict[str, Any]) -> list[str]:
+    """The panels, masks and identity bank a manifest lists as finished, by name in the run folder."""
+    entries = [entry for entry in _listed(manifest, "panels") if isinstance(entry, dict)]
+    names = [str(entry.get("file")) for entry in entries]
+    names += [
+        str(name) for entry in entries if isinstance(entry.get("masks"), dict) for name in entry["masks"].values()
+    ]
+    return names + ([manifest["identity_bank"]] if isinstance(manifest.get("identity_bank"), str) else [])
+
+
+def _page_files(pages: dict[str, Any]) -> list[str]:
+    """The pages a pages record lists, by name in the run folder."""
+    return [f"{PAGES_DIR}/{entry.get('file')}" for entry in _listed(pages, "pages") if isinstance(entry, dict)]
 
 
 def _pages_digests(pages: dict[str, Any] | None) -> dict[str, str]:
@@ -154,25 +163,18 @@ def written_files(run_dir: str | os.PathLike, among: Iterable[Path] | None = Non
     """
     run = Path(run_dir)
     names: list[str] = []
-    manifest = _read_json(run / MANIFEST_NAME)
+    manifest = read_record(run / MANIFEST_NAME)
     if manifest is not None and manifest.get("format") == MANIFEST_FORMAT:
         names.append(MANIFEST_NAME)
-        entries = [entry for entry in _listed(manifest, "panels") if isinstance(entry, dict)]
-        names += [str(entry.get("file")) for entry in entries]
-        names += [
-            str(name) for entry in entries if isinstance(entry.get("masks"), dict) for name in entry["masks"].values()
-        ]
-        if isinstance(manifest.get("identity_bank"), str):
-            names.append(manifest["identity_bank"])
-        names += _drawing_files(manifest)
-    pages = _read_json(run / PAGES_DIR / PAGES_INDEX)
+        names += _manifest_files(manifest) + _drawing_files(manifest)
+    pages = read_record(run / PAGES_DIR / PAGES_INDEX)
     if pages is not None and pages.get("format") == PAGES_FORMAT:
         names.append(f"{PAGES_DIR}/{PAGES_INDEX}")
-        names += [f"{PAGES_DIR}/{entry.get('file')}" for entry in _listed(pages, "pages") if isinstance(entry, dict)]
+        names += _page_files(pages)
         writing = pages.get("writing") if isinstance(pages.get("writing"), list) else []
         names += [f"{PAGES_DIR}/{name}" for name in writing if isinstance(name, str)]  # a composition under way
     names += recorded_exports(run)
-    metrics = _read_json(run / METRICS_NAME)
+    metrics = read_record(run / METRICS_NAME)
     if metrics is not None and metrics.get("format") == METRICS_FORMAT:
         names.append(METRICS_NAME)
     clips = _clip_records(run)
@@ -239,7 +241,7 @@ def recorded_exports(run_dir: str | os.PathLike) -> list[str]:
     A ``pages.json`` of version 0.1.0 has no ``exports`` entry: then every export file present is
     taken as compose's, as 0.1.0 itself did.
     """
-    pages = _read_json(Path(run_dir) / PAGES_DIR / PAGES_INDEX)
+    pages = read_record(Path(run_dir) / PAGES_DIR / PAGES_INDEX)
     if pages is None or pages.get("format") != PAGES_FORMAT:
         return []
     if "exports" not in pages:
@@ -300,7 +302,7 @@ def refuse_unreadable_records(
 def recorded_composition(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     """How ``pages/pages.json`` says the run's pages were made, as ``compose_run`` takes it (layout, dpi, fit,
     title); None when the run has no pages of this tool's."""
-    pages = _read_json(Path(run_dir) / PAGES_DIR / PAGES_INDEX)
+    pages = read_record(Path(run_dir) / PAGES_DIR / PAGES_INDEX)
     if pages is None or pages.get("format") != PAGES_FORMAT or not isinstance(pages.get("template"), str):
         return None
     title = pages.get("title")
@@ -312,7 +314,7 @@ def recorded_composition(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     }
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
+def read_record(path: Path) -> dict[str, Any] | None:
     """One of this tool's own records, read through ``structured`` like any file; None if unreadable."""
     if not path.is_file():
         return None

@@ -27,7 +27,7 @@ from .run_names import (
     mask_filename,
     panel_filename,
 )
-from .run_records import DIGESTS, _read_json, declares_digests, file_digest, written_files
+from .run_records import DIGESTS, declares_digests, file_digest, read_record, written_files
 
 __all__ = ["RunWriter", "build_manifest", "package_versions", "save_panel", "save_result"]
 
@@ -154,7 +154,7 @@ class RunWriter:
         self.result = result
         if self.drawing is None:
             self.drawing = list(range(len(result.story.panels)))
-        metrics = _read_json(self.out / METRICS_NAME)
+        metrics = read_record(self.out / METRICS_NAME)
         if metrics is not None and metrics.get("format") == METRICS_FORMAT:  # scores of an older drawing
             (self.out / METRICS_NAME).unlink()
         self._drop_stale_masks()
@@ -165,7 +165,7 @@ class RunWriter:
         """The kept files of a run recorded before records kept digests (0.1.0), digested as they are now:
         they were this tool's by their names, and this run's record declares a digest for every file. A record
         that declares digests is not adopted from: a file it lists without one is the user's, and stays so."""
-        if declares_digests(_read_json(self.out / MANIFEST_NAME)):
+        if declares_digests(read_record(self.out / MANIFEST_NAME)):
             return
         for entry in self.earlier:
             path = self.out / str(entry.get("file"))

@@ -20,7 +20,7 @@ from typing import Any
 from ..atomic import atomic_write_bytes, write_json
 from ..errors import SettingsError, StoryDiffusionError
 from ..images import read_image
-from ..run_records import _read_json, refuse_unreadable_records
+from ..run_records import read_record, refuse_unreadable_records
 from ..rundir import check_output_path, remove_written_files, save_result, unrecorded_files
 from ..settings import GenerationSettings
 from .comparison import Comparison, compare, comparison_csv, comparison_markdown
@@ -106,7 +106,7 @@ def prepare_benchmark_dir(out: str | Path) -> dict[str, Any]:
     check_output_path(folder)  # a name too long, a file on its path, a place nobody may write
     if folder.exists() and not folder.is_dir():
         raise StoryDiffusionError(f"--out {out} is a file: name a new or empty folder")
-    record = _read_json(folder / RECORD_NAME) if folder.is_dir() else None
+    record = read_record(folder / RECORD_NAME) if folder.is_dir() else None
     if record is not None and record.get("format") == BENCHMARK_FORMAT:
         runs = record.get("runs")
         if not isinstance(runs, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in runs.items()):

@@ -168,9 +168,9 @@ def check_metrics_file(run_dir: str | os.PathLike) -> Path:
 
 
 def _is_ours(path: Path) -> bool:
-    from ..run_records import _read_json
+    from ..run_records import read_record
 
-    record = _read_json(path)
+    record = read_record(path)
     return record is not None and record.get("format") == METRICS_FORMAT
 
 
