@@ -15,6 +15,7 @@ The bundled faces (see ``assets/fonts/README.md``), under the SIL Open Font Lice
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import os
@@ -115,10 +116,6 @@ class FontFace:
     def __init__(self, path: str | Path, name: str | None = None) -> None:
         self.path = Path(path)
         self.name = name or self.path.stem
-        # Read at first use: a fallback face that a story's text never reaches (4 MB of Chinese characters
-        # for an English story) costs nothing.
-        self._bytes: bytes | None = None
-        self._map: tuple[frozenset[int] | None] | None = None
         self._fonts: dict[int, ImageFont.FreeTypeFont] = {}
         self._advances: dict[int, dict[str, float]] = {}
         self._rendered: dict[str, bool] = {}
@@ -126,22 +123,20 @@ class FontFace:
     def __repr__(self) -> str:
         return f"FontFace({self.name!r})"
 
-    @property
+    # The file is read at first use: a fallback face that a story's text never reaches (4 MB of Chinese
+    # characters for an English story) costs nothing.
+    @functools.cached_property
     def _data(self) -> bytes:
-        if self._bytes is None:
-            self._bytes = self.path.read_bytes()
-        return self._bytes
+        return self.path.read_bytes()
 
-    @property
+    @functools.cached_property
     def _cmap(self) -> frozenset[int] | None:
         """The code points with a real glyph; None for an unreadable map (then glyphs are compared with the
         missing-glyph drawing)."""
-        if self._map is None:
-            try:
-                self._map = (read_cmap(self._data),)
-            except ValueError:
-                self._map = (None,)
-        return self._map[0]
+        try:
+            return read_cmap(self._data)
+        except ValueError:
+            return None
 
     def font(self, size: int) -> ImageFont.FreeTypeFont:
         """The face at ``size`` pixels (kept for reuse by this face)."""
