@@ -29,7 +29,7 @@ from storydiffusion.studio_events import (  # noqa: E402
 )
 from storydiffusion.studio_generation import wire_generation  # noqa: E402
 from storydiffusion.studio_mcp import add_mcp_tools  # noqa: E402
-from storydiffusion.studio_page_code import KEYBOARD_SHORTCUTS, STUDIO_CSS  # noqa: E402
+from storydiffusion.studio_page_code import PAGE_SCRIPT, STUDIO_CSS  # noqa: E402
 from storydiffusion.studio_reading import wire_reading  # noqa: E402
 from storydiffusion.studio_scores import StoryScorer, wire_scores  # noqa: E402
 from storydiffusion.studio_server import (  # noqa: E402
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # server log
     logging.getLogger("storydiffusion").setLevel(logging.INFO)  # models loaded and unloaded, too
     options = server_options(argv)
-    make_app(options).launch(**options.launch_options(), js=KEYBOARD_SHORTCUTS, css=STUDIO_CSS)
+    make_app(options).launch(**options.launch_options(), js=PAGE_SCRIPT, css=STUDIO_CSS)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """What the studio page runs in the browser: its CSS and its small scripts (shortcuts, the page view's zoom)."""
 
-# Ctrl+Enter (Cmd+Enter on a Mac) presses the button of the part of the page it is pressed in, when that
-# button can be pressed: Redraw in the panel editor, Animate on the Animate tab, else Generate (only the
-# button of the tab on screen is visible). The status line is a live region, so that a screen reader reads
-# what a run or a refusal says there (Gradio's own announcer only says "Error").
-KEYBOARD_SHORTCUTS = """
+# What the page runs once it has loaded. The status lines become live regions, so that a screen reader reads
+# what a run or a refusal says there (Gradio's own announcer only says "Error"). Ctrl+Enter (Cmd+Enter on a
+# Mac) presses the button of the part of the page it is pressed in, when that button can be pressed: Redraw
+# in the panel editor, Animate on the Animate tab, else Generate (only the button of the tab on screen is
+# visible).
+PAGE_SCRIPT = """
 () => {
   window.storydiffusionShortcuts = true;
   for (const id of ["#status", "#redraw-note", "#project-status", "#animation-note"]) {
