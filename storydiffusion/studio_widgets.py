@@ -329,9 +329,8 @@ def panel_editing() -> PanelEditing:
     with gr.Accordion("Change one panel or the lettering", open=False, elem_id="panel-editor") as editor:
         note = gr.Markdown("Click a panel in the gallery to edit it.", label="Redraw settings", elem_id="redraw-note")
         with gr.Row():
-            number = gr.Number(
-                value=1, minimum=1, label="Panel", elem_id="panel-number"
-            )  # 1.5 is refused by name, not rounded
+            # No precision: 1.5 is refused by name, not rounded to a panel nobody asked for.
+            number = gr.Number(value=1, minimum=1, label="Panel", elem_id="panel-number")
             seed = gr.Textbox(label="Panel seed (empty: a new one)", max_lines=1, elem_id="panel-seed")
             dice = gr.Button("🎲 New panel seed", scale=0, elem_id="panel-dice")
         prompt = gr.Textbox(label="Prompt ([Name] for each character)", elem_id="new-prompt")
