@@ -10,13 +10,14 @@ import gradio as gr
 
 from . import studio_status as run_status
 from . import studio_text as text
+from .errors import StoryDiffusionError
 from .model_pool import ModelPool
 from .settings import REFERENCE_ADAPTERS
 from .streaming import PanelDone, RunFailed, RunFinished, StepDone
 from .studio import session_of
-from .studio_errors import action
+from .studio_errors import action, failure_line
 from .studio_events import end_of_run, gpu_task, show_filled, stop_if_closed, stop_message, stop_on_page, unchanged
-from .studio_uploads import characters_rows, steering_from_ui
+from .studio_uploads import UPLOAD_LABELS, characters_rows, steering_from_ui, uploads_summary
 from .studio_widgets import Studio
 
 
@@ -134,6 +135,34 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
         queue=False,
         preprocess=False,  # the raw upload records: their file names are all the table shows
         api_visibility="private",
+    )
+
+    def check_steering(title, characters, story_text, photos, photo_scale, controls, control_scale, status):
+        """The uploads checked as they arrive, on their own line: what each file steers, or what is wrong
+        with one (a run would refuse it). A refusal of uploads left on the run's status line is now stale,
+        so it goes. Without a story that parses, files cannot be matched: Generate tells the story's mistake."""
+        stale = str(status or "").startswith(tuple(f"⚠ {label}" for label in UPLOAD_LABELS))
+        run_line = "" if stale else gr.skip()
+        try:
+            story = text.story_from_ui(title, characters, story_text)
+        except StoryDiffusionError:
+            return "", run_line
+        try:
+            found = steering_from_ui(story, [photos, photo_scale, controls, control_scale], uploads)
+        except StoryDiffusionError as error:
+            return failure_line(error), run_line
+        return uploads_summary(found), run_line
+
+    steering = studio.steering
+    gr.on(
+        [steering.photos.change, steering.controls.change, inputs.characters.blur, inputs.story.blur],
+        check_steering,
+        [inputs.title, inputs.characters, inputs.story, *steering.values(), results.status],
+        [steering.status, results.status],
+        queue=False,
+        preprocess=False,
+        api_visibility="private",
+        show_progress="hidden",
     )
 
     def choose_photo_adapter(state, adapter):

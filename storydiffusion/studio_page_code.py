@@ -8,7 +8,7 @@
 PAGE_SCRIPT = """
 () => {
   window.storydiffusionShortcuts = true;
-  for (const id of ["#status", "#redraw-note", "#project-status", "#animation-note"]) {
+  for (const id of ["#status", "#redraw-note", "#project-status", "#animation-note", "#steering-status"]) {
     const line = document.querySelector(id);  // its text, not the progress timer drawn over it
     const text = line && (line.querySelector('[data-testid="markdown-wrapper"]') || line);
     if (text) { text.setAttribute("role", "status"); text.setAttribute("aria-live", "polite"); }

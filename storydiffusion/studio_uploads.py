@@ -19,7 +19,7 @@ from PIL import Image
 
 from .controlnets import MAX_CONTROL_RATIO
 from .errors import StoryDiffusionError, counted, shown
-from .images import read_image
+from .images import IMAGE_FORMATS, read_image
 from .reference_adapter import read_reference
 from .story import Story, parse_characters
 from .story.control import CONTROL_KINDS, DEFAULT_CONTROL_SCALE, PanelControl
@@ -30,6 +30,7 @@ MAX_PHOTOS = 16
 MAX_CONTROL_IMAGES = 64
 PHOTOS_LABEL = "Reference photos"
 CONTROLS_LABEL = "Control images"
+UPLOAD_LABELS = (PHOTOS_LABEL, CONTROLS_LABEL, "Photo strength", "Control strength")  # what their refusals begin with
 _CONTROL_NAME = re.compile(rf"0*(?P<panel>\d{{1,5}})[-_ ](?P<kind>{'|'.join(CONTROL_KINDS)})", re.IGNORECASE)
 
 
@@ -138,9 +139,19 @@ def steering_from_ui(story: Story, values: Sequence[Any], uploads: Collection[st
     return story_uploads(story, photos, controls, uploads, photo_scale, control_scale)
 
 
+def uploads_summary(found: StoryUploads) -> str:
+    """What a run will take from the uploads, in one line: each photo's character, each control image's panel."""
+    parts = [f"{filename} steers {name}" for name, (filename, _) in found.photos.items()]
+    parts += [
+        f"{filename} {kind} for panel {index + 1}" for index, (kind, filename, _) in sorted(found.controls.items())
+    ]
+    return f"Ready: {'; '.join(parts)}." if parts else ""
+
+
 def characters_rows(characters: Any, photos: Any) -> list[list[str]]:
     """The characters table: each character of the Characters box, its description and the name of its
-    photo among the uploads (display only: the files are read when a run starts). Rows of what parses."""
+    photo among the uploaded images (display only: the files are read by the uploads' check and when a run
+    starts; another kind of file, ``Mia.txt``, is no one's photo). Rows of what parses."""
     from .studio_text import text_value
 
     try:
@@ -151,5 +162,11 @@ def characters_rows(characters: Any, photos: Any) -> list[list[str]]:
     for item in photos if isinstance(photos, list) else [photos] if photos else []:
         record = item if isinstance(item, dict) else {"path": item}
         filename = str(record.get("orig_name") or Path(str(record.get("path") or "")).name)
-        names[name_key(Path(filename).stem)] = filename
+        if Path(filename).suffix.lower() in _image_suffixes():
+            names[name_key(Path(filename).stem)] = filename
     return [[name, c.description, names.get(name_key(name), "—")] for name, c in parsed.items()]
+
+
+def _image_suffixes() -> set[str]:
+    """The file name endings of the image formats the studio reads (``.png``, ``.jpg``, ...)."""
+    return {suffix for suffix, kind in Image.registered_extensions().items() if kind in IMAGE_FORMATS}

@@ -81,6 +81,7 @@ class Steering:
     control_scale: gr.Slider
     table: gr.Dataframe
     photo_adapter: gr.Radio  # the whole photo (IP-Adapter) or its face (FaceID): kept in the session
+    status: gr.Markdown  # the uploads' check, as soon as a file arrives: what each one steers, or what is wrong
 
     def values(self) -> list:
         return [self.photos, self.photo_scale, self.controls, self.control_scale]
@@ -265,6 +266,7 @@ def steering_inputs() -> Steering:
         )
         photos = image_uploads("Reference photos", "reference-photos")
         controls = image_uploads("Control images", "control-images")
+        status = gr.Markdown("", label="Uploads status", elem_id="steering-status")
         photo_adapter = gr.Radio(
             [("the whole photo", "image"), ("the face (FaceID)", "face")],
             value="image",
@@ -275,7 +277,7 @@ def steering_inputs() -> Steering:
         with gr.Row():
             photo_scale = setting_slider("reference_scale", DEFAULT_REFERENCE_SCALE)
             control_scale = setting_slider("control_scale", DEFAULT_CONTROL_SCALE)
-    return Steering(photos, photo_scale, controls, control_scale, table, photo_adapter)
+    return Steering(photos, photo_scale, controls, control_scale, table, photo_adapter, status)
 
 
 def run_buttons() -> RunButtons:

@@ -839,6 +839,24 @@ def test_a_file_of_the_wrong_kind_is_named_on_its_own_line_never_a_bare_error_ba
     assert "Error" not in page.inner_text("#reference-photos")
 
 
+def test_uploads_are_checked_as_they_arrive_and_a_fixed_upload_clears_the_old_refusal(page, tmp_path):
+    """A wrong file is named on the uploads' own line before any run; once it is replaced by a good one,
+    that line says what the photo steers and the run's old refusal of the wrong file is gone."""
+    notes, photo = tmp_path / "Mia.txt", tmp_path / "Mia.png"
+    notes.write_text("not a photo", encoding="utf-8")
+    Image.new("RGB", (48, 64), "orange").save(photo)
+    steering_line = "document.querySelector('#steering-status')?.innerText"
+    generate_with_a_photo(page, notes)  # refused by the run's check too, on the run's line
+    assert "Mia.txt" in status_line(page)
+    page.wait_for_function(f"{steering_line}.includes('⚠') && {steering_line}.includes('Mia.txt')", timeout=10_000)
+    assert "Mia.txt" not in page.inner_text("#characters-table")  # no one's photo
+    page.locator("#reference-photos button[aria-label='Clear']").click()
+    page.set_input_files("#reference-photos input[type=file]", str(photo))
+    page.wait_for_function(f"{steering_line}.includes('Mia.png steers Mia')", timeout=30_000)
+    assert "Mia.txt" not in status_line(page) and "⚠" not in status_line(page)
+    page.wait_for_function("document.querySelector('#characters-table')?.innerText.includes('Mia.png')", timeout=10_000)
+
+
 def test_the_editors_stop_ends_a_redraw_and_leaves_the_panel_as_it_was(page):
     open_advanced(page)
     steps = page.locator("#steps input[type=number]")

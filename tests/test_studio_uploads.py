@@ -9,7 +9,14 @@ from storydiffusion.settings import GenerationSettings
 from storydiffusion.story import story_from_text
 from storydiffusion.streaming import RunFinished
 from storydiffusion.studio import StudioSession
-from storydiffusion.studio_uploads import MAX_PHOTOS, StoryUploads, characters_rows, steering_from_ui, story_uploads
+from storydiffusion.studio_uploads import (
+    MAX_PHOTOS,
+    StoryUploads,
+    characters_rows,
+    steering_from_ui,
+    story_uploads,
+    uploads_summary,
+)
 
 CHARACTERS = "[Mia] a girl with a red dress\n[Leo] a boy with round glasses"
 STORY = "[Mia] flies a kite\n[Leo] reads\n[Mia] and [Leo] talk"
@@ -89,6 +96,18 @@ def test_the_characters_table_shows_who_has_a_photo(tmp_path):
     rows = characters_rows(CHARACTERS, [upload(tmp_path / "a", "leo.jpg")])
     assert rows == [["Mia", "a girl with a red dress", "—"], ["Leo", "a boy with round glasses", "leo.jpg"]]
     assert characters_rows("[Mia", None) == []  # half-typed: nothing to show yet
+    notes = tmp_path / "b" / "Mia.txt"
+    notes.parent.mkdir()
+    notes.write_text("not a photo", encoding="utf-8")
+    rows = characters_rows(CHARACTERS, [{"path": str(notes), "orig_name": "Mia.txt"}])
+    assert rows[0] == ["Mia", "a girl with a red dress", "—"]  # another kind of file is no one's photo
+
+
+def test_the_uploads_summary_says_what_each_file_steers(tmp_path):
+    files = [upload(tmp_path / "a", "Leo.png"), upload(tmp_path / "b", "03-depth.png")]
+    found = story_uploads(make_story(), [files[0]], [files[1]], [f["path"] for f in files])
+    assert uploads_summary(found) == "Ready: Leo.png steers Leo; 03-depth.png depth for panel 3."
+    assert uploads_summary(StoryUploads()) == ""
 
 
 def test_a_session_draws_with_its_uploads_and_redraws_with_them(tmp_path, tiny_sdxl):
