@@ -16,7 +16,6 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
 from storydiffusion import studio_status as run_status  # noqa: E402
-from storydiffusion import studio_text as text  # noqa: E402
 from storydiffusion.model_pool import ModelPool  # noqa: E402
 from storydiffusion.project import ProjectLimits  # noqa: E402
 from storydiffusion.studio import close_session  # noqa: E402
@@ -24,12 +23,13 @@ from storydiffusion.studio_events import (  # noqa: E402
     remember_story,
     wire_animate,
     wire_panel_editing,
-    wire_project,
     wire_story_inputs,
 )
+from storydiffusion.studio_examples import example_stories  # noqa: E402
 from storydiffusion.studio_generation import wire_generation  # noqa: E402
 from storydiffusion.studio_mcp import add_mcp_tools  # noqa: E402
 from storydiffusion.studio_page_code import PAGE_SCRIPT, STUDIO_CSS  # noqa: E402
+from storydiffusion.studio_project_events import wire_project  # noqa: E402
 from storydiffusion.studio_reading import wire_reading  # noqa: E402
 from storydiffusion.studio_scores import StoryScorer, wire_scores  # noqa: E402
 from storydiffusion.studio_server import (  # noqa: E402
@@ -65,7 +65,7 @@ def build_app(
     with ``mcp``, also the typed tools an MCP client calls (docs/mcp.md); with ``scorer``, the consistency
     table beside the pages."""
     spec = pool.get().spec
-    examples = text.example_stories()
+    examples = example_stories()
     delete_cache = (CACHE_SWEEP_SECONDS, CACHE_MAX_AGE_SECONDS)
     with gr.Blocks(title="StoryDiffusion studio", delete_cache=delete_cache) as demo:
         session = gr.State(None, time_to_live=SESSION_TTL_SECONDS, delete_callback=close_session)

@@ -19,11 +19,12 @@ from .cli_checks import (
     generation_settings,
 )
 from .cli_output import StepBar, quiet_model_libraries, report_compose, report_generation
+from .cli_run_target import RunTarget, run_target
 from .cli_stories import divide_stories, story_jobs
 from .errors import StoryDiffusionError, model_memory
 from .run_manifest import manifest_model_name, manifest_panels
 from .run_targets import refuse_foreign_targets
-from .rundir import MANIFEST_NAME, RunWriter, check_output_dir, prepare_output_dir
+from .rundir import MANIFEST_NAME, check_output_dir
 from .settings import SETTING_RANGES
 
 
@@ -230,16 +231,16 @@ def _draw_story(args: argparse.Namespace, checked: _CheckedStory, share, pipelin
         return 0
     pipeline, settings, controls = _agreed(share, lambda: _prepare_model(args, checked, pipelines))
     if share is None:
-        target = _run_folder(args, checked.earlier if checked.continuing else None, story, settings, pipeline)
+        target = run_target(args, checked.earlier if checked.continuing else None, story, settings, pipeline)
     else:  # the first process writes the manifest; each process draws, and writes where all see the folder
         from .distributed import NoWriter
 
         earlier = checked.earlier if checked.continuing else None
-        target = _agreed(share, lambda: _run_folder(args, earlier, story, settings, pipeline) if share.writes else None)
+        target = _agreed(share, lambda: run_target(args, earlier, story, settings, pipeline) if share.writes else None)
         where = share.broadcast_json(
             {"panels": target.panels, "folder": str(target.writer.out.absolute())} if share.writes else None
         )
-        target = target if share.writes else _RunTarget(Path(args.out), NoWriter(), where["panels"])
+        target = target if share.writes else RunTarget(Path(args.out), NoWriter(), where["panels"])
         share = share.writing_into(where["folder"], target.writer.record if share.writes else None)
     result = _draw(args, pipeline, story, settings, bank, target, photos, controls, share)
     if share is not None and not share.writes:
@@ -329,39 +330,13 @@ def _load_pipeline(args: argparse.Namespace, manifest_model: str | None):
         )
 
 
-@dataclass
-class _RunTarget:
-    """Where a run is written: ``out`` itself, or (--overwrite of an earlier run) a staging folder inside
-    it that replaces the earlier run only once the new one is finished."""
-
-    out: Path
-    writer: RunWriter
-    panels: list[int] | None
-    staged: bool = False
-
-    def kept_note(self) -> str:
-        return (
-            f"{self.out} still holds the earlier run, unchanged; the new run so far is in {self.writer.out}: "
-            "run the same command again to finish it and replace the earlier run"
-        )
-
-    def finish(self, result, save_bank: bool, bank_file: str | None) -> Path:
-        """The last manifest; a finished staged run then replaces the earlier run (never the --bank it read)."""
-        manifest = self.writer.finish(result, save_bank=save_bank)
-        if not self.staged or result.cancelled:
-            return manifest
-        from .staging import swap_in_staged_run
-
-        return swap_in_staged_run(self.out, keep=(Path(bank_file),) if bank_file else ())
-
-
 def _draw(
     args: argparse.Namespace,
     pipeline,
     story,
     settings,
     bank,
-    target: _RunTarget,
+    target: RunTarget,
     photos=None,
     controls=None,
     share=None,
@@ -394,41 +369,3 @@ def _draw(
         if target.staged:
             print(f"note: {target.kept_note()}", file=sys.stderr)
         raise
-
-
-def _run_folder(args: argparse.Namespace, earlier, story, settings, pipeline) -> _RunTarget:
-    """Where to write and which panels to draw: a continued run keeps what it may keep in place; an
-    --overwrite that would replace an earlier run is staged (or its staged run continued); anything
-    else starts in a prepared folder. ``settings`` are resolved."""
-    from .resume import plan_continuation
-    from .staging import needs_staging, start_staged_run
-
-    out = Path(args.out)
-    face = pipeline.face_model_name(settings, any(c.reference for c in story.characters.values()))
-    if earlier is not None:
-        try:
-            plan = plan_continuation(out, earlier, story, settings, pipeline.spec.name, args.panels, face)
-        except StoryDiffusionError:
-            if not args.overwrite:
-                raise
-        else:
-            return _RunTarget(out, _continuing_writer(out, plan, story, args), plan.panels)
-    if args.overwrite and needs_staging(out):
-        staging, plan = start_staged_run(out, story, settings, pipeline.spec.name, args.panels, face)
-        if plan is None:
-            return _RunTarget(
-                out, RunWriter(staging, drawing=args.panels, **_may_write(args)), args.panels, staged=True
-            )
-        return _RunTarget(out, _continuing_writer(staging, plan, story, args), plan.panels, staged=True)
-    out = prepare_output_dir(out, overwrite=args.overwrite)
-    return _RunTarget(out, RunWriter(out, drawing=args.panels, **_may_write(args)), args.panels)
-
-
-def _continuing_writer(out: Path, plan, story, args: argparse.Namespace) -> RunWriter:
-    drawing = plan.writer_drawing(len(story.panels))
-    return RunWriter(out, plan.keep, plan.bank_file, drawing, plan.bank_digest, **_may_write(args))
-
-
-def _may_write(args: argparse.Namespace) -> dict[str, bool]:
-    """Which of the files a run writes on request this one may write: their names are checked before it starts."""
-    return {"masks": args.save_masks, "bank": args.save_bank}

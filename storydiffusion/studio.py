@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .atomic import atomic_write_bytes
 from .bank import IdentityBank
 from .errors import GenerationCancelled, StoryDiffusionError, StoryError
 from .layout.compose import ComposeResult, check_options, compose_run
@@ -30,7 +29,8 @@ from .rundir import PANELS_DIR, VIDEO_DIR, save_panel, save_result
 from .settings import DEFAULT_FPS, DEFAULT_FRAMES, GenerationSettings
 from .story import Story, story_from_text, story_to_text
 from .streaming import Event, PanelDone, RunFinished, stream_generation
-from .studio_projects import DOWNLOADS_DIR, EXPORTS, ProjectsMixin, slug
+from .studio_downloads import Downloads
+from .studio_projects import DOWNLOADS_DIR, EXPORTS, ProjectsMixin
 from .studio_text import no_such_panel
 from .studio_uploads import StoryUploads
 
@@ -368,39 +368,9 @@ class StudioSession(ProjectsMixin):
                 **settings,
             )
 
-    def download(self, kind: str) -> Path | None:
-        if self.pages is None:
-            return None
-        return self.pages.files.get(kind)
-
     def downloads(self) -> Downloads:
-        """The composed pages and the PDF, CBZ and panels ZIP, as the page's file widgets take them,
-        named after the story (``a-windy-day.pdf``) as a reader expects to find them among their files."""
-        return Downloads(
-            pages=[str(page) for page in self.pages.pages] if self.pages else [],
-            pdf=self._named_copy(self.download("pdf"), ".pdf"),
-            cbz=self._named_copy(self.download("cbz"), ".cbz"),
-            panels_zip=self._named_copy(self.download("zip"), "-panels.zip"),
-        )
-
-    def _named_copy(self, path: Path | None, suffix: str) -> str | None:
-        if path is None:
-            return None
-        target = self.home / DOWNLOADS_DIR / f"{slug(self.story.title)}{suffix}"
-        target.parent.mkdir(exist_ok=True)
-        atomic_write_bytes(target, path.read_bytes())
-        return str(target)
-
-
-@dataclass
-class Downloads:
-    pages: list[str]
-    pdf: str | None
-    cbz: str | None
-    panels_zip: str | None
-
-    def as_tuple(self) -> tuple[list[str], str | None, str | None, str | None]:
-        return self.pages, self.pdf, self.cbz, self.panels_zip
+        """The composed pages and the PDF, CBZ and panels ZIP, as the page's file widgets take them."""
+        return Downloads.of(self.pages, self.home / DOWNLOADS_DIR, self.story.title if self.story else "")
 
 
 def _identity_panels_of(story: Story, settings: GenerationSettings, names: list[str]) -> list[int]:

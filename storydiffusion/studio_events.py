@@ -8,7 +8,6 @@ message naming the field. The session state starts empty; ``session_of`` gives e
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from typing import Any
 
 import gradio as gr
@@ -17,8 +16,6 @@ from . import studio_status as run_status
 from . import studio_text as text
 from .errors import GenerationCancelled, StoryDiffusionError
 from .model_pool import ModelPool, shown_name
-from .project import ProjectLimits
-from .story import story_to_text
 from .streaming import StepDone, stream_call
 from .studio import StudioSession, random_seed, session_of
 from .studio_errors import action
@@ -298,83 +295,6 @@ def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> Any:
     for event in (regenerated, retypeset_click, layout_changed):
         show_filled(event, results.files())
     return regenerated
-
-
-def wire_project(
-    studio: Studio, pool: ModelPool, limits: ProjectLimits | None, door: gr.Button, uploads: Collection[str]
-) -> Any:
-    """Saving and loading projects; ``uploads`` is the page's record of files uploaded to it (the only
-    files a project may be loaded from). Returns the event of a project's loading, for follow-ups."""
-    inputs, results = studio.inputs, studio.results
-
-    def save_project(state, include_bank):
-        include_bank = text.checkbox_value("Include the identity bank", include_bank)
-        return str(session_of(state).save_project(include_bank=include_bank))
-
-    def load_project(state, path, model, layout):
-        """Gradio checks the upload (its size, that it is an uploaded file); the library checks the archive.
-        Every setting of the project comes back into the page, with its panels and pages."""
-        path = text.uploaded_path("Project", path, uploads)
-        session, layout = session_of(state), text.layout_value(layout)
-        project = session.load_project(path, pool.get(model), limits, layout)
-        layout = session.layout
-        panels = session.panels()
-        offered = [project.model] if pool.allow_custom else pool.choices()
-        settings, model_note = text.loaded_settings(project.settings, project.model, offered)
-        session.photo_adapter = project.settings.reference_adapter  # how its photos steered: the radio follows
-        return (
-            session,
-            project.story.title,
-            *story_to_text(project.story),
-            *settings,
-            layout,
-            run_status.loaded_message(project.story, len(panels), model_note),
-            text.gallery_items(panels),
-            *session.downloads().as_tuple(),
-            session.photo_adapter,
-        )
-
-    saved = action(
-        studio.project.save.click,
-        save_project,
-        [studio.session, studio.project.include_bank],
-        [results.project_file],
-        status=studio.project.status,
-        api_name="save_project",
-        api_door=door,
-    )
-    show_filled(saved, [results.project_file])
-    saved.success(
-        run_status.saved_project_message,
-        [results.project_file],
-        [studio.project.status],
-        queue=False,
-        api_visibility="private",
-    )
-    loaded = action(
-        studio.project.upload.upload,
-        load_project,
-        [studio.session, studio.project.upload, inputs.model, inputs.layout],
-        [
-            studio.session,
-            *inputs.texts(),
-            inputs.style,
-            inputs.model,
-            *studio.advanced.values(),
-            inputs.layout,
-            studio.project.status,
-            results.gallery,
-            *results.downloads(),
-            studio.steering.photo_adapter,
-        ],
-        status=studio.project.status,
-        api_name="load_project",
-        api_door=door,
-    )
-    show_filled(loaded, results.files())
-    # An emptied box has nothing to say about the project it held.
-    studio.project.upload.clear(lambda: "", None, [studio.project.status], queue=False, api_visibility="private")
-    return loaded
 
 
 def wire_animate(studio: Studio, pool: ModelPool, door: gr.Button) -> None:

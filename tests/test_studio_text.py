@@ -7,6 +7,7 @@ from storydiffusion.errors import StoryDiffusionError, StoryError
 from storydiffusion.pipeline import PanelImage, Progress
 from storydiffusion.settings import CONSISTENCY_KINDS, REFERENCE_ADAPTERS, SETTING_RANGES, SettingsError
 from storydiffusion.story import story_from_text
+from storydiffusion.studio_examples import example_stories
 from storydiffusion.studio_status import (
     animation_progress,
     finished_message,
@@ -17,7 +18,6 @@ from storydiffusion.studio_status import (
 from storydiffusion.studio_text import (
     UI_SETTINGS,
     choice_value,
-    example_stories,
     gallery_items,
     layout_value,
     panel_number_from_ui,
