@@ -152,6 +152,17 @@ def test_yaml_syntax_error(tmp_path):
 
 
 @pytest.mark.parametrize(
+    "item, rest",
+    [('"[Bob] walks" away', "'away'"), ("'[Bob] it''s' fine", "'fine'"), ('"[Bob] \\" walks" on', "'on'")],
+)
+def test_a_panel_line_quoted_only_in_part_is_told_what_follows_its_quotes(tmp_path, item, rest):
+    text = f"title: x\ncharacters:\n  Bob: a man\npanels:\n  - {item}\n"
+    err = error(load_story, write(tmp_path, "bad.yaml", text))
+    assert_message(err, "not valid YAML", f"close before its end: {rest} follows them", "whole line in quotes", line=5)
+    assert "especially when" not in str(err)
+
+
+@pytest.mark.parametrize(
     "text, words",
     [
         ("title: x\ncharacters:\n\tBob: a man\n", ["found character '\\t'"]),  # a tab as indent

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import StoryError, wrong_kind
+from ..errors import StoryError, shown, wrong_kind
 from ..file_lines import line_of_scalar
 from ..settings import control_character, control_character_message
 from ..structured import InputFileError, parse_json, parse_yaml, read_text
@@ -89,9 +89,28 @@ def _parse_yaml(text: str, name: str) -> Any:
     try:
         return parse_yaml(text, name)
     except InputFileError as error:
-        hint = ". Put panel lines in quotes, especially when they start with '[' or contain ': ' or ' #'"
-        near_a_panel = "is not valid YAML" in error.message and _near_an_unquoted_item(text, error.line)
-        raise StoryError(error.message + (hint if near_a_panel else ""), error.line) from None
+        hint = ""
+        if "is not valid YAML" in error.message:
+            hint = _half_quoted_hint(text, error.line)
+            if not hint and _near_an_unquoted_item(text, error.line):
+                hint = ". Put panel lines in quotes, especially when they start with '[' or contain ': ' or ' #'"
+        raise StoryError(error.message + hint, error.line) from None
+
+
+def _half_quoted_hint(text: str, line: int | None) -> str:
+    """The hint for a list item whose quotes close before its text ends (``- "[Ann] waves" hello``): YAML
+    reads the quoted part as the item and stumbles on the rest. Empty when no nearby item is like that."""
+    if line is None:
+        return ""
+    for row in text.splitlines()[max(0, line - 2) : line]:
+        item = re.match(r"\s*-\s+(?P<quoted>\"(?:[^\"\\]|\\.)*\"|'(?:[^']|'')*')(?P<rest>.*)$", row)
+        rest = item["rest"].strip() if item else ""
+        if rest and not rest.startswith("#"):
+            return (
+                f". The quotes of a panel line close before its end: {shown(rest)} follows them; "
+                'put the whole line in quotes, e.g. - "[Ann] waves, smiling # A caption"'
+            )
+    return ""
 
 
 def _near_an_unquoted_item(text: str, line: int | None) -> bool:
