@@ -122,7 +122,12 @@ class StudioSession(ProjectsMixin):
         try:
             with self._work() as cancel:
                 for event in stream_generation(
-                    pipeline.generate, cancel, story=story, settings=settings, **self._uploads(steered)
+                    pipeline.generate,
+                    cancel,
+                    story=story,
+                    settings=settings,
+                    keep_masks=_scores_crops(settings),
+                    **self._uploads(steered),
                 ):
                     if isinstance(event, PanelDone):
                         if staging.exists():
@@ -227,6 +232,7 @@ class StudioSession(ProjectsMixin):
                 bank=bank,
                 callback=callback,
                 cancel=cancel,
+                keep_masks=_scores_crops(self.result.settings),
                 **self._uploads(),
             )
         if result.cancelled:
@@ -371,6 +377,12 @@ class StudioSession(ProjectsMixin):
     def downloads(self) -> Downloads:
         """The composed pages and the PDF, CBZ and panels ZIP, as the page's file widgets take them."""
         return Downloads.of(self.pages, self.home / DOWNLOADS_DIR, self.story.title if self.story else "")
+
+
+def _scores_crops(settings: GenerationSettings) -> bool:
+    """Whether a run keeps its characters' subject masks: when it computes them anyway (subject consistency),
+    so that the consistency table scores each character's crop, not only whole panels."""
+    return settings.consistency == "subject"
 
 
 def _identity_panels_of(story: Story, settings: GenerationSettings, names: list[str]) -> list[int]:

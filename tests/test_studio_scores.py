@@ -36,6 +36,23 @@ def test_a_finished_story_gets_a_row_per_character_and_its_clip_t(drawn):
     assert update["value"] == expected == score_rows(scores)
 
 
+def test_a_story_drawn_sharing_only_its_characters_scores_their_crops_too(tmp_path, tiny_sdxl):
+    """Subject consistency computes each character's mask: the studio keeps them, so the table's Crop column
+    has a score (on each mask's box), after the run and after a panel is redrawn."""
+    session = StudioSession(workdir=tmp_path / "session")
+    settings = GenerationSettings(style="none", id_images=1, window=2, steps=2, consistency="subject")
+    story = story_from_text(CHARACTERS, STORY, title="Kite", settings=settings)
+    assert isinstance(list(session.generate(tiny_sdxl, story, settings, "tiny-sdxl"))[-1], RunFinished)
+    masks = sorted(path.name for path in (session.run_dir / "masks").iterdir())
+    assert len(masks) == 5  # one per character shown in each panel: Mia 3 panels, Leo 2
+    rows = StoryScorer("tiny", "cpu").table(session)["value"]
+    assert all(row[3] != "-" for row in rows[:2]) and rows[2][3] == "-"  # the story row has no crop
+    session.regenerate_panel(tiny_sdxl, 2, seed=7)
+    assert sorted(path.name for path in (session.run_dir / "masks").iterdir()) == masks
+    assert all(row[3] != "-" for row in StoryScorer("tiny", "cpu").table(session)["value"][:2])
+    session.close()
+
+
 def test_without_an_encoder_or_a_drawn_story_the_table_stays_hidden(drawn, tmp_path):
     assert StoryScorer(None).table(drawn)["visible"] is False
     assert StoryScorer("tiny", "cpu").table(None)["visible"] is False
