@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from story_helpers import CHARACTERS, assert_message, error
 
@@ -270,3 +272,65 @@ def test_story_to_text_reads_back_as_the_same_story(name):
         (p.prompt, p.caption, p.dialogue, p.characters) for p in story.panels
     ]
     assert again.characters == story.characters
+
+
+# ------------------------------------------------------------------------------------ what a box holds
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029"])
+def test_a_line_separator_pasted_into_a_panel_line_keeps_one_panel_as_a_json_story_does(tmp_path, separator):
+    line = f"[Mia] runs{separator}[Mia] sits # cap{separator}more @Mia: hi"
+    boxed = story_from_text("[Mia] a girl", line)
+    story_file = tmp_path / "s.json"
+    story_file.write_text(
+        json.dumps({"characters": {"Mia": "a girl"}, "panels": [line]}, ensure_ascii=True), encoding="utf-8"
+    )
+    filed = load_story(story_file)
+    assert len(boxed.panels) == len(filed.panels) == 1
+    assert boxed.panel_prompt(0) == filed.panel_prompt(0) == "a girl runs a girl sits"
+    assert boxed.panels[0].caption == filed.panels[0].caption == "cap more"
+    assert story_from_text(*story_to_text(boxed)).panels == boxed.panels  # the box's text reads back the same
+
+
+def test_crlf_and_lone_cr_still_end_lines():
+    story = story_from_text("[Mia] a girl\r\n[Leo] a boy", "[Mia] runs\r[Leo] sits\r\n[Mia] waves")
+    assert list(story.characters) == ["Mia", "Leo"] and len(story.panels) == 3
+
+
+def test_a_byte_order_mark_pasted_at_the_start_of_a_box_is_no_character():
+    story = story_from_text("\ufeff[Bob] a man", "\ufeff[Bob] runs")
+    assert story.panel_prompt(0) == "a man runs"
+
+
+@pytest.mark.parametrize("said", ["\u200b", "\u00ad", "\u200b \u200d", "\ufe0f"])
+def test_speech_of_only_invisible_characters_is_an_empty_speech_line(tmp_path, said):
+    assert_message(error(story_from_text, "[Mia] a girl", f"[Mia] runs # cap @Mia: {said}"), "empty speech line")
+    story_file = tmp_path / "s.yaml"
+    story_file.write_text(
+        json.dumps(
+            {
+                "characters": {"Mia": "a girl"},
+                "panels": [{"prompt": "[Mia] runs", "dialogue": [{"speaker": "Mia", "text": said}]}],
+            }
+        ),
+        encoding="utf-8",
+    )
+    assert_message(error(load_story, story_file), "empty speech line")
+
+
+def test_a_caption_of_only_invisible_characters_is_no_caption():
+    assert story_from_text("[Mia] a girl", "[Mia] runs # \u200b\u200d").panels[0].caption is None
+    assert story_from_text("[Mia] a girl", "[Mia] runs # cap\u200b").panels[0].caption == "cap\u200b"
+
+
+@pytest.mark.parametrize(
+    "line, prompt",
+    [
+        ("[Bob]runs", "a man runs"),
+        ("walks [Mia][Bob] twice", "walks a girl a man twice"),
+        ("[Bob]'s hat, by[Mia]", "a man's hat, by a girl"),
+        ("[Bob] runs", "a man runs"),
+    ],
+)
+def test_a_tag_written_against_a_word_never_glues_words_in_the_prompt(line, prompt):
+    assert story_from_text("[Bob] a man\n[Mia] a girl", line).panel_prompt(0) == prompt

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SettingsError, StoryError, shown, wrong_kind
+from ..invisible import shows_nothing
 from ..settings import SETTING_RANGES, GenerationSettings
 from .control import control_from_value
 from .model import DEFAULT_REFERENCE_SCALE, DEFAULT_TITLE, Character, DialogueLine, Panel, Story
@@ -325,7 +326,7 @@ def _caption_from(caption: Any, characters: dict[str, Character], label: str, li
     caption = _text(caption, f"{label}: caption", line)
     check_brackets(caption, f"{label}: caption", line)
     check_text_tags(caption, characters, f"{label}: caption", line)  # a [Name] in it is shown as the name
-    return norm(caption) or None
+    return None if shows_nothing(caption) else norm(caption)
 
 
 def _dialogue_from(raw: Any, characters: dict[str, Character], label: str, line: int | None) -> list[DialogueLine]:
@@ -346,7 +347,7 @@ def _dialogue_from(raw: Any, characters: dict[str, Character], label: str, line:
         said = entry.get("text")
         if said is not None:
             said = _text(said, f"{path}: text", line)
-        if not isinstance(said, str) or not said.strip():
+        if not isinstance(said, str) or shows_nothing(said):
             raise StoryError(f"{label} has an empty speech line for @{speaker}: give it a 'text'", line)
         check_brackets(said, f"{path}: text", line)
         check_text_tags(said, characters, f"{path}: text", line)

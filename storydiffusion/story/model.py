@@ -96,7 +96,7 @@ class Story:
             if name is None:
                 raise StoryError(unknown_character_message(f"panel {i + 1}", match.group(1), self.characters))
             tagged.append(name)
-            return self.characters[name].description
+            return _apart(self.characters[name].description, panel.prompt, match)
 
         text = TAG.sub(replace, panel.prompt)
         untagged = [
@@ -157,3 +157,13 @@ class Story:
         from .mapping import story_from_dict
 
         return story_from_dict(data)
+
+
+def _apart(description: str, prompt: str, tag: re.Match[str]) -> str:
+    """A tag's description with a space on each side that touches a word or another tag (``[Bob]runs``,
+    ``[Mia][Leo]``), so the model never reads words glued together ("a manruns")."""
+    before = prompt[tag.start() - 1] if tag.start() > 0 else " "
+    after = prompt[tag.end()] if tag.end() < len(prompt) else " "
+    glued_before = before.isalnum() or before == "]"
+    glued_after = after.isalnum() or after == "["
+    return f"{' ' if glued_before else ''}{description}{' ' if glued_after else ''}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from ..errors import StoryError
+from ..invisible import shows_nothing
 from ..settings import GenerationSettings
 from .model import DEFAULT_TITLE, Character, DialogueLine, Panel, Story
 from .names import CharacterTable, name_index, name_key, norm
@@ -25,15 +26,23 @@ from .validation import (
     validate_story,
 )
 
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _CHARACTER_LINE = re.compile(r"\[([^\[\]]*)\](.*)\Z", re.S)
 # "@Name:" starts a speech line; the "@" may not follow a letter or digit, so "bob@example.com:" is text.
 _SPEECH = re.compile(r"(?<![\w@])@([^\s@:\[\]][^@:\[\]\n]*?)\s*:")
 
 
+def box_lines(text: str) -> list[str]:
+    """The lines of a text box, as a story file's panels are lines: broken at a newline (``\\n``, ``\\r\\n``
+    or ``\\r``) only; a page or line separator pasted into a line is a space there, as in a JSON story.
+    A byte-order mark at the start (pasted from a file) is no character."""
+    return _LINE_BREAK.split(text.removeprefix("\ufeff"))
+
+
 def parse_characters(text: str) -> dict[str, Character]:
     """Characters from text, one per line: ``[Name] description``. Lines starting with '#' are comments."""
     characters: dict[str, Character] = CharacterTable()  # finds each tag's name in one step
-    for number, raw in enumerate(text.splitlines(), 1):
+    for number, raw in enumerate(box_lines(text), 1):
         stripped = raw.strip()
         if not stripped or stripped.startswith("#"):
             continue
@@ -52,7 +61,7 @@ def parse_characters(text: str) -> dict[str, Character]:
 def parse_panels(text: str, characters: dict[str, Character]) -> list[Panel]:
     """Panels from text, one per non-blank line: ``prompt with [Name] tags # caption @Name: speech``."""
     panels = []
-    for number, raw in enumerate(text.splitlines(), 1):
+    for number, raw in enumerate(box_lines(text), 1):
         if raw.strip():
             panels.append(parse_panel_line(raw, characters, "panel", number))
     if not panels:
@@ -93,7 +102,8 @@ def _split_caption(
 ) -> tuple[str | None, list[DialogueLine]]:
     """Caption part of a panel line: the text up to the first '@Name:', then speech lines."""
     speeches = list(_SPEECH.finditer(text))
-    caption = norm(text[: speeches[0].start()] if speeches else text) or None
+    caption = norm(text[: speeches[0].start()] if speeches else text)
+    caption = None if shows_nothing(caption) else caption  # only joiners or marks: nothing to letter
     if caption is not None:
         check_text_tags(caption, characters, label, line)
     dialogue = []
@@ -101,7 +111,7 @@ def _split_caption(
         speaker = resolve_speaker(match.group(1), characters, label, line)
         end = speeches[n + 1].start() if n + 1 < len(speeches) else len(text)
         said = norm(text[match.end() : end])
-        if not said:
+        if shows_nothing(said):
             raise StoryError(
                 f"{label} has an empty speech line for @{speaker}: write what they say after "
                 f"'@{speaker}:' or remove it",

@@ -10,6 +10,7 @@ import unicodedata
 from typing import Any
 
 from ..errors import SettingsError, StoryError, TooManyPanels, shown, wrong_kind
+from ..invisible import shows_nothing
 from ..settings import MAX_PATH_CHARS, MAX_TEXT_CHARS, SETTING_RANGES, control_character, control_character_message
 from .control import check_control
 from .model import DEFAULT_REFERENCE_SCALE, Character, DialogueLine, Panel, Story
@@ -304,7 +305,7 @@ def _validate_regions(panel: Panel, label: str) -> None:
 def _validate_speech(line: DialogueLine, characters: dict[str, Character], label: str) -> None:
     if line.speaker not in characters:
         raise StoryError(unknown_speaker_message(label, line.speaker, characters))
-    if not isinstance(line.text, str) or not line.text.strip():
+    if not isinstance(line.text, str) or shows_nothing(line.text):
         raise StoryError(f"{label} has an empty speech line for @{line.speaker}: write what they say")
     check_brackets(line.text, label, None)
     check_text_tags(line.text, characters, label, None)

@@ -27,6 +27,7 @@ from pathlib import Path
 from fontTools.ttLib import TTFont
 from PIL import ImageDraw, ImageFont
 
+from ...invisible import is_invisible
 from ...resources import data_path
 from .linebreak import wrap_text
 
@@ -54,20 +55,6 @@ BUNDLED_FACES: dict[str, tuple[str, ...]] = {
 
 # Characters used to measure how far real glyphs reach above and below the baseline.
 _PROBE = "ÁÉÎÕÜÅÇgjpqy|()[]{}ЙЁщДЦ가힣뷁읗ΏΆ"
-# Invisible characters: never need a glyph, never drawn.
-# Format characters (Unicode category Cf) that a font draws as a visible mark: Arabic number signs and the like.
-_VISIBLE_FORMAT = frozenset("\u0600\u0601\u0602\u0603\u0604\u0605\u06dd\u070f\u08e2\U000110bd\U000110cd")
-
-
-def _invisible(char: str) -> bool:
-    """Characters that only steer others: joiners, direction marks pasted with right-to-left text (U+200F,
-    U+202E), the soft hyphen, variation selectors. Never drawn (some fonts give them a visible mark), never
-    reported missing."""
-    if "\ufe00" <= char <= "\ufe0f" or "\U000e0100" <= char <= "\U000e01ef":
-        return True
-    return unicodedata.category(char) == "Cf" and char not in _VISIBLE_FORMAT
-
-
 # Stand-ins when no face has a character (the result is checked against the chain again).
 _SUBSTITUTES = {
     "\u2018": "'",
@@ -224,7 +211,7 @@ class FontChain:
 
     def covers(self, char: str) -> bool:
         """Whether some face of the chain has ``char``."""
-        return _invisible(char) or self.face_for(char) is not None
+        return is_invisible(char) or self.face_for(char) is not None
 
     def prepare(self, text: str) -> tuple[str, frozenset[str]]:
         """Text ready to letter, and the characters left out because no face has them.
@@ -239,7 +226,7 @@ class FontChain:
         for char in unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n")):
             if char in ("\n", "\t"):
                 out.append(char if char == "\n" else " ")
-            elif _invisible(char):
+            elif is_invisible(char):
                 continue
             elif self.face_for(char) is not None:
                 out.append(char)
@@ -273,7 +260,7 @@ class FontChain:
         """``text`` split into runs of one face each; characters no face has are skipped."""
         runs: list[tuple[FontFace, list[str]]] = []  # characters gathered in lists: joined once, at the end
         for char in text:
-            if char == "\n" or _invisible(char):
+            if char == "\n" or is_invisible(char):
                 continue
             face = self.face_for(char)
             if face is None:
