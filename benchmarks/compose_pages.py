@@ -30,7 +30,7 @@ from storydiffusion.layout.compose import compose_run
 from storydiffusion.layout.export import encode_png, write_cbz, write_pages_png, write_pdf
 from storydiffusion.layout.paginate import paginate
 from storydiffusion.layout.render import make_lettering, render_pages
-from storydiffusion.layout.templates import load_template
+from storydiffusion.layout.template_files import load_template
 from storydiffusion.rundir import MANIFEST_FORMAT, panel_filename
 from storydiffusion.story import story_from_text
 

@@ -202,7 +202,7 @@ def _read_steering(
 def _read_names(document: dict[str, Any], label: str) -> tuple[str, str | None]:
     """The model name and layout a project records: text, and a layout only by one of this tool's names
     (never a path, so a project cannot make a server read a file or say whether one exists)."""
-    from .layout.templates import list_templates
+    from .layout.template_files import list_templates
 
     model, layout = document.get("model") or "", document.get("layout")
     if not isinstance(model, str):

@@ -301,17 +301,23 @@ def refuse_unreadable_records(
 
 def recorded_composition(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     """How ``pages/pages.json`` says the run's pages were made, as ``compose_run`` takes it (layout, dpi, fit,
-    title); None when the run has no pages of this tool's."""
+    title, lettering), and the name and text of the user's own template file when one was used
+    (``template_file``); None when the run has no pages of this tool's."""
     pages = read_record(Path(run_dir) / PAGES_DIR / PAGES_INDEX)
     if pages is None or pages.get("format") != PAGES_FORMAT or not isinstance(pages.get("template"), str):
         return None
     title = pages.get("title")
-    return {
+    own_file = pages.get("template_file")
+    recorded = {
         "layout": pages["template"],
         "dpi": pages["dpi"] if isinstance(pages.get("dpi"), int) and not isinstance(pages["dpi"], bool) else None,
         "fit": pages["fit"] if isinstance(pages.get("fit"), str) else None,
         "title": title if isinstance(title, str) else False,
+        "lettering": pages.get("lettering") is not False,
     }
+    if isinstance(own_file, dict) and isinstance(own_file.get("name"), str) and isinstance(own_file.get("text"), str):
+        recorded["template_file"] = (own_file["name"], own_file["text"])  # the user's own template, not a name
+    return recorded
 
 
 def read_record(path: Path) -> dict[str, Any] | None:

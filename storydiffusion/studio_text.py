@@ -14,7 +14,7 @@ from typing import Any
 from PIL import Image
 
 from .errors import SettingsError, StoryDiffusionError, StoryError, TooManyPanels, shown
-from .layout.templates import list_templates
+from .layout.template_files import list_templates
 from .model_pool import shown_name
 from .results import PanelImage
 from .settings import CONSISTENCY_KINDS, REFERENCE_ADAPTERS, SETTING_RANGES, GenerationSettings, SettingRange
@@ -343,7 +343,7 @@ def redraw_settings_note(settings: GenerationSettings) -> str:
 
 def reading_direction(layout: str) -> str:
     """How to read pages of ``layout``: manga runs right to left, and the page says so."""
-    from .layout.templates import load_template
+    from .layout.template_files import load_template
 
     if load_template(layout).direction == "rtl":
         return "**Read right to left** ←: each page starts at its top right corner (manga order)."

@@ -13,7 +13,7 @@ import gradio as gr
 from gradio.data_classes import FileData, GradioRootModel
 
 from . import studio_text as text
-from .layout.templates import list_templates
+from .layout.template_files import list_templates
 from .model_pool import ModelPool
 from .models import ModelSpec
 from .settings import DEFAULT_FPS, DEFAULT_FRAMES, SETTING_RANGES

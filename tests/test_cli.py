@@ -233,6 +233,33 @@ def test_a_redraw_in_a_composed_folder_typesets_its_pages_and_exports_again(tmp_
     assert pages["template"] == "grid" and pages["title"] is None and pages["exports"] == ["panels.zip"]
 
 
+def test_a_redraw_lays_pages_out_again_with_the_users_own_template_and_without_lettering(tmp_path, capsys):
+    """The user's template file is recorded with the pages (its text, not its path): a redraw uses it even
+    when it is named like a bundled layout, moved or deleted since; pictures-only pages stay pictures only."""
+    from storydiffusion.resources import data_path
+
+    story = write_story(tmp_path / "s.yaml", ["[Bob] walks # A caption. @Bob: Hi!", "[Bob] eats"])
+    own = tmp_path / "mine" / "classic.yaml"  # the bundled webtoon layout, under a bundled layout's name
+    own.parent.mkdir()
+    own.write_text((data_path("layouts") / "webtoon.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["generate", str(story), "--out", str(out), *FAST, "--save-bank"]) == 0
+    assert main(["compose", str(out), "--layout", str(own), "--no-lettering", "--no-title"]) == 0
+    page = out / "pages" / "page_01.png"
+    first = Image.open(page).size
+    own.unlink()
+    bank = ["--bank", str(out / "identity_bank.safetensors")]
+    for panel in ("2", "1"):  # twice: the second redraw reads what the first one recorded
+        assert main(["generate", str(story), "--out", str(out), *FAST, "--panels", panel, *bank]) == 0
+        assert Image.open(page).size == first
+    pages = json.loads((out / "pages" / "pages.json").read_text(encoding="utf-8"))
+    assert pages["template_file"]["name"] == "classic.yaml" and str(tmp_path) not in json.dumps(pages)
+    assert pages["lettering"] is False
+    drawn = Image.open(page).convert("RGB")
+    assert main(["compose", str(out), "--layout", "webtoon", "--no-title"]) == 0  # the same layout, lettered
+    assert Image.open(page).convert("RGB").tobytes() != drawn.tobytes()
+
+
 def test_among_several_stories_a_refusal_names_the_file_it_is_about(tmp_path, capsys):
     good = write_story(tmp_path / "good.yaml", ["[Bob] walks"])
     bad = write_story(tmp_path / "bad.yaml", ["[Bob] walks"], settings={"window": 0})

@@ -21,7 +21,7 @@ from storydiffusion.layout.export import (
     write_panels_zip,
     write_pdf,
 )
-from storydiffusion.layout.templates import list_templates
+from storydiffusion.layout.template_files import list_templates
 from storydiffusion.rundir import MANIFEST_FORMAT, panel_filename
 from storydiffusion.story import story_from_text
 

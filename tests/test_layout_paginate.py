@@ -11,7 +11,8 @@ import pytest
 
 from storydiffusion.layout import LayoutError
 from storydiffusion.layout.paginate import PageLayout, page_count, paginate, webtoon_page_height
-from storydiffusion.layout.templates import load_template, parse_template
+from storydiffusion.layout.template_files import load_template
+from storydiffusion.layout.templates import parse_template
 
 REQUIRED = ["classic", "four-panel", "yonkoma", "manga", "strip", "grid", "webtoon", "none"]
 SHAPES = {"square": (1024, 1024), "wide": (1344, 768), "tall": (768, 1344)}

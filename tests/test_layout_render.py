@@ -5,7 +5,8 @@ from PIL import Image
 
 from storydiffusion.layout.paginate import paginate
 from storydiffusion.layout.render import render_page, render_pages
-from storydiffusion.layout.templates import load_template, parse_template
+from storydiffusion.layout.template_files import load_template
+from storydiffusion.layout.templates import parse_template
 from storydiffusion.story import story_from_text
 
 RED, BLUE, YELLOW, MAGENTA, CYAN = (220, 20, 30), (20, 40, 200), (250, 220, 0), (200, 0, 200), (0, 200, 200)

@@ -7,7 +7,8 @@ import pytest
 from storydiffusion.errors import StoryDiffusionError
 from storydiffusion.layout import LayoutError
 from storydiffusion.layout.paginate import paginate
-from storydiffusion.layout.templates import LAYOUTS_DIR, list_templates, load_template, parse_template
+from storydiffusion.layout.template_files import LAYOUTS_DIR, list_templates, load_template
+from storydiffusion.layout.templates import parse_template
 
 REQUIRED = ["classic", "four-panel", "yonkoma", "manga", "strip", "grid", "webtoon", "none"]
 SHAPES = {"square": (1024, 1024), "wide": (1344, 768), "tall": (768, 1344)}

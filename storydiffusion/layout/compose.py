@@ -12,7 +12,7 @@ import hashlib
 import os
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from PIL import Image
@@ -41,7 +41,8 @@ from . import LayoutError
 from .export import EXPORTS, encode_png, page_filenames, write_cbz, write_pages_png, write_panels_zip, write_pdf
 from .paginate import PageLayout, paginate
 from .render import make_lettering, render_pages
-from .templates import PageTemplate, check_title_room, load_template
+from .template_files import load_template, template_from_text
+from .templates import PageTemplate, check_title_room
 
 __all__ = [
     "ComposeResult",
@@ -109,7 +110,7 @@ def _title_text(story: Story, title: str | bool | None) -> str | None:
 
 def compose_run(
     run_dir: str | os.PathLike,
-    layout: str = "classic",
+    layout: str | PageTemplate = "classic",
     export: str | Iterable[str] = ("png",),
     title: str | bool | None = True,
     fit: str | None = None,
@@ -126,7 +127,8 @@ def compose_run(
     started = time.perf_counter()
     run = Path(run_dir)
     exports = parse_exports(export)  # the options first: they are checked without reading the run
-    template = load_template(layout, dpi=dpi).with_options(fit=fit)
+    template = layout if isinstance(layout, PageTemplate) else load_template(layout, dpi=dpi)
+    template = template.with_options(fit=fit)
     story, drawing = _read_story(run)
     if _title_text(story, title) is not None:
         check_title_room(template)
@@ -175,6 +177,7 @@ def compose_run(
     sha256 = {name: hashlib.sha256(page).hexdigest() for name, page in zip(page_filenames(len(encoded)), encoded)}
     sha256 |= {name: file_digest(run / name) for name in exported if name in written}
     record = _pages_index(template, layouts, title_text, result.warnings, exported, sha256)
+    record["lettering"] = letterer is not None
     write_json(run / PAGES_DIR / PAGES_INDEX, record)
     result.files, result.seconds = files, time.perf_counter() - started
     return result
@@ -185,7 +188,14 @@ def compose_again(run_dir: str | os.PathLike) -> ComposeResult | None:
     ``pages/pages.json`` says they were made, so that no page or PDF shows the earlier panels; None when
     the run has no pages. LayoutError when that layout is not found here (a template file since moved)."""
     recorded = recorded_composition(run_dir)
-    return compose_run(run_dir, **recorded) if recorded is not None else None
+    if recorded is None:
+        return None
+    own_file = recorded.pop("template_file", None)
+    if own_file is not None:  # the user's template, as it was when the pages were made (moved or changed since)
+        name, text = own_file
+        template = template_from_text(text, name, f"{name} (as pages.json records it)", dpi=recorded["dpi"])
+        recorded["layout"] = replace(template, file=own_file)  # and recorded again with the new pages
+    return compose_run(run_dir, **recorded)
 
 
 def _read_story(run: Path) -> tuple[Story, list[int]]:
@@ -279,6 +289,7 @@ def _pages_index(
     return {
         "format": PAGES_FORMAT,
         "template": template.name,
+        **({"template_file": {"name": template.file[0], "text": template.file[1]}} if template.file else {}),
         "direction": template.direction,
         "dpi": template.dpi,
         "fit": template.fit,

@@ -1,4 +1,5 @@
-"""Page templates as data: ``layouts/<name>.yaml`` (or ``.yml`` / ``.json``) read into a :class:`PageTemplate`.
+"""Page templates as data: a template's mapping (``layouts/<name>.yaml``, found and read by ``template_files``)
+validated into a :class:`PageTemplate`.
 
 Adding a layout is adding a file, so every mistake in one is reported here with the file, the key
 and what to write instead; the rest of the engine only ever sees a validated template in pixels.
@@ -9,14 +10,10 @@ The schema is documented in ``layouts/README.md``; single values (lengths, colou
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
-from ..errors import SettingsError, shown
-from ..file_lines import line_of_named_path
-from ..resources import data_path
+from ..errors import SettingsError
 from ..settings import SETTING_RANGES
-from ..structured import InputFileError, parse_json, parse_yaml, read_text
 from . import LayoutError
 from .template_values import (
     PAGE_SIZES,
@@ -32,22 +29,16 @@ from .template_values import (
 )
 
 __all__ = [
-    "LAYOUTS_DIR",
     "KINDS",
     "PAGE_SIZES",
     "Margins",
     "PagePattern",
     "PageTemplate",
     "Row",
-    "list_templates",
-    "load_template",
     "check_title_room",
     "parse_template",
-    "template_path",
 ]
 
-LAYOUTS_DIR = data_path("layouts")
-SUFFIXES = (".yaml", ".yml", ".json")
 KINDS = ("pages", "webtoon", "none")
 DIRECTIONS = ("ltr", "rtl")
 CAPTION_POSITIONS = ("top", "bottom")
@@ -125,6 +116,9 @@ class PageTemplate:
     patterns: tuple[PagePattern, ...]
     chapter_panels: int | None
     source: str
+    # A template of the user's own: its file's name and text, recorded with the pages it lays out, so that
+    # they are laid out again the same way (``pages.json``); None for a bundled template, found by its name.
+    file: tuple[str, str] | None = None
 
     def capacity(self, page: int) -> int:
         """Panels on a full page ``page`` (0-based) of a ``pages`` template."""
@@ -145,73 +139,6 @@ class PageTemplate:
         if direction is not None and direction not in DIRECTIONS:
             raise LayoutError(f"direction must be one of {', '.join(DIRECTIONS)}, not {direction!r}")
         return replace(self, fit=fit or self.fit, direction=direction or self.direction)
-
-
-# ------------------------------------------------------------------------------------------ finding
-
-
-def list_templates(directory: str | Path | None = None) -> list[str]:
-    """Names of the templates in ``layouts/`` (file names without suffix), sorted."""
-    folder = Path(directory) if directory is not None else LAYOUTS_DIR
-    if not folder.is_dir():
-        return []
-    return sorted(
-        {p.stem for p in folder.iterdir() if p.suffix in SUFFIXES and p.is_file() and not p.name.startswith(".")}
-    )
-
-
-def template_path(name_or_path: str | Path) -> Path:
-    """The file of a template given by name (``classic``) or by path (``my/page.yaml``)."""
-    text = str(name_or_path).strip()
-    candidate = Path(text)
-    if candidate.suffix in SUFFIXES or "/" in text or "\\" in text:
-        if not candidate.is_file() and candidate.name == text and (LAYOUTS_DIR / text).is_file():
-            return LAYOUTS_DIR / text  # "classic.yaml" names the bundled file too
-        if candidate.exists() and not candidate.is_file():
-            raise LayoutError(
-                f"layout file {text} is not a regular file (a folder, pipe or device): give a .yaml/.json file"
-            )
-        if not candidate.is_file():
-            raise LayoutError(
-                f"layout file {text} does not exist: give an existing .yaml/.json file or a name ({_names()})"
-            )
-        return candidate
-    if text in list_templates():  # a name is looked up among the bundled ones, never joined onto a path
-        return next(
-            LAYOUTS_DIR / f"{text}{suffix}" for suffix in SUFFIXES if (LAYOUTS_DIR / f"{text}{suffix}").is_file()
-        )
-    raise LayoutError(
-        f"unknown layout {shown(text)}: choose one of {_names()}, or give the path of a .yaml/.json template"
-    )
-
-
-def _names() -> str:
-    return ", ".join(list_templates()) or "none found in layouts/"
-
-
-def load_template(name_or_path: str | Path, *, dpi: int | None = None) -> PageTemplate:
-    """Read and validate a template; ``dpi`` overrides the file's (physical sizes scale, px stay)."""
-    path = template_path(name_or_path)
-    label = path.name if path.parent == LAYOUTS_DIR else str(path)
-    try:
-        text = read_text(path, "layout")
-        data = parse_json(text, label) if path.suffix == ".json" else parse_yaml(text, label)
-    except InputFileError as error:
-        raise LayoutError(f"could not read layout {label}: {' '.join(str(error).split())}") from None
-    try:
-        return parse_template(data, name=path.stem, source=label, dpi=dpi)
-    except LayoutError as error:
-        raise _with_line(error, f"layout {label}", text, path.suffix == ".json") from None
-
-
-def _with_line(error: LayoutError, where: str, text: str, is_json: bool) -> LayoutError:
-    """The error with the file line of the key it names: ``layout x.yaml, line 7: pages[0].rows[1] ...``."""
-    message = str(error)
-    if not message.startswith(f"{where}: "):
-        return error
-    place = message.removeprefix(f"{where}: ")
-    line = line_of_named_path(text, place, is_json)
-    return LayoutError(f"{where}, line {line}: {place}") if line is not None else error
 
 
 # ------------------------------------------------------------------------------------------ parsing
