@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from .errors import StoryDiffusionError, is_out_of_memory
+from .studio_text import plain_markdown
 
 OUT_OF_MEMORY_MESSAGE = (
     "Out of GPU memory. Lower the width and height, the window (panels per batch) or the identity "
@@ -81,7 +82,7 @@ def failure_line(error: BaseException) -> str:
     """The status line after a failed action: a warning sign and the message, in the studio's words."""
     message = getattr(error, "message", None)
     shown_text = without_server_paths(str(message)) if isinstance(message, str) else page_message(error)
-    return f"⚠ {shown_text}"
+    return f"⚠ {plain_markdown(shown_text)}"
 
 
 def in_status_line(handler: Handler, status_position: int, outputs: int) -> Handler:

@@ -151,7 +151,7 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
             found = steering_from_ui(story, [photos, photo_scale, controls, control_scale], uploads)
         except StoryDiffusionError as error:
             return failure_line(error), run_line
-        return uploads_summary(found), run_line
+        return text.plain_markdown(uploads_summary(found)), run_line
 
     steering = studio.steering
     gr.on(

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from .errors import counted
 from .results import Progress, StoryResult
 from .story import Story
-from .studio_text import quoted
+from .studio_text import plain_markdown, quoted
 
 if TYPE_CHECKING:
     from .motion.animate import AnimationResult
@@ -43,7 +43,7 @@ def panels_done_message(done: int, total: int) -> str:
 
 def with_warnings(message: str, warnings: Iterable[str]) -> str:
     """``message``, then each warning (the run's, the lettering's) once, as a list of sentences under it."""
-    listed = list(dict.fromkeys(warning[:1].upper() + warning[1:] for warning in warnings))
+    listed = list(dict.fromkeys(plain_markdown(warning[:1].upper() + warning[1:]) for warning in warnings))
     return message + ("\n\n" + "\n".join(f"- {warning}" for warning in listed) if listed else "")
 
 
@@ -73,7 +73,7 @@ def run_buttons(running: bool, stops: int = 1) -> tuple[dict, ...]:
 
 
 def regenerated_message(number: int, note: str | None = None) -> str:
-    return f"Panel {number} redrawn." + (f" {note}" if note else "")
+    return f"Panel {number} redrawn." + (f" {plain_markdown(note)}" if note else "")
 
 
 def typeset_message(layout: str) -> str:
@@ -90,7 +90,7 @@ def layout_chosen_message(layout: str, typeset: bool) -> str:
 
 
 def loaded_message(story: Story, panels: int, model_note: str = "") -> str:
-    return f"Loaded project {quoted(story.title)}: {counted(panels, 'panel')}.{model_note}"
+    return plain_markdown(f"Loaded project {quoted(story.title)}: {counted(panels, 'panel')}.{model_note}")
 
 
 ANIMATING_MESSAGE = "Making the clip: the video model loads first, then the steps are counted here."
@@ -113,6 +113,4 @@ def saved_project_message(path: str | None) -> str:
     if not path:
         return ""
     size = Path(path).stat().st_size
-    return (
-        f"Saved **{Path(path).name}** ({size / 1024:.1f} KB): download it from the *Project* box among the downloads."
-    )
+    return f"Saved **{plain_markdown(Path(path).name)}** ({size / 1024:.1f} KB): download it from the *Project* box among the downloads."

@@ -265,6 +265,16 @@ def quoted(text: str, limit: int = 60) -> str:
     return f"'{visible[:limit]}…'" if len(visible) > limit else f"'{visible}'"
 
 
+# What Markdown or HTML would read as markup in a status line: each written as its character reference, so a
+# name like "<h1>Mia</h1>" or "**Mia**" is shown as typed, never as a heading or in bold.
+_MARKUP = str.maketrans({char: f"&#{ord(char)};" for char in "\\`*_[]<>&|~$#"})
+
+
+def plain_markdown(text: str) -> str:
+    """``text`` (a message holding what a user typed) for a Markdown status line: shown exactly as written."""
+    return str(text).translate(_MARKUP)
+
+
 def check_face_steering(pipeline: Any, settings: GenerationSettings, has_photos: bool) -> None:
     """Photos that steer by their face need a face model (or the tiny stand-in): told in the page's words, where
     the library would name the command line's --face-model."""

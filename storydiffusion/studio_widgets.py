@@ -266,7 +266,7 @@ def steering_inputs() -> Steering:
         )
         photos = image_uploads("Reference photos", "reference-photos")
         controls = image_uploads("Control images", "control-images")
-        status = gr.Markdown("", label="Uploads status", elem_id="steering-status")
+        status = gr.Markdown("", label="Uploads status", elem_id="steering-status", latex_delimiters=[])
         photo_adapter = gr.Radio(
             [("the whole photo", "image"), ("the face (FaceID)", "face")],
             value="image",
@@ -302,7 +302,7 @@ def page_viewer() -> PageViewer:
 
 def status_line() -> gr.Markdown:
     """The run's status, right under Generate and Stop: progress, results and every failure of a run."""
-    return gr.Markdown("", label="Status", elem_id="status")
+    return gr.Markdown("", label="Status", elem_id="status", latex_delimiters=[])
 
 
 def results_panel(status: gr.Markdown) -> Results:
@@ -329,7 +329,12 @@ def results_panel(status: gr.Markdown) -> Results:
 
 def panel_editing() -> PanelEditing:
     with gr.Accordion("Change one panel or the lettering", open=False, elem_id="panel-editor") as editor:
-        note = gr.Markdown("Click a panel in the gallery to edit it.", label="Redraw settings", elem_id="redraw-note")
+        note = gr.Markdown(
+            "Click a panel in the gallery to edit it.",
+            label="Redraw settings",
+            elem_id="redraw-note",
+            latex_delimiters=[],
+        )
         with gr.Row():
             # No precision: 1.5 is refused by name, not rounded to a panel nobody asked for.
             number = gr.Number(value=1, minimum=1, label="Panel", elem_id="panel-number")
@@ -363,7 +368,7 @@ def project_panel() -> ProjectFiles:
         # No file_types, as for images (image_uploads): any other file is refused on the project's own line.
         upload = gr.File(label="Load a project file (.zip)", type="filepath", elem_id="upload")
         upload.data_model = AnyUploadValue  # the studio checks the value itself (events take raw values)
-        status = gr.Markdown("", label="Project status", elem_id="project-status")
+        status = gr.Markdown("", label="Project status", elem_id="project-status", latex_delimiters=[])
     return ProjectFiles(save, include_bank, upload, status)
 
 
@@ -380,7 +385,7 @@ def animate_tab() -> AnimateTab:
     with gr.Row():
         animate = gr.Button("Animate", variant="primary", elem_id="animate")
         stop = gr.Button("Stop", variant="stop", elem_id="animate-stop", interactive=False)  # on while a clip is made
-    note = gr.Markdown(label="Clip status", elem_id="animation-note")
+    note = gr.Markdown(label="Clip status", elem_id="animation-note", latex_delimiters=[])
     with gr.Row():
         video = gr.Video(label="MP4", elem_id="video", interactive=False)
         gif = gr.Image(label="GIF", type="filepath", elem_id="gif", interactive=False)

@@ -839,6 +839,17 @@ def test_a_file_of_the_wrong_kind_is_named_on_its_own_line_never_a_bare_error_ba
     assert "Error" not in page.inner_text("#reference-photos")
 
 
+@pytest.mark.parametrize("name", ["Mia</p><h1>BIG</h1>", "**Mia** $$x^2$$ `y`"])
+def test_markup_typed_by_a_user_is_shown_as_typed_on_the_status_line(page, name):
+    """A name refused on the status line is quoted as typed: no heading, bold, code or formula made of it."""
+    page.fill("#characters textarea", f"[{name}] a girl")
+    page.fill("#story textarea", "[Mia] walks")
+    page.click("#generate")
+    page.wait_for_function("document.querySelector('#status')?.innerText.includes('⚠')", timeout=60_000)
+    assert name in status_line(page)
+    assert page.locator("#status h1, #status strong, #status code, #status .katex").count() == 0
+
+
 def test_uploads_are_checked_as_they_arrive_and_a_fixed_upload_clears_the_old_refusal(page, tmp_path):
     """A wrong file is named on the uploads' own line before any run; once it is replaced by a good one,
     that line says what the photo steers and the run's old refusal of the wrong file is gone."""

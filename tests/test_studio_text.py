@@ -1,5 +1,7 @@
 """What the studio page reads from its widgets and the lines of text it shows."""
 
+import html
+
 import pytest
 from PIL import Image
 
@@ -427,3 +429,17 @@ def test_a_typed_seed_is_refused_for_what_it_is(typed, words):
 def test_a_control_character_typed_or_sent_into_a_box_is_refused_by_where_it_is(title, characters, story, where):
     with pytest.raises(StoryError, match=rf"{where} holds the control character U\+00"):
         story_from_ui(title, characters, story)
+
+
+def test_what_a_user_typed_reaches_a_status_line_as_text_never_as_markup():
+    from storydiffusion.studio_status import loaded_message, regenerated_message, with_warnings
+    from storydiffusion.studio_text import plain_markdown
+
+    typed = "<h1>*Mia*</h1> [x](y) $$z$$ `c` #1 a_b ~s~ |t| \\"
+    written = plain_markdown(typed)
+    assert not any(char in written for char in "<>*[]$`_~|\\")  # "#" stays only in "&#...;" references
+    assert html.unescape(written) == typed  # a character reference each, shown as typed
+    assert html.unescape(with_warnings("Done.", [typed]).split("- ", 1)[1]) == typed[:1].upper() + typed[1:]
+    story = story_from_text("[Mia] a girl", "[Mia] walks", title="**Bold** <b>title</b>")
+    assert "**" not in loaded_message(story, 1) and "<b>" not in loaded_message(story, 1)
+    assert html.unescape(regenerated_message(2, typed)) == f"Panel 2 redrawn. {typed}"
