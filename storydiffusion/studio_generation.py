@@ -129,7 +129,7 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
 
     gr.on(
         [inputs.characters.change, studio.steering.photos.change],
-        characters_rows,
+        lambda characters, photos: characters_rows(characters, photos, uploads),
         [inputs.characters, studio.steering.photos],
         [studio.steering.table],
         queue=False,

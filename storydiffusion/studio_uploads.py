@@ -19,8 +19,8 @@ from PIL import Image
 
 from .controlnets import MAX_CONTROL_RATIO
 from .errors import StoryDiffusionError, counted, shown
-from .images import IMAGE_FORMATS, read_image
-from .reference_adapter import read_reference
+from .images import IMAGE_FORMATS, image_size, read_image
+from .reference_adapter import MAX_REFERENCE_RATIO, read_reference
 from .story import Story, parse_characters
 from .story.control import CONTROL_KINDS, DEFAULT_CONTROL_SCALE, PanelControl
 from .story.model import DEFAULT_REFERENCE_SCALE
@@ -97,36 +97,58 @@ def story_uploads(
     photo_scale: float = DEFAULT_REFERENCE_SCALE,
     control_scale: float = DEFAULT_CONTROL_SCALE,
 ) -> StoryUploads:
-    """The photos and control images of two upload boxes, matched to ``story`` by file name and read."""
+    """The photos and control images of two upload boxes, matched to ``story`` by file name and read. Every
+    file is looked at before a refusal, which names each file that is wrong and why, in one message."""
     found = StoryUploads(photo_scale=photo_scale, control_scale=control_scale)
-    index = name_index(story.characters)
+    problems: list[str] = []
     for path in uploaded_files(PHOTOS_LABEL, photos, uploads, MAX_PHOTOS):
-        name = index.get(name_key(Path(path.name).stem))
-        if name is None:
-            raise StoryDiffusionError(
-                f"{PHOTOS_LABEL}: {shown(path.name)} names no character of the story (characters: "
-                f"{known_names(story.characters)}); name each photo after its character, e.g. Nora.png"
-            )
-        if name in found.photos:
-            raise StoryDiffusionError(f"{PHOTOS_LABEL}: two photos of {name}; upload one per character")
-        found.photos[name] = (path.name, read_reference(path, f"{PHOTOS_LABEL}: {path.name}"))
+        try:
+            name = _photo_character(story, path, found)
+            found.photos[name] = (path.name, read_reference(path, f"{PHOTOS_LABEL}: {path.name}"))
+        except StoryDiffusionError as error:
+            problems.append(str(error))
     for path in uploaded_files(CONTROLS_LABEL, controls, uploads, MAX_CONTROL_IMAGES):
-        match = _CONTROL_NAME.fullmatch(Path(path.name).stem)
-        if match is None:
-            raise StoryDiffusionError(
-                f"{CONTROLS_LABEL}: {shown(path.name)} does not say its panel and kind; name it like "
-                f"3-openpose.png (kinds: {', '.join(CONTROL_KINDS)})"
-            )
-        panel = int(match["panel"])
-        if not 1 <= panel <= len(story.panels):
-            raise StoryDiffusionError(
-                f"{CONTROLS_LABEL}: {path.name} is for panel {panel}, but the story has {counted(len(story.panels), 'panel')}"
-            )
-        if panel - 1 in found.controls:
-            raise StoryDiffusionError(f"{CONTROLS_LABEL}: two images for panel {panel}; upload one per panel")
-        picture = read_image(path, f"{CONTROLS_LABEL}: {path.name}", max_ratio=MAX_CONTROL_RATIO)
-        found.controls[panel - 1] = (match["kind"].lower(), path.name, picture)
+        try:
+            index, kind = _control_panel(story, path, found)
+            picture = read_image(path, f"{CONTROLS_LABEL}: {path.name}", max_ratio=MAX_CONTROL_RATIO)
+            found.controls[index] = (kind, path.name, picture)
+        except StoryDiffusionError as error:
+            problems.append(str(error))
+    if problems:
+        raise StoryDiffusionError("; ".join(problems))
     return found
+
+
+def _photo_character(story: Story, path: Path, found: StoryUploads) -> str:
+    """The character a photo is named after, refused when it names none or one that already has a photo."""
+    name = name_index(story.characters).get(name_key(Path(path.name).stem))
+    if name is None:
+        raise StoryDiffusionError(
+            f"{PHOTOS_LABEL}: {shown(path.name)} names no character of the story (characters: "
+            f"{known_names(story.characters)}); name each photo after its character, e.g. Nora.png"
+        )
+    if name in found.photos:
+        raise StoryDiffusionError(f"{PHOTOS_LABEL}: two photos of {name}; upload one per character")
+    return name
+
+
+def _control_panel(story: Story, path: Path, found: StoryUploads) -> tuple[int, str]:
+    """The panel (0-based) and kind a control image is named after, refused when its name says neither, its
+    panel is not in the story, or that panel already has one."""
+    match = _CONTROL_NAME.fullmatch(Path(path.name).stem)
+    if match is None:
+        raise StoryDiffusionError(
+            f"{CONTROLS_LABEL}: {shown(path.name)} does not say its panel and kind; name it like "
+            f"3-openpose.png (kinds: {', '.join(CONTROL_KINDS)})"
+        )
+    panel = int(match["panel"])
+    if not 1 <= panel <= len(story.panels):
+        raise StoryDiffusionError(
+            f"{CONTROLS_LABEL}: {path.name} is for panel {panel}, but the story has {counted(len(story.panels), 'panel')}"
+        )
+    if panel - 1 in found.controls:
+        raise StoryDiffusionError(f"{CONTROLS_LABEL}: two images for panel {panel}; upload one per panel")
+    return panel - 1, match["kind"].lower()
 
 
 def steering_from_ui(story: Story, values: Sequence[Any], uploads: Collection[str]) -> StoryUploads:
@@ -148,11 +170,12 @@ def uploads_summary(found: StoryUploads) -> str:
     return f"Ready: {'; '.join(parts)}." if parts else ""
 
 
-def characters_rows(characters: Any, photos: Any) -> list[list[str]]:
+def characters_rows(characters: Any, photos: Any, uploads: Collection[str] = ()) -> list[list[str]]:
     """The characters table: each character of the Characters box, its description and the name of its
-    photo among the uploaded images (display only: the files are read by the uploads' check and when a run
-    starts; another kind of file, ``Mia.txt``, is no one's photo). Rows of what parses."""
-    from .studio_text import text_value
+    photo among the images uploaded to this studio (``uploads``). A photo is listed once its header passes
+    the image gate (cheap: nothing decoded); another kind of file, ``Mia.txt``, or a picture the run would
+    refuse (too large, too long, not an image), is no one's photo. Rows of what parses."""
+    from .studio_text import text_value, uploaded_path
 
     try:
         parsed = parse_characters(text_value("Characters", characters))
@@ -163,6 +186,10 @@ def characters_rows(characters: Any, photos: Any) -> list[list[str]]:
         record = item if isinstance(item, dict) else {"path": item}
         filename = str(record.get("orig_name") or Path(str(record.get("path") or "")).name)
         if Path(filename).suffix.lower() in _image_suffixes():
+            try:
+                image_size(uploaded_path(PHOTOS_LABEL, record, uploads), filename, max_ratio=MAX_REFERENCE_RATIO)
+            except StoryDiffusionError:
+                continue  # the uploads' line says what is wrong with it
             names[name_key(Path(filename).stem)] = filename
     return [[name, c.description, names.get(name_key(name), "—")] for name, c in parsed.items()]
 

@@ -93,14 +93,38 @@ def test_strengths_are_checked_under_their_labels(tmp_path):
 
 
 def test_the_characters_table_shows_who_has_a_photo(tmp_path):
-    rows = characters_rows(CHARACTERS, [upload(tmp_path / "a", "leo.jpg")])
+    photo = upload(tmp_path / "a", "leo.jpg")
+    rows = characters_rows(CHARACTERS, [photo], [photo["path"]])
     assert rows == [["Mia", "a girl with a red dress", "—"], ["Leo", "a boy with round glasses", "leo.jpg"]]
+    assert characters_rows(CHARACTERS, [photo], [])[1][2] == "—"  # not an upload to this studio: never read
     assert characters_rows("[Mia", None) == []  # half-typed: nothing to show yet
     notes = tmp_path / "b" / "Mia.txt"
     notes.parent.mkdir()
     notes.write_text("not a photo", encoding="utf-8")
-    rows = characters_rows(CHARACTERS, [{"path": str(notes), "orig_name": "Mia.txt"}])
-    assert rows[0] == ["Mia", "a girl with a red dress", "—"]  # another kind of file is no one's photo
+    record = {"path": str(notes), "meta": {"_type": "gradio.FileData"}, "orig_name": "Mia.txt"}
+    assert characters_rows(CHARACTERS, [record], [str(notes)])[0][2] == "—"  # another kind of file: no one's photo
+    fake, long = tmp_path / "c" / "Mia.png", upload(tmp_path / "d", "Leo.png", size=(900, 16))
+    fake.parent.mkdir()
+    fake.write_text("not a picture", encoding="utf-8")
+    fake_record = {**record, "path": str(fake), "orig_name": "Mia.png"}
+    rows = characters_rows(CHARACTERS, [fake_record, long], [str(fake), long["path"]])
+    assert [row[2] for row in rows] == ["—", "—"]  # a text named .png, a picture too long: what a run refuses
+
+
+def test_every_wrong_upload_is_named_at_once(tmp_path):
+    files = [
+        upload(tmp_path / "a", "Zed.png"),
+        upload(tmp_path / "b", "Mia.png", size=(900, 16)),
+        upload(tmp_path / "c", "9-canny.png"),
+        upload(tmp_path / "d", "pose.png"),
+        upload(tmp_path / "e", "Leo.png"),
+    ]
+    with pytest.raises(StoryDiffusionError) as refused:
+        story_uploads(make_story(), files[:2] + files[4:], files[2:4], [f["path"] for f in files])
+    message = str(refused.value)
+    for named in ("'Zed.png' names no character", "Mia.png", "9-canny.png is for panel 9", "'pose.png' does not say"):
+        assert named in message
+    assert "Leo.png" not in message  # the one good file
 
 
 def test_the_uploads_summary_says_what_each_file_steers(tmp_path):
