@@ -199,7 +199,7 @@ def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> Any:
 
     def change_layout(state, layout):
         session, layout = session_of(state), text.layout_value(layout)
-        if layout == session.layout and session.pages is not None:  # the picker left unchanged (Tab past it)
+        if layout == session.layout:  # the picker left unchanged (Tab past it): nothing to typeset or say
             return session, gr.skip(), *(gr.skip() for _ in session.downloads().as_tuple())
         pages = session.choose_layout(layout)
         return (

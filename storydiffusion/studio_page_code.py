@@ -4,7 +4,8 @@
 # what a run or a refusal says there (Gradio's own announcer only says "Error"). Ctrl+Enter (Cmd+Enter on a
 # Mac) presses the button of the part of the page it is pressed in, when that button can be pressed: Redraw
 # in the panel editor, Animate on the Animate tab, else Generate (only the button of the tab on screen is
-# visible).
+# visible). A picker's list, which Gradio opens when Tab reaches the picker, is closed when Tab leaves it:
+# it stayed open over the next fields.
 PAGE_SCRIPT = """
 () => {
   window.storydiffusionShortcuts = true;
@@ -15,6 +16,11 @@ PAGE_SCRIPT = """
   }
   const visible = (element) => element !== null && element.offsetParent !== null;
   document.addEventListener("keydown", (event) => {
+    const picker = event.target instanceof HTMLInputElement && event.target.getAttribute("role") === "combobox";
+    if (event.key === "Tab" && picker) {  // a list opened by Tab is closed as Tab leaves it (Gradio keeps it open)
+      event.target.dispatchEvent(new KeyboardEvent("keydown", { key: "Escape", bubbles: true }));
+      return;
+    }
     if (!(event.ctrlKey || event.metaKey) || event.key !== "Enter") return;
     const inEditor = event.target instanceof Element && event.target.closest("#panel-editor");
     const button = inEditor

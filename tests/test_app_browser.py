@@ -409,6 +409,10 @@ def test_every_panel_and_control_is_reachable_on_a_phone(phone):
 
 
 def test_choosing_a_layout_before_generating_is_remembered_not_an_error(page):
+    page.locator("#layout input").focus()
+    page.keyboard.press("Tab")  # past the picker, unchanged, before any story: nothing to say
+    page.wait_for_timeout(1000)
+    assert "Layout" not in status_line(page)
     page.click("#layout input")
     page.get_by_role("option", name="manga").click()
     page.get_by_text("Layout manga: the pages are typeset with it when the story is generated.").wait_for(
@@ -749,6 +753,21 @@ def test_a_dropdown_chosen_with_the_keyboard_closes(page):
     )
     page.wait_for_timeout(1000)
     assert open_options(page) == []  # and stays closed
+
+
+def test_a_list_opened_by_tab_closes_when_tab_leaves_its_picker(page):
+    """Tab through the Examples, Style, Model and Layout pickers to Generate: no list is left open over the
+    fields after them, and none of the pickers changed."""
+    before = page.evaluate("[...document.querySelectorAll('input[role=combobox]')].map(e => e.value)")
+    page.locator("#story textarea").focus()
+    for _ in range(12):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.closest('[id]')?.id") == "generate":
+            break
+    assert page.evaluate("document.activeElement.closest('[id]')?.id") == "generate"
+    page.wait_for_timeout(800)
+    assert open_options(page) == []
+    assert page.evaluate("[...document.querySelectorAll('input[role=combobox]')].map(e => e.value)") == before
 
 
 def test_a_huge_seed_is_shown_as_typed_and_refused_by_name(page):
