@@ -5,7 +5,8 @@
 # Mac) presses the button of the part of the page it is pressed in, when that button can be pressed: Redraw
 # in the panel editor, Animate on the Animate tab, else Generate (only the button of the tab on screen is
 # visible). A picker's list, which Gradio opens when Tab reaches the picker, is closed when Tab leaves it:
-# it stayed open over the next fields.
+# it stayed open over the next fields. A keyboard user's focus comes back to the button that started a run
+# (it fell to the page's body while the button was off).
 PAGE_SCRIPT = """
 () => {
   window.storydiffusionShortcuts = true;
@@ -13,6 +14,23 @@ PAGE_SCRIPT = """
     const line = document.querySelector(id);  // its text, not the progress timer drawn over it
     const text = line && (line.querySelector('[data-testid="markdown-wrapper"]') || line);
     if (text) { text.setAttribute("role", "status"); text.setAttribute("aria-live", "polite"); }
+  }
+  // A button pressed from the keyboard is turned off while its run goes, and the focus falls to the page's
+  // body: when the run ends, the focus comes back to the button that starts such a run again.
+  const startOf = { generate: "generate", stop: "generate", regenerate: "regenerate", "redraw-stop": "regenerate",
+                    retypeset: "retypeset", animate: "animate", "animate-stop": "animate" };
+  let refocus = null;
+  for (const [id, start] of Object.entries(startOf)) {
+    const button = document.getElementById(id);
+    if (!button) continue;
+    new MutationObserver(() => {
+      const lost = document.activeElement === button || document.activeElement === document.body;
+      if (button.disabled && lost) refocus = start;
+      if (!button.disabled && refocus === id && document.activeElement === document.body) {
+        refocus = null;
+        button.focus();
+      }
+    }).observe(button, { attributes: true, attributeFilter: ["disabled"] });
   }
   const visible = (element) => element !== null && element.offsetParent !== null;
   document.addEventListener("keydown", (event) => {

@@ -770,6 +770,15 @@ def test_a_list_opened_by_tab_closes_when_tab_leaves_its_picker(page):
     assert page.evaluate("[...document.querySelectorAll('input[role=combobox]')].map(e => e.value)") == before
 
 
+def test_the_focus_comes_back_to_generate_when_a_run_started_from_the_keyboard_ends(page):
+    page.fill("#characters textarea", CHARACTERS)
+    page.fill("#story textarea", STORY)
+    page.locator("#generate").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.querySelector('#status')?.innerText.includes('Done')", timeout=120_000)
+    page.wait_for_function("document.activeElement?.id === 'generate'", timeout=10_000)
+
+
 def test_a_huge_seed_is_shown_as_typed_and_refused_by_name(page):
     page.fill("#characters textarea", "[Mia] a girl in a red dress")
     page.fill("#story textarea", "[Mia] runs")
