@@ -77,6 +77,7 @@ class StudioSession(ProjectsMixin):
     # and the pipeline reads no file a story names (read_files=False).
     steered: StoryUploads = field(default_factory=StoryUploads)
     photo_adapter: str = "image"  # how reference photos steer this user's runs: the whole photo, or the face
+    reading_page: int | None = None  # the page open in the page view (0-based): it follows the pages typeset anew
     _drawn: dict[int, PanelImage] = field(default_factory=dict, repr=False)  # panels of the run in progress
 
     @property

@@ -200,6 +200,7 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
     )
     last_run = [*results.files(), *([results.scores] if results.scores is not None else [])]
     running.success(lambda: [gr.update(visible=False)] * len(last_run), None, last_run, **page_only)  # its files go
+    running.success(lambda: ("", None, None), None, studio.animate.clip(), **page_only)  # and the last story's clip
     run_ended = action(
         running.success,
         generate,

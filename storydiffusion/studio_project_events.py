@@ -91,6 +91,8 @@ def wire_project(
         api_door=door,
     )
     show_filled(loaded, results.files())
+    page_only = {"queue": False, "api_visibility": "private"}
+    loaded.success(lambda: ("", None, None), None, studio.animate.clip(), **page_only)  # the clip of another story
     # An emptied box has nothing to say about the project it held.
     studio.project.upload.clear(lambda: "", None, [studio.project.status], queue=False, api_visibility="private")
     return loaded

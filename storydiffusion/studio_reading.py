@@ -26,7 +26,20 @@ def wire_reading(studio: Studio) -> None:
         pages = session.pages.pages if session.pages is not None else []
         if not 0 <= selected.index < len(pages):
             return gr.skip(), gr.skip()
+        session.reading_page = selected.index
         return str(pages[selected.index]), gr.Accordion(open=True)
+
+    def follow_pages(state):
+        """Pages typeset anew (another layout, a redrawn panel, a new story, a loaded project): the page view
+        shows the new page at the place it showed, or nothing once there is no such page."""
+        session = session_of(state)
+        pages = session.pages.pages if session.pages is not None else []
+        if session.reading_page is None:
+            return gr.skip()
+        if session.reading_page >= len(pages):
+            session.reading_page = None
+            return None
+        return str(pages[session.reading_page])
 
     def direction_of(layout):
         try:
@@ -35,6 +48,7 @@ def wire_reading(studio: Studio) -> None:
             return gr.skip()
 
     studio.results.pages.select(pick_page, [studio.session], [reading.page, reading.viewer], **PAGE_ONLY)
+    studio.results.pages.change(follow_pages, [studio.session], [reading.page], **PAGE_ONLY)
     studio.inputs.layout.change(direction_of, [studio.inputs.layout], [reading.direction], **PAGE_ONLY)
     for zoom_changed in (reading.zoom.change, reading.page.change):  # a new page keeps the zoom
         zoom_changed(None, [reading.zoom], None, js=ZOOM_PAGE, **PAGE_ONLY)

@@ -161,6 +161,10 @@ class AnimateTab:
     video: gr.Video
     gif: gr.Image
 
+    def clip(self) -> list:
+        """The last clip and its note: they belong to the story they were made from."""
+        return [self.note, self.video, self.gif]
+
 
 @dataclass
 class Studio:

@@ -1,5 +1,6 @@
 """The web studio in a real browser: Debian's Chromium driven by Playwright, offline demo model."""
 
+import json
 import os
 import re
 import shutil
@@ -257,6 +258,13 @@ def test_animate_tab_makes_a_video_between_two_panels(page):
     assert page.is_disabled("#animate-stop") and page.is_enabled("#generate")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "studio-animate.png"), full_page=True)
+    page.get_by_role("tab", name="Story").click()
+    page.click("#generate")  # a new story: the clip of the last one goes
+    page.wait_for_function("document.querySelector('#generate').disabled", timeout=10_000)
+    page.wait_for_function("!document.querySelector('#generate').disabled", timeout=240_000)
+    page.get_by_role("tab", name="Animate").click()
+    page.wait_for_function("!document.querySelector('#video video')", timeout=10_000)
+    assert "Panels 1 → 3" not in page.inner_text("#animation-note")
     page.click("#animate")  # a second clip, stopped as soon as it starts
     # Its Stop lights up as it starts (its first line may already be under the progress bar, which hides it).
     page.wait_for_function("() => !document.querySelector('#animate-stop').disabled", timeout=10_000)
@@ -679,8 +687,12 @@ def test_manga_pages_say_they_read_right_to_left_and_a_page_opens_zoomed(page):
     ARTIFACTS.mkdir(exist_ok=True)
     page.locator("#page-view").screenshot(path=str(ARTIFACTS / "studio-page-zoomed.png"))
     assert page.evaluate(f"{frame}.scrollLeft > 0"), "a manga page opens at its top right corner"
+    shown = page.evaluate("document.querySelector('#page-view img').src")
     choose(page, "#layout", "classic")
     page.wait_for_function("document.querySelector('#reading-direction')?.innerText.includes('left to right')")
+    page.wait_for_function(  # the page view follows the pages typeset anew: the classic page, not the manga one
+        f"document.querySelector('#page-view img')?.src !== {json.dumps(shown)}", timeout=60_000
+    )
 
 
 def history_shows_no_objects(page) -> bool:
