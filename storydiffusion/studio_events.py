@@ -19,7 +19,7 @@ from .model_pool import ModelPool, shown_name
 from .streaming import StepDone, stream_call
 from .studio import StudioSession, random_seed, session_of
 from .studio_errors import action
-from .studio_page_code import SHOW_EDITOR
+from .studio_page_code import KEEP_TAB_DRAFT, SHOW_EDITOR, TAB_DRAFT_FIRST
 from .studio_server import gpu_seconds_for
 from .studio_widgets import Studio
 
@@ -89,7 +89,9 @@ def show_filled(event, boxes: list) -> None:
 def remember_story(demo: gr.Blocks, studio: Studio) -> None:
     """Keep the title, characters and story in the browser's own storage, so a reload loses no typing.
 
-    Restored when the page loads; the server keeps nothing of it (the browser stores what it returns).
+    Each tab keeps its own draft (``sessionStorage``: a reload of tab A never brings back what tab B typed);
+    a new tab starts from the last draft typed in this browser (``gr.BrowserState``). Restored when the page
+    loads; the server keeps nothing of it (the browser stores what it returns).
     """
     boxes = studio.inputs.texts()
     saved = gr.BrowserState(["", "", ""], storage_key="storydiffusion-story")
@@ -98,11 +100,12 @@ def remember_story(demo: gr.Blocks, studio: Studio) -> None:
         lambda *texts: list(texts),
         boxes,
         saved,
+        js=KEEP_TAB_DRAFT,
         queue=False,
         trigger_mode="always_last",
         api_visibility="private",
     )
-    demo.load(text.restored_story, [saved, *boxes], boxes, queue=False, api_visibility="private")
+    demo.load(text.restored_story, [saved, *boxes], boxes, js=TAB_DRAFT_FIRST, queue=False, api_visibility="private")
 
 
 def wire_story_inputs(studio: Studio, examples: dict[str, tuple], door: gr.Button) -> None:

@@ -141,3 +141,20 @@ ZOOM_PAGE = """
   if (rightToLeft.includes("right to left")) page.parentElement.scrollLeft = page.parentElement.scrollWidth;
 }
 """.replace("ZOOM_MOST", str(ZOOM_MOST)).replace("ZOOM_LEAST", str(ZOOM_LEAST))
+
+
+# The story boxes' draft, kept per tab (sessionStorage survives a reload of its own tab only): stored as it
+# is typed, and preferred on load to the browser's last draft, which another tab may have written.
+KEEP_TAB_DRAFT = """
+(...texts) => {
+  try { sessionStorage.setItem("storydiffusion-story", JSON.stringify(texts.slice(0, 3))); } catch (e) {}
+  return texts.slice(0, 3);
+}
+"""
+TAB_DRAFT_FIRST = """
+(saved, ...boxes) => {
+  let mine = null;
+  try { mine = JSON.parse(sessionStorage.getItem("storydiffusion-story") || "null"); } catch (e) {}
+  return [Array.isArray(mine) ? mine : saved, ...boxes.slice(0, 3)];
+}
+"""

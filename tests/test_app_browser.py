@@ -641,6 +641,23 @@ def test_a_reload_keeps_the_story_typed_in_this_browser_only(page, browser, stud
         stranger.context.close()
 
 
+def test_two_tabs_of_one_browser_each_keep_their_own_draft_through_a_reload(page):
+    other = page.context.new_page()
+    other.goto(page.url)
+    other.wait_for_selector("#generate")
+    for tab, name in ((page, "Ann"), (other, "Ben")):
+        tab.fill("#characters textarea", f"[{name}] a child")
+        tab.fill("#story textarea", f"[{name}] walks")
+        tab.wait_for_timeout(1200)  # the browser stores what the page sent back
+    for tab, name in ((page, "Ann"), (other, "Ben")):
+        tab.reload()
+        tab.wait_for_selector("#generate")
+        tab.wait_for_function(f"document.querySelector('#story textarea')?.value === '[{name}] walks'", timeout=90_000)
+    fresh = page.context.new_page()  # a new tab starts from the last draft typed in this browser
+    fresh.goto(page.url)
+    fresh.wait_for_function("document.querySelector('#story textarea')?.value === '[Ben] walks'", timeout=90_000)
+
+
 def test_ctrl_enter_generates(page):
     page.fill("#characters textarea", "[Mia] a girl in a red dress")
     page.fill("#story textarea", "[Mia] runs")
