@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .bank import IdentityBank
-from .errors import GenerationCancelled, StoryDiffusionError, StoryError
+from .errors import GenerationCancelled, StoryDiffusionError, StoryError, counted
 from .layout.compose import ComposeResult, check_options, compose_run
 from .model_pool import shown_name
 from .pipeline import StoryPipeline
@@ -324,12 +324,19 @@ class StudioSession(ProjectsMixin):
     def _accept_text_edits(self, story: Story) -> None:
         """Captions, dialogue and title may change freely; prompts may not (that needs regeneration)."""
         current = self.story
-        if len(story.panels) != len(current.panels) or any(
-            a.prompt != b.prompt for a, b in zip(story.panels, current.panels)
-        ):
+        changed = [n for n, (a, b) in enumerate(zip(story.panels, current.panels), start=1) if a.prompt != b.prompt]
+        if changed or len(story.panels) != len(current.panels):
+            drawn, typed = len(current.panels), len(story.panels)
+            what = (
+                f"the prompt of panel {', '.join(map(str, changed))} changed"
+                if len(changed) == 1
+                else f"the prompts of panels {', '.join(map(str, changed))} changed"
+                if changed
+                else f"the Story box has {counted(typed, 'panel')}, the drawn story {drawn}"
+            )
             raise StoryDiffusionError(
-                "the panel prompts changed: re-typesetting only takes new captions and speech; "
-                "press Generate (or regenerate the changed panel) to redraw pictures"
+                f"Story: {what}; re-typesetting only takes new captions, speech and the title. Press Generate "
+                "to draw the story as the box has it, or regenerate a changed panel in the panel editor"
             )
         for mine, theirs in zip(current.panels, story.panels):
             mine.caption, mine.dialogue = theirs.caption, theirs.dialogue

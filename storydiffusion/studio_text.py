@@ -308,9 +308,11 @@ def story_box_after_redraw(box: Any, before: str, story: Story, index: int) -> t
     lines = text.split("\n")
     filled = [number for number, line in enumerate(lines) if line.strip()]
     drawn, redrawn = before.split("\n"), story_to_text(story)[1].split("\n")
-    if len(filled) == len(redrawn) == len(drawn):
+    # Lines added after the drawn ones (the next panels, not drawn yet) are no edit of the panel's line.
+    if len(filled) >= len(redrawn) == len(drawn):
+        earlier = all(lines[filled[n]].strip() == drawn[n].strip() for n in range(index))
         typed = lines[filled[index]].strip()
-        if typed in (drawn[index].strip(), redrawn[index].strip()):
+        if earlier and typed in (drawn[index].strip(), redrawn[index].strip()):
             lines[filled[index]] = redrawn[index]
             return "\n".join(lines), None
     return text, (

@@ -71,9 +71,11 @@ def test_choosing_a_layout_before_any_panel_is_kept_for_later_not_an_error(tmp_p
     studio.close()
 
 
-def test_retypeset_refuses_changed_prompts(session):
-    with pytest.raises(StoryDiffusionError, match="regenerate"):
+def test_retypeset_refuses_changed_prompts_naming_the_panels(session):
+    with pytest.raises(StoryDiffusionError, match="^Story: the prompt of panel 1 changed; .*regenerate"):
         session.retypeset("classic", make_story(STORY.replace("flies a kite", "eats cake")))
+    with pytest.raises(StoryDiffusionError, match="^Story: the Story box has 4 panels, the drawn story 3; "):
+        session.retypeset("classic", make_story(STORY + "\n[Mia] waves"))
 
 
 def test_regenerate_one_panel_changes_only_that_panel(session, tiny_sdxl):

@@ -318,6 +318,7 @@ def test_a_redrawn_panel_writes_only_its_own_line_back_to_the_story_box():
         "[Ana] a new story typed since\n[Ana] with two lines",  # as many lines: no line of it is swapped
         "[Ana] a new story of one line",
         "[Bob] sleeps, typed into the redrawn panel's own line\n[Bob] walks",
+        "[Bob] a line put in front\n[Bob] sits # Zzz.\n[Bob] walks",  # more lines, but the panel's line moved
     ],
 )
 def test_a_redraw_never_replaces_what_the_user_typed_in_the_story_box(box):
@@ -325,6 +326,16 @@ def test_a_redraw_never_replaces_what_the_user_typed_in_the_story_box(box):
     story = story_from_ui("T", "[Bob] a man", "[Bob] naps # Zzz.\n[Bob] walks")
     kept, note = story_box_after_redraw(box, before, story, 0)
     assert kept == box and "kept as you typed it" in note and note.endswith("panel 1's line is now: [Bob] naps # Zzz.")
+
+
+def test_a_redraw_writes_its_line_back_when_the_box_only_gained_lines_after_the_drawn_ones():
+    before = "[Bob] sits\n[Bob] reads # Quiet.\n[Bob] walks"
+    story = story_from_ui("T", "[Bob] a man", "[Bob] sits\n[Bob] sleeps under a tree # Quiet.\n[Bob] walks")
+    box = "[Bob] sits\n[Bob] reads # Quiet.\n[Bob] walks\n[Bob] a fourth line, not drawn yet"
+    assert story_box_after_redraw(box, before, story, 1) == (
+        "[Bob] sits\n[Bob] sleeps under a tree # Quiet.\n[Bob] walks\n[Bob] a fourth line, not drawn yet",
+        None,
+    )
 
 
 def test_file_boxes_are_shown_only_once_they_hold_a_file():
