@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +23,18 @@ from safetensors.torch import save_file
 
 from .atomic import atomic_path
 from .bank_disk import DiskTier, Key
-from .bank_file import BANK_FORMAT, characters_field, check_layout, checked_tokens, metadata_field, token_key
+from .bank_file import (
+    BANK_FORMAT,
+    characters_field,
+    check_layout,
+    checked_tokens,
+    descriptions_field,
+    metadata_field,
+    token_key,
+)
 from .bank_prefetch import BankPrefetcher
 from .bank_projections import KeysValues, ProjectionCache, default_projection_budget
-from .errors import BankError
+from .errors import BankError, shown
 from .structured import InputFileError, check_regular_file
 
 
@@ -41,6 +49,7 @@ class IdentityBank:
         self.signature = dict(signature or {})
         self.storage = torch.device(storage)
         self.characters: dict[str, list[int]] = {}
+        self.descriptions: dict[str, str] = {}  # the description each character's identity images were drawn from
         self._tokens: dict[Key, torch.Tensor] = {}  # held in memory (host or device)
         self._disk: DiskTier | None = None  # spilled past host_memory
         self.host_memory: int | None = None
@@ -193,6 +202,7 @@ class IdentityBank:
             self.characters[name] = [s for s in self.characters[name] if s not in doomed]
             if not self.characters[name]:
                 del self.characters[name]
+                self.descriptions.pop(name, None)
 
     def nbytes(self, source_id: int | None = None) -> int:
         """Bytes held in memory and on disk, for one source or in all."""
@@ -249,6 +259,18 @@ class IdentityBank:
                 "use the bank of a run that drew them, or leave out the bank"
             )
 
+    def check_descriptions(self, descriptions: Mapping[str, str]) -> None:
+        """Refuse a bank whose character was drawn from another description than the story's: its identity
+        tokens would give the panel the look of the other one (a bank saved before banks kept descriptions
+        is not checked)."""
+        for name, drawn in sorted(self.descriptions.items()):
+            if name in descriptions and descriptions[name] != drawn:
+                raise BankError(
+                    f"the identity bank drew {name} as {shown(drawn)}, but this story describes {name} as "
+                    f"{shown(descriptions[name])}: use the bank of a run of this story, or leave out the bank "
+                    "to draw the identity images anew"
+                )
+
     def check_shapes(self, expected: dict[tuple[int, int], tuple[int, ...]]) -> None:
         """Refuse tokens a run cannot read as it is: every image must hold exactly the (step, layer)
         tensors of ``expected`` (what the run's model and settings write), each of exactly its shape.
@@ -304,6 +326,7 @@ class IdentityBank:
             "format": BANK_FORMAT,
             "signature": json.dumps(self.signature, sort_keys=True),
             "characters": json.dumps(self.characters),
+            "descriptions": json.dumps(self.descriptions),
         }
         with atomic_path(path) as temporary:
             save_file(tensors, str(temporary), metadata=metadata)
@@ -328,6 +351,7 @@ class IdentityBank:
                     raise BankError(f"{path} is not a StoryDiffusion identity bank (format {metadata.get('format')!r})")
                 bank = cls(metadata_field(metadata, "signature"), storage)
                 bank.characters = characters_field(metadata_field(metadata, "characters", "{}"))
+                bank.descriptions = descriptions_field(metadata_field(metadata, "descriptions", "{}"))
                 for key in handle.keys():
                     bank._tokens[token_key(key)] = checked_tokens(handle.get_tensor(key), key).to(bank.storage)
             check_layout(bank._tokens, bank.signature, bank.characters, bank.subject_samples)

@@ -11,7 +11,15 @@ import torch
 
 from .bank_disk import Key
 
-__all__ = ["BANK_FORMAT", "characters_field", "check_layout", "checked_tokens", "metadata_field", "token_key"]
+__all__ = [
+    "BANK_FORMAT",
+    "characters_field",
+    "descriptions_field",
+    "check_layout",
+    "checked_tokens",
+    "metadata_field",
+    "token_key",
+]
 
 BANK_FORMAT = "storydiffusion-identity-bank/1"
 _TOKEN_KEY = re.compile(r"-?[0-9]{1,9}\.[0-9]{1,6}\.[0-9]{1,6}")
@@ -50,6 +58,13 @@ def metadata_field(metadata: dict[str, str], name: str, default: str | None = No
     if not isinstance(value, dict):
         raise ValueError(f"its {name} is not a mapping")
     return value
+
+
+def descriptions_field(value: Any) -> dict[str, str]:
+    """The descriptions a bank's characters were drawn from (name -> text); checked like every field."""
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ValueError("its descriptions are not texts by character name")
+    return dict(value)
 
 
 def characters_field(value: dict[str, Any]) -> dict[str, list[int]]:

@@ -161,9 +161,11 @@ class ProcessShare:
             if self.rank == 0
             else None
         )
-        header = self.broadcast_json({"characters": bank.characters, "tensors": entries} if self.rank == 0 else None)
+        shared = {"characters": bank.characters, "descriptions": bank.descriptions, "tensors": entries}
+        header = self.broadcast_json(shared if self.rank == 0 else None)
         if self.rank != 0:
             bank.characters = {name: list(ids) for name, ids in header["characters"].items()}
+            bank.descriptions = dict(header["descriptions"])
         for source, step, layer, dtype, shape in header["tensors"]:
             sent = bank._held((source, step, layer)) if self.rank == 0 else None  # no read-side effects
             tokens = self.broadcast_tensor(sent, getattr(torch, dtype), tuple(shape))

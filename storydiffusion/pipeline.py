@@ -276,6 +276,7 @@ class StoryPipeline(SteeringMixin):
         bank.check_mode(settings.mode)
         bank.check_compatible(self.bank_signature(settings, references))
         bank.check_characters(story.characters)
+        bank.check_descriptions({name: c.description for name, c in story.characters.items()})
         bank.check_shapes(expected_bank_layout(self.pipe, self.consistent_layer_names, settings))
 
     def _bank_for_run(

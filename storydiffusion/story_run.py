@@ -72,6 +72,7 @@ class StoryRun:
         """Record a finished identity set in the bank, and forget the sources the plan no longer needs."""
         if batch.kind == "identity":
             self.bank.characters[batch.character] = [image.source_id for image in batch.images]
+            self.bank.descriptions[batch.character] = self.story.characters[batch.character].description
         if batch.forget_after:
             self.bank.drop(batch.forget_after)
 

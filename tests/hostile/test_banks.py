@@ -153,6 +153,23 @@ def real_bank(tiny_sdxl, tmp_path_factory):
     return (folder / "bank.safetensors").read_bytes()
 
 
+def test_a_bank_drawn_from_another_description_is_refused_naming_both(real_bank, tmp_path, setup, capsys):
+    """A story whose character looks different (its description changed) never reads the identity tokens of
+    the old look: refused before any step, the folder untouched; the library's check says the same."""
+    story, out = setup
+    (tmp_path / "bank.safetensors").write_bytes(real_bank)
+    story.write_text(STORY.replace("a woman with a blue scarf", "a tall robot"), encoding="utf-8")
+    before = snapshot(out)
+    code = main(
+        ["generate", str(story), "--out", str(out), *FAST, "--overwrite", "--bank", str(tmp_path / "bank.safetensors")]
+    )
+    assert code == 2 and snapshot(out) == before
+    error = one_line_error(capsys)
+    assert "drew Ann as 'a woman with a blue scarf'" in error and "describes Ann as 'a tall robot'" in error
+    bank = IdentityBank.load(tmp_path / "bank.safetensors")
+    assert bank.descriptions == {"Bob": "a man in a red coat", "Ann": "a woman with a blue scarf"}
+
+
 def rewrite_tensors(path, edit, keys=lambda key: True) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Rewrite a bank file with ``edit`` applied to the tensors ``keys`` picks and the same metadata, as
     a hand-edit would; returns one tensor's shape before and after."""
