@@ -292,6 +292,10 @@ def _prepare_model(args: argparse.Namespace, checked: _CheckedStory, pipelines: 
         with model_memory(), quiet_model_libraries():
             pipeline.attach_references(checked.settings.reference_adapter)  # its weights, before the folder changes
     settings = pipeline.resolve_settings(checked.story, checked.settings)
+    if args.layout:  # pages that cannot be typeset are refused before a panel is drawn
+        from .layout.compose import check_pages_fit
+
+        check_pages_fit(args.layout, checked.story, (settings.width, settings.height))
     if settings.reference_adapter == "face":  # a photo without a face is refused now; a whole photo cannot fail
         pipeline.reference_embeddings(checked.story, checked.photos, settings)
     controls = story_control_pictures(checked.story, (settings.width, settings.height))

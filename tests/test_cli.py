@@ -260,6 +260,16 @@ def test_a_redraw_lays_pages_out_again_with_the_users_own_template_and_without_l
     assert Image.open(page).convert("RGB").tobytes() != drawn.tobytes()
 
 
+def test_pages_that_cannot_be_typeset_are_refused_before_a_panel_is_drawn(tmp_path, capsys):
+    story = write_story(tmp_path / "s.yaml", ["[Bob] walks", "[Bob] eats"])
+    wide = tmp_path / "wide.yaml"
+    wide.write_text("kind: webtoon\npage: {width: 59000px, dpi: 150}\n", encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["generate", str(story), "--out", str(out), *FAST, "--layout", str(wide)]) == 2
+    assert "page 1 would be 59,000 x" in capsys.readouterr().err
+    assert not out.exists()  # refused before the folder was made, let alone a panel drawn
+
+
 def test_among_several_stories_a_refusal_names_the_file_it_is_about(tmp_path, capsys):
     good = write_story(tmp_path / "good.yaml", ["[Bob] walks"])
     bad = write_story(tmp_path / "bad.yaml", ["[Bob] walks"], settings={"window": 0})

@@ -99,6 +99,16 @@ def check_options(
     parse_exports(export)
 
 
+def check_pages_fit(layout: str, story: Story, panel_size: tuple[int, int]) -> None:
+    """Raise LayoutError when the pages of ``story``'s panels, all drawn at ``panel_size``, would not fit
+    ``layout`` (its title band, a page's pixels): known before any panel is drawn."""
+    template = load_template(layout)
+    title = _title_text(story, True) is not None and template.kind != "none"
+    if title:
+        check_title_room(template)
+    paginate(template, [panel_size] * len(story.panels), title=title)
+
+
 def _title_text(story: Story, title: str | bool | None) -> str | None:
     """``True``: the story's title (none for an untitled story); a string: that; False/None: none."""
     if title is True:
