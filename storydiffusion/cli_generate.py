@@ -50,6 +50,7 @@ def _load_story_and_model(path: str):
             manifest = None  # a story file in JSON, or unreadable: load_story says which
         if manifest is not None:
             story = story_from_manifest(manifest, Path(path).name)
+            manifest_panels(manifest, Path(path).name)  # checked as compose, evaluate and animate check it
             return story, manifest_model_name(manifest, Path(path).name)
     return load_story(path), None
 

@@ -236,7 +236,7 @@ PANEL_ENTRY_EDITS = {
 }
 
 
-@pytest.mark.parametrize("command", ["animate", "continue", "compose"])
+@pytest.mark.parametrize("command", ["animate", "continue", "compose", "elsewhere", "plan"])
 @pytest.mark.parametrize("name", sorted(PANEL_ENTRY_EDITS))
 def test_hand_edited_panel_entries_never_point_a_reader_outside_the_run(name, command, tmp_path, capsys):
     """A panel entry names exactly the file this tool gave it, so no edit can make animate read another file."""
@@ -249,6 +249,8 @@ def test_hand_edited_panel_entries_never_point_a_reader_outside_the_run(name, co
         "animate": ["animate", str(run), "--from", "1", "--to", "2", "--model", "tiny"],
         "continue": ["generate", str(run / "story.json"), "--out", str(run), "--model", "tiny-sdxl", "--steps", "2"],
         "compose": ["compose", str(run)],
+        "elsewhere": ["generate", str(run / "story.json"), "--out", str(tmp_path / "again"), "--model", "tiny-sdxl"],
+        "plan": ["plan", str(run / "story.json"), "--model", "tiny-sdxl"],
     }[command]
     err = refused(capsys, argv, words)
     found = re.search(r"story\.json, line (\d+): ", err)  # the line of the edited entry's key
