@@ -121,8 +121,9 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
                 elif isinstance(event, RunFinished):
                     downloads = session.typeset_if_drawn()  # stopped before its first panel: the last story's
                     kept_last = not event.result.panels and bool(session.panels())
+                    typeset = session.pages.seconds if session.pages is not None and event.result.panels else None
                     finished = run_status.finished_message(
-                        event.result, len(story.panels), session.page_warnings, kept_last
+                        event.result, len(story.panels), session.page_warnings, kept_last, typeset
                     )
                     panels = text.gallery_items(session.panels())
                     yield session, finished, panels, *downloads.as_tuple(), notice

@@ -55,8 +55,9 @@ PAGE_SCRIPT = """
 
 # Text dark enough for WCAG AA contrast (4.5:1): subdued hints and slider ends, white on the buttons, the
 # selected tab; a visible outline on whatever the keyboard focuses; while a line's work runs, Gradio's progress
-# (text, bar, timer) is drawn over that line, so the line's own faded text is hidden meanwhile and the line is
-# tall enough to hold the progress;
+# (text, bar, timer) is drawn over that line, so the line's own faded text is hidden meanwhile (on the run's
+# status line, as long as the progress bar is there: the panels done are said in the progress text) and the
+# line is tall enough to hold the progress;
 # a download's size column no longer squeezes its file name to one letter ("k..pdf"), and a long name wraps
 # instead of being cut to "my-st… .pdf"; on a desktop each comic page is shown whole in the pages box (one
 # page per view height, the box scrolls to the next), not cut at the box's bottom; the scores' headers
@@ -91,6 +92,7 @@ STUDIO_CSS = """
 #gif .image-frame, #gif img { width: 100% !important; height: auto !important; max-height: 70vh; object-fit: contain; }
 #scores th, #scores th * { word-break: keep-all !important; overflow-wrap: normal !important; }
 #status .pending, #redraw-note .pending, #project-status .pending, #animation-note .pending { visibility: hidden; }
+#status:has(.progress-level) [data-testid="markdown-wrapper"] { visibility: hidden; }
 #status:has(.pending), #redraw-note:has(.pending), #project-status:has(.pending), #animation-note:has(.pending) {
   min-height: 3.2em;
 }

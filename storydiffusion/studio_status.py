@@ -32,9 +32,11 @@ def queued_message(story: Story) -> str:
 
 
 def step_message(progress: Progress) -> str:
-    """``Panels 1-4: step 3 of 30`` (Gradio adds the whole run's percentage after it)."""
+    """``Panels 5-8: step 3 of 30 (4 of 12 done)`` (Gradio adds the whole run's percentage after it). The
+    progress bar covers the status line while it runs, so the panels done are said in it."""
     drawing = progress.drawing()
-    return f"{drawing[0].upper()}{drawing[1:]}: step {progress.step} of {progress.steps}"
+    done = f" ({progress.panels_done} of {progress.panels_total} done)" if progress.panels_done else ""
+    return f"{drawing[0].upper()}{drawing[1:]}: step {progress.step} of {progress.steps}{done}"
 
 
 def panels_done_message(done: int, total: int) -> str:
@@ -47,16 +49,25 @@ def with_warnings(message: str, warnings: Iterable[str]) -> str:
     return message + ("\n\n" + "\n".join(f"- {warning}" for warning in listed) if listed else "")
 
 
-def finished_message(result: StoryResult, total: int, lettering: Iterable[str] = (), kept_last: bool = False) -> str:
+def finished_message(
+    result: StoryResult,
+    total: int,
+    lettering: Iterable[str] = (),
+    kept_last: bool = False,
+    typeset_seconds: float | None = None,
+) -> str:
     """``Done: 3 of 3 panels in 5.2 s.`` or ``Stopped after 1 of 3 panels …``, then the run's warnings and the
     pages' (``lettering``: text a font could not draw, or cut short) as a list. ``kept_last``: a run stopped
-    before its first panel left the last story's panels, which the page shows again."""
+    before its first panel left the last story's panels, which the page shows again. ``typeset_seconds``: how
+    long the pages took, said too (a long story's pages and PDF can take longer than its drawing)."""
     done, seconds = len(result.panels), result.seconds
     if result.cancelled:
         kept = "; the finished panels are kept." if done else ("; the last story is kept." if kept_last else ".")
         message = f"Stopped after {done} of {counted(total, 'panel')} ({seconds:.1f} s){kept}"
     else:
         message = f"Done: {done} of {counted(total, 'panel')} in {seconds:.1f} s."
+    if typeset_seconds is not None and done:
+        message = f"{message[:-1]}; pages typeset in {typeset_seconds:.1f} s."
     return with_warnings(message, [*result.warnings, *lettering])
 
 

@@ -159,6 +159,8 @@ def test_progress_lines():
         batch=0, batches=2, step=1, steps=30, panels=[0, 1], kind="identity", panels_done=0, panels_total=4
     )
     assert step_message(identity) == "Panels 1-2 (identity set): step 1 of 30"
+    later = Progress(batch=7, batches=9, step=2, steps=4, panels=[27, 28], kind="k", panels_done=27, panels_total=500)
+    assert step_message(later) == "Panels 28-29: step 2 of 4 (27 of 500 done)"
     assert animation_progress(4, 8) == (0.5, "Step 4 of 8")
     assert animation_progress(0, 0) == (0.0, "Step 0 of 0")
 
@@ -166,6 +168,9 @@ def test_progress_lines():
 def test_finished_message_says_done_or_stopped_and_lists_warnings():
     result = type("Result", (), {"panels": [1, 2], "seconds": 5.25, "warnings": [], "cancelled": False})()
     assert finished_message(result, 2) == "Done: 2 of 2 panels in 5.2 s."
+    assert (
+        finished_message(result, 2, typeset_seconds=31.25) == "Done: 2 of 2 panels in 5.2 s; pages typeset in 31.2 s."
+    )
     result.cancelled, result.warnings = True, ["prompt truncated"]
     assert (
         finished_message(result, 3)
