@@ -77,7 +77,7 @@ def test_generate_story_writes_pages_and_a_pdf_and_compose_pages_typesets_them_a
     again = tools.compose_pages(made["run"], "strip", title="Windy", story=STORY.replace("Rest.", "A nap."))
     assert again["run"] == made["run"] and Path(again["pdf"]).is_file()
     assert Path(again["pages"][0]).read_bytes() != classic
-    with pytest.raises(StoryDiffusionError, match="prompts changed"):
+    with pytest.raises(StoryDiffusionError, match=r"the prompt of panel \d changed"):
         tools.compose_pages(made["run"], "classic", story=STORY.replace("sits", "jumps"))
 
 

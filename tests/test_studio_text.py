@@ -307,14 +307,28 @@ def test_whole_number_settings_refuse_fractions_but_take_a_sliders_float(positio
         settings_from_ui("none", "", values)
 
 
-def test_a_redrawn_panel_writes_only_its_own_line_back_to_the_story_box():
-    before = "[Bob] sits # Zzz.\n[Bob] walks"
-    story = story_from_ui("T", "[Bob] a man", "[Bob] naps # Zzz.\n[Bob] walks")
-    box = "[Bob] sits # Zzz.\n\n[Bob] walks, typed and not yet typeset"
-    assert story_box_after_redraw(box, before, story, 0) == (
-        "[Bob] naps # Zzz.\n\n[Bob] walks, typed and not yet typeset",
-        None,
-    )
+@pytest.mark.parametrize(
+    "before, after, index, box, written",
+    [
+        (  # a later line edited since: only the redrawn panel's line changes
+            "[Bob] sits # Zzz.\n[Bob] walks",
+            "[Bob] naps # Zzz.\n[Bob] walks",
+            0,
+            "[Bob] sits # Zzz.\n\n[Bob] walks, typed and not yet typeset",
+            "[Bob] naps # Zzz.\n\n[Bob] walks, typed and not yet typeset",
+        ),
+        (  # a next panel typed after the drawn ones, not drawn yet
+            "[Bob] sits\n[Bob] reads # Quiet.\n[Bob] walks",
+            "[Bob] sits\n[Bob] sleeps under a tree # Quiet.\n[Bob] walks",
+            1,
+            "[Bob] sits\n[Bob] reads # Quiet.\n[Bob] walks\n[Bob] a fourth line",
+            "[Bob] sits\n[Bob] sleeps under a tree # Quiet.\n[Bob] walks\n[Bob] a fourth line",
+        ),
+    ],
+)
+def test_a_redrawn_panel_writes_only_its_own_line_back_to_the_story_box(before, after, index, box, written):
+    story = story_from_ui("T", "[Bob] a man", after)
+    assert story_box_after_redraw(box, before, story, index) == (written, None)
 
 
 @pytest.mark.parametrize(
@@ -331,16 +345,6 @@ def test_a_redraw_never_replaces_what_the_user_typed_in_the_story_box(box):
     story = story_from_ui("T", "[Bob] a man", "[Bob] naps # Zzz.\n[Bob] walks")
     kept, note = story_box_after_redraw(box, before, story, 0)
     assert kept == box and "kept as you typed it" in note and note.endswith("panel 1's line is now: [Bob] naps # Zzz.")
-
-
-def test_a_redraw_writes_its_line_back_when_the_box_only_gained_lines_after_the_drawn_ones():
-    before = "[Bob] sits\n[Bob] reads # Quiet.\n[Bob] walks"
-    story = story_from_ui("T", "[Bob] a man", "[Bob] sits\n[Bob] sleeps under a tree # Quiet.\n[Bob] walks")
-    box = "[Bob] sits\n[Bob] reads # Quiet.\n[Bob] walks\n[Bob] a fourth line, not drawn yet"
-    assert story_box_after_redraw(box, before, story, 1) == (
-        "[Bob] sits\n[Bob] sleeps under a tree # Quiet.\n[Bob] walks\n[Bob] a fourth line, not drawn yet",
-        None,
-    )
 
 
 def test_file_boxes_are_shown_only_once_they_hold_a_file():

@@ -236,8 +236,15 @@ PANEL_ENTRY_EDITS = {
 }
 
 
-@pytest.mark.parametrize("command", ["animate", "continue", "compose", "elsewhere", "plan"])
-@pytest.mark.parametrize("name", sorted(PANEL_ENTRY_EDITS))
+# A story.json read as a story (generate elsewhere, plan) goes through the same check: a few edits show it.
+READ_AS_A_STORY = [("elsewhere", "file_outside"), ("plan", "file_absolute"), ("plan", "number_beyond_story")]
+
+
+@pytest.mark.parametrize(
+    "command, name",
+    [(command, name) for command in ("animate", "continue", "compose") for name in sorted(PANEL_ENTRY_EDITS)]
+    + READ_AS_A_STORY,
+)
 def test_hand_edited_panel_entries_never_point_a_reader_outside_the_run(name, command, tmp_path, capsys):
     """A panel entry names exactly the file this tool gave it, so no edit can make animate read another file."""
     run = tmp_path / "run"
