@@ -769,6 +769,10 @@ def test_the_keyboard_reaches_every_control_in_reading_order_with_a_visible_focu
     assert None not in positions, f"not reachable by Tab: {[n for n, p in zip(order, positions) if p is None]}"
     assert positions == sorted(positions), f"Tab order {reached}"
     assert unseen == [], f"no visible focus on {unseen}"
+    # Gradio opens a picker's list when Tab reaches it: the page closes it as Tab leaves (four stayed open).
+    assert open_options(page) == [] and page.evaluate(
+        "[...document.querySelectorAll('input[role=combobox]')].every(e => e.getAttribute('aria-expanded') !== 'true')"
+    )
 
 
 def test_a_dropdown_chosen_with_the_keyboard_closes(page):
@@ -782,21 +786,6 @@ def test_a_dropdown_chosen_with_the_keyboard_closes(page):
     )
     page.wait_for_timeout(1000)
     assert open_options(page) == []  # and stays closed
-
-
-def test_a_list_opened_by_tab_closes_when_tab_leaves_its_picker(page):
-    """Tab through the Examples, Style, Model and Layout pickers to Generate: no list is left open over the
-    fields after them, and none of the pickers changed."""
-    before = page.evaluate("[...document.querySelectorAll('input[role=combobox]')].map(e => e.value)")
-    page.locator("#story textarea").focus()
-    for _ in range(12):
-        page.keyboard.press("Tab")
-        if page.evaluate("document.activeElement.closest('[id]')?.id") == "generate":
-            break
-    assert page.evaluate("document.activeElement.closest('[id]')?.id") == "generate"
-    page.wait_for_timeout(800)
-    assert open_options(page) == []
-    assert page.evaluate("[...document.querySelectorAll('input[role=combobox]')].map(e => e.value)") == before
 
 
 def test_the_focus_comes_back_to_generate_when_a_run_started_from_the_keyboard_ends(page):
@@ -896,15 +885,17 @@ def test_a_file_of_the_wrong_kind_is_named_on_its_own_line_never_a_bare_error_ba
     assert "Error" not in page.inner_text("#reference-photos")
 
 
-@pytest.mark.parametrize("name", ["Mia</p><h1>BIG</h1>", "**Mia** $$x^2$$ `y`"])
-def test_markup_typed_by_a_user_is_shown_as_typed_on_the_status_line(page, name):
+def test_markup_typed_by_a_user_is_shown_as_typed_on_the_status_line(page):
     """A name refused on the status line is quoted as typed: no heading, bold, code or formula made of it."""
-    page.fill("#characters textarea", f"[{name}] a girl")
     page.fill("#story textarea", "[Mia] walks")
-    page.click("#generate")
-    page.wait_for_function("document.querySelector('#status')?.innerText.includes('⚠')", timeout=60_000)
-    assert name in status_line(page)
-    assert page.locator("#status h1, #status strong, #status code, #status .katex").count() == 0
+    for name in ("Mia</p><h1>BIG</h1>", "**Mia** $$x^2$$ `y`"):
+        page.fill("#characters textarea", f"[{name}] a girl")
+        page.click("#generate")
+        page.wait_for_function(
+            f"document.querySelector('#status')?.innerText.includes({json.dumps(name)})", timeout=60_000
+        )
+        assert "⚠" in status_line(page)
+        assert page.locator("#status h1, #status strong, #status code, #status .katex").count() == 0
 
 
 def test_uploads_are_checked_as_they_arrive_and_a_fixed_upload_clears_the_old_refusal(page, tmp_path):
