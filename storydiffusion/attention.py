@@ -287,6 +287,33 @@ def check_block_sets(blocks: Any) -> set[str]:
     return wanted
 
 
+def layer_factors(layer_names: list[str], levels: int) -> list[int]:
+    """How many times coarser than the latent (per side) the named layers' tokens are, in a UNet of ``levels``
+    resolutions: ``down_blocks.i`` 2**i, ``mid_block`` the coarsest, ``up_blocks.j`` mirrored. What a
+    per-layer ``sampling_rate`` is keyed by."""
+    factors = set()
+    for name in layer_names:
+        block, _, rest = name.partition(".")
+        index = int(rest.partition(".")[0]) if block in ("down_blocks", "up_blocks") else levels - 1
+        factors.add(2 ** (levels - 1 - index if block == "up_blocks" else index))
+    return sorted(factors)
+
+
+def sampling_rate_warnings(sampling_rate: Any, layer_names: list[str], levels: int) -> list[str]:
+    """A per-layer rate keyed by a factor none of the model's consistent layers has does nothing: said, with
+    the keys that do something (a story written for SD 1.5, whose layers reach factor 1, drawn with SDXL)."""
+    if not isinstance(sampling_rate, dict):
+        return []
+    factors = layer_factors(layer_names, levels)
+    unused = sorted(factor for factor in sampling_rate if factor != 0 and factor not in factors)
+    if not unused:
+        return []
+    return [
+        f"sampling_rate {', '.join(map(str, unused))}: this model has no consistent layer that many times coarser "
+        f"than the latent, so that rate is not used (its layers: {', '.join(map(str, factors))}; 0: the others)"
+    ]
+
+
 def consistent_layer_names(unet: torch.nn.Module, blocks: str = "up") -> list[str]:
     """Names of the self-attention processors that get consistent attention.
 

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from . import denoising
-from .attention import ImageSlot, check_block_sets, install_consistent_attention
+from .attention import ImageSlot, check_block_sets, install_consistent_attention, sampling_rate_warnings
 from .bank import IdentityBank
 from .bank_layout import expected_bank_layout
 from .batch_places import batch_places, subject_maps
@@ -203,6 +203,8 @@ class StoryPipeline(SteeringMixin):
         style = get_style(settings.style)
         photos = story_photos(story, references, read_files)
         warnings = photo_warnings(settings, photos)
+        levels = len(self.pipe.unet.config.block_out_channels)
+        warnings += sampling_rate_warnings(settings.sampling_rate, self.consistent_layer_names, levels)
         drawn = sorted(drawn_panels(story, settings, panels))
         maps = self.control_maps(story, settings, drawn, control_images, read_files)
         with self._running(photos, settings.reference_adapter):

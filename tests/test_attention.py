@@ -244,3 +244,28 @@ def test_the_warm_up_is_what_the_readme_says_default_two_plain_steps_capped_at_h
         original.step = step
         active.append(original.is_active(0))
     assert active == [False, True, True]  # --first-consistent-step 1: the original's one plain step
+
+
+def test_layer_factors_mirror_the_unets_levels_and_an_unused_rate_key_is_said():
+    from storydiffusion.attention import layer_factors, sampling_rate_warnings
+
+    sdxl = [f"up_blocks.{j}.attentions.0.transformer_blocks.0.attn1.processor" for j in (0, 1)]
+    sd15 = [f"up_blocks.{j}.attentions.0.transformer_blocks.0.attn1.processor" for j in (1, 2, 3)]
+    assert layer_factors(sdxl, 3) == [2, 4] and layer_factors(sd15, 4) == [1, 2, 4]
+    assert layer_factors(["down_blocks.0.a", "mid_block.attentions.0.a"], 4) == [1, 8]
+    assert (
+        sampling_rate_warnings(0.5, sdxl, 3) == [] and sampling_rate_warnings({0: 0.3, 2: 0.5, 4: 0.6}, sdxl, 3) == []
+    )
+    (warning,) = sampling_rate_warnings({1: 0.3, 3: 0.5, 4: 0.6}, sdxl, 3)
+    assert warning.startswith("sampling_rate 1, 3: ") and "not used (its layers: 2, 4; 0: the others)" in warning
+
+
+def test_a_run_says_when_a_rate_of_its_sampling_rate_is_not_used(tiny_sdxl):
+    from storydiffusion.settings import GenerationSettings
+    from storydiffusion.story import story_from_text
+
+    settings = GenerationSettings(style="none", id_images=1, steps=2, sampling_rate={1: 0.4, 8: 0.5})
+    story = story_from_text("[Mia] a girl", "[Mia] runs", settings=settings)
+    result = tiny_sdxl.generate(story, settings)
+    assert [w for w in result.warnings if w.startswith("sampling_rate 8: ")]
+    assert not [w for w in result.warnings if w.startswith("sampling_rate 1")]  # the tiny model's layers: 1, 2
