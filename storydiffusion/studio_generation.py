@@ -17,7 +17,7 @@ from .streaming import PanelDone, RunFailed, RunFinished, StepDone
 from .studio import session_of
 from .studio_errors import action, failure_line
 from .studio_events import end_of_run, gpu_task, show_filled, stop_if_closed, stop_message, stop_on_page, unchanged
-from .studio_uploads import UPLOAD_LABELS, characters_rows, steering_from_ui, uploads_summary
+from .studio_uploads import CONTROLS_LABEL, PHOTOS_LABEL, characters_rows, steering_from_ui, uploads_summary
 from .studio_widgets import Studio
 
 
@@ -142,7 +142,12 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
         """The uploads checked as they arrive, on their own line: what each file steers, or what is wrong
         with one (a run would refuse it). A refusal of uploads left on the run's status line is now stale,
         so it goes. Without a story that parses, files cannot be matched: Generate tells the story's mistake."""
-        stale = str(status or "").startswith(tuple(f"⚠ {label}" for label in UPLOAD_LABELS))
+        labels = (
+            PHOTOS_LABEL,
+            CONTROLS_LABEL,
+            *(text.SETTING_LABELS[name] for name in ("reference_scale", "control_scale")),
+        )
+        stale = str(status or "").startswith(tuple(f"⚠ {label}" for label in labels))
         run_line = "" if stale else gr.skip()
         try:
             story = text.story_from_ui(title, characters, story_text)

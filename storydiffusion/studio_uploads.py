@@ -30,7 +30,6 @@ MAX_PHOTOS = 16
 MAX_CONTROL_IMAGES = 64
 PHOTOS_LABEL = "Reference photos"
 CONTROLS_LABEL = "Control images"
-UPLOAD_LABELS = (PHOTOS_LABEL, CONTROLS_LABEL, "Photo strength", "Control strength")  # what their refusals begin with
 _CONTROL_NAME = re.compile(rf"0*(?P<panel>\d{{1,5}})[-_ ](?P<kind>{'|'.join(CONTROL_KINDS)})", re.IGNORECASE)
 
 
