@@ -49,7 +49,7 @@ def _load_story_and_model(path: str):
         except StoryDiffusionError:
             manifest = None  # a story file in JSON, or unreadable: load_story says which
         if manifest is not None:
-            story = story_from_manifest(manifest, Path(path).name)
+            story = story_from_manifest(manifest, Path(path).name, base=Path(path).parent)  # its inputs/ there
             manifest_panels(manifest, Path(path).name)  # checked as compose, evaluate and animate check it
             return story, manifest_model_name(manifest, Path(path).name)
     return load_story(path), None
@@ -154,9 +154,11 @@ class _CheckedStory:
 def _targets(args: argparse.Namespace, story, drawn: list[int] | None = None) -> list[str]:
     """Every file this story's run (and its --layout) may write in --out; ``drawn``: the panels a continued
     run draws (None: all of them)."""
+    from .run_inputs import story_inputs
     from .run_targets import compose_targets, story_targets
 
-    names = story_targets(story, masks=args.save_masks, bank=args.save_bank, panels=drawn)
+    inputs = [item.name for item in story_inputs(story).values()]  # the story's pictures, copied into the run
+    names = story_targets(story, masks=args.save_masks, bank=args.save_bank, panels=drawn, inputs=inputs)
     if args.layout:
         from .layout.compose import parse_exports
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import StoryDiffusionError, counted, shown
+from .run_inputs import drawing_story, input_digests
 from .run_manifest import manifest_bank, manifest_model_name, manifest_panels, read_manifest, story_from_manifest
 from .run_records import read_record, recorded_exports
 from .rundir import BANK_NAME, MANIFEST_FORMAT, MANIFEST_NAME, PAGES_DIR, PAGES_FORMAT, PAGES_INDEX, drawing_panels
@@ -101,7 +102,7 @@ def composition_left(
     pages (or one of ``exports``) were all written: the same command then only composes. Settings left to
     the model's defaults are taken as the run's: they are resolved only once the model loads."""
     try:
-        old = story_from_manifest(manifest).to_dict()
+        old = _drawn(story_from_manifest(manifest), manifest)
         recorded_model = manifest_model_name(manifest)
     except StoryDiffusionError:
         return False
@@ -112,7 +113,7 @@ def composition_left(
         given["first_consistent_step"] = consistent_start(given["first_consistent_step"], steps)
     if any(recorded.get(key) != value for key, value in given.items()) or model not in (None, recorded_model):
         return False
-    if _other_drawing(old, story.to_dict(), set()) is not None:
+    if _other_drawing(old, _drawn(story), set()) is not None:
         return False
     out = Path(out_dir)
     pages = read_record(out / PAGES_DIR / PAGES_INDEX)
@@ -197,7 +198,13 @@ def _difference(
         changed = [key for key in sorted(set(before) | set(now)) if before.get(key) != now.get(key)]
         named = ", ".join(f"{key} {shown(before.get(key))} there, {shown(now.get(key))} now" for key in changed[:3])
         return f"other settings ({named}{', ...' if len(changed) > 3 else ''})"
-    return _other_drawing(old.to_dict(), story.to_dict(), redo)
+    return _other_drawing(_drawn(old, manifest), _drawn(story), redo)
+
+
+def _drawn(story: Story, manifest: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A story's ``to_dict`` form with its pictures given by their bytes' digests (those a ``manifest``
+    recorded, else the files'): a photo the run copied into its folder is the photo the story names."""
+    return drawing_story(story, input_digests(story, manifest))
 
 
 def _other_drawing(old_story: dict[str, Any], new_story: dict[str, Any], redo: set[int]) -> str | None:

@@ -188,12 +188,15 @@ def manifest_model_name(manifest: dict[str, Any], name: str = MANIFEST_NAME) -> 
 
 
 @_naming_the_line
-def story_from_manifest(manifest: dict[str, Any], name: str = MANIFEST_NAME) -> Story:
+def story_from_manifest(
+    manifest: dict[str, Any], name: str = MANIFEST_NAME, base: str | os.PathLike[str] | None = None
+) -> Story:
     """The story of a run manifest (or project file) drawn with the run's settings, validated exactly
     like a story file: a hand-edited story.json is refused naming the key path, e.g.
-    ``story.json: settings.steps must be 1..1000, got 0``."""
+    ``story.json: settings.steps must be 1..1000, got 0``. ``base``: the run folder, where the pictures
+    it recorded (``inputs/…``) are found; without it they stay relative."""
     try:
-        story = Story.from_dict(manifest.get("story"))
+        story = Story.from_dict(manifest.get("story"), base)
     except StoryError as error:
         raise StoryError(f"{name}: story: {error}") from None
     try:

@@ -13,6 +13,7 @@ MANIFEST_NAME = "story.json"
 BANK_NAME = "identity_bank.safetensors"
 PANELS_DIR = "panels"
 MASKS_DIR = "masks"  # --save-masks: each panel's subject masks, one picture per character
+INPUTS_DIR = "inputs"  # the run's copies of the reference photos and control images its story names
 PAGES_DIR = "pages"
 PDF_NAME = "comic.pdf"
 CBZ_NAME = "comic.cbz"
@@ -36,6 +37,7 @@ _OWN_NAME_SHAPES = (
     re.compile(rf"{MASKS_DIR}/panel_\d{{3,}}_mask_\d{{1,2}}\.png"),
     re.compile(rf"{PAGES_DIR}/page_\d{{2,}}\.png"),
     re.compile(rf"{VIDEO_DIR}/\d{{2,}}-\d{{2,}}\.(mp4|gif|json)"),
+    re.compile(rf"{INPUTS_DIR}/[0-9a-f]{{16}}(\.[a-z0-9]{{1,5}})?"),
 )
 
 

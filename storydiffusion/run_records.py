@@ -98,7 +98,16 @@ def _manifest_digests(manifest: dict[str, Any] | None) -> dict[str, str]:
             found |= {str(masks[name]): digests[name] for name in masks if name in digests}
     if isinstance(manifest.get("identity_bank"), str) and "identity_bank_sha256" in manifest:
         found[manifest["identity_bank"]] = manifest["identity_bank_sha256"]
-    return found
+    return found | recorded_inputs(manifest)
+
+
+def recorded_inputs(manifest: dict[str, Any] | None) -> dict[str, str]:
+    """The run's copies of its story's pictures (``inputs/…``) a manifest lists, with their SHA-256: the
+    name each is recorded under in the story, and what its bytes must be to be this tool's."""
+    inputs = manifest.get("inputs") if isinstance(manifest, dict) else None
+    if not isinstance(inputs, dict):
+        return {}
+    return {str(name): digest for name, digest in inputs.items() if isinstance(digest, str)}
 
 
 def _finished_files(
@@ -118,12 +127,13 @@ def _finished_files(
 
 
 def _manifest_files(manifest: dict[str, Any]) -> list[str]:
-    """The panels, masks and identity bank a manifest lists as finished, by name in the run folder."""
+    """The panels, masks, inputs and identity bank a manifest lists as finished, by name in the run folder."""
     entries = [entry for entry in _listed(manifest, "panels") if isinstance(entry, dict)]
     names = [str(entry.get("file")) for entry in entries]
     names += [
         str(name) for entry in entries if isinstance(entry.get("masks"), dict) for name in entry["masks"].values()
     ]
+    names += list(recorded_inputs(manifest))
     return names + ([manifest["identity_bank"]] if isinstance(manifest.get("identity_bank"), str) else [])
 
 

@@ -35,10 +35,16 @@ EXPORT_NAMES = dict(zip(("pdf", "cbz", "zip"), EXPORT_FILES))
 
 
 def story_targets(
-    story: Any, *, masks: bool = False, bank: bool = False, panels: Iterable[int] | None = None
+    story: Any,
+    *,
+    masks: bool = False,
+    bank: bool = False,
+    panels: Iterable[int] | None = None,
+    inputs: Iterable[str] = (),
 ) -> list[str]:
     """What ``generate`` may write for ``story``: the manifest, every panel (or only ``panels``, 0-based: those
-    a continued run draws, never the ones it keeps), and on request their character masks and the identity bank."""
+    a continued run draws, never the ones it keeps), on request their character masks and the identity bank,
+    and the copies of the story's pictures (``inputs``: their names, ``run_inputs``)."""
     drawn = set(range(len(story.panels)) if panels is None else panels)
     names = [MANIFEST_NAME] + [f"{PANELS_DIR}/{panel_filename(i)}" for i in sorted(drawn)]
     if masks:
@@ -48,7 +54,7 @@ def story_targets(
             if i in drawn
             for number in range(len(panel.characters))
         ]
-    return names + ([BANK_NAME] if bank else [])
+    return names + list(inputs) + ([BANK_NAME] if bank else [])
 
 
 def compose_targets(exports: Iterable[str], pages: int) -> list[str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -27,7 +27,7 @@ from .run_names import (
     mask_filename,
     panel_filename,
 )
-from .run_records import DIGESTS, declares_digests, file_digest, read_record, written_files
+from .run_records import DIGESTS, declares_digests, file_digest, read_record, recorded_inputs, written_files
 
 __all__ = ["RunWriter", "build_manifest", "package_versions", "save_panel", "save_result"]
 
@@ -51,6 +51,7 @@ def build_manifest(
     drawing: Iterable[int] = (),
     digests: dict[str, str] | None = None,
     bank_digest: str | None = None,
+    inputs: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything needed to reproduce the run: story, resolved settings, model, seeds, versions.
 
@@ -60,7 +61,11 @@ def build_manifest(
     not recorded yet are listed, so a panel written just before a crash is known as this tool's.
     ``digests`` (by file name, ``panels/panel_001.png``): the SHA-256 of each panel and mask file as written,
     kept in its panel's entry, and ``bank_digest`` the identity bank's: a file since changed is the user's.
+    ``inputs`` (``run_inputs.story_inputs``): the story's pictures copied into the run folder, recorded by
+    those copies' names and digests; without them the story's paths are recorded as they are.
     """
+    from .run_inputs import recorded_story
+
     spec = result.model
     drawn = [_panel_entry(panel, digests or {}) for panel in result.panels]
     redrawn = {entry["panel"] for entry in drawn}
@@ -70,7 +75,8 @@ def build_manifest(
     return {
         "format": MANIFEST_FORMAT,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "story": result.story.to_dict(),
+        "story": recorded_story(result.story, inputs or {}),
+        **({"inputs": {item.name: item.digest for item in inputs.values()}} if inputs else {}),
         "settings": result.settings.to_dict(),
         "model": {"name": spec.name, "source": spec.source, "family": spec.family},
         "scheduler": result.scheduler,
@@ -145,12 +151,17 @@ class RunWriter:
         self.drawing = None if drawing is None else sorted(set(drawing))
         self.result = None
         self.digests: dict[str, str] = {}  # each panel and mask file as this run wrote it (``build_manifest``)
+        self.inputs: dict = {}  # the story's pictures, copied into inputs/ (``run_inputs``)
 
     def start(self, result) -> None:
+        from .run_inputs import copy_inputs, story_inputs
         from .run_targets import refuse_foreign_targets, story_targets
 
-        if not self.private:  # no file of the user's is ever replaced
-            refuse_foreign_targets(self.out, story_targets(result.story, panels=self.drawing, **self.may_write))
+        if not self.private:  # no file of the user's is ever replaced; a studio's story names no files
+            self.inputs = story_inputs(result.story)
+            names = [item.name for item in self.inputs.values()]
+            targets = story_targets(result.story, panels=self.drawing, inputs=names, **self.may_write)
+            refuse_foreign_targets(self.out, targets)
         self.result = result
         if self.drawing is None:
             self.drawing = list(range(len(result.story.panels)))
@@ -159,7 +170,18 @@ class RunWriter:
             (self.out / METRICS_NAME).unlink()
         self._drop_stale_masks()
         self._adopt_undigested()
-        self._write(complete=False)
+        stale = self._stale_inputs()
+        self._write(complete=False)  # the record names the inputs first: a copy is never unrecorded
+        copy_inputs(self.out, self.inputs)
+        for path in stale:
+            path.unlink(missing_ok=True)
+
+    def _stale_inputs(self) -> list[Path]:
+        """The copies of pictures an earlier run of this folder recorded that this run's story no longer
+        names (a redrawn panel's new control image): this tool's, and on no record after this run's first."""
+        earlier = recorded_inputs(read_record(self.out / MANIFEST_NAME))
+        names = {item.name for item in self.inputs.values()}
+        return written_files(self.out, among=[self.out / name for name in earlier if name not in names])
 
     def _adopt_undigested(self) -> None:
         """The kept files of a run recorded before records kept digests (0.1.0), digested as they are now:
@@ -234,6 +256,7 @@ class RunWriter:
             drawing=self.drawing or (),
             digests=self.digests,
             bank_digest=self.bank_digest,
+            inputs=self.inputs,
         )
         write_json(manifest, record)
         return manifest

@@ -1,8 +1,8 @@
 """The output folder of a run: what lives in it, what this tool wrote there, and writing it.
 
-A run folder holds ``story.json`` (the manifest), ``panels/``, optionally ``identity_bank.safetensors``
-and ``masks/``, and what later commands add: ``pages/`` and the exports (compose), ``video/`` (animate),
-``metrics.json`` (evaluate). Their names are in :mod:`storydiffusion.run_names`, what this tool wrote there
+A run folder holds ``story.json`` (the manifest), ``panels/``, ``inputs/`` (copies of the pictures its story
+names), optionally ``identity_bank.safetensors`` and ``masks/``, and what later commands add: ``pages/`` and
+the exports (compose), ``video/`` (animate), ``metrics.json`` (evaluate). Their names are in :mod:`storydiffusion.run_names`, what this tool wrote there
 is read from its records by :mod:`storydiffusion.run_records`, and a run is written as it happens by
 :mod:`storydiffusion.run_writer` (all three re-exported here); this module checks and prepares the folder.
 Every file goes through :mod:`storydiffusion.atomic`. Reading the manifest back is :mod:`storydiffusion.run_manifest`.
@@ -20,6 +20,7 @@ from .run_names import (
     BANK_NAME,
     CBZ_NAME,
     EXPORT_FILES,
+    INPUTS_DIR,
     MANIFEST_FORMAT,
     MANIFEST_NAME,
     MASKS_DIR,
@@ -53,6 +54,7 @@ __all__ = [
     "BANK_NAME",
     "CBZ_NAME",
     "EXPORT_FILES",
+    "INPUTS_DIR",
     "MANIFEST_FORMAT",
     "MANIFEST_NAME",
     "MASKS_DIR",
@@ -118,7 +120,7 @@ def remove_written_files(run_dir: str | os.PathLike, keep: tuple[Path, ...] = ()
     for path in written_files(run):
         if path.resolve() not in kept:
             path.unlink(missing_ok=True)
-    for folder in (PAGES_DIR, VIDEO_DIR, MASKS_DIR):
+    for folder in (PAGES_DIR, VIDEO_DIR, MASKS_DIR, INPUTS_DIR):
         if (run / folder).is_dir() and not any((run / folder).iterdir()):
             (run / folder).rmdir()
 

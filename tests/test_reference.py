@@ -205,7 +205,9 @@ def test_a_story_with_a_photo_runs_from_the_command_line_and_records_it(tmp_path
     out = tmp_path / "out"
     assert main(["generate", str(story), "--out", str(out), "--model", "tiny-sdxl", "--quiet", "--steps", "2"]) == 0
     manifest = json.loads((out / "story.json").read_text(encoding="utf-8"))
-    assert manifest["story"]["characters"]["Nora"]["reference"] == str(tmp_path / "nora.png")
+    recorded = manifest["story"]["characters"]["Nora"]["reference"]  # the run's own copy, no path of the machine
+    assert recorded.startswith("inputs/") and str(tmp_path) not in (out / "story.json").read_text(encoding="utf-8")
+    assert (out / recorded).read_bytes() == (tmp_path / "nora.png").read_bytes()
     assert len(list((out / "panels").glob("*.png"))) == 2
     assert len(encoded) == 1  # the whole photo is encoded once, by the run: its check cannot fail
 

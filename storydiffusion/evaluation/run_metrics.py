@@ -32,7 +32,7 @@ MIN_CROP_PIXELS = 16  # a crop narrower or shorter than this says nothing about 
 def check_run(run_dir: str | os.PathLike) -> tuple[Story, dict[int, dict[str, Any]]]:
     """The story of a run folder and its manifest's panel entries, checked before any encoder loads."""
     manifest = read_manifest(run_folder_manifest(run_dir, "evaluate"))
-    story = story_from_manifest(manifest)
+    story = story_from_manifest(manifest, base=run_dir)  # the photos it copied are in its inputs/
     return story, {i: entry for i, entry in manifest_panels(manifest).items() if i < len(story.panels)}
 
 

@@ -36,11 +36,12 @@ PANEL_KEYS = ("prompt", "caption", "dialogue", "seed", "regions", "control")
 _TOP_LEVEL_SETTINGS = ("style", "negative_prompt", "seed")
 
 
-def story_from_dict(data: Any) -> Story:
-    """What ``Story.from_dict`` does: a validated story from a mapping in the story file format."""
+def story_from_dict(data: Any, base: Path | None = None) -> Story:
+    """What ``Story.from_dict`` does: a validated story from a mapping in the story file format (relative
+    picture paths taken from ``base``, when given)."""
     if not isinstance(data, dict):
         raise StoryError(wrong_kind("a story", f"a mapping of keys ({', '.join(STORY_KEYS)})", data))
-    return story_from_mapping(data, {})
+    return story_from_mapping(data, {}, base)
 
 
 def story_from_mapping(data: dict[str, Any], lines: dict[str, Any], base: Path | None = None) -> Story:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..errors import StoryError
@@ -151,12 +153,13 @@ class Story:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Story:
-        """Build and validate a story from a dict in the story file format (what :meth:`to_dict` gives)."""
+    def from_dict(cls, data: dict[str, Any], base: str | os.PathLike[str] | None = None) -> Story:
+        """Build and validate a story from a dict in the story file format (what :meth:`to_dict` gives);
+        relative paths of reference photos and control images are taken from ``base`` when it is given."""
         # The reader of the file format builds Story objects, so it is imported here, not at the top.
         from .mapping import story_from_dict
 
-        return story_from_dict(data)
+        return story_from_dict(data, None if base is None else Path(base))
 
 
 def _apart(description: str, prompt: str, tag: re.Match[str]) -> str:

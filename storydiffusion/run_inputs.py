@@ -1,0 +1,135 @@
+"""A run's own copies of the pictures its story names: the reference photos and control images, copied into
+``inputs/`` under names made of their bytes' SHA-256 (``inputs/3f2ac9e07d1b4a55.png``) and recorded under
+those names in ``story.json``.
+
+So a run folder holds everything it was drawn from: moved or sent elsewhere it can still be continued,
+drawn again (``generate out/story.json``) and scored against its photos, and its record names no folder
+of the machine it ran on. Two runs are the same drawing when their pictures have the same bytes, wherever
+the files were (``input_digests``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .atomic import atomic_write_bytes
+from .errors import StoryDiffusionError
+from .images import MAX_IMAGE_BYTES
+from .run_names import INPUTS_DIR
+from .run_records import file_digest, recorded_inputs
+from .story import Story
+
+__all__ = ["RunInput", "copy_inputs", "input_digests", "recorded_story", "story_inputs"]
+
+_SUFFIX = re.compile(r"\.[a-z0-9]{1,5}")
+
+
+@dataclass(frozen=True)
+class RunInput:
+    """One picture a story names: the ``source`` path as the story has it, its copy's ``name`` in the run
+    folder (``inputs/…``) and the ``digest`` (SHA-256) of its bytes."""
+
+    source: str
+    name: str
+    digest: str
+
+
+def story_sources(story: Story) -> list[tuple[str, str]]:
+    """(field, path) of every picture the story names, in story order: ``characters.Mia.reference`` and
+    ``panels[3].control.image``."""
+    found = [(f"characters.{name}.reference", c.reference) for name, c in story.characters.items() if c.reference]
+    found += [
+        (f"panels[{number}].control.image", panel.control.image)
+        for number, panel in enumerate(story.panels, start=1)
+        if panel.control is not None
+    ]
+    return found
+
+
+def story_inputs(story: Story) -> dict[str, RunInput]:
+    """Each picture the story names, by its path, read once for its digest; StoryDiffusionError names the
+    field and the file when one can no longer be read (moved or deleted since the story was checked)."""
+    inputs: dict[str, RunInput] = {}
+    for field, source in story_sources(story):
+        if source in inputs:
+            continue
+        try:
+            if os.path.getsize(source) > MAX_IMAGE_BYTES:
+                raise OSError("it is larger than any picture this tool reads")
+            digest = file_digest(source)
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise StoryDiffusionError(
+                f"{field} ({Path(source).name}) cannot be copied into the run folder ({reason}): put the file back "
+                "where the story names it, then run the same command again"
+            ) from None
+        suffix = Path(source).suffix.lower()
+        name = f"{INPUTS_DIR}/{digest[:16]}{suffix if _SUFFIX.fullmatch(suffix) else ''}"
+        inputs[source] = RunInput(source, name, digest)
+    return inputs
+
+
+def copy_inputs(run_dir: str | os.PathLike, inputs: Mapping[str, RunInput]) -> None:
+    """Copy each input into the run folder, atomically; one already there with the same bytes is left as it is.
+    A source whose bytes changed since ``story_inputs`` read it is refused: the record would lie about it."""
+    run = Path(run_dir)
+    for item in inputs.values():
+        target = run / item.name
+        if target.is_file() and not target.is_symlink() and file_digest(target) == item.digest:
+            continue
+        data = Path(item.source).read_bytes()
+        if hashlib.sha256(data).hexdigest() != item.digest:
+            raise StoryDiffusionError(
+                f"{Path(item.source).name} changed while the run started: run the same command again to draw "
+                "from the file as it is now"
+            )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(target, data)
+
+
+def recorded_story(story: Story, inputs: Mapping[str, RunInput]) -> dict[str, Any]:
+    """``story.to_dict()`` with each picture named by its copy in the run folder (``inputs/…``), never by
+    the path it was read from."""
+    data = story.to_dict()
+    for value in data["characters"].values():
+        if isinstance(value, dict) and value.get("reference") in inputs:
+            value["reference"] = inputs[value["reference"]].name
+    for panel in data["panels"]:
+        control = panel.get("control")
+        if control is not None and control.get("image") in inputs:
+            control["image"] = inputs[control["image"]].name
+    return data
+
+
+def input_digests(story: Story, manifest: dict[str, Any] | None = None, base: Path | None = None) -> dict[str, str]:
+    """The SHA-256 of each picture the story names, by the path the story has: from ``manifest``'s record of
+    its inputs (``inputs/…`` as a run recorded them, found under ``base``) where it has one, else read from
+    the file; a file that cannot be read has none (then only its path can tell two stories apart)."""
+    recorded = recorded_inputs(manifest)
+    folder = Path(os.path.abspath(base)) if base is not None else None
+    digests: dict[str, str] = {}
+    for _, source in story_sources(story):
+        inside = folder is not None and Path(source).is_relative_to(folder)
+        name = Path(source).relative_to(folder).as_posix() if inside else source
+        if name in recorded:
+            digests[source] = recorded[name]
+            continue
+        try:
+            digests[source] = file_digest(source)
+        except OSError:
+            pass
+    return digests
+
+
+def drawing_story(story: Story, digests: Mapping[str, str]) -> dict[str, Any]:
+    """``story.to_dict()`` with each picture given as its bytes' digest (``sha256:…``) where known: what two
+    stories are compared by, so a photo moved or copied elsewhere is the same photo."""
+    return recorded_story(
+        story, {source: RunInput(source, f"sha256:{digest}", digest) for source, digest in digests.items()}
+    )
