@@ -167,8 +167,7 @@ def test_a_process_that_cannot_write_its_panels_stops_them_all_and_the_folder_st
     lines = [line for line in output.splitlines() if line.startswith("error: ")]
     assert len(lines) == 1 and "process 1 could not write its panels" in lines[0]  # the first process reports
     assert "No space left on device" in lines[0] and unrecorded_files(out) == []
-    code, output = finished(storydiffusion("generate", str(story), "--out", str(out), *FAST))
-    assert code == 0, output
+    generate_here(str(story), "--out", str(out))  # the same command, alone, finishes the run
     assert panel_bytes(out) == panel_bytes(one_process)
 
 
