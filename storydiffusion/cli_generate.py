@@ -21,7 +21,7 @@ from .cli_checks import (
 from .cli_output import StepBar, quiet_model_libraries, report_compose, report_generation
 from .cli_run_target import RunTarget, run_target
 from .cli_stories import divide_stories, story_jobs
-from .errors import StoryDiffusionError, model_memory
+from .errors import StoryDiffusionError, StoryError, model_memory
 from .run_manifest import manifest_model_name, manifest_panels
 from .run_targets import refuse_foreign_targets
 from .rundir import MANIFEST_NAME, check_output_dir
@@ -40,6 +40,7 @@ def _command_line_share(args: argparse.Namespace):
 
 def _load_story_and_model(path: str):
     """A story file, or the manifest of an earlier run (then its model too)."""
+    from .run_inputs import altered_copies, altered_copy_message
     from .run_manifest import read_manifest, story_from_manifest
     from .story import load_story
 
@@ -51,6 +52,8 @@ def _load_story_and_model(path: str):
         if manifest is not None:
             story = story_from_manifest(manifest, Path(path).name, base=Path(path).parent)  # its inputs/ there
             manifest_panels(manifest, Path(path).name)  # checked as compose, evaluate and animate check it
+            for altered in altered_copies(story, manifest, Path(path).parent):  # drawn from the run's own pictures
+                raise StoryError(f"{Path(path).name}: {altered_copy_message(*altered)}")
             return story, manifest_model_name(manifest, Path(path).name)
     return load_story(path), None
 

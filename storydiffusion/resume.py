@@ -209,14 +209,54 @@ def _drawn(story: Story, manifest: dict[str, Any] | None = None) -> dict[str, An
 
 def _other_drawing(old_story: dict[str, Any], new_story: dict[str, Any], redo: set[int]) -> str | None:
     """What differs between two stories' drawings (``to_dict`` forms), panels in ``redo`` aside, or None."""
-    if old_story["characters"] != new_story["characters"]:
-        return "other characters"
+    characters = _other_characters(old_story["characters"], new_story["characters"])
+    if characters is not None:
+        return characters
     if len(old_story["panels"]) != len(new_story["panels"]):
         return f"{len(old_story['panels'])} panels, not {len(new_story['panels'])}"
     for index, (before, now) in enumerate(zip(old_story["panels"], new_story["panels"])):
         if index not in redo and _drawing(before) != _drawing(now):
-            return f"another panel {index + 1} (prompt, seed, regions or control)"
+            keys = [
+                key for key in dict.fromkeys([*_drawing(before), *_drawing(now)]) if before.get(key) != now.get(key)
+            ]
+            shown_keys = [
+                "its control image" if key == "control" and _same_but_image(before, now) else key for key in keys
+            ]
+            return f"another panel {index + 1} ({', '.join(shown_keys)})"
     return None
+
+
+def _other_characters(before: dict[str, Any], now: dict[str, Any]) -> str | None:
+    """What differs between two stories' characters (``to_dict`` forms, pictures as digests), or None: the
+    names, else the first character whose description, reference photo or its strength differs."""
+    if list(before) != list(now):
+        return f"other characters ({', '.join(map(shown, before))} there, {', '.join(map(shown, now))} now)"
+    for name in before:
+        old, new = (_character_fields(value) for value in (before[name], now[name]))
+        if old["description"] != new["description"]:
+            return f"another description of {name}"
+        if old["reference"] != new["reference"]:
+            if old["reference"] is None or new["reference"] is None:
+                return f"{name} {'with' if new['reference'] else 'without'} a reference photo"
+            return f"another reference photo of {name} (its bytes differ from those the run was drawn from)"
+        if old != new:
+            return f"another reference_scale for {name}"
+    return None
+
+
+def _character_fields(value: Any) -> dict[str, Any]:
+    """A character's ``to_value`` form (its description, or a mapping with its photo) as one mapping."""
+    if isinstance(value, dict):
+        return {"reference": None, **value}
+    return {"description": value, "reference": None}
+
+
+def _same_but_image(before: dict[str, Any], now: dict[str, Any]) -> bool:
+    """Both panels have a control, differing only in its image."""
+    old, new = before.get("control"), now.get("control")
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return False
+    return {**old, "image": None} == {**new, "image": None}
 
 
 def _drawing(panel: dict[str, Any]) -> dict[str, Any]:

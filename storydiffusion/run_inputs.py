@@ -25,7 +25,16 @@ from .run_names import INPUTS_DIR
 from .run_records import file_digest, recorded_inputs
 from .story import Story
 
-__all__ = ["RunInput", "copy_inputs", "input_digests", "recorded_story", "story_inputs"]
+__all__ = [
+    "RunInput",
+    "altered_copies",
+    "altered_copy_message",
+    "copy_inputs",
+    "drawing_story",
+    "input_digests",
+    "recorded_story",
+    "story_inputs",
+]
 
 _SUFFIX = re.compile(r"\.[a-z0-9]{1,5}")
 
@@ -125,6 +134,37 @@ def input_digests(story: Story, manifest: dict[str, Any] | None = None, base: Pa
         except OSError:
             pass
     return digests
+
+
+def altered_copies(story: Story, manifest: dict[str, Any], base: str | os.PathLike) -> list[tuple[str, str, str]]:
+    """(field, copy's name, "missing" or "changed") for each picture of a run's story (read from ``manifest``
+    with ``base``, its folder) whose copy in the run folder is gone or no longer holds the bytes its record
+    keeps: drawing from it, or scoring against it, would not be the run's picture."""
+    recorded = recorded_inputs(manifest)
+    folder = Path(os.path.abspath(base))
+    found = []
+    for field, source in story_sources(story):
+        if not Path(source).is_relative_to(folder):
+            continue
+        name = Path(source).relative_to(folder).as_posix()
+        if name not in recorded:
+            continue
+        try:
+            if file_digest(source) != recorded[name]:
+                found.append((field, name, "changed"))
+        except OSError:
+            found.append((field, name, "missing"))
+    return found
+
+
+def altered_copy_message(field: str, name: str, state: str) -> str:
+    """What is wrong with a run's copy of a picture (``altered_copies``), and the fix."""
+    if state == "missing":
+        return f"{field}: the run's copy {name} is missing from its folder: put it back, or give the story file that names the picture"
+    return (
+        f"{field}: {name} is not the picture this run was drawn from (its bytes changed since): put the run's "
+        "own copy back, or give a story file that names your picture"
+    )
 
 
 def drawing_story(story: Story, digests: Mapping[str, str]) -> dict[str, Any]:

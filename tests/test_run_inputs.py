@@ -103,7 +103,7 @@ def test_a_photo_with_other_bytes_at_the_same_path_is_another_drawing(drawn, tmp
         assert generate(story, "--out", copy) == 2
     finally:
         write_story(home)
-    assert "other characters" in capsys.readouterr().err
+    assert "another reference photo of Nora" in capsys.readouterr().err
     assert files(copy) == before
 
 
@@ -168,3 +168,47 @@ def test_a_run_stopped_while_copying_its_pictures_is_finished_by_the_same_comman
     assert generate(story, "--out", out) == 0
     assert files(out)["panels/panel_001.png"] == files(run)["panels/panel_001.png"]
     assert all((out / name).is_file() for name in manifest(out)["inputs"])
+
+
+@pytest.mark.parametrize("state", ["changed", "missing"])
+def test_a_runs_copy_changed_or_gone_is_refused_as_a_story_and_left_out_of_the_scores(drawn, tmp_path, capsys, state):
+    from storydiffusion.evaluation import evaluate_run, tiny_clip
+
+    home, _, run = drawn
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    name = manifest(copy)["story"]["characters"]["Nora"]["reference"]
+    if state == "changed":
+        picture(copy / name, "green")  # another face under the run's name for its photo
+    else:
+        (copy / name).unlink()
+    assert generate(copy / "story.json", "--out", tmp_path / "again") == 2
+    error = capsys.readouterr().err
+    expected = "is not the picture this run was drawn from" if state == "changed" else "is missing from its folder"
+    assert f"characters.Nora.reference: {'' if state == 'changed' else 'the run' + chr(39) + 's copy '}{name}" in error
+    assert expected in error and not (tmp_path / "again").exists()
+    scores = evaluate_run(copy, tiny_clip())
+    assert scores.characters["Nora"].clip_i_reference is None
+    assert any(name in note and "no similarity to it" in note for note in scores.notes)
+
+
+def test_a_benchmark_draws_again_a_run_whose_photo_was_edited_in_place_or_whose_panel_is_gone(tmp_path, tiny_sdxl):
+    from storydiffusion.evaluation import tiny_clip
+    from storydiffusion.evaluation.benchmark import run_benchmark, variants_from
+    from storydiffusion.evaluation.prompt_sets import read_prompt_set
+
+    story, drawn = write_story(tmp_path), []
+
+    def benchmark():
+        stories = read_prompt_set(story)  # read again each time, as each command reads it
+        run_benchmark(stories, variants_from(["uniform"]), tiny_sdxl, tmp_path / "bench", tiny_clip(),
+                      overrides={"steps": 2}, on_run=lambda name, again: drawn.append(again))  # fmt: skip
+
+    benchmark()
+    benchmark()  # nothing changed: the run is reused
+    picture(tmp_path / "photos" / "nora.png", "green")
+    benchmark()  # the same file, another face: drawn again
+    panel = next((tmp_path / "bench").rglob("panel_002.png"))
+    panel.unlink()
+    benchmark()  # a panel gone: drawn again, not scored on the others alone
+    assert drawn == [True, False, True, True] and panel.is_file()

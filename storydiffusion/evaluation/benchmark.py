@@ -20,6 +20,8 @@ from typing import Any
 from ..atomic import atomic_write_bytes, write_json
 from ..errors import SettingsError, StoryDiffusionError
 from ..images import read_image
+from ..resume import earlier_run, is_incomplete, unfinished_panels
+from ..run_inputs import drawing_story, input_digests
 from ..run_records import read_record, refuse_unreadable_records
 from ..rundir import check_output_path, remove_written_files, save_result, unrecorded_files
 from ..settings import GenerationSettings
@@ -96,8 +98,16 @@ def run_key(item: BenchmarkStory, settings: GenerationSettings, pipeline: Any) -
     """What decides a run's pixels (story, settings, model, dtype, device): a finished run with the same
     key is not drawn again."""
     model = [pipeline.spec.name, str(pipeline.pipe.unet.dtype), pipeline.device.type]
-    text = json.dumps([item.story.to_dict(), settings.to_dict(), model], sort_keys=True, default=str)
+    story = drawing_story(item.story, input_digests(item.story))  # a photo edited in place is another drawing
+    text = json.dumps([story, settings.to_dict(), model], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _finished(run_dir: Path, panels: int) -> bool:
+    """Whether ``run_dir`` holds a finished run with every panel's file in place (one deleted by hand, or a
+    run stopped half-way, is drawn again: its scores would be of fewer panels)."""
+    manifest = earlier_run(run_dir)
+    return manifest is not None and not is_incomplete(manifest) and not unfinished_panels(manifest, run_dir, panels)
 
 
 def prepare_benchmark_dir(out: str | Path) -> dict[str, Any]:
@@ -185,7 +195,7 @@ def run_benchmark(
     for run in planned:
         run_dir = folder / RUNS_DIR / run.variant.name / run.item.name
         key = run_key(run.item, run.settings, pipeline)
-        drawn = record["runs"].get(run.name) != key or not (run_dir / "story.json").is_file()
+        drawn = record["runs"].get(run.name) != key or not _finished(run_dir, len(run.item.story.panels))
         if drawn:
             record["runs"].pop(run.name, None)  # the record never names a run that is not (yet) what it says
             write_json(folder / RECORD_NAME, record)

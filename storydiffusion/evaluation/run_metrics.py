@@ -8,6 +8,7 @@ Every picture goes through the image gate. ``metrics.json`` is this tool's file 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +20,7 @@ from PIL import Image
 from ..atomic import write_json
 from ..errors import ImageInputError, StoryDiffusionError, counted
 from ..images import read_image
+from ..run_inputs import altered_copies
 from ..run_manifest import manifest_panels, read_manifest, run_folder_manifest, story_from_manifest
 from ..rundir import MASKS_DIR, METRICS_FORMAT, METRICS_NAME, mask_filename
 from ..story import Story
@@ -29,11 +31,21 @@ MASK_LEVEL = 128  # a saved mask pixel at or above this is the character's
 MIN_CROP_PIXELS = 16  # a crop narrower or shorter than this says nothing about a character
 
 
-def check_run(run_dir: str | os.PathLike) -> tuple[Story, dict[int, dict[str, Any]]]:
-    """The story of a run folder and its manifest's panel entries, checked before any encoder loads."""
+def check_run(run_dir: str | os.PathLike) -> tuple[Story, dict[int, dict[str, Any]], list[str]]:
+    """The story of a run folder, its manifest's panel entries and notes, checked before any encoder loads.
+    A reference photo whose copy in the run folder is gone or changed is left out of the story, with a note:
+    a score against it would not be a score against the photo the run was drawn from."""
     manifest = read_manifest(run_folder_manifest(run_dir, "evaluate"))
     story = story_from_manifest(manifest, base=run_dir)  # the photos it copied are in its inputs/
-    return story, {i: entry for i, entry in manifest_panels(manifest).items() if i < len(story.panels)}
+    altered = {field: (name, state) for field, name, state in altered_copies(story, manifest, run_dir)}
+    notes = []
+    for character, entry in story.characters.items():
+        if f"characters.{character}.reference" in altered:
+            name, state = altered[f"characters.{character}.reference"]
+            story.characters[character] = dataclasses.replace(entry, reference=None)
+            why = "is missing from the run folder" if state == "missing" else "is not the photo the run was drawn from"
+            notes.append(f"{character}'s reference photo ({name}) {why}: no similarity to it")
+    return story, {i: entry for i, entry in manifest_panels(manifest).items() if i < len(story.panels)}, notes
 
 
 def load_run(
@@ -41,9 +53,8 @@ def load_run(
 ) -> tuple[Story, dict[int, Image.Image], dict[tuple[int, str], Crop], list[str]]:
     """The story of a run folder, its drawn panels, each character's crop where the run knows it, and notes."""
     run = Path(run_dir)
-    story, entries = check_run(run)
+    story, entries, notes = check_run(run)
     images: dict[int, Image.Image] = {}
-    notes: list[str] = []
     for index, entry in sorted(entries.items()):
         path = run / entry["file"]
         if path.is_file():
