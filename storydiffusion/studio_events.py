@@ -86,6 +86,29 @@ def show_filled(event, boxes: list) -> None:
     event.then(text.shown_if_filled, boxes, boxes, queue=False, api_visibility="private")
 
 
+def failed(line: str | None) -> bool:
+    """Whether an action's line says it failed: an action's failure is its line's text (``studio_errors.action``),
+    so Gradio counts it a success, and ``.success`` follow-ups run for it too."""
+    return str(line or "").startswith("⚠")
+
+
+def forgotten_project() -> dict:
+    """The Project box emptied: the file it offered was saved from the session's work as it was before."""
+    return gr.update(value=None, visible=False)
+
+
+def forget_saved_project(studio: Studio, event: Any, line: Any) -> None:
+    """After ``event`` changed the session's work (unless its ``line`` says it failed), the Project box no
+    longer offers the project saved before, nor its line says it was saved: that file is the work as it was."""
+    event.then(
+        lambda text: (gr.skip(), gr.skip()) if failed(text) else (forgotten_project(), ""),
+        [line],
+        [studio.results.project_file, studio.project.status],
+        queue=False,
+        api_visibility="private",
+    )
+
+
 def remember_story(demo: gr.Blocks, studio: Studio) -> None:
     """Keep the title, characters and story in the browser's own storage, so a reload loses no typing.
 
@@ -297,6 +320,8 @@ def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> Any:
     )
     for event in (regenerated, retypeset_click, layout_changed):
         show_filled(event, results.files())
+    for event in (regenerated, retypeset_click):  # a project saved before holds the panels or captions as they were
+        forget_saved_project(studio, event, editing.note)
     return regenerated
 
 

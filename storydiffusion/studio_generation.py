@@ -16,7 +16,16 @@ from .settings import REFERENCE_ADAPTERS
 from .streaming import PanelDone, RunFailed, RunFinished, StepDone
 from .studio import session_of
 from .studio_errors import action, failure_line
-from .studio_events import end_of_run, gpu_task, show_filled, stop_if_closed, stop_message, stop_on_page, unchanged
+from .studio_events import (
+    end_of_run,
+    forget_saved_project,
+    gpu_task,
+    show_filled,
+    stop_if_closed,
+    stop_message,
+    stop_on_page,
+    unchanged,
+)
 from .studio_uploads import CONTROLS_LABEL, PHOTOS_LABEL, characters_rows, steering_from_ui, uploads_summary
 from .studio_widgets import Studio
 
@@ -207,6 +216,7 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
     last_run = [*results.files(), *([results.scores] if results.scores is not None else [])]
     running.success(lambda: [gr.update(visible=False)] * len(last_run), None, last_run, **page_only)  # its files go
     running.success(lambda: ("", None, None), None, studio.animate.clip(), **page_only)  # and the last story's clip
+    forget_saved_project(studio, running, results.status)  # and a project saved of the last story
     run_ended = action(
         running.success,
         generate,

@@ -15,7 +15,7 @@ from .project import ProjectLimits
 from .story import story_to_text
 from .studio import session_of
 from .studio_errors import action
-from .studio_events import show_filled
+from .studio_events import failed, forgotten_project, show_filled
 from .studio_widgets import Studio
 
 
@@ -53,8 +53,10 @@ def wire_project(
             session.photo_adapter,
         )
 
+    # The line is emptied first, so that what follows reads this save's outcome on it, not an earlier one.
+    asked = studio.project.save.click(lambda: "", None, [studio.project.status], queue=False, api_visibility="private")
     saved = action(
-        studio.project.save.click,
+        asked.then,
         save_project,
         [studio.session, studio.project.include_bank],
         [results.project_file],
@@ -63,9 +65,9 @@ def wire_project(
         api_door=door,
     )
     show_filled(saved, [results.project_file])
-    saved.success(
-        run_status.saved_project_message,
-        [results.project_file],
+    saved.then(
+        lambda path, line: gr.skip() if failed(line) or not path else run_status.saved_project_message(path),
+        [results.project_file, studio.project.status],
         [studio.project.status],
         queue=False,
         api_visibility="private",
@@ -92,7 +94,13 @@ def wire_project(
     )
     show_filled(loaded, results.files())
     page_only = {"queue": False, "api_visibility": "private"}
-    loaded.success(lambda: ("", None, None), None, studio.animate.clip(), **page_only)  # the clip of another story
+    clip = studio.animate.clip()
+    loaded.then(  # the clip of another story, and a project saved before: unless the load was refused
+        lambda line: (gr.skip(),) * (len(clip) + 1) if failed(line) else ("", None, None, forgotten_project()),
+        [studio.project.status],
+        [*clip, results.project_file],
+        **page_only,
+    )
     # An emptied box has nothing to say about the project it held.
     studio.project.upload.clear(lambda: "", None, [studio.project.status], queue=False, api_visibility="private")
     return loaded

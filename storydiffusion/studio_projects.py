@@ -34,10 +34,21 @@ class ProjectsMixin:
     pages: ComposeResult | None
     bank_story: Any
     steered: StoryUploads
+    running: bool
+
+    def _refuse_while_running(self, doing: str) -> None:
+        """A project is saved from, or loaded into, a session at rest: a run in progress (or waiting for its
+        turn) would save half a story, or draw over the project just loaded when it ends."""
+        if self.running:
+            raise StoryDiffusionError(
+                f"Project: this session is drawing a story, a panel or a clip: {doing} once it is done, or press "
+                "Stop first"
+            )
 
     def save_project(self, include_bank: bool = False) -> Path:
         """The project ZIP: story, settings, seeds and panels (a few MB). The identity bank (hundreds of MB)
         only with ``include_bank``: ``regenerate_panel`` rebuilds it exactly from ``bank_story`` and the seeds."""
+        self._refuse_while_running("save the project")
         if self.result is None:
             raise StoryDiffusionError("there is nothing to save yet: generate the story first")
         project = Project(
@@ -71,6 +82,7 @@ class ProjectsMixin:
         anywhere leaves the session's story, panels and pages exactly as they were.
         ``limits`` bound what the archive may unpack to (a shared server ties them to its upload limit).
         """
+        self._refuse_while_running("load the project")
         project = load_project(path, limits)
         panels = [
             PanelImage(

@@ -71,7 +71,7 @@ def finished_message(
     return with_warnings(message, [*result.warnings, *lettering])
 
 
-START_BUTTONS = 4  # Generate, Animate, Regenerate panel, Re-typeset: Studio.run_controls
+START_BUTTONS = 7  # Generate, Animate, Regenerate panel, Re-typeset, the project's two, examples: Studio.run_controls
 
 
 def run_buttons(running: bool, stops: int = 1) -> tuple[dict, ...]:

@@ -180,9 +180,20 @@ class Studio:
     animate: AnimateTab
 
     def run_controls(self, *stops: gr.Button) -> list[gr.Button]:
-        """A run's Stop buttons, then every button that starts work in a session (``studio_status.START_BUTTONS``):
-        Generate, Animate, Regenerate panel and Re-typeset. A run turns them all off and its Stops on."""
-        return [*stops, self.buttons.generate, self.animate.animate, self.editing.regenerate, self.editing.retypeset]
+        """A run's Stop buttons, then every control that starts work in a session or replaces its story
+        (``studio_status.START_BUTTONS``): Generate, Animate, Regenerate panel, Re-typeset, Download project, the
+        project upload and the examples. A run turns them all off and its Stops on: a project loaded or an
+        example picked while a story is drawn would be drawn over, or mixed with it, when the run ends."""
+        return [
+            *stops,
+            self.buttons.generate,
+            self.animate.animate,
+            self.editing.regenerate,
+            self.editing.retypeset,
+            self.project.save,
+            self.project.upload,
+            self.inputs.example,
+        ]
 
 
 def story_inputs(pool: ModelPool, examples: list[str]) -> StoryInputs:
@@ -368,7 +379,7 @@ def project_panel() -> ProjectFiles:
             label="Include the identity bank (hundreds of MB; left out, it is rebuilt exactly from the seeds)",
             elem_id="include-bank",
         )
-        save = gr.Button("Download project")
+        save = gr.Button("Download project", elem_id="project-save")
         # No file_types, as for images (image_uploads): any other file is refused on the project's own line.
         upload = gr.File(label="Load a project file (.zip)", type="filepath", elem_id="upload")
         upload.data_model = AnyUploadValue  # the studio checks the value itself (events take raw values)

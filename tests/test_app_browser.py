@@ -462,9 +462,13 @@ def test_a_saved_project_loads_in_another_users_session_on_a_phone(page, browser
     steps.press("Tab")  # the slider takes the typed value when the box loses focus
     page.wait_for_function("document.querySelector('#steps input[type=range]')?.value === '3'", timeout=10_000)
     page.wait_for_timeout(500)
-    generate_story(page)
     page.get_by_text("Save or continue a project").click()
-    page.get_by_text("Download project").click()
+    page.click("#project-save")  # before any story: said, and the line keeps saying it
+    page.wait_for_function("document.querySelector('#project-status')?.innerText.includes('nothing to save yet')")
+    page.wait_for_timeout(1500)
+    assert "nothing to save yet: generate the story first" in page.inner_text("#project-status")
+    generate_story(page)
+    page.click("#project-save")
     page.wait_for_selector("#project a", timeout=60_000)
     # Said beside the button too: on a phone the file box is a screen above it.
     page.wait_for_function(
@@ -495,6 +499,10 @@ def test_a_saved_project_loads_in_another_users_session_on_a_phone(page, browser
         )
     finally:
         other.context.close()
+    fill_until_kept(page, "#title textarea, #title input", "Kite Night")
+    page.click("#generate")  # another story: the project saved of the last one is no longer offered
+    page.wait_for_function("document.querySelector('#status')?.innerText.startsWith('Done')", timeout=240_000)
+    assert not page.inner_text("#project-status").strip() and not page.locator("#project").is_visible()
 
 
 def start_a_long_run(page, panels: int, steps: int) -> None:
@@ -517,12 +525,17 @@ def test_stop_before_the_first_panel_ends_calmly_and_the_buttons_follow_the_run(
     assert page.locator("#generate").is_disabled()
     page.get_by_text("Change one panel or the lettering").click()  # nothing to redraw or typeset while it draws
     assert page.locator("#regenerate").is_disabled() and page.locator("#retypeset").is_disabled()
+    page.get_by_text("Save or continue a project").click()  # no project saved half-drawn, none loaded over it
+    assert page.locator("#project-save").is_disabled() and page.locator("#upload input[type=file]").count() == 0
+    assert page.locator("#examples input").is_disabled()  # nor an example mixed with the story being drawn
     page.click("#stop")
     page.wait_for_function("document.querySelector('#status')?.innerText.includes('Stopped after')", timeout=120_000)
     page.wait_for_function("document.querySelector('#stop')?.disabled", timeout=10_000)
     # the buttons follow the run's end, a step after its last status line
     page.wait_for_function("!document.querySelector('#generate')?.disabled", timeout=30_000)
     assert page.locator("#regenerate").is_enabled() and page.locator("#stop").is_disabled()
+    assert page.locator("#project-save").is_enabled() and page.locator("#upload input[type=file]").count() == 1
+    assert page.locator("#examples input").is_enabled()
     assert not page.locator(".toast-body").count()  # no error toast, no server path
     assert not page.locator("#pdf").is_visible()  # no panels, so no file boxes
     assert "Error" not in page.inner_text("body").replace("Errors", "")

@@ -108,6 +108,22 @@ def test_project_round_trip_continues_in_a_new_session(session, tiny_sdxl, tmp_p
     assert other.result.bank is project.bank  # a project that carries its bank is read with it, not rebuilt
 
 
+def test_a_session_drawing_saves_no_project_and_loads_none(session, tiny_sdxl, tmp_path):
+    """A run in progress (or waiting for its turn) would save half a story, or draw over a project loaded
+    meanwhile when it ends: both are refused, and the session's work stays as it was."""
+    path = session.save_project()
+    other = StudioSession(workdir=tmp_path / "other")
+    other.expect_run()  # Generate pressed: the run waits for the GPU
+    with pytest.raises(StoryDiffusionError, match="Project: this session is drawing .* load the project once"):
+        other.load_project(path, tiny_sdxl)
+    assert other.story is None and other.result is None
+    session.expect_run()
+    with pytest.raises(StoryDiffusionError, match="save the project once it is done, or press Stop"):
+        session.save_project()
+    session.run_over()
+    assert session.save_project().is_file()
+
+
 def test_a_project_that_fails_to_typeset_leaves_the_session_as_it_was(session, tiny_sdxl, tmp_path, monkeypatch):
     import storydiffusion.studio_projects as studio_module
     from storydiffusion.layout import LayoutError
