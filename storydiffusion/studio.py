@@ -287,14 +287,19 @@ class StudioSession(ProjectsMixin):
         self, layout: str | None = None, story: Story | None = None, export: tuple[str, ...] = EXPORTS
     ) -> ComposeResult:
         """Compose pages again (another layout, edited captions) without touching the images."""
-        if self.running:  # a run's panels are typeset when it ends, in the layout chosen last
-            raise StoryDiffusionError("the story is being drawn: re-typeset the pages once it is done")
-        if self.result is None:
-            raise StoryDiffusionError("there are no panels yet: generate the story first")
+        self.check_typesetting()
         if story is not None:
             self._accept_text_edits(story)
         self.layout = layout or self.layout
         return self._typeset(export)
+
+    def check_typesetting(self) -> None:
+        """Pages can be typeset again: some panels are drawn and no run is drawing more (said before the
+        page's story boxes are read: with nothing drawn, a mistake in them is not the news)."""
+        if self.running:  # a run's panels are typeset when it ends, in the layout chosen last
+            raise StoryDiffusionError("the story is being drawn: re-typeset the pages once it is done")
+        if self.result is None:
+            raise StoryDiffusionError("there are no panels yet: generate the story first")
 
     def _typeset(self, export: tuple[str, ...] = EXPORTS) -> ComposeResult:
         """The pages and exports of the run folder, in the session's layout."""

@@ -219,6 +219,7 @@ def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> Any:
 
     def retypeset(state, title, characters, story_text, layout):
         session, layout = session_of(state), text.layout_value(layout)
+        session.check_typesetting()
         session.retypeset(layout, text.story_from_ui(title, characters, story_text))
         message = run_status.with_warnings(run_status.typeset_message(layout), session.page_warnings)
         return session, message, *session.downloads().as_tuple()

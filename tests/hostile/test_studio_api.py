@@ -145,6 +145,7 @@ def test_a_shared_server_offers_only_its_listed_models(server, model):
             "first",
         ),
         ("/retypeset", {**STORY, "layout": "classic"}, "no panels yet"),
+        ("/retypeset", {**STORY, "story_text": "", "layout": "classic"}, "no panels yet"),  # not the empty box
         ("/save_project", {}, "nothing to save"),
         ("/animate", {"from_panel": 1, "to_panel": 2, "frames": 4, "fps": 8}, "generate the story first"),
         (
