@@ -78,8 +78,15 @@ def shown_on_page(handler: Handler) -> Handler:
     return _on_failure(handler, raised)
 
 
+UPLOAD_PROBLEMS = "uploads cannot be used"  # the heading of a refusal of several uploads, listed
+
+
 def failure_line(error: BaseException) -> str:
     """The status line after a failed action: a warning sign and the message, in the studio's words."""
+    problems = getattr(error, "problems", None)  # several files wrong at once: a list, one file a line
+    if isinstance(problems, list) and len(problems) > 1:
+        items = "\n".join(f"- {plain_markdown(without_server_paths(str(problem)))}" for problem in problems)
+        return f"⚠ {len(problems)} {UPLOAD_PROBLEMS}:\n\n{items}"
     message = getattr(error, "message", None)
     shown_text = without_server_paths(str(message)) if isinstance(message, str) else page_message(error)
     return f"⚠ {plain_markdown(shown_text)}"

@@ -15,7 +15,7 @@ from .model_pool import ModelPool
 from .settings import REFERENCE_ADAPTERS
 from .streaming import PanelDone, RunFailed, RunFinished, StepDone
 from .studio import session_of
-from .studio_errors import action, failure_line
+from .studio_errors import UPLOAD_PROBLEMS, action, failure_line
 from .studio_events import (
     end_of_run,
     forget_saved_project,
@@ -33,12 +33,13 @@ from .studio_widgets import Studio
 def start_if_checked(state, status: str):
     """The page's gate between the check and the run: a failed check (its line starts with ⚠) stops the
     chain silently (the status line already says why); a passed one announces the run to the session,
-    so that Stop reaches it even while it waits for the GPU, and turns Generate off and Stop on."""
+    so that Stop reaches it even while it waits for the GPU. (Its outputs are the session alone: a gate that
+    stops the chain marks its outputs with an error badge, which the examples' picker would show.)"""
     if str(status or "").startswith("⚠"):
         raise gr.Error("the story did not pass its check", visible=False, print_exception=False)
     session = session_of(state)
     session.expect_run()
-    return session, *run_status.run_buttons(True)
+    return session
 
 
 def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: Collection[str] = ()) -> Any:
@@ -156,7 +157,8 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
             CONTROLS_LABEL,
             *(text.SETTING_LABELS[name] for name in ("reference_scale", "control_scale")),
         )
-        stale = str(status or "").startswith(tuple(f"⚠ {label}" for label in labels))
+        line = str(status or "")
+        stale = line.startswith(tuple(f"⚠ {label}" for label in labels)) or UPLOAD_PROBLEMS in line.split("\n")[0]
         run_line = "" if stale else gr.skip()
         try:
             story = text.story_from_ui(title, characters, story_text)
@@ -210,9 +212,8 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
     )
     buttons = studio.run_controls(studio.buttons.stop)
     page_only = {"queue": False, "api_visibility": "private"}
-    running = checked.success(
-        start_if_checked, [studio.session, results.status], [studio.session, *buttons], **page_only
-    )
+    running = checked.success(start_if_checked, [studio.session, results.status], [studio.session], **page_only)
+    running.success(lambda: run_status.run_buttons(True), None, buttons, **page_only)  # Generate off, Stop on
     last_run = [*results.files(), *([results.scores] if results.scores is not None else [])]
     running.success(lambda: [gr.update(visible=False)] * len(last_run), None, last_run, **page_only)  # its files go
     running.success(lambda: ("", None, None), None, studio.animate.clip(), **page_only)  # and the last story's clip

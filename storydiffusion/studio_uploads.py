@@ -113,9 +113,20 @@ def story_uploads(
             found.controls[index] = (kind, path.name, picture)
         except StoryDiffusionError as error:
             problems.append(str(error))
+    if len(problems) == 1:
+        raise StoryDiffusionError(problems[0])
     if problems:
-        raise StoryDiffusionError("; ".join(problems))
+        raise UploadProblems(problems)
     return found
+
+
+class UploadProblems(StoryDiffusionError):
+    """Several uploaded files that cannot be used, each with its own message (``problems``): one line of them
+    all for the API and the log, a list on the page (``studio_errors.failure_line``)."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
 
 
 def _photo_character(story: Story, path: Path, found: StoryUploads) -> str:

@@ -922,6 +922,17 @@ def test_uploads_are_checked_as_they_arrive_and_a_fixed_upload_clears_the_old_re
     assert "Mia.txt" in status_line(page)
     page.wait_for_function(f"{steering_line}.includes('⚠') && {steering_line}.includes('Mia.txt')", timeout=10_000)
     assert "Mia.txt" not in page.inner_text("#characters-table")  # no one's photo
+    pose = tmp_path / "pose.png"
+    Image.new("RGB", (48, 64), "white").save(pose)
+    page.set_input_files("#control-images input[type=file]", str(pose))  # two wrong files: a list, one a line
+    page.wait_for_function("document.querySelectorAll('#steering-status li').length === 2", timeout=30_000)
+    assert "2 uploads cannot be used" in page.inner_text("#steering-status")
+    page.click("#generate")
+    page.wait_for_function("document.querySelectorAll('#status li').length === 2", timeout=30_000)
+    items = page.locator("#status li").all_inner_texts()
+    assert "Mia.txt" in items[0] and "'pose.png' does not say its panel and kind" in items[1]
+    assert "Error" not in page.inner_text("#examples")  # a refused run marks none of the controls it would turn off
+    page.locator("#control-images button[aria-label='Clear']").click()
     page.locator("#reference-photos button[aria-label='Clear']").click()
     page.set_input_files("#reference-photos input[type=file]", str(photo))
     page.wait_for_function(f"{steering_line}.includes('Mia.png steers Mia')", timeout=30_000)

@@ -9,6 +9,7 @@ from storydiffusion.settings import GenerationSettings
 from storydiffusion.story import story_from_text
 from storydiffusion.streaming import RunFinished
 from storydiffusion.studio import StudioSession
+from storydiffusion.studio_errors import failure_line
 from storydiffusion.studio_uploads import (
     MAX_PHOTOS,
     StoryUploads,
@@ -125,6 +126,9 @@ def test_every_wrong_upload_is_named_at_once(tmp_path):
     for named in ("'Zed.png' names no character", "Mia.png", "9-canny.png is for panel 9", "'pose.png' does not say"):
         assert named in message
     assert "Leo.png" not in message  # the one good file
+    line = failure_line(refused.value)  # on the page: a list, one file a line
+    assert line.startswith("⚠ 4 uploads cannot be used:\n\n- ") and line.count("\n- ") == 4
+    assert "9-canny.png is for panel 9" in line.splitlines()[4]
 
 
 def test_the_uploads_summary_says_what_each_file_steers(tmp_path):
