@@ -6,7 +6,8 @@
 # in the panel editor, Animate on the Animate tab, else Generate (only the button of the tab on screen is
 # visible). A picker's list, which Gradio opens when Tab reaches the picker, is closed when Tab leaves it:
 # it stayed open over the next fields. A keyboard user's focus comes back to the button that started a run
-# (it fell to the page's body while the button was off).
+# (it fell to the page's body while the button was off), and to a picture's thumbnail when Escape closes its
+# preview (it fell to the body too).
 PAGE_SCRIPT = """
 () => {
   window.storydiffusionShortcuts = true;
@@ -33,6 +34,17 @@ PAGE_SCRIPT = """
     }).observe(button, { attributes: true, attributeFilter: ["disabled"] });
   }
   const visible = (element) => element !== null && element.offsetParent !== null;
+  document.addEventListener("keydown", (event) => {  // seen first (capture): the gallery keeps Escape to itself
+    const gallery = event.key === "Escape" && event.target instanceof Element && event.target.closest("#panels, #pages");
+    if (!gallery) return;  // a picture's preview closed from the keyboard: the focus goes back to its thumbnail
+    const shown = Array.from(gallery.querySelectorAll(".thumbnail-item"));
+    const index = Math.max(0, shown.findIndex((item) => item.classList.contains("selected")));
+    setTimeout(() => {
+      if (document.activeElement !== document.body) return;
+      const thumbnails = gallery.querySelectorAll(".thumbnail-item");
+      (thumbnails[index] || thumbnails[0])?.focus();
+    }, 100);
+  }, true);
   document.addEventListener("keydown", (event) => {
     const picker = event.target instanceof HTMLInputElement && event.target.getAttribute("role") === "combobox";
     if (event.key === "Tab" && picker) {  // a list opened by Tab is closed as Tab leaves it (Gradio keeps it open)

@@ -356,7 +356,11 @@ def panel_editing() -> PanelEditing:
             seed = gr.Textbox(label="Panel seed (empty: a new one)", max_lines=1, elem_id="panel-seed")
             dice = gr.Button("🎲 New panel seed", scale=0, elem_id="panel-dice")
         prompt = gr.Textbox(label="Prompt ([Name] for each character)", elem_id="new-prompt")
-        caption = gr.Textbox(label="Caption", elem_id="new-caption")
+        caption = gr.Textbox(
+            label="Caption",
+            info="Speech is edited in the Story box (@Mia: Hello!); Re-typeset then letters it",
+            elem_id="new-caption",
+        )
         with gr.Row():
             regenerate = gr.Button("Regenerate panel", elem_id="regenerate")
             stop = gr.Button("Stop", variant="stop", interactive=False, elem_id="redraw-stop")

@@ -808,6 +808,13 @@ def test_the_focus_comes_back_to_generate_when_a_run_started_from_the_keyboard_e
     page.keyboard.press("Enter")
     page.wait_for_function("document.querySelector('#status')?.innerText.includes('Done')", timeout=120_000)
     page.wait_for_function("document.activeElement?.id === 'generate'", timeout=10_000)
+    page.locator("#panels .thumbnail-item").nth(1).focus()  # a panel opened and closed from the keyboard
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#panels .preview", timeout=10_000)
+    page.keyboard.press("Escape")
+    page.wait_for_function(  # the focus is back on that panel's thumbnail, not fallen to the page's body
+        "document.activeElement === document.querySelectorAll('#panels .thumbnail-item')[1]", timeout=10_000
+    )
 
 
 def test_a_huge_seed_is_shown_as_typed_and_refused_by_name(page):
