@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,17 @@ class RunInput:
     digest: str
 
 
+def picture_digest(path: str | os.PathLike) -> str:
+    """The SHA-256 of a picture file's bytes. OSError for anything but a regular file of at most
+    MAX_IMAGE_BYTES: a story may name ``/dev/zero`` or a pipe, whose reading would never end."""
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise OSError(f"{Path(path).name} is not a file")
+    if info.st_size > MAX_IMAGE_BYTES:
+        raise OSError("it is larger than any picture this tool reads")
+    return file_digest(path)
+
+
 def story_sources(story: Story) -> list[tuple[str, str]]:
     """(field, path) of every picture the story names, in story order: ``characters.Mia.reference`` and
     ``panels[3].control.image``."""
@@ -69,9 +81,7 @@ def story_inputs(story: Story) -> dict[str, RunInput]:
         if source in inputs:
             continue
         try:
-            if os.path.getsize(source) > MAX_IMAGE_BYTES:
-                raise OSError("it is larger than any picture this tool reads")
-            digest = file_digest(source)
+            digest = picture_digest(source)
         except OSError as error:
             reason = error.strerror or str(error)
             raise StoryDiffusionError(
@@ -92,7 +102,8 @@ def copy_inputs(run_dir: str | os.PathLike, inputs: Mapping[str, RunInput]) -> N
         target = run / item.name
         if target.is_file() and not target.is_symlink() and file_digest(target) == item.digest:
             continue
-        data = Path(item.source).read_bytes()
+        with open(item.source, "rb") as source:  # no more than story_inputs found there: a file, not a pipe
+            data = source.read(MAX_IMAGE_BYTES + 1)
         if hashlib.sha256(data).hexdigest() != item.digest:
             raise StoryDiffusionError(
                 f"{Path(item.source).name} changed while the run started: run the same command again to draw "
@@ -130,7 +141,7 @@ def input_digests(story: Story, manifest: dict[str, Any] | None = None, base: Pa
             digests[source] = recorded[name]
             continue
         try:
-            digests[source] = file_digest(source)
+            digests[source] = picture_digest(source)
         except OSError:
             pass
     return digests
@@ -150,7 +161,7 @@ def altered_copies(story: Story, manifest: dict[str, Any], base: str | os.PathLi
         if name not in recorded:
             continue
         try:
-            if file_digest(source) != recorded[name]:
+            if picture_digest(source) != recorded[name]:
                 found.append((field, name, "changed"))
         except OSError:
             found.append((field, name, "missing"))

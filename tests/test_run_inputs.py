@@ -4,6 +4,7 @@ and is scored against its photos."""
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw
@@ -212,3 +213,23 @@ def test_a_benchmark_draws_again_a_run_whose_photo_was_edited_in_place_or_whose_
     panel.unlink()
     benchmark()  # a panel gone: drawn again, not scored on the others alone
     assert drawn == [True, False, True, True] and panel.is_file()
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+def test_a_story_naming_a_device_or_a_pipe_is_never_read_for_its_digest(drawn, tmp_path, capsys):
+    """A hand-edited story.json may name /dev/zero, whose reading never ends: it has no digest, so the run is
+    another drawing, said at once."""
+    import threading
+
+    home, story, run = drawn
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    record = manifest(copy)
+    record["story"]["characters"]["Nora"]["reference"] = "/dev/zero"
+    (copy / "story.json").write_text(json.dumps(record), encoding="utf-8")
+    (copy / "panels" / "panel_003.png").unlink()
+    codes = []
+    worker = threading.Thread(target=lambda: codes.append(generate(story, "--out", copy)), daemon=True)
+    worker.start()
+    worker.join(timeout=120)
+    assert codes == [2] and "another reference photo of Nora" in capsys.readouterr().err
