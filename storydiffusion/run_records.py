@@ -18,6 +18,7 @@ from .run_names import (
     _TEMPORARY,
     BANK_NAME,
     EXPORT_FILES,
+    INPUTS_DIR,
     MANIFEST_FORMAT,
     MANIFEST_NAME,
     MASKS_DIR,
@@ -192,7 +193,8 @@ def written_files(run_dir: str | os.PathLike, among: Iterable[Path] | None = Non
         if isinstance(clip.get("files"), list):
             names.append(name)
             names += [f"{VIDEO_DIR}/{file}" for file in clip["files"]]
-    names = [name for name in names if _shaped_like_ours(name)] + _own_temporaries(run)
+    names = [name for name in names if _shaped_like_ours(name)]
+    names += _own_temporaries(run, {*names, *_SINGLE_FILES})
     if among is not None:
         wanted = {Path(path) for path in among}
         names = [name for name in names if run / name in wanted]
@@ -272,14 +274,21 @@ def unrecorded_files(folder: str | os.PathLike) -> list[Path]:
     return sorted(found)
 
 
-def _own_temporaries(run: Path) -> list[str]:
-    """Temporaries an interrupted atomic write of one of this tool's own files left (``.story.tmp.json``)."""
+# The files of a run folder that only this tool writes, one of each: a temporary of theirs is its own even
+# before a record names them (an interrupted first write of the manifest, of the bank, of an export).
+_SINGLE_FILES = (MANIFEST_NAME, f"{PAGES_DIR}/{PAGES_INDEX}", METRICS_NAME, BANK_NAME, *EXPORT_FILES)
+
+
+def _own_temporaries(run: Path, claimed: set[str]) -> list[str]:
+    """Temporaries an interrupted atomic write of one of this tool's own files left (``.story.tmp.json``): only
+    those of a file its records claim (``claimed``: listed, being drawn or written, or one of ``_SINGLE_FILES``).
+    A file merely named like one (``panels/.panel_003.tmp.png`` where no record names panel 3) is the user's."""
     names = []
-    for folder in ("", PANELS_DIR, MASKS_DIR, PAGES_DIR, VIDEO_DIR):
+    for folder in ("", PANELS_DIR, MASKS_DIR, PAGES_DIR, VIDEO_DIR, INPUTS_DIR):
         for path in _listing(run / folder):
             match = _TEMPORARY.fullmatch(path.name)
             target = f"{folder}/{match['stem']}{match['suffix'] or ''}".lstrip("/") if match else ""
-            if match and _shaped_like_ours(target) and temporary_name(Path(target)).name == path.name:
+            if match and target in claimed and temporary_name(Path(target)).name == path.name:
                 names.append(f"{folder}/{path.name}".lstrip("/"))
     return names
 

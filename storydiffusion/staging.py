@@ -84,8 +84,12 @@ def swap_in_staged_run(out_dir: str | os.PathLike, keep: tuple[Path, ...] = ()) 
     """
     out, staging = Path(out_dir), staging_dir(out_dir)
     manifest = staging / MANIFEST_NAME
-    staged = [path for path in written_files(staging) if not path.name.startswith(".")]  # no temporaries
+    written = written_files(staging)
+    staged = [path for path in written if not path.name.startswith(".")]  # no temporaries
     with interrupts_deferred():  # a stop waits for the swap, so the folder never holds half of each run
+        for path in written:  # an interrupted write's temporaries, claimed only while the staged record is there
+            if path.name.startswith("."):
+                path.unlink(missing_ok=True)
         remove_written_files(out, keep)
         for path in sorted(staged, key=lambda path: path == manifest):
             target = out / path.relative_to(staging)

@@ -159,10 +159,11 @@ def test_recorded_exports_come_only_from_a_pages_index(tmp_path):
 
 
 def test_overwrite_clears_temporaries_of_this_tools_files_but_never_unrecorded_look_alikes(tmp_path):
-    """A run writes its manifest before its first panel, so a panel file no record names is the user's;
-    only a temporary of a name this tool gives its files is its own without a record."""
+    """A run writes its manifest before its first panel, so a panel file no record names is the user's, and
+    so is a temporary of one (``.panel_003.tmp.png``); only a temporary of a file this tool alone writes, one
+    of a kind (the manifest, the bank, an export), is its own without a record."""
     (tmp_path / "panels").mkdir()
-    ours = ["panels/.panel_003.tmp.png", ".story.tmp.json", ".identity_bank.tmp.safetensors", ".comic.tmp.pdf"]
+    ours = [".story.tmp.json", ".identity_bank.tmp.safetensors", ".comic.tmp.pdf"]
     mine = {
         name: b"mine"
         for name in (
@@ -171,6 +172,7 @@ def test_overwrite_clears_temporaries_of_this_tools_files_but_never_unrecorded_l
             "panels/panel_1.png",
             "panels/my.tmp",
             "panels/.sketch.tmp.png",
+            "panels/.panel_003.tmp.png",
             ".notes.tmp.txt",
         )
     }

@@ -39,20 +39,20 @@ def test_only_a_folder_with_something_to_lose_is_staged(tmp_path):
 
 
 def test_swap_replaces_exactly_the_old_run_and_keeps_the_users_files_and_the_bank_read(tmp_path):
-    write_run(tmp_path, {"panel_001.png": b"old 1", "panel_002.png": b"old 2", "panel_003.png": b"old 3"}, b"old bank")
+    old = {f"panel_00{n}.png": f"old {n}".encode() for n in (1, 2, 3, 4)}
+    write_run(tmp_path, old, b"old bank")
     (tmp_path / "notes.txt").write_text("mine")
     (tmp_path / "panels" / "sketch.png").write_bytes(b"my sketch")
     staging = tmp_path / STAGING_DIR
-    write_run(staging, {"panel_001.png": b"new 1", "panel_002.png": b"new 2"})
-    (staging / "panels" / ".panel_003.tmp.png").write_bytes(b"half a panel")
+    write_run(staging, {"panel_001.png": b"new 1", "panel_002.png": b"new 2", "panel_003.png": b"new 3"})
+    (staging / "panels" / ".panel_003.tmp.png").write_bytes(b"half a panel")  # of a write since finished
     staged = snapshot(staging)
     manifest = swap_in_staged_run(tmp_path, keep=(tmp_path / "identity_bank.safetensors",))
     after = snapshot(tmp_path)
     assert manifest == tmp_path / "story.json" and not staging.exists()
-    assert {name: after[name] for name in ("story.json", "panels/panel_001.png", "panels/panel_002.png")} == {
-        name: staged[name] for name in ("story.json", "panels/panel_001.png", "panels/panel_002.png")
-    }
-    assert "panels/panel_003.png" not in after and "panels/.panel_003.tmp.png" not in after
+    new = ("story.json", "panels/panel_001.png", "panels/panel_002.png", "panels/panel_003.png")
+    assert {name: after[name] for name in new} == {name: staged[name] for name in new}
+    assert "panels/panel_004.png" not in after and "panels/.panel_003.tmp.png" not in after
     assert after["notes.txt"] == b"mine" and after["panels/sketch.png"] == b"my sketch"
     assert after["identity_bank.safetensors"] == b"old bank"
 

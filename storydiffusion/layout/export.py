@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import unicodedata
 import warnings
 import zipfile
@@ -19,7 +18,7 @@ from xml.etree import ElementTree
 
 from PIL import Image
 
-from ..atomic import TEMPORARY_MARK, atomic_write_bytes
+from ..atomic import atomic_write_bytes, temporary_name
 from . import LayoutError
 
 __all__ = [
@@ -41,7 +40,6 @@ PDF_JPEG_QUALITY = 92  # Pillow stores RGB pages in a PDF as JPEG; 92 keeps lett
 # zlib level 3 encodes comic pages about 40 % faster than Pillow's default 6 for a few % more bytes:
 # PNG encoding is the slowest step of composing (benchmarks/RESULTS.md).
 PNG_COMPRESS_LEVEL = 3
-_PAGE_TEMPORARY = re.compile(rf"\.page_\d+{re.escape(TEMPORARY_MARK)}\.png\Z")
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
@@ -103,8 +101,8 @@ def write_pages_png(
     pages: Sequence[PageData], directory: str | os.PathLike, earlier: Collection[str] = ()
 ) -> list[Path]:
     """``page_01.png`` … in ``directory``. Of the files there, only pages an earlier composition wrote
-    (``earlier``, as its ``pages.json`` records them) and not written again go, and temporaries of this
-    tool's page writes: a user's own ``page_99.png`` stays."""
+    (``earlier``, as its ``pages.json`` records them) and not written again go, and the temporaries of those
+    pages and of these (an interrupted write's): a user's own ``page_99.png`` or ``.page_07.tmp.png`` stays."""
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     names = page_filenames(len(pages))
@@ -113,8 +111,9 @@ def write_pages_png(
         atomic_write_bytes(folder / name, encode_png(page))
         paths.append(folder / name)
     keep = set(names)
+    temporaries = {temporary_name(Path(name)).name for name in [*earlier, *names]}
     for old in folder.iterdir():
-        ours = old.name in earlier or _PAGE_TEMPORARY.match(old.name)
+        ours = old.name in earlier or old.name in temporaries
         if old.name not in keep and ours and old.is_file() and not old.is_symlink():
             old.unlink()
     return paths
