@@ -62,8 +62,8 @@ def test_colours_and_weights():
     with pytest.raises(LayoutError, match="unknown colour"):
         colour("notacolour", "test")
     assert weight(2, "test") == 2.0
-    for bad in (0, -1, True, "2", 1001):
-        with pytest.raises(LayoutError, match="positive number"):
+    for bad in (0, -1, True, "2", 1001):  # 1001 is refused naming the range, not as "not positive"
+        with pytest.raises(LayoutError, match="must be a number above 0 and at most 1000"):
             weight(bad, "test")
 
 

@@ -196,5 +196,7 @@ def choice(data: dict, key: str, choices: tuple[str, ...], default: str, where: 
 def weight(value: Any, where: str) -> float:
     """A size relative to its siblings (a row's height, a cell's width)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1000:
-        raise LayoutError(f"{where} must be a positive number (a size relative to the others), not {value!r}")
+        raise LayoutError(
+            f"{where} must be a number above 0 and at most 1000 (a size relative to the others), not {value!r}"
+        )
     return float(value)
