@@ -49,7 +49,7 @@ def test_dpi_override_scales_physical_sizes_only():
     assert load_template("classic.yaml") == base  # the bundled file's name works too
 
 
-def test_a_template_in_another_folder_and_in_json(tmp_path):
+def test_a_template_in_another_folder_and_in_json(tmp_path, monkeypatch):
     path = tmp_path / "tiny.json"
     path.write_text(
         json.dumps(
@@ -65,6 +65,9 @@ def test_a_template_in_another_folder_and_in_json(tmp_path):
     assert template.name == "tiny" and template.width == 100
     cells = paginate(template, [(10, 10)] * 2)[0].cells
     assert [c.w for c in cells] == [32, 64]
+    monkeypatch.chdir(tmp_path)  # a file named in capitals, beside the command, is still a template file
+    (tmp_path / "page.YAML").write_text("page: {width: 100px, height: 100px, dpi: 72}\npages: [{rows: [{cells: 2}]}]\n")
+    assert load_template("page.YAML").name == "page"
 
 
 @pytest.mark.parametrize(

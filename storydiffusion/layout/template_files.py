@@ -31,7 +31,7 @@ def template_path(name_or_path: str | Path) -> Path:
     """The file of a template given by name (``classic``) or by path (``my/page.yaml``)."""
     text = str(name_or_path).strip()
     candidate = Path(text)
-    if candidate.suffix in SUFFIXES or "/" in text or "\\" in text:
+    if candidate.suffix.lower() in SUFFIXES or "/" in text or "\\" in text:  # page.YAML is a file too
         if not candidate.is_file() and candidate.name == text and (LAYOUTS_DIR / text).is_file():
             return LAYOUTS_DIR / text  # "classic.yaml" names the bundled file too
         if candidate.exists() and not candidate.is_file():
@@ -74,7 +74,7 @@ def load_template(name_or_path: str | Path, *, dpi: int | None = None) -> PageTe
 
 def template_from_text(text: str, filename: str, label: str, *, dpi: int | None = None) -> PageTemplate:
     """A template from the text of its file (``filename`` says JSON or YAML; ``label`` names it in errors)."""
-    is_json = Path(filename).suffix == ".json"
+    is_json = Path(filename).suffix.lower() == ".json"
     try:
         data = parse_json(text, label) if is_json else parse_yaml(text, label)
     except InputFileError as error:
