@@ -452,3 +452,14 @@ def test_tabs_and_line_breaks_in_a_story_text_stay_allowed(tmp_path):
     path = tmp_path / "s.json"
     path.write_text('{"characters": {"Bob": "a man\\tin a coat"}, "panels": ["[Bob] walks # Line one.\\nTwo."]}')
     assert load_story(path).panels[0].caption
+
+
+@pytest.mark.parametrize("key", ["caption", "prompt"])
+def test_a_control_character_beside_a_bracket_in_a_dict_story_is_named_as_such(key):
+    """A story.json edited by hand is read as a dict (no file scan first): the control character is what is
+    wrong, not the '[' of its colour escape."""
+    from storydiffusion.story import Story
+
+    panel = {"prompt": "[Bob] walks", key: "[Bob] a\x00b\x1b[31mred" if key == "prompt" else "a\x00b\x1b[31mred"}
+    with pytest.raises(StoryError, match=r"holds the control character U\+0000"):
+        Story.from_dict({"characters": {"Bob": "a man"}, "panels": [panel]})

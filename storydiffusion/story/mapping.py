@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import SettingsError, StoryError, shown, wrong_kind
 from ..invisible import shows_nothing
-from ..settings import SETTING_RANGES, GenerationSettings
+from ..settings import SETTING_RANGES, GenerationSettings, control_character, control_character_message
 from .control import control_from_value
 from .model import DEFAULT_REFERENCE_SCALE, DEFAULT_TITLE, Character, DialogueLine, Panel, Story
 from .names import CharacterTable, known_names, name_index, name_key, norm
@@ -89,8 +89,11 @@ def _line_of_place(message: str, lines: dict[str, Any]) -> int | None:
 
 
 def _text(value: Any, path: str, line: int | None) -> str:
-    """Text as the file wrote it: a number is refused, not turned into text behind the user's back."""
+    """Text as the file wrote it: a number is refused, not turned into text behind the user's back; a control
+    character is refused before any other check of the text reads it (a story.json edited by hand)."""
     if isinstance(value, str):
+        if (found := control_character(value)) is not None:
+            raise StoryError(control_character_message(path, found), line)
         return value
     hint = ": put it in quotes" if isinstance(value, (int, float)) else ""
     raise StoryError(wrong_kind(path, "text", value) + hint, line)
