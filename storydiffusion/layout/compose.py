@@ -18,6 +18,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..atomic import write_json
+from ..errors import ImageInputError
 from ..images import image_size
 from ..run_manifest import manifest_panels, read_manifest, run_folder_manifest, story_from_manifest
 from ..run_records import DIGESTS, file_digest, recorded_composition
@@ -40,7 +41,7 @@ from ..story import DEFAULT_TITLE, Story
 from . import LayoutError
 from .export import EXPORTS, encode_png, page_filenames, write_cbz, write_pages_png, write_panels_zip, write_pdf
 from .paginate import PageLayout, paginate
-from .render import make_lettering, render_pages
+from .render import REDRAW_THE_PANEL, make_lettering, render_pages
 from .template_files import load_template, template_from_text
 from .templates import PageTemplate, check_title_room
 
@@ -235,7 +236,10 @@ def _find_panels(run: Path, story: Story) -> tuple[list[int], list[Path], list[t
         if not path.is_file():
             missing.append(i)
             continue
-        sizes.append(image_size(path))  # header only: a broken or oversized panel stops before any page is drawn
+        try:  # header only: a broken or oversized panel stops before any page is drawn
+            sizes.append(image_size(path))
+        except ImageInputError as error:
+            raise ImageInputError(f"{error}; {REDRAW_THE_PANEL}") from None
         indices.append(i)
         paths.append(path)
     if not paths:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 from PIL import Image, ImageDraw
 
+from ..errors import ImageInputError
 from ..images import read_image
 from .fit import fit_image
 from .paginate import Cell, PageLayout
@@ -140,8 +141,18 @@ def _letter_cell(letterer: Any, page: Image.Image, cell: Cell, story: Story, tem
     )
 
 
+# How a panel file damaged since it was drawn comes back: said wherever one is refused.
+REDRAW_THE_PANEL = (
+    "delete it and draw the panel again (generate with the same story and --out draws a missing panel, "
+    "keeping the others)"
+)
+
+
 def _panel_image(source: PanelSource, background: tuple[int, int, int]) -> Image.Image:
     """An image as given, or a user's file read now through the one checked gate (``images.read_image``)."""
     if isinstance(source, Image.Image):
         return source
-    return read_image(source, background=background)
+    try:
+        return read_image(source, background=background)
+    except ImageInputError as error:  # a panel file damaged since it was drawn: say how to get it back
+        raise ImageInputError(f"{error}; {REDRAW_THE_PANEL}") from None

@@ -70,6 +70,7 @@ def test_a_hostile_panel_stops_compose_with_exit_2_naming_it(case, composed_run,
     assert main(["compose", str(composed_run), "--layout", "grid", "--no-lettering", "--export", "pdf,cbz,zip"]) == 2
     err = one_line_error(capsys)
     assert str(panel) in err and expected in err
+    assert "delete it and draw the panel again" in err  # and how to get the panel back
     assert snapshot(composed_run) == before
 
 
