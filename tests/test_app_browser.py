@@ -950,7 +950,7 @@ def test_uploads_are_checked_as_they_arrive_and_a_fixed_upload_clears_the_old_re
 def test_the_editors_stop_ends_a_redraw_and_leaves_the_panel_as_it_was(page):
     open_advanced(page)
     steps = page.locator("#steps input[type=number]")
-    steps.fill("60")  # a redraw takes the story's settings: long enough to be stopped half-way
+    steps.fill("150")  # a redraw takes the story's settings: long enough to be stopped half-way, under load too
     steps.press("Enter")
     generate_story(page)
     page.get_by_text("Change one panel or the lettering").click()
