@@ -18,6 +18,7 @@ from .studio import session_of
 from .studio_errors import UPLOAD_PROBLEMS, action, failure_line
 from .studio_events import (
     end_of_run,
+    failed,
     forget_saved_project,
     gpu_task,
     show_filled,
@@ -35,7 +36,7 @@ def start_if_checked(state, status: str):
     chain silently (the status line already says why); a passed one announces the run to the session,
     so that Stop reaches it even while it waits for the GPU. (Its outputs are the session alone: a gate that
     stops the chain marks its outputs with an error badge, which the examples' picker would show.)"""
-    if str(status or "").startswith("⚠"):
+    if failed(status):
         raise gr.Error("the story did not pass its check", visible=False, print_exception=False)
     session = session_of(state)
     session.expect_run()
