@@ -88,6 +88,17 @@ def test_a_template_in_another_folder_and_in_json(tmp_path, monkeypatch):
         ({"kind": "comic"}, "kind must be one of"),
         ({"name": "other"}, "differs from the file name"),
         ({"chapter_panels": 3}, "only for kind 'webtoon'"),
+        ({"border": {"width": "1mm", "colour": "red"}}, "border: unknown key 'colour'; use width and color"),
+        ({"gutter": {"horizontal": 1, "vert": 2}}, "gutter: unknown key 'vert'"),
+        ({"pages": [{"rows": [{"cells": 2}], "height": 1}]}, "pages[0]: unknown key 'height'; use rows"),
+        (
+            {"pages": [{"rows": [{"cells": 2, "width": 1}]}]},
+            "pages[0].rows[0]: unknown key 'width'; use height and cells",
+        ),
+        ({"background": "#ff000080"}, "'#ff000080' is see-through, but pages are opaque"),
+        ({"pages": [{"rows": [{"height": "1e3", "cells": 2}]}]}, "without quotes or an exponent (e.g. 1000)"),
+        ({"pages": [{"rows": [{"cells": 2}, {"cells": 50}]}], "gutter": "5mm"}, "pages[0].rows[1] has 50 cells"),
+        ({"zap" * 1000: 1}, "unknown key 'zapzap"),
     ],
 )
 def test_bad_templates_are_clear_layout_errors(change, message):
@@ -102,6 +113,7 @@ def test_bad_templates_are_clear_layout_errors(change, message):
     with pytest.raises(LayoutError) as caught:
         parse_template(data, name="mine", source="mine.yaml")
     assert message in str(caught.value) and "mine.yaml" in str(caught.value)
+    assert len(str(caught.value)) < 400  # a huge value is shown cut short, the message stays one line
     assert isinstance(caught.value, StoryDiffusionError) and isinstance(caught.value, ValueError)
 
 
@@ -122,6 +134,7 @@ GOOD_TOP = "description: x\nkind: pages\npage:\n  size: a4\n  dpi: 150\n"  # lin
         ("background: '#00'\n", 6, "unknown colour"),
         ("border: {width: 1 furlong}\n", 6, "border.width"),
         ("zap: 1\n", 6, "unknown key 'zap'"),
+        ("border:\n  width: 1mm\n  colour: red\n", 8, "border: unknown key 'colour'"),
     ],
 )
 def test_a_template_file_error_names_its_line(tmp_path, rest, line, words):

@@ -18,7 +18,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..atomic import write_json
-from ..errors import ImageInputError
+from ..errors import ImageInputError, shown
 from ..images import image_size
 from ..run_manifest import manifest_panels, read_manifest, run_folder_manifest, story_from_manifest
 from ..run_records import DIGESTS, file_digest, recorded_composition
@@ -85,7 +85,7 @@ def parse_exports(value: str | Iterable[str] | None) -> tuple[str, ...]:
             continue
         if name not in EXPORTS:
             raise LayoutError(
-                f"unknown export {name!r}: choose from {', '.join(EXPORTS)}, separated by commas (e.g. pdf,cbz)"
+                f"unknown export {shown(name)}: choose from {', '.join(EXPORTS)}, separated by commas (e.g. pdf,cbz)"
             )
         if name not in names:
             names.append(name)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from PIL import Image
 
+from ..errors import shown
 from . import LayoutError
 
 __all__ = ["fit_image", "FIT_MODES"]
@@ -43,7 +44,7 @@ def fit_image(
     ``letterbox`` scales it to fit inside and fills the bars with ``background``.
     """
     if mode not in FIT_MODES:
-        raise LayoutError(f"fit must be one of {', '.join(FIT_MODES)}, not {mode!r}")
+        raise LayoutError(f"fit must be one of {', '.join(FIT_MODES)}, not {shown(mode)}")
     if width < 1 or height < 1:
         raise LayoutError(f"cannot fit a panel into a {width}x{height} cell")
     source = _rgb(image, background)

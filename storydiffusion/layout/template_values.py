@@ -16,6 +16,7 @@ from typing import Any
 
 from PIL import ImageColor
 
+from ..errors import shown
 from . import LayoutError
 
 __all__ = [
@@ -66,22 +67,22 @@ class Margins:
 def length_px(value: Any, dpi: int, where: str) -> int:
     """Pixels for a length: a bare number is millimetres; px is taken as is."""
     if isinstance(value, bool) or value is None:
-        raise LayoutError(f"{where}: {value!r} is not a length: {_LENGTH_HINT}")
+        raise LayoutError(f"{where}: {shown(value)} is not a length: {_LENGTH_HINT}")
     if isinstance(value, (int, float)):
         number, unit = (float(value) if abs(value) < 1e300 else math.inf), "mm"
     else:
         match = _LENGTH.match(str(value))
         if match is None:
-            raise LayoutError(f"{where}: {value!r} is not a length: {_LENGTH_HINT}")
+            raise LayoutError(f"{where}: {shown(value)} is not a length: {_LENGTH_HINT}")
         number, unit = float(match.group(1)), match.group(2) or "mm"
     if not math.isfinite(number):
-        raise LayoutError(f"{where}: {value!r} is not a length (not a finite number): {_LENGTH_HINT}")
+        raise LayoutError(f"{where}: {shown(value)} is not a length (not a finite number): {_LENGTH_HINT}")
     if number < 0:
         raise LayoutError(f"{where}: a length cannot be negative")
     pixels = number if unit == "px" else number * _INCHES[unit] * dpi
     if pixels > MAX_PAGE_PX:
         raise LayoutError(
-            f"{where}: {value!r} is {pixels:,.0f} pixels at {dpi} dpi, more than the {MAX_PAGE_PX} a page may have"
+            f"{where}: {shown(value)} is {pixels:,.0f} pixels at {dpi} dpi, more than the {MAX_PAGE_PX} a page may have"
         )
     return int(round(pixels))
 
@@ -123,7 +124,7 @@ def _named_size(page: dict, length: Length, where: str) -> tuple[int, int]:
     key = key.removesuffix(" landscape").strip()
     if key not in PAGE_SIZES:
         raise LayoutError(
-            f"{where}: unknown page.size {size!r}: choose one of {', '.join(PAGE_SIZES)} (add ' landscape' to turn it), or give width and height"
+            f"{where}: unknown page.size {shown(size)}: choose one of {', '.join(PAGE_SIZES)} (add ' landscape' to turn it), or give width and height"
         )
     w, h = PAGE_SIZES[key]
     width, height = length(w, "page.size"), length(h, "page.size")
@@ -151,7 +152,7 @@ def margins(value: Any, length: Length, where: str) -> Margins:
     if isinstance(value, dict):
         unknown = [str(k) for k in value if k not in ("top", "right", "bottom", "left")]
         if unknown:
-            raise LayoutError(f"{where}: margins: unknown side {unknown[0]!r}; use top, right, bottom and left")
+            raise LayoutError(f"{where}: margins: unknown side {shown(unknown[0])}; use top, right, bottom and left")
         sides = {side: length(value.get(side, 0), f"margins.{side}") for side in ("top", "right", "bottom", "left")}
         return Margins(**sides)
     if isinstance(value, list):
@@ -163,9 +164,11 @@ def margins(value: Any, length: Length, where: str) -> Margins:
 def gutter(value: Any, length: Length, where: str) -> tuple[int, int]:
     """(between columns, between rows): one length for both, or a mapping {horizontal, vertical}."""
     if isinstance(value, dict):
-        if set(value) - {"horizontal", "vertical"}:
+        unknown = [str(k) for k in value if k not in ("horizontal", "vertical")]
+        if unknown:
             raise LayoutError(
-                f"{where}: gutter is one length, or a mapping {{horizontal, vertical}} (space between columns, between rows)"
+                f"{where}: gutter: unknown key {shown(unknown[0])}; gutter is one length, or a mapping "
+                "{horizontal, vertical} (space between columns, between rows)"
             )
         return length(value.get("horizontal", 0), "gutter.horizontal"), length(
             value.get("vertical", 0), "gutter.vertical"
@@ -177,11 +180,13 @@ def gutter(value: Any, length: Length, where: str) -> tuple[int, int]:
 def colour(value: Any, where: str) -> tuple[int, int, int]:
     """RGB of a colour written as '#rrggbb' or a CSS colour name."""
     if not isinstance(value, str):
-        raise LayoutError(f"{where}: a colour is text such as '#ffffff' or 'white', not {value!r}")
+        raise LayoutError(f"{where}: a colour is text such as '#ffffff' or 'white', not {shown(value)}")
     try:
         rgb = ImageColor.getrgb(value)
     except ValueError:
-        raise LayoutError(f"{where}: unknown colour {value!r}: write '#rrggbb' or a CSS colour name") from None
+        raise LayoutError(f"{where}: unknown colour {shown(value)}: write '#rrggbb' or a CSS colour name") from None
+    if len(rgb) == 4 and rgb[3] != 255:  # '#rrggbbaa', 'rgba(…)': a page is drawn opaque
+        raise LayoutError(f"{where}: {shown(value)} is see-through, but pages are opaque: write '#rrggbb' or a name")
     return (rgb[0], rgb[1], rgb[2])
 
 
@@ -189,7 +194,7 @@ def choice(data: dict, key: str, choices: tuple[str, ...], default: str, where: 
     """``data[key]``, one of ``choices`` (``default`` when the key is left out)."""
     value = data.get(key, default)
     if value not in choices:
-        raise LayoutError(f"{where}: {key} must be one of {', '.join(choices)}, not {value!r}")
+        raise LayoutError(f"{where}: {key} must be one of {', '.join(choices)}, not {shown(value)}")
     return value
 
 
@@ -197,6 +202,19 @@ def weight(value: Any, where: str) -> float:
     """A size relative to its siblings (a row's height, a cell's width)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1000:
         raise LayoutError(
-            f"{where} must be a number above 0 and at most 1000 (a size relative to the others), not {value!r}"
+            f"{where} must be a number above 0 and at most 1000 (a size relative to the others), not {shown(value)}"
+            + _number_as_text_hint(value)
         )
     return float(value)
+
+
+def _number_as_text_hint(value: Any) -> str:
+    """For a number the template file holds as text (quoted, or ``1e3``, which YAML reads as text): how to write it."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        number = float(value)
+    except ValueError:
+        return ""
+    plain = f"{number:f}".rstrip("0").rstrip(".") if math.isfinite(number) and abs(number) < 1e15 else ""
+    return f": write the number itself, without quotes or an exponent (e.g. {plain})" if plain else ""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..errors import SettingsError
+from ..errors import SettingsError, shown
 from ..settings import SETTING_RANGES
 from . import LayoutError
 from .template_values import (
@@ -135,9 +135,9 @@ class PageTemplate:
     def with_options(self, *, fit: str | None = None, direction: str | None = None) -> PageTemplate:
         """A copy with options a user may override per run (``--fit``), checked like the file's."""
         if fit is not None and fit not in FITS:
-            raise LayoutError(f"fit must be one of {', '.join(FITS)}, not {fit!r}")
+            raise LayoutError(f"fit must be one of {', '.join(FITS)}, not {shown(fit)}")
         if direction is not None and direction not in DIRECTIONS:
-            raise LayoutError(f"direction must be one of {', '.join(DIRECTIONS)}, not {direction!r}")
+            raise LayoutError(f"direction must be one of {', '.join(DIRECTIONS)}, not {shown(direction)}")
         return replace(self, fit=fit or self.fit, direction=direction or self.direction)
 
 
@@ -198,11 +198,11 @@ def _check_top(data: Any, name: str, where: str) -> str:
     unknown = [str(k) for k in data if k not in TOP_KEYS]
     if unknown:
         raise LayoutError(
-            f"{where}: unknown key {unknown[0]!r}; the keys are {', '.join(TOP_KEYS)} (see layouts/README.md)"
+            f"{where}: unknown key {shown(unknown[0])}; the keys are {', '.join(TOP_KEYS)} (see layouts/README.md)"
         )
     if "name" in data and data["name"] != name:
         raise LayoutError(
-            f"{where}: name {data['name']!r} differs from the file name {name!r}: rename the file or fix 'name'"
+            f"{where}: name {shown(data['name'])} differs from the file name {shown(name)}: rename the file or fix 'name'"
         )
     description = data.get("description", "")
     if not isinstance(description, str):
@@ -218,7 +218,7 @@ def _page_mapping(data: dict, where: str) -> dict:
         )
     unknown = [str(k) for k in page if k not in ("size", "width", "height", "dpi")]
     if unknown:
-        raise LayoutError(f"{where}: page: unknown key {unknown[0]!r}; use size, width, height and dpi")
+        raise LayoutError(f"{where}: page: unknown key {shown(unknown[0])}; use size, width, height and dpi")
     return page
 
 
@@ -237,13 +237,21 @@ def _dpi(page: dict, override: int | None, where: str) -> int:
 
 def _border(data: dict, length: Length, where: str) -> tuple[int, tuple[int, int, int]]:
     border = data.get("border", {})
-    if not isinstance(border, dict) or set(border) - {"width", "color"}:
+    if not isinstance(border, dict):
         raise LayoutError(
             f"{where}: border must be a mapping with width and color, e.g. {{width: 0.6mm, color: black}}"
         )
+    _refuse_unknown(border, ("width", "color"), f"{where}: border")
     return length(border.get("width", 0), "border.width"), colour(
         border.get("color", "black"), f"{where}: border.color"
     )
+
+
+def _refuse_unknown(mapping: dict, keys: tuple[str, ...], label: str) -> None:
+    """A key the mapping does not take, named with the ones it does (a typo such as ``colour`` is found)."""
+    unknown = [str(key) for key in mapping if key not in keys]
+    if unknown:
+        raise LayoutError(f"{label}: unknown key {shown(unknown[0])}; use {' and '.join(keys)}")
 
 
 def _chapter_panels(data: dict, kind: str, where: str) -> int | None:
@@ -273,8 +281,9 @@ def _patterns(data: dict, kind: str, where: str) -> tuple[PagePattern, ...]:
     patterns = []
     for p, page in enumerate(raw):
         label = f"{where}: pages[{p}]"
-        if not isinstance(page, dict) or set(page) != {"rows"}:
+        if not isinstance(page, dict) or "rows" not in page:
             raise LayoutError(f"{label} must be a mapping with only 'rows', e.g. {_PATTERN_EXAMPLE}")
+        _refuse_unknown(page, ("rows",), label)
         rows = page["rows"]
         if not isinstance(rows, list) or not rows:
             raise LayoutError(f"{label}.rows must be a non-empty list of rows ({{height, cells}})")
@@ -283,10 +292,11 @@ def _patterns(data: dict, kind: str, where: str) -> tuple[PagePattern, ...]:
 
 
 def _row(row: Any, label: str) -> Row:
-    if not isinstance(row, dict) or "cells" not in row or set(row) - {"height", "cells"}:
+    if not isinstance(row, dict) or "cells" not in row:
         raise LayoutError(
             f"{label} must be a mapping with 'cells' (and optionally 'height'), e.g. {{height: 1, cells: [2, 1]}}"
         )
+    _refuse_unknown(row, ("height", "cells"), label)
     height = weight(row.get("height", 1), f"{label}.height")
     cells = row["cells"]
     if isinstance(cells, int) and not isinstance(cells, bool):
@@ -324,9 +334,9 @@ def _check_room(t: PageTemplate, where: str, titles: tuple[bool, ...]) -> None:
                 raise LayoutError(
                     f"{where}: pages[{p}] has {rows} rows that do not fit between the top and bottom margins{band}: {fix}"
                 )
-            for row in pattern.rows:
+            for r, row in enumerate(pattern.rows):
                 k = len(row.cells)
                 if content_w - (k - 1) * t.gutter_x < k * inner:
                     raise LayoutError(
-                        f"{where}: pages[{p}] has a row of {k} cells that do not fit between the margins: use fewer cells or a smaller gutter/border.width"
+                        f"{where}: pages[{p}].rows[{r}] has {k} cells that do not fit between the margins: use fewer cells or a smaller gutter/border.width"
                     )
