@@ -303,10 +303,15 @@ def _shown_path(path: str) -> str:
 
 
 def _check_yaml_tokens(text: str, name: str) -> None:
-    """Depth and tags, from the token stream: the scanner is not recursive, the composer is."""
-    depth = 0
+    """Depth, tags and the count of written values, from the token stream: the scanner is not recursive, the
+    composer is, and a file of too many values is refused here, before the slower composer reads all of it."""
+    depth = scalars = 0
     for token in yaml.scan(text, Loader=yaml.SafeLoader):
-        if isinstance(token, _DEPTH_UP):
+        if isinstance(token, yaml.ScalarToken):
+            scalars += 1  # each becomes a value of its own (keys included), so these alone may exceed the budget
+            if scalars > MAX_NODES:
+                raise InputFileError(_too_many_values(name, False), line_of_mark(token.start_mark))
+        elif isinstance(token, _DEPTH_UP):
             depth += 1
             if depth > MAX_DEPTH:
                 raise InputFileError(_too_deep(name), line_of_mark(token.start_mark))
