@@ -82,7 +82,9 @@ def test_bundled_fonts_and_licences_are_present() -> None:
 
 def test_bundled_coverage_matches_the_fonts_readme() -> None:
     for weight in BUNDLED_FACES:
-        comic, noto, nanum, han = (read_cmap(FONT_DIR / name) for name in BUNDLED_FACES[weight])
+        comic, noto, hebrew, arabic, nanum, han = (read_cmap(FONT_DIR / name) for name in BUNDLED_FACES[weight])
+        assert set(range(0x5D0, 0x5EB)) <= hebrew and set(range(0x621, 0x64B)) | set(range(0x660, 0x66A)) <= arabic
+        assert {0x67E, 0x686, 0x6AF, 0x6CC} <= arabic  # Persian letters
         assert set(range(0x4E00, 0x9FA6)) <= han  # every unified ideograph of Unicode 4.1
         assert set(range(0x3041, 0x3094)) <= nanum | han and set(range(0x30A1, 0x30F7)) <= nanum | han  # kana
         assert set(range(0x20, 0x7F)) | set(range(0xA0, 0x100)) <= comic  # ASCII and Latin-1
@@ -149,7 +151,8 @@ def test_read_cmap_needs_a_unicode_map() -> None:
 
 
 def test_fallback_chain_picks_the_face_per_glyph(chain: FontChain) -> None:
-    comic, noto, nanum, han = chain.faces
+    comic, noto, hebrew, arabic, nanum, han = chain.faces
+    assert chain.face_for("ש") is hebrew and chain.face_for("م") is arabic
     assert chain.face_for("春") is han and chain.face_for("가") is nanum and chain.face_for("힣") is nanum
     assert chain.face_for("a") is comic
     assert chain.face_for("ñ") is comic  # Comic Neue has Latin-1 accents
@@ -204,7 +207,7 @@ def test_marks_that_only_steer_other_characters_are_never_drawn_nor_missing(chai
     [
         ("Leo liked books \U0001f4da.", "Leo liked books."),  # no stray space before the full stop
         ("Look! \U0001f388\U0001fa81", "Look!"),
-        ("Hi \u05e9\u05dc\u05d5\u05dd there", "Hi there"),
+        ("Hi \u0928\u092e\u0938\u094d\u0924\u0947 there", "Hi there"),  # Devanagari
         (
             "\u0e2a\u0e27\u0e31\u0e2a\u0e14\u0e35\uff0c\u0e42\u0e25\u0e01",
             "",
@@ -219,7 +222,7 @@ def test_text_around_characters_no_face_has_reads_as_if_they_were_never_written(
 
 
 def test_missing_characters_are_described_by_their_writing_system():
-    from storydiffusion.layout.lettering.fonts import describe_missing
+    from storydiffusion.layout.lettering.coverage import describe_missing
 
     described = describe_missing(frozenset("\u0645\u0631\u05e9\u4f60\U0001f600"))
     assert described.startswith("Arabic letters, Chinese or Japanese characters, Hebrew letters and emoji or symbols (")

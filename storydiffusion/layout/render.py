@@ -117,7 +117,7 @@ def _note(
         warnings.append(f"{label}: text cut short or left out for lack of room: {advice}")
     missing = getattr(report, "missing_characters", None)
     if missing:
-        from .lettering.fonts import describe_missing
+        from .lettering.coverage import describe_missing
 
         warnings.append(f"{label}: no bundled font has {describe_missing(missing)}: they are left out")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+from .bidi import paragraph_direction
 from .fitting import centred_origins, fit_block, ink_of
 from .fonts import FontChain
 from .geometry import Box, Point
@@ -24,9 +25,18 @@ def caption_inset(px: Pixels) -> int:
 
 
 def caption_origins(chain: FontChain, px: Pixels, box: Box, lines: tuple[str, ...], size: int) -> list[Point]:
-    """Top-left corner of each line of a caption: left-aligned inside the border and padding."""
+    """Top-left corner of each line of a caption: aligned inside the border and padding on the side its
+    reading starts from (the right for Hebrew and Arabic)."""
     inset = caption_inset(px)
-    return [(box[0] + inset, box[1] + inset + i * chain.line_height(size)) for i in range(len(lines))]
+    return [
+        (
+            box[0] + box[2] - inset - chain.text_width(line, size)
+            if paragraph_direction(line) == "rtl"
+            else box[0] + inset,
+            box[1] + inset + i * chain.line_height(size),
+        )
+        for i, line in enumerate(lines)
+    ]
 
 
 def place_caption(

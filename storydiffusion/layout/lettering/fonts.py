@@ -9,8 +9,12 @@ The bundled faces (see ``assets/fonts/README.md``), under the SIL Open Font Lice
 
 * Comic Neue: the comic lettering face for Latin text (Western and Central European accents);
 * Noto Sans: Latin Extended, Greek and Cyrillic that Comic Neue lacks;
+* Noto Sans Hebrew and Noto Sans Arabic: Hebrew, and Arabic (with Persian and Urdu letters);
 * NanumSquareRound: Hangul (all 11,172 syllables and the compatibility jamo), kana and CJK punctuation;
 * Droid Sans Fallback (Apache License 2.0): Chinese characters, the 20,902 unified ideographs.
+
+A line holding Hebrew or Arabic is drawn in the order ``bidi`` resolves; its right-to-left runs are laid out
+by libraqm (bundled with Pillow's wheels), which joins Arabic letters into their connected forms.
 """
 
 from __future__ import annotations
@@ -18,17 +22,17 @@ from __future__ import annotations
 import functools
 import io
 import math
-import os
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fontTools.ttLib import TTFont
-from PIL import ImageDraw, ImageFont
+from PIL import ImageDraw, ImageFont, features
 
 from ...invisible import is_invisible
 from ...resources import data_path
+from .bidi import RIGHT_TO_LEFT_MARK, drawing_order, paragraph_direction
+from .coverage import STAND_INS, read_cmap
 from .linebreak import wrap_text
 
 __all__ = [
@@ -38,7 +42,6 @@ __all__ = [
     "FontFace",
     "LineMetrics",
     "default_font_chain",
-    "describe_missing",
     "read_cmap",
 ]
 
@@ -49,48 +52,22 @@ FONT_DIR = data_path("assets", "fonts")
 #: characters face. Noto Sans comes before the CJK faces so Cyrillic and Greek get a Western design; Nanum
 #: before Droid Sans Fallback (one weight, a few Hangul syllables of its own) so all Hangul is Nanum's.
 BUNDLED_FACES: dict[str, tuple[str, ...]] = {
-    "bold": ("ComicNeue-Bold.otf", "NotoSans-Bold.ttf", "NanumSquareRoundB.ttf", "DroidSansFallbackFull.ttf"),
-    "regular": ("ComicNeue-Regular.otf", "NotoSans-Regular.ttf", "NanumSquareRoundR.ttf", "DroidSansFallbackFull.ttf"),
+    weight: (
+        f"ComicNeue-{weight.title()}.otf",
+        f"NotoSans-{weight.title()}.ttf",
+        f"NotoSansHebrew-{weight.title()}.ttf",
+        f"NotoSansArabic-{weight.title()}.ttf",
+        f"NanumSquareRound{weight[0].upper()}.ttf",
+        "DroidSansFallbackFull.ttf",
+    )
+    for weight in ("bold", "regular")
 }
+#: Whether Pillow has libraqm, which shapes right-to-left runs (joined Arabic letters, mirrored brackets).
+#: Without it a right-to-left run is drawn as its characters reversed: Hebrew reads right, Arabic unjoined.
+SHAPING = features.check_feature("raqm")
 
 # Characters used to measure how far real glyphs reach above and below the baseline.
-_PROBE = "ÁÉÎÕÜÅÇgjpqy|()[]{}ЙЁщДЦ가힣뷁읗ΏΆ"
-# Stand-ins when no face has a character (the result is checked against the chain again).
-_SUBSTITUTES = {
-    "\u2018": "'",
-    "\u2019": "'",
-    "\u201a": ",",
-    "\u201c": '"',
-    "\u201d": '"',
-    "\u201e": '"',
-    "\u2013": "-",
-    "\u2014": "-",
-    "\u2015": "-",
-    "\u2212": "-",
-    "\u2026": "...",
-    "\u00a0": " ",
-    "\u3000": " ",
-    "\u2022": "*",
-    "\u00b7": "*",
-}
-
-
-def read_cmap(font: bytes | str | os.PathLike[str]) -> frozenset[int]:
-    """Code points that an OpenType/TrueType font (its bytes or its file) maps to a real glyph,
-    not to ``.notdef``; the first font of a collection.
-
-    Raises ``ValueError`` for data that is not a readable font or has no Unicode character map.
-    """
-    source = io.BytesIO(font) if isinstance(font, (bytes, bytearray)) else font
-    try:
-        with TTFont(source, lazy=True, fontNumber=0) as tt:
-            cmap = tt.getBestCmap()
-            notdef = tt.getGlyphOrder()[0] if cmap else None
-    except Exception as error:  # fontTools raises many kinds of error for damaged files
-        raise ValueError(f"not a readable OpenType/TrueType font: {error}") from error
-    if cmap is None:
-        raise ValueError("font has no Unicode cmap subtable")
-    return frozenset(code for code, glyph in cmap.items() if glyph != notdef)
+_PROBE = "ÁÉÎÕÜÅÇgjpqy|()[]{}ЙЁщДЦ가힣뷁읗ΏΆלךףשׁإأكجيـ"
 
 
 class FontFace:
@@ -104,6 +81,7 @@ class FontFace:
         self.path = Path(path)
         self.name = name or self.path.stem
         self._fonts: dict[int, ImageFont.FreeTypeFont] = {}
+        self._shaped_fonts: dict[int, ImageFont.FreeTypeFont] = {}
         self._advances: dict[int, dict[str, float]] = {}
         self._rendered: dict[str, bool] = {}
 
@@ -133,6 +111,21 @@ class FontFace:
             font = ImageFont.truetype(io.BytesIO(self._data), size, layout_engine=ImageFont.Layout.BASIC)
             self._fonts[size] = font
         return font
+
+    def shaped_font(self, size: int) -> ImageFont.FreeTypeFont:
+        """The face at ``size`` pixels with libraqm's layout, for right-to-left runs (basic layout without it)."""
+        size = max(1, int(size))
+        font = self._shaped_fonts.get(size)
+        if font is None:
+            engine = ImageFont.Layout.RAQM if SHAPING else ImageFont.Layout.BASIC
+            font = self._shaped_fonts[size] = ImageFont.truetype(io.BytesIO(self._data), size, layout_engine=engine)
+        return font
+
+    def run_width(self, run: str, size: int, rtl: bool) -> float:
+        """Advance width of a run; a right-to-left one as shaped (joined Arabic letters change widths)."""
+        if rtl and SHAPING:
+            return self.shaped_font(size).getlength(run, direction="rtl")
+        return self.advance(run, size)
 
     def advance(self, text: str, size: int) -> float:
         """Advance width of ``text`` in this face: the sum of its characters' advances, each measured
@@ -245,7 +238,7 @@ class FontChain:
 
     def _stand_in(self, char: str) -> str | None:
         candidates = [
-            _SUBSTITUTES.get(char, ""),
+            STAND_INS.get(char, ""),
             unicodedata.normalize("NFKC", char),
             "".join(c for c in unicodedata.normalize("NFKD", char) if not unicodedata.combining(c)),
         ]
@@ -272,6 +265,15 @@ class FontChain:
             else:
                 runs.append((face, [char]))
         return [(face, "".join(chars)) for face, chars in runs]
+
+    def placed_runs(self, line: str) -> list[tuple[FontFace, str, bool]]:
+        """(face, text, right-to-left) runs of one line in drawing order, left to right: each directional run
+        (see ``bidi``) split by face, the face runs of a right-to-left one drawn from its end."""
+        placed = []
+        for directional in drawing_order(line):
+            runs = self.runs(directional.text)
+            placed += [(face, run, directional.rtl) for face, run in (runs[::-1] if directional.rtl else runs)]
+        return placed
 
     # ------------------------------------------------------------------------------ metrics
 
@@ -304,7 +306,7 @@ class FontChain:
 
     def text_width(self, text: str, size: int) -> int:
         """Advance width of ``text`` at ``size`` pixels, every character in its own face."""
-        return math.ceil(sum(face.advance(run, size) for face, run in self.runs(text)))
+        return math.ceil(sum(face.run_width(run, size, rtl) for face, run, rtl in self.placed_runs(text)))
 
     def ink_box(self, xy: tuple[float, float], text: str, size: int) -> tuple[int, int, int, int] | None:
         """Bounding box (left, top, right, bottom) of the pixels :meth:`draw_text` would touch;
@@ -312,12 +314,12 @@ class FontChain:
         x, baseline = xy[0], xy[1] + self.metrics(size).ascent
         left = top = math.inf
         right = bottom = -math.inf
-        for face, run in self.runs(text):
+        for face, run, rtl in self.placed_runs(text):
             if run.strip():
-                x0, y0, x1, y1 = face.font(size).getbbox(run, anchor="ls")
+                x0, y0, x1, y1 = _font_for(face, size, rtl).getbbox(_laid_out(run, rtl), anchor="ls", **_way(rtl))
                 left, top = min(left, x + x0), min(top, baseline + y0)
                 right, bottom = max(right, x + x1), max(bottom, baseline + y1)
-            x += face.advance(run, size)
+            x += face.run_width(run, size, rtl)
         if left == math.inf:
             return None
         return (math.floor(left), math.floor(top), math.ceil(right), math.ceil(bottom))
@@ -335,17 +337,36 @@ class FontChain:
         """Draws one line with its top-left corner at ``xy``; each run in its own face, all on the
         chain's baseline. Returns the advance width drawn."""
         x, baseline = float(xy[0]), float(xy[1]) + self.metrics(size).ascent
-        for face, run in self.runs(text):
+        for face, run, rtl in self.placed_runs(text):
             if run.strip():
-                draw.text((x, baseline), run, font=face.font(size), fill=fill, anchor="ls")
-            x += face.advance(run, size)
+                font = _font_for(face, size, rtl)
+                draw.text((x, baseline), _laid_out(run, rtl), font=font, fill=fill, anchor="ls", **_way(rtl))
+            x += face.run_width(run, size, rtl)
         return math.ceil(x - xy[0])
 
     def wrap(self, text: str, size: int, max_width: float, max_lines: int | None = None) -> list[str]:
         """``text`` word-wrapped into lines no wider than ``max_width`` at ``size``, measured with
         real metrics (see :func:`~storydiffusion.layout.lettering.linebreak.wrap_text`), at most ``max_lines``."""
         hyphen = self.face_for("-") is not None
-        return wrap_text(text, max_width, lambda s: self.text_width(s, size), hyphen=hyphen, max_lines=max_lines)
+        lines = wrap_text(text, max_width, lambda s: self.text_width(s, size), hyphen=hyphen, max_lines=max_lines)
+        if paragraph_direction(text) == "ltr":
+            return lines
+        # A line of a Hebrew or Arabic paragraph that starts with a Latin word still reads right to left: an
+        # invisible right-to-left mark before it says so to drawing_order (and to the caption's alignment).
+        return [RIGHT_TO_LEFT_MARK + line if paragraph_direction(line) == "ltr" else line for line in lines]
+
+
+def _font_for(face: FontFace, size: int, rtl: bool) -> ImageFont.FreeTypeFont:
+    return face.shaped_font(size) if rtl else face.font(size)
+
+
+def _laid_out(run: str, rtl: bool) -> str:
+    """A run as handed to Pillow: a right-to-left one in reading order for libraqm, reversed without it."""
+    return run[::-1] if rtl and not SHAPING else run
+
+
+def _way(rtl: bool) -> dict[str, str]:
+    return {"direction": "rtl"} if rtl and SHAPING else {}
 
 
 def default_font_chain(weight: str = "bold", font_dir: str | Path | None = None) -> FontChain:
@@ -358,22 +379,3 @@ def default_font_chain(weight: str = "bold", font_dir: str | Path | None = None)
         raise ValueError(f"unknown font weight {weight!r}; use one of {sorted(BUNDLED_FACES)}") from None
     folder = Path(font_dir) if font_dir is not None else FONT_DIR
     return FontChain([FontFace(folder / name) for name in names])
-
-
-def describe_missing(characters: frozenset[str] | set[str], shown: int = 8) -> str:
-    """Characters no bundled face has, by script, for a warning: ``Arabic and Hebrew letters and emoji
-    or symbols (ا ب ש 😀)``; a user learns which writing to change, not a list of code points."""
-    kinds = sorted({_script_of(char) for char in characters})
-    named = kinds[0] if len(kinds) == 1 else f"{', '.join(kinds[:-1])} and {kinds[-1]}"
-    examples = " ".join(sorted(characters)[:shown]) + (" …" if len(characters) > shown else "")
-    return f"{named} ({examples})"
-
-
-def _script_of(char: str) -> str:
-    """``Arabic letters``, ``Chinese or Japanese characters``, ``emoji or symbols``: from the Unicode name."""
-    if unicodedata.category(char).startswith("S") or not unicodedata.name(char, ""):
-        return "emoji or symbols"
-    first = unicodedata.name(char).split()[0]
-    if first in ("CJK", "HIRAGANA", "KATAKANA", "IDEOGRAPHIC"):
-        return "Chinese or Japanese characters"
-    return f"{first.title()} letters"
