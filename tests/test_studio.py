@@ -390,12 +390,12 @@ def test_text_no_bundled_font_draws_is_named_on_the_finished_line(tmp_path, tiny
     from storydiffusion.studio_status import finished_message
 
     studio = StudioSession(workdir=tmp_path / "s")
-    story = make_story("[Mia] flies a kite # नमस्ते 😀 Hi\n[Leo] reads # Leo reads.")
+    story = make_story("[Mia] flies a kite # สวัสดี 😀 Hi\n[Leo] reads # Leo reads.")
     finished = list(studio.generate(tiny_sdxl, story, story.settings, "tiny-sdxl"))[-1]
     studio.typeset_if_drawn()
     missing = [warning for warning in studio.page_warnings if "no bundled font has" in warning]
-    assert len(missing) == 1 and missing[0].startswith("panel 1:") and "न" in missing[0] and "😀" in missing[0]
-    assert "Devanagari letters and emoji or symbols" in missing[0] and missing[0].endswith("they are left out")
+    assert len(missing) == 1 and missing[0].startswith("panel 1:") and "ส" in missing[0] and "😀" in missing[0]
+    assert "Thai letters and emoji or symbols" in missing[0] and missing[0].endswith("they are left out")
     assert "- P" + missing[0][1:] in finished_message(finished.result, 2, studio.page_warnings)  # "Panel 1: ..."
     assert studio.retypeset("manga") and missing[0] in studio.page_warnings  # and after a re-typeset
 

@@ -9,7 +9,14 @@ import unicodedata
 
 from fontTools.ttLib import TTFont
 
-__all__ = ["STAND_INS", "describe_missing", "read_cmap"]
+__all__ = ["COMPLEX_SCRIPTS", "STAND_INS", "describe_missing", "read_cmap"]
+
+#: OpenType script tags of writing whose letters change with their neighbours: a face for one of them is
+#: always laid out by libraqm (Devanagari conjuncts, vowel signs drawn before their consonant, Arabic joining).
+COMPLEX_SCRIPTS = frozenset(
+    {"arab", "beng", "bng2", "deva", "dev2", "gjr2", "gujr", "gur2", "guru", "knd2", "knda", "khmr", "mlm2", "mlym"}
+    | {"mym2", "mymr", "ory2", "orya", "sinh", "syrc", "taml", "tel2", "telu", "thaa", "tml2"}
+)
 
 # Stand-ins when no face has a character (the result is checked against the chain again).
 STAND_INS = {

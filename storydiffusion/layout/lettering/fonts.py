@@ -10,11 +10,14 @@ The bundled faces (see ``assets/fonts/README.md``), under the SIL Open Font Lice
 * Comic Neue: the comic lettering face for Latin text (Western and Central European accents);
 * Noto Sans: Latin Extended, Greek and Cyrillic that Comic Neue lacks;
 * Noto Sans Hebrew and Noto Sans Arabic: Hebrew, and Arabic (with Persian and Urdu letters);
+* Noto Sans Devanagari, Bengali and Tamil: Hindi, Marathi, Nepali, Bengali, Assamese and Tamil;
 * NanumSquareRound: Hangul (all 11,172 syllables and the compatibility jamo), kana and CJK punctuation;
 * Droid Sans Fallback (Apache License 2.0): Chinese characters, the 20,902 unified ideographs.
 
-A line holding Hebrew or Arabic is drawn in the order ``bidi`` resolves; its right-to-left runs are laid out
-by libraqm (bundled with Pillow's wheels), which joins Arabic letters into their connected forms.
+A line holding Hebrew or Arabic is drawn in the order ``bidi`` resolves; its right-to-left runs, and the runs of
+faces for scripts whose letters change with their neighbours (``COMPLEX_SCRIPTS``), are laid out by libraqm
+(bundled with Pillow's wheels): Arabic letters join, Indic consonants form conjuncts and vowel signs find
+their place. Other runs use Pillow's basic layout, measured a character at a time (much faster).
 """
 
 from __future__ import annotations
@@ -27,12 +30,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from fontTools.ttLib import TTFont
 from PIL import ImageDraw, ImageFont, features
 
 from ...invisible import is_invisible
 from ...resources import data_path
 from .bidi import RIGHT_TO_LEFT_MARK, drawing_order, paragraph_direction
-from .coverage import STAND_INS, read_cmap
+from .coverage import COMPLEX_SCRIPTS, STAND_INS, read_cmap
 from .linebreak import wrap_text
 
 __all__ = [
@@ -57,13 +61,17 @@ BUNDLED_FACES: dict[str, tuple[str, ...]] = {
         f"NotoSans-{weight.title()}.ttf",
         f"NotoSansHebrew-{weight.title()}.ttf",
         f"NotoSansArabic-{weight.title()}.ttf",
+        f"NotoSansDevanagari-{weight.title()}.ttf",
+        f"NotoSansBengali-{weight.title()}.ttf",
+        f"NotoSansTamil-{weight.title()}.ttf",
         f"NanumSquareRound{weight[0].upper()}.ttf",
         "DroidSansFallbackFull.ttf",
     )
     for weight in ("bold", "regular")
 }
-#: Whether Pillow has libraqm, which shapes right-to-left runs (joined Arabic letters, mirrored brackets).
-#: Without it a right-to-left run is drawn as its characters reversed: Hebrew reads right, Arabic unjoined.
+#: Whether Pillow has libraqm, which shapes right-to-left runs (joined Arabic letters, mirrored brackets) and
+#: the runs of faces for scripts that need it. Without it a right-to-left run is drawn as its characters
+#: reversed (Hebrew reads right; Arabic letters stay unjoined, Indic vowel signs unplaced).
 SHAPING = features.check_feature("raqm")
 
 # Characters used to measure how far real glyphs reach above and below the baseline.
@@ -121,10 +129,24 @@ class FontFace:
             font = self._shaped_fonts[size] = ImageFont.truetype(io.BytesIO(self._data), size, layout_engine=engine)
         return font
 
+    @functools.cached_property
+    def complex(self) -> bool:
+        """Whether the face's OpenType substitutions are for a script of COMPLEX_SCRIPTS (read from its file)."""
+        try:
+            with TTFont(io.BytesIO(self._data), lazy=True, fontNumber=0) as tt:
+                records = tt["GSUB"].table.ScriptList.ScriptRecord if "GSUB" in tt else []
+                return any(record.ScriptTag in COMPLEX_SCRIPTS for record in records)
+        except Exception:  # fontTools raises many kinds of error for damaged tables: then laid out as it is
+            return False
+
+    def shaped(self, rtl: bool) -> bool:
+        """Whether a run of this face is laid out by libraqm: a right-to-left one, or one of a complex script."""
+        return SHAPING and (rtl or self.complex)
+
     def run_width(self, run: str, size: int, rtl: bool) -> float:
-        """Advance width of a run; a right-to-left one as shaped (joined Arabic letters change widths)."""
-        if rtl and SHAPING:
-            return self.shaped_font(size).getlength(run, direction="rtl")
+        """Advance width of a run; a shaped one as laid out (joined or conjunct letters change widths)."""
+        if self.shaped(rtl):
+            return self.shaped_font(size).getlength(run, direction="rtl" if rtl else "ltr")
         return self.advance(run, size)
 
     def advance(self, text: str, size: int) -> float:
@@ -316,7 +338,7 @@ class FontChain:
         right = bottom = -math.inf
         for face, run, rtl in self.placed_runs(text):
             if run.strip():
-                x0, y0, x1, y1 = _font_for(face, size, rtl).getbbox(_laid_out(run, rtl), anchor="ls", **_way(rtl))
+                x0, y0, x1, y1 = _font_for(face, size, rtl).getbbox(_laid_out(run, rtl), anchor="ls", **_way(face, rtl))
                 left, top = min(left, x + x0), min(top, baseline + y0)
                 right, bottom = max(right, x + x1), max(bottom, baseline + y1)
             x += face.run_width(run, size, rtl)
@@ -340,7 +362,7 @@ class FontChain:
         for face, run, rtl in self.placed_runs(text):
             if run.strip():
                 font = _font_for(face, size, rtl)
-                draw.text((x, baseline), _laid_out(run, rtl), font=font, fill=fill, anchor="ls", **_way(rtl))
+                draw.text((x, baseline), _laid_out(run, rtl), font=font, fill=fill, anchor="ls", **_way(face, rtl))
             x += face.run_width(run, size, rtl)
         return math.ceil(x - xy[0])
 
@@ -357,7 +379,7 @@ class FontChain:
 
 
 def _font_for(face: FontFace, size: int, rtl: bool) -> ImageFont.FreeTypeFont:
-    return face.shaped_font(size) if rtl else face.font(size)
+    return face.shaped_font(size) if face.shaped(rtl) else face.font(size)
 
 
 def _laid_out(run: str, rtl: bool) -> str:
@@ -365,8 +387,8 @@ def _laid_out(run: str, rtl: bool) -> str:
     return run[::-1] if rtl and not SHAPING else run
 
 
-def _way(rtl: bool) -> dict[str, str]:
-    return {"direction": "rtl"} if rtl and SHAPING else {}
+def _way(face: FontFace, rtl: bool) -> dict[str, str]:
+    return {"direction": "rtl" if rtl else "ltr"} if face.shaped(rtl) else {}
 
 
 def default_font_chain(weight: str = "bold", font_dir: str | Path | None = None) -> FontChain:

@@ -1,4 +1,5 @@
-"""Line breaking for lettering: where a line may end in Latin, Cyrillic, Hangul, Han and kana text.
+"""Line breaking for lettering: where a line may end in Latin, Cyrillic, Hangul, Han, kana, Hebrew, Arabic and
+Indic text (a word is never split inside what is drawn as one letter).
 
 Kept apart from the fonts: it only needs a way to measure a string, so the rules read on their own
 and are tested with any measure.
@@ -7,6 +8,7 @@ and are tested with any measure.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Iterator
 
 __all__ = ["NO_LINE_START", "wrap_text"]
@@ -96,7 +98,7 @@ def _break_word(word: str, max_width: float, width_of: Measure, hyphen: bool, li
         own = piece.rfind("-", 0, n - 1)  # the word's own hyphen ("well-known"): the break goes after it
         if own > 0 and piece[own - 1].isalnum():
             piece, n = rest[: own + 1], own + 1
-        elif hyphen and piece[-1].isalpha() and rest[n].isalpha() and not _is_cjk(piece[-1]):
+        elif hyphen and _hyphenates(piece[-1]) and _hyphenates(rest[n]):
             hyphenated = _hyphenated(piece, max_width, width_of)
             if hyphenated is not None:
                 piece, n = hyphenated, len(hyphenated) - 1
@@ -120,33 +122,37 @@ def _longest_prefix(word: str, max_width: float, width_of: Measure) -> int:
         else:
             high = middle - 1
     n = low
-    while 1 < n < len(word) and word[n] in NO_LINE_START:
+    while 1 < n < len(word) and (word[n] in NO_LINE_START or _inside_cluster(word, n)):
         n -= 1
     return n
+
+
+def _inside_cluster(word: str, n: int) -> bool:
+    """Whether a break before ``word[n]`` would split what is drawn as one letter: a mark from its letter (a
+    Hebrew point, an Arabic vowel, a Devanagari vowel sign), or the two sides of a virama or a joiner."""
+    after, before = word[n], word[n - 1]
+    return (
+        unicodedata.category(after) in ("Mn", "Mc", "Me")
+        or "\u200c" <= after <= "\u200d"
+        or "\u200c" <= before <= "\u200d"
+        or unicodedata.combining(before) == 9  # a virama joins the consonants either side of it
+    )
+
+
+def _hyphenates(char: str) -> bool:
+    """Letters of the scripts whose words break with a hyphen: Latin, Greek, Cyrillic (not CJK, Hebrew, Arabic
+    or Indic scripts)."""
+    return char.isalpha() and char < "\u0590"
 
 
 def _hyphenated(piece: str, max_width: float, width_of: Measure) -> str | None:
     """``piece`` shortened until it fits with a hyphen, hyphen included; None when not even one
     letter and the hyphen fit (the piece then breaks without one)."""
-    while len(piece) > 1 and width_of(piece + "-") > max_width:
+    while len(piece) > 1 and (width_of(piece + "-") > max_width or _inside_cluster(piece + "-", len(piece))):
         piece = piece[:-1]
     if piece.endswith("-"):  # shortened to the word's own hyphen: no second one
         return piece
     return piece + "-" if width_of(piece + "-") <= max_width else None
-
-
-def _is_cjk(char: str) -> bool:
-    """Ideographs, kana and Hangul: scripts where a word may break between characters."""
-    o = ord(char)
-    return (
-        0x1100 <= o <= 0x11FF
-        or 0x2E80 <= o <= 0x9FFF
-        or 0xA960 <= o <= 0xA97F
-        or 0xAC00 <= o <= 0xD7FF
-        or 0xF900 <= o <= 0xFAFF
-        or 0xFF00 <= o <= 0xFFEF
-        or 0x20000 <= o <= 0x3FFFF
-    )
 
 
 def _breaks_anywhere(char: str) -> bool:

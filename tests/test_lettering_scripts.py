@@ -1,7 +1,9 @@
-"""Hebrew and Arabic lettering: the drawing order of mixed lines (the Unicode Bidirectional Algorithm's
+"""Hebrew, Arabic and Indic lettering: the drawing order of mixed lines (the Unicode Bidirectional Algorithm's
 rules that plain captions need), joined Arabic letters, right-aligned captions, and a whole page."""
 
 from __future__ import annotations
+
+import unicodedata
 
 import numpy as np
 import pytest
@@ -118,3 +120,27 @@ def test_a_page_with_hebrew_and_arabic_captions_letters_them_without_a_warning()
     for cell in layouts[0].cells:
         box = (cell.x, cell.y, cell.x + cell.w, cell.y + cell.h)
         assert lettered.crop(box).tobytes() != plain.crop(box).tobytes()
+
+
+@pytest.mark.skipif(not SHAPING, reason="shaping Indic scripts needs Pillow with libraqm")
+@pytest.mark.parametrize("word", ["कि", "क्षत्रिय", "বাংলায়", "வணக்கம்"])
+def test_an_indic_word_is_shaped_as_its_script_needs(chain, word):
+    face = chain.face_for(word[0])
+    assert face.complex and not chain.face_for("a").complex
+    assert chain.prepare(word) == (word, frozenset())
+    shaped = drawn(chain, word)
+    image = Image.new("L", shaped.shape[::-1], 255)  # the same letters one by one, as basic layout sets them
+    ImageDraw.Draw(image).text((10, 5 + chain.metrics(40).ascent), word, font=face.font(40), fill=0, anchor="ls")
+    assert not np.array_equal(shaped, np.asarray(image))
+    ink = np.flatnonzero((shaped < 128).any(axis=0))
+    assert ink[-1] - ink[0] + 1 <= chain.text_width(word, 40) + 4  # measured as drawn
+
+
+def test_an_indic_line_made_of_one_long_word_breaks_between_letters_never_inside_one(chain):
+    word = "प्रत्येकव्यक्तिकोशिक्षाकाअधिकारहै"
+    lines = chain.wrap(word, 30, 90)
+    assert len(lines) > 2 and "".join(lines) == word  # no hyphen added either
+    for line in lines[1:]:
+        assert not unicodedata.category(line[0]).startswith("M")  # no vowel sign or virama opens a line
+    for line in lines[:-1]:
+        assert unicodedata.combining(line[-1]) != 9  # and no line ends on a virama
