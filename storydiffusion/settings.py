@@ -121,11 +121,17 @@ def check_text(name: str, value: Any) -> None:
 
 def control_character(text: str) -> str | None:
     """The first control character of ``text`` (NUL, ESC, DEL, ...) other than a tab or a line break: it would
-    reach prompts, pages, file names and terminals. Typed boxes, files and API clients all let one in."""
-    return next((ch for ch in text if unicodedata.category(ch) == "Cc" and ch not in "\t\n\r"), None)
+    reach prompts, pages, file names and terminals. Typed boxes, files and API clients all let one in. A lone
+    surrogate (half of a UTF-16 pair, which an API client can send) counts too: no file can hold it."""
+    return next((ch for ch in text if unicodedata.category(ch) in ("Cc", "Cs") and ch not in "\t\n\r"), None)
 
 
 def control_character_message(where: str, found: str) -> str:
+    if unicodedata.category(found) == "Cs":
+        return (
+            f"{where} holds U+{ord(found):04X}, half of a character pair and not text by itself (a lone "
+            "surrogate): remove it, or type the character again"
+        )
     return f"{where} holds the control character U+{ord(found):04X}: remove it (only tabs and line breaks may appear in text)"
 
 

@@ -56,13 +56,15 @@ def page_message(error: BaseException) -> str:
 
 
 def page_error(error: Exception) -> Exception:
-    """The ``gr.Error`` for ``error``; the server log keeps the traceback of unexpected errors only."""
+    """The ``gr.Error`` for ``error``; the server log keeps the traceback of unexpected errors only, where it
+    was raised (the ``gr.Error`` raised in its place would show only this module's lines)."""
     import gradio as gr
 
     if isinstance(error, gr.Error):
         return error
-    expected = isinstance(error, StoryDiffusionError) or is_out_of_memory(error)
-    return gr.Error(page_message(error), print_exception=not expected)
+    if not (isinstance(error, StoryDiffusionError) or is_out_of_memory(error)):
+        logging.getLogger(__name__).error("unexpected failure", exc_info=error)
+    return gr.Error(page_message(error), print_exception=False)
 
 
 def shown_on_page(handler: Handler) -> Handler:

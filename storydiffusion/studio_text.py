@@ -17,7 +17,15 @@ from .errors import SettingsError, StoryDiffusionError, StoryError, TooManyPanel
 from .layout.template_files import list_templates
 from .model_pool import shown_name
 from .results import PanelImage
-from .settings import CONSISTENCY_KINDS, REFERENCE_ADAPTERS, SETTING_RANGES, GenerationSettings, SettingRange
+from .settings import (
+    CONSISTENCY_KINDS,
+    REFERENCE_ADAPTERS,
+    SETTING_RANGES,
+    GenerationSettings,
+    SettingRange,
+    control_character,
+    control_character_message,
+)
 from .story import Story, parse_characters, story_from_text, story_to_text
 from .structured import MAX_NUMBER_CHARS, plain_digits
 from .styles import load_styles
@@ -109,6 +117,8 @@ def text_value(label: str, value: Any) -> str:
         raise StoryDiffusionError(f"{label}: expected text, got {type(value).__name__} {shown(value)}")
     if len(value) > MAX_BOX_CHARS:
         raise StoryDiffusionError(f"{label}: {len(value)} characters is too long (at most {MAX_BOX_CHARS})")
+    if (found := control_character(value)) is not None and unicodedata.category(found) == "Cs":
+        raise StoryDiffusionError(control_character_message(label, found))  # the box's own check names the others
     return value
 
 

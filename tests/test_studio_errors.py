@@ -129,3 +129,22 @@ def test_an_unexpected_failure_is_logged_for_the_operator_and_told_plainly(caplo
 
     assert in_status_line(broken, 0, 1)() == "⚠ Something went wrong: KeyError: 'x'"
     assert "unexpected failure in broken" in caplog.text
+
+
+def test_an_unexpected_failure_through_the_api_is_logged_with_the_lines_where_it_happened(caplog):
+    def deep_inside():
+        raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
+
+    @shown_on_page
+    def handler():
+        deep_inside()
+
+    with pytest.raises(gr.Error):
+        handler()
+    logged = [record for record in caplog.records if record.exc_info]
+    assert len(logged) == 1 and logged[0].exc_info[0] is UnicodeEncodeError
+    assert "deep_inside" in caplog.text  # the operator sees where it broke, not only the wrapper's lines
+    caplog.clear()
+    with pytest.raises(gr.Error):
+        shown_on_page(lambda: (_ for _ in ()).throw(SettingsError("steps: 0 is too few")))()
+    assert not [record for record in caplog.records if record.exc_info]  # a refusal is no failure to log

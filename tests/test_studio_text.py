@@ -1,6 +1,7 @@
 """What the studio page reads from its widgets and the lines of text it shows."""
 
 import html
+from dataclasses import replace
 
 import pytest
 from PIL import Image
@@ -113,6 +114,34 @@ def test_style_and_negative_prompt_of_the_wrong_kind_are_named(style, negative):
 def test_text_boxes_take_text_only(field, values):
     with pytest.raises(StoryDiffusionError, match=f"^{field}: expected text"):
         story_from_ui(*values)
+
+
+@pytest.mark.parametrize(
+    ("field", "values"),
+    [
+        ("Title", ("T\ud800", "[Mia] a girl", "[Mia] runs")),
+        ("Characters", ("T", "[Mia] a girl \udfff", "[Mia] runs")),
+        ("Story", ("T", "[Mia] a girl", "[Mia] runs \udc00 fast")),
+    ],
+)
+def test_a_lone_surrogate_from_an_api_client_is_refused_naming_the_box(field, values):
+    """Half of a UTF-16 pair is not text: it passed the check and broke the run's first write, losing the page."""
+    with pytest.raises(
+        StoryDiffusionError, match=f"^{field} holds U\\+D[89A-F][0-9A-F]{{2}}, half of a character pair"
+    ):
+        story_from_ui(*values)
+
+
+def test_a_lone_surrogate_in_a_story_built_in_code_is_refused_before_a_run():
+    from storydiffusion.story.validation import validate_story
+
+    story = story_from_text("[Mia] a girl", "[Mia] runs")
+    for changed in (
+        replace(story, title="x\ud800"),
+        replace(story, panels=[replace(story.panels[0], caption="\udc80")]),
+    ):
+        with pytest.raises(StoryError, match="a lone surrogate"):
+            validate_story(changed)
 
 
 def test_a_huge_text_box_is_refused_before_parsing():
