@@ -180,6 +180,7 @@ def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> Any:
         session, number = session_of(state), text.panel_number_from_ui(number)
         prompt, layout = text.text_value("Prompt", prompt), text.layout_value(layout)
         caption = None if caption is None else text.text_value("Caption", caption)
+        story_box = text.text_value("Story", story_box)  # every input checked before the panel is drawn
         seed = None if seed is None or seed == "" else text.setting_value("seed", seed, "Panel seed")
         chosen = pool.check_choice(model)
         if session.model and chosen != session.model and not pool.offers(session.model):  # a loaded project's
@@ -210,9 +211,7 @@ def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> Any:
                 return
         session.retypeset(layout)
         panels = text.gallery_items(session.panels())
-        story_box, note = text.story_box_after_redraw(
-            text.text_value("Story", story_box), before, session.story, number - 1
-        )
+        story_box, note = text.story_box_after_redraw(story_box, before, session.story, number - 1)
         downloads = session.downloads().as_tuple()
         message = run_status.with_warnings(run_status.regenerated_message(number, note), session.page_warnings)
         yield session, message, panels, *downloads, story_box, str(panel.seed)

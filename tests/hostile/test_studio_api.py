@@ -265,6 +265,10 @@ def test_a_fresh_client_makes_edits_saves_and_reloads_a_story(server, tmp_path):
         api_name="/regenerate_panel",
     )
     assert redrawn[0] == "Panel 2 redrawn." and redrawn[-2] == "[Mia] runs\n[Mia] naps # Rest." and redrawn[-1] == seed
+    wrong_box = {"number": 2, "prompt": "[Mia] jumps", "caption": "Up!", "seed": "5", "layout": "classic"}
+    with pytest.raises(Exception, match="Story: expected text"):  # refused before the panel is drawn again
+        maker.predict(**wrong_box, model=OFFLINE_MODEL, story_box=12345, api_name="/regenerate_panel")
+    assert maker.predict(2, api_name="/edit_panel")[1:4] == ("[Mia] naps", "Rest.", seed)
     edited = {**STORY, "story_text": redrawn[-2].replace("Rest.", "A nap.")}  # the box as the page now shows it
     assert "manga" in maker.predict(**edited, layout="manga", api_name="/retypeset")[0]
     saved = maker.predict(api_name="/save_project")
