@@ -364,13 +364,14 @@ class StudioSession(ProjectsMixin):
         if self.result is None:
             raise StoryDiffusionError("generate the story first, then animate between two of its panels")
         made = {panel.index + 1: panel for panel in self.result.panels}
-        for number in (start, end):
+        for field, number in (("From panel", start), ("To panel", end)):
             if number not in made:
                 raise StoryDiffusionError(
-                    f"there is no panel {number}: choose panels between 1 and {len(self.story.panels)} that were generated"
+                    f"{field}: there is no panel {number}; choose panels between 1 and {len(self.story.panels)} "
+                    "that were generated"
                 )
         if start == end:
-            raise StoryDiffusionError("choose two different panels to animate between")
+            raise StoryDiffusionError("To panel: choose a panel other than the From panel to animate between")
         prompt = ", ".join(dict.fromkeys((made[start].prompt, made[end].prompt)))
         with self._work() as cancel:
             return animate_images(

@@ -328,8 +328,12 @@ def test_animate_between_two_panels_writes_mp4_and_gif(session):
     assert result.mp4.name == "01-03.mp4" and result.gif.exists()
     assert len(list(iio.imiter(result.mp4))) == 6
     assert "linear interpolation" in result.note
-    with pytest.raises(StoryDiffusionError, match="no panel 7"):
+    with pytest.raises(StoryDiffusionError, match="^To panel: there is no panel 7; choose panels between 1 and"):
         session.animate(load_transition_pipeline("tiny"), 1, 7)
+    with pytest.raises(StoryDiffusionError, match="^From panel: there is no panel 123;"):  # each named by its box
+        session.animate(load_transition_pipeline("tiny"), 123, 2)
+    with pytest.raises(StoryDiffusionError, match="^To panel: choose a panel other than the From panel"):
+        session.animate(load_transition_pipeline("tiny"), 2, 2)
 
 
 def test_every_caller_without_a_session_gets_a_fresh_one_of_their_own(tmp_path):
