@@ -276,8 +276,13 @@ def quoted(text: str, limit: int = 60) -> str:
 
 
 # What Markdown or HTML would read as markup in a status line: each written as its character reference, so a
-# name like "<h1>Mia</h1>" or "**Mia**" is shown as typed, never as a heading or in bold.
-_MARKUP = str.maketrans({char: f"&#{ord(char)};" for char in "\\`*_[]<>&|~$#"})
+# name like "<h1>Mia</h1>" or "**Mia**" is shown as typed, never as a heading or in bold. The invisible
+# controls that reorder text (bidi embeddings, overrides, isolates) are shown by their code, such as \u202e,
+# so a file named "photo\u202egnp.exe" cannot pass on the line as another name.
+_BIDI_CONTROLS = [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+_MARKUP = str.maketrans(
+    {char: f"&#{ord(char)};" for char in "\\`*_[]<>&|~$#"} | {code: f"&#92;u{code:04x}" for code in _BIDI_CONTROLS}
+)
 
 
 def plain_markdown(text: str) -> str:

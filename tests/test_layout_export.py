@@ -377,3 +377,10 @@ def test_the_tools_own_large_pages_open_without_a_decompression_bomb_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert export._size(png_header_only(10_000, 10_000)) == (10_000, 10_000)
+
+
+def test_metadata_leaves_out_the_controls_that_reorder_text():
+    from storydiffusion.layout.export import metadata_text
+
+    assert metadata_text("Safe \u202eexe.fdp") == "Safe exe.fdp"  # a reader's list would show "Safe pdf.exe"
+    assert metadata_text("\u2067שלום\u2069 Mia") == "שלום Mia"

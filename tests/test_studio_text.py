@@ -492,3 +492,13 @@ def test_what_a_user_typed_reaches_a_status_line_as_text_never_as_markup():
     story = story_from_text("[Mia] a girl", "[Mia] walks", title="**Bold** <b>title</b>")
     assert "**" not in loaded_message(story, 1) and "<b>" not in loaded_message(story, 1)
     assert html.unescape(regenerated_message(2, typed)) == f"Panel 2 redrawn. {typed}"
+
+
+def test_a_status_line_shows_text_reordering_controls_by_their_code():
+    """A file or title holding a right-to-left override would show on the line as another name."""
+    from storydiffusion.studio_text import plain_markdown
+
+    line = plain_markdown("x\u202eevil.zip and \u2066isolated\u2069 are not project files")
+    assert not set(line) & {"\u202e", "\u2066", "\u2069"}
+    assert "&#92;u202eevil.zip" in line and "&#92;u2066isolated&#92;u2069" in line
+    assert plain_markdown("שלום and مرحبا") == "שלום and مرحبا"  # right-to-left words themselves stay as written
