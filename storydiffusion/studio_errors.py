@@ -25,10 +25,13 @@ OUT_OF_MEMORY_MESSAGE = (
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 
-# An absolute path (POSIX, home or Windows) of a folder and at least one name in it, which tells where
-# things lie on the server; not the tail of a relative one, a hub id, a URL, nor a user's one-part text
-# such as a character named "/x" or the character "/" (which a message quotes as typed).
-_SERVER_PATH = re.compile(r"(?<![\w.:/\\~-])(?:~|[A-Za-z]:)?[\\/][^\s'\"`<>|/\\]+[\\/][^\s'\"`<>|]*")
+# An absolute path (POSIX, home, or Windows with its drive letter or a share's \\server) of a folder and at
+# least one name in it, which tells where things lie on the server; not the tail of a relative one, a hub
+# id, a URL, a user's one-part text such as a character named "/x" or the character "/" (which a message
+# quotes as typed), nor the escapes a message writes for control characters ('\x1b[31m\r\n').
+_SERVER_PATH = re.compile(
+    r"(?<![\w.:/\\~-])(?:~?/|[A-Za-z]:[\\/]+|\\\\)[^\s'\"`<>|/\\]+[\\/]+[^\s'\"`<>|]*"
+)
 
 
 def without_server_paths(message: str) -> str:

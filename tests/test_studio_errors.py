@@ -95,6 +95,15 @@ def test_hub_ids_urls_and_relative_names_stay_as_they_are():
     assert without_server_paths(text) == text
 
 
+def test_the_escapes_of_control_characters_are_not_taken_for_a_windows_path():
+    """A value an API client sent holding control characters is quoted by its escapes: shown whole, never cut
+    to "'t'" as if '\\x1b[31mX\\x07\\r\\n\\t' were a folder."""
+    for value in ("\x00\x1b[31mX\x07\r\n\t", "\u202eevil\u2066"):
+        message = f"Style: {value!r} is not one of none, comic"
+        assert without_server_paths(message) == message
+    assert without_server_paths("'C:\\\\Users\\\\me\\\\a.png' and \\\\share\\x\\b.png") == "'a.png' and b.png"
+
+
 def test_a_users_own_text_with_a_slash_is_quoted_as_typed():
     text = "character name '/x' contains '/': use letters; style '/' or /x is not one of"
     assert without_server_paths(text) == text
