@@ -20,13 +20,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from .errors import ModelError, StoryDiffusionError
+from .errors import ModelError, StoryDiffusionError, shown
 from .hub import hub_is_reachable, hub_repo, is_in_hub_cache
 from .models import LOW_VRAM, load_model_registry
 from .pipeline import StoryPipeline
 
 OFFLINE_MODEL = "tiny-sdxl"
 MAX_MODEL_NAME_CHARS = 500
+MAX_NOTICES = 64  # names that could not be loaded, remembered with the reason
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,9 @@ class ModelPool:
         self._hub_online, self._in_cache = hub_online, in_cache
         self._online: bool | None = None
         self._pipelines: OrderedDict[tuple[str, int], StoryPipeline] = OrderedDict()  # by (name, device number)
-        self._notices: dict[str, str] = {}  # by model name: why that name runs the offline demo, if it does
+        # By model name, why that name runs the offline demo (it could not be loaded): the most recent only.
+        self._notices: OrderedDict[str, str] = OrderedDict()
+        self._stand_ins: dict[int, StoryPipeline] = {}  # by device number: the demo model such names run
         self._transition = None
         self._lock = threading.Lock()
 
@@ -106,7 +109,7 @@ class ModelPool:
         if self.offers(name):
             return name
         raise ModelNotOffered(
-            f"Model: {shown_name(name)!r} is not offered on this server; choose one of {', '.join(self.choices())}"
+            f"Model: {shown(shown_name(name))} is not offered on this server; choose one of {', '.join(self.choices())}"
         )
 
     @property
@@ -123,7 +126,15 @@ class ModelPool:
             if key in self._pipelines:
                 self._pipelines.move_to_end(key)
                 return self._pipelines[key]
-            pipeline = self._load_or_fall_back(name, slot)
+            if name in self._notices:  # it could not be loaded a moment ago: not tried again at every run
+                return self._stand_in(slot)
+            try:
+                pipeline = self._load(name, self.devices[slot])
+            except ModelError as error:
+                if not self.fallback or name == OFFLINE_MODEL:
+                    raise
+                self._fell_back(name, error)
+                return self._stand_in(slot)
             self._keep(key, pipeline)
             return pipeline
 
@@ -161,24 +172,31 @@ class ModelPool:
             evicted, _ = self._pipelines.popitem(last=False)
             logger.info("Unloaded model %r to keep at most %d loaded", evicted, self.max_loaded)
 
-    def _load_or_fall_back(self, name: str, slot: int) -> StoryPipeline:
-        try:
-            return self._load(name, self.devices[slot])
-        except ModelError as error:
-            if not self.fallback or name == OFFLINE_MODEL:
-                raise
-            logger.warning("Could not load %r, using the offline demo model %r: %s", name, OFFLINE_MODEL, error)
-            reason = (
-                "no network, no cached weights"
-                if isinstance(error, HubUnreachable)
-                else "its weights could not be read here: the server's log says why"
-            )
-            self._notices[name] = (
-                f"Offline demo: could not load {shown_name(name)!r} ({reason}); running the tiny random-weight "
-                "offline demo model instead (panels are random patterns)."
-            )
-            fallback = self._pipelines.get((OFFLINE_MODEL, slot))
-            return fallback if fallback is not None else self._loader(OFFLINE_MODEL, device="cpu", dtype="float32")
+    def _fell_back(self, name: str, error: ModelError) -> None:
+        """Note why ``name`` runs the offline demo model; only the latest MAX_NOTICES names are kept, so names
+        typed by users never grow the pool without end."""
+        logger.warning("Could not load %r, using the offline demo model %r: %s", name, OFFLINE_MODEL, error)
+        reason = (
+            "no network, no cached weights"
+            if isinstance(error, HubUnreachable)
+            else "its weights could not be read here: the server's log says why"
+        )
+        self._notices[name] = (
+            f"Offline demo: could not load {shown_name(name)!r} ({reason}); running the tiny random-weight "
+            "offline demo model instead (panels are random patterns)."
+        )
+        while len(self._notices) > MAX_NOTICES:
+            self._notices.popitem(last=False)
+
+    def _stand_in(self, slot: int) -> StoryPipeline:
+        """The offline demo model for a name that could not be loaded: the one loaded by its own name if it is,
+        else one kept apart (it is tiny), so that a mistyped name never unloads a model users are drawing with."""
+        loaded = self._pipelines.get((OFFLINE_MODEL, slot))
+        if loaded is not None:
+            return loaded
+        if slot not in self._stand_ins:
+            self._stand_ins[slot] = self._loader(OFFLINE_MODEL, device="cpu", dtype="float32")
+        return self._stand_ins[slot]
 
     def _load(self, name: str, device: str) -> StoryPipeline:
         """Load from the hub when it answers, else from the cache only (and not at all when nothing is cached)."""

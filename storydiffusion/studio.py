@@ -364,10 +364,10 @@ class StudioSession(ProjectsMixin):
         if self.result is None:
             raise StoryDiffusionError("generate the story first, then animate between two of its panels")
         made = {panel.index + 1: panel for panel in self.result.panels}
-        for field, number in (("From panel", start), ("To panel", end)):
+        for box, number in (("From panel", start), ("To panel", end)):
             if number not in made:
                 raise StoryDiffusionError(
-                    f"{field}: there is no panel {number}; choose panels between 1 and {len(self.story.panels)} "
+                    f"{box}: there is no panel {number}; choose panels between 1 and {len(self.story.panels)} "
                     "that were generated"
                 )
         if start == end:

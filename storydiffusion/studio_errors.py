@@ -29,9 +29,7 @@ Handler = TypeVar("Handler", bound=Callable[..., Any])
 # least one name in it, which tells where things lie on the server; not the tail of a relative one, a hub
 # id, a URL, a user's one-part text such as a character named "/x" or the character "/" (which a message
 # quotes as typed), nor the escapes a message writes for control characters ('\x1b[31m\r\n').
-_SERVER_PATH = re.compile(
-    r"(?<![\w.:/\\~-])(?:~?/|[A-Za-z]:[\\/]+|\\\\)[^\s'\"`<>|/\\]+[\\/]+[^\s'\"`<>|]*"
-)
+_SERVER_PATH = re.compile(r"(?<![\w.:/\\~-])(?:~?/|[A-Za-z]:[\\/]+|\\\\)[^\s'\"`<>|/\\]+[\\/]+[^\s'\"`<>|]*")
 
 
 def without_server_paths(message: str) -> str:

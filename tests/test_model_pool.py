@@ -142,11 +142,41 @@ def test_a_notice_names_a_server_path_by_its_last_part_only():
 
 def test_at_most_max_loaded_models_stay_loaded():
     loader = FakeLoader()
-    pool = ModelPool(OFFLINE_MODEL, loader=loader, max_loaded=1, hub_online=lambda: True)
-    pool.get()
-    pool.get("sdxl-base")  # falls back to the loaded demo model, then keeps only that name
-    pool.get()  # the demo model's own entry went out to make room: loaded again
-    assert loader.names == [OFFLINE_MODEL, "sdxl-base", OFFLINE_MODEL]
+    pool = ModelPool("sdxl-base", loader=loader, max_loaded=1, allow_custom=True, hub_online=lambda: True)
+    demo = pool.get(OFFLINE_MODEL)
+    assert pool.get("sdxl-base") is demo  # falls back to the loaded demo model
+    assert pool.get(OFFLINE_MODEL) is demo and loader.names == [OFFLINE_MODEL, "sdxl-base"]  # and keeps it loaded
+    real = RealLoader()
+    pool = ModelPool("real-a", loader=real, max_loaded=1, allow_custom=True, hub_online=lambda: True)
+    drawing = pool.get("real-a")
+    for typed in ("/etc/passwd", "typo-of-real-b", "/etc/passwd"):  # names a user typed, which do not load
+        assert pool.get(typed).spec.source == "tiny"
+    assert pool.get("real-a") is drawing  # a mistyped name never unloads the model users draw with
+    assert real.names == ["real-a", "/etc/passwd", OFFLINE_MODEL, "typo-of-real-b"]  # each tried once
+    pool.get("real-c")  # a second real model takes the one place
+    assert pool.get("real-a") is not drawing and real.names[-2:] == ["real-c", "real-a"]
+
+
+def test_names_that_could_not_be_loaded_are_remembered_up_to_a_limit():
+    from storydiffusion.model_pool import MAX_NOTICES
+
+    pool = ModelPool(OFFLINE_MODEL, loader=FakeLoader(), allow_custom=True, hub_online=lambda: True)
+    for number in range(MAX_NOTICES + 50):
+        pool.get(f"typed-{number}")
+    assert len(pool._notices) == MAX_NOTICES and "typed-0" not in pool._notices
+    assert "typed-113" in pool.notice(f"typed-{MAX_NOTICES + 49}")
+
+
+class RealLoader(FakeLoader):
+    """Loads names starting "real-" as real models (a pipeline each), the demo model as a tiny one."""
+
+    def __call__(self, name, **options):
+        self.calls.append((name, options))
+        if name.startswith("real-"):
+            return type("Real", (), {"spec": type("Spec", (), {"source": "hub"})()})()
+        if name != OFFLINE_MODEL:
+            raise ModelError("no such model")
+        return type("Fake", (), {"spec": type("Spec", (), {"source": "tiny"})()})()
 
 
 class DeviceLoader:
