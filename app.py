@@ -75,7 +75,7 @@ def build_app(
             with gr.Column(scale=2):
                 inputs = story_inputs(pool, list(examples))
                 steering = steering_inputs()
-                advanced = advanced_settings(spec)
+                advanced = advanced_settings(spec, pool.highest)
                 buttons = run_buttons()
                 status = status_line()
             with gr.Column(scale=3):

@@ -24,6 +24,9 @@ from .errors import ModelError, StoryDiffusionError, shown
 from .hub import hub_is_reachable, hub_repo, is_in_hub_cache
 from .models import LOW_VRAM, load_model_registry
 from .pipeline import StoryPipeline
+from .settings import SETTING_RANGES, GenerationSettings
+from .story import Story
+from .work_limits import WorkLimits
 
 OFFLINE_MODEL = "tiny-sdxl"
 MAX_MODEL_NAME_CHARS = 500
@@ -47,7 +50,8 @@ class ModelPool:
     offline demo model is used instead and :meth:`notice` says so in one line. Without network a hub
     model is loaded from the cache only, and one that is not cached is not tried at all, so the app
     starts at once instead of waiting on the hub's retries. ``low_vram`` (the operator's choice: memory
-    on a shared server is not a user's to spend) loads every model with the low-memory preset.
+    on a shared server is not a user's to spend) loads every model with the low-memory preset; ``limits``
+    (the operator's too) bounds the drawing one request may ask for (``check_work``).
     """
 
     def __init__(
@@ -65,6 +69,7 @@ class ModelPool:
         in_cache: Callable[[str], bool] = is_in_hub_cache,
         devices: Sequence[str] | None = None,
         face_model: str | None = None,
+        limits: WorkLimits | None = None,
     ):
         self.default_model = default_model
         self.device, self.dtype, self.fallback = device, dtype, fallback
@@ -73,7 +78,7 @@ class ModelPool:
         for slot in range(len(self.devices)):
             self._free.put(slot)
         self.allow_custom, self.max_loaded = allow_custom, max(1, max_loaded) * len(self.devices)
-        self.low_vram, self.face_model = low_vram, face_model
+        self.low_vram, self.face_model, self.limits = low_vram, face_model, limits
         self._loader = loader
         self._hub_online, self._in_cache = hub_online, in_cache
         self._online: bool | None = None
@@ -111,6 +116,16 @@ class ModelPool:
         raise ModelNotOffered(
             f"Model: {shown(shown_name(name))} is not offered on this server; choose one of {', '.join(self.choices())}"
         )
+
+    def check_work(self, settings: GenerationSettings, story: Story | None = None, *, redraw: bool = False) -> None:
+        """WorkTooLarge when the request asks more than the operator's limits allow (none: anything the
+        library's ranges do)."""
+        if self.limits is not None:
+            self.limits.check(settings, story, redraw=redraw)
+
+    def highest(self, name: str) -> float:
+        """The highest value the page's widget for setting ``name`` offers here."""
+        return self.limits.highest(name) if self.limits is not None else SETTING_RANGES[name].high
 
     @property
     def concurrency(self) -> int:

@@ -188,6 +188,8 @@ def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> Any:
                 f"Model: this story was drawn with {shown_name(session.model)}, which this studio does not offer, "
                 f"so its panels cannot be redrawn here; press Generate to draw it all with {shown_name(chosen)}"
             )
+        if session.result is not None:  # a loaded project's settings may ask more than this server allows
+            pool.check_work(session.result.settings, redraw=True)
         before = text.story_text_of(session.story)
         with pool.lease(chosen) as pipeline:  # a device of its own while it draws (one per GPU: --devices)
             if session.result is not None:

@@ -77,7 +77,8 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
         """Checked before the GPU queue, so a typo is reported at once and next to the status line."""
         numbers = (steps, guidance, width, height, seed, sampling_rate, id_images, window)
         steering = (reference_photos, photo_strength, control_images, control_strength)
-        story, _, _ = checked_run(title, characters, story_text, style, negative, numbers, consistency, steering)
+        story, settings, _ = checked_run(title, characters, story_text, style, negative, numbers, consistency, steering)
+        pool.check_work(settings, story)  # a shared server's limits, before the request queues for the GPU
         return run_status.queued_message(story)
 
     @gpu_task
@@ -112,6 +113,7 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
         story, settings, steered = checked_run(
             title, characters, story_text, style, negative, numbers, consistency, steering, session.photo_adapter
         )
+        pool.check_work(settings, story)
         session.layout = text.layout_value(layout)  # a layout picked while it runs replaces it (choose_layout)
         with pool.lease(model) as pipeline:  # a device of its own while it draws (one per GPU: --devices)
             text.check_face_steering(pipeline, settings, bool(steered.photos))

@@ -17,10 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import SettingsError
 from .model_pool import OFFLINE_MODEL
 from .models import LOW_VRAM, default_model_name
 from .project import ProjectLimits
+from .work_limits import SHARED_SERVER_LIMITS, WorkLimits
 
+LOCAL_UPLOAD_MB = 2048  # a project with its identity bank is hundreds of MB to a few GB
+SHARED_UPLOAD_MB = 512  # on a shared server: a project with one character's bank, not a disk's worth
 SESSION_TTL_SECONDS = 6 * 3600  # a session's files live this long after its last action
 CACHE_SWEEP_SECONDS = 3600  # how often Gradio's file cache is swept ...
 CACHE_MAX_AGE_SECONDS = 24 * 3600  # ... for files older than this
@@ -45,6 +49,7 @@ class ServerOptions:
     allow_custom_models: bool = False
     max_queue: int = 16
     max_upload_mb: int = 2048
+    limits: WorkLimits | None = None  # how much drawing one request may ask (None: the library's ranges)
     mcp: bool = False
     low_vram: bool = False
     scores_encoder: str | None = None  # the CLIP the consistency table is computed with; None: no table
@@ -69,6 +74,7 @@ class ServerOptions:
             "low_vram": self.low_vram,
             "devices": list(self.devices) or None,
             "face_model": self.face_model,
+            "limits": self.limits,
         }
 
     def launch_options(self) -> dict:
@@ -122,7 +128,19 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: on for 127.0.0.1 without --share, off for a shared server)",
     )
     parser.add_argument("--max-queue", type=int, default=16, help="GPU jobs that may wait; more are told to come back")
-    parser.add_argument("--max-upload-mb", type=int, default=2048, help="largest project file a user may upload")
+    parser.add_argument(
+        "--max-upload-mb",
+        type=int,
+        help=f"largest file a user may upload (default: {LOCAL_UPLOAD_MB} on 127.0.0.1, {SHARED_UPLOAD_MB} on a shared server)",
+    )
+    for flag, what, shared in (
+        ("--max-panels", "panels of a story", SHARED_SERVER_LIMITS.max_panels),
+        ("--max-steps", "denoising steps per image", SHARED_SERVER_LIMITS.max_steps),
+        ("--max-side", "pixels along a panel's side", SHARED_SERVER_LIMITS.max_side),
+    ):
+        parser.add_argument(
+            flag, type=int, help=f"most {what} one request may ask (default: {shared} on a shared server)"
+        )
     parser.add_argument(
         "--devices",
         help="serve several users at once, one run per device: GPU numbers such as 0,1,2,3, or cpu:N",
@@ -149,8 +167,8 @@ def server_options(argv: list[str] | None = None) -> ServerOptions:
     """The options of ``python app.py ARGS``, with the defaults that depend on who can reach the page."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    for name in ("max_queue", "max_upload_mb"):
-        if getattr(args, name) < 1:
+    for name in ("max_queue", "max_upload_mb", "max_panels", "max_steps", "max_side"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if args.mcp and not mcp_installed():
         parser.error(MCP_MISSING_MESSAGE)
@@ -172,20 +190,39 @@ def server_options(argv: list[str] | None = None) -> ServerOptions:
         port=args.port,
         share=args.share,
         max_queue=args.max_queue,
-        max_upload_mb=args.max_upload_mb,
         mcp=args.mcp,
         low_vram=args.low_vram,
     )
     if options.mcp and options.shared:  # its tools answer with files by their path on this machine
         parser.error("--mcp serves assistants on this machine only: start it without --share, on --host 127.0.0.1")
     allow = args.allow_custom_models if args.allow_custom_models is not None else not options.shared
+    upload_mb = args.max_upload_mb or (SHARED_UPLOAD_MB if options.shared else LOCAL_UPLOAD_MB)
+    limits = _work_limits(parser, args, options.shared)
     from .studio_scores import default_scores_encoder
 
     scores = args.scores_encoder or default_scores_encoder(options.model, OFFLINE_MODEL)
     scores = None if scores == "none" else scores
     return dataclasses.replace(
-        options, allow_custom_models=allow, scores_encoder=scores, devices=devices, face_model=args.face_model
+        options,
+        allow_custom_models=allow,
+        scores_encoder=scores,
+        devices=devices,
+        face_model=args.face_model,
+        max_upload_mb=upload_mb,
+        limits=limits,
     )
+
+
+def _work_limits(parser: argparse.ArgumentParser, args: argparse.Namespace, shared: bool) -> WorkLimits | None:
+    """The operator's limits on one request: the flags given, the shared-server defaults for the rest on a
+    shared server; none at all on the operator's own machine unless a flag asks for one."""
+    given = {name: getattr(args, name) for name in ("max_panels", "max_steps", "max_side") if getattr(args, name)}
+    if not given and not shared:
+        return None
+    try:
+        return dataclasses.replace(SHARED_SERVER_LIMITS if shared else WorkLimits(10_000, 1000, 4096), **given)
+    except SettingsError as error:
+        parser.error(f"--{str(error).replace('_', '-', 1).replace('max_', 'max-')}")
 
 
 def _check_model(parser: argparse.ArgumentParser, model: str) -> None:

@@ -6,6 +6,7 @@ widgets do is wired in ``app.py`` and done by the library.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,13 +31,15 @@ def setting_id(name: str) -> str:
     return name.replace("_", "-")
 
 
-def setting_slider(name: str, value: float) -> gr.Slider:
-    """A slider over exactly the range validation accepts (settings.SETTING_RANGES)."""
+def setting_slider(name: str, value: float, high: float | None = None) -> gr.Slider:
+    """A slider over exactly the range validation accepts (settings.SETTING_RANGES), up to ``high`` when the
+    server's limits stop it lower (``WorkLimits``)."""
     allowed = SETTING_RANGES[name]
+    high = allowed.high if high is None else high
     return gr.Slider(
         allowed.low,
-        allowed.high,
-        value=value,
+        high,
+        value=min(value, high),
         step=allowed.step,
         label=text.SETTING_LABELS[name],
         elem_id=setting_id(name),
@@ -223,17 +226,19 @@ def story_inputs(pool: ModelPool, examples: list[str]) -> StoryInputs:
     return StoryInputs(title, characters, story, example, style, model, layout)
 
 
-def advanced_settings(spec: ModelSpec) -> AdvancedSettings:
-    """The numeric settings, each over its range in SETTING_RANGES, starting at the model's defaults."""
+def advanced_settings(spec: ModelSpec, highest: Callable[[str], float] | None = None) -> AdvancedSettings:
+    """The numeric settings, each over its range in SETTING_RANGES (up to ``highest(name)`` where the server
+    allows less), starting at the model's defaults."""
+    highest = highest or (lambda name: SETTING_RANGES[name].high)
     seed_range = SETTING_RANGES["seed"]
     with gr.Accordion("Advanced", open=False):
         negative = gr.Textbox(label="Negative prompt")
         with gr.Row():
-            steps = setting_slider("steps", spec.steps)
+            steps = setting_slider("steps", spec.steps, highest("steps"))
             guidance = setting_slider("guidance", spec.guidance)
         with gr.Row():
-            width = setting_slider("width", spec.width)
-            height = setting_slider("height", spec.height)
+            width = setting_slider("width", spec.width, highest("width"))
+            height = setting_slider("height", spec.height, highest("height"))
         with gr.Row():
             # Text, not a number box: a browser's numbers hold integers exactly only up to 2**53, seeds go to 2**63.
             seed = gr.Textbox("0", label="Seed", max_lines=1, elem_id="seed", info=f"0 to {seed_range.high}")
@@ -371,7 +376,9 @@ def panel_editing() -> PanelEditing:
 class AnyUploadValue(GradioRootModel):
     """A file uploaded to this studio: from a script, send gradio_client.handle_file("path/to/the/file").
 
-    Any other value is let through to the studio's own check, which refuses it naming the field."""
+    Any other value is let through to the studio's own check, which refuses it naming the field; a file record
+    naming a file that was not uploaded here (a server path) is refused by Gradio before the studio sees it,
+    with an error that carries no message."""
 
     root: FileData | Any = None
 

@@ -18,6 +18,7 @@ from PIL import Image
 
 from storydiffusion.model_pool import OFFLINE_MODEL, ModelPool
 from storydiffusion.studio_server import ServerOptions
+from storydiffusion.work_limits import WorkLimits
 
 app = pytest.importorskip("app")
 gradio_client = pytest.importorskip("gradio_client")
@@ -37,6 +38,7 @@ PUBLIC_ENDPOINTS = {
     "/animate",
     "/photo_adapter",
 }
+LIMITS = WorkLimits(max_panels=6, max_steps=50, max_side=512)
 STORY = {"title": "Kite", "characters": "[Mia] a girl in a red dress", "story_text": "[Mia] runs\n[Mia] sits # Rest."}
 # A job's status while it runs: PROGRESS when its last update was a progress bar's.
 RUNNING = ("PROCESSING", "ITERATING", "PROGRESS")
@@ -63,9 +65,9 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tiny_sdxl):
-    """A shared-server studio (listed models only) on the tiny offline model."""
-    options = ServerOptions(model=OFFLINE_MODEL, host="0.0.0.0", max_queue=4)
-    pool = ModelPool(OFFLINE_MODEL, loader=lambda name, **_: tiny_sdxl, allow_custom=options.allow_custom_models)
+    """A shared-server studio (listed models only, limits on one request's drawing) on the tiny offline model."""
+    options = ServerOptions(model=OFFLINE_MODEL, host="0.0.0.0", max_queue=4, limits=LIMITS)
+    pool = ModelPool(OFFLINE_MODEL, loader=lambda name, **_: tiny_sdxl, **options.pool_options())
     demo = app.make_app(options, pool)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, show_error=False, quiet=True)
@@ -186,6 +188,28 @@ def test_a_shared_server_offers_only_its_listed_models(server, model):
 )
 def test_stateful_endpoints_answer_a_fresh_client_with_a_message(server, endpoint, arguments, expected):
     assert expected in refusal(server, endpoint, **arguments)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"steps": 60}, "Steps: 60 is more than this shared studio allows for one request (at most 50)"),
+        ({"width": 1024}, "Width: 1,024 is more than this shared studio allows for one request (at most 512)"),
+        ({"story_text": "[Mia] runs\n" * 7}, "Story: 7 panels is more than this shared studio draws in one request"),
+    ],
+)
+def test_a_shared_server_refuses_more_drawing_than_its_operator_allows(server, changes, message):
+    arguments = {**STORY, **SMALL, **changes}
+    assert message in refusal(server, "/check_story", **arguments)  # told before the request queues
+    assert message in refusal(server, "/generate", **arguments, model=OFFLINE_MODEL, layout="classic")
+
+
+def test_the_pages_sliders_stop_at_the_servers_limits(server):
+    import httpx
+
+    components = httpx.get(f"{server}config", timeout=30).json()["components"]
+    highest = {c["props"].get("elem_id"): c["props"].get("maximum") for c in components if c.get("type") == "slider"}
+    assert (highest["steps"], highest["width"], highest["height"]) == (50, 512, 512)
 
 
 def test_stateless_endpoints_work_from_a_fresh_client(server):
