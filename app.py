@@ -29,6 +29,7 @@ from storydiffusion.studio_examples import example_stories  # noqa: E402
 from storydiffusion.studio_generation import wire_generation  # noqa: E402
 from storydiffusion.studio_mcp import add_mcp_tools  # noqa: E402
 from storydiffusion.studio_page_code import PAGE_SCRIPT, STUDIO_CSS  # noqa: E402
+from storydiffusion.studio_parts import Studio  # noqa: E402
 from storydiffusion.studio_project_events import wire_project  # noqa: E402
 from storydiffusion.studio_reading import wire_reading  # noqa: E402
 from storydiffusion.studio_scores import StoryScorer, wire_scores  # noqa: E402
@@ -40,7 +41,6 @@ from storydiffusion.studio_server import (  # noqa: E402
     server_options,
 )
 from storydiffusion.studio_widgets import (  # noqa: E402
-    Studio,
     advanced_settings,
     animate_tab,
     panel_editing,

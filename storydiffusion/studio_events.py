@@ -20,8 +20,8 @@ from .streaming import StepDone, stream_call
 from .studio import StudioSession, random_seed, session_of
 from .studio_errors import action
 from .studio_page_code import KEEP_TAB_DRAFT, SHOW_EDITOR, TAB_DRAFT_FIRST
+from .studio_parts import Studio
 from .studio_server import gpu_seconds_for
-from .studio_widgets import Studio
 
 try:  # Hugging Face ZeroGPU: GPU work runs inside spaces.GPU, for a time computed from the work; elsewhere a no-op.
     import spaces

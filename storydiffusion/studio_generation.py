@@ -27,8 +27,8 @@ from .studio_events import (
     stop_on_page,
     unchanged,
 )
+from .studio_parts import Studio
 from .studio_uploads import CONTROLS_LABEL, PHOTOS_LABEL, characters_rows, steering_from_ui, uploads_summary
-from .studio_widgets import Studio
 
 
 def start_if_checked(state, status: str):

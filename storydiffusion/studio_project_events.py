@@ -16,7 +16,7 @@ from .story import story_to_text
 from .studio import session_of
 from .studio_errors import action
 from .studio_events import failed, forgotten_project, show_filled
-from .studio_widgets import Studio
+from .studio_parts import Studio
 
 
 def wire_project(

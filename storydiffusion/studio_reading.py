@@ -12,7 +12,7 @@ from . import studio_text as text
 from .errors import StoryDiffusionError
 from .studio import session_of
 from .studio_page_code import ZOOM_PAGE
-from .studio_widgets import Studio
+from .studio_parts import Studio
 
 PAGE_ONLY = {"queue": False, "api_visibility": "private"}
 
