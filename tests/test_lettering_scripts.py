@@ -144,3 +144,19 @@ def test_an_indic_line_made_of_one_long_word_breaks_between_letters_never_inside
         assert not unicodedata.category(line[0]).startswith("M")  # no vowel sign or virama opens a line
     for line in lines[:-1]:
         assert unicodedata.combining(line[-1]) != 9  # and no line ends on a virama
+
+
+def test_the_arabic_example_letters_every_caption_and_bubble_without_a_warning():
+    from storydiffusion.layout.paginate import paginate
+    from storydiffusion.layout.render import render_pages
+    from storydiffusion.layout.template_files import load_template
+    from storydiffusion.resources import data_path
+    from storydiffusion.story import load_story
+
+    story = load_story(data_path("examples", "arabic.yaml"))
+    template = load_template("classic", dpi=60)
+    layouts = paginate(template, [(128, 128)] * len(story.panels), title=True)
+    warnings: list[str] = []
+    panels = [Image.new("RGB", (128, 128), "white")] * len(story.panels)
+    render_pages(layouts, panels, story, template, title=story.title, lettering=True, warnings=warnings)
+    assert warnings == [] and paragraph_direction(story.title) == "rtl"

@@ -324,6 +324,7 @@ def test_identity_panels_single_number(tmp_path):
         "lighthouse.yaml",
         "two_friends.yaml",
         "korean.yaml",
+        "arabic.yaml",
         "market_day.yaml",
         "from_a_photo.yaml",
         "from_a_face.yaml",
