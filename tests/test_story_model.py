@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from story_helpers import CHARACTERS
 
@@ -66,3 +68,34 @@ def test_to_dict_writes_the_file_format_with_identity_panels_numbered_from_1(cas
     }
     assert data["identity_panels"] == {"Bob": [1], "Alice": [2]}
     assert data["settings"] == story.settings.to_dict()
+
+
+def test_a_saved_story_names_its_pictures_relative_to_its_folder_and_loads_back(tmp_path):
+    """to_dict() of a loaded story held the absolute paths of its photos and poses: a saved file named the
+    folders of the machine it was made on and broke when moved."""
+    import json
+    import shutil
+
+    from storydiffusion.resources import data_path
+    from storydiffusion.story import load_story
+
+    folder = tmp_path / "project"
+    shutil.copytree(data_path("examples"), folder)
+    story = load_story(folder / "posed.yaml")
+    photo = load_story(folder / "from_a_photo.yaml")
+    for loaded in (story, photo):
+        saved = json.dumps(loaded.to_dict(base=folder))
+        assert str(tmp_path) not in saved
+        moved = tmp_path / "moved"
+        if moved.exists():
+            shutil.rmtree(moved)
+        shutil.copytree(folder, moved)
+        again = Story.from_dict(json.loads(saved), base=moved)
+        assert [p.control and Path(p.control.image) for p in again.panels] == [
+            p.control and moved / Path(p.control.image).relative_to(folder) for p in loaded.panels
+        ]
+        assert {n: c.reference and Path(c.reference) for n, c in again.characters.items()} == {
+            n: c.reference and moved / Path(c.reference).relative_to(folder) for n, c in loaded.characters.items()
+        }
+    outside = story.to_dict(base=tmp_path / "elsewhere")  # pictures outside the folder keep their full path
+    assert any(str(folder) in (p.get("control") or {}).get("image", "") for p in outside["panels"])

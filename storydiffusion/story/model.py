@@ -129,12 +129,15 @@ class Story:
         """0-based indices of the panels each character appears in, for every character."""
         return {name: [i for i, p in enumerate(self.panels) if name in p.characters] for name in self.characters}
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, base: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         """A JSON-serialisable dict in the story file format, so it can be saved and loaded again.
 
-        ``identity_panels`` are written 1-based, as a user writes them in a story file.
+        ``identity_panels`` are written 1-based, as a user writes them in a story file. A loaded story holds
+        its photos and control images by absolute path; with ``base`` (the folder the file is saved in), those
+        inside it are written relative to it, as ``from_dict(data, base)`` and ``load_story`` read them, so
+        the saved story names no folder of this machine and moves with its pictures.
         """
-        return {
+        data = {
             "title": self.title,
             "characters": {name: c.to_value() for name, c in self.characters.items()},
             "panels": [
@@ -151,6 +154,15 @@ class Story:
             "settings": self.settings.to_dict(),
             "identity_panels": {name: [i + 1 for i in idx] for name, idx in self.identity_panels.items()},
         }
+        if base is not None:
+            folder = Path(os.path.abspath(base))
+            pictures = [c for c in data["characters"].values() if isinstance(c, dict) and c.get("reference")]
+            for holder, key in [(c, "reference") for c in pictures] + [
+                (panel["control"], "image") for panel in data["panels"] if "control" in panel
+            ]:
+                path = Path(os.path.abspath(holder[key]))
+                holder[key] = path.relative_to(folder).as_posix() if path.is_relative_to(folder) else holder[key]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], base: str | os.PathLike[str] | None = None) -> Story:
