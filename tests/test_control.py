@@ -147,7 +147,7 @@ def test_the_union_controlnet_is_for_sdxl_only():
 @pytest.mark.parametrize(
     "content,expected",
     [
-        (None, "no such file"),
+        (None, "'pose.png' does not exist: check the name; a relative path is read from the folder of s.json"),
         (b"GIF89a but not really", "not an image this tool reads"),
         ("wide", "a long side more than 8 times the short one"),
     ],

@@ -166,7 +166,7 @@ def test_a_bad_reference_is_refused_by_key(nora, expected):
 @pytest.mark.parametrize(
     "photo,expected",
     [
-        (None, "no such file"),
+        (None, "'nora.png' does not exist: check the name; a relative path is read from the folder of s.json"),
         (b"not an image at all", "not an image this tool reads"),
         ("wide", "a long side more than 8 times the short one"),
     ],

@@ -464,3 +464,30 @@ def test_a_control_character_beside_a_bracket_in_a_dict_story_is_named_as_such(k
     panel = {"prompt": "[Bob] walks", key: "[Bob] a\x00b\x1b[31mred" if key == "prompt" else "a\x00b\x1b[31mred"}
     with pytest.raises(StoryError, match=r"holds the control character U\+0000"):
         Story.from_dict({"characters": {"Bob": "a man"}, "panels": [panel]})
+
+
+@pytest.mark.parametrize(
+    ("rest", "says"),
+    [
+        ("    reference: faces/nora.png\n", "line 4: characters.Nora.reference: 'faces/nora.png' does not exist"),
+        ("    reference: faces\n", "line 4: characters.Nora.reference: 'faces' is a folder, not an image"),
+        (
+            "  - prompt: '[Nora] waves'\n    control: {type: canny, image: ../poses/x.png}\n",
+            "line 10: panel 2: control.image: '../poses/x.png' does not",
+        ),
+    ],
+)
+def test_a_missing_picture_is_named_as_the_file_writes_it_with_its_line(tmp_path, rest, says):
+    """It was found only when the run reached it, then named by its full path without a line."""
+    (tmp_path / "faces").mkdir()
+    head = "characters:\n  Nora:\n    description: a woman\n"
+    text = head + rest if "reference" in rest else head + "panels:\n  - '[Nora] walks'\n" + rest
+    if "reference" in rest:
+        text += "panels:\n  - '[Nora] walks'\n"
+    else:
+        text = text.replace("panels:\n  - '[Nora] walks'\n", "panels:\n  - '[Nora] walks'\n\n\n\n", 1)
+    (tmp_path / "s.yaml").write_text(text, encoding="utf-8")
+    with pytest.raises(StoryError) as refused:
+        load_story(tmp_path / "s.yaml")
+    assert str(refused.value).startswith(says) and str(tmp_path) not in str(refused.value)
+    assert "a relative path is read from the folder of s.yaml" in str(refused.value)

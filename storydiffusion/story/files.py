@@ -45,14 +45,43 @@ def load_story(path: str | os.PathLike[str]) -> Story:
         line = line_of_scalar(text, lambda node: control_character(node.value) is not None, is_json=suffix == ".json")
         raise StoryError(str(error), line) from None
     try:
-        return story_from_mapping(data, {}, path.parent)
+        story = story_from_mapping(data, {}, path.parent)
     except StoryError as error:
         if error.line is not None:
             raise
-    # Only a file with an error needs its lines, found by composing it again (YAML reads JSON too, once its
-    # tabs, whitespace between tokens and never inside a JSON string, are spaces): the same error, now with
-    # the line it names.
-    return story_from_mapping(data, yaml_lines(text.replace("\t", " ") if suffix == ".json" else text), path.parent)
+        # Only a file with an error needs its lines, found by composing it again (YAML reads JSON too, once its
+        # tabs, whitespace between tokens and never inside a JSON string, are spaces): the same error, now with
+        # the line it names.
+        lines = yaml_lines(text.replace("\t", " ") if suffix == ".json" else text)
+        story = story_from_mapping(data, lines, path.parent)
+    _check_pictures(story, path, text, suffix == ".json")
+    return story
+
+
+def _check_pictures(story: Story, path: Path, text: str, is_json: bool) -> None:
+    """Every photo and control image the file names is a file: told now, with its line and as the file writes
+    it, rather than when the run reaches it (by then as a full path)."""
+    folder = os.path.abspath(path.parent)
+    named = [(f"characters.{name}.reference", c.reference) for name, c in story.characters.items() if c.reference]
+    named += [(f"panel {i + 1}: control.image", p.control.image) for i, p in enumerate(story.panels) if p.control]
+    missing = next(((where, picture) for where, picture in named if not os.path.isfile(picture)), None)
+    if missing is None:
+        return
+    where, picture = missing
+    written: list[str] = []  # the path as the file writes it, met while its line is looked for
+
+    def names_it(node: yaml.ScalarNode) -> bool:
+        if isinstance(node.value, str) and os.path.abspath(os.path.join(folder, node.value.strip())) == picture:
+            written.append(node.value.strip())
+        return bool(written)
+
+    line = line_of_scalar(text, names_it, is_json=is_json)
+    what = "is a folder, not an image" if os.path.isdir(picture) else "does not exist"
+    shown_path = written[0] if written else os.path.relpath(picture, folder)
+    raise StoryError(
+        f"{where}: {shown(shown_path)} {what}: check the name; a relative path is read from the folder of {path.name}",
+        line,
+    )
 
 
 def _refuse_control_characters(value: Any, where: str) -> None:
