@@ -126,6 +126,10 @@ def load_project(path: str | os.PathLike, limits: ProjectLimits | None = None) -
     """
     path, limits = Path(path), limits or ProjectLimits()
     label = path.name  # an upload sits under a server's temporary folder: its own name is what the user knows
+    if not path.exists():
+        raise ProjectError(f"{label} does not exist: check the project file's name and folder")
+    if not path.is_file():  # a folder, or a pipe that reading would wait on for ever
+        raise ProjectError(f"{label} is not a file: give the .zip that 'Download project' wrote")
     if not zipfile.is_zipfile(path):
         raise ProjectError(f"{label} is not a project file (a .zip written by 'Download project')")
     try:

@@ -151,6 +151,19 @@ def test_a_bank_story_that_is_not_the_projects_is_refused(change, expected, tmp_
         load_project(path)
 
 
+def test_a_project_file_that_is_not_there_or_not_a_file_is_named_so(tmp_path):
+    import os
+
+    with pytest.raises(ProjectError, match="^nonexist.zip does not exist: check the project file's name"):
+        load_project(tmp_path / "nonexist.zip")  # it said "is not a project file"
+    (tmp_path / "folder.zip").mkdir()
+    with pytest.raises(ProjectError, match="^folder.zip is not a file"):
+        load_project(tmp_path / "folder.zip")
+    os.mkfifo(tmp_path / "pipe.zip")  # reading it for the ZIP test would wait for a writer for ever
+    with pytest.raises(ProjectError, match="^pipe.zip is not a file"):
+        load_project(tmp_path / "pipe.zip")
+
+
 def test_a_pickle_is_refused(tmp_path):
     path = tmp_path / "evil.zip"
     path.write_bytes(pickle.dumps({"story": 1}))
