@@ -99,3 +99,9 @@ def test_a_saved_story_names_its_pictures_relative_to_its_folder_and_loads_back(
         }
     outside = story.to_dict(base=tmp_path / "elsewhere")  # pictures outside the folder keep their full path
     assert any(str(folder) in (p.get("control") or {}).get("image", "") for p in outside["panels"])
+
+
+def test_the_story_error_is_importable_where_the_story_format_says():
+    from storydiffusion import errors, story
+
+    assert story.StoryError is errors.StoryError and issubclass(story.StoryError, errors.StoryDiffusionError)

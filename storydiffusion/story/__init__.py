@@ -12,6 +12,7 @@ the prompts built from them), ``names`` (how names and tags match), ``text`` (th
 ``files`` and ``mapping`` (story files), ``validation`` (the rules a story must follow).
 """
 
+from ..errors import StoryError
 from .files import load_story
 from .mapping import PANEL_KEYS, STORY_KEYS
 from .model import DEFAULT_TITLE, Character, DialogueLine, Panel, Story
@@ -24,6 +25,7 @@ __all__ = [
     "DialogueLine",
     "Panel",
     "Story",
+    "StoryError",
     "load_story",
     "parse_characters",
     "parse_panels",
