@@ -9,7 +9,7 @@ from typing import NoReturn
 from .cli_checks import decimal_value, folder_value, whole_value
 from .cli_evaluation import add_benchmark, add_evaluate
 from .errors import shown
-from .settings import DEFAULT_FPS, DEFAULT_FRAMES, MAX_FACTOR, SETTING_RANGES
+from .settings import CONSISTENCY_MODES, DEFAULT_FPS, DEFAULT_FRAMES, MAX_FACTOR, SETTING_RANGES
 from .structured import plain_digits
 
 __all__ = ["CommandParser", "build_parser"]
@@ -139,7 +139,9 @@ def _add_plan(plan: argparse.ArgumentParser) -> None:
         plan.add_argument("--" + name.replace("_", "-"), type=whole_value, help=_allowed(name, "as for generate"))
     plan.add_argument("--guidance", type=decimal_value, help=_allowed("guidance", "as for generate"))
     plan.add_argument("--sampling-rate", type=_rate, help=_allowed("sampling_rate", "as for generate"))
-    plan.add_argument("--mode", choices=["identity", "window"], help="identity bank (default) or sliding window")
+    plan.add_argument(
+        "--mode", choices=list(CONSISTENCY_MODES), help="identity bank (default), sliding window, or off (no sharing)"
+    )
     plan.add_argument("--scheduler", help="as for generate: it decides the steps the bank holds")
     plan.add_argument(
         "--device", choices=["cuda", "cpu"], default="cuda", help="where the run will draw (default cuda)"
@@ -205,7 +207,11 @@ def _add_generate(generate: argparse.ArgumentParser) -> None:
     generate.add_argument(
         "--window", type=whole_value, help=_allowed("window", "panels per batch / sliding window length (default 4)")
     )
-    generate.add_argument("--mode", choices=["identity", "window"], help="identity bank (default) or sliding window")
+    generate.add_argument(
+        "--mode",
+        choices=list(CONSISTENCY_MODES),
+        help="identity bank (default), sliding window, or off (each panel drawn alone, as plain SDXL would)",
+    )
     generate.add_argument(
         "--consistency",
         choices=["uniform", "subject"],

@@ -110,7 +110,9 @@ class StoryPipeline(SteeringMixin):
         pipeline.local_files_only, pipeline.face_model = local_files_only, face_model
         pipeline.loras = {LORA_ADAPTER: lora_scale} if lora else {}
         if control_union and spec.family != "sdxl":
-            raise ModelError("the union ControlNet is for SDXL models: leave out control_union (--control-union) with SD 1.5")
+            raise ModelError(
+                "the union ControlNet is for SDXL models: leave out control_union (--control-union) with SD 1.5"
+            )
         pipeline.control_union = control_union
         return pipeline
 
