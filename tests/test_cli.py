@@ -325,3 +325,13 @@ def test_compose_says_whether_its_folder_is_missing_a_file_or_not_a_run(tmp_path
     for given, said in expected.items():
         assert main(["compose", given]) == 2
         assert said in capsys.readouterr().err
+
+
+def test_mode_off_is_a_choice_of_generate_and_plan_as_of_a_story_file():
+    from storydiffusion.cli_parser import build_parser
+    from storydiffusion.settings import CONSISTENCY_MODES
+
+    parser = build_parser()
+    for command in ("generate", "plan"):
+        assert parser.parse_args([command, "s.yaml", "--mode", "off"]).mode == "off"
+    assert "off" in CONSISTENCY_MODES
