@@ -188,6 +188,16 @@ def test_resume_without_checkpoint_is_refused(few_videos, tmp_path):
         train_predictor(few_videos, tmp_path / "empty", _tiny_options(steps=2, resume=True))
 
 
+def test_the_videos_own_problem_is_told_as_it_is_and_a_misfit_option_names_the_encoder_in_use(few_videos, tmp_path):
+    from storydiffusion.motion.data import VideoDataError
+
+    with pytest.raises(VideoDataError) as missing:
+        train_predictor(tmp_path / "nowhere", tmp_path / "a", _small(steps=1))
+    assert str(missing.value).startswith("Video folder") and "encoder" not in str(missing.value)
+    with pytest.raises(SettingsError, match="^the options do not fit the encoder tiny: token selection 'all' needs"):
+        train_predictor(few_videos, tmp_path / "b", _small(steps=1, tokens=3, token_selection="all"))
+
+
 @pytest.mark.slow
 def test_cli_help_and_tiny_run(few_videos, tmp_path, capsys):
     from storydiffusion.motion import train

@@ -223,8 +223,11 @@ def train_predictor(
             progress=options.progress and accelerator.is_local_main_process,
         )
         config = _predictor_config(options, encoder)
+    except StoryDiffusionError:  # the videos' own problems (no folder, too few frames): told as they are
+        raise
     except ValueError as error:  # options in range that do not fit this encoder (--tokens with --token-selection all)
-        raise SettingsError(f"the options do not fit the encoder {options.encoder}: {error}") from None
+        name = TINY_MODEL if options.tiny_encoder else options.encoder
+        raise SettingsError(f"the options do not fit the encoder {name}: {error}") from None
     del encoder  # embeddings are cached; free the (large) CLIP tower
     model = SemanticMotionPredictor(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
