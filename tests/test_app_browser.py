@@ -686,6 +686,8 @@ def test_ctrl_enter_generates(page):
     # In the panel editor it presses Redraw, not Generate (which redrew the whole story and ignored the edit).
     page.get_by_text("Change one panel or the lettering").click()
     page.fill("#new-prompt textarea", "[Mia] jumps")
+    # The run's end turns Redraw on again just after its last line: under load, a moment later.
+    page.wait_for_function("!document.querySelector('#regenerate')?.disabled", timeout=60_000)
     page.locator("#new-prompt textarea").press("Control+Enter")
     page.get_by_text("Panel 1 redrawn.").wait_for(timeout=120_000)
     assert "[Mia] jumps" in page.input_value("#story textarea")
