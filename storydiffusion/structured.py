@@ -180,7 +180,15 @@ def parse_yaml(text: str, name: str) -> Any:
                 f": the key before this ':' is longer than the {MAX_YAML_KEY_CHARS} characters YAML allows "
                 "a key; shorten it, or, if it is text rather than a key, put all of it in quotes"
             )
+        if "'\\t'" in problem:
+            problem += ": YAML indents with spaces only; replace the tabs at the start of the line with spaces"
         raise InputFileError(f"{name} is not valid YAML: {problem}", line_of_mark(mark)) from None
+    except yaml.reader.ReaderError as error:  # a character YAML refuses anywhere: a control character
+        found = f"U+{error.character:04X}" if isinstance(error.character, int) else "a character that is not text"
+        raise InputFileError(
+            f"{name} holds the control character {found}: remove it (only tabs and line breaks may appear in text)",
+            text.count("\n", 0, error.position) + 1 if isinstance(error.position, int) else None,
+        ) from None
     except yaml.YAMLError as error:
         raise InputFileError(f"{name} is not valid YAML: {error}") from None
     except RecursionError:  # a guard behind the depth check, never expected

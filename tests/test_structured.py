@@ -221,3 +221,11 @@ def test_a_story_keeps_words_and_clock_times_yaml_1_1_would_turn_into_booleans_a
     story = load_story(path)
     assert story.title == "2024-05-01" and list(story.characters) == ["No"]
     assert [panel.caption for panel in story.panels] == ["1:30", "off"]
+
+
+def test_a_tab_indent_and_a_control_character_are_told_with_their_line_and_fix():
+    error = refused(parse_yaml, "characters:\n\tBob: a man\n")
+    assert error.line == 2 and "replace the tabs at the start of the line with spaces" in str(error)
+    error = refused(parse_yaml, 'panels:\n  - "[Bob] walks\x07"\n')  # YAML's reader refused it with a position
+    assert error.line == 2 and "control character U+0007: remove it" in str(error)
+    assert "position" not in str(error) and "\n" not in str(error)
