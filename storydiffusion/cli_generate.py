@@ -41,12 +41,14 @@ def _command_line_share(args: argparse.Namespace):
 def _load_story_and_model(path: str):
     """A story file, or the manifest of an earlier run (then its model too)."""
     from .run_inputs import altered_copies, altered_copy_message
-    from .run_manifest import read_manifest, story_from_manifest
+    from .run_manifest import ManifestFormatError, read_manifest, story_from_manifest
     from .story import load_story
 
     if path.endswith(".json"):
         try:
             manifest = read_manifest(path)
+        except ManifestFormatError:
+            raise  # another version's run: as a story file it would be a list of unknown keys
         except StoryDiffusionError:
             manifest = None  # a story file in JSON, or unreadable: load_story says which
         if manifest is not None:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import StoryDiffusionError, StoryError, shown, wrong_kind
+from .errors import StoryDiffusionError, StoryError, kind_of, shown, wrong_kind
 from .file_lines import line_of_named_path
 from .rundir import (
     BANK_NAME,
@@ -45,6 +45,11 @@ def run_folder_manifest(
 Read = TypeVar("Read")
 
 
+class ManifestFormatError(StoryDiffusionError, ValueError):
+    """A story.json written by another version of this tool (another ``format``): neither a run this version
+    reads nor a story file."""
+
+
 class Manifest(dict):
     """A story.json's mapping as ``read_manifest`` read it, with its text: an error about one of its entries
     (``story.json: panels[3].sha256 ...``) can then say on which line of the file the entry is."""
@@ -59,8 +64,22 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
         data = parse_json(text, Path(path).name)
     except InputFileError as error:
         raise StoryDiffusionError(f"could not read {path}: {error}") from None
-    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
-        raise StoryDiffusionError(f"{path} is not a StoryDiffusion run manifest")
+    if not isinstance(data, dict):
+        raise StoryDiffusionError(
+            f"{path} is not a StoryDiffusion run manifest: it holds {kind_of(data)}, not a mapping"
+        )
+    found = data.get("format")
+    another_version = isinstance(found, str) and found.startswith("storydiffusion-run/")
+    if found != MANIFEST_FORMAT and (another_version or isinstance(data.get("story"), dict)):
+        raise ManifestFormatError(
+            f"{path} is a run manifest of the format {shown(found)}, which this version does not read (it reads "
+            f"{MANIFEST_FORMAT}): draw the story again from its story file, or use the version that wrote it"
+        )
+    if found != MANIFEST_FORMAT:
+        raise StoryDiffusionError(
+            f"{path} is not a StoryDiffusion run manifest (it has no 'format': {MANIFEST_FORMAT}): give the "
+            "story.json that 'generate' wrote in its --out folder"
+        )
     manifest = Manifest(data)
     manifest.text = text
     return manifest

@@ -335,3 +335,25 @@ def test_mode_off_is_a_choice_of_generate_and_plan_as_of_a_story_file():
     for command in ("generate", "plan"):
         assert parser.parse_args([command, "s.yaml", "--mode", "off"]).mode == "off"
     assert "off" in CONSISTENCY_MODES
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"format": "storydiffusion-run/9"}, "is a run manifest of the format 'storydiffusion-run/9', which this"),
+        ({"format": "other/9"}, "is a run manifest of the format 'other/9'"),  # its 'story' tells what it is
+    ],
+)
+def test_a_run_of_another_version_is_named_so_by_generate_and_compose(tmp_path, capsys, change, says):
+    """generate listed the manifest's keys as unknown story keys; compose said only 'not a run manifest'."""
+    run = tmp_path / "run"
+    story = write_story(tmp_path / "s.yaml", ["[Bob] walks"])
+    assert main(["generate", str(story), "--out", str(run), *FAST]) == 0
+    record = json.loads((run / "story.json").read_text(encoding="utf-8"))
+    (run / "story.json").write_text(json.dumps({**record, **change}), encoding="utf-8")
+    capsys.readouterr()
+    assert main(["generate", str(run / "story.json"), "--out", str(tmp_path / "again"), *FAST]) == 2
+    assert says in capsys.readouterr().err
+    assert main(["compose", str(run)]) == 2
+    error = capsys.readouterr().err
+    assert says in error and "draw the story again from its story file" in error
