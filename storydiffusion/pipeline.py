@@ -278,9 +278,10 @@ class StoryPipeline(SteeringMixin):
         if not len(bank):
             return
         bank.check_mode(settings.mode)
-        bank.check_compatible(self.bank_signature(settings, references))
+        # Another story's bank first, by its cast: its settings differ too, but they are not what to fix.
         bank.check_characters(story.characters)
         bank.check_descriptions({name: c.description for name, c in story.characters.items()})
+        bank.check_compatible(self.bank_signature(settings, references))
         bank.check_shapes(expected_bank_layout(self.pipe, self.consistent_layer_names, settings))
 
     def _bank_for_run(

@@ -88,6 +88,20 @@ def test_regenerate_one_panel_from_a_saved_bank(tmp_path):
     assert [p.name for p in (redo / "panels").iterdir()] == ["panel_004.png"]
 
 
+def test_a_bank_of_another_story_is_named_by_its_cast_not_its_seed(tmp_path, capsys):
+    """The bank of another story with another seed was refused as 'made with other settings (seed ...)'."""
+    first = write_story(tmp_path / "a.yaml", ["[Bob] walks"])
+    assert main(["generate", str(first), "--out", str(tmp_path / "a"), *FAST, "--id-images", "1", "--save-bank"]) == 0
+    other = tmp_path / "b.yaml"
+    other.write_text('characters:\n  Ann: a woman\npanels:\n  - "[Ann] reads"\nseed: 7\n', encoding="utf-8")
+    capsys.readouterr()
+    bank = str(tmp_path / "a" / "identity_bank.safetensors")
+    code = main(["generate", str(other), "--out", str(tmp_path / "b"), *FAST, "--id-images", "1", "--bank", bank])
+    error = capsys.readouterr().err
+    assert code == 2 and "holds Bob, not a character of this story: use the bank of a run of this story" in error
+    assert "seed" not in error
+
+
 def test_existing_output_is_not_overwritten_without_the_flag(tmp_path, capsys):
     story = write_story(tmp_path / "s.yaml", ["[Bob] walks"])
     out = tmp_path / "out"
