@@ -80,7 +80,8 @@ class Project:
 
 def save_project(project: Project, path: str | os.PathLike, include_bank: bool = False) -> Path:
     """Write the project ZIP atomically; with ``include_bank`` also the identity bank, streamed from a
-    temporary file (it can be GBs). Without it the bank is rebuilt from ``bank_story`` when needed."""
+    temporary file (it can be GBs), when the project has one (a project loaded without its bank has none).
+    Without it the bank is rebuilt from ``bank_story`` when needed."""
     path = Path(path)
     with_bank = include_bank and project.bank is not None and len(project.bank) > 0
     document: dict[str, Any] = {

@@ -66,8 +66,10 @@ def wire_project(
     )
     show_filled(saved, [results.project_file])
     saved.then(
-        lambda path, line: gr.skip() if failed(line) or not path else run_status.saved_project_message(path),
-        [results.project_file, studio.project.status],
+        lambda path, line, bank: (
+            gr.skip() if failed(line) or not path else run_status.saved_project_message(path, bank)
+        ),
+        [results.project_file, studio.project.status, studio.project.include_bank],
         [studio.project.status],
         queue=False,
         api_visibility="private",

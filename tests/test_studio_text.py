@@ -502,3 +502,19 @@ def test_a_status_line_shows_text_reordering_controls_by_their_code():
     assert not set(line) & {"\u202e", "\u2066", "\u2069"}
     assert "&#92;u202eevil.zip" in line and "&#92;u2066isolated&#92;u2069" in line
     assert plain_markdown("שלום and مرحبا") == "שלום and مرحبا"  # right-to-left words themselves stay as written
+
+
+def test_a_saved_project_asked_with_a_bank_it_cannot_hold_says_so(tmp_path):
+    import zipfile
+
+    from storydiffusion.project import BANK_NAME
+    from storydiffusion.studio_status import saved_project_message
+
+    without, with_bank = tmp_path / "a-project.zip", tmp_path / "b-project.zip"
+    with zipfile.ZipFile(without, "w") as archive:
+        archive.writestr("project.json", "{}")
+    with zipfile.ZipFile(with_bank, "w") as archive:
+        archive.writestr(BANK_NAME, b"x")
+    assert "It holds no identity bank" in saved_project_message(str(without), asked_for_bank=True)
+    assert "identity bank" not in saved_project_message(str(without))  # not asked: nothing to say
+    assert "identity bank" not in saved_project_message(str(with_bank), asked_for_bank=True)
