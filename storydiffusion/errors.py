@@ -94,6 +94,15 @@ def counted(number: int, word: str) -> str:
     return f"{number} {word}{'' if number == 1 else 's'}"
 
 
+class PromptsChanged(StoryDiffusionError, ValueError):
+    """Text edits for re-typesetting that change what a panel shows; ``what`` says which, for callers that
+    word the fix their own way (the MCP tools have no buttons)."""
+
+    def __init__(self, message: str, what: str):
+        super().__init__(message)
+        self.what = what
+
+
 def shown(value: Any, limit: int = 60) -> str:
     """A value as an error message shows it: its repr, cut short so that a huge value keeps the message one line."""
     text = repr(value)

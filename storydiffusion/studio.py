@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .bank import IdentityBank
-from .errors import GenerationCancelled, StoryDiffusionError, StoryError, counted
+from .errors import GenerationCancelled, PromptsChanged, StoryDiffusionError, StoryError, counted
 from .layout.compose import ComposeResult, check_options, compose_run
 from .model_pool import shown_name
 from .pipeline import StoryPipeline
@@ -339,9 +339,10 @@ class StudioSession(ProjectsMixin):
                 if changed
                 else f"the Story box has {counted(typed, 'panel')}, the drawn story {drawn}"
             )
-            raise StoryDiffusionError(
+            raise PromptsChanged(
                 f"Story: {what}; re-typesetting only takes new captions, speech and the title. Press Generate "
-                "to draw the story as the box has it, or regenerate a changed panel in the panel editor"
+                "to draw the story as the box has it, or regenerate a changed panel in the panel editor",
+                what,
             )
         for mine, theirs in zip(current.panels, story.panels):
             mine.caption, mine.dialogue = theirs.caption, theirs.dialogue

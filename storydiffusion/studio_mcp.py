@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from . import studio_text as text
-from .errors import StoryDiffusionError, shown
+from .errors import PromptsChanged, StoryDiffusionError, shown
 from .model_pool import ModelPool
 from .settings import GenerationSettings
 from .story import story_to_text
@@ -102,7 +102,13 @@ class StudioTools:
         if title or story:
             characters, panels = story_to_text(session.story)
             edited = text.story_from_ui(title or session.story.title, characters, story or panels)
-        session.retypeset(layout, edited)
+        try:
+            session.retypeset(layout, edited)
+        except PromptsChanged as error:
+            raise StoryDiffusionError(
+                f"story: {error.what}; compose_pages only takes new captions, speech and the title: call "
+                "generate_story with the new story to draw it"
+            ) from None
         return self._files(run, session)
 
     def close(self) -> None:

@@ -77,8 +77,9 @@ def test_generate_story_writes_pages_and_a_pdf_and_compose_pages_typesets_them_a
     again = tools.compose_pages(made["run"], "strip", title="Windy", story=STORY.replace("Rest.", "A nap."))
     assert again["run"] == made["run"] and Path(again["pdf"]).is_file()
     assert Path(again["pages"][0]).read_bytes() != classic
-    with pytest.raises(StoryDiffusionError, match=r"the prompt of panel \d changed"):
+    with pytest.raises(StoryDiffusionError, match=r"the prompt of panel \d changed") as refused:
         tools.compose_pages(made["run"], "classic", story=STORY.replace("sits", "jumps"))
+    assert "call generate_story" in str(refused.value) and "Press Generate" not in str(refused.value)  # no buttons
 
 
 @pytest.mark.slow
