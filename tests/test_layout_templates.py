@@ -174,6 +174,7 @@ def test_unknown_layout_name_lists_the_templates():
         load_template("mangaa")
     text = str(caught.value)
     assert "unknown layout 'mangaa'" in text and all(name in text for name in REQUIRED)
+    assert load_template("Manga").name == "manga" and load_template(" CLASSIC ").name == "classic"  # any case
 
 
 def test_readme_documents_every_key_and_template():

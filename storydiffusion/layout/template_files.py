@@ -43,9 +43,10 @@ def template_path(name_or_path: str | Path) -> Path:
                 f"layout file {text} does not exist: give an existing .yaml/.json file or a name ({_names()})"
             )
         return candidate
-    if text in list_templates():  # a name is looked up among the bundled ones, never joined onto a path
+    name = text.lower()  # "Manga" is the bundled manga, as "PDF" is the pdf export
+    if name in list_templates():  # a name is looked up among the bundled ones, never joined onto a path
         return next(
-            LAYOUTS_DIR / f"{text}{suffix}" for suffix in SUFFIXES if (LAYOUTS_DIR / f"{text}{suffix}").is_file()
+            LAYOUTS_DIR / f"{name}{suffix}" for suffix in SUFFIXES if (LAYOUTS_DIR / f"{name}{suffix}").is_file()
         )
     raise LayoutError(
         f"unknown layout {shown(text)}: choose one of {_names()}, or give the path of a .yaml/.json template"
