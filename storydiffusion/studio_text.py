@@ -134,7 +134,9 @@ def checkbox_value(label: str, value: Any) -> bool:
 def choice_value(label: str, value: Any, choices: Sequence[str]) -> str:
     """A dropdown's value, which must be one of its choices (API clients can send anything)."""
     if not isinstance(value, str) or value not in choices:
-        raise StoryDiffusionError(f"{label}: {shown(value)} is not one of {', '.join(choices)}")
+        quoted = any("," in choice for choice in choices)  # titles such as "Nora, Years Later": each in quotes
+        listed = ", ".join(repr(choice) if quoted else choice for choice in choices)
+        raise StoryDiffusionError(f"{label}: {shown(value)} is not one of {listed}")
     return value
 
 

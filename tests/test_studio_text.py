@@ -291,6 +291,11 @@ def test_dropdown_values_must_be_among_the_choices():
     for value in ("no-such-layout", None, ["manga"], 3):
         with pytest.raises(StoryDiffusionError, match="^Layout: "):
             layout_value(value)
+    from storydiffusion.studio_text import choice_value
+
+    with pytest.raises(StoryDiffusionError) as refused:  # a title with a comma in it stays one choice
+        choice_value("Examples", "Nora", ["Nora, Years Later", "Market Day"])
+    assert str(refused.value) == "Examples: 'Nora' is not one of 'Nora, Years Later', 'Market Day'"
 
 
 def test_an_upload_is_taken_only_as_gradios_record_of_a_file_uploaded_to_this_server(tmp_path):
