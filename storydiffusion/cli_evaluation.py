@@ -197,5 +197,5 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     from .evaluation.comparison import comparison_markdown
 
     print(comparison_markdown(comparison, f"{len(stories)} stories x {len(variants)} variants"))
-    print(f"wrote {Path(args.out) / 'results.md'} and results.csv")
+    print(f"wrote {Path(args.out) / 'results.md'} and {Path(args.out) / 'results.csv'}")
     return 0
