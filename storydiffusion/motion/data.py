@@ -125,12 +125,11 @@ class MotionClipDataset(torch.utils.data.Dataset):
         paths = list_videos(folder)
         if not paths:
             raise VideoDataError(f"No videos ({', '.join(VIDEO_SUFFIXES)}) found in {folder}.")
-        iterator = paths
-        if progress:
-            from tqdm.auto import tqdm
+        from tqdm.auto import tqdm
 
-            iterator = tqdm(paths, desc="encoding videos", unit="video")
-        embeddings = [encode_video(read_frames(p, max_video_frames), encoder, tokens, selection) for p in iterator]
+        # The bar is closed on an error too, so the command's message starts a line of its own.
+        with tqdm(paths, desc="encoding videos", unit="video", disable=not progress) as bar:
+            embeddings = [encode_video(read_frames(p, max_video_frames), encoder, tokens, selection) for p in bar]
         return cls(embeddings, frames, seed=seed, names=[p.name for p in paths])
 
     def __len__(self) -> int:
