@@ -22,6 +22,7 @@ their place. Other runs use Pillow's basic layout, measured a character at a tim
 
 from __future__ import annotations
 
+import copy
 import functools
 import io
 import math
@@ -52,9 +53,10 @@ __all__ = [
 #: Where the bundled fonts and their licences live (``assets/fonts`` at the repository root).
 FONT_DIR = data_path("assets", "fonts")
 
-#: Bundled faces per weight, in fallback order: comic face, broad Latin/Greek/Cyrillic face, Hangul face, Chinese
-#: characters face. Noto Sans comes before the CJK faces so Cyrillic and Greek get a Western design; Nanum
-#: before Droid Sans Fallback (one weight, a few Hangul syllables of its own) so all Hangul is Nanum's.
+#: Bundled faces per weight, in fallback order: comic face, broad Latin/Greek/Cyrillic face, Hebrew, Arabic and Indic
+#: faces, Hangul face, Chinese characters face. Noto Sans comes before the CJK faces so Cyrillic and Greek get a
+#: Western design; Nanum before Droid Sans Fallback (one weight, a few Hangul syllables of its own) so all Hangul
+#: is Nanum's.
 BUNDLED_FACES: dict[str, tuple[str, ...]] = {
     weight: (
         f"ComicNeue-{weight.title()}.otf",
@@ -75,7 +77,7 @@ BUNDLED_FACES: dict[str, tuple[str, ...]] = {
 SHAPING = features.check_feature("raqm")
 
 # Characters used to measure how far real glyphs reach above and below the baseline.
-_PROBE = "ÁÉÎÕÜÅÇgjpqy|()[]{}ЙЁщДЦ가힣뷁읗ΏΆלךףשׁإأكجيـ"
+_PROBE = "ÁÉÎÕÜÅÇgjpqy|()[]{}ЙЁщДЦ가힣뷁읗ΏΆלךףשׁإأكجيـकिंॉुৃீ"
 
 
 class FontFace:
@@ -208,6 +210,8 @@ class FontChain:
         self.leading = leading
         self._face_of: dict[str, FontFace | None] = {}
         self._metrics: dict[int, LineMetrics] = {}
+        self._measured: tuple[FontFace, ...] | None = None  # faces line metrics reach (None: the simple ones)
+        self._views: dict[frozenset[FontFace], FontChain] = {}
 
     def __repr__(self) -> str:
         return f"FontChain({[f.name for f in self.faces]!r})"
@@ -299,14 +303,30 @@ class FontChain:
 
     # ------------------------------------------------------------------------------ metrics
 
+    def for_text(self, text: str) -> FontChain:
+        """The chain for lettering ``text``: itself, or a view of it whose line metrics also reach as far as
+        the complex-script faces ``text`` uses (an Arabic or Devanagari letter reaches far below a Latin one:
+        a Latin caption keeps its tight lines, an Arabic one gets the room its letters need)."""
+        used = frozenset(face for char in set(text) if (face := self.face_for(char)) is not None and face.complex)
+        if not used:
+            return self
+        view = self._views.get(used)
+        if view is None:
+            view = self._views[used] = copy.copy(self)
+            view._metrics, view._views = {}, {}
+            view._measured = tuple(face for face in self.faces if not face.complex or face in used)
+        return view
+
     def metrics(self, size: int) -> LineMetrics:
-        """Line metrics at ``size``: how far real glyphs of every face reach above and below the
-        baseline (measured on accented capitals, descenders, Cyrillic and Hangul), plus leading."""
+        """Line metrics at ``size``: how far real glyphs of the faces reach above and below the baseline
+        (measured on accented capitals, descenders, Cyrillic and Hangul, and the letters of the complex-script
+        faces a ``for_text`` view holds), plus leading."""
         size = max(1, int(size))
         found = self._metrics.get(size)
         if found is None:
             up, down = 1, 0
-            for face in self.faces:
+            measured = self._measured if self._measured is not None else [f for f in self.faces if not f.complex]
+            for face in measured:
                 probe = "".join(c for c in _PROBE if face.has_glyph(c))
                 if probe:
                     _, top, _, bottom = face.font(size).getbbox(probe, anchor="ls")

@@ -66,16 +66,22 @@ class Lettering:
         cell: Box = tuple(int(v) for v in box)  # type: ignore[assignment]
         report = LetteringReport(cell=cell, direction=direction)
         missing: set[str] = set()
+        caption_fonts = self.caption_fonts
         if caption is not None:
-            missing |= self._place_caption(report, caption, caption_position)
+            caption_fonts, lost = self._place_caption(report, caption, caption_position)
+            missing |= lost
         speeches, lost = self._speeches(dialogue)
         missing |= lost
+        bubble_fonts = self.fonts.for_text("".join(speech.text for speech in speeches))  # one line height a cell
         if speeches:
             region = bubble_region(self.px, cell, report.caption, caption_position)
-            report.bubbles, dropped = layout_bubbles(self.fonts, self.px, region, speeches, speakers, direction)
+            report.bubbles, dropped = layout_bubbles(bubble_fonts, self.px, region, speeches, speakers, direction)
             report.dropped = [(speech.speaker, speech.text) for speech in dropped]
         report.missing_characters = frozenset(missing)
-        self._draw(page_image, report)
+        if report.caption is not None:
+            draw_caption(page_image, report.caption, caption_fonts, self.px, self.style)
+        for bubble in report.bubbles:
+            draw_bubble(page_image, bubble, bubble_fonts, self.px, self.style)
         return report
 
     def draw_title(self, page_image: Image.Image, box: tuple[int, int, int, int], title: str) -> LetteringReport:
@@ -83,20 +89,23 @@ class Lettering:
         title size x scale), wrapped and, if it must be, cut with an ellipsis."""
         band: Box = tuple(int(v) for v in box)  # type: ignore[assignment]
         text, missing = self.fonts.prepare(title)
+        fonts = self.fonts.for_text(text)
         report = LetteringReport(cell=band, missing_characters=missing)
-        report.title = place_title(self.fonts, self.px, band, title, text.strip())
+        report.title = place_title(fonts, self.px, band, title, text.strip())
         report.title_dropped = report.title is None and bool(text.strip())  # no room at any size: said, not hidden
         if report.title is not None:
             lines, size = report.title.lines, report.title.font_size
-            draw_lines(page_image, self.fonts, centred_origins(self.fonts, band, lines, size), lines, size, self.style)
+            draw_lines(page_image, fonts, centred_origins(fonts, band, lines, size), lines, size, self.style)
         return report
 
-    def _place_caption(self, report: LetteringReport, caption: str, position: str) -> frozenset[str]:
-        """Places the caption into ``report``; returns the characters no caption face has."""
+    def _place_caption(self, report: LetteringReport, caption: str, position: str) -> tuple[FontChain, frozenset[str]]:
+        """Places the caption into ``report``; returns the chain it is lettered with and the characters no
+        caption face has."""
         prepared, missing = self.caption_fonts.prepare(caption)
+        fonts = self.caption_fonts.for_text(prepared)
         if prepared.strip():
             report.caption = place_caption(
-                self.caption_fonts,
+                fonts,
                 self.px,
                 report.cell,
                 caption,
@@ -106,7 +115,7 @@ class Lettering:
                 self.style.caption_max_fraction,
             )
             report.caption_dropped = report.caption is None
-        return missing
+        return fonts, missing
 
     def _speeches(self, dialogue: Sequence[tuple[str, str]]) -> tuple[list[Speech], set[str]]:
         """The dialogue lines that have something to draw, and the characters no face has."""
@@ -117,9 +126,3 @@ class Lettering:
             if prepared.strip():
                 speeches.append(Speech(order, speaker, said, prepared.strip()))
         return speeches, missing
-
-    def _draw(self, page: Image.Image, report: LetteringReport) -> None:
-        if report.caption is not None:
-            draw_caption(page, report.caption, self.caption_fonts, self.px, self.style)
-        for bubble in report.bubbles:
-            draw_bubble(page, bubble, self.fonts, self.px, self.style)
