@@ -19,6 +19,7 @@ from .model_pool import ModelPool, shown_name
 from .streaming import StepDone, stream_call
 from .studio import StudioSession, random_seed, session_of
 from .studio_errors import action
+from .studio_gallery import gallery_items
 from .studio_page_code import KEEP_TAB_DRAFT, SHOW_EDITOR, TAB_DRAFT_FIRST
 from .studio_parts import Studio
 from .studio_server import gpu_seconds_for
@@ -212,7 +213,7 @@ def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> Any:
                 yield session, str(stopped), *unchanged(7)
                 return
         session.retypeset(layout)
-        panels = text.gallery_items(session.panels())
+        panels = gallery_items(session.panels(), session.home)
         story_box, note = text.story_box_after_redraw(story_box, before, session.story, number - 1)
         downloads = session.downloads().as_tuple()
         message = run_status.with_warnings(run_status.regenerated_message(number, note), session.page_warnings)

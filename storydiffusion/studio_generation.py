@@ -27,6 +27,7 @@ from .studio_events import (
     stop_on_page,
     unchanged,
 )
+from .studio_gallery import gallery_items
 from .studio_parts import Studio
 from .studio_uploads import CONTROLS_LABEL, PHOTOS_LABEL, characters_rows, steering_from_ui, uploads_summary
 
@@ -128,7 +129,7 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
                     yield unchanged(8)  # a tab closed meanwhile ends the run here (stream_generation)
                 elif isinstance(event, PanelDone):
                     done = run_status.panels_done_message(len(session.panels()), len(story.panels))
-                    yield session, done, text.gallery_items(session.panels()), *nothing, notice
+                    yield session, done, gallery_items(session.panels(), session.home), *nothing, notice
                 elif isinstance(event, RunFailed):
                     raise event.error
                 elif isinstance(event, RunFinished):
@@ -138,7 +139,7 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
                     finished = run_status.finished_message(
                         event.result, len(story.panels), session.page_warnings, kept_last, typeset
                     )
-                    panels = text.gallery_items(session.panels())
+                    panels = gallery_items(session.panels(), session.home)
                     yield session, finished, panels, *downloads.as_tuple(), notice
 
     gr.on(

@@ -16,6 +16,7 @@ from .story import story_to_text
 from .studio import session_of
 from .studio_errors import action
 from .studio_events import failed, forgotten_project, show_filled
+from .studio_gallery import gallery_items
 from .studio_parts import Studio
 
 
@@ -48,7 +49,7 @@ def wire_project(
             *settings,
             layout,
             run_status.loaded_message(project.story, len(panels), model_note),
-            text.gallery_items(panels),
+            gallery_items(panels, session.home),
             *session.downloads().as_tuple(),
             session.photo_adapter,
         )

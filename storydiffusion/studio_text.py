@@ -7,11 +7,9 @@ rest of the library, and the web app stays wiring only.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
-
-from PIL import Image
 
 from .errors import SettingsError, StoryDiffusionError, StoryError, TooManyPanels, shown
 from .layout.template_files import list_templates
@@ -255,10 +253,6 @@ def panel_number_from_ui(value: Any, field: str = "Panel") -> int:
 def panel_caption(index: int) -> str:
     """The gallery caption of the panel with 0-based ``index``; ``selected_panel_number`` reads it back."""
     return f"Panel {index + 1}"
-
-
-def gallery_items(panels: Iterable[PanelImage]) -> list[tuple[Image.Image, str]]:
-    return [(panel.image, panel_caption(panel.index)) for panel in sorted(panels, key=lambda p: p.index)]
 
 
 def selected_panel_number(position: int, value: Any) -> int:

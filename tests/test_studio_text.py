@@ -2,6 +2,7 @@
 
 import html
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -11,6 +12,7 @@ from storydiffusion.pipeline import PanelImage, Progress
 from storydiffusion.settings import CONSISTENCY_KINDS, REFERENCE_ADAPTERS, SETTING_RANGES, SettingsError
 from storydiffusion.story import story_from_text
 from storydiffusion.studio_examples import example_stories
+from storydiffusion.studio_gallery import gallery_items
 from storydiffusion.studio_status import (
     animation_progress,
     finished_message,
@@ -21,7 +23,6 @@ from storydiffusion.studio_status import (
 from storydiffusion.studio_text import (
     UI_SETTINGS,
     choice_value,
-    gallery_items,
     layout_value,
     panel_number_from_ui,
     restored_story,
@@ -165,8 +166,8 @@ def test_story_from_ui_gives_an_empty_title_the_default_one():
     assert queued_message(story) == "Queued: 2 panels, 1 character."
 
 
-def test_a_gallery_click_picks_the_panel_of_its_caption():
-    items = gallery_items([panel(2), panel(0)])
+def test_a_gallery_click_picks_the_panel_of_its_caption(tmp_path):
+    items = gallery_items([panel(2), panel(0)], tmp_path)
     assert [caption for _, caption in items] == ["Panel 1", "Panel 3"]
     assert selected_panel_number(1, {"caption": items[1][1]}) == 3  # panel 2 is missing: the caption wins
     assert selected_panel_number(1, {"caption": None}) == 2
@@ -523,3 +524,20 @@ def test_a_saved_project_asked_with_a_bank_it_cannot_hold_says_so(tmp_path):
     assert "It holds no identity bank" in saved_project_message(str(without), asked_for_bank=True)
     assert "identity bank" not in saved_project_message(str(without))  # not asked: nothing to say
     assert "identity bank" not in saved_project_message(str(with_bank), asked_for_bank=True)
+
+
+def test_gallery_pictures_are_files_written_once_so_a_streamed_update_never_rewrites_one(tmp_path):
+    """Handed as Pillow images, Gradio rewrote each panel's cached file at every streamed update, and a
+    browser still reading panel 1 got a cut-short file (a broken thumbnail)."""
+    first = gallery_items([panel(0)], tmp_path)
+    written = Path(first[0][0])
+    stamp = written.stat().st_mtime_ns
+    again = gallery_items([panel(0), panel(1)], tmp_path)  # the next update: panel 1 as it was, then panel 2
+    assert again[0] == first[0] and written.stat().st_mtime_ns == stamp  # the same file, not written again
+    assert [Image.open(file).size for file, _ in again] == [(8, 8), (8, 8)]
+    redrawn = PanelImage(
+        0, Image.new("RGB", (8, 8), "red"), seed=9, prompt="p", negative_prompt="", characters=(), identity=False
+    )
+    after = gallery_items([redrawn, panel(1)], tmp_path)
+    assert after[0][0] != first[0][0] and not written.exists()  # a redrawn panel is a new file; the old one goes
+    assert sorted(p.name for p in (tmp_path / "gallery").iterdir()) == sorted(Path(f).name for f, _ in after)
