@@ -92,7 +92,9 @@ STUDIO_CSS = """
 }
 .dark .gradio-container { --body-text-color-subdued: #a9a9b4; --block-info-text-color: #a9a9b4; }
 .file-preview td.download { width: 6.5em !important; min-width: 0 !important; }
-.file-preview td.filename { width: auto !important; display: block !important; }
+/* font-size 0: the space Gradio's markup leaves between a name and its extension takes no room ("kite-day .pdf") */
+.file-preview td.filename { width: auto !important; display: block !important; font-size: 0 !important; }
+.file-preview td.filename > span { font-size: var(--text-md); }
 .file-preview td.filename .stem {
   white-space: normal !important; overflow: visible !important; text-overflow: clip !important;
   max-width: none !important; overflow-wrap: anywhere;

@@ -167,6 +167,12 @@ def test_generate_a_two_character_story_and_download_the_pdf(page, tmp_path):
     assert re.search(r"Mia\s+2\s+0\.\d{3}", scores), scores  # her two panels, their CLIP-I
     cut = page.evaluate("[...document.querySelectorAll('.file-preview .stem')].map(e => e.scrollWidth - e.clientWidth)")
     assert cut and max(cut) <= 1, "a download's file name is cut short at desktop width"  # four boxes in a row
+    gap = page.evaluate(
+        "(() => { const s = document.querySelector('#pdf .stem').getBoundingClientRect();"
+        " const e = document.querySelector('#pdf .ext').getBoundingClientRect();"
+        " return [Math.round(e.top - s.top), e.left - s.right]; })()"
+    )
+    assert gap[0] == 0 and abs(gap[1]) < 1, f"'kite-day .pdf': the name and its extension apart ({gap})"
     page_box, pages_box = page.locator("#pages img").first.bounding_box(), page.locator("#pages").bounding_box()
     assert page_box["y"] + page_box["height"] <= pages_box["y"] + pages_box["height"], (
         "the page is cut at the box's foot"
