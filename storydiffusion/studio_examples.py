@@ -17,15 +17,16 @@ def example_stories() -> dict[str, tuple[str, ...]]:
     the order of the widgets it fills (title, characters, story, style, seed, layout, how photos steer and
     how strongly, how strongly control images do, what panels share, and a note on the status line).
 
-    An example's layout follows its style: a manga story is typeset right to left as manga. The page reads
-    only files uploaded to it, so an example that names photos or control images says which to upload.
+    An example's layout follows its style: a manga story is typeset right to left as manga, and so is a story
+    lettered in Arabic or Hebrew. The page reads only files uploaded to it, so an example that names photos or
+    control images says which to upload.
     """
     found = {}
     for path in sorted(data_path("examples").glob("*.yaml")):
         story = load_story(path)
         settings = story.settings
         style = settings.style or load_styles()[1]
-        layout = "manga" if style == "manga" else "classic"
+        layout = "manga" if style == "manga" or _reads_right_to_left(story) else "classic"
         steering = (settings.reference_adapter or "image", *example_scales(story), settings.consistency or "uniform")
         found[story.title] = (
             story.title,
@@ -37,6 +38,14 @@ def example_stories() -> dict[str, tuple[str, ...]]:
             example_note(story),
         )
     return found
+
+
+def _reads_right_to_left(story: Story) -> bool:
+    """Whether the story is lettered in Hebrew or Arabic (its title): its pages then read right to left, as the
+    manga layout's do."""
+    from .layout.lettering.bidi import paragraph_direction
+
+    return paragraph_direction(story.title) == "rtl"
 
 
 def example_scales(story: Story) -> tuple[float, float]:

@@ -233,6 +233,7 @@ def test_example_stories_set_everything_they_need_with_valid_values():
         assert [setting_value(name, value) for name, value in zip(("reference_scale", "control_scale"), scales)]
         assert note == "" or note.startswith("This example steers with files: upload ")
     assert examples["The Lighthouse Keeper"][3:] == ("comic", "7", "classic", "image", 0.6, 0.8, "uniform", "")
+    assert examples["يوم في السوق"][5] == "manga"  # lettered in Arabic: its pages read right to left
     assert examples["지민의 하루"][3] == "manga" and examples["지민의 하루"][5] == "manga"
     assert examples["Market Day"][9] == "subject"  # as examples/market_day.yaml says
     assert examples["Nora, Years Later"][6:8] == ("face", 0.7)  # examples/from_a_face.yaml: FaceID at 0.7
