@@ -10,7 +10,7 @@ import gradio as gr
 
 from . import studio_status as run_status
 from . import studio_text as text
-from .errors import StoryDiffusionError
+from .errors import SettingsError, StoryDiffusionError
 from .model_pool import ModelPool
 from .settings import REFERENCE_ADAPTERS
 from .streaming import PanelDone, RunFailed, RunFinished, StepDone
@@ -51,7 +51,10 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
 
     def checked_run(title, characters, story_text, style, negative, numbers, consistency, steering, adapter="image"):
         """The story, settings and uploads the widgets give, each checked under its widget's name."""
-        settings = text.settings_from_ui(style, negative, numbers, consistency, adapter)
+        try:
+            settings = text.settings_from_ui(style, negative, numbers, consistency, adapter)
+        except SettingsError as error:  # "Steps must be 1..1000": on a shared studio, its own limit too
+            raise SettingsError(pool.limits.noted(str(error)) if pool.limits else str(error)) from None
         story = text.story_from_ui(title, characters, story_text, settings)
         return story, settings, steering_from_ui(story, steering, uploads)
 

@@ -40,6 +40,14 @@ class WorkLimits:
         high = SETTING_RANGES[name].high
         return high if limit is None else min(high, limit)
 
+    def noted(self, message: str) -> str:
+        """A range refusal of a widget these limits bound (``Steps must be 1..1000, got -1``) with this
+        server's own limit added, so that it does not promise more than the server draws."""
+        for label, limit in (("Steps", self.max_steps), ("Width", self.max_side), ("Height", self.max_side)):
+            if message.startswith(label):
+                return f"{message} (this shared studio allows at most {limit:,})"
+        return message
+
     def check(self, settings: GenerationSettings, story: Story | None = None, *, redraw: bool = False) -> None:
         """Raise WorkTooLarge naming the first widget past its limit; ``story`` for its panel count (a redraw
         draws one panel, so only its steps and size count)."""

@@ -71,3 +71,13 @@ def test_a_pool_without_limits_takes_what_the_library_takes():
 def test_limits_are_checked_when_made():
     with pytest.raises(SettingsError, match="max_steps"):
         WorkLimits(max_steps=0)
+
+
+def test_a_range_refusal_of_a_bounded_widget_adds_the_servers_own_limit():
+    limits = WorkLimits(max_steps=20, max_side=256)
+    assert (
+        limits.noted("Steps must be 1..1000, got -1")
+        == "Steps must be 1..1000, got -1 (this shared studio allows at most 20)"
+    )
+    assert limits.noted("Height: 'x' is not a number").endswith("(this shared studio allows at most 256)")
+    assert limits.noted("Guidance must be 0..50, got -1") == "Guidance must be 0..50, got -1"

@@ -196,6 +196,7 @@ def test_stateful_endpoints_answer_a_fresh_client_with_a_message(server, endpoin
         ({"steps": 60}, "Steps: 60 is more than this shared studio allows for one request (at most 50)"),
         ({"width": 1024}, "Width: 1,024 is more than this shared studio allows for one request (at most 512)"),
         ({"story_text": "[Mia] runs\n" * 7}, "Story: 7 panels is more than this shared studio draws in one request"),
+        ({"steps": -1}, "Steps must be 1..1000, got -1 (this shared studio allows at most 50)"),  # not more
     ],
 )
 def test_a_shared_server_refuses_more_drawing_than_its_operator_allows(server, changes, message):
