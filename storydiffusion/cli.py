@@ -42,6 +42,7 @@ def run_compose(args: argparse.Namespace) -> int:
         fit=args.fit,
         dpi=args.dpi,
         lettering=not args.no_lettering,
+        direction=args.direction,
     )
     report_compose(result)
     return 0

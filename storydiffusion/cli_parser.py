@@ -311,6 +311,12 @@ def _add_compose(compose: argparse.ArgumentParser) -> None:
         choices=["crop", "letterbox"],
         help="fill each cell (crop, the default) or show whole panels (letterbox)",
     )
+    compose.add_argument(
+        "--direction",
+        choices=["ltr", "rtl"],
+        help="read the pages left to right or right to left (rtl: panels and captions start on the right, as in "
+        "manga and Hebrew or Arabic comics); default: the layout's",
+    )
     compose.add_argument("--dpi", type=whole_value, help="page resolution (default: the template's, usually 150)")
 
 

@@ -320,7 +320,7 @@ def refuse_unreadable_records(
 
 def recorded_composition(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     """How ``pages/pages.json`` says the run's pages were made, as ``compose_run`` takes it (layout, dpi, fit,
-    title, lettering), and the name and text of the user's own template file when one was used
+    direction, title, lettering), and the name and text of the user's own template file when one was used
     (``template_file``); None when the run has no pages of this tool's."""
     pages = read_record(Path(run_dir) / PAGES_DIR / PAGES_INDEX)
     if pages is None or pages.get("format") != PAGES_FORMAT or not isinstance(pages.get("template"), str):
@@ -331,6 +331,7 @@ def recorded_composition(run_dir: str | os.PathLike) -> dict[str, Any] | None:
         "layout": pages["template"],
         "dpi": pages["dpi"] if isinstance(pages.get("dpi"), int) and not isinstance(pages["dpi"], bool) else None,
         "fit": pages["fit"] if isinstance(pages.get("fit"), str) else None,
+        "direction": pages["direction"] if pages.get("direction") in ("ltr", "rtl") else None,
         "title": title if isinstance(title, str) else False,
         "lettering": pages.get("lettering") is not False,
     }

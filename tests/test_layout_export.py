@@ -384,3 +384,21 @@ def test_metadata_leaves_out_the_controls_that_reorder_text():
 
     assert metadata_text("Safe \u202eexe.fdp") == "Safe exe.fdp"  # a reader's list would show "Safe pdf.exe"
     assert metadata_text("\u2067שלום\u2069 Mia") == "שלום Mia"
+
+
+def test_pages_of_any_layout_can_read_right_to_left_and_a_recomposition_keeps_it(tmp_path, capsys):
+    """A Hebrew or Arabic comic on classic pages: --direction rtl starts each row on the right."""
+    from storydiffusion.layout.compose import compose_again
+
+    run = make_run(tmp_path / "run", panels=4)
+    ltr = compose_run(run, layout="four-panel", lettering=False).layouts[0].cells
+    assert main(["compose", str(run), "--layout", "four-panel", "--direction", "rtl", "--no-lettering"]) == 0
+    record = json.loads((run / "pages" / "pages.json").read_text(encoding="utf-8"))
+    assert record["direction"] == "rtl" and record["template"] == "four-panel"
+    again = compose_again(run)  # after a redraw: the pages made again the way they were made
+    cells = again.layouts[0].cells
+    first_row = [cell for cell in cells if cell.y == cells[0].y]
+    assert len(first_row) == 2 and first_row[0].panel_index == 0 and first_row[0].x > first_row[1].x
+    ltr_row = [cell for cell in ltr if cell.y == ltr[0].y]
+    assert ltr_row[0].panel_index == 0 and ltr_row[0].x < ltr_row[1].x  # the layout itself reads left to right
+    assert main(["compose", str(run), "--direction", "up"]) == 2 and "--direction" in capsys.readouterr().err

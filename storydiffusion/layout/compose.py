@@ -93,10 +93,15 @@ def parse_exports(value: str | Iterable[str] | None) -> tuple[str, ...]:
 
 
 def check_options(
-    layout: str, export: str | Iterable[str] | None = None, *, fit: str | None = None, dpi: int | None = None
+    layout: str,
+    export: str | Iterable[str] | None = None,
+    *,
+    fit: str | None = None,
+    dpi: int | None = None,
+    direction: str | None = None,
 ) -> None:
     """Raise LayoutError for options compose would refuse, so a caller can fail before long work."""
-    load_template(layout, dpi=dpi).with_options(fit=fit)
+    load_template(layout, dpi=dpi).with_options(fit=fit, direction=direction)
     parse_exports(export)
 
 
@@ -128,8 +133,10 @@ def compose_run(
     dpi: int | None = None,
     *,
     lettering: bool = True,
+    direction: str | None = None,
 ) -> ComposeResult:
-    """Lay out, draw and export the panels of a run folder written by ``generate``.
+    """Lay out, draw and export the panels of a run folder written by ``generate``. ``direction`` ("ltr" or
+    "rtl") reads the pages the other way than the layout does (a Hebrew or Arabic comic on classic pages).
 
     Missing panels are left out with a warning; no panel at all, or a broken one, is an error. Earlier pages are
     replaced, and so are the exports an earlier composition wrote (written again from the new pages, whether
@@ -139,7 +146,7 @@ def compose_run(
     run = Path(run_dir)
     exports = parse_exports(export)  # the options first: they are checked without reading the run
     template = layout if isinstance(layout, PageTemplate) else load_template(layout, dpi=dpi)
-    template = template.with_options(fit=fit)
+    template = template.with_options(fit=fit, direction=direction)
     story, drawing = _read_story(run)
     if _title_text(story, title) is not None:
         check_title_room(template)
