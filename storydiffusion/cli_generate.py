@@ -95,12 +95,12 @@ def _check_generate(args: argparse.Namespace, share) -> tuple[list, list, tuple]
     draws, and with which share (``divide_stories``)."""
     check_listed(args.layout, "--layout", "a layout name such as classic or manga")
     check_listed(args.export, "--export", "pdf, cbz and/or zip, separated by commas")
-    if args.export and not args.layout:
+    if (args.export or args.direction) and not args.layout:
         args.layout = "classic"
     if args.layout:  # a bad layout or export list fails now, not after the panels are generated
         from .layout.compose import check_options
 
-        check_options(args.layout, args.export)
+        check_options(args.layout, args.export, direction=args.direction)
     check_model_flag(args.model)
     check_lora_flag(args.lora)
     check_bank_flags(args)
@@ -235,7 +235,7 @@ def _draw_story(args: argparse.Namespace, checked: _CheckedStory, share, pipelin
         from .layout.compose import compose_run
 
         print(f"{args.out} holds every panel of this story already: making its pages")
-        report_compose(compose_run(args.out, layout=args.layout, export=args.export or ()))
+        report_compose(compose_run(args.out, layout=args.layout, export=args.export or (), direction=args.direction))
         return 0
     pipeline, settings, controls = _agreed(share, lambda: _prepare_model(args, checked, pipelines))
     if share is None:
@@ -261,7 +261,7 @@ def _draw_story(args: argparse.Namespace, checked: _CheckedStory, share, pipelin
     if args.layout:
         from .layout.compose import compose_run
 
-        report_compose(compose_run(target.out, layout=args.layout, export=args.export or ()))
+        report_compose(compose_run(target.out, layout=args.layout, export=args.export or (), direction=args.direction))
     elif result.panels:
         _compose_again(target.out)
     return 0

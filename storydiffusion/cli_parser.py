@@ -294,6 +294,11 @@ def _add_generate(generate: argparse.ArgumentParser) -> None:
     generate.add_argument(
         "--export", help="also write pdf, cbz and/or zip, e.g. pdf,cbz (pages in --layout, else classic)"
     )
+    generate.add_argument(
+        "--direction",
+        choices=["ltr", "rtl"],
+        help="pages read left to right or right to left (as compose --direction; default: the layout's)",
+    )
 
 
 def _add_compose(compose: argparse.ArgumentParser) -> None:

@@ -402,3 +402,15 @@ def test_pages_of_any_layout_can_read_right_to_left_and_a_recomposition_keeps_it
     ltr_row = [cell for cell in ltr if cell.y == ltr[0].y]
     assert ltr_row[0].panel_index == 0 and ltr_row[0].x < ltr_row[1].x  # the layout itself reads left to right
     assert main(["compose", str(run), "--direction", "up"]) == 2 and "--direction" in capsys.readouterr().err
+
+
+def test_generate_composes_its_pages_right_to_left_when_asked(tmp_path):
+    story = tmp_path / "s.yaml"
+    story.write_text(
+        'characters:\n  Dan: a man\npanels:\n  - "[Dan] walks # שלום"\n  - "[Dan] sits"\n', encoding="utf-8"
+    )
+    out = tmp_path / "out"
+    flags = ["--model", "tiny-sdxl", "--steps", "2", "--width", "64", "--height", "64", "--quiet", "--device", "cpu"]
+    assert main(["generate", str(story), "--out", str(out), *flags, "--direction", "rtl"]) == 0  # classic, read rtl
+    record = json.loads((out / "pages" / "pages.json").read_text(encoding="utf-8"))
+    assert (record["template"], record["direction"]) == ("classic", "rtl")
