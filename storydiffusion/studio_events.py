@@ -321,6 +321,8 @@ def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> Any:
         api_name="change_layout",
         api_door=door,
     )
+    # The editor's line told of its last redraw or re-typeset; pages typeset anew by the Layout menu make it old.
+    layout_changed.then(lambda: "", None, [editing.note], queue=False, api_visibility="private")
     for event in (regenerated, retypeset_click, layout_changed):
         show_filled(event, results.files())
     for event in (regenerated, retypeset_click):  # a project saved before holds the panels or captions as they were

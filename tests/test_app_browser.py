@@ -233,6 +233,9 @@ def test_regenerate_a_selected_panel_and_retypeset_without_starting_over(page):
     page.click("#retypeset")
     page.get_by_text("Pages typeset with the classic layout.").wait_for(timeout=60_000)
     assert "Traceback" not in page.inner_text("body")
+    choose(page, "#layout", "four-panel")  # the Layout menu typesets at once: the editor's line is not left behind
+    page.wait_for_function("document.querySelector('#status')?.innerText.includes('four-panel')", timeout=60_000)
+    page.wait_for_function("!document.querySelector('#redraw-note')?.innerText.includes('classic')", timeout=10_000)
     # A width the slider takes but the model does not divide is refused before the last story leaves the page.
     open_advanced(page)
     fill_until_kept(page, "#width input[type=number]", "72")
