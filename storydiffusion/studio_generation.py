@@ -56,6 +56,7 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
         except SettingsError as error:  # "Steps must be 1..1000": on a shared studio, its own limit too
             raise SettingsError(pool.limits.noted(str(error)) if pool.limits else str(error)) from None
         story = text.story_from_ui(title, characters, story_text, settings)
+        pool.check_work(settings, story)  # a shared server's limits, before the request queues for the GPU
         return story, settings, steering_from_ui(story, steering, uploads)
 
     def check_story(
@@ -81,8 +82,7 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
         """Checked before the GPU queue, so a typo is reported at once and next to the status line."""
         numbers = (steps, guidance, width, height, seed, sampling_rate, id_images, window)
         steering = (reference_photos, photo_strength, control_images, control_strength)
-        story, settings, _ = checked_run(title, characters, story_text, style, negative, numbers, consistency, steering)
-        pool.check_work(settings, story)  # a shared server's limits, before the request queues for the GPU
+        story, _, _ = checked_run(title, characters, story_text, style, negative, numbers, consistency, steering)
         return run_status.queued_message(story)
 
     @gpu_task
@@ -117,7 +117,6 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
         story, settings, steered = checked_run(
             title, characters, story_text, style, negative, numbers, consistency, steering, session.photo_adapter
         )
-        pool.check_work(settings, story)
         session.layout = text.layout_value(layout)  # a layout picked while it runs replaces it (choose_layout)
         with pool.lease(model) as pipeline:  # a device of its own while it draws (one per GPU: --devices)
             text.check_face_steering(pipeline, settings, bool(steered.photos))

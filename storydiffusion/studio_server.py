@@ -21,7 +21,7 @@ from .errors import SettingsError
 from .model_pool import OFFLINE_MODEL
 from .models import LOW_VRAM, default_model_name
 from .project import ProjectLimits
-from .work_limits import SHARED_SERVER_LIMITS, WorkLimits
+from .work_limits import LIBRARY_LIMITS, SHARED_SERVER_LIMITS, WorkLimits
 
 LOCAL_UPLOAD_MB = 2048  # a project with its identity bank is hundreds of MB to a few GB
 SHARED_UPLOAD_MB = 512  # on a shared server: a project with one character's bank, not a disk's worth
@@ -220,9 +220,9 @@ def _work_limits(parser: argparse.ArgumentParser, args: argparse.Namespace, shar
     if not given and not shared:
         return None
     try:
-        return dataclasses.replace(SHARED_SERVER_LIMITS if shared else WorkLimits(10_000, 1000, 4096), **given)
-    except SettingsError as error:
-        parser.error(f"--{str(error).replace('_', '-', 1).replace('max_', 'max-')}")
+        return dataclasses.replace(SHARED_SERVER_LIMITS if shared else LIBRARY_LIMITS, **given)
+    except SettingsError as error:  # "max_side must be a multiple of 8 ...", said by its flag
+        parser.error(f"--{str(error).replace('max_', 'max-', 1)}")
 
 
 def _check_model(parser: argparse.ArgumentParser, model: str) -> None:

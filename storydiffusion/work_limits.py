@@ -15,11 +15,15 @@ from .errors import StoryDiffusionError
 from .settings import SETTING_RANGES, GenerationSettings
 from .story import Story
 
-__all__ = ["SHARED_SERVER_LIMITS", "WorkLimits", "WorkTooLarge"]
+__all__ = ["LIBRARY_LIMITS", "SHARED_SERVER_LIMITS", "WorkLimits", "WorkTooLarge"]
 
 
 class WorkTooLarge(StoryDiffusionError, ValueError):
     """A request asks more drawing than this server's operator allows for one request."""
+
+
+# The widgets these limits bound: (setting, the page's label, the limit's field).
+_BOUNDED = (("steps", "Steps", "max_steps"), ("width", "Width", "max_side"), ("height", "Height", "max_side"))
 
 
 @dataclass(frozen=True)
@@ -36,27 +40,24 @@ class WorkLimits:
 
     def highest(self, name: str) -> float:
         """The highest value a setting's widget offers under these limits (``steps``, ``width`` ...)."""
-        limit = {"steps": self.max_steps, "width": self.max_side, "height": self.max_side}.get(name)
         high = SETTING_RANGES[name].high
-        return high if limit is None else min(high, limit)
+        field = next((field for setting, _, field in _BOUNDED if setting == name), None)
+        return high if field is None else min(high, getattr(self, field))
 
     def noted(self, message: str) -> str:
         """A range refusal of a widget these limits bound (``Steps must be 1..1000, got -1``) with this
         server's own limit added, so that it does not promise more than the server draws."""
-        for label, limit in (("Steps", self.max_steps), ("Width", self.max_side), ("Height", self.max_side)):
+        for _, label, field in _BOUNDED:
             if message.startswith(label):
-                return f"{message} (this shared studio allows at most {limit:,})"
+                return f"{message} (this shared studio allows at most {getattr(self, field):,})"
         return message
 
     def check(self, settings: GenerationSettings, story: Story | None = None, *, redraw: bool = False) -> None:
         """Raise WorkTooLarge naming the first widget past its limit; ``story`` for its panel count (a redraw
         draws one panel, so only its steps and size count)."""
         fix = "press Generate to draw the story again with less" if redraw else "ask for less"
-        for label, value, limit in (
-            ("Steps", settings.steps, self.max_steps),
-            ("Width", settings.width, self.max_side),
-            ("Height", settings.height, self.max_side),
-        ):
+        for setting, label, field in _BOUNDED:
+            value, limit = getattr(settings, setting), getattr(self, field)
             if value is not None and value > limit:
                 drawn = " (this story was drawn with them)" if redraw else ""
                 raise WorkTooLarge(
@@ -72,3 +73,7 @@ class WorkLimits:
 
 #: The limits of a shared server whose operator set none: a 100-panel story at SDXL's sizes.
 SHARED_SERVER_LIMITS = WorkLimits()
+#: The library's own ranges as limits: what a flag leaves unbounded on the operator's own machine.
+LIBRARY_LIMITS = WorkLimits(
+    int(SETTING_RANGES["max_panels"].high), int(SETTING_RANGES["steps"].high), int(SETTING_RANGES["width"].high)
+)
