@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import unicodedata
 
+#: The invisible controls that reorder the text around them (bidi embeddings, overrides and isolates): in a
+#: name or title they can make one text read as another ("Safe \u202eexe.fdp" shows as "Safe pdf.exe").
+TEXT_REORDERING = frozenset(chr(code) for code in (*range(0x202A, 0x202F), *range(0x2066, 0x206A)))
+
 # Format characters (Unicode category Cf) that a font draws as a visible mark: Arabic number signs and the like.
 _VISIBLE_FORMAT = frozenset("\u0600\u0601\u0602\u0603\u0604\u0605\u06dd\u070f\u08e2\U000110bd\U000110cd")
 

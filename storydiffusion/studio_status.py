@@ -118,21 +118,24 @@ def animation_progress(step: int, steps: int) -> tuple[float, str]:
     return step / max(steps, 1), f"Step {step} of {steps}"
 
 
+def _holds(archive_path: str, member: str) -> bool:
+    import zipfile
+
+    with zipfile.ZipFile(archive_path) as archive:
+        return member in archive.namelist()
+
+
 def saved_project_message(path: str | None, asked_for_bank: bool = False) -> str:
     """Said beside Download project, where the user looks: the file itself lands in the Project box among the
     downloads, which on a phone is a screen or more above the button. A bank asked for that the story does
     not hold (a project loaded without one) is said to be left out."""
     if not path:
         return ""
-    import zipfile
-
     from .project import BANK_NAME
 
     size = Path(path).stat().st_size
     line = f"Saved **{plain_markdown(Path(path).name)}** ({size / 1024:.1f} KB): download it from the *Project* box among the downloads."
-    with zipfile.ZipFile(path) as archive:
-        holds_bank = BANK_NAME in archive.namelist()
-    if asked_for_bank and not holds_bank:
+    if asked_for_bank and not _holds(path, BANK_NAME):
         line += (
             " It holds no identity bank: this story has none yet (its project was loaded without one), and "
             "its panels are redrawn from the seeds it keeps."

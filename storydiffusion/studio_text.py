@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SettingsError, StoryDiffusionError, StoryError, TooManyPanels, shown
+from .invisible import TEXT_REORDERING
 from .layout.template_files import list_templates
 from .model_pool import shown_name
 from .results import PanelImage
@@ -275,9 +276,9 @@ def quoted(text: str, limit: int = 60) -> str:
 # name like "<h1>Mia</h1>" or "**Mia**" is shown as typed, never as a heading or in bold. The invisible
 # controls that reorder text (bidi embeddings, overrides, isolates) are shown by their code, such as \u202e,
 # so a file named "photo\u202egnp.exe" cannot pass on the line as another name.
-_BIDI_CONTROLS = [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]
 _MARKUP = str.maketrans(
-    {char: f"&#{ord(char)};" for char in "\\`*_[]<>&|~$#"} | {code: f"&#92;u{code:04x}" for code in _BIDI_CONTROLS}
+    {char: f"&#{ord(char)};" for char in "\\`*_[]<>&|~$#"}
+    | {char: f"&#92;u{ord(char):04x}" for char in TEXT_REORDERING}
 )
 
 

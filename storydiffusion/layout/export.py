@@ -19,6 +19,7 @@ from xml.etree import ElementTree
 from PIL import Image
 
 from ..atomic import atomic_write_bytes, temporary_name
+from ..invisible import TEXT_REORDERING
 from . import LayoutError
 
 __all__ = [
@@ -54,13 +55,7 @@ def metadata_text(text: str) -> str:
 def _unprintable(ch: str) -> bool:
     """Control characters, lone surrogates, non-characters, and the invisible controls that reorder text (a title
     "Safe \u202eexe.fdp" would show in a reader's list as another name)."""
-    code = ord(ch)
-    return (
-        unicodedata.category(ch) in ("Cc", "Cs")
-        or code in (0xFFFE, 0xFFFF)
-        or 0x202A <= code <= 0x202E
-        or 0x2066 <= code <= 0x2069
-    )
+    return unicodedata.category(ch) in ("Cc", "Cs") or ch in ("\ufffe", "\uffff") or ch in TEXT_REORDERING
 
 
 def encode_png(page: PageData) -> bytes:
