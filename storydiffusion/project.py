@@ -1,6 +1,6 @@
 """Project files: a whole run in one ZIP that can be loaded back to continue later.
 
-Contents: ``project.json`` (story, resolved settings, model, seeds, layout, and the story the identity
+Contents: ``project.json`` (story, resolved settings, model, seeds, layout and reading direction, the story the identity
 bank is drawn from) and ``panels/panel_NNN.png``: a few MB. The identity bank is hundreds of MB
 uncompressed and is rebuilt exactly from the story, settings and seeds, so ``identity_bank.safetensors``
 is written only when asked for (``include_bank``); a project that has one still loads with it.
@@ -76,6 +76,7 @@ class Project:
     # members: the story names them by file name only, never by a path on anyone's machine.
     photos: dict[str, Image.Image] = field(default_factory=dict)
     controls: dict[int, Image.Image] = field(default_factory=dict)
+    direction: str | None = None  # "ltr" or "rtl": the pages read so whatever the layout; None: as the layout reads
 
 
 def save_project(project: Project, path: str | os.PathLike, include_bank: bool = False) -> Path:
@@ -90,6 +91,7 @@ def save_project(project: Project, path: str | os.PathLike, include_bank: bool =
         "settings": project.settings.to_dict(),
         "model": project.model,
         "layout": project.layout,
+        "direction": project.direction,
         "panels": [
             {"panel": index + 1, "file": f"panels/{panel_filename(index)}", "seed": project.seeds.get(index)}
             for index in sorted(project.panels)
@@ -163,8 +165,8 @@ def load_project(path: str | os.PathLike, limits: ProjectLimits | None = None) -
             if document["identity_bank"] != BANK_NAME or BANK_NAME not in members:
                 raise ProjectError(f"{label}: the identity bank it names is missing")
             bank = _read_bank(archive, members[BANK_NAME], label, limits.max_total_bytes)
-    model, layout = _read_names(document, label)
-    return Project(story, settings, model, panels, seeds, bank, layout, bank_story, photos, controls)
+    model, layout, direction = _read_names(document, label)
+    return Project(story, settings, model, panels, seeds, bank, layout, bank_story, photos, controls, direction)
 
 
 def photo_member(number: int) -> str:
@@ -204,10 +206,11 @@ def _read_steering(
     return photos, pictures
 
 
-def _read_names(document: dict[str, Any], label: str) -> tuple[str, str | None]:
-    """The model name and layout a project records: text, and a layout only by one of this tool's names
-    (never a path, so a project cannot make a server read a file or say whether one exists)."""
+def _read_names(document: dict[str, Any], label: str) -> tuple[str, str | None, str | None]:
+    """The model name, layout and reading direction a project records: text, and a layout only by one of this
+    tool's names (never a path, so a project cannot make a server read a file or say whether one exists)."""
     from .layout.template_files import list_templates
+    from .layout.templates import DIRECTIONS
 
     model, layout = document.get("model") or "", document.get("layout")
     if not isinstance(model, str):
@@ -216,7 +219,13 @@ def _read_names(document: dict[str, Any], label: str) -> tuple[str, str | None]:
         raise ProjectError(
             f"{label}: {PROJECT_JSON}: layout {shown(layout)} is not one of {', '.join(list_templates())}"
         )
-    return model, layout
+    direction = document.get("direction")
+    if direction is not None and direction not in DIRECTIONS:
+        raise ProjectError(
+            f"{label}: {PROJECT_JSON}: direction {shown(direction)} is not one of {', '.join(DIRECTIONS)} "
+            "(or null: the layout's own)"
+        )
+    return model, layout, direction
 
 
 def _read_document(data: bytes, label: str) -> dict[str, Any]:

@@ -66,6 +66,7 @@ class StudioSession(ProjectsMixin):
     model: str = ""
     result: StoryResult | None = None
     layout: str = "classic"
+    direction: str | None = None  # "ltr" or "rtl": the pages read so in any layout; None: as the layout reads
     cancel: threading.Event = field(default_factory=threading.Event)
     running: bool = False
     expected: bool = False  # a run was announced (expect_run) and has not begun yet
@@ -303,7 +304,7 @@ class StudioSession(ProjectsMixin):
 
     def _typeset(self, export: tuple[str, ...] = EXPORTS) -> ComposeResult:
         """The pages and exports of the run folder, in the session's layout."""
-        self.pages = compose_run(self.run_dir, layout=self.layout, export=export)
+        self.pages = compose_run(self.run_dir, layout=self.layout, export=export, direction=self.direction)
         return self.pages
 
     @property
@@ -325,6 +326,12 @@ class StudioSession(ProjectsMixin):
         check_options(layout)
         self.layout = layout
         return self.retypeset(layout) if self.result is not None and not self.running else None
+
+    def choose_direction(self, direction: str | None) -> ComposeResult | None:
+        """The reading-direction picker ("ltr", "rtl", or None for the layout's own), as ``choose_layout``."""
+        check_options(self.layout, direction=direction)
+        self.direction = direction
+        return self._typeset() if self.result is not None and not self.running else None
 
     def _accept_text_edits(self, story: Story) -> None:
         """Captions, dialogue and title may change freely; prompts may not (that needs regeneration)."""

@@ -134,7 +134,7 @@ def remember_story(demo: gr.Blocks, studio: Studio) -> None:
 
 def wire_story_inputs(studio: Studio, examples: dict[str, tuple], door: gr.Button) -> None:
     inputs = studio.inputs
-    filled = [*inputs.texts(), inputs.style, studio.advanced.numbers["seed"], inputs.layout]
+    filled = [*inputs.texts(), inputs.style, studio.advanced.numbers["seed"], inputs.layout, inputs.direction]
     steering = studio.steering
     filled += [steering.photo_adapter, steering.photo_scale, steering.control_scale, studio.advanced.consistency]
     filled.append(studio.results.status)
@@ -239,6 +239,18 @@ def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> Any:
             *session.downloads().as_tuple(),
         )
 
+    def change_direction(state, direction):
+        session, direction = session_of(state), text.direction_value(direction)
+        if direction == session.direction:  # set by a loaded project, or left unchanged: nothing to typeset
+            return session, gr.skip(), *(gr.skip() for _ in session.downloads().as_tuple())
+        pages = session.choose_direction(direction)
+        message = run_status.direction_chosen_message(session.layout, direction, pages is not None)
+        return (
+            session,
+            run_status.with_warnings(message, session.page_warnings if pages else ()),
+            *session.downloads().as_tuple(),
+        )
+
     def edit_panel(state, number):
         """Fill the editor with a panel's prompt, caption and seed, and say which settings a redraw uses."""
         session, number = session_of(state), text.panel_number_from_ui(number)
@@ -321,9 +333,19 @@ def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> Any:
         api_name="change_layout",
         api_door=door,
     )
+    direction_changed = action(
+        inputs.direction.input,  # the user's choice only, as the layout's
+        change_direction,
+        [studio.session, inputs.direction],
+        [studio.session, results.status, *results.downloads()],
+        status=results.status,
+        api_name="change_direction",
+        api_door=door,
+    )
     # The editor's line told of its last redraw or re-typeset; pages typeset anew by the Layout menu make it old.
-    layout_changed.then(lambda: "", None, [editing.note], queue=False, api_visibility="private")
-    for event in (regenerated, retypeset_click, layout_changed):
+    for event in (layout_changed, direction_changed):
+        event.then(lambda: "", None, [editing.note], queue=False, api_visibility="private")
+    for event in (regenerated, retypeset_click, layout_changed, direction_changed):
         show_filled(event, results.files())
     for event in (regenerated, retypeset_click):  # a project saved before holds the panels or captions as they were
         forget_saved_project(studio, event, editing.note)

@@ -9,16 +9,17 @@ from .resources import data_path
 from .story import Story, load_story, story_to_text
 from .story.control import DEFAULT_CONTROL_SCALE
 from .story.model import DEFAULT_REFERENCE_SCALE
+from .studio_text import AS_THE_LAYOUT
 from .styles import load_styles
 
 
 def example_stories() -> dict[str, tuple[str, ...]]:
     """The packaged example stories by title, as the page shows them: everything an example needs, in
-    the order of the widgets it fills (title, characters, story, style, seed, layout, how photos steer and
+    the order of the widgets it fills (title, characters, story, style, seed, layout, how pages read, how photos steer and
     how strongly, how strongly control images do, what panels share, and a note on the status line).
 
-    An example's layout follows its style: a manga story is typeset right to left as manga, and so is a story
-    lettered in Arabic or Hebrew. The page reads only files uploaded to it, so an example that names photos or
+    An example's layout follows its style: a manga story is typeset as manga, right to left; a story lettered in
+    Arabic or Hebrew reads right to left in the classic layout. The page reads only files uploaded to it, so an example that names photos or
     control images says which to upload.
     """
     found = {}
@@ -26,7 +27,8 @@ def example_stories() -> dict[str, tuple[str, ...]]:
         story = load_story(path)
         settings = story.settings
         style = settings.style or load_styles()[1]
-        layout = "manga" if style == "manga" or _reads_right_to_left(story) else "classic"
+        layout = "manga" if style == "manga" else "classic"
+        direction = "rtl" if _reads_right_to_left(story) else AS_THE_LAYOUT
         steering = (settings.reference_adapter or "image", *example_scales(story), settings.consistency or "uniform")
         found[story.title] = (
             story.title,
@@ -34,6 +36,7 @@ def example_stories() -> dict[str, tuple[str, ...]]:
             style,
             str(settings.seed or 0),
             layout,
+            direction,
             *steering,
             example_note(story),
         )

@@ -108,6 +108,7 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
         photo_strength=0.6,
         control_images=None,
         control_strength=0.8,
+        direction=text.AS_THE_LAYOUT,
         request: gr.Request = None,
         progress=gr.Progress(),
     ):
@@ -117,7 +118,8 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
         story, settings, steered = checked_run(
             title, characters, story_text, style, negative, numbers, consistency, steering, session.photo_adapter
         )
-        session.layout = text.layout_value(layout)  # a layout picked while it runs replaces it (choose_layout)
+        # A layout or direction picked while it runs replaces these (choose_layout, choose_direction).
+        session.layout, session.direction = text.layout_value(layout), text.direction_value(direction)
         with pool.lease(model) as pipeline:  # a device of its own while it draws (one per GPU: --devices)
             text.check_face_steering(pipeline, settings, bool(steered.photos))
             text.check_model_limits(pipeline, story, settings)  # before the last story leaves the page
@@ -234,6 +236,7 @@ def wire_generation(studio: Studio, pool: ModelPool, door: gr.Button, uploads: C
             inputs.layout,
             *studio.advanced.values(),
             *studio.steering.values(),
+            inputs.direction,
         ],
         [studio.session, results.status, results.gallery, *results.downloads(), studio.notice],
         status=results.status,

@@ -50,6 +50,7 @@ class StudioTools:
         height: int | None = None,
         seed: int = 0,
         layout: str = "classic",
+        direction: str = "",
     ) -> RunFiles:
         """Draw a comic whose characters look the same in every panel, and typeset its pages and PDF.
 
@@ -63,14 +64,16 @@ class StudioTools:
             height: Panel height in pixels, a multiple of 8; empty for the model's default.
             seed: The story's seed: the same story, settings and seed draw the same pictures.
             layout: The page template, e.g. "classic", "manga" or "strip".
+            direction: "rtl" for pages read right to left (a comic in Hebrew or Arabic), "ltr" for left to right;
+                empty for the layout's own (manga reads right to left, the others left to right).
 
         Returns:
             JSON text: "run", the id to pass to compose_pages; "pages", the page PNG files; "pdf", the comic as a PDF.
         """
         settings = _settings(style, steps, width, height, seed)
         parsed = text.story_from_ui(title, characters, story, settings)
-        layout = text.layout_value(layout)
-        session = StudioSession(layout=layout)
+        layout, direction = text.layout_value(layout), text.direction_value(direction or text.AS_THE_LAYOUT)
+        session = StudioSession(layout=layout, direction=direction)
         try:
             with self.pool.lease() as pipeline:
                 for event in session.generate(pipeline, parsed, settings, self.pool.check_choice(None)):
@@ -83,7 +86,12 @@ class StudioTools:
         return self._files(self._keep(session), session)
 
     def compose_pages(
-        self, run: str, layout: str = "classic", title: str | None = None, story: str | None = None
+        self,
+        run: str,
+        layout: str = "classic",
+        title: str | None = None,
+        story: str | None = None,
+        direction: str = "",
     ) -> RunFiles:
         """Typeset the pages of a generated comic again, with another layout or edited captions and speech.
 
@@ -92,17 +100,19 @@ class StudioTools:
             layout: The page template, e.g. "classic", "manga" or "strip".
             title: A new title; empty keeps the title.
             story: The story lines with new captions and speech; each panel's picture text must stay as it was.
+            direction: "rtl" or "ltr" for pages read right to left or left to right; empty for the layout's own.
 
         Returns:
             JSON text: "run", the same run id; "pages", the page PNG files; "pdf", the comic as a PDF.
         """
         session = self._session(run)
-        layout = text.layout_value(layout)
+        layout, direction = text.layout_value(layout), text.direction_value(direction or text.AS_THE_LAYOUT)
         edited = None
         if title or story:
             characters, panels = story_to_text(session.story)
             edited = text.story_from_ui(title or session.story.title, characters, story or panels)
         try:
+            session.direction = direction
             session.retypeset(layout, edited)
         except PromptsChanged as error:
             raise StoryDiffusionError(

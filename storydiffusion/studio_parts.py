@@ -19,6 +19,7 @@ class StoryInputs:
     style: gr.Dropdown
     model: gr.Dropdown
     layout: gr.Dropdown
+    direction: gr.Radio  # how the pages read: as the layout does, or left to right / right to left in any
 
     def texts(self) -> list[gr.Textbox]:
         return [self.title, self.characters, self.story]

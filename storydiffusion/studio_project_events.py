@@ -52,6 +52,7 @@ def wire_project(
             gallery_items(panels, session.home),
             *session.downloads().as_tuple(),
             session.photo_adapter,
+            text.direction_choice(session.direction),
         )
 
     # The line is emptied first, so that what follows reads this save's outcome on it, not an earlier one.
@@ -90,6 +91,7 @@ def wire_project(
             results.gallery,
             *results.downloads(),
             studio.steering.photo_adapter,
+            inputs.direction,
         ],
         status=studio.project.status,
         api_name="load_project",

@@ -31,6 +31,7 @@ class ProjectsMixin:
     model: str
     result: StoryResult | None
     layout: str
+    direction: str | None
     pages: ComposeResult | None
     bank_story: Any
     steered: StoryUploads
@@ -62,6 +63,7 @@ class ProjectsMixin:
             bank_story=self.bank_story,
             photos=self.steered.photo_images,
             controls=self.steered.control_images,
+            direction=self.direction,
         )
         (self.home / DOWNLOADS_DIR).mkdir(exist_ok=True)
         path = self.home / DOWNLOADS_DIR / f"{slug(self.story.title)}-project.zip"
@@ -75,7 +77,7 @@ class ProjectsMixin:
         layout: str | None = None,
     ) -> Project:
         """Continue a saved project: its panels, seeds and bank become this session's, its pages typeset (in
-        its own layout, else ``layout``). A project saved without its bank gets it back on the first
+        its own layout and reading direction, else ``layout``). A project saved without its bank gets it back on the first
         ``regenerate_panel`` that needs it.
 
         All of it is built and typeset in a folder beside the session's run first: a project that fails
@@ -105,13 +107,17 @@ class ProjectsMixin:
             (staging / PANELS_DIR).mkdir(parents=True)
             save_result(result, staging, private=True)
             layout = project.layout or layout or self.layout
-            pages = compose_run(staging, layout=layout, export=EXPORTS)  # a panel that cannot be typeset fails here
+            direction = project.direction if project.layout else self.direction  # a layout saved with its direction
+            pages = compose_run(
+                staging, layout=layout, export=EXPORTS, direction=direction
+            )  # a panel that cannot be typeset fails here
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         shutil.rmtree(self.run_dir, ignore_errors=True)
         staging.rename(self.run_dir)
-        self.story, self.model, self.layout, self.result = project.story, project.model, layout, result
+        self.story, self.model, self.result = project.story, project.model, result
+        self.layout, self.direction = layout, direction
         self.bank_story = project.bank_story if project.bank_story is not None else copy.deepcopy(project.story)
         self.steered = StoryUploads.from_project(project.story, project.photos, project.controls)
         self.pages = _moved(pages, self.run_dir)

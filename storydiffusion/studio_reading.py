@@ -41,14 +41,15 @@ def wire_reading(studio: Studio) -> None:
             return None
         return str(pages[session.reading_page])
 
-    def direction_of(layout):
+    def direction_of(layout, direction):
         try:
-            return text.reading_direction(text.layout_value(layout))
-        except StoryDiffusionError:  # the layout event itself reports a wrong layout on the status line
+            return text.reading_direction(text.layout_value(layout), text.direction_value(direction))
+        except StoryDiffusionError:  # the layout's and direction's own events report a wrong value
             return gr.skip()
 
     studio.results.pages.select(pick_page, [studio.session], [reading.page, reading.viewer], **PAGE_ONLY)
     studio.results.pages.change(follow_pages, [studio.session], [reading.page], **PAGE_ONLY)
-    studio.inputs.layout.change(direction_of, [studio.inputs.layout], [reading.direction], **PAGE_ONLY)
+    for picked in (studio.inputs.layout.change, studio.inputs.direction.change):
+        picked(direction_of, [studio.inputs.layout, studio.inputs.direction], [reading.direction], **PAGE_ONLY)
     for zoom_changed in (reading.zoom.change, reading.page.change):  # a new page keeps the zoom
         zoom_changed(None, [reading.zoom], None, js=ZOOM_PAGE, **PAGE_ONLY)

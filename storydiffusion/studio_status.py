@@ -100,6 +100,16 @@ def layout_chosen_message(layout: str, typeset: bool) -> str:
     return f"Layout {layout}: the pages are typeset with it when the story is generated."
 
 
+def direction_chosen_message(layout: str, direction: str | None, typeset: bool) -> str:
+    """What the status line says after the Pages read radio changed (None: as the layout reads)."""
+    if layout == "none":  # one page per panel: nothing to read in any order
+        return typeset_message(layout) if typeset else "Without a layout each panel is a page of its own."
+    reads = {"ltr": "left to right", "rtl": "right to left", None: f"as the {layout} layout does"}[direction]
+    if typeset:
+        return f"Pages typeset with the {layout} layout, read {reads}."
+    return f"Pages read {reads}: they are typeset so when the story is generated."
+
+
 def loaded_message(story: Story, panels: int, model_note: str = "") -> str:
     return plain_markdown(f"Loaded project {quoted(story.title)}: {counted(panels, 'panel')}.{model_note}")
 

@@ -182,6 +182,22 @@ def layout_value(value: Any) -> str:
     return choice_value("Layout", value, list_templates())
 
 
+DIRECTION_LABEL = "Pages read"
+AS_THE_LAYOUT = "layout"
+DIRECTION_CHOICES = [("As the layout", AS_THE_LAYOUT), ("Left to right", "ltr"), ("Right to left", "rtl")]
+
+
+def direction_value(value: Any) -> str | None:
+    """The Pages read radio's value: "ltr" or "rtl", or None for the layout's own direction."""
+    chosen = choice_value(DIRECTION_LABEL, value, [choice for _, choice in DIRECTION_CHOICES])
+    return None if chosen == AS_THE_LAYOUT else chosen
+
+
+def direction_choice(direction: str | None) -> str:
+    """The radio's value for a session's direction (None: as the layout reads)."""
+    return direction or AS_THE_LAYOUT
+
+
 def settings_from_ui(
     style: str | None,
     negative_prompt: str | None,
@@ -365,11 +381,12 @@ def redraw_settings_note(settings: GenerationSettings) -> str:
     )
 
 
-def reading_direction(layout: str) -> str:
-    """How to read pages of ``layout``: manga runs right to left, and the page says so."""
+def reading_direction(layout: str, direction: str | None = None) -> str:
+    """How to read pages of ``layout`` (read ``direction`` when one is chosen): manga runs right to left, as
+    a Hebrew or Arabic comic does, and the page says so."""
     from .layout.template_files import load_template
 
-    if load_template(layout).direction == "rtl":
+    if (direction or load_template(layout).direction) == "rtl":
         return "**Read right to left** ←: each page starts at its top right corner (manga order)."
     return "Read left to right →, top to bottom."
 

@@ -80,7 +80,14 @@ def story_inputs(pool: ModelPool, examples: list[str]) -> StoryInputs:
             pool.choices(), value=pool.default_model, label="Model", allow_custom_value=pool.allow_custom
         )
         layout = gr.Dropdown(list_templates(), value="classic", label="Layout", elem_id="layout")
-    return StoryInputs(title, characters, story, example, style, model, layout)
+        direction = gr.Radio(
+            text.DIRECTION_CHOICES,
+            value=text.AS_THE_LAYOUT,
+            label=text.DIRECTION_LABEL,
+            info="manga and comics in Hebrew or Arabic read right to left",
+            elem_id="direction",
+        )
+    return StoryInputs(title, characters, story, example, style, model, layout, direction)
 
 
 def advanced_settings(spec: ModelSpec, highest: Callable[[str], float] | None = None) -> AdvancedSettings:

@@ -734,6 +734,12 @@ def test_manga_pages_say_they_read_right_to_left_and_a_page_opens_zoomed(page):
     page.wait_for_function(  # the page view follows the pages typeset anew: the classic page, not the manga one
         f"document.querySelector('#page-view img')?.src !== {json.dumps(shown)}", timeout=60_000
     )
+    # Pages read right to left in the classic layout too (a comic in Hebrew or Arabic), and the page says so.
+    shown = page.evaluate("document.querySelector('#page-view img').src")
+    page.locator("#direction").get_by_text("Right to left", exact=True).click()
+    page.get_by_text("Pages typeset with the classic layout, read right to left.").wait_for(timeout=60_000)
+    assert "right to left" in page.inner_text("#reading-direction")
+    page.wait_for_function(f"document.querySelector('#page-view img')?.src !== {json.dumps(shown)}", timeout=60_000)
 
 
 def history_shows_no_objects(page) -> bool:

@@ -47,6 +47,13 @@ def test_project_round_trip(tmp_path):
     assert not [p for p in tmp_path.rglob("*") if TEMPORARY_MARK in p.name]
 
 
+def test_a_reading_direction_other_than_the_layouts_is_kept_and_none_by_default(tmp_path):
+    plain = load_project(save_project(make_project(with_bank=False), tmp_path / "plain.zip"))
+    assert plain.direction is None  # as the layout reads
+    right_to_left = dataclasses.replace(make_project(with_bank=False), direction="rtl")
+    assert load_project(save_project(right_to_left, tmp_path / "rtl.zip")).direction == "rtl"
+
+
 def test_project_without_bank(tmp_path):
     loaded = load_project(save_project(make_project(with_bank=False), tmp_path / "p.zip"))
     assert loaded.bank is None and len(loaded.panels) == 2
@@ -286,6 +293,8 @@ def test_a_broken_story_inside_names_the_upload_and_project_json(tmp_path):
         ("layout", "../layouts/classic.yaml"),
         ("layout", ["classic"]),
         ("model", {"name": "x"}),
+        ("direction", "up"),
+        ("direction", ["rtl"]),
     ],
 )
 def test_a_project_names_its_layout_and_model_by_name_only(key, value, tmp_path):

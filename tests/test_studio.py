@@ -1,5 +1,6 @@
 """The studio session behind the web app: every UI action as a library call."""
 
+import json
 import zipfile
 from pathlib import Path
 
@@ -411,3 +412,26 @@ def test_a_layout_chosen_while_the_story_draws_is_the_layout_of_its_pages(tmp_pa
         if isinstance(event, PanelDone) and event.panel.index == 0:
             assert studio.choose_layout("manga") is None  # mid-run: kept for the pages to come
     assert studio.typeset_if_drawn().as_tuple()[0] and studio.pages.template == "manga"
+
+
+def test_pages_read_right_to_left_in_any_layout_when_chosen_and_a_project_keeps_it(session, tiny_sdxl, tmp_path):
+    """The Pages read radio: a Hebrew or Arabic comic in the classic layout reads right to left, the first
+    panel at the top right; "as the layout" gives the layout's own order back."""
+
+    def first_cell_x(pages):
+        recorded = json.loads((pages.run_dir / "pages" / "pages.json").read_text())
+        first = next(cell for cell in recorded["pages"][0]["cells"] if cell["panel"] == 1)
+        return recorded["direction"], first["x"]
+
+    direction, left_to_right = first_cell_x(session.retypeset("classic"))
+    assert direction == "ltr"
+    direction, right_to_left = first_cell_x(session.choose_direction("rtl"))
+    assert direction == "rtl" and right_to_left > left_to_right
+    assert first_cell_x(session.retypeset("classic"))[0] == "rtl"  # kept by later typesetting
+    other = StudioSession(workdir=tmp_path / "other")
+    other.load_project(session.save_project(), tiny_sdxl)
+    assert other.direction == "rtl" and first_cell_x(other.pages)[0] == "rtl"
+    assert first_cell_x(session.choose_direction(None))[0] == "ltr"  # as the classic layout reads
+    with pytest.raises(StoryDiffusionError, match="direction"):
+        session.choose_direction("up")
+    assert session.direction is None

@@ -77,6 +77,10 @@ def test_generate_story_writes_pages_and_a_pdf_and_compose_pages_typesets_them_a
     again = tools.compose_pages(made["run"], "strip", title="Windy", story=STORY.replace("Rest.", "A nap."))
     assert again["run"] == made["run"] and Path(again["pdf"]).is_file()
     assert Path(again["pages"][0]).read_bytes() != classic
+    right_to_left = tools.compose_pages(made["run"], "classic", direction="rtl")  # a comic in Hebrew or Arabic
+    assert json.loads((Path(right_to_left["pages"][0]).parent / "pages.json").read_text())["direction"] == "rtl"
+    with pytest.raises(StoryDiffusionError, match="^Pages read: 'up'"):
+        tools.compose_pages(made["run"], "classic", direction="up")
     with pytest.raises(StoryDiffusionError, match=r"the prompt of panel \d changed") as refused:
         tools.compose_pages(made["run"], "classic", story=STORY.replace("sits", "jumps"))
     assert "call generate_story" in str(refused.value) and "Press Generate" not in str(refused.value)  # no buttons
@@ -117,7 +121,18 @@ def test_the_mcp_schema_lists_both_tools_with_typed_documented_parameters(mcp_se
     generate = tools["generate_story"]
     assert "comic" in generate["description"].lower()
     properties = generate["inputSchema"]["properties"]
-    assert list(properties) == ["title", "characters", "story", "style", "steps", "width", "height", "seed", "layout"]
+    assert list(properties) == [
+        "title",
+        "characters",
+        "story",
+        "style",
+        "steps",
+        "width",
+        "height",
+        "seed",
+        "layout",
+        "direction",
+    ]
     assert set(generate["inputSchema"]["required"]) == {"title", "characters", "story"}
     assert properties["title"]["type"] == "string" and properties["seed"]["type"] == "integer"
     assert {"type": "integer"} in properties["steps"]["oneOf"]

@@ -23,6 +23,7 @@ from storydiffusion.studio_status import (
 from storydiffusion.studio_text import (
     UI_SETTINGS,
     choice_value,
+    direction_value,
     layout_value,
     panel_number_from_ui,
     restored_story,
@@ -221,6 +222,7 @@ def test_example_stories_set_everything_they_need_with_valid_values():
         style,
         seed,
         layout,
+        direction,
         adapter,
         *scales,
         shared,
@@ -230,13 +232,15 @@ def test_example_stories_set_everything_they_need_with_valid_values():
         assert story_from_text(characters, panels, title=title).title == title
         assert choice_value("Style", style, list(load_styles()[0])) and setting_value("seed", seed) == int(seed)
         assert layout_value(layout) == layout and adapter in REFERENCE_ADAPTERS and shared in CONSISTENCY_KINDS
+        assert direction_value(direction) in ("rtl", None)
         assert [setting_value(name, value) for name, value in zip(("reference_scale", "control_scale"), scales)]
         assert note == "" or note.startswith("This example steers with files: upload ")
-    assert examples["The Lighthouse Keeper"][3:] == ("comic", "7", "classic", "image", 0.6, 0.8, "uniform", "")
-    assert examples["يوم في السوق"][5] == "manga"  # lettered in Arabic: its pages read right to left
-    assert examples["지민의 하루"][3] == "manga" and examples["지민의 하루"][5] == "manga"
-    assert examples["Market Day"][9] == "subject"  # as examples/market_day.yaml says
-    assert examples["Nora, Years Later"][6:8] == ("face", 0.7)  # examples/from_a_face.yaml: FaceID at 0.7
+    lighthouse = ("comic", "7", "classic", "layout", "image", 0.6, 0.8, "uniform", "")
+    assert examples["The Lighthouse Keeper"][3:] == lighthouse
+    assert examples["يوم في السوق"][5:7] == ("classic", "rtl")  # lettered in Arabic: its pages read right to left
+    assert examples["지민의 하루"][3] == "manga" and examples["지민의 하루"][5:7] == ("manga", "layout")
+    assert examples["Market Day"][10] == "subject"  # as examples/market_day.yaml says
+    assert examples["Nora, Years Later"][7:9] == ("face", 0.7)  # examples/from_a_face.yaml: FaceID at 0.7
 
 
 @pytest.mark.parametrize("example", ["from_a_photo.yaml", "from_a_face.yaml", "posed.yaml"])

@@ -33,6 +33,7 @@ PUBLIC_ENDPOINTS = {
     "/regenerate_panel",
     "/retypeset",
     "/change_layout",
+    "/change_direction",
     "/save_project",
     "/load_project",
     "/animate",
