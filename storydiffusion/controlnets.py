@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from .errors import ModelError, StoryError, shown
-from .images import pixel_fingerprint, read_image
+from .images import given_image, pixel_fingerprint, read_image
 from .planning import Batch
 from .reference_adapter import adapter_sources
 from .story import Story
@@ -56,7 +56,7 @@ def control_picture(
     from, and what a caller that reads the files once hands back as ``given`` (resizing it again is a copy)."""
     control = story.panels[index].control
     if given is not None:
-        picture = given.convert("RGB")
+        picture = given_image(given, f"control_images[{index}]")  # as a file's: alpha over white, 16-bit scaled
     elif not read_files:
         raise StoryError(
             f"panel {index + 1}: control.image names a file ({shown(control.image)}); here a control image "
@@ -81,12 +81,30 @@ def story_control_maps(
     read_files: bool = True,
 ) -> dict[int, Image.Image]:
     """The control maps of ``panels`` that have one, by panel index (``given`` ones by index, e.g. uploads)."""
-    given = given or {}
+    given = given_controls(story, given)
     return {
         index: control_map(story, index, size, given.get(index), read_files)
         for index in panels
         if story.panels[index].control is not None
     }
+
+
+def given_controls(story: Story, given: Mapping[int, Image.Image] | None) -> Mapping[int, Image.Image]:
+    """Control images passed in memory, by 0-based panel index: each one for a panel whose ``control`` it
+    replaces (an index of another panel would be dropped in silence)."""
+    if given is None:
+        return {}
+    if not isinstance(given, Mapping):
+        raise StoryError(f"control_images must map 0-based panel indexes to PIL images, not {type(given).__name__}")
+    for index in given:
+        valid = isinstance(index, int) and not isinstance(index, bool) and 0 <= index < len(story.panels)
+        if not valid or story.panels[index].control is None:
+            with_control = [n for n, panel in enumerate(story.panels) if panel.control is not None]
+            raise StoryError(
+                f"control_images: {shown(index)} is not the 0-based index of a panel with a control "
+                f"(those of this story: {', '.join(map(str, with_control)) or 'none'})"
+            )
+    return given
 
 
 def story_control_pictures(story: Story, size: tuple[int, int]) -> dict[int, Image.Image]:

@@ -16,7 +16,7 @@ import stat
 import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from typing import BinaryIO, Union
+from typing import Any, BinaryIO, Union
 
 import numpy as np
 from PIL import Image
@@ -29,6 +29,7 @@ __all__ = [
     "MAX_IMAGE_PIXELS",
     "MAX_IMAGE_SIDE",
     "ImageSource",
+    "given_image",
     "image_size",
     "read_image",
     "to_rgb",
@@ -87,6 +88,20 @@ def read_image(
             _check_ratio(image, _label(source, name), max_ratio)
         image.load()
         return to_rgb(image, background)
+
+
+def given_image(image: Any, label: str, max_ratio: float | None = None) -> Image.Image:
+    """An image a caller passes in memory, held to the rules of one read from a file: a PIL image within
+    the pixel limit (and ``max_ratio``), made RGB as the gate makes it (alpha over white, 16-bit greys scaled)."""
+    if not isinstance(image, Image.Image):
+        raise ImageInputError(
+            f"{label} must be a PIL image, not {type(image).__name__}: open the file with PIL.Image.open, "
+            "or name the file in the story"
+        )
+    _check_dimensions(image, label, MAX_IMAGE_PIXELS)
+    if max_ratio is not None:
+        _check_ratio(image, label, max_ratio)
+    return to_rgb(image)
 
 
 def to_rgb(image: Image.Image, background: tuple[int, int, int] = WHITE) -> Image.Image:

@@ -8,6 +8,7 @@ batch through a per-run copy of the diffusers pipeline (``denoising.py``) with t
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from .attention import ImageSlot, check_block_sets, install_consistent_attention
 from .bank import IdentityBank
 from .bank_layout import expected_bank_layout
 from .batch_places import batch_places, subject_maps
+from .call_checks import check_generate_call
 from .controlnets import batch_control, control_signature, story_control_maps
 from .distributed import ProcessShare, draw_shared
 from .errors import GenerationCancelled, ModelError, SettingsError
@@ -200,7 +202,10 @@ class StoryPipeline(SteeringMixin):
         the same panels, all of them in the first process's result (``distributed.py``).
         """
         started = time.perf_counter()
+        callbacks = {"callback": callback, "on_panel": on_panel, "on_start": on_start}
+        panels = check_generate_call(story, settings, panels, bank, bank_storage, bank_memory, callbacks)
         validate_story(story)  # one built in code is held to the parsers' rules: a [Bob] tag needs Bob listed
+        story = copy.deepcopy(story)  # the run's own: the caller may edit theirs for the next run (result.story)
         settings = self.resolve_settings(story, settings)
         style = get_style(settings.style)
         photos = story_photos(story, references, read_files)

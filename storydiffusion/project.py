@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import operator
 import os
 import tempfile
 import zipfile
@@ -26,7 +27,7 @@ from .archive_checks import check_archive, copy_member, read_member
 from .atomic import atomic_path
 from .bank import IdentityBank
 from .errors import BankError, ImageInputError, ProjectError, SettingsError, StoryError, kind_of, shown, wrong_kind
-from .images import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, read_image
+from .images import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, read_image, to_rgb
 from .run_manifest import story_from_manifest
 from .rundir import MAX_MANIFEST_BYTES, panel_filename
 from .settings import MAX_SEED, GenerationSettings
@@ -84,6 +85,7 @@ def save_project(project: Project, path: str | os.PathLike, include_bank: bool =
     temporary file (it can be GBs), when the project has one (a project loaded without its bank has none).
     Without it the bank is rebuilt from ``bank_story`` when needed."""
     path = Path(path)
+    seeds = _check_saveable(project, path)
     with_bank = include_bank and project.bank is not None and len(project.bank) > 0
     document: dict[str, Any] = {
         "format": PROJECT_FORMAT,
@@ -93,7 +95,7 @@ def save_project(project: Project, path: str | os.PathLike, include_bank: bool =
         "layout": project.layout,
         "direction": project.direction,
         "panels": [
-            {"panel": index + 1, "file": f"panels/{panel_filename(index)}", "seed": project.seeds.get(index)}
+            {"panel": index + 1, "file": f"panels/{panel_filename(index)}", "seed": seeds.get(index)}
             for index in sorted(project.panels)
         ],
         "identity_bank": BANK_NAME if with_bank else None,
@@ -112,13 +114,47 @@ def save_project(project: Project, path: str | os.PathLike, include_bank: bool =
         pictures.update((control_member(index), image) for index, image in project.controls.items())
         for member, image in sorted(pictures.items()):
             png = io.BytesIO()
-            image.save(png, format="PNG")
+            to_rgb(image).save(png, format="PNG")  # as load_project reads it: any mode, CMYK too
             archive.writestr(member, png.getvalue(), zipfile.ZIP_STORED)
         if with_bank:
             bank_path = Path(folder) / BANK_NAME
             project.bank.save(bank_path)
             archive.write(bank_path, BANK_NAME, zipfile.ZIP_STORED)
     return path
+
+
+def _check_saveable(project: Project, path: Path) -> dict[int, int]:
+    """Refuse, before anything is written, a project ``load_project`` would refuse: panels, seeds, photos and
+    control images of the story's own panels and characters, panels of one size, names not paths. Returns the
+    seeds as plain ints (numpy's too)."""
+    label, story = "project", project.story
+    if path.is_dir():
+        raise ProjectError(f"{path.name} is a folder: give the name of the .zip file to write")
+    count = len(story.panels)
+    for what, indexes in (("panels", project.panels), ("seeds", project.seeds)):
+        wrong = [i for i in indexes if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < count]
+        if wrong:
+            raise ProjectError(
+                f"{label}: {what}: {shown(wrong[0])} is not a 0-based index of the story's {count} panels"
+            )
+    seeds = {}
+    for index, seed in project.seeds.items():
+        try:
+            seeds[index] = int(operator.index(seed)) if not isinstance(seed, bool) else -1
+        except TypeError:
+            seeds[index] = -1
+        if not 0 <= seeds[index] <= MAX_SEED:
+            raise ProjectError(f"{label}: panel {index + 1} has the seed {shown(seed)}: a seed is 0 to {MAX_SEED}")
+    _check_panel_sizes(project.panels, project.settings, label)
+    for name in project.photos:
+        if name not in story.characters:
+            raise ProjectError(f"{label}: photos: {shown(name)} is not one of the story's characters")
+    for index in project.controls:
+        if not (isinstance(index, int) and 0 <= index < count and story.panels[index].control is not None):
+            raise ProjectError(f"{label}: controls: {shown(index)} is not the 0-based index of a panel with a control")
+    names = {"model": project.model or "", "layout": project.layout, "direction": project.direction}
+    _read_names(names, label)  # a layout by name only: a file of one's own is given to compose after loading
+    return seeds
 
 
 def load_project(path: str | os.PathLike, limits: ProjectLimits | None = None) -> Project:
@@ -165,7 +201,7 @@ def load_project(path: str | os.PathLike, limits: ProjectLimits | None = None) -
             if document["identity_bank"] != BANK_NAME or BANK_NAME not in members:
                 raise ProjectError(f"{label}: the identity bank it names is missing")
             bank = _read_bank(archive, members[BANK_NAME], label, limits.max_total_bytes)
-    model, layout, direction = _read_names(document, label)
+    model, layout, direction = _read_names(document, f"{label}: {PROJECT_JSON}")
     return Project(story, settings, model, panels, seeds, bank, layout, bank_story, photos, controls, direction)
 
 
@@ -206,7 +242,7 @@ def _read_steering(
     return photos, pictures
 
 
-def _read_names(document: dict[str, Any], label: str) -> tuple[str, str | None, str | None]:
+def _read_names(document: dict[str, Any], where: str) -> tuple[str, str | None, str | None]:
     """The model name, layout and reading direction a project records: text, and a layout only by one of this
     tool's names (never a path, so a project cannot make a server read a file or say whether one exists)."""
     from .layout.template_files import list_templates
@@ -214,16 +250,13 @@ def _read_names(document: dict[str, Any], label: str) -> tuple[str, str | None, 
 
     model, layout = document.get("model") or "", document.get("layout")
     if not isinstance(model, str):
-        raise ProjectError(f"{label}: {PROJECT_JSON}: {wrong_kind('model', 'the name of a model', model)}")
+        raise ProjectError(f"{where}: {wrong_kind('model', 'the name of a model', model)}")
     if layout is not None and (not isinstance(layout, str) or layout not in list_templates()):
-        raise ProjectError(
-            f"{label}: {PROJECT_JSON}: layout {shown(layout)} is not one of {', '.join(list_templates())}"
-        )
+        raise ProjectError(f"{where}: layout {shown(layout)} is not one of {', '.join(list_templates())}")
     direction = document.get("direction")
     if direction is not None and direction not in DIRECTIONS:
         raise ProjectError(
-            f"{label}: {PROJECT_JSON}: direction {shown(direction)} is not one of {', '.join(DIRECTIONS)} "
-            "(or null: the layout's own)"
+            f"{where}: direction {shown(direction)} is not one of {', '.join(DIRECTIONS)} (or null: the layout's own)"
         )
     return model, layout, direction
 

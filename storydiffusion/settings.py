@@ -262,6 +262,14 @@ class GenerationSettings:
                 SETTING_RANGES[name].check(key_path(where, name), getattr(self, name))
         if isinstance(self.sampling_rate, dict):
             for factor, rate in self.sampling_rate.items():
+                path = key_path(where, "sampling_rate")
+                if isinstance(factor, bool) or not isinstance(factor, int):  # "1": the run would look for 1
+                    quoted = ", a number written as text: write it without quotes" if isinstance(factor, str) else ""
+                    raise SettingsError(
+                        f"{path} keys must be whole numbers 0..{MAX_FACTOR} (downsampling factors such as 1, 2, 4; "
+                        f"0 for the others), got {shown(factor)}{quoted}"
+                    )
+                _factor(factor, path)
                 SETTING_RANGES["sampling_rate"].check(key_path(where, "sampling_rate", factor), rate)
         elif isinstance(self.sampling_rate, str) and ":" in self.sampling_rate:  # the command line's form
             raise SettingsError(
@@ -355,4 +363,7 @@ class GenerationSettings:
 
     def merged(self, **overrides: Any) -> GenerationSettings:
         """A copy with the given fields replaced; ``None`` values leave the field as it is."""
-        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+        copy = dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+        if isinstance(copy.sampling_rate, dict):  # a copy of its own: a run's record never changes with the caller's
+            copy.sampling_rate = dict(copy.sampling_rate)
+        return copy

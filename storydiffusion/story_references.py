@@ -14,10 +14,11 @@ import torch
 from PIL import Image
 
 from .errors import StoryError, shown
-from .images import pixel_fingerprint
+from .images import given_image, pixel_fingerprint
 from .planning import Batch
-from .reference_adapter import read_reference
+from .reference_adapter import MAX_REFERENCE_RATIO, read_reference
 from .story import Story
+from .story.names import name_index, name_key
 
 
 def story_photos(
@@ -26,7 +27,7 @@ def story_photos(
     """Each character's reference photo: ``given`` ones (by name, e.g. uploads), else read from the
     character's ``reference`` file; ImageInputError names the character and the file. Without
     ``read_files`` (a shared server) a story may not name files: a reference not given is refused."""
-    photos = {name: image.convert("RGB") for name, image in (given or {}).items() if name in story.characters}
+    photos = given_photos(story, given)
     for name, character in story.characters.items():
         if name not in photos and character.reference is not None:
             if not read_files:
@@ -35,6 +36,25 @@ def story_photos(
                     "photo comes as an upload: add it under Reference photos"
                 )
             photos[name] = read_reference(character.reference, f"characters.{name}.reference ({character.reference})")
+    return photos
+
+
+def given_photos(story: Story, given: Mapping[str, Image.Image] | None) -> dict[str, Image.Image]:
+    """Photos passed in memory, by character name (any case, as tags match): each one a character's, and
+    held to the rules of a photo read from a file, so the same photo steers alike either way."""
+    if given is None:
+        return {}
+    if not isinstance(given, Mapping):
+        raise StoryError(f"references must map character names to PIL images, not {type(given).__name__}")
+    index, photos = name_index(story.characters), {}
+    for key, image in given.items():
+        name = index.get(name_key(key)) if isinstance(key, str) else None
+        if name is None:
+            raise StoryError(
+                f"references: {shown(key)} is not a character of this story (its characters: "
+                f"{', '.join(story.characters) or 'none'}): name the photo after one of them"
+            )
+        photos[name] = given_image(image, f"references[{name!r}]", max_ratio=MAX_REFERENCE_RATIO)
     return photos
 
 

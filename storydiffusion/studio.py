@@ -138,6 +138,7 @@ class StudioSession(ProjectsMixin):
                         self._drawn[event.panel.index] = event.panel
                     if isinstance(event, RunFinished) and event.result.panels:
                         self.result = event.result
+                        self.story = self.result.story  # the run's own copy: text edits go to both at once
                         save_result(self.result, self.run_dir, private=True)
                     yield event
         finally:

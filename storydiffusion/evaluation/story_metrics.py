@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from ..errors import StoryError, shown
 from ..story import Story
 from .encoders import ImageEmbedder, StoryEncoder
 
@@ -112,6 +113,18 @@ class _UnitLength:
         return torch.nn.functional.normalize(self.encoder.encode_texts(texts).float(), dim=-1)
 
 
+def _check_images(story: Story, images: Any) -> None:
+    """``images`` map 0-based panel indexes of ``story`` to PIL images: -1 is not the last panel here."""
+    if not isinstance(images, Mapping):
+        raise StoryError(f"images must map 0-based panel indexes to PIL images, not {type(images).__name__}")
+    count = len(story.panels)
+    for index, image in images.items():
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < count:
+            raise StoryError(f"images: {shown(index)} is not a 0-based index of the story's {count} panels")
+        if not isinstance(image, Image.Image):
+            raise StoryError(f"images[{index}] must be a PIL image, not {type(image).__name__}")
+
+
 def score_story(
     story: Story,
     images: Mapping[int, Image.Image],
@@ -130,6 +143,7 @@ def score_story(
     uses another model for them than for CLIP-T (ConsiStory+: ViT-B/32 for CLIP-T, ViT-B/16 for CLIP-I).
     ``faces`` is a ``FaceEmbedder`` (``extra_models``): per image an embedding or None without a face.
     """
+    _check_images(story, images)
     crops = crops or {}
     encoder = _UnitLength(encoder)  # a plug-in's embeddings of any length: the similarities stay cosines
     image_encoder = _UnitLength(image_encoder) if image_encoder is not None else None

@@ -80,9 +80,14 @@ def select_device(preference: str = "auto") -> torch.device:
     return _check_available(device, preference)
 
 
-def select_dtype(device: torch.device | str, preference: str = "auto") -> torch.dtype:
-    """Weight dtype for ``device``: ``auto`` is float16 on cuda/mps (memory, speed) and float32 on cpu (fp16 is slow or unsupported there)."""
+def select_dtype(device: torch.device | str, preference: str | torch.dtype = "auto") -> torch.dtype:
+    """Weight dtype for ``device``: ``auto`` is float16 on cuda/mps (memory, speed) and float32 on cpu (fp16 is slow
+    or unsupported there). A ``torch.dtype`` (``torch.float16``) is taken as its name."""
     device = torch.device(device) if isinstance(device, str) else device
+    if isinstance(preference, torch.dtype):
+        preference = str(preference).removeprefix("torch.")
+    if preference is not None and not isinstance(preference, str):
+        raise ModelError(f"Unknown dtype {preference!r}: use auto, float32, float16 or bfloat16.")
     choice = (preference or "auto").strip().lower()
     if choice == "auto":
         return torch.float16 if device.type in ("cuda", "mps") else torch.float32

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,10 @@ def load_diffusers_pipeline(
 ) -> tuple[DiffusionPipeline, ModelSpec]:
     """Load ``model`` (registry name, diffusers folder, .safetensors file or hub id) and its default settings."""
     registry = registry if registry is not None else load_model_registry()
+    if isinstance(model, os.PathLike):  # a local folder or file given as a Path
+        model = os.fspath(model)
+    if model is not None and not isinstance(model, str):
+        raise ModelError(f"model must be a name, hub id, folder or .safetensors file, not {type(model).__name__}")
     model = model or default_model_name(registry)
     spec = registry.get(model)
     source = spec.source if spec is not None else model

@@ -16,6 +16,7 @@ from typing import Any
 from PIL import Image
 
 from ..atomic import write_json
+from ..errors import shown
 from ..images import read_image
 from ..run_manifest import manifest_panels, read_manifest, run_folder_manifest, story_from_manifest
 from ..run_records import DIGESTS, file_digest
@@ -148,7 +149,8 @@ def animate_images(
 
     ``settings`` go to the pipeline (negative_prompt, steps, guidance, seed, height, width, strength).
     """
-    check_request(frames, fps)
+    check_request(frames, fps, prompt=_prompt_text(prompt), **_checked(settings))
+    _check_clip_name(name)
     began = time.perf_counter()
     result = pipeline(start_image, end_image, prompt, frames=frames, callback=callback, cancel=cancel, **settings)
     out = Path(out_dir)
@@ -157,6 +159,28 @@ def animate_images(
     return AnimationResult(
         mp4=mp4, gif=gif, note=result.note, frames=result.frames, seconds=time.perf_counter() - began
     )
+
+
+def _prompt_text(prompt: Any) -> str:
+    if not isinstance(prompt, str):
+        raise AnimationError(f"prompt must be text (what the clip shows), not {type(prompt).__name__}")
+    return prompt
+
+
+def _checked(settings: dict[str, Any]) -> dict[str, Any]:
+    """The pipeline settings ``check_request`` checks by name (the rest the pipeline checks itself)."""
+    names = ("steps", "guidance", "strength", "seed", "negative_prompt")
+    return {name: settings[name] for name in names if settings.get(name) is not None}
+
+
+def _check_clip_name(name: Any) -> None:
+    """``name`` is a file name inside ``out_dir`` (``03-04``): never a path that leads out of it."""
+    plain = isinstance(name, str) and name not in ("", ".", "..") and Path(name).name == name and "\\" not in name
+    if not plain or any(ord(ch) < 32 for ch in name):
+        raise AnimationError(
+            f"name must be a plain file name without folders, such as '03-04', not {shown(name)}: the clip is "
+            "written inside out_dir"
+        )
 
 
 def animate_run(

@@ -73,7 +73,7 @@ def parse_panel_line(text: str, characters: dict[str, Character], label: str, li
     """One panel line; story files use it too, for panels written as a single string."""
     check_brackets(text, label, line)
     prompt, has_caption, rest = text.partition("#")
-    _refuse_speech_in_prompt(prompt, characters, label, line)
+    refuse_speech_in_prompt(prompt, characters, label, line)
     prompt, placed = split_placed_tags(prompt.strip(), label, line)
     names = panel_characters(prompt, characters, label, line)
     caption, dialogue = _split_caption(rest, characters, label, line) if has_caption else (None, [])
@@ -84,7 +84,7 @@ def parse_panel_line(text: str, characters: dict[str, Character], label: str, li
     return Panel(prompt=prompt, caption=caption, dialogue=dialogue, characters=names, regions=regions)
 
 
-def _refuse_speech_in_prompt(prompt: str, characters: dict[str, Character], label: str, line: int | None) -> None:
+def refuse_speech_in_prompt(prompt: str, characters: dict[str, Character], label: str, line: int | None) -> None:
     """A character's speech typed before the '#' would be drawn as words of the prompt, and no bubble made."""
     index = name_index(characters)
     for match in _SPEECH.finditer(prompt):
@@ -143,7 +143,8 @@ def story_from_text(
 
 
 def story_to_text(story: Story) -> tuple[str, str]:
-    """The characters and panels text boxes for ``story``: what ``story_from_text`` reads back."""
+    """The characters and panels text boxes for ``story``, as ``story_from_text`` reads them: characters,
+    prompts, captions and speech (the boxes hold no seeds, photos, control images or identity panels)."""
     characters = "\n".join(f"[{c.name}] {c.description}" for c in story.characters.values())
     lines = []
     for panel in story.panels:

@@ -255,6 +255,7 @@ def _validate_panel(panel: Panel, characters: dict[str, Character], label: str) 
         raise StoryError(wrong_kind(f"{label}: prompt", "text", panel.prompt))
     check_length(panel.prompt, f"{label}: prompt")
     check_brackets(panel.prompt, label, None)
+    _check_prompt_reads_back(panel.prompt, characters, label)
     expected = panel_characters(panel.prompt, characters, label, None)
     for name in panel.characters:
         if name not in characters:
@@ -280,6 +281,19 @@ def _validate_panel(panel: Panel, characters: dict[str, Character], label: str) 
     _validate_regions(panel, label)
     if panel.control is not None:
         check_control(panel.control, f"{label}: control")
+
+
+def _check_prompt_reads_back(prompt: str, characters: dict[str, Character], label: str) -> None:
+    """A prompt built in code must read back from the run's story.json as itself: there a '#' starts the
+    caption and '@Name:' a speech, so a story that draws one text and records another is refused first."""
+    from .text import refuse_speech_in_prompt
+
+    if "#" in prompt:
+        raise StoryError(
+            f"{label}: the prompt holds '#', which starts the caption when a story is written and read back: "
+            "put the caption in the panel's caption, and spell out a number sign ('number 7', not '#7')"
+        )
+    refuse_speech_in_prompt(prompt, characters, label, None)
 
 
 def _validate_regions(panel: Panel, label: str) -> None:
