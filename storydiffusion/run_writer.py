@@ -280,6 +280,7 @@ def save_result(result, out_dir: str | os.PathLike, save_bank: bool = False, *, 
     from .run_targets import refuse_foreign_targets, story_targets
 
     if not private:
+        _refuse_dropping_records(out_dir, result)
         targets = story_targets(result.story, masks=any(p.masks for p in result.panels), bank=save_bank)
         refuse_foreign_targets(out_dir, targets, fix="choose another folder")
     masks = any(panel.masks for panel in result.panels)
@@ -290,3 +291,22 @@ def save_result(result, out_dir: str | os.PathLike, save_bank: bool = False, *, 
         writer.result.panels.append(panel)
         writer.panel(panel)
     return writer.finish(result, save_bank=save_bank)
+
+
+def _refuse_dropping_records(out_dir: str | os.PathLike, result) -> None:
+    """A result of some panels saved over a run of more: its record would list only these, and the others (this
+    tool's files) would stay on no record, kept by every later overwrite as if they were the user's."""
+    earlier = read_record(Path(out_dir) / MANIFEST_NAME)
+    entries = earlier.get("panels") if earlier is not None else None
+    recorded = (
+        {entry.get("panel") for entry in entries if isinstance(entry, dict)} if isinstance(entries, list) else set()
+    )
+    held = {panel.index + 1 for panel in result.panels}
+    dropped = sorted(number for number in recorded if isinstance(number, int) and number not in held)
+    if dropped:
+        shown_numbers = ", ".join(map(str, dropped[:5])) + (", ..." if len(dropped) > 5 else "")
+        raise StoryDiffusionError(
+            f"{Path(out_dir).name} holds a run whose panels {shown_numbers} this result does not hold: saving it "
+            "there would leave them off the folder's record; save into another folder, or redraw with the command "
+            "line's --panels, which keeps the others"
+        )

@@ -15,6 +15,7 @@ from storydiffusion.evaluation.story_metrics import score_story
 from storydiffusion.models.devices import select_dtype
 from storydiffusion.motion.animate import animate_images
 from storydiffusion.project import Project, load_project, save_project
+from storydiffusion.rundir import prepare_output_dir, save_result
 from storydiffusion.settings import GenerationSettings
 from storydiffusion.story import Character, Panel, Story, story_from_text, validate_story
 from storydiffusion.story.control import PanelControl
@@ -189,3 +190,18 @@ def test_a_dtype_may_be_given_as_torch_names_it():
     assert select_dtype("cpu", torch.float16) is torch.float16 and select_dtype("cpu", "bfloat16") is torch.bfloat16
     with pytest.raises(StoryDiffusionError, match="Unknown dtype"):
         select_dtype("cpu", 16)
+
+
+def test_a_result_of_some_panels_is_not_saved_over_a_run_of_more(tiny_sdxl, tmp_path):
+    """Its record would list only its panels: the run's others, this tool's files, would be on no record and
+    kept by every later overwrite as if they were the user's."""
+    story = bob_story("[Bob] runs\n[Bob] sits\n[Bob] eats")
+    result = tiny_sdxl.generate(story)
+    out = prepare_output_dir(tmp_path / "run")
+    save_result(result, out)
+    before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    again = tiny_sdxl.generate(story, panels=[2], bank=result.bank)
+    with pytest.raises(StoryDiffusionError, match=r"run holds a run whose panels 1, 2 this result does not hold"):
+        save_result(again, out)
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
+    save_result(result, out)  # the whole story again: its own record, replaced
