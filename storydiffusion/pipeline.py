@@ -43,7 +43,7 @@ from .results import PanelImage, Progress, StoryResult
 from .run_gate import RunGate
 from .settings import GenerationSettings, consistent_start
 from .story import Story, validate_story
-from .story_references import batch_references, photo_warnings, reference_signature, story_photos
+from .story_references import batch_references, photo_warnings, reference_signature, story_photos, unnamed_pictures
 from .story_run import Cancel, StoryRun
 from .styles import get_style
 from .subject_masks import SubjectMaps, subject_signature
@@ -225,6 +225,7 @@ class StoryPipeline(SteeringMixin):
             plan = plan_story(story, settings, panels, banked)
             wanted = set(range(len(story.panels)) if panels is None else panels)
             result = self._start_result(story, settings, bank, warnings)
+            result.pictures = unnamed_pictures(story, photos, control_images, read_files)  # saved into inputs/
             warnings.extend(long_prompt_warnings(self.pipe.tokenizer, story, style, wanted))
             if on_start is not None:
                 on_start(result)

@@ -69,6 +69,9 @@ class StoryResult:
     scheduler: str = ""
     consistent_layers: int = 0
     seconds: float = 0.0
+    # Photos and control images the run was given in memory for fields whose story names no file, by field
+    # (``characters.Nora.reference``, ``panels[3].control.image``): a saved run keeps them in inputs/.
+    pictures: dict[str, Image.Image] = field(default_factory=dict, repr=False)
 
     def panel(self, index: int) -> PanelImage:
         for panel in self.panels:

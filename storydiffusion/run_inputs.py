@@ -11,13 +11,17 @@ the files were (``input_digests``).
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any
+
+from PIL import Image
 
 from .atomic import atomic_write_bytes
 from .errors import StoryDiffusionError
@@ -43,11 +47,13 @@ _SUFFIX = re.compile(r"\.[a-z0-9]{1,5}")
 @dataclass(frozen=True)
 class RunInput:
     """One picture a story names: the ``source`` path as the story has it, its copy's ``name`` in the run
-    folder (``inputs/…``) and the ``digest`` (SHA-256) of its bytes."""
+    folder (``inputs/…``) and the ``digest`` (SHA-256) of its bytes. A picture the run was given in memory
+    has its field as ``source`` (``characters.Nora.reference``) and its PNG bytes as ``data``."""
 
     source: str
     name: str
     digest: str
+    data: bytes | None = dataclass_field(default=None, repr=False, compare=False)
 
 
 def picture_digest(path: str | os.PathLike) -> str:
@@ -73,12 +79,20 @@ def story_sources(story: Story) -> list[tuple[str, str]]:
     return found
 
 
-def story_inputs(story: Story) -> dict[str, RunInput]:
+def story_inputs(story: Story, given: Mapping[str, Image.Image] | None = None) -> dict[str, RunInput]:
     """Each picture the story names, by its path, read once for its digest; StoryDiffusionError names the
-    field and the file when one can no longer be read (moved or deleted since the story was checked)."""
+    field and the file when one can no longer be read (moved or deleted since the story was checked).
+    ``given`` (``StoryResult.pictures``): pictures the run was given in memory for fields whose story names no
+    file, by field, kept as PNG files too, so the record draws the run again."""
     inputs: dict[str, RunInput] = {}
+    for name, picture in (given or {}).items():
+        png = io.BytesIO()
+        picture.save(png, format="PNG")
+        data = png.getvalue()
+        digest = hashlib.sha256(data).hexdigest()
+        inputs[name] = RunInput(name, f"{INPUTS_DIR}/{digest[:16]}.png", digest, data)
     for field, source in story_sources(story):
-        if source in inputs:
+        if source in inputs or field in inputs:
             continue
         try:
             digest = picture_digest(source)
@@ -102,6 +116,10 @@ def copy_inputs(run_dir: str | os.PathLike, inputs: Mapping[str, RunInput]) -> N
         target = run / item.name
         if target.is_file() and not target.is_symlink() and file_digest(target) == item.digest:
             continue
+        if item.data is not None:  # given in memory: its bytes are at hand
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(target, item.data)
+            continue
         with open(item.source, "rb") as source:  # no more than story_inputs found there: a file, not a pipe
             data = source.read(MAX_IMAGE_BYTES + 1)
         if hashlib.sha256(data).hexdigest() != item.digest:
@@ -117,12 +135,23 @@ def recorded_story(story: Story, inputs: Mapping[str, RunInput]) -> dict[str, An
     """``story.to_dict()`` with each picture named by its copy in the run folder (``inputs/…``), never by
     the path it was read from."""
     data = story.to_dict()
-    for value in data["characters"].values():
-        if isinstance(value, dict) and value.get("reference") in inputs:
+    for name, value in data["characters"].items():
+        given = inputs.get(f"characters.{name}.reference")
+        if given is not None:  # a photo given in memory
+            character = story.characters[name]
+            scale = character.reference_scale
+            data["characters"][name] = {
+                "description": character.description,
+                "reference": given.name,
+                "reference_scale": scale,
+            }
+        elif isinstance(value, dict) and value.get("reference") in inputs:
             value["reference"] = inputs[value["reference"]].name
-    for panel in data["panels"]:
+    for number, panel in enumerate(data["panels"], start=1):
         control = panel.get("control")
-        if control is not None and control.get("image") in inputs:
+        if control is not None and f"panels[{number}].control.image" in inputs:  # given in memory
+            control["image"] = inputs[f"panels[{number}].control.image"].name
+        elif control is not None and control.get("image") in inputs:
             control["image"] = inputs[control["image"]].name
     return data
 

@@ -158,7 +158,7 @@ class RunWriter:
         from .run_targets import refuse_foreign_targets, story_targets
 
         if not self.private:  # no file of the user's is ever replaced; a studio's story names no files
-            self.inputs = story_inputs(result.story)
+            self.inputs = story_inputs(result.story, result.pictures)
             names = [item.name for item in self.inputs.values()]
             targets = story_targets(result.story, panels=self.drawing, inputs=names, **self.may_write)
             refuse_foreign_targets(self.out, targets)

@@ -8,6 +8,7 @@ pass (window mode, no consistency), the panels that show that character alone.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -56,6 +57,30 @@ def given_photos(story: Story, given: Mapping[str, Image.Image] | None) -> dict[
             )
         photos[name] = given_image(image, f"references[{name!r}]", max_ratio=MAX_REFERENCE_RATIO)
     return photos
+
+
+def unnamed_pictures(
+    story: Story,
+    photos: Mapping[str, Image.Image],
+    controls: Mapping[int, Image.Image] | None,
+    read_files: bool = True,
+) -> dict[str, Image.Image]:
+    """The photos and control images a run was given in memory for fields whose story names no file it could
+    read (``StoryResult.pictures``), by field: a saved run keeps them, so its record draws the run again."""
+
+    def named_file(path: str | None) -> bool:
+        return read_files and path is not None and Path(path).is_file()
+
+    found = {
+        f"characters.{name}.reference": photo
+        for name, photo in photos.items()
+        if not named_file(story.characters[name].reference)
+    }
+    for index, image in (controls or {}).items():
+        control = story.panels[index].control
+        if not named_file(control.image):
+            found[f"panels[{index + 1}].control.image"] = given_image(image, f"control_images[{index}]")
+    return found
 
 
 FACE_WITHOUT_PHOTOS = (

@@ -15,6 +15,7 @@ from storydiffusion.evaluation.story_metrics import score_story
 from storydiffusion.models.devices import select_dtype
 from storydiffusion.motion.animate import animate_images
 from storydiffusion.project import Project, load_project, save_project
+from storydiffusion.run_manifest import read_manifest, story_from_manifest
 from storydiffusion.rundir import prepare_output_dir, save_result
 from storydiffusion.settings import GenerationSettings
 from storydiffusion.story import Character, Panel, Story, story_from_text, validate_story
@@ -205,3 +206,26 @@ def test_a_result_of_some_panels_is_not_saved_over_a_run_of_more(tiny_sdxl, tmp_
         save_result(again, out)
     assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
     save_result(result, out)  # the whole story again: its own record, replaced
+
+
+def test_a_photo_and_a_control_image_given_in_memory_are_kept_with_the_run_that_drew_from_them(tiny_sdxl, tmp_path):
+    """The run's folder holds what it was drawn from: a photo passed as a PIL image (the character names no
+    file) is copied into inputs/ and named there, so story.json draws the same pixels again."""
+    story = bob_story("[Bob] runs\n[Bob] sits")
+    story.panels[1].control = PanelControl("canny", "pose-never-written.png", 0.8)
+    photo = Image.new("RGBA", (64, 64), (30, 120, 200, 255))
+    pose = Image.new("RGB", (64, 64), "white")
+    pose.paste((0, 0, 0), (20, 10, 44, 60))
+    result = tiny_sdxl.generate(story, references={"Bob": photo}, control_images={1: pose})
+    assert set(result.pictures) == {"characters.Bob.reference", "panels[2].control.image"}
+    out = prepare_output_dir(tmp_path / "run")
+    save_result(result, out)
+    recorded = read_manifest(out / "story.json")
+    again = tiny_sdxl.generate(story_from_manifest(recorded, base=out))
+    assert [p.image.tobytes() for p in again.panels] == [p.image.tobytes() for p in result.panels]
+    assert recorded["story"]["characters"]["Bob"]["reference"].startswith("inputs/")
+    assert recorded["story"]["panels"][1]["control"]["image"].startswith("inputs/")
+    assert all((out / name).is_file() for name in recorded["inputs"])
+    story.panels[1].control = None
+    without = tiny_sdxl.generate(story)  # the photo steers: a record without it would draw another picture
+    assert without.panels[0].image.tobytes() != result.panels[0].image.tobytes()
