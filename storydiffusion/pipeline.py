@@ -36,6 +36,7 @@ from .models import (
     select_dtype,
 )
 from .models.loading import LORA_ADAPTER
+from .models.schedulers import check_scheduler_name
 from .pipeline_steering import SteeringMixin
 from .planning import Batch, drawn_panels, plan_story
 from .prompts import long_prompt_warnings
@@ -94,6 +95,8 @@ class StoryPipeline(SteeringMixin):
         ``face_model``: the folder of an InsightFace pack, for stories with ``reference_adapter: face``.
         """
         check_block_sets(consistent_blocks)
+        if scheduler:  # a typo is refused before minutes of loading
+            check_scheduler_name(scheduler)
         torch_device = select_device(device)
         torch_dtype = select_dtype(torch_device, dtype)
         pipe, spec = load_diffusers_pipeline(model, torch_dtype=torch_dtype, local_files_only=local_files_only)

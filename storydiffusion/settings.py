@@ -76,6 +76,8 @@ class SettingRange:
         """Why a value of the wrong kind is refused; nothing for a number outside the range, which says it all."""
         if value is None:
             return ""
+        if type(value).__module__ == "numpy":  # np.int64(4): a number, but not one a JSON record can hold
+            return f" (a numpy {type(value).__name__}: give a Python number, e.g. int(value) or float(value))"
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return f" ({kind_of(value)} is not a number)"
         if self.integer and isinstance(value, float) and math.isfinite(value):

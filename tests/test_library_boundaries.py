@@ -229,3 +229,42 @@ def test_a_photo_and_a_control_image_given_in_memory_are_kept_with_the_run_that_
     story.panels[1].control = None
     without = tiny_sdxl.generate(story)  # the photo steers: a record without it would draw another picture
     assert without.panels[0].image.tobytes() != result.panels[0].image.tobytes()
+
+
+@pytest.mark.parametrize(
+    ("identity_panels", "message"),
+    [
+        ({"Bob": 0}, r"identity_panels.Bob must be a list of 0-based panel indexes"),
+        ({"Bob": [np.int64(0)]}, r"np.int64\(0\) is not a panel index: give Python ints"),
+        ({"Bob": ["1"]}, "'1' is not a panel index"),
+    ],
+)
+def test_identity_panels_of_the_wrong_kind_are_named_so(identity_panels, message):
+    story = bob_story()
+    story.identity_panels = identity_panels
+    with pytest.raises(StoryError, match=message):
+        validate_story(story)
+
+
+def test_a_numpy_number_in_settings_is_named_as_one():
+    with pytest.raises(SettingsError, match=r"a numpy int64: give a Python number"):
+        GenerationSettings(steps=np.int64(4)).validate()
+
+
+def test_compose_options_of_the_wrong_kind_are_refused_not_read_as_others(tmp_path):
+    """str(None) is "none", the layout of no layout; a title of 5 was dropped in silence."""
+    from storydiffusion.layout import LayoutError
+    from storydiffusion.layout.compose import compose_run
+
+    with pytest.raises(LayoutError, match="layout must be a name"):
+        compose_run(tmp_path, layout=None)
+    with pytest.raises(LayoutError, match="title must be text"):
+        compose_run(tmp_path, title=5)
+
+
+def test_an_unknown_scheduler_is_refused_before_the_model_loads(monkeypatch):
+    from storydiffusion import pipeline
+
+    monkeypatch.setattr(pipeline, "load_diffusers_pipeline", lambda *a, **k: pytest.fail("the model loaded"))
+    with pytest.raises(SettingsError, match="unknown scheduler 'bogus'"):
+        pipeline.StoryPipeline.from_pretrained("tiny-sdxl", scheduler="bogus")

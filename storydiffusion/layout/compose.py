@@ -145,6 +145,8 @@ def compose_run(
     started = time.perf_counter()
     run = Path(run_dir)
     exports = parse_exports(export)  # the options first: they are checked without reading the run
+    if title is not None and not isinstance(title, (bool, str)):
+        raise LayoutError(f"title must be text, True (the story's) or False (none), not {type(title).__name__}")
     template = layout if isinstance(layout, PageTemplate) else load_template(layout, dpi=dpi)
     template = template.with_options(fit=fit, direction=direction)
     story, drawing = _read_story(run)

@@ -29,6 +29,10 @@ def list_templates(directory: str | Path | None = None) -> list[str]:
 
 def template_path(name_or_path: str | Path) -> Path:
     """The file of a template given by name (``classic``) or by path (``my/page.yaml``)."""
+    if not isinstance(name_or_path, (str, Path)):  # str(None) would be "none", the layout of no layout
+        raise LayoutError(
+            f"layout must be a name ({_names()}) or a .yaml/.json file, not {type(name_or_path).__name__}"
+        )
     text = str(name_or_path).strip()
     candidate = Path(text)
     if candidate.suffix.lower() in SUFFIXES or "/" in text or "\\" in text:  # page.YAML is a file too

@@ -109,6 +109,8 @@ def read_run_panels(run_dir: str | Path, start: int, end: int) -> tuple[dict[str
         raise PanelNumberError(f"--from and --to are both {start}: animate between two different panels")
     chosen = []
     for number in (start, end):
+        if isinstance(number, bool) or not isinstance(number, int):
+            raise PanelNumberError(f"panel numbers are whole numbers from 1, not {shown(number)}")
         if number < 1 or number > total:
             raise PanelNumberError(
                 f"panel {number} does not exist: this run has panels 1 to {total} (numbers are 1-based)"

@@ -332,6 +332,10 @@ def _validate_identity_panels(story: Story) -> None:
         label = f"identity_panels.{name}"
         if name not in story.characters:
             raise StoryError(f"{label} names an unknown character; known characters: {known_names(story.characters)}")
+        if isinstance(indices, (str, bytes)) or not isinstance(indices, (list, tuple)):
+            raise StoryError(
+                f"{label} must be a list of 0-based panel indexes (in code; 1-based in a file), not {shown(indices)}"
+            )
         if not indices:
             raise StoryError(
                 f"{label} is empty: list at least one panel number, or leave {name} out to choose automatically"
@@ -350,9 +354,10 @@ def _validate_identity_panels(story: Story) -> None:
 
 def _validate_identity_index(story: Story, name: str, index: Any, label: str) -> None:
     count = len(story.panels)
-    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < count:
-        shown = index + 1 if isinstance(index, int) and not isinstance(index, bool) else index
+    if type(index).__module__ == "numpy" or isinstance(index, bool) or not isinstance(index, int):
+        raise StoryError(f"{label}: {shown(index)} is not a panel index: give Python ints, e.g. int(value)")
+    if not 0 <= index < count:
         panels = "1 panel" if count == 1 else f"{count} panels, numbered from 1"
-        raise StoryError(f"{label}: panel {shown} does not exist; the story has {panels}")
+        raise StoryError(f"{label}: panel {index + 1} does not exist; the story has {panels}")
     if name not in story.panels[index].characters:
         raise StoryError(f"{label}: panel {index + 1} does not show {name}: pick panels tagged [{name}]")
