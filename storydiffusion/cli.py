@@ -157,6 +157,9 @@ def entry() -> NoReturn:
     sys.exit(code)
 
 
+EXIT_BROKEN_PIPE = 141  # as a shell reports a command ended by SIGPIPE
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -192,6 +195,9 @@ def _run(args: argparse.Namespace, argv: list[str] | None, launching: bool) -> i
     except MemoryError:
         print("error: out of memory while reading the input: check the size of the files given", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:  # the reader of our output has gone (`| head`): nothing is wrong with the input
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the flush at exit says nothing either
+        return EXIT_BROKEN_PIPE
     except OSError as error:
         where = f"{error.filename}: " if error.filename else ""
         print(f"error: {where}{error.strerror or error}: check the path and its permissions", file=sys.stderr)

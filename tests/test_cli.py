@@ -371,3 +371,16 @@ def test_a_run_of_another_version_is_named_so_by_generate_and_compose(tmp_path, 
     assert main(["compose", str(run)]) == 2
     error = capsys.readouterr().err
     assert says in error and "draw the story again from its story file" in error
+
+
+def test_output_read_by_a_reader_that_left_ends_quietly_not_as_bad_input(monkeypatch, capfd):
+    """`storydiffusion evaluate run | head -1`: the pipe closing is not the user's input at fault (exit 2 said
+    "Broken pipe: check the path and its permissions")."""
+    import storydiffusion.cli as cli
+
+    def printing(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "_command", lambda name: printing)
+    assert main(["plan", str(ROOT / "examples" / "lighthouse.yaml")]) == cli.EXIT_BROKEN_PIPE
+    assert "error" not in capfd.readouterr().err

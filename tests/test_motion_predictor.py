@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -198,3 +199,23 @@ def test_encoder_can_return_the_penultimate_layer_ip_adapter_plus_expects():
         for block in visual.transformer.resblocks[:-1]:
             x = block(x)
     torch.testing.assert_close(penultimate, x.float(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(("selection", "tokens"), [("cls", 5), ("cls+pooled", 1)])
+def test_a_config_whose_tokens_its_selection_cannot_keep_is_refused(selection, tokens):
+    with pytest.raises(ValueError, match=f"token_selection '{re.escape(selection)}' keeps"):
+        PredictorConfig.tiny().__class__(
+            **{**PredictorConfig.tiny().to_dict(), "token_selection": selection, "tokens": tokens}
+        )
+
+
+@pytest.mark.parametrize(("selection", "tokens"), [("all", 1024), ("pooled", 1000)])
+def test_a_predictor_keeping_more_tokens_than_the_encoder_gives_is_a_model_error(selection, tokens):
+    """Found when the pipeline is put together, as a refusal (exit 2), not as a traceback at the first clip."""
+    from storydiffusion.errors import ModelError
+    from storydiffusion.motion.video import _check_token_count
+
+    config = PredictorConfig(**{**PredictorConfig.tiny().to_dict(), "token_selection": selection, "tokens": tokens})
+    with pytest.raises(ModelError, match=f"keeps {tokens} tokens \\({selection}\\) of the image encoder's 17"):
+        _check_token_count(config, 17)
+    _check_token_count(PredictorConfig.tiny(), 17)

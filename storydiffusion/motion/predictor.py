@@ -79,6 +79,12 @@ class PredictorConfig:
             raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
         if self.tokens < 1 or self.max_frames < 2 or self.layers < 1:
             raise ValueError("tokens >= 1, max_frames >= 2 and layers >= 1 are required")
+        least = {"cls": 1, "cls+pooled": 2}.get(self.token_selection, 1)
+        if self.tokens < least or (self.token_selection == "cls" and self.tokens != 1):
+            keeps = "exactly 1 token" if self.token_selection == "cls" else "the CLS token and at least 1 pooled cell"
+            raise ValueError(
+                f"token_selection {self.token_selection!r} keeps {keeps}, so tokens cannot be {self.tokens}"
+            )
 
     def parameter_count(self) -> int:
         """About how many weights the predictor has: its transformer layers, and its input and output projections."""

@@ -77,6 +77,7 @@ def _check_parts(encoder: Any, ip_adapter: IPAdapter, predictor: Any) -> None:
                 f"the motion predictor works on embeddings of width {predictor.config.embed_dim} but the image "
                 f"encoder gives {encoder.width}: train it on the same encoder ({predictor.config.encoder_model})"
             )
+        _check_token_count(predictor.config, int(encoder.num_tokens))
         trained_on = getattr(predictor.config, "encoder_layer", encoder.layer)
         if trained_on != encoder.layer:
             raise ModelError(
@@ -88,6 +89,19 @@ def _check_parts(encoder: Any, ip_adapter: IPAdapter, predictor: Any) -> None:
             f"the IP-Adapter takes image tokens of width {ip_adapter.embedding_dim} but the encoder gives "
             f"{encoder.width}: use the encoder the IP-Adapter was trained with (OpenCLIP ViT-H-14 for the SD 1.5 Plus)"
         )
+
+
+def _check_token_count(config: Any, total: int) -> None:
+    """The predictor's ``tokens`` can be taken from the encoder's ``total`` tokens by its ``token_selection``."""
+    from .predictor import select_tokens
+
+    try:
+        select_tokens(torch.zeros(1, total, 1), config.tokens, config.token_selection)
+    except ValueError as error:
+        raise ModelError(
+            f"the motion predictor keeps {config.tokens} tokens ({config.token_selection}) of the image encoder's "
+            f"{total}, which cannot be: {error}; retrain it with a tokens value this encoder gives"
+        ) from None
 
 
 def _denoising_steps(steps: int, strength: float) -> int:
