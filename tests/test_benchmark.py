@@ -451,3 +451,21 @@ def test_a_benchmark_flag_is_refused_by_its_name_before_any_model_loads(flags, m
     argv = ["benchmark", str(tmp_path / "set.yaml"), "--out", str(tmp_path / "out"), *FAST, "--encoder", "tiny"]
     assert main([*argv, *flags]) == 2
     assert message in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_a_story_of_a_folder_is_named_by_its_file_and_so_are_two_that_would_share_a_run_folder(tmp_path):
+    (tmp_path / "set").mkdir()
+    (tmp_path / "set" / "good.yaml").write_text('characters:\n  A: a man\npanels:\n  - "[A] walks"\n')
+    (tmp_path / "set" / "zbad.yaml").write_text('characters:\n  A: a man\npanels:\n  - "[B] walks"\n')
+    with pytest.raises(StoryError, match=r"^zbad\.yaml: line 4: panel 1 names unknown character \[B\]"):
+        read_prompt_set(tmp_path / "set")
+    (tmp_path / "set" / "zbad.yaml").unlink()
+    (tmp_path / "set" / "Good.json").write_text('{"characters": {"A": "a man"}, "panels": ["[A] sits"]}')
+    with pytest.raises(StoryError, match=r"two stories \(Good\.json and good\.yaml\) would share the run folder"):
+        read_prompt_set(tmp_path / "set")
+
+
+def test_a_vistorybench_story_file_is_not_read_as_a_consistory_set(tmp_path):
+    story = vistory_folder(tmp_path) / "01" / "story.json"
+    with pytest.raises(StoryError, match=r"is a ViStoryBench story: name its folder"):
+        read_prompt_set(story)

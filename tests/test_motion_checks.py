@@ -75,3 +75,12 @@ def test_the_animate_command_refuses_a_misspelt_model_before_reading_the_run(tmp
 
     assert main(["animate", str(tmp_path / "no-run"), "--from", "1", "--to", "2", "--model", "tinyy"]) == 2
     assert "--model 'tinyy' is not default or tiny" in capsys.readouterr().err
+
+
+def test_a_predictor_folder_of_pickles_is_refused_as_such_before_any_model_loads(tmp_path):
+    from storydiffusion.motion.checkpoints import read_predictor_config
+
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "model.bin").write_bytes(b"\x80\x04pickle")
+    with pytest.raises(AnimationError, match=r"no model\.safetensors but model\.bin: pickle checkpoints are never"):
+        read_predictor_config(tmp_path)

@@ -47,6 +47,7 @@ class BenchmarkStory:
     story: Story
     text_prefix: str = ""
     references: dict[str, Path] = field(default_factory=dict)  # per character: a picture to score against
+    source: str = ""  # where the set has it (a file's name, an entry): named when two share a folder
 
 
 def read_prompt_set(path: str | Path, kind: str = "auto") -> list[BenchmarkStory]:
@@ -67,14 +68,17 @@ def read_prompt_set(path: str | Path, kind: str = "auto") -> list[BenchmarkStory
         raise StoryError(f"prompt set {path} holds no story")
     if len(stories) > MAX_STORIES:
         raise StoryError(f"prompt set {path} holds {len(stories)} stories: at most {MAX_STORIES}")
-    seen: dict[str, str] = {}
+    seen: dict[str, BenchmarkStory] = {}
     for item in stories:  # folders differing in case collide on macOS and Windows
         key = item.name.casefold()
         if key in seen:
+            first = seen[key]
+            which = f" ({first.source} and {item.source})" if first.source and item.source else ""
             raise StoryError(
-                f"prompt set {path}: two stories would share the run folder {seen[key]!r} ({item.name!r}): rename one"
+                f"prompt set {path}: two stories{which} would share the run folder {first.name!r} ({item.name!r}): "
+                "rename one"
             )
-        seen[key] = item.name
+        seen[key] = item
     return stories
 
 
@@ -82,6 +86,10 @@ def _detect(source: Path) -> str:
     if source.is_dir():
         folders = [source, *_numbered(source)]
         return "vistorybench" if any(_is_vistory(folder / "story.json") for folder in folders) else "stories"
+    if _is_vistory(source):  # its pictures are in the folder beside it
+        raise StoryError(
+            f"{source} is a ViStoryBench story: name its folder ({source.parent}), which holds its pictures"
+        )
     if source.suffix.lower() in (".yaml", ".yml", ".json"):
         data = _read(source)
         if isinstance(data, list) or (isinstance(data, dict) and data and not set(STORY_KEYS) & set(data)):
@@ -138,7 +146,18 @@ def _folder_name(text: str) -> str:
 
 def _story_files(source: Path) -> list[BenchmarkStory]:
     files = [source] if source.is_file() else sorted(p for p in source.iterdir() if p.suffix.lower() in STORY_SUFFIXES)
-    return [BenchmarkStory(_folder_name(path.stem), load_story(path)) for path in files]
+    return [BenchmarkStory(_folder_name(path.stem), _named_story(path), source=path.name) for path in files]
+
+
+def _named_story(path: Path) -> Story:
+    """A story of a folder of them: its errors name its file, as generate names them."""
+    try:
+        return load_story(path)
+    except StoryDiffusionError as error:
+        message = str(error)
+        if message.startswith(path.name) or message.startswith(str(path)):
+            raise
+        raise StoryError(f"{path.name}: {message}") from None
 
 
 def _consistory(source: Path) -> list[BenchmarkStory]:

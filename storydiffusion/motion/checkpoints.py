@@ -21,7 +21,7 @@ from ..atomic import atomic_path, atomic_write_bytes
 from ..errors import SettingsError, shown
 from ..structured import InputFileError, check_regular_file, parse_json, read_text
 from .checks import AnimationError
-from .predictor import CONFIG_NAME, WEIGHTS_NAME, PredictorConfig, SemanticMotionPredictor
+from .predictor import CONFIG_NAME, PICKLE_SUFFIXES, WEIGHTS_NAME, PredictorConfig, SemanticMotionPredictor
 
 LOG_NAME = "train_log.jsonl"
 STATE_NAME = "trainer_state.json"
@@ -39,6 +39,12 @@ def read_predictor_config(folder: str | os.PathLike, label: str = "--predictor")
         what = "does not exist" if not folder.exists() else "is not a folder"
         raise AnimationError(
             f"{label} {folder} {what}: give the folder of a trained motion predictor ({CONFIG_NAME} + {WEIGHTS_NAME})"
+        )
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickles and not (folder / WEIGHTS_NAME).exists():
+        raise AnimationError(
+            f"{label} {folder} has no {WEIGHTS_NAME} but {', '.join(pickles[:3])}: pickle checkpoints are never "
+            "loaded (they can run code); convert them to safetensors"
         )
     try:
         check_regular_file(folder / WEIGHTS_NAME, f"{label} weights")

@@ -27,7 +27,7 @@ WEIGHTS_NAME = "model.safetensors"
 TOKEN_SELECTIONS = ("cls+pooled", "pooled", "cls", "all")
 NOTE_PREDICTOR = "semantic motion predictor"
 NOTE_LINEAR = "linear interpolation, no trained predictor weights"
-_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 
 
 # Far beyond the paper's predictor (1024 wide, 8 layers, about 100 million weights): what a config file may ask for.
@@ -277,7 +277,7 @@ class SemanticMotionPredictor(torch.nn.Module):
             )
         weights, config_path = folder / WEIGHTS_NAME, folder / CONFIG_NAME
         if not weights.is_file():
-            pickles = sorted(p.name for p in folder.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+            pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
             hint = (
                 (
                     f" It holds {', '.join(pickles)}: pickle checkpoints are never loaded (they can run code); "
