@@ -5,6 +5,7 @@ is the user's, however its name looks."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from collections.abc import Iterable
@@ -51,6 +52,22 @@ def file_digest(path: str | os.PathLike) -> str:
 # a valid digest (the key deleted by hand) is not this tool's. Records of 0.1.0 have none: their files go by name.
 DIGESTS = "sha256"
 _DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+RECORD_DIGEST = "sha256"  # in a record that keeps its own digest (metrics.json): that of the rest of it
+
+
+def with_own_digest(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with the SHA-256 of its content (sorted keys, without this entry) added: a record whose
+    content no longer matches was edited by its user, and is theirs from then on."""
+    content = {key: value for key, value in record.items() if key != RECORD_DIGEST}
+    text = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return {**content, RECORD_DIGEST: hashlib.sha256(text.encode()).hexdigest()}
+
+
+def unedited(record: dict[str, Any]) -> bool:
+    """A record as ``with_own_digest`` wrote it (one from before records kept their digest counts as such)."""
+    return RECORD_DIGEST not in record or with_own_digest(record) == record
 
 
 def declares_digests(record: dict[str, Any] | None) -> bool:
@@ -186,7 +203,7 @@ def written_files(run_dir: str | os.PathLike, among: Iterable[Path] | None = Non
         names += [f"{PAGES_DIR}/{name}" for name in writing if isinstance(name, str)]  # a composition under way
     names += recorded_exports(run)
     metrics = read_record(run / METRICS_NAME)
-    if metrics is not None and metrics.get("format") == METRICS_FORMAT:
+    if metrics is not None and metrics.get("format") == METRICS_FORMAT and unedited(metrics):
         names.append(METRICS_NAME)
     clips = _clip_records(run)
     for name, clip in clips.items():

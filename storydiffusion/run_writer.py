@@ -27,7 +27,15 @@ from .run_names import (
     mask_filename,
     panel_filename,
 )
-from .run_records import DIGESTS, declares_digests, file_digest, read_record, recorded_inputs, written_files
+from .run_records import (
+    DIGESTS,
+    declares_digests,
+    file_digest,
+    read_record,
+    recorded_inputs,
+    unedited,
+    written_files,
+)
 
 __all__ = ["RunWriter", "build_manifest", "package_versions", "save_panel", "save_result"]
 
@@ -166,7 +174,7 @@ class RunWriter:
         if self.drawing is None:
             self.drawing = list(range(len(result.story.panels)))
         metrics = read_record(self.out / METRICS_NAME)
-        if metrics is not None and metrics.get("format") == METRICS_FORMAT:  # scores of an older drawing
+        if metrics is not None and metrics.get("format") == METRICS_FORMAT and unedited(metrics):  # older scores
             (self.out / METRICS_NAME).unlink()
         self._drop_stale_masks()
         self._adopt_undigested()

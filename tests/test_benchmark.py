@@ -277,6 +277,33 @@ def test_a_second_run_draws_nothing_again(bench):
     assert panel.stat().st_mtime_ns == before
 
 
+@pytest.mark.parametrize("damage", ["edited", "folder", "record"])
+def test_results_the_user_edited_or_a_damaged_record_stop_the_benchmark_untouched(bench, damage, tmp_path, capsys):
+    import shutil
+
+    out, args = bench
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    if damage == "edited":
+        with open(copy / "results.md", "a", encoding="utf-8") as notes:
+            notes.write("\nuniform wins on faces\n")
+    elif damage == "folder":
+        (copy / "results.csv").unlink()
+        (copy / "results.csv").mkdir()
+    else:
+        (copy / "benchmark.json").write_text("{bad", encoding="utf-8")
+    before = {path: path.read_bytes() for path in copy.rglob("*") if path.is_file()}
+    capsys.readouterr()
+    assert main([*args[:3], str(copy), *args[4:]]) == 2
+    expected = {
+        "edited": "results.md was edited since the benchmark wrote it",
+        "folder": "results.csv was not written by this tool",
+        "record": "benchmark.json is not a benchmark record this tool can read (damaged or edited): restore it",
+    }[damage]
+    assert expected in capsys.readouterr().err
+    assert {path: path.read_bytes() for path in copy.rglob("*") if path.is_file()} == before
+
+
 def test_a_folder_that_is_not_a_benchmarks_is_refused_untouched(tmp_path, capsys):
     (tmp_path / "set.yaml").write_text(CONSISTORY, encoding="utf-8")
     out = tmp_path / "out"

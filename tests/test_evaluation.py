@@ -221,6 +221,26 @@ def test_a_redraw_forgets_the_old_scores_and_keeps_the_users_files(run, tmp_path
     assert (copy / "notes.txt").read_text(encoding="utf-8") == "mine"
 
 
+def test_scores_the_user_edited_are_theirs_kept_by_evaluate_and_by_a_redraw(run, tmp_path, capsys):
+    """metrics.json keeps the digest of its content: a note added by hand makes it the user's file, which no
+    command replaces (evaluate refused to write over it as it refuses a file of theirs; a redraw deleted it)."""
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    assert main(["evaluate", str(copy), "--encoder", "tiny"]) == 0
+    assert main(["evaluate", str(copy), "--encoder", "tiny"]) == 0  # its own, unedited: replaced
+    scores = json.loads((copy / "metrics.json").read_text(encoding="utf-8"))
+    scores["notes"].append("panel 2 looks best")
+    (copy / "metrics.json").write_text(json.dumps(scores, indent=1), encoding="utf-8")
+    edited = (copy / "metrics.json").read_bytes()
+    capsys.readouterr()
+    assert main(["evaluate", str(copy), "--encoder", "tiny"]) == 2
+    assert "metrics.json was edited since storydiffusion evaluate wrote it" in capsys.readouterr().err
+    assert main(["generate", str(copy / "story.json"), "--out", str(copy), "--panels", "2", "--quiet"]) == 0
+    assert (copy / "metrics.json").read_bytes() == edited
+
+
 def test_an_encoder_that_cannot_load_offline_is_one_line_naming_the_flag(run, capsys):
     assert main(["evaluate", str(run), "--encoder", "open_clip:ViT-B-32/openai", "--no-write"]) == 2
     err = capsys.readouterr().err

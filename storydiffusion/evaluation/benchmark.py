@@ -22,7 +22,7 @@ from ..errors import SettingsError, StoryDiffusionError
 from ..images import read_image
 from ..resume import earlier_run, is_incomplete, unfinished_panels
 from ..run_inputs import drawing_story, input_digests
-from ..run_records import read_record, refuse_unreadable_records
+from ..run_records import file_digest, read_record, refuse_unreadable_records
 from ..rundir import check_output_path, remove_written_files, save_result, unrecorded_files
 from ..settings import GenerationSettings
 from .comparison import Comparison, compare, comparison_csv, comparison_markdown
@@ -121,10 +121,15 @@ def prepare_benchmark_dir(out: str | Path) -> dict[str, Any]:
         runs = record.get("runs")
         if not isinstance(runs, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in runs.items()):
             raise StoryDiffusionError(
-                f"{folder / RECORD_NAME}: 'runs' must map each run to its key; it was edited: "
-                "remove the file to draw every run again (the runs' folders are kept until redrawn)"
+                f"{folder / RECORD_NAME}: 'runs' must map each run to its key; it was edited: restore it, or name "
+                "a new --out folder (nothing was changed)"
             )
         return record
+    if (folder / RECORD_NAME).exists():  # the record itself damaged: removing it would leave a folder not ours
+        raise StoryDiffusionError(
+            f"{folder / RECORD_NAME} is not a benchmark record this tool can read (damaged or edited): restore it, "
+            "or name a new --out folder (nothing was changed)"
+        )
     if folder.is_dir() and any(folder.iterdir()):
         raise StoryDiffusionError(
             f"--out {out} holds files that are not a benchmark's: name a new or empty folder (nothing was changed)"
@@ -157,6 +162,7 @@ def plan_benchmark(
     for item in stories:
         for person, path in item.references.items():
             read_image(path, f"{item.name}: {person}'s reference picture {path.name}")
+    _check_result_files(folder, record)
     for run in planned:
         run_dir = folder / RUNS_DIR / run.variant.name / run.item.name
         refuse_unreadable_records(run_dir, fix=f"delete {run_dir.relative_to(folder)} to draw that run again")
@@ -220,11 +226,37 @@ def run_benchmark(
     comparison = compare(by_variant)
     encoders = encoder.name if image_encoder is None else f"{encoder.name} (CLIP-T), {image_encoder.name} (CLIP-I)"
     heading = f"# Benchmark: {len(stories)} stories, {len(variants)} variants, {pipeline.spec.name}, {encoders}"
-    atomic_write_bytes(folder / RESULT_FILES[0], comparison_markdown(comparison, heading).encode())
-    atomic_write_bytes(folder / RESULT_FILES[1], comparison_csv(comparison).encode())
+    results = {
+        RESULT_FILES[0]: comparison_markdown(comparison, heading).encode(),
+        RESULT_FILES[1]: comparison_csv(comparison).encode(),
+    }
     record["results"] = list(RESULT_FILES)
-    write_json(folder / RECORD_NAME, record)
+    record["results_sha256"] = {name: hashlib.sha256(data).hexdigest() for name, data in results.items()}
+    write_json(folder / RECORD_NAME, record)  # on record before written: a copy is never unrecorded
+    for name, data in results.items():
+        atomic_write_bytes(folder / name, data)
     return comparison
+
+
+def _check_result_files(folder: Path, record: dict[str, Any]) -> None:
+    """``results.md`` and ``results.csv`` are replaced only as this tool wrote them: one the user edited (its
+    bytes are not those the record keeps), or a file or folder of theirs of that name, stops the benchmark
+    before any model loads."""
+    digests = record.get("results_sha256") if isinstance(record.get("results_sha256"), dict) else {}
+    ours = record.get("results") if isinstance(record.get("results"), list) else []
+    for name in RESULT_FILES:
+        path = folder / name
+        if not path.exists() and not path.is_symlink():
+            continue
+        if path.is_symlink() or not path.is_file() or name not in ours:
+            why = "was not written by this tool"
+        elif name in digests and file_digest(path) != digests[name]:
+            why = "was edited since the benchmark wrote it"
+        else:
+            continue  # this tool's, as it wrote it (or written before records kept digests)
+        raise StoryDiffusionError(
+            f"{path} {why}: move it to keep it, then run the benchmark again (nothing was changed)"
+        )
 
 
 def _clear_run(run_dir: Path) -> None:

@@ -158,7 +158,10 @@ def evaluate_run(
 
 
 def metrics_record(scores: StoryScores) -> dict[str, Any]:
-    return {"format": METRICS_FORMAT, **scores.to_dict()}
+    """``metrics.json``'s content, with its own digest: edited by its user, it is theirs and stays."""
+    from ..run_records import with_own_digest
+
+    return with_own_digest({"format": METRICS_FORMAT, **scores.to_dict()})
 
 
 def write_metrics(run_dir: str | os.PathLike, scores: StoryScores) -> Path:
@@ -175,6 +178,11 @@ def check_metrics_file(run_dir: str | os.PathLike) -> Path:
         raise StoryDiffusionError(
             f"{path} exists and was not written by storydiffusion evaluate: move it, or print the scores with --no-write"
         )
+    if path.exists() and not _unedited(path):
+        raise StoryDiffusionError(
+            f"{path} was edited since storydiffusion evaluate wrote it: move it to keep your edits (or delete it), "
+            "or print the scores with --no-write"
+        )
     return path
 
 
@@ -183,6 +191,13 @@ def _is_ours(path: Path) -> bool:
 
     record = read_record(path)
     return record is not None and record.get("format") == METRICS_FORMAT
+
+
+def _unedited(path: Path) -> bool:
+    from ..run_records import read_record, unedited
+
+    record = read_record(path)
+    return record is not None and unedited(record)
 
 
 def _number(value: float | None, width: int = 9) -> str:
