@@ -361,3 +361,25 @@ def test_a_transformers_clip_loads_from_a_local_folder(tmp_path, encoder):
     picture = stripes(1, False)
     assert torch.allclose(loaded.encode_images([picture]), encoder.encode_images([picture]), atol=1e-6)
     assert torch.allclose(loaded.encode_texts(["a woman"]), encoder.encode_texts(["a woman"]), atol=1e-6)
+
+
+def test_a_photo_written_into_story_json_by_hand_is_not_scored_as_the_runs(tmp_path):
+    """The run copied its photo into inputs/; story.json edited to name another picture is not that photo."""
+    photo = tmp_path / "nora.png"
+    Image.new("RGB", (64, 64), (200, 40, 40)).save(photo)
+    (tmp_path / "s.yaml").write_text(
+        "characters:\n  Nora:\n    description: a woman\n    reference: nora.png\npanels:\n  - '[Nora] walks'\n"
+        "  - '[Nora] sits'\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "run"
+    assert main(["generate", str(tmp_path / "s.yaml"), "--out", str(out), *FAST]) == 0
+    assert evaluate_run(out, tiny_clip()).characters["Nora"].clip_i_reference is not None
+    record = json.loads((out / "story.json").read_text(encoding="utf-8"))
+    other = tmp_path / "other.png"
+    Image.new("RGB", (64, 64), (40, 200, 40)).save(other)
+    record["story"]["characters"]["Nora"]["reference"] = str(other)
+    (out / "story.json").write_text(json.dumps(record), encoding="utf-8")
+    scores = evaluate_run(out, tiny_clip())
+    assert scores.characters["Nora"].clip_i_reference is None
+    assert any("other.png) is not a photo the run recorded" in note for note in scores.notes)

@@ -211,3 +211,24 @@ def test_a_border_too_wide_for_the_page_is_named_with_the_margins():
     }
     with pytest.raises(LayoutError, match=r"margins \(0\+0 px\) and border.width \(2 x 2953 px\) leave no room"):
         parse_template(data, name="wide", source="wide.yaml")
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (
+            "      - {height: 1, cells: [0.001, 1000]}\n",
+            r"line 4: pages\[0\]\.rows\[0\]\.cells\[0\]: 0\.001 of 1000 would be 0 px wide",
+        ),
+        (
+            "      - {height: 0.0001, cells: [1]}\n      - {height: 1000, cells: [1]}\n",
+            r"line 4: pages\[0\]\.rows\[0\]\.height: 0\.0001 of 1000 would be 0 px high",
+        ),
+    ],
+)
+def test_relative_sizes_too_far_apart_for_a_cell_are_named_where_written(rows, message, tmp_path):
+    """Each within 'above 0, at most 1000', yet a cell of 0 px: refused when the template is read, by its key."""
+    path = tmp_path / "extreme.yaml"
+    path.write_text("page: {size: a4}\npages:\n  - rows:\n" + rows, encoding="utf-8")
+    with pytest.raises(LayoutError, match=message):
+        load_template(path)

@@ -40,12 +40,28 @@ def check_run(run_dir: str | os.PathLike) -> tuple[Story, dict[int, dict[str, An
     altered = {field: (name, state) for field, name, state in altered_copies(story, manifest, run_dir)}
     notes = []
     for character, entry in story.characters.items():
+        why = None
         if f"characters.{character}.reference" in altered:
             name, state = altered[f"characters.{character}.reference"]
-            story.characters[character] = dataclasses.replace(entry, reference=None)
             why = "is missing from the run folder" if state == "missing" else "is not the photo the run was drawn from"
+        elif entry.reference is not None and _unrecorded_picture(entry.reference, manifest, run_dir):
+            name, why = Path(entry.reference).name, "is not a photo the run recorded (story.json was edited)"
+        if why is not None:
+            story.characters[character] = dataclasses.replace(entry, reference=None)
             notes.append(f"{character}'s reference photo ({name}) {why}: no similarity to it")
     return story, {i: entry for i, entry in manifest_panels(manifest).items() if i < len(story.panels)}, notes
+
+
+def _unrecorded_picture(path: str, manifest: dict[str, Any], run_dir: str | os.PathLike) -> bool:
+    """A picture a run's story names that its record does not keep: a run that copied its pictures into
+    inputs/ records each one, so any other path was written into story.json by hand."""
+    from ..run_records import recorded_inputs
+
+    if not recorded_inputs(manifest):  # no copies on record (an older run, a studio's): nothing to compare with
+        return False
+    folder = Path(os.path.abspath(run_dir))
+    inside = Path(path).is_relative_to(folder)
+    return not inside or Path(path).relative_to(folder).as_posix() not in recorded_inputs(manifest)
 
 
 def load_run(

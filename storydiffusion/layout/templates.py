@@ -9,6 +9,7 @@ The schema is documented in ``layouts/README.md``; single values (lengths, colou
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -334,9 +335,27 @@ def _check_room(t: PageTemplate, where: str, titles: tuple[bool, ...]) -> None:
                 raise LayoutError(
                     f"{where}: pages[{p}] has {rows} rows that do not fit between the top and bottom margins{band}: {fix}"
                 )
+            free_h = content_h - (rows - 1) * t.gutter_y
             for r, row in enumerate(pattern.rows):
                 k = len(row.cells)
                 if content_w - (k - 1) * t.gutter_x < k * inner:
                     raise LayoutError(
                         f"{where}: pages[{p}].rows[{r}] has {k} cells that do not fit between the margins: use fewer cells or a smaller gutter/border.width"
                     )
+                room = content_w - (k - 1) * t.gutter_x
+                _check_shares(row.cells, room, inner, f"{where}: pages[{p}].rows[{r}].cells[{{}}]", "wide")
+            heights = [row.height for row in pattern.rows]
+            _check_shares(heights, free_h, inner, f"{where}: pages[{p}].rows[{{}}].height", "high")
+
+
+def _check_shares(shares: Sequence[float], room: int, least: int, where: str, along: str) -> None:
+    """Relative sizes (a row's ``cells: [1, 2]``, the rows' ``height``) whose part of ``room`` px is too small
+    for a cell's border: named where it is written (``where`` holds ``{}`` for the index), with its pixels."""
+    total = sum(shares)
+    for index, share in enumerate(shares):
+        pixels = int(room * share / total)
+        if pixels < least:
+            raise LayoutError(
+                f"{where.format(index)}: {share:g} of {total:g} would be {pixels} px {along}, less than the {least} px "
+                "a cell needs: make the relative sizes closer to one another"
+            )
