@@ -139,18 +139,22 @@ def wire_story_inputs(studio: Studio, examples: dict[str, tuple], door: gr.Butto
     filled += [steering.photo_adapter, steering.photo_scale, steering.control_scale, studio.advanced.consistency]
     filled.append(studio.results.status)
 
-    def pick_example(name):
-        """An example sets everything it needs: the texts, its style and seed, a layout that suits it, how its
-        photos steer, what its panels share, and on the status line which files to upload, if any."""
+    def pick_example(state, name):
+        """An example sets everything it needs: the texts, its style and seed, a layout that suits it and the way
+        its pages read (the session's too, so pages typeset next read as the page says), how its photos steer,
+        what its panels share, and on the status line which files to upload, if any."""
+        session = session_of(state)
         if name is None or name == "":
-            return tuple(gr.skip() for _ in filled)
-        return examples[text.choice_value("Examples", name, list(examples))]
+            return session, *(gr.skip() for _ in filled)
+        values = examples[text.choice_value("Examples", name, list(examples))]
+        session.direction = text.direction_value(values[filled.index(inputs.direction)])
+        return session, *values
 
     action(
         inputs.example.change,
         pick_example,
-        [inputs.example],
-        filled,
+        [studio.session, inputs.example],
+        [studio.session, *filled],
         status=studio.results.status,
         api_name="pick_example",
         api_door=door,
@@ -241,9 +245,8 @@ def wire_panel_editing(studio: Studio, pool: ModelPool, door: gr.Button) -> Any:
 
     def change_direction(state, direction):
         session, direction = session_of(state), text.direction_value(direction)
-        if direction == session.direction:  # set by a loaded project, or left unchanged: nothing to typeset
-            return session, gr.skip(), *(gr.skip() for _ in session.downloads().as_tuple())
-        pages = session.choose_direction(direction)
+        pages = session.choose_direction(direction)  # typeset again even when the session reads so already: an
+        # example sets the session's direction without typesetting the pages of the story drawn before it
         message = run_status.direction_chosen_message(session.layout, direction, pages is not None)
         return (
             session,

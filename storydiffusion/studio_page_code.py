@@ -92,13 +92,17 @@ STUDIO_CSS = """
 }
 .dark .gradio-container { --body-text-color-subdued: #a9a9b4; --block-info-text-color: #a9a9b4; }
 .file-preview td.download { width: 6.5em !important; min-width: 0 !important; }
-/* font-size 0: the space Gradio's markup leaves between a name and its extension takes no room ("kite-day .pdf") */
-.file-preview td.filename { width: auto !important; display: block !important; font-size: 0 !important; }
+/* font-size 0: the space Gradio's markup leaves between a name and its extension takes no room ("kite-day .pdf");
+   nowrap, and the extension joined to the name (U+2060), so no line breaks there: a long name wraps inside */
+.file-preview td.filename {
+  width: auto !important; display: block !important; font-size: 0 !important; white-space: nowrap !important;
+}
 .file-preview td.filename > span { font-size: var(--text-md); }
 .file-preview td.filename .stem {
   white-space: normal !important; overflow: visible !important; text-overflow: clip !important;
-  max-width: none !important; overflow-wrap: anywhere;
+  max-width: none !important; overflow-wrap: anywhere; unicode-bidi: isolate;
 }
+.file-preview td.filename .ext::before { content: "\\2060"; }
 @media (min-width: 641px) {
   #pages .thumbnail-item { aspect-ratio: auto !important; height: 560px !important; }
   #pages .thumbnail-item img { width: 100% !important; height: 100% !important; object-fit: contain !important; }
@@ -154,7 +158,8 @@ ZOOM_PAGE = """
     objectFit: "contain", objectPosition: "left top",  // Gradio's scale-down stops a page at its own size
   });
   const rightToLeft = (document.querySelector("#reading-direction") || {}).innerText || "";
-  if (rightToLeft.includes("right to left")) page.parentElement.scrollLeft = page.parentElement.scrollWidth;
+  // A page opens at its first panel: top right for right to left, top left otherwise (a page shown before kept its own).
+  page.parentElement.scrollLeft = rightToLeft.includes("right to left") ? page.parentElement.scrollWidth : 0;
 }
 """.replace("ZOOM_MOST", str(ZOOM_MOST)).replace("ZOOM_LEAST", str(ZOOM_LEAST))
 

@@ -48,7 +48,7 @@ def wire_project(
             *story_to_text(project.story),
             *settings,
             layout,
-            run_status.loaded_message(project.story, len(panels), model_note),
+            *[run_status.loaded_message(project.story, len(panels), model_note)] * 2,  # the project's line, the page's
             gallery_items(panels, session.home),
             *session.downloads().as_tuple(),
             session.photo_adapter,
@@ -88,6 +88,7 @@ def wire_project(
             *studio.advanced.values(),
             inputs.layout,
             studio.project.status,
+            results.status,  # its last run's or layout's words are of the work the project replaced
             results.gallery,
             *results.downloads(),
             studio.steering.photo_adapter,

@@ -51,5 +51,6 @@ def wire_reading(studio: Studio) -> None:
     studio.results.pages.change(follow_pages, [studio.session], [reading.page], **PAGE_ONLY)
     for picked in (studio.inputs.layout.change, studio.inputs.direction.change):
         picked(direction_of, [studio.inputs.layout, studio.inputs.direction], [reading.direction], **PAGE_ONLY)
-    for zoom_changed in (reading.zoom.change, reading.page.change):  # a new page keeps the zoom
+    # A new page keeps the zoom; a new reading direction opens the page at its first panel.
+    for zoom_changed in (reading.zoom.change, reading.page.change, reading.direction.change):
         zoom_changed(None, [reading.zoom], None, js=ZOOM_PAGE, **PAGE_ONLY)

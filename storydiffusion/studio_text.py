@@ -386,6 +386,8 @@ def reading_direction(layout: str, direction: str | None = None) -> str:
     a Hebrew or Arabic comic does, and the page says so."""
     from .layout.template_files import load_template
 
+    if layout == "none":
+        return "One page per panel, in the story's order."
     if (direction or load_template(layout).direction) == "rtl":
         return "**Read right to left** ←: each page starts at its top right corner (manga order)."
     return "Read left to right →, top to bottom."

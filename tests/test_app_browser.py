@@ -173,6 +173,13 @@ def test_generate_a_two_character_story_and_download_the_pdf(page, tmp_path):
         " return [Math.round(e.top - s.top), e.left - s.right]; })()"
     )
     assert gap[0] == 0 and abs(gap[1]) < 1, f"'kite-day .pdf': the name and its extension apart ({gap})"
+    apart = page.evaluate(  # a name that wraps keeps its extension beside its last line ("kite-day-" "panels.zip")
+        "[...document.querySelectorAll('.file-preview td.filename')].filter(td => {"
+        " const stem = td.querySelector('.stem'), ext = td.querySelector('.ext'); if (!stem || !ext) return false;"
+        " const last = [...stem.getClientRects()].pop();"
+        " return Math.abs(ext.getBoundingClientRect().top - last.top) > 2; }).map(td => td.innerText)"
+    )
+    assert not apart, f"a download's extension on a line of its own: {apart}"
     page_box, pages_box = page.locator("#pages img").first.bounding_box(), page.locator("#pages").bounding_box()
     assert page_box["y"] + page_box["height"] <= pages_box["y"] + pages_box["height"], (
         "the page is cut at the box's foot"
@@ -499,6 +506,7 @@ def test_a_saved_project_loads_in_another_users_session_on_a_phone(page, browser
             "document.querySelector('#project-status')?.innerText.includes('Loaded project')", timeout=60_000
         )
         assert other.input_value("#title textarea, #title input") == "Kite Day"
+        assert "Loaded project" in other.inner_text("#status")  # not the words of the work it replaced
         assert other.locator("#panels img").count() >= 3
         assert other.input_value("#layout input") == "manga" and other.input_value("#style input") == "manga"
         open_advanced(other)
@@ -647,6 +655,32 @@ def test_an_example_sets_its_story_style_seed_and_layout(page):
     assert page.get_by_label("characters only (subject)").is_checked()
 
 
+def test_the_arabic_example_reads_right_to_left_and_its_downloads_keep_their_extensions(page):
+    """Its pages read right to left in the classic layout, as Pages read and the reading line say; the Arabic
+    file names wrap inside the name, each extension beside its last line (".pdf" stood on a line of its own)."""
+    page.click("#examples input")
+    page.get_by_role("option", name="يوم في السوق").click()
+    page.wait_for_function("document.querySelector('#reading-direction')?.innerText.includes('right to left')")
+    assert page.locator("#direction").get_by_label("Right to left").is_checked()
+    assert page.input_value("#layout input") == "classic"
+    open_advanced(page)
+    for size in ("#width", "#height"):
+        page.fill(f"{size} input[type=number]", "128")
+        page.press(f"{size} input[type=number]", "Enter")
+    page.fill("#steps input[type=number]", "2")
+    page.press("#steps input[type=number]", "Enter")
+    page.click("#generate")
+    page.wait_for_function("document.querySelector('#status')?.innerText.startsWith('Done')", timeout=240_000)
+    page.wait_for_selector("#cbz .stem", timeout=60_000)
+    apart = page.evaluate(
+        "[...document.querySelectorAll('.file-preview td.filename')].filter(td => {"
+        " const stem = td.querySelector('.stem'), ext = td.querySelector('.ext'); if (!stem || !ext) return false;"
+        " const last = [...stem.getClientRects()].pop();"
+        " return Math.abs(ext.getBoundingClientRect().top - last.top) > 2; }).map(td => td.innerText)"
+    )
+    assert not apart, f"a download's extension on a line of its own: {apart}"
+
+
 def test_a_reload_keeps_the_story_typed_in_this_browser_only(page, browser, studio_url):
     page.fill("#characters textarea", "[Mia] a girl in a red dress")
     page.fill("#story textarea", "[Mia] runs\n[Mia] sits")
@@ -734,6 +768,7 @@ def test_manga_pages_say_they_read_right_to_left_and_a_page_opens_zoomed(page):
     page.wait_for_function(  # the page view follows the pages typeset anew: the classic page, not the manga one
         f"document.querySelector('#page-view img')?.src !== {json.dumps(shown)}", timeout=60_000
     )
+    page.wait_for_function(f"{frame}.scrollLeft === 0")  # a left-to-right page opens at its top left corner
     # Pages read right to left in the classic layout too (a comic in Hebrew or Arabic), and the page says so.
     shown = page.evaluate("document.querySelector('#page-view img').src")
     page.locator("#direction").get_by_text("Right to left", exact=True).click()

@@ -458,3 +458,18 @@ def test_with_two_devices_two_users_draw_at_once_each_on_a_model_of_its_own():
         assert len(loaded) == 2  # the default device's model, then a second copy for the second device
     finally:
         demo.close()
+
+
+@pytest.mark.slow
+def test_pages_typeset_after_an_example_is_picked_read_as_the_page_then_says(server, tmp_path):
+    """Picking the Arabic example over finished pages sets Pages read to right to left; the next pages typeset
+    (another layout) read so, as the radio and the reading line say (they were typeset left to right)."""
+    maker = client(server, tmp_path)
+    maker.predict(**STORY, **SMALL, model=OFFLINE_MODEL, layout="classic", api_name="/generate")
+    picked = maker.predict("يوم في السوق", api_name="/pick_example")
+    assert "rtl" in picked
+    status, *files = maker.predict("strip", api_name="/change_layout")
+    cbz = next(str(file) for file in files if str(file).endswith(".cbz"))
+    assert b"YesAndRightToLeft" in zipfile.ZipFile(cbz).read("ComicInfo.xml"), status
+    again = maker.predict("rtl", api_name="/change_direction")[0]  # the same value: a sentence, not an update
+    assert again == "Pages typeset with the strip layout, read right to left."
